@@ -1,0 +1,288 @@
+//! Grid axes and lazy expansion.
+//!
+//! A grid is a list of *dimensions*; a dimension is one axis, or several axes zipped together
+//! (`[[zip]]`) that vary in lockstep. The trial count is the product of the dimension lengths, and
+//! point `i` is decoded in mixed radix (the last dimension varies fastest), so nothing proportional
+//! to the number of points is ever materialised.
+
+use crate::params::{Hyperparams, OptimizerKind};
+use std::fmt;
+
+/// The axes a grid may vary, in canonical order (which fixes dimension order and so trial order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AxisName {
+    /// `optimizer`
+    Optimizer,
+    /// `batch_size`
+    BatchSize,
+    /// `lr`
+    Lr,
+    /// `beta1`
+    Beta1,
+    /// `beta2`
+    Beta2,
+    /// `eps`
+    Eps,
+    /// `weight_decay`
+    WeightDecay,
+    /// `seed`
+    Seed,
+}
+
+impl AxisName {
+    /// Every axis, in canonical order.
+    pub const ALL: [AxisName; 8] = [
+        AxisName::Optimizer,
+        AxisName::BatchSize,
+        AxisName::Lr,
+        AxisName::Beta1,
+        AxisName::Beta2,
+        AxisName::Eps,
+        AxisName::WeightDecay,
+        AxisName::Seed,
+    ];
+
+    /// The key used in sweep files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AxisName::Optimizer => "optimizer",
+            AxisName::BatchSize => "batch_size",
+            AxisName::Lr => "lr",
+            AxisName::Beta1 => "beta1",
+            AxisName::Beta2 => "beta2",
+            AxisName::Eps => "eps",
+            AxisName::WeightDecay => "weight_decay",
+            AxisName::Seed => "seed",
+        }
+    }
+
+    /// Looks an axis up by its sweep-file key.
+    pub fn from_key(key: &str) -> Option<AxisName> {
+        AxisName::ALL.into_iter().find(|a| a.as_str() == key)
+    }
+
+    /// The known keys, comma separated, for error messages.
+    pub fn known_keys() -> String {
+        AxisName::ALL.map(AxisName::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for AxisName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The values of one axis, typed by the axis.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AxisValues {
+    /// Optimizer names.
+    Optimizer(Vec<OptimizerKind>),
+    /// Whole numbers (batch size, seed).
+    Int(Vec<u64>),
+    /// Real numbers (lr, β, ε, weight decay).
+    Real(Vec<f64>),
+}
+
+impl AxisValues {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            AxisValues::Optimizer(v) => v.len(),
+            AxisValues::Int(v) => v.len(),
+            AxisValues::Real(v) => v.len(),
+        }
+    }
+
+    /// Whether the axis has no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i` formatted for display.
+    pub fn display(&self, i: usize) -> String {
+        match self {
+            AxisValues::Optimizer(v) => v[i].to_string(),
+            AxisValues::Int(v) => v[i].to_string(),
+            AxisValues::Real(v) => format_real(v[i]),
+        }
+    }
+}
+
+/// Formats a real number compactly (`0.001`, `1e-8`).
+pub fn format_real(x: f64) -> String {
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// One dimension of the product: a single axis or a zip group of equal-length axes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dimension {
+    /// The axes of this dimension (one, or several for a zip group), all of length `len`.
+    pub axes: Vec<(AxisName, AxisValues)>,
+    /// The common length.
+    pub len: usize,
+}
+
+/// An expanded grid: dimensions in canonical order, plus defaults for axes no dimension sets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grid {
+    dims: Vec<Dimension>,
+    total: u64,
+}
+
+impl Grid {
+    /// Builds a grid; dimensions are put in canonical order (by their first axis).
+    /// Returns `None` when the product overflows `u64`.
+    pub fn new(mut dims: Vec<Dimension>) -> Option<Grid> {
+        for d in &mut dims {
+            d.axes.sort_by_key(|(a, _)| *a);
+        }
+        dims.sort_by_key(|d| d.axes.first().map(|(a, _)| *a));
+        let total = dims.iter().try_fold(1u64, |acc, d| acc.checked_mul(d.len as u64))?;
+        Some(Grid { dims, total })
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether the grid has no point.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The dimensions, in canonical order.
+    pub fn dims(&self) -> &[Dimension] {
+        &self.dims
+    }
+
+    /// The values of an axis, if a dimension sets it.
+    pub fn axis(&self, name: AxisName) -> Option<&AxisValues> {
+        self.dims
+            .iter()
+            .flat_map(|d| d.axes.iter())
+            .find(|(a, _)| *a == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Point `index` (< `len()`). Axes no dimension sets take their defaults; the optimizer
+    /// defaults to SGD only if no dimension names one (validation requires it to be named).
+    pub fn point(&self, index: u64) -> Hyperparams {
+        let mut p = Hyperparams {
+            optimizer: OptimizerKind::Sgd,
+            batch_size: Hyperparams::DEFAULT_BATCH_SIZE,
+            lr: f64::NAN,
+            beta1: Hyperparams::DEFAULT_BETA1,
+            beta2: Hyperparams::DEFAULT_BETA2,
+            eps: Hyperparams::DEFAULT_EPS,
+            weight_decay: Hyperparams::DEFAULT_WEIGHT_DECAY,
+            seed: Hyperparams::DEFAULT_SEED,
+        };
+        let mut rest = index;
+        for d in self.dims.iter().rev() {
+            let len = d.len as u64;
+            let k = (rest % len) as usize;
+            rest /= len;
+            for (axis, values) in &d.axes {
+                set_axis(&mut p, *axis, values, k);
+            }
+        }
+        p
+    }
+
+    /// Iterates over all points lazily, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = Hyperparams> + '_ {
+        (0..self.total).map(|i| self.point(i))
+    }
+}
+
+fn set_axis(p: &mut Hyperparams, axis: AxisName, values: &AxisValues, k: usize) {
+    match (axis, values) {
+        (AxisName::Optimizer, AxisValues::Optimizer(v)) => p.optimizer = v[k],
+        (AxisName::BatchSize, AxisValues::Int(v)) => p.batch_size = v[k],
+        (AxisName::Seed, AxisValues::Int(v)) => p.seed = v[k],
+        (AxisName::Lr, AxisValues::Real(v)) => p.lr = v[k],
+        (AxisName::Beta1, AxisValues::Real(v)) => p.beta1 = v[k],
+        (AxisName::Beta2, AxisValues::Real(v)) => p.beta2 = v[k],
+        (AxisName::Eps, AxisValues::Real(v)) => p.eps = v[k],
+        (AxisName::WeightDecay, AxisValues::Real(v)) => p.weight_decay = v[k],
+        // The spec parser builds values of the axis's own type; no other pairing exists.
+        _ => unreachable!("axis {axis} built with values of another type"),
+    }
+}
+
+/// `num` points from `lo` to `hi` inclusive, evenly spaced (`log = false`) or evenly spaced in log.
+pub fn spaced(lo: f64, hi: f64, num: usize, log: bool) -> Vec<f64> {
+    if num == 1 {
+        return vec![lo];
+    }
+    let (a, b) = if log { (lo.ln(), hi.ln()) } else { (lo, hi) };
+    (0..num)
+        .map(|i| {
+            // Hit both ends exactly.
+            if i == 0 {
+                return lo;
+            }
+            if i == num - 1 {
+                return hi;
+            }
+            let t = a + (b - a) * (i as f64) / ((num - 1) as f64);
+            if log { t.exp() } else { t }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dim(axes: Vec<(AxisName, AxisValues)>) -> Dimension {
+        let len = axes[0].1.len();
+        Dimension { axes, len }
+    }
+
+    #[test]
+    fn mixed_radix_decoding_covers_the_product() {
+        let g = Grid::new(vec![
+            dim(vec![(AxisName::Seed, AxisValues::Int(vec![0, 1, 2]))]),
+            dim(vec![(AxisName::Lr, AxisValues::Real(vec![0.1, 0.2]))]),
+        ])
+        .unwrap();
+        assert_eq!(g.len(), 6);
+        let pts: Vec<(f64, u64)> = g.iter().map(|p| (p.lr, p.seed)).collect();
+        // lr comes before seed in canonical order, so seed varies fastest.
+        assert_eq!(pts, vec![(0.1, 0), (0.1, 1), (0.1, 2), (0.2, 0), (0.2, 1), (0.2, 2)]);
+    }
+
+    #[test]
+    fn zip_varies_in_lockstep() {
+        let g = Grid::new(vec![dim(vec![
+            (AxisName::Lr, AxisValues::Real(vec![0.1, 0.2])),
+            (AxisName::BatchSize, AxisValues::Int(vec![8, 16])),
+        ])])
+        .unwrap();
+        let pts: Vec<(u64, f64)> = g.iter().map(|p| (p.batch_size, p.lr)).collect();
+        assert_eq!(pts, vec![(8, 0.1), (16, 0.2)]);
+    }
+
+    #[test]
+    fn overflow_is_detected() {
+        let big = AxisValues::Int((0..1 << 16).collect());
+        let dims = (0..5).map(|_| dim(vec![(AxisName::Seed, big.clone())])).collect();
+        assert!(Grid::new(dims).is_none());
+    }
+
+    #[test]
+    fn spaced_hits_both_ends() {
+        let v = spaced(1e-4, 1e-1, 4, true);
+        assert_eq!(v[0], 1e-4);
+        assert_eq!(v[3], 1e-1);
+        assert!((v[1] - 1e-3).abs() < 1e-15);
+        assert_eq!(spaced(0.0, 1.0, 3, false), vec![0.0, 0.5, 1.0]);
+    }
+}

@@ -1,0 +1,106 @@
+//! Trial identity: a content hash of everything that determines a trial's result.
+//!
+//! # Canonical form
+//!
+//! A trial's id is the first 8 bytes (16 hex digits) of SHA-256 over the UTF-8 text of this JSON
+//! value, serialised compactly with object keys sorted (serde_json's default map is ordered):
+//!
+//! ```json
+//! {"canon":1,"params":{...Hyperparams...},"sim":"<simulator version>","task":{...TaskSpec...}}
+//! ```
+//!
+//! `task` is the typed task *after* defaults are filled in, and `params` holds every
+//! hyperparameter including the seed. Numbers are written by serde_json (shortest round-trip form),
+//! so `1e-3` and `0.001` in a sweep file give the same id. Because the value is built from typed
+//! structs and keys are sorted, neither the order of keys in the file nor the order of grid axes
+//! changes an id; changing one value changes exactly the trials that carry it. Execution settings
+//! (retries, timeout) are not part of the id: they do not change what a trial computes.
+
+use crate::params::Hyperparams;
+use crate::task::TaskSpec;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// Version of the canonical form itself; bump it only with a migration note.
+pub const CANONICAL_FORM: u32 = 1;
+
+/// A trial's content id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrialId(pub u64);
+
+impl fmt::Display for TrialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for TrialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TrialId({self})")
+    }
+}
+
+/// Error for a malformed trial id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid trial id `{0}` (expected 16 hex digits)")]
+pub struct InvalidTrialId(pub String);
+
+impl FromStr for TrialId {
+    type Err = InvalidTrialId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 16 {
+            return Err(InvalidTrialId(s.to_string()));
+        }
+        u64::from_str_radix(s, 16).map(TrialId).map_err(|_| InvalidTrialId(s.to_string()))
+    }
+}
+
+impl Serialize for TrialId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TrialId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The canonical JSON of a task (defaults filled in, keys sorted).
+pub fn canonical_task(task: &TaskSpec) -> serde_json::Value {
+    // Serialising plain data structs to a JSON value cannot fail (no non-string map keys).
+    serde_json::to_value(task).unwrap_or(serde_json::Value::Null)
+}
+
+/// Computes a trial id from the canonical task JSON, the hyperparameters and the simulator version.
+pub fn trial_id(task: &serde_json::Value, params: &Hyperparams, sim_version: &str) -> TrialId {
+    let canon = serde_json::json!({
+        "canon": CANONICAL_FORM,
+        "params": params,
+        "sim": sim_version,
+        "task": task,
+    });
+    let text = canon.to_string();
+    let digest = Sha256::digest(text.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    TrialId(u64::from_be_bytes(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_parse_round_trip() {
+        let id = TrialId(0x00ab_cdef_0123_4567);
+        assert_eq!(id.to_string(), "00abcdef01234567");
+        assert_eq!("00abcdef01234567".parse::<TrialId>().unwrap(), id);
+        assert!("xyz".parse::<TrialId>().is_err());
+        assert!("00abcdef0123456g".parse::<TrialId>().is_err());
+    }
+}

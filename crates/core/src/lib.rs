@@ -1,0 +1,23 @@
+//! kappa-core: sweep specs and their validation, lazy grid expansion, trial identity, and the
+//! lease/attempt state machine. No I/O and no async: everything here is a pure function of its
+//! inputs, so every other crate can rely on it and tests can drive it directly.
+
+#![warn(missing_docs)]
+
+pub mod grid;
+pub mod id;
+pub mod params;
+pub mod plan;
+pub mod sched;
+pub mod spec;
+pub mod task;
+pub mod trial;
+
+pub use grid::{AxisName, AxisValues, Grid};
+pub use id::{TrialId, canonical_task, trial_id};
+pub use params::{Hyperparams, OptimizerKind};
+pub use plan::Plan;
+pub use sched::{Scheduler, SchedulerConfig, WorkerId};
+pub use spec::{Execution, SpecError, Sweep};
+pub use task::TaskSpec;
+pub use trial::{AttemptOutcome, Counts, CurvePoint, Estimate, PlannedTrial, TrialMetrics, TrialStatus};

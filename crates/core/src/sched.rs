@@ -1,0 +1,330 @@
+//! The lease/attempt state machine: which trial is where, and which report counts.
+//!
+//! Pure and synchronous: time is passed in as milliseconds, so the coordinator drives it from a
+//! clock and tests drive it from a script. Invariants it keeps:
+//! - a trial is in exactly one of pending / leased / done;
+//! - every lease carries a fresh attempt number (attempts only grow);
+//! - only a report for the *current* lease of a trial changes state; any other report is late;
+//! - a terminal trial never changes again.
+
+use crate::id::TrialId;
+use crate::params::Hyperparams;
+use crate::trial::{Counts, TrialStatus};
+use std::collections::{HashMap, VecDeque};
+
+/// A registered worker, numbered by the coordinator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(pub u64);
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "w{}", self.0)
+    }
+}
+
+/// Scheduler settings.
+#[derive(Clone, Copy, Debug)]
+pub struct SchedulerConfig {
+    /// A lease not renewed for this long expires.
+    pub lease_timeout_ms: u64,
+    /// Failed attempts allowed before a trial is failed for good (retries + 1).
+    pub max_failures: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum State {
+    Pending,
+    Leased { worker: WorkerId, deadline: u64 },
+    Done(TrialStatus),
+}
+
+#[derive(Debug)]
+struct Entry {
+    params: Hyperparams,
+    attempt: u32,
+    failures: u32,
+    state: State,
+}
+
+/// A lease handed to a worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    /// The trial.
+    pub id: TrialId,
+    /// Its attempt number (1 for the first).
+    pub attempt: u32,
+    /// Its hyperparameters.
+    pub params: Hyperparams,
+    /// When the lease expires unless renewed.
+    pub deadline_ms: u64,
+}
+
+/// What a worker says happened to an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Produced metrics.
+    Succeeded,
+    /// Loss overflowed (final; never retried).
+    Diverged,
+    /// Failed; retried while the failure budget lasts.
+    Failed,
+}
+
+/// What the scheduler made of a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// It was the current attempt; the trial is now in `status` (`Pending` when it will be retried).
+    Accepted {
+        /// The trial's status after the report.
+        status: TrialStatus,
+    },
+    /// Not the current attempt (superseded, expired, or the trial is already done): recorded, not counted.
+    Late,
+    /// No such trial.
+    Unknown,
+}
+
+/// A lease that was taken back (expired, or its worker left).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Revoked {
+    /// The trial, now pending again.
+    pub id: TrialId,
+    /// The attempt that was abandoned.
+    pub attempt: u32,
+    /// The worker that held it.
+    pub worker: WorkerId,
+}
+
+/// The state machine.
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: SchedulerConfig,
+    entries: HashMap<TrialId, Entry>,
+    queue: VecDeque<TrialId>,
+    counts: Counts,
+}
+
+impl Scheduler {
+    /// An empty scheduler.
+    pub fn new(cfg: SchedulerConfig) -> Scheduler {
+        Scheduler { cfg, entries: HashMap::new(), queue: VecDeque::new(), counts: Counts::default() }
+    }
+
+    /// Adds a trial as the store knows it: `attempts` leases so far, `failures` of them failed.
+    /// A non-terminal status (pending, or running from a process that is gone) becomes pending.
+    pub fn add(&mut self, id: TrialId, params: Hyperparams, attempts: u32, failures: u32, status: TrialStatus) {
+        if self.entries.contains_key(&id) {
+            return;
+        }
+        let state = if status.is_terminal() { State::Done(status) } else { State::Pending };
+        let counted = if status.is_terminal() { status } else { TrialStatus::Pending };
+        self.counts.add(counted, 1);
+        if state == State::Pending {
+            self.queue.push_back(id);
+        }
+        self.entries.insert(id, Entry { params, attempt: attempts, failures, state });
+    }
+
+    /// Counts by status.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Whether every trial is terminal.
+    pub fn is_finished(&self) -> bool {
+        self.counts.done() == self.counts.total
+    }
+
+    /// Whether any trial waits for a worker.
+    pub fn has_pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Leases up to `max` pending trials to `worker`.
+    pub fn lease(&mut self, worker: WorkerId, now_ms: u64, max: usize) -> Vec<Grant> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(id) = self.queue.pop_front() else { break };
+            let Some(e) = self.entries.get_mut(&id) else { continue };
+            if e.state != State::Pending {
+                continue;
+            }
+            e.attempt += 1;
+            let deadline_ms = now_ms + self.cfg.lease_timeout_ms;
+            e.state = State::Leased { worker, deadline: deadline_ms };
+            self.counts.shift(TrialStatus::Pending, TrialStatus::Running);
+            out.push(Grant { id, attempt: e.attempt, params: e.params.clone(), deadline_ms });
+        }
+        out
+    }
+
+    /// Renews the leases `worker` says it holds; returns those that are no longer its current ones
+    /// (the worker should abandon them).
+    pub fn heartbeat(&mut self, worker: WorkerId, held: &[(TrialId, u32)], now_ms: u64) -> Vec<(TrialId, u32)> {
+        let mut stale = Vec::new();
+        for &(id, attempt) in held {
+            match self.entries.get_mut(&id) {
+                Some(Entry { attempt: a, state: State::Leased { worker: w, deadline }, .. })
+                    if *a == attempt && *w == worker =>
+                {
+                    *deadline = now_ms + self.cfg.lease_timeout_ms;
+                }
+                _ => stale.push((id, attempt)),
+            }
+        }
+        stale
+    }
+
+    /// Applies a report for (`id`, `attempt`) from `worker`.
+    pub fn report(&mut self, worker: WorkerId, id: TrialId, attempt: u32, kind: ReportKind) -> Disposition {
+        let max_failures = self.cfg.max_failures;
+        let Some(e) = self.entries.get_mut(&id) else { return Disposition::Unknown };
+        let current = matches!(e.state, State::Leased { worker: w, .. } if w == worker) && e.attempt == attempt;
+        if !current {
+            return Disposition::Late;
+        }
+        let status = match kind {
+            ReportKind::Succeeded => TrialStatus::Succeeded,
+            ReportKind::Diverged => TrialStatus::Diverged,
+            ReportKind::Failed => {
+                e.failures += 1;
+                if e.failures >= max_failures { TrialStatus::Failed } else { TrialStatus::Pending }
+            }
+        };
+        self.counts.shift(TrialStatus::Running, status);
+        if status == TrialStatus::Pending {
+            e.state = State::Pending;
+            self.queue.push_back(id);
+        } else {
+            e.state = State::Done(status);
+        }
+        Disposition::Accepted { status }
+    }
+
+    /// Returns every lease whose deadline has passed to pending.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Revoked> {
+        self.revoke_where(|_, deadline| deadline <= now_ms)
+    }
+
+    /// Returns every lease held by `worker` to pending (it left or is shutting down).
+    pub fn release_worker(&mut self, worker: WorkerId) -> Vec<Revoked> {
+        self.revoke_where(|w, _| w == worker)
+    }
+
+    fn revoke_where(&mut self, pred: impl Fn(WorkerId, u64) -> bool) -> Vec<Revoked> {
+        let mut out = Vec::new();
+        for (id, e) in &mut self.entries {
+            if let State::Leased { worker, deadline } = e.state {
+                if pred(worker, deadline) {
+                    e.state = State::Pending;
+                    out.push(Revoked { id: *id, attempt: e.attempt, worker });
+                }
+            }
+        }
+        // Deterministic requeue order.
+        out.sort_by_key(|r| r.id);
+        for r in &out {
+            self.counts.shift(TrialStatus::Running, TrialStatus::Pending);
+            self.queue.push_front(r.id);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::OptimizerKind;
+
+    fn params() -> Hyperparams {
+        Hyperparams {
+            optimizer: OptimizerKind::Sgd,
+            batch_size: 1,
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            seed: 0,
+        }
+    }
+
+    fn sched(n: u64) -> Scheduler {
+        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 2 });
+        for i in 0..n {
+            s.add(TrialId(i), params(), 0, 0, TrialStatus::Pending);
+        }
+        s
+    }
+
+    const W1: WorkerId = WorkerId(1);
+    const W2: WorkerId = WorkerId(2);
+
+    #[test]
+    fn lease_report_finishes() {
+        let mut s = sched(2);
+        let g = s.lease(W1, 0, 10);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].attempt, 1);
+        assert_eq!(s.report(W1, g[0].id, 1, ReportKind::Succeeded), Disposition::Accepted { status: TrialStatus::Succeeded });
+        assert!(!s.is_finished());
+        s.report(W1, g[1].id, 1, ReportKind::Diverged);
+        assert!(s.is_finished());
+        assert_eq!(s.counts().diverged, 1);
+    }
+
+    #[test]
+    fn expired_lease_is_fenced() {
+        let mut s = sched(1);
+        let g = s.lease(W1, 0, 1);
+        assert_eq!(s.heartbeat(W1, &[(g[0].id, 1)], 50), vec![]);
+        // Renewed at 50: still leased at 120.
+        assert!(s.expire(120).is_empty());
+        let r = s.expire(150);
+        assert_eq!(r, vec![Revoked { id: TrialId(0), attempt: 1, worker: W1 }]);
+        let g2 = s.lease(W2, 160, 1);
+        assert_eq!(g2[0].attempt, 2);
+        // The old worker's report is late, its heartbeat says the lease is stale.
+        assert_eq!(s.report(W1, TrialId(0), 1, ReportKind::Succeeded), Disposition::Late);
+        assert_eq!(s.heartbeat(W1, &[(TrialId(0), 1)], 170), vec![(TrialId(0), 1)]);
+        assert_eq!(s.report(W2, TrialId(0), 2, ReportKind::Succeeded), Disposition::Accepted { status: TrialStatus::Succeeded });
+        // A duplicate of the accepted report is late.
+        assert_eq!(s.report(W2, TrialId(0), 2, ReportKind::Succeeded), Disposition::Late);
+        assert_eq!(s.counts().succeeded, 1);
+    }
+
+    #[test]
+    fn failures_retry_then_fail() {
+        let mut s = sched(1);
+        let g = s.lease(W1, 0, 1);
+        assert_eq!(s.report(W1, g[0].id, 1, ReportKind::Failed), Disposition::Accepted { status: TrialStatus::Pending });
+        let g = s.lease(W1, 0, 1);
+        assert_eq!(g[0].attempt, 2);
+        assert_eq!(s.report(W1, g[0].id, 2, ReportKind::Failed), Disposition::Accepted { status: TrialStatus::Failed });
+        assert!(s.is_finished());
+        assert!(s.lease(W1, 0, 1).is_empty());
+    }
+
+    #[test]
+    fn resumed_trials_keep_counting_attempts() {
+        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 3 });
+        s.add(TrialId(1), params(), 4, 0, TrialStatus::Running);
+        s.add(TrialId(2), params(), 1, 0, TrialStatus::Succeeded);
+        assert_eq!(s.counts().pending, 1);
+        assert_eq!(s.counts().succeeded, 1);
+        let g = s.lease(W1, 0, 5);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].attempt, 5);
+    }
+
+    #[test]
+    fn released_worker_returns_its_leases() {
+        let mut s = sched(3);
+        s.lease(W1, 0, 2);
+        s.lease(W2, 0, 1);
+        let r = s.release_worker(W1);
+        assert_eq!(r.len(), 2);
+        assert_eq!(s.counts().pending, 2);
+        assert_eq!(s.counts().running, 1);
+    }
+}

@@ -1,0 +1,714 @@
+//! The sweep file (version 1): parsing and validation.
+//!
+//! Every error names the file, the key, and the line and column of the offending value, and never
+//! panics. Parsing goes in two passes over the same text: serde deserialises the typed structure
+//! (so unknown keys and wrong types are caught with their position), then [`validate`] checks
+//! values, locating each offending key through a span-preserving parse of the document.
+
+use crate::grid::{AxisName, AxisValues, Dimension, Grid, spaced};
+use crate::params::OptimizerKind;
+use crate::task::{LandscapeSpec, NoiseSpec, RecordEvery, SimTask, TaskSpec};
+use serde::Deserialize;
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+use toml::de::DeTable;
+
+/// The sweep-file version this build reads.
+pub const SPEC_VERSION: u32 = 1;
+
+/// Default cap on the number of grid points (`execution.max_trials`).
+pub const DEFAULT_MAX_TRIALS: u64 = 10_000_000;
+
+/// A validated sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sweep {
+    /// Sweep name; also the default state directory `runs/<name>`.
+    pub name: String,
+    /// What each trial runs.
+    pub task: TaskSpec,
+    /// The expanded (lazy) grid of hyperparameters.
+    pub grid: Grid,
+    /// How trials are executed.
+    pub execution: Execution,
+}
+
+/// The `[execution]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Execution {
+    /// Extra attempts after a failed one.
+    pub retries: u32,
+    /// Wall-clock limit of one attempt.
+    pub timeout: Option<Duration>,
+    /// CPUs a trial asks for.
+    pub cpus: u32,
+    /// GPUs a trial asks for.
+    pub gpus: u32,
+    /// Refuse grids with more points than this.
+    pub max_trials: u64,
+}
+
+impl Default for Execution {
+    fn default() -> Self {
+        Execution { retries: 2, timeout: None, cpus: 1, gpus: 0, max_trials: DEFAULT_MAX_TRIALS }
+    }
+}
+
+/// A sweep-file error: where it is and what is wrong.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub struct SpecError {
+    /// The file (as the user named it).
+    pub file: String,
+    /// The dotted key path, e.g. `grid.lr[2]`, where known.
+    pub key: Option<String>,
+    /// 1-based line, where known.
+    pub line: Option<usize>,
+    /// 1-based column, where known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// The source line, where known.
+    pub source_line: Option<String>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(k) = &self.key {
+            write!(f, "`{k}`: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let (Some(src), Some(l), Some(c)) = (&self.source_line, self.line, self.column) {
+            let gutter = l.to_string().len();
+            write!(f, "\n{:gutter$} |\n{l} | {src}\n{:gutter$} | {:>c$}", "", "", "^")?;
+        }
+        Ok(())
+    }
+}
+
+/// One step of a key path.
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn path_string(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// The source text plus a span-preserving parse of it, to locate keys in errors.
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    doc: Option<DeTable<'a>>,
+}
+
+impl<'a> Ctx<'a> {
+    fn span_of(&self, path: &[Seg]) -> Option<Range<usize>> {
+        let doc = self.doc.as_ref()?;
+        let (first, rest) = path.split_first()?;
+        let Seg::Key(k) = first else { return None };
+        let (key, mut value) = doc.get_key_value(k.as_str())?;
+        let mut span = value.span();
+        // A table header's value span can be empty; fall back to the key.
+        if span.is_empty() {
+            span = key.span();
+        }
+        for seg in rest {
+            let next = match seg {
+                Seg::Key(k) => value.get_ref().get(k.as_str()),
+                Seg::Index(i) => value.get_ref().get(*i),
+            };
+            match next {
+                Some(v) => {
+                    value = v;
+                    if !v.span().is_empty() {
+                        span = v.span();
+                    }
+                }
+                None => break,
+            }
+        }
+        Some(span)
+    }
+
+    fn error_at(&self, span: Option<Range<usize>>, key: Option<String>, message: String) -> SpecError {
+        let (line, column, source_line) = match span {
+            Some(r) => {
+                let (l, c, src) = line_col(self.text, r.start);
+                (Some(l), Some(c), Some(src))
+            }
+            None => (None, None, None),
+        };
+        SpecError { file: self.file.to_string(), key, line, column, message, source_line }
+    }
+
+    fn err(&self, path: &[Seg], message: impl Into<String>) -> SpecError {
+        let key = (!path.is_empty()).then(|| path_string(path));
+        self.error_at(self.span_of(path), key, message.into())
+    }
+}
+
+/// 1-based line and column (in characters) of byte offset `at`, and the text of that line.
+fn line_col(text: &str, at: usize) -> (usize, usize, String) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[start..at].chars().count() + 1;
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    (line, column, text[start..end].trim_end_matches('\r').to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSweep {
+    version: u32,
+    name: String,
+    task: RawTask,
+    grid: toml::Table,
+    #[serde(default)]
+    zip: Vec<toml::Table>,
+    #[serde(default)]
+    execution: RawExecution,
+}
+
+// The `[task]` table as written. Tagged enums are avoided here on purpose: serde buffers them,
+// which loses the positions that errors must report. Every field of every kind is optional here
+// and checked against the kind in `validate_task`, which builds the typed `TaskSpec`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    kind: TaskKind,
+    landscape: Option<RawLandscape>,
+    noise: Option<RawNoise>,
+    x0: Option<f64>,
+    paths: Option<u32>,
+    samples: Option<u64>,
+    record_every: Option<RecordEvery>,
+    burn_in: Option<f64>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum TaskKind {
+    Optimizer,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLandscape {
+    kind: LandscapeKind,
+    eigenvalues: Option<Vec<f64>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum LandscapeKind {
+    Quadratic,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNoise {
+    kind: NoiseKind,
+    sigma: Option<f64>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum NoiseKind {
+    Gaussian,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExecution {
+    retries: Option<u32>,
+    timeout: Option<String>,
+    resources: Option<RawResources>,
+    max_trials: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    #[serde(default = "one")]
+    cpus: u32,
+    #[serde(default)]
+    gpus: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Sweep {
+    /// Parses and validates a sweep file's text. `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Sweep, SpecError> {
+        let mut ctx = Ctx { file, text, doc: None };
+        let raw: RawSweep = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span();
+                let key = span.as_ref().and_then(|r| key_at(text, r.clone()));
+                return Err(ctx.error_at(span, key, e.message().trim().to_string()));
+            }
+        };
+        ctx.doc = DeTable::parse(text).ok().map(|d| d.into_inner());
+        validate(&ctx, raw)
+    }
+}
+
+/// The bare key a span points at, if it points at one.
+fn key_at(text: &str, r: Range<usize>) -> Option<String> {
+    let s = text.get(r)?.trim();
+    let bare = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    bare.then(|| s.to_string())
+}
+
+fn k(s: &str) -> Seg {
+    Seg::Key(s.to_string())
+}
+
+fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
+    if raw.version != SPEC_VERSION {
+        return Err(ctx.err(
+            &[k("version")],
+            format!("unsupported sweep file version {} (this kappa reads version {SPEC_VERSION})", raw.version),
+        ));
+    }
+    validate_name(ctx, &raw.name)?;
+    let execution = validate_execution(ctx, raw.execution)?;
+    let task = validate_task(ctx, raw.task)?;
+    let grid = build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials)?;
+    check_budget(ctx, &task, &grid, &raw.zip)?;
+    Ok(Sweep { name: raw.name, task, grid, execution })
+}
+
+fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ctx.err(
+            &[k("name")],
+            format!(
+                "sweep name {name:?} must be 1-128 characters of letters, digits, '-', '_' or '.', \
+                 not starting with '.' (it names the directory runs/<name>)"
+            ),
+        ))
+    }
+}
+
+fn validate_execution(ctx: &Ctx<'_>, raw: RawExecution) -> Result<Execution, SpecError> {
+    let mut e = Execution::default();
+    if let Some(r) = raw.retries {
+        e.retries = r;
+    }
+    if let Some(t) = raw.timeout {
+        e.timeout = Some(
+            parse_duration(&t).map_err(|m| ctx.err(&[k("execution"), k("timeout")], m))?,
+        );
+    }
+    if let Some(r) = raw.resources {
+        if r.cpus == 0 {
+            return Err(ctx.err(&[k("execution"), k("resources"), k("cpus")], "cpus must be at least 1"));
+        }
+        e.cpus = r.cpus;
+        e.gpus = r.gpus;
+    }
+    if let Some(m) = raw.max_trials {
+        if m == 0 {
+            return Err(ctx.err(&[k("execution"), k("max_trials")], "max_trials must be at least 1"));
+        }
+        e.max_trials = m;
+    }
+    Ok(e)
+}
+
+/// Parses `"90s"`, `"10m"`, `"2h"`, `"500ms"`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!(r#"duration {s:?} must be a number with a unit, like "90s", "10m" or "2h""#))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?} (use ms, s, m or h)")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
+    let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
+    let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
+    match raw.kind {
+        TaskKind::Optimizer => {}
+    }
+    let landscape = raw.landscape.ok_or_else(|| required("landscape"))?;
+    let landscape = match landscape.kind {
+        LandscapeKind::Quadratic => {
+            let eigenvalues = landscape.eigenvalues.ok_or_else(|| {
+                ctx.err(&at(&["landscape"]), "a quadratic landscape needs `eigenvalues = [...]`")
+            })?;
+            if eigenvalues.is_empty() {
+                return Err(ctx.err(&at(&["landscape", "eigenvalues"]), "eigenvalues must not be empty"));
+            }
+            for (i, &l) in eigenvalues.iter().enumerate() {
+                if !(l > 0.0 && l.is_finite()) {
+                    let mut p = at(&["landscape", "eigenvalues"]);
+                    p.push(Seg::Index(i));
+                    return Err(ctx.err(&p, format!("eigenvalues must be finite and > 0, got {l}")));
+                }
+            }
+            LandscapeSpec::Quadratic { eigenvalues }
+        }
+    };
+    let noise = raw.noise.ok_or_else(|| required("noise"))?;
+    let noise = match noise.kind {
+        NoiseKind::Gaussian => {
+            let sigma = noise
+                .sigma
+                .ok_or_else(|| ctx.err(&at(&["noise"]), "gaussian noise needs `sigma` (per-sample σ₁)"))?;
+            if !(sigma >= 0.0 && sigma.is_finite()) {
+                return Err(ctx.err(&at(&["noise", "sigma"]), format!("sigma must be finite and >= 0, got {sigma}")));
+            }
+            NoiseSpec::Gaussian { sigma }
+        }
+    };
+    let x0 = raw.x0.unwrap_or(0.0);
+    if !x0.is_finite() {
+        return Err(ctx.err(&at(&["x0"]), format!("x0 must be finite, got {x0}")));
+    }
+    let paths = raw.paths.unwrap_or(SimTask::DEFAULT_PATHS);
+    if paths == 0 {
+        return Err(ctx.err(&at(&["paths"]), "paths must be at least 1"));
+    }
+    let samples = raw.samples.ok_or_else(|| required("samples"))?;
+    if samples == 0 {
+        return Err(ctx.err(&at(&["samples"]), "samples must be at least 1"));
+    }
+    let burn_in = raw.burn_in.unwrap_or(SimTask::DEFAULT_BURN_IN);
+    if !(0.0..1.0).contains(&burn_in) {
+        return Err(ctx.err(&at(&["burn_in"]), format!("burn_in must be in [0, 1), got {burn_in}")));
+    }
+    Ok(TaskSpec::Optimizer(SimTask {
+        landscape,
+        noise,
+        x0,
+        paths,
+        samples,
+        record_every: raw.record_every.unwrap_or_default(),
+        burn_in,
+    }))
+}
+
+fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table], max: u64) -> Result<Grid, SpecError> {
+    let mut dims = Vec::new();
+    let mut seen: Vec<(AxisName, Vec<Seg>)> = Vec::new();
+    let mut claim = |axis: AxisName, path: Vec<Seg>| -> Result<(), SpecError> {
+        if let Some((_, first)) = seen.iter().find(|(a, _)| *a == axis) {
+            return Err(ctx.err(
+                &path,
+                format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
+            ));
+        }
+        seen.push((axis, path));
+        Ok(())
+    };
+    for (key, value) in grid {
+        let path = vec![k("grid"), k(key)];
+        let axis = axis_name(ctx, &path, key)?;
+        claim(axis, path.clone())?;
+        let values = parse_axis(ctx, &path, axis, value)?;
+        dims.push(Dimension { len: values.len(), axes: vec![(axis, values)] });
+    }
+    for (z, table) in zips.iter().enumerate() {
+        let base = vec![k("zip"), Seg::Index(z)];
+        if table.len() < 2 {
+            return Err(ctx.err(&base, "a [[zip]] group needs at least two axes to zip together"));
+        }
+        let mut axes = Vec::new();
+        let mut len: Option<(usize, String)> = None;
+        for (key, value) in table {
+            let mut path = base.clone();
+            path.push(k(key));
+            let axis = axis_name(ctx, &path, key)?;
+            claim(axis, path.clone())?;
+            let values = parse_axis(ctx, &path, axis, value)?;
+            match &len {
+                Some((n, first)) if *n != values.len() => {
+                    return Err(ctx.err(
+                        &path,
+                        format!(
+                            "zipped axes must have equal lengths: `{key}` has {} values but `{first}` has {n}",
+                            values.len()
+                        ),
+                    ));
+                }
+                None => len = Some((values.len(), key.clone())),
+                _ => {}
+            }
+            axes.push((axis, values));
+        }
+        let len = len.map_or(0, |(n, _)| n);
+        dims.push(Dimension { axes, len });
+    }
+    for required in [AxisName::Optimizer, AxisName::Lr] {
+        if !seen.iter().any(|(a, _)| *a == required) {
+            return Err(ctx.err(
+                &[k("grid")],
+                format!("the grid must set `{required}` (in [grid] or a [[zip]] group)"),
+            ));
+        }
+    }
+    let grid = Grid::new(dims).ok_or_else(|| {
+        ctx.err(&[k("grid")], format!("the grid has more than {} points", u64::MAX))
+    })?;
+    if grid.len() > max {
+        return Err(ctx.err(
+            &[k("grid")],
+            format!(
+                "the grid has {} points, more than the cap of {max} (raise execution.max_trials to allow it)",
+                grid.len()
+            ),
+        ));
+    }
+    Ok(grid)
+}
+
+fn axis_name(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> Result<AxisName, SpecError> {
+    AxisName::from_key(key).ok_or_else(|| {
+        ctx.err(path, format!("unknown grid axis `{key}` (known axes: {})", AxisName::known_keys()))
+    })
+}
+
+/// Parses one axis: a list, a single value, `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`.
+fn parse_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, value: &toml::Value) -> Result<AxisValues, SpecError> {
+    let items: Vec<(Vec<Seg>, ItemValue)> = match value {
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut p = path.to_vec();
+                p.push(Seg::Index(i));
+                (p, ItemValue::Toml(v.clone()))
+            })
+            .collect(),
+        toml::Value::Table(t) => spaced_axis(ctx, path, axis, t)?
+            .into_iter()
+            .map(|x| (path.to_vec(), ItemValue::Generated(x)))
+            .collect(),
+        other => vec![(path.to_vec(), ItemValue::Toml(other.clone()))],
+    };
+    if items.is_empty() {
+        return Err(ctx.err(path, format!("axis `{axis}` is empty: give at least one value")));
+    }
+    let values = match axis {
+        AxisName::Optimizer => AxisValues::Optimizer(
+            items
+                .iter()
+                .map(|(p, v)| match v {
+                    ItemValue::Toml(toml::Value::String(s)) => s.parse::<OptimizerKind>().map_err(|e| ctx.err(p, e.to_string())),
+                    _ => Err(ctx.err(p, "optimizer values must be strings such as \"sgd\" or \"adamw\"")),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        AxisName::BatchSize | AxisName::Seed => AxisValues::Int(
+            items
+                .iter()
+                .map(|(p, v)| int_value(ctx, p, axis, v))
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => AxisValues::Real(
+            items
+                .iter()
+                .map(|(p, v)| real_value(ctx, p, axis, v))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    check_distinct(ctx, path, axis, &values)?;
+    Ok(values)
+}
+
+enum ItemValue {
+    Toml(toml::Value),
+    Generated(f64),
+}
+
+fn spaced_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, t: &toml::Table) -> Result<Vec<f64>, SpecError> {
+    if axis == AxisName::Optimizer {
+        return Err(ctx.err(path, "the optimizer axis takes a list of names, not a range"));
+    }
+    let sub = |key: &str| {
+        let mut p = path.to_vec();
+        p.push(k(key));
+        p
+    };
+    for key in t.keys() {
+        if !matches!(key.as_str(), "log" | "linspace" | "num") {
+            return Err(ctx.err(
+                &sub(key),
+                format!("unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)"),
+            ));
+        }
+    }
+    let (kind, log) = match (t.get("log"), t.get("linspace")) {
+        (Some(_), Some(_)) => return Err(ctx.err(path, "give either `log` or `linspace`, not both")),
+        (Some(_), None) => ("log", true),
+        (None, Some(_)) => ("linspace", false),
+        (None, None) => {
+            return Err(ctx.err(path, "a range axis needs `log = [lo, hi]` or `linspace = [lo, hi]`, and `num`"));
+        }
+    };
+    let ends = match t.get(kind) {
+        Some(toml::Value::Array(a)) if a.len() == 2 => {
+            let mut out = [0.0; 2];
+            for (i, v) in a.iter().enumerate() {
+                out[i] = as_f64(v).ok_or_else(|| {
+                    let mut p = sub(kind);
+                    p.push(Seg::Index(i));
+                    ctx.err(&p, "range ends must be numbers")
+                })?;
+            }
+            out
+        }
+        _ => return Err(ctx.err(&sub(kind), format!("`{kind}` must be a list of two numbers [lo, hi]"))),
+    };
+    let num = match t.get("num") {
+        Some(toml::Value::Integer(n)) if *n >= 1 && *n <= 1_000_000 => *n as usize,
+        Some(_) => return Err(ctx.err(&sub("num"), "`num` must be a whole number from 1 to 1000000")),
+        None => return Err(ctx.err(path, format!("a `{kind}` range needs `num`, the number of values"))),
+    };
+    if !(ends[0].is_finite() && ends[1].is_finite()) {
+        return Err(ctx.err(&sub(kind), "range ends must be finite"));
+    }
+    if log && !(ends[0] > 0.0 && ends[1] > 0.0) {
+        return Err(ctx.err(&sub(kind), format!("a log range needs positive ends, got [{}, {}]", ends[0], ends[1])));
+    }
+    let mut values = spaced(ends[0], ends[1], num, log);
+    if matches!(axis, AxisName::BatchSize | AxisName::Seed) {
+        for v in &mut values {
+            *v = v.round();
+        }
+    }
+    Ok(values)
+}
+
+fn as_f64(v: &toml::Value) -> Option<f64> {
+    match v {
+        toml::Value::Float(f) => Some(*f),
+        toml::Value::Integer(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+fn int_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result<u64, SpecError> {
+    let x = match v {
+        ItemValue::Toml(toml::Value::Integer(i)) => *i as f64,
+        ItemValue::Generated(x) => *x,
+        _ => return Err(ctx.err(p, format!("`{axis}` values must be whole numbers"))),
+    };
+    if x < 0.0 {
+        return Err(ctx.err(p, format!("`{axis}` must be >= 0, got {x}")));
+    }
+    if axis == AxisName::BatchSize && x < 1.0 {
+        return Err(ctx.err(p, "batch size must be at least 1, got 0"));
+    }
+    Ok(x as u64)
+}
+
+fn real_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result<f64, SpecError> {
+    let x = match v {
+        ItemValue::Toml(t) => {
+            as_f64(t).ok_or_else(|| ctx.err(p, format!("`{axis}` values must be numbers")))?
+        }
+        ItemValue::Generated(x) => *x,
+    };
+    let problem = match axis {
+        _ if !x.is_finite() => Some(format!("must be finite, got {x}")),
+        AxisName::Lr if x <= 0.0 => Some(format!("learning rate must be > 0, got {x}")),
+        AxisName::Beta1 | AxisName::Beta2 if !(0.0..1.0).contains(&x) => {
+            Some(format!("{axis} must be in [0, 1), got {x}"))
+        }
+        AxisName::Eps | AxisName::WeightDecay if x < 0.0 => Some(format!("{axis} must be >= 0, got {x}")),
+        _ => None,
+    };
+    match problem {
+        Some(m) => Err(ctx.err(p, m)),
+        None => Ok(x),
+    }
+}
+
+fn check_distinct(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, values: &AxisValues) -> Result<(), SpecError> {
+    // Sort indices by value and compare neighbours: O(n log n) for large generated axes.
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    let cmp = |i: usize, j: usize| match values {
+        AxisValues::Optimizer(v) => v[i].cmp(&v[j]),
+        AxisValues::Int(v) => v[i].cmp(&v[j]),
+        AxisValues::Real(v) => v[i].total_cmp(&v[j]),
+    };
+    order.sort_by(|&i, &j| cmp(i, j));
+    for w in order.windows(2) {
+        if cmp(w[0], w[1]).is_eq() {
+            let (a, b) = (w[0].min(w[1]), w[0].max(w[1]));
+            return Err(ctx.err(
+                path,
+                format!("axis `{axis}` repeats the value {} (positions {a} and {b})", values.display(a)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_budget(ctx: &Ctx<'_>, task: &TaskSpec, grid: &Grid, zips: &[toml::Table]) -> Result<(), SpecError> {
+    let TaskSpec::Optimizer(sim) = task;
+    let batches = match grid.axis(AxisName::BatchSize) {
+        Some(AxisValues::Int(v)) => v.clone(),
+        _ => vec![crate::params::Hyperparams::DEFAULT_BATCH_SIZE],
+    };
+    if let Some(&b) = batches.iter().find(|&&b| b > sim.samples) {
+        let in_zip = zips.iter().position(|z| z.contains_key("batch_size"));
+        let path = match in_zip {
+            Some(z) => vec![k("zip"), Seg::Index(z), k("batch_size")],
+            None => vec![k("grid"), k("batch_size")],
+        };
+        return Err(ctx.err(
+            &path,
+            format!(
+                "batch size {b} is larger than the sample budget task.samples = {}: no step would run",
+                sim.samples
+            ),
+        ));
+    }
+    Ok(())
+}

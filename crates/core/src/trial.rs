@@ -1,0 +1,189 @@
+//! Trials, their lifecycle status and the metrics they produce.
+
+use crate::id::TrialId;
+use crate::params::Hyperparams;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// One planned trial: its id, its position in the plan and its hyperparameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedTrial {
+    /// Content id.
+    pub id: TrialId,
+    /// Index of the grid point (plan order).
+    pub seq: u64,
+    /// The hyperparameters.
+    pub params: Hyperparams,
+}
+
+/// Where a trial stands. `Succeeded`, `Failed` and `Diverged` are terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrialStatus {
+    /// Waiting for a worker.
+    Pending,
+    /// Leased to a worker.
+    Running,
+    /// Finished with metrics.
+    Succeeded,
+    /// Failed on every attempt it was allowed.
+    Failed,
+    /// The loss overflowed: a result, not an error (it is never retried).
+    Diverged,
+}
+
+impl TrialStatus {
+    /// Every status.
+    pub const ALL: [TrialStatus; 5] = [
+        TrialStatus::Pending,
+        TrialStatus::Running,
+        TrialStatus::Succeeded,
+        TrialStatus::Failed,
+        TrialStatus::Diverged,
+    ];
+
+    /// The name stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Pending => "pending",
+            TrialStatus::Running => "running",
+            TrialStatus::Succeeded => "succeeded",
+            TrialStatus::Failed => "failed",
+            TrialStatus::Diverged => "diverged",
+        }
+    }
+
+    /// Whether the trial is finished for good.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TrialStatus::Succeeded | TrialStatus::Failed | TrialStatus::Diverged)
+    }
+}
+
+impl fmt::Display for TrialStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for an unknown status name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown trial status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for TrialStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TrialStatus::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+/// A mean with its standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// The mean.
+    pub mean: f64,
+    /// Its standard error.
+    pub se: f64,
+}
+
+/// One recorded point of a loss curve.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Samples seen so far (steps × batch size).
+    pub samples: u64,
+    /// Optimizer steps so far.
+    pub step: u64,
+    /// Mean loss over paths.
+    pub loss_mean: f64,
+    /// Standard error of that mean.
+    pub loss_se: f64,
+}
+
+/// What a successful trial reports. New fields are added, never renamed.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct TrialMetrics {
+    /// Loss against samples seen.
+    pub curve: Vec<CurvePoint>,
+    /// Time average of the loss after the burn-in, averaged over paths; SE from per-path averages.
+    pub stationary_loss: Option<Estimate>,
+}
+
+/// How one attempt ended, as a worker reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttemptOutcome {
+    /// Metrics were produced.
+    Succeeded(TrialMetrics),
+    /// The loss overflowed at `step`.
+    Diverged {
+        /// The step at which the loss stopped being finite.
+        step: u64,
+        /// Metrics recorded up to that point.
+        metrics: TrialMetrics,
+    },
+    /// The attempt failed (error, panic, timeout); it may be retried.
+    Failed {
+        /// Why, in words.
+        error: String,
+    },
+}
+
+impl AttemptOutcome {
+    /// The status this outcome gives the trial when it is final.
+    pub fn status(&self) -> TrialStatus {
+        match self {
+            AttemptOutcome::Succeeded(_) => TrialStatus::Succeeded,
+            AttemptOutcome::Diverged { .. } => TrialStatus::Diverged,
+            AttemptOutcome::Failed { .. } => TrialStatus::Failed,
+        }
+    }
+}
+
+/// Counts of trials by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// All trials of the plan.
+    pub total: u64,
+    /// Waiting.
+    pub pending: u64,
+    /// Leased.
+    pub running: u64,
+    /// Finished with metrics.
+    pub succeeded: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Diverged.
+    pub diverged: u64,
+}
+
+impl Counts {
+    /// Trials that reached a terminal status.
+    pub fn done(&self) -> u64 {
+        self.succeeded + self.failed + self.diverged
+    }
+
+    /// Adds one trial of `status`.
+    pub fn add(&mut self, status: TrialStatus, n: u64) {
+        self.total += n;
+        *self.slot(status) += n;
+    }
+
+    /// Moves one trial from `from` to `to`.
+    pub fn shift(&mut self, from: TrialStatus, to: TrialStatus) {
+        *self.slot(from) -= 1;
+        *self.slot(to) += 1;
+    }
+
+    fn slot(&mut self, status: TrialStatus) -> &mut u64 {
+        match status {
+            TrialStatus::Pending => &mut self.pending,
+            TrialStatus::Running => &mut self.running,
+            TrialStatus::Succeeded => &mut self.succeeded,
+            TrialStatus::Failed => &mut self.failed,
+            TrialStatus::Diverged => &mut self.diverged,
+        }
+    }
+}

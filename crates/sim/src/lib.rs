@@ -1,0 +1,56 @@
+//! kappa-sim: landscapes, gradient noise, the discrete optimizers and their simulation.
+//!
+//! Synchronous and deterministic: a trial's result depends only on its task, its hyperparameters,
+//! its id and seed, never on the number of threads. Parallelism is rayon over blocks of paths.
+
+#![warn(missing_docs)]
+
+pub mod landscape;
+pub mod noise;
+pub mod optim;
+pub mod rng;
+pub mod run;
+
+use kappa_core::{AttemptOutcome, Hyperparams, TaskSpec, TrialId};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The simulator's version: part of every trial id, so a change in what the simulator computes
+/// must bump it (old results then stop being reused).
+pub const VERSION: &str = "kappa-sim/1";
+
+/// Errors that end a simulation without a result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    /// The run was cancelled (lease lost, shutdown).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A cancellation flag shared between a running trial and whoever may stop it.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag that is not set.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Asks the run to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs one trial of a simulation task.
+pub fn run_trial(task: &TaskSpec, params: &Hyperparams, id: TrialId, cancel: &Cancel) -> Result<AttemptOutcome, SimError> {
+    match task {
+        TaskSpec::Optimizer(sim) => run::run_optimizer(sim, params, id, cancel),
+    }
+}
