@@ -1,1 +1,10 @@
-fn main(){}
+//! Compiles proto/kappa/v1/*.proto with protox (a pure-Rust protoc), so no system protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("kappa/v1/kappa.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    let fds = protox::compile([&file], [&root])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

@@ -1,1 +1,142 @@
-//! stub
+//! Helpers for kappa's end-to-end tests: the real `kappa` binary, run as a user would, in a
+//! scratch directory, with its state database read back directly.
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Longest a single `kappa` invocation may take in a test.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// The `kappa` binary built by `cargo test --workspace` (it sits next to the test executables).
+pub fn kappa_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/kappa
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(format!("kappa{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (which builds it) or `cargo build -p kappa-cli` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A scratch directory to run kappa in.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    /// A new empty directory.
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file relative to the sandbox.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    /// A `kappa` command running in the sandbox.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(kappa_bin());
+        c.args(args)
+            .current_dir(self.path())
+            .env_remove("KAPPA_STATE");
+        c
+    }
+
+    /// Runs `kappa` to completion; a run that takes longer than [`RUN_LIMIT`] is killed and fails
+    /// the test (a hang is a bug, never a reason to wait).
+    pub fn kappa(&self, args: &[&str]) -> Output {
+        let out = self.path().join(".kappa-stdout");
+        let err = self.path().join(".kappa-stderr");
+        let mut child = self
+            .command(args)
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("run kappa");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if started.elapsed() > RUN_LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "kappa {args:?} did not finish within {RUN_LIMIT:?}\n--- stderr\n{}",
+                    std::fs::read_to_string(&err).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: std::fs::read(&out).unwrap_or_default(),
+            stderr: std::fs::read(&err).unwrap_or_default(),
+        }
+    }
+
+    /// Opens a sweep's state database read-only.
+    pub fn db(&self, state: &str) -> Connection {
+        let path = self.path().join(state).join("kappa.db");
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open state db")
+    }
+}
+
+/// Standard output and error of a finished command, for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A small optimizer sweep: `lrs` × 2 optimizers × `seeds` seeds, each trial about `samples`/B steps.
+pub fn sweep(name: &str, lrs: &[f64], seeds: u32, samples: u64, paths: u32) -> String {
+    let lrs: Vec<String> = lrs.iter().map(|l| format!("{l:e}")).collect();
+    let seeds: Vec<String> = (0..seeds).map(|s| s.to_string()).collect();
+    format!(
+        r#"version = 1
+name = "{name}"
+
+[task]
+kind = "optimizer"
+landscape = {{ kind = "quadratic", eigenvalues = [0.5, 1.0, 2.0, 4.0] }}
+noise = {{ kind = "gaussian", sigma = 1.0 }}
+x0 = 0.5
+paths = {paths}
+samples = {samples}
+record_every = "10%"
+
+[grid]
+optimizer = ["sgd", "signsgd"]
+lr = [{}]
+seed = [{}]
+"#,
+        lrs.join(", "),
+        seeds.join(", ")
+    )
+}

@@ -1,1 +1,136 @@
-fn main() {}
+//! The `kappa` command: plan, run and inspect optimizer sweeps.
+
+mod export;
+mod plan;
+mod progress;
+mod run;
+mod summary;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes, documented in `--help` and the README.
+pub mod exit {
+    /// Every trial succeeded (or diverged: a divergence is a result).
+    pub const OK: u8 = 0;
+    /// An error stopped kappa (I/O, state database, network).
+    pub const ERROR: u8 = 1;
+    /// Invalid input: a bad command line, or a sweep file that cannot be read or is invalid.
+    pub const INVALID_INPUT: u8 = 2;
+    /// The sweep finished, but some trials failed on every attempt they were allowed.
+    pub const TRIALS_FAILED: u8 = 3;
+    /// Interrupted (Ctrl-C or SIGTERM); run the same command again to resume.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    every trial succeeded (diverged trials count as results)
+  1    an error stopped kappa (I/O, state database, network)
+  2    invalid input: bad arguments, or a sweep file that is missing, unreadable or invalid
+  3    the sweep finished but some trials failed on every attempt
+  130  interrupted (Ctrl-C / SIGTERM): run the same command again to resume";
+
+/// kappa: a sweep runner for optimizer research.
+///
+/// Expands a sweep file (a grid over optimizer, batch size, learning rate, β, ε, weight decay and
+/// seeds) into trials, runs them on workers over gRPC, stores every result durably, and resumes
+/// interrupted sweeps.
+#[derive(Parser, Debug)]
+#[command(name = "kappa", version, about, long_about, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a sweep locally: a coordinator and N workers in this process, over real gRPC on 127.0.0.1.
+    ///
+    /// Results go to a SQLite store under the state directory (default runs/<sweep name>). Running
+    /// the same command again resumes: finished trials are reused, interrupted ones re-run, and
+    /// trials added by an edited sweep file are planned and run.
+    #[command(after_help = EXIT_CODES)]
+    Run(run::RunArgs),
+    /// Expand a sweep file and print the trial count per axis and the first trials, without running anything.
+    #[command(after_help = EXIT_CODES)]
+    Plan(plan::PlanArgs),
+    /// Show how far a sweep got: trials by status, and failures.
+    #[command(after_help = EXIT_CODES)]
+    Status(StatusArgs),
+    /// Write every trial with its parameters and metrics as CSV or JSON lines.
+    #[command(after_help = EXIT_CODES)]
+    Export(export::ExportArgs),
+}
+
+/// Where a sweep's state lives.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StateArg {
+    /// State directory of the sweep (default: the only sweep under ./runs).
+    #[arg(long, value_name = "DIR", env = "KAPPA_STATE")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct StatusArgs {
+    #[command(flatten)]
+    state: StateArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Output formats of `kappa export`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One row per trial; curves are left out (use jsonl for them).
+    Csv,
+    /// One JSON object per trial, with the full loss curve.
+    Jsonl,
+}
+
+/// An error caused by the user's input (exit code 2).
+#[derive(Debug)]
+pub struct InvalidInput(pub String);
+
+impl std::fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+/// Wraps a message as an invalid-input error.
+pub fn invalid(msg: impl Into<String>) -> anyhow::Error {
+    InvalidInput(msg.into()).into()
+}
+
+fn main() -> ExitCode {
+    // Behave like a Unix filter: `kappa export | head` ends quietly instead of panicking.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Plan(args) => plan::plan(args),
+        Command::Status(args) => summary::status(&args.state, args.json),
+        Command::Export(args) => export::export(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = if e.chain().any(|c| c.is::<InvalidInput>()) {
+                exit::INVALID_INPUT
+            } else {
+                exit::ERROR
+            };
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

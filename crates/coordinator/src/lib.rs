@@ -1,1 +1,368 @@
-//! stub
+//! kappa-coordinator: the gRPC service that hands out trials and records their outcomes.
+//!
+//! One [`Coordinator`] owns the scheduler state (a [`kappa_core::Scheduler`] behind a mutex, held
+//! only for in-memory updates) and the store writer. Every state change is applied in memory first
+//! and then queued for the writer, which commits in batches; the database is the durable truth that
+//! a restarted coordinator recovers from.
+
+#![warn(missing_docs)]
+
+mod service;
+mod writer;
+
+pub use service::serve;
+pub use writer::StoreWriter;
+
+use kappa_core::sched::{Disposition, Grant, ReportKind, Revoked};
+use kappa_core::{
+    AttemptOutcome, Counts, Scheduler, SchedulerConfig, TrialId, TrialStatus, WorkerId,
+};
+use kappa_proto::pb;
+use kappa_store::{ReportEffect, Store, StoreError, StoreOp, now_s};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+/// Coordinator settings.
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// How often workers renew their leases.
+    pub heartbeat_interval: Duration,
+    /// A lease not renewed for this long expires (default: 3 missed heartbeats).
+    pub lease_timeout: Duration,
+    /// Failed attempts allowed per trial (retries + 1).
+    pub max_failures: u32,
+    /// Wall-clock limit of one attempt, enforced by the worker.
+    pub attempt_timeout: Option<Duration>,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            heartbeat_interval: Duration::from_secs(5),
+            lease_timeout: Duration::from_secs(15),
+            max_failures: 3,
+            attempt_timeout: None,
+        }
+    }
+}
+
+/// Errors that stop the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store writer stopped on an error.
+    #[error("writing results failed: {0}")]
+    WriteFailed(String),
+}
+
+struct WorkerInfo {
+    name: String,
+}
+
+struct Inner {
+    cfg: CoordinatorConfig,
+    sweep: String,
+    task_json: Arc<str>,
+    sched: Mutex<Scheduler>,
+    workers: Mutex<HashMap<WorkerId, WorkerInfo>>,
+    next_worker: AtomicU64,
+    writer: StoreWriter,
+    work: Notify,
+    progress: watch::Sender<pb::Progress>,
+    reused: u64,
+    /// Trials finished before this coordinator started (terminal, so fixed).
+    stored: Counts,
+    started: Instant,
+}
+
+/// The coordinator of one sweep. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Coordinator {
+    inner: Arc<Inner>,
+}
+
+impl Coordinator {
+    /// Builds a coordinator over a store whose plan is already synced: every unfinished trial of
+    /// the current plan is loaded as pending.
+    pub fn new(store: Store, cfg: CoordinatorConfig) -> Result<Coordinator, CoordinatorError> {
+        let info = store.sweep_info()?;
+        let sweep = info.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+        let counts = store.counts()?;
+        let open = store.open_trials()?;
+        let task_json: Arc<str> = store.task_json()?.unwrap_or_default().into();
+        let mut sched = Scheduler::new(SchedulerConfig {
+            lease_timeout_ms: cfg.lease_timeout.as_millis() as u64,
+            max_failures: cfg.max_failures.max(1),
+        });
+        for t in open {
+            sched.add(t.id, t.params, t.attempts, t.failures, TrialStatus::Pending);
+        }
+        let reused = counts.done();
+        // Finished trials are only counted, not held: the scheduler needs just the open ones.
+        let progress = kappa_proto::progress(
+            &sweep,
+            merge(sched.counts(), counts),
+            reused,
+            0,
+            sched.is_finished(),
+        );
+        let (tx, _) = watch::channel(progress);
+        let inner = Inner {
+            cfg,
+            sweep,
+            task_json,
+            sched: Mutex::new(sched),
+            workers: Mutex::new(HashMap::new()),
+            next_worker: AtomicU64::new(1),
+            writer: StoreWriter::start(store),
+            work: Notify::new(),
+            progress: tx,
+            reused,
+            stored: counts,
+            started: Instant::now(),
+        };
+        Ok(Coordinator {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The sweep's name.
+    pub fn sweep(&self) -> &str {
+        &self.inner.sweep
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.inner.cfg
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.started.elapsed().as_millis() as u64
+    }
+
+    fn sched(&self) -> MutexGuard<'_, Scheduler> {
+        // A panic while holding the lock would poison it; the state itself stays consistent
+        // (every method finishes its update before returning), so recover it.
+        self.inner.sched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn workers(&self) -> MutexGuard<'_, HashMap<WorkerId, WorkerInfo>> {
+        self.inner.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Current progress.
+    pub fn progress(&self) -> pb::Progress {
+        self.inner.progress.borrow().clone()
+    }
+
+    /// A receiver of progress snapshots.
+    pub fn subscribe(&self) -> watch::Receiver<pb::Progress> {
+        self.inner.progress.subscribe()
+    }
+
+    fn publish(&self, sched: &Scheduler) {
+        let workers = self.workers().len() as u32;
+        let p = kappa_proto::progress(
+            &self.inner.sweep,
+            merge(sched.counts(), self.inner.stored),
+            self.inner.reused,
+            workers,
+            sched.is_finished(),
+        );
+        self.inner.progress.send_replace(p);
+    }
+
+    /// Registers a worker.
+    pub fn register(&self, name: &str) -> WorkerId {
+        let id = WorkerId(self.inner.next_worker.fetch_add(1, Ordering::Relaxed));
+        self.workers().insert(
+            id,
+            WorkerInfo {
+                name: format!("{name}#{}", id.0),
+            },
+        );
+        let sched = self.sched();
+        self.publish(&sched);
+        id
+    }
+
+    /// Whether a worker id is registered.
+    pub fn knows(&self, worker: WorkerId) -> bool {
+        self.workers().contains_key(&worker)
+    }
+
+    fn worker_name(&self, worker: WorkerId) -> String {
+        self.workers()
+            .get(&worker)
+            .map_or_else(|| worker.to_string(), |w| w.name.clone())
+    }
+
+    /// Leases up to `max` trials, waiting up to `wait` for work. Returns the grants and whether
+    /// the sweep is finished.
+    pub async fn lease(&self, worker: WorkerId, max: usize, wait: Duration) -> (Vec<Grant>, bool) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.inner.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut sched = self.sched();
+                let grants = sched.lease(worker, self.now_ms(), max);
+                if !grants.is_empty() {
+                    let name = self.worker_name(worker);
+                    let at = now_s();
+                    self.inner
+                        .writer
+                        .send_all(grants.iter().map(|g| StoreOp::Leased {
+                            id: g.id,
+                            attempt: g.attempt,
+                            worker: name.clone(),
+                            at,
+                        }));
+                    self.publish(&sched);
+                    return (grants, false);
+                }
+                if sched.is_finished() {
+                    return (Vec::new(), true);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return (Vec::new(), false);
+            }
+        }
+    }
+
+    /// Renews leases; returns the ones the worker must abandon.
+    pub fn heartbeat(&self, worker: WorkerId, held: &[(TrialId, u32)]) -> Vec<(TrialId, u32)> {
+        self.sched().heartbeat(worker, held, self.now_ms())
+    }
+
+    /// Applies a report and queues it for the store.
+    pub fn report(
+        &self,
+        worker: WorkerId,
+        id: TrialId,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        duration_s: f64,
+    ) -> Disposition {
+        let kind = match &outcome {
+            AttemptOutcome::Succeeded(_) => ReportKind::Succeeded,
+            AttemptOutcome::Diverged { .. } => ReportKind::Diverged,
+            AttemptOutcome::Failed { .. } => ReportKind::Failed,
+        };
+        let mut sched = self.sched();
+        let disposition = sched.report(worker, id, attempt, kind);
+        let effect = match disposition {
+            Disposition::Accepted {
+                status: TrialStatus::Pending,
+            } => ReportEffect::Retry,
+            Disposition::Accepted { .. } => ReportEffect::Final,
+            Disposition::Late => ReportEffect::Late,
+            Disposition::Unknown => return disposition,
+        };
+        let (metrics, error, diverged_step) = match &outcome {
+            AttemptOutcome::Succeeded(m) => (serde_json::to_string(m).ok(), None, None),
+            AttemptOutcome::Diverged { step, metrics } => {
+                (serde_json::to_string(metrics).ok(), None, Some(*step))
+            }
+            AttemptOutcome::Failed { error } => (None, Some(error.clone()), None),
+        };
+        self.inner.writer.send(StoreOp::Reported {
+            id,
+            attempt,
+            worker: self.worker_name(worker),
+            at: now_s(),
+            duration_s,
+            outcome: outcome.status(),
+            metrics,
+            error,
+            diverged_step,
+            effect,
+        });
+        if effect != ReportEffect::Late {
+            self.publish(&sched);
+        }
+        drop(sched);
+        if effect == ReportEffect::Retry || self.progress().finished {
+            self.inner.work.notify_waiters();
+        }
+        disposition
+    }
+
+    /// A worker leaves: its leases go back to pending.
+    pub fn deregister(&self, worker: WorkerId) {
+        let revoked = self.sched().release_worker(worker);
+        self.workers().remove(&worker);
+        self.requeue(revoked, "released");
+    }
+
+    /// Expires overdue leases. Called periodically by [`serve`].
+    pub fn expire(&self) {
+        let revoked = self.sched().expire(self.now_ms());
+        self.requeue(revoked, "expired");
+    }
+
+    fn requeue(&self, revoked: Vec<Revoked>, reason: &'static str) {
+        let at = now_s();
+        let sched = self.sched();
+        self.publish(&sched);
+        drop(sched);
+        if revoked.is_empty() {
+            return;
+        }
+        self.inner
+            .writer
+            .send_all(revoked.into_iter().map(|r| StoreOp::Revoked {
+                id: r.id,
+                attempt: r.attempt,
+                at,
+                reason,
+            }));
+        self.inner.work.notify_waiters();
+    }
+
+    /// The canonical task JSON handed out with every lease.
+    pub fn task_json(&self) -> Arc<str> {
+        self.inner.task_json.clone()
+    }
+
+    /// Resolves when every trial is finished.
+    pub async fn finished(&self) {
+        let mut rx = self.subscribe();
+        // The sender lives as long as `self`, so `wait_for` only ends when the sweep finishes.
+        let _ = rx.wait_for(|p| p.finished).await;
+    }
+
+    /// A write error that stopped the store writer, if any.
+    pub fn write_failure(&self) -> Option<String> {
+        self.inner.writer.failure()
+    }
+
+    /// Commits everything queued and closes the store.
+    pub fn shutdown(&self) -> Result<(), CoordinatorError> {
+        let failure = self.inner.writer.failure();
+        self.inner.writer.close()?;
+        match failure {
+            Some(f) => Err(CoordinatorError::WriteFailed(f)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Adds the in-memory counts of open trials to the store's counts of finished ones.
+fn merge(open: Counts, stored: Counts) -> Counts {
+    Counts {
+        total: open.total + stored.done(),
+        pending: open.pending,
+        running: open.running,
+        succeeded: open.succeeded + stored.succeeded,
+        failed: open.failed + stored.failed,
+        diverged: open.diverged + stored.diverged,
+    }
+}

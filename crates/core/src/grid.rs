@@ -142,7 +142,9 @@ impl Grid {
             d.axes.sort_by_key(|(a, _)| *a);
         }
         dims.sort_by_key(|d| d.axes.first().map(|(a, _)| *a));
-        let total = dims.iter().try_fold(1u64, |acc, d| acc.checked_mul(d.len as u64))?;
+        let total = dims
+            .iter()
+            .try_fold(1u64, |acc, d| acc.checked_mul(d.len as u64))?;
         Some(Grid { dims, total })
     }
 
@@ -256,7 +258,10 @@ mod tests {
         assert_eq!(g.len(), 6);
         let pts: Vec<(f64, u64)> = g.iter().map(|p| (p.lr, p.seed)).collect();
         // lr comes before seed in canonical order, so seed varies fastest.
-        assert_eq!(pts, vec![(0.1, 0), (0.1, 1), (0.1, 2), (0.2, 0), (0.2, 1), (0.2, 2)]);
+        assert_eq!(
+            pts,
+            vec![(0.1, 0), (0.1, 1), (0.1, 2), (0.2, 0), (0.2, 1), (0.2, 2)]
+        );
     }
 
     #[test]
@@ -273,7 +278,9 @@ mod tests {
     #[test]
     fn overflow_is_detected() {
         let big = AxisValues::Int((0..1 << 16).collect());
-        let dims = (0..5).map(|_| dim(vec![(AxisName::Seed, big.clone())])).collect();
+        let dims = (0..5)
+            .map(|_| dim(vec![(AxisName::Seed, big.clone())]))
+            .collect();
         assert!(Grid::new(dims).is_none());
     }
 

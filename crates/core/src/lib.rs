@@ -20,4 +20,6 @@ pub use plan::Plan;
 pub use sched::{Scheduler, SchedulerConfig, WorkerId};
 pub use spec::{Execution, SpecError, Sweep};
 pub use task::TaskSpec;
-pub use trial::{AttemptOutcome, Counts, CurvePoint, Estimate, PlannedTrial, TrialMetrics, TrialStatus};
+pub use trial::{
+    AttemptOutcome, Counts, CurvePoint, Estimate, PlannedTrial, TrialMetrics, TrialStatus,
+};

@@ -55,7 +55,10 @@ impl OptimizerKind {
     pub fn uses_beta2(self) -> bool {
         matches!(
             self,
-            OptimizerKind::Rmsprop | OptimizerKind::RmspropW | OptimizerKind::Adam | OptimizerKind::AdamW
+            OptimizerKind::Rmsprop
+                | OptimizerKind::RmspropW
+                | OptimizerKind::Adam
+                | OptimizerKind::AdamW
         )
     }
 }

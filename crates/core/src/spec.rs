@@ -50,7 +50,13 @@ pub struct Execution {
 
 impl Default for Execution {
     fn default() -> Self {
-        Execution { retries: 2, timeout: None, cpus: 1, gpus: 0, max_trials: DEFAULT_MAX_TRIALS }
+        Execution {
+            retries: 2,
+            timeout: None,
+            cpus: 1,
+            gpus: 0,
+            max_trials: DEFAULT_MAX_TRIALS,
+        }
     }
 }
 
@@ -84,7 +90,11 @@ impl fmt::Display for SpecError {
         write!(f, "{}", self.message)?;
         if let (Some(src), Some(l), Some(c)) = (&self.source_line, self.line, self.column) {
             let gutter = l.to_string().len();
-            write!(f, "\n{:gutter$} |\n{l} | {src}\n{:gutter$} | {:>c$}", "", "", "^")?;
+            write!(
+                f,
+                "\n{:gutter$} |\n{l} | {src}\n{:gutter$} | {:>c$}",
+                "", "", "^"
+            )?;
         }
         Ok(())
     }
@@ -149,7 +159,12 @@ impl<'a> Ctx<'a> {
         Some(span)
     }
 
-    fn error_at(&self, span: Option<Range<usize>>, key: Option<String>, message: String) -> SpecError {
+    fn error_at(
+        &self,
+        span: Option<Range<usize>>,
+        key: Option<String>,
+        message: String,
+    ) -> SpecError {
         let (line, column, source_line) = match span {
             Some(r) => {
                 let (l, c, src) = line_col(self.text, r.start);
@@ -157,7 +172,14 @@ impl<'a> Ctx<'a> {
             }
             None => (None, None, None),
         };
-        SpecError { file: self.file.to_string(), key, line, column, message, source_line }
+        SpecError {
+            file: self.file.to_string(),
+            key,
+            line,
+            column,
+            message,
+            source_line,
+        }
     }
 
     fn err(&self, path: &[Seg], message: impl Into<String>) -> SpecError {
@@ -174,7 +196,11 @@ fn line_col(text: &str, at: usize) -> (usize, usize, String) {
     let start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = text[start..at].chars().count() + 1;
     let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    (line, column, text[start..end].trim_end_matches('\r').to_string())
+    (
+        line,
+        column,
+        text[start..end].trim_end_matches('\r').to_string(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -263,7 +289,11 @@ fn one() -> u32 {
 impl Sweep {
     /// Parses and validates a sweep file's text. `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Sweep, SpecError> {
-        let mut ctx = Ctx { file, text, doc: None };
+        let mut ctx = Ctx {
+            file,
+            text,
+            doc: None,
+        };
         let raw: RawSweep = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -280,7 +310,9 @@ impl Sweep {
 /// The bare key a span points at, if it points at one.
 fn key_at(text: &str, r: Range<usize>) -> Option<String> {
     let s = text.get(r)?.trim();
-    let bare = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let bare = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     bare.then(|| s.to_string())
 }
 
@@ -292,7 +324,10 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     if raw.version != SPEC_VERSION {
         return Err(ctx.err(
             &[k("version")],
-            format!("unsupported sweep file version {} (this kappa reads version {SPEC_VERSION})", raw.version),
+            format!(
+                "unsupported sweep file version {} (this kappa reads version {SPEC_VERSION})",
+                raw.version
+            ),
         ));
     }
     validate_name(ctx, &raw.name)?;
@@ -300,14 +335,21 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     let task = validate_task(ctx, raw.task)?;
     let grid = build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials)?;
     check_budget(ctx, &task, &grid, &raw.zip)?;
-    Ok(Sweep { name: raw.name, task, grid, execution })
+    Ok(Sweep {
+        name: raw.name,
+        task,
+        grid,
+        execution,
+    })
 }
 
 fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -327,20 +369,25 @@ fn validate_execution(ctx: &Ctx<'_>, raw: RawExecution) -> Result<Execution, Spe
         e.retries = r;
     }
     if let Some(t) = raw.timeout {
-        e.timeout = Some(
-            parse_duration(&t).map_err(|m| ctx.err(&[k("execution"), k("timeout")], m))?,
-        );
+        e.timeout =
+            Some(parse_duration(&t).map_err(|m| ctx.err(&[k("execution"), k("timeout")], m))?);
     }
     if let Some(r) = raw.resources {
         if r.cpus == 0 {
-            return Err(ctx.err(&[k("execution"), k("resources"), k("cpus")], "cpus must be at least 1"));
+            return Err(ctx.err(
+                &[k("execution"), k("resources"), k("cpus")],
+                "cpus must be at least 1",
+            ));
         }
         e.cpus = r.cpus;
         e.gpus = r.gpus;
     }
     if let Some(m) = raw.max_trials {
         if m == 0 {
-            return Err(ctx.err(&[k("execution"), k("max_trials")], "max_trials must be at least 1"));
+            return Err(ctx.err(
+                &[k("execution"), k("max_trials")],
+                "max_trials must be at least 1",
+            ));
         }
         e.max_trials = m;
     }
@@ -350,17 +397,23 @@ fn validate_execution(ctx: &Ctx<'_>, raw: RawExecution) -> Result<Execution, Spe
 /// Parses `"90s"`, `"10m"`, `"2h"`, `"500ms"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!(r#"duration {s:?} must be a number with a unit, like "90s", "10m" or "2h""#))?;
+    let n: f64 = num.parse().map_err(|_| {
+        format!(r#"duration {s:?} must be a number with a unit, like "90s", "10m" or "2h""#)
+    })?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} in {s:?} (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
     };
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("duration {s:?} must be positive"));
@@ -369,7 +422,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
-    let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
+    let at = |p: &[&str]| -> Vec<Seg> {
+        std::iter::once(k("task"))
+            .chain(p.iter().map(|s| k(s)))
+            .collect()
+    };
     let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
     match raw.kind {
         TaskKind::Optimizer => {}
@@ -378,10 +435,16 @@ fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     let landscape = match landscape.kind {
         LandscapeKind::Quadratic => {
             let eigenvalues = landscape.eigenvalues.ok_or_else(|| {
-                ctx.err(&at(&["landscape"]), "a quadratic landscape needs `eigenvalues = [...]`")
+                ctx.err(
+                    &at(&["landscape"]),
+                    "a quadratic landscape needs `eigenvalues = [...]`",
+                )
             })?;
             if eigenvalues.is_empty() {
-                return Err(ctx.err(&at(&["landscape", "eigenvalues"]), "eigenvalues must not be empty"));
+                return Err(ctx.err(
+                    &at(&["landscape", "eigenvalues"]),
+                    "eigenvalues must not be empty",
+                ));
             }
             for (i, &l) in eigenvalues.iter().enumerate() {
                 if !(l > 0.0 && l.is_finite()) {
@@ -396,11 +459,17 @@ fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     let noise = raw.noise.ok_or_else(|| required("noise"))?;
     let noise = match noise.kind {
         NoiseKind::Gaussian => {
-            let sigma = noise
-                .sigma
-                .ok_or_else(|| ctx.err(&at(&["noise"]), "gaussian noise needs `sigma` (per-sample σ₁)"))?;
+            let sigma = noise.sigma.ok_or_else(|| {
+                ctx.err(
+                    &at(&["noise"]),
+                    "gaussian noise needs `sigma` (per-sample σ₁)",
+                )
+            })?;
             if !(sigma >= 0.0 && sigma.is_finite()) {
-                return Err(ctx.err(&at(&["noise", "sigma"]), format!("sigma must be finite and >= 0, got {sigma}")));
+                return Err(ctx.err(
+                    &at(&["noise", "sigma"]),
+                    format!("sigma must be finite and >= 0, got {sigma}"),
+                ));
             }
             NoiseSpec::Gaussian { sigma }
         }
@@ -419,7 +488,10 @@ fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     }
     let burn_in = raw.burn_in.unwrap_or(SimTask::DEFAULT_BURN_IN);
     if !(0.0..1.0).contains(&burn_in) {
-        return Err(ctx.err(&at(&["burn_in"]), format!("burn_in must be in [0, 1), got {burn_in}")));
+        return Err(ctx.err(
+            &at(&["burn_in"]),
+            format!("burn_in must be in [0, 1), got {burn_in}"),
+        ));
     }
     Ok(TaskSpec::Optimizer(SimTask {
         landscape,
@@ -432,14 +504,22 @@ fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     }))
 }
 
-fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table], max: u64) -> Result<Grid, SpecError> {
+fn build_grid(
+    ctx: &Ctx<'_>,
+    grid: &toml::Table,
+    zips: &[toml::Table],
+    max: u64,
+) -> Result<Grid, SpecError> {
     let mut dims = Vec::new();
     let mut seen: Vec<(AxisName, Vec<Seg>)> = Vec::new();
     let mut claim = |axis: AxisName, path: Vec<Seg>| -> Result<(), SpecError> {
         if let Some((_, first)) = seen.iter().find(|(a, _)| *a == axis) {
             return Err(ctx.err(
                 &path,
-                format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
+                format!(
+                    "axis `{axis}` is already set at `{}`; an axis may appear once",
+                    path_string(first)
+                ),
             ));
         }
         seen.push((axis, path));
@@ -450,12 +530,18 @@ fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table], max: u64)
         let axis = axis_name(ctx, &path, key)?;
         claim(axis, path.clone())?;
         let values = parse_axis(ctx, &path, axis, value)?;
-        dims.push(Dimension { len: values.len(), axes: vec![(axis, values)] });
+        dims.push(Dimension {
+            len: values.len(),
+            axes: vec![(axis, values)],
+        });
     }
     for (z, table) in zips.iter().enumerate() {
         let base = vec![k("zip"), Seg::Index(z)];
         if table.len() < 2 {
-            return Err(ctx.err(&base, "a [[zip]] group needs at least two axes to zip together"));
+            return Err(ctx.err(
+                &base,
+                "a [[zip]] group needs at least two axes to zip together",
+            ));
         }
         let mut axes = Vec::new();
         let mut len: Option<(usize, String)> = None;
@@ -492,7 +578,10 @@ fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table], max: u64)
         }
     }
     let grid = Grid::new(dims).ok_or_else(|| {
-        ctx.err(&[k("grid")], format!("the grid has more than {} points", u64::MAX))
+        ctx.err(
+            &[k("grid")],
+            format!("the grid has more than {} points", u64::MAX),
+        )
     })?;
     if grid.len() > max {
         return Err(ctx.err(
@@ -508,12 +597,23 @@ fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table], max: u64)
 
 fn axis_name(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> Result<AxisName, SpecError> {
     AxisName::from_key(key).ok_or_else(|| {
-        ctx.err(path, format!("unknown grid axis `{key}` (known axes: {})", AxisName::known_keys()))
+        ctx.err(
+            path,
+            format!(
+                "unknown grid axis `{key}` (known axes: {})",
+                AxisName::known_keys()
+            ),
+        )
     })
 }
 
 /// Parses one axis: a list, a single value, `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`.
-fn parse_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, value: &toml::Value) -> Result<AxisValues, SpecError> {
+fn parse_axis(
+    ctx: &Ctx<'_>,
+    path: &[Seg],
+    axis: AxisName,
+    value: &toml::Value,
+) -> Result<AxisValues, SpecError> {
     let items: Vec<(Vec<Seg>, ItemValue)> = match value {
         toml::Value::Array(items) => items
             .iter()
@@ -531,15 +631,23 @@ fn parse_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, value: &toml::Value) 
         other => vec![(path.to_vec(), ItemValue::Toml(other.clone()))],
     };
     if items.is_empty() {
-        return Err(ctx.err(path, format!("axis `{axis}` is empty: give at least one value")));
+        return Err(ctx.err(
+            path,
+            format!("axis `{axis}` is empty: give at least one value"),
+        ));
     }
     let values = match axis {
         AxisName::Optimizer => AxisValues::Optimizer(
             items
                 .iter()
                 .map(|(p, v)| match v {
-                    ItemValue::Toml(toml::Value::String(s)) => s.parse::<OptimizerKind>().map_err(|e| ctx.err(p, e.to_string())),
-                    _ => Err(ctx.err(p, "optimizer values must be strings such as \"sgd\" or \"adamw\"")),
+                    ItemValue::Toml(toml::Value::String(s)) => s
+                        .parse::<OptimizerKind>()
+                        .map_err(|e| ctx.err(p, e.to_string())),
+                    _ => Err(ctx.err(
+                        p,
+                        "optimizer values must be strings such as \"sgd\" or \"adamw\"",
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
         ),
@@ -565,9 +673,17 @@ enum ItemValue {
     Generated(f64),
 }
 
-fn spaced_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, t: &toml::Table) -> Result<Vec<f64>, SpecError> {
+fn spaced_axis(
+    ctx: &Ctx<'_>,
+    path: &[Seg],
+    axis: AxisName,
+    t: &toml::Table,
+) -> Result<Vec<f64>, SpecError> {
     if axis == AxisName::Optimizer {
-        return Err(ctx.err(path, "the optimizer axis takes a list of names, not a range"));
+        return Err(ctx.err(
+            path,
+            "the optimizer axis takes a list of names, not a range",
+        ));
     }
     let sub = |key: &str| {
         let mut p = path.to_vec();
@@ -578,16 +694,23 @@ fn spaced_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, t: &toml::Table) -> 
         if !matches!(key.as_str(), "log" | "linspace" | "num") {
             return Err(ctx.err(
                 &sub(key),
-                format!("unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)"),
+                format!(
+                    "unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)"
+                ),
             ));
         }
     }
     let (kind, log) = match (t.get("log"), t.get("linspace")) {
-        (Some(_), Some(_)) => return Err(ctx.err(path, "give either `log` or `linspace`, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ctx.err(path, "give either `log` or `linspace`, not both"));
+        }
         (Some(_), None) => ("log", true),
         (None, Some(_)) => ("linspace", false),
         (None, None) => {
-            return Err(ctx.err(path, "a range axis needs `log = [lo, hi]` or `linspace = [lo, hi]`, and `num`"));
+            return Err(ctx.err(
+                path,
+                "a range axis needs `log = [lo, hi]` or `linspace = [lo, hi]`, and `num`",
+            ));
         }
     };
     let ends = match t.get(kind) {
@@ -602,18 +725,39 @@ fn spaced_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, t: &toml::Table) -> 
             }
             out
         }
-        _ => return Err(ctx.err(&sub(kind), format!("`{kind}` must be a list of two numbers [lo, hi]"))),
+        _ => {
+            return Err(ctx.err(
+                &sub(kind),
+                format!("`{kind}` must be a list of two numbers [lo, hi]"),
+            ));
+        }
     };
     let num = match t.get("num") {
         Some(toml::Value::Integer(n)) if *n >= 1 && *n <= 1_000_000 => *n as usize,
-        Some(_) => return Err(ctx.err(&sub("num"), "`num` must be a whole number from 1 to 1000000")),
-        None => return Err(ctx.err(path, format!("a `{kind}` range needs `num`, the number of values"))),
+        Some(_) => {
+            return Err(ctx.err(
+                &sub("num"),
+                "`num` must be a whole number from 1 to 1000000",
+            ));
+        }
+        None => {
+            return Err(ctx.err(
+                path,
+                format!("a `{kind}` range needs `num`, the number of values"),
+            ));
+        }
     };
     if !(ends[0].is_finite() && ends[1].is_finite()) {
         return Err(ctx.err(&sub(kind), "range ends must be finite"));
     }
     if log && !(ends[0] > 0.0 && ends[1] > 0.0) {
-        return Err(ctx.err(&sub(kind), format!("a log range needs positive ends, got [{}, {}]", ends[0], ends[1])));
+        return Err(ctx.err(
+            &sub(kind),
+            format!(
+                "a log range needs positive ends, got [{}, {}]",
+                ends[0], ends[1]
+            ),
+        ));
     }
     let mut values = spaced(ends[0], ends[1], num, log);
     if matches!(axis, AxisName::BatchSize | AxisName::Seed) {
@@ -660,7 +804,9 @@ fn real_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result
         AxisName::Beta1 | AxisName::Beta2 if !(0.0..1.0).contains(&x) => {
             Some(format!("{axis} must be in [0, 1), got {x}"))
         }
-        AxisName::Eps | AxisName::WeightDecay if x < 0.0 => Some(format!("{axis} must be >= 0, got {x}")),
+        AxisName::Eps | AxisName::WeightDecay if x < 0.0 => {
+            Some(format!("{axis} must be >= 0, got {x}"))
+        }
         _ => None,
     };
     match problem {
@@ -669,7 +815,12 @@ fn real_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result
     }
 }
 
-fn check_distinct(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, values: &AxisValues) -> Result<(), SpecError> {
+fn check_distinct(
+    ctx: &Ctx<'_>,
+    path: &[Seg],
+    axis: AxisName,
+    values: &AxisValues,
+) -> Result<(), SpecError> {
     // Sort indices by value and compare neighbours: O(n log n) for large generated axes.
     let mut order: Vec<usize> = (0..values.len()).collect();
     let cmp = |i: usize, j: usize| match values {
@@ -683,14 +834,22 @@ fn check_distinct(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, values: &AxisValu
             let (a, b) = (w[0].min(w[1]), w[0].max(w[1]));
             return Err(ctx.err(
                 path,
-                format!("axis `{axis}` repeats the value {} (positions {a} and {b})", values.display(a)),
+                format!(
+                    "axis `{axis}` repeats the value {} (positions {a} and {b})",
+                    values.display(a)
+                ),
             ));
         }
     }
     Ok(())
 }
 
-fn check_budget(ctx: &Ctx<'_>, task: &TaskSpec, grid: &Grid, zips: &[toml::Table]) -> Result<(), SpecError> {
+fn check_budget(
+    ctx: &Ctx<'_>,
+    task: &TaskSpec,
+    grid: &Grid,
+    zips: &[toml::Table],
+) -> Result<(), SpecError> {
     let TaskSpec::Optimizer(sim) = task;
     let batches = match grid.axis(AxisName::BatchSize) {
         Some(AxisValues::Int(v)) => v.clone(),

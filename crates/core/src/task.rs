@@ -137,7 +137,9 @@ impl<'de> Deserialize<'de> for RecordEvery {
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RecordEvery, E> {
                 if v < 1 {
-                    return Err(E::custom(format!("record_every must be at least 1 step, got {v}")));
+                    return Err(E::custom(format!(
+                        "record_every must be at least 1 step, got {v}"
+                    )));
                 }
                 Ok(RecordEvery::Steps(v as u64))
             }
@@ -149,9 +151,13 @@ impl<'de> Deserialize<'de> for RecordEvery {
                     .trim()
                     .strip_suffix('%')
                     .and_then(|n| n.trim().parse::<f64>().ok())
-                    .ok_or_else(|| E::custom(format!(r#"record_every must look like "1%", got "{v}""#)))?;
+                    .ok_or_else(|| {
+                        E::custom(format!(r#"record_every must look like "1%", got "{v}""#))
+                    })?;
                 if !(p > 0.0 && p <= 100.0) {
-                    return Err(E::custom(format!("record_every must be in (0%, 100%], got {v}")));
+                    return Err(E::custom(format!(
+                        "record_every must be in (0%, 100%], got {v}"
+                    )));
                 }
                 Ok(RecordEvery::Percent(p))
             }

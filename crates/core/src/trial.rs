@@ -56,7 +56,10 @@ impl TrialStatus {
 
     /// Whether the trial is finished for good.
     pub fn is_terminal(self) -> bool {
-        matches!(self, TrialStatus::Succeeded | TrialStatus::Failed | TrialStatus::Diverged)
+        matches!(
+            self,
+            TrialStatus::Succeeded | TrialStatus::Failed | TrialStatus::Diverged
+        )
     }
 }
 

@@ -1,1 +1,263 @@
-//! stub
+//! kappa-proto: the generated `kappa.v1` gRPC code and the one place that converts between wire
+//! messages and kappa-core types. Nothing else in kappa builds or reads a wire message field by
+//! field.
+
+#![warn(missing_docs)]
+
+/// Code generated from `proto/kappa/v1/kappa.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("kappa.v1");
+}
+
+use kappa_core::{
+    AttemptOutcome, Counts, CurvePoint, Estimate, Hyperparams, TrialId, TrialMetrics,
+};
+
+/// The protocol version peers exchange on register and heartbeat; a mismatch is refused with
+/// FAILED_PRECONDITION.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A message that does not convert to a valid core value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConvertError {
+    /// A required field is absent.
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    /// A field holds an invalid value.
+    #[error("invalid `{field}`: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<ConvertError> for tonic::Status {
+    fn from(e: ConvertError) -> tonic::Status {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+/// Parses a trial id field.
+pub fn parse_trial_id(s: &str) -> Result<TrialId, ConvertError> {
+    s.parse()
+        .map_err(|e: kappa_core::id::InvalidTrialId| ConvertError::Invalid {
+            field: "trial_id",
+            reason: e.to_string(),
+        })
+}
+
+impl From<&Hyperparams> for pb::Hyperparams {
+    fn from(p: &Hyperparams) -> Self {
+        pb::Hyperparams {
+            optimizer: p.optimizer.as_str().to_string(),
+            batch_size: p.batch_size,
+            lr: p.lr,
+            beta1: p.beta1,
+            beta2: p.beta2,
+            eps: p.eps,
+            weight_decay: p.weight_decay,
+            seed: p.seed,
+        }
+    }
+}
+
+impl TryFrom<pb::Hyperparams> for Hyperparams {
+    type Error = ConvertError;
+    fn try_from(p: pb::Hyperparams) -> Result<Self, ConvertError> {
+        let optimizer =
+            p.optimizer
+                .parse()
+                .map_err(
+                    |e: kappa_core::params::UnknownOptimizer| ConvertError::Invalid {
+                        field: "optimizer",
+                        reason: e.to_string(),
+                    },
+                )?;
+        if p.batch_size == 0 {
+            return Err(ConvertError::Invalid {
+                field: "batch_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Hyperparams {
+            optimizer,
+            batch_size: p.batch_size,
+            lr: p.lr,
+            beta1: p.beta1,
+            beta2: p.beta2,
+            eps: p.eps,
+            weight_decay: p.weight_decay,
+            seed: p.seed,
+        })
+    }
+}
+
+impl From<&TrialMetrics> for pb::TrialMetrics {
+    fn from(m: &TrialMetrics) -> Self {
+        pb::TrialMetrics {
+            curve: m
+                .curve
+                .iter()
+                .map(|c| pb::CurvePoint {
+                    samples: c.samples,
+                    step: c.step,
+                    loss_mean: c.loss_mean,
+                    loss_se: c.loss_se,
+                })
+                .collect(),
+            stationary_loss: m.stationary_loss.map(|e| pb::Estimate {
+                mean: e.mean,
+                se: e.se,
+            }),
+        }
+    }
+}
+
+impl From<pb::TrialMetrics> for TrialMetrics {
+    fn from(m: pb::TrialMetrics) -> Self {
+        TrialMetrics {
+            curve: m
+                .curve
+                .into_iter()
+                .map(|c| CurvePoint {
+                    samples: c.samples,
+                    step: c.step,
+                    loss_mean: c.loss_mean,
+                    loss_se: c.loss_se,
+                })
+                .collect(),
+            stationary_loss: m.stationary_loss.map(|e| Estimate {
+                mean: e.mean,
+                se: e.se,
+            }),
+        }
+    }
+}
+
+/// The `outcome` oneof of a report, from a core outcome.
+pub fn outcome_to_pb(o: &AttemptOutcome) -> pb::report_request::Outcome {
+    use pb::report_request::Outcome;
+    match o {
+        AttemptOutcome::Succeeded(m) => Outcome::Succeeded(m.into()),
+        AttemptOutcome::Diverged { step, metrics } => Outcome::Diverged(pb::Diverged {
+            step: *step,
+            metrics: Some(metrics.into()),
+        }),
+        AttemptOutcome::Failed { error } => Outcome::Failed(pb::Failed {
+            error: error.clone(),
+        }),
+    }
+}
+
+/// A core outcome from the `outcome` oneof of a report.
+pub fn outcome_from_pb(
+    o: Option<pb::report_request::Outcome>,
+) -> Result<AttemptOutcome, ConvertError> {
+    use pb::report_request::Outcome;
+    Ok(match o.ok_or(ConvertError::Missing("outcome"))? {
+        Outcome::Succeeded(m) => AttemptOutcome::Succeeded(m.into()),
+        Outcome::Diverged(d) => AttemptOutcome::Diverged {
+            step: d.step,
+            metrics: d.metrics.map(Into::into).unwrap_or_default(),
+        },
+        Outcome::Failed(f) => AttemptOutcome::Failed { error: f.error },
+    })
+}
+
+/// A progress message from counts.
+pub fn progress(sweep: &str, c: Counts, reused: u64, workers: u32, finished: bool) -> pb::Progress {
+    pb::Progress {
+        sweep: sweep.to_string(),
+        total: c.total,
+        pending: c.pending,
+        running: c.running,
+        succeeded: c.succeeded,
+        failed: c.failed,
+        diverged: c.diverged,
+        reused,
+        workers,
+        finished,
+    }
+}
+
+/// Counts from a progress message.
+pub fn counts(p: &pb::Progress) -> Counts {
+    Counts {
+        total: p.total,
+        pending: p.pending,
+        running: p.running,
+        succeeded: p.succeeded,
+        failed: p.failed,
+        diverged: p.diverged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kappa_core::OptimizerKind;
+
+    #[test]
+    fn hyperparams_round_trip_and_reject_bad_values() {
+        let p = Hyperparams {
+            optimizer: OptimizerKind::AdamW,
+            batch_size: 64,
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1.0,
+            seed: 3,
+        };
+        let wire = pb::Hyperparams::from(&p);
+        assert_eq!(Hyperparams::try_from(wire.clone()).unwrap(), p);
+        let bad = pb::Hyperparams {
+            optimizer: "lion".into(),
+            ..wire.clone()
+        };
+        assert!(matches!(
+            Hyperparams::try_from(bad),
+            Err(ConvertError::Invalid {
+                field: "optimizer",
+                ..
+            })
+        ));
+        let bad = pb::Hyperparams {
+            batch_size: 0,
+            ..wire
+        };
+        assert!(Hyperparams::try_from(bad).is_err());
+    }
+
+    #[test]
+    fn outcomes_round_trip() {
+        let m = TrialMetrics {
+            curve: vec![CurvePoint {
+                samples: 4,
+                step: 1,
+                loss_mean: 0.5,
+                loss_se: 0.1,
+            }],
+            stationary_loss: Some(Estimate {
+                mean: 0.2,
+                se: 0.01,
+            }),
+        };
+        for o in [
+            AttemptOutcome::Succeeded(m.clone()),
+            AttemptOutcome::Diverged {
+                step: 9,
+                metrics: m,
+            },
+            AttemptOutcome::Failed {
+                error: "boom".into(),
+            },
+        ] {
+            assert_eq!(outcome_from_pb(Some(outcome_to_pb(&o))).unwrap(), o);
+        }
+        assert_eq!(outcome_from_pb(None), Err(ConvertError::Missing("outcome")));
+    }
+}

@@ -25,7 +25,11 @@ impl Landscape for Quadratic {
     }
 
     fn loss(&self, x: &[f64]) -> f64 {
-        0.5 * x.iter().zip(&self.eigenvalues).map(|(xi, l)| l * xi * xi).sum::<f64>()
+        0.5 * x
+            .iter()
+            .zip(&self.eigenvalues)
+            .map(|(xi, l)| l * xi * xi)
+            .sum::<f64>()
     }
 
     fn grad(&self, x: &[f64], out: &mut [f64]) {
@@ -38,6 +42,8 @@ impl Landscape for Quadratic {
 /// Builds the landscape a task names.
 pub fn build(spec: &LandscapeSpec) -> Box<dyn Landscape> {
     match spec {
-        LandscapeSpec::Quadratic { eigenvalues } => Box::new(Quadratic { eigenvalues: eigenvalues.clone() }),
+        LandscapeSpec::Quadratic { eigenvalues } => Box::new(Quadratic {
+            eigenvalues: eigenvalues.clone(),
+        }),
     }
 }

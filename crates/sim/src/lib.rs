@@ -49,7 +49,12 @@ impl Cancel {
 }
 
 /// Runs one trial of a simulation task.
-pub fn run_trial(task: &TaskSpec, params: &Hyperparams, id: TrialId, cancel: &Cancel) -> Result<AttemptOutcome, SimError> {
+pub fn run_trial(
+    task: &TaskSpec,
+    params: &Hyperparams,
+    id: TrialId,
+    cancel: &Cancel,
+) -> Result<AttemptOutcome, SimError> {
     match task {
         TaskSpec::Optimizer(sim) => run::run_optimizer(sim, params, id, cancel),
     }

@@ -19,7 +19,9 @@ impl Noise {
     pub fn for_batch(spec: &NoiseSpec, batch_size: u64) -> Noise {
         let scale = 1.0 / (batch_size.max(1) as f64).sqrt();
         match spec {
-            NoiseSpec::Gaussian { sigma } => Noise::Gaussian { sigma: sigma * scale },
+            NoiseSpec::Gaussian { sigma } => Noise::Gaussian {
+                sigma: sigma * scale,
+            },
         }
     }
 

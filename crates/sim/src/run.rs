@@ -40,7 +40,11 @@ impl Schedule {
             record_steps.push(steps);
         }
         let burn_in_steps = ((steps as f64) * task.burn_in).floor() as u64;
-        Schedule { steps, record_steps, burn_in_steps }
+        Schedule {
+            steps,
+            record_steps,
+            burn_in_steps,
+        }
     }
 }
 
@@ -56,7 +60,12 @@ struct BlockResult {
 }
 
 /// Runs the discrete optimizer on a simulated landscape.
-pub fn run_optimizer(task: &SimTask, params: &Hyperparams, id: TrialId, cancel: &Cancel) -> Result<AttemptOutcome, SimError> {
+pub fn run_optimizer(
+    task: &SimTask,
+    params: &Hyperparams,
+    id: TrialId,
+    cancel: &Cancel,
+) -> Result<AttemptOutcome, SimError> {
     let land = landscape::build(&task.landscape);
     let noise = Noise::for_batch(&task.noise, params.batch_size);
     let opt = OptimizerConfig::from_params(params);
@@ -67,7 +76,18 @@ pub fn run_optimizer(task: &SimTask, params: &Hyperparams, id: TrialId, cancel: 
         .into_par_iter()
         .map(|b| {
             let n = BLOCK.min(paths - b * BLOCK);
-            run_block(land.as_ref(), &noise, opt, task.x0, &sched, id, params.seed, b as u64, n, cancel)
+            run_block(
+                land.as_ref(),
+                &noise,
+                opt,
+                task.x0,
+                &sched,
+                id,
+                params.seed,
+                b as u64,
+                n,
+                cancel,
+            )
         })
         .collect::<Result<_, _>>()?;
     Ok(summarise(&results, &sched, params.batch_size))
@@ -127,7 +147,12 @@ fn run_block(
     }
     let averaged = (sched.steps - sched.burn_in_steps).max(1) as f64;
     let stationary = sums.iter().map(|s| s / averaged).collect();
-    Ok(BlockResult { losses, stationary, recorded: next_record, diverged_at })
+    Ok(BlockResult {
+        losses,
+        stationary,
+        recorded: next_record,
+        diverged_at,
+    })
 }
 
 fn summarise(blocks: &[BlockResult], sched: &Schedule, batch_size: u64) -> AttemptOutcome {
@@ -141,14 +166,28 @@ fn summarise(blocks: &[BlockResult], sched: &Schedule, batch_size: u64) -> Attem
         });
         let est = mean_se(values);
         let step = sched.record_steps[r];
-        curve.push(CurvePoint { samples: step * batch_size, step, loss_mean: est.mean, loss_se: est.se });
+        curve.push(CurvePoint {
+            samples: step * batch_size,
+            step,
+            loss_mean: est.mean,
+            loss_se: est.se,
+        });
     }
     let diverged = blocks.iter().filter_map(|b| b.diverged_at).min();
     match diverged {
-        Some(step) => AttemptOutcome::Diverged { step, metrics: TrialMetrics { curve, stationary_loss: None } },
+        Some(step) => AttemptOutcome::Diverged {
+            step,
+            metrics: TrialMetrics {
+                curve,
+                stationary_loss: None,
+            },
+        },
         None => {
             let stationary = mean_se(blocks.iter().flat_map(|b| b.stationary.iter().copied()));
-            AttemptOutcome::Succeeded(TrialMetrics { curve, stationary_loss: Some(stationary) })
+            AttemptOutcome::Succeeded(TrialMetrics {
+                curve,
+                stationary_loss: Some(stationary),
+            })
         }
     }
 }
@@ -162,6 +201,13 @@ pub fn mean_se(values: impl Iterator<Item = f64>) -> Estimate {
         mean += delta / n as f64;
         m2 += delta * (v - mean);
     }
-    let se = if n > 1 { (m2 / (n - 1) as f64 / n as f64).sqrt() } else { 0.0 };
-    Estimate { mean: if n > 0 { mean } else { f64::NAN }, se }
+    let se = if n > 1 {
+        (m2 / (n - 1) as f64 / n as f64).sqrt()
+    } else {
+        0.0
+    };
+    Estimate {
+        mean: if n > 0 { mean } else { f64::NAN },
+        se,
+    }
 }

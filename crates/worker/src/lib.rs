@@ -1,1 +1,345 @@
-//! stub
+//! kappa-worker: pulls trials from a coordinator, runs them, reports how they ended.
+//!
+//! The loop (after Ballista's executor poll loop): register, then lease as many trials as there
+//! are free slots, run each on the rayon pool, and report it. A heartbeat task renews the leases
+//! held; a lease the coordinator revokes is cancelled here. A panic inside a simulation is a failed
+//! trial, never a dead worker.
+
+#![warn(missing_docs)]
+
+mod executor;
+
+pub use executor::execute;
+
+use kappa_core::{AttemptOutcome, Hyperparams, TaskSpec, TrialId};
+use kappa_proto::pb::coordinator_client::CoordinatorClient;
+use kappa_proto::{PROTOCOL_VERSION, outcome_to_pb, parse_trial_id, pb};
+use kappa_sim::Cancel;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+use tonic::transport::Channel;
+
+/// Worker settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Coordinator URL, e.g. `http://127.0.0.1:7070`.
+    pub coordinator: String,
+    /// Name shown in the store and logs.
+    pub name: String,
+    /// Trials run at once.
+    pub slots: usize,
+    /// How long one lease call waits for work.
+    pub lease_wait: Duration,
+    /// Stop when the coordinator says the sweep is finished (local runs); a cluster worker keeps
+    /// polling for the next sweep.
+    pub exit_when_finished: bool,
+}
+
+/// Errors that stop a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The coordinator URL is malformed.
+    #[error("invalid coordinator address {0}: {1}")]
+    Address(String, String),
+    /// The coordinator could not be reached or refused the worker.
+    #[error("coordinator {0}: {1}")]
+    Rpc(String, tonic::Status),
+    /// The transport failed.
+    #[error("cannot connect to coordinator {0}: {1}")]
+    Connect(String, tonic::transport::Error),
+}
+
+/// What a worker did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Attempts reported.
+    pub reported: u64,
+    /// Attempts abandoned (revoked or cancelled at shutdown).
+    pub abandoned: u64,
+}
+
+type Held = Arc<Mutex<HashMap<(TrialId, u32), Cancel>>>;
+
+/// Runs a worker until `shutdown` turns true or (with `exit_when_finished`) the sweep finishes.
+pub async fn run(
+    cfg: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<WorkerStats, WorkerError> {
+    let channel = Channel::from_shared(cfg.coordinator.clone())
+        .map_err(|e| WorkerError::Address(cfg.coordinator.clone(), e.to_string()))?
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| WorkerError::Connect(cfg.coordinator.clone(), e))?;
+    let mut client = CoordinatorClient::new(channel);
+    let rpc = |s: tonic::Status| WorkerError::Rpc(cfg.coordinator.clone(), s);
+    let reg = client
+        .register(pb::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: cfg.name.clone(),
+            slots: cfg.slots as u32,
+            gpus: 0,
+        })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let worker_id = reg.worker_id;
+    let held: Held = Arc::default();
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        worker_id,
+        Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),
+        held.clone(),
+    ));
+    let slots = Arc::new(Semaphore::new(cfg.slots.max(1)));
+    let stats = Arc::new(Mutex::new(WorkerStats::default()));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut parsed: Option<(String, Arc<TaskSpec>)> = None;
+    let result = loop {
+        if *shutdown.borrow() {
+            break Ok(());
+        }
+        // Wait for a free slot, then take every free slot at once.
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break Ok(()) },
+            _ = shutdown.changed() => continue,
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let request = pb::LeaseRequest {
+            worker_id,
+            max_trials: permits.len() as u32,
+            wait_ms: cfg.lease_wait.as_millis() as u32,
+        };
+        let resp = tokio::select! {
+            r = client.lease(request) => r,
+            _ = shutdown.changed() => continue,
+        };
+        let resp = match resp {
+            Ok(r) => r.into_inner(),
+            Err(s) => break Err(rpc(s)),
+        };
+        if resp.leases.is_empty() && resp.sweep_finished {
+            if cfg.exit_when_finished {
+                break Ok(());
+            }
+            // Nothing to do until a new sweep arrives: do not spin.
+            drop(permits);
+            tokio::select! {
+                _ = tokio::time::sleep(cfg.lease_wait.max(Duration::from_millis(100))) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for lease in resp.leases {
+            let Some(permit) = permits.pop() else { break };
+            let trial = match prepare(&lease, &mut parsed) {
+                Ok(t) => t,
+                Err(error) => {
+                    // A trial this worker cannot even read fails its attempt, with the reason.
+                    let mut c = client.clone();
+                    let id = lease.trial_id.clone();
+                    report(
+                        &mut c,
+                        worker_id,
+                        &id,
+                        lease.attempt,
+                        &AttemptOutcome::Failed { error },
+                        0.0,
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            let cancel = Cancel::new();
+            if let Ok(mut h) = held.lock() {
+                h.insert((trial.id, trial.attempt), cancel.clone());
+            }
+            let mut c = client.clone();
+            let held = held.clone();
+            let stats = stats.clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let outcome = run_on_pool(trial.clone(), cancel.clone()).await;
+                let still_held = held
+                    .lock()
+                    .map(|mut h| h.remove(&(trial.id, trial.attempt)).is_some())
+                    .unwrap_or(false);
+                // Not held any more means revoked (or shutting down): a report would be late.
+                match outcome {
+                    Some(o) if still_held => {
+                        report(
+                            &mut c,
+                            worker_id,
+                            &trial.id.to_string(),
+                            trial.attempt,
+                            &o,
+                            started.elapsed().as_secs_f64(),
+                        )
+                        .await;
+                        if let Ok(mut s) = stats.lock() {
+                            s.reported += 1;
+                        }
+                    }
+                    _ => {
+                        if let Ok(mut s) = stats.lock() {
+                            s.abandoned += 1;
+                        }
+                    }
+                }
+                drop(permit);
+            });
+        }
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+    };
+    // Shutdown: cancel what runs, hand the leases back, wait for the tasks to notice.
+    if let Ok(h) = held.lock() {
+        for c in h.values() {
+            c.cancel();
+        }
+    }
+    let _ = client.deregister(pb::DeregisterRequest { worker_id }).await;
+    while tasks.join_next().await.is_some() {}
+    heartbeat.abort();
+    let stats = stats.lock().map(|s| *s).unwrap_or_default();
+    result.map(|()| stats)
+}
+
+/// A leased trial, ready to run.
+#[derive(Clone)]
+struct Trial {
+    id: TrialId,
+    attempt: u32,
+    task: Arc<TaskSpec>,
+    params: Hyperparams,
+    timeout: Option<Duration>,
+}
+
+fn prepare(
+    lease: &pb::TrialLease,
+    parsed: &mut Option<(String, Arc<TaskSpec>)>,
+) -> Result<Trial, String> {
+    let id = parse_trial_id(&lease.trial_id).map_err(|e| e.to_string())?;
+    let params: Hyperparams = lease
+        .params
+        .clone()
+        .ok_or_else(|| "lease without hyperparameters".to_string())?
+        .try_into()
+        .map_err(|e: kappa_proto::ConvertError| e.to_string())?;
+    // Every trial of a sweep carries the same task: parse it once.
+    let task = match parsed {
+        Some((text, task)) if *text == lease.task_json => task.clone(),
+        _ => {
+            let task: TaskSpec = serde_json::from_str(&lease.task_json)
+                .map_err(|e| format!("this worker cannot read the task: {e}"))?;
+            let task = Arc::new(task);
+            *parsed = Some((lease.task_json.clone(), task.clone()));
+            task
+        }
+    };
+    let timeout = (lease.timeout_ms > 0).then(|| Duration::from_millis(lease.timeout_ms));
+    Ok(Trial {
+        id,
+        attempt: lease.attempt,
+        task,
+        params,
+        timeout,
+    })
+}
+
+/// Runs a trial on the rayon pool; `None` when it was cancelled.
+async fn run_on_pool(trial: Trial, cancel: Cancel) -> Option<AttemptOutcome> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let c = cancel.clone();
+    let t = trial.clone();
+    rayon::spawn(move || {
+        let _ = tx.send(execute(&t.task, &t.params, t.id, &c));
+    });
+    let result = match trial.timeout {
+        Some(limit) => match tokio::time::timeout(limit, rx).await {
+            Ok(r) => r,
+            Err(_) => {
+                cancel.cancel();
+                return Some(AttemptOutcome::Failed {
+                    error: format!("timed out after {:.1?}", limit),
+                });
+            }
+        },
+        None => rx.await,
+    };
+    result.ok().flatten()
+}
+
+async fn report(
+    client: &mut CoordinatorClient<Channel>,
+    worker_id: u64,
+    id: &str,
+    attempt: u32,
+    outcome: &AttemptOutcome,
+    duration_s: f64,
+) {
+    let req = pb::ReportRequest {
+        worker_id,
+        trial_id: id.to_string(),
+        attempt,
+        outcome: Some(outcome_to_pb(outcome)),
+        duration_s,
+    };
+    // Transient failures are retried briefly; a report that cannot be delivered is dropped and the
+    // lease expires, so the trial is run again (never counted twice).
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..6 {
+        match client.report(req.clone()).await {
+            Ok(_) => return,
+            Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    mut client: CoordinatorClient<Channel>,
+    worker_id: u64,
+    every: Duration,
+    held: Held,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let leases: Vec<pb::LeaseRef> = match held.lock() {
+            Ok(h) => h
+                .keys()
+                .map(|(id, attempt)| pb::LeaseRef {
+                    trial_id: id.to_string(),
+                    attempt: *attempt,
+                })
+                .collect(),
+            Err(_) => continue,
+        };
+        let req = pb::HeartbeatRequest {
+            protocol_version: PROTOCOL_VERSION,
+            worker_id,
+            held: leases,
+        };
+        if let Ok(resp) = client.heartbeat(req).await {
+            if let Ok(mut h) = held.lock() {
+                for r in resp.into_inner().revoked {
+                    if let Ok(id) = parse_trial_id(&r.trial_id) {
+                        if let Some(c) = h.remove(&(id, r.attempt)) {
+                            c.cancel();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

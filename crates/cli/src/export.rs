@@ -1,0 +1,153 @@
+//! `kappa export`: every trial of the current plan as CSV or JSON lines.
+//!
+//! The JSON schema (one object per line) is documented in the README; fields are added over time,
+//! never renamed.
+
+use crate::summary::resolve_state;
+use crate::{Format, StateArg};
+use anyhow::Context;
+use kappa_store::{Store, TrialRecord};
+use serde_json::json;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+/// Arguments of `kappa export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    state: StateArg,
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: Format,
+    /// Write here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
+    let dir = resolve_state(&args.state)?;
+    let store = Store::open(&dir)?;
+    let trials = store.trials()?;
+    let sink: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = BufWriter::new(sink);
+    match args.format {
+        Format::Jsonl => {
+            for t in &trials {
+                serde_json::to_writer(&mut w, &trial_json(t))?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Format::Csv => write_csv(&mut w, &trials)?,
+    }
+    w.flush()?;
+    Ok(crate::exit::OK)
+}
+
+/// The export object of one trial.
+pub fn trial_json(t: &TrialRecord) -> serde_json::Value {
+    json!({
+        "id": t.id,
+        "seq": t.seq,
+        "params": t.params,
+        "status": t.status,
+        "attempts": t.attempts,
+        "metrics": t.metrics,
+        "error": t.error,
+        "diverged_step": t.diverged_step,
+        "worker": t.worker,
+        "timings": {
+            "started_at": t.started_at,
+            "finished_at": t.finished_at,
+            "duration_s": t.duration_s,
+        },
+    })
+}
+
+const CSV_HEADER: &[&str] = &[
+    "id",
+    "seq",
+    "status",
+    "attempts",
+    "optimizer",
+    "batch_size",
+    "lr",
+    "beta1",
+    "beta2",
+    "eps",
+    "weight_decay",
+    "seed",
+    "stationary_loss_mean",
+    "stationary_loss_se",
+    "final_samples",
+    "final_loss_mean",
+    "final_loss_se",
+    "diverged_step",
+    "error",
+    "worker",
+    "started_at",
+    "finished_at",
+    "duration_s",
+];
+
+fn write_csv(w: &mut impl Write, trials: &[TrialRecord]) -> std::io::Result<()> {
+    writeln!(w, "{}", CSV_HEADER.join(","))?;
+    let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+    for t in trials {
+        let p = &t.params;
+        let stationary = t.metrics.as_ref().and_then(|m| m.stationary_loss);
+        let last = t.metrics.as_ref().and_then(|m| m.curve.last().copied());
+        let cells = [
+            t.id.to_string(),
+            t.seq.to_string(),
+            t.status.to_string(),
+            t.attempts.to_string(),
+            p.optimizer.to_string(),
+            p.batch_size.to_string(),
+            p.lr.to_string(),
+            p.beta1.to_string(),
+            p.beta2.to_string(),
+            p.eps.to_string(),
+            p.weight_decay.to_string(),
+            p.seed.to_string(),
+            opt(stationary.map(|e| e.mean)),
+            opt(stationary.map(|e| e.se)),
+            last.map(|c| c.samples.to_string()).unwrap_or_default(),
+            opt(last.map(|c| c.loss_mean)),
+            opt(last.map(|c| c.loss_se)),
+            t.diverged_step.map(|s| s.to_string()).unwrap_or_default(),
+            t.error.clone().unwrap_or_default(),
+            t.worker.clone().unwrap_or_default(),
+            opt(t.started_at),
+            opt(t.finished_at),
+            opt(t.duration_s),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        writeln!(w, "{}", line.join(","))?;
+    }
+    Ok(())
+}
+
+/// Quotes a CSV cell when it holds a comma, quote or line break (RFC 4180).
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn csv_cells_are_quoted_when_needed() {
+        assert_eq!(super::csv_cell("plain"), "plain");
+        assert_eq!(super::csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(super::csv_cell("say \"hi\"\n"), "\"say \"\"hi\"\"\n\"");
+    }
+}

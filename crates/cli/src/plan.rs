@@ -1,0 +1,133 @@
+//! `kappa plan`: the expansion of a sweep file, without running anything.
+
+use crate::invalid;
+use kappa_core::grid::format_real;
+use kappa_core::{Plan, Sweep};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `kappa plan`.
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    /// The sweep file (TOML).
+    file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// How many trials to list.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    show: u64,
+}
+
+/// Reads and validates a sweep file; every problem is an invalid-input error naming the file.
+pub fn load_sweep(path: &Path) -> anyhow::Result<(Sweep, String)> {
+    let shown = path.display().to_string();
+    if path.is_dir() {
+        return Err(invalid(format!("{shown} is a directory, not a sweep file")));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| invalid(format!("cannot read sweep file {shown}: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| invalid(format!("sweep file {shown} is not UTF-8 text")))?;
+    let sweep = Sweep::parse(&shown, &text).map_err(|e| invalid(e.to_string()))?;
+    Ok((sweep, text))
+}
+
+pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
+    let (sweep, _) = load_sweep(&args.file)?;
+    let plan = Plan::new(&sweep, kappa_sim::VERSION);
+    let shown = args.show.min(plan.len());
+    if args.json {
+        let dims: Vec<_> = sweep
+            .grid
+            .dims()
+            .iter()
+            .map(|d| {
+                let axes: Vec<_> = d
+                    .axes
+                    .iter()
+                    .map(|(name, values)| {
+                        let v: Vec<serde_json::Value> = match values {
+                            kappa_core::AxisValues::Optimizer(v) => {
+                                v.iter().map(|o| json!(o.as_str())).collect()
+                            }
+                            kappa_core::AxisValues::Int(v) => v.iter().map(|x| json!(x)).collect(),
+                            kappa_core::AxisValues::Real(v) => v.iter().map(|x| json!(x)).collect(),
+                        };
+                        json!({ "name": name.as_str(), "values": v })
+                    })
+                    .collect();
+                json!({ "len": d.len, "axes": axes })
+            })
+            .collect();
+        let trials: Vec<_> = (0..shown)
+            .map(|i| {
+                let t = plan.trial(i);
+                json!({ "id": t.id, "seq": t.seq, "params": t.params })
+            })
+            .collect();
+        let out = json!({
+            "name": sweep.name,
+            "task": plan.task_json(),
+            "total": plan.len(),
+            "dimensions": dims,
+            "trials": trials,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(crate::exit::OK);
+    }
+    let factors: Vec<String> = sweep
+        .grid
+        .dims()
+        .iter()
+        .map(|d| {
+            let names: Vec<&str> = d.axes.iter().map(|(n, _)| n.as_str()).collect();
+            if names.len() == 1 {
+                format!("{} ({})", names[0], d.len)
+            } else {
+                format!("zip[{}] ({})", names.join(", "), d.len)
+            }
+        })
+        .collect();
+    println!(
+        "sweep `{}`: {} trials = {}",
+        sweep.name,
+        plan.len(),
+        factors.join(" × ")
+    );
+    println!("task: {}", plan.task_json());
+    for d in sweep.grid.dims() {
+        for (name, values) in &d.axes {
+            let n = values.len();
+            let mut v: Vec<String> = (0..n.min(8)).map(|i| values.display(i)).collect();
+            if n > 8 {
+                v.push(format!("… {} more", n - 8));
+            }
+            println!("  {:<13} {}", name.as_str(), v.join(", "));
+        }
+    }
+    if shown > 0 {
+        println!("first {shown} trials:");
+        println!(
+            "  {:<16}  {:>6}  {:<9} {:>6} {:>9} {:>6} {:>6} {:>8} {:>7} {:>5}",
+            "id", "seq", "optimizer", "batch", "lr", "beta1", "beta2", "eps", "wd", "seed"
+        );
+        for t in plan.trials().take(shown as usize) {
+            let p = &t.params;
+            println!(
+                "  {}  {:>6}  {:<9} {:>6} {:>9} {:>6} {:>6} {:>8} {:>7} {:>5}",
+                t.id,
+                t.seq,
+                p.optimizer,
+                p.batch_size,
+                format_real(p.lr),
+                format_real(p.beta1),
+                format_real(p.beta2),
+                format_real(p.eps),
+                format_real(p.weight_decay),
+                p.seed
+            );
+        }
+    }
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,140 @@
+//! Live progress of a sweep, read from the coordinator's Watch stream (the CLI is just another
+//! client). A bar on a terminal; plain periodic lines otherwise.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kappa_proto::pb::coordinator_client::CoordinatorClient;
+use kappa_proto::pb::{self, WatchRequest};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How often a plain log line is printed when stdout is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(2);
+
+/// Follows progress until the sweep finishes, the stream ends, or `stop` turns true.
+pub async fn follow(url: String, mut stop: watch::Receiver<bool>) {
+    let Ok(mut client) = CoordinatorClient::connect(url).await else {
+        return;
+    };
+    let Ok(stream) = client.watch(WatchRequest {}).await else {
+        return;
+    };
+    let mut stream = stream.into_inner();
+    let mut view = View::new();
+    loop {
+        tokio::select! {
+            msg = stream.message() => match msg {
+                Ok(Some(p)) => {
+                    view.update(&p);
+                    if p.finished {
+                        break;
+                    }
+                }
+                _ => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    view.finish();
+}
+
+struct View {
+    bar: Option<ProgressBar>,
+    started: Instant,
+    done_at_start: Option<u64>,
+    last_log: Option<Instant>,
+    last: Option<pb::Progress>,
+}
+
+impl View {
+    fn new() -> View {
+        let bar = std::io::stdout().is_terminal().then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        View {
+            bar,
+            started: Instant::now(),
+            done_at_start: None,
+            last_log: None,
+            last: None,
+        }
+    }
+
+    fn line(&mut self, p: &pb::Progress) -> String {
+        let done = p.succeeded + p.failed + p.diverged;
+        let base = *self.done_at_start.get_or_insert(done);
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = (done - base) as f64 / elapsed;
+        let eta = if rate > 0.0 && p.total > done {
+            format!("ETA {}", fmt_secs((p.total - done) as f64 / rate))
+        } else {
+            "ETA -".into()
+        };
+        let mut s = format!("done · {} running · {} failed", p.running, p.failed);
+        if p.diverged > 0 {
+            s.push_str(&format!(" · {} diverged", p.diverged));
+        }
+        s.push_str(&format!(" · {rate:.1} trials/s · {eta}"));
+        s
+    }
+
+    fn update(&mut self, p: &pb::Progress) {
+        let msg = self.line(p);
+        let done = p.succeeded + p.failed + p.diverged;
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(p.total);
+                bar.set_position(done);
+                bar.set_message(msg);
+            }
+            None => {
+                let due = self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+                if due || p.finished {
+                    eprintln!(
+                        "[{:>6.1}s] {done}/{} {msg}",
+                        self.started.elapsed().as_secs_f64(),
+                        p.total
+                    );
+                    self.last_log = Some(Instant::now());
+                }
+            }
+        }
+        self.last = Some(p.clone());
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        } else if let Some(p) = self.last.clone() {
+            if !p.finished {
+                let msg = self.line(&p);
+                let done = p.succeeded + p.failed + p.diverged;
+                eprintln!(
+                    "[{:>6.1}s] {done}/{} {msg}",
+                    self.started.elapsed().as_secs_f64(),
+                    p.total
+                );
+            }
+        }
+    }
+}
+
+/// `75s` → `1m15s`.
+pub fn fmt_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}

@@ -1,0 +1,104 @@
+//! The store writer: one thread owns the SQLite connection and commits whatever has queued up
+//! since its last commit in one transaction (group commit), so the scheduler never waits on disk.
+
+use kappa_store::{Store, StoreError, StoreOp};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Largest batch committed at once.
+const MAX_BATCH: usize = 8192;
+
+/// Handle to the writer thread.
+pub struct StoreWriter {
+    tx: Mutex<Option<Sender<StoreOp>>>,
+    thread: Mutex<Option<JoinHandle<Result<Store, StoreError>>>>,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl StoreWriter {
+    /// Starts the writer thread; it owns `store` until [`StoreWriter::close`].
+    pub fn start(mut store: Store) -> StoreWriter {
+        let (tx, rx): (Sender<StoreOp>, Receiver<StoreOp>) = channel();
+        let failed = Arc::new(Mutex::new(None));
+        let flag = failed.clone();
+        let thread = std::thread::Builder::new()
+            .name("kappa-store-writer".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(1024);
+                while let Ok(first) = rx.recv() {
+                    batch.push(first);
+                    let mut closed = false;
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(op) => batch.push(op),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
+                        }
+                    }
+                    if let Err(e) = store.apply(&batch) {
+                        if let Ok(mut f) = flag.lock() {
+                            *f = Some(e.to_string());
+                        }
+                        return Err(e);
+                    }
+                    batch.clear();
+                    if closed {
+                        break;
+                    }
+                }
+                Ok(store)
+            })
+            .ok();
+        if thread.is_none() {
+            if let Ok(mut f) = failed.lock() {
+                *f = Some("could not start the store writer thread".into());
+            }
+        }
+        StoreWriter {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(thread),
+            failed,
+        }
+    }
+
+    /// Queues an operation. Never blocks on disk.
+    pub fn send(&self, op: StoreOp) {
+        if let Ok(guard) = self.tx.lock() {
+            if let Some(tx) = guard.as_ref() {
+                // A send fails only when the writer died; `failure()` reports why.
+                let _ = tx.send(op);
+            }
+        }
+    }
+
+    /// Queues several operations.
+    pub fn send_all(&self, ops: impl IntoIterator<Item = StoreOp>) {
+        for op in ops {
+            self.send(op);
+        }
+    }
+
+    /// The write error that stopped the writer, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Commits everything queued and stops the thread, returning the store.
+    pub fn close(&self) -> Result<Option<Store>, StoreError> {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        match handle {
+            Some(h) => match h.join() {
+                Ok(r) => r.map(Some),
+                Err(_) => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+}
