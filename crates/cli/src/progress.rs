@@ -115,16 +115,16 @@ impl View {
     fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish();
-        } else if let Some(p) = self.last.clone() {
-            if !p.finished {
-                let msg = self.line(&p);
-                let done = p.succeeded + p.failed + p.diverged;
-                eprintln!(
-                    "[{:>6.1}s] {done}/{} {msg}",
-                    self.started.elapsed().as_secs_f64(),
-                    p.total
-                );
-            }
+        } else if let Some(p) = self.last.clone()
+            && !p.finished
+        {
+            let msg = self.line(&p);
+            let done = p.succeeded + p.failed + p.diverged;
+            eprintln!(
+                "[{:>6.1}s] {done}/{} {msg}",
+                self.started.elapsed().as_secs_f64(),
+                p.total
+            );
         }
     }
 }

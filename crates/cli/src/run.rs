@@ -198,10 +198,10 @@ async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::R
             "warning: workers did not stop within 30 s; their trials will be re-run on resume"
         );
     }
-    if let Some(d) = display {
-        if !d.is_finished() {
-            let _ = d.await;
-        }
+    if let Some(d) = display
+        && !d.is_finished()
+    {
+        let _ = d.await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     ended

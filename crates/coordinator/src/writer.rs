@@ -53,10 +53,10 @@ impl StoreWriter {
                 Ok(store)
             })
             .ok();
-        if thread.is_none() {
-            if let Ok(mut f) = failed.lock() {
-                *f = Some("could not start the store writer thread".into());
-            }
+        if thread.is_none()
+            && let Ok(mut f) = failed.lock()
+        {
+            *f = Some("could not start the store writer thread".into());
         }
         StoreWriter {
             tx: Mutex::new(Some(tx)),
@@ -67,11 +67,11 @@ impl StoreWriter {
 
     /// Queues an operation. Never blocks on disk.
     pub fn send(&self, op: StoreOp) {
-        if let Ok(guard) = self.tx.lock() {
-            if let Some(tx) = guard.as_ref() {
-                // A send fails only when the writer died; `failure()` reports why.
-                let _ = tx.send(op);
-            }
+        if let Ok(guard) = self.tx.lock()
+            && let Some(tx) = guard.as_ref()
+        {
+            // A send fails only when the writer died; `failure()` reports why.
+            let _ = tx.send(op);
         }
     }
 

@@ -279,15 +279,15 @@ impl Scheduler {
     fn revoke_where(&mut self, pred: impl Fn(WorkerId, u64) -> bool) -> Vec<Revoked> {
         let mut out = Vec::new();
         for (id, e) in &mut self.entries {
-            if let State::Leased { worker, deadline } = e.state {
-                if pred(worker, deadline) {
-                    e.state = State::Pending;
-                    out.push(Revoked {
-                        id: *id,
-                        attempt: e.attempt,
-                        worker,
-                    });
-                }
+            if let State::Leased { worker, deadline } = e.state
+                && pred(worker, deadline)
+            {
+                e.state = State::Pending;
+                out.push(Revoked {
+                    id: *id,
+                    attempt: e.attempt,
+                    worker,
+                });
             }
         }
         // Deterministic requeue order.

@@ -2,7 +2,7 @@
 //!
 //! Every error names the file, the key, and the line and column of the offending value, and never
 //! panics. Parsing goes in two passes over the same text: serde deserialises the typed structure
-//! (so unknown keys and wrong types are caught with their position), then [`validate`] checks
+//! (so unknown keys and wrong types are caught with their position), then `validate` checks
 //! values, locating each offending key through a span-preserving parse of the document.
 
 use crate::grid::{AxisName, AxisValues, Dimension, Grid, spaced};
@@ -60,9 +60,22 @@ impl Default for Execution {
     }
 }
 
-/// A sweep-file error: where it is and what is wrong.
+/// A sweep-file error: where it is and what is wrong (details behind a box, so `Result`s stay
+/// small; fields are reachable through `Deref`).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub struct SpecError {
+#[error("{0}")]
+pub struct SpecError(Box<SpecErrorDetail>);
+
+impl std::ops::Deref for SpecError {
+    type Target = SpecErrorDetail;
+    fn deref(&self) -> &SpecErrorDetail {
+        &self.0
+    }
+}
+
+/// Where a sweep-file error is and what is wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpecErrorDetail {
     /// The file (as the user named it).
     pub file: String,
     /// The dotted key path, e.g. `grid.lr[2]`, where known.
@@ -77,7 +90,7 @@ pub struct SpecError {
     pub source_line: Option<String>,
 }
 
-impl fmt::Display for SpecError {
+impl fmt::Display for SpecErrorDetail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file)?;
         if let (Some(l), Some(c)) = (self.line, self.column) {
@@ -172,14 +185,14 @@ impl<'a> Ctx<'a> {
             }
             None => (None, None, None),
         };
-        SpecError {
+        SpecError(Box::new(SpecErrorDetail {
             file: self.file.to_string(),
             key,
             line,
             column,
             message,
             source_line,
-        }
+        }))
     }
 
     fn err(&self, path: &[Seg], message: impl Into<String>) -> SpecError {

@@ -18,6 +18,6 @@ pub fn mix64(mut z: u64) -> u64 {
 
 /// The generator of stream `stream` of the trial (`id`, `seed`).
 pub fn stream(id: TrialId, seed: u64, stream: u64) -> StreamRng {
-    let key = mix64(id.0 ^ mix64(seed ^ mix64(stream.wrapping_add(0x6b61_7070_61))));
+    let key = mix64(id.0 ^ mix64(seed ^ mix64(stream.wrapping_add(0x006b_6170_7061))));
     StreamRng::seed_from_u64(key)
 }

@@ -424,14 +424,14 @@ impl Store {
         task_json: &str,
         trials: impl Iterator<Item = PlannedTrial>,
     ) -> Result<PlanSync, StoreError> {
-        if let Some(found) = self.meta("sweep_name")? {
-            if found != sweep {
-                return Err(StoreError::OtherSweep {
-                    path: self.path.clone(),
-                    found,
-                    expected: sweep.to_string(),
-                });
-            }
+        if let Some(found) = self.meta("sweep_name")?
+            && found != sweep
+        {
+            return Err(StoreError::OtherSweep {
+                path: self.path.clone(),
+                found,
+                expected: sweep.to_string(),
+            });
         }
         let generation = self.generation()? + 1;
         let now = now_s();

@@ -330,14 +330,14 @@ async fn heartbeat_loop(
             worker_id,
             held: leases,
         };
-        if let Ok(resp) = client.heartbeat(req).await {
-            if let Ok(mut h) = held.lock() {
-                for r in resp.into_inner().revoked {
-                    if let Ok(id) = parse_trial_id(&r.trial_id) {
-                        if let Some(c) = h.remove(&(id, r.attempt)) {
-                            c.cancel();
-                        }
-                    }
+        if let Ok(resp) = client.heartbeat(req).await
+            && let Ok(mut h) = held.lock()
+        {
+            for r in resp.into_inner().revoked {
+                if let Ok(id) = parse_trial_id(&r.trial_id)
+                    && let Some(c) = h.remove(&(id, r.attempt))
+                {
+                    c.cancel();
                 }
             }
         }
