@@ -48,7 +48,7 @@ struct Cli {
 enum Command {
     /// Run a sweep locally: a coordinator and N workers in this process, over real gRPC on 127.0.0.1.
     ///
-    /// Results go to a SQLite store under the state directory (default runs/<sweep name>). Running
+    /// Results go to a SQLite store under the state directory (default runs/NAME, NAME being the sweep name). Running
     /// the same command again resumes: finished trials are reused, interrupted ones re-run, and
     /// trials added by an edited sweep file are planned and run.
     #[command(after_help = EXIT_CODES)]

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 pub struct RunArgs {
     /// The sweep file (TOML).
     file: PathBuf,
-    /// State directory (default: runs/<sweep name>).
+    /// State directory (default: runs/NAME, NAME being the sweep name).
     #[arg(long, value_name = "DIR", env = "KAPPA_STATE")]
     state: Option<PathBuf>,
     /// Workers started in this process (default: the number of CPUs).
@@ -158,10 +158,20 @@ async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::R
     }
     let mut display =
         (!quiet).then(|| tokio::spawn(progress::follow(url.clone(), stop_rx.clone())));
+    let finished = coordinator.finished();
+    let interrupt = interrupted();
+    tokio::pin!(finished, interrupt);
+    let mut health = tokio::time::interval(Duration::from_secs(1));
     let ended = loop {
         tokio::select! {
-            _ = coordinator.finished() => break Ok(Ended::Finished),
-            _ = interrupted() => break Ok(Ended::Interrupted),
+            _ = &mut finished => break Ok(Ended::Finished),
+            _ = &mut interrupt => break Ok(Ended::Interrupted),
+            _ = health.tick() => {
+                // Results that cannot be written must stop the run, not pile up in memory.
+                if let Some(f) = coordinator.write_failure() {
+                    break Err(anyhow!("writing results failed: {f}"));
+                }
+            }
             Some(joined) = pool.join_next() => {
                 match joined {
                     Ok(Ok(_)) if pool.is_empty() && !coordinator.progress().finished => {
@@ -174,9 +184,6 @@ async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::R
             }
         }
     };
-    if let Some(f) = coordinator.write_failure() {
-        return Err(anyhow!("writing results failed: {f}"));
-    }
     // A second Ctrl-C while shutting down leaves at once; the store is consistent at any instant.
     tokio::spawn(async {
         interrupted().await;
