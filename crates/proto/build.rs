@@ -3,7 +3,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let file = root.join("kappa/v1/kappa.proto");
-    println!("cargo:rerun-if-changed={}", file.display());
+    // Relative to this package, so a target directory shared by two checkouts tracks the right file.
+    println!("cargo:rerun-if-changed=../../proto/kappa/v1/kappa.proto");
     let fds = protox::compile([&file], [&root])?;
     tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())

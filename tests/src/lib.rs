@@ -37,9 +37,7 @@ impl Default for Sandbox {
 impl Sandbox {
     /// A new empty directory.
     pub fn new() -> Sandbox {
-        Sandbox {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Sandbox { dir: tempfile::tempdir().expect("tempdir") }
     }
 
     /// Its path.
@@ -57,9 +55,7 @@ impl Sandbox {
     /// A `kappa` command running in the sandbox.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(kappa_bin());
-        c.args(args)
-            .current_dir(self.path())
-            .env_remove("KAPPA_STATE");
+        c.args(args).current_dir(self.path()).env_remove("KAPPA_STATE");
         c
     }
 
@@ -99,8 +95,7 @@ impl Sandbox {
     /// Opens a sweep's state database read-only.
     pub fn db(&self, state: &str) -> Connection {
         let path = self.path().join(state).join("kappa.db");
-        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open state db")
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open state db")
     }
 }
 

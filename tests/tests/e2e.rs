@@ -6,9 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Twelve learning rates: with 2 optimizers and 2 seeds, 48 trials.
-const LRS: [f64; 12] = [
-    0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05,
-];
+const LRS: [f64; 12] = [0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05];
 
 fn code(o: &std::process::Output) -> Option<i32> {
     o.status.code()
@@ -18,31 +16,19 @@ fn code(o: &std::process::Output) -> Option<i32> {
 fn statuses(sb: &Sandbox, state: &str) -> HashMap<String, String> {
     let db = sb.db(state);
     let generation: i64 = db
-        .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
-            r.get::<_, String>(0)
-        })
+        .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get::<_, String>(0))
         .unwrap()
         .parse()
         .unwrap();
-    let mut stmt = db
-        .prepare("SELECT id, status FROM trials WHERE generation = ?1")
-        .unwrap();
-    stmt.query_map([generation], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let mut stmt = db.prepare("SELECT id, status FROM trials WHERE generation = ?1").unwrap();
+    stmt.query_map([generation], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
 
 /// (trial id → number of attempts logged, number counted).
 fn attempt_log(sb: &Sandbox, state: &str) -> HashMap<String, (u32, u32)> {
     let db = sb.db(state);
-    let mut stmt = db
-        .prepare("SELECT trial_id, count(*), sum(counted) FROM attempts GROUP BY trial_id")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let mut stmt = db.prepare("SELECT trial_id, count(*), sum(counted) FROM attempts GROUP BY trial_id").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))).unwrap().map(Result::unwrap).collect()
 }
 
 #[test]
@@ -57,10 +43,7 @@ fn run_status_export_rerun_and_edit() {
     assert_eq!(st.len(), 8);
     assert!(st.values().all(|s| s == "succeeded"));
     let log = attempt_log(&sb, "runs/basic");
-    assert!(
-        log.values().all(|&(n, counted)| n == 1 && counted == 1),
-        "{log:?}"
-    );
+    assert!(log.values().all(|&(n, counted)| n == 1 && counted == 1), "{log:?}");
 
     // status --json
     let out = sb.kappa(&["status", "--json"]);
@@ -72,29 +55,15 @@ fn run_status_export_rerun_and_edit() {
     // export jsonl: one object per trial with the documented schema.
     let out = sb.kappa(&["export", "--format", "jsonl"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 8);
     for t in &lines {
         for key in ["id", "params", "status", "attempts", "metrics", "timings"] {
             assert!(t.get(key).is_some(), "missing {key} in {t}");
         }
-        for key in [
-            "optimizer",
-            "batch_size",
-            "lr",
-            "beta1",
-            "beta2",
-            "eps",
-            "weight_decay",
-            "seed",
-        ] {
-            assert!(
-                t["params"].get(key).is_some(),
-                "missing params.{key} in {t}"
-            );
+        for key in ["optimizer", "batch_size", "lr", "beta1", "beta2", "eps", "weight_decay", "seed"] {
+            assert!(t["params"].get(key).is_some(), "missing params.{key} in {t}");
         }
         let curve = t["metrics"]["curve"].as_array().unwrap();
         assert_eq!(curve.len(), 11, "0%, 10%, …, 100%");
@@ -115,11 +84,7 @@ fn run_status_export_rerun_and_edit() {
     // Running again reuses everything and runs nothing.
     let out = sb.kappa(&["run", "s.toml"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("0 new, 8 finished earlier and reused"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 new, 8 finished earlier and reused"), "{}", show(&out));
     assert_eq!(attempt_log(&sb, "runs/basic"), log);
 
     // Adding a learning rate runs only the new trials.
@@ -127,8 +92,7 @@ fn run_status_export_rerun_and_edit() {
     let out = sb.kappa(&["run", "s.toml"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("12 trials (4 new, 8 finished earlier and reused"),
+        String::from_utf8_lossy(&out.stderr).contains("12 trials (4 new, 8 finished earlier and reused"),
         "{}",
         show(&out)
     );
@@ -160,25 +124,16 @@ fn kill_9_mid_run_then_resume_runs_each_trial_once() {
             continue;
         }
         let db = sb.db("runs/crash");
-        let Ok(mut stmt) =
-            db.prepare("SELECT id, finished_at FROM trials WHERE status = 'succeeded'")
-        else {
+        let Ok(mut stmt) = db.prepare("SELECT id, finished_at FROM trials WHERE status = 'succeeded'") else {
             continue;
         };
-        finished_before = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        finished_before = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
         if finished_before.len() >= 4 {
             break;
         }
     }
     assert!(finished_before.len() >= 4, "the run made no progress");
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run ended before it could be killed: make the sweep longer"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed: make the sweep longer");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = statuses(&sb, "runs/crash");
@@ -188,11 +143,7 @@ fn kill_9_mid_run_then_resume_runs_each_trial_once() {
     let out = sb.kappa(&["run", "s.toml", "--workers", "2"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("{done_before} finished earlier and reused")),
-        "{}",
-        show(&out)
-    );
+    assert!(err.contains(&format!("{done_before} finished earlier and reused")), "{}", show(&out));
     let after = statuses(&sb, "runs/crash");
     assert_eq!(after.len(), 48);
     assert!(after.values().all(|s| s == "succeeded"), "{after:?}");
@@ -204,16 +155,8 @@ fn kill_9_mid_run_then_resume_runs_each_trial_once() {
     let db = sb.db("runs/crash");
     for (id, finished_at) in &finished_before {
         let (n, counted) = log[id];
-        assert_eq!(
-            (n, counted),
-            (1, 1),
-            "trial {id} finished before the kill but ran again"
-        );
-        let now: f64 = db
-            .query_row("SELECT finished_at FROM trials WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        assert_eq!((n, counted), (1, 1), "trial {id} finished before the kill but ran again");
+        let now: f64 = db.query_row("SELECT finished_at FROM trials WHERE id = ?1", [id], |r| r.get(0)).unwrap();
         assert_eq!(now, *finished_at, "trial {id} was finished again");
     }
 }
@@ -222,22 +165,14 @@ fn kill_9_mid_run_then_resume_runs_each_trial_once() {
 fn interrupt_stops_cleanly_and_resumes() {
     let sb = Sandbox::new();
     sb.write("s.toml", &sweep("intr", &LRS, 2, 40_000, 64));
-    let child = sb
-        .command(&["run", "s.toml", "--workers", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        sb.command(&["run", "s.toml", "--workers", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let db_path = sb.path().join("runs/intr/kappa.db");
     let started = Instant::now();
     loop {
         assert!(started.elapsed() < Duration::from_secs(60), "no progress");
         std::thread::sleep(Duration::from_millis(100));
-        if db_path.exists()
-            && statuses(&sb, "runs/intr")
-                .values()
-                .any(|s| s == "succeeded")
-        {
+        if db_path.exists() && statuses(&sb, "runs/intr").values().any(|s| s == "succeeded") {
             break;
         }
     }
@@ -247,51 +182,28 @@ fn interrupt_stops_cleanly_and_resumes() {
     }
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), Some(130), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("run the same command again to resume"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run the same command again to resume"), "{}", show(&out));
     // Nothing is left running in the store: interrupted trials were handed back.
     let st = statuses(&sb, "runs/intr");
-    assert!(
-        st.values().all(|s| s == "succeeded" || s == "pending"),
-        "{st:?}"
-    );
+    assert!(st.values().all(|s| s == "succeeded" || s == "pending"), "{st:?}");
     let out = sb.kappa(&["run", "s.toml"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
-    assert!(
-        statuses(&sb, "runs/intr")
-            .values()
-            .all(|s| s == "succeeded")
-    );
+    assert!(statuses(&sb, "runs/intr").values().all(|s| s == "succeeded"));
     assert!(attempt_log(&sb, "runs/intr").values().all(|&(_, c)| c == 1));
 }
 
 #[test]
 fn failed_trials_give_their_own_exit_code() {
     let sb = Sandbox::new();
-    let text = sweep("slow", &[0.01], 1, 400_000, 256)
-        + "\n[execution]\nretries = 1\ntimeout = \"20ms\"\n";
+    let text = sweep("slow", &[0.01], 1, 400_000, 256) + "\n[execution]\nretries = 1\ntimeout = \"20ms\"\n";
     sb.write("s.toml", &text);
     let out = sb.kappa(&["run", "s.toml", "--workers", "2"]);
     assert_eq!(code(&out), Some(3), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("2 failed"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 failed"), "{}", show(&out));
     let log = attempt_log(&sb, "runs/slow");
-    assert!(
-        log.values().all(|&(n, _)| n == 2),
-        "one retry each: {log:?}"
-    );
+    assert!(log.values().all(|&(n, _)| n == 2), "one retry each: {log:?}");
     let out = sb.kappa(&["status"]);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("timed out"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("timed out"), "{}", show(&out));
 }
 
 #[test]
@@ -299,57 +211,33 @@ fn bad_input_is_a_clear_error() {
     let sb = Sandbox::new();
     let out = sb.kappa(&["run", "missing.toml"]);
     assert_eq!(code(&out), Some(2), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot read sweep file missing.toml"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read sweep file missing.toml"), "{}", show(&out));
 
     std::fs::create_dir(sb.path().join("adir")).unwrap();
     let out = sb.kappa(&["plan", "adir"]);
     assert_eq!(code(&out), Some(2), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is a directory"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"), "{}", show(&out));
 
     sb.write("bad.toml", &sweep("bad", &[-0.01], 1, 100, 4));
     let out = sb.kappa(&["run", "bad.toml"]);
     assert_eq!(code(&out), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("bad.toml:15:")
-            && err.contains("grid.lr[0]")
-            && err.contains("learning rate must be > 0"),
+        err.contains("bad.toml:15:") && err.contains("grid.lr[0]") && err.contains("learning rate must be > 0"),
         "{err}"
     );
-    assert!(
-        !sb.path().join("runs/bad").exists(),
-        "an invalid sweep must not create state"
-    );
+    assert!(!sb.path().join("runs/bad").exists(), "an invalid sweep must not create state");
 
     let out = sb.kappa(&["status"]);
     assert_eq!(code(&out), Some(2), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no sweep found"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no sweep found"), "{}", show(&out));
     let out = sb.kappa(&["status", "--state", "nowhere"]);
     assert_eq!(code(&out), Some(1), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no kappa state in nowhere"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no kappa state in nowhere"), "{}", show(&out));
 
     // A corrupt state database.
     std::fs::create_dir_all(sb.path().join("runs/broken")).unwrap();
-    sb.write(
-        "runs/broken/kappa.db",
-        &"garbage that is not sqlite\n".repeat(100),
-    );
+    sb.write("runs/broken/kappa.db", &"garbage that is not sqlite\n".repeat(100));
     sb.write("ok.toml", &sweep("broken", &[0.01], 1, 100, 4));
     for args in [
         &["run", "ok.toml"][..],
@@ -359,10 +247,7 @@ fn bad_input_is_a_clear_error() {
         let out = sb.kappa(args);
         assert_eq!(code(&out), Some(1), "{args:?}: {}", show(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("corrupt") && err.contains("runs/broken/kappa.db"),
-            "{args:?}: {err}"
-        );
+        assert!(err.contains("corrupt") && err.contains("runs/broken/kappa.db"), "{args:?}: {err}");
     }
 }
 
@@ -373,16 +258,10 @@ fn plan_prints_counts_and_trials_without_running() {
     let out = sb.kappa(&["plan", "s.toml"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("30 trials = optimizer (2) × lr (3) × seed (5)"),
-        "{text}"
-    );
+    assert!(text.contains("30 trials = optimizer (2) × lr (3) × seed (5)"), "{text}");
     let out = sb.kappa(&["plan", "s.toml", "--json", "--show", "3"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["total"], 30);
     assert_eq!(v["trials"].as_array().unwrap().len(), 3);
-    assert!(
-        !sb.path().join("runs").exists(),
-        "plan must not run or store anything"
-    );
+    assert!(!sb.path().join("runs").exists(), "plan must not run or store anything");
 }

@@ -15,8 +15,7 @@ fn every_example_sweep_is_valid() {
                 stack.push(p);
             } else if p.extension().is_some_and(|e| e == "toml") {
                 let text = std::fs::read_to_string(&p).unwrap();
-                let sweep =
-                    Sweep::parse(&p.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
+                let sweep = Sweep::parse(&p.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
                 assert!(!sweep.grid.is_empty(), "{} has no trial", p.display());
                 checked += 1;
             }

@@ -29,10 +29,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
     let store = Store::open(&dir)?;
     let trials = store.trials()?;
     let sink: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        ),
+        Some(path) => {
+            Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut w = BufWriter::new(sink);
@@ -135,11 +134,7 @@ fn write_csv(w: &mut impl Write, trials: &[TrialRecord]) -> std::io::Result<()> 
 
 /// Quotes a CSV cell when it holds a comma, quote or line break (RFC 4180).
 fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 #[cfg(test)]

@@ -124,11 +124,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = if e.chain().any(|c| c.is::<InvalidInput>()) {
-                exit::INVALID_INPUT
-            } else {
-                exit::ERROR
-            };
+            let code = if e.chain().any(|c| c.is::<InvalidInput>()) { exit::INVALID_INPUT } else { exit::ERROR };
             eprintln!("error: {e:#}");
             ExitCode::from(code)
         }

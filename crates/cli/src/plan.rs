@@ -25,10 +25,8 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(Sweep, String)> {
     if path.is_dir() {
         return Err(invalid(format!("{shown} is a directory, not a sweep file")));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| invalid(format!("cannot read sweep file {shown}: {e}")))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| invalid(format!("sweep file {shown} is not UTF-8 text")))?;
+    let bytes = std::fs::read(path).map_err(|e| invalid(format!("cannot read sweep file {shown}: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid(format!("sweep file {shown} is not UTF-8 text")))?;
     let sweep = Sweep::parse(&shown, &text).map_err(|e| invalid(e.to_string()))?;
     Ok((sweep, text))
 }
@@ -48,9 +46,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
                     .iter()
                     .map(|(name, values)| {
                         let v: Vec<serde_json::Value> = match values {
-                            kappa_core::AxisValues::Optimizer(v) => {
-                                v.iter().map(|o| json!(o.as_str())).collect()
-                            }
+                            kappa_core::AxisValues::Optimizer(v) => v.iter().map(|o| json!(o.as_str())).collect(),
                             kappa_core::AxisValues::Int(v) => v.iter().map(|x| json!(x)).collect(),
                             kappa_core::AxisValues::Real(v) => v.iter().map(|x| json!(x)).collect(),
                         };
@@ -89,12 +85,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             }
         })
         .collect();
-    println!(
-        "sweep `{}`: {} trials = {}",
-        sweep.name,
-        plan.len(),
-        factors.join(" × ")
-    );
+    println!("sweep `{}`: {} trials = {}", sweep.name, plan.len(), factors.join(" × "));
     println!("task: {}", plan.task_json());
     for d in sweep.grid.dims() {
         for (name, values) in &d.axes {

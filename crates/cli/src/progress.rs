@@ -49,25 +49,16 @@ struct View {
 impl View {
     fn new() -> View {
         let bar = std::io::stdout().is_terminal().then(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        View {
-            bar,
-            started: Instant::now(),
-            done_at_start: None,
-            last_log: None,
-            last: None,
-        }
+        View { bar, started: Instant::now(), done_at_start: None, last_log: None, last: None }
     }
 
     fn line(&mut self, p: &pb::Progress) -> String {
@@ -100,11 +91,7 @@ impl View {
             None => {
                 let due = self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY);
                 if due || p.finished {
-                    eprintln!(
-                        "[{:>6.1}s] {done}/{} {msg}",
-                        self.started.elapsed().as_secs_f64(),
-                        p.total
-                    );
+                    eprintln!("[{:>6.1}s] {done}/{} {msg}", self.started.elapsed().as_secs_f64(), p.total);
                     self.last_log = Some(Instant::now());
                 }
             }
@@ -120,11 +107,7 @@ impl View {
         {
             let msg = self.line(&p);
             let done = p.succeeded + p.failed + p.diverged;
-            eprintln!(
-                "[{:>6.1}s] {done}/{} {msg}",
-                self.started.elapsed().as_secs_f64(),
-                p.total
-            );
+            eprintln!("[{:>6.1}s] {done}/{} {msg}", self.started.elapsed().as_secs_f64(), p.total);
         }
     }
 }

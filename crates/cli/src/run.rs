@@ -33,8 +33,7 @@ pub struct StateLock(#[allow(dead_code)] File);
 
 /// Takes the exclusive lock of a state directory, so two runs never write one store.
 pub fn lock_state(dir: &Path) -> anyhow::Result<StateLock> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
     let path = dir.join("lock");
     let file = File::options()
         .create(true)
@@ -54,15 +53,9 @@ pub fn lock_state(dir: &Path) -> anyhow::Result<StateLock> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let (sweep, text) = load_sweep(&args.file)?;
-    let state = args
-        .state
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&sweep.name));
+    let state = args.state.clone().unwrap_or_else(|| PathBuf::from("runs").join(&sweep.name));
     if state.exists() && !state.is_dir() {
-        return Err(crate::invalid(format!(
-            "--state {} exists and is not a directory",
-            state.display()
-        )));
+        return Err(crate::invalid(format!("--state {} exists and is not a directory", state.display())));
     }
     let _lock = lock_state(&state)?;
     let mut store = Store::create(&state)?;
@@ -91,9 +84,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         ..CoordinatorConfig::default()
     };
     let coordinator = Coordinator::new(store, cfg)?;
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -101,9 +92,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let ended = runtime.block_on(drive(coordinator.clone(), workers, args.quiet));
-    coordinator
-        .shutdown()
-        .context("could not save every result")?;
+    coordinator.shutdown().context("could not save every result")?;
     let ended = ended?;
     let store = Store::open(&state)?;
     summary::print_run_summary(&store, &sweep, sync.reused, started.elapsed())?;
@@ -131,20 +120,14 @@ async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::R
     if coordinator.progress().finished {
         return Ok(Ended::Finished);
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot listen on 127.0.0.1")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on 127.0.0.1")?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(kappa_coordinator::serve(
-        listener,
-        coordinator.clone(),
-        async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        },
-    ));
+    let server = tokio::spawn(kappa_coordinator::serve(listener, coordinator.clone(), async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    }));
     let mut pool = tokio::task::JoinSet::new();
     for i in 0..workers {
         let cfg = WorkerConfig {
@@ -156,8 +139,7 @@ async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::R
         };
         pool.spawn(kappa_worker::run(cfg, stop_rx.clone()));
     }
-    let mut display =
-        (!quiet).then(|| tokio::spawn(progress::follow(url.clone(), stop_rx.clone())));
+    let mut display = (!quiet).then(|| tokio::spawn(progress::follow(url.clone(), stop_rx.clone())));
     let finished = coordinator.finished();
     let interrupt = interrupted();
     tokio::pin!(finished, interrupt);
@@ -197,13 +179,8 @@ async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::R
     let _ = stop_tx.send(true);
     // Workers cancel their trials and hand their leases back.
     let drain = async { while pool.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(30), drain)
-        .await
-        .is_err()
-    {
-        eprintln!(
-            "warning: workers did not stop within 30 s; their trials will be re-run on resume"
-        );
+    if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
+        eprintln!("warning: workers did not stop within 30 s; their trials will be re-run on resume");
     }
     if let Some(d) = display
         && !d.is_finished()

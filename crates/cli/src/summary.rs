@@ -18,10 +18,7 @@ const MAX_ROWS: usize = 40;
 pub fn resolve_state(arg: &StateArg) -> anyhow::Result<PathBuf> {
     if let Some(dir) = &arg.state {
         if dir.exists() && !dir.is_dir() {
-            return Err(invalid(format!(
-                "--state {} is not a directory",
-                dir.display()
-            )));
+            return Err(invalid(format!("--state {} is not a directory", dir.display())));
         }
         return Ok(dir.clone());
     }
@@ -37,16 +34,10 @@ pub fn resolve_state(arg: &StateArg) -> anyhow::Result<PathBuf> {
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(invalid(
-            "no sweep found under ./runs: pass --state DIR (the directory `kappa run` wrote)",
-        )),
+        0 => Err(invalid("no sweep found under ./runs: pass --state DIR (the directory `kappa run` wrote)")),
         _ => Err(invalid(format!(
             "several sweeps under ./runs ({}): pick one with --state DIR",
-            found
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         ))),
     }
 }
@@ -58,10 +49,7 @@ pub fn status(arg: &StateArg, as_json: bool) -> anyhow::Result<u8> {
     let info = store.sweep_info()?;
     let counts = store.counts()?;
     let trials = store.trials()?;
-    let failed: Vec<&TrialRecord> = trials
-        .iter()
-        .filter(|t| t.status == TrialStatus::Failed)
-        .collect();
+    let failed: Vec<&TrialRecord> = trials.iter().filter(|t| t.status == TrialStatus::Failed).collect();
     let name = info.as_ref().map_or("", |i| i.name.as_str());
     if as_json {
         let out = json!({
@@ -87,46 +75,21 @@ pub fn status(arg: &StateArg, as_json: bool) -> anyhow::Result<u8> {
     }
     println!(
         "  trials         {} total: {} succeeded, {} failed, {} diverged, {} running, {} pending",
-        counts.total,
-        counts.succeeded,
-        counts.failed,
-        counts.diverged,
-        counts.running,
-        counts.pending
+        counts.total, counts.succeeded, counts.failed, counts.diverged, counts.running, counts.pending
     );
-    let state = if counts.total > 0 && counts.done() == counts.total {
-        "finished"
-    } else {
-        "not finished"
-    };
-    println!(
-        "  state          {state} ({:.0}% done)",
-        100.0 * counts.done() as f64 / counts.total.max(1) as f64
-    );
+    let state = if counts.total > 0 && counts.done() == counts.total { "finished" } else { "not finished" };
+    println!("  state          {state} ({:.0}% done)", 100.0 * counts.done() as f64 / counts.total.max(1) as f64);
     for t in failed.iter().take(10) {
-        println!(
-            "  failed {} after {} attempts: {}",
-            t.id,
-            t.attempts,
-            t.error.as_deref().unwrap_or("?")
-        );
+        println!("  failed {} after {} attempts: {}", t.id, t.attempts, t.error.as_deref().unwrap_or("?"));
     }
     if failed.len() > 10 {
-        println!(
-            "  … {} more failed trials (kappa export --format jsonl)",
-            failed.len() - 10
-        );
+        println!("  … {} more failed trials (kappa export --format jsonl)", failed.len() - 10);
     }
     Ok(crate::exit::OK)
 }
 
 /// The table printed at the end of `kappa run`: trials grouped over seeds.
-pub fn print_run_summary(
-    store: &Store,
-    sweep: &Sweep,
-    reused: u64,
-    elapsed: Duration,
-) -> anyhow::Result<()> {
+pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Duration) -> anyhow::Result<()> {
     let trials = store.trials().context("cannot read results")?;
     let counts = store.counts()?;
     println!(
@@ -159,44 +122,24 @@ pub fn print_run_summary(
         let mut row = key.clone();
         row.push(members.len().to_string());
         row.push(status_cell(members));
-        row.push(estimate_cell(members.iter().filter_map(|t| {
-            t.metrics.as_ref()?.stationary_loss.map(|e| (e.mean, e.se))
-        })));
-        row.push(estimate_cell(members.iter().filter_map(|t| {
-            t.metrics
-                .as_ref()?
-                .curve
-                .last()
-                .map(|c| (c.loss_mean, c.loss_se))
-        })));
+        row.push(estimate_cell(
+            members.iter().filter_map(|t| t.metrics.as_ref()?.stationary_loss.map(|e| (e.mean, e.se))),
+        ));
+        row.push(estimate_cell(
+            members.iter().filter_map(|t| t.metrics.as_ref()?.curve.last().map(|c| (c.loss_mean, c.loss_se))),
+        ));
         rows.push(row);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .take(MAX_ROWS)
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|i| rows.iter().take(MAX_ROWS).map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0))
         .collect();
-    let fmt_row = |r: &[String]| {
-        r.iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
+    let fmt_row = |r: &[String]| r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ");
     println!("{}", fmt_row(&header).trim_end());
     for r in rows.iter().take(MAX_ROWS) {
         println!("{}", fmt_row(r).trim_end());
     }
     if rows.len() > MAX_ROWS {
-        println!(
-            "… {} more groups: kappa export --format csv for all of them",
-            rows.len() - MAX_ROWS
-        );
+        println!("… {} more groups: kappa export --format csv for all of them", rows.len() - MAX_ROWS);
     }
     Ok(())
 }
@@ -214,14 +157,8 @@ fn varying_columns(trials: &[TrialRecord]) -> Vec<Column> {
         ("eps", |p| format_real(p.eps)),
         ("wd", |p| format_real(p.weight_decay)),
     ];
-    let mut out: Vec<Column> = all
-        .into_iter()
-        .filter(|(_, f)| {
-            trials
-                .windows(2)
-                .any(|w| f(&w[0].params) != f(&w[1].params))
-        })
-        .collect();
+    let mut out: Vec<Column> =
+        all.into_iter().filter(|(_, f)| trials.windows(2).any(|w| f(&w[0].params) != f(&w[1].params))).collect();
     if out.is_empty() {
         out.push(all[0]);
     }
@@ -236,10 +173,7 @@ fn status_cell(members: &[&TrialRecord]) -> String {
     if by.len() == 1 && by.contains_key("succeeded") {
         return "ok".into();
     }
-    by.iter()
-        .map(|(s, n)| format!("{n} {s}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    by.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Mean over seeds of per-trial means, with the SE of that mean from the per-trial SEs.

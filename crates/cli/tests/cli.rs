@@ -3,10 +3,7 @@
 use std::process::Command;
 
 fn kappa(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kappa"))
-        .args(args)
-        .output()
-        .expect("run kappa")
+    Command::new(env!("CARGO_BIN_EXE_kappa")).args(args).output().expect("run kappa")
 }
 
 #[test]
@@ -19,10 +16,7 @@ fn help_documents_commands_and_exit_codes() {
     }
     let out = kappa(&["run", "--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("--state") && text.contains("--workers") && text.contains("resumes"),
-        "{text}"
-    );
+    assert!(text.contains("--state") && text.contains("--workers") && text.contains("resumes"), "{text}");
 }
 
 #[test]

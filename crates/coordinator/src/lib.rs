@@ -14,9 +14,7 @@ pub use service::serve;
 pub use writer::StoreWriter;
 
 use kappa_core::sched::{Disposition, Grant, ReportKind, Revoked};
-use kappa_core::{
-    AttemptOutcome, Counts, Scheduler, SchedulerConfig, TrialId, TrialStatus, WorkerId,
-};
+use kappa_core::{AttemptOutcome, Counts, Scheduler, SchedulerConfig, TrialId, TrialStatus, WorkerId};
 use kappa_proto::pb;
 use kappa_store::{ReportEffect, Store, StoreError, StoreOp, now_s};
 use std::collections::HashMap;
@@ -104,13 +102,7 @@ impl Coordinator {
         }
         let reused = counts.done();
         // Finished trials are only counted, not held: the scheduler needs just the open ones.
-        let progress = kappa_proto::progress(
-            &sweep,
-            merge(sched.counts(), counts),
-            reused,
-            0,
-            sched.is_finished(),
-        );
+        let progress = kappa_proto::progress(&sweep, merge(sched.counts(), counts), reused, 0, sched.is_finished());
         let (tx, _) = watch::channel(progress);
         let inner = Inner {
             cfg,
@@ -126,9 +118,7 @@ impl Coordinator {
             stored: counts,
             started: Instant::now(),
         };
-        Ok(Coordinator {
-            inner: Arc::new(inner),
-        })
+        Ok(Coordinator { inner: Arc::new(inner) })
     }
 
     /// The sweep's name.
@@ -180,12 +170,7 @@ impl Coordinator {
     /// Registers a worker.
     pub fn register(&self, name: &str) -> WorkerId {
         let id = WorkerId(self.inner.next_worker.fetch_add(1, Ordering::Relaxed));
-        self.workers().insert(
-            id,
-            WorkerInfo {
-                name: format!("{name}#{}", id.0),
-            },
-        );
+        self.workers().insert(id, WorkerInfo { name: format!("{name}#{}", id.0) });
         let sched = self.sched();
         self.publish(&sched);
         id
@@ -197,9 +182,7 @@ impl Coordinator {
     }
 
     fn worker_name(&self, worker: WorkerId) -> String {
-        self.workers()
-            .get(&worker)
-            .map_or_else(|| worker.to_string(), |w| w.name.clone())
+        self.workers().get(&worker).map_or_else(|| worker.to_string(), |w| w.name.clone())
     }
 
     /// Leases up to `max` trials, waiting up to `wait` for work. Returns the grants and whether
@@ -216,14 +199,12 @@ impl Coordinator {
                 if !grants.is_empty() {
                     let name = self.worker_name(worker);
                     let at = now_s();
-                    self.inner
-                        .writer
-                        .send_all(grants.iter().map(|g| StoreOp::Leased {
-                            id: g.id,
-                            attempt: g.attempt,
-                            worker: name.clone(),
-                            at,
-                        }));
+                    self.inner.writer.send_all(grants.iter().map(|g| StoreOp::Leased {
+                        id: g.id,
+                        attempt: g.attempt,
+                        worker: name.clone(),
+                        at,
+                    }));
                     self.publish(&sched);
                     return (grants, false);
                 }
@@ -259,18 +240,14 @@ impl Coordinator {
         let mut sched = self.sched();
         let disposition = sched.report(worker, id, attempt, kind);
         let effect = match disposition {
-            Disposition::Accepted {
-                status: TrialStatus::Pending,
-            } => ReportEffect::Retry,
+            Disposition::Accepted { status: TrialStatus::Pending } => ReportEffect::Retry,
             Disposition::Accepted { .. } => ReportEffect::Final,
             Disposition::Late => ReportEffect::Late,
             Disposition::Unknown => return disposition,
         };
         let (metrics, error, diverged_step) = match &outcome {
             AttemptOutcome::Succeeded(m) => (serde_json::to_string(m).ok(), None, None),
-            AttemptOutcome::Diverged { step, metrics } => {
-                (serde_json::to_string(metrics).ok(), None, Some(*step))
-            }
+            AttemptOutcome::Diverged { step, metrics } => (serde_json::to_string(metrics).ok(), None, Some(*step)),
             AttemptOutcome::Failed { error } => (None, Some(error.clone()), None),
         };
         self.inner.writer.send(StoreOp::Reported {
@@ -316,14 +293,12 @@ impl Coordinator {
         if revoked.is_empty() {
             return;
         }
-        self.inner
-            .writer
-            .send_all(revoked.into_iter().map(|r| StoreOp::Revoked {
-                id: r.id,
-                attempt: r.attempt,
-                at,
-                reason,
-            }));
+        self.inner.writer.send_all(revoked.into_iter().map(|r| StoreOp::Revoked {
+            id: r.id,
+            attempt: r.attempt,
+            at,
+            reason,
+        }));
         self.inner.work.notify_waiters();
     }
 

@@ -55,13 +55,7 @@ struct Service {
 impl Service {
     fn worker(&self, id: u64) -> Result<WorkerId, Status> {
         let w = WorkerId(id);
-        if self.c.knows(w) {
-            Ok(w)
-        } else {
-            Err(Status::not_found(format!(
-                "unknown worker id {id}: register again"
-            )))
-        }
+        if self.c.knows(w) { Ok(w) } else { Err(Status::not_found(format!("unknown worker id {id}: register again"))) }
     }
 }
 
@@ -79,20 +73,13 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Sen
 
 #[tonic::async_trait]
 impl CoordinatorRpc for Service {
-    async fn register(
-        &self,
-        req: Request<pb::RegisterRequest>,
-    ) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = req.into_inner();
         check_version(r.protocol_version)?;
         if r.slots == 0 {
             return Err(Status::invalid_argument("slots must be at least 1"));
         }
-        let name = if r.name.trim().is_empty() {
-            "worker".to_string()
-        } else {
-            r.name.chars().take(128).collect()
-        };
+        let name = if r.name.trim().is_empty() { "worker".to_string() } else { r.name.chars().take(128).collect() };
         let id = self.c.register(&name);
         let cfg = self.c.config();
         Ok(Response::new(pb::RegisterResponse {
@@ -102,25 +89,16 @@ impl CoordinatorRpc for Service {
         }))
     }
 
-    async fn lease(
-        &self,
-        req: Request<pb::LeaseRequest>,
-    ) -> Result<Response<pb::LeaseResponse>, Status> {
+    async fn lease(&self, req: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
         let r = req.into_inner();
         let worker = self.worker(r.worker_id)?;
         if r.max_trials == 0 || r.max_trials > MAX_LEASE_BATCH {
-            return Err(Status::invalid_argument(format!(
-                "max_trials must be in 1..={MAX_LEASE_BATCH}"
-            )));
+            return Err(Status::invalid_argument(format!("max_trials must be in 1..={MAX_LEASE_BATCH}")));
         }
         let wait = Duration::from_millis(u64::from(r.wait_ms)).min(MAX_LEASE_WAIT);
         let (grants, finished) = self.c.lease(worker, r.max_trials as usize, wait).await;
         let task_json = self.c.task_json();
-        let timeout_ms = self
-            .c
-            .config()
-            .attempt_timeout
-            .map_or(0, |t| t.as_millis() as u64);
+        let timeout_ms = self.c.config().attempt_timeout.map_or(0, |t| t.as_millis() as u64);
         let leases = grants
             .iter()
             .map(|g| pb::TrialLease {
@@ -131,16 +109,10 @@ impl CoordinatorRpc for Service {
                 timeout_ms,
             })
             .collect();
-        Ok(Response::new(pb::LeaseResponse {
-            leases,
-            sweep_finished: finished,
-        }))
+        Ok(Response::new(pb::LeaseResponse { leases, sweep_finished: finished }))
     }
 
-    async fn heartbeat(
-        &self,
-        req: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         check_version(r.protocol_version)?;
         let worker = self.worker(r.worker_id)?;
@@ -153,39 +125,25 @@ impl CoordinatorRpc for Service {
             .c
             .heartbeat(worker, &held)
             .into_iter()
-            .map(|(id, attempt)| pb::LeaseRef {
-                trial_id: id.to_string(),
-                attempt,
-            })
+            .map(|(id, attempt)| pb::LeaseRef { trial_id: id.to_string(), attempt })
             .collect();
         Ok(Response::new(pb::HeartbeatResponse { revoked }))
     }
 
-    async fn report(
-        &self,
-        req: Request<pb::ReportRequest>,
-    ) -> Result<Response<pb::ReportResponse>, Status> {
+    async fn report(&self, req: Request<pb::ReportRequest>) -> Result<Response<pb::ReportResponse>, Status> {
         let r = req.into_inner();
         let id = parse_trial_id(&r.trial_id)?;
         let outcome = outcome_from_pb(r.outcome)?;
-        let duration = if r.duration_s.is_finite() && r.duration_s >= 0.0 {
-            r.duration_s
-        } else {
-            0.0
-        };
+        let duration = if r.duration_s.is_finite() && r.duration_s >= 0.0 { r.duration_s } else { 0.0 };
         // A report from a worker this coordinator does not know (it restarted) is still recorded:
         // the scheduler fences it as late unless it matches a current lease.
-        let disposition = self
-            .c
-            .report(WorkerId(r.worker_id), id, r.attempt, outcome, duration);
+        let disposition = self.c.report(WorkerId(r.worker_id), id, r.attempt, outcome, duration);
         let d = match disposition {
             Disposition::Accepted { .. } => pb::Disposition::Accepted,
             Disposition::Late => pb::Disposition::Late,
             Disposition::Unknown => pb::Disposition::Unknown,
         };
-        Ok(Response::new(pb::ReportResponse {
-            disposition: d as i32,
-        }))
+        Ok(Response::new(pb::ReportResponse { disposition: d as i32 }))
     }
 
     async fn deregister(
@@ -197,21 +155,13 @@ impl CoordinatorRpc for Service {
         Ok(Response::new(pb::DeregisterResponse {}))
     }
 
-    async fn status(
-        &self,
-        _req: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
-        Ok(Response::new(pb::StatusResponse {
-            progress: Some(self.c.progress()),
-        }))
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(pb::StatusResponse { progress: Some(self.c.progress()) }))
     }
 
     type WatchStream = WatchStream;
 
-    async fn watch(
-        &self,
-        _req: Request<pb::WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, _req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let mut rx = self.c.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
@@ -228,8 +178,6 @@ impl CoordinatorRpc for Service {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(out),
-        )))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
     }
 }

@@ -58,11 +58,7 @@ impl StoreWriter {
         {
             *f = Some("could not start the store writer thread".into());
         }
-        StoreWriter {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(thread),
-            failed,
-        }
+        StoreWriter { tx: Mutex::new(Some(tx)), thread: Mutex::new(thread), failed }
     }
 
     /// Queues an operation. Never blocks on disk.

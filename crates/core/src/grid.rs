@@ -111,11 +111,7 @@ impl AxisValues {
 
 /// Formats a real number compactly (`0.001`, `1e-8`).
 pub fn format_real(x: f64) -> String {
-    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) {
-        format!("{x:e}")
-    } else {
-        format!("{x}")
-    }
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) { format!("{x:e}") } else { format!("{x}") }
 }
 
 /// One dimension of the product: a single axis or a zip group of equal-length axes.
@@ -142,9 +138,7 @@ impl Grid {
             d.axes.sort_by_key(|(a, _)| *a);
         }
         dims.sort_by_key(|d| d.axes.first().map(|(a, _)| *a));
-        let total = dims
-            .iter()
-            .try_fold(1u64, |acc, d| acc.checked_mul(d.len as u64))?;
+        let total = dims.iter().try_fold(1u64, |acc, d| acc.checked_mul(d.len as u64))?;
         Some(Grid { dims, total })
     }
 
@@ -165,11 +159,7 @@ impl Grid {
 
     /// The values of an axis, if a dimension sets it.
     pub fn axis(&self, name: AxisName) -> Option<&AxisValues> {
-        self.dims
-            .iter()
-            .flat_map(|d| d.axes.iter())
-            .find(|(a, _)| *a == name)
-            .map(|(_, v)| v)
+        self.dims.iter().flat_map(|d| d.axes.iter()).find(|(a, _)| *a == name).map(|(_, v)| v)
     }
 
     /// Point `index` (< `len()`). Axes no dimension sets take their defaults; the optimizer
@@ -258,10 +248,7 @@ mod tests {
         assert_eq!(g.len(), 6);
         let pts: Vec<(f64, u64)> = g.iter().map(|p| (p.lr, p.seed)).collect();
         // lr comes before seed in canonical order, so seed varies fastest.
-        assert_eq!(
-            pts,
-            vec![(0.1, 0), (0.1, 1), (0.1, 2), (0.2, 0), (0.2, 1), (0.2, 2)]
-        );
+        assert_eq!(pts, vec![(0.1, 0), (0.1, 1), (0.1, 2), (0.2, 0), (0.2, 1), (0.2, 2)]);
     }
 
     #[test]
@@ -278,9 +265,7 @@ mod tests {
     #[test]
     fn overflow_is_detected() {
         let big = AxisValues::Int((0..1 << 16).collect());
-        let dims = (0..5)
-            .map(|_| dim(vec![(AxisName::Seed, big.clone())]))
-            .collect();
+        let dims = (0..5).map(|_| dim(vec![(AxisName::Seed, big.clone())])).collect();
         assert!(Grid::new(dims).is_none());
     }
 

@@ -53,9 +53,7 @@ impl FromStr for TrialId {
         if s.len() != 16 {
             return Err(InvalidTrialId(s.to_string()));
         }
-        u64::from_str_radix(s, 16)
-            .map(TrialId)
-            .map_err(|_| InvalidTrialId(s.to_string()))
+        u64::from_str_radix(s, 16).map(TrialId).map_err(|_| InvalidTrialId(s.to_string()))
     }
 }
 
@@ -95,10 +93,7 @@ pub fn trial_id(task: &serde_json::Value, params: &Hyperparams, sim_version: &st
 
 /// SHA-256 of `text`, first 16 bytes in hex: a content key for deduplicated blobs.
 pub fn content_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(text.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

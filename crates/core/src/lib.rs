@@ -21,5 +21,5 @@ pub use sched::{Scheduler, SchedulerConfig, WorkerId};
 pub use spec::{Execution, SpecError, Sweep};
 pub use task::TaskSpec;
 pub use trial::{
-    AttemptOutcome, Counts, CurvePoint, Estimate, PlannedTrial, TrialMetrics, TrialStatus,
+    AttemptOutcome, Counts, CurvePoint, Estimate, PlannedTrial, Theory, TheoryPoint, TrialMetrics, TrialStatus,
 };

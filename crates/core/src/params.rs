@@ -53,13 +53,7 @@ impl OptimizerKind {
     /// Whether the optimizer reads `beta2` and `eps` (second-moment preconditioning).
     /// RMSprop's single β is `beta2`.
     pub fn uses_beta2(self) -> bool {
-        matches!(
-            self,
-            OptimizerKind::Rmsprop
-                | OptimizerKind::RmspropW
-                | OptimizerKind::Adam
-                | OptimizerKind::AdamW
-        )
+        matches!(self, OptimizerKind::Rmsprop | OptimizerKind::RmspropW | OptimizerKind::Adam | OptimizerKind::AdamW)
     }
 }
 

@@ -15,11 +15,7 @@ pub struct Plan<'a> {
 impl<'a> Plan<'a> {
     /// Plans `sweep` for the simulator version `sim_version` (part of every id).
     pub fn new(sweep: &'a Sweep, sim_version: &str) -> Plan<'a> {
-        Plan {
-            sweep,
-            task_json: canonical_task(&sweep.task),
-            sim_version: sim_version.to_string(),
-        }
+        Plan { sweep, task_json: canonical_task(&sweep.task), sim_version: sim_version.to_string() }
     }
 
     /// The canonical task JSON shared by every trial.

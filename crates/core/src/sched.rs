@@ -107,50 +107,22 @@ pub struct Scheduler {
 impl Scheduler {
     /// An empty scheduler.
     pub fn new(cfg: SchedulerConfig) -> Scheduler {
-        Scheduler {
-            cfg,
-            entries: HashMap::new(),
-            queue: VecDeque::new(),
-            counts: Counts::default(),
-        }
+        Scheduler { cfg, entries: HashMap::new(), queue: VecDeque::new(), counts: Counts::default() }
     }
 
     /// Adds a trial as the store knows it: `attempts` leases so far, `failures` of them failed.
     /// A non-terminal status (pending, or running from a process that is gone) becomes pending.
-    pub fn add(
-        &mut self,
-        id: TrialId,
-        params: Hyperparams,
-        attempts: u32,
-        failures: u32,
-        status: TrialStatus,
-    ) {
+    pub fn add(&mut self, id: TrialId, params: Hyperparams, attempts: u32, failures: u32, status: TrialStatus) {
         if self.entries.contains_key(&id) {
             return;
         }
-        let state = if status.is_terminal() {
-            State::Done(status)
-        } else {
-            State::Pending
-        };
-        let counted = if status.is_terminal() {
-            status
-        } else {
-            TrialStatus::Pending
-        };
+        let state = if status.is_terminal() { State::Done(status) } else { State::Pending };
+        let counted = if status.is_terminal() { status } else { TrialStatus::Pending };
         self.counts.add(counted, 1);
         if state == State::Pending {
             self.queue.push_back(id);
         }
-        self.entries.insert(
-            id,
-            Entry {
-                params,
-                attempt: attempts,
-                failures,
-                state,
-            },
-        );
+        self.entries.insert(id, Entry { params, attempt: attempts, failures, state });
     }
 
     /// Counts by status.
@@ -183,42 +155,22 @@ impl Scheduler {
             }
             e.attempt += 1;
             let deadline_ms = now_ms + self.cfg.lease_timeout_ms;
-            e.state = State::Leased {
-                worker,
-                deadline: deadline_ms,
-            };
-            self.counts
-                .shift(TrialStatus::Pending, TrialStatus::Running);
-            out.push(Grant {
-                id,
-                attempt: e.attempt,
-                params: e.params.clone(),
-                deadline_ms,
-            });
+            e.state = State::Leased { worker, deadline: deadline_ms };
+            self.counts.shift(TrialStatus::Pending, TrialStatus::Running);
+            out.push(Grant { id, attempt: e.attempt, params: e.params.clone(), deadline_ms });
         }
         out
     }
 
     /// Renews the leases `worker` says it holds; returns those that are no longer its current ones
     /// (the worker should abandon them).
-    pub fn heartbeat(
-        &mut self,
-        worker: WorkerId,
-        held: &[(TrialId, u32)],
-        now_ms: u64,
-    ) -> Vec<(TrialId, u32)> {
+    pub fn heartbeat(&mut self, worker: WorkerId, held: &[(TrialId, u32)], now_ms: u64) -> Vec<(TrialId, u32)> {
         let mut stale = Vec::new();
         for &(id, attempt) in held {
             match self.entries.get_mut(&id) {
-                Some(Entry {
-                    attempt: a,
-                    state:
-                        State::Leased {
-                            worker: w,
-                            deadline,
-                        },
-                    ..
-                }) if *a == attempt && *w == worker => {
+                Some(Entry { attempt: a, state: State::Leased { worker: w, deadline }, .. })
+                    if *a == attempt && *w == worker =>
+                {
                     *deadline = now_ms + self.cfg.lease_timeout_ms;
                 }
                 _ => stale.push((id, attempt)),
@@ -228,19 +180,12 @@ impl Scheduler {
     }
 
     /// Applies a report for (`id`, `attempt`) from `worker`.
-    pub fn report(
-        &mut self,
-        worker: WorkerId,
-        id: TrialId,
-        attempt: u32,
-        kind: ReportKind,
-    ) -> Disposition {
+    pub fn report(&mut self, worker: WorkerId, id: TrialId, attempt: u32, kind: ReportKind) -> Disposition {
         let max_failures = self.cfg.max_failures;
         let Some(e) = self.entries.get_mut(&id) else {
             return Disposition::Unknown;
         };
-        let current = matches!(e.state, State::Leased { worker: w, .. } if w == worker)
-            && e.attempt == attempt;
+        let current = matches!(e.state, State::Leased { worker: w, .. } if w == worker) && e.attempt == attempt;
         if !current {
             return Disposition::Late;
         }
@@ -249,11 +194,7 @@ impl Scheduler {
             ReportKind::Diverged => TrialStatus::Diverged,
             ReportKind::Failed => {
                 e.failures += 1;
-                if e.failures >= max_failures {
-                    TrialStatus::Failed
-                } else {
-                    TrialStatus::Pending
-                }
+                if e.failures >= max_failures { TrialStatus::Failed } else { TrialStatus::Pending }
             }
         };
         self.counts.shift(TrialStatus::Running, status);
@@ -283,18 +224,13 @@ impl Scheduler {
                 && pred(worker, deadline)
             {
                 e.state = State::Pending;
-                out.push(Revoked {
-                    id: *id,
-                    attempt: e.attempt,
-                    worker,
-                });
+                out.push(Revoked { id: *id, attempt: e.attempt, worker });
             }
         }
         // Deterministic requeue order.
         out.sort_by_key(|r| r.id);
         for r in &out {
-            self.counts
-                .shift(TrialStatus::Running, TrialStatus::Pending);
+            self.counts.shift(TrialStatus::Running, TrialStatus::Pending);
             self.queue.push_front(r.id);
         }
         out
@@ -320,10 +256,7 @@ mod tests {
     }
 
     fn sched(n: u64) -> Scheduler {
-        let mut s = Scheduler::new(SchedulerConfig {
-            lease_timeout_ms: 100,
-            max_failures: 2,
-        });
+        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 2 });
         for i in 0..n {
             s.add(TrialId(i), params(), 0, 0, TrialStatus::Pending);
         }
@@ -341,9 +274,7 @@ mod tests {
         assert_eq!(g[0].attempt, 1);
         assert_eq!(
             s.report(W1, g[0].id, 1, ReportKind::Succeeded),
-            Disposition::Accepted {
-                status: TrialStatus::Succeeded
-            }
+            Disposition::Accepted { status: TrialStatus::Succeeded }
         );
         assert!(!s.is_finished());
         s.report(W1, g[1].id, 1, ReportKind::Diverged);
@@ -359,36 +290,18 @@ mod tests {
         // Renewed at 50: still leased at 120.
         assert!(s.expire(120).is_empty());
         let r = s.expire(150);
-        assert_eq!(
-            r,
-            vec![Revoked {
-                id: TrialId(0),
-                attempt: 1,
-                worker: W1
-            }]
-        );
+        assert_eq!(r, vec![Revoked { id: TrialId(0), attempt: 1, worker: W1 }]);
         let g2 = s.lease(W2, 160, 1);
         assert_eq!(g2[0].attempt, 2);
         // The old worker's report is late, its heartbeat says the lease is stale.
-        assert_eq!(
-            s.report(W1, TrialId(0), 1, ReportKind::Succeeded),
-            Disposition::Late
-        );
-        assert_eq!(
-            s.heartbeat(W1, &[(TrialId(0), 1)], 170),
-            vec![(TrialId(0), 1)]
-        );
+        assert_eq!(s.report(W1, TrialId(0), 1, ReportKind::Succeeded), Disposition::Late);
+        assert_eq!(s.heartbeat(W1, &[(TrialId(0), 1)], 170), vec![(TrialId(0), 1)]);
         assert_eq!(
             s.report(W2, TrialId(0), 2, ReportKind::Succeeded),
-            Disposition::Accepted {
-                status: TrialStatus::Succeeded
-            }
+            Disposition::Accepted { status: TrialStatus::Succeeded }
         );
         // A duplicate of the accepted report is late.
-        assert_eq!(
-            s.report(W2, TrialId(0), 2, ReportKind::Succeeded),
-            Disposition::Late
-        );
+        assert_eq!(s.report(W2, TrialId(0), 2, ReportKind::Succeeded), Disposition::Late);
         assert_eq!(s.counts().succeeded, 1);
     }
 
@@ -398,28 +311,18 @@ mod tests {
         let g = s.lease(W1, 0, 1);
         assert_eq!(
             s.report(W1, g[0].id, 1, ReportKind::Failed),
-            Disposition::Accepted {
-                status: TrialStatus::Pending
-            }
+            Disposition::Accepted { status: TrialStatus::Pending }
         );
         let g = s.lease(W1, 0, 1);
         assert_eq!(g[0].attempt, 2);
-        assert_eq!(
-            s.report(W1, g[0].id, 2, ReportKind::Failed),
-            Disposition::Accepted {
-                status: TrialStatus::Failed
-            }
-        );
+        assert_eq!(s.report(W1, g[0].id, 2, ReportKind::Failed), Disposition::Accepted { status: TrialStatus::Failed });
         assert!(s.is_finished());
         assert!(s.lease(W1, 0, 1).is_empty());
     }
 
     #[test]
     fn resumed_trials_keep_counting_attempts() {
-        let mut s = Scheduler::new(SchedulerConfig {
-            lease_timeout_ms: 100,
-            max_failures: 3,
-        });
+        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 3 });
         s.add(TrialId(1), params(), 4, 0, TrialStatus::Running);
         s.add(TrialId(2), params(), 1, 0, TrialStatus::Succeeded);
         assert_eq!(s.counts().pending, 1);

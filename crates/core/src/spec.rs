@@ -7,7 +7,7 @@
 
 use crate::grid::{AxisName, AxisValues, Dimension, Grid, spaced};
 use crate::params::OptimizerKind;
-use crate::task::{LandscapeSpec, NoiseSpec, RecordEvery, SimTask, TaskSpec};
+use crate::task::{Eigenvalues, LandscapeSpec, NoiseSpec, RecordEvery, SdeModel, Sigma, SimTask, Spectrum, TaskSpec};
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -50,13 +50,7 @@ pub struct Execution {
 
 impl Default for Execution {
     fn default() -> Self {
-        Execution {
-            retries: 2,
-            timeout: None,
-            cpus: 1,
-            gpus: 0,
-            max_trials: DEFAULT_MAX_TRIALS,
-        }
+        Execution { retries: 2, timeout: None, cpus: 1, gpus: 0, max_trials: DEFAULT_MAX_TRIALS }
     }
 }
 
@@ -103,11 +97,7 @@ impl fmt::Display for SpecErrorDetail {
         write!(f, "{}", self.message)?;
         if let (Some(src), Some(l), Some(c)) = (&self.source_line, self.line, self.column) {
             let gutter = l.to_string().len();
-            write!(
-                f,
-                "\n{:gutter$} |\n{l} | {src}\n{:gutter$} | {:>c$}",
-                "", "", "^"
-            )?;
+            write!(f, "\n{:gutter$} |\n{l} | {src}\n{:gutter$} | {:>c$}", "", "", "^")?;
         }
         Ok(())
     }
@@ -172,12 +162,7 @@ impl<'a> Ctx<'a> {
         Some(span)
     }
 
-    fn error_at(
-        &self,
-        span: Option<Range<usize>>,
-        key: Option<String>,
-        message: String,
-    ) -> SpecError {
+    fn error_at(&self, span: Option<Range<usize>>, key: Option<String>, message: String) -> SpecError {
         let (line, column, source_line) = match span {
             Some(r) => {
                 let (l, c, src) = line_col(self.text, r.start);
@@ -185,14 +170,7 @@ impl<'a> Ctx<'a> {
             }
             None => (None, None, None),
         };
-        SpecError(Box::new(SpecErrorDetail {
-            file: self.file.to_string(),
-            key,
-            line,
-            column,
-            message,
-            source_line,
-        }))
+        SpecError(Box::new(SpecErrorDetail { file: self.file.to_string(), key, line, column, message, source_line }))
     }
 
     fn err(&self, path: &[Seg], message: impl Into<String>) -> SpecError {
@@ -209,11 +187,7 @@ fn line_col(text: &str, at: usize) -> (usize, usize, String) {
     let start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = text[start..at].chars().count() + 1;
     let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    (
-        line,
-        column,
-        text[start..end].trim_end_matches('\r').to_string(),
-    )
+    (line, column, text[start..end].trim_end_matches('\r').to_string())
 }
 
 #[derive(Deserialize)]
@@ -243,19 +217,23 @@ struct RawTask {
     samples: Option<u64>,
     record_every: Option<RecordEvery>,
     burn_in: Option<f64>,
+    bias_correction: Option<bool>,
+    refine: Option<u32>,
+    sde_model: Option<SdeModel>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum TaskKind {
     Optimizer,
+    Sde,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLandscape {
     kind: LandscapeKind,
-    eigenvalues: Option<Vec<f64>>,
+    eigenvalues: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -268,14 +246,19 @@ enum LandscapeKind {
 #[serde(deny_unknown_fields)]
 struct RawNoise {
     kind: NoiseKind,
-    sigma: Option<f64>,
+    sigma: Option<toml::Value>,
+    nu: Option<f64>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 enum NoiseKind {
     Gaussian,
+    StudentT,
 }
+
+/// Largest dimension a generated spectrum may have.
+pub const MAX_DIM: usize = 10_000_000;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -302,11 +285,7 @@ fn one() -> u32 {
 impl Sweep {
     /// Parses and validates a sweep file's text. `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Sweep, SpecError> {
-        let mut ctx = Ctx {
-            file,
-            text,
-            doc: None,
-        };
+        let mut ctx = Ctx { file, text, doc: None };
         let raw: RawSweep = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -323,9 +302,7 @@ impl Sweep {
 /// The bare key a span points at, if it points at one.
 fn key_at(text: &str, r: Range<usize>) -> Option<String> {
     let s = text.get(r)?.trim();
-    let bare = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let bare = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     bare.then(|| s.to_string())
 }
 
@@ -337,10 +314,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     if raw.version != SPEC_VERSION {
         return Err(ctx.err(
             &[k("version")],
-            format!(
-                "unsupported sweep file version {} (this kappa reads version {SPEC_VERSION})",
-                raw.version
-            ),
+            format!("unsupported sweep file version {} (this kappa reads version {SPEC_VERSION})", raw.version),
         ));
     }
     validate_name(ctx, &raw.name)?;
@@ -348,21 +322,14 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     let task = validate_task(ctx, raw.task)?;
     let grid = build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials)?;
     check_budget(ctx, &task, &grid, &raw.zip)?;
-    Ok(Sweep {
-        name: raw.name,
-        task,
-        grid,
-        execution,
-    })
+    Ok(Sweep { name: raw.name, task, grid, execution })
 }
 
 fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -382,25 +349,18 @@ fn validate_execution(ctx: &Ctx<'_>, raw: RawExecution) -> Result<Execution, Spe
         e.retries = r;
     }
     if let Some(t) = raw.timeout {
-        e.timeout =
-            Some(parse_duration(&t).map_err(|m| ctx.err(&[k("execution"), k("timeout")], m))?);
+        e.timeout = Some(parse_duration(&t).map_err(|m| ctx.err(&[k("execution"), k("timeout")], m))?);
     }
     if let Some(r) = raw.resources {
         if r.cpus == 0 {
-            return Err(ctx.err(
-                &[k("execution"), k("resources"), k("cpus")],
-                "cpus must be at least 1",
-            ));
+            return Err(ctx.err(&[k("execution"), k("resources"), k("cpus")], "cpus must be at least 1"));
         }
         e.cpus = r.cpus;
         e.gpus = r.gpus;
     }
     if let Some(m) = raw.max_trials {
         if m == 0 {
-            return Err(ctx.err(
-                &[k("execution"), k("max_trials")],
-                "max_trials must be at least 1",
-            ));
+            return Err(ctx.err(&[k("execution"), k("max_trials")], "max_trials must be at least 1"));
         }
         e.max_trials = m;
     }
@@ -410,22 +370,18 @@ fn validate_execution(ctx: &Ctx<'_>, raw: RawExecution) -> Result<Execution, Spe
 /// Parses `"90s"`, `"10m"`, `"2h"`, `"500ms"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        format!(r#"duration {s:?} must be a number with a unit, like "90s", "10m" or "2h""#)
-    })?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!(r#"duration {s:?} must be a number with a unit, like "90s", "10m" or "2h""#))?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {s:?} (use ms, s, m or h)"
-            ));
+            return Err(format!("unknown duration unit {other:?} in {s:?} (use ms, s, m or h)"));
         }
     };
     if !(secs > 0.0 && secs.is_finite()) {
@@ -435,56 +391,53 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
-    let at = |p: &[&str]| -> Vec<Seg> {
-        std::iter::once(k("task"))
-            .chain(p.iter().map(|s| k(s)))
-            .collect()
-    };
+    let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
     let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
-    match raw.kind {
-        TaskKind::Optimizer => {}
+    let is_sde = raw.kind == TaskKind::Sde;
+    if !is_sde {
+        for (field, given) in [("refine", raw.refine.is_some()), ("sde_model", raw.sde_model.is_some())] {
+            if given {
+                return Err(ctx.err(&at(&[field]), format!("`{field}` applies to kind = \"sde\" only")));
+            }
+        }
+    } else if raw.bias_correction.is_some() {
+        return Err(ctx.err(
+            &at(&["bias_correction"]),
+            "`bias_correction` applies to kind = \"optimizer\" (the Adam SDE builds the correction in)",
+        ));
     }
     let landscape = raw.landscape.ok_or_else(|| required("landscape"))?;
     let landscape = match landscape.kind {
         LandscapeKind::Quadratic => {
-            let eigenvalues = landscape.eigenvalues.ok_or_else(|| {
+            let value = landscape.eigenvalues.ok_or_else(|| {
                 ctx.err(
                     &at(&["landscape"]),
-                    "a quadratic landscape needs `eigenvalues = [...]`",
+                    "a quadratic landscape needs `eigenvalues = [...]` or a generated spectrum",
                 )
             })?;
-            if eigenvalues.is_empty() {
-                return Err(ctx.err(
-                    &at(&["landscape", "eigenvalues"]),
-                    "eigenvalues must not be empty",
-                ));
-            }
-            for (i, &l) in eigenvalues.iter().enumerate() {
-                if !(l > 0.0 && l.is_finite()) {
-                    let mut p = at(&["landscape", "eigenvalues"]);
-                    p.push(Seg::Index(i));
-                    return Err(ctx.err(&p, format!("eigenvalues must be finite and > 0, got {l}")));
-                }
-            }
-            LandscapeSpec::Quadratic { eigenvalues }
+            LandscapeSpec::Quadratic { eigenvalues: eigenvalues(ctx, &at(&["landscape", "eigenvalues"]), &value)? }
         }
     };
+    let dim = landscape.dim();
     let noise = raw.noise.ok_or_else(|| required("noise"))?;
+    let sigma_value =
+        noise.sigma.ok_or_else(|| ctx.err(&at(&["noise"]), "noise needs `sigma` (the per-sample scale σ₁)"))?;
+    let sigma = sigma(ctx, &at(&["noise", "sigma"]), &sigma_value, dim)?;
     let noise = match noise.kind {
         NoiseKind::Gaussian => {
-            let sigma = noise.sigma.ok_or_else(|| {
-                ctx.err(
-                    &at(&["noise"]),
-                    "gaussian noise needs `sigma` (per-sample σ₁)",
-                )
-            })?;
-            if !(sigma >= 0.0 && sigma.is_finite()) {
-                return Err(ctx.err(
-                    &at(&["noise", "sigma"]),
-                    format!("sigma must be finite and >= 0, got {sigma}"),
-                ));
+            if noise.nu.is_some() {
+                return Err(ctx.err(&at(&["noise", "nu"]), "`nu` applies to kind = \"student_t\" noise only"));
             }
             NoiseSpec::Gaussian { sigma }
+        }
+        NoiseKind::StudentT => {
+            let nu = noise
+                .nu
+                .ok_or_else(|| ctx.err(&at(&["noise"]), "student_t noise needs `nu`, the degrees of freedom"))?;
+            if !(nu > 0.0 && nu.is_finite()) {
+                return Err(ctx.err(&at(&["noise", "nu"]), format!("nu must be finite and > 0, got {nu}")));
+            }
+            NoiseSpec::StudentT { sigma, nu }
         }
     };
     let x0 = raw.x0.unwrap_or(0.0);
@@ -501,12 +454,13 @@ fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     }
     let burn_in = raw.burn_in.unwrap_or(SimTask::DEFAULT_BURN_IN);
     if !(0.0..1.0).contains(&burn_in) {
-        return Err(ctx.err(
-            &at(&["burn_in"]),
-            format!("burn_in must be in [0, 1), got {burn_in}"),
-        ));
+        return Err(ctx.err(&at(&["burn_in"]), format!("burn_in must be in [0, 1), got {burn_in}")));
     }
-    Ok(TaskSpec::Optimizer(SimTask {
+    let refine = raw.refine.unwrap_or(1);
+    if !(1..=10_000).contains(&refine) {
+        return Err(ctx.err(&at(&["refine"]), format!("refine must be from 1 to 10000, got {refine}")));
+    }
+    let sim = SimTask {
         landscape,
         noise,
         x0,
@@ -514,25 +468,142 @@ fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
         samples,
         record_every: raw.record_every.unwrap_or_default(),
         burn_in,
-    }))
+        bias_correction: raw.bias_correction.unwrap_or(true),
+        refine,
+        sde_model: raw.sde_model.unwrap_or_default(),
+    };
+    Ok(if is_sde { TaskSpec::Sde(sim) } else { TaskSpec::Optimizer(sim) })
 }
 
-fn build_grid(
-    ctx: &Ctx<'_>,
-    grid: &toml::Table,
-    zips: &[toml::Table],
-    max: u64,
-) -> Result<Grid, SpecError> {
+fn finite_positive(ctx: &Ctx<'_>, path: &[Seg], what: &str, v: &toml::Value) -> Result<f64, SpecError> {
+    let x = as_f64(v).ok_or_else(|| ctx.err(path, format!("{what} must be a number")))?;
+    if x > 0.0 && x.is_finite() { Ok(x) } else { Err(ctx.err(path, format!("{what} must be finite and > 0, got {x}"))) }
+}
+
+fn eigenvalues(ctx: &Ctx<'_>, path: &[Seg], value: &toml::Value) -> Result<Eigenvalues, SpecError> {
+    let sub = |key: &str| {
+        let mut p = path.to_vec();
+        p.push(k(key));
+        p
+    };
+    match value {
+        toml::Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ctx.err(path, "eigenvalues must not be empty"));
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for (i, v) in items.iter().enumerate() {
+                let mut p = path.to_vec();
+                p.push(Seg::Index(i));
+                out.push(finite_positive(ctx, &p, "eigenvalues", v)?);
+            }
+            Ok(Eigenvalues::List(out))
+        }
+        toml::Value::Table(t) => {
+            let rules: Vec<&str> =
+                ["linspace", "log", "power_law"].into_iter().filter(|r| t.contains_key(*r)).collect();
+            for key in t.keys() {
+                if !matches!(key.as_str(), "linspace" | "log" | "power_law" | "num" | "max") {
+                    return Err(ctx.err(
+                        &sub(key),
+                        format!("unknown key `{key}` in a generated spectrum (expected linspace, log or power_law, with num)"),
+                    ));
+                }
+            }
+            let [rule] = rules[..] else {
+                return Err(ctx.err(
+                    path,
+                    "a generated spectrum needs exactly one of `linspace = [lo, hi]`, `log = [lo, hi]` or `power_law = alpha`",
+                ));
+            };
+            let num = match t.get("num") {
+                Some(toml::Value::Integer(n)) if *n >= 1 && (*n as u64) <= MAX_DIM as u64 => *n as usize,
+                Some(_) => {
+                    return Err(ctx
+                        .err(&sub("num"), format!("`num` (the dimension) must be a whole number from 1 to {MAX_DIM}")));
+                }
+                None => return Err(ctx.err(path, "a generated spectrum needs `num`, the dimension")),
+            };
+            if rule != "power_law" && t.contains_key("max") {
+                return Err(ctx.err(&sub("max"), "`max` applies to power_law spectra only"));
+            }
+            let spectrum = if rule == "power_law" {
+                let alpha = as_f64(&t["power_law"]).filter(|a| *a >= 0.0 && a.is_finite()).ok_or_else(|| {
+                    ctx.err(&sub("power_law"), "power_law takes the exponent alpha, a finite number >= 0")
+                })?;
+                let max = match t.get("max") {
+                    Some(v) => finite_positive(ctx, &sub("max"), "max", v)?,
+                    None => 1.0,
+                };
+                Spectrum::PowerLaw { max, alpha, num }
+            } else {
+                let ends = match &t[rule] {
+                    toml::Value::Array(a) if a.len() == 2 => {
+                        let mut e = [0.0; 2];
+                        for (i, v) in a.iter().enumerate() {
+                            let mut p = sub(rule);
+                            p.push(Seg::Index(i));
+                            e[i] = finite_positive(ctx, &p, "spectrum ends", v)?;
+                        }
+                        e
+                    }
+                    _ => return Err(ctx.err(&sub(rule), format!("`{rule}` must be a list of two numbers [lo, hi]"))),
+                };
+                if rule == "log" {
+                    Spectrum::Log { lo: ends[0], hi: ends[1], num }
+                } else {
+                    Spectrum::Linspace { lo: ends[0], hi: ends[1], num }
+                }
+            };
+            Ok(Eigenvalues::Generated(spectrum))
+        }
+        _ => Err(ctx.err(
+            path,
+            "eigenvalues must be a list of numbers or a generated spectrum such as { log = [0.1, 10.0], num = 1000 }",
+        )),
+    }
+}
+
+fn sigma(ctx: &Ctx<'_>, path: &[Seg], value: &toml::Value, dim: usize) -> Result<Sigma, SpecError> {
+    let check = |p: &[Seg], v: &toml::Value| -> Result<f64, SpecError> {
+        let x = as_f64(v).ok_or_else(|| ctx.err(p, "sigma must be a number or a list of numbers"))?;
+        if x >= 0.0 && x.is_finite() {
+            Ok(x)
+        } else {
+            Err(ctx.err(p, format!("sigma must be finite and >= 0, got {x}")))
+        }
+    };
+    match value {
+        toml::Value::Array(items) => {
+            if items.len() != dim {
+                return Err(ctx.err(
+                    path,
+                    format!(
+                        "a per-coordinate sigma needs one value per coordinate: {} given, the landscape has d = {dim}",
+                        items.len()
+                    ),
+                ));
+            }
+            let mut out = Vec::with_capacity(dim);
+            for (i, v) in items.iter().enumerate() {
+                let mut p = path.to_vec();
+                p.push(Seg::Index(i));
+                out.push(check(&p, v)?);
+            }
+            Ok(Sigma::PerCoordinate(out))
+        }
+        v => Ok(Sigma::Scalar(check(path, v)?)),
+    }
+}
+
+fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table], max: u64) -> Result<Grid, SpecError> {
     let mut dims = Vec::new();
     let mut seen: Vec<(AxisName, Vec<Seg>)> = Vec::new();
     let mut claim = |axis: AxisName, path: Vec<Seg>| -> Result<(), SpecError> {
         if let Some((_, first)) = seen.iter().find(|(a, _)| *a == axis) {
             return Err(ctx.err(
                 &path,
-                format!(
-                    "axis `{axis}` is already set at `{}`; an axis may appear once",
-                    path_string(first)
-                ),
+                format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
             ));
         }
         seen.push((axis, path));
@@ -543,18 +614,12 @@ fn build_grid(
         let axis = axis_name(ctx, &path, key)?;
         claim(axis, path.clone())?;
         let values = parse_axis(ctx, &path, axis, value)?;
-        dims.push(Dimension {
-            len: values.len(),
-            axes: vec![(axis, values)],
-        });
+        dims.push(Dimension { len: values.len(), axes: vec![(axis, values)] });
     }
     for (z, table) in zips.iter().enumerate() {
         let base = vec![k("zip"), Seg::Index(z)];
         if table.len() < 2 {
-            return Err(ctx.err(
-                &base,
-                "a [[zip]] group needs at least two axes to zip together",
-            ));
+            return Err(ctx.err(&base, "a [[zip]] group needs at least two axes to zip together"));
         }
         let mut axes = Vec::new();
         let mut len: Option<(usize, String)> = None;
@@ -584,18 +649,11 @@ fn build_grid(
     }
     for required in [AxisName::Optimizer, AxisName::Lr] {
         if !seen.iter().any(|(a, _)| *a == required) {
-            return Err(ctx.err(
-                &[k("grid")],
-                format!("the grid must set `{required}` (in [grid] or a [[zip]] group)"),
-            ));
+            return Err(ctx.err(&[k("grid")], format!("the grid must set `{required}` (in [grid] or a [[zip]] group)")));
         }
     }
-    let grid = Grid::new(dims).ok_or_else(|| {
-        ctx.err(
-            &[k("grid")],
-            format!("the grid has more than {} points", u64::MAX),
-        )
-    })?;
+    let grid =
+        Grid::new(dims).ok_or_else(|| ctx.err(&[k("grid")], format!("the grid has more than {} points", u64::MAX)))?;
     if grid.len() > max {
         return Err(ctx.err(
             &[k("grid")],
@@ -609,24 +667,12 @@ fn build_grid(
 }
 
 fn axis_name(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> Result<AxisName, SpecError> {
-    AxisName::from_key(key).ok_or_else(|| {
-        ctx.err(
-            path,
-            format!(
-                "unknown grid axis `{key}` (known axes: {})",
-                AxisName::known_keys()
-            ),
-        )
-    })
+    AxisName::from_key(key)
+        .ok_or_else(|| ctx.err(path, format!("unknown grid axis `{key}` (known axes: {})", AxisName::known_keys())))
 }
 
 /// Parses one axis: a list, a single value, `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`.
-fn parse_axis(
-    ctx: &Ctx<'_>,
-    path: &[Seg],
-    axis: AxisName,
-    value: &toml::Value,
-) -> Result<AxisValues, SpecError> {
+fn parse_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, value: &toml::Value) -> Result<AxisValues, SpecError> {
     let items: Vec<(Vec<Seg>, ItemValue)> = match value {
         toml::Value::Array(items) => items
             .iter()
@@ -637,45 +683,30 @@ fn parse_axis(
                 (p, ItemValue::Toml(v.clone()))
             })
             .collect(),
-        toml::Value::Table(t) => spaced_axis(ctx, path, axis, t)?
-            .into_iter()
-            .map(|x| (path.to_vec(), ItemValue::Generated(x)))
-            .collect(),
+        toml::Value::Table(t) => {
+            spaced_axis(ctx, path, axis, t)?.into_iter().map(|x| (path.to_vec(), ItemValue::Generated(x))).collect()
+        }
         other => vec![(path.to_vec(), ItemValue::Toml(other.clone()))],
     };
     if items.is_empty() {
-        return Err(ctx.err(
-            path,
-            format!("axis `{axis}` is empty: give at least one value"),
-        ));
+        return Err(ctx.err(path, format!("axis `{axis}` is empty: give at least one value")));
     }
     let values = match axis {
         AxisName::Optimizer => AxisValues::Optimizer(
             items
                 .iter()
                 .map(|(p, v)| match v {
-                    ItemValue::Toml(toml::Value::String(s)) => s
-                        .parse::<OptimizerKind>()
-                        .map_err(|e| ctx.err(p, e.to_string())),
-                    _ => Err(ctx.err(
-                        p,
-                        "optimizer values must be strings such as \"sgd\" or \"adamw\"",
-                    )),
+                    ItemValue::Toml(toml::Value::String(s)) => {
+                        s.parse::<OptimizerKind>().map_err(|e| ctx.err(p, e.to_string()))
+                    }
+                    _ => Err(ctx.err(p, "optimizer values must be strings such as \"sgd\" or \"adamw\"")),
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        AxisName::BatchSize | AxisName::Seed => AxisValues::Int(
-            items
-                .iter()
-                .map(|(p, v)| int_value(ctx, p, axis, v))
-                .collect::<Result<_, _>>()?,
-        ),
-        _ => AxisValues::Real(
-            items
-                .iter()
-                .map(|(p, v)| real_value(ctx, p, axis, v))
-                .collect::<Result<_, _>>()?,
-        ),
+        AxisName::BatchSize | AxisName::Seed => {
+            AxisValues::Int(items.iter().map(|(p, v)| int_value(ctx, p, axis, v)).collect::<Result<_, _>>()?)
+        }
+        _ => AxisValues::Real(items.iter().map(|(p, v)| real_value(ctx, p, axis, v)).collect::<Result<_, _>>()?),
     };
     check_distinct(ctx, path, axis, &values)?;
     Ok(values)
@@ -686,17 +717,9 @@ enum ItemValue {
     Generated(f64),
 }
 
-fn spaced_axis(
-    ctx: &Ctx<'_>,
-    path: &[Seg],
-    axis: AxisName,
-    t: &toml::Table,
-) -> Result<Vec<f64>, SpecError> {
+fn spaced_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, t: &toml::Table) -> Result<Vec<f64>, SpecError> {
     if axis == AxisName::Optimizer {
-        return Err(ctx.err(
-            path,
-            "the optimizer axis takes a list of names, not a range",
-        ));
+        return Err(ctx.err(path, "the optimizer axis takes a list of names, not a range"));
     }
     let sub = |key: &str| {
         let mut p = path.to_vec();
@@ -707,9 +730,7 @@ fn spaced_axis(
         if !matches!(key.as_str(), "log" | "linspace" | "num") {
             return Err(ctx.err(
                 &sub(key),
-                format!(
-                    "unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)"
-                ),
+                format!("unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)"),
             ));
         }
     }
@@ -720,10 +741,7 @@ fn spaced_axis(
         (Some(_), None) => ("log", true),
         (None, Some(_)) => ("linspace", false),
         (None, None) => {
-            return Err(ctx.err(
-                path,
-                "a range axis needs `log = [lo, hi]` or `linspace = [lo, hi]`, and `num`",
-            ));
+            return Err(ctx.err(path, "a range axis needs `log = [lo, hi]` or `linspace = [lo, hi]`, and `num`"));
         }
     };
     let ends = match t.get(kind) {
@@ -739,38 +757,23 @@ fn spaced_axis(
             out
         }
         _ => {
-            return Err(ctx.err(
-                &sub(kind),
-                format!("`{kind}` must be a list of two numbers [lo, hi]"),
-            ));
+            return Err(ctx.err(&sub(kind), format!("`{kind}` must be a list of two numbers [lo, hi]")));
         }
     };
     let num = match t.get("num") {
         Some(toml::Value::Integer(n)) if *n >= 1 && *n <= 1_000_000 => *n as usize,
         Some(_) => {
-            return Err(ctx.err(
-                &sub("num"),
-                "`num` must be a whole number from 1 to 1000000",
-            ));
+            return Err(ctx.err(&sub("num"), "`num` must be a whole number from 1 to 1000000"));
         }
         None => {
-            return Err(ctx.err(
-                path,
-                format!("a `{kind}` range needs `num`, the number of values"),
-            ));
+            return Err(ctx.err(path, format!("a `{kind}` range needs `num`, the number of values")));
         }
     };
     if !(ends[0].is_finite() && ends[1].is_finite()) {
         return Err(ctx.err(&sub(kind), "range ends must be finite"));
     }
     if log && !(ends[0] > 0.0 && ends[1] > 0.0) {
-        return Err(ctx.err(
-            &sub(kind),
-            format!(
-                "a log range needs positive ends, got [{}, {}]",
-                ends[0], ends[1]
-            ),
-        ));
+        return Err(ctx.err(&sub(kind), format!("a log range needs positive ends, got [{}, {}]", ends[0], ends[1])));
     }
     let mut values = spaced(ends[0], ends[1], num, log);
     if matches!(axis, AxisName::BatchSize | AxisName::Seed) {
@@ -806,9 +809,7 @@ fn int_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result<
 
 fn real_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result<f64, SpecError> {
     let x = match v {
-        ItemValue::Toml(t) => {
-            as_f64(t).ok_or_else(|| ctx.err(p, format!("`{axis}` values must be numbers")))?
-        }
+        ItemValue::Toml(t) => as_f64(t).ok_or_else(|| ctx.err(p, format!("`{axis}` values must be numbers")))?,
         ItemValue::Generated(x) => *x,
     };
     let problem = match axis {
@@ -817,9 +818,7 @@ fn real_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result
         AxisName::Beta1 | AxisName::Beta2 if !(0.0..1.0).contains(&x) => {
             Some(format!("{axis} must be in [0, 1), got {x}"))
         }
-        AxisName::Eps | AxisName::WeightDecay if x < 0.0 => {
-            Some(format!("{axis} must be >= 0, got {x}"))
-        }
+        AxisName::Eps | AxisName::WeightDecay if x < 0.0 => Some(format!("{axis} must be >= 0, got {x}")),
         _ => None,
     };
     match problem {
@@ -828,12 +827,7 @@ fn real_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result
     }
 }
 
-fn check_distinct(
-    ctx: &Ctx<'_>,
-    path: &[Seg],
-    axis: AxisName,
-    values: &AxisValues,
-) -> Result<(), SpecError> {
+fn check_distinct(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, values: &AxisValues) -> Result<(), SpecError> {
     // Sort indices by value and compare neighbours: O(n log n) for large generated axes.
     let mut order: Vec<usize> = (0..values.len()).collect();
     let cmp = |i: usize, j: usize| match values {
@@ -845,42 +839,51 @@ fn check_distinct(
     for w in order.windows(2) {
         if cmp(w[0], w[1]).is_eq() {
             let (a, b) = (w[0].min(w[1]), w[0].max(w[1]));
-            return Err(ctx.err(
-                path,
-                format!(
-                    "axis `{axis}` repeats the value {} (positions {a} and {b})",
-                    values.display(a)
-                ),
-            ));
+            return Err(
+                ctx.err(path, format!("axis `{axis}` repeats the value {} (positions {a} and {b})", values.display(a)))
+            );
         }
     }
     Ok(())
 }
 
-fn check_budget(
-    ctx: &Ctx<'_>,
-    task: &TaskSpec,
-    grid: &Grid,
-    zips: &[toml::Table],
-) -> Result<(), SpecError> {
-    let TaskSpec::Optimizer(sim) = task;
+fn check_budget(ctx: &Ctx<'_>, task: &TaskSpec, grid: &Grid, zips: &[toml::Table]) -> Result<(), SpecError> {
+    let Some(sim) = task.sim() else { return Ok(()) };
+    let axis_path = |key: &str| match zips.iter().position(|z| z.contains_key(key)) {
+        Some(z) => vec![k("zip"), Seg::Index(z), k(key)],
+        None => vec![k("grid"), k(key)],
+    };
     let batches = match grid.axis(AxisName::BatchSize) {
         Some(AxisValues::Int(v)) => v.clone(),
         _ => vec![crate::params::Hyperparams::DEFAULT_BATCH_SIZE],
     };
     if let Some(&b) = batches.iter().find(|&&b| b > sim.samples) {
-        let in_zip = zips.iter().position(|z| z.contains_key("batch_size"));
-        let path = match in_zip {
-            Some(z) => vec![k("zip"), Seg::Index(z), k("batch_size")],
-            None => vec![k("grid"), k("batch_size")],
-        };
         return Err(ctx.err(
-            &path,
+            &axis_path("batch_size"),
             format!(
                 "batch size {b} is larger than the sample budget task.samples = {}: no step would run",
                 sim.samples
             ),
         ));
+    }
+    if let (TaskSpec::Sde(_), Some(AxisValues::Optimizer(opts))) = (task, grid.axis(AxisName::Optimizer)) {
+        for o in opts {
+            if sim.sde_model == SdeModel::Malladi && !o.uses_beta2() {
+                return Err(ctx.err(
+                    &axis_path("optimizer"),
+                    format!("sde_model = \"malladi\" defines SDEs for rmsprop(w) and adam(w) only, not {o}"),
+                ));
+            }
+            if sim.noise.variance_factor().is_none() && *o != OptimizerKind::SignSgd {
+                return Err(ctx.err(
+                    &axis_path("optimizer"),
+                    format!(
+                        "the {o} SDE needs finite noise variance, and Student-t noise with nu <= 2 has none; \
+                         only signsgd has an SDE there (use kind = \"optimizer\" to run the {o} optimizer itself)"
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum TaskSpec {
     /// The discrete optimizer on a simulated landscape with simulated gradient noise (THEORY.md §2).
     Optimizer(SimTask),
+    /// The optimizer's SDE integrated by Euler–Maruyama (THEORY.md §3).
+    Sde(SimTask),
 }
 
 impl TaskSpec {
@@ -19,6 +21,14 @@ impl TaskSpec {
     pub fn kind_name(&self) -> &'static str {
         match self {
             TaskSpec::Optimizer(_) => "optimizer",
+            TaskSpec::Sde(_) => "sde",
+        }
+    }
+
+    /// The simulation settings, for the simulated kinds.
+    pub fn sim(&self) -> Option<&SimTask> {
+        match self {
+            TaskSpec::Optimizer(s) | TaskSpec::Sde(s) => Some(s),
         }
     }
 }
@@ -45,6 +55,15 @@ pub struct SimTask {
     /// Fraction of the run discarded before the stationary loss is averaged.
     #[serde(default = "default_burn_in")]
     pub burn_in: f64,
+    /// Bias-correct the moment estimates of RMSprop and Adam (discrete optimizers).
+    #[serde(default = "default_true")]
+    pub bias_correction: bool,
+    /// SDE only: Euler–Maruyama substeps per optimizer step (Δ = η / refine).
+    #[serde(default = "default_refine")]
+    pub refine: u32,
+    /// SDE only: which SDE model.
+    #[serde(default)]
+    pub sde_model: SdeModel,
 }
 
 impl SimTask {
@@ -62,6 +81,25 @@ fn default_burn_in() -> f64 {
     SimTask::DEFAULT_BURN_IN
 }
 
+fn default_true() -> bool {
+    true
+}
+
+fn default_refine() -> u32 {
+    1
+}
+
+/// The SDE models (THEORY.md §3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdeModel {
+    /// Compagnoni et al. 2025: SDE time t = kη, V tracks (∇f)² + diag Σ.
+    #[default]
+    Compagnoni,
+    /// Malladi et al. 2022 (Adam and RMSprop only): time t = kη², V tracks diag Σ only.
+    Malladi,
+}
+
 /// The loss landscape, tagged by `kind`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -69,7 +107,7 @@ pub enum LandscapeSpec {
     /// `f(x) = ½ xᵀ diag(λ) x`.
     Quadratic {
         /// The diagonal λ_i > 0; its length is the dimension d.
-        eigenvalues: Vec<f64>,
+        eigenvalues: Eigenvalues,
     },
 }
 
@@ -77,20 +115,132 @@ impl LandscapeSpec {
     /// Dimension d of the parameter vector.
     pub fn dim(&self) -> usize {
         match self {
-            LandscapeSpec::Quadratic { eigenvalues } => eigenvalues.len(),
+            LandscapeSpec::Quadratic { eigenvalues } => eigenvalues.dim(),
+        }
+    }
+}
+
+/// The spectrum of a quadratic: listed, or generated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Eigenvalues {
+    /// Given one by one.
+    List(Vec<f64>),
+    /// Generated from a rule.
+    Generated(Spectrum),
+}
+
+/// A generated spectrum of `num` eigenvalues.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Spectrum {
+    /// Evenly spaced from `lo` to `hi`.
+    Linspace {
+        /// First eigenvalue.
+        lo: f64,
+        /// Last eigenvalue.
+        hi: f64,
+        /// Dimension.
+        num: usize,
+    },
+    /// Evenly spaced in log from `lo` to `hi`.
+    Log {
+        /// First eigenvalue.
+        lo: f64,
+        /// Last eigenvalue.
+        hi: f64,
+        /// Dimension.
+        num: usize,
+    },
+    /// `λ_i = max · i^(−alpha)`, i = 1..num.
+    PowerLaw {
+        /// λ₁.
+        max: f64,
+        /// Decay exponent α ≥ 0.
+        alpha: f64,
+        /// Dimension.
+        num: usize,
+    },
+}
+
+impl Eigenvalues {
+    /// Dimension d.
+    pub fn dim(&self) -> usize {
+        match self {
+            Eigenvalues::List(v) => v.len(),
+            Eigenvalues::Generated(
+                Spectrum::Linspace { num, .. } | Spectrum::Log { num, .. } | Spectrum::PowerLaw { num, .. },
+            ) => *num,
+        }
+    }
+
+    /// The eigenvalues, expanded.
+    pub fn values(&self) -> Vec<f64> {
+        match self {
+            Eigenvalues::List(v) => v.clone(),
+            Eigenvalues::Generated(Spectrum::Linspace { lo, hi, num }) => crate::grid::spaced(*lo, *hi, *num, false),
+            Eigenvalues::Generated(Spectrum::Log { lo, hi, num }) => crate::grid::spaced(*lo, *hi, *num, true),
+            Eigenvalues::Generated(Spectrum::PowerLaw { max, alpha, num }) => {
+                (1..=*num).map(|i| max * (i as f64).powf(-alpha)).collect()
+            }
+        }
+    }
+}
+
+/// Per-sample noise scale: one σ for every coordinate, or one per coordinate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Sigma {
+    /// The same σ everywhere.
+    Scalar(f64),
+    /// σ_i per coordinate (length d).
+    PerCoordinate(Vec<f64>),
+}
+
+impl Sigma {
+    /// σ_i for each of `dim` coordinates.
+    pub fn values(&self, dim: usize) -> Vec<f64> {
+        match self {
+            Sigma::Scalar(s) => vec![*s; dim],
+            Sigma::PerCoordinate(v) => v.clone(),
         }
     }
 }
 
 /// Gradient noise, tagged by `kind`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NoiseSpec {
-    /// `Z_i = σ ξ_i`, ξ standard normal.
+    /// `Z_i = σ_i ξ_i`, ξ standard normal.
     Gaussian {
-        /// Per-sample standard deviation σ₁ ≥ 0.
-        sigma: f64,
+        /// Per-sample scale σ₁ ≥ 0.
+        sigma: Sigma,
     },
+    /// `Z_i = σ_i T_i`, T Student-t with ν degrees of freedom (ν ≤ 2: infinite variance).
+    StudentT {
+        /// Per-sample scale σ₁ ≥ 0.
+        sigma: Sigma,
+        /// Degrees of freedom ν > 0.
+        nu: f64,
+    },
+}
+
+impl NoiseSpec {
+    /// The scale σ.
+    pub fn sigma(&self) -> &Sigma {
+        match self {
+            NoiseSpec::Gaussian { sigma } | NoiseSpec::StudentT { sigma, .. } => sigma,
+        }
+    }
+
+    /// Var(Z_i)/σ_i²: 1 for Gaussian, ν/(ν−2) for Student-t with ν > 2, `None` when infinite.
+    pub fn variance_factor(&self) -> Option<f64> {
+        match self {
+            NoiseSpec::Gaussian { .. } => Some(1.0),
+            NoiseSpec::StudentT { nu, .. } if *nu > 2.0 => Some(nu / (nu - 2.0)),
+            NoiseSpec::StudentT { .. } => None,
+        }
+    }
 }
 
 /// How often curve points are recorded.
@@ -137,9 +287,7 @@ impl<'de> Deserialize<'de> for RecordEvery {
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RecordEvery, E> {
                 if v < 1 {
-                    return Err(E::custom(format!(
-                        "record_every must be at least 1 step, got {v}"
-                    )));
+                    return Err(E::custom(format!("record_every must be at least 1 step, got {v}")));
                 }
                 Ok(RecordEvery::Steps(v as u64))
             }
@@ -151,17 +299,49 @@ impl<'de> Deserialize<'de> for RecordEvery {
                     .trim()
                     .strip_suffix('%')
                     .and_then(|n| n.trim().parse::<f64>().ok())
-                    .ok_or_else(|| {
-                        E::custom(format!(r#"record_every must look like "1%", got "{v}""#))
-                    })?;
+                    .ok_or_else(|| E::custom(format!(r#"record_every must look like "1%", got "{v}""#)))?;
                 if !(p > 0.0 && p <= 100.0) {
-                    return Err(E::custom(format!(
-                        "record_every must be in (0%, 100%], got {v}"
-                    )));
+                    return Err(E::custom(format!("record_every must be in (0%, 100%], got {v}")));
                 }
                 Ok(RecordEvery::Percent(p))
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_spectra() {
+        let p = Eigenvalues::Generated(Spectrum::PowerLaw { max: 2.0, alpha: 1.0, num: 4 });
+        assert_eq!(p.values(), vec![2.0, 1.0, 2.0 / 3.0, 0.5]);
+        let l = Eigenvalues::Generated(Spectrum::Log { lo: 0.1, hi: 10.0, num: 3 });
+        let v = l.values();
+        assert_eq!((v[0], v[2]), (0.1, 10.0));
+        assert!((v[1] - 1.0).abs() < 1e-12);
+        assert_eq!(l.dim(), 3);
+    }
+
+    #[test]
+    fn json_round_trip_of_every_shape() {
+        let t = TaskSpec::Sde(SimTask {
+            landscape: LandscapeSpec::Quadratic {
+                eigenvalues: Eigenvalues::Generated(Spectrum::Linspace { lo: 0.1, hi: 10.0, num: 1000 }),
+            },
+            noise: NoiseSpec::StudentT { sigma: Sigma::PerCoordinate(vec![1.0, 2.0]), nu: 3.0 },
+            x0: 0.5,
+            paths: 10,
+            samples: 100,
+            record_every: RecordEvery::Steps(5),
+            burn_in: 0.5,
+            bias_correction: true,
+            refine: 4,
+            sde_model: SdeModel::Malladi,
+        });
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), t);
     }
 }

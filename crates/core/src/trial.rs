@@ -56,10 +56,7 @@ impl TrialStatus {
 
     /// Whether the trial is finished for good.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TrialStatus::Succeeded | TrialStatus::Failed | TrialStatus::Diverged
-        )
+        matches!(self, TrialStatus::Succeeded | TrialStatus::Failed | TrialStatus::Diverged)
     }
 }
 
@@ -77,10 +74,7 @@ pub struct UnknownStatus(pub String);
 impl FromStr for TrialStatus {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TrialStatus::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_string()))
+        TrialStatus::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| UnknownStatus(s.to_string()))
     }
 }
 
@@ -104,6 +98,19 @@ pub struct CurvePoint {
     pub loss_mean: f64,
     /// Standard error of that mean.
     pub loss_se: f64,
+    /// 10% quantile of the loss over paths.
+    #[serde(default)]
+    pub loss_q10: f64,
+    /// Median of the loss over paths.
+    #[serde(default)]
+    pub loss_q50: f64,
+    /// 90% quantile of the loss over paths.
+    #[serde(default)]
+    pub loss_q90: f64,
+    /// SignSGD only: fractions of (path, coordinate) pairs in each phase of THEORY.md §3, by the
+    /// signal-to-noise ratio |Y| = |∇f_i|/(√2 σ_i): `[|Y| > 3/2, 1 ≤ |Y| ≤ 3/2, |Y| < 1]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<[f64; 3]>,
 }
 
 /// What a successful trial reports. New fields are added, never renamed.
@@ -112,7 +119,36 @@ pub struct TrialMetrics {
     /// Loss against samples seen.
     pub curve: Vec<CurvePoint>,
     /// Time average of the loss after the burn-in, averaged over paths; SE from per-path averages.
+    /// `None` where no finite stationary loss exists (then `notes` says why).
     pub stationary_loss: Option<Estimate>,
+    /// What THEORY.md §4 predicts for this trial, where it has a closed form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theory: Option<Theory>,
+    /// Remarks about the result a reader needs (e.g. "no finite stationary loss").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Closed-form predictions (THEORY.md §4).
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Theory {
+    /// Predicted stationary loss, where a closed form exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stationary_loss: Option<f64>,
+    /// Predicted loss curve at the recorded steps (SignSGD phase-3 transient, Gaussian noise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<TheoryPoint>,
+}
+
+/// One point of a predicted curve.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TheoryPoint {
+    /// Samples seen.
+    pub samples: u64,
+    /// Optimizer steps.
+    pub step: u64,
+    /// Predicted mean loss.
+    pub loss: f64,
 }
 
 /// How one attempt ended, as a worker reports it.

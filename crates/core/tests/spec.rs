@@ -41,150 +41,42 @@ fn valid_file_expands() {
     assert_eq!(first.lr, 1e-3);
     assert_eq!(first.beta1, Hyperparams::DEFAULT_BETA1);
     let last = s.grid.point(s.grid.len() - 1);
-    assert_eq!(
-        (last.optimizer, last.batch_size, last.lr, last.seed),
-        (OptimizerKind::SignSgd, 4, 1e-1, 1)
-    );
+    assert_eq!((last.optimizer, last.batch_size, last.lr, last.seed), (OptimizerKind::SignSgd, 4, 1e-1, 1));
 }
 
 /// (what is changed, the replacement, the expected line, a fragment of the expected message)
 #[test]
 fn invalid_inputs_name_key_line_and_problem() {
     let cases: &[(&str, &str, usize, &str)] = &[
-        (
-            "lr = { log = [1e-3, 1e-1], num = 3 }",
-            "lr = [1e-3, -1e-2]",
-            17,
-            "`grid.lr[1]`: learning rate must be > 0",
-        ),
-        (
-            "lr = { log = [1e-3, 1e-1], num = 3 }",
-            "lr = [0.0]",
-            17,
-            "learning rate must be > 0, got 0",
-        ),
-        (
-            "lr = { log = [1e-3, 1e-1], num = 3 }",
-            "lr = []",
-            17,
-            "`grid.lr`: axis `lr` is empty",
-        ),
-        (
-            "seed = [0, 1]",
-            "seed = [0, 1]\nbeta1 = [0.9, 1.0]",
-            19,
-            "`grid.beta1[1]`: beta1 must be in [0, 1), got 1",
-        ),
-        (
-            "seed = [0, 1]",
-            "seed = [0, 1]\nbeta2 = [-0.1]",
-            19,
-            "beta2 must be in [0, 1)",
-        ),
-        (
-            "batch_size = [1, 4]",
-            "batch_size = [0, 4]",
-            16,
-            "`grid.batch_size[0]`: batch size must be at least 1",
-        ),
-        (
-            "sigma = 1.0",
-            "sigma = -1.0",
-            8,
-            "`task.noise.sigma`: sigma must be finite and >= 0",
-        ),
-        (
-            "x0 = 0.5",
-            "x0 = 0.5\nlearning_rate = 3",
-            10,
-            "unknown field `learning_rate`",
-        ),
-        (
-            "seed = [0, 1]",
-            "seed = [0, 1]\nmomentum = [0.9]",
-            19,
-            "unknown grid axis `momentum`",
-        ),
-        (
-            "retries = 1",
-            "retries = 1\nretry = 2",
-            22,
-            "unknown field `retry`",
-        ),
-        (
-            "version = 1",
-            "version = 2",
-            2,
-            "unsupported sweep file version 2",
-        ),
+        ("lr = { log = [1e-3, 1e-1], num = 3 }", "lr = [1e-3, -1e-2]", 17, "`grid.lr[1]`: learning rate must be > 0"),
+        ("lr = { log = [1e-3, 1e-1], num = 3 }", "lr = [0.0]", 17, "learning rate must be > 0, got 0"),
+        ("lr = { log = [1e-3, 1e-1], num = 3 }", "lr = []", 17, "`grid.lr`: axis `lr` is empty"),
+        ("seed = [0, 1]", "seed = [0, 1]\nbeta1 = [0.9, 1.0]", 19, "`grid.beta1[1]`: beta1 must be in [0, 1), got 1"),
+        ("seed = [0, 1]", "seed = [0, 1]\nbeta2 = [-0.1]", 19, "beta2 must be in [0, 1)"),
+        ("batch_size = [1, 4]", "batch_size = [0, 4]", 16, "`grid.batch_size[0]`: batch size must be at least 1"),
+        ("sigma = 1.0", "sigma = -1.0", 8, "`task.noise.sigma`: sigma must be finite and >= 0"),
+        ("x0 = 0.5", "x0 = 0.5\nlearning_rate = 3", 10, "unknown field `learning_rate`"),
+        ("seed = [0, 1]", "seed = [0, 1]\nmomentum = [0.9]", 19, "unknown grid axis `momentum`"),
+        ("retries = 1", "retries = 1\nretry = 2", 22, "unknown field `retry`"),
+        ("version = 1", "version = 2", 2, "unsupported sweep file version 2"),
         ("name = \"demo\"", "name = \"a/b\"", 3, "sweep name \"a/b\""),
-        (
-            "timeout = \"10m\"",
-            "timeout = \"10 fortnights\"",
-            22,
-            "unknown duration unit",
-        ),
-        (
-            "optimizer = [\"sgd\", \"signsgd\"]",
-            "optimizer = [\"sgd\", \"lion\"]",
-            15,
-            "unknown optimizer `lion`",
-        ),
+        ("timeout = \"10m\"", "timeout = \"10 fortnights\"", 22, "unknown duration unit"),
+        ("optimizer = [\"sgd\", \"signsgd\"]", "optimizer = [\"sgd\", \"lion\"]", 15, "unknown optimizer `lion`"),
         ("seed = [0, 1]", "seed = [0, 0]", 18, "repeats the value 0"),
-        (
-            "samples = 10_000",
-            "samples = 2",
-            16,
-            "batch size 4 is larger than the sample budget",
-        ),
-        (
-            "eigenvalues = [0.5, 1.0, 2.0, 4.0]",
-            "eigenvalues = [0.5, 0.0]",
-            7,
-            "`task.landscape.eigenvalues[1]`",
-        ),
-        (
-            "paths = 64",
-            "paths = 0",
-            10,
-            "`task.paths`: paths must be at least 1",
-        ),
+        ("samples = 10_000", "samples = 2", 16, "batch size 4 is larger than the sample budget"),
+        ("eigenvalues = [0.5, 1.0, 2.0, 4.0]", "eigenvalues = [0.5, 0.0]", 7, "`task.landscape.eigenvalues[1]`"),
+        ("paths = 64", "paths = 0", 10, "`task.paths`: paths must be at least 1"),
         (
             "lr = { log = [1e-3, 1e-1], num = 3 }",
             "lr = { log = [0.0, 1e-1], num = 3 }",
             17,
             "a log range needs positive ends",
         ),
-        (
-            "lr = { log = [1e-3, 1e-1], num = 3 }",
-            "lr = { log = [1e-3, 1e-1] }",
-            17,
-            "needs `num`",
-        ),
-        (
-            "lr = { log = [1e-3, 1e-1], num = 3 }",
-            "lr = { logg = [1e-3, 1e-1], num = 3 }",
-            17,
-            "unknown key `logg`",
-        ),
-        (
-            "record_every = \"5%\"",
-            "record_every = \"5 percent\"",
-            12,
-            "record_every must look like",
-        ),
-        (
-            "optimizer = [\"sgd\", \"signsgd\"]",
-            "",
-            14,
-            "the grid must set `optimizer`",
-        ),
-        (
-            "[execution]",
-            "[execution]\nmax_trials = 10",
-            14,
-            "the grid has 24 points, more than the cap of 10",
-        ),
+        ("lr = { log = [1e-3, 1e-1], num = 3 }", "lr = { log = [1e-3, 1e-1] }", 17, "needs `num`"),
+        ("lr = { log = [1e-3, 1e-1], num = 3 }", "lr = { logg = [1e-3, 1e-1], num = 3 }", 17, "unknown key `logg`"),
+        ("record_every = \"5%\"", "record_every = \"5 percent\"", 12, "record_every must look like"),
+        ("optimizer = [\"sgd\", \"signsgd\"]", "", 14, "the grid must set `optimizer`"),
+        ("[execution]", "[execution]\nmax_trials = 10", 14, "the grid has 24 points, more than the cap of 10"),
     ];
     let mut wrong = Vec::new();
     for (from, to, line, fragment) in cases {
@@ -195,13 +87,8 @@ fn invalid_inputs_name_key_line_and_problem() {
             continue;
         };
         let shown = err.to_string();
-        if !shown.contains(fragment)
-            || err.line != Some(*line)
-            || !shown.starts_with(&format!("sweep.toml:{line}:"))
-        {
-            wrong.push(format!(
-                "{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"
-            ));
+        if !shown.contains(fragment) || err.line != Some(*line) || !shown.starts_with(&format!("sweep.toml:{line}:")) {
+            wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
@@ -217,27 +104,21 @@ fn syntax_errors_have_positions() {
 
 #[test]
 fn zip_groups_vary_together() {
-    let text = VALID.replace("batch_size = [1, 4]\n", "").replace(
-        "[execution]",
-        "[[zip]]\nbatch_size = [1, 4, 16]\nlr = [0.01, 0.02, 0.04]\n\n[execution]",
-    );
+    let text = VALID
+        .replace("batch_size = [1, 4]\n", "")
+        .replace("[execution]", "[[zip]]\nbatch_size = [1, 4, 16]\nlr = [0.01, 0.02, 0.04]\n\n[execution]");
     let text = text.replace("lr = { log = [1e-3, 1e-1], num = 3 }\n", "");
     let s = parse(&text).unwrap();
     assert_eq!(s.grid.len(), 2 * 3 * 2);
     let pairs: Vec<(u64, f64)> = s.grid.iter().map(|p| (p.batch_size, p.lr)).collect();
-    assert!(pairs.iter().all(|&(b, lr)| (b == 1 && lr == 0.01)
-        || (b == 4 && lr == 0.02)
-        || (b == 16 && lr == 0.04)));
+    assert!(pairs.iter().all(|&(b, lr)| (b == 1 && lr == 0.01) || (b == 4 && lr == 0.02) || (b == 16 && lr == 0.04)));
 
     let bad = text.replace("lr = [0.01, 0.02, 0.04]", "lr = [0.01, 0.02]");
     let err = parse(&bad).unwrap_err();
     assert!(err.to_string().contains("equal lengths"), "{err}");
     let twice = text.replace("seed = [0, 1]", "seed = [0, 1]\nlr = [0.5]");
     let err = parse(&twice).unwrap_err();
-    assert!(
-        err.to_string().contains("axis `lr` is already set"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("axis `lr` is already set"), "{err}");
 }
 
 fn ids(text: &str) -> Vec<TrialId> {
@@ -274,10 +155,7 @@ fn changing_one_value_changes_only_its_trials() {
     let same = a.iter().filter(|id| b.contains(id)).count();
     assert_eq!(same, 12, "the batch-size-1 half is unchanged");
     let c = ids(&VALID.replace("sigma = 1.0", "sigma = 2.0"));
-    assert!(
-        a.iter().all(|id| !c.contains(id)),
-        "a task change touches every trial"
-    );
+    assert!(a.iter().all(|id| !c.contains(id)), "a task change touches every trial");
     let all: std::collections::HashSet<_> = a.iter().collect();
     assert_eq!(all.len(), a.len(), "ids are distinct");
 }
@@ -285,10 +163,7 @@ fn changing_one_value_changes_only_its_trials() {
 #[test]
 fn a_million_point_grid_plans_lazily() {
     let text = VALID
-        .replace(
-            "lr = { log = [1e-3, 1e-1], num = 3 }",
-            "lr = { log = [1e-4, 1e-1], num = 1000 }",
-        )
+        .replace("lr = { log = [1e-3, 1e-1], num = 3 }", "lr = { log = [1e-4, 1e-1], num = 1000 }")
         .replace("seed = [0, 1]", "seed = { linspace = [0, 249], num = 250 }");
     let s = parse(&text).unwrap();
     assert_eq!(s.grid.len(), 1_000_000);

@@ -11,7 +11,7 @@ pub mod pb {
 }
 
 use kappa_core::{
-    AttemptOutcome, Counts, CurvePoint, Estimate, Hyperparams, TrialId, TrialMetrics,
+    AttemptOutcome, Counts, CurvePoint, Estimate, Hyperparams, Theory, TheoryPoint, TrialId, TrialMetrics,
 };
 
 /// The protocol version peers exchange on register and heartbeat; a mismatch is refused with
@@ -43,10 +43,7 @@ impl From<ConvertError> for tonic::Status {
 /// Parses a trial id field.
 pub fn parse_trial_id(s: &str) -> Result<TrialId, ConvertError> {
     s.parse()
-        .map_err(|e: kappa_core::id::InvalidTrialId| ConvertError::Invalid {
-            field: "trial_id",
-            reason: e.to_string(),
-        })
+        .map_err(|e: kappa_core::id::InvalidTrialId| ConvertError::Invalid { field: "trial_id", reason: e.to_string() })
 }
 
 impl From<&Hyperparams> for pb::Hyperparams {
@@ -67,20 +64,11 @@ impl From<&Hyperparams> for pb::Hyperparams {
 impl TryFrom<pb::Hyperparams> for Hyperparams {
     type Error = ConvertError;
     fn try_from(p: pb::Hyperparams) -> Result<Self, ConvertError> {
-        let optimizer =
-            p.optimizer
-                .parse()
-                .map_err(
-                    |e: kappa_core::params::UnknownOptimizer| ConvertError::Invalid {
-                        field: "optimizer",
-                        reason: e.to_string(),
-                    },
-                )?;
+        let optimizer = p.optimizer.parse().map_err(|e: kappa_core::params::UnknownOptimizer| {
+            ConvertError::Invalid { field: "optimizer", reason: e.to_string() }
+        })?;
         if p.batch_size == 0 {
-            return Err(ConvertError::Invalid {
-                field: "batch_size",
-                reason: "must be at least 1".into(),
-            });
+            return Err(ConvertError::Invalid { field: "batch_size", reason: "must be at least 1".into() });
         }
         Ok(Hyperparams {
             optimizer,
@@ -106,12 +94,22 @@ impl From<&TrialMetrics> for pb::TrialMetrics {
                     step: c.step,
                     loss_mean: c.loss_mean,
                     loss_se: c.loss_se,
+                    loss_q10: c.loss_q10,
+                    loss_q50: c.loss_q50,
+                    loss_q90: c.loss_q90,
+                    phases: c.phases.map(|p| p.to_vec()).unwrap_or_default(),
                 })
                 .collect(),
-            stationary_loss: m.stationary_loss.map(|e| pb::Estimate {
-                mean: e.mean,
-                se: e.se,
+            stationary_loss: m.stationary_loss.map(|e| pb::Estimate { mean: e.mean, se: e.se }),
+            theory: m.theory.as_ref().map(|t| pb::Theory {
+                stationary_loss: t.stationary_loss,
+                curve: t
+                    .curve
+                    .iter()
+                    .map(|p| pb::TheoryPoint { samples: p.samples, step: p.step, loss: p.loss })
+                    .collect(),
             }),
+            notes: m.notes.clone(),
         }
     }
 }
@@ -127,12 +125,22 @@ impl From<pb::TrialMetrics> for TrialMetrics {
                     step: c.step,
                     loss_mean: c.loss_mean,
                     loss_se: c.loss_se,
+                    loss_q10: c.loss_q10,
+                    loss_q50: c.loss_q50,
+                    loss_q90: c.loss_q90,
+                    phases: <[f64; 3]>::try_from(c.phases.as_slice()).ok(),
                 })
                 .collect(),
-            stationary_loss: m.stationary_loss.map(|e| Estimate {
-                mean: e.mean,
-                se: e.se,
+            stationary_loss: m.stationary_loss.map(|e| Estimate { mean: e.mean, se: e.se }),
+            theory: m.theory.map(|t| Theory {
+                stationary_loss: t.stationary_loss,
+                curve: t
+                    .curve
+                    .into_iter()
+                    .map(|p| TheoryPoint { samples: p.samples, step: p.step, loss: p.loss })
+                    .collect(),
             }),
+            notes: m.notes,
         }
     }
 }
@@ -142,27 +150,21 @@ pub fn outcome_to_pb(o: &AttemptOutcome) -> pb::report_request::Outcome {
     use pb::report_request::Outcome;
     match o {
         AttemptOutcome::Succeeded(m) => Outcome::Succeeded(m.into()),
-        AttemptOutcome::Diverged { step, metrics } => Outcome::Diverged(pb::Diverged {
-            step: *step,
-            metrics: Some(metrics.into()),
-        }),
-        AttemptOutcome::Failed { error } => Outcome::Failed(pb::Failed {
-            error: error.clone(),
-        }),
+        AttemptOutcome::Diverged { step, metrics } => {
+            Outcome::Diverged(pb::Diverged { step: *step, metrics: Some(metrics.into()) })
+        }
+        AttemptOutcome::Failed { error } => Outcome::Failed(pb::Failed { error: error.clone() }),
     }
 }
 
 /// A core outcome from the `outcome` oneof of a report.
-pub fn outcome_from_pb(
-    o: Option<pb::report_request::Outcome>,
-) -> Result<AttemptOutcome, ConvertError> {
+pub fn outcome_from_pb(o: Option<pb::report_request::Outcome>) -> Result<AttemptOutcome, ConvertError> {
     use pb::report_request::Outcome;
     Ok(match o.ok_or(ConvertError::Missing("outcome"))? {
         Outcome::Succeeded(m) => AttemptOutcome::Succeeded(m.into()),
-        Outcome::Diverged(d) => AttemptOutcome::Diverged {
-            step: d.step,
-            metrics: d.metrics.map(Into::into).unwrap_or_default(),
-        },
+        Outcome::Diverged(d) => {
+            AttemptOutcome::Diverged { step: d.step, metrics: d.metrics.map(Into::into).unwrap_or_default() }
+        }
         Outcome::Failed(f) => AttemptOutcome::Failed { error: f.error },
     })
 }
@@ -214,21 +216,9 @@ mod tests {
         };
         let wire = pb::Hyperparams::from(&p);
         assert_eq!(Hyperparams::try_from(wire.clone()).unwrap(), p);
-        let bad = pb::Hyperparams {
-            optimizer: "lion".into(),
-            ..wire.clone()
-        };
-        assert!(matches!(
-            Hyperparams::try_from(bad),
-            Err(ConvertError::Invalid {
-                field: "optimizer",
-                ..
-            })
-        ));
-        let bad = pb::Hyperparams {
-            batch_size: 0,
-            ..wire
-        };
+        let bad = pb::Hyperparams { optimizer: "lion".into(), ..wire.clone() };
+        assert!(matches!(Hyperparams::try_from(bad), Err(ConvertError::Invalid { field: "optimizer", .. })));
+        let bad = pb::Hyperparams { batch_size: 0, ..wire };
         assert!(Hyperparams::try_from(bad).is_err());
     }
 
@@ -240,21 +230,22 @@ mod tests {
                 step: 1,
                 loss_mean: 0.5,
                 loss_se: 0.1,
+                loss_q10: 0.1,
+                loss_q50: 0.4,
+                loss_q90: 0.9,
+                phases: Some([0.2, 0.3, 0.5]),
             }],
-            stationary_loss: Some(Estimate {
-                mean: 0.2,
-                se: 0.01,
+            stationary_loss: Some(Estimate { mean: 0.2, se: 0.01 }),
+            theory: Some(Theory {
+                stationary_loss: Some(0.19),
+                curve: vec![TheoryPoint { samples: 4, step: 1, loss: 0.45 }],
             }),
+            notes: vec!["a note".into()],
         };
         for o in [
             AttemptOutcome::Succeeded(m.clone()),
-            AttemptOutcome::Diverged {
-                step: 9,
-                metrics: m,
-            },
-            AttemptOutcome::Failed {
-                error: "boom".into(),
-            },
+            AttemptOutcome::Diverged { step: 9, metrics: m },
+            AttemptOutcome::Failed { error: "boom".into() },
         ] {
             assert_eq!(outcome_from_pb(Some(outcome_to_pb(&o))).unwrap(), o);
         }

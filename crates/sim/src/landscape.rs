@@ -1,4 +1,6 @@
 //! Loss landscapes. A landscape gives the loss and its exact gradient; noise is added separately.
+//!
+//! Only the diagonal quadratic exists today; the trait is what other convex losses implement.
 
 use kappa_core::task::LandscapeSpec;
 
@@ -10,6 +12,8 @@ pub trait Landscape: Send + Sync {
     fn loss(&self, x: &[f64]) -> f64;
     /// Writes `∇f(x)` into `out`.
     fn grad(&self, x: &[f64], out: &mut [f64]);
+    /// The diagonal of the Hessian, where it is constant (quadratics); closed forms need it.
+    fn hessian_diagonal(&self) -> Option<&[f64]>;
 }
 
 /// `f(x) = ½ Σ λ_i x_i²`.
@@ -25,11 +29,7 @@ impl Landscape for Quadratic {
     }
 
     fn loss(&self, x: &[f64]) -> f64 {
-        0.5 * x
-            .iter()
-            .zip(&self.eigenvalues)
-            .map(|(xi, l)| l * xi * xi)
-            .sum::<f64>()
+        0.5 * x.iter().zip(&self.eigenvalues).map(|(xi, l)| l * xi * xi).sum::<f64>()
     }
 
     fn grad(&self, x: &[f64], out: &mut [f64]) {
@@ -37,13 +37,15 @@ impl Landscape for Quadratic {
             *o = l * xi;
         }
     }
+
+    fn hessian_diagonal(&self) -> Option<&[f64]> {
+        Some(&self.eigenvalues)
+    }
 }
 
 /// Builds the landscape a task names.
-pub fn build(spec: &LandscapeSpec) -> Box<dyn Landscape> {
+pub fn build(spec: &LandscapeSpec) -> Quadratic {
     match spec {
-        LandscapeSpec::Quadratic { eigenvalues } => Box::new(Quadratic {
-            eigenvalues: eigenvalues.clone(),
-        }),
+        LandscapeSpec::Quadratic { eigenvalues } => Quadratic { eigenvalues: eigenvalues.values() },
     }
 }

@@ -7,9 +7,12 @@
 
 pub mod landscape;
 pub mod noise;
+pub mod normal;
 pub mod optim;
 pub mod rng;
 pub mod run;
+pub mod sde;
+pub mod theory;
 
 use kappa_core::{AttemptOutcome, Hyperparams, TaskSpec, TrialId};
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The simulator's version: part of every trial id, so a change in what the simulator computes
 /// must bump it (old results then stop being reused).
-pub const VERSION: &str = "kappa-sim/1";
+pub const VERSION: &str = "kappa-sim/2";
 
 /// Errors that end a simulation without a result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -25,6 +28,9 @@ pub enum SimError {
     /// The run was cancelled (lease lost, shutdown).
     #[error("cancelled")]
     Cancelled,
+    /// The trial's settings cannot be simulated.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A cancellation flag shared between a running trial and whoever may stop it.
@@ -56,6 +62,7 @@ pub fn run_trial(
     cancel: &Cancel,
 ) -> Result<AttemptOutcome, SimError> {
     match task {
-        TaskSpec::Optimizer(sim) => run::run_optimizer(sim, params, id, cancel),
+        TaskSpec::Optimizer(sim) => run::run_sim(sim, false, params, id, cancel),
+        TaskSpec::Sde(sim) => run::run_sim(sim, true, params, id, cancel),
     }
 }

@@ -55,24 +55,9 @@ pub struct Optimizer {
 impl Optimizer {
     /// A fresh optimizer for a parameter vector of length `dim`.
     pub fn new(cfg: OptimizerConfig, dim: usize) -> Optimizer {
-        let m = if cfg.kind.uses_beta1() {
-            vec![0.0; dim]
-        } else {
-            Vec::new()
-        };
-        let v = if cfg.kind.uses_beta2() {
-            vec![0.0; dim]
-        } else {
-            Vec::new()
-        };
-        Optimizer {
-            cfg,
-            m,
-            v,
-            step: 0,
-            beta1_pow: 1.0,
-            beta2_pow: 1.0,
-        }
+        let m = if cfg.kind.uses_beta1() { vec![0.0; dim] } else { Vec::new() };
+        let v = if cfg.kind.uses_beta2() { vec![0.0; dim] } else { Vec::new() };
+        Optimizer { cfg, m, v, step: 0, beta1_pow: 1.0, beta2_pow: 1.0 }
     }
 
     /// Steps taken so far.
@@ -98,17 +83,9 @@ impl Optimizer {
                 }
             }
             OptimizerKind::Rmsprop | OptimizerKind::RmspropW => {
-                let decay = if c.kind == OptimizerKind::RmspropW {
-                    lr * c.weight_decay
-                } else {
-                    0.0
-                };
+                let decay = if c.kind == OptimizerKind::RmspropW { lr * c.weight_decay } else { 0.0 };
                 self.beta2_pow *= c.beta2;
-                let corr2 = if c.bias_correction {
-                    1.0 / (1.0 - self.beta2_pow)
-                } else {
-                    1.0
-                };
+                let corr2 = if c.bias_correction { 1.0 / (1.0 - self.beta2_pow) } else { 1.0 };
                 let b = c.beta2;
                 for ((xi, gi), vi) in x.iter_mut().zip(g).zip(self.v.iter_mut()) {
                     *vi = b * *vi + (1.0 - b) * gi * gi;
@@ -117,11 +94,7 @@ impl Optimizer {
                 }
             }
             OptimizerKind::Adam | OptimizerKind::AdamW => {
-                let decay = if c.kind == OptimizerKind::AdamW {
-                    lr * c.weight_decay
-                } else {
-                    0.0
-                };
+                let decay = if c.kind == OptimizerKind::AdamW { lr * c.weight_decay } else { 0.0 };
                 self.beta1_pow *= c.beta1;
                 self.beta2_pow *= c.beta2;
                 let (corr1, corr2) = if c.bias_correction {
@@ -130,12 +103,7 @@ impl Optimizer {
                     (1.0, 1.0)
                 };
                 let (b1, b2) = (c.beta1, c.beta2);
-                for (((xi, gi), mi), vi) in x
-                    .iter_mut()
-                    .zip(g)
-                    .zip(self.m.iter_mut())
-                    .zip(self.v.iter_mut())
-                {
+                for (((xi, gi), mi), vi) in x.iter_mut().zip(g).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
                     *mi = b1 * *mi + (1.0 - b1) * gi;
                     *vi = b2 * *vi + (1.0 - b2) * gi * gi;
                     let denom = (*vi * corr2).sqrt() + c.eps;
@@ -163,15 +131,7 @@ mod tests {
     use super::*;
 
     fn cfg(kind: OptimizerKind) -> OptimizerConfig {
-        OptimizerConfig {
-            kind,
-            lr: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.5,
-            bias_correction: true,
-        }
+        OptimizerConfig { kind, lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.5, bias_correction: true }
     }
 
     #[test]
@@ -189,10 +149,7 @@ mod tests {
         // With bias correction, m̂ = g and v̂ = g², so the first step is lr·g/(|g|+ε).
         let mut x = [1.0, 1.0];
         Optimizer::new(cfg(OptimizerKind::Adam), 2).step(&mut x, &[2.0, -0.5]);
-        assert!(
-            (x[0] - 0.9).abs() < 1e-7 && (x[1] - 1.1).abs() < 1e-7,
-            "{x:?}"
-        );
+        assert!((x[0] - 0.9).abs() < 1e-7 && (x[1] - 1.1).abs() < 1e-7, "{x:?}");
         // AdamW adds the decoupled decay lr·θ·x.
         let mut x = [1.0];
         Optimizer::new(cfg(OptimizerKind::AdamW), 1).step(&mut x, &[2.0]);

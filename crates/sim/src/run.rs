@@ -1,16 +1,18 @@
-//! Running one optimizer trial: many independent paths, streaming statistics.
+//! Running one simulation trial: many independent paths, streaming statistics.
 //!
 //! Paths are simulated in fixed blocks of [`BLOCK`] paths; each block has its own random stream,
 //! and block results are combined in block order, so the outcome does not depend on how rayon
-//! schedules blocks. Memory is O(paths × (d + records)); trajectories are never stored.
+//! schedules blocks. Memory is O(paths × records) for results plus O(BLOCK × d) per running block;
+//! trajectories are never stored.
 
 use crate::landscape::{self, Landscape};
 use crate::noise::Noise;
 use crate::optim::{Optimizer, OptimizerConfig};
-use crate::rng;
-use crate::{Cancel, SimError};
+use crate::sde::{Sde, SdeState};
+use crate::theory::{self, Form};
+use crate::{Cancel, SimError, rng};
 use kappa_core::task::SimTask;
-use kappa_core::{AttemptOutcome, CurvePoint, Estimate, Hyperparams, TrialId, TrialMetrics};
+use kappa_core::{AttemptOutcome, CurvePoint, Estimate, Hyperparams, OptimizerKind, TrialId, TrialMetrics};
 use rayon::prelude::*;
 
 /// Paths per random stream. Part of the simulator's definition: changing it changes results.
@@ -40,12 +42,27 @@ impl Schedule {
             record_steps.push(steps);
         }
         let burn_in_steps = ((steps as f64) * task.burn_in).floor() as u64;
-        Schedule {
-            steps,
-            record_steps,
-            burn_in_steps,
-        }
+        Schedule { steps, record_steps, burn_in_steps }
     }
+}
+
+/// How paths move: the discrete optimizer, or its SDE.
+enum Method {
+    Discrete(OptimizerConfig),
+    Sde(Sde, u32),
+}
+
+/// Everything a block needs, shared by all blocks of a trial.
+struct Setup<'a> {
+    land: &'a landscape::Quadratic,
+    noise: &'a Noise,
+    method: &'a Method,
+    x0: f64,
+    sched: &'a Schedule,
+    id: TrialId,
+    seed: u64,
+    phases: bool,
+    cancel: &'a Cancel,
 }
 
 struct BlockResult {
@@ -53,87 +70,114 @@ struct BlockResult {
     losses: Vec<f64>,
     /// Per-path mean loss over the post-burn-in steps.
     stationary: Vec<f64>,
+    /// Counts of (path, coordinate) pairs in phases 1, 2, 3 at each record point.
+    phase_counts: Vec<[u64; 3]>,
     /// Records written before divergence (all of them if none).
     recorded: usize,
     /// First step at which a path of the block diverged.
     diverged_at: Option<u64>,
 }
 
-/// Runs the discrete optimizer on a simulated landscape.
-pub fn run_optimizer(
+/// Runs a simulation trial: the discrete optimizer (`sde = false`) or its SDE.
+pub fn run_sim(
     task: &SimTask,
+    sde: bool,
     params: &Hyperparams,
     id: TrialId,
     cancel: &Cancel,
 ) -> Result<AttemptOutcome, SimError> {
     let land = landscape::build(&task.landscape);
-    let noise = Noise::for_batch(&task.noise, params.batch_size);
-    let opt = OptimizerConfig::from_params(params);
+    let d = land.dim();
+    let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
+    let method = if sde {
+        Method::Sde(Sde::new(params, task.sde_model, task.refine), task.refine)
+    } else {
+        let mut cfg = OptimizerConfig::from_params(params);
+        cfg.bias_correction = task.bias_correction;
+        Method::Discrete(cfg)
+    };
     let sched = Schedule::new(task, params.batch_size);
+    let setup = Setup {
+        land: &land,
+        noise: &noise,
+        method: &method,
+        x0: task.x0,
+        sched: &sched,
+        id,
+        seed: params.seed,
+        phases: params.optimizer == OptimizerKind::SignSgd,
+        cancel,
+    };
     let paths = task.paths as usize;
     let blocks = paths.div_ceil(BLOCK);
     let results: Vec<BlockResult> = (0..blocks)
         .into_par_iter()
-        .map(|b| {
-            let n = BLOCK.min(paths - b * BLOCK);
-            run_block(
-                land.as_ref(),
-                &noise,
-                opt,
-                task.x0,
-                &sched,
-                id,
-                params.seed,
-                b as u64,
-                n,
-                cancel,
-            )
-        })
+        .map(|b| run_block(&setup, b as u64, BLOCK.min(paths - b * BLOCK)))
         .collect::<Result<_, _>>()?;
-    Ok(summarise(&results, &sched, params.batch_size))
+    let form = if sde { Form::Sde } else { Form::Discrete };
+    let (theory, notes) =
+        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &sched.record_steps, params.batch_size);
+    Ok(summarise(&results, &sched, params.batch_size, d, theory, notes))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_block(
-    land: &dyn Landscape,
-    noise: &Noise,
-    opt: OptimizerConfig,
-    x0: f64,
-    sched: &Schedule,
-    id: TrialId,
-    seed: u64,
-    block: u64,
-    n: usize,
-    cancel: &Cancel,
-) -> Result<BlockResult, SimError> {
+fn run_block(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, SimError> {
+    let land = s.land;
+    let lambda = &land.eigenvalues[..];
     let d = land.dim();
+    let sched = s.sched;
     let records = sched.record_steps.len();
-    let mut rng = rng::stream(id, seed, block);
-    let mut x = vec![x0; n * d];
-    let mut opts: Vec<Optimizer> = (0..n).map(|_| Optimizer::new(opt, d)).collect();
+    let mut rng = rng::stream(s.id, s.seed, block);
+    let mut x = vec![s.x0; n * d];
     let mut g = vec![0.0; d];
+    let mut z = vec![0.0; d];
+    let mut opts: Vec<Optimizer> = Vec::new();
+    let mut sde_states: Vec<SdeState> = Vec::new();
+    match s.method {
+        Method::Discrete(cfg) => opts = (0..n).map(|_| Optimizer::new(*cfg, d)).collect(),
+        Method::Sde(sde, _) => {
+            land.grad(&x[..d], &mut g);
+            sde_states = (0..n).map(|_| sde.init(&g, s.noise)).collect();
+        }
+    }
     let mut losses = vec![f64::NAN; n * records];
+    let mut phase_counts = vec![[0u64; 3]; if s.phases { records } else { 0 }];
     let mut sums = vec![0.0; n];
     let mut next_record = 0;
     let mut diverged_at = None;
-    let record = |step: u64, x: &[f64], losses: &mut [f64], next: &mut usize| {
+    let record = |step: u64, x: &[f64], losses: &mut [f64], phase_counts: &mut [[u64; 3]], next: &mut usize| {
         if *next < records && sched.record_steps[*next] == step {
             for p in 0..n {
-                losses[p * records + *next] = land.loss(&x[p * d..(p + 1) * d]);
+                let xp = &x[p * d..(p + 1) * d];
+                losses[p * records + *next] = land.loss(xp);
+                if s.phases {
+                    count_phases(xp, lambda, &s.noise.sigma, &mut phase_counts[*next]);
+                }
             }
             *next += 1;
         }
     };
-    record(0, &x, &mut losses, &mut next_record);
+    record(0, &x, &mut losses, &mut phase_counts, &mut next_record);
     'steps: for step in 1..=sched.steps {
-        if step % 64 == 0 && cancel.is_cancelled() {
+        if step % 64 == 0 && s.cancel.is_cancelled() {
             return Err(SimError::Cancelled);
         }
         for p in 0..n {
             let xp = &mut x[p * d..(p + 1) * d];
-            land.grad(xp, &mut g);
-            noise.add_to(&mut rng, &mut g);
-            opts[p].step(xp, &g);
+            match s.method {
+                Method::Discrete(_) => {
+                    land.grad(xp, &mut g);
+                    s.noise.standard(&mut rng, &mut z);
+                    for ((gi, zi), si) in g.iter_mut().zip(&z).zip(&s.noise.sigma) {
+                        *gi += si * zi;
+                    }
+                    opts[p].step(xp, &g);
+                }
+                Method::Sde(sde, refine) => {
+                    for _ in 0..*refine {
+                        sde.substep(xp, &mut sde_states[p], lambda, s.noise, &mut rng, &mut g, &mut z);
+                    }
+                }
+            }
             let loss = land.loss(xp);
             if !(loss.is_finite() && loss <= DIVERGENCE_LOSS) {
                 diverged_at = Some(step);
@@ -143,53 +187,103 @@ fn run_block(
                 sums[p] += loss;
             }
         }
-        record(step, &x, &mut losses, &mut next_record);
+        record(step, &x, &mut losses, &mut phase_counts, &mut next_record);
     }
     let averaged = (sched.steps - sched.burn_in_steps).max(1) as f64;
     let stationary = sums.iter().map(|s| s / averaged).collect();
-    Ok(BlockResult {
-        losses,
-        stationary,
-        recorded: next_record,
-        diverged_at,
-    })
+    Ok(BlockResult { losses, stationary, phase_counts, recorded: next_record, diverged_at })
 }
 
-fn summarise(blocks: &[BlockResult], sched: &Schedule, batch_size: u64) -> AttemptOutcome {
+/// Adds each coordinate of `x` to its SignSGD phase by |Y| = |λx|/(√2σ) (THEORY.md §3).
+fn count_phases(x: &[f64], lambda: &[f64], sigma: &[f64], counts: &mut [u64; 3]) {
+    for ((xi, l), s) in x.iter().zip(lambda).zip(sigma) {
+        let grad = (l * xi).abs();
+        let phase = if grad == 0.0 {
+            2
+        } else {
+            let y = grad / (std::f64::consts::SQRT_2 * s);
+            if y > 1.5 {
+                0
+            } else if y >= 1.0 {
+                1
+            } else {
+                2
+            }
+        };
+        counts[phase] += 1;
+    }
+}
+
+fn summarise(
+    blocks: &[BlockResult],
+    sched: &Schedule,
+    batch_size: u64,
+    d: usize,
+    theory: Option<kappa_core::Theory>,
+    mut notes: Vec<String>,
+) -> AttemptOutcome {
     let records = sched.record_steps.len();
     let recorded = blocks.iter().map(|b| b.recorded).min().unwrap_or(records);
+    let paths: usize = blocks.iter().map(|b| b.stationary.len()).sum();
     let mut curve = Vec::with_capacity(recorded);
+    let mut column = Vec::with_capacity(paths);
     for r in 0..recorded {
-        let values = blocks.iter().flat_map(|b| {
-            let paths = b.stationary.len();
-            (0..paths).map(move |p| b.losses[p * records + r])
+        column.clear();
+        for b in blocks {
+            column.extend((0..b.stationary.len()).map(|p| b.losses[p * records + r]));
+        }
+        let est = mean_se(column.iter().copied());
+        column.sort_by(f64::total_cmp);
+        let phases = (!blocks.is_empty() && !blocks[0].phase_counts.is_empty()).then(|| {
+            let mut c = [0u64; 3];
+            for b in blocks {
+                for (k, v) in b.phase_counts[r].iter().enumerate() {
+                    c[k] += v;
+                }
+            }
+            let total = (paths * d).max(1) as f64;
+            c.map(|v| v as f64 / total)
         });
-        let est = mean_se(values);
         let step = sched.record_steps[r];
         curve.push(CurvePoint {
             samples: step * batch_size,
             step,
             loss_mean: est.mean,
             loss_se: est.se,
+            loss_q10: quantile(&column, 0.1),
+            loss_q50: quantile(&column, 0.5),
+            loss_q90: quantile(&column, 0.9),
+            phases,
         });
     }
     let diverged = blocks.iter().filter_map(|b| b.diverged_at).min();
     match diverged {
-        Some(step) => AttemptOutcome::Diverged {
-            step,
-            metrics: TrialMetrics {
-                curve,
-                stationary_loss: None,
-            },
-        },
+        Some(step) => {
+            let theory = theory.map(|mut t| {
+                t.curve.truncate(curve.len());
+                t
+            });
+            notes.push(format!("the loss overflowed at step {step}"));
+            AttemptOutcome::Diverged { step, metrics: TrialMetrics { curve, stationary_loss: None, theory, notes } }
+        }
         None => {
-            let stationary = mean_se(blocks.iter().flat_map(|b| b.stationary.iter().copied()));
-            AttemptOutcome::Succeeded(TrialMetrics {
-                curve,
-                stationary_loss: Some(stationary),
-            })
+            // Without a finite stationary loss (noted by the theory), the time average measures nothing.
+            let finite = !notes.iter().any(|n| n.starts_with("no finite stationary loss"));
+            let stationary = finite.then(|| mean_se(blocks.iter().flat_map(|b| b.stationary.iter().copied())));
+            AttemptOutcome::Succeeded(TrialMetrics { curve, stationary_loss: stationary, theory, notes })
         }
     }
+}
+
+/// Linear-interpolated quantile of sorted values.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 /// Mean and standard error of the mean (Welford, in iteration order).
@@ -201,13 +295,6 @@ pub fn mean_se(values: impl Iterator<Item = f64>) -> Estimate {
         mean += delta / n as f64;
         m2 += delta * (v - mean);
     }
-    let se = if n > 1 {
-        (m2 / (n - 1) as f64 / n as f64).sqrt()
-    } else {
-        0.0
-    };
-    Estimate {
-        mean: if n > 0 { mean } else { f64::NAN },
-        se,
-    }
+    let se = if n > 1 { (m2 / (n - 1) as f64 / n as f64).sqrt() } else { 0.0 };
+    Estimate { mean: if n > 0 { mean } else { f64::NAN }, se }
 }

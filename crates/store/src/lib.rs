@@ -65,9 +65,7 @@ pub enum StoreError {
 
 /// Seconds since the Unix epoch.
 pub fn now_s() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// One change to the record, produced by the coordinator.
@@ -270,26 +268,15 @@ impl Store {
     /// Opens the store in `dir`, creating the directory and the database if needed.
     pub fn create(dir: &Path) -> Result<Store, StoreError> {
         if dir.exists() && !dir.is_dir() {
-            return Err(StoreError::BadDir {
-                path: dir.to_path_buf(),
-                reason: "exists and is not a directory".into(),
-            });
+            return Err(StoreError::BadDir { path: dir.to_path_buf(), reason: "exists and is not a directory".into() });
         }
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::BadDir {
-            path: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::BadDir { path: dir.to_path_buf(), reason: e.to_string() })?;
         let path = Self::db_path(dir);
         if path.exists() && !path.is_file() {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: "not a regular file".into(),
-            });
+            return Err(StoreError::Corrupt { path, reason: "not a regular file".into() });
         }
-        let conn = Connection::open(&path).map_err(|e| StoreError::Sqlite {
-            path: path.clone(),
-            source: e,
-        })?;
+        let conn = Connection::open(&path).map_err(|e| StoreError::Sqlite { path: path.clone(), source: e })?;
         let store = Store { conn, path };
         store.init(true)?;
         Ok(store)
@@ -302,86 +289,56 @@ impl Store {
             return Err(StoreError::NotFound(dir.to_path_buf()));
         }
         if !path.is_file() {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: "not a regular file".into(),
-            });
+            return Err(StoreError::Corrupt { path, reason: "not a regular file".into() });
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let conn =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| StoreError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         let store = Store { conn, path };
         store.init(false)?;
         Ok(store)
     }
 
     fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Corrupt {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
+        StoreError::Corrupt { path: self.path.clone(), reason: e.to_string() }
     }
 
     fn sql(&self, e: rusqlite::Error) -> StoreError {
         match e {
             rusqlite::Error::SqliteFailure(f, _)
-                if matches!(
-                    f.code,
-                    rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
-                ) =>
+                if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
             {
                 self.corrupt(e)
             }
-            e => StoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            },
+            e => StoreError::Sqlite { path: self.path.clone(), source: e },
         }
     }
 
     fn init(&self, create: bool) -> Result<(), StoreError> {
-        self.conn
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| self.sql(e))?;
+        self.conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| self.sql(e))?;
         // Reading the schema is the first real access: a non-database file fails here.
         let has_meta: bool = self
             .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map_err(|e| self.corrupt(e))?
             > 0;
         if !has_meta && !create {
             return Err(self.corrupt("no kappa schema in this database"));
         }
-        self.conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| self.sql(e))?;
-        self.conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| self.sql(e))?;
+        self.conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| self.sql(e))?;
+        self.conn.pragma_update(None, "synchronous", "FULL").map_err(|e| self.sql(e))?;
         if !has_meta {
             self.conn.execute_batch(SCHEMA).map_err(|e| self.sql(e))?;
             self.conn
-                .execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION.to_string()],
-                )
+                .execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
                 .map_err(|e| self.sql(e))?;
         }
         let version = self.meta("schema_version")?;
         match version.as_deref().map(str::parse::<i64>) {
             Some(Ok(SCHEMA_VERSION)) => Ok(()),
-            Some(Ok(v)) => Err(self.corrupt(format!(
-                "schema version {v}, this kappa reads {SCHEMA_VERSION}"
-            ))),
+            Some(Ok(v)) => Err(self.corrupt(format!("schema version {v}, this kappa reads {SCHEMA_VERSION}"))),
             _ => Err(self.corrupt("missing or malformed schema_version")),
         }
     }
@@ -408,10 +365,7 @@ impl Store {
     }
 
     fn generation(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .meta("generation")?
-            .and_then(|g| g.parse().ok())
-            .unwrap_or(0))
+        Ok(self.meta("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0))
     }
 
     /// Records a plan: new trials are inserted as pending, known ones are kept (finished ones are
@@ -427,29 +381,22 @@ impl Store {
         if let Some(found) = self.meta("sweep_name")?
             && found != sweep
         {
-            return Err(StoreError::OtherSweep {
-                path: self.path.clone(),
-                found,
-                expected: sweep.to_string(),
-            });
+            return Err(StoreError::OtherSweep { path: self.path.clone(), found, expected: sweep.to_string() });
         }
         let generation = self.generation()? + 1;
         let now = now_s();
         let task_hash = kappa_core::id::content_hash(task_json);
         let path = self.path.clone();
-        let sql = |e| StoreError::Sqlite {
-            path: path.clone(),
-            source: e,
-        };
+        let sql = |e| StoreError::Sqlite { path: path.clone(), source: e };
         let tx = self.conn.transaction().map_err(sql)?;
         let mut sync = PlanSync::default();
         {
             let count_all = |tx: &rusqlite::Transaction<'_>| {
-                tx.query_row("SELECT count(*) FROM trials", [], |r| r.get::<_, i64>(0))
-                    .map_err(sql)
+                tx.query_row("SELECT count(*) FROM trials", [], |r| r.get::<_, i64>(0)).map_err(sql)
             };
             let before = count_all(&tx)?;
-            let set_meta = "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+            let set_meta =
+                "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
             for (k, v) in [
                 ("sweep_name", sweep.to_string()),
                 ("spec", spec.to_string()),
@@ -459,11 +406,8 @@ impl Store {
             ] {
                 tx.execute(set_meta, params![k, v]).map_err(sql)?;
             }
-            tx.execute(
-                "INSERT OR IGNORE INTO tasks(hash, json) VALUES (?1, ?2)",
-                params![task_hash, task_json],
-            )
-            .map_err(sql)?;
+            tx.execute("INSERT OR IGNORE INTO tasks(hash, json) VALUES (?1, ?2)", params![task_hash, task_json])
+                .map_err(sql)?;
             let mut insert = tx
                 .prepare(
                     "INSERT INTO trials(id, seq, generation, task, params, status, created_at)
@@ -474,30 +418,21 @@ impl Store {
             for t in trials {
                 let params_json = serde_json::to_string(&t.params).unwrap_or_default();
                 insert
-                    .execute(params![
-                        t.id.to_string(),
-                        t.seq as i64,
-                        generation,
-                        task_hash,
-                        params_json,
-                        now
-                    ])
+                    .execute(params![t.id.to_string(), t.seq as i64, generation, task_hash, params_json, now])
                     .map_err(sql)?;
                 sync.total += 1;
             }
             sync.requeued = tx
-                .execute("UPDATE trials SET status = 'pending' WHERE generation = ?1 AND status = 'running'", [generation])
+                .execute(
+                    "UPDATE trials SET status = 'pending' WHERE generation = ?1 AND status = 'running'",
+                    [generation],
+                )
                 .map_err(sql)? as u64;
-            tx.execute(
-                "UPDATE attempts SET ended_at = ?1, outcome = 'lost' WHERE ended_at IS NULL",
-                [now],
-            )
-            .map_err(sql)?;
+            tx.execute("UPDATE attempts SET ended_at = ?1, outcome = 'lost' WHERE ended_at IS NULL", [now])
+                .map_err(sql)?;
             sync.reused = tx
                 .query_row(
-                    &format!(
-                        "SELECT count(*) FROM trials WHERE generation = ?1 AND status IN {TERMINAL}"
-                    ),
+                    &format!("SELECT count(*) FROM trials WHERE generation = ?1 AND status IN {TERMINAL}"),
                     [generation],
                     |r| r.get::<_, i64>(0),
                 )
@@ -514,9 +449,7 @@ impl Store {
             return Ok(None);
         };
         self.conn
-            .query_row("SELECT json FROM tasks WHERE hash = ?1", [hash], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT json FROM tasks WHERE hash = ?1", [hash], |r| r.get(0))
             .optional()
             .map_err(|e| self.sql(e))
     }
@@ -532,23 +465,13 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([generation], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, u32>(3)?,
-                ))
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, u32>(3)?))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
             let (id, params, attempts, failures) = row.map_err(|e| self.sql(e))?;
-            out.push(OpenTrial {
-                id: self.parse_id(&id)?,
-                params: self.parse_params(&params)?,
-                attempts,
-                failures,
-            });
+            out.push(OpenTrial { id: self.parse_id(&id)?, params: self.parse_params(&params)?, attempts, failures });
         }
         Ok(out)
     }
@@ -569,9 +492,7 @@ impl Store {
             .prepare("SELECT status, count(*) FROM trials WHERE generation = ?1 GROUP BY status")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map([generation], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })
+            .query_map([generation], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
             .map_err(|e| self.sql(e))?;
         let mut counts = Counts::default();
         for row in rows {
@@ -585,19 +506,11 @@ impl Store {
     /// Applies a batch of changes in one transaction.
     pub fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let sql = |e| StoreError::Sqlite {
-            path: path.clone(),
-            source: e,
-        };
+        let sql = |e| StoreError::Sqlite { path: path.clone(), source: e };
         let tx = self.conn.transaction().map_err(sql)?;
         for op in ops {
             match op {
-                StoreOp::Leased {
-                    id,
-                    attempt,
-                    worker,
-                    at,
-                } => {
+                StoreOp::Leased { id, attempt, worker, at } => {
                     let id = id.to_string();
                     tx.prepare_cached(
                         "INSERT OR REPLACE INTO attempts(trial_id, attempt, worker, started_at) VALUES (?1, ?2, ?3, ?4)",
@@ -670,23 +583,16 @@ impl Store {
                         ReportEffect::Late => {}
                     }
                 }
-                StoreOp::Revoked {
-                    id,
-                    attempt,
-                    at,
-                    reason,
-                } => {
+                StoreOp::Revoked { id, attempt, at, reason } => {
                     let id = id.to_string();
                     tx.prepare_cached(
                         "UPDATE attempts SET ended_at = ?3, outcome = ?4 WHERE trial_id = ?1 AND attempt = ?2 AND ended_at IS NULL",
                     )
                     .and_then(|mut s| s.execute(params![id, attempt, at, reason]))
                     .map_err(sql)?;
-                    tx.prepare_cached(
-                        "UPDATE trials SET status = 'pending' WHERE id = ?1 AND status = 'running'",
-                    )
-                    .and_then(|mut s| s.execute(params![id]))
-                    .map_err(sql)?;
+                    tx.prepare_cached("UPDATE trials SET status = 'pending' WHERE id = ?1 AND status = 'running'")
+                        .and_then(|mut s| s.execute(params![id]))
+                        .map_err(sql)?;
                 }
             }
         }
@@ -752,10 +658,7 @@ impl Store {
                 duration_s,
             ) = row.map_err(|e| self.sql(e))?;
             let metrics = match metrics {
-                Some(m) => Some(
-                    serde_json::from_str(&m)
-                        .map_err(|e| self.corrupt(format!("metrics of {id}: {e}")))?,
-                ),
+                Some(m) => Some(serde_json::from_str(&m).map_err(|e| self.corrupt(format!("metrics of {id}: {e}")))?),
                 None => None,
             };
             out.push(TrialRecord {
@@ -797,8 +700,7 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, attempt, worker, started_at, ended_at, outcome, counted) =
-                row.map_err(|e| self.sql(e))?;
+            let (id, attempt, worker, started_at, ended_at, outcome, counted) = row.map_err(|e| self.sql(e))?;
             out.push(AttemptRecord {
                 id: self.parse_id(&id)?,
                 attempt,
@@ -854,26 +756,10 @@ mod tests {
     fn plan_run_resume_and_replan() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        let sync = s
-            .sync_plan("demo", "f.toml", "spec", "{}", (0..3).map(trial))
-            .unwrap();
-        assert_eq!(
-            sync,
-            PlanSync {
-                total: 3,
-                new: 3,
-                reused: 0,
-                requeued: 0
-            }
-        );
-        let lease = |i: u64, a: u32| StoreOp::Leased {
-            id: TrialId(1000 + i),
-            attempt: a,
-            worker: "w".into(),
-            at: 0.0,
-        };
-        s.apply(&[lease(0, 1), lease(1, 1), report(0, 1, ReportEffect::Final)])
-            .unwrap();
+        let sync = s.sync_plan("demo", "f.toml", "spec", "{}", (0..3).map(trial)).unwrap();
+        assert_eq!(sync, PlanSync { total: 3, new: 3, reused: 0, requeued: 0 });
+        let lease = |i: u64, a: u32| StoreOp::Leased { id: TrialId(1000 + i), attempt: a, worker: "w".into(), at: 0.0 };
+        s.apply(&[lease(0, 1), lease(1, 1), report(0, 1, ReportEffect::Final)]).unwrap();
         // A late duplicate never overwrites the counted result.
         s.apply(&[report(0, 1, ReportEffect::Late)]).unwrap();
         let c = s.counts().unwrap();
@@ -882,47 +768,16 @@ mod tests {
 
         // Resume: the running trial is requeued, the finished one reused.
         let mut s = Store::open(dir.path()).unwrap();
-        let sync = s
-            .sync_plan("demo", "f.toml", "spec", "{}", (0..3).map(trial))
-            .unwrap();
-        assert_eq!(
-            sync,
-            PlanSync {
-                total: 3,
-                new: 0,
-                reused: 1,
-                requeued: 1
-            }
-        );
+        let sync = s.sync_plan("demo", "f.toml", "spec", "{}", (0..3).map(trial)).unwrap();
+        assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 1, requeued: 1 });
         let open = s.open_trials().unwrap();
-        assert_eq!(
-            open.iter()
-                .map(|t| (t.id.0, t.attempts))
-                .collect::<Vec<_>>(),
-            vec![(1001, 1), (1002, 0)]
-        );
+        assert_eq!(open.iter().map(|t| (t.id.0, t.attempts)).collect::<Vec<_>>(), vec![(1001, 1), (1002, 0)]);
         let log = s.attempts().unwrap();
         assert_eq!(log[1].outcome.as_deref(), Some("lost"));
 
         // Replan with one trial dropped and one added.
-        let sync = s
-            .sync_plan(
-                "demo",
-                "f.toml",
-                "spec",
-                "{}",
-                [1, 2, 3].into_iter().map(trial),
-            )
-            .unwrap();
-        assert_eq!(
-            sync,
-            PlanSync {
-                total: 3,
-                new: 1,
-                reused: 0,
-                requeued: 0
-            }
-        );
+        let sync = s.sync_plan("demo", "f.toml", "spec", "{}", [1, 2, 3].into_iter().map(trial)).unwrap();
+        assert_eq!(sync, PlanSync { total: 3, new: 1, reused: 0, requeued: 0 });
         assert_eq!(s.trials().unwrap().len(), 3);
         assert!(matches!(
             s.sync_plan("other", "f.toml", "spec", "{}", std::iter::empty()),
@@ -933,29 +788,16 @@ mod tests {
     #[test]
     fn bad_state_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            Store::open(dir.path()),
-            Err(StoreError::NotFound(_))
-        ));
-        std::fs::write(
-            dir.path().join(DB_FILE),
-            b"this is not a database, just some text padding it out",
-        )
-        .unwrap();
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::NotFound(_))));
+        std::fs::write(dir.path().join(DB_FILE), b"this is not a database, just some text padding it out").unwrap();
         let e = Store::open(dir.path()).err().unwrap();
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
         assert!(e.to_string().contains("corrupt"), "{e}");
         let file = dir.path().join("plain");
         std::fs::write(&file, b"x").unwrap();
-        assert!(matches!(
-            Store::create(&file),
-            Err(StoreError::BadDir { .. })
-        ));
+        assert!(matches!(Store::create(&file), Err(StoreError::BadDir { .. })));
         let d2 = tempfile::tempdir().unwrap();
         std::fs::create_dir(d2.path().join(DB_FILE)).unwrap();
-        assert!(matches!(
-            Store::open(d2.path()),
-            Err(StoreError::Corrupt { .. })
-        ));
+        assert!(matches!(Store::open(d2.path()), Err(StoreError::Corrupt { .. })));
     }
 }

@@ -63,10 +63,7 @@ pub struct WorkerStats {
 type Held = Arc<Mutex<HashMap<(TrialId, u32), Cancel>>>;
 
 /// Runs a worker until `shutdown` turns true or (with `exit_when_finished`) the sweep finishes.
-pub async fn run(
-    cfg: WorkerConfig,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<WorkerStats, WorkerError> {
+pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Result<WorkerStats, WorkerError> {
     let channel = Channel::from_shared(cfg.coordinator.clone())
         .map_err(|e| WorkerError::Address(cfg.coordinator.clone(), e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
@@ -143,15 +140,7 @@ pub async fn run(
                     // A trial this worker cannot even read fails its attempt, with the reason.
                     let mut c = client.clone();
                     let id = lease.trial_id.clone();
-                    report(
-                        &mut c,
-                        worker_id,
-                        &id,
-                        lease.attempt,
-                        &AttemptOutcome::Failed { error },
-                        0.0,
-                    )
-                    .await;
+                    report(&mut c, worker_id, &id, lease.attempt, &AttemptOutcome::Failed { error }, 0.0).await;
                     continue;
                 }
             };
@@ -165,10 +154,8 @@ pub async fn run(
             tasks.spawn(async move {
                 let started = Instant::now();
                 let outcome = run_on_pool(trial.clone(), cancel.clone()).await;
-                let still_held = held
-                    .lock()
-                    .map(|mut h| h.remove(&(trial.id, trial.attempt)).is_some())
-                    .unwrap_or(false);
+                let still_held =
+                    held.lock().map(|mut h| h.remove(&(trial.id, trial.attempt)).is_some()).unwrap_or(false);
                 // Not held any more means revoked (or shutting down): a report would be late.
                 match outcome {
                     Some(o) if still_held => {
@@ -220,10 +207,7 @@ struct Trial {
     timeout: Option<Duration>,
 }
 
-fn prepare(
-    lease: &pb::TrialLease,
-    parsed: &mut Option<(String, Arc<TaskSpec>)>,
-) -> Result<Trial, String> {
+fn prepare(lease: &pb::TrialLease, parsed: &mut Option<(String, Arc<TaskSpec>)>) -> Result<Trial, String> {
     let id = parse_trial_id(&lease.trial_id).map_err(|e| e.to_string())?;
     let params: Hyperparams = lease
         .params
@@ -235,21 +219,15 @@ fn prepare(
     let task = match parsed {
         Some((text, task)) if *text == lease.task_json => task.clone(),
         _ => {
-            let task: TaskSpec = serde_json::from_str(&lease.task_json)
-                .map_err(|e| format!("this worker cannot read the task: {e}"))?;
+            let task: TaskSpec =
+                serde_json::from_str(&lease.task_json).map_err(|e| format!("this worker cannot read the task: {e}"))?;
             let task = Arc::new(task);
             *parsed = Some((lease.task_json.clone(), task.clone()));
             task
         }
     };
     let timeout = (lease.timeout_ms > 0).then(|| Duration::from_millis(lease.timeout_ms));
-    Ok(Trial {
-        id,
-        attempt: lease.attempt,
-        task,
-        params,
-        timeout,
-    })
+    Ok(Trial { id, attempt: lease.attempt, task, params, timeout })
 }
 
 /// Runs a trial on the rayon pool; `None` when it was cancelled.
@@ -265,9 +243,7 @@ async fn run_on_pool(trial: Trial, cancel: Cancel) -> Option<AttemptOutcome> {
             Ok(r) => r,
             Err(_) => {
                 cancel.cancel();
-                return Some(AttemptOutcome::Failed {
-                    error: format!("timed out after {:.1?}", limit),
-                });
+                return Some(AttemptOutcome::Failed { error: format!("timed out after {:.1?}", limit) });
             }
         },
         None => rx.await,
@@ -305,31 +281,18 @@ async fn report(
     }
 }
 
-async fn heartbeat_loop(
-    mut client: CoordinatorClient<Channel>,
-    worker_id: u64,
-    every: Duration,
-    held: Held,
-) {
+async fn heartbeat_loop(mut client: CoordinatorClient<Channel>, worker_id: u64, every: Duration, held: Held) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let leases: Vec<pb::LeaseRef> = match held.lock() {
-            Ok(h) => h
-                .keys()
-                .map(|(id, attempt)| pb::LeaseRef {
-                    trial_id: id.to_string(),
-                    attempt: *attempt,
-                })
-                .collect(),
+            Ok(h) => {
+                h.keys().map(|(id, attempt)| pb::LeaseRef { trial_id: id.to_string(), attempt: *attempt }).collect()
+            }
             Err(_) => continue,
         };
-        let req = pb::HeartbeatRequest {
-            protocol_version: PROTOCOL_VERSION,
-            worker_id,
-            held: leases,
-        };
+        let req = pb::HeartbeatRequest { protocol_version: PROTOCOL_VERSION, worker_id, held: leases };
         if let Ok(resp) = client.heartbeat(req).await
             && let Ok(mut h) = held.lock()
         {

@@ -1,0 +1,182 @@
+//! Euler–Maruyama for the optimizer SDEs of THEORY.md §3.
+//!
+//! Compagnoni et al.: SDE time t = kη, substep Δ = η/r. Malladi et al.: time τ = kη², substep
+//! Δτ = η²/r, with σ₀ = ησ, ε₀ = εη, c_i = (1−β_i)/η². Per coordinate, `s_i` is the noise standard
+//! deviation √Var(Z_i) (σ_i for Gaussian noise, σ_i√(ν/(ν−2)) for Student-t with ν > 2).
+//!
+//! Conventions the theory leaves open, chosen to match the discrete optimizer at Δ = η:
+//! - Adam: M and V start at 0 and are advanced first; X then uses them with the corrections ι_i
+//!   (γ_i for Malladi) evaluated at the end of the substep, so the first substep is finite.
+//! - RMSprop: V starts at its conditional mean (∇f(x₀))² + s² (Compagnoni), u at 1 (Malladi),
+//!   which is what a bias-corrected RMSprop's first v̂ estimates.
+//! - Weight decay θ acts only for the `W` variants, at rate θ per unit of t (θ/η per unit of τ).
+
+use crate::noise::Noise;
+use crate::normal;
+use crate::rng::StreamRng;
+use kappa_core::task::SdeModel;
+use kappa_core::{Hyperparams, OptimizerKind};
+
+/// What one SDE needs, lowered from the trial.
+#[derive(Clone, Debug)]
+pub struct Sde {
+    kind: OptimizerKind,
+    model: SdeModel,
+    eta: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    theta: f64,
+    /// Substep in the model's own time.
+    dt: f64,
+}
+
+/// Per-path auxiliary state (moments) of an SDE.
+#[derive(Clone, Debug, Default)]
+pub struct SdeState {
+    m: Vec<f64>,
+    v: Vec<f64>,
+    /// Model time at the start of the next substep.
+    t: f64,
+}
+
+impl Sde {
+    /// The SDE of `params.optimizer` under `model`, with `refine` substeps per optimizer step.
+    pub fn new(params: &Hyperparams, model: SdeModel, refine: u32) -> Sde {
+        let eta = params.lr;
+        let unit = match model {
+            SdeModel::Compagnoni => eta,
+            SdeModel::Malladi => eta * eta,
+        };
+        let theta = match params.optimizer {
+            OptimizerKind::RmspropW | OptimizerKind::AdamW => params.weight_decay,
+            _ => 0.0,
+        };
+        Sde {
+            kind: params.optimizer,
+            model,
+            eta,
+            beta1: params.beta1,
+            beta2: params.beta2,
+            eps: params.eps,
+            theta,
+            dt: unit / f64::from(refine.max(1)),
+        }
+    }
+
+    /// Initial auxiliary state for a path starting at `x` (gradient `grad`).
+    pub fn init(&self, grad: &[f64], noise: &Noise) -> SdeState {
+        let d = grad.len();
+        let s = noise.std.as_deref();
+        let (m, v) = match (self.kind, self.model) {
+            (OptimizerKind::Adam | OptimizerKind::AdamW, _) => (vec![0.0; d], vec![0.0; d]),
+            (OptimizerKind::Rmsprop | OptimizerKind::RmspropW, SdeModel::Compagnoni) => {
+                let v = grad.iter().enumerate().map(|(i, g)| g * g + s.map_or(0.0, |s| s[i] * s[i])).collect();
+                (Vec::new(), v)
+            }
+            (OptimizerKind::Rmsprop | OptimizerKind::RmspropW, SdeModel::Malladi) => (Vec::new(), vec![1.0; d]),
+            _ => (Vec::new(), Vec::new()),
+        };
+        SdeState { m, v, t: 0.0 }
+    }
+
+    /// One Euler–Maruyama substep of a path: `x`, its state, with gradient buffer `g` and normal
+    /// buffer `z` (both length d) as scratch. `lambda` is the Hessian diagonal.
+    #[allow(clippy::too_many_arguments)]
+    pub fn substep(
+        &self,
+        x: &mut [f64],
+        st: &mut SdeState,
+        lambda: &[f64],
+        noise: &Noise,
+        rng: &mut StreamRng,
+        g: &mut [f64],
+        z: &mut [f64],
+    ) {
+        let dt = self.dt;
+        let sqrt_dt = dt.sqrt();
+        for ((gi, xi), l) in g.iter_mut().zip(x.iter()).zip(lambda) {
+            *gi = l * xi;
+        }
+        normal::fill(rng, z);
+        // Noise standard deviations: always finite here (spec validation keeps infinite-variance
+        // noise to SignSGD, which uses the scale σ instead).
+        let std = noise.std.as_deref().unwrap_or(&noise.sigma);
+        match (self.kind, self.model) {
+            (OptimizerKind::Sgd, _) => {
+                let c = self.eta.sqrt() * sqrt_dt;
+                for i in 0..x.len() {
+                    x[i] += -g[i] * dt + c * std[i] * z[i];
+                }
+            }
+            (OptimizerKind::SignSgd, _) => {
+                let c = self.eta.sqrt() * sqrt_dt;
+                for i in 0..x.len() {
+                    let m = noise.sign_drift(g[i], noise.sigma[i]);
+                    x[i] += -m * dt + c * (1.0 - m * m).max(0.0).sqrt() * z[i];
+                }
+            }
+            (OptimizerKind::Rmsprop | OptimizerKind::RmspropW, SdeModel::Compagnoni) => {
+                let rho = (1.0 - self.beta2) / self.eta;
+                let c = self.eta.sqrt() * sqrt_dt;
+                for i in 0..x.len() {
+                    let p = st.v[i].sqrt() + self.eps;
+                    let xi = x[i];
+                    x[i] += -(g[i] * dt + c * std[i] * z[i]) / p - self.theta * xi * dt;
+                    st.v[i] += rho * (g[i] * g[i] + std[i] * std[i] - st.v[i]) * dt;
+                }
+            }
+            (OptimizerKind::Rmsprop | OptimizerKind::RmspropW, SdeModel::Malladi) => {
+                let c2 = (1.0 - self.beta2) / (self.eta * self.eta);
+                let decay = self.theta / self.eta;
+                for i in 0..x.len() {
+                    let sigma0 = self.eta * std[i];
+                    let p = sigma0 * st.v[i].max(0.0).sqrt() + self.eps * self.eta;
+                    let xi = x[i];
+                    x[i] += -(g[i] * dt + sigma0 * sqrt_dt * z[i]) / p - decay * xi * dt;
+                    st.v[i] += c2 * (1.0 - st.v[i]) * dt;
+                }
+            }
+            (OptimizerKind::Adam | OptimizerKind::AdamW, model) => {
+                let t_end = st.t + dt;
+                let (r1, r2, sigma_unit, eps, decay) = match model {
+                    SdeModel::Compagnoni => (
+                        (1.0 - self.beta1) / self.eta,
+                        (1.0 - self.beta2) / self.eta,
+                        self.eta.sqrt(),
+                        self.eps,
+                        self.theta,
+                    ),
+                    SdeModel::Malladi => {
+                        let e2 = self.eta * self.eta;
+                        (
+                            (1.0 - self.beta1) / e2,
+                            (1.0 - self.beta2) / e2,
+                            self.eta,
+                            self.eps * self.eta,
+                            self.theta / self.eta,
+                        )
+                    }
+                };
+                let iota1 = -(-r1 * t_end).exp_m1();
+                let iota2 = -(-r2 * t_end).exp_m1();
+                let scale = iota2.sqrt() / iota1;
+                for i in 0..x.len() {
+                    let xi = x[i];
+                    st.m[i] += r1 * (g[i] - st.m[i]) * dt + sigma_unit * r1 * std[i] * sqrt_dt * z[i];
+                    let target = match model {
+                        SdeModel::Compagnoni => g[i] * g[i] + std[i] * std[i],
+                        SdeModel::Malladi => 1.0,
+                    };
+                    st.v[i] += r2 * (target - st.v[i]) * dt;
+                    let p = match model {
+                        SdeModel::Compagnoni => st.v[i].max(0.0).sqrt() + eps * iota2.sqrt(),
+                        SdeModel::Malladi => self.eta * std[i] * st.v[i].max(0.0).sqrt() + eps * iota2.sqrt(),
+                    };
+                    x[i] += -scale * st.m[i] / p * dt - decay * xi * dt;
+                }
+            }
+        }
+        st.t += dt;
+    }
+}
