@@ -1,5 +1,6 @@
 //! The `kappa` command: plan, run and inspect optimizer sweeps.
 
+mod bench;
 mod export;
 mod plan;
 mod progress;
@@ -62,6 +63,8 @@ enum Command {
     /// Write every trial with its parameters and metrics as CSV or JSON lines.
     #[command(after_help = EXIT_CODES)]
     Export(export::ExportArgs),
+    /// Measure performance against a baseline run side by side (e.g. `kappa bench sim`).
+    Bench(bench::BenchArgs),
 }
 
 /// Where a sweep's state lives.
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan::plan(args),
         Command::Status(args) => summary::status(&args.state, args.json),
         Command::Export(args) => export::export(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

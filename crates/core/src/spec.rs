@@ -519,8 +519,10 @@ fn eigenvalues(ctx: &Ctx<'_>, path: &[Seg], value: &toml::Value) -> Result<Eigen
             let num = match t.get("num") {
                 Some(toml::Value::Integer(n)) if *n >= 1 && (*n as u64) <= MAX_DIM as u64 => *n as usize,
                 Some(_) => {
-                    return Err(ctx
-                        .err(&sub("num"), format!("`num` (the dimension) must be a whole number from 1 to {MAX_DIM}")));
+                    return Err(ctx.err(
+                        &sub("num"),
+                        format!("`num` (the dimension) must be a whole number from 1 to {MAX_DIM}"),
+                    ));
                 }
                 None => return Err(ctx.err(path, "a generated spectrum needs `num`, the dimension")),
             };

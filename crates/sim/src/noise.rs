@@ -1,6 +1,5 @@
 //! Gradient noise. A minibatch of B samples has scale σ_B = σ₁/√B per coordinate (THEORY.md §1).
 
-use crate::normal;
 use crate::rng::StreamRng;
 use kappa_core::task::NoiseSpec;
 use rand_distr::{Distribution, StudentT};
@@ -58,10 +57,10 @@ impl Noise {
     #[inline]
     pub fn standard(&self, rng: &mut StreamRng, z: &mut [f64]) {
         match &self.family {
-            Family::Gaussian => normal::fill(rng, z),
+            Family::Gaussian => rng.normal.fill(z),
             Family::StudentT { dist, .. } => {
                 for zi in z.iter_mut() {
-                    *zi = dist.sample(rng);
+                    *zi = dist.sample(&mut rng.scalar);
                 }
             }
         }

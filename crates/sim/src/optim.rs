@@ -66,6 +66,7 @@ impl Optimizer {
     }
 
     /// Applies one update to `x` given the stochastic gradient `g` (same length).
+    #[inline(always)]
     pub fn step(&mut self, x: &mut [f64], g: &[f64]) {
         debug_assert_eq!(x.len(), g.len());
         self.step += 1;

@@ -5,8 +5,15 @@ use kappa_core::TrialId;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-/// The generator used for every stream.
-pub type StreamRng = Xoshiro256PlusPlus;
+/// The random streams of one block of paths: fast normals, plus a scalar generator for the
+/// other distributions (Student-t).
+#[derive(Clone, Debug)]
+pub struct StreamRng {
+    /// Standard normals.
+    pub normal: crate::normal::NormalStream,
+    /// Everything else.
+    pub scalar: Xoshiro256PlusPlus,
+}
 
 /// SplitMix64 finaliser: a bijective mixer of 64-bit words.
 pub fn mix64(mut z: u64) -> u64 {
@@ -19,5 +26,5 @@ pub fn mix64(mut z: u64) -> u64 {
 /// The generator of stream `stream` of the trial (`id`, `seed`).
 pub fn stream(id: TrialId, seed: u64, stream: u64) -> StreamRng {
     let key = mix64(id.0 ^ mix64(seed ^ mix64(stream.wrapping_add(0x006b_6170_7061))));
-    StreamRng::seed_from_u64(key)
+    StreamRng { normal: crate::normal::NormalStream::new(key), scalar: Xoshiro256PlusPlus::seed_from_u64(mix64(key)) }
 }

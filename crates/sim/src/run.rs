@@ -90,7 +90,7 @@ pub fn run_sim(
     let d = land.dim();
     let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
     let method = if sde {
-        Method::Sde(Sde::new(params, task.sde_model, task.refine), task.refine)
+        Method::Sde(Sde::new(params, task.sde_model, task.refine, &land.eigenvalues, &noise), task.refine)
     } else {
         let mut cfg = OptimizerConfig::from_params(params);
         cfg.bias_correction = task.bias_correction;
@@ -120,7 +120,37 @@ pub fn run_sim(
     Ok(summarise(&results, &sched, params.batch_size, d, theory, notes))
 }
 
+/// Runs one block, compiled for the widest vector instructions the CPU has. Rust never fuses
+/// multiply-adds on its own, so every variant computes the same bits.
 fn run_block(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, SimError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::normal::has_avx512() {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { run_block_avx512(s, block, n) };
+        }
+        if crate::normal::has_avx2() {
+            // SAFETY: as above.
+            return unsafe { run_block_avx2(s, block, n) };
+        }
+    }
+    run_block_inner(s, block, n)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+unsafe fn run_block_avx512(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, SimError> {
+    run_block_inner(s, block, n)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_block_avx2(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, SimError> {
+    run_block_inner(s, block, n)
+}
+
+#[inline(always)]
+fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, SimError> {
     let land = s.land;
     let lambda = &land.eigenvalues[..];
     let d = land.dim();
@@ -163,6 +193,7 @@ fn run_block(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, SimErro
         }
         for p in 0..n {
             let xp = &mut x[p * d..(p + 1) * d];
+            let mut fused = None;
             match s.method {
                 Method::Discrete(_) => {
                     land.grad(xp, &mut g);
@@ -174,11 +205,11 @@ fn run_block(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, SimErro
                 }
                 Method::Sde(sde, refine) => {
                     for _ in 0..*refine {
-                        sde.substep(xp, &mut sde_states[p], lambda, s.noise, &mut rng, &mut g, &mut z);
+                        fused = sde.substep(xp, &mut sde_states[p], lambda, s.noise, &mut rng, &mut g, &mut z);
                     }
                 }
             }
-            let loss = land.loss(xp);
+            let loss = fused.unwrap_or_else(|| land.loss(xp));
             if !(loss.is_finite() && loss <= DIVERGENCE_LOSS) {
                 diverged_at = Some(step);
                 break 'steps;

@@ -12,7 +12,6 @@
 //! - Weight decay θ acts only for the `W` variants, at rate θ per unit of t (θ/η per unit of τ).
 
 use crate::noise::Noise;
-use crate::normal;
 use crate::rng::StreamRng;
 use kappa_core::task::SdeModel;
 use kappa_core::{Hyperparams, OptimizerKind};
@@ -29,6 +28,8 @@ pub struct Sde {
     theta: f64,
     /// Substep in the model's own time.
     dt: f64,
+    /// SGD's fused kernel: λ_i Δ and √(ηΔ) s_i per coordinate.
+    sgd_coefs: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 /// Per-path auxiliary state (moments) of an SDE.
@@ -41,8 +42,9 @@ pub struct SdeState {
 }
 
 impl Sde {
-    /// The SDE of `params.optimizer` under `model`, with `refine` substeps per optimizer step.
-    pub fn new(params: &Hyperparams, model: SdeModel, refine: u32) -> Sde {
+    /// The SDE of `params.optimizer` under `model`, with `refine` substeps per optimizer step, on
+    /// a quadratic with Hessian diagonal `lambda`.
+    pub fn new(params: &Hyperparams, model: SdeModel, refine: u32, lambda: &[f64], noise: &Noise) -> Sde {
         let eta = params.lr;
         let unit = match model {
             SdeModel::Compagnoni => eta,
@@ -52,6 +54,12 @@ impl Sde {
             OptimizerKind::RmspropW | OptimizerKind::AdamW => params.weight_decay,
             _ => 0.0,
         };
+        let dt = unit / f64::from(refine.max(1));
+        let sgd_coefs = (params.optimizer == OptimizerKind::Sgd).then(|| {
+            let c = (eta * dt).sqrt();
+            let std = noise.std.as_deref().unwrap_or(&noise.sigma);
+            (lambda.iter().map(|l| l * dt).collect(), std.iter().map(|s| c * s).collect())
+        });
         Sde {
             kind: params.optimizer,
             model,
@@ -60,8 +68,47 @@ impl Sde {
             beta2: params.beta2,
             eps: params.eps,
             theta,
-            dt: unit / f64::from(refine.max(1)),
+            dt,
+            sgd_coefs,
         }
+    }
+
+    /// SGD's substep fused with the loss: `x ← x − λx Δ + √(ηΔ) s z`, returning `½ Σ λ x²` of the
+    /// new `x` (summed as [`crate::landscape::weighted_square_sum`] does).
+    #[inline(always)]
+    pub fn sgd_substep_with_loss(
+        &self,
+        x: &mut [f64],
+        lambda: &[f64],
+        rng: &mut StreamRng,
+        z: &mut [f64],
+    ) -> Option<f64> {
+        let (ldt, coef) = self.sgd_coefs.as_ref()?;
+        rng.normal.fill(z);
+        // The loss is summed exactly as `weighted_square_sum` sums it.
+        const L: usize = crate::landscape::SUM_LANES;
+        let mut acc = [0.0; L];
+        let n = x.len();
+        let full = n - n % L;
+        for base in (0..full).step_by(L) {
+            let (xs, ls) = (&mut x[base..base + L], &lambda[base..base + L]);
+            let (ds, cs, zs) = (&ldt[base..base + L], &coef[base..base + L], &z[base..base + L]);
+            for i in 0..L {
+                let xi = xs[i] - ds[i] * xs[i] + cs[i] * zs[i];
+                xs[i] = xi;
+                acc[i] += ls[i] * xi * xi;
+            }
+        }
+        for i in full..n {
+            let xi = x[i] - ldt[i] * x[i] + coef[i] * z[i];
+            x[i] = xi;
+            acc[i - full] += lambda[i] * xi * xi;
+        }
+        let mut total = 0.0;
+        for a in acc {
+            total += a;
+        }
+        Some(0.5 * total)
     }
 
     /// Initial auxiliary state for a path starting at `x` (gradient `grad`).
@@ -81,8 +128,10 @@ impl Sde {
     }
 
     /// One Euler–Maruyama substep of a path: `x`, its state, with gradient buffer `g` and normal
-    /// buffer `z` (both length d) as scratch. `lambda` is the Hessian diagonal.
+    /// buffer `z` (both length d) as scratch. `lambda` is the Hessian diagonal. Returns the loss of
+    /// the new `x` when the kernel computed it on the way (SGD), so the caller need not.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn substep(
         &self,
         x: &mut [f64],
@@ -92,23 +141,21 @@ impl Sde {
         rng: &mut StreamRng,
         g: &mut [f64],
         z: &mut [f64],
-    ) {
+    ) -> Option<f64> {
+        if let Some(loss) = self.sgd_substep_with_loss(x, lambda, rng, z) {
+            return Some(loss);
+        }
         let dt = self.dt;
         let sqrt_dt = dt.sqrt();
         for ((gi, xi), l) in g.iter_mut().zip(x.iter()).zip(lambda) {
             *gi = l * xi;
         }
-        normal::fill(rng, z);
+        rng.normal.fill(z);
         // Noise standard deviations: always finite here (spec validation keeps infinite-variance
         // noise to SignSGD, which uses the scale σ instead).
         let std = noise.std.as_deref().unwrap_or(&noise.sigma);
         match (self.kind, self.model) {
-            (OptimizerKind::Sgd, _) => {
-                let c = self.eta.sqrt() * sqrt_dt;
-                for i in 0..x.len() {
-                    x[i] += -g[i] * dt + c * std[i] * z[i];
-                }
-            }
+            (OptimizerKind::Sgd, _) => unreachable!("handled by the fused kernel above"),
             (OptimizerKind::SignSgd, _) => {
                 let c = self.eta.sqrt() * sqrt_dt;
                 for i in 0..x.len() {
@@ -178,5 +225,6 @@ impl Sde {
             }
         }
         st.t += dt;
+        None
     }
 }
