@@ -115,8 +115,12 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
         });
         groups[i].1.push(t);
     }
+    let with_theory = trials.iter().any(|t| theory_of(t).is_some());
     let mut header: Vec<String> = varying.iter().map(|(n, _)| n.to_string()).collect();
     header.extend(["seeds", "status", "stationary loss", "final loss"].map(String::from));
+    if with_theory {
+        header.push("theory".into());
+    }
     let mut rows = Vec::new();
     for (key, members) in groups.iter() {
         let mut row = key.clone();
@@ -128,6 +132,9 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
         row.push(estimate_cell(
             members.iter().filter_map(|t| t.metrics.as_ref()?.curve.last().map(|c| (c.loss_mean, c.loss_se))),
         ));
+        if with_theory {
+            row.push(members.iter().find_map(|t| theory_of(t)).map_or("-".into(), |v| format!("{v:.4e}")));
+        }
         rows.push(row);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -141,7 +148,19 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
     if rows.len() > MAX_ROWS {
         println!("… {} more groups: kappa export --format csv for all of them", rows.len() - MAX_ROWS);
     }
+    let mut notes: Vec<&str> =
+        trials.iter().filter_map(|t| t.metrics.as_ref()).flat_map(|m| m.notes.iter().map(String::as_str)).collect();
+    notes.sort_unstable();
+    notes.dedup();
+    for n in notes.iter().take(5) {
+        println!("note: {n}");
+    }
     Ok(())
+}
+
+/// The closed-form stationary loss of a trial, where THEORY.md has one.
+fn theory_of(t: &TrialRecord) -> Option<f64> {
+    t.metrics.as_ref()?.theory.as_ref()?.stationary_loss
 }
 
 type Column = (&'static str, fn(&Hyperparams) -> String);

@@ -172,3 +172,90 @@ fn a_million_point_grid_plans_lazily() {
     let last = plan.trial(999_999);
     assert_eq!(last.params.seed, 249);
 }
+
+const SDE: &str = r#"
+version = 1
+name = "sde"
+
+[task]
+kind = "sde"
+landscape = { kind = "quadratic", eigenvalues = { log = [0.1, 10.0], num = 1000 } }
+noise = { kind = "student_t", sigma = 1.0, nu = 3.0 }
+refine = 4
+sde_model = "compagnoni"
+samples = 1000
+
+[grid]
+optimizer = ["sgd", "adam"]
+lr = [0.01]
+"#;
+
+#[test]
+fn sde_tasks_and_new_noise_parse() {
+    let s = parse(SDE).unwrap();
+    let kappa_core::TaskSpec::Sde(sim) = &s.task else { panic!("{:?}", s.task) };
+    assert_eq!(sim.landscape.dim(), 1000);
+    assert_eq!(sim.refine, 4);
+    assert_eq!(sim.noise.variance_factor(), Some(3.0));
+    let pl = SDE.replace("{ log = [0.1, 10.0], num = 1000 }", "{ power_law = 1.5, max = 2.0, num = 100000 }");
+    let s = parse(&pl).unwrap();
+    assert_eq!(s.task.sim().unwrap().landscape.dim(), 100_000);
+    let per = SDE
+        .replace("{ log = [0.1, 10.0], num = 1000 }", "[1.0, 2.0]")
+        .replace("sigma = 1.0, nu = 3.0", "sigma = [0.5, 0.0], nu = 3.0");
+    parse(&per).unwrap();
+}
+
+#[test]
+fn invalid_sde_and_noise_settings_are_named() {
+    let cases: &[(&str, &str, usize, &str)] = &[
+        ("refine = 4", "refine = 0", 9, "`task.refine`: refine must be from 1 to 10000"),
+        ("nu = 3.0", "nu = 0.0", 8, "`task.noise.nu`: nu must be finite and > 0"),
+        ("sigma = 1.0, nu = 3.0", "sigma = 1.0", 8, "student_t noise needs `nu`"),
+        (
+            "kind = \"student_t\", sigma = 1.0, nu = 3.0",
+            "kind = \"gaussian\", sigma = 1.0, nu = 3.0",
+            8,
+            "`nu` applies to kind = \"student_t\"",
+        ),
+        (
+            "sigma = 1.0, nu",
+            "sigma = [1.0, 2.0], nu",
+            8,
+            "one value per coordinate: 2 given, the landscape has d = 1000",
+        ),
+        ("num = 1000 }", "num = 0 }", 7, "`num` (the dimension) must be a whole number"),
+        (
+            "{ log = [0.1, 10.0], num = 1000 }",
+            "{ log = [0.0, 10.0], num = 1000 }",
+            7,
+            "spectrum ends must be finite and > 0",
+        ),
+        ("{ log = [0.1, 10.0], num = 1000 }", "{ num = 1000 }", 7, "needs exactly one of"),
+        (
+            "sde_model = \"compagnoni\"",
+            "sde_model = \"malladi\"",
+            14,
+            "malladi\" defines SDEs for rmsprop(w) and adam(w) only, not sgd",
+        ),
+        ("nu = 3.0", "nu = 2.0", 14, "the sgd SDE needs finite noise variance"),
+        ("refine = 4", "refine = 4\nbias_correction = false", 10, "`bias_correction` applies to kind = \"optimizer\""),
+        ("kind = \"sde\"", "kind = \"optimizer\"", 9, "`refine` applies to kind = \"sde\" only"),
+        ("kind = \"sde\"", "kind = \"langevin\"", 6, "unknown variant `langevin`"),
+    ];
+    let mut wrong = Vec::new();
+    for (from, to, line, fragment) in cases {
+        assert!(SDE.contains(from), "case setup: {from}");
+        let text = SDE.replacen(from, to, 1);
+        match parse(&text) {
+            Ok(_) => wrong.push(format!("{to:?} was accepted")),
+            Err(err) => {
+                let shown = err.to_string();
+                if !shown.contains(fragment) || err.line != Some(*line) {
+                    wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
