@@ -108,7 +108,7 @@ fn run_status_export_rerun_and_edit() {
 fn kill_9_mid_run_then_resume_runs_each_trial_once() {
     let sb = Sandbox::new();
     // 48 trials of about 0.1 s each on one worker: several seconds in all.
-    sb.write("s.toml", &sweep("crash", &LRS, 2, 40_000, 64));
+    sb.write("s.toml", &sweep("crash", &LRS, 2, 150_000, 64));
     let mut child = sb
         .command(&["run", "s.toml", "--workers", "1", "--quiet"])
         .stdout(Stdio::null())
@@ -164,7 +164,7 @@ fn kill_9_mid_run_then_resume_runs_each_trial_once() {
 #[test]
 fn interrupt_stops_cleanly_and_resumes() {
     let sb = Sandbox::new();
-    sb.write("s.toml", &sweep("intr", &LRS, 2, 40_000, 64));
+    sb.write("s.toml", &sweep("intr", &LRS, 2, 150_000, 64));
     let child =
         sb.command(&["run", "s.toml", "--workers", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let db_path = sb.path().join("runs/intr/kappa.db");
