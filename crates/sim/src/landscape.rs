@@ -68,7 +68,7 @@ pub fn weighted_square_sum(w: &[f64], x: &[f64]) -> f64 {
 }
 
 /// Partial sums used by [`weighted_square_sum`]; part of the simulator's definition.
-pub const SUM_LANES: usize = 8;
+pub const SUM_LANES: usize = 32;
 
 /// Builds the landscape a task names.
 pub fn build(spec: &LandscapeSpec) -> Quadratic {

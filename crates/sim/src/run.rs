@@ -174,19 +174,25 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     let mut sums = vec![0.0; n];
     let mut next_record = 0;
     let mut diverged_at = None;
-    let record = |step: u64, x: &[f64], losses: &mut [f64], phase_counts: &mut [[u64; 3]], next: &mut usize| {
+    // Records reuse the loss each path computed in its step (the same bits as recomputing it).
+    let mut step_losses: Vec<f64> = (0..n).map(|p| land.loss(&x[p * d..(p + 1) * d])).collect();
+    let record = |step: u64,
+                  x: &[f64],
+                  step_losses: &[f64],
+                  losses: &mut [f64],
+                  phase_counts: &mut [[u64; 3]],
+                  next: &mut usize| {
         if *next < records && sched.record_steps[*next] == step {
             for p in 0..n {
-                let xp = &x[p * d..(p + 1) * d];
-                losses[p * records + *next] = land.loss(xp);
+                losses[p * records + *next] = step_losses[p];
                 if s.phases {
-                    count_phases(xp, lambda, &s.noise.sigma, &mut phase_counts[*next]);
+                    count_phases(&x[p * d..(p + 1) * d], lambda, &s.noise.sigma, &mut phase_counts[*next]);
                 }
             }
             *next += 1;
         }
     };
-    record(0, &x, &mut losses, &mut phase_counts, &mut next_record);
+    record(0, &x, &step_losses, &mut losses, &mut phase_counts, &mut next_record);
     'steps: for step in 1..=sched.steps {
         if step % 64 == 0 && s.cancel.is_cancelled() {
             return Err(SimError::Cancelled);
@@ -217,8 +223,9 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
             if step > sched.burn_in_steps {
                 sums[p] += loss;
             }
+            step_losses[p] = loss;
         }
-        record(step, &x, &mut losses, &mut phase_counts, &mut next_record);
+        record(step, &x, &step_losses, &mut losses, &mut phase_counts, &mut next_record);
     }
     let averaged = (sched.steps - sched.burn_in_steps).max(1) as f64;
     let stationary = sums.iter().map(|s| s / averaged).collect();
