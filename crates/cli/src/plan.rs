@@ -31,6 +31,11 @@ pub fn load_sweep(path: &Path) -> anyhow::Result<(Sweep, String)> {
     Ok((sweep, text))
 }
 
+/// Distinct trials of a plan (scaled variants may repeat one).
+fn distinct(plan: &Plan<'_>, sweep: &Sweep) -> u64 {
+    if sweep.scaling.is_some() { plan.trials().count() as u64 } else { plan.len() }
+}
+
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     let (sweep, _) = load_sweep(&args.file)?;
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
@@ -59,14 +64,19 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         let trials: Vec<_> = (0..shown)
             .map(|i| {
                 let t = plan.trial(i);
-                json!({ "id": t.id, "seq": t.seq, "params": t.params })
+                let variant = t.variant.map(|(r, kappa)| {
+                    json!({ "rule": sweep.scaling.as_ref().map(|s| s.rules[r].name.clone()), "kappa": kappa })
+                });
+                json!({ "id": t.id, "seq": t.seq, "params": t.params, "scaled": variant })
             })
             .collect();
         let out = json!({
             "name": sweep.name,
             "task": plan.task_json(),
-            "total": plan.len(),
+            "total": distinct(&plan, &sweep),
+            "grid_points": sweep.grid.len(),
             "dimensions": dims,
+            "scaling": sweep.scaling,
             "trials": trials,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -85,7 +95,37 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             }
         })
         .collect();
-    println!("sweep `{}`: {} trials = {}", sweep.name, plan.len(), factors.join(" × "));
+    match &sweep.scaling {
+        None => println!("sweep `{}`: {} trials = {}", sweep.name, plan.len(), factors.join(" × ")),
+        Some(sc) => {
+            let n = distinct(&plan, &sweep);
+            println!(
+                "sweep `{}`: {n} trials = {} base points ({}) × (1 + {} rules × {} κ > 1){}",
+                sweep.name,
+                sweep.grid.len(),
+                factors.join(" × "),
+                sc.rules.len(),
+                sc.kappas.len() - 1,
+                if n < plan.len() {
+                    format!(", {} repeated across rules counted once", plan.len() - n)
+                } else {
+                    String::new()
+                }
+            );
+            println!("scaling: κ = {:?}, tolerance {}", sc.kappas, sc.tolerance);
+            for r in &sc.rules {
+                println!(
+                    "  rule {:<14} η ∝ κ^{}, 1−β ∝ κ^{}, ε ∝ κ^{}, θ ∝ κ^{}{}",
+                    r.name,
+                    r.lr,
+                    r.one_minus_beta,
+                    r.eps,
+                    r.weight_decay,
+                    r.expect.map(|v| format!("  (expected: {})", v.as_str())).unwrap_or_default()
+                );
+            }
+        }
+    }
     println!("task: {}", plan.task_json());
     for d in sweep.grid.dims() {
         for (name, values) in &d.axes {
@@ -100,13 +140,17 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     if shown > 0 {
         println!("first {shown} trials:");
         println!(
-            "  {:<16}  {:>6}  {:<9} {:>6} {:>9} {:>6} {:>6} {:>8} {:>7} {:>5}",
+            "  {:<16}  {:>6}  {:<9} {:>6} {:>9} {:>6} {:>6} {:>8} {:>7} {:>5}  scaled by",
             "id", "seq", "optimizer", "batch", "lr", "beta1", "beta2", "eps", "wd", "seed"
         );
         for t in plan.trials().take(shown as usize) {
             let p = &t.params;
+            let scaled = match (t.variant, &sweep.scaling) {
+                (Some((r, kappa)), Some(sc)) => format!("{} κ={kappa}", sc.rules[r].name),
+                _ => "base".into(),
+            };
             println!(
-                "  {}  {:>6}  {:<9} {:>6} {:>9} {:>6} {:>6} {:>8} {:>7} {:>5}",
+                "  {}  {:>6}  {:<9} {:>6} {:>9} {:>6} {:>6} {:>8} {:>7} {:>5}  {scaled}",
                 t.id,
                 t.seq,
                 p.optimizer,

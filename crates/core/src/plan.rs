@@ -23,9 +23,14 @@ impl<'a> Plan<'a> {
         &self.task_json
     }
 
-    /// Number of trials.
+    /// Number of plan entries: grid points × (1 + scaled variants). Scaled variants can repeat a
+    /// trial (two rules that agree for an optimizer); [`Plan::trials`] yields each id once.
     pub fn len(&self) -> u64 {
-        self.sweep.grid.len()
+        self.sweep.grid.len() * self.per_point()
+    }
+
+    fn per_point(&self) -> u64 {
+        1 + self.sweep.scaling.as_ref().map_or(0, |s| s.variants())
     }
 
     /// Whether the plan has no trial.
@@ -33,15 +38,26 @@ impl<'a> Plan<'a> {
         self.len() == 0
     }
 
-    /// Trial number `seq`.
+    /// Plan entry `seq`: each grid point is followed by its scaled variants.
     pub fn trial(&self, seq: u64) -> PlannedTrial {
-        let params = self.sweep.grid.point(seq);
+        let per = self.per_point();
+        let base = self.sweep.grid.point(seq / per);
+        let v = seq % per;
+        let (params, variant) = match (&self.sweep.scaling, v) {
+            (Some(s), v) if v > 0 => {
+                let (rule, kappa) = s.variant(v);
+                (s.rules[rule].apply(&base, kappa), Some((rule, kappa)))
+            }
+            _ => (base, None),
+        };
         let id = trial_id(&self.task_json, &params, &self.sim_version);
-        PlannedTrial { id, seq, params }
+        PlannedTrial { id, seq, params, variant }
     }
 
-    /// All trials, lazily, in plan order.
+    /// Every distinct trial, lazily, in plan order (a repeated id keeps its first position).
     pub fn trials(&self) -> impl Iterator<Item = PlannedTrial> + '_ {
-        (0..self.len()).map(|i| self.trial(i))
+        let mut seen = std::collections::HashSet::new();
+        let dedupe = self.sweep.scaling.is_some();
+        (0..self.len()).map(|i| self.trial(i)).filter(move |t| !dedupe || seen.insert(t.id))
     }
 }

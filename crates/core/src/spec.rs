@@ -6,7 +6,8 @@
 //! values, locating each offending key through a span-preserving parse of the document.
 
 use crate::grid::{AxisName, AxisValues, Dimension, Grid, spaced};
-use crate::params::OptimizerKind;
+use crate::params::{Hyperparams, OptimizerKind};
+use crate::scaling::{Scaling, ScalingRule, Verdict};
 use crate::task::{Eigenvalues, LandscapeSpec, NoiseSpec, RecordEvery, SdeModel, Sigma, SimTask, Spectrum, TaskSpec};
 use serde::Deserialize;
 use std::fmt;
@@ -29,6 +30,8 @@ pub struct Sweep {
     pub task: TaskSpec,
     /// The expanded (lazy) grid of hyperparameters.
     pub grid: Grid,
+    /// Scaling rules: every grid point is a base point replicated for every κ under every rule.
+    pub scaling: Option<Scaling>,
     /// How trials are executed.
     pub execution: Execution,
 }
@@ -199,6 +202,7 @@ struct RawSweep {
     grid: toml::Table,
     #[serde(default)]
     zip: Vec<toml::Table>,
+    scaling: Option<toml::Table>,
     #[serde(default)]
     execution: RawExecution,
 }
@@ -321,8 +325,26 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     let execution = validate_execution(ctx, raw.execution)?;
     let task = validate_task(ctx, raw.task)?;
     let grid = build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials)?;
-    check_budget(ctx, &task, &grid, &raw.zip)?;
-    Ok(Sweep { name: raw.name, task, grid, execution })
+    let scaling = match &raw.scaling {
+        Some(t) => Some(scaling(ctx, t, &grid, &raw.zip)?),
+        None => None,
+    };
+    let per_point = 1 + scaling.as_ref().map_or(0, |s| s.variants());
+    if grid.len().saturating_mul(per_point) > execution.max_trials {
+        return Err(ctx.err(
+            &[k("scaling")],
+            format!(
+                "the grid's {} points with {} scaled variants each make {} trials, more than the cap of {} \
+                 (raise execution.max_trials to allow it)",
+                grid.len(),
+                per_point - 1,
+                grid.len().saturating_mul(per_point),
+                execution.max_trials
+            ),
+        ));
+    }
+    check_budget(ctx, &task, &grid, &raw.zip, scaling.as_ref())?;
+    Ok(Sweep { name: raw.name, task, grid, scaling, execution })
 }
 
 fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {
@@ -668,6 +690,172 @@ fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table], max: u64)
     Ok(grid)
 }
 
+fn scaling(ctx: &Ctx<'_>, t: &toml::Table, grid: &Grid, zips: &[toml::Table]) -> Result<Scaling, SpecError> {
+    let at = |p: &[Seg]| -> Vec<Seg> { std::iter::once(k("scaling")).chain(p.iter().cloned()).collect() };
+    for key in t.keys() {
+        if !matches!(key.as_str(), "kappa" | "rules" | "tolerance") {
+            return Err(
+                ctx.err(&at(&[k(key)]), format!("unknown key `{key}` in [scaling] (expected kappa, rules, tolerance)"))
+            );
+        }
+    }
+    let mut kappas = Vec::new();
+    match t.get("kappa") {
+        Some(toml::Value::Array(items)) => {
+            for (i, v) in items.iter().enumerate() {
+                match v {
+                    toml::Value::Integer(n) if *n >= 1 => kappas.push(*n as u64),
+                    _ => {
+                        return Err(ctx.err(
+                            &at(&[k("kappa"), Seg::Index(i)]),
+                            "κ values are batch multipliers: whole numbers >= 1",
+                        ));
+                    }
+                }
+            }
+        }
+        _ => return Err(ctx.err(&at(&[]), "[scaling] needs `kappa = [1, 2, 4, ...]`, the batch multipliers")),
+    }
+    kappas.push(1);
+    kappas.sort_unstable();
+    kappas.dedup();
+    if kappas.len() < 2 {
+        return Err(ctx.err(&at(&[k("kappa")]), "[scaling] needs at least one κ > 1"));
+    }
+    let tolerance = match t.get("tolerance") {
+        None => Scaling::DEFAULT_TOLERANCE,
+        Some(v) => match as_f64(v) {
+            Some(x) if x > 0.0 && x < 1.0 => x,
+            _ => return Err(ctx.err(&at(&[k("tolerance")]), "tolerance is a relative deviation in (0, 1), e.g. 0.05")),
+        },
+    };
+    let Some(toml::Value::Array(items)) = t.get("rules") else {
+        return Err(
+            ctx.err(&at(&[]), "[scaling] needs `rules = [...]`: presets such as \"adamw-sqrt\" or custom exponents")
+        );
+    };
+    if items.is_empty() {
+        return Err(ctx.err(&at(&[k("rules")]), "`rules` is empty: name at least one rule"));
+    }
+    let presets = crate::scaling::PRESETS.map(|(n, _)| n).join(", ");
+    let mut rules: Vec<ScalingRule> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = at(&[k("rules"), Seg::Index(i)]);
+        let sub = |key: &str| {
+            let mut p = path.clone();
+            p.push(k(key));
+            p
+        };
+        let rule = match item {
+            toml::Value::String(name) => ScalingRule::preset(name)
+                .ok_or_else(|| ctx.err(&path, format!("unknown scaling rule `{name}` (presets: {presets})")))?,
+            toml::Value::Table(rt) => {
+                for key in rt.keys() {
+                    if !matches!(
+                        key.as_str(),
+                        "preset" | "name" | "lr" | "one_minus_beta" | "eps" | "weight_decay" | "expect"
+                    ) {
+                        return Err(ctx.err(
+                            &sub(key),
+                            format!("unknown key `{key}` in a rule (expected preset, or name, lr, one_minus_beta, eps, weight_decay; and expect)"),
+                        ));
+                    }
+                }
+                let mut rule = match rt.get("preset") {
+                    Some(toml::Value::String(p)) => ScalingRule::preset(p)
+                        .ok_or_else(|| ctx.err(&sub("preset"), format!("unknown preset `{p}` (presets: {presets})")))?,
+                    Some(_) => return Err(ctx.err(&sub("preset"), "preset must be a rule name")),
+                    None => {
+                        let name = match rt.get("name") {
+                            Some(toml::Value::String(n)) if !n.trim().is_empty() => n.clone(),
+                            _ => return Err(ctx.err(&path, "a custom rule needs `name` (or use `preset = \"...\"`)")),
+                        };
+                        ScalingRule { name, lr: 0.0, one_minus_beta: 0.0, eps: 0.0, weight_decay: 0.0, expect: None }
+                    }
+                };
+                if rt.contains_key("preset") {
+                    if let Some(toml::Value::String(n)) = rt.get("name") {
+                        rule.name = n.clone();
+                    }
+                }
+                for (key, slot) in [
+                    ("lr", &mut rule.lr),
+                    ("one_minus_beta", &mut rule.one_minus_beta),
+                    ("eps", &mut rule.eps),
+                    ("weight_decay", &mut rule.weight_decay),
+                ] {
+                    if let Some(v) = rt.get(key) {
+                        *slot = as_f64(v).filter(|x| x.is_finite()).ok_or_else(|| {
+                            ctx.err(&sub(key), format!("`{key}` is an exponent of κ: a finite number"))
+                        })?;
+                    }
+                }
+                if let Some(v) = rt.get("expect") {
+                    rule.expect = Some(match v.as_str() {
+                        Some("holds") => Verdict::Holds,
+                        Some("holds-late" | "holds late") => Verdict::HoldsLate,
+                        Some("fails") => Verdict::Fails,
+                        _ => {
+                            return Err(
+                                ctx.err(&sub("expect"), "expect must be \"holds\", \"holds-late\" or \"fails\"")
+                            );
+                        }
+                    });
+                }
+                rule
+            }
+            _ => {
+                return Err(ctx
+                    .err(&path, "a rule is a preset name or a table { name, lr, one_minus_beta, eps, weight_decay }"));
+            }
+        };
+        if rules.iter().any(|r| r.name == rule.name) {
+            return Err(ctx.err(&path, format!("rule `{}` is listed twice", rule.name)));
+        }
+        // Every β this rule scales must stay in (0, 1) at every κ.
+        let optimizers = match grid.axis(AxisName::Optimizer) {
+            Some(AxisValues::Optimizer(v)) => v.clone(),
+            _ => Vec::new(),
+        };
+        for (axis, used) in [
+            (AxisName::Beta1, optimizers.iter().any(|o| o.uses_beta1())),
+            (AxisName::Beta2, optimizers.iter().any(|o| o.uses_beta2())),
+        ] {
+            if !used {
+                continue;
+            }
+            let betas = match grid.axis(axis) {
+                Some(AxisValues::Real(v)) => v.clone(),
+                _ => {
+                    vec![if axis == AxisName::Beta1 { Hyperparams::DEFAULT_BETA1 } else { Hyperparams::DEFAULT_BETA2 }]
+                }
+            };
+            for (bi, &beta) in betas.iter().enumerate() {
+                for &kappa in &kappas {
+                    let scaled = rule.scaled_beta(beta, kappa);
+                    if !(scaled > 0.0 && scaled < 1.0) {
+                        let place = match zips.iter().position(|z| z.contains_key(axis.as_str())) {
+                            Some(z) => format!("zip[{z}].{axis}[{bi}]"),
+                            None if grid.axis(axis).is_some() => format!("grid.{axis}[{bi}]"),
+                            None => format!("the default {axis}"),
+                        };
+                        return Err(ctx.err(
+                            &path,
+                            format!(
+                                "rule `{}` at κ = {kappa} scales base point {axis} = {beta} ({place}) to \
+                                 1 − κ^{}·(1 − β) = {scaled:.6}, outside (0, 1)",
+                                rule.name, rule.one_minus_beta
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        rules.push(rule);
+    }
+    Ok(Scaling { kappas, rules, tolerance })
+}
+
 fn axis_name(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> Result<AxisName, SpecError> {
     AxisName::from_key(key)
         .ok_or_else(|| ctx.err(path, format!("unknown grid axis `{key}` (known axes: {})", AxisName::known_keys())))
@@ -849,7 +1037,13 @@ fn check_distinct(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, values: &AxisValu
     Ok(())
 }
 
-fn check_budget(ctx: &Ctx<'_>, task: &TaskSpec, grid: &Grid, zips: &[toml::Table]) -> Result<(), SpecError> {
+fn check_budget(
+    ctx: &Ctx<'_>,
+    task: &TaskSpec,
+    grid: &Grid,
+    zips: &[toml::Table],
+    scaling: Option<&Scaling>,
+) -> Result<(), SpecError> {
     let Some(sim) = task.sim() else { return Ok(()) };
     let axis_path = |key: &str| match zips.iter().position(|z| z.contains_key(key)) {
         Some(z) => vec![k("zip"), Seg::Index(z), k(key)],
@@ -867,6 +1061,20 @@ fn check_budget(ctx: &Ctx<'_>, task: &TaskSpec, grid: &Grid, zips: &[toml::Table
                 sim.samples
             ),
         ));
+    }
+    if let Some(s) = scaling {
+        let kmax = s.kappas.last().copied().unwrap_or(1);
+        if let Some(&b) = batches.iter().find(|&&b| b.saturating_mul(kmax) > sim.samples) {
+            return Err(ctx.err(
+                &[k("scaling"), k("kappa")],
+                format!(
+                    "κ = {kmax} scales batch size {b} to {}, larger than the sample budget task.samples = {}: \
+                     no step would run",
+                    b.saturating_mul(kmax),
+                    sim.samples
+                ),
+            ));
+        }
     }
     if let (TaskSpec::Sde(_), Some(AxisValues::Optimizer(opts))) = (task, grid.axis(AxisName::Optimizer)) {
         for o in opts {

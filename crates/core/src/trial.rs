@@ -15,6 +15,8 @@ pub struct PlannedTrial {
     pub seq: u64,
     /// The hyperparameters.
     pub params: Hyperparams,
+    /// For a trial derived by a scaling rule: (rule index, κ). `None` for a base point.
+    pub variant: Option<(usize, u64)>,
 }
 
 /// Where a trial stands. `Succeeded`, `Failed` and `Diverged` are terminal.

@@ -724,6 +724,7 @@ mod tests {
         PlannedTrial {
             id: TrialId(1000 + i),
             seq: i,
+            variant: None,
             params: Hyperparams {
                 optimizer: OptimizerKind::Sgd,
                 batch_size: 1,

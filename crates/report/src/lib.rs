@@ -1,0 +1,544 @@
+//! kappa-report: pure functions from a sweep's plan and its stored results to verdicts on
+//! scaling-rule invariance (THEORY.md §5) and noise slopes (§4). No I/O: the CLI reads the store,
+//! calls [`build`], and renders what comes back.
+//!
+//! Classes: every base grid point without its seed, under every rule, is one equivalence class;
+//! seeds are replicates, averaged. Within a class each κ > 1 is compared with κ = 1 on the
+//! samples-seen axis:
+//! - plateau ratio R = stationary(κ) / stationary(1), with a delta-method SE;
+//! - curve ratio r(s) = L_κ(s) / L_1(s) at the base curve's points (the scaled curve linearly
+//!   interpolated), its largest deviation |r − 1|, and the earliest fraction of the budget from which
+//!   every later point is within tolerance (a deviation counts once it exceeds tolerance + 2 SE);
+//! - the ratio the closed forms predict, where THEORY.md has them.
+//!
+//! A class *holds* when every κ's plateau is within tolerance and its curve is from 10% of the
+//! budget on, *holds late* when that happens only later (but by 90%), and *fails* otherwise (a
+//! diverged scaled trial fails too). A rule's verdict is the worst over its classes.
+
+#![warn(missing_docs)]
+
+use kappa_core::{Estimate, Hyperparams, Plan, Sweep, TrialId, TrialMetrics, TrialStatus, Verdict};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// A curve still counts as holding if it is within tolerance from this fraction of the budget on.
+pub const HOLDS_FROM: f64 = 0.1;
+/// Beyond this fraction, a curve that only then comes within tolerance fails.
+pub const HOLDS_LATE_BY: f64 = 0.9;
+
+/// What the store says about one trial.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialResult {
+    /// Where it stands.
+    pub status: TrialStatus,
+    /// Its metrics, when it finished with any.
+    pub metrics: Option<TrialMetrics>,
+}
+
+/// The whole report (also written as summary.json).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Sweep name.
+    pub sweep: String,
+    /// Distinct trials in the plan.
+    pub trials: u64,
+    /// Trials that finished (succeeded or diverged).
+    pub finished: u64,
+    /// Trials not finished yet, or failed (their classes have no verdict).
+    pub missing: u64,
+    /// Tolerance used for verdicts.
+    pub tolerance: f64,
+    /// One entry per rule.
+    pub rules: Vec<RuleReport>,
+    /// One entry per (base point, rule).
+    pub classes: Vec<ClassReport>,
+    /// Stationary loss against the minibatch noise σ_B = σ₁/√B, per optimizer setting.
+    pub noise_slopes: Vec<SlopeFit>,
+}
+
+/// A rule's verdict and the numbers behind it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleReport {
+    /// Rule name.
+    pub name: String,
+    /// Exponents (lr, one_minus_beta, eps, weight_decay).
+    pub exponents: [f64; 4],
+    /// What the sweep expects.
+    pub expect: Option<Verdict>,
+    /// What the results say (`None` while classes are incomplete).
+    pub verdict: Option<Verdict>,
+    /// Classes by verdict: holds, holds late, fails, undecided.
+    pub classes: [usize; 4],
+    /// Latest fraction of the budget from which a class's curves hold (holding classes only).
+    pub holds_from: Option<f64>,
+    /// Plateau ratio furthest from 1 over classes and κ.
+    pub worst_plateau_ratio: Option<f64>,
+    /// Largest curve deviation over classes and κ.
+    pub max_deviation: Option<f64>,
+}
+
+/// One equivalence class: a base point (seed dropped) under one rule.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassReport {
+    /// Rule name.
+    pub rule: String,
+    /// Base hyperparameters (seed of the first replicate).
+    pub base: Hyperparams,
+    /// Seeds (replicates).
+    pub seeds: usize,
+    /// Verdict, once every trial of the class finished.
+    pub verdict: Option<Verdict>,
+    /// Why there is no verdict, or what decided it.
+    pub note: Option<String>,
+    /// κ = 1 first, then each scaled κ.
+    pub kappas: Vec<KappaReport>,
+}
+
+/// One κ of a class.
+#[derive(Clone, Debug, Serialize)]
+pub struct KappaReport {
+    /// Batch multiplier.
+    pub kappa: u64,
+    /// Hyperparameters at this κ (seed of the first replicate).
+    pub params: Hyperparams,
+    /// Stationary loss averaged over seeds.
+    pub stationary: Option<Estimate>,
+    /// Stationary loss ÷ κ = 1's.
+    pub plateau_ratio: Option<Estimate>,
+    /// 95% interval of the plateau ratio.
+    pub plateau_ci95: Option<[f64; 2]>,
+    /// The closed forms' ratio, where both have one.
+    pub theory_ratio: Option<f64>,
+    /// Largest |L_κ(s)/L_1(s) − 1| over the aligned curve (s > 0).
+    pub max_deviation: Option<f64>,
+    /// Earliest fraction of the budget from which the curve stays within tolerance.
+    pub holds_from: Option<f64>,
+    /// Seed-averaged curve: (samples, mean loss, SE).
+    pub curve: Vec<[f64; 3]>,
+}
+
+/// A log-log fit of stationary loss against σ_B.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlopeFit {
+    /// What the points share (optimizer and hyperparameters other than batch size and seed).
+    pub label: String,
+    /// (σ_B, mean stationary loss, theory) per batch size.
+    pub points: Vec<[f64; 3]>,
+    /// Fitted slope d log L / d log σ_B.
+    pub slope: f64,
+    /// The closed forms' slope over the same points, where they exist.
+    pub theory_slope: Option<f64>,
+}
+
+/// Builds the report of `sweep` from the results of its trials (missing ids count as not run).
+pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>) -> Report {
+    let mut trials = 0u64;
+    let mut finished = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    for t in plan.trials() {
+        if seen.insert(t.id) {
+            trials += 1;
+            if results.get(&t.id).is_some_and(|r| matches!(r.status, TrialStatus::Succeeded | TrialStatus::Diverged)) {
+                finished += 1;
+            }
+        }
+    }
+    let tolerance = sweep.scaling.as_ref().map_or(kappa_core::Scaling::DEFAULT_TOLERANCE, |s| s.tolerance);
+    let classes = classes(sweep, plan, results, tolerance);
+    let rules =
+        sweep.scaling.as_ref().map(|s| s.rules.iter().map(|r| rule_report(r, &classes)).collect()).unwrap_or_default();
+    Report {
+        sweep: sweep.name.clone(),
+        trials,
+        finished,
+        missing: trials - finished,
+        tolerance,
+        rules,
+        classes,
+        noise_slopes: noise_slopes(sweep, plan, results),
+    }
+}
+
+fn key_without_seed(p: &Hyperparams) -> String {
+    let mut q = p.clone();
+    q.seed = 0;
+    serde_json::to_string(&q).unwrap_or_default()
+}
+
+fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>, tol: f64) -> Vec<ClassReport> {
+    let Some(scaling) = &sweep.scaling else { return Vec::new() };
+    let per = 1 + scaling.variants();
+    // (base key, rule) → κ → trial ids over seeds, in plan order.
+    let mut order: Vec<(String, usize)> = Vec::new();
+    let mut members: HashMap<(String, usize), (Hyperparams, Vec<(u64, Hyperparams, Vec<TrialId>)>)> = HashMap::new();
+    for g in 0..sweep.grid.len() {
+        let base = plan.trial(g * per);
+        let key = key_without_seed(&base.params);
+        for (r, _) in scaling.rules.iter().enumerate() {
+            let entry = members.entry((key.clone(), r)).or_insert_with(|| {
+                order.push((key.clone(), r));
+                let kappas = scaling.kappas.iter().map(|&k| (k, base.params.clone(), Vec::new())).collect();
+                (base.params.clone(), kappas)
+            });
+            entry.1[0].2.push(base.id);
+            for v in 1..per {
+                let t = plan.trial(g * per + v);
+                if let Some((rule, kappa)) = t.variant {
+                    if rule == r {
+                        if let Some(slot) = entry.1.iter_mut().find(|(k, _, _)| *k == kappa) {
+                            if slot.2.is_empty() {
+                                slot.1 = t.params.clone();
+                            }
+                            slot.2.push(t.id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let budget = sweep.task.sim().map_or(1.0, |s| s.samples as f64);
+    order
+        .into_iter()
+        .map(|key| {
+            let (base, kappas) = &members[&key];
+            class_report(&scaling.rules[key.1].name, base, kappas, results, tol, budget)
+        })
+        .collect()
+}
+
+struct Aggregate {
+    stationary: Option<Estimate>,
+    theory: Option<f64>,
+    curve: Vec<[f64; 3]>,
+    complete: bool,
+    diverged: bool,
+    failed: bool,
+}
+
+fn aggregate(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>) -> Aggregate {
+    let mut agg =
+        Aggregate { stationary: None, theory: None, curve: Vec::new(), complete: true, diverged: false, failed: false };
+    let mut metrics = Vec::new();
+    for id in ids {
+        match results.get(id) {
+            Some(TrialResult { status: TrialStatus::Succeeded, metrics: Some(m) }) => metrics.push(m),
+            Some(TrialResult { status: TrialStatus::Diverged, .. }) => agg.diverged = true,
+            Some(TrialResult { status: TrialStatus::Failed, .. }) => agg.failed = true,
+            _ => agg.complete = false,
+        }
+    }
+    if metrics.is_empty() {
+        return agg;
+    }
+    let n = metrics.len() as f64;
+    let stationary: Vec<Estimate> = metrics.iter().filter_map(|m| m.stationary_loss).collect();
+    if stationary.len() == metrics.len() {
+        agg.stationary = Some(Estimate {
+            mean: stationary.iter().map(|e| e.mean).sum::<f64>() / n,
+            se: stationary.iter().map(|e| e.se * e.se).sum::<f64>().sqrt() / n,
+        });
+    }
+    agg.theory = metrics[0].theory.as_ref().and_then(|t| t.stationary_loss);
+    let points = metrics.iter().map(|m| m.curve.len()).min().unwrap_or(0);
+    agg.curve = (0..points)
+        .map(|i| {
+            let mean = metrics.iter().map(|m| m.curve[i].loss_mean).sum::<f64>() / n;
+            let se = metrics.iter().map(|m| m.curve[i].loss_se.powi(2)).sum::<f64>().sqrt() / n;
+            [metrics[0].curve[i].samples as f64, mean, se]
+        })
+        .collect();
+    agg
+}
+
+fn ratio(a: Estimate, b: Estimate) -> Estimate {
+    let r = a.mean / b.mean;
+    Estimate { mean: r, se: r.abs() * ((a.se / a.mean).powi(2) + (b.se / b.mean).powi(2)).sqrt() }
+}
+
+/// Linear interpolation of `curve` (samples ascending) at `s`, with its SE; `None` outside.
+fn interpolate(curve: &[[f64; 3]], s: f64) -> Option<(f64, f64)> {
+    let i = curve.partition_point(|p| p[0] < s);
+    if i < curve.len() && curve[i][0] == s {
+        return Some((curve[i][1], curve[i][2]));
+    }
+    if i == 0 || i >= curve.len() {
+        return None;
+    }
+    let (a, b) = (curve[i - 1], curve[i]);
+    let w = (s - a[0]) / (b[0] - a[0]);
+    Some((a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2])))
+}
+
+/// Compares a scaled curve with the base curve: (largest deviation, fraction from which it holds).
+pub fn compare_curves(base: &[[f64; 3]], scaled: &[[f64; 3]], tol: f64, budget: f64) -> (Option<f64>, Option<f64>) {
+    let mut points = Vec::new();
+    for p in base.iter().filter(|p| p[0] > 0.0) {
+        if let Some((l, se)) = interpolate(scaled, p[0]) {
+            let r = l / p[1];
+            let se_r = r.abs() * ((se / l).powi(2) + (p[2] / p[1]).powi(2)).sqrt();
+            points.push((p[0], r, se_r));
+        }
+    }
+    if points.is_empty() {
+        return (None, None);
+    }
+    let max_dev = points.iter().map(|(_, r, _)| (r - 1.0).abs()).fold(0.0, f64::max);
+    // Earliest point from which every later one is within tolerance.
+    let mut from = None;
+    for (s, r, se) in points.iter().rev() {
+        if (r - 1.0).abs() - 2.0 * se > tol {
+            break;
+        }
+        from = Some(*s);
+    }
+    // A curve within tolerance from its first point holds from the start.
+    let first = points[0].0;
+    (Some(max_dev), from.map(|s| if s == first { 0.0 } else { s / budget }))
+}
+
+fn class_report(
+    rule: &str,
+    base: &Hyperparams,
+    kappas: &[(u64, Hyperparams, Vec<TrialId>)],
+    results: &HashMap<TrialId, TrialResult>,
+    tol: f64,
+    budget: f64,
+) -> ClassReport {
+    let aggs: Vec<Aggregate> = kappas.iter().map(|(_, _, ids)| aggregate(ids, results)).collect();
+    let b = &aggs[0];
+    let mut reports = Vec::new();
+    for ((kappa, params, _), a) in kappas.iter().zip(&aggs) {
+        let plateau_ratio = match (a.stationary, b.stationary) {
+            (Some(x), Some(y)) if *kappa != 1 => Some(ratio(x, y)),
+            _ => None,
+        };
+        let (max_deviation, holds_from) =
+            if *kappa == 1 { (None, None) } else { compare_curves(&b.curve, &a.curve, tol, budget) };
+        reports.push(KappaReport {
+            kappa: *kappa,
+            params: params.clone(),
+            stationary: a.stationary,
+            plateau_ratio,
+            plateau_ci95: plateau_ratio.map(|r| [r.mean - 1.96 * r.se, r.mean + 1.96 * r.se]),
+            theory_ratio: match (a.theory, b.theory) {
+                (Some(x), Some(y)) if *kappa != 1 && y != 0.0 => Some(x / y),
+                _ => None,
+            },
+            max_deviation,
+            holds_from,
+            curve: a.curve.clone(),
+        });
+    }
+    let (verdict, note) = if aggs.iter().any(|a| a.failed) {
+        (None, Some("some trials failed: no verdict (kappa status shows why)".to_string()))
+    } else if b.diverged {
+        (None, Some("the base point diverged: nothing to compare with".to_string()))
+    } else if aggs.iter().any(|a| a.diverged) {
+        (Some(Verdict::Fails), Some("a scaled trial diverged".to_string()))
+    } else if aggs.iter().any(|a| !a.complete) {
+        let missing = aggs.iter().filter(|a| !a.complete).count();
+        (None, Some(format!("{missing} of {} κ values still have unfinished trials", aggs.len())))
+    } else {
+        let scaled = &reports[1..];
+        let plateau_ok =
+            scaled.iter().all(|k| k.plateau_ratio.is_none_or(|r| (r.mean - 1.0).abs() - 2.0 * r.se <= tol));
+        let latest = scaled.iter().map(|k| k.holds_from.unwrap_or(f64::INFINITY)).fold(0.0, f64::max);
+        let v = if !plateau_ok || latest > HOLDS_LATE_BY {
+            Verdict::Fails
+        } else if latest > HOLDS_FROM {
+            Verdict::HoldsLate
+        } else {
+            Verdict::Holds
+        };
+        let note = match v {
+            Verdict::Fails if !plateau_ok => "a plateau ratio is off by more than the tolerance".to_string(),
+            Verdict::Fails => "the curves never settle within tolerance".to_string(),
+            Verdict::HoldsLate => format!("holds after {:.0}% of training", latest * 100.0),
+            Verdict::Holds => "within tolerance over the run".to_string(),
+        };
+        (Some(v), Some(note))
+    };
+    ClassReport { rule: rule.to_string(), base: base.clone(), seeds: kappas[0].2.len(), verdict, note, kappas: reports }
+}
+
+fn rule_report(rule: &kappa_core::ScalingRule, classes: &[ClassReport]) -> RuleReport {
+    let mine: Vec<&ClassReport> = classes.iter().filter(|c| c.rule == rule.name).collect();
+    let mut counts = [0usize; 4];
+    for c in &mine {
+        counts[match c.verdict {
+            Some(Verdict::Holds) => 0,
+            Some(Verdict::HoldsLate) => 1,
+            Some(Verdict::Fails) => 2,
+            None => 3,
+        }] += 1;
+    }
+    let verdict = if counts[3] > 0 || mine.is_empty() {
+        None
+    } else if counts[2] > 0 {
+        Some(Verdict::Fails)
+    } else if counts[1] > 0 {
+        Some(Verdict::HoldsLate)
+    } else {
+        Some(Verdict::Holds)
+    };
+    let scaled = || mine.iter().flat_map(|c| c.kappas.iter().skip(1));
+    let worst_plateau_ratio = scaled()
+        .filter_map(|k| k.plateau_ratio.map(|r| r.mean))
+        .max_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()));
+    let max_deviation = scaled().filter_map(|k| k.max_deviation).max_by(f64::total_cmp);
+    let holds_from = mine
+        .iter()
+        .filter(|c| matches!(c.verdict, Some(Verdict::Holds | Verdict::HoldsLate)))
+        .flat_map(|c| c.kappas.iter().skip(1).filter_map(|k| k.holds_from))
+        .max_by(f64::total_cmp);
+    RuleReport {
+        name: rule.name.clone(),
+        exponents: [rule.lr, rule.one_minus_beta, rule.eps, rule.weight_decay],
+        expect: rule.expect,
+        verdict,
+        classes: counts,
+        holds_from,
+        worst_plateau_ratio,
+        max_deviation,
+    }
+}
+
+/// Least-squares slope of log y on log x.
+pub fn log_log_slope(points: &[(f64, f64)]) -> Option<f64> {
+    let pts: Vec<(f64, f64)> =
+        points.iter().filter(|(x, y)| *x > 0.0 && *y > 0.0).map(|(x, y)| (x.ln(), y.ln())).collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    Some(pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx)
+}
+
+fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>) -> Vec<SlopeFit> {
+    // Base points only (κ = 1), grouped by everything but batch size and seed.
+    let Some(sim) = sweep.task.sim() else { return Vec::new() };
+    let sigma1 = match sim.noise.sigma() {
+        kappa_core::task::Sigma::Scalar(s) => *s,
+        kappa_core::task::Sigma::PerCoordinate(v) => {
+            v.iter().map(|s| s * s).sum::<f64>().sqrt() / (v.len() as f64).sqrt()
+        }
+    };
+    let per = 1 + sweep.scaling.as_ref().map_or(0, |s| s.variants());
+    let mut groups: Vec<(String, HashMap<u64, Vec<TrialId>>)> = Vec::new();
+    for g in 0..sweep.grid.len() {
+        let t = plan.trial(g * per);
+        let mut key = t.params.clone();
+        key.seed = 0;
+        key.batch_size = 1;
+        let label = format!(
+            "{} lr={} beta1={} beta2={} eps={} wd={}",
+            key.optimizer, key.lr, key.beta1, key.beta2, key.eps, key.weight_decay
+        );
+        let slot = match groups.iter().position(|(l, _)| *l == label) {
+            Some(i) => i,
+            None => {
+                groups.push((label, HashMap::new()));
+                groups.len() - 1
+            }
+        };
+        groups[slot].1.entry(t.params.batch_size).or_default().push(t.id);
+    }
+    groups
+        .into_iter()
+        .filter(|(_, by_batch)| by_batch.len() >= 2)
+        .filter_map(|(label, by_batch)| {
+            let mut batches: Vec<u64> = by_batch.keys().copied().collect();
+            batches.sort_unstable();
+            let mut points = Vec::new();
+            for b in batches {
+                let a = aggregate(&by_batch[&b], results);
+                if let Some(st) = a.stationary {
+                    points.push([sigma1 / (b as f64).sqrt(), st.mean, a.theory.unwrap_or(f64::NAN)]);
+                }
+            }
+            let slope = log_log_slope(&points.iter().map(|p| (p[0], p[1])).collect::<Vec<_>>())?;
+            let theory_slope = if points.iter().all(|p| p[2].is_finite()) {
+                log_log_slope(&points.iter().map(|p| (p[0], p[2])).collect::<Vec<_>>())
+            } else {
+                None
+            };
+            Some(SlopeFit { label, points, slope, theory_slope })
+        })
+        .collect()
+}
+
+/// Whether every rule's verdict matches what the sweep expects (`kappa report --check`); the
+/// messages say what does not.
+pub fn check(report: &Report) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    for r in &report.rules {
+        let Some(expect) = r.expect else { continue };
+        match r.verdict {
+            None => problems.push(format!("rule `{}`: no verdict yet ({} trials missing)", r.name, report.missing)),
+            Some(v) if v != expect => {
+                problems.push(format!("rule `{}` {} but the sweep expects it {}", r.name, v.as_str(), expect.as_str()))
+            }
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curve(f: impl Fn(f64) -> f64) -> Vec<[f64; 3]> {
+        (0..=100).map(|i| i as f64 * 100.0).map(|s| [s, f(s), 1e-5]).collect()
+    }
+
+    #[test]
+    fn identical_curves_hold_from_the_start() {
+        let base = curve(|s| 1.0 + (-s / 1000.0).exp());
+        let (dev, from) = compare_curves(&base, &base, 0.05, 10_000.0);
+        assert_eq!(dev, Some(0.0));
+        assert_eq!(from, Some(0.0));
+    }
+
+    #[test]
+    fn a_transient_gap_holds_late() {
+        let base = curve(|s| 0.1 + (-s / 1000.0).exp());
+        // The scaled run lags early (slower decay), then meets the same plateau.
+        let scaled = curve(|s| 0.1 + (-s / 1500.0).exp());
+        let (dev, from) = compare_curves(&base, &scaled, 0.05, 10_000.0);
+        assert!(dev.unwrap() > 0.5);
+        let from = from.unwrap();
+        assert!(from > HOLDS_FROM && from < HOLDS_LATE_BY, "{from}");
+    }
+
+    #[test]
+    fn a_different_plateau_never_holds() {
+        let base = curve(|s| 0.1 + (-s / 1000.0).exp());
+        let scaled = curve(|s| 0.124 + (-s / 1000.0).exp());
+        let (dev, from) = compare_curves(&base, &scaled, 0.05, 10_000.0);
+        assert!((dev.unwrap() - 0.24).abs() < 1e-3, "{dev:?}");
+        assert_eq!(from, None);
+    }
+
+    #[test]
+    fn noise_within_two_se_is_not_a_deviation() {
+        let base: Vec<[f64; 3]> = (0..=10).map(|i| [i as f64, 1.0, 0.05]).collect();
+        let scaled: Vec<[f64; 3]> = (0..=10).map(|i| [i as f64, 1.1, 0.05]).collect();
+        // 10% apart, but each point's SE is 5%: the ratio's SE is about 7.4%, so 10% - 2 SE < 5%.
+        let (_, from) = compare_curves(&base, &scaled, 0.05, 10.0);
+        assert_eq!(from, Some(0.0));
+    }
+
+    #[test]
+    fn slopes() {
+        let pts: Vec<(f64, f64)> = [1.0, 0.5, 0.25].iter().map(|&s: &f64| (s, 3.0 * s * s)).collect();
+        assert!((log_log_slope(&pts).unwrap() - 2.0).abs() < 1e-12);
+        assert_eq!(log_log_slope(&pts[..1]), None);
+    }
+}
