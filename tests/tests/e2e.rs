@@ -265,3 +265,52 @@ fn plan_prints_counts_and_trials_without_running() {
     assert_eq!(v["trials"].as_array().unwrap().len(), 3);
     assert!(!sb.path().join("runs").exists(), "plan must not run or store anything");
 }
+
+#[test]
+fn report_judges_scaling_rules_and_gates_on_expectations() {
+    let sb = Sandbox::new();
+    let text = r#"version = 1
+name = "rules"
+
+[task]
+kind = "optimizer"
+landscape = { kind = "quadratic", eigenvalues = [0.5, 1.0, 2.0, 4.0] }
+noise = { kind = "gaussian", sigma = 4.0 }
+paths = 64
+samples = 40_000
+record_every = "5%"
+burn_in = 0.3
+
+[grid]
+optimizer = ["sgd"]
+lr = [1e-3]
+
+[scaling]
+kappa = [4]
+rules = [{ preset = "sgd-linear", expect = "holds" }, { preset = "none", expect = "EXPECT" }]
+"#;
+    sb.write("s.toml", &text.replace("EXPECT", "fails"));
+    let out = sb.kappa(&["plan", "s.toml"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 trials = 1 base points"), "{}", show(&out));
+    let out = sb.kappa(&["run", "s.toml", "--workers", "2"]);
+    assert_eq!(code(&out), Some(0), "{}", show(&out));
+    let out = sb.kappa(&["report", "--out", "rep", "--check"]);
+    assert_eq!(code(&out), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("sgd-linear") && stdout.contains("check passed"), "{stdout}");
+    for f in ["summary.json", "report.html", "plateau-ratio.png", "plateau-ratio.svg", "curves-sgd-linear.png"] {
+        assert!(sb.path().join("rep").join(f).is_file(), "{f} missing");
+    }
+    // Expecting the wrong verdict makes --check fail with its own exit code; the trials are reused.
+    sb.write("s.toml", &text.replace("EXPECT", "holds"));
+    let out = sb.kappa(&["run", "s.toml"]);
+    assert_eq!(code(&out), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 new"), "{}", show(&out));
+    let out = sb.kappa(&["report", "--out", "rep", "--check"]);
+    assert_eq!(code(&out), Some(4), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rule `none` fails but the sweep expects it holds"),
+        "{}",
+        show(&out)
+    );
+}

@@ -4,6 +4,7 @@ mod bench;
 mod export;
 mod plan;
 mod progress;
+mod report;
 mod run;
 mod summary;
 
@@ -21,6 +22,8 @@ pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     /// The sweep finished, but some trials failed on every attempt they were allowed.
     pub const TRIALS_FAILED: u8 = 3;
+    /// `kappa report --check`: a rule's verdict differs from what the sweep expects.
+    pub const CHECK_FAILED: u8 = 4;
     /// Interrupted (Ctrl-C or SIGTERM); run the same command again to resume.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -31,6 +34,7 @@ Exit codes:
   1    an error stopped kappa (I/O, state database, network)
   2    invalid input: bad arguments, or a sweep file that is missing, unreadable or invalid
   3    the sweep finished but some trials failed on every attempt
+  4    kappa report --check: a scaling rule's verdict is not the one the sweep expects
   130  interrupted (Ctrl-C / SIGTERM): run the same command again to resume";
 
 /// kappa: a sweep runner for optimizer research.
@@ -63,6 +67,9 @@ enum Command {
     /// Write every trial with its parameters and metrics as CSV or JSON lines.
     #[command(after_help = EXIT_CODES)]
     Export(export::ExportArgs),
+    /// Judge the sweep's scaling rules: verdict table, summary.json, PNG/SVG plots and report.html.
+    #[command(after_help = EXIT_CODES)]
+    Report(report::ReportArgs),
     /// Measure performance against a baseline run side by side (e.g. `kappa bench sim`).
     Bench(bench::BenchArgs),
 }
@@ -124,6 +131,7 @@ fn main() -> ExitCode {
         Command::Status(args) => summary::status(&args.state, args.json),
         Command::Export(args) => export::export(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Report(args) => report::report(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -109,9 +109,21 @@ impl AxisValues {
     }
 }
 
-/// Formats a real number compactly (`0.001`, `1e-8`).
+/// Formats a real number compactly for tables, to 6 significant digits (`0.001`, `1e-8`,
+/// `0.00141421`). Exact values live in exports and the store, never in these strings.
 pub fn format_real(x: f64) -> String {
-    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) { format!("{x:e}") } else { format!("{x}") }
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    if x.abs() < 1e-3 || x.abs() >= 1e6 {
+        let s = format!("{x:.5e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let m = m.trim_end_matches('0').trim_end_matches('.');
+        return format!("{m}e{e}");
+    }
+    let digits = (5 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.digits$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 /// One dimension of the product: a single axis or a zip group of equal-length axes.
@@ -267,6 +279,17 @@ mod tests {
         let big = AxisValues::Int((0..1 << 16).collect());
         let dims = (0..5).map(|_| dim(vec![(AxisName::Seed, big.clone())])).collect();
         assert!(Grid::new(dims).is_none());
+    }
+
+    #[test]
+    fn reals_are_short_and_round_trip_where_short() {
+        assert_eq!(format_real(0.001), "0.001");
+        assert_eq!(format_real(1e-8), "1e-8");
+        assert_eq!(format_real(0.0014142135623730952), "0.00141421");
+        assert_eq!(format_real(0.6000000000000001), "0.6");
+        assert_eq!(format_real(3.535533905932738e-9), "3.53553e-9");
+        assert_eq!(format_real(2.0), "2");
+        assert_eq!(format_real(0.0), "0");
     }
 
     #[test]

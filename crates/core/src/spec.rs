@@ -773,10 +773,10 @@ fn scaling(ctx: &Ctx<'_>, t: &toml::Table, grid: &Grid, zips: &[toml::Table]) ->
                         ScalingRule { name, lr: 0.0, one_minus_beta: 0.0, eps: 0.0, weight_decay: 0.0, expect: None }
                     }
                 };
-                if rt.contains_key("preset") {
-                    if let Some(toml::Value::String(n)) = rt.get("name") {
-                        rule.name = n.clone();
-                    }
+                if rt.contains_key("preset")
+                    && let Some(toml::Value::String(n)) = rt.get("name")
+                {
+                    rule.name = n.clone();
                 }
                 for (key, slot) in [
                     ("lr", &mut rule.lr),

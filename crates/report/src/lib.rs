@@ -17,6 +17,8 @@
 
 #![warn(missing_docs)]
 
+pub mod render;
+
 use kappa_core::{Estimate, Hyperparams, Plan, Sweep, TrialId, TrialMetrics, TrialStatus, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -165,12 +167,15 @@ fn key_without_seed(p: &Hyperparams) -> String {
     serde_json::to_string(&q).unwrap_or_default()
 }
 
+/// Per κ: the multiplier, the hyperparameters at that κ, and the trial of every seed.
+type KappaMembers = Vec<(u64, Hyperparams, Vec<TrialId>)>;
+
 fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>, tol: f64) -> Vec<ClassReport> {
     let Some(scaling) = &sweep.scaling else { return Vec::new() };
     let per = 1 + scaling.variants();
     // (base key, rule) → κ → trial ids over seeds, in plan order.
     let mut order: Vec<(String, usize)> = Vec::new();
-    let mut members: HashMap<(String, usize), (Hyperparams, Vec<(u64, Hyperparams, Vec<TrialId>)>)> = HashMap::new();
+    let mut members: HashMap<(String, usize), (Hyperparams, KappaMembers)> = HashMap::new();
     for g in 0..sweep.grid.len() {
         let base = plan.trial(g * per);
         let key = key_without_seed(&base.params);
@@ -183,15 +188,14 @@ fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResul
             entry.1[0].2.push(base.id);
             for v in 1..per {
                 let t = plan.trial(g * per + v);
-                if let Some((rule, kappa)) = t.variant {
-                    if rule == r {
-                        if let Some(slot) = entry.1.iter_mut().find(|(k, _, _)| *k == kappa) {
-                            if slot.2.is_empty() {
-                                slot.1 = t.params.clone();
-                            }
-                            slot.2.push(t.id);
-                        }
+                if let Some((rule, kappa)) = t.variant
+                    && rule == r
+                    && let Some(slot) = entry.1.iter_mut().find(|(k, _, _)| *k == kappa)
+                {
+                    if slot.2.is_empty() {
+                        slot.1 = t.params.clone();
                     }
+                    slot.2.push(t.id);
                 }
             }
         }

@@ -1,0 +1,50 @@
+//! `kappa report`: verdicts on the sweep's scaling rules, with tables, summary.json, plots and an
+//! HTML page. Works on partly finished and still running sweeps (it says what is missing).
+
+use crate::StateArg;
+use crate::summary::resolve_state;
+use anyhow::{Context, anyhow};
+use kappa_core::{Plan, Sweep};
+use kappa_report::TrialResult;
+use kappa_store::Store;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Arguments of `kappa report`.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    state: StateArg,
+    /// Directory for summary.json, the PNG/SVG plots and report.html.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Exit with code 4 when a rule's verdict differs from the `expect` the sweep gives it (or
+    /// cannot be decided yet).
+    #[arg(long)]
+    check: bool,
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
+    let dir = resolve_state(&args.state)?;
+    let store = Store::open(&dir)?;
+    let info = store.sweep_info()?.ok_or_else(|| anyhow!("{} holds no planned sweep yet", dir.display()))?;
+    let sweep = Sweep::parse(&info.spec_path, &info.spec)
+        .map_err(|e| anyhow!("the sweep file stored in {} no longer parses: {e}", dir.display()))?;
+    let plan = Plan::new(&sweep, kappa_sim::VERSION);
+    let results: HashMap<_, _> =
+        store.trials()?.into_iter().map(|t| (t.id, TrialResult { status: t.status, metrics: t.metrics })).collect();
+    let report = kappa_report::build(&sweep, &plan, &results);
+    print!("{}", kappa_report::render::verdict_table(&report));
+    let files = kappa_report::render::write_all(&report, &args.out).context("cannot write the report")?;
+    println!("wrote {} files to {} (open {})", files.len(), args.out.display(), args.out.join("report.html").display());
+    if args.check {
+        if let Err(problems) = kappa_report::check(&report) {
+            for p in problems {
+                eprintln!("check failed: {p}");
+            }
+            return Ok(crate::exit::CHECK_FAILED);
+        }
+        println!("check passed: every rule's verdict is the one the sweep expects");
+    }
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,491 @@
+//! Rendering a [`Report`]: the terminal table, `summary.json`, PNG and SVG plots (text drawn with
+//! an embedded DejaVu Sans, so no system font is needed) and a self-contained `report.html`.
+
+use crate::{ClassReport, Report};
+use kappa_core::Verdict;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The embedded font (DejaVu Sans, Bitstream Vera license: assets/DejaVuSans-LICENSE.txt).
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+/// Plot size in pixels.
+pub const SIZE: (u32, u32) = (960, 600);
+
+/// Rendering failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// Writing a file failed.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Drawing failed.
+    #[error("cannot draw {what}: {reason}")]
+    Draw {
+        /// The plot.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The font is compiled in and valid; a failure here would show as missing text, not a crash.
+        let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
+    });
+}
+
+fn verdict_name(v: Option<Verdict>) -> &'static str {
+    v.map_or("undecided", Verdict::as_str)
+}
+
+/// The verdict table printed in the terminal.
+pub fn verdict_table(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "sweep `{}`: {} of {} trials finished{} (tolerance {:.0}%)",
+        r.sweep,
+        r.finished,
+        r.trials,
+        if r.missing > 0 { format!(", {} missing: verdicts wait for them", r.missing) } else { String::new() },
+        r.tolerance * 100.0
+    );
+    if r.rules.is_empty() {
+        let _ = writeln!(s, "no [scaling] section: no rules to judge");
+    } else {
+        let _ = writeln!(
+            s,
+            "{:<16} {:<11} {:<10} {:>16} {:>14} {:>12}  classes (holds/late/fails/open)",
+            "rule", "verdict", "expected", "plateau ratio", "max deviation", "holds from"
+        );
+        for rule in &r.rules {
+            let _ = writeln!(
+                s,
+                "{:<16} {:<11} {:<10} {:>16} {:>14} {:>12}  {}/{}/{}/{}",
+                rule.name,
+                verdict_name(rule.verdict),
+                rule.expect.map_or("-", Verdict::as_str),
+                rule.worst_plateau_ratio.map_or("-".into(), |x| format!("{x:.4}")),
+                rule.max_deviation.map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
+                rule.holds_from.map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+                rule.classes[0],
+                rule.classes[1],
+                rule.classes[2],
+                rule.classes[3]
+            );
+        }
+    }
+    for f in &r.noise_slopes {
+        let _ = writeln!(
+            s,
+            "noise slope {}: d log L / d log σ = {:.3}{}",
+            f.label,
+            f.slope,
+            f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.3})"))
+        );
+    }
+    s
+}
+
+/// Writes summary.json, the plots and report.html into `out`; returns the files written.
+pub fn write_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>, RenderError> {
+    register_font();
+    std::fs::create_dir_all(out).map_err(|e| RenderError::Io { path: out.to_path_buf(), source: e })?;
+    let mut files = Vec::new();
+    let write = |name: &str, bytes: &[u8], files: &mut Vec<PathBuf>| -> Result<(), RenderError> {
+        let path = out.join(name);
+        std::fs::write(&path, bytes).map_err(|e| RenderError::Io { path: path.clone(), source: e })?;
+        files.push(path);
+        Ok(())
+    };
+    let json = serde_json::to_vec_pretty(report).unwrap_or_default();
+    write("summary.json", &json, &mut files)?;
+    let mut svgs: Vec<(String, String)> = Vec::new();
+    let mut plots: Vec<(String, Plot<'_>)> = Vec::new();
+    let mut seen_rules = Vec::new();
+    for class in &report.classes {
+        if !seen_rules.contains(&class.rule) {
+            seen_rules.push(class.rule.clone());
+            plots.push((format!("curves-{}", slug(&class.rule)), Plot::Curves(class)));
+        }
+    }
+    if !report.rules.is_empty() {
+        plots.push(("plateau-ratio".into(), Plot::Plateau));
+    }
+    if !report.noise_slopes.is_empty() {
+        plots.push(("noise-slope".into(), Plot::Slopes));
+    }
+    for (name, plot) in &plots {
+        let mut svg = String::new();
+        {
+            let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            plot.draw(&area, report).map_err(|reason| RenderError::Draw { what: name.clone(), reason })?;
+            area.present().map_err(|e| RenderError::Draw { what: name.clone(), reason: e.to_string() })?;
+        }
+        write(&format!("{name}.svg"), svg.as_bytes(), &mut files)?;
+        let png = out.join(format!("{name}.png"));
+        {
+            let area = BitMapBackend::new(&png, SIZE).into_drawing_area();
+            plot.draw(&area, report).map_err(|reason| RenderError::Draw { what: name.clone(), reason })?;
+            area.present().map_err(|e| RenderError::Draw { what: name.clone(), reason: e.to_string() })?;
+        }
+        files.push(png);
+        svgs.push((name.clone(), svg));
+    }
+    write("report.html", html(report, &svgs).as_bytes(), &mut files)?;
+    Ok(files)
+}
+
+/// The plots a report draws.
+enum Plot<'a> {
+    /// Loss vs samples for one class, one line per κ.
+    Curves(&'a ClassReport),
+    /// Plateau ratio vs κ per rule.
+    Plateau,
+    /// Stationary loss vs σ_B.
+    Slopes,
+}
+
+impl Plot<'_> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
+        match self {
+            Plot::Curves(class) => curves_chart(area, class),
+            Plot::Plateau => plateau_chart(area, report),
+            Plot::Slopes => slope_chart(area, report),
+        }
+    }
+}
+
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for v in values.filter(|v| v.is_finite() && *v > 0.0) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    (lo <= hi).then_some((lo, hi))
+}
+
+fn params_label(c: &ClassReport) -> String {
+    let p = &c.base;
+    format!(
+        "base point: {} B={} lr={} β=({}, {}) ε={} θ={}",
+        p.optimizer,
+        p.batch_size,
+        short(p.lr),
+        short(p.beta1),
+        short(p.beta2),
+        short(p.eps),
+        short(p.weight_decay)
+    )
+}
+
+/// A number in at most 4 significant digits (`0.001414`, `2.5e-9`, `160k`).
+pub fn short(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let a = x.abs();
+    if (1e4..1e7).contains(&a) && (x / 1e3).fract() == 0.0 {
+        return format!("{}k", x / 1e3);
+    }
+    if !(1e-3..1e4).contains(&a) {
+        let s = format!("{x:.3e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let m = m.trim_end_matches('0').trim_end_matches('.');
+        return format!("{m}e{e}");
+    }
+    let digits = (3 - a.log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.digits$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}
+
+/// Loss against samples seen, one line per κ, for one class.
+fn curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, class: &ClassReport) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let (area, strip) = root.split_vertically(SIZE.1 - 26);
+    strip.draw(&Text::new(params_label(class), (12, 4), (FAMILY, 14))).map_err(err)?;
+    let area = &area;
+    let plotted = || class.kappas.iter().flat_map(|k| k.curve.iter().filter(|p| p[0] > 0.0));
+    let xs = bounds(plotted().map(|p| p[0])).unwrap_or((1.0, 2.0));
+    let ys = bounds(plotted().map(|p| p[1])).unwrap_or((1e-3, 1.0));
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("rule {}: loss vs samples seen ({})", class.rule, verdict_name(class.verdict)), (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d((xs.0 * 0.9..xs.1 * 1.1).log_scale(), (ys.0 * 0.8..ys.1 * 1.25).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|x| short(*x))
+        .y_label_formatter(&|y| short(*y))
+        .x_desc("samples seen (log scale; the first point after the start)")
+        .y_desc("loss (mean over paths and seeds)")
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(err)?;
+    for (i, k) in class.kappas.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = k.curve.iter().filter(|p| p[0] > 0.0 && p[1] > 0.0).map(|p| (p[0], p[1])).collect();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("κ = {} (B = {}, lr = {})", k.kappa, k.params.batch_size, short(k.params.lr)))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Plateau ratio against κ per rule, with 95% intervals and the tolerance band.
+fn plateau_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
+    area.fill(&WHITE).map_err(err)?;
+    let kmax = report.classes.iter().flat_map(|c| c.kappas.iter().map(|k| k.kappa)).max().unwrap_or(2) as f64;
+    let ys = report.classes.iter().flat_map(|c| c.kappas.iter().filter_map(|k| k.plateau_ci95)).flatten();
+    let (mut lo, mut hi) = (1.0 - 2.0 * report.tolerance, 1.0 + 2.0 * report.tolerance);
+    for y in ys.filter(|y| y.is_finite()) {
+        lo = lo.min(y);
+        hi = hi.max(y);
+    }
+    let mut chart = ChartBuilder::on(area)
+        .caption("plateau ratio (stationary loss at κ ÷ at κ = 1)", (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1.0..kmax * 1.2).log_scale(), lo - 0.02..hi + 0.02)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|x| short(*x))
+        .x_desc("κ (batch multiplier)")
+        .y_desc("ratio")
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(err)?;
+    let band = report.tolerance;
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [(1.0, 1.0 - band), (kmax * 1.2, 1.0 + band)],
+            GREEN.mix(0.12).filled(),
+        )))
+        .map_err(err)?
+        .label(format!("1 ± tolerance ({:.0}%)", band * 100.0))
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], GREEN.mix(0.3).filled()));
+    for (i, rule) in report.rules.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let mut pts = vec![(1.0, 1.0)];
+        let mut bars = Vec::new();
+        for c in report.classes.iter().filter(|c| c.rule == rule.name).take(1) {
+            for k in c.kappas.iter().skip(1) {
+                if let (Some(r), Some(ci)) = (k.plateau_ratio, k.plateau_ci95) {
+                    pts.push((k.kappa as f64, r.mean));
+                    bars.push((k.kappa as f64, ci));
+                }
+            }
+        }
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{} ({})", rule.name, verdict_name(rule.verdict)))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled()))).map_err(err)?;
+        for (x, [a, b]) in bars {
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(x, a), (x, b)], color.stroke_width(1))))
+                .map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Stationary loss against σ_B on log-log axes, with fitted and theory slopes.
+fn slope_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let (area, strip) = root.split_vertically(SIZE.1 - 26);
+    strip
+        .draw(&Text::new("solid: measured; dashed: the closed forms of THEORY.md §4", (12, 4), (FAMILY, 14)))
+        .map_err(err)?;
+    let area = &area;
+    let xs = bounds(report.noise_slopes.iter().flat_map(|f| f.points.iter().map(|p| p[0]))).unwrap_or((0.1, 1.0));
+    let ys = bounds(report.noise_slopes.iter().flat_map(|f| f.points.iter().flat_map(|p| [p[1], p[2]])))
+        .unwrap_or((1e-3, 1.0));
+    let mut chart = ChartBuilder::on(area)
+        .caption("stationary loss vs minibatch noise σ_B = σ₁/√B", (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d((xs.0 * 0.8..xs.1 * 1.25).log_scale(), (ys.0 * 0.7..ys.1 * 1.4).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(8)
+        .x_label_formatter(&|x| short(*x))
+        .y_label_formatter(&|y| short(*y))
+        .x_desc("σ_B")
+        .y_desc("stationary loss")
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(err)?;
+    for (i, f) in report.noise_slopes.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = f.points.iter().map(|p| (p[0], p[1])).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!(
+                "{}: slope {:.2}{}",
+                f.label.split(' ').next().unwrap_or(""),
+                f.slope,
+                f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.2})"))
+            ))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled()))).map_err(err)?;
+        let theory: Vec<(f64, f64)> =
+            f.points.iter().filter(|p| p[2].is_finite() && p[2] > 0.0).map(|p| (p[0], p[2])).collect();
+        chart.draw_series(DashedLineSeries::new(theory, 6, 4, color.stroke_width(1))).map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// One self-contained page: tables and the SVG plots inline.
+fn html(r: &Report, svgs: &[(String, String)]) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kappa report: {0}</title><style>\
+         body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
+         th{{background:#f4f4f4}}td:first-child,th:first-child{{text-align:left}}\
+         .holds{{color:#1a7f37;font-weight:bold}}.fails{{color:#b3261e;font-weight:bold}}.late{{color:#9a6700;font-weight:bold}}\
+         </style></head><body><h1>Sweep <code>{0}</code></h1><p>{1} of {2} trials finished{3}; tolerance {4:.0}%.</p>",
+        escape(&r.sweep),
+        r.finished,
+        r.trials,
+        if r.missing > 0 { format!(", <b>{} missing</b>: verdicts wait for them", r.missing) } else { String::new() },
+        r.tolerance * 100.0
+    );
+    if !r.rules.is_empty() {
+        h.push_str("<h2>Verdicts</h2><table id=\"verdicts\"><tr><th>rule</th><th>verdict</th><th>expected</th><th>worst plateau ratio</th><th>max curve deviation</th><th>holds from</th><th>classes holds/late/fails/open</th></tr>");
+        for rule in &r.rules {
+            let class = match rule.verdict {
+                Some(Verdict::Holds) => "holds",
+                Some(Verdict::HoldsLate) => "late",
+                Some(Verdict::Fails) => "fails",
+                None => "",
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}/{}/{}</td></tr>",
+                escape(&rule.name),
+                verdict_name(rule.verdict),
+                rule.expect.map_or("-", Verdict::as_str),
+                rule.worst_plateau_ratio.map_or("-".into(), |x| format!("{x:.4}")),
+                rule.max_deviation.map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
+                rule.holds_from.map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+                rule.classes[0],
+                rule.classes[1],
+                rule.classes[2],
+                rule.classes[3]
+            );
+        }
+        h.push_str("</table><h2>Classes</h2><table><tr><th>rule</th><th>base point</th><th>κ</th><th>plateau ratio (95% CI)</th><th>theory ratio</th><th>max deviation</th><th>holds from</th><th>verdict</th></tr>");
+        for c in &r.classes {
+            for k in c.kappas.iter().skip(1) {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(&c.rule),
+                    escape(&params_label(c)),
+                    k.kappa,
+                    match (k.plateau_ratio, k.plateau_ci95) {
+                        (Some(p), Some([a, b])) => format!("{:.4} ({a:.4}–{b:.4})", p.mean),
+                        _ => "-".into(),
+                    },
+                    k.theory_ratio.map_or("-".into(), |x| format!("{x:.4}")),
+                    k.max_deviation.map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
+                    k.holds_from.map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+                    escape(&format!("{} {}", verdict_name(c.verdict), c.note.as_deref().unwrap_or("")))
+                );
+            }
+        }
+        h.push_str("</table>");
+    }
+    if !r.noise_slopes.is_empty() {
+        h.push_str("<h2>Stationary loss vs noise</h2><table><tr><th>setting</th><th>fitted slope</th><th>theory slope</th></tr>");
+        for f in &r.noise_slopes {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
+                escape(&f.label),
+                f.slope,
+                f.theory_slope.map_or("-".into(), |t| format!("{t:.3}"))
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("<h2>Plots</h2>");
+    for (name, svg) in svgs {
+        let _ = write!(h, "<figure id=\"{}\">{}</figure>", escape(name), svg);
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    #[test]
+    fn short_numbers() {
+        assert_eq!(short(0.0014142135623730952), "0.001414");
+        assert_eq!(short(160000.0), "160k");
+        assert_eq!(short(2.5e-9), "2.5e-9");
+        assert_eq!(short(1.0), "1");
+        assert_eq!(short(0.999), "0.999");
+    }
+}

@@ -1,0 +1,146 @@
+//! Rendering a report: the PNGs decode at the stated size, the SVGs parse as XML, the HTML page
+//! carries the verdict table and every plot inline. Built from synthetic results (no simulation).
+
+use kappa_core::{CurvePoint, Estimate, Plan, Sweep, Theory, TrialMetrics, TrialStatus, Verdict};
+use kappa_report::render::{SIZE, verdict_table, write_all};
+use kappa_report::{TrialResult, build, check};
+use std::collections::HashMap;
+
+const SWEEP: &str = r#"
+version = 1
+name = "synthetic"
+[task]
+kind = "optimizer"
+landscape = { kind = "quadratic", eigenvalues = [1.0] }
+noise = { kind = "gaussian", sigma = 1.0 }
+samples = 1000
+[grid]
+optimizer = ["sgd"]
+lr = [0.01]
+batch_size = [1, 4]
+seed = [0, 1]
+[scaling]
+kappa = [2, 4]
+rules = [{ preset = "sgd-linear", expect = "holds" }, { preset = "none", expect = "holds" }]
+"#;
+
+/// A plateau that the linear rule keeps and `none` lowers by 1/κ.
+fn metrics(batch: u64, lr: f64) -> TrialMetrics {
+    let plateau = lr / batch as f64 * 10.0;
+    let curve = (0..=20)
+        .map(|i| {
+            let samples = i * 50;
+            let loss = plateau + (-(samples as f64) * lr / batch as f64).exp();
+            CurvePoint {
+                samples,
+                step: samples / batch,
+                loss_mean: loss,
+                loss_se: loss * 1e-3,
+                loss_q10: loss,
+                loss_q50: loss,
+                loss_q90: loss,
+                phases: None,
+            }
+        })
+        .collect();
+    TrialMetrics {
+        curve,
+        stationary_loss: Some(Estimate { mean: plateau, se: plateau * 1e-3 }),
+        theory: Some(Theory { stationary_loss: Some(plateau), curve: Vec::new() }),
+        notes: Vec::new(),
+    }
+}
+
+#[test]
+fn report_files_render_and_check_reports_mismatches() {
+    let sweep = Sweep::parse("synthetic.toml", SWEEP).unwrap();
+    let plan = Plan::new(&sweep, "test");
+    let mut results = HashMap::new();
+    for t in plan.trials() {
+        let m = metrics(t.params.batch_size, t.params.lr);
+        results.insert(t.id, TrialResult { status: TrialStatus::Succeeded, metrics: Some(m) });
+    }
+    let report = build(&sweep, &plan, &results);
+    let rule = |n: &str| report.rules.iter().find(|r| r.name == n).unwrap();
+    assert_eq!(rule("sgd-linear").verdict, Some(Verdict::Holds));
+    assert_eq!(rule("none").verdict, Some(Verdict::Fails));
+    assert_eq!(rule("sgd-linear").classes, [2, 0, 0, 0], "two base points (B = 1, 4), seeds pooled");
+    let problems = check(&report).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].contains("rule `none` fails but the sweep expects it holds"), "{problems:?}");
+    let table = verdict_table(&report);
+    assert!(table.contains("sgd-linear") && table.contains("holds"), "{table}");
+
+    let dir = tempfile_dir();
+    let files = write_all(&report, &dir).unwrap();
+    let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for expected in [
+        "summary.json",
+        "report.html",
+        "plateau-ratio.png",
+        "plateau-ratio.svg",
+        "curves-sgd-linear.png",
+        "noise-slope.svg",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+    for f in &files {
+        let ext = f.extension().unwrap().to_string_lossy().into_owned();
+        match ext.as_str() {
+            "png" => {
+                let decoder = png::Decoder::new(std::fs::File::open(f).unwrap());
+                let reader = decoder.read_info().unwrap();
+                let info = reader.info();
+                assert_eq!((info.width, info.height), SIZE, "{}", f.display());
+            }
+            "svg" => {
+                let text = std::fs::read_to_string(f).unwrap();
+                let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                assert_eq!(doc.root_element().tag_name().name(), "svg");
+                assert!(doc.descendants().any(|n| n.tag_name().name() == "text"), "{}: no text drawn", f.display());
+            }
+            _ => {}
+        }
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("<table id=\"verdicts\">")
+            && html.contains("sgd-linear")
+            && html.contains("class=\"fails\">fails")
+    );
+    assert_eq!(html.matches("<svg").count(), names.iter().filter(|n| n.ends_with(".svg")).count());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["rules"][0]["verdict"], "holds");
+    assert_eq!(json["missing"], 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn partial_results_say_what_is_missing() {
+    let sweep = Sweep::parse("synthetic.toml", SWEEP).unwrap();
+    let plan = Plan::new(&sweep, "test");
+    let mut results = HashMap::new();
+    for (i, t) in plan.trials().enumerate() {
+        if i % 3 != 0 {
+            results.insert(
+                t.id,
+                TrialResult {
+                    status: TrialStatus::Succeeded,
+                    metrics: Some(metrics(t.params.batch_size, t.params.lr)),
+                },
+            );
+        }
+    }
+    let report = build(&sweep, &plan, &results);
+    assert!(report.missing > 0);
+    assert!(report.rules.iter().all(|r| r.verdict.is_none()));
+    assert!(verdict_table(&report).contains("missing"));
+    assert!(check(&report).is_err());
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("kappa-report-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
