@@ -259,3 +259,77 @@ fn invalid_sde_and_noise_settings_are_named() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
+
+const SCALED: &str = r#"
+version = 1
+name = "scaled"
+
+[task]
+kind = "optimizer"
+landscape = { kind = "quadratic", eigenvalues = [1.0] }
+noise = { kind = "gaussian", sigma = 1.0 }
+samples = 10_000
+
+[grid]
+optimizer = ["adamw"]
+lr = [1e-3]
+beta1 = [0.9]
+weight_decay = [1.0]
+seed = [0, 1]
+
+[scaling]
+kappa = [1, 2, 4]
+rules = ["adamw-sqrt", { preset = "adam-sqrt", name = "fixed", expect = "fails" }]
+"#;
+
+#[test]
+fn scaling_expands_every_base_point_under_every_rule() {
+    let s = parse(SCALED).unwrap();
+    let sc = s.scaling.as_ref().unwrap();
+    assert_eq!(sc.kappas, vec![1, 2, 4]);
+    assert_eq!(sc.rules[1].name, "fixed");
+    assert_eq!(sc.rules[1].expect, Some(kappa_core::Verdict::Fails));
+    let plan = Plan::new(&s, "v");
+    let trials: Vec<_> = plan.trials().collect();
+    assert_eq!(trials.len(), 2 * (1 + 2 * 2));
+    let t = trials.iter().find(|t| t.variant == Some((0, 4))).unwrap();
+    assert_eq!(t.params.batch_size, 4);
+    assert!((t.params.lr - 2e-3).abs() < 1e-15 && (t.params.beta1 - 0.6).abs() < 1e-12);
+    // With θ = 0 the two rules derive the same AdamW trials: each runs once.
+    let same = SCALED.replace("weight_decay = [1.0]", "weight_decay = [0.0]");
+    let s = parse(&same).unwrap();
+    assert_eq!(Plan::new(&s, "v").trials().count(), 2 * (1 + 2));
+}
+
+#[test]
+fn invalid_scaling_is_named() {
+    let cases: &[(&str, &str, usize, &str)] = &[
+        (
+            "kappa = [1, 2, 4]",
+            "kappa = [1, 2, 16]",
+            20,
+            "rule `adamw-sqrt` at κ = 16 scales base point beta1 = 0.9 (grid.beta1[0])",
+        ),
+        ("kappa = [1, 2, 4]", "kappa = [0, 2]", 19, "`scaling.kappa[0]`: κ values are batch multipliers"),
+        ("kappa = [1, 2, 4]", "kappa = [1]", 19, "at least one κ > 1"),
+        ("rules = [\"adamw-sqrt\",", "rules = [\"adamw-cbrt\",", 20, "unknown scaling rule `adamw-cbrt`"),
+        ("expect = \"fails\"", "expect = \"maybe\"", 20, "expect must be"),
+        ("name = \"fixed\"", "name = \"adamw-sqrt\"", 20, "rule `adamw-sqrt` is listed twice"),
+        ("kappa = [1, 2, 4]", "kappa = [1, 2, 4]\nrulez = []", 20, "unknown key `rulez` in [scaling]"),
+        ("samples = 10_000", "samples = 3", 19, "κ = 4 scales batch size 1 to 4, larger than the sample budget"),
+    ];
+    let mut wrong = Vec::new();
+    for (from, to, line, fragment) in cases {
+        assert!(SCALED.contains(from), "case setup: {from}");
+        match parse(&SCALED.replacen(from, to, 1)) {
+            Ok(_) => wrong.push(format!("{to:?} was accepted")),
+            Err(err) => {
+                let shown = err.to_string();
+                if !shown.contains(fragment) || err.line != Some(*line) {
+                    wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}

@@ -62,15 +62,16 @@ pub fn verdict_table(r: &Report) -> String {
     if r.rules.is_empty() {
         let _ = writeln!(s, "no [scaling] section: no rules to judge");
     } else {
+        let w = r.rules.iter().map(|x| x.name.chars().count()).max().unwrap_or(4).max(4);
         let _ = writeln!(
             s,
-            "{:<16} {:<11} {:<10} {:>16} {:>14} {:>12}  classes (holds/late/fails/open)",
+            "{:<w$}  {:<11} {:<11} {:>14} {:>14} {:>11}  classes (holds/late/fails/open)",
             "rule", "verdict", "expected", "plateau ratio", "max deviation", "holds from"
         );
         for rule in &r.rules {
             let _ = writeln!(
                 s,
-                "{:<16} {:<11} {:<10} {:>16} {:>14} {:>12}  {}/{}/{}/{}",
+                "{:<w$}  {:<11} {:<11} {:>14} {:>14} {:>11}  {}/{}/{}/{}",
                 rule.name,
                 verdict_name(rule.verdict),
                 rule.expect.map_or("-", Verdict::as_str),
