@@ -22,6 +22,22 @@ pub struct ReportArgs {
     /// cannot be decided yet).
     #[arg(long)]
     check: bool,
+    /// Another sweep's state directory whose curves are drawn over this one's for the same
+    /// hyperparameters (e.g. the SDE of the optimizer this sweep runs); repeatable.
+    #[arg(long, value_name = "DIR")]
+    overlay: Vec<PathBuf>,
+}
+
+/// A sweep's label in overlays: its name and what it runs.
+fn label(name: &str, sweep: &Sweep) -> String {
+    match (&sweep.task, sweep.task.sim()) {
+        (kappa_core::TaskSpec::Sde(_), Some(s)) => format!("{name} (SDE, {:?})", s.sde_model).to_lowercase(),
+        _ => format!("{name} ({})", sweep.task.kind_name()),
+    }
+}
+
+fn trial_results(store: &Store) -> anyhow::Result<Vec<(kappa_core::Hyperparams, TrialResult)>> {
+    Ok(store.trials()?.into_iter().map(|t| (t.params, TrialResult { status: t.status, metrics: t.metrics })).collect())
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
@@ -33,7 +49,20 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
     let results: HashMap<_, _> =
         store.trials()?.into_iter().map(|t| (t.id, TrialResult { status: t.status, metrics: t.metrics })).collect();
-    let report = kappa_report::build(&sweep, &plan, &results);
+    let mut report = kappa_report::build(&sweep, &plan, &results);
+    if !args.overlay.is_empty() {
+        let mut sweeps = vec![(label(&sweep.name, &sweep), trial_results(&store)?)];
+        for dir in &args.overlay {
+            let other = Store::open(dir)?;
+            let info = other.sweep_info()?.ok_or_else(|| anyhow!("{} holds no planned sweep yet", dir.display()))?;
+            let name = Sweep::parse(&info.spec_path, &info.spec).map(|s| label(&info.name, &s)).unwrap_or(info.name);
+            sweeps.push((name, trial_results(&other)?));
+        }
+        report.overlays = kappa_report::overlays(&sweeps);
+        if report.overlays.is_empty() {
+            eprintln!("note: no hyperparameter setting of this sweep appears in the --overlay sweeps");
+        }
+    }
     print!("{}", kappa_report::render::verdict_table(&report));
     let files = kappa_report::render::write_all(&report, &args.out).context("cannot write the report")?;
     println!("wrote {} files to {} (open {})", files.len(), args.out.display(), args.out.join("report.html").display());

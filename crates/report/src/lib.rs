@@ -56,6 +56,56 @@ pub struct Report {
     pub classes: Vec<ClassReport>,
     /// Stationary loss against the minibatch noise σ_B = σ₁/√B, per optimizer setting.
     pub noise_slopes: Vec<SlopeFit>,
+    /// The same hyperparameters across several sweeps (e.g. an optimizer, its SDE, Malladi's SDE).
+    pub overlays: Vec<Overlay>,
+}
+
+/// One hyperparameter setting's loss curve in several sweeps.
+#[derive(Clone, Debug, Serialize)]
+pub struct Overlay {
+    /// The shared hyperparameters (seed dropped).
+    pub params: Hyperparams,
+    /// (sweep label, seed-averaged curve as (samples, mean, SE), stationary loss).
+    pub series: Vec<(String, Vec<[f64; 3]>, Option<Estimate>)>,
+}
+
+/// Curves of the same hyperparameters (seed dropped) across sweeps, for settings present in the
+/// first sweep and at least one other. Each input is (label, trials as (params, result)).
+pub fn overlays(sweeps: &[(String, Vec<(Hyperparams, TrialResult)>)]) -> Vec<Overlay> {
+    let mut out: Vec<Overlay> = Vec::new();
+    let Some((_, first)) = sweeps.first() else { return out };
+    let mut keys: Vec<(String, Hyperparams)> = Vec::new();
+    for (p, _) in first {
+        let k = key_without_seed(p);
+        if !keys.iter().any(|(x, _)| *x == k) {
+            keys.push((k, p.clone()));
+        }
+    }
+    for (key, params) in keys {
+        let mut series = Vec::new();
+        for (label, trials) in sweeps {
+            let results: HashMap<TrialId, TrialResult> = trials
+                .iter()
+                .filter(|(p, _)| key_without_seed(p) == key)
+                .enumerate()
+                .map(|(i, (_, r))| (TrialId(i as u64), r.clone()))
+                .collect();
+            if results.is_empty() {
+                continue;
+            }
+            let ids: Vec<TrialId> = results.keys().copied().collect();
+            let a = aggregate(&ids, &results);
+            if !a.curve.is_empty() {
+                series.push((label.clone(), a.curve, a.stationary));
+            }
+        }
+        if series.len() >= 2 {
+            let mut p = params;
+            p.seed = 0;
+            out.push(Overlay { params: p, series });
+        }
+    }
+    out
 }
 
 /// A rule's verdict and the numbers behind it.
@@ -158,6 +208,7 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         rules,
         classes,
         noise_slopes: noise_slopes(sweep, plan, results),
+        overlays: Vec::new(),
     }
 }
 
@@ -537,6 +588,49 @@ mod tests {
         // 10% apart, but each point's SE is 5%: the ratio's SE is about 7.4%, so 10% - 2 SE < 5%.
         let (_, from) = compare_curves(&base, &scaled, 0.05, 10.0);
         assert_eq!(from, Some(0.0));
+    }
+
+    #[test]
+    fn overlays_match_settings_across_sweeps() {
+        use kappa_core::{CurvePoint, OptimizerKind};
+        let params = |lr: f64, seed: u64| Hyperparams {
+            optimizer: OptimizerKind::Adam,
+            batch_size: 1,
+            lr,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            seed,
+        };
+        let result = |loss: f64| TrialResult {
+            status: TrialStatus::Succeeded,
+            metrics: Some(TrialMetrics {
+                curve: vec![CurvePoint {
+                    samples: 10,
+                    step: 10,
+                    loss_mean: loss,
+                    loss_se: 0.0,
+                    loss_q10: loss,
+                    loss_q50: loss,
+                    loss_q90: loss,
+                    phases: None,
+                }],
+                stationary_loss: Some(Estimate { mean: loss, se: 0.0 }),
+                ..TrialMetrics::default()
+            }),
+        };
+        let optimizer = (
+            "opt".to_string(),
+            vec![(params(0.1, 0), result(1.0)), (params(0.1, 1), result(3.0)), (params(0.2, 0), result(5.0))],
+        );
+        let sde = ("sde".to_string(), vec![(params(0.1, 0), result(2.0))]);
+        let o = overlays(&[optimizer, sde]);
+        assert_eq!(o.len(), 1, "lr = 0.2 has no partner");
+        assert_eq!(o[0].params.lr, 0.1);
+        assert_eq!(o[0].series.len(), 2);
+        assert_eq!(o[0].series[0].1[0][1], 2.0, "seeds averaged");
+        assert_eq!(o[0].series[1].0, "sde");
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub fn write_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>, RenderErro
     if !report.noise_slopes.is_empty() {
         plots.push(("noise-slope".into(), Plot::Slopes));
     }
+    for o in &report.overlays {
+        plots.push((format!("overlay-{}-lr{}", o.params.optimizer, slug(&short(o.params.lr))), Plot::Overlay(o)));
+    }
     for (name, plot) in &plots {
         let mut svg = String::new();
         {
@@ -154,6 +157,8 @@ enum Plot<'a> {
     Plateau,
     /// Stationary loss vs σ_B.
     Slopes,
+    /// One setting across sweeps.
+    Overlay(&'a crate::Overlay),
 }
 
 impl Plot<'_> {
@@ -162,6 +167,7 @@ impl Plot<'_> {
             Plot::Curves(class) => curves_chart(area, class),
             Plot::Plateau => plateau_chart(area, report),
             Plot::Slopes => slope_chart(area, report),
+            Plot::Overlay(o) => overlay_chart(area, o),
         }
     }
 }
@@ -236,6 +242,7 @@ fn curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, class: &Class
         .map_err(err)?;
     chart
         .configure_mesh()
+        .y_labels(8)
         .x_label_formatter(&|x| short(*x))
         .y_label_formatter(&|y| short(*y))
         .x_desc("samples seen (log scale; the first point after the start)")
@@ -384,6 +391,62 @@ fn slope_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Repor
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// One hyperparameter setting's curves across sweeps (e.g. optimizer vs its SDEs).
+fn overlay_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &crate::Overlay) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let p = &o.params;
+    let (area, strip) = root.split_vertically(SIZE.1 - 26);
+    let label = format!(
+        "{} B={} lr={} β=({}, {}) ε={} θ={}",
+        p.optimizer,
+        p.batch_size,
+        short(p.lr),
+        short(p.beta1),
+        short(p.beta2),
+        short(p.eps),
+        short(p.weight_decay)
+    );
+    strip.draw(&Text::new(label, (12, 4), (FAMILY, 14))).map_err(err)?;
+    let plotted = || o.series.iter().flat_map(|(_, c, _)| c.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0));
+    let xs = bounds(plotted().map(|q| q[0])).unwrap_or((1.0, 2.0));
+    let ys = bounds(plotted().map(|q| q[1])).unwrap_or((1e-3, 1.0));
+    let mut chart = ChartBuilder::on(&area)
+        .caption(format!("{}: the same run across sweeps", p.optimizer), (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d((xs.0 * 0.9..xs.1 * 1.1).log_scale(), (ys.0 * 0.8..ys.1 * 1.25).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .y_labels(8)
+        .x_label_formatter(&|x| short(*x))
+        .y_label_formatter(&|y| short(*y))
+        .x_desc("samples seen (log scale)")
+        .y_desc("loss (mean over paths and seeds)")
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(err)?;
+    for (i, (name, curve, stationary)) in o.series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = curve.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0).map(|q| (q[0], q[1])).collect();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{name}{}", stationary.map_or(String::new(), |e| format!(" (plateau {})", short(e.mean)))))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(err)?;
     Ok(())
