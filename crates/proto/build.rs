@@ -1,7 +1,10 @@
 //! Compiles proto/kappa/v1/*.proto with protox (a pure-Rust protoc), so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with env!(): a build script compiled for one checkout may be reused by
+    // another that shares the target directory.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = std::path::Path::new(&manifest).join("../../proto");
     let file = root.join("kappa/v1/kappa.proto");
     // Relative to this package, so a target directory shared by two checkouts tracks the right file.
     println!("cargo:rerun-if-changed=../../proto/kappa/v1/kappa.proto");

@@ -135,3 +135,99 @@ seed = [{}]
         seeds.join(", ")
     )
 }
+
+/// A background `kappa` process, killed when dropped.
+pub struct Proc {
+    /// The process.
+    pub child: std::process::Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Sends a signal (e.g. `libc::SIGKILL`, `libc::SIGSTOP`).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+}
+
+impl Sandbox {
+    /// Starts `kappa coordinator` on `listen` (use `127.0.0.1:0` for any port) and returns it with
+    /// the address it listens on, read from its first line of output.
+    pub fn coordinator(&self, listen: &str, extra: &[&str]) -> (Proc, String) {
+        use std::io::BufRead;
+        let mut args = vec!["coordinator", "--listen", listen, "--state", "cluster"];
+        args.extend_from_slice(extra);
+        let mut child = self
+            .command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(self.path().join(".coordinator-stderr")).expect("stderr file"))
+            .spawn()
+            .expect("start coordinator");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for _ in lines {}
+        });
+        let proc = Proc { child };
+        let first = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            panic!(
+                "coordinator did not start: {}",
+                std::fs::read_to_string(self.path().join(".coordinator-stderr")).unwrap_or_default()
+            )
+        });
+        let addr = first
+            .strip_prefix("kappa coordinator listening on ")
+            .and_then(|r| r.split(',').next())
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_string();
+        (proc, addr)
+    }
+
+    /// Starts `kappa worker` against `addr`.
+    pub fn worker(&self, addr: &str, name: &str, extra: &[&str]) -> Proc {
+        let url = format!("http://{addr}");
+        let mut args = vec!["worker", "--coordinator", url.as_str(), "--name", name];
+        args.extend_from_slice(extra);
+        let child = self
+            .command(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.path().join(format!(".worker-{name}"))).expect("stderr file"))
+            .spawn()
+            .expect("start worker");
+        Proc { child }
+    }
+
+    /// Polls the state database of a coordinator-run sweep until `done` says so, or panics.
+    pub fn wait_for(&self, state: &str, what: &str, limit: Duration, done: impl Fn(&Connection) -> bool) {
+        let started = Instant::now();
+        let db = self.path().join(state).join("kappa.db");
+        while started.elapsed() < limit {
+            if db.exists()
+                && let Ok(c) = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                && done(&c)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out after {limit:?} waiting for {what}");
+    }
+}
+
+/// Trials by status in a state database.
+pub fn count(c: &Connection, status: &str) -> i64 {
+    c.query_row("SELECT count(*) FROM trials WHERE status = ?1", [status], |r| r.get(0)).unwrap_or(0)
+}

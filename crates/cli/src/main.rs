@@ -1,6 +1,7 @@
 //! The `kappa` command: plan, run and inspect optimizer sweeps.
 
 mod bench;
+mod cluster;
 mod export;
 mod plan;
 mod progress;
@@ -70,6 +71,18 @@ enum Command {
     /// Judge the sweep's scaling rules: verdict table, summary.json, PNG/SVG plots and report.html.
     #[command(after_help = EXIT_CODES)]
     Report(report::ReportArgs),
+    /// Serve sweeps to workers over gRPC; each submitted sweep is stored under --state.
+    #[command(after_help = EXIT_CODES)]
+    Coordinator(cluster::CoordinatorArgs),
+    /// Pull trials from a coordinator and run them, until Ctrl-C or SIGTERM.
+    #[command(after_help = EXIT_CODES)]
+    Worker(cluster::WorkerArgs),
+    /// Hand a sweep file to a coordinator (again, after an edit, to add trials once it finished).
+    #[command(after_help = EXIT_CODES)]
+    Submit(cluster::SubmitArgs),
+    /// Follow a coordinator's progress on a sweep until it finishes.
+    #[command(after_help = EXIT_CODES)]
+    Watch(cluster::WatchArgs),
     /// Measure performance against a baseline run side by side (e.g. `kappa bench sim`).
     Bench(bench::BenchArgs),
 }
@@ -86,6 +99,14 @@ pub struct StateArg {
 struct StatusArgs {
     #[command(flatten)]
     state: StateArg,
+    /// Ask a running coordinator instead of reading a state directory.
+    #[arg(long, value_name = "URL", conflicts_with = "state")]
+    coordinator: Option<String>,
+    /// With --coordinator: the sweep (default: all of them).
+    #[arg(long, requires = "coordinator")]
+    sweep: Option<String>,
+    #[command(flatten)]
+    token: cluster::TokenArg,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -128,7 +149,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Plan(args) => plan::plan(args),
-        Command::Status(args) => summary::status(&args.state, args.json),
+        Command::Status(args) => match &args.coordinator {
+            Some(url) => cluster::status(
+                &cluster::CoordinatorArg { coordinator: url.clone(), token: args.token.clone() },
+                args.sweep.as_deref(),
+                args.json,
+            ),
+            None => summary::status(&args.state, args.json),
+        },
+        Command::Coordinator(args) => cluster::coordinator(args),
+        Command::Worker(args) => cluster::worker(args),
+        Command::Submit(args) => cluster::submit(args),
+        Command::Watch(args) => cluster::watch(args),
         Command::Export(args) => export::export(args),
         Command::Bench(args) => bench::bench(args),
         Command::Report(args) => report::report(args),

@@ -2,7 +2,6 @@
 //! client). A bar on a terminal; plain periodic lines otherwise.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kappa_proto::pb::coordinator_client::CoordinatorClient;
 use kappa_proto::pb::{self, WatchRequest};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -11,12 +10,13 @@ use tokio::sync::watch;
 /// How often a plain log line is printed when stdout is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(2);
 
-/// Follows progress until the sweep finishes, the stream ends, or `stop` turns true.
-pub async fn follow(url: String, mut stop: watch::Receiver<bool>) {
-    let Ok(mut client) = CoordinatorClient::connect(url).await else {
+/// Follows the progress of `sweep` (empty: the latest) until it finishes, the stream ends, or
+/// `stop` turns true.
+pub async fn follow(url: String, token: Option<String>, sweep: String, mut stop: watch::Receiver<bool>) {
+    let Ok(mut client) = kappa_proto::connect(&url, token.as_deref()).await else {
         return;
     };
-    let Ok(stream) = client.watch(WatchRequest {}).await else {
+    let Ok(stream) = client.watch(WatchRequest { sweep }).await else {
         return;
     };
     let mut stream = stream.into_inner();

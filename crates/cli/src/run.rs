@@ -3,12 +3,13 @@
 use crate::plan::load_sweep;
 use crate::{exit, progress, summary};
 use anyhow::{Context, anyhow};
-use kappa_coordinator::{Coordinator, CoordinatorConfig};
+use kappa_coordinator::{Coordinator, CoordinatorConfig, Hub};
 use kappa_core::Plan;
 use kappa_store::Store;
 use kappa_worker::WorkerConfig;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -78,12 +79,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             state.display()
         );
     }
-    let cfg = CoordinatorConfig {
-        max_failures: sweep.execution.retries.saturating_add(1),
-        attempt_timeout: sweep.execution.timeout,
-        ..CoordinatorConfig::default()
-    };
-    let coordinator = Coordinator::new(store, cfg)?;
+    let cfg = CoordinatorConfig::default();
+    let hub = Arc::new(Hub::new(None, cfg, kappa_sim::VERSION));
+    let coordinator = hub.add(store, &sweep, &text)?;
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,8 +89,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let ended = runtime.block_on(drive(coordinator.clone(), workers, args.quiet));
-    coordinator.shutdown().context("could not save every result")?;
+    let ended = runtime.block_on(drive(hub.clone(), coordinator.clone(), workers, args.quiet));
+    hub.shutdown().context("could not save every result")?;
     let ended = ended?;
     let store = Store::open(&state)?;
     summary::print_run_summary(&store, &sweep, sync.reused, started.elapsed())?;
@@ -116,7 +114,7 @@ enum Ended {
     Interrupted,
 }
 
-async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::Result<Ended> {
+async fn drive(hub: Arc<Hub>, coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::Result<Ended> {
     if coordinator.progress().finished {
         return Ok(Ended::Finished);
     }
@@ -125,7 +123,7 @@ async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::R
     let url = format!("http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(kappa_coordinator::serve(listener, coordinator.clone(), async move {
+    let server = tokio::spawn(kappa_coordinator::serve(listener, hub, kappa_proto::Auth::default(), async move {
         let _ = server_stop.wait_for(|s| *s).await;
     }));
     let mut pool = tokio::task::JoinSet::new();
@@ -136,10 +134,13 @@ async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::R
             slots: 1,
             lease_wait: Duration::from_secs(5),
             exit_when_finished: true,
+            token: None,
+            verbose: false,
         };
         pool.spawn(kappa_worker::run(cfg, stop_rx.clone()));
     }
-    let mut display = (!quiet).then(|| tokio::spawn(progress::follow(url.clone(), stop_rx.clone())));
+    let mut display =
+        (!quiet).then(|| tokio::spawn(progress::follow(url.clone(), None, String::new(), stop_rx.clone())));
     let finished = coordinator.finished();
     let interrupt = interrupted();
     tokio::pin!(finished, interrupt);
@@ -192,7 +193,7 @@ async fn drive(coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::R
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
+pub async fn interrupted() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

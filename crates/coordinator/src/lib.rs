@@ -7,9 +7,11 @@
 
 #![warn(missing_docs)]
 
+mod hub;
 mod service;
 mod writer;
 
+pub use hub::{Hub, HubError, Submitted};
 pub use service::serve;
 pub use writer::StoreWriter;
 
@@ -17,8 +19,7 @@ use kappa_core::sched::{Disposition, Grant, ReportKind, Revoked};
 use kappa_core::{AttemptOutcome, Counts, Scheduler, SchedulerConfig, TrialId, TrialStatus, WorkerId};
 use kappa_proto::pb;
 use kappa_store::{ReportEffect, Store, StoreError, StoreOp, now_s};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -34,6 +35,17 @@ pub struct CoordinatorConfig {
     pub max_failures: u32,
     /// Wall-clock limit of one attempt, enforced by the worker.
     pub attempt_timeout: Option<Duration>,
+}
+
+impl CoordinatorConfig {
+    /// These settings with a sweep's own execution settings (retries, timeout).
+    pub fn for_sweep(&self, sweep: &kappa_core::Sweep) -> CoordinatorConfig {
+        CoordinatorConfig {
+            max_failures: sweep.execution.retries.saturating_add(1),
+            attempt_timeout: sweep.execution.timeout,
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for CoordinatorConfig {
@@ -58,19 +70,16 @@ pub enum CoordinatorError {
     WriteFailed(String),
 }
 
-struct WorkerInfo {
-    name: String,
-}
-
 struct Inner {
     cfg: CoordinatorConfig,
     sweep: String,
     task_json: Arc<str>,
     sched: Mutex<Scheduler>,
-    workers: Mutex<HashMap<WorkerId, WorkerInfo>>,
-    next_worker: AtomicU64,
     writer: StoreWriter,
-    work: Notify,
+    /// Shared with every sweep of a hub: rung when trials become pending or a sweep finishes.
+    work: Arc<Notify>,
+    /// Registered workers, maintained by the hub (for progress reports).
+    workers: Arc<AtomicU32>,
     progress: watch::Sender<pb::Progress>,
     reused: u64,
     /// Trials finished before this coordinator started (terminal, so fixed).
@@ -78,7 +87,8 @@ struct Inner {
     started: Instant,
 }
 
-/// The coordinator of one sweep. Cheap to clone (shared state).
+/// The coordinator of one sweep: its scheduler and its store writer. Cheap to clone. Workers and
+/// waiting are the [`Hub`]'s business; this type never blocks.
 #[derive(Clone)]
 pub struct Coordinator {
     inner: Arc<Inner>,
@@ -88,6 +98,15 @@ impl Coordinator {
     /// Builds a coordinator over a store whose plan is already synced: every unfinished trial of
     /// the current plan is loaded as pending.
     pub fn new(store: Store, cfg: CoordinatorConfig) -> Result<Coordinator, CoordinatorError> {
+        Coordinator::with_shared(store, cfg, Arc::new(Notify::new()), Arc::new(AtomicU32::new(0)))
+    }
+
+    fn with_shared(
+        store: Store,
+        cfg: CoordinatorConfig,
+        work: Arc<Notify>,
+        workers: Arc<AtomicU32>,
+    ) -> Result<Coordinator, CoordinatorError> {
         let info = store.sweep_info()?;
         let sweep = info.as_ref().map(|i| i.name.clone()).unwrap_or_default();
         let counts = store.counts()?;
@@ -109,10 +128,9 @@ impl Coordinator {
             sweep,
             task_json,
             sched: Mutex::new(sched),
-            workers: Mutex::new(HashMap::new()),
-            next_worker: AtomicU64::new(1),
             writer: StoreWriter::start(store),
-            work: Notify::new(),
+            work,
+            workers,
             progress: tx,
             reused,
             stored: counts,
@@ -141,13 +159,14 @@ impl Coordinator {
         self.inner.sched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn workers(&self) -> MutexGuard<'_, HashMap<WorkerId, WorkerInfo>> {
-        self.inner.workers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Current progress.
     pub fn progress(&self) -> pb::Progress {
         self.inner.progress.borrow().clone()
+    }
+
+    /// Whether every trial is finished.
+    pub fn is_finished(&self) -> bool {
+        self.inner.progress.borrow().finished
     }
 
     /// A receiver of progress snapshots.
@@ -156,77 +175,43 @@ impl Coordinator {
     }
 
     fn publish(&self, sched: &Scheduler) {
-        let workers = self.workers().len() as u32;
         let p = kappa_proto::progress(
             &self.inner.sweep,
             merge(sched.counts(), self.inner.stored),
             self.inner.reused,
-            workers,
+            self.inner.workers.load(Ordering::Relaxed),
             sched.is_finished(),
         );
         self.inner.progress.send_replace(p);
     }
 
-    /// Registers a worker.
-    pub fn register(&self, name: &str) -> WorkerId {
-        let id = WorkerId(self.inner.next_worker.fetch_add(1, Ordering::Relaxed));
-        self.workers().insert(id, WorkerInfo { name: format!("{name}#{}", id.0) });
-        let sched = self.sched();
-        self.publish(&sched);
-        id
-    }
-
-    /// Whether a worker id is registered.
-    pub fn knows(&self, worker: WorkerId) -> bool {
-        self.workers().contains_key(&worker)
-    }
-
-    fn worker_name(&self, worker: WorkerId) -> String {
-        self.workers().get(&worker).map_or_else(|| worker.to_string(), |w| w.name.clone())
-    }
-
-    /// Leases up to `max` trials, waiting up to `wait` for work. Returns the grants and whether
-    /// the sweep is finished.
-    pub async fn lease(&self, worker: WorkerId, max: usize, wait: Duration) -> (Vec<Grant>, bool) {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.inner.work.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut sched = self.sched();
-                let grants = sched.lease(worker, self.now_ms(), max);
-                if !grants.is_empty() {
-                    let name = self.worker_name(worker);
-                    let at = now_s();
-                    self.inner.writer.send_all(grants.iter().map(|g| StoreOp::Leased {
-                        id: g.id,
-                        attempt: g.attempt,
-                        worker: name.clone(),
-                        at,
-                    }));
-                    self.publish(&sched);
-                    return (grants, false);
-                }
-                if sched.is_finished() {
-                    return (Vec::new(), true);
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return (Vec::new(), false);
-            }
+    /// Leases up to `max` pending trials to `worker` (named `name` in the store); never waits.
+    pub fn try_lease(&self, worker: WorkerId, name: &str, max: usize) -> Vec<Grant> {
+        let mut sched = self.sched();
+        let grants = sched.lease(worker, self.now_ms(), max);
+        if !grants.is_empty() {
+            let at = now_s();
+            self.inner.writer.send_all(grants.iter().map(|g| StoreOp::Leased {
+                id: g.id,
+                attempt: g.attempt,
+                worker: name.to_string(),
+                at,
+            }));
+            self.publish(&sched);
         }
+        grants
     }
 
-    /// Renews leases; returns the ones the worker must abandon.
+    /// Renews leases; returns the ones this sweep does not consider current (unknown ids included).
     pub fn heartbeat(&self, worker: WorkerId, held: &[(TrialId, u32)]) -> Vec<(TrialId, u32)> {
         self.sched().heartbeat(worker, held, self.now_ms())
     }
 
-    /// Applies a report and queues it for the store.
+    /// Applies a report and queues it for the store; `Unknown` when the trial is not this sweep's.
     pub fn report(
         &self,
         worker: WorkerId,
+        name: &str,
         id: TrialId,
         attempt: u32,
         outcome: AttemptOutcome,
@@ -253,7 +238,7 @@ impl Coordinator {
         self.inner.writer.send(StoreOp::Reported {
             id,
             attempt,
-            worker: self.worker_name(worker),
+            worker: name.to_string(),
             at: now_s(),
             duration_s,
             outcome: outcome.status(),
@@ -265,21 +250,21 @@ impl Coordinator {
         if effect != ReportEffect::Late {
             self.publish(&sched);
         }
+        let finished = sched.is_finished();
         drop(sched);
-        if effect == ReportEffect::Retry || self.progress().finished {
+        if effect == ReportEffect::Retry || finished {
             self.inner.work.notify_waiters();
         }
         disposition
     }
 
-    /// A worker leaves: its leases go back to pending.
-    pub fn deregister(&self, worker: WorkerId) {
+    /// A worker left: its leases go back to pending.
+    pub fn release_worker(&self, worker: WorkerId) {
         let revoked = self.sched().release_worker(worker);
-        self.workers().remove(&worker);
         self.requeue(revoked, "released");
     }
 
-    /// Expires overdue leases. Called periodically by [`serve`].
+    /// Expires overdue leases.
     pub fn expire(&self) {
         let revoked = self.sched().expire(self.now_ms());
         self.requeue(revoked, "expired");
@@ -300,6 +285,12 @@ impl Coordinator {
             reason,
         }));
         self.inner.work.notify_waiters();
+    }
+
+    /// Publishes progress again (after the worker count changed).
+    pub fn refresh(&self) {
+        let sched = self.sched();
+        self.publish(&sched);
     }
 
     /// The canonical task JSON handed out with every lease.

@@ -1,12 +1,16 @@
-//! The `kappa.v1.Coordinator` gRPC service over a [`Coordinator`].
+//! The `kappa.v1.Coordinator` gRPC service over a [`Hub`], with one table from errors to status
+//! codes: malformed input INVALID_ARGUMENT, version mismatch FAILED_PRECONDITION, missing or wrong
+//! token UNAUTHENTICATED, unknown worker NOT_FOUND (register again), conflicting submission
+//! ALREADY_EXISTS, storage trouble INTERNAL. None of them stops the server.
 
-use crate::Coordinator;
+use crate::hub::{Hub, HubError};
 use kappa_core::WorkerId;
 use kappa_core::sched::Disposition;
 use kappa_proto::pb::coordinator_server::{Coordinator as CoordinatorRpc, CoordinatorServer};
-use kappa_proto::{PROTOCOL_VERSION, outcome_from_pb, parse_trial_id, pb};
+use kappa_proto::{Auth, PROTOCOL_VERSION, outcome_from_pb, parse_trial_id, pb};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::Stream;
@@ -17,28 +21,42 @@ use tonic::{Request, Response, Status};
 const MAX_LEASE_WAIT: Duration = Duration::from_secs(30);
 /// Largest number of trials one lease call may ask for.
 const MAX_LEASE_BATCH: u32 = 1024;
+/// Largest request accepted (a sweep file, a report with its curve).
+pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 
-/// Serves the coordinator on `listener` until `shutdown` resolves (mini-redis style). Also runs
-/// the lease-expiry clock.
+impl From<HubError> for Status {
+    fn from(e: HubError) -> Status {
+        match e {
+            HubError::InvalidSweep(m) => Status::invalid_argument(m),
+            HubError::Conflict(_) => Status::already_exists(e.to_string()),
+            HubError::NoStateRoot => Status::failed_precondition(e.to_string()),
+            HubError::Coordinator(_) | HubError::State(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// Serves `hub` on `listener` until `shutdown` resolves (mini-redis style), checking `auth` on
+/// every call. Also runs the lease-expiry clock.
 pub async fn serve(
     listener: TcpListener,
-    coordinator: Coordinator,
+    hub: Arc<Hub>,
+    auth: Auth,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let ticker = {
-        let c = coordinator.clone();
-        let period = (c.config().lease_timeout / 4).max(Duration::from_millis(50));
+        let h = hub.clone();
+        let period = (h.config().lease_timeout / 4).max(Duration::from_millis(50));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                c.expire();
+                h.expire();
             }
         })
     };
-    let svc = CoordinatorServer::new(Service { c: coordinator })
-        .max_decoding_message_size(16 << 20)
+    let svc = CoordinatorServer::new(Service { hub, auth })
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(64 << 20);
     let result = tonic::transport::Server::builder()
         .add_service(svc)
@@ -49,13 +67,27 @@ pub async fn serve(
 }
 
 struct Service {
-    c: Coordinator,
+    hub: Arc<Hub>,
+    auth: Auth,
 }
 
 impl Service {
     fn worker(&self, id: u64) -> Result<WorkerId, Status> {
         let w = WorkerId(id);
-        if self.c.knows(w) { Ok(w) } else { Err(Status::not_found(format!("unknown worker id {id}: register again"))) }
+        if self.hub.knows(w) {
+            Ok(w)
+        } else {
+            Err(Status::not_found(format!("unknown worker id {id}: register again")))
+        }
+    }
+
+    fn progress(&self, sweep: &str) -> Result<pb::Progress, Status> {
+        let c = if sweep.is_empty() { self.hub.latest() } else { self.hub.sweep(sweep) };
+        match c {
+            Some(c) => Ok(c.progress()),
+            None if sweep.is_empty() => Err(Status::not_found("no sweep submitted yet")),
+            None => Err(Status::not_found(format!("no sweep named `{sweep}`"))),
+        }
     }
 }
 
@@ -74,14 +106,15 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Sen
 #[tonic::async_trait]
 impl CoordinatorRpc for Service {
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        self.auth.check(&req)?;
         let r = req.into_inner();
         check_version(r.protocol_version)?;
         if r.slots == 0 {
             return Err(Status::invalid_argument("slots must be at least 1"));
         }
         let name = if r.name.trim().is_empty() { "worker".to_string() } else { r.name.chars().take(128).collect() };
-        let id = self.c.register(&name);
-        let cfg = self.c.config();
+        let id = self.hub.register(&name);
+        let cfg = self.hub.config();
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.0,
             heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
@@ -90,29 +123,29 @@ impl CoordinatorRpc for Service {
     }
 
     async fn lease(&self, req: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
+        self.auth.check(&req)?;
         let r = req.into_inner();
         let worker = self.worker(r.worker_id)?;
         if r.max_trials == 0 || r.max_trials > MAX_LEASE_BATCH {
             return Err(Status::invalid_argument(format!("max_trials must be in 1..={MAX_LEASE_BATCH}")));
         }
         let wait = Duration::from_millis(u64::from(r.wait_ms)).min(MAX_LEASE_WAIT);
-        let (grants, finished) = self.c.lease(worker, r.max_trials as usize, wait).await;
-        let task_json = self.c.task_json();
-        let timeout_ms = self.c.config().attempt_timeout.map_or(0, |t| t.as_millis() as u64);
+        let (grants, finished) = self.hub.lease(worker, r.max_trials as usize, wait).await;
         let leases = grants
             .iter()
-            .map(|g| pb::TrialLease {
+            .map(|(task, timeout, g)| pb::TrialLease {
                 trial_id: g.id.to_string(),
                 attempt: g.attempt,
-                task_json: task_json.to_string(),
+                task_json: task.to_string(),
                 params: Some((&g.params).into()),
-                timeout_ms,
+                timeout_ms: timeout.map_or(0, |t| t.as_millis() as u64),
             })
             .collect();
         Ok(Response::new(pb::LeaseResponse { leases, sweep_finished: finished }))
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.auth.check(&req)?;
         let r = req.into_inner();
         check_version(r.protocol_version)?;
         let worker = self.worker(r.worker_id)?;
@@ -122,7 +155,7 @@ impl CoordinatorRpc for Service {
             .map(|l| Ok((parse_trial_id(&l.trial_id)?, l.attempt)))
             .collect::<Result<Vec<_>, kappa_proto::ConvertError>>()?;
         let revoked = self
-            .c
+            .hub
             .heartbeat(worker, &held)
             .into_iter()
             .map(|(id, attempt)| pb::LeaseRef { trial_id: id.to_string(), attempt })
@@ -131,13 +164,14 @@ impl CoordinatorRpc for Service {
     }
 
     async fn report(&self, req: Request<pb::ReportRequest>) -> Result<Response<pb::ReportResponse>, Status> {
+        self.auth.check(&req)?;
         let r = req.into_inner();
         let id = parse_trial_id(&r.trial_id)?;
         let outcome = outcome_from_pb(r.outcome)?;
         let duration = if r.duration_s.is_finite() && r.duration_s >= 0.0 { r.duration_s } else { 0.0 };
         // A report from a worker this coordinator does not know (it restarted) is still recorded:
         // the scheduler fences it as late unless it matches a current lease.
-        let disposition = self.c.report(WorkerId(r.worker_id), id, r.attempt, outcome, duration);
+        let disposition = self.hub.report(WorkerId(r.worker_id), id, r.attempt, outcome, duration);
         let d = match disposition {
             Disposition::Accepted { .. } => pb::Disposition::Accepted,
             Disposition::Late => pb::Disposition::Late,
@@ -150,19 +184,45 @@ impl CoordinatorRpc for Service {
         &self,
         req: Request<pb::DeregisterRequest>,
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
+        self.auth.check(&req)?;
         let worker = self.worker(req.into_inner().worker_id)?;
-        self.c.deregister(worker);
+        self.hub.deregister(worker);
         Ok(Response::new(pb::DeregisterResponse {}))
     }
 
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        Ok(Response::new(pb::StatusResponse { progress: Some(self.c.progress()) }))
+    async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+        self.auth.check(&req)?;
+        let r = req.into_inner();
+        let file = if r.file_name.trim().is_empty() { "sweep.toml".to_string() } else { r.file_name };
+        let hub = self.hub.clone();
+        // Planning writes the store: keep it off the async threads.
+        let done = tokio::task::spawn_blocking(move || hub.submit(&r.spec, &file))
+            .await
+            .map_err(|e| Status::internal(format!("planning crashed: {e}")))??;
+        Ok(Response::new(pb::SubmitResponse {
+            sweep: done.sweep,
+            total: done.sync.total,
+            new_trials: done.sync.new,
+            reused: done.sync.reused,
+        }))
+    }
+
+    async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        self.auth.check(&req)?;
+        let sweep = req.into_inner().sweep;
+        let all = self.hub.progress();
+        let progress = if all.is_empty() && sweep.is_empty() { None } else { Some(self.progress(&sweep)?) };
+        Ok(Response::new(pb::StatusResponse { progress, sweeps: all }))
     }
 
     type WatchStream = WatchStream;
 
-    async fn watch(&self, _req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
-        let mut rx = self.c.subscribe();
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        self.auth.check(&req)?;
+        let sweep = req.into_inner().sweep;
+        let c = if sweep.is_empty() { self.hub.latest() } else { self.hub.sweep(&sweep) };
+        let c = c.ok_or_else(|| Status::not_found("no such sweep"))?;
+        let mut rx = c.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             loop {

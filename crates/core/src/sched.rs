@@ -342,4 +342,108 @@ mod tests {
         assert_eq!(s.counts().pending, 2);
         assert_eq!(s.counts().running, 1);
     }
+
+    /// Random interleavings of lease, heartbeat, expiry, report (current, stale and duplicate),
+    /// worker loss and coordinator restart (the scheduler rebuilt from what a store would hold):
+    /// no trial is lost, none is counted twice, a finished trial never changes.
+    #[test]
+    fn random_interleavings_count_every_trial_exactly_once() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n.max(1)
+        };
+        for _round in 0..200 {
+            let trials = 1 + rand(12);
+            let cfg = SchedulerConfig { lease_timeout_ms: 100, max_failures: 1 + rand(3) as u32 };
+            // The "store": final status per trial, and attempts/failures so far.
+            let mut finals: HashMap<TrialId, TrialStatus> = HashMap::new();
+            let mut attempts: HashMap<TrialId, (u32, u32)> = HashMap::new();
+            let rebuild = |finals: &HashMap<TrialId, TrialStatus>, attempts: &HashMap<TrialId, (u32, u32)>| {
+                let mut s = Scheduler::new(cfg);
+                for i in 0..trials {
+                    let id = TrialId(i);
+                    let (a, f) = attempts.get(&id).copied().unwrap_or((0, 0));
+                    s.add(id, params(), a, f, finals.get(&id).copied().unwrap_or(TrialStatus::Pending));
+                }
+                s
+            };
+            let mut s = rebuild(&finals, &attempts);
+            let mut now = 0u64;
+            let mut held: Vec<(WorkerId, TrialId, u32)> = Vec::new();
+            for _step in 0..400 {
+                match rand(7) {
+                    0 => {
+                        let w = WorkerId(1 + rand(3));
+                        for g in s.lease(w, now, 1 + rand(3) as usize) {
+                            let e = attempts.entry(g.id).or_default();
+                            assert!(g.attempt > e.0, "attempt numbers only grow");
+                            e.0 = g.attempt;
+                            held.push((w, g.id, g.attempt));
+                        }
+                    }
+                    1 if !held.is_empty() => {
+                        let (w, id, a) = held[rand(held.len() as u64) as usize];
+                        s.heartbeat(w, &[(id, a)], now);
+                    }
+                    2 => {
+                        now += rand(150);
+                        s.expire(now);
+                    }
+                    3 | 4 if !held.is_empty() => {
+                        // Reports may repeat, come late, or come from the wrong worker.
+                        let (w, id, a) = held[rand(held.len() as u64) as usize];
+                        let kind = [ReportKind::Succeeded, ReportKind::Failed, ReportKind::Diverged][rand(3) as usize];
+                        let before = finals.get(&id).copied();
+                        match s.report(w, id, a, kind) {
+                            Disposition::Accepted { status } => {
+                                assert!(before.is_none(), "a finished trial was reported again and accepted");
+                                if status == TrialStatus::Pending {
+                                    attempts.entry(id).or_default().1 += 1;
+                                } else {
+                                    if kind == ReportKind::Failed {
+                                        attempts.entry(id).or_default().1 += 1;
+                                    }
+                                    finals.insert(id, status);
+                                }
+                            }
+                            Disposition::Late => {}
+                            Disposition::Unknown => panic!("known trial reported unknown"),
+                        }
+                    }
+                    5 => {
+                        s.release_worker(WorkerId(1 + rand(3)));
+                    }
+                    6 if rand(10) == 0 => {
+                        // Restart: everything in memory is lost; the store survives.
+                        s = rebuild(&finals, &attempts);
+                        held.clear();
+                    }
+                    _ => {}
+                }
+                let c = s.counts();
+                assert_eq!(c.total, trials);
+                assert_eq!(c.pending + c.running + c.done(), trials);
+                assert_eq!(c.done(), finals.len() as u64, "counts agree with the store");
+            }
+            // Drive to completion: every trial ends exactly once.
+            let w = WorkerId(9);
+            for _ in 0..1000 {
+                if s.is_finished() {
+                    break;
+                }
+                now += 1000;
+                s.expire(now);
+                for g in s.lease(w, now, 16) {
+                    if let Disposition::Accepted { status } = s.report(w, g.id, g.attempt, ReportKind::Succeeded) {
+                        assert!(finals.insert(g.id, status).is_none());
+                    }
+                }
+            }
+            assert!(s.is_finished());
+            assert_eq!(finals.len() as u64, trials);
+        }
+    }
 }

@@ -40,6 +40,77 @@ impl From<ConvertError> for tonic::Status {
     }
 }
 
+/// Bearer-token authentication, the same on both ends: clients attach `authorization: Bearer
+/// <token>` to every call; the server's [`Auth::check`] refuses a missing or wrong one with
+/// UNAUTHENTICATED.
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    header: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Auth {
+    /// Authentication with `token`, or none.
+    pub fn new(token: Option<&str>) -> Result<Auth, ConvertError> {
+        let header = match token {
+            Some(t) => Some(format!("Bearer {}", t.trim()).parse().map_err(|_| ConvertError::Invalid {
+                field: "token",
+                reason: "a token must be printable ASCII".into(),
+            })?),
+            None => None,
+        };
+        Ok(Auth { header })
+    }
+
+    /// Server side: whether `req` carries the token (always true without one).
+    pub fn check<T>(&self, req: &tonic::Request<T>) -> Result<(), tonic::Status> {
+        let Some(expected) = &self.header else { return Ok(()) };
+        match req.metadata().get("authorization") {
+            Some(v) if v.as_bytes() == expected.as_bytes() => Ok(()),
+            Some(_) => Err(tonic::Status::unauthenticated("wrong token")),
+            None => Err(tonic::Status::unauthenticated("missing token: pass --token-file or set KAPPA_TOKEN")),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(h) = &self.header {
+            req.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A coordinator client that authenticates every call.
+pub type Client = pb::coordinator_client::CoordinatorClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Auth>,
+>;
+
+/// Connects to a coordinator at `url` (e.g. `http://10.0.0.1:7070`).
+pub async fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectError> {
+    let channel = tonic::transport::Channel::from_shared(url.to_string())
+        .map_err(|e| ConnectError::Address(url.to_string(), e.to_string()))?
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| ConnectError::Connect(url.to_string(), e.to_string()))?;
+    let auth = Auth::new(token).map_err(|e| ConnectError::Address(url.to_string(), e.to_string()))?;
+    Ok(pb::coordinator_client::CoordinatorClient::with_interceptor(channel, auth)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(16 << 20))
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnectError {
+    /// The address is malformed.
+    #[error("invalid coordinator address {0}: {1}")]
+    Address(String, String),
+    /// Nothing answered.
+    #[error("cannot connect to coordinator {0}: {1}")]
+    Connect(String, String),
+}
+
 /// Parses a trial id field.
 pub fn parse_trial_id(s: &str) -> Result<TrialId, ConvertError> {
     s.parse()

@@ -12,14 +12,12 @@ mod executor;
 pub use executor::execute;
 
 use kappa_core::{AttemptOutcome, Hyperparams, TaskSpec, TrialId};
-use kappa_proto::pb::coordinator_client::CoordinatorClient;
 use kappa_proto::{PROTOCOL_VERSION, outcome_to_pb, parse_trial_id, pb};
 use kappa_sim::Cancel;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
-use tonic::transport::Channel;
 
 /// Worker settings.
 #[derive(Clone, Debug)]
@@ -35,6 +33,10 @@ pub struct WorkerConfig {
     /// Stop when the coordinator says the sweep is finished (local runs); a cluster worker keeps
     /// polling for the next sweep.
     pub exit_when_finished: bool,
+    /// Bearer token for the coordinator, if it requires one.
+    pub token: Option<String>,
+    /// Log connection events on stderr.
+    pub verbose: bool,
 }
 
 /// Errors that stop a worker.
@@ -62,17 +64,85 @@ pub struct WorkerStats {
 
 type Held = Arc<Mutex<HashMap<(TrialId, u32), Cancel>>>;
 
+/// How a session with the coordinator ended.
+enum SessionEnd {
+    /// Asked to stop (or the sweep finished and the worker exits then).
+    Stop,
+    /// The coordinator went away or forgot this worker: connect and register again.
+    Lost(String),
+}
+
 /// Runs a worker until `shutdown` turns true or (with `exit_when_finished`) the sweep finishes.
+/// A coordinator that goes away (restart, network) is reconnected to with backoff, forever for a
+/// cluster worker; a local worker (`exit_when_finished`) gives up if the first connection fails.
 pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Result<WorkerStats, WorkerError> {
-    let channel = Channel::from_shared(cfg.coordinator.clone())
-        .map_err(|e| WorkerError::Address(cfg.coordinator.clone(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|e| WorkerError::Connect(cfg.coordinator.clone(), e))?;
-    let mut client = CoordinatorClient::new(channel);
+    let stats = Arc::new(Mutex::new(WorkerStats::default()));
+    let mut backoff = Duration::from_millis(100);
+    let mut connected_once = false;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let client = match kappa_proto::connect(&cfg.coordinator, cfg.token.as_deref()).await {
+            Ok(c) => c,
+            Err(e) if !connected_once && cfg.exit_when_finished => {
+                return Err(WorkerError::Address(cfg.coordinator.clone(), e.to_string()));
+            }
+            Err(e) => {
+                log(&cfg, &format!("{e}; retrying in {backoff:.1?}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        match session(&cfg, client, &mut shutdown, stats.clone()).await {
+            Ok(SessionEnd::Stop) => break,
+            Ok(SessionEnd::Lost(why)) => {
+                connected_once = true;
+                backoff = Duration::from_millis(100);
+                log(&cfg, &format!("lost the coordinator ({why}); reconnecting"));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let stats = stats.lock().map(|s| *s).unwrap_or_default();
+    Ok(stats)
+}
+
+fn log(cfg: &WorkerConfig, msg: &str) {
+    if cfg.verbose {
+        eprintln!("[worker {}] {msg}", cfg.name);
+    }
+}
+
+/// Whether a failed call means the coordinator is gone or forgot us (reconnect), rather than a
+/// refusal that reconnecting cannot fix.
+fn is_lost(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::NotFound
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+    )
+}
+
+async fn session(
+    cfg: &WorkerConfig,
+    mut client: kappa_proto::Client,
+    shutdown: &mut watch::Receiver<bool>,
+    stats: Arc<Mutex<WorkerStats>>,
+) -> Result<SessionEnd, WorkerError> {
     let rpc = |s: tonic::Status| WorkerError::Rpc(cfg.coordinator.clone(), s);
-    let reg = client
+    let reg = match client
         .register(pb::RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
             name: cfg.name.clone(),
@@ -80,9 +150,13 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Resu
             gpus: 0,
         })
         .await
-        .map_err(rpc)?
-        .into_inner();
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) if is_lost(&s) => return Ok(SessionEnd::Lost(s.message().to_string())),
+        Err(s) => return Err(rpc(s)),
+    };
     let worker_id = reg.worker_id;
+    log(cfg, &format!("registered with {} as w{worker_id}", cfg.coordinator));
     let held: Held = Arc::default();
     let heartbeat = tokio::spawn(heartbeat_loop(
         client.clone(),
@@ -91,16 +165,15 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Resu
         held.clone(),
     ));
     let slots = Arc::new(Semaphore::new(cfg.slots.max(1)));
-    let stats = Arc::new(Mutex::new(WorkerStats::default()));
     let mut tasks = tokio::task::JoinSet::new();
     let mut parsed: Option<(String, Arc<TaskSpec>)> = None;
     let result = loop {
         if *shutdown.borrow() {
-            break Ok(());
+            break Ok(SessionEnd::Stop);
         }
         // Wait for a free slot, then take every free slot at once.
         let first = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break Ok(()) },
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break Ok(SessionEnd::Stop) },
             _ = shutdown.changed() => continue,
         };
         let mut permits = vec![first];
@@ -118,11 +191,12 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Resu
         };
         let resp = match resp {
             Ok(r) => r.into_inner(),
+            Err(s) if is_lost(&s) => break Ok(SessionEnd::Lost(s.message().to_string())),
             Err(s) => break Err(rpc(s)),
         };
         if resp.leases.is_empty() && resp.sweep_finished {
             if cfg.exit_when_finished {
-                break Ok(());
+                break Ok(SessionEnd::Stop);
             }
             // Nothing to do until a new sweep arrives: do not spin.
             drop(permits);
@@ -184,17 +258,16 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Resu
         // Reap finished tasks so the set does not grow.
         while tasks.try_join_next().is_some() {}
     };
-    // Shutdown: cancel what runs, hand the leases back, wait for the tasks to notice.
+    // End of the session: cancel what runs, hand the leases back, wait for the tasks to notice.
     if let Ok(h) = held.lock() {
         for c in h.values() {
             c.cancel();
         }
     }
-    let _ = client.deregister(pb::DeregisterRequest { worker_id }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.deregister(pb::DeregisterRequest { worker_id })).await;
     while tasks.join_next().await.is_some() {}
     heartbeat.abort();
-    let stats = stats.lock().map(|s| *s).unwrap_or_default();
-    result.map(|()| stats)
+    result
 }
 
 /// A leased trial, ready to run.
@@ -252,7 +325,7 @@ async fn run_on_pool(trial: Trial, cancel: Cancel) -> Option<AttemptOutcome> {
 }
 
 async fn report(
-    client: &mut CoordinatorClient<Channel>,
+    client: &mut kappa_proto::Client,
     worker_id: u64,
     id: &str,
     attempt: u32,
@@ -281,7 +354,7 @@ async fn report(
     }
 }
 
-async fn heartbeat_loop(mut client: CoordinatorClient<Channel>, worker_id: u64, every: Duration, held: Held) {
+async fn heartbeat_loop(mut client: kappa_proto::Client, worker_id: u64, every: Duration, held: Held) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

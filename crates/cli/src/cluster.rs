@@ -1,0 +1,281 @@
+//! The cluster commands: `kappa coordinator`, `kappa worker`, `kappa submit`, `kappa watch`, and
+//! the `--coordinator` forms of `kappa status`.
+
+use crate::plan::load_sweep;
+use crate::run::interrupted;
+use crate::{exit, invalid};
+use anyhow::{Context, anyhow};
+use kappa_coordinator::{CoordinatorConfig, Hub};
+use kappa_core::spec::parse_duration;
+use kappa_proto::pb;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Where the shared token comes from.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TokenArg {
+    /// File holding the shared bearer token (every RPC must carry it).
+    #[arg(long, value_name = "FILE", env = "KAPPA_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl TokenArg {
+    /// The token: from `--token-file`, else the `KAPPA_TOKEN` variable, else none.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(f) = &self.token_file {
+            let t = std::fs::read_to_string(f)
+                .map_err(|e| invalid(format!("cannot read token file {}: {e}", f.display())))?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                return Err(invalid(format!("token file {} is empty", f.display())));
+            }
+            return Ok(Some(t));
+        }
+        Ok(std::env::var("KAPPA_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+    }
+}
+
+/// The coordinator a client talks to.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CoordinatorArg {
+    /// Coordinator URL, e.g. http://10.0.0.1:7070.
+    #[arg(long, value_name = "URL", env = "KAPPA_COORDINATOR")]
+    pub coordinator: String,
+    #[command(flatten)]
+    pub token: TokenArg,
+}
+
+/// Arguments of `kappa coordinator`.
+#[derive(clap::Args, Debug)]
+pub struct CoordinatorArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", env = "KAPPA_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: String,
+    /// State root: each submitted sweep keeps its store in DIR/NAME (NAME: the sweep name); a restarted
+    /// coordinator reloads them all.
+    #[arg(long, value_name = "DIR", env = "KAPPA_STATE", default_value = "runs")]
+    state: PathBuf,
+    /// How often workers renew their leases.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    heartbeat: Duration,
+    /// Missed heartbeats after which a lease expires and its trial runs again.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    missed_heartbeats: u32,
+    #[command(flatten)]
+    token: TokenArg,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+/// `kappa coordinator`: serves until Ctrl-C or SIGTERM, then commits everything and exits.
+pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
+    let token = args.token.token()?;
+    let auth = kappa_proto::Auth::new(token.as_deref()).map_err(|e| invalid(e.to_string()))?;
+    let cfg = CoordinatorConfig {
+        heartbeat_interval: args.heartbeat,
+        lease_timeout: args.heartbeat * args.missed_heartbeats.max(1),
+        ..CoordinatorConfig::default()
+    };
+    let hub = Arc::new(Hub::new(Some(args.state.clone()), cfg, kappa_sim::VERSION));
+    let loaded = hub.load_all().with_context(|| format!("cannot load the sweeps in {}", args.state.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| invalid(format!("cannot listen on {}: {e}", args.listen)))?;
+        let addr = listener.local_addr()?;
+        // The first line a supervisor (or a test) can wait for.
+        println!("kappa coordinator listening on {addr}, state in {}", args.state.display());
+        for name in &loaded {
+            println!("resumed sweep `{name}`");
+        }
+        if token.is_none() {
+            eprintln!("warning: no token (--token-file or KAPPA_TOKEN): any client that reaches {addr} is trusted");
+        }
+        kappa_coordinator::serve(listener, hub.clone(), auth, interrupted()).await.context("the server failed")
+    })?;
+    hub.shutdown().context("could not save every result")?;
+    println!("coordinator stopped; every result is saved");
+    Ok(exit::OK)
+}
+
+/// Arguments of `kappa worker`.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+    /// Trials run at once.
+    #[arg(long, value_name = "N", default_value_t = 1, env = "KAPPA_SLOTS")]
+    slots: usize,
+    /// Name shown in the store and logs (default: host name and process id).
+    #[arg(long, value_name = "NAME", env = "KAPPA_WORKER_NAME")]
+    name: Option<String>,
+}
+
+/// `kappa worker`: pulls trials until Ctrl-C or SIGTERM, then hands its leases back.
+pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
+    if args.slots == 0 {
+        return Err(invalid("--slots must be at least 1"));
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        let host =
+            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let cfg = kappa_worker::WorkerConfig {
+        coordinator: args.coordinator.coordinator.clone(),
+        name,
+        slots: args.slots,
+        lease_wait: Duration::from_secs(10),
+        exit_when_finished: false,
+        token: args.coordinator.token.token()?,
+        verbose: true,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let stats = runtime.block_on(async {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            interrupted().await;
+            let _ = stop_tx.send(true);
+        });
+        kappa_worker::run(cfg, stop_rx).await
+    })?;
+    eprintln!("worker stopped: {} attempts reported, {} handed back", stats.reported, stats.abandoned);
+    Ok(exit::OK)
+}
+
+/// Arguments of `kappa submit`.
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    /// The sweep file (TOML).
+    file: PathBuf,
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+    /// Follow progress until the sweep finishes.
+    #[arg(long)]
+    watch: bool,
+}
+
+async fn client(c: &CoordinatorArg) -> anyhow::Result<kappa_proto::Client> {
+    Ok(kappa_proto::connect(&c.coordinator, c.token.token()?.as_deref()).await?)
+}
+
+/// `kappa submit`: validates the file here (for its error messages), then hands it to the coordinator.
+pub fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
+    let (sweep, text) = load_sweep(&args.file)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut c = client(&args.coordinator).await?;
+        let r = c
+            .submit(pb::SubmitRequest { spec: text, file_name: args.file.display().to_string() })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        println!(
+            "submitted sweep `{}`: {} trials ({} new, {} finished earlier and reused)",
+            r.sweep, r.total, r.new_trials, r.reused
+        );
+        if args.watch {
+            follow_to_end(&args.coordinator, &sweep.name).await?;
+        }
+        Ok(exit::OK)
+    })
+}
+
+/// Arguments of `kappa watch`.
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+    /// The sweep (default: the most recently submitted).
+    #[arg(long)]
+    sweep: Option<String>,
+}
+
+/// `kappa watch`: live progress from the coordinator's stream until the sweep finishes.
+pub fn watch(args: WatchArgs) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(follow_to_end(&args.coordinator, args.sweep.as_deref().unwrap_or("")))
+}
+
+async fn follow_to_end(c: &CoordinatorArg, sweep: &str) -> anyhow::Result<u8> {
+    // Fail early with a clear error if the coordinator is not there or refuses us.
+    let mut cl = client(c).await?;
+    let p = cl.status(pb::StatusRequest { sweep: sweep.to_string() }).await.map_err(status_error)?.into_inner();
+    let (_tx, rx) = watch::channel(false);
+    crate::progress::follow(c.coordinator.clone(), c.token.token()?, sweep.to_string(), rx).await;
+    let mut cl = client(c).await?;
+    let p = cl
+        .status(pb::StatusRequest { sweep: p.progress.map(|p| p.sweep).unwrap_or_default() })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let done = p.progress.as_ref().is_some_and(|p| p.finished);
+    Ok(if !done {
+        exit::INTERRUPTED
+    } else if p.progress.is_some_and(|p| p.failed > 0) {
+        exit::TRIALS_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// `kappa status --coordinator URL`.
+pub fn status(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut cl = client(c).await?;
+        let r = cl
+            .status(pb::StatusRequest { sweep: sweep.unwrap_or("").to_string() })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if as_json {
+            let all: Vec<_> = r.sweeps.iter().map(progress_json).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "coordinator": c.coordinator, "sweeps": all }))?
+            );
+        } else {
+            if r.sweeps.is_empty() {
+                println!("coordinator {}: no sweep submitted yet", c.coordinator);
+            }
+            for p in &r.sweeps {
+                println!(
+                    "sweep `{}`: {} trials: {} succeeded, {} failed, {} diverged, {} running, {} pending; {} workers{}",
+                    p.sweep,
+                    p.total,
+                    p.succeeded,
+                    p.failed,
+                    p.diverged,
+                    p.running,
+                    p.pending,
+                    p.workers,
+                    if p.finished { "; finished" } else { "" }
+                );
+            }
+        }
+        Ok(exit::OK)
+    })
+}
+
+fn progress_json(p: &pb::Progress) -> serde_json::Value {
+    serde_json::json!({
+        "sweep": p.sweep, "total": p.total, "pending": p.pending, "running": p.running,
+        "succeeded": p.succeeded, "failed": p.failed, "diverged": p.diverged,
+        "workers": p.workers, "finished": p.finished,
+    })
+}
+
+/// A gRPC refusal in words a user can act on.
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    match s.code() {
+        tonic::Code::InvalidArgument => invalid(s.message().to_string()),
+        tonic::Code::Unauthenticated => anyhow!("the coordinator refused the token: {}", s.message()),
+        _ => anyhow!("coordinator: {} ({:?})", s.message(), s.code()),
+    }
+}

@@ -1,0 +1,339 @@
+//! The hub: every sweep a coordinator serves, and the workers that serve them.
+//!
+//! Workers register with the hub, not with a sweep; a lease takes trials from the sweeps in the
+//! order they were submitted, and a report goes to the sweep that knows the trial. With a state
+//! root, each sweep keeps its own store in `<root>/<sweep name>/`, and a restarted hub reloads
+//! every sweep found there (finished trials are kept, interrupted ones re-queued).
+
+use crate::{Coordinator, CoordinatorConfig, CoordinatorError};
+use kappa_core::sched::{Disposition, Grant};
+use kappa_core::{AttemptOutcome, Plan, Sweep, TrialId, WorkerId};
+use kappa_proto::pb;
+use kappa_store::{PlanSync, Store};
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Hub errors, each mapped to one gRPC status by the service.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The sweep file is invalid.
+    #[error("{0}")]
+    InvalidSweep(String),
+    /// The sweep exists and is running with another definition.
+    #[error("sweep `{0}` is running with a different definition: wait for it to finish, or submit under another name")]
+    Conflict(String),
+    /// This hub has no state root, so it cannot take new sweeps.
+    #[error("this coordinator serves a fixed sweep and takes no submissions")]
+    NoStateRoot,
+    /// The state could not be read or written.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    /// The state directory could not be prepared.
+    #[error("{0}")]
+    State(String),
+}
+
+/// What a submission did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// The sweep's name.
+    pub sweep: String,
+    /// Trials planned, new ones, and ones reused from earlier runs.
+    pub sync: PlanSync,
+}
+
+struct Entry {
+    coordinator: Coordinator,
+    spec: String,
+    /// Held for the sweep's life: no other process may write its store.
+    _lock: Option<File>,
+}
+
+/// Every sweep of a coordinator process, and its workers.
+pub struct Hub {
+    root: Option<PathBuf>,
+    cfg: CoordinatorConfig,
+    sim_version: String,
+    sweeps: RwLock<Vec<Entry>>,
+    workers: Mutex<HashMap<WorkerId, String>>,
+    worker_count: Arc<AtomicU32>,
+    next_worker: AtomicU64,
+    work: Arc<Notify>,
+}
+
+impl Hub {
+    /// A hub over the state root `root` (sweeps are reloaded from it), or over nothing.
+    pub fn new(root: Option<PathBuf>, cfg: CoordinatorConfig, sim_version: &str) -> Hub {
+        Hub {
+            root,
+            cfg,
+            sim_version: sim_version.to_string(),
+            sweeps: RwLock::new(Vec::new()),
+            workers: Mutex::new(HashMap::new()),
+            worker_count: Arc::new(AtomicU32::new(0)),
+            next_worker: AtomicU64::new(1),
+            work: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The coordinator settings every sweep starts from.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.cfg
+    }
+
+    fn sweeps(&self) -> std::sync::RwLockReadGuard<'_, Vec<Entry>> {
+        self.sweeps.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a sweep whose store is already synced (as `kappa run` prepares it).
+    pub fn add(&self, store: Store, sweep: &Sweep, spec: &str) -> Result<Coordinator, HubError> {
+        let c =
+            Coordinator::with_shared(store, self.cfg.for_sweep(sweep), self.work.clone(), self.worker_count.clone())?;
+        self.sweeps.write().unwrap_or_else(|e| e.into_inner()).push(Entry {
+            coordinator: c.clone(),
+            spec: spec.to_string(),
+            _lock: None,
+        });
+        self.work.notify_waiters();
+        Ok(c)
+    }
+
+    /// Reloads every sweep under the state root (after a restart). Returns their names.
+    pub fn load_all(&self) -> Result<Vec<String>, HubError> {
+        let Some(root) = &self.root else { return Ok(Vec::new()) };
+        std::fs::create_dir_all(root).map_err(|e| HubError::State(format!("cannot create {}: {e}", root.display())))?;
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+            .map_err(|e| HubError::State(format!("cannot read {}: {e}", root.display())))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| Store::db_path(p).is_file())
+            .collect();
+        dirs.sort();
+        let mut names = Vec::new();
+        for dir in dirs {
+            let store = Store::open(&dir).map_err(CoordinatorError::from)?;
+            let Some(info) = store.sweep_info().map_err(CoordinatorError::from)? else { continue };
+            drop(store);
+            let submitted = self.submit(&info.spec, &info.spec_path)?;
+            names.push(submitted.sweep);
+        }
+        Ok(names)
+    }
+
+    /// Plans a sweep from its file text into `<root>/<name>/` and starts serving it. Submitting
+    /// the same sweep again is harmless; an edited one replaces it once it is finished.
+    pub fn submit(&self, spec: &str, file: &str) -> Result<Submitted, HubError> {
+        let root = self.root.as_ref().ok_or(HubError::NoStateRoot)?;
+        let sweep = Sweep::parse(file, spec).map_err(|e| HubError::InvalidSweep(e.to_string()))?;
+        let mut sweeps = self.sweeps.write().unwrap_or_else(|e| e.into_inner());
+        let existing = sweeps.iter().position(|e| e.coordinator.sweep() == sweep.name);
+        if let Some(i) = existing {
+            let e = &sweeps[i];
+            if e.spec == spec {
+                let p = e.coordinator.progress();
+                return Ok(Submitted {
+                    sweep: sweep.name.clone(),
+                    sync: PlanSync { total: p.total, new: 0, reused: p.succeeded + p.failed + p.diverged, requeued: 0 },
+                });
+            }
+            if !e.coordinator.is_finished() {
+                return Err(HubError::Conflict(sweep.name.clone()));
+            }
+            let old = sweeps.remove(i);
+            old.coordinator.shutdown()?;
+        }
+        let dir = root.join(&sweep.name);
+        let lock = lock_dir(&dir)?;
+        let mut store = Store::create(&dir).map_err(CoordinatorError::from)?;
+        let plan = Plan::new(&sweep, &self.sim_version);
+        let sync = store
+            .sync_plan(&sweep.name, file, spec, &plan.task_json().to_string(), plan.trials())
+            .map_err(CoordinatorError::from)?;
+        let c =
+            Coordinator::with_shared(store, self.cfg.for_sweep(&sweep), self.work.clone(), self.worker_count.clone())?;
+        sweeps.push(Entry { coordinator: c, spec: spec.to_string(), _lock: Some(lock) });
+        drop(sweeps);
+        self.work.notify_waiters();
+        Ok(Submitted { sweep: sweep.name, sync })
+    }
+
+    /// Registers a worker.
+    pub fn register(&self, name: &str) -> WorkerId {
+        let id = WorkerId(self.next_worker.fetch_add(1, Ordering::Relaxed));
+        let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        w.insert(id, format!("{name}#{}", id.0));
+        self.worker_count.store(w.len() as u32, Ordering::Relaxed);
+        drop(w);
+        self.refresh();
+        id
+    }
+
+    /// Whether a worker id is registered.
+    pub fn knows(&self, worker: WorkerId) -> bool {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&worker)
+    }
+
+    fn name(&self, worker: WorkerId) -> String {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&worker)
+            .cloned()
+            .unwrap_or_else(|| worker.to_string())
+    }
+
+    fn refresh(&self) {
+        for e in self.sweeps().iter() {
+            e.coordinator.refresh();
+        }
+    }
+
+    /// Leases up to `max` trials from the sweeps in submission order, waiting up to `wait` for
+    /// work. Returns (task JSON, timeout, grant) triples and whether every sweep is finished.
+    #[allow(clippy::type_complexity)]
+    pub async fn lease(
+        &self,
+        worker: WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> (Vec<(Arc<str>, Option<Duration>, Grant)>, bool) {
+        let deadline = tokio::time::Instant::now() + wait;
+        let name = self.name(worker);
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut out = Vec::new();
+            let mut all_finished = true;
+            for e in self.sweeps().iter() {
+                let c = &e.coordinator;
+                if out.len() < max {
+                    let task = c.task_json();
+                    let timeout = c.config().attempt_timeout;
+                    out.extend(
+                        c.try_lease(worker, &name, max - out.len()).into_iter().map(|g| (task.clone(), timeout, g)),
+                    );
+                }
+                all_finished &= c.is_finished();
+            }
+            if !out.is_empty() {
+                return (out, false);
+            }
+            if all_finished && !self.sweeps().is_empty() {
+                return (out, true);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return (Vec::new(), false);
+            }
+        }
+    }
+
+    /// Renews leases; returns those no sweep considers current.
+    pub fn heartbeat(&self, worker: WorkerId, held: &[(TrialId, u32)]) -> Vec<(TrialId, u32)> {
+        let mut stale: Option<Vec<(TrialId, u32)>> = None;
+        for e in self.sweeps().iter() {
+            let s = e.coordinator.heartbeat(worker, held);
+            stale = Some(match stale {
+                None => s,
+                Some(prev) => prev.into_iter().filter(|x| s.contains(x)).collect(),
+            });
+        }
+        stale.unwrap_or_else(|| held.to_vec())
+    }
+
+    /// Routes a report to the sweep that knows the trial.
+    pub fn report(
+        &self,
+        worker: WorkerId,
+        id: TrialId,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        duration_s: f64,
+    ) -> Disposition {
+        let name = self.name(worker);
+        for e in self.sweeps().iter() {
+            let d = e.coordinator.report(worker, &name, id, attempt, outcome.clone(), duration_s);
+            if d != Disposition::Unknown {
+                return d;
+            }
+        }
+        Disposition::Unknown
+    }
+
+    /// A worker leaves: its leases go back to pending in every sweep.
+    pub fn deregister(&self, worker: WorkerId) {
+        {
+            let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+            w.remove(&worker);
+            self.worker_count.store(w.len() as u32, Ordering::Relaxed);
+        }
+        for e in self.sweeps().iter() {
+            e.coordinator.release_worker(worker);
+        }
+    }
+
+    /// Expires overdue leases in every sweep.
+    pub fn expire(&self) {
+        for e in self.sweeps().iter() {
+            e.coordinator.expire();
+        }
+    }
+
+    /// Progress of every sweep, in submission order.
+    pub fn progress(&self) -> Vec<pb::Progress> {
+        self.sweeps().iter().map(|e| e.coordinator.progress()).collect()
+    }
+
+    /// The coordinator of a sweep, by name.
+    pub fn sweep(&self, name: &str) -> Option<Coordinator> {
+        self.sweeps().iter().find(|e| e.coordinator.sweep() == name).map(|e| e.coordinator.clone())
+    }
+
+    /// The most recently submitted sweep.
+    pub fn latest(&self) -> Option<Coordinator> {
+        self.sweeps().last().map(|e| e.coordinator.clone())
+    }
+
+    /// Commits everything queued in every sweep and closes the stores.
+    pub fn shutdown(&self) -> Result<(), CoordinatorError> {
+        let mut first = Ok(());
+        for e in self.sweeps().iter() {
+            if let Err(err) = e.coordinator.shutdown()
+                && first.is_ok()
+            {
+                first = Err(err);
+            }
+        }
+        first
+    }
+
+    /// A write failure in any sweep.
+    pub fn write_failure(&self) -> Option<String> {
+        self.sweeps().iter().find_map(|e| e.coordinator.write_failure())
+    }
+}
+
+/// Takes the exclusive lock of a sweep's state directory.
+pub fn lock_dir(dir: &Path) -> Result<File, HubError> {
+    std::fs::create_dir_all(dir).map_err(|e| HubError::State(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| HubError::State(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(HubError::State(format!(
+            "state directory {} is in use by another kappa process (wait for it, or pass another --state)",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(HubError::State(format!("cannot lock {}: {e}", path.display()))),
+    }
+}

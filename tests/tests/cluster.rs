@@ -1,0 +1,146 @@
+//! Cluster end to end: separate coordinator and worker processes on 127.0.0.1, killed and
+//! restarted mid-sweep; every trial must end exactly once.
+
+use kappa_tests::{Sandbox, count, show, sweep};
+use std::time::Duration;
+
+/// 12 learning rates × 2 optimizers: 24 trials of about 0.1–0.2 s each.
+fn slow_sweep(name: &str) -> String {
+    let lrs = [0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05];
+    sweep(name, &lrs, 1, 150_000, 64)
+}
+
+const FAST_LEASES: &[&str] = &["--heartbeat", "200ms", "--missed-heartbeats", "3"];
+
+fn submit(sb: &Sandbox, addr: &str, file: &str, extra: &[&str]) -> std::process::Output {
+    let url = format!("http://{addr}");
+    let mut args = vec!["submit", file, "--coordinator", url.as_str()];
+    args.extend_from_slice(extra);
+    sb.kappa(&args)
+}
+
+/// (attempts logged, attempts counted) per trial, and how many attempts were lost or expired.
+fn ledger(sb: &Sandbox, state: &str) -> (Vec<(String, i64, i64)>, i64) {
+    let db = rusqlite::Connection::open(sb.path().join(state).join("kappa.db")).unwrap();
+    let mut stmt = db.prepare("SELECT trial_id, count(*), sum(counted) FROM attempts GROUP BY trial_id").unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    let lost = db
+        .query_row("SELECT count(*) FROM attempts WHERE outcome IN ('expired', 'lost', 'released')", [], |r| r.get(0))
+        .unwrap();
+    (rows, lost)
+}
+
+#[test]
+fn a_worker_killed_mid_trial_is_replaced_and_each_trial_counts_once() {
+    let sb = Sandbox::new();
+    sb.write("s.toml", &slow_sweep("kill-worker"));
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", FAST_LEASES);
+    let a = sb.worker(&addr, "a", &[]);
+    let out = submit(&sb, &addr, "s.toml", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // Let `a` finish some trials, then kill it while it holds a lease.
+    sb.wait_for("cluster/kill-worker", "a few trials done and one running", Duration::from_secs(60), |c| {
+        count(c, "succeeded") >= 3 && count(c, "running") >= 1
+    });
+    a.signal(libc::SIGKILL);
+    drop(a);
+    let _b = sb.worker(&addr, "b", &["--slots", "2"]);
+    sb.wait_for("cluster/kill-worker", "every trial done", Duration::from_secs(90), |c| count(c, "succeeded") == 24);
+    let (rows, lost) = ledger(&sb, "cluster/kill-worker");
+    assert_eq!(rows.len(), 24);
+    assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
+    assert!(lost >= 1, "the killed worker's lease must have expired");
+}
+
+#[test]
+fn a_stopped_worker_is_fenced_when_it_comes_back() {
+    let sb = Sandbox::new();
+    sb.write("s.toml", &slow_sweep("pause-worker"));
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", FAST_LEASES);
+    let a = sb.worker(&addr, "a", &[]);
+    assert_eq!(submit(&sb, &addr, "s.toml", &[]).status.code(), Some(0));
+    sb.wait_for("cluster/pause-worker", "a trial running", Duration::from_secs(60), |c| count(c, "running") >= 1);
+    // Freeze `a` past its lease (3 × 200 ms), let `b` take the trial over, then wake `a` up.
+    a.signal(libc::SIGSTOP);
+    let _b = sb.worker(&addr, "b", &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    a.signal(libc::SIGCONT);
+    sb.wait_for("cluster/pause-worker", "every trial done", Duration::from_secs(90), |c| count(c, "succeeded") == 24);
+    let (rows, _) = ledger(&sb, "cluster/pause-worker");
+    assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
+    // Any report `a` made for its superseded attempt is recorded as late, never counted.
+    let db = rusqlite::Connection::open(sb.path().join("cluster/pause-worker/kappa.db")).unwrap();
+    let counted_by_a: i64 = db
+        .query_row(
+            "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND counted = 1 AND outcome LIKE 'late%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(counted_by_a, 0);
+}
+
+#[test]
+fn a_coordinator_killed_and_restarted_finishes_the_sweep_exactly_once() {
+    let sb = Sandbox::new();
+    sb.write("s.toml", &slow_sweep("kill-coordinator"));
+    let (coord, addr) = sb.coordinator("127.0.0.1:0", FAST_LEASES);
+    let _w = sb.worker(&addr, "w", &["--slots", "2"]);
+    assert_eq!(submit(&sb, &addr, "s.toml", &[]).status.code(), Some(0));
+    sb.wait_for("cluster/kill-coordinator", "some trials done", Duration::from_secs(60), |c| {
+        count(c, "succeeded") >= 4
+    });
+    coord.signal(libc::SIGKILL);
+    drop(coord);
+    let before: Vec<(String, f64)> = {
+        let db = rusqlite::Connection::open(sb.path().join("cluster/kill-coordinator/kappa.db")).unwrap();
+        let mut stmt = db.prepare("SELECT id, finished_at FROM trials WHERE status = 'succeeded'").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(before.len() < 24, "the sweep finished before the kill: make it longer");
+    // Same command, same address: the worker reconnects on its own.
+    let (_coord2, addr2) = sb.coordinator(&addr, FAST_LEASES);
+    assert_eq!(addr2, addr);
+    sb.wait_for("cluster/kill-coordinator", "every trial done", Duration::from_secs(90), |c| {
+        count(c, "succeeded") == 24
+    });
+    let (rows, _) = ledger(&sb, "cluster/kill-coordinator");
+    assert_eq!(rows.len(), 24);
+    assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
+    let db = rusqlite::Connection::open(sb.path().join("cluster/kill-coordinator/kappa.db")).unwrap();
+    for (id, finished_at) in &before {
+        let (attempts, at): (i64, f64) = db
+            .query_row("SELECT attempts, finished_at FROM trials WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(at, *finished_at, "trial {id} finished again after the restart");
+        assert!(attempts >= 1);
+    }
+}
+
+#[test]
+fn tokens_and_bad_submissions_get_clear_refusals() {
+    let sb = Sandbox::new();
+    sb.write("tok", "right-token\n");
+    sb.write("wrong", "wrong-token\n");
+    sb.write("s.toml", &sweep("tok", &[0.01], 1, 200, 4));
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &["--token-file", "tok"]);
+    let out = submit(&sb, &addr, "s.toml", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing token"), "{}", show(&out));
+    let out = submit(&sb, &addr, "s.toml", &["--token-file", "wrong"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong token"), "{}", show(&out));
+    let out = submit(&sb, &addr, "s.toml", &["--token-file", "tok"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // A worker without the token is refused, and says so.
+    let url = format!("http://{addr}");
+    let out = sb.kappa(&["worker", "--coordinator", &url, "--name", "nope"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing token"), "{}", show(&out));
+    let _w = sb.worker(&addr, "w", &["--token-file", "tok"]);
+    let out = submit(&sb, &addr, "s.toml", &["--token-file", "tok", "--watch"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // The server is still up and says what it serves.
+    let out = sb.kappa(&["status", "--coordinator", &url, "--token-file", "tok", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)));
+    assert_eq!(v["sweeps"][0]["succeeded"], 2);
+}
