@@ -9,6 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Relative to this package, so a target directory shared by two checkouts tracks the right file.
     println!("cargo:rerun-if-changed=../../proto/kappa/v1/kappa.proto");
     let fds = protox::compile([&file], [&root])?;
+    // The descriptor set is served by gRPC server reflection (so grpcurl needs no .proto files).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("kappa_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
     tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())
 }

@@ -144,3 +144,28 @@ fn tokens_and_bad_submissions_get_clear_refusals() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)));
     assert_eq!(v["sweeps"][0]["succeeded"], 2);
 }
+
+#[test]
+fn prometheus_metrics_count_trials_workers_and_reports() {
+    use std::io::{Read, Write};
+    let sb = Sandbox::new();
+    sb.write("s.toml", &sweep("metrics", &[0.01, 0.02], 1, 200, 4));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &["--metrics-listen", &metrics]);
+    let _w = sb.worker(&addr, "w", &[]);
+    assert_eq!(submit(&sb, &addr, "s.toml", &["--watch"]).status.code(), Some(0));
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    let body = get("/metrics");
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("kappa_trials{sweep=\"metrics\",status=\"succeeded\"} 4"), "{body}");
+    assert!(body.contains("kappa_workers 1"), "{body}");
+    assert!(body.contains("kappa_reports_total 4"), "{body}");
+    assert!(get("/other").starts_with("HTTP/1.1 404"));
+}

@@ -63,6 +63,9 @@ pub struct CoordinatorArgs {
     /// Missed heartbeats after which a lease expires and its trial runs again.
     #[arg(long, value_name = "N", default_value_t = 3)]
     missed_heartbeats: u32,
+    /// Also serve Prometheus metrics (GET /metrics) on this address.
+    #[arg(long, value_name = "ADDR", env = "KAPPA_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     token: TokenArg,
 }
@@ -95,6 +98,12 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         }
         if token.is_none() {
             eprintln!("warning: no token (--token-file or KAPPA_TOKEN): any client that reaches {addr} is trusted");
+        }
+        if let Some(m) = &args.metrics_listen {
+            let l =
+                tokio::net::TcpListener::bind(m).await.map_err(|e| invalid(format!("cannot listen on {m}: {e}")))?;
+            println!("metrics on http://{}/metrics", l.local_addr()?);
+            tokio::spawn(kappa_coordinator::metrics::serve_metrics(l, hub.clone(), std::future::pending()));
         }
         kappa_coordinator::serve(listener, hub.clone(), auth, interrupted()).await.context("the server failed")
     })?;

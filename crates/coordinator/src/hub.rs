@@ -64,6 +64,7 @@ pub struct Hub {
     worker_count: Arc<AtomicU32>,
     next_worker: AtomicU64,
     work: Arc<Notify>,
+    reports: AtomicU64,
 }
 
 impl Hub {
@@ -78,6 +79,7 @@ impl Hub {
             worker_count: Arc::new(AtomicU32::new(0)),
             next_worker: AtomicU64::new(1),
             work: Arc::new(Notify::new()),
+            reports: AtomicU64::new(0),
         }
     }
 
@@ -173,6 +175,16 @@ impl Hub {
         id
     }
 
+    /// Registered workers.
+    pub fn worker_count(&self) -> u32 {
+        self.worker_count.load(Ordering::Relaxed)
+    }
+
+    /// Reports received so far.
+    pub fn reports(&self) -> u64 {
+        self.reports.load(Ordering::Relaxed)
+    }
+
     /// Whether a worker id is registered.
     pub fn knows(&self, worker: WorkerId) -> bool {
         self.workers.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&worker)
@@ -255,6 +267,7 @@ impl Hub {
         outcome: AttemptOutcome,
         duration_s: f64,
     ) -> Disposition {
+        self.reports.fetch_add(1, Ordering::Relaxed);
         let name = self.name(worker);
         for e in self.sweeps().iter() {
             let d = e.coordinator.report(worker, &name, id, attempt, outcome.clone(), duration_s);

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod hub;
+pub mod metrics;
 mod service;
 mod writer;
 
@@ -115,9 +116,10 @@ impl Coordinator {
         let mut sched = Scheduler::new(SchedulerConfig {
             lease_timeout_ms: cfg.lease_timeout.as_millis() as u64,
             max_failures: cfg.max_failures.max(1),
+            max_lost: SchedulerConfig::DEFAULT_MAX_LOST,
         });
         for t in open {
-            sched.add(t.id, t.params, t.attempts, t.failures, TrialStatus::Pending);
+            sched.add(t.id, t.params, t.attempts, t.failures, t.lost, TrialStatus::Pending);
         }
         let reused = counts.done();
         // Finished trials are only counted, not held: the scheduler needs just the open ones.
@@ -278,11 +280,27 @@ impl Coordinator {
         if revoked.is_empty() {
             return;
         }
-        self.inner.writer.send_all(revoked.into_iter().map(|r| StoreOp::Revoked {
-            id: r.id,
-            attempt: r.attempt,
-            at,
-            reason,
+        self.inner.writer.send_all(revoked.into_iter().map(|r| {
+            if r.gave_up {
+                // Lost too many leases: failed for good, in the store as in the scheduler.
+                StoreOp::Reported {
+                    id: r.id,
+                    attempt: r.attempt,
+                    worker: r.worker.to_string(),
+                    at,
+                    duration_s: 0.0,
+                    outcome: TrialStatus::Failed,
+                    metrics: None,
+                    error: Some(format!(
+                        "lost its lease {} times (the worker died, hung or was cut off each time): given up",
+                        SchedulerConfig::DEFAULT_MAX_LOST
+                    )),
+                    diverged_step: None,
+                    effect: ReportEffect::Final,
+                }
+            } else {
+                StoreOp::Revoked { id: r.id, attempt: r.attempt, at, reason }
+            }
         }));
         self.inner.work.notify_waiters();
     }

@@ -58,10 +58,21 @@ pub async fn serve(
     let svc = CoordinatorServer::new(Service { hub, auth })
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(64 << 20);
-    let result = tonic::transport::Server::builder()
-        .add_service(svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+    // The standard health service (for probes) and reflection (for grpcurl), unauthenticated:
+    // they reveal nothing about sweeps.
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<CoordinatorServer<Service>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kappa_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let mut builder = tonic::transport::Server::builder();
+    let router = builder.add_service(svc).add_service(health);
+    let router = match reflection {
+        Ok(r) => router.add_service(r),
+        Err(_) => router,
+    };
+    let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
     ticker.abort();
     result
 }

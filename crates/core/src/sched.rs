@@ -29,6 +29,14 @@ pub struct SchedulerConfig {
     pub lease_timeout_ms: u64,
     /// Failed attempts allowed before a trial is failed for good (retries + 1).
     pub max_failures: u32,
+    /// Expired leases allowed before a trial is failed for good: a trial whose worker dies or
+    /// hangs every time (out of memory, say) must not be re-run forever.
+    pub max_lost: u32,
+}
+
+impl SchedulerConfig {
+    /// Default for `max_lost`.
+    pub const DEFAULT_MAX_LOST: u32 = 5;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,6 +51,7 @@ struct Entry {
     params: Hyperparams,
     attempt: u32,
     failures: u32,
+    lost: u32,
     state: State,
 }
 
@@ -93,6 +102,8 @@ pub struct Revoked {
     pub attempt: u32,
     /// The worker that held it.
     pub worker: WorkerId,
+    /// The trial lost too many leases and is now failed for good, not pending.
+    pub gave_up: bool,
 }
 
 /// The state machine.
@@ -110,9 +121,18 @@ impl Scheduler {
         Scheduler { cfg, entries: HashMap::new(), queue: VecDeque::new(), counts: Counts::default() }
     }
 
-    /// Adds a trial as the store knows it: `attempts` leases so far, `failures` of them failed.
-    /// A non-terminal status (pending, or running from a process that is gone) becomes pending.
-    pub fn add(&mut self, id: TrialId, params: Hyperparams, attempts: u32, failures: u32, status: TrialStatus) {
+    /// Adds a trial as the store knows it: `attempts` leases so far, `failures` of them failed,
+    /// `lost` of them expired. A non-terminal status (pending, or running from a process that is
+    /// gone) becomes pending.
+    pub fn add(
+        &mut self,
+        id: TrialId,
+        params: Hyperparams,
+        attempts: u32,
+        failures: u32,
+        lost: u32,
+        status: TrialStatus,
+    ) {
         if self.entries.contains_key(&id) {
             return;
         }
@@ -122,7 +142,7 @@ impl Scheduler {
         if state == State::Pending {
             self.queue.push_back(id);
         }
-        self.entries.insert(id, Entry { params, attempt: attempts, failures, state });
+        self.entries.insert(id, Entry { params, attempt: attempts, failures, lost, state });
     }
 
     /// Counts by status.
@@ -207,31 +227,41 @@ impl Scheduler {
         Disposition::Accepted { status }
     }
 
-    /// Returns every lease whose deadline has passed to pending.
+    /// Returns every lease whose deadline has passed to pending (or fails a trial that lost
+    /// `max_lost` leases).
     pub fn expire(&mut self, now_ms: u64) -> Vec<Revoked> {
-        self.revoke_where(|_, deadline| deadline <= now_ms)
+        self.revoke_where(|_, deadline| deadline <= now_ms, true)
     }
 
-    /// Returns every lease held by `worker` to pending (it left or is shutting down).
+    /// Returns every lease held by `worker` to pending (it left or is shutting down: not a loss).
     pub fn release_worker(&mut self, worker: WorkerId) -> Vec<Revoked> {
-        self.revoke_where(|w, _| w == worker)
+        self.revoke_where(|w, _| w == worker, false)
     }
 
-    fn revoke_where(&mut self, pred: impl Fn(WorkerId, u64) -> bool) -> Vec<Revoked> {
+    fn revoke_where(&mut self, pred: impl Fn(WorkerId, u64) -> bool, lost: bool) -> Vec<Revoked> {
+        let max_lost = self.cfg.max_lost.max(1);
         let mut out = Vec::new();
         for (id, e) in &mut self.entries {
             if let State::Leased { worker, deadline } = e.state
                 && pred(worker, deadline)
             {
-                e.state = State::Pending;
-                out.push(Revoked { id: *id, attempt: e.attempt, worker });
+                if lost {
+                    e.lost += 1;
+                }
+                let gave_up = e.lost >= max_lost;
+                e.state = if gave_up { State::Done(TrialStatus::Failed) } else { State::Pending };
+                out.push(Revoked { id: *id, attempt: e.attempt, worker, gave_up });
             }
         }
         // Deterministic requeue order.
         out.sort_by_key(|r| r.id);
         for r in &out {
-            self.counts.shift(TrialStatus::Running, TrialStatus::Pending);
-            self.queue.push_front(r.id);
+            if r.gave_up {
+                self.counts.shift(TrialStatus::Running, TrialStatus::Failed);
+            } else {
+                self.counts.shift(TrialStatus::Running, TrialStatus::Pending);
+                self.queue.push_front(r.id);
+            }
         }
         out
     }
@@ -256,9 +286,9 @@ mod tests {
     }
 
     fn sched(n: u64) -> Scheduler {
-        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 2 });
+        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 2, max_lost: 5 });
         for i in 0..n {
-            s.add(TrialId(i), params(), 0, 0, TrialStatus::Pending);
+            s.add(TrialId(i), params(), 0, 0, 0, TrialStatus::Pending);
         }
         s
     }
@@ -290,7 +320,7 @@ mod tests {
         // Renewed at 50: still leased at 120.
         assert!(s.expire(120).is_empty());
         let r = s.expire(150);
-        assert_eq!(r, vec![Revoked { id: TrialId(0), attempt: 1, worker: W1 }]);
+        assert_eq!(r, vec![Revoked { id: TrialId(0), attempt: 1, worker: W1, gave_up: false }]);
         let g2 = s.lease(W2, 160, 1);
         assert_eq!(g2[0].attempt, 2);
         // The old worker's report is late, its heartbeat says the lease is stale.
@@ -322,14 +352,35 @@ mod tests {
 
     #[test]
     fn resumed_trials_keep_counting_attempts() {
-        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 3 });
-        s.add(TrialId(1), params(), 4, 0, TrialStatus::Running);
-        s.add(TrialId(2), params(), 1, 0, TrialStatus::Succeeded);
+        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 3, max_lost: 5 });
+        s.add(TrialId(1), params(), 4, 0, 0, TrialStatus::Running);
+        s.add(TrialId(2), params(), 1, 0, 0, TrialStatus::Succeeded);
         assert_eq!(s.counts().pending, 1);
         assert_eq!(s.counts().succeeded, 1);
         let g = s.lease(W1, 0, 5);
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].attempt, 5);
+    }
+
+    #[test]
+    fn a_trial_that_keeps_losing_its_lease_fails_in_the_end() {
+        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 10, max_failures: 3, max_lost: 3 });
+        s.add(TrialId(1), params(), 0, 0, 0, TrialStatus::Pending);
+        let mut now = 0;
+        for round in 1..=3 {
+            assert_eq!(s.lease(W1, now, 1).len(), 1, "round {round}");
+            now += 20;
+            let r = s.expire(now);
+            assert_eq!(r[0].gave_up, round == 3);
+        }
+        assert!(s.is_finished());
+        assert_eq!(s.counts().failed, 1);
+        // A graceful hand-back is not a loss.
+        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 10, max_failures: 3, max_lost: 1 });
+        s.add(TrialId(1), params(), 0, 0, 0, TrialStatus::Pending);
+        s.lease(W1, 0, 1);
+        assert!(!s.release_worker(W1)[0].gave_up);
+        assert_eq!(s.counts().pending, 1);
     }
 
     #[test]
@@ -357,7 +408,7 @@ mod tests {
         };
         for _round in 0..200 {
             let trials = 1 + rand(12);
-            let cfg = SchedulerConfig { lease_timeout_ms: 100, max_failures: 1 + rand(3) as u32 };
+            let cfg = SchedulerConfig { lease_timeout_ms: 100, max_failures: 1 + rand(3) as u32, max_lost: u32::MAX };
             // The "store": final status per trial, and attempts/failures so far.
             let mut finals: HashMap<TrialId, TrialStatus> = HashMap::new();
             let mut attempts: HashMap<TrialId, (u32, u32)> = HashMap::new();
@@ -366,7 +417,7 @@ mod tests {
                 for i in 0..trials {
                     let id = TrialId(i);
                     let (a, f) = attempts.get(&id).copied().unwrap_or((0, 0));
-                    s.add(id, params(), a, f, finals.get(&id).copied().unwrap_or(TrialStatus::Pending));
+                    s.add(id, params(), a, f, 0, finals.get(&id).copied().unwrap_or(TrialStatus::Pending));
                 }
                 s
             };

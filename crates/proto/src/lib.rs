@@ -14,6 +14,9 @@ use kappa_core::{
     AttemptOutcome, Counts, CurvePoint, Estimate, Hyperparams, Theory, TheoryPoint, TrialId, TrialMetrics,
 };
 
+/// The encoded `FileDescriptorSet` of `kappa.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kappa_descriptor.bin"));
+
 /// The protocol version peers exchange on register and heartbeat; a mismatch is refused with
 /// FAILED_PRECONDITION.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -153,6 +153,8 @@ pub struct OpenTrial {
     pub attempts: u32,
     /// Attempts that failed so far.
     pub failures: u32,
+    /// Attempts whose lease expired (worker died, hung or was cut off).
+    pub lost: u32,
 }
 
 /// Everything recorded about one trial.
@@ -460,18 +462,32 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT id, params, attempts, failures FROM trials WHERE generation = ?1 AND status NOT IN {TERMINAL} ORDER BY seq"
+                "SELECT id, params, attempts, failures,
+                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'expired')
+                 FROM trials WHERE generation = ?1 AND status NOT IN {TERMINAL} ORDER BY seq"
             ))
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([generation], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, u32>(3)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, u32>(4)?,
+                ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, params, attempts, failures) = row.map_err(|e| self.sql(e))?;
-            out.push(OpenTrial { id: self.parse_id(&id)?, params: self.parse_params(&params)?, attempts, failures });
+            let (id, params, attempts, failures, lost) = row.map_err(|e| self.sql(e))?;
+            out.push(OpenTrial {
+                id: self.parse_id(&id)?,
+                params: self.parse_params(&params)?,
+                attempts,
+                failures,
+                lost,
+            });
         }
         Ok(out)
     }
