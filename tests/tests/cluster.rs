@@ -169,3 +169,31 @@ fn prometheus_metrics_count_trials_workers_and_reports() {
     assert!(body.contains("kappa_reports_total 4"), "{body}");
     assert!(get("/other").starts_with("HTTP/1.1 404"));
 }
+
+/// The wire contract checked by an independent client (Python, grpcio, stubs generated from
+/// proto/ by grpcio-tools). `.ci/run` installs grpcio; elsewhere the test says why it skips.
+#[test]
+fn an_independent_python_client_gets_the_documented_status_codes() {
+    let has_grpc = std::process::Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_grpc {
+        assert!(std::env::var_os("CI").is_none(), "CI must install grpcio and grpcio-tools (see .ci/run)");
+        eprintln!("SKIPPED: python3 with grpcio and grpcio-tools is not installed (pip install grpcio grpcio-tools)");
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.write("tok", "py-token\n");
+    sb.write("s.toml", &sweep("python", &[0.01], 1, 200, 4));
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &["--token-file", "tok"]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/wire_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--addr", &addr, "--token", "py-token", "--sweep"])
+        .arg(sb.path().join("s.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("12 passed, 0 failed"), "{}", show(&out));
+}
