@@ -197,3 +197,28 @@ fn an_independent_python_client_gets_the_documented_status_codes() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("12 passed, 0 failed"), "{}", show(&out));
 }
+
+#[test]
+fn retry_failed_on_a_coordinator_runs_the_failed_trials_again() {
+    let sb = Sandbox::new();
+    let text = sweep("flaky", &[0.01], 1, 400_000, 256) + "\n[execution]\nretries = 0\ntimeout = \"20ms\"\n";
+    sb.write("s.toml", &text);
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &[]);
+    let _w = sb.worker(&addr, "w", &[]);
+    let out = submit(&sb, &addr, "s.toml", &["--watch"]);
+    assert_eq!(out.status.code(), Some(3), "every trial times out: {}", show(&out));
+    let url = format!("http://{addr}");
+    let out = sb.kappa(&["retry", "--failed", "--coordinator", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sweep `flaky`: 2 failed trials will run again"),
+        "{}",
+        show(&out)
+    );
+    sb.wait_for("cluster/flaky", "the retried trials to fail again", Duration::from_secs(60), |c| {
+        count(c, "failed") == 2
+            && c.query_row("SELECT count(*) FROM attempts WHERE outcome = 'failed'", [], |r| r.get::<_, i64>(0))
+                .unwrap_or(0)
+                == 4
+    });
+}

@@ -204,6 +204,14 @@ fn failed_trials_give_their_own_exit_code() {
     assert!(log.values().all(|&(n, _)| n == 2), "one retry each: {log:?}");
     let out = sb.kappa(&["status"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("timed out"), "{}", show(&out));
+    // Give them more time and retry only the failed ones: the timeout is not part of a trial's id.
+    let out = sb.kappa(&["retry", "--failed"]);
+    assert_eq!(code(&out), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 failed trials will run again"), "{}", show(&out));
+    sb.write("s.toml", &text.replace("timeout = \"20ms\"", "timeout = \"10m\""));
+    let out = sb.kappa(&["run", "s.toml"]);
+    assert_eq!(code(&out), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 succeeded"), "{}", show(&out));
 }
 
 #[test]

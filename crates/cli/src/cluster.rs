@@ -189,7 +189,7 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
             r.sweep, r.total, r.new_trials, r.reused
         );
         if args.watch {
-            follow_to_end(&args.coordinator, &sweep.name).await?;
+            return follow_to_end(&args.coordinator, &sweep.name).await;
         }
         Ok(exit::OK)
     })
@@ -287,4 +287,48 @@ fn status_error(s: tonic::Status) -> anyhow::Error {
         tonic::Code::Unauthenticated => anyhow!("the coordinator refused the token: {}", s.message()),
         _ => anyhow!("coordinator: {} ({:?})", s.message(), s.code()),
     }
+}
+
+/// Arguments of `kappa retry`.
+#[derive(clap::Args, Debug)]
+pub struct RetryArgs {
+    /// Put the failed trials back to pending, with a fresh failure budget (required: it is the
+    /// only kind of retry there is).
+    #[arg(long, required = true)]
+    failed: bool,
+    #[command(flatten)]
+    state: crate::StateArg,
+    /// Ask a running coordinator instead of changing a state directory.
+    #[arg(long, value_name = "URL", conflicts_with = "state")]
+    coordinator: Option<String>,
+    /// With --coordinator: the sweep (default: the latest).
+    #[arg(long, requires = "coordinator")]
+    sweep: Option<String>,
+    #[command(flatten)]
+    token: TokenArg,
+}
+
+/// `kappa retry --failed`.
+pub fn retry(args: RetryArgs) -> anyhow::Result<u8> {
+    let _ = args.failed;
+    if let Some(url) = &args.coordinator {
+        let c = CoordinatorArg { coordinator: url.clone(), token: args.token.clone() };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        return runtime.block_on(async {
+            let mut cl = client(&c).await?;
+            let r = cl
+                .retry_failed(pb::RetryFailedRequest { sweep: args.sweep.clone().unwrap_or_default() })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("sweep `{}`: {} failed trials will run again", r.sweep, r.requeued);
+            Ok(exit::OK)
+        });
+    }
+    let dir = crate::summary::resolve_state(&args.state)?;
+    let _lock = crate::run::lock_state(&dir)?;
+    let mut store = kappa_store::Store::open(&dir)?;
+    let n = store.reset_failed()?;
+    println!("{n} failed trials will run again on the next `kappa run` of this sweep (state {})", dir.display());
+    Ok(exit::OK)
 }

@@ -80,6 +80,9 @@ enum Command {
     /// Hand a sweep file to a coordinator (again, after an edit, to add trials once it finished).
     #[command(after_help = EXIT_CODES)]
     Submit(cluster::SubmitArgs),
+    /// Run failed trials again: `kappa retry --failed` (locally, or on a coordinator).
+    #[command(after_help = EXIT_CODES)]
+    Retry(cluster::RetryArgs),
     /// Follow a coordinator's progress on a sweep until it finishes.
     #[command(after_help = EXIT_CODES)]
     Watch(cluster::WatchArgs),
@@ -161,6 +164,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => cluster::worker(args),
         Command::Submit(args) => cluster::submit(args),
         Command::Watch(args) => cluster::watch(args),
+        Command::Retry(args) => cluster::retry(args),
         Command::Export(args) => export::export(args),
         Command::Bench(args) => bench::bench(args),
         Command::Report(args) => report::report(args),

@@ -27,6 +27,9 @@ pub enum HubError {
     /// The sweep exists and is running with another definition.
     #[error("sweep `{0}` is running with a different definition: wait for it to finish, or submit under another name")]
     Conflict(String),
+    /// No sweep by that name.
+    #[error("no sweep named `{0}` here")]
+    NoSuchSweep(String),
     /// This hub has no state root, so it cannot take new sweeps.
     #[error("this coordinator serves a fixed sweep and takes no submissions")]
     NoStateRoot,
@@ -149,19 +152,63 @@ impl Hub {
             let old = sweeps.remove(i);
             old.coordinator.shutdown()?;
         }
+        let (sync, _) = self.start(&mut sweeps, root, &sweep, spec, file, |_| Ok(0))?;
+        drop(sweeps);
+        self.work.notify_waiters();
+        Ok(Submitted { sweep: sweep.name, sync })
+    }
+
+    /// Opens (or creates) a sweep's store, lets `prepare` change it, syncs its plan, and starts
+    /// serving it.
+    fn start(
+        &self,
+        sweeps: &mut Vec<Entry>,
+        root: &Path,
+        sweep: &Sweep,
+        spec: &str,
+        file: &str,
+        prepare: impl FnOnce(&mut Store) -> Result<u64, kappa_store::StoreError>,
+    ) -> Result<(PlanSync, u64), HubError> {
         let dir = root.join(&sweep.name);
         let lock = lock_dir(&dir)?;
         let mut store = Store::create(&dir).map_err(CoordinatorError::from)?;
-        let plan = Plan::new(&sweep, &self.sim_version);
+        let prepared = prepare(&mut store).map_err(CoordinatorError::from)?;
+        let plan = Plan::new(sweep, &self.sim_version);
         let sync = store
             .sync_plan(&sweep.name, file, spec, &plan.task_json().to_string(), plan.trials())
             .map_err(CoordinatorError::from)?;
         let c =
-            Coordinator::with_shared(store, self.cfg.for_sweep(&sweep), self.work.clone(), self.worker_count.clone())?;
+            Coordinator::with_shared(store, self.cfg.for_sweep(sweep), self.work.clone(), self.worker_count.clone())?;
         sweeps.push(Entry { coordinator: c, spec: spec.to_string(), _lock: Some(lock) });
+        Ok((sync, prepared))
+    }
+
+    /// Puts a sweep's failed trials back to pending (`kappa retry --failed`); empty name: the
+    /// latest sweep. Returns the sweep's name and how many trials will run again.
+    pub fn retry_failed(&self, name: &str) -> Result<(String, u64), HubError> {
+        let root = self.root.as_ref().ok_or(HubError::NoStateRoot)?;
+        let mut sweeps = self.sweeps.write().unwrap_or_else(|e| e.into_inner());
+        let i = if name.is_empty() {
+            sweeps.len().checked_sub(1)
+        } else {
+            sweeps.iter().position(|e| e.coordinator.sweep() == name)
+        }
+        .ok_or_else(|| HubError::NoSuchSweep(name.to_string()))?;
+        let old = sweeps.remove(i);
+        old.coordinator.shutdown()?;
+        let spec = old.spec.clone();
+        let sweep_name = old.coordinator.sweep().to_string();
+        drop(old);
+        let file = Store::open(&root.join(&sweep_name))
+            .and_then(|s| s.sweep_info())
+            .map_err(CoordinatorError::from)?
+            .map(|i| i.spec_path)
+            .unwrap_or_default();
+        let sweep = Sweep::parse(&file, &spec).map_err(|e| HubError::InvalidSweep(e.to_string()))?;
+        let (_, requeued) = self.start(&mut sweeps, root, &sweep, &spec, &file, |s| s.reset_failed())?;
         drop(sweeps);
         self.work.notify_waiters();
-        Ok(Submitted { sweep: sweep.name, sync })
+        Ok((sweep_name, requeued))
     }
 
     /// Registers a worker.

@@ -30,6 +30,7 @@ impl From<HubError> for Status {
             HubError::InvalidSweep(m) => Status::invalid_argument(m),
             HubError::Conflict(_) => Status::already_exists(e.to_string()),
             HubError::NoStateRoot => Status::failed_precondition(e.to_string()),
+            HubError::NoSuchSweep(_) => Status::not_found(e.to_string()),
             HubError::Coordinator(_) | HubError::State(_) => Status::internal(e.to_string()),
         }
     }
@@ -216,6 +217,19 @@ impl CoordinatorRpc for Service {
             new_trials: done.sync.new,
             reused: done.sync.reused,
         }))
+    }
+
+    async fn retry_failed(
+        &self,
+        req: Request<pb::RetryFailedRequest>,
+    ) -> Result<Response<pb::RetryFailedResponse>, Status> {
+        self.auth.check(&req)?;
+        let name = req.into_inner().sweep;
+        let hub = self.hub.clone();
+        let (sweep, requeued) = tokio::task::spawn_blocking(move || hub.retry_failed(&name))
+            .await
+            .map_err(|e| Status::internal(format!("retry crashed: {e}")))??;
+        Ok(Response::new(pb::RetryFailedResponse { sweep, requeued }))
     }
 
     async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {

@@ -456,6 +456,29 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Puts every failed trial of the current plan back to pending, with a fresh failure budget.
+    /// Returns how many.
+    pub fn reset_failed(&mut self) -> Result<u64, StoreError> {
+        let generation = self.generation()?;
+        let path = self.path.clone();
+        let sql = |e| StoreError::Sqlite { path: path.clone(), source: e };
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute(
+            "UPDATE attempts SET outcome = 'expired-before-retry'
+             WHERE outcome = 'expired' AND trial_id IN (SELECT id FROM trials WHERE generation = ?1 AND status = 'failed')",
+            [generation],
+        )
+        .map_err(sql)?;
+        let n = tx
+            .execute(
+                "UPDATE trials SET status = 'pending', failures = 0 WHERE generation = ?1 AND status = 'failed'",
+                [generation],
+            )
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(n as u64)
+    }
+
     /// Trials of the current plan that are not finished.
     pub fn open_trials(&self) -> Result<Vec<OpenTrial>, StoreError> {
         let generation = self.generation()?;
