@@ -20,6 +20,32 @@ enum BenchWhat {
     /// SGD SDE on a diagonal quadratic (λ evenly spaced in [0.1, 10]), Euler–Maruyama with Δ = η,
     /// against tests/bench/sim_numpy.py doing the same work with NumPy.
     Sim(SimBench),
+    /// Dispatch throughput: N noop trials through a `kappa coordinator` and 2 `kappa worker`
+    /// processes with durable results; coordinator memory per pending trial; and, when Optuna is
+    /// installed (`pip install optuna`), the same trials through Optuna with SQLite storage.
+    Dispatch(DispatchBench),
+}
+
+#[derive(clap::Args, Debug)]
+struct DispatchBench {
+    /// Trials to dispatch.
+    #[arg(long, default_value_t = 100_000)]
+    trials: u64,
+    /// Slots per worker process.
+    #[arg(long, default_value_t = 256)]
+    slots: u32,
+    /// Pending trials for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    memory_trials: u64,
+    /// Trials for the Optuna baseline (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    optuna_trials: u64,
+    /// Python interpreter with Optuna.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// The Optuna baseline script.
+    #[arg(long, default_value = "tests/bench/dispatch_optuna.py")]
+    script: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -47,6 +73,7 @@ struct SimBench {
 pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
     match args.what {
         BenchWhat::Sim(b) => bench_sim(b),
+        BenchWhat::Dispatch(b) => bench_dispatch(b),
     }
 }
 
@@ -117,5 +144,148 @@ fn bench_sim(b: SimBench) -> anyhow::Result<u8> {
         v["stationary_loss"].as_f64().unwrap_or(f64::NAN)
     );
     println!("ratio : {:.1}x NumPy", kappa_rate / numpy_rate);
+    Ok(crate::exit::OK)
+}
+
+/// A child process killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn noop_sweep(name: &str, n: u64) -> String {
+    format!(
+        "version = 1\nname = \"{name}\"\n[task]\nkind = \"noop\"\n[grid]\noptimizer = [\"sgd\"]\nlr = [0.01]\n\
+         seed = {{ linspace = [0, {}], num = {n} }}\n[execution]\nmax_trials = {n}\n",
+        n.saturating_sub(1)
+    )
+}
+
+fn start_coordinator(dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(["coordinator", "--listen", "127.0.0.1:0", "--state"])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start a coordinator")?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .strip_prefix("kappa coordinator listening on ")
+        .and_then(|r| r.split(',').next())
+        .ok_or_else(|| anyhow!("unexpected coordinator output: {line}"))?
+        .to_string();
+    Ok((Child(child), addr))
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
+    let dir = std::env::temp_dir().join(format!("kappa-bench-dispatch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (coord, addr) = start_coordinator(&dir.join("dispatch"))?;
+    let exe = std::env::current_exe()?;
+    let url = format!("http://{addr}");
+    let _workers: Vec<Child> = (0..2)
+        .map(|i| {
+            Command::new(&exe)
+                .args([
+                    "worker",
+                    "--coordinator",
+                    &url,
+                    "--slots",
+                    &b.slots.to_string(),
+                    "--name",
+                    &format!("bench-{i}"),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map(Child)
+        })
+        .collect::<Result<_, _>>()?;
+    println!(
+        "dispatch: {} noop trials, 1 coordinator + 2 worker processes ({} slots each), results in SQLite",
+        b.trials, b.slots
+    );
+    let rate = runtime.block_on(async {
+        let mut client = kappa_proto::connect(&url, None).await?;
+        let started = Instant::now();
+        client
+            .submit(kappa_proto::pb::SubmitRequest {
+                spec: noop_sweep("dispatch", b.trials),
+                file_name: "noop.toml".into(),
+            })
+            .await?;
+        let planned = started.elapsed().as_secs_f64();
+        loop {
+            let p = client.status(kappa_proto::pb::StatusRequest { sweep: "dispatch".into() }).await?.into_inner();
+            if p.progress.as_ref().is_some_and(|p| p.finished) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "kappa : {:.0} trials/s end to end ({secs:.2} s, of which planning {planned:.2} s)",
+            b.trials as f64 / secs
+        );
+        Ok::<f64, anyhow::Error>(b.trials as f64 / secs)
+    })?;
+    drop(coord);
+    if b.memory_trials > 0 {
+        let (coord, addr) = start_coordinator(&dir.join("memory"))?;
+        let pid = coord.0.id();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let before = rss_kib(pid).unwrap_or(0);
+        runtime.block_on(async {
+            let mut client = kappa_proto::connect(&format!("http://{addr}"), None).await?;
+            client
+                .submit(kappa_proto::pb::SubmitRequest {
+                    spec: noop_sweep("memory", b.memory_trials),
+                    file_name: "noop.toml".into(),
+                })
+                .await?;
+            Ok::<(), anyhow::Error>(())
+        })?;
+        let after = rss_kib(pid).unwrap_or(0);
+        println!(
+            "memory: {:.0} bytes of coordinator RSS per pending trial ({} pending; RSS {} → {} KiB)",
+            (after.saturating_sub(before) * 1024) as f64 / b.memory_trials as f64,
+            b.memory_trials,
+            before,
+            after
+        );
+    }
+    if b.optuna_trials > 0 {
+        let out = Command::new(&b.python).arg(&b.script).args(["--trials", &b.optuna_trials.to_string()]).output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&o.stdout).context("the Optuna baseline printed no JSON")?;
+                let r = v["trials_per_s"].as_f64().unwrap_or(f64::NAN);
+                println!("optuna: {r:.0} trials/s ({} trials, SQLite storage)", b.optuna_trials);
+                println!("ratio : {:.0}x Optuna+SQLite", rate / r);
+            }
+            Ok(o) => println!(
+                "optuna: baseline not run ({}); install it with `pip install optuna`",
+                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")
+            ),
+            Err(e) => println!("optuna: baseline not run ({e})"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(crate::exit::OK)
 }

@@ -21,6 +21,8 @@ use tonic::{Request, Response, Status};
 const MAX_LEASE_WAIT: Duration = Duration::from_secs(30);
 /// Largest number of trials one lease call may ask for.
 const MAX_LEASE_BATCH: u32 = 1024;
+/// Largest number of reports in one batch.
+const MAX_REPORT_BATCH: usize = 4096;
 /// Largest request accepted (a sweep file, a report with its curve).
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 
@@ -190,6 +192,34 @@ impl CoordinatorRpc for Service {
             Disposition::Unknown => pb::Disposition::Unknown,
         };
         Ok(Response::new(pb::ReportResponse { disposition: d as i32 }))
+    }
+
+    async fn report_batch(
+        &self,
+        req: Request<pb::ReportBatchRequest>,
+    ) -> Result<Response<pb::ReportBatchResponse>, Status> {
+        self.auth.check(&req)?;
+        let reports = req.into_inner().reports;
+        if reports.len() > MAX_REPORT_BATCH {
+            return Err(Status::invalid_argument(format!("at most {MAX_REPORT_BATCH} reports per batch")));
+        }
+        // Validate the whole batch before applying any of it.
+        let mut parsed = Vec::with_capacity(reports.len());
+        for r in reports {
+            let id = parse_trial_id(&r.trial_id)?;
+            let outcome = outcome_from_pb(r.outcome)?;
+            let duration = if r.duration_s.is_finite() && r.duration_s >= 0.0 { r.duration_s } else { 0.0 };
+            parsed.push((WorkerId(r.worker_id), id, r.attempt, outcome, duration));
+        }
+        let dispositions = parsed
+            .into_iter()
+            .map(|(w, id, attempt, outcome, duration)| match self.hub.report(w, id, attempt, outcome, duration) {
+                Disposition::Accepted { .. } => pb::Disposition::Accepted as i32,
+                Disposition::Late => pb::Disposition::Late as i32,
+                Disposition::Unknown => pb::Disposition::Unknown as i32,
+            })
+            .collect();
+        Ok(Response::new(pb::ReportBatchResponse { dispositions }))
     }
 
     async fn deregister(

@@ -224,6 +224,7 @@ struct RawTask {
     bias_correction: Option<bool>,
     refine: Option<u32>,
     sde_model: Option<SdeModel>,
+    sleep: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +232,7 @@ struct RawTask {
 enum TaskKind {
     Optimizer,
     Sde,
+    Noop,
 }
 
 #[derive(Deserialize)]
@@ -415,6 +417,33 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
     let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
+    if raw.kind == TaskKind::Noop {
+        // A trivial trial, for measuring dispatch: it only sleeps, if asked to.
+        for (field, given) in [
+            ("landscape", raw.landscape.is_some()),
+            ("noise", raw.noise.is_some()),
+            ("x0", raw.x0.is_some()),
+            ("paths", raw.paths.is_some()),
+            ("samples", raw.samples.is_some()),
+            ("record_every", raw.record_every.is_some()),
+            ("burn_in", raw.burn_in.is_some()),
+            ("bias_correction", raw.bias_correction.is_some()),
+            ("refine", raw.refine.is_some()),
+            ("sde_model", raw.sde_model.is_some()),
+        ] {
+            if given {
+                return Err(ctx.err(&at(&[field]), format!("`{field}` does not apply to kind = \"noop\"")));
+            }
+        }
+        let sleep_ms = match &raw.sleep {
+            Some(t) => parse_duration(t).map_err(|m| ctx.err(&at(&["sleep"]), m))?.as_millis() as u64,
+            None => 0,
+        };
+        return Ok(TaskSpec::Noop { sleep_ms });
+    }
+    if raw.sleep.is_some() {
+        return Err(ctx.err(&at(&["sleep"]), "`sleep` applies to kind = \"noop\" only"));
+    }
     let is_sde = raw.kind == TaskKind::Sde;
     if !is_sde {
         for (field, given) in [("refine", raw.refine.is_some()), ("sde_model", raw.sde_model.is_some())] {

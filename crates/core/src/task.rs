@@ -14,6 +14,12 @@ pub enum TaskSpec {
     Optimizer(SimTask),
     /// The optimizer's SDE integrated by Euler–Maruyama (THEORY.md §3).
     Sde(SimTask),
+    /// A trivial trial that only sleeps: for measuring dispatch.
+    Noop {
+        /// How long each trial sleeps, in milliseconds.
+        #[serde(default)]
+        sleep_ms: u64,
+    },
 }
 
 impl TaskSpec {
@@ -22,6 +28,7 @@ impl TaskSpec {
         match self {
             TaskSpec::Optimizer(_) => "optimizer",
             TaskSpec::Sde(_) => "sde",
+            TaskSpec::Noop { .. } => "noop",
         }
     }
 
@@ -29,6 +36,7 @@ impl TaskSpec {
     pub fn sim(&self) -> Option<&SimTask> {
         match self {
             TaskSpec::Optimizer(s) | TaskSpec::Sde(s) => Some(s),
+            TaskSpec::Noop { .. } => None,
         }
     }
 }

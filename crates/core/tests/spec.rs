@@ -333,3 +333,15 @@ fn invalid_scaling_is_named() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
+
+#[test]
+fn noop_tasks_take_no_simulation_keys() {
+    let noop = "version = 1\nname = \"n\"\n[task]\nkind = \"noop\"\nsleep = \"5ms\"\n[grid]\noptimizer = [\"sgd\"]\nlr = [0.1]\n";
+    let s = parse(noop).unwrap();
+    assert_eq!(s.task, kappa_core::TaskSpec::Noop { sleep_ms: 5 });
+    let err = parse(&noop.replace("sleep = \"5ms\"", "samples = 10")).unwrap_err();
+    assert!(err.to_string().contains("`samples` does not apply to kind = \"noop\""), "{err}");
+    assert_eq!(err.line, Some(5));
+    let err = parse(&VALID.replace("x0 = 0.5", "x0 = 0.5\nsleep = \"1s\"")).unwrap_err();
+    assert!(err.to_string().contains("`sleep` applies to kind = \"noop\" only"), "{err}");
+}

@@ -7,6 +7,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// Runs one trial to an outcome; `None` when it was cancelled. A panic becomes a failed attempt.
 pub fn execute(task: &TaskSpec, params: &Hyperparams, id: TrialId, cancel: &Cancel) -> Option<AttemptOutcome> {
     let run = catch_unwind(AssertUnwindSafe(|| match task {
+        TaskSpec::Noop { sleep_ms } => {
+            if *sleep_ms > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(*sleep_ms));
+            }
+            Ok(AttemptOutcome::Succeeded(kappa_core::TrialMetrics::default()))
+        }
         TaskSpec::Optimizer(_) | TaskSpec::Sde(_) => kappa_sim::run_trial(task, params, id, cancel),
     }));
     match run {

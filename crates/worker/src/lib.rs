@@ -158,6 +158,8 @@ async fn session(
     let worker_id = reg.worker_id;
     log(cfg, &format!("registered with {} as w{worker_id}", cfg.coordinator));
     let held: Held = Arc::default();
+    let (reports, report_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reporter = tokio::spawn(reporter(client.clone(), report_rx));
     let heartbeat = tokio::spawn(heartbeat_loop(
         client.clone(),
         worker_id,
@@ -212,9 +214,13 @@ async fn session(
                 Ok(t) => t,
                 Err(error) => {
                     // A trial this worker cannot even read fails its attempt, with the reason.
-                    let mut c = client.clone();
-                    let id = lease.trial_id.clone();
-                    report(&mut c, worker_id, &id, lease.attempt, &AttemptOutcome::Failed { error }, 0.0).await;
+                    let _ = reports.send(report_request(
+                        worker_id,
+                        &lease.trial_id,
+                        lease.attempt,
+                        &AttemptOutcome::Failed { error },
+                        0.0,
+                    ));
                     continue;
                 }
             };
@@ -222,7 +228,7 @@ async fn session(
             if let Ok(mut h) = held.lock() {
                 h.insert((trial.id, trial.attempt), cancel.clone());
             }
-            let mut c = client.clone();
+            let reports = reports.clone();
             let held = held.clone();
             let stats = stats.clone();
             tasks.spawn(async move {
@@ -233,15 +239,13 @@ async fn session(
                 // Not held any more means revoked (or shutting down): a report would be late.
                 match outcome {
                     Some(o) if still_held => {
-                        report(
-                            &mut c,
+                        let _ = reports.send(report_request(
                             worker_id,
                             &trial.id.to_string(),
                             trial.attempt,
                             &o,
                             started.elapsed().as_secs_f64(),
-                        )
-                        .await;
+                        ));
                         if let Ok(mut s) = stats.lock() {
                             s.reported += 1;
                         }
@@ -264,8 +268,11 @@ async fn session(
             c.cancel();
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), client.deregister(pb::DeregisterRequest { worker_id })).await;
     while tasks.join_next().await.is_some() {}
+    // Deliver what finished before leaving.
+    drop(reports);
+    let _ = tokio::time::timeout(Duration::from_secs(10), reporter).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.deregister(pb::DeregisterRequest { worker_id })).await;
     heartbeat.abort();
     result
 }
@@ -324,32 +331,46 @@ async fn run_on_pool(trial: Trial, cancel: Cancel) -> Option<AttemptOutcome> {
     result.ok().flatten()
 }
 
-async fn report(
-    client: &mut kappa_proto::Client,
+fn report_request(
     worker_id: u64,
     id: &str,
     attempt: u32,
     outcome: &AttemptOutcome,
     duration_s: f64,
-) {
-    let req = pb::ReportRequest {
+) -> pb::ReportRequest {
+    pb::ReportRequest {
         worker_id,
         trial_id: id.to_string(),
         attempt,
         outcome: Some(outcome_to_pb(outcome)),
         duration_s,
-    };
-    // Transient failures are retried briefly; a report that cannot be delivered is dropped and the
-    // lease expires, so the trial is run again (never counted twice).
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..6 {
-        match client.report(req.clone()).await {
-            Ok(_) => return,
-            Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+    }
+}
+
+/// Sends reports in batches: whatever accumulated while the previous call was in flight goes in
+/// the next one. Transient failures are retried briefly; a batch that cannot be delivered is
+/// dropped, its leases expire and its trials run again (never counted twice).
+async fn reporter(mut client: kappa_proto::Client, mut rx: tokio::sync::mpsc::UnboundedReceiver<pb::ReportRequest>) {
+    const MAX: usize = 1024;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
             }
-            Err(_) => return,
+        }
+        let req = pb::ReportBatchRequest { reports: batch };
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..6 {
+            match client.report_batch(req.clone()).await {
+                Ok(_) => break,
+                Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(_) => break,
+            }
         }
     }
 }
