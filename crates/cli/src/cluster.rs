@@ -107,6 +107,8 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         }
         kappa_coordinator::serve(listener, hub.clone(), auth, interrupted()).await.context("the server failed")
     })?;
+    // Leases die with the process: their trials are pending again in the store.
+    hub.release_all();
     hub.shutdown().context("could not save every result")?;
     println!("coordinator stopped; every result is saved");
     Ok(exit::OK)

@@ -123,9 +123,10 @@ async fn drive(hub: Arc<Hub>, coordinator: Coordinator, workers: u32, quiet: boo
     let url = format!("http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(kappa_coordinator::serve(listener, hub, kappa_proto::Auth::default(), async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    }));
+    let server =
+        tokio::spawn(kappa_coordinator::serve(listener, hub.clone(), kappa_proto::Auth::default(), async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        }));
     let mut pool = tokio::task::JoinSet::new();
     for i in 0..workers {
         let cfg = WorkerConfig {
@@ -189,6 +190,8 @@ async fn drive(hub: Arc<Hub>, coordinator: Coordinator, workers: u32, quiet: boo
         let _ = d.await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    // Whatever a worker still held when it stopped goes back to pending.
+    hub.release_all();
     ended
 }
 

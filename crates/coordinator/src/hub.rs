@@ -281,6 +281,14 @@ impl Hub {
                 all_finished &= c.is_finished();
             }
             if !out.is_empty() {
+                // A worker that deregistered while this call was granting must not keep the
+                // leases: either its deregistration released them, or this does.
+                if !self.knows(worker) {
+                    for e in self.sweeps().iter() {
+                        e.coordinator.release_worker(worker);
+                    }
+                    return (Vec::new(), false);
+                }
                 return (out, false);
             }
             if all_finished && !self.sweeps().is_empty() {
@@ -334,6 +342,13 @@ impl Hub {
         }
         for e in self.sweeps().iter() {
             e.coordinator.release_worker(worker);
+        }
+    }
+
+    /// Hands every lease back, whoever holds it (the process is stopping, its workers with it).
+    pub fn release_all(&self) {
+        for e in self.sweeps().iter() {
+            e.coordinator.release_all();
         }
     }
 

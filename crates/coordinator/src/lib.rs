@@ -266,6 +266,12 @@ impl Coordinator {
         self.requeue(revoked, "released");
     }
 
+    /// Every lease goes back to pending (the process is stopping).
+    pub fn release_all(&self) {
+        let revoked = self.sched().release_all();
+        self.requeue(revoked, "released");
+    }
+
     /// Expires overdue leases.
     pub fn expire(&self) {
         let revoked = self.sched().expire(self.now_ms());

@@ -238,6 +238,11 @@ impl Scheduler {
         self.revoke_where(|w, _| w == worker, false)
     }
 
+    /// Returns every lease to pending (the process is stopping: not a loss).
+    pub fn release_all(&mut self) -> Vec<Revoked> {
+        self.revoke_where(|_, _| true, false)
+    }
+
     fn revoke_where(&mut self, pred: impl Fn(WorkerId, u64) -> bool, lost: bool) -> Vec<Revoked> {
         let max_lost = self.cfg.max_lost.max(1);
         let mut out = Vec::new();
