@@ -7,7 +7,6 @@ use kappa_coordinator::{Coordinator, CoordinatorConfig, Hub};
 use kappa_core::Plan;
 use kappa_store::Store;
 use kappa_worker::WorkerConfig;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,27 +28,9 @@ pub struct RunArgs {
     quiet: bool,
 }
 
-/// Holds the state directory's lock for the life of a run (released by the OS on any exit).
-pub struct StateLock(#[allow(dead_code)] File);
-
 /// Takes the exclusive lock of a state directory, so two runs never write one store.
-pub fn lock_state(dir: &Path) -> anyhow::Result<StateLock> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
-    let path = dir.join("lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(StateLock(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow!(
-            "state directory {} is in use by another kappa process (wait for it, or pass another --state)",
-            dir.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(anyhow!("cannot lock {}: {e}", path.display())),
-    }
+pub fn lock_state(dir: &Path) -> anyhow::Result<kappa_store::StateLock> {
+    Ok(kappa_store::StateLock::acquire(dir)?)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {

@@ -9,9 +9,8 @@ use crate::{Coordinator, CoordinatorConfig, CoordinatorError};
 use kappa_core::sched::{Disposition, Grant};
 use kappa_core::{AttemptOutcome, Plan, Sweep, TrialId, WorkerId};
 use kappa_proto::pb;
-use kappa_store::{PlanSync, Store};
+use kappa_store::{PlanSync, StateLock, Store};
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -54,7 +53,7 @@ struct Entry {
     coordinator: Coordinator,
     spec: String,
     /// Held for the sweep's life: no other process may write its store.
-    _lock: Option<File>,
+    _lock: Option<StateLock>,
 }
 
 /// Every sweep of a coordinator process, and its workers.
@@ -170,7 +169,7 @@ impl Hub {
         prepare: impl FnOnce(&mut Store) -> Result<u64, kappa_store::StoreError>,
     ) -> Result<(PlanSync, u64), HubError> {
         let dir = root.join(&sweep.name);
-        let lock = lock_dir(&dir)?;
+        let lock = StateLock::acquire(&dir).map_err(CoordinatorError::from)?;
         let mut store = Store::create(&dir).map_err(CoordinatorError::from)?;
         let prepared = prepare(&mut store).map_err(CoordinatorError::from)?;
         let plan = Plan::new(sweep, &self.sim_version);
@@ -390,25 +389,5 @@ impl Hub {
     /// A write failure in any sweep.
     pub fn write_failure(&self) -> Option<String> {
         self.sweeps().iter().find_map(|e| e.coordinator.write_failure())
-    }
-}
-
-/// Takes the exclusive lock of a sweep's state directory.
-pub fn lock_dir(dir: &Path) -> Result<File, HubError> {
-    std::fs::create_dir_all(dir).map_err(|e| HubError::State(format!("cannot create {}: {e}", dir.display())))?;
-    let path = dir.join("lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| HubError::State(format!("cannot open {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(HubError::State(format!(
-            "state directory {} is in use by another kappa process (wait for it, or pass another --state)",
-            dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(HubError::State(format!("cannot lock {}: {e}", path.display()))),
     }
 }

@@ -190,10 +190,9 @@ fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     (lo <= hi).then_some((lo, hi))
 }
 
-fn params_label(c: &ClassReport) -> String {
-    let p = &c.base;
+fn params_label(p: &kappa_core::Hyperparams) -> String {
     format!(
-        "base point: {} B={} lr={} β=({}, {}) ε={} θ={}",
+        "{} B={} lr={} β=({}, {}) ε={} θ={}",
         p.optimizer,
         p.batch_size,
         short(p.lr),
@@ -226,15 +225,48 @@ pub fn short(x: f64) -> String {
 
 /// Loss against samples seen, one line per κ, for one class.
 fn curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, class: &ClassReport) -> Result<(), String> {
+    let series = class
+        .kappas
+        .iter()
+        .map(|k| {
+            let label = format!("κ = {} (B = {}, lr = {})", k.kappa, k.params.batch_size, short(k.params.lr));
+            (label, k.curve.clone())
+        })
+        .collect::<Vec<_>>();
+    let caption = format!("rule {}: loss vs samples seen ({})", class.rule, verdict_name(class.verdict));
+    loss_chart(root, &caption, &params_label(&class.base), &series)
+}
+
+/// One hyperparameter setting's curves across sweeps (e.g. optimizer vs its SDEs).
+fn overlay_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &crate::Overlay) -> Result<(), String> {
+    let series = o
+        .series
+        .iter()
+        .map(|(name, curve, stationary)| {
+            let plateau = stationary.map_or(String::new(), |e| format!(" (plateau {})", short(e.mean)));
+            (format!("{name}{plateau}"), curve.clone())
+        })
+        .collect::<Vec<_>>();
+    let caption = format!("{}: the same run across sweeps", o.params.optimizer);
+    loss_chart(root, &caption, &params_label(&o.params), &series)
+}
+
+/// Loss curves ((samples, mean, SE) points) on log-log axes, one labelled line each, with a
+/// subtitle strip at the bottom.
+fn loss_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    caption: &str,
+    subtitle: &str,
+    series: &[(String, Vec<[f64; 3]>)],
+) -> Result<(), String> {
     root.fill(&WHITE).map_err(err)?;
     let (area, strip) = root.split_vertically(SIZE.1 - 26);
-    strip.draw(&Text::new(params_label(class), (12, 4), (FAMILY, 14))).map_err(err)?;
-    let area = &area;
-    let plotted = || class.kappas.iter().flat_map(|k| k.curve.iter().filter(|p| p[0] > 0.0));
-    let xs = bounds(plotted().map(|p| p[0])).unwrap_or((1.0, 2.0));
-    let ys = bounds(plotted().map(|p| p[1])).unwrap_or((1e-3, 1.0));
-    let mut chart = ChartBuilder::on(area)
-        .caption(format!("rule {}: loss vs samples seen ({})", class.rule, verdict_name(class.verdict)), (FAMILY, 22))
+    strip.draw(&Text::new(subtitle.to_string(), (12, 4), (FAMILY, 14))).map_err(err)?;
+    let plotted = || series.iter().flat_map(|(_, c)| c.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0));
+    let xs = bounds(plotted().map(|q| q[0])).unwrap_or((1.0, 2.0));
+    let ys = bounds(plotted().map(|q| q[1])).unwrap_or((1e-3, 1.0));
+    let mut chart = ChartBuilder::on(&area)
+        .caption(caption, (FAMILY, 22))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(80)
@@ -250,13 +282,13 @@ fn curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, class: &Class
         .label_style((FAMILY, 14))
         .draw()
         .map_err(err)?;
-    for (i, k) in class.kappas.iter().enumerate() {
+    for (i, (label, curve)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let pts: Vec<(f64, f64)> = k.curve.iter().filter(|p| p[0] > 0.0 && p[1] > 0.0).map(|p| (p[0], p[1])).collect();
+        let pts: Vec<(f64, f64)> = curve.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0).map(|q| (q[0], q[1])).collect();
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(err)?
-            .label(format!("κ = {} (B = {}, lr = {})", k.kappa, k.params.batch_size, short(k.params.lr)))
+            .label(label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart
@@ -396,62 +428,6 @@ fn slope_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Repor
     Ok(())
 }
 
-/// One hyperparameter setting's curves across sweeps (e.g. optimizer vs its SDEs).
-fn overlay_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &crate::Overlay) -> Result<(), String> {
-    root.fill(&WHITE).map_err(err)?;
-    let p = &o.params;
-    let (area, strip) = root.split_vertically(SIZE.1 - 26);
-    let label = format!(
-        "{} B={} lr={} β=({}, {}) ε={} θ={}",
-        p.optimizer,
-        p.batch_size,
-        short(p.lr),
-        short(p.beta1),
-        short(p.beta2),
-        short(p.eps),
-        short(p.weight_decay)
-    );
-    strip.draw(&Text::new(label, (12, 4), (FAMILY, 14))).map_err(err)?;
-    let plotted = || o.series.iter().flat_map(|(_, c, _)| c.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0));
-    let xs = bounds(plotted().map(|q| q[0])).unwrap_or((1.0, 2.0));
-    let ys = bounds(plotted().map(|q| q[1])).unwrap_or((1e-3, 1.0));
-    let mut chart = ChartBuilder::on(&area)
-        .caption(format!("{}: the same run across sweeps", p.optimizer), (FAMILY, 22))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d((xs.0 * 0.9..xs.1 * 1.1).log_scale(), (ys.0 * 0.8..ys.1 * 1.25).log_scale())
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .y_labels(8)
-        .x_label_formatter(&|x| short(*x))
-        .y_label_formatter(&|y| short(*y))
-        .x_desc("samples seen (log scale)")
-        .y_desc("loss (mean over paths and seeds)")
-        .label_style((FAMILY, 14))
-        .draw()
-        .map_err(err)?;
-    for (i, (name, curve, stationary)) in o.series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let pts: Vec<(f64, f64)> = curve.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0).map(|q| (q[0], q[1])).collect();
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("{name}{}", stationary.map_or(String::new(), |e| format!(" (plateau {})", short(e.mean)))))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
-    Ok(())
-}
-
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -504,7 +480,7 @@ fn html(r: &Report, svgs: &[(String, String)]) -> String {
                     h,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     escape(&c.rule),
-                    escape(&params_label(c)),
+                    escape(&params_label(&c.base)),
                     k.kappa,
                     match (k.plateau_ratio, k.plateau_ci95) {
                         (Some(p), Some([a, b])) => format!("{:.4} ({a:.4}–{b:.4})", p.mean),
