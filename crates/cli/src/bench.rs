@@ -237,9 +237,18 @@ fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        // Durable means committed: wait until the store itself holds every result.
+        let state = dir.join("dispatch").join("dispatch");
+        loop {
+            let committed = kappa_store::Store::open(&state).and_then(|s| s.counts()).map(|c| c.succeeded).unwrap_or(0);
+            if committed >= b.trials {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "kappa : {:.0} trials/s end to end ({secs:.2} s, of which planning {planned:.2} s)",
+            "kappa : {:.0} trials/s end to end, every result committed ({secs:.2} s, of which planning {planned:.2} s)",
             b.trials as f64 / secs
         );
         Ok::<f64, anyhow::Error>(b.trials as f64 / secs)

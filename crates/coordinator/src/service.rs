@@ -13,8 +13,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 /// Longest a lease call may wait for work.
@@ -75,7 +75,14 @@ pub async fn serve(
         Ok(r) => router.add_service(r),
         Err(_) => router,
     };
-    let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
+    // Small request/response pairs must not wait for Nagle's algorithm (a 40 ms stall per round
+    // trip against delayed ACKs): every accepted connection gets TCP_NODELAY.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    });
+    let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     ticker.abort();
     result
 }
