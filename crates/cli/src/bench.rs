@@ -230,6 +230,9 @@ fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
             })
             .await?;
         let planned = started.elapsed().as_secs_f64();
+        // A probe worker beside the real ones: it times every Lease call it makes while the sweep
+        // runs (and reports what it gets, so nothing it takes is lost).
+        let probe = tokio::spawn(probe_lease_latency(url.clone()));
         loop {
             let p = client.status(kappa_proto::pb::StatusRequest { sweep: "dispatch".into() }).await?.into_inner();
             if p.progress.as_ref().is_some_and(|p| p.finished) {
@@ -251,6 +254,17 @@ fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
             "kappa : {:.0} trials/s end to end, every result committed ({secs:.2} s, of which planning {planned:.2} s)",
             b.trials as f64 / secs
         );
+        let mut lat = probe.await.unwrap_or_default();
+        lat.sort_by(f64::total_cmp);
+        if !lat.is_empty() {
+            let q = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize] * 1e3;
+            println!(
+                "lease : p50 {:.2} ms, p99 {:.2} ms over {} lease calls made during the run",
+                q(0.5),
+                q(0.99),
+                lat.len()
+            );
+        }
         Ok::<f64, anyhow::Error>(b.trials as f64 / secs)
     })?;
     drop(coord);
@@ -297,4 +311,40 @@ fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(crate::exit::OK)
+}
+
+/// Leases one trial at a time until the sweep is finished, timing each Lease call.
+async fn probe_lease_latency(url: String) -> Vec<f64> {
+    use kappa_proto::pb;
+    let mut out = Vec::new();
+    let Ok(mut c) = kappa_proto::connect(&url, None).await else { return out };
+    let reg = pb::RegisterRequest {
+        protocol_version: kappa_proto::PROTOCOL_VERSION,
+        name: "probe".into(),
+        slots: 1,
+        gpus: 0,
+    };
+    let Ok(r) = c.register(reg).await else { return out };
+    let worker_id = r.into_inner().worker_id;
+    loop {
+        let t = Instant::now();
+        let Ok(resp) = c.lease(pb::LeaseRequest { worker_id, max_trials: 1, wait_ms: 1000 }).await else { break };
+        out.push(t.elapsed().as_secs_f64());
+        let resp = resp.into_inner();
+        if resp.sweep_finished {
+            break;
+        }
+        for l in resp.leases {
+            let report = pb::ReportRequest {
+                worker_id,
+                trial_id: l.trial_id,
+                attempt: l.attempt,
+                outcome: Some(pb::report_request::Outcome::Succeeded(pb::TrialMetrics::default())),
+                duration_s: 0.0,
+            };
+            let _ = c.report(report).await;
+        }
+    }
+    let _ = c.deregister(pb::DeregisterRequest { worker_id }).await;
+    out
 }
