@@ -196,9 +196,9 @@ impl Sandbox {
         (proc, addr)
     }
 
-    /// Starts `kappa worker` against `addr`.
+    /// Starts `kappa worker` against `addr` (`host:port` for plain HTTP, or a full URL).
     pub fn worker(&self, addr: &str, name: &str, extra: &[&str]) -> Proc {
-        let url = format!("http://{addr}");
+        let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
         let mut args = vec!["worker", "--coordinator", url.as_str(), "--name", name];
         args.extend_from_slice(extra);
         let child = self

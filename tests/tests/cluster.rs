@@ -222,3 +222,39 @@ fn retry_failed_on_a_coordinator_runs_the_failed_trials_again() {
                 == 4
     });
 }
+
+/// TLS end to end with a throwaway certificate authority made by `openssl`.
+#[test]
+fn tls_coordinator_with_a_private_certificate_authority() {
+    let sb = Sandbox::new();
+    let sh = |cmd: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .current_dir(sb.path())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !sh("command -v openssl") {
+        assert!(std::env::var_os("CI").is_none(), "CI machines have openssl");
+        eprintln!("SKIPPED: openssl is not installed");
+        return;
+    }
+    assert!(sh(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=kappa test CA' 2>/dev/null \
+         && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=localhost' 2>/dev/null \
+         && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > ext.cnf \
+         && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf 2>/dev/null"
+    ));
+    sb.write("s.toml", &sweep("tls", &[0.01], 1, 200, 4));
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &["--tls-cert", "server.pem", "--tls-key", "server.key"]);
+    let port = addr.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}");
+    let _w = sb.worker(&url, "w", &["--tls-ca", "ca.pem"]);
+    let out = sb.kappa(&["submit", "s.toml", "--coordinator", &url, "--tls-ca", "ca.pem", "--watch"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = sb.kappa(&["status", "--coordinator", &url]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --tls-ca"), "{}", show(&out));
+    let out = sb.kappa(&["status", "--coordinator", &format!("http://{addr}")]);
+    assert_ne!(out.status.code(), Some(0), "plain text must not reach a TLS coordinator: {}", show(&out));
+}

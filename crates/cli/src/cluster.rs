@@ -13,12 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Where the shared token comes from.
+/// Where the shared token (and, for TLS, the certificate authority) come from.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TokenArg {
     /// File holding the shared bearer token (every RPC must carry it).
     #[arg(long, value_name = "FILE", env = "KAPPA_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM certificate authority to trust for an https:// coordinator.
+    #[arg(long, value_name = "FILE", env = "KAPPA_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl TokenArg {
@@ -35,12 +38,22 @@ impl TokenArg {
         }
         Ok(std::env::var("KAPPA_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
     }
+
+    /// The certificate authority's PEM, if given.
+    pub fn ca(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        match &self.tls_ca {
+            Some(f) => {
+                Ok(Some(std::fs::read(f).map_err(|e| invalid(format!("cannot read --tls-ca {}: {e}", f.display())))?))
+            }
+            None => Ok(None),
+        }
+    }
 }
 
 /// The coordinator a client talks to.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CoordinatorArg {
-    /// Coordinator URL, e.g. http://10.0.0.1:7070.
+    /// Coordinator URL, e.g. http://10.0.0.1:7070 (https://… when it serves TLS).
     #[arg(long, value_name = "URL", env = "KAPPA_COORDINATOR")]
     pub coordinator: String,
     #[command(flatten)]
@@ -66,6 +79,12 @@ pub struct CoordinatorArgs {
     /// Also serve Prometheus metrics (GET /metrics) on this address.
     #[arg(long, value_name = "ADDR", env = "KAPPA_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// PEM certificate to serve TLS with (clients then use https:// and --tls-ca).
+    #[arg(long, value_name = "FILE", env = "KAPPA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "KAPPA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     token: TokenArg,
 }
@@ -83,6 +102,14 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         lease_timeout: args.heartbeat * args.missed_heartbeats.max(1),
         ..CoordinatorConfig::default()
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            let read = |f: &PathBuf| std::fs::read(f).map_err(|e| invalid(format!("cannot read {}: {e}", f.display())));
+            Some(tonic::transport::Identity::from_pem(read(c)?, read(k)?))
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let hub = Arc::new(Hub::new(Some(args.state.clone()), cfg, kappa_sim::VERSION));
     let loaded = hub.load_all().with_context(|| format!("cannot load the sweeps in {}", args.state.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -92,7 +119,7 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
             .map_err(|e| invalid(format!("cannot listen on {}: {e}", args.listen)))?;
         let addr = listener.local_addr()?;
         // The first line a supervisor (or a test) can wait for.
-        println!("kappa coordinator listening on {addr}, state in {}", args.state.display());
+        println!("kappa coordinator listening on {addr}, state in {} ({scheme})", args.state.display());
         for name in &loaded {
             println!("resumed sweep `{name}`");
         }
@@ -105,7 +132,7 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
             println!("metrics on http://{}/metrics", l.local_addr()?);
             tokio::spawn(kappa_coordinator::metrics::serve_metrics(l, hub.clone(), std::future::pending()));
         }
-        kappa_coordinator::serve(listener, hub.clone(), auth, interrupted()).await.context("the server failed")
+        kappa_coordinator::serve(listener, hub.clone(), auth, tls, interrupted()).await.context("the server failed")
     })?;
     // Leases die with the process: their trials are pending again in the store.
     hub.release_all();
@@ -144,6 +171,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         lease_wait: Duration::from_secs(10),
         exit_when_finished: false,
         token: args.coordinator.token.token()?,
+        tls_ca: args.coordinator.token.ca()?,
         verbose: true,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -172,7 +200,7 @@ pub struct SubmitArgs {
 }
 
 async fn client(c: &CoordinatorArg) -> anyhow::Result<kappa_proto::Client> {
-    Ok(kappa_proto::connect(&c.coordinator, c.token.token()?.as_deref()).await?)
+    Ok(kappa_proto::connect_with(&c.coordinator, c.token.token()?.as_deref(), c.token.ca()?.as_deref()).await?)
 }
 
 /// `kappa submit`: validates the file here (for its error messages), then hands it to the coordinator.
@@ -218,7 +246,7 @@ async fn follow_to_end(c: &CoordinatorArg, sweep: &str) -> anyhow::Result<u8> {
     let mut cl = client(c).await?;
     let p = cl.status(pb::StatusRequest { sweep: sweep.to_string() }).await.map_err(status_error)?.into_inner();
     let (_tx, rx) = watch::channel(false);
-    crate::progress::follow(c.coordinator.clone(), c.token.token()?, sweep.to_string(), rx).await;
+    crate::progress::follow(c.coordinator.clone(), c.token.token()?, c.token.ca()?, sweep.to_string(), rx).await;
     let mut cl = client(c).await?;
     let p = cl
         .status(pb::StatusRequest { sweep: p.progress.map(|p| p.sweep).unwrap_or_default() })

@@ -12,8 +12,14 @@ const LOG_EVERY: Duration = Duration::from_secs(2);
 
 /// Follows the progress of `sweep` (empty: the latest) until it finishes, the stream ends, or
 /// `stop` turns true.
-pub async fn follow(url: String, token: Option<String>, sweep: String, mut stop: watch::Receiver<bool>) {
-    let Ok(mut client) = kappa_proto::connect(&url, token.as_deref()).await else {
+pub async fn follow(
+    url: String,
+    token: Option<String>,
+    ca: Option<Vec<u8>>,
+    sweep: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(mut client) = kappa_proto::connect_with(&url, token.as_deref(), ca.as_deref()).await else {
         return;
     };
     let Ok(stream) = client.watch(WatchRequest { sweep }).await else {

@@ -105,7 +105,7 @@ async fn drive(hub: Arc<Hub>, coordinator: Coordinator, workers: u32, quiet: boo
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let server =
-        tokio::spawn(kappa_coordinator::serve(listener, hub.clone(), kappa_proto::Auth::default(), async move {
+        tokio::spawn(kappa_coordinator::serve(listener, hub.clone(), kappa_proto::Auth::default(), None, async move {
             let _ = server_stop.wait_for(|s| *s).await;
         }));
     let mut pool = tokio::task::JoinSet::new();
@@ -117,12 +117,13 @@ async fn drive(hub: Arc<Hub>, coordinator: Coordinator, workers: u32, quiet: boo
             lease_wait: Duration::from_secs(5),
             exit_when_finished: true,
             token: None,
+            tls_ca: None,
             verbose: false,
         };
         pool.spawn(kappa_worker::run(cfg, stop_rx.clone()));
     }
     let mut display =
-        (!quiet).then(|| tokio::spawn(progress::follow(url.clone(), None, String::new(), stop_rx.clone())));
+        (!quiet).then(|| tokio::spawn(progress::follow(url.clone(), None, None, String::new(), stop_rx.clone())));
     let finished = coordinator.finished();
     let interrupt = interrupted();
     tokio::pin!(finished, interrupt);

@@ -44,6 +44,7 @@ pub async fn serve(
     listener: TcpListener,
     hub: Arc<Hub>,
     auth: Auth,
+    tls: Option<tonic::transport::Identity>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let ticker = {
@@ -70,6 +71,9 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1();
     let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
     let router = builder.add_service(svc).add_service(health);
     let router = match reflection {
         Ok(r) => router.add_service(r),

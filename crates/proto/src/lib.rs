@@ -89,14 +89,27 @@ pub type Client = pb::coordinator_client::CoordinatorClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Auth>,
 >;
 
-/// Connects to a coordinator at `url` (e.g. `http://10.0.0.1:7070`).
+/// Connects to a coordinator at `url` (e.g. `http://10.0.0.1:7070`, or `https://…` with TLS).
 pub async fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectError> {
-    let channel = tonic::transport::Channel::from_shared(url.to_string())
+    connect_with(url, token, None).await
+}
+
+/// Connects to a coordinator, trusting the PEM certificate authority `ca` for `https://` URLs.
+pub async fn connect_with(url: &str, token: Option<&str>, ca: Option<&[u8]>) -> Result<Client, ConnectError> {
+    let mut endpoint = tonic::transport::Channel::from_shared(url.to_string())
         .map_err(|e| ConnectError::Address(url.to_string(), e.to_string()))?
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|e| ConnectError::Connect(url.to_string(), e.to_string()))?;
+        .connect_timeout(std::time::Duration::from_secs(10));
+    if url.starts_with("https://") {
+        let ca = ca.ok_or_else(|| {
+            ConnectError::Address(
+                url.to_string(),
+                "an https:// coordinator needs --tls-ca (its certificate authority)".into(),
+            )
+        })?;
+        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        endpoint = endpoint.tls_config(tls).map_err(|e| ConnectError::Address(url.to_string(), e.to_string()))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| ConnectError::Connect(url.to_string(), format!("{e:?}")))?;
     let auth = Auth::new(token).map_err(|e| ConnectError::Address(url.to_string(), e.to_string()))?;
     Ok(pb::coordinator_client::CoordinatorClient::with_interceptor(channel, auth)
         .max_decoding_message_size(64 << 20)

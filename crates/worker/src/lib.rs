@@ -35,6 +35,8 @@ pub struct WorkerConfig {
     pub exit_when_finished: bool,
     /// Bearer token for the coordinator, if it requires one.
     pub token: Option<String>,
+    /// PEM certificate authority to trust for an `https://` coordinator.
+    pub tls_ca: Option<Vec<u8>>,
     /// Log connection events on stderr.
     pub verbose: bool,
 }
@@ -83,21 +85,22 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Resu
         if *shutdown.borrow() {
             break;
         }
-        let client = match kappa_proto::connect(&cfg.coordinator, cfg.token.as_deref()).await {
-            Ok(c) => c,
-            Err(e) if !connected_once && cfg.exit_when_finished => {
-                return Err(WorkerError::Address(cfg.coordinator.clone(), e.to_string()));
-            }
-            Err(e) => {
-                log(&cfg, &format!("{e}; retrying in {backoff:.1?}"));
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
+        let client =
+            match kappa_proto::connect_with(&cfg.coordinator, cfg.token.as_deref(), cfg.tls_ca.as_deref()).await {
+                Ok(c) => c,
+                Err(e) if !connected_once && cfg.exit_when_finished => {
+                    return Err(WorkerError::Address(cfg.coordinator.clone(), e.to_string()));
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
+                Err(e) => {
+                    log(&cfg, &format!("{e}; retrying in {backoff:.1?}"));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
         match session(&cfg, client, &mut shutdown, stats.clone()).await {
             Ok(SessionEnd::Stop) => break,
             Ok(SessionEnd::Lost(why)) => {
