@@ -258,3 +258,39 @@ fn tls_coordinator_with_a_private_certificate_authority() {
     let out = sb.kappa(&["status", "--coordinator", &format!("http://{addr}")]);
     assert_ne!(out.status.code(), Some(0), "plain text must not reach a TLS coordinator: {}", show(&out));
 }
+
+#[test]
+fn cancel_stops_a_sweep_across_restarts_and_submitting_again_resumes_it() {
+    let sb = Sandbox::new();
+    sb.write("s.toml", &slow_sweep("cancel-me"));
+    let (coord, addr) = sb.coordinator("127.0.0.1:0", FAST_LEASES);
+    let _w = sb.worker(&addr, "w", &["--slots", "2"]);
+    assert_eq!(submit(&sb, &addr, "s.toml", &[]).status.code(), Some(0));
+    sb.wait_for("cluster/cancel-me", "some trials done", Duration::from_secs(60), |c| count(c, "succeeded") >= 2);
+    let url = format!("http://{addr}");
+    let out = sb.kappa(&["cancel", "--coordinator", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sweep `cancel-me` cancelled"), "{}", show(&out));
+    // Nothing runs any more, and nothing new finishes.
+    sb.wait_for("cluster/cancel-me", "the running trials to be revoked", Duration::from_secs(30), |c| count(c, "running") == 0);
+    let done = {
+        let db = rusqlite::Connection::open(sb.path().join("cluster/cancel-me/kappa.db")).unwrap();
+        count(&db, "succeeded")
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let db = rusqlite::Connection::open(sb.path().join("cluster/cancel-me/kappa.db")).unwrap();
+    assert_eq!(count(&db, "succeeded"), done, "a cancelled sweep kept finishing trials");
+    assert!(done < 24);
+    let out = sb.kappa(&["status", "--coordinator", &url]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled"), "{}", show(&out));
+    // Still cancelled after a restart; submitting the same file again resumes it.
+    coord.signal(libc::SIGKILL);
+    drop(coord);
+    let (_coord2, addr2) = sb.coordinator(&addr, FAST_LEASES);
+    let out = sb.kappa(&["status", "--coordinator", &format!("http://{addr2}")]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled"), "{}", show(&out));
+    assert_eq!(submit(&sb, &addr2, "s.toml", &[]).status.code(), Some(0));
+    sb.wait_for("cluster/cancel-me", "every trial done", Duration::from_secs(90), |c| count(c, "succeeded") == 24);
+    let (rows, _) = ledger(&sb, "cluster/cancel-me");
+    assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
+}

@@ -294,7 +294,13 @@ pub fn status(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow:
                     p.running,
                     p.pending,
                     p.workers,
-                    if p.finished { "; finished" } else { "" }
+                    if p.finished {
+                        "; finished"
+                    } else if p.cancelled {
+                        "; cancelled"
+                    } else {
+                        ""
+                    }
                 );
             }
         }
@@ -306,7 +312,7 @@ fn progress_json(p: &pb::Progress) -> serde_json::Value {
     serde_json::json!({
         "sweep": p.sweep, "total": p.total, "pending": p.pending, "running": p.running,
         "succeeded": p.succeeded, "failed": p.failed, "diverged": p.diverged,
-        "workers": p.workers, "finished": p.finished,
+        "workers": p.workers, "finished": p.finished, "cancelled": p.cancelled,
     })
 }
 
@@ -361,4 +367,32 @@ pub fn retry(args: RetryArgs) -> anyhow::Result<u8> {
     let n = store.reset_failed()?;
     println!("{n} failed trials will run again on the next `kappa run` of this sweep (state {})", dir.display());
     Ok(exit::OK)
+}
+
+/// Arguments of `kappa cancel`.
+#[derive(clap::Args, Debug)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    coordinator: CoordinatorArg,
+    /// The sweep (default: the most recently submitted).
+    #[arg(long)]
+    sweep: Option<String>,
+}
+
+/// `kappa cancel`: the coordinator stops leasing the sweep and revokes its running trials.
+pub fn cancel(args: CancelArgs) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut cl = client(&args.coordinator).await?;
+        let r = cl
+            .cancel(pb::CancelRequest { sweep: args.sweep.clone().unwrap_or_default() })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        println!(
+            "sweep `{}` cancelled: {} trials left unfinished (finished ones are kept; submit the sweep again to resume)",
+            r.sweep, r.unfinished
+        );
+        Ok(exit::OK)
+    })
 }

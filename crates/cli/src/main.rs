@@ -80,6 +80,9 @@ enum Command {
     /// Hand a sweep file to a coordinator (again, after an edit, to add trials once it finished).
     #[command(after_help = EXIT_CODES)]
     Submit(cluster::SubmitArgs),
+    /// Stop a sweep on a coordinator: nothing more is leased, running trials are revoked.
+    #[command(after_help = EXIT_CODES)]
+    Cancel(cluster::CancelArgs),
     /// Run failed trials again: `kappa retry --failed` (locally, or on a coordinator).
     #[command(after_help = EXIT_CODES)]
     Retry(cluster::RetryArgs),
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
         Command::Submit(args) => cluster::submit(args),
         Command::Watch(args) => cluster::watch(args),
         Command::Retry(args) => cluster::retry(args),
+        Command::Cancel(args) => cluster::cancel(args),
         Command::Export(args) => export::export(args),
         Command::Bench(args) => bench::bench(args),
         Command::Report(args) => report::report(args),

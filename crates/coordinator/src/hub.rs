@@ -122,8 +122,14 @@ impl Hub {
         for dir in dirs {
             let store = Store::open(&dir).map_err(CoordinatorError::from)?;
             let Some(info) = store.sweep_info().map_err(CoordinatorError::from)? else { continue };
+            let cancelled = store.cancelled().map_err(CoordinatorError::from)?;
             drop(store);
             let submitted = self.submit(&info.spec, &info.spec_path)?;
+            if cancelled {
+                if let Some(c) = self.sweep(&submitted.sweep) {
+                    c.set_cancelled(true);
+                }
+            }
             names.push(submitted.sweep);
         }
         Ok(names)
@@ -139,6 +145,13 @@ impl Hub {
         if let Some(i) = existing {
             let e = &sweeps[i];
             if e.spec == spec {
+                if e.coordinator.is_cancelled() {
+                    // Submitting a cancelled sweep again resumes it.
+                    e.coordinator.set_cancelled(false);
+                    Store::open(&root.join(&sweep.name))
+                        .and_then(|mut s| s.set_cancelled(false))
+                        .map_err(CoordinatorError::from)?;
+                }
                 let p = e.coordinator.progress();
                 return Ok(Submitted {
                     sweep: sweep.name.clone(),
@@ -180,6 +193,21 @@ impl Hub {
             Coordinator::with_shared(store, self.cfg.for_sweep(sweep), self.work.clone(), self.worker_count.clone())?;
         sweeps.push(Entry { coordinator: c, spec: spec.to_string(), _lock: Some(lock) });
         Ok((sync, prepared))
+    }
+
+    /// Cancels a sweep (empty name: the latest): nothing more is leased and its leases are revoked.
+    /// Returns its name and how many trials are left unfinished.
+    pub fn cancel(&self, name: &str) -> Result<(String, u64), HubError> {
+        let c = if name.is_empty() { self.latest() } else { self.sweep(name) }
+            .ok_or_else(|| HubError::NoSuchSweep(name.to_string()))?;
+        c.set_cancelled(true);
+        if let Some(root) = &self.root {
+            Store::open(&root.join(c.sweep()))
+                .and_then(|mut s| s.set_cancelled(true))
+                .map_err(CoordinatorError::from)?;
+        }
+        let p = c.progress();
+        Ok((c.sweep().to_string(), p.pending + p.running))
     }
 
     /// Puts a sweep's failed trials back to pending (`kappa retry --failed`); empty name: the
@@ -277,7 +305,7 @@ impl Hub {
                         c.try_lease(worker, &name, max - out.len()).into_iter().map(|g| (task.clone(), timeout, g)),
                     );
                 }
-                all_finished &= c.is_finished();
+                all_finished &= c.is_finished() || c.is_cancelled();
             }
             if !out.is_empty() {
                 // A worker that deregistered while this call was granting must not keep the

@@ -86,6 +86,8 @@ struct Inner {
     /// Trials finished before this coordinator started (terminal, so fixed).
     stored: Counts,
     started: Instant,
+    /// Cancelled: nothing is leased.
+    cancelled: std::sync::atomic::AtomicBool,
 }
 
 /// The coordinator of one sweep: its scheduler and its store writer. Cheap to clone. Workers and
@@ -137,6 +139,7 @@ impl Coordinator {
             reused,
             stored: counts,
             started: Instant::now(),
+            cancelled: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Coordinator { inner: Arc::new(inner) })
     }
@@ -171,6 +174,22 @@ impl Coordinator {
         self.inner.progress.borrow().finished
     }
 
+    /// Whether the sweep is cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Cancels (nothing more is leased; every lease is revoked) or resumes the sweep.
+    pub fn set_cancelled(&self, cancelled: bool) {
+        self.inner.cancelled.store(cancelled, Ordering::Relaxed);
+        if cancelled {
+            self.release_all();
+        } else {
+            self.refresh();
+            self.inner.work.notify_waiters();
+        }
+    }
+
     /// A receiver of progress snapshots.
     pub fn subscribe(&self) -> watch::Receiver<pb::Progress> {
         self.inner.progress.subscribe()
@@ -184,11 +203,15 @@ impl Coordinator {
             self.inner.workers.load(Ordering::Relaxed),
             sched.is_finished(),
         );
+        let p = pb::Progress { cancelled: self.is_cancelled(), ..p };
         self.inner.progress.send_replace(p);
     }
 
     /// Leases up to `max` pending trials to `worker` (named `name` in the store); never waits.
     pub fn try_lease(&self, worker: WorkerId, name: &str, max: usize) -> Vec<Grant> {
+        if self.is_cancelled() {
+            return Vec::new();
+        }
         let mut sched = self.sched();
         let grants = sched.lease(worker, self.now_ms(), max);
         if !grants.is_empty() {
@@ -206,6 +229,9 @@ impl Coordinator {
 
     /// Renews leases; returns the ones this sweep does not consider current (unknown ids included).
     pub fn heartbeat(&self, worker: WorkerId, held: &[(TrialId, u32)]) -> Vec<(TrialId, u32)> {
+        if self.is_cancelled() {
+            return held.to_vec();
+        }
         self.sched().heartbeat(worker, held, self.now_ms())
     }
 

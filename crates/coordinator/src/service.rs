@@ -260,6 +260,16 @@ impl CoordinatorRpc for Service {
         }))
     }
 
+    async fn cancel(&self, req: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {
+        self.auth.check(&req)?;
+        let name = req.into_inner().sweep;
+        let hub = self.hub.clone();
+        let (sweep, unfinished) = tokio::task::spawn_blocking(move || hub.cancel(&name))
+            .await
+            .map_err(|e| Status::internal(format!("cancel crashed: {e}")))??;
+        Ok(Response::new(pb::CancelResponse { sweep, unfinished }))
+    }
+
     async fn retry_failed(
         &self,
         req: Request<pb::RetryFailedRequest>,
@@ -293,7 +303,7 @@ impl CoordinatorRpc for Service {
         tokio::spawn(async move {
             loop {
                 let p = rx.borrow_and_update().clone();
-                let finished = p.finished;
+                let finished = p.finished || p.cancelled;
                 if tx.send(Ok(p)).await.is_err() || finished {
                     break;
                 }

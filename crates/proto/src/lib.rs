@@ -269,6 +269,7 @@ pub fn progress(sweep: &str, c: Counts, reused: u64, workers: u32, finished: boo
         reused,
         workers,
         finished,
+        cancelled: false,
     }
 }
 

@@ -481,6 +481,22 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Records whether the sweep is cancelled (a restarted coordinator keeps it stopped).
+    pub fn set_cancelled(&mut self, cancelled: bool) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES ('cancelled', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [if cancelled { "1" } else { "0" }],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// Whether the sweep was cancelled.
+    pub fn cancelled(&self) -> Result<bool, StoreError> {
+        Ok(self.meta("cancelled")?.as_deref() == Some("1"))
+    }
+
     /// Puts every failed trial of the current plan back to pending, with a fresh failure budget.
     /// Returns how many.
     pub fn reset_failed(&mut self) -> Result<u64, StoreError> {
