@@ -272,7 +272,9 @@ fn cancel_stops_a_sweep_across_restarts_and_submitting_again_resumes_it() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("sweep `cancel-me` cancelled"), "{}", show(&out));
     // Nothing runs any more, and nothing new finishes.
-    sb.wait_for("cluster/cancel-me", "the running trials to be revoked", Duration::from_secs(30), |c| count(c, "running") == 0);
+    sb.wait_for("cluster/cancel-me", "the running trials to be revoked", Duration::from_secs(30), |c| {
+        count(c, "running") == 0
+    });
     let done = {
         let db = rusqlite::Connection::open(sb.path().join("cluster/cancel-me/kappa.db")).unwrap();
         count(&db, "succeeded")

@@ -125,10 +125,8 @@ impl Hub {
             let cancelled = store.cancelled().map_err(CoordinatorError::from)?;
             drop(store);
             let submitted = self.submit(&info.spec, &info.spec_path)?;
-            if cancelled {
-                if let Some(c) = self.sweep(&submitted.sweep) {
-                    c.set_cancelled(true);
-                }
+            if cancelled && let Some(c) = self.sweep(&submitted.sweep) {
+                c.set_cancelled(true);
             }
             names.push(submitted.sweep);
         }
