@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The simulator's version: part of every trial id, so a change in what the simulator computes
 /// must bump it (old results then stop being reused).
-pub const VERSION: &str = "kappa-sim/2";
+pub const VERSION: &str = "kappa-sim/3";
 
 /// Errors that end a simulation without a result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -23,6 +23,10 @@ pub const CHUNK: usize = 2 * LANES;
 #[derive(Clone, Debug)]
 pub struct NormalStream {
     s: [[u64; LANES]; 4],
+    /// Draws of the last chunk not handed out yet: `spare[CHUNK - spare_len..]`. A request for
+    /// fewer normals than a chunk (a 4-dimensional landscape) uses them up before making more.
+    spare: [f64; CHUNK],
+    spare_len: usize,
 }
 
 impl NormalStream {
@@ -42,7 +46,7 @@ impl NormalStream {
                 word[lane] = next();
             }
         }
-        NormalStream { s }
+        NormalStream { s, spare: [0.0; CHUNK], spare_len: 0 }
     }
 
     /// Fills `out` with independent N(0, 1) draws.
@@ -124,7 +128,13 @@ pub fn sin_cos_small_f32(phi: f32) -> (f32, f32) {
 
 #[inline(always)]
 fn fill_generic(g: &mut NormalStream, out: &mut [f64]) {
-    let mut chunks = out.chunks_exact_mut(CHUNK);
+    // Spare draws first, then whole chunks straight into `out`, then one chunk for the rest
+    // whose unused draws are kept for the next call: no draw is ever wasted.
+    let take = g.spare_len.min(out.len());
+    let from = CHUNK - g.spare_len;
+    out[..take].copy_from_slice(&g.spare[from..from + take]);
+    g.spare_len -= take;
+    let mut chunks = out[take..].chunks_exact_mut(CHUNK);
     for c in &mut chunks {
         // `chunks_exact_mut` yields slices of exactly CHUNK elements.
         let c: &mut [f64; CHUNK] = c.try_into().unwrap_or_else(|_| unreachable!());
@@ -132,9 +142,11 @@ fn fill_generic(g: &mut NormalStream, out: &mut [f64]) {
     }
     let rest = chunks.into_remainder();
     if !rest.is_empty() {
-        let mut tmp = [0.0; CHUNK];
-        g.chunk(&mut tmp);
-        rest.copy_from_slice(&tmp[..rest.len()]);
+        let mut spare = [0.0; CHUNK];
+        g.chunk(&mut spare);
+        rest.copy_from_slice(&spare[..rest.len()]);
+        g.spare = spare;
+        g.spare_len = CHUNK - rest.len();
     }
 }
 
@@ -277,6 +289,22 @@ mod tests {
             .sum::<f64>()
             / (n / 2) as f64;
         assert!((r2 - 2.0).abs() < 0.01, "{r2}");
+    }
+
+    #[test]
+    fn small_requests_waste_no_draw() {
+        // Eight requests of 4 draws are one chunk of 32, in order.
+        let mut a = NormalStream::new(3);
+        let mut b = a.clone();
+        let mut whole = [0.0; CHUNK];
+        b.chunk(&mut whole);
+        let mut pieces = Vec::new();
+        for _ in 0..CHUNK / 4 {
+            let mut four = [0.0; 4];
+            a.fill(&mut four);
+            pieces.extend_from_slice(&four);
+        }
+        assert_eq!(pieces.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), whole.map(f64::to_bits).to_vec());
     }
 
     #[test]
