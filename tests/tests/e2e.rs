@@ -284,7 +284,7 @@ name = "rules"
 kind = "optimizer"
 landscape = { kind = "quadratic", eigenvalues = [0.5, 1.0, 2.0, 4.0] }
 noise = { kind = "gaussian", sigma = 4.0 }
-paths = 64
+paths = 512
 samples = 40_000
 record_every = "5%"
 burn_in = 0.3
@@ -296,6 +296,8 @@ lr = [1e-3]
 [scaling]
 kappa = [4]
 rules = [{ preset = "sgd-linear", expect = "holds" }, { preset = "none", expect = "EXPECT" }]
+# This test is about the command's plumbing; the statistics are tested in crates/report.
+tolerance = 0.1
 "#;
     sb.write("s.toml", &text.replace("EXPECT", "fails"));
     let out = sb.kappa(&["plan", "s.toml"]);
