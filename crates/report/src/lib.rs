@@ -8,7 +8,8 @@
 //! - plateau ratio R = stationary(κ) / stationary(1), with a delta-method SE;
 //! - curve ratio r(s) = L_κ(s) / L_1(s) at the base curve's points (the scaled curve linearly
 //!   interpolated), its largest deviation |r − 1|, and the earliest fraction of the budget from which
-//!   every later point is within tolerance (a deviation counts once it exceeds tolerance + 2 SE);
+//!   the later points are within tolerance (a point is off once it exceeds tolerance + 2 SE; up to
+//!   5% of them may be off, for noise, but never the last);
 //! - the ratio the closed forms predict, where THEORY.md has them.
 //!
 //! A class *holds* when every κ's plateau is within tolerance and its curve is from 10% of the
@@ -27,6 +28,8 @@ use std::collections::HashMap;
 pub const HOLDS_FROM: f64 = 0.1;
 /// Beyond this fraction, a curve that only then comes within tolerance fails.
 pub const HOLDS_LATE_BY: f64 = 0.9;
+/// Share of points after "holds from" that may still stray beyond tolerance + 2 SE (noise).
+pub const OFF_FRACTION: f64 = 0.05;
 
 /// What the store says about one trial.
 #[derive(Clone, Debug, PartialEq)]
@@ -338,13 +341,22 @@ pub fn compare_curves(base: &[[f64; 3]], scaled: &[[f64; 3]], tol: f64, budget: 
         return (None, None);
     }
     let max_dev = points.iter().map(|(_, r, _)| (r - 1.0).abs()).fold(0.0, f64::max);
-    // Earliest point from which every later one is within tolerance.
+    // Earliest point from which the later ones are within tolerance, allowing a few stray points
+    // (OFF_FRACTION of them) so one noisy point near the end does not decide a verdict. The
+    // last point itself must hold.
     let mut from = None;
-    for (s, r, se) in points.iter().rev() {
+    let (mut seen, mut off) = (0usize, 0usize);
+    for (i, (s, r, se)) in points.iter().enumerate().rev() {
+        seen += 1;
         if (r - 1.0).abs() - 2.0 * se > tol {
-            break;
+            off += 1;
+            if i == points.len() - 1 {
+                break;
+            }
         }
-        from = Some(*s);
+        if off as f64 <= OFF_FRACTION * seen as f64 {
+            from = Some(*s);
+        }
     }
     // A curve within tolerance from its first point holds from the start.
     let first = points[0].0;
@@ -579,6 +591,16 @@ mod tests {
         let (dev, from) = compare_curves(&base, &scaled, 0.05, 10_000.0);
         assert!((dev.unwrap() - 0.24).abs() < 1e-3, "{dev:?}");
         assert_eq!(from, None);
+    }
+
+    #[test]
+    fn one_stray_point_does_not_decide_but_the_last_point_must_hold() {
+        let base: Vec<[f64; 3]> = (0..=100).map(|i| [i as f64, 1.0, 1e-4]).collect();
+        let mut scaled = base.clone();
+        scaled[70][1] = 1.2;
+        assert_eq!(compare_curves(&base, &scaled, 0.05, 100.0).1, Some(0.0));
+        scaled[100][1] = 1.2;
+        assert_eq!(compare_curves(&base, &scaled, 0.05, 100.0).1, None);
     }
 
     #[test]
