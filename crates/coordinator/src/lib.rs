@@ -36,6 +36,8 @@ pub struct CoordinatorConfig {
     pub max_failures: u32,
     /// Wall-clock limit of one attempt, enforced by the worker.
     pub attempt_timeout: Option<Duration>,
+    /// Wait before retrying a failed attempt, doubling with each failure (capped at a minute).
+    pub retry_backoff: Duration,
 }
 
 impl CoordinatorConfig {
@@ -56,6 +58,7 @@ impl Default for CoordinatorConfig {
             lease_timeout: Duration::from_secs(15),
             max_failures: 3,
             attempt_timeout: None,
+            retry_backoff: Duration::from_millis(SchedulerConfig::DEFAULT_RETRY_BACKOFF_MS),
         }
     }
 }
@@ -119,6 +122,7 @@ impl Coordinator {
             lease_timeout_ms: cfg.lease_timeout.as_millis() as u64,
             max_failures: cfg.max_failures.max(1),
             max_lost: SchedulerConfig::DEFAULT_MAX_LOST,
+            retry_backoff_ms: cfg.retry_backoff.as_millis() as u64,
         });
         for t in open {
             sched.add(t.id, t.params, t.attempts, t.failures, t.lost, TrialStatus::Pending);

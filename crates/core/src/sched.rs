@@ -32,11 +32,18 @@ pub struct SchedulerConfig {
     /// Expired leases allowed before a trial is failed for good: a trial whose worker dies or
     /// hangs every time (out of memory, say) must not be re-run forever.
     pub max_lost: u32,
+    /// A failed attempt's retry waits this long, doubling with each failure (capped at
+    /// [`SchedulerConfig::MAX_RETRY_BACKOFF_MS`]); 0 retries at once.
+    pub retry_backoff_ms: u64,
 }
 
 impl SchedulerConfig {
     /// Default for `max_lost`.
     pub const DEFAULT_MAX_LOST: u32 = 5;
+    /// Default for `retry_backoff_ms`.
+    pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
+    /// Longest wait before a retry.
+    pub const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,6 +59,8 @@ struct Entry {
     attempt: u32,
     failures: u32,
     lost: u32,
+    /// A retry is not leased before this time.
+    not_before: u64,
     state: State,
 }
 
@@ -113,12 +122,14 @@ pub struct Scheduler {
     entries: HashMap<TrialId, Entry>,
     queue: VecDeque<TrialId>,
     counts: Counts,
+    /// The latest time the scheduler was told (reports carry none; they use this).
+    clock: u64,
 }
 
 impl Scheduler {
     /// An empty scheduler.
     pub fn new(cfg: SchedulerConfig) -> Scheduler {
-        Scheduler { cfg, entries: HashMap::new(), queue: VecDeque::new(), counts: Counts::default() }
+        Scheduler { cfg, entries: HashMap::new(), queue: VecDeque::new(), counts: Counts::default(), clock: 0 }
     }
 
     /// Adds a trial as the store knows it: `attempts` leases so far, `failures` of them failed,
@@ -142,7 +153,7 @@ impl Scheduler {
         if state == State::Pending {
             self.queue.push_back(id);
         }
-        self.entries.insert(id, Entry { params, attempt: attempts, failures, lost, state });
+        self.entries.insert(id, Entry { params, attempt: attempts, failures, lost, not_before: 0, state });
     }
 
     /// Counts by status.
@@ -162,8 +173,12 @@ impl Scheduler {
 
     /// Leases up to `max` pending trials to `worker`.
     pub fn lease(&mut self, worker: WorkerId, now_ms: u64, max: usize) -> Vec<Grant> {
+        self.clock = self.clock.max(now_ms);
         let mut out = Vec::new();
-        while out.len() < max {
+        let mut waiting = Vec::new();
+        let mut budget = self.queue.len();
+        while out.len() < max && budget > 0 {
+            budget -= 1;
             let Some(id) = self.queue.pop_front() else {
                 break;
             };
@@ -173,11 +188,19 @@ impl Scheduler {
             if e.state != State::Pending {
                 continue;
             }
+            if e.not_before > now_ms {
+                // A retry still backing off keeps its place in line.
+                waiting.push(id);
+                continue;
+            }
             e.attempt += 1;
             let deadline_ms = now_ms + self.cfg.lease_timeout_ms;
             e.state = State::Leased { worker, deadline: deadline_ms };
             self.counts.shift(TrialStatus::Pending, TrialStatus::Running);
             out.push(Grant { id, attempt: e.attempt, params: e.params.clone(), deadline_ms });
+        }
+        for id in waiting.into_iter().rev() {
+            self.queue.push_front(id);
         }
         out
     }
@@ -185,6 +208,7 @@ impl Scheduler {
     /// Renews the leases `worker` says it holds; returns those that are no longer its current ones
     /// (the worker should abandon them).
     pub fn heartbeat(&mut self, worker: WorkerId, held: &[(TrialId, u32)], now_ms: u64) -> Vec<(TrialId, u32)> {
+        self.clock = self.clock.max(now_ms);
         let mut stale = Vec::new();
         for &(id, attempt) in held {
             match self.entries.get_mut(&id) {
@@ -202,6 +226,8 @@ impl Scheduler {
     /// Applies a report for (`id`, `attempt`) from `worker`.
     pub fn report(&mut self, worker: WorkerId, id: TrialId, attempt: u32, kind: ReportKind) -> Disposition {
         let max_failures = self.cfg.max_failures;
+        let backoff = self.cfg.retry_backoff_ms;
+        let clock = self.clock;
         let Some(e) = self.entries.get_mut(&id) else {
             return Disposition::Unknown;
         };
@@ -220,6 +246,8 @@ impl Scheduler {
         self.counts.shift(TrialStatus::Running, status);
         if status == TrialStatus::Pending {
             e.state = State::Pending;
+            let doublings = e.failures.saturating_sub(1).min(16);
+            e.not_before = clock + (backoff << doublings).min(SchedulerConfig::MAX_RETRY_BACKOFF_MS);
             self.queue.push_back(id);
         } else {
             e.state = State::Done(status);
@@ -230,6 +258,7 @@ impl Scheduler {
     /// Returns every lease whose deadline has passed to pending (or fails a trial that lost
     /// `max_lost` leases).
     pub fn expire(&mut self, now_ms: u64) -> Vec<Revoked> {
+        self.clock = self.clock.max(now_ms);
         self.revoke_where(|_, deadline| deadline <= now_ms, true)
     }
 
@@ -291,7 +320,12 @@ mod tests {
     }
 
     fn sched(n: u64) -> Scheduler {
-        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 2, max_lost: 5 });
+        let mut s = Scheduler::new(SchedulerConfig {
+            lease_timeout_ms: 100,
+            max_failures: 2,
+            max_lost: 5,
+            retry_backoff_ms: 0,
+        });
         for i in 0..n {
             s.add(TrialId(i), params(), 0, 0, 0, TrialStatus::Pending);
         }
@@ -357,7 +391,12 @@ mod tests {
 
     #[test]
     fn resumed_trials_keep_counting_attempts() {
-        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 100, max_failures: 3, max_lost: 5 });
+        let mut s = Scheduler::new(SchedulerConfig {
+            lease_timeout_ms: 100,
+            max_failures: 3,
+            max_lost: 5,
+            retry_backoff_ms: 0,
+        });
         s.add(TrialId(1), params(), 4, 0, 0, TrialStatus::Running);
         s.add(TrialId(2), params(), 1, 0, 0, TrialStatus::Succeeded);
         assert_eq!(s.counts().pending, 1);
@@ -369,7 +408,8 @@ mod tests {
 
     #[test]
     fn a_trial_that_keeps_losing_its_lease_fails_in_the_end() {
-        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 10, max_failures: 3, max_lost: 3 });
+        let mut s =
+            Scheduler::new(SchedulerConfig { lease_timeout_ms: 10, max_failures: 3, max_lost: 3, retry_backoff_ms: 0 });
         s.add(TrialId(1), params(), 0, 0, 0, TrialStatus::Pending);
         let mut now = 0;
         for round in 1..=3 {
@@ -381,11 +421,36 @@ mod tests {
         assert!(s.is_finished());
         assert_eq!(s.counts().failed, 1);
         // A graceful hand-back is not a loss.
-        let mut s = Scheduler::new(SchedulerConfig { lease_timeout_ms: 10, max_failures: 3, max_lost: 1 });
+        let mut s =
+            Scheduler::new(SchedulerConfig { lease_timeout_ms: 10, max_failures: 3, max_lost: 1, retry_backoff_ms: 0 });
         s.add(TrialId(1), params(), 0, 0, 0, TrialStatus::Pending);
         s.lease(W1, 0, 1);
         assert!(!s.release_worker(W1)[0].gave_up);
         assert_eq!(s.counts().pending, 1);
+    }
+
+    #[test]
+    fn failed_attempts_back_off_before_their_retry() {
+        let mut s = Scheduler::new(SchedulerConfig {
+            lease_timeout_ms: 10_000,
+            max_failures: 5,
+            max_lost: 5,
+            retry_backoff_ms: 100,
+        });
+        s.add(TrialId(1), params(), 0, 0, 0, TrialStatus::Pending);
+        s.add(TrialId(2), params(), 0, 0, 0, TrialStatus::Pending);
+        let g = s.lease(W1, 0, 1);
+        assert_eq!(g[0].id, TrialId(1));
+        s.report(W1, TrialId(1), 1, ReportKind::Failed);
+        // Trial 1 waits 100 ms; trial 2 goes first.
+        assert_eq!(s.lease(W1, 50, 2).iter().map(|g| g.id).collect::<Vec<_>>(), vec![TrialId(2)]);
+        assert!(s.lease(W1, 99, 1).is_empty());
+        let g = s.lease(W1, 100, 1);
+        assert_eq!((g[0].id, g[0].attempt), (TrialId(1), 2));
+        // The second failure waits twice as long.
+        s.report(W1, TrialId(1), 2, ReportKind::Failed);
+        assert!(s.lease(W1, 299, 1).is_empty());
+        assert_eq!(s.lease(W1, 300, 1).len(), 1);
     }
 
     #[test]
@@ -413,7 +478,12 @@ mod tests {
         };
         for _round in 0..200 {
             let trials = 1 + rand(12);
-            let cfg = SchedulerConfig { lease_timeout_ms: 100, max_failures: 1 + rand(3) as u32, max_lost: u32::MAX };
+            let cfg = SchedulerConfig {
+                lease_timeout_ms: 100,
+                max_failures: 1 + rand(3) as u32,
+                max_lost: u32::MAX,
+                retry_backoff_ms: rand(3) * 50,
+            };
             // The "store": final status per trial, and attempts/failures so far.
             let mut finals: HashMap<TrialId, TrialStatus> = HashMap::new();
             let mut attempts: HashMap<TrialId, (u32, u32)> = HashMap::new();
