@@ -134,7 +134,7 @@ async fn drive(hub: Arc<Hub>, coordinator: Coordinator, workers: u32, quiet: boo
             _ = &mut interrupt => break Ok(Ended::Interrupted),
             _ = health.tick() => {
                 // Results that cannot be written must stop the run, not pile up in memory.
-                if let Some(f) = coordinator.write_failure() {
+                if let Some(f) = hub.write_failure() {
                     break Err(anyhow!("writing results failed: {f}"));
                 }
             }

@@ -94,10 +94,13 @@ impl Hub {
         self.sweeps.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn coordinator(&self, store: Store, sweep: &Sweep) -> Result<Coordinator, CoordinatorError> {
+        Coordinator::new(store, self.cfg.for_sweep(sweep), self.work.clone(), self.worker_count.clone())
+    }
+
     /// Adds a sweep whose store is already synced (as `kappa run` prepares it).
     pub fn add(&self, store: Store, sweep: &Sweep, spec: &str) -> Result<Coordinator, HubError> {
-        let c =
-            Coordinator::with_shared(store, self.cfg.for_sweep(sweep), self.work.clone(), self.worker_count.clone())?;
+        let c = self.coordinator(store, sweep)?;
         self.sweeps.write().unwrap_or_else(|e| e.into_inner()).push(Entry {
             coordinator: c.clone(),
             spec: spec.to_string(),
@@ -187,8 +190,7 @@ impl Hub {
         let sync = store
             .sync_plan(&sweep.name, file, spec, &plan.task_json().to_string(), plan.trials())
             .map_err(CoordinatorError::from)?;
-        let c =
-            Coordinator::with_shared(store, self.cfg.for_sweep(sweep), self.work.clone(), self.worker_count.clone())?;
+        let c = self.coordinator(store, sweep)?;
         sweeps.push(Entry { coordinator: c, spec: spec.to_string(), _lock: Some(lock) });
         Ok((sync, prepared))
     }

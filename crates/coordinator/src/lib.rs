@@ -102,12 +102,8 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Builds a coordinator over a store whose plan is already synced: every unfinished trial of
-    /// the current plan is loaded as pending.
-    pub fn new(store: Store, cfg: CoordinatorConfig) -> Result<Coordinator, CoordinatorError> {
-        Coordinator::with_shared(store, cfg, Arc::new(Notify::new()), Arc::new(AtomicU32::new(0)))
-    }
-
-    fn with_shared(
+    /// the current plan is loaded as pending. `work` and `workers` are shared with its hub.
+    fn new(
         store: Store,
         cfg: CoordinatorConfig,
         work: Arc<Notify>,

@@ -166,11 +166,6 @@ impl Scheduler {
         self.counts.done() == self.counts.total
     }
 
-    /// Whether any trial waits for a worker.
-    pub fn has_pending(&self) -> bool {
-        !self.queue.is_empty()
-    }
-
     /// Leases up to `max` pending trials to `worker`.
     pub fn lease(&mut self, worker: WorkerId, now_ms: u64, max: usize) -> Vec<Grant> {
         self.clock = self.clock.max(now_ms);

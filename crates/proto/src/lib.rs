@@ -273,18 +273,6 @@ pub fn progress(sweep: &str, c: Counts, reused: u64, workers: u32, finished: boo
     }
 }
 
-/// Counts from a progress message.
-pub fn counts(p: &pb::Progress) -> Counts {
-    Counts {
-        total: p.total,
-        pending: p.pending,
-        running: p.running,
-        succeeded: p.succeeded,
-        failed: p.failed,
-        diverged: p.diverged,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,15 +44,12 @@ pub struct WorkerConfig {
 /// Errors that stop a worker.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// The coordinator URL is malformed.
-    #[error("invalid coordinator address {0}: {1}")]
-    Address(String, String),
-    /// The coordinator could not be reached or refused the worker.
+    /// The coordinator could not be reached, or its address is malformed.
+    #[error(transparent)]
+    Connect(#[from] kappa_proto::ConnectError),
+    /// The coordinator refused the worker.
     #[error("coordinator {0}: {1}")]
     Rpc(String, tonic::Status),
-    /// The transport failed.
-    #[error("cannot connect to coordinator {0}: {1}")]
-    Connect(String, tonic::transport::Error),
 }
 
 /// What a worker did.
@@ -89,7 +86,7 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Resu
             match kappa_proto::connect_with(&cfg.coordinator, cfg.token.as_deref(), cfg.tls_ca.as_deref()).await {
                 Ok(c) => c,
                 Err(e) if !connected_once && cfg.exit_when_finished => {
-                    return Err(WorkerError::Address(cfg.coordinator.clone(), e.to_string()));
+                    return Err(e.into());
                 }
                 Err(e) => {
                     log(&cfg, &format!("{e}; retrying in {backoff:.1?}"));
