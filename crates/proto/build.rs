@@ -12,6 +12,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The descriptor set is served by gRPC server reflection (so grpcurl needs no .proto files).
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("kappa_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure().btree_map(".").compile_fds(fds)?;
     Ok(())
 }

@@ -102,7 +102,7 @@ fn write_csv(w: &mut impl Write, trials: &[TrialRecord]) -> std::io::Result<()> 
     for t in trials {
         let p = &t.params;
         let stationary = t.metrics.as_ref().and_then(|m| m.stationary_loss);
-        let last = t.metrics.as_ref().and_then(|m| m.curve.last().copied());
+        let last = t.metrics.as_ref().and_then(|m| m.curve.last());
         let cells = [
             t.id.to_string(),
             t.seq.to_string(),

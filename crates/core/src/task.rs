@@ -14,6 +14,10 @@ pub enum TaskSpec {
     Optimizer(SimTask),
     /// The optimizer's SDE integrated by Euler–Maruyama (THEORY.md §3).
     Sde(SimTask),
+    /// A network trained natively (logistic regression or an MLP) with the simulator's optimizers.
+    Train(TrainTask),
+    /// A user program run as a child process per trial, reporting metrics as JSON lines.
+    Command(CommandTask),
     /// A trivial trial that only sleeps: for measuring dispatch.
     Noop {
         /// How long each trial sleeps, in milliseconds.
@@ -28,6 +32,8 @@ impl TaskSpec {
         match self {
             TaskSpec::Optimizer(_) => "optimizer",
             TaskSpec::Sde(_) => "sde",
+            TaskSpec::Train(_) => "train",
+            TaskSpec::Command(_) => "command",
             TaskSpec::Noop { .. } => "noop",
         }
     }
@@ -36,9 +42,124 @@ impl TaskSpec {
     pub fn sim(&self) -> Option<&SimTask> {
         match self {
             TaskSpec::Optimizer(s) | TaskSpec::Sde(s) => Some(s),
-            TaskSpec::Noop { .. } => None,
+            TaskSpec::Train(_) | TaskSpec::Command(_) | TaskSpec::Noop { .. } => None,
         }
     }
+}
+
+/// Native training of a small network (`kind = "train"`).
+///
+/// Every trial trains `paths` independent replicates (own initialisation, own minibatch order and
+/// noise) and reports their mean and standard error, like a simulation's paths.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainTask {
+    /// The network.
+    pub model: ModelSpec,
+    /// The data set, split into a training part and a held-out part.
+    pub data: DataSpec,
+    /// Fraction of the data held out for the held-out loss and accuracy (0 < f < 1).
+    pub holdout: f64,
+    /// Budget in samples seen (steps × B).
+    pub samples: u64,
+    /// How often a curve point is recorded (evaluation on the whole training and held-out sets).
+    pub record_every: RecordEvery,
+    /// Fraction of the run discarded before the stationary (train) loss is averaged.
+    pub burn_in: f64,
+    /// Independent replicates per trial.
+    pub paths: u32,
+    /// Bias-correct the moment estimates of RMSprop and Adam.
+    pub bias_correction: bool,
+    /// The paper's protocol: full-batch gradients plus injected Gaussian noise of per-sample scale
+    /// σ₁ (σ_B = σ₁/√B). `None`: real minibatch gradients.
+    pub noise: Option<f64>,
+    /// Integrate the optimizer's SDE on the network instead of running the optimizer (needs
+    /// `noise`: the diffusion uses the injected covariance, the drift the full-batch gradient).
+    pub sde: bool,
+    /// SDE only: Euler–Maruyama substeps per optimizer step.
+    pub refine: u32,
+    /// SDE only: which SDE model.
+    pub sde_model: SdeModel,
+}
+
+/// A fully connected network: inputs → hidden layers → outputs. No hidden layers is a linear
+/// model (logistic regression for classification).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Widths of the hidden layers, input side first.
+    pub hidden: Vec<u32>,
+    /// Nonlinearity after every hidden layer.
+    pub activation: Activation,
+}
+
+/// Hidden-layer nonlinearities.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// max(0, x).
+    #[default]
+    Relu,
+    /// tanh(x).
+    Tanh,
+}
+
+/// Where training data comes from, tagged by `kind`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataSpec {
+    /// The 8×8 handwritten digits (UCI, 1,797 samples, 64 features, 10 classes), shipped with kappa.
+    Digits,
+    /// A user's table: numeric feature columns and one target column.
+    Csv {
+        /// Path of the file (relative paths are relative to the worker's working directory).
+        path: String,
+        /// The target column: its header name, or its 0-based index when the file has no header.
+        target: String,
+        /// Whether the first line names the columns.
+        header: bool,
+        /// `classification` (integer class labels) or `regression` (a real target).
+        objective: Objective,
+    },
+    /// A random teacher network labels random Gaussian inputs (seeded, so every trial sees the
+    /// same data).
+    TeacherStudent {
+        /// `classification` (argmax of the teacher) or `regression` (teacher output + noise).
+        objective: Objective,
+        /// Input dimension.
+        inputs: u32,
+        /// Classes (classification) or output dimension (regression).
+        outputs: u32,
+        /// Hidden width of the teacher (one tanh layer); 0 for a linear teacher.
+        teacher_hidden: u32,
+        /// Number of samples generated.
+        samples: u32,
+        /// Standard deviation of the label noise added to regression targets.
+        label_noise: f64,
+        /// Seed of the data (not of the training run).
+        seed: u64,
+    },
+}
+
+/// What the network predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Class labels; softmax cross-entropy; accuracy is reported.
+    Classification,
+    /// Real targets; mean squared error (½‖y − ŷ‖² per sample).
+    Regression,
+}
+
+/// An external program run once per attempt (`kind = "command"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandTask {
+    /// Program and arguments, with `{lr}`-style placeholders; passed as argv, never to a shell.
+    pub argv: Vec<String>,
+    /// Extra environment variables (placeholders allowed in values).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// A simulation over many independent paths.

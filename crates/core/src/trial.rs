@@ -90,7 +90,7 @@ pub struct Estimate {
 }
 
 /// One recorded point of a loss curve.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
     /// Samples seen so far (steps × batch size).
     pub samples: u64,
@@ -113,6 +113,10 @@ pub struct CurvePoint {
     /// signal-to-noise ratio |Y| = |∇f_i|/(√2 σ_i): `[|Y| > 3/2, 1 ≤ |Y| ≤ 3/2, |Y| < 1]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phases: Option<[f64; 3]>,
+    /// Further metrics at this point by name (training: `test_loss`, `test_accuracy`,
+    /// `train_accuracy`; command tasks: every other numeric key of the metrics line).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, f64>,
 }
 
 /// What a successful trial reports. New fields are added, never renamed.

@@ -185,6 +185,7 @@ impl From<&TrialMetrics> for pb::TrialMetrics {
                     loss_q50: c.loss_q50,
                     loss_q90: c.loss_q90,
                     phases: c.phases.map(|p| p.to_vec()).unwrap_or_default(),
+                    extra: c.extra.clone(),
                 })
                 .collect(),
             stationary_loss: m.stationary_loss.map(|e| pb::Estimate { mean: e.mean, se: e.se }),
@@ -216,6 +217,7 @@ impl From<pb::TrialMetrics> for TrialMetrics {
                     loss_q50: c.loss_q50,
                     loss_q90: c.loss_q90,
                     phases: <[f64; 3]>::try_from(c.phases.as_slice()).ok(),
+                    extra: c.extra,
                 })
                 .collect(),
             stationary_loss: m.stationary_loss.map(|e| Estimate { mean: e.mean, se: e.se }),
@@ -310,6 +312,7 @@ mod tests {
                 loss_q50: 0.4,
                 loss_q90: 0.9,
                 phases: Some([0.2, 0.3, 0.5]),
+                extra: [("test_accuracy".to_string(), 0.75)].into(),
             }],
             stationary_loss: Some(Estimate { mean: 0.2, se: 0.01 }),
             theory: Some(Theory {

@@ -637,6 +637,7 @@ mod tests {
                     loss_q50: loss,
                     loss_q90: loss,
                     phases: None,
+                    extra: Default::default(),
                 }],
                 stationary_loss: Some(Estimate { mean: loss, se: 0.0 }),
                 ..TrialMetrics::default()

@@ -40,6 +40,7 @@ fn metrics(batch: u64, lr: f64) -> TrialMetrics {
                 loss_q50: loss,
                 loss_q90: loss,
                 phases: None,
+                extra: Default::default(),
             }
         })
         .collect();

@@ -64,6 +64,8 @@ pub fn run_trial(
     match task {
         TaskSpec::Optimizer(sim) => run::run_sim(sim, false, params, id, cancel),
         TaskSpec::Sde(sim) => run::run_sim(sim, true, params, id, cancel),
-        TaskSpec::Noop { .. } => Err(SimError::Invalid("a noop task is not a simulation".into())),
+        TaskSpec::Train(_) | TaskSpec::Command(_) | TaskSpec::Noop { .. } => {
+            Err(SimError::Invalid(format!("a {} task is not a simulation", task.kind_name())))
+        }
     }
 }

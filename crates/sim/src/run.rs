@@ -292,6 +292,7 @@ fn summarise(
             loss_q50: quantile(&column, 0.5),
             loss_q90: quantile(&column, 0.9),
             phases,
+            extra: Default::default(),
         });
     }
     let diverged = blocks.iter().filter_map(|b| b.diverged_at).min();

@@ -14,6 +14,9 @@ pub fn execute(task: &TaskSpec, params: &Hyperparams, id: TrialId, cancel: &Canc
             Ok(AttemptOutcome::Succeeded(kappa_core::TrialMetrics::default()))
         }
         TaskSpec::Optimizer(_) | TaskSpec::Sde(_) => kappa_sim::run_trial(task, params, id, cancel),
+        TaskSpec::Train(_) | TaskSpec::Command(_) => {
+            Ok(AttemptOutcome::Failed { error: format!("kind = \"{}\" is not implemented yet", task.kind_name()) })
+        }
     }));
     match run {
         Ok(Ok(outcome)) => Some(outcome),
