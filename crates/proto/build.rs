@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The descriptor set is served by gRPC server reflection (so grpcurl needs no .proto files).
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("kappa_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
-    tonic_prost_build::configure().btree_map(".").compile_fds(fds)?;
+    // Decode errors are the client's fault: the codec says INVALID_ARGUMENT, not INTERNAL.
+    tonic_prost_build::configure().btree_map(".").codec_path("crate::codec::StrictCodec").compile_fds(fds)?;
     Ok(())
 }

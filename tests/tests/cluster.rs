@@ -98,6 +98,13 @@ fn a_coordinator_killed_and_restarted_finishes_the_sweep_exactly_once() {
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
     };
     assert!(before.len() < 24, "the sweep finished before the kill: make it longer");
+    // Attempts in flight at the kill: their worker goes on, and reports them after reconnecting.
+    let in_flight: Vec<(String, i64)> = {
+        let db = rusqlite::Connection::open(sb.path().join("cluster/kill-coordinator/kappa.db")).unwrap();
+        let mut stmt = db.prepare("SELECT id, attempts FROM trials WHERE status = 'running'").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(!in_flight.is_empty(), "nothing was running at the kill");
     // Same command, same address: the worker reconnects on its own.
     let (_coord2, addr2) = sb.coordinator(&addr, FAST_LEASES);
     assert_eq!(addr2, addr);
@@ -114,6 +121,12 @@ fn a_coordinator_killed_and_restarted_finishes_the_sweep_exactly_once() {
             .unwrap();
         assert_eq!(at, *finished_at, "trial {id} finished again after the restart");
         assert!(attempts >= 1);
+    }
+    for (id, attempt) in &in_flight {
+        let counted: i64 = db
+            .query_row("SELECT attempt FROM attempts WHERE trial_id = ?1 AND counted = 1", [id], |r| r.get(0))
+            .unwrap();
+        assert_eq!(counted, *attempt, "trial {id}: its in-flight attempt was run again instead of accepted");
     }
 }
 
@@ -217,7 +230,7 @@ fn retry_failed_on_a_coordinator_runs_the_failed_trials_again() {
     );
     sb.wait_for("cluster/flaky", "the retried trials to fail again", Duration::from_secs(60), |c| {
         count(c, "failed") == 2
-            && c.query_row("SELECT count(*) FROM attempts WHERE outcome = 'failed'", [], |r| r.get::<_, i64>(0))
+            && c.query_row("SELECT count(*) FROM attempts WHERE outcome LIKE 'failed%'", [], |r| r.get::<_, i64>(0))
                 .unwrap_or(0)
                 == 4
     });
@@ -295,4 +308,33 @@ fn cancel_stops_a_sweep_across_restarts_and_submitting_again_resumes_it() {
     sb.wait_for("cluster/cancel-me", "every trial done", Duration::from_secs(90), |c| count(c, "succeeded") == 24);
     let (rows, _) = ledger(&sb, "cluster/cancel-me");
     assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
+}
+
+#[test]
+fn report_from_a_coordinator_matches_the_report_from_its_state() {
+    let sb = Sandbox::new();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sweeps/sgd-linear-rule.toml"))
+        .unwrap()
+        .replace("paths = 256", "paths = 32")
+        .replace("samples = 200_000", "samples = 20_000");
+    sb.write("s.toml", &text);
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &[]);
+    let _w = sb.worker(&addr, "w", &["--slots", "2"]);
+    assert_eq!(submit(&sb, &addr, "s.toml", &["--watch"]).status.code(), Some(0));
+    let url = format!("http://{addr}");
+    let remote = sb.kappa(&["report", "--coordinator", &url, "--out", "remote"]);
+    assert_eq!(remote.status.code(), Some(0), "{}", show(&remote));
+    let local = sb.kappa(&["report", "--state", "cluster/sgd-linear-rule", "--out", "local"]);
+    assert_eq!(local.status.code(), Some(0), "{}", show(&local));
+    let table = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.starts_with("wrote ")).collect::<Vec<_>>().join("\n")
+    };
+    assert!(table(&remote).contains("sgd-linear"), "{}", show(&remote));
+    assert_eq!(table(&remote), table(&local));
+    let read = |d: &str| std::fs::read_to_string(sb.path().join(d).join("summary.json")).unwrap();
+    assert_eq!(read("remote"), read("local"));
+    // An unknown sweep is a clear error.
+    let out = sb.kappa(&["report", "--coordinator", &url, "--sweep", "nope", "--out", "x"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no sweep named `nope`"), "{}", show(&out));
 }

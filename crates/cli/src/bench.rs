@@ -20,6 +20,10 @@ enum BenchWhat {
     /// SGD SDE on a diagonal quadratic (λ evenly spaced in [0.1, 10]), Euler–Maruyama with Δ = η,
     /// against tests/bench/sim_numpy.py doing the same work with NumPy.
     Sim(SimBench),
+    /// Native training: a 64-128-10 ReLU MLP on the digits (batch 64, Adam), kappa-train against
+    /// tests/bench/mlp_numpy.py running the same loop with NumPy; one replicate on one thread,
+    /// then one replicate per thread.
+    Train(TrainBench),
     /// Dispatch throughput: N noop trials through a `kappa coordinator` and 2 `kappa worker`
     /// processes with durable results; coordinator memory per pending trial; and, when Optuna is
     /// installed (`pip install optuna`), the same trials through Optuna with SQLite storage.
@@ -49,6 +53,31 @@ struct DispatchBench {
 }
 
 #[derive(clap::Args, Debug)]
+struct TrainBench {
+    /// Timed steps per replicate.
+    #[arg(long, default_value_t = 3000)]
+    steps: u64,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 64)]
+    batch: u64,
+    /// Hidden width.
+    #[arg(long, default_value_t = 128)]
+    hidden: u32,
+    /// `adam` (η = 1e-3) or `sgd` (η = 0.1).
+    #[arg(long, default_value = "adam")]
+    optimizer: OptimizerKind,
+    /// Python interpreter with NumPy for the baseline.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// The NumPy baseline script.
+    #[arg(long, default_value = "tests/bench/mlp_numpy.py")]
+    script: PathBuf,
+    /// Skip the NumPy baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+#[derive(clap::Args, Debug)]
 struct SimBench {
     /// Paths.
     #[arg(long, default_value_t = 1000)]
@@ -73,6 +102,7 @@ struct SimBench {
 pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
     match args.what {
         BenchWhat::Sim(b) => bench_sim(b),
+        BenchWhat::Train(b) => bench_train(b),
         BenchWhat::Dispatch(b) => bench_dispatch(b),
     }
 }
@@ -144,6 +174,67 @@ fn bench_sim(b: SimBench) -> anyhow::Result<u8> {
         v["stationary_loss"].as_f64().unwrap_or(f64::NAN)
     );
     println!("ratio : {:.1}x NumPy", kappa_rate / numpy_rate);
+    Ok(crate::exit::OK)
+}
+
+fn bench_train(b: TrainBench) -> anyhow::Result<u8> {
+    let lr = match b.optimizer {
+        OptimizerKind::Adam => 1e-3,
+        OptimizerKind::Sgd => 0.1,
+        other => return Err(anyhow!("the training benchmark runs adam or sgd, not {other}")),
+    };
+    let threads = rayon::current_num_threads();
+    println!(
+        "workload: 64-{}-10 ReLU MLP on the digits, softmax cross-entropy, batch {}, {} (lr {lr}), {} steps, f64",
+        b.hidden, b.batch, b.optimizer, b.steps
+    );
+    let cfg = kappa_train::BenchConfig {
+        hidden: vec![b.hidden],
+        batch_size: b.batch,
+        optimizer: b.optimizer,
+        lr,
+        steps: b.steps,
+        replicates: 1,
+    };
+    let fail = |e: kappa_sim::SimError| anyhow!("the training benchmark failed: {e}");
+    let one = kappa_train::bench_mlp(&cfg).map_err(fail)?;
+    println!(
+        "kappa : {:.3e} samples/s, 1 replicate ({:.2} s; train loss {:.4}, held-out accuracy {:.3})",
+        one.samples_per_second, one.seconds, one.train_loss, one.test_accuracy
+    );
+    let all = kappa_train::bench_mlp(&kappa_train::BenchConfig { replicates: threads as u32, ..cfg }).map_err(fail)?;
+    println!(
+        "kappa : {:.3e} samples/s, {threads} replicates on {threads} threads ({:.2} s)",
+        all.samples_per_second, all.seconds
+    );
+    if b.no_baseline {
+        return Ok(crate::exit::OK);
+    }
+    let output = Command::new(&b.python)
+        .arg(&b.script)
+        .args(["--steps", &b.steps.to_string(), "--batch", &b.batch.to_string(), "--hidden", &b.hidden.to_string()])
+        .args(["--optimizer", b.optimizer.as_str(), "--lr", &lr.to_string()])
+        .output()
+        .with_context(|| format!("cannot run {} {}", b.python, b.script.display()))?;
+    if !output.status.success() {
+        return Err(anyhow!(
+            "the NumPy baseline failed (install it with `pip install numpy`, or pass --no-baseline):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).context("the baseline printed no JSON")?;
+    let numpy_rate = v["samples_per_s"].as_f64().ok_or_else(|| anyhow!("baseline JSON lacks samples_per_s"))?;
+    println!(
+        "numpy : {numpy_rate:.3e} samples/s ({:.2} s; train loss {:.4}, held-out accuracy {:.3})",
+        v["seconds"].as_f64().unwrap_or(f64::NAN),
+        v["train_loss"].as_f64().unwrap_or(f64::NAN),
+        v["test_accuracy"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!(
+        "ratio : {:.1}x NumPy on one thread, {:.1}x with {threads} replicates on {threads} threads",
+        one.samples_per_second / numpy_rate,
+        all.samples_per_second / numpy_rate
+    );
     Ok(crate::exit::OK)
 }
 
@@ -328,7 +419,7 @@ async fn probe_lease_latency(url: String) -> Vec<f64> {
     let worker_id = r.into_inner().worker_id;
     loop {
         let t = Instant::now();
-        let Ok(resp) = c.lease(pb::LeaseRequest { worker_id, max_trials: 1, wait_ms: 1000 }).await else { break };
+        let Ok(resp) = c.lease(pb::LeaseRequest { worker_id, max_trials: 1, wait_ms: 1000, free_gpus: 0 }).await else { break };
         out.push(t.elapsed().as_secs_f64());
         let resp = resp.into_inner();
         if resp.sweep_finished {

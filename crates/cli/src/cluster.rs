@@ -113,7 +113,7 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
     let hub = Arc::new(Hub::new(Some(args.state.clone()), cfg, kappa_sim::VERSION));
     let loaded = hub.load_all().with_context(|| format!("cannot load the sweeps in {}", args.state.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    let served: anyhow::Result<()> = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|e| invalid(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -132,11 +132,38 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
             println!("metrics on http://{}/metrics", l.local_addr()?);
             tokio::spawn(kappa_coordinator::metrics::serve_metrics(l, hub.clone(), std::future::pending()));
         }
-        kappa_coordinator::serve(listener, hub.clone(), auth, tls, interrupted()).await.context("the server failed")
-    })?;
+        // Serve until Ctrl-C/SIGTERM, or until results stop being written (a full disk, say):
+        // a coordinator that cannot record results must not keep handing out trials.
+        let watched = hub.clone();
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let failed = failure.clone();
+        let stop = async move {
+            let interrupt = interrupted();
+            tokio::pin!(interrupt);
+            let mut health = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = &mut interrupt => break,
+                    _ = health.tick() => if let Some(f) = watched.write_failure() {
+                        eprintln!("error: writing results failed: {f}; stopping");
+                        *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+                        break;
+                    }
+                }
+            }
+        };
+        kappa_coordinator::serve(listener, hub.clone(), auth, tls, stop).await.context("the server failed")?;
+        let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match failure {
+            Some(f) => Err(anyhow!("writing results failed: {f} (fix it and start the coordinator again)")),
+            None => Ok(()),
+        }
+    });
     // Leases die with the process: their trials are pending again in the store.
     hub.release_all();
-    hub.shutdown().context("could not save every result")?;
+    let shutdown = hub.shutdown();
+    served?;
+    shutdown.context("could not save every result")?;
     println!("coordinator stopped; every result is saved");
     Ok(exit::OK)
 }
@@ -152,6 +179,58 @@ pub struct WorkerArgs {
     /// Name shown in the store and logs (default: host name and process id).
     #[arg(long, value_name = "NAME", env = "KAPPA_WORKER_NAME")]
     name: Option<String>,
+    /// GPUs this worker hands to trials that ask for them (`resources.gpus`): `auto` (from
+    /// CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`), a count N (devices 0..N), or a list `0,2`.
+    #[arg(long, value_name = "auto|N|LIST", default_value = "auto", env = "KAPPA_GPUS")]
+    gpus: String,
+    /// Run `kind = "command"` trials (programs named by sweep files) as child processes.
+    /// Without it such trials are refused with that reason.
+    #[arg(long, env = "KAPPA_ALLOW_COMMANDS")]
+    allow_commands: bool,
+    /// Working directory of command trials; their per-attempt logs go to `kappa-logs/` in it.
+    #[arg(long, value_name = "DIR", default_value = ".", env = "KAPPA_WORKDIR")]
+    workdir: PathBuf,
+    /// On SIGTERM/Ctrl-C, stop leasing and let running trials finish for up to this long
+    /// before handing the rest back (e.g. `90s`; default: hand back at once).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, env = "KAPPA_DRAIN_TIMEOUT")]
+    drain_timeout: Option<Duration>,
+}
+
+/// The GPUs `--gpus` names: `auto`, a count, or a comma-separated list of device ordinals.
+pub fn parse_gpus(spec: &str) -> anyhow::Result<Vec<u32>> {
+    let spec = spec.trim();
+    if spec == "auto" {
+        return Ok(detect_gpus());
+    }
+    if let Ok(n) = spec.parse::<u32>() {
+        return Ok((0..n).collect());
+    }
+    spec.split(',')
+        .map(|p| {
+            p.trim().parse::<u32>().map_err(|_| {
+                invalid(format!("--gpus must be `auto`, a count or a list of device numbers like 0,2; got `{spec}`"))
+            })
+        })
+        .collect()
+}
+
+/// GPUs visible to this process: CUDA_VISIBLE_DEVICES when set, else what `nvidia-smi -L` lists.
+fn detect_gpus() -> Vec<u32> {
+    if let Ok(v) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        let n = v.split(',').filter(|d| !d.trim().is_empty() && d.trim() != "-1").count();
+        return (0..n as u32).collect();
+    }
+    match std::process::Command::new("nvidia-smi").arg("-L").stderr(std::process::Stdio::null()).output() {
+        Ok(o) if o.status.success() => {
+            let n = String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("GPU ")).count();
+            (0..n as u32).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    kappa_core::spec::parse_duration(s)
 }
 
 /// `kappa worker`: pulls trials until Ctrl-C or SIGTERM, then hands its leases back.
@@ -173,7 +252,22 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         token: args.coordinator.token.token()?,
         tls_ca: args.coordinator.token.ca()?,
         verbose: true,
+        commands: if args.allow_commands {
+            let workdir = std::fs::canonicalize(&args.workdir)
+                .map_err(|e| invalid(format!("--workdir {}: {e}", args.workdir.display())))?;
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
+            Some(kappa_worker::CommandEnv { logs: workdir.join("kappa-logs"), workdir, host })
+        } else {
+            None
+        },
+        gpus: parse_gpus(&args.gpus)?,
+        drain: args.drain_timeout.unwrap_or_default(),
     };
+    if !cfg.gpus.is_empty() {
+        eprintln!("worker GPUs: {:?}", cfg.gpus);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let stats = runtime.block_on(async {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -201,6 +295,44 @@ pub struct SubmitArgs {
 
 async fn client(c: &CoordinatorArg) -> anyhow::Result<kappa_proto::Client> {
     Ok(kappa_proto::connect_with(&c.coordinator, c.token.token()?.as_deref(), c.token.ca()?.as_deref()).await?)
+}
+
+/// A sweep's results as a coordinator serves them: its name, file path and text, and every
+/// trial (`kappa report --coordinator`).
+pub struct RemoteResults {
+    /// The sweep's name.
+    pub name: String,
+    /// Path of the sweep file it was submitted from.
+    pub spec_path: String,
+    /// The sweep file's text.
+    pub spec: String,
+    /// Every trial: id, hyperparameters, status, metrics.
+    pub trials:
+        Vec<(kappa_core::TrialId, kappa_core::Hyperparams, kappa_core::TrialStatus, Option<kappa_core::TrialMetrics>)>,
+}
+
+/// Fetches a sweep's results from a coordinator (empty name: its latest sweep).
+pub fn fetch_results(c: &CoordinatorArg, sweep: &str) -> anyhow::Result<RemoteResults> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut cl = client(c).await?;
+        let mut stream =
+            cl.results(pb::ResultsRequest { sweep: sweep.to_string() }).await.map_err(status_error)?.into_inner();
+        let mut out =
+            RemoteResults { name: String::new(), spec_path: String::new(), spec: String::new(), trials: Vec::new() };
+        while let Some(chunk) = stream.message().await.map_err(status_error)? {
+            if out.name.is_empty() {
+                (out.name, out.spec, out.spec_path) = (chunk.sweep, chunk.spec, chunk.spec_path);
+            }
+            for t in chunk.trials {
+                out.trials.push(
+                    kappa_proto::trial_result_from_pb(t)
+                        .map_err(|e| anyhow!("bad result from the coordinator: {e}"))?,
+                );
+            }
+        }
+        Ok(out)
+    })
 }
 
 /// `kappa submit`: validates the file here (for its error messages), then hands it to the coordinator.
@@ -335,7 +467,7 @@ pub struct RetryArgs {
     #[command(flatten)]
     state: crate::StateArg,
     /// Ask a running coordinator instead of changing a state directory.
-    #[arg(long, value_name = "URL", conflicts_with = "state")]
+    #[arg(long, value_name = "URL")]
     coordinator: Option<String>,
     /// With --coordinator: the sweep (default: the latest).
     #[arg(long, requires = "coordinator")]

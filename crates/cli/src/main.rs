@@ -105,8 +105,9 @@ pub struct StateArg {
 struct StatusArgs {
     #[command(flatten)]
     state: StateArg,
-    /// Ask a running coordinator instead of reading a state directory.
-    #[arg(long, value_name = "URL", conflicts_with = "state")]
+    /// Ask a running coordinator instead of reading a state directory (it wins over --state
+    /// and KAPPA_STATE).
+    #[arg(long, value_name = "URL")]
     coordinator: Option<String>,
     /// With --coordinator: the sweep (default: all of them).
     #[arg(long, requires = "coordinator")]

@@ -15,6 +15,15 @@ use std::path::PathBuf;
 pub struct ReportArgs {
     #[command(flatten)]
     state: StateArg,
+    /// Read the results from a running coordinator instead of a state directory (it wins over
+    /// --state and KAPPA_STATE).
+    #[arg(long, value_name = "URL")]
+    coordinator: Option<String>,
+    /// With --coordinator: the sweep (default: the latest submitted).
+    #[arg(long, requires = "coordinator")]
+    sweep: Option<String>,
+    #[command(flatten)]
+    token: crate::cluster::TokenArg,
     /// Directory for summary.json, the PNG/SVG plots and report.html.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -41,17 +50,30 @@ fn trial_results(store: &Store) -> anyhow::Result<Vec<(kappa_core::Hyperparams, 
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
-    let dir = resolve_state(&args.state)?;
-    let store = Store::open(&dir)?;
-    let info = store.sweep_info()?.ok_or_else(|| anyhow!("{} holds no planned sweep yet", dir.display()))?;
-    let sweep = Sweep::parse(&info.spec_path, &info.spec)
-        .map_err(|e| anyhow!("the sweep file stored in {} no longer parses: {e}", dir.display()))?;
+    // The sweep file and every trial, from a state directory or a coordinator.
+    let (source, spec_path, spec, trials) = match &args.coordinator {
+        Some(url) => {
+            let c = crate::cluster::CoordinatorArg { coordinator: url.clone(), token: args.token.clone() };
+            let r = crate::cluster::fetch_results(&c, args.sweep.as_deref().unwrap_or(""))?;
+            (format!("sweep `{}` of {url}", r.name), r.spec_path, r.spec, r.trials)
+        }
+        None => {
+            let dir = resolve_state(&args.state)?;
+            let store = Store::open(&dir)?;
+            let info = store.sweep_info()?.ok_or_else(|| anyhow!("{} holds no planned sweep yet", dir.display()))?;
+            let trials = store.trials()?.into_iter().map(|t| (t.id, t.params, t.status, t.metrics)).collect();
+            (dir.display().to_string(), info.spec_path, info.spec, trials)
+        }
+    };
+    let sweep = Sweep::parse(&spec_path, &spec)
+        .map_err(|e| anyhow!("the sweep file stored in {source} no longer parses: {e}"))?;
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
     let results: HashMap<_, _> =
-        store.trials()?.into_iter().map(|t| (t.id, TrialResult { status: t.status, metrics: t.metrics })).collect();
+        trials.iter().map(|(id, _, status, m)| (*id, TrialResult { status: *status, metrics: m.clone() })).collect();
     let mut report = kappa_report::build(&sweep, &plan, &results);
     if !args.overlay.is_empty() {
-        let mut sweeps = vec![(label(&sweep.name, &sweep), trial_results(&store)?)];
+        let own = trials.into_iter().map(|(_, p, status, metrics)| (p, TrialResult { status, metrics })).collect();
+        let mut sweeps = vec![(label(&sweep.name, &sweep), own)];
         for dir in &args.overlay {
             let other = Store::open(dir)?;
             let info = other.sweep_info()?.ok_or_else(|| anyhow!("{} holds no planned sweep yet", dir.display()))?;

@@ -26,6 +26,13 @@ pub struct RunArgs {
     /// Print no progress, only the summary.
     #[arg(long, short)]
     quiet: bool,
+    /// GPUs for trials that ask for them: `auto`, a count N, or a list `0,2` (shared out among
+    /// the workers).
+    #[arg(long, value_name = "auto|N|LIST", default_value = "auto", env = "KAPPA_GPUS")]
+    gpus: String,
+    /// Working directory of `kind = "command"` trials (their logs go to STATE/logs/).
+    #[arg(long, value_name = "DIR", default_value = ".", env = "KAPPA_WORKDIR")]
+    workdir: PathBuf,
 }
 
 /// Takes the exclusive lock of a state directory, so two runs never write one store.
@@ -70,7 +77,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let ended = runtime.block_on(drive(hub.clone(), coordinator.clone(), workers, args.quiet));
+    // A local sweep file is the user's own: its commands run, in --workdir, logs in the state.
+    let workdir = std::fs::canonicalize(&args.workdir)
+        .map_err(|e| crate::invalid(format!("--workdir {}: {e}", args.workdir.display())))?;
+    let commands =
+        kappa_worker::CommandEnv { workdir, logs: std::path::absolute(state.join("logs"))?, host: "localhost".into() };
+    let gpus = crate::cluster::parse_gpus(&args.gpus)?;
+    let ended = runtime.block_on(drive(hub.clone(), coordinator.clone(), workers, args.quiet, (commands, gpus)));
     hub.shutdown().context("could not save every result")?;
     let ended = ended?;
     let store = Store::open(&state)?;
@@ -95,7 +108,13 @@ enum Ended {
     Interrupted,
 }
 
-async fn drive(hub: Arc<Hub>, coordinator: Coordinator, workers: u32, quiet: bool) -> anyhow::Result<Ended> {
+async fn drive(
+    hub: Arc<Hub>,
+    coordinator: Coordinator,
+    workers: u32,
+    quiet: bool,
+    (commands, gpus): (kappa_worker::CommandEnv, Vec<u32>),
+) -> anyhow::Result<Ended> {
     if coordinator.progress().finished {
         return Ok(Ended::Finished);
     }
@@ -119,6 +138,9 @@ async fn drive(hub: Arc<Hub>, coordinator: Coordinator, workers: u32, quiet: boo
             token: None,
             tls_ca: None,
             verbose: false,
+            commands: Some(commands.clone()),
+            gpus: gpus.iter().copied().skip(i as usize).step_by(workers as usize).collect(),
+            drain: Duration::ZERO,
         };
         pool.spawn(kappa_worker::run(cfg, stop_rx.clone()));
     }

@@ -9,7 +9,7 @@ use crate::{Coordinator, CoordinatorConfig, CoordinatorError};
 use kappa_core::sched::{Disposition, Grant};
 use kappa_core::{AttemptOutcome, Plan, Sweep, TrialId, WorkerId};
 use kappa_proto::pb;
-use kappa_store::{PlanSync, StateLock, Store};
+use kappa_store::{InFlight, PlanSync, StateLock, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -40,6 +40,19 @@ pub enum HubError {
     State(String),
 }
 
+/// One lease handed to a worker, with what it needs to run the trial.
+#[derive(Clone, Debug)]
+pub struct Leased {
+    /// The sweep's canonical task JSON.
+    pub task: Arc<str>,
+    /// The attempt's wall-clock limit.
+    pub timeout: Option<Duration>,
+    /// GPUs the trial needs.
+    pub gpus: u32,
+    /// The trial and its attempt.
+    pub grant: Grant,
+}
+
 /// What a submission did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Submitted {
@@ -67,6 +80,29 @@ pub struct Hub {
     next_worker: AtomicU64,
     work: Arc<Notify>,
     reports: AtomicU64,
+    /// Sweeps being planned (outside the lock of `sweeps`).
+    planning: Mutex<std::collections::HashSet<String>>,
+}
+
+/// A claim on planning one sweep; dropping it releases the name.
+struct Planning<'a> {
+    set: &'a Mutex<std::collections::HashSet<String>>,
+    name: String,
+}
+
+impl<'a> Planning<'a> {
+    fn claim(set: &'a Mutex<std::collections::HashSet<String>>, name: &str) -> Result<Planning<'a>, HubError> {
+        if !set.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string()) {
+            return Err(HubError::Conflict(name.to_string()));
+        }
+        Ok(Planning { set, name: name.to_string() })
+    }
+}
+
+impl Drop for Planning<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.name);
+    }
 }
 
 impl Hub {
@@ -82,6 +118,7 @@ impl Hub {
             next_worker: AtomicU64::new(1),
             work: Arc::new(Notify::new()),
             reports: AtomicU64::new(0),
+            planning: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -94,13 +131,18 @@ impl Hub {
         self.sweeps.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn coordinator(&self, store: Store, sweep: &Sweep) -> Result<Coordinator, CoordinatorError> {
-        Coordinator::new(store, self.cfg.for_sweep(sweep), self.work.clone(), self.worker_count.clone())
+    fn coordinator(
+        &self,
+        store: Store,
+        sweep: &Sweep,
+        in_flight: Vec<InFlight>,
+    ) -> Result<Coordinator, CoordinatorError> {
+        Coordinator::new(store, self.cfg.for_sweep(sweep), self.work.clone(), self.worker_count.clone(), in_flight)
     }
 
     /// Adds a sweep whose store is already synced (as `kappa run` prepares it).
     pub fn add(&self, store: Store, sweep: &Sweep, spec: &str) -> Result<Coordinator, HubError> {
-        let c = self.coordinator(store, sweep)?;
+        let c = self.coordinator(store, sweep, Vec::new())?;
         self.sweeps.write().unwrap_or_else(|e| e.into_inner()).push(Entry {
             coordinator: c.clone(),
             spec: spec.to_string(),
@@ -137,10 +179,27 @@ impl Hub {
     }
 
     /// Plans a sweep from its file text into `<root>/<name>/` and starts serving it. Submitting
-    /// the same sweep again is harmless; an edited one replaces it once it is finished.
+    /// the same sweep again is harmless; an edited one replaces it once it is finished. Planning
+    /// (which takes about a second per 100,000 trials) happens outside the hub's lock, so the
+    /// other sweeps keep leasing meanwhile.
     pub fn submit(&self, spec: &str, file: &str) -> Result<Submitted, HubError> {
         let root = self.root.as_ref().ok_or(HubError::NoStateRoot)?;
         let sweep = Sweep::parse(file, spec).map_err(|e| HubError::InvalidSweep(e.to_string()))?;
+        if let Some(done) = self.resubmitted(root, &sweep, spec)? {
+            return Ok(done);
+        }
+        let planning = Planning::claim(&self.planning, &sweep.name)?;
+        let (entry, sync, _) = self.start(root, &sweep, spec, file, |_| Ok(0))?;
+        self.sweeps.write().unwrap_or_else(|e| e.into_inner()).push(entry);
+        drop(planning);
+        self.work.notify_waiters();
+        Ok(Submitted { sweep: sweep.name, sync })
+    }
+
+    /// A submission of a sweep this hub already serves: the same definition is a no-op (resuming
+    /// it if cancelled); an edited one replaces a finished sweep (`None`: plan it) and conflicts
+    /// with a running one.
+    fn resubmitted(&self, root: &Path, sweep: &Sweep, spec: &str) -> Result<Option<Submitted>, HubError> {
         let mut sweeps = self.sweeps.write().unwrap_or_else(|e| e.into_inner());
         let existing = sweeps.iter().position(|e| e.coordinator.sweep() == sweep.name);
         if let Some(i) = existing {
@@ -154,10 +213,10 @@ impl Hub {
                         .map_err(CoordinatorError::from)?;
                 }
                 let p = e.coordinator.progress();
-                return Ok(Submitted {
+                return Ok(Some(Submitted {
                     sweep: sweep.name.clone(),
                     sync: PlanSync { total: p.total, new: 0, reused: p.succeeded + p.failed + p.diverged, requeued: 0 },
-                });
+                }));
             }
             if !e.coordinator.is_finished() {
                 return Err(HubError::Conflict(sweep.name.clone()));
@@ -165,34 +224,31 @@ impl Hub {
             let old = sweeps.remove(i);
             old.coordinator.shutdown()?;
         }
-        let (sync, _) = self.start(&mut sweeps, root, &sweep, spec, file, |_| Ok(0))?;
-        drop(sweeps);
-        self.work.notify_waiters();
-        Ok(Submitted { sweep: sweep.name, sync })
+        Ok(None)
     }
 
-    /// Opens (or creates) a sweep's store, lets `prepare` change it, syncs its plan, and starts
-    /// serving it.
+    /// Opens (or creates) a sweep's store, lets `prepare` change it, syncs its plan, and builds
+    /// its coordinator, ready to be served.
     fn start(
         &self,
-        sweeps: &mut Vec<Entry>,
         root: &Path,
         sweep: &Sweep,
         spec: &str,
         file: &str,
         prepare: impl FnOnce(&mut Store) -> Result<u64, kappa_store::StoreError>,
-    ) -> Result<(PlanSync, u64), HubError> {
+    ) -> Result<(Entry, PlanSync, u64), HubError> {
         let dir = root.join(&sweep.name);
         let lock = StateLock::acquire(&dir).map_err(CoordinatorError::from)?;
         let mut store = Store::create(&dir).map_err(CoordinatorError::from)?;
         let prepared = prepare(&mut store).map_err(CoordinatorError::from)?;
+        // Attempts a stopped coordinator left running: their workers may report them yet.
+        let in_flight = store.in_flight().map_err(CoordinatorError::from)?;
         let plan = Plan::new(sweep, &self.sim_version);
         let sync = store
             .sync_plan(&sweep.name, file, spec, &plan.task_json().to_string(), plan.trials())
             .map_err(CoordinatorError::from)?;
-        let c = self.coordinator(store, sweep)?;
-        sweeps.push(Entry { coordinator: c, spec: spec.to_string(), _lock: Some(lock) });
-        Ok((sync, prepared))
+        let c = self.coordinator(store, sweep, in_flight)?;
+        Ok((Entry { coordinator: c, spec: spec.to_string(), _lock: Some(lock) }, sync, prepared))
     }
 
     /// Cancels a sweep (empty name: the latest): nothing more is leased and its leases are revoked.
@@ -232,7 +288,8 @@ impl Hub {
             .map(|i| i.spec_path)
             .unwrap_or_default();
         let sweep = Sweep::parse(&file, &spec).map_err(|e| HubError::InvalidSweep(e.to_string()))?;
-        let (_, requeued) = self.start(&mut sweeps, root, &sweep, &spec, &file, |s| s.reset_failed())?;
+        let (entry, _, requeued) = self.start(root, &sweep, &spec, &file, |s| s.reset_failed())?;
+        sweeps.push(entry);
         drop(sweeps);
         self.work.notify_waiters();
         Ok((sweep_name, requeued))
@@ -280,14 +337,9 @@ impl Hub {
     }
 
     /// Leases up to `max` trials from the sweeps in submission order, waiting up to `wait` for
-    /// work. Returns (task JSON, timeout, grant) triples and whether every sweep is finished.
-    #[allow(clippy::type_complexity)]
-    pub async fn lease(
-        &self,
-        worker: WorkerId,
-        max: usize,
-        wait: Duration,
-    ) -> (Vec<(Arc<str>, Option<Duration>, Grant)>, bool) {
+    /// work; trials that need GPUs only within the worker's `free_gpus`. Returns the leases and
+    /// whether every sweep is finished.
+    pub async fn lease(&self, worker: WorkerId, max: usize, wait: Duration, free_gpus: u32) -> (Vec<Leased>, bool) {
         let deadline = tokio::time::Instant::now() + wait;
         let name = self.name(worker);
         loop {
@@ -296,14 +348,20 @@ impl Hub {
             notified.as_mut().enable();
             let mut out = Vec::new();
             let mut all_finished = true;
+            let mut gpus_left = free_gpus;
             for e in self.sweeps().iter() {
                 let c = &e.coordinator;
-                if out.len() < max {
+                let gpus = c.config().gpus;
+                let room = match gpus {
+                    0 => max - out.len(),
+                    g => (max - out.len()).min((gpus_left / g) as usize),
+                };
+                if room > 0 {
                     let task = c.task_json();
                     let timeout = c.config().attempt_timeout;
-                    out.extend(
-                        c.try_lease(worker, &name, max - out.len()).into_iter().map(|g| (task.clone(), timeout, g)),
-                    );
+                    let granted = c.try_lease(worker, &name, room);
+                    gpus_left -= gpus * granted.len() as u32;
+                    out.extend(granted.into_iter().map(|grant| Leased { task: task.clone(), timeout, gpus, grant }));
                 }
                 all_finished &= c.is_finished() || c.is_cancelled();
             }
@@ -325,6 +383,20 @@ impl Hub {
                 return (Vec::new(), false);
             }
         }
+    }
+
+    /// A sweep's file and every trial record (empty name: the latest sweep), read from its store.
+    pub fn results(&self, name: &str) -> Result<(kappa_store::SweepInfo, Vec<kappa_store::TrialRecord>), HubError> {
+        let root = self.root.as_ref().ok_or(HubError::NoStateRoot)?;
+        let c = if name.is_empty() { self.latest() } else { self.sweep(name) }
+            .ok_or_else(|| HubError::NoSuchSweep(name.to_string()))?;
+        let store = Store::open(&root.join(c.sweep())).map_err(CoordinatorError::from)?;
+        let info = store
+            .sweep_info()
+            .map_err(CoordinatorError::from)?
+            .ok_or_else(|| HubError::NoSuchSweep(name.to_string()))?;
+        let trials = store.trials().map_err(CoordinatorError::from)?;
+        Ok((info, trials))
     }
 
     /// Renews leases; returns those no sweep considers current.

@@ -12,14 +12,16 @@ pub mod metrics;
 mod service;
 mod writer;
 
-pub use hub::{Hub, HubError, Submitted};
+pub use hub::{Hub, HubError, Leased, Submitted};
 pub use service::serve;
 pub use writer::StoreWriter;
 
 use kappa_core::sched::{Disposition, Grant, ReportKind, Revoked};
-use kappa_core::{AttemptOutcome, Counts, Scheduler, SchedulerConfig, TrialId, TrialStatus, WorkerId};
+use kappa_core::{
+    AttemptOutcome, Counts, FailureClass, RetryPolicy, Scheduler, SchedulerConfig, TrialId, TrialStatus, WorkerId,
+};
 use kappa_proto::pb;
-use kappa_store::{ReportEffect, Store, StoreError, StoreOp, now_s};
+use kappa_store::{InFlight, ReportEffect, Store, StoreError, StoreOp, now_s};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -32,8 +34,12 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval: Duration,
     /// A lease not renewed for this long expires (default: 3 missed heartbeats).
     pub lease_timeout: Duration,
-    /// Failed attempts allowed per trial (retries + 1).
-    pub max_failures: u32,
+    /// Retries per failure class.
+    pub retries: RetryPolicy,
+    /// Failed attempts the sweep may have before it halts.
+    pub failure_budget: Option<u64>,
+    /// GPUs each trial needs: such trials go only to workers with that many free.
+    pub gpus: u32,
     /// Wall-clock limit of one attempt, enforced by the worker.
     pub attempt_timeout: Option<Duration>,
     /// Wait before retrying a failed attempt, doubling with each failure (capped at a minute).
@@ -44,7 +50,9 @@ impl CoordinatorConfig {
     /// These settings with a sweep's own execution settings (retries, timeout).
     pub fn for_sweep(&self, sweep: &kappa_core::Sweep) -> CoordinatorConfig {
         CoordinatorConfig {
-            max_failures: sweep.execution.retries.saturating_add(1),
+            retries: sweep.execution.retries,
+            failure_budget: sweep.execution.failure_budget,
+            gpus: sweep.execution.gpus,
             attempt_timeout: sweep.execution.timeout,
             ..self.clone()
         }
@@ -56,7 +64,9 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             heartbeat_interval: Duration::from_secs(5),
             lease_timeout: Duration::from_secs(15),
-            max_failures: 3,
+            retries: RetryPolicy::default(),
+            failure_budget: None,
+            gpus: 0,
             attempt_timeout: None,
             retry_backoff: Duration::from_millis(SchedulerConfig::DEFAULT_RETRY_BACKOFF_MS),
         }
@@ -103,11 +113,16 @@ pub struct Coordinator {
 impl Coordinator {
     /// Builds a coordinator over a store whose plan is already synced: every unfinished trial of
     /// the current plan is loaded as pending. `work` and `workers` are shared with its hub.
+    ///
+    /// `in_flight` are attempts that were running when an earlier coordinator stopped: their
+    /// workers may still be running them, and a result they report while the lease is current
+    /// (renewed or reported within a lease timeout) is accepted instead of running it again.
     fn new(
         store: Store,
         cfg: CoordinatorConfig,
         work: Arc<Notify>,
         workers: Arc<AtomicU32>,
+        in_flight: Vec<InFlight>,
     ) -> Result<Coordinator, CoordinatorError> {
         let info = store.sweep_info()?;
         let sweep = info.as_ref().map(|i| i.name.clone()).unwrap_or_default();
@@ -116,13 +131,19 @@ impl Coordinator {
         let task_json: Arc<str> = store.task_json()?.unwrap_or_default().into();
         let mut sched = Scheduler::new(SchedulerConfig {
             lease_timeout_ms: cfg.lease_timeout.as_millis() as u64,
-            max_failures: cfg.max_failures.max(1),
-            max_lost: SchedulerConfig::DEFAULT_MAX_LOST,
+            retries: cfg.retries,
+            failure_budget: cfg.failure_budget,
             retry_backoff_ms: cfg.retry_backoff.as_millis() as u64,
         });
+        sched.set_failed_attempts(store.failed_attempts()?);
         for t in open {
-            sched.add(t.id, t.params, t.attempts, t.failures, t.lost, TrialStatus::Pending);
+            sched.add(t.id, t.params, t.attempts, t.failures, TrialStatus::Pending);
         }
+        let resumed: Vec<StoreOp> = in_flight
+            .into_iter()
+            .filter(|f| sched.resume_in_flight(f.id, f.attempt))
+            .map(|f| StoreOp::Leased { id: f.id, attempt: f.attempt, worker: f.worker, at: f.started_at })
+            .collect();
         let reused = counts.done();
         // Finished trials are only counted, not held: the scheduler needs just the open ones.
         let progress = kappa_proto::progress(&sweep, merge(sched.counts(), counts), reused, 0, sched.is_finished());
@@ -141,6 +162,8 @@ impl Coordinator {
             started: Instant::now(),
             cancelled: std::sync::atomic::AtomicBool::new(false),
         };
+        // The store shows them running again, as the scheduler does.
+        inner.writer.send_all(resumed);
         Ok(Coordinator { inner: Arc::new(inner) })
     }
 
@@ -214,6 +237,11 @@ impl Coordinator {
         }
         let mut sched = self.sched();
         let grants = sched.lease(worker, self.now_ms(), max);
+        if sched.is_halted() {
+            // A restart with the failure budget already used up fails what is left.
+            self.record_halted(&mut sched);
+            self.publish(&sched);
+        }
         if !grants.is_empty() {
             let at = now_s();
             self.inner.writer.send_all(grants.iter().map(|g| StoreOp::Leased {
@@ -248,7 +276,7 @@ impl Coordinator {
         let kind = match &outcome {
             AttemptOutcome::Succeeded(_) => ReportKind::Succeeded,
             AttemptOutcome::Diverged { .. } => ReportKind::Diverged,
-            AttemptOutcome::Failed { .. } => ReportKind::Failed,
+            AttemptOutcome::Failed { class, .. } => ReportKind::Failed(*class),
         };
         let mut sched = self.sched();
         let disposition = sched.report(worker, id, attempt, kind);
@@ -258,10 +286,12 @@ impl Coordinator {
             Disposition::Late => ReportEffect::Late,
             Disposition::Unknown => return disposition,
         };
-        let (metrics, error, diverged_step) = match &outcome {
-            AttemptOutcome::Succeeded(m) => (serde_json::to_string(m).ok(), None, None),
-            AttemptOutcome::Diverged { step, metrics } => (serde_json::to_string(metrics).ok(), None, Some(*step)),
-            AttemptOutcome::Failed { error } => (None, Some(error.clone()), None),
+        let (metrics, error, class, diverged_step) = match &outcome {
+            AttemptOutcome::Succeeded(m) => (serde_json::to_string(m).ok(), None, None, None),
+            AttemptOutcome::Diverged { step, metrics } => {
+                (serde_json::to_string(metrics).ok(), None, None, Some(*step))
+            }
+            AttemptOutcome::Failed { error, class } => (None, Some(error.clone()), Some(*class), None),
         };
         self.inner.writer.send(StoreOp::Reported {
             id,
@@ -272,9 +302,11 @@ impl Coordinator {
             outcome: outcome.status(),
             metrics,
             error,
+            class,
             diverged_step,
             effect,
         });
+        self.record_halted(&mut sched);
         if effect != ReportEffect::Late {
             self.publish(&sched);
         }
@@ -304,9 +336,24 @@ impl Coordinator {
         self.requeue(revoked, "expired");
     }
 
+    /// Records the trials the scheduler failed because the failure budget ran out.
+    fn record_halted(&self, sched: &mut Scheduler) {
+        let halted = sched.take_halted();
+        if halted.is_empty() {
+            return;
+        }
+        let error = format!(
+            "not run: the sweep's failure budget of {} failed attempts is used up (see the other failures; \
+             `kappa retry --failed` runs them again)",
+            self.inner.cfg.failure_budget.unwrap_or_default()
+        );
+        self.inner.writer.send_all(halted.into_iter().map(|(id, _)| StoreOp::Halted { id, error: error.clone() }));
+    }
+
     fn requeue(&self, revoked: Vec<Revoked>, reason: &'static str) {
         let at = now_s();
-        let sched = self.sched();
+        let mut sched = self.sched();
+        self.record_halted(&mut sched);
         self.publish(&sched);
         drop(sched);
         if revoked.is_empty() {
@@ -325,8 +372,9 @@ impl Coordinator {
                     metrics: None,
                     error: Some(format!(
                         "lost its lease {} times (the worker died, hung or was cut off each time): given up",
-                        SchedulerConfig::DEFAULT_MAX_LOST
+                        self.inner.cfg.retries.lost + 1
                     )),
+                    class: Some(FailureClass::Lost),
                     diverged_step: None,
                     effect: ReportEffect::Final,
                 }

@@ -127,6 +127,10 @@ fn check_version(v: u32) -> Result<(), Status> {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Send>>;
+type ResultsStream = Pin<Box<dyn Stream<Item = Result<pb::ResultsChunk, Status>> + Send>>;
+
+/// Trials per `Results` message.
+const RESULTS_CHUNK: usize = 200;
 
 #[tonic::async_trait]
 impl CoordinatorRpc for Service {
@@ -155,15 +159,16 @@ impl CoordinatorRpc for Service {
             return Err(Status::invalid_argument(format!("max_trials must be in 1..={MAX_LEASE_BATCH}")));
         }
         let wait = Duration::from_millis(u64::from(r.wait_ms)).min(MAX_LEASE_WAIT);
-        let (grants, finished) = self.hub.lease(worker, r.max_trials as usize, wait).await;
+        let (grants, finished) = self.hub.lease(worker, r.max_trials as usize, wait, r.free_gpus).await;
         let leases = grants
             .iter()
-            .map(|(task, timeout, g)| pb::TrialLease {
-                trial_id: g.id.to_string(),
-                attempt: g.attempt,
-                task_json: task.to_string(),
-                params: Some((&g.params).into()),
-                timeout_ms: timeout.map_or(0, |t| t.as_millis() as u64),
+            .map(|l| pb::TrialLease {
+                trial_id: l.grant.id.to_string(),
+                attempt: l.grant.attempt,
+                task_json: l.task.to_string(),
+                params: Some((&l.grant.params).into()),
+                timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
+                gpus: l.gpus,
             })
             .collect();
         Ok(Response::new(pb::LeaseResponse { leases, sweep_finished: finished }))
@@ -289,6 +294,34 @@ impl CoordinatorRpc for Service {
         let all = self.hub.progress();
         let progress = if all.is_empty() && sweep.is_empty() { None } else { Some(self.progress(&sweep)?) };
         Ok(Response::new(pb::StatusResponse { progress, sweeps: all }))
+    }
+
+    type ResultsStream = ResultsStream;
+
+    async fn results(&self, req: Request<pb::ResultsRequest>) -> Result<Response<Self::ResultsStream>, Status> {
+        self.auth.check(&req)?;
+        let sweep = req.into_inner().sweep;
+        let hub = self.hub.clone();
+        let (info, trials) = tokio::task::spawn_blocking(move || hub.results(&sweep))
+            .await
+            .map_err(|e| Status::internal(format!("reading results failed: {e}")))??;
+        // Chunks of at most RESULTS_CHUNK trials keep every message well under the 4 MiB that
+        // gRPC clients accept by default.
+        let mut chunks = Vec::with_capacity(trials.len() / RESULTS_CHUNK + 1);
+        let mut first = Some((info.spec, info.spec_path));
+        let mut iter = trials.into_iter().peekable();
+        while first.is_some() || iter.peek().is_some() {
+            let (spec, spec_path) = first.take().unwrap_or_default();
+            let trials = iter
+                .by_ref()
+                .take(RESULTS_CHUNK)
+                .map(|t| {
+                    kappa_proto::trial_result_to_pb(t.id, &t.params, t.status, t.metrics.as_ref(), t.error.as_deref())
+                })
+                .collect();
+            chunks.push(Ok(pb::ResultsChunk { sweep: info.name.clone(), spec, spec_path, trials }));
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
     type WatchStream = WatchStream;

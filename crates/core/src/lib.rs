@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod command;
 pub mod grid;
 pub mod id;
 pub mod params;
@@ -23,5 +24,6 @@ pub use sched::{Scheduler, SchedulerConfig, WorkerId};
 pub use spec::{Execution, SpecError, Sweep};
 pub use task::TaskSpec;
 pub use trial::{
-    AttemptOutcome, Counts, CurvePoint, Estimate, PlannedTrial, Theory, TheoryPoint, TrialMetrics, TrialStatus,
+    AttemptOutcome, Counts, CurvePoint, Estimate, FailureClass, PlannedTrial, RetryPolicy, Theory, TheoryPoint,
+    TrialMetrics, TrialStatus,
 };

@@ -9,12 +9,18 @@
 
 use crate::id::TrialId;
 use crate::params::Hyperparams;
-use crate::trial::{Counts, TrialStatus};
+use crate::trial::{Counts, FailureClass, RetryPolicy, TrialStatus};
 use std::collections::{HashMap, VecDeque};
 
 /// A registered worker, numbered by the coordinator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkerId(pub u64);
+
+impl WorkerId {
+    /// The holder of a lease recovered after a coordinator restart: the worker that held it is
+    /// not known yet. The first worker to renew or report that exact (trial, attempt) adopts it.
+    pub const ORPHAN: WorkerId = WorkerId(0);
+}
 
 impl std::fmt::Display for WorkerId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,19 +33,18 @@ impl std::fmt::Display for WorkerId {
 pub struct SchedulerConfig {
     /// A lease not renewed for this long expires.
     pub lease_timeout_ms: u64,
-    /// Failed attempts allowed before a trial is failed for good (retries + 1).
-    pub max_failures: u32,
-    /// Expired leases allowed before a trial is failed for good: a trial whose worker dies or
-    /// hangs every time (out of memory, say) must not be re-run forever.
-    pub max_lost: u32,
+    /// Retries per failure class. Lost leases count too: a trial whose worker dies or hangs
+    /// every time (out of memory, say) must not be re-run forever.
+    pub retries: RetryPolicy,
+    /// Failed attempts (every class) the whole sweep may have; once used up, the sweep halts:
+    /// nothing more is retried and every pending trial fails with that reason.
+    pub failure_budget: Option<u64>,
     /// A failed attempt's retry waits this long, doubling with each failure (capped at
     /// [`SchedulerConfig::MAX_RETRY_BACKOFF_MS`]); 0 retries at once.
     pub retry_backoff_ms: u64,
 }
 
 impl SchedulerConfig {
-    /// Default for `max_lost`.
-    pub const DEFAULT_MAX_LOST: u32 = 5;
     /// Default for `retry_backoff_ms`.
     pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
     /// Longest wait before a retry.
@@ -57,8 +62,8 @@ enum State {
 struct Entry {
     params: Hyperparams,
     attempt: u32,
-    failures: u32,
-    lost: u32,
+    /// Failed attempts by class ([`FailureClass::index`]).
+    failures: [u32; 4],
     /// A retry is not leased before this time.
     not_before: u64,
     state: State,
@@ -84,8 +89,8 @@ pub enum ReportKind {
     Succeeded,
     /// Loss overflowed (final; never retried).
     Diverged,
-    /// Failed; retried while the failure budget lasts.
-    Failed,
+    /// Failed; retried while the class's retries and the sweep's failure budget last.
+    Failed(FailureClass),
 }
 
 /// What the scheduler made of a report.
@@ -111,8 +116,18 @@ pub struct Revoked {
     pub attempt: u32,
     /// The worker that held it.
     pub worker: WorkerId,
-    /// The trial lost too many leases and is now failed for good, not pending.
+    /// The trial lost too many leases (or the failure budget ran out) and is now failed for
+    /// good, not pending.
     pub gave_up: bool,
+}
+
+/// Why a trial failed for good without a report of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GaveUp {
+    /// It lost more leases than its retries allow.
+    Lost,
+    /// The sweep's failure budget ran out before it could run (again).
+    Budget,
 }
 
 /// The state machine.
@@ -124,26 +139,51 @@ pub struct Scheduler {
     counts: Counts,
     /// The latest time the scheduler was told (reports carry none; they use this).
     clock: u64,
+    /// Failed attempts of the sweep so far (every class, this run and earlier ones).
+    failed_attempts: u64,
+    /// Trials failed because the failure budget ran out, not yet collected by the caller.
+    halted: Vec<(TrialId, u32)>,
 }
 
 impl Scheduler {
     /// An empty scheduler.
     pub fn new(cfg: SchedulerConfig) -> Scheduler {
-        Scheduler { cfg, entries: HashMap::new(), queue: VecDeque::new(), counts: Counts::default(), clock: 0 }
+        Scheduler {
+            cfg,
+            entries: HashMap::new(),
+            queue: VecDeque::new(),
+            counts: Counts::default(),
+            clock: 0,
+            failed_attempts: 0,
+            halted: Vec::new(),
+        }
     }
 
-    /// Adds a trial as the store knows it: `attempts` leases so far, `failures` of them failed,
-    /// `lost` of them expired. A non-terminal status (pending, or running from a process that is
-    /// gone) becomes pending.
-    pub fn add(
-        &mut self,
-        id: TrialId,
-        params: Hyperparams,
-        attempts: u32,
-        failures: u32,
-        lost: u32,
-        status: TrialStatus,
-    ) {
+    /// Counts `n` failed attempts from earlier runs against the failure budget.
+    pub fn set_failed_attempts(&mut self, n: u64) {
+        self.failed_attempts = n;
+    }
+
+    /// Failed attempts of the sweep so far.
+    pub fn failed_attempts(&self) -> u64 {
+        self.failed_attempts
+    }
+
+    /// Whether the failure budget is used up.
+    pub fn is_halted(&self) -> bool {
+        self.cfg.failure_budget.is_some_and(|b| self.failed_attempts >= b)
+    }
+
+    /// Trials failed since the last call because the failure budget ran out, with their last
+    /// attempt number: the caller records why.
+    pub fn take_halted(&mut self) -> Vec<(TrialId, u32)> {
+        std::mem::take(&mut self.halted)
+    }
+
+    /// Adds a trial as the store knows it: `attempts` leases so far, `failures` of them failed by
+    /// class. A non-terminal status (pending, or running from a process that is gone) becomes
+    /// pending.
+    pub fn add(&mut self, id: TrialId, params: Hyperparams, attempts: u32, failures: [u32; 4], status: TrialStatus) {
         if self.entries.contains_key(&id) {
             return;
         }
@@ -153,7 +193,29 @@ impl Scheduler {
         if state == State::Pending {
             self.queue.push_back(id);
         }
-        self.entries.insert(id, Entry { params, attempt: attempts, failures, lost, not_before: 0, state });
+        self.entries.insert(id, Entry { params, attempt: attempts, failures, not_before: 0, state });
+    }
+
+    /// How much longer than a lease an in-flight attempt recovered after a restart waits for its
+    /// worker to come back.
+    pub const RECONNECT_GRACE_MS: u64 = 10_000;
+
+    /// Marks a pending trial as still running its `attempt` somewhere (a lease the store showed
+    /// open when the coordinator restarted). The worker that runs it adopts the lease by renewing
+    /// or reporting it before the usual lease timeout; otherwise it expires like any lease.
+    /// Returns whether the trial was adopted as in flight.
+    pub fn resume_in_flight(&mut self, id: TrialId, attempt: u32) -> bool {
+        // Workers reconnect with a backoff of up to 5 s: give them that on top of a lease.
+        let deadline = self.clock + self.cfg.lease_timeout_ms + Self::RECONNECT_GRACE_MS;
+        match self.entries.get_mut(&id) {
+            Some(e) if e.state == State::Pending && e.attempt == attempt && attempt > 0 => {
+                // It stays in the queue; `lease` skips entries that are not pending.
+                e.state = State::Leased { worker: WorkerId::ORPHAN, deadline };
+                self.counts.shift(TrialStatus::Pending, TrialStatus::Running);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Counts by status.
@@ -170,6 +232,10 @@ impl Scheduler {
     pub fn lease(&mut self, worker: WorkerId, now_ms: u64, max: usize) -> Vec<Grant> {
         self.clock = self.clock.max(now_ms);
         let mut out = Vec::new();
+        if self.is_halted() {
+            self.halt();
+            return out;
+        }
         let mut waiting = Vec::new();
         let mut budget = self.queue.len();
         while out.len() < max && budget > 0 {
@@ -208,8 +274,9 @@ impl Scheduler {
         for &(id, attempt) in held {
             match self.entries.get_mut(&id) {
                 Some(Entry { attempt: a, state: State::Leased { worker: w, deadline }, .. })
-                    if *a == attempt && *w == worker =>
+                    if *a == attempt && (*w == worker || *w == WorkerId::ORPHAN) =>
                 {
+                    *w = worker;
                     *deadline = now_ms + self.cfg.lease_timeout_ms;
                 }
                 _ => stale.push((id, attempt)),
@@ -220,34 +287,58 @@ impl Scheduler {
 
     /// Applies a report for (`id`, `attempt`) from `worker`.
     pub fn report(&mut self, worker: WorkerId, id: TrialId, attempt: u32, kind: ReportKind) -> Disposition {
-        let max_failures = self.cfg.max_failures;
+        let retries = self.cfg.retries;
+        let budget_left = self.cfg.failure_budget.is_none_or(|b| self.failed_attempts + 1 < b);
         let backoff = self.cfg.retry_backoff_ms;
         let clock = self.clock;
         let Some(e) = self.entries.get_mut(&id) else {
             return Disposition::Unknown;
         };
-        let current = matches!(e.state, State::Leased { worker: w, .. } if w == worker) && e.attempt == attempt;
+        let current = matches!(e.state, State::Leased { worker: w, .. } if w == worker || w == WorkerId::ORPHAN)
+            && e.attempt == attempt;
         if !current {
             return Disposition::Late;
         }
         let status = match kind {
             ReportKind::Succeeded => TrialStatus::Succeeded,
             ReportKind::Diverged => TrialStatus::Diverged,
-            ReportKind::Failed => {
-                e.failures += 1;
-                if e.failures >= max_failures { TrialStatus::Failed } else { TrialStatus::Pending }
+            ReportKind::Failed(class) => {
+                e.failures[class.index()] += 1;
+                self.failed_attempts += 1;
+                if e.failures[class.index()] > retries.of(class) || !budget_left {
+                    TrialStatus::Failed
+                } else {
+                    TrialStatus::Pending
+                }
             }
         };
         self.counts.shift(TrialStatus::Running, status);
         if status == TrialStatus::Pending {
             e.state = State::Pending;
-            let doublings = e.failures.saturating_sub(1).min(16);
+            let failures: u32 = e.failures[..3].iter().sum();
+            let doublings = failures.saturating_sub(1).min(16);
             e.not_before = clock + (backoff << doublings).min(SchedulerConfig::MAX_RETRY_BACKOFF_MS);
             self.queue.push_back(id);
         } else {
             e.state = State::Done(status);
         }
+        if self.is_halted() {
+            self.halt();
+        }
         Disposition::Accepted { status }
+    }
+
+    /// Fails every pending trial: the failure budget is used up.
+    fn halt(&mut self) {
+        for id in std::mem::take(&mut self.queue) {
+            if let Some(e) = self.entries.get_mut(&id)
+                && e.state == State::Pending
+            {
+                e.state = State::Done(TrialStatus::Failed);
+                self.counts.shift(TrialStatus::Pending, TrialStatus::Failed);
+                self.halted.push((id, e.attempt));
+            }
+        }
     }
 
     /// Returns every lease whose deadline has passed to pending (or fails a trial that lost
@@ -268,16 +359,19 @@ impl Scheduler {
     }
 
     fn revoke_where(&mut self, pred: impl Fn(WorkerId, u64) -> bool, lost: bool) -> Vec<Revoked> {
-        let max_lost = self.cfg.max_lost.max(1);
+        let allowed = self.cfg.retries.lost;
+        let lost_i = FailureClass::Lost.index();
         let mut out = Vec::new();
         for (id, e) in &mut self.entries {
             if let State::Leased { worker, deadline } = e.state
                 && pred(worker, deadline)
             {
                 if lost {
-                    e.lost += 1;
+                    e.failures[lost_i] += 1;
+                    self.failed_attempts += 1;
                 }
-                let gave_up = e.lost >= max_lost;
+                let over_budget = lost && self.cfg.failure_budget.is_some_and(|b| self.failed_attempts >= b);
+                let gave_up = e.failures[lost_i] > allowed || over_budget;
                 e.state = if gave_up { State::Done(TrialStatus::Failed) } else { State::Pending };
                 out.push(Revoked { id: *id, attempt: e.attempt, worker, gave_up });
             }
@@ -291,6 +385,9 @@ impl Scheduler {
                 self.counts.shift(TrialStatus::Running, TrialStatus::Pending);
                 self.queue.push_front(r.id);
             }
+        }
+        if self.is_halted() {
+            self.halt();
         }
         out
     }
@@ -317,17 +414,119 @@ mod tests {
     fn sched(n: u64) -> Scheduler {
         let mut s = Scheduler::new(SchedulerConfig {
             lease_timeout_ms: 100,
-            max_failures: 2,
-            max_lost: 5,
+            retries: RetryPolicy { error: 1, crash: 1, timeout: 1, lost: 4 },
+            failure_budget: None,
             retry_backoff_ms: 0,
         });
         for i in 0..n {
-            s.add(TrialId(i), params(), 0, 0, 0, TrialStatus::Pending);
+            s.add(TrialId(i), params(), 0, [0; 4], TrialStatus::Pending);
         }
         s
     }
 
     const W1: WorkerId = WorkerId(1);
+
+    fn lost(n: u32) -> RetryPolicy {
+        RetryPolicy { lost: n, ..RetryPolicy::default() }
+    }
+
+    #[test]
+    fn a_lease_in_flight_across_a_restart_is_adopted_by_its_worker() {
+        let mut s = sched(3);
+        // The store showed trial 0 running attempt 2 and trial 1 attempt 1; trial 2 never ran.
+        let mut s2 = Scheduler::new(s.cfg);
+        s2.add(TrialId(0), params(), 2, [0; 4], TrialStatus::Running);
+        s2.add(TrialId(1), params(), 1, [0; 4], TrialStatus::Running);
+        s2.add(TrialId(2), params(), 0, [0; 4], TrialStatus::Pending);
+        assert!(s2.resume_in_flight(TrialId(0), 2));
+        assert!(s2.resume_in_flight(TrialId(1), 1));
+        assert!(!s2.resume_in_flight(TrialId(2), 1), "not the attempt the store knows");
+        assert_eq!(s2.counts().running, 2);
+        // Only trial 2 is leased; the worker holding trial 0 renews it and reports it.
+        assert_eq!(s2.lease(W2, 0, 5).iter().map(|g| g.id).collect::<Vec<_>>(), vec![TrialId(2)]);
+        assert!(s2.heartbeat(W1, &[(TrialId(0), 2)], 50).is_empty(), "adopted");
+        assert_eq!(s2.report(W2, TrialId(0), 2, ReportKind::Succeeded), Disposition::Late, "W1's now");
+        assert_eq!(
+            s2.report(W1, TrialId(0), 2, ReportKind::Succeeded),
+            Disposition::Accepted { status: TrialStatus::Succeeded }
+        );
+        // A report straight after the restart, without a heartbeat first, is accepted too.
+        assert_eq!(
+            s2.report(W1, TrialId(1), 1, ReportKind::Succeeded),
+            Disposition::Accepted { status: TrialStatus::Succeeded }
+        );
+        // An in-flight lease nobody claims expires like any other.
+        s = Scheduler::new(s.cfg);
+        s.add(TrialId(5), params(), 1, [0; 4], TrialStatus::Running);
+        assert!(s.resume_in_flight(TrialId(5), 1));
+        assert!(s.expire(1000).is_empty(), "its worker has a grace period to reconnect");
+        let later = 1000 + Scheduler::RECONNECT_GRACE_MS;
+        assert_eq!(s.expire(later).len(), 1);
+        assert_eq!(s.lease(W1, later, 1)[0].attempt, 2);
+    }
+
+    #[test]
+    fn each_failure_class_has_its_own_retries() {
+        let mut s = Scheduler::new(SchedulerConfig {
+            lease_timeout_ms: 100,
+            retries: RetryPolicy { error: 0, crash: 2, timeout: 1, lost: 4 },
+            failure_budget: None,
+            retry_backoff_ms: 0,
+        });
+        s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
+        s.add(TrialId(2), params(), 0, [0; 4], TrialStatus::Pending);
+        let fail = |s: &mut Scheduler, id: TrialId, class: FailureClass| {
+            let g = s.lease(W1, 0, 1).into_iter().find(|g| g.id == id).expect("leased");
+            match s.report(W1, id, g.attempt, ReportKind::Failed(class)) {
+                Disposition::Accepted { status } => status,
+                d => panic!("{d:?}"),
+            }
+        };
+        // A task error is not retried at all (deterministic failures).
+        assert_eq!(fail(&mut s, TrialId(1), FailureClass::Error), TrialStatus::Failed);
+        // Crashes twice, a timeout once, then a third crash is final.
+        assert_eq!(fail(&mut s, TrialId(2), FailureClass::Crash), TrialStatus::Pending);
+        assert_eq!(fail(&mut s, TrialId(2), FailureClass::Timeout), TrialStatus::Pending);
+        assert_eq!(fail(&mut s, TrialId(2), FailureClass::Crash), TrialStatus::Pending);
+        assert_eq!(fail(&mut s, TrialId(2), FailureClass::Crash), TrialStatus::Failed);
+        assert_eq!(s.failed_attempts(), 5);
+    }
+
+    #[test]
+    fn a_used_up_failure_budget_halts_the_sweep() {
+        let mut s = Scheduler::new(SchedulerConfig {
+            lease_timeout_ms: 100,
+            retries: RetryPolicy::uniform(5),
+            failure_budget: Some(3),
+            retry_backoff_ms: 0,
+        });
+        for i in 0..10 {
+            s.add(TrialId(i), params(), 0, [0; 4], TrialStatus::Pending);
+        }
+        s.set_failed_attempts(1);
+        let g = s.lease(W1, 0, 3);
+        assert_eq!(
+            s.report(W1, g[0].id, 1, ReportKind::Failed(FailureClass::Crash)),
+            Disposition::Accepted { status: TrialStatus::Pending }
+        );
+        assert!(s.take_halted().is_empty());
+        // The third failed attempt of the sweep is final, and every pending trial fails with it.
+        assert_eq!(
+            s.report(W1, g[1].id, 1, ReportKind::Failed(FailureClass::Error)),
+            Disposition::Accepted { status: TrialStatus::Failed }
+        );
+        assert!(s.is_halted());
+        let halted = s.take_halted();
+        assert_eq!(halted.len(), 8, "7 never run and the retry of the first: {halted:?}");
+        assert!(s.lease(W1, 0, 5).is_empty());
+        // The trial still running may finish normally.
+        assert_eq!(
+            s.report(W1, g[2].id, 1, ReportKind::Succeeded),
+            Disposition::Accepted { status: TrialStatus::Succeeded }
+        );
+        assert!(s.is_finished());
+        assert_eq!((s.counts().failed, s.counts().succeeded), (9, 1));
+    }
     const W2: WorkerId = WorkerId(2);
 
     #[test]
@@ -374,12 +573,15 @@ mod tests {
         let mut s = sched(1);
         let g = s.lease(W1, 0, 1);
         assert_eq!(
-            s.report(W1, g[0].id, 1, ReportKind::Failed),
+            s.report(W1, g[0].id, 1, ReportKind::Failed(FailureClass::Error)),
             Disposition::Accepted { status: TrialStatus::Pending }
         );
         let g = s.lease(W1, 0, 1);
         assert_eq!(g[0].attempt, 2);
-        assert_eq!(s.report(W1, g[0].id, 2, ReportKind::Failed), Disposition::Accepted { status: TrialStatus::Failed });
+        assert_eq!(
+            s.report(W1, g[0].id, 2, ReportKind::Failed(FailureClass::Error)),
+            Disposition::Accepted { status: TrialStatus::Failed }
+        );
         assert!(s.is_finished());
         assert!(s.lease(W1, 0, 1).is_empty());
     }
@@ -388,12 +590,12 @@ mod tests {
     fn resumed_trials_keep_counting_attempts() {
         let mut s = Scheduler::new(SchedulerConfig {
             lease_timeout_ms: 100,
-            max_failures: 3,
-            max_lost: 5,
+            retries: RetryPolicy { error: 2, crash: 2, timeout: 2, lost: 4 },
+            failure_budget: None,
             retry_backoff_ms: 0,
         });
-        s.add(TrialId(1), params(), 4, 0, 0, TrialStatus::Running);
-        s.add(TrialId(2), params(), 1, 0, 0, TrialStatus::Succeeded);
+        s.add(TrialId(1), params(), 4, [0; 4], TrialStatus::Running);
+        s.add(TrialId(2), params(), 1, [0; 4], TrialStatus::Succeeded);
         assert_eq!(s.counts().pending, 1);
         assert_eq!(s.counts().succeeded, 1);
         let g = s.lease(W1, 0, 5);
@@ -403,9 +605,13 @@ mod tests {
 
     #[test]
     fn a_trial_that_keeps_losing_its_lease_fails_in_the_end() {
-        let mut s =
-            Scheduler::new(SchedulerConfig { lease_timeout_ms: 10, max_failures: 3, max_lost: 3, retry_backoff_ms: 0 });
-        s.add(TrialId(1), params(), 0, 0, 0, TrialStatus::Pending);
+        let mut s = Scheduler::new(SchedulerConfig {
+            lease_timeout_ms: 10,
+            retries: lost(2),
+            failure_budget: None,
+            retry_backoff_ms: 0,
+        });
+        s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
         let mut now = 0;
         for round in 1..=3 {
             assert_eq!(s.lease(W1, now, 1).len(), 1, "round {round}");
@@ -416,9 +622,13 @@ mod tests {
         assert!(s.is_finished());
         assert_eq!(s.counts().failed, 1);
         // A graceful hand-back is not a loss.
-        let mut s =
-            Scheduler::new(SchedulerConfig { lease_timeout_ms: 10, max_failures: 3, max_lost: 1, retry_backoff_ms: 0 });
-        s.add(TrialId(1), params(), 0, 0, 0, TrialStatus::Pending);
+        let mut s = Scheduler::new(SchedulerConfig {
+            lease_timeout_ms: 10,
+            retries: lost(0),
+            failure_budget: None,
+            retry_backoff_ms: 0,
+        });
+        s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
         s.lease(W1, 0, 1);
         assert!(!s.release_worker(W1)[0].gave_up);
         assert_eq!(s.counts().pending, 1);
@@ -428,22 +638,22 @@ mod tests {
     fn failed_attempts_back_off_before_their_retry() {
         let mut s = Scheduler::new(SchedulerConfig {
             lease_timeout_ms: 10_000,
-            max_failures: 5,
-            max_lost: 5,
+            retries: RetryPolicy::uniform(4),
+            failure_budget: None,
             retry_backoff_ms: 100,
         });
-        s.add(TrialId(1), params(), 0, 0, 0, TrialStatus::Pending);
-        s.add(TrialId(2), params(), 0, 0, 0, TrialStatus::Pending);
+        s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
+        s.add(TrialId(2), params(), 0, [0; 4], TrialStatus::Pending);
         let g = s.lease(W1, 0, 1);
         assert_eq!(g[0].id, TrialId(1));
-        s.report(W1, TrialId(1), 1, ReportKind::Failed);
+        s.report(W1, TrialId(1), 1, ReportKind::Failed(FailureClass::Error));
         // Trial 1 waits 100 ms; trial 2 goes first.
         assert_eq!(s.lease(W1, 50, 2).iter().map(|g| g.id).collect::<Vec<_>>(), vec![TrialId(2)]);
         assert!(s.lease(W1, 99, 1).is_empty());
         let g = s.lease(W1, 100, 1);
         assert_eq!((g[0].id, g[0].attempt), (TrialId(1), 2));
         // The second failure waits twice as long.
-        s.report(W1, TrialId(1), 2, ReportKind::Failed);
+        s.report(W1, TrialId(1), 2, ReportKind::Failed(FailureClass::Error));
         assert!(s.lease(W1, 299, 1).is_empty());
         assert_eq!(s.lease(W1, 300, 1).len(), 1);
     }
@@ -475,8 +685,8 @@ mod tests {
             let trials = 1 + rand(12);
             let cfg = SchedulerConfig {
                 lease_timeout_ms: 100,
-                max_failures: 1 + rand(3) as u32,
-                max_lost: u32::MAX,
+                retries: RetryPolicy { lost: u32::MAX, ..RetryPolicy::uniform(rand(3) as u32) },
+                failure_budget: None,
                 retry_backoff_ms: rand(3) * 50,
             };
             // The "store": final status per trial, and attempts/failures so far.
@@ -487,7 +697,7 @@ mod tests {
                 for i in 0..trials {
                     let id = TrialId(i);
                     let (a, f) = attempts.get(&id).copied().unwrap_or((0, 0));
-                    s.add(id, params(), a, f, 0, finals.get(&id).copied().unwrap_or(TrialStatus::Pending));
+                    s.add(id, params(), a, [f, 0, 0, 0], finals.get(&id).copied().unwrap_or(TrialStatus::Pending));
                 }
                 s
             };
@@ -516,7 +726,9 @@ mod tests {
                     3 | 4 if !held.is_empty() => {
                         // Reports may repeat, come late, or come from the wrong worker.
                         let (w, id, a) = held[rand(held.len() as u64) as usize];
-                        let kind = [ReportKind::Succeeded, ReportKind::Failed, ReportKind::Diverged][rand(3) as usize];
+                        let kind =
+                            [ReportKind::Succeeded, ReportKind::Failed(FailureClass::Error), ReportKind::Diverged]
+                                [rand(3) as usize];
                         let before = finals.get(&id).copied();
                         match s.report(w, id, a, kind) {
                             Disposition::Accepted { status } => {
@@ -524,7 +736,7 @@ mod tests {
                                 if status == TrialStatus::Pending {
                                     attempts.entry(id).or_default().1 += 1;
                                 } else {
-                                    if kind == ReportKind::Failed {
+                                    if kind == ReportKind::Failed(FailureClass::Error) {
                                         attempts.entry(id).or_default().1 += 1;
                                     }
                                     finals.insert(id, status);

@@ -8,7 +8,11 @@
 use crate::grid::{AxisName, AxisValues, Dimension, Grid, spaced};
 use crate::params::{Hyperparams, OptimizerKind};
 use crate::scaling::{Scaling, ScalingRule, Verdict};
-use crate::task::{Eigenvalues, LandscapeSpec, NoiseSpec, RecordEvery, SdeModel, Sigma, SimTask, Spectrum, TaskSpec};
+use crate::task::{
+    Activation, CommandTask, DataSpec, Eigenvalues, LandscapeSpec, ModelSpec, NoiseSpec, Objective, RecordEvery,
+    SdeModel, Sigma, SimTask, Spectrum, TaskSpec, TrainTask,
+};
+use crate::trial::{FailureClass, RetryPolicy};
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -39,8 +43,10 @@ pub struct Sweep {
 /// The `[execution]` table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Execution {
-    /// Extra attempts after a failed one.
-    pub retries: u32,
+    /// Extra attempts after a failed one, per failure class.
+    pub retries: RetryPolicy,
+    /// Failed attempts the whole sweep may have before it halts (`None`: no limit).
+    pub failure_budget: Option<u64>,
     /// Wall-clock limit of one attempt.
     pub timeout: Option<Duration>,
     /// CPUs a trial asks for.
@@ -53,7 +59,14 @@ pub struct Execution {
 
 impl Default for Execution {
     fn default() -> Self {
-        Execution { retries: 2, timeout: None, cpus: 1, gpus: 0, max_trials: DEFAULT_MAX_TRIALS }
+        Execution {
+            retries: RetryPolicy::default(),
+            failure_budget: None,
+            timeout: None,
+            cpus: 1,
+            gpus: 0,
+            max_trials: DEFAULT_MAX_TRIALS,
+        }
     }
 }
 
@@ -225,6 +238,12 @@ struct RawTask {
     refine: Option<u32>,
     sde_model: Option<SdeModel>,
     sleep: Option<String>,
+    model: Option<RawModel>,
+    data: Option<RawData>,
+    holdout: Option<f64>,
+    sde: Option<bool>,
+    argv: Option<Vec<String>>,
+    env: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +251,90 @@ struct RawTask {
 enum TaskKind {
     Optimizer,
     Sde,
+    Train,
+    Command,
     Noop,
+}
+
+impl TaskKind {
+    const ALL: [TaskKind; 5] = [TaskKind::Optimizer, TaskKind::Sde, TaskKind::Train, TaskKind::Command, TaskKind::Noop];
+
+    fn name(self) -> &'static str {
+        match self {
+            TaskKind::Optimizer => "optimizer",
+            TaskKind::Sde => "sde",
+            TaskKind::Train => "train",
+            TaskKind::Command => "command",
+            TaskKind::Noop => "noop",
+        }
+    }
+
+    /// Whether `[task]` of this kind reads `field`.
+    fn reads(self, field: &str) -> bool {
+        const SIM: [&str; 7] = ["landscape", "noise", "x0", "paths", "samples", "record_every", "burn_in"];
+        match self {
+            TaskKind::Optimizer => SIM.contains(&field) || field == "bias_correction",
+            TaskKind::Sde => SIM.contains(&field) || ["refine", "sde_model"].contains(&field),
+            TaskKind::Train => [
+                "model",
+                "data",
+                "holdout",
+                "noise",
+                "paths",
+                "samples",
+                "record_every",
+                "burn_in",
+                "bias_correction",
+                "sde",
+                "refine",
+                "sde_model",
+            ]
+            .contains(&field),
+            TaskKind::Command => ["argv", "env"].contains(&field),
+            TaskKind::Noop => field == "sleep",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    hidden: Option<Vec<u32>>,
+    activation: Option<Activation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawData {
+    kind: DataKind,
+    path: Option<String>,
+    target: Option<toml::Value>,
+    header: Option<bool>,
+    objective: Option<Objective>,
+    inputs: Option<u32>,
+    outputs: Option<u32>,
+    teacher_hidden: Option<u32>,
+    samples: Option<u32>,
+    label_noise: Option<f64>,
+    seed: Option<u64>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum DataKind {
+    Digits,
+    Csv,
+    TeacherStudent,
+}
+
+impl DataKind {
+    fn name(self) -> &'static str {
+        match self {
+            DataKind::Digits => "digits",
+            DataKind::Csv => "csv",
+            DataKind::TeacherStudent => "teacher_student",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -269,7 +371,8 @@ pub const MAX_DIM: usize = 10_000_000;
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawExecution {
-    retries: Option<u32>,
+    retries: Option<toml::Value>,
+    failure_budget: Option<u64>,
     timeout: Option<String>,
     resources: Option<RawResources>,
     max_trials: Option<u64>,
@@ -369,8 +472,34 @@ fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {
 
 fn validate_execution(ctx: &Ctx<'_>, raw: RawExecution) -> Result<Execution, SpecError> {
     let mut e = Execution::default();
-    if let Some(r) = raw.retries {
-        e.retries = r;
+    let path = [k("execution"), k("retries")];
+    let count = |path: &[Seg], v: &toml::Value| -> Result<u32, SpecError> {
+        v.as_integer()
+            .and_then(|i| u32::try_from(i).ok())
+            .filter(|&i| i <= 1000)
+            .ok_or_else(|| ctx.err(path, format!("retries must be a whole number from 0 to 1000, got {v}")))
+    };
+    match &raw.retries {
+        None => {}
+        Some(toml::Value::Table(t)) => {
+            for (class, v) in t {
+                let p = [k("execution"), k("retries"), k(class)];
+                let n = count(&p, v)?;
+                match class.parse::<FailureClass>().map_err(|m| ctx.err(&p, m))? {
+                    FailureClass::Error => e.retries.error = n,
+                    FailureClass::Crash => e.retries.crash = n,
+                    FailureClass::Timeout => e.retries.timeout = n,
+                    FailureClass::Lost => e.retries.lost = n,
+                }
+            }
+        }
+        Some(v) => e.retries = RetryPolicy::uniform(count(&path, v)?),
+    }
+    if let Some(b) = raw.failure_budget {
+        if b == 0 {
+            return Err(ctx.err(&[k("execution"), k("failure_budget")], "failure_budget must be at least 1"));
+        }
+        e.failure_budget = Some(b);
     }
     if let Some(t) = raw.timeout {
         e.timeout = Some(parse_duration(&t).map_err(|m| ctx.err(&[k("execution"), k("timeout")], m))?);
@@ -416,47 +545,267 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
-    let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
-    if raw.kind == TaskKind::Noop {
-        // A trivial trial, for measuring dispatch: it only sleeps, if asked to.
-        for (field, given) in [
-            ("landscape", raw.landscape.is_some()),
-            ("noise", raw.noise.is_some()),
-            ("x0", raw.x0.is_some()),
-            ("paths", raw.paths.is_some()),
-            ("samples", raw.samples.is_some()),
-            ("record_every", raw.record_every.is_some()),
-            ("burn_in", raw.burn_in.is_some()),
-            ("bias_correction", raw.bias_correction.is_some()),
-            ("refine", raw.refine.is_some()),
-            ("sde_model", raw.sde_model.is_some()),
-        ] {
-            if given {
-                return Err(ctx.err(&at(&[field]), format!("`{field}` does not apply to kind = \"noop\"")));
+    let kind = raw.kind.name();
+    // Which keys each kind reads; any other key given is an error naming the kinds that read it.
+    let given = [
+        ("landscape", raw.landscape.is_some()),
+        ("noise", raw.noise.is_some()),
+        ("x0", raw.x0.is_some()),
+        ("paths", raw.paths.is_some()),
+        ("samples", raw.samples.is_some()),
+        ("record_every", raw.record_every.is_some()),
+        ("burn_in", raw.burn_in.is_some()),
+        ("bias_correction", raw.bias_correction.is_some()),
+        ("refine", raw.refine.is_some()),
+        ("sde_model", raw.sde_model.is_some()),
+        ("sleep", raw.sleep.is_some()),
+        ("model", raw.model.is_some()),
+        ("data", raw.data.is_some()),
+        ("holdout", raw.holdout.is_some()),
+        ("sde", raw.sde.is_some()),
+        ("argv", raw.argv.is_some()),
+        ("env", raw.env.is_some()),
+    ];
+    for (field, is_given) in given {
+        if is_given && !raw.kind.reads(field) {
+            if field == "bias_correction" && raw.kind == TaskKind::Sde {
+                return Err(ctx.err(
+                    &at(&[field]),
+                    "`bias_correction` applies to kind = \"optimizer\" (the Adam SDE builds the correction in)",
+                ));
             }
+            let readers: Vec<String> =
+                TaskKind::ALL.iter().filter(|k| k.reads(field)).map(|k| format!("\"{}\"", k.name())).collect();
+            return Err(ctx.err(
+                &at(&[field]),
+                format!("`{field}` does not apply to kind = \"{kind}\" (it applies to kind = {})", readers.join(", ")),
+            ));
         }
-        let sleep_ms = match &raw.sleep {
-            Some(t) => parse_duration(t).map_err(|m| ctx.err(&at(&["sleep"]), m))?.as_millis() as u64,
-            None => 0,
-        };
-        return Ok(TaskSpec::Noop { sleep_ms });
     }
-    if raw.sleep.is_some() {
-        return Err(ctx.err(&at(&["sleep"]), "`sleep` applies to kind = \"noop\" only"));
+    match raw.kind {
+        TaskKind::Noop => {
+            // A trivial trial, for measuring dispatch: it only sleeps, if asked to.
+            let sleep_ms = match &raw.sleep {
+                Some(t) => parse_duration(t).map_err(|m| ctx.err(&at(&["sleep"]), m))?.as_millis() as u64,
+                None => 0,
+            };
+            Ok(TaskSpec::Noop { sleep_ms })
+        }
+        TaskKind::Command => command_task(ctx, raw),
+        TaskKind::Train => train_task(ctx, raw),
+        TaskKind::Optimizer | TaskKind::Sde => sim_task(ctx, raw),
     }
-    let is_sde = raw.kind == TaskKind::Sde;
-    if !is_sde {
-        for (field, given) in [("refine", raw.refine.is_some()), ("sde_model", raw.sde_model.is_some())] {
-            if given {
-                return Err(ctx.err(&at(&[field]), format!("`{field}` applies to kind = \"sde\" only")));
+}
+
+fn command_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
+    let argv = raw.argv.ok_or_else(|| {
+        ctx.err(&[k("task")], "kind = \"command\" needs `argv = [\"program\", \"arg\", ...]` (run without a shell)")
+    })?;
+    let path = |i: usize| vec![k("task"), k("argv"), Seg::Index(i)];
+    if argv.first().is_none_or(|p| p.trim().is_empty()) {
+        return Err(ctx.err(&[k("task"), k("argv")], "argv must start with the program to run"));
+    }
+    for (i, a) in argv.iter().enumerate() {
+        crate::command::check(a).map_err(|m| ctx.err(&path(i), m))?;
+        if a.contains('\0') {
+            return Err(ctx.err(&path(i), "arguments cannot contain NUL characters"));
+        }
+    }
+    let env = raw.env.unwrap_or_default();
+    for (name, value) in &env {
+        let p = vec![k("task"), k("env"), k(name)];
+        if name.is_empty() || name.contains(['=', '\0']) || name.starts_with("KAPPA_") {
+            return Err(ctx.err(
+                &p,
+                format!("`{name}` is not a usable variable name (no `=`, not empty, and KAPPA_* is kappa's own)"),
+            ));
+        }
+        crate::command::check(value).map_err(|m| ctx.err(&p, m))?;
+    }
+    Ok(TaskSpec::Command(CommandTask { argv, env }))
+}
+
+fn train_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
+    let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
+    let required = |field: &str, example: &str| {
+        ctx.err(&[k("task")], format!("kind = \"train\" needs `{field}` (for example {example})"))
+    };
+    let model = raw.model.ok_or_else(|| required("model", "model = { hidden = [128], activation = \"relu\" }"))?;
+    let hidden = model.hidden.unwrap_or_default();
+    if let Some(i) = hidden.iter().position(|&w| w == 0 || w > 65_536) {
+        return Err(ctx.err(
+            &[k("task"), k("model"), k("hidden"), Seg::Index(i)],
+            format!("hidden layer widths must be from 1 to 65536, got {}", hidden[i]),
+        ));
+    }
+    let model = ModelSpec { hidden, activation: model.activation.unwrap_or_default() };
+    let data = raw.data.ok_or_else(|| required("data", "data = { kind = \"digits\" }"))?;
+    let data = train_data(ctx, data)?;
+    let holdout = raw.holdout.unwrap_or(0.2);
+    if !(holdout > 0.0 && holdout < 1.0) {
+        return Err(ctx.err(&at(&["holdout"]), format!("holdout must be a fraction in (0, 1), got {holdout}")));
+    }
+    let samples = raw.samples.ok_or_else(|| required("samples", "samples = 100000 (samples seen, steps × B)"))?;
+    if samples == 0 {
+        return Err(ctx.err(&at(&["samples"]), "samples must be at least 1"));
+    }
+    let burn_in = burn_in(ctx, raw.burn_in)?;
+    let paths = raw.paths.unwrap_or(1);
+    if !(1..=4096).contains(&paths) {
+        return Err(ctx.err(&at(&["paths"]), format!("paths (replicates) must be from 1 to 4096, got {paths}")));
+    }
+    let noise = match raw.noise {
+        None => None,
+        Some(n) => {
+            if n.kind != NoiseKind::Gaussian || n.nu.is_some() {
+                return Err(ctx.err(
+                    &at(&["noise"]),
+                    "training injects Gaussian noise only: noise = { kind = \"gaussian\", sigma = 0.1 }",
+                ));
+            }
+            let value = n.sigma.ok_or_else(|| ctx.err(&at(&["noise"]), "noise needs `sigma` (the per-sample σ₁)"))?;
+            let sigma = as_f64(&value).filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| {
+                ctx.err(&at(&["noise", "sigma"]), "sigma must be one finite number ≥ 0 (the same for every parameter)")
+            })?;
+            Some(sigma)
+        }
+    };
+    let sde = raw.sde.unwrap_or(false);
+    if sde && noise.is_none() {
+        return Err(ctx.err(
+            &at(&["sde"]),
+            "sde = true integrates the SDE of full-batch gradients plus injected noise: give `noise = { kind = \"gaussian\", sigma = ... }`",
+        ));
+    }
+    if !sde {
+        for (field, is_given) in [("refine", raw.refine.is_some()), ("sde_model", raw.sde_model.is_some())] {
+            if is_given {
+                return Err(ctx.err(&at(&[field]), format!("`{field}` applies with sde = true only")));
             }
         }
     } else if raw.bias_correction.is_some() {
-        return Err(ctx.err(
-            &at(&["bias_correction"]),
-            "`bias_correction` applies to kind = \"optimizer\" (the Adam SDE builds the correction in)",
-        ));
+        return Err(
+            ctx.err(&at(&["bias_correction"]), "`bias_correction` applies to the optimizer, not with sde = true")
+        );
     }
+    Ok(TaskSpec::Train(TrainTask {
+        model,
+        data,
+        holdout,
+        samples,
+        record_every: raw.record_every.unwrap_or_default(),
+        burn_in,
+        paths,
+        bias_correction: raw.bias_correction.unwrap_or(true),
+        noise,
+        sde,
+        refine: refine(ctx, raw.refine)?,
+        sde_model: raw.sde_model.unwrap_or_default(),
+    }))
+}
+
+fn train_data(ctx: &Ctx<'_>, d: RawData) -> Result<DataSpec, SpecError> {
+    let at = |f: &str| vec![k("task"), k("data"), k(f)];
+    let given = [
+        ("path", d.path.is_some()),
+        ("target", d.target.is_some()),
+        ("header", d.header.is_some()),
+        ("objective", d.objective.is_some()),
+        ("inputs", d.inputs.is_some()),
+        ("outputs", d.outputs.is_some()),
+        ("teacher_hidden", d.teacher_hidden.is_some()),
+        ("samples", d.samples.is_some()),
+        ("label_noise", d.label_noise.is_some()),
+        ("seed", d.seed.is_some()),
+    ];
+    let reads: &[&str] = match d.kind {
+        DataKind::Digits => &[],
+        DataKind::Csv => &["path", "target", "header", "objective"],
+        DataKind::TeacherStudent => {
+            &["objective", "inputs", "outputs", "teacher_hidden", "samples", "label_noise", "seed"]
+        }
+    };
+    let kind = d.kind.name();
+    if let Some((field, _)) = given.iter().find(|(f, g)| *g && !reads.contains(f)) {
+        return Err(ctx.err(&at(field), format!("`{field}` does not apply to data kind = \"{kind}\"")));
+    }
+    let need = |field: &str| ctx.err(&[k("task"), k("data")], format!("data kind = \"{kind}\" needs `{field}`"));
+    Ok(match d.kind {
+        DataKind::Digits => DataSpec::Digits,
+        DataKind::Csv => {
+            let path = d.path.ok_or_else(|| need("path"))?;
+            if path.trim().is_empty() {
+                return Err(ctx.err(&at("path"), "path must name a file"));
+            }
+            let target = match d.target.ok_or_else(|| need("target"))? {
+                toml::Value::String(s) if !s.is_empty() => s,
+                toml::Value::Integer(i) if i >= 0 => i.to_string(),
+                other => {
+                    return Err(ctx.err(
+                        &at("target"),
+                        format!("target must be a column name or a 0-based column index, got {other}"),
+                    ));
+                }
+            };
+            let header = d.header.unwrap_or(true);
+            if !header && target.parse::<usize>().is_err() {
+                return Err(ctx.err(&at("target"), "without a header line the target must be a column index"));
+            }
+            DataSpec::Csv { path, target, header, objective: d.objective.unwrap_or(Objective::Classification) }
+        }
+        DataKind::TeacherStudent => {
+            let objective = d.objective.unwrap_or(Objective::Classification);
+            let inputs = d.inputs.unwrap_or(20);
+            let outputs = d.outputs.unwrap_or(if objective == Objective::Classification { 2 } else { 1 });
+            let samples = d.samples.unwrap_or(2000);
+            for (field, v, lo, hi) in [
+                ("inputs", inputs, 1, 100_000),
+                ("outputs", outputs, if objective == Objective::Classification { 2 } else { 1 }, 10_000),
+                ("samples", samples, 2, 10_000_000),
+            ] {
+                if !(lo..=hi).contains(&v) {
+                    return Err(ctx.err(&at(field), format!("{field} must be from {lo} to {hi}, got {v}")));
+                }
+            }
+            let label_noise = d.label_noise.unwrap_or(0.0);
+            if !(label_noise.is_finite() && label_noise >= 0.0) {
+                return Err(
+                    ctx.err(&at("label_noise"), format!("label_noise must be finite and ≥ 0, got {label_noise}"))
+                );
+            }
+            DataSpec::TeacherStudent {
+                objective,
+                inputs,
+                outputs,
+                teacher_hidden: d.teacher_hidden.unwrap_or(16),
+                samples,
+                label_noise,
+                seed: d.seed.unwrap_or(0),
+            }
+        }
+    })
+}
+
+fn burn_in(ctx: &Ctx<'_>, value: Option<f64>) -> Result<f64, SpecError> {
+    let burn_in = value.unwrap_or(SimTask::DEFAULT_BURN_IN);
+    if !(0.0..1.0).contains(&burn_in) {
+        return Err(ctx.err(&[k("task"), k("burn_in")], format!("burn_in must be in [0, 1), got {burn_in}")));
+    }
+    Ok(burn_in)
+}
+
+fn refine(ctx: &Ctx<'_>, value: Option<u32>) -> Result<u32, SpecError> {
+    let refine = value.unwrap_or(1);
+    if !(1..=10_000).contains(&refine) {
+        return Err(ctx.err(&[k("task"), k("refine")], format!("refine must be from 1 to 10000, got {refine}")));
+    }
+    Ok(refine)
+}
+
+fn sim_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
+    let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
+    let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
+    let is_sde = raw.kind == TaskKind::Sde;
     let landscape = raw.landscape.ok_or_else(|| required("landscape"))?;
     let landscape = match landscape.kind {
         LandscapeKind::Quadratic => {
@@ -503,14 +852,8 @@ fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     if samples == 0 {
         return Err(ctx.err(&at(&["samples"]), "samples must be at least 1"));
     }
-    let burn_in = raw.burn_in.unwrap_or(SimTask::DEFAULT_BURN_IN);
-    if !(0.0..1.0).contains(&burn_in) {
-        return Err(ctx.err(&at(&["burn_in"]), format!("burn_in must be in [0, 1), got {burn_in}")));
-    }
-    let refine = raw.refine.unwrap_or(1);
-    if !(1..=10_000).contains(&refine) {
-        return Err(ctx.err(&at(&["refine"]), format!("refine must be from 1 to 10000, got {refine}")));
-    }
+    let burn_in = burn_in(ctx, raw.burn_in)?;
+    let refine = refine(ctx, raw.refine)?;
     let sim = SimTask {
         landscape,
         noise,
@@ -1073,7 +1416,7 @@ fn check_budget(
     zips: &[toml::Table],
     scaling: Option<&Scaling>,
 ) -> Result<(), SpecError> {
-    let Some(sim) = task.sim() else { return Ok(()) };
+    let Some(samples) = task.samples() else { return Ok(()) };
     let axis_path = |key: &str| match zips.iter().position(|z| z.contains_key(key)) {
         Some(z) => vec![k("zip"), Seg::Index(z), k(key)],
         None => vec![k("grid"), k(key)],
@@ -1082,38 +1425,40 @@ fn check_budget(
         Some(AxisValues::Int(v)) => v.clone(),
         _ => vec![crate::params::Hyperparams::DEFAULT_BATCH_SIZE],
     };
-    if let Some(&b) = batches.iter().find(|&&b| b > sim.samples) {
+    if let Some(&b) = batches.iter().find(|&&b| b > samples) {
         return Err(ctx.err(
             &axis_path("batch_size"),
-            format!(
-                "batch size {b} is larger than the sample budget task.samples = {}: no step would run",
-                sim.samples
-            ),
+            format!("batch size {b} is larger than the sample budget task.samples = {samples}: no step would run"),
         ));
     }
     if let Some(s) = scaling {
         let kmax = s.kappas.last().copied().unwrap_or(1);
-        if let Some(&b) = batches.iter().find(|&&b| b.saturating_mul(kmax) > sim.samples) {
+        if let Some(&b) = batches.iter().find(|&&b| b.saturating_mul(kmax) > samples) {
             return Err(ctx.err(
                 &[k("scaling"), k("kappa")],
                 format!(
                     "κ = {kmax} scales batch size {b} to {}, larger than the sample budget task.samples = {}: \
                      no step would run",
                     b.saturating_mul(kmax),
-                    sim.samples
+                    samples
                 ),
             ));
         }
     }
-    if let (TaskSpec::Sde(_), Some(AxisValues::Optimizer(opts))) = (task, grid.axis(AxisName::Optimizer)) {
+    let (sde_model, noise) = match task {
+        TaskSpec::Sde(sim) => (sim.sde_model, Some(&sim.noise)),
+        TaskSpec::Train(t) if t.sde => (t.sde_model, None),
+        _ => return Ok(()),
+    };
+    if let Some(AxisValues::Optimizer(opts)) = grid.axis(AxisName::Optimizer) {
         for o in opts {
-            if sim.sde_model == SdeModel::Malladi && !o.uses_beta2() {
+            if sde_model == SdeModel::Malladi && !o.uses_beta2() {
                 return Err(ctx.err(
                     &axis_path("optimizer"),
                     format!("sde_model = \"malladi\" defines SDEs for rmsprop(w) and adam(w) only, not {o}"),
                 ));
             }
-            if sim.noise.variance_factor().is_none() && *o != OptimizerKind::SignSgd {
+            if noise.is_some_and(|n| n.variance_factor().is_none()) && *o != OptimizerKind::SignSgd {
                 return Err(ctx.err(
                     &axis_path("optimizer"),
                     format!(

@@ -47,6 +47,17 @@ impl TaskSpec {
     }
 }
 
+impl TaskSpec {
+    /// The budget in samples seen (steps × B), for the kinds that have one.
+    pub fn samples(&self) -> Option<u64> {
+        match self {
+            TaskSpec::Optimizer(s) | TaskSpec::Sde(s) => Some(s.samples),
+            TaskSpec::Train(t) => Some(t.samples),
+            TaskSpec::Command(_) | TaskSpec::Noop { .. } => None,
+        }
+    }
+}
+
 /// Native training of a small network (`kind = "train"`).
 ///
 /// Every trial trains `paths` independent replicates (own initialisation, own minibatch order and

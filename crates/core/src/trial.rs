@@ -169,11 +169,102 @@ pub enum AttemptOutcome {
         /// Metrics recorded up to that point.
         metrics: TrialMetrics,
     },
-    /// The attempt failed (error, panic, timeout); it may be retried.
+    /// The attempt failed (error, crash, timeout); it may be retried.
     Failed {
         /// Why, in words.
         error: String,
+        /// Which kind of failure: each class has its own retry allowance.
+        class: FailureClass,
     },
+}
+
+/// Why an attempt failed. Each class has its own retry allowance ([`RetryPolicy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureClass {
+    /// The task itself reported an error (invalid settings, a command's non-zero exit status).
+    Error,
+    /// The task crashed: a panic in native code, or a command killed by a signal.
+    Crash,
+    /// The attempt ran past the sweep's timeout and was stopped.
+    Timeout,
+    /// The worker stopped renewing the lease (died, hung, cut off) and it expired.
+    Lost,
+}
+
+impl FailureClass {
+    /// Every class, in the order of [`RetryPolicy`]'s fields.
+    pub const ALL: [FailureClass; 4] =
+        [FailureClass::Error, FailureClass::Crash, FailureClass::Timeout, FailureClass::Lost];
+
+    /// The name stored, sent and written in sweep files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Error => "error",
+            FailureClass::Crash => "crash",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Lost => "lost",
+        }
+    }
+
+    /// Position in [`FailureClass::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for FailureClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FailureClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown failure class `{s}` (expected one of: error, crash, timeout, lost)"))
+    }
+}
+
+/// Retries allowed per failure class: a trial fails for good on its `n + 1`-th failure of a class
+/// allowing `n` retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// After task errors.
+    pub error: u32,
+    /// After crashes.
+    pub crash: u32,
+    /// After timeouts.
+    pub timeout: u32,
+    /// After lost leases.
+    pub lost: u32,
+}
+
+impl RetryPolicy {
+    /// Retries of `class`.
+    pub fn of(&self, class: FailureClass) -> u32 {
+        match class {
+            FailureClass::Error => self.error,
+            FailureClass::Crash => self.crash,
+            FailureClass::Timeout => self.timeout,
+            FailureClass::Lost => self.lost,
+        }
+    }
+
+    /// The same number of retries for errors, crashes and timeouts (`retries = N` in a sweep
+    /// file); lost leases keep their default.
+    pub fn uniform(n: u32) -> RetryPolicy {
+        RetryPolicy { error: n, crash: n, timeout: n, ..RetryPolicy::default() }
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { error: 2, crash: 2, timeout: 2, lost: 4 }
+    }
 }
 
 impl AttemptOutcome {

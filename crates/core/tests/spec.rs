@@ -35,7 +35,14 @@ fn valid_file_expands() {
     let s = parse(VALID).unwrap();
     assert_eq!(s.name, "demo");
     assert_eq!(s.grid.len(), 2 * 2 * 3 * 2);
-    assert_eq!(s.execution.retries, 1);
+    assert_eq!(s.execution.retries, kappa_core::RetryPolicy::uniform(1));
+    let t = parse(&VALID.replace("retries = 1", "retries = { error = 0, lost = 9 }\nfailure_budget = 20")).unwrap();
+    assert_eq!(t.execution.retries, kappa_core::RetryPolicy { error: 0, crash: 2, timeout: 2, lost: 9 });
+    assert_eq!(t.execution.failure_budget, Some(20));
+    let err = parse(&VALID.replace("retries = 1", "retries = { oom = 1 }")).unwrap_err();
+    assert!(err.to_string().contains("unknown failure class `oom`"), "{err}");
+    let err = parse(&VALID.replace("retries = 1", "retries = -1")).unwrap_err();
+    assert!(err.to_string().contains("retries must be a whole number"), "{err}");
     let first = s.grid.point(0);
     assert_eq!(first.optimizer, OptimizerKind::Sgd);
     assert_eq!(first.lr, 1e-3);
@@ -240,7 +247,12 @@ fn invalid_sde_and_noise_settings_are_named() {
         ),
         ("nu = 3.0", "nu = 2.0", 14, "the sgd SDE needs finite noise variance"),
         ("refine = 4", "refine = 4\nbias_correction = false", 10, "`bias_correction` applies to kind = \"optimizer\""),
-        ("kind = \"sde\"", "kind = \"optimizer\"", 9, "`refine` applies to kind = \"sde\" only"),
+        (
+            "kind = \"sde\"",
+            "kind = \"optimizer\"",
+            9,
+            "`refine` does not apply to kind = \"optimizer\" (it applies to kind = \"sde\", \"train\")",
+        ),
         ("kind = \"sde\"", "kind = \"langevin\"", 6, "unknown variant `langevin`"),
     ];
     let mut wrong = Vec::new();
@@ -343,5 +355,118 @@ fn noop_tasks_take_no_simulation_keys() {
     assert!(err.to_string().contains("`samples` does not apply to kind = \"noop\""), "{err}");
     assert_eq!(err.line, Some(5));
     let err = parse(&VALID.replace("x0 = 0.5", "x0 = 0.5\nsleep = \"1s\"")).unwrap_err();
-    assert!(err.to_string().contains("`sleep` applies to kind = \"noop\" only"), "{err}");
+    assert!(
+        err.to_string().contains("`sleep` does not apply to kind = \"optimizer\" (it applies to kind = \"noop\")"),
+        "{err}"
+    );
+}
+
+const TRAIN: &str = r#"version = 1
+name = "mlp"
+[task]
+kind = "train"
+model = { hidden = [32], activation = "tanh" }
+data = { kind = "digits" }
+samples = 6400
+paths = 4
+[grid]
+optimizer = ["adamw"]
+batch_size = [16, 64]
+lr = [1e-3]
+"#;
+
+#[test]
+fn train_tasks_parse_with_defaults_and_name_bad_values() {
+    use kappa_core::task::{Activation, DataSpec, Objective};
+    let s = parse(TRAIN).unwrap();
+    let kappa_core::TaskSpec::Train(t) = &s.task else { panic!("{:?}", s.task) };
+    assert_eq!((t.model.hidden.as_slice(), t.model.activation), (&[32][..], Activation::Tanh));
+    assert_eq!((t.data.clone(), t.holdout, t.paths, t.noise, t.sde), (DataSpec::Digits, 0.2, 4, None, false));
+    let csv = parse(&TRAIN.replace(
+        r#"{ kind = "digits" }"#,
+        r#"{ kind = "csv", path = "t.csv", target = "y", objective = "regression" }"#,
+    ))
+    .unwrap();
+    let kappa_core::TaskSpec::Train(t) = &csv.task else { panic!() };
+    assert_eq!(
+        t.data,
+        DataSpec::Csv { path: "t.csv".into(), target: "y".into(), header: true, objective: Objective::Regression }
+    );
+    let sde = parse(
+        &TRAIN.replace("paths = 4", "paths = 4\nnoise = { kind = \"gaussian\", sigma = 0.5 }\nsde = true\nrefine = 2"),
+    )
+    .unwrap();
+    let kappa_core::TaskSpec::Train(t) = &sde.task else { panic!() };
+    assert_eq!((t.noise, t.sde, t.refine), (Some(0.5), true, 2));
+
+    let cases: &[(&str, &str, usize, &str)] = &[
+        ("hidden = [32]", "hidden = [0]", 5, "hidden layer widths must be from 1 to 65536"),
+        ("paths = 4", "paths = 4\nsde = true", 9, "give `noise"),
+        ("paths = 4", "paths = 4\nrefine = 2", 9, "`refine` applies with sde = true only"),
+        ("paths = 4", "paths = 4\nholdout = 1.0", 9, "holdout must be a fraction in (0, 1)"),
+        ("paths = 4", "paths = 4\nnoise = { kind = \"student_t\", sigma = 1.0, nu = 3.0 }", 9, "Gaussian noise only"),
+        ("paths = 4", "paths = 4\nx0 = 1.0", 9, "`x0` does not apply to kind = \"train\""),
+        (
+            r#"{ kind = "digits" }"#,
+            r#"{ kind = "digits", path = "x.csv" }"#,
+            6,
+            "`path` does not apply to data kind = \"digits\"",
+        ),
+        (r#"{ kind = "digits" }"#, r#"{ kind = "csv", target = "y" }"#, 6, "data kind = \"csv\" needs `path`"),
+        (
+            r#"{ kind = "digits" }"#,
+            r#"{ kind = "csv", path = "a.csv", target = "y", header = false }"#,
+            6,
+            "must be a column index",
+        ),
+        (r#"{ kind = "digits" }"#, r#"{ kind = "teacher_student", outputs = 1 }"#, 6, "outputs must be from 2"),
+        (r#"{ kind = "digits" }"#, r#"{ kind = "mnist" }"#, 6, "unknown variant `mnist`"),
+        ("samples = 6400", "samples = 10", 11, "batch size 16 is larger than the sample budget"),
+    ];
+    let mut wrong = Vec::new();
+    for (from, to, line, fragment) in cases {
+        assert!(TRAIN.contains(from), "case setup: {from}");
+        match parse(&TRAIN.replacen(from, to, 1)) {
+            Ok(_) => wrong.push(format!("{to:?} was accepted")),
+            Err(err) => {
+                let shown = err.to_string();
+                if !shown.contains(fragment) || err.line != Some(*line) {
+                    wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+#[test]
+fn command_tasks_check_their_templates() {
+    let cmd = r#"version = 1
+name = "c"
+[task]
+kind = "command"
+argv = ["python3", "train.py", "--lr", "{lr}", "--bs={batch_size}"]
+env = { DATA = "/data/{seed}" }
+[grid]
+optimizer = ["adamw"]
+lr = [0.1, 0.2]
+"#;
+    let s = parse(cmd).unwrap();
+    let kappa_core::TaskSpec::Command(c) = &s.task else { panic!("{:?}", s.task) };
+    assert_eq!(c.argv[3], "{lr}");
+    assert_eq!(c.env["DATA"], "/data/{seed}");
+    for (from, to, line, fragment) in [
+        ("{lr}", "{learning_rate}", 5, "unknown placeholder `{learning_rate}`"),
+        ("\"python3\", ", "\"\", ", 5, "argv must start with the program"),
+        ("DATA = ", "KAPPA_LR = ", 6, "KAPPA_* is kappa's own"),
+        ("argv = [", "samples = 5\nargv = [", 5, "`samples` does not apply to kind = \"command\""),
+    ] {
+        assert!(cmd.contains(from), "case setup: {from}");
+        let err = parse(&cmd.replacen(from, to, 1)).unwrap_err();
+        assert!(err.to_string().contains(fragment) && err.line == Some(line), "{to}: {err}");
+    }
+    let err =
+        parse(&cmd.replace("argv = [\"python3\", \"train.py\", \"--lr\", \"{lr}\", \"--bs={batch_size}\"]\n", ""))
+            .unwrap_err();
+    assert!(err.to_string().contains("needs `argv"), "{err}");
 }

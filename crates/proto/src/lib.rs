@@ -4,6 +4,8 @@
 
 #![warn(missing_docs)]
 
+pub mod codec;
+
 /// Code generated from `proto/kappa/v1/kappa.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod pb {
@@ -11,7 +13,8 @@ pub mod pb {
 }
 
 use kappa_core::{
-    AttemptOutcome, Counts, CurvePoint, Estimate, Hyperparams, Theory, TheoryPoint, TrialId, TrialMetrics,
+    AttemptOutcome, Counts, CurvePoint, Estimate, FailureClass, Hyperparams, Theory, TheoryPoint, TrialId,
+    TrialMetrics, TrialStatus,
 };
 
 /// The encoded `FileDescriptorSet` of `kappa.v1`, for gRPC server reflection.
@@ -98,7 +101,12 @@ pub async fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectEr
 pub async fn connect_with(url: &str, token: Option<&str>, ca: Option<&[u8]>) -> Result<Client, ConnectError> {
     let mut endpoint = tonic::transport::Channel::from_shared(url.to_string())
         .map_err(|e| ConnectError::Address(url.to_string(), e.to_string()))?
-        .connect_timeout(std::time::Duration::from_secs(10));
+        .connect_timeout(std::time::Duration::from_secs(10))
+        // A coordinator that vanishes without closing the connection (a cut link, a dead node)
+        // is noticed within ~30 s instead of the kernel's TCP retransmission timeout.
+        .http2_keep_alive_interval(std::time::Duration::from_secs(10))
+        .keep_alive_timeout(std::time::Duration::from_secs(20))
+        .keep_alive_while_idle(true);
     if url.starts_with("https://") {
         let ca = ca.ok_or_else(|| {
             ConnectError::Address(
@@ -242,7 +250,9 @@ pub fn outcome_to_pb(o: &AttemptOutcome) -> pb::report_request::Outcome {
         AttemptOutcome::Diverged { step, metrics } => {
             Outcome::Diverged(pb::Diverged { step: *step, metrics: Some(metrics.into()) })
         }
-        AttemptOutcome::Failed { error } => Outcome::Failed(pb::Failed { error: error.clone() }),
+        AttemptOutcome::Failed { error, class } => {
+            Outcome::Failed(pb::Failed { error: error.clone(), class: class.as_str().to_string() })
+        }
     }
 }
 
@@ -254,8 +264,45 @@ pub fn outcome_from_pb(o: Option<pb::report_request::Outcome>) -> Result<Attempt
         Outcome::Diverged(d) => {
             AttemptOutcome::Diverged { step: d.step, metrics: d.metrics.map(Into::into).unwrap_or_default() }
         }
-        Outcome::Failed(f) => AttemptOutcome::Failed { error: f.error },
+        Outcome::Failed(f) => AttemptOutcome::Failed {
+            error: f.error,
+            class: if f.class.is_empty() {
+                FailureClass::Error
+            } else {
+                f.class.parse().map_err(|reason| ConvertError::Invalid { field: "failed.class", reason })?
+            },
+        },
     })
+}
+
+/// One trial's result on the wire (`Results`).
+pub fn trial_result_to_pb(
+    id: TrialId,
+    params: &Hyperparams,
+    status: TrialStatus,
+    metrics: Option<&TrialMetrics>,
+    error: Option<&str>,
+) -> pb::TrialResult {
+    pb::TrialResult {
+        trial_id: id.to_string(),
+        params: Some(params.into()),
+        status: status.as_str().to_string(),
+        metrics: metrics.map(Into::into),
+        error: error.unwrap_or_default().to_string(),
+    }
+}
+
+/// A trial result read back from the wire: id, hyperparameters, status, metrics.
+pub fn trial_result_from_pb(
+    r: pb::TrialResult,
+) -> Result<(TrialId, Hyperparams, TrialStatus, Option<TrialMetrics>), ConvertError> {
+    let id = parse_trial_id(&r.trial_id)?;
+    let params = r.params.ok_or(ConvertError::Missing("params"))?.try_into()?;
+    let status = r.status.parse().map_err(|e: kappa_core::trial::UnknownStatus| ConvertError::Invalid {
+        field: "status",
+        reason: e.to_string(),
+    })?;
+    Ok((id, params, status, r.metrics.map(Into::into)))
 }
 
 /// A progress message from counts.
@@ -324,7 +371,7 @@ mod tests {
         for o in [
             AttemptOutcome::Succeeded(m.clone()),
             AttemptOutcome::Diverged { step: 9, metrics: m },
-            AttemptOutcome::Failed { error: "boom".into() },
+            AttemptOutcome::Failed { error: "boom".into(), class: FailureClass::Timeout },
         ] {
             assert_eq!(outcome_from_pb(Some(outcome_to_pb(&o))).unwrap(), o);
         }

@@ -254,7 +254,7 @@ fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResul
             }
         }
     }
-    let budget = sweep.task.sim().map_or(1.0, |s| s.samples as f64);
+    let budget = sweep.task.samples().map_or(1.0, |s| s as f64);
     order
         .into_iter()
         .map(|key| {

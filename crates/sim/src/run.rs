@@ -314,8 +314,8 @@ fn summarise(
     }
 }
 
-/// Linear-interpolated quantile of sorted values.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+/// Linear-interpolated quantile `q` of sorted values (NaN for none).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -43,8 +43,20 @@ pub struct SdeState {
 
 impl Sde {
     /// The SDE of `params.optimizer` under `model`, with `refine` substeps per optimizer step, on
-    /// a quadratic with Hessian diagonal `lambda`.
+    /// a quadratic with Hessian diagonal `lambda` (which SGD's fused kernel needs).
     pub fn new(params: &Hyperparams, model: SdeModel, refine: u32, lambda: &[f64], noise: &Noise) -> Sde {
+        let mut sde = Sde::generic(params, model, refine);
+        sde.sgd_coefs = (params.optimizer == OptimizerKind::Sgd).then(|| {
+            let c = (sde.eta * sde.dt).sqrt();
+            let std = noise.std.as_deref().unwrap_or(&noise.sigma);
+            (lambda.iter().map(|l| l * sde.dt).collect(), std.iter().map(|s| c * s).collect())
+        });
+        sde
+    }
+
+    /// The SDE of `params.optimizer` under `model`, with `refine` substeps per optimizer step, for
+    /// any loss: the caller computes the gradient and calls [`Sde::substep_with_grad`].
+    pub fn generic(params: &Hyperparams, model: SdeModel, refine: u32) -> Sde {
         let eta = params.lr;
         let unit = match model {
             SdeModel::Compagnoni => eta,
@@ -55,11 +67,6 @@ impl Sde {
             _ => 0.0,
         };
         let dt = unit / f64::from(refine.max(1));
-        let sgd_coefs = (params.optimizer == OptimizerKind::Sgd).then(|| {
-            let c = (eta * dt).sqrt();
-            let std = noise.std.as_deref().unwrap_or(&noise.sigma);
-            (lambda.iter().map(|l| l * dt).collect(), std.iter().map(|s| c * s).collect())
-        });
         Sde {
             kind: params.optimizer,
             model,
@@ -69,7 +76,7 @@ impl Sde {
             eps: params.eps,
             theta,
             dt,
-            sgd_coefs,
+            sgd_coefs: None,
         }
     }
 
@@ -127,9 +134,10 @@ impl Sde {
         SdeState { m, v, t: 0.0 }
     }
 
-    /// One Euler–Maruyama substep of a path: `x`, its state, with gradient buffer `g` and normal
-    /// buffer `z` (both length d) as scratch. `lambda` is the Hessian diagonal. Returns the loss of
-    /// the new `x` when the kernel computed it on the way (SGD), so the caller need not.
+    /// One Euler–Maruyama substep of a path on the quadratic: `x`, its state, with gradient buffer
+    /// `g` and normal buffer `z` (both length d) as scratch. `lambda` is the Hessian diagonal.
+    /// Returns the loss of the new `x` when the kernel computed it on the way (SGD built by
+    /// [`Sde::new`]), so the caller need not.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn substep(
@@ -145,17 +153,40 @@ impl Sde {
         if let Some(loss) = self.sgd_substep_with_loss(x, lambda, rng, z) {
             return Some(loss);
         }
-        let dt = self.dt;
-        let sqrt_dt = dt.sqrt();
         for ((gi, xi), l) in g.iter_mut().zip(x.iter()).zip(lambda) {
             *gi = l * xi;
         }
+        self.substep_with_grad(x, st, g, noise, rng, z);
+        None
+    }
+
+    /// One Euler–Maruyama substep of a path whose drift gradient `g = ∇f(x)` the caller has
+    /// computed (any loss); `z` (length d) is scratch for the normals. The diffusion uses the
+    /// noise's standard deviations, as [`Sde::substep`] does.
+    #[inline(always)]
+    pub fn substep_with_grad(
+        &self,
+        x: &mut [f64],
+        st: &mut SdeState,
+        g: &[f64],
+        noise: &Noise,
+        rng: &mut StreamRng,
+        z: &mut [f64],
+    ) {
+        let dt = self.dt;
+        let sqrt_dt = dt.sqrt();
         rng.normal.fill(z);
         // Noise standard deviations: always finite here (spec validation keeps infinite-variance
         // noise to SignSGD, which uses the scale σ instead).
         let std = noise.std.as_deref().unwrap_or(&noise.sigma);
         match (self.kind, self.model) {
-            (OptimizerKind::Sgd, _) => unreachable!("handled by the fused kernel above"),
+            (OptimizerKind::Sgd, _) => {
+                // x ← x − gΔ + √(ηΔ) s z (the quadratic's SGD uses the fused kernel instead).
+                let c = (self.eta * dt).sqrt();
+                for i in 0..x.len() {
+                    x[i] = x[i] - g[i] * dt + c * std[i] * z[i];
+                }
+            }
             (OptimizerKind::SignSgd, _) => {
                 let c = self.eta.sqrt() * sqrt_dt;
                 for i in 0..x.len() {
@@ -225,6 +256,44 @@ impl Sde {
             }
         }
         st.t += dt;
-        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kappa_core::task::{NoiseSpec, Sigma};
+
+    /// The generic SGD substep (caller's gradient) is the fused quadratic kernel up to rounding.
+    #[test]
+    fn generic_sgd_substep_matches_the_fused_kernel() {
+        let lambda = [0.5, 1.0, 2.0, 4.0, 3.0];
+        let noise = Noise::for_batch(&NoiseSpec::Gaussian { sigma: Sigma::Scalar(2.0) }, 4, lambda.len()).unwrap();
+        let params = Hyperparams {
+            optimizer: OptimizerKind::Sgd,
+            batch_size: 4,
+            lr: 0.05,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            seed: 0,
+        };
+        let (fused, generic) = (
+            Sde::new(&params, SdeModel::Compagnoni, 3, &lambda, &noise),
+            Sde::generic(&params, SdeModel::Compagnoni, 3),
+        );
+        let (mut x1, mut x2) = (vec![0.5; 5], vec![0.5; 5]);
+        let (mut r1, mut r2) =
+            (crate::rng::stream(kappa_core::TrialId(7), 1, 0), crate::rng::stream(kappa_core::TrialId(7), 1, 0));
+        let (mut g, mut z) = (vec![0.0; 5], vec![0.0; 5]);
+        let (mut s1, mut s2) = (fused.init(&g, &noise), generic.init(&g, &noise));
+        for _ in 0..100 {
+            assert!(fused.substep(&mut x1, &mut s1, &lambda, &noise, &mut r1, &mut g, &mut z).is_some());
+            assert!(generic.substep(&mut x2, &mut s2, &lambda, &noise, &mut r2, &mut g, &mut z).is_none());
+        }
+        for (a, b) in x1.iter().zip(&x2) {
+            assert!((a - b).abs() < 1e-12, "{x1:?} vs {x2:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@
 
 #![warn(missing_docs)]
 
-use kappa_core::{Counts, Hyperparams, PlannedTrial, TrialId, TrialMetrics, TrialStatus};
+use kappa_core::{Counts, FailureClass, Hyperparams, PlannedTrial, TrialId, TrialMetrics, TrialStatus};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -103,6 +103,8 @@ pub enum StoreOp {
         metrics: Option<String>,
         /// The failure message, for failed attempts.
         error: Option<String>,
+        /// The failure class, for failed attempts.
+        class: Option<FailureClass>,
         /// The divergence step, for diverged attempts.
         diverged_step: Option<u64>,
         /// What the coordinator made of it.
@@ -118,6 +120,13 @@ pub enum StoreOp {
         at: f64,
         /// Why, in a word: `expired`, `released`.
         reason: &'static str,
+    },
+    /// A trial failed for good without an attempt of its own (the sweep's failure budget ran out).
+    Halted {
+        /// The trial.
+        id: TrialId,
+        /// Why, in words.
+        error: String,
     },
 }
 
@@ -154,10 +163,22 @@ pub struct OpenTrial {
     pub params: Hyperparams,
     /// Attempts leased so far.
     pub attempts: u32,
-    /// Attempts that failed so far.
-    pub failures: u32,
-    /// Attempts whose lease expired (worker died, hung or was cut off).
-    pub lost: u32,
+    /// Failed attempts so far by class (error, crash, timeout, lost: see
+    /// [`FailureClass::index`]); lost ones are leases that expired.
+    pub failures: [u32; 4],
+}
+
+/// An attempt the store shows still running (its lease was open when the coordinator stopped).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InFlight {
+    /// The trial.
+    pub id: TrialId,
+    /// The running attempt.
+    pub attempt: u32,
+    /// The worker's name.
+    pub worker: String,
+    /// When it was leased (Unix seconds).
+    pub started_at: f64,
 }
 
 /// Everything recorded about one trial.
@@ -280,6 +301,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     outcome TEXT,
     error TEXT,
     counted INTEGER NOT NULL DEFAULT 0,
+    class TEXT,
     PRIMARY KEY (trial_id, attempt)
 ) WITHOUT ROWID;
 "#;
@@ -364,10 +386,25 @@ impl Store {
         }
         let version = self.meta("schema_version")?;
         match version.as_deref().map(str::parse::<i64>) {
-            Some(Ok(SCHEMA_VERSION)) => Ok(()),
+            Some(Ok(SCHEMA_VERSION)) => self.add_columns(),
             Some(Ok(v)) => Err(self.corrupt(format!("schema version {v}, this kappa reads {SCHEMA_VERSION}"))),
             _ => Err(self.corrupt("missing or malformed schema_version")),
         }
+    }
+
+    /// Columns added since schema version 1 (additive, so older stores are upgraded in place).
+    fn add_columns(&self) -> Result<(), StoreError> {
+        let has_class: bool = self
+            .conn
+            .query_row("SELECT count(*) FROM pragma_table_info('attempts') WHERE name = 'class'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| self.sql(e))?
+            > 0;
+        if !has_class {
+            self.conn.execute_batch("ALTER TABLE attempts ADD COLUMN class TEXT").map_err(|e| self.sql(e))?;
+        }
+        Ok(())
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -504,9 +541,11 @@ impl Store {
         let path = self.path.clone();
         let sql = |e| StoreError::Sqlite { path: path.clone(), source: e };
         let tx = self.conn.transaction().map_err(sql)?;
+        // Their earlier failures stop counting against retries and the failure budget.
         tx.execute(
-            "UPDATE attempts SET outcome = 'expired-before-retry'
-             WHERE outcome = 'expired' AND trial_id IN (SELECT id FROM trials WHERE generation = ?1 AND status = 'failed')",
+            "UPDATE attempts SET outcome = outcome || '-before-retry'
+             WHERE outcome IN ('expired', 'failed')
+               AND trial_id IN (SELECT id FROM trials WHERE generation = ?1 AND status = 'failed')",
             [generation],
         )
         .map_err(sql)?;
@@ -526,7 +565,13 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT id, params, attempts, failures,
+                "SELECT id, params, attempts,
+                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
+                      AND coalesce(a.class, 'error') = 'error'),
+                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
+                      AND a.class = 'crash'),
+                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
+                      AND a.class = 'timeout'),
                    (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'expired')
                  FROM trials WHERE generation = ?1 AND status NOT IN {TERMINAL} ORDER BY seq"
             ))
@@ -537,23 +582,55 @@ impl Store {
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, u32>(2)?,
-                    r.get::<_, u32>(3)?,
-                    r.get::<_, u32>(4)?,
+                    [r.get::<_, u32>(3)?, r.get::<_, u32>(4)?, r.get::<_, u32>(5)?, r.get::<_, u32>(6)?],
                 ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, params, attempts, failures, lost) = row.map_err(|e| self.sql(e))?;
-            out.push(OpenTrial {
-                id: self.parse_id(&id)?,
-                params: self.parse_params(&params)?,
-                attempts,
-                failures,
-                lost,
-            });
+            let (id, params, attempts, failures) = row.map_err(|e| self.sql(e))?;
+            out.push(OpenTrial { id: self.parse_id(&id)?, params: self.parse_params(&params)?, attempts, failures });
         }
         Ok(out)
+    }
+
+    /// Attempts still open in the store: each running trial's current attempt (read before
+    /// [`Store::sync_plan`], which closes them).
+    pub fn in_flight(&self) -> Result<Vec<InFlight>, StoreError> {
+        let generation = self.generation()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.trial_id, a.attempt, a.worker, a.started_at FROM attempts a JOIN trials t ON t.id = a.trial_id
+                 WHERE t.generation = ?1 AND t.status = 'running' AND a.ended_at IS NULL AND a.attempt = t.attempts",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([generation], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, String>(2)?, r.get::<_, f64>(3)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, attempt, worker, started_at) = row.map_err(|e| self.sql(e))?;
+            out.push(InFlight { id: self.parse_id(&id)?, attempt, worker, started_at });
+        }
+        Ok(out)
+    }
+
+    /// Failed attempts (every class, lost leases included) of the current plan's trials, not
+    /// counting those reset by a retry: what the sweep's failure budget has used.
+    pub fn failed_attempts(&self) -> Result<u64, StoreError> {
+        let generation = self.generation()?;
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM attempts a JOIN trials t ON t.id = a.trial_id
+                 WHERE t.generation = ?1 AND a.outcome IN ('failed', 'expired')",
+                [generation],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.sql(e))
     }
 
     fn parse_id(&self, s: &str) -> Result<TrialId, StoreError> {
@@ -613,22 +690,24 @@ impl Store {
                     outcome,
                     metrics,
                     error,
+                    class,
                     diverged_step,
                     effect,
                 } => {
                     let id = id.to_string();
+                    let class = class.map(FailureClass::as_str);
                     let (logged, counted) = match effect {
                         ReportEffect::Late => (format!("late-{outcome}"), false),
                         _ => (outcome.to_string(), true),
                     };
                     tx.prepare_cached(
-                        "INSERT INTO attempts(trial_id, attempt, worker, started_at, ended_at, outcome, error, counted)
-                         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)
+                        "INSERT INTO attempts(trial_id, attempt, worker, started_at, ended_at, outcome, error, counted, class)
+                         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)
                          ON CONFLICT(trial_id, attempt) DO UPDATE SET
                            ended_at = excluded.ended_at, outcome = excluded.outcome,
-                           error = excluded.error, counted = excluded.counted",
+                           error = excluded.error, counted = excluded.counted, class = excluded.class",
                     )
-                    .and_then(|mut s| s.execute(params![id, attempt, worker, at, logged, error, counted]))
+                    .and_then(|mut s| s.execute(params![id, attempt, worker, at, logged, error, counted, class]))
                     .map_err(sql)?;
                     match effect {
                         ReportEffect::Final => {
@@ -673,6 +752,13 @@ impl Store {
                     tx.prepare_cached("UPDATE trials SET status = 'pending' WHERE id = ?1 AND status = 'running'")
                         .and_then(|mut s| s.execute(params![id]))
                         .map_err(sql)?;
+                }
+                StoreOp::Halted { id, error } => {
+                    tx.prepare_cached(&format!(
+                        "UPDATE trials SET status = 'failed', error = ?2 WHERE id = ?1 AND status NOT IN {TERMINAL}"
+                    ))
+                    .and_then(|mut s| s.execute(params![id.to_string(), error]))
+                    .map_err(sql)?;
                 }
             }
         }
@@ -828,6 +914,7 @@ mod tests {
             outcome: TrialStatus::Succeeded,
             metrics: Some(serde_json::to_string(&TrialMetrics::default()).unwrap()),
             error: None,
+            class: None,
             diverged_step: None,
             effect,
         }

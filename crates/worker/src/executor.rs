@@ -1,6 +1,6 @@
 //! Executors: how a worker runs one trial of each task kind.
 
-use kappa_core::{AttemptOutcome, Hyperparams, TaskSpec, TrialId};
+use kappa_core::{AttemptOutcome, FailureClass, Hyperparams, TaskSpec, TrialId};
 use kappa_sim::{Cancel, SimError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -8,27 +8,33 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 pub fn execute(task: &TaskSpec, params: &Hyperparams, id: TrialId, cancel: &Cancel) -> Option<AttemptOutcome> {
     let run = catch_unwind(AssertUnwindSafe(|| match task {
         TaskSpec::Noop { sleep_ms } => {
-            if *sleep_ms > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(*sleep_ms));
+            // Sleep in short slices so a cancel (revocation, shutdown) is noticed.
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(*sleep_ms);
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                if cancel.is_cancelled() {
+                    return Err(SimError::Cancelled);
+                }
+                std::thread::sleep(left.min(std::time::Duration::from_millis(20)));
             }
             Ok(AttemptOutcome::Succeeded(kappa_core::TrialMetrics::default()))
         }
         TaskSpec::Optimizer(_) | TaskSpec::Sde(_) => kappa_sim::run_trial(task, params, id, cancel),
-        TaskSpec::Train(_) | TaskSpec::Command(_) => {
-            Ok(AttemptOutcome::Failed { error: format!("kind = \"{}\" is not implemented yet", task.kind_name()) })
-        }
+        TaskSpec::Train(t) => kappa_train::run_train(t, params, id, cancel),
+        TaskSpec::Command(_) => Err(SimError::Invalid("command tasks run as child processes, not here".into())),
     }));
     match run {
         Ok(Ok(outcome)) => Some(outcome),
         Ok(Err(SimError::Cancelled)) => None,
-        Ok(Err(e @ SimError::Invalid(_))) => Some(AttemptOutcome::Failed { error: e.to_string() }),
+        Ok(Err(e @ SimError::Invalid(_))) => {
+            Some(AttemptOutcome::Failed { error: e.to_string(), class: FailureClass::Error })
+        }
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Some(AttemptOutcome::Failed { error: format!("panicked: {msg}") })
+            Some(AttemptOutcome::Failed { error: format!("panicked: {msg}"), class: FailureClass::Crash })
         }
     }
 }

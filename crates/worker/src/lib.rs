@@ -7,8 +7,10 @@
 
 #![warn(missing_docs)]
 
+mod command;
 mod executor;
 
+pub use command::CommandEnv;
 pub use executor::execute;
 
 use kappa_core::{AttemptOutcome, Hyperparams, TaskSpec, TrialId};
@@ -39,7 +41,17 @@ pub struct WorkerConfig {
     pub tls_ca: Option<Vec<u8>>,
     /// Log connection events on stderr.
     pub verbose: bool,
+    /// Run `kind = "command"` trials (refused otherwise), in this working directory.
+    pub commands: Option<CommandEnv>,
+    /// GPU device ordinals this worker may hand to trials.
+    pub gpus: Vec<u32>,
+    /// On shutdown, stop leasing and let running trials finish for up to this long before
+    /// handing the rest back (zero: hand back at once).
+    pub drain: Duration,
 }
+
+/// The GPUs not in use by a trial.
+type GpuPool = Arc<Mutex<Vec<u32>>>;
 
 /// Errors that stop a worker.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +88,56 @@ enum SessionEnd {
 /// cluster worker; a local worker (`exit_when_finished`) gives up if the first connection fails.
 pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Result<WorkerStats, WorkerError> {
     let stats = Arc::new(Mutex::new(WorkerStats::default()));
+    let (reports, report_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut local = Local {
+        held: Arc::default(),
+        tasks: tokio::task::JoinSet::new(),
+        reports,
+        outbox: Arc::new(tokio::sync::Mutex::new(Outbox { rx: report_rx, unsent: Vec::new() })),
+        slots: Arc::new(Semaphore::new(cfg.slots.max(1))),
+        gpu_pool: Arc::new(Mutex::new(cfg.gpus.clone())),
+    };
+    let result = serve(&cfg, &mut shutdown, &stats, &mut local).await;
+    // Whatever still runs (the worker is refused or stopping) is abandoned.
+    cancel_all(&local.held);
+    while local.tasks.join_next().await.is_some() {}
+    result?;
+    let stats = stats.lock().map(|s| *s).unwrap_or_default();
+    Ok(stats)
+}
+
+/// What outlives a session with the coordinator: trials keep running while the worker
+/// reconnects, and their reports wait in the outbox for the next session to deliver.
+struct Local {
+    held: Held,
+    tasks: tokio::task::JoinSet<()>,
+    /// Reports to send; the reporter fills in the worker id of the session that sends them.
+    reports: tokio::sync::mpsc::UnboundedSender<pb::ReportRequest>,
+    outbox: Arc<tokio::sync::Mutex<Outbox>>,
+    slots: Arc<Semaphore>,
+    gpu_pool: GpuPool,
+}
+
+/// Reports not yet delivered: queued ones, and a batch whose delivery was cut off.
+struct Outbox {
+    rx: tokio::sync::mpsc::UnboundedReceiver<pb::ReportRequest>,
+    unsent: Vec<pb::ReportRequest>,
+}
+
+fn cancel_all(held: &Held) {
+    if let Ok(h) = held.lock() {
+        for c in h.values() {
+            c.cancel();
+        }
+    }
+}
+
+async fn serve(
+    cfg: &WorkerConfig,
+    shutdown: &mut watch::Receiver<bool>,
+    stats: &Arc<Mutex<WorkerStats>>,
+    local: &mut Local,
+) -> Result<(), WorkerError> {
     let mut backoff = Duration::from_millis(100);
     let mut connected_once = false;
     loop {
@@ -89,7 +151,7 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Resu
                     return Err(e.into());
                 }
                 Err(e) => {
-                    log(&cfg, &format!("{e}; retrying in {backoff:.1?}"));
+                    log(cfg, &format!("{e}; retrying in {backoff:.1?}"));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
@@ -98,12 +160,13 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Resu
                     continue;
                 }
             };
-        match session(&cfg, client, &mut shutdown, stats.clone()).await {
+        match session(cfg, client, shutdown, stats.clone(), local).await {
             Ok(SessionEnd::Stop) => break,
             Ok(SessionEnd::Lost(why)) => {
                 connected_once = true;
                 backoff = Duration::from_millis(100);
-                log(&cfg, &format!("lost the coordinator ({why}); reconnecting"));
+                let running = local.tasks.len();
+                log(cfg, &format!("lost the coordinator ({why}); reconnecting ({running} trial(s) keep running)"));
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => {}
@@ -112,8 +175,7 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Resu
             Err(e) => return Err(e),
         }
     }
-    let stats = stats.lock().map(|s| *s).unwrap_or_default();
-    Ok(stats)
+    Ok(())
 }
 
 fn log(cfg: &WorkerConfig, msg: &str) {
@@ -140,6 +202,7 @@ async fn session(
     mut client: kappa_proto::Client,
     shutdown: &mut watch::Receiver<bool>,
     stats: Arc<Mutex<WorkerStats>>,
+    local: &mut Local,
 ) -> Result<SessionEnd, WorkerError> {
     let rpc = |s: tonic::Status| WorkerError::Rpc(cfg.coordinator.clone(), s);
     let reg = match client
@@ -147,7 +210,7 @@ async fn session(
             protocol_version: PROTOCOL_VERSION,
             name: cfg.name.clone(),
             slots: cfg.slots as u32,
-            gpus: 0,
+            gpus: cfg.gpus.len() as u32,
         })
         .await
     {
@@ -157,17 +220,20 @@ async fn session(
     };
     let worker_id = reg.worker_id;
     log(cfg, &format!("registered with {} as w{worker_id}", cfg.coordinator));
-    let held: Held = Arc::default();
-    let (reports, report_rx) = tokio::sync::mpsc::unbounded_channel();
-    let reporter = tokio::spawn(reporter(client.clone(), report_rx));
+    let held = local.held.clone();
+    let reports = local.reports.clone();
+    let (finish, finish_rx) = watch::channel(false);
+    let reporter = tokio::spawn(reporter(client.clone(), worker_id, local.outbox.clone(), finish_rx));
     let heartbeat = tokio::spawn(heartbeat_loop(
         client.clone(),
         worker_id,
         Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50))),
         held.clone(),
     ));
-    let slots = Arc::new(Semaphore::new(cfg.slots.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
+    let slots = local.slots.clone();
+    let gpu_pool = local.gpu_pool.clone();
+    let free_gpus = || gpu_pool.lock().map(|p| p.len() as u32).unwrap_or(0);
+    let tasks = &mut local.tasks;
     let mut parsed: Option<(String, Arc<TaskSpec>)> = None;
     let result = loop {
         if *shutdown.borrow() {
@@ -185,7 +251,10 @@ async fn session(
         let request = pb::LeaseRequest {
             worker_id,
             max_trials: permits.len() as u32,
-            wait_ms: cfg.lease_wait.as_millis() as u32,
+            // While some GPUs are busy, poll briefly: the long wait would hold a stale count of
+            // free GPUs and miss the ones freed meanwhile.
+            wait_ms: if free_gpus() < cfg.gpus.len() as u32 { 200 } else { cfg.lease_wait.as_millis() as u32 },
+            free_gpus: free_gpus(),
         };
         let resp = tokio::select! {
             r = client.lease(request) => r,
@@ -210,7 +279,7 @@ async fn session(
         }
         for lease in resp.leases {
             let Some(permit) = permits.pop() else { break };
-            let trial = match prepare(&lease, &mut parsed) {
+            let trial = match prepare(&lease, &mut parsed, &gpu_pool) {
                 Ok(t) => t,
                 Err(error) => {
                     // A trial this worker cannot even read fails its attempt, with the reason.
@@ -218,7 +287,7 @@ async fn session(
                         worker_id,
                         &lease.trial_id,
                         lease.attempt,
-                        &AttemptOutcome::Failed { error },
+                        &AttemptOutcome::Failed { error, class: kappa_core::FailureClass::Error },
                         0.0,
                     ));
                     continue;
@@ -231,9 +300,35 @@ async fn session(
             let reports = reports.clone();
             let held = held.clone();
             let stats = stats.clone();
+            let commands = cfg.commands.clone();
+            let gpu_pool = gpu_pool.clone();
             tasks.spawn(async move {
                 let started = Instant::now();
-                let outcome = run_on_pool(trial.clone(), cancel.clone()).await;
+                let outcome = match &*trial.task {
+                    TaskSpec::Command(task) => match &commands {
+                        Some(env) => {
+                            command::run(
+                                env,
+                                task,
+                                &trial.params,
+                                trial.id,
+                                trial.attempt,
+                                &trial.gpus,
+                                trial.timeout,
+                                &cancel,
+                            )
+                            .await
+                        }
+                        None => Some(AttemptOutcome::Failed {
+                            error: "this worker does not run commands (start it with --allow-commands)".into(),
+                            class: kappa_core::FailureClass::Error,
+                        }),
+                    },
+                    _ => run_on_pool(trial.clone(), cancel.clone()).await,
+                };
+                if let Ok(mut pool) = gpu_pool.lock() {
+                    pool.extend(&trial.gpus);
+                }
                 let still_held =
                     held.lock().map(|mut h| h.remove(&(trial.id, trial.attempt)).is_some()).unwrap_or(false);
                 // Not held any more means revoked (or shutting down): a report would be late.
@@ -262,15 +357,23 @@ async fn session(
         // Reap finished tasks so the set does not grow.
         while tasks.try_join_next().is_some() {}
     };
-    // End of the session: cancel what runs, hand the leases back, wait for the tasks to notice.
-    if let Ok(h) = held.lock() {
-        for c in h.values() {
-            c.cancel();
-        }
+    if let Ok(SessionEnd::Lost(_)) = result {
+        // The trials keep running; the next session renews their leases and delivers their
+        // reports (a restarted coordinator accepts them while the leases are current).
+        reporter.abort();
+        heartbeat.abort();
+        return result;
     }
+    // Stopping: a draining worker first lets running trials finish (heartbeats go on meanwhile);
+    // then what still runs is cancelled and its leases handed back.
+    if !cfg.drain.is_zero() && !tasks.is_empty() {
+        log(cfg, &format!("draining: waiting up to {:.0?} for {} running trial(s)", cfg.drain, tasks.len()));
+        let _ = tokio::time::timeout(cfg.drain, async { while tasks.join_next().await.is_some() {} }).await;
+    }
+    cancel_all(&held);
     while tasks.join_next().await.is_some() {}
     // Deliver what finished before leaving.
-    drop(reports);
+    let _ = finish.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), reporter).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), client.deregister(pb::DeregisterRequest { worker_id })).await;
     heartbeat.abort();
@@ -285,9 +388,15 @@ struct Trial {
     task: Arc<TaskSpec>,
     params: Hyperparams,
     timeout: Option<Duration>,
+    /// GPU ordinals taken from the pool for this trial (returned when it ends).
+    gpus: Vec<u32>,
 }
 
-fn prepare(lease: &pb::TrialLease, parsed: &mut Option<(String, Arc<TaskSpec>)>) -> Result<Trial, String> {
+fn prepare(
+    lease: &pb::TrialLease,
+    parsed: &mut Option<(String, Arc<TaskSpec>)>,
+    pool: &GpuPool,
+) -> Result<Trial, String> {
     let id = parse_trial_id(&lease.trial_id).map_err(|e| e.to_string())?;
     let params: Hyperparams = lease
         .params
@@ -307,7 +416,12 @@ fn prepare(lease: &pb::TrialLease, parsed: &mut Option<(String, Arc<TaskSpec>)>)
         }
     };
     let timeout = (lease.timeout_ms > 0).then(|| Duration::from_millis(lease.timeout_ms));
-    Ok(Trial { id, attempt: lease.attempt, task, params, timeout })
+    let need = lease.gpus as usize;
+    let gpus = match pool.lock() {
+        Ok(mut p) if p.len() >= need => p.drain(..need).collect(),
+        _ => return Err(format!("the trial needs {need} GPU(s) and this worker has none free")),
+    };
+    Ok(Trial { id, attempt: lease.attempt, task, params, timeout, gpus })
 }
 
 /// Runs a trial on the rayon pool; `None` when it was cancelled.
@@ -323,7 +437,10 @@ async fn run_on_pool(trial: Trial, cancel: Cancel) -> Option<AttemptOutcome> {
             Ok(r) => r,
             Err(_) => {
                 cancel.cancel();
-                return Some(AttemptOutcome::Failed { error: format!("timed out after {:.1?}", limit) });
+                return Some(AttemptOutcome::Failed {
+                    error: format!("timed out after {:.1?}", limit),
+                    class: kappa_core::FailureClass::Timeout,
+                });
             }
         },
         None => rx.await,
@@ -347,31 +464,70 @@ fn report_request(
     }
 }
 
-/// Sends reports in batches: whatever accumulated while the previous call was in flight goes in
-/// the next one. Transient failures are retried briefly; a batch that cannot be delivered is
-/// dropped, its leases expire and its trials run again (never counted twice).
-async fn reporter(mut client: kappa_proto::Client, mut rx: tokio::sync::mpsc::UnboundedReceiver<pb::ReportRequest>) {
+/// Sends reports in batches, as session `worker_id`: whatever accumulated while the previous call
+/// was in flight goes in the next one. A batch that cannot be delivered stays in the outbox for
+/// the next session (the reporter is aborted when the coordinator is lost); one the coordinator
+/// refuses is dropped (its leases expire and the trials run again, never counted twice). After
+/// `finish`, it delivers what is queued and returns.
+async fn reporter(
+    mut client: kappa_proto::Client,
+    worker_id: u64,
+    outbox: Arc<tokio::sync::Mutex<Outbox>>,
+    mut finish: watch::Receiver<bool>,
+) {
     const MAX: usize = 1024;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
+    let mut guard = outbox.lock().await;
+    let ob = &mut *guard;
+    loop {
+        if ob.unsent.is_empty() {
+            if *finish.borrow() {
+                match ob.rx.try_recv() {
+                    Ok(r) => ob.unsent.push(r),
+                    Err(_) => return,
+                }
+            } else {
+                tokio::select! {
+                    r = ob.rx.recv() => match r {
+                        Some(r) => ob.unsent.push(r),
+                        None => return,
+                    },
+                    _ = finish.changed() => continue,
+                }
+            }
+        }
+        while ob.unsent.len() < MAX {
+            match ob.rx.try_recv() {
+                Ok(r) => ob.unsent.push(r),
                 Err(_) => break,
             }
         }
-        let req = pb::ReportBatchRequest { reports: batch };
+        for r in &mut ob.unsent {
+            r.worker_id = worker_id;
+        }
+        let req = pb::ReportBatchRequest { reports: ob.unsent.clone() };
         let mut delay = Duration::from_millis(50);
+        let mut delivered = false;
         for _ in 0..6 {
             match client.report_batch(req.clone()).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    delivered = true;
+                    break;
+                }
                 Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
-                Err(_) => break,
+                Err(_) => {
+                    delivered = true; // refused: dropping it is all that can be done
+                    break;
+                }
             }
         }
+        if !delivered {
+            // The coordinator is unreachable: keep the batch for the next session.
+            return;
+        }
+        ob.unsent.clear();
     }
 }
 

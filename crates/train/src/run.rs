@@ -1,0 +1,597 @@
+//! Running one training trial: `paths` independent replicates in parallel, summarised like a
+//! simulation's paths.
+
+use crate::data::{self, Split};
+use crate::model::{Network, Workspace};
+use kappa_core::task::{NoiseSpec, Objective, SdeModel, Sigma, TrainTask};
+use kappa_core::{AttemptOutcome, CurvePoint, Hyperparams, TrialId, TrialMetrics};
+use kappa_sim::noise::Noise;
+use kappa_sim::optim::{Optimizer, OptimizerConfig};
+use kappa_sim::run::{DIVERGENCE_LOSS, mean_se, quantile};
+use kappa_sim::sde::Sde;
+use kappa_sim::{Cancel, SimError, rng};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The steps a trial takes and where it records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    /// Optimizer steps: ⌊samples / B⌋, at least 1.
+    pub steps: u64,
+    /// Steps at which the metrics are recorded (0 and the last step included).
+    pub record_steps: Vec<u64>,
+    /// Record points at steps up to and including this one are burn-in.
+    pub burn_in_steps: u64,
+}
+
+impl Schedule {
+    /// The schedule of `task` at batch size `batch_size`.
+    pub fn new(task: &TrainTask, batch_size: u64) -> Schedule {
+        let steps = (task.samples / batch_size.max(1)).max(1);
+        let every = task.record_every.interval(steps);
+        let mut record_steps: Vec<u64> = (0..=steps).step_by(every as usize).collect();
+        if record_steps.last() != Some(&steps) {
+            record_steps.push(steps);
+        }
+        let burn_in_steps = ((steps as f64) * task.burn_in).floor() as u64;
+        Schedule { steps, record_steps, burn_in_steps }
+    }
+}
+
+/// Where gradients come from.
+pub(crate) enum Method {
+    /// Minibatches of B samples drawn without replacement, reshuffled every epoch.
+    Minibatch { batch: usize },
+    /// Full-batch gradients plus N(0, σ_B² I).
+    Injected { noise: Noise },
+    /// The optimizer's SDE: full-batch drift, the injected covariance as diffusion.
+    Sde { sde: Sde, noise: Noise, refine: u32 },
+}
+
+/// Everything a replicate needs, shared by all replicates of a trial.
+pub(crate) struct Setup<'a> {
+    pub net: Network,
+    pub split: &'a Split,
+    pub method: Method,
+    pub optimizer: OptimizerConfig,
+    pub sched: Schedule,
+    pub id: TrialId,
+    pub seed: u64,
+    pub cancel: &'a Cancel,
+    /// The earliest step at which some replicate diverged (`u64::MAX`: none yet). Replicates
+    /// past it stop early; the outcome cannot depend on it (see [`summarise`]).
+    pub diverged: AtomicU64,
+}
+
+/// The metrics of one replicate at its record points.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ReplicateResult {
+    pub train_loss: Vec<f64>,
+    pub test_loss: Vec<f64>,
+    pub train_accuracy: Vec<f64>,
+    pub test_accuracy: Vec<f64>,
+    /// The step at which this replicate diverged.
+    pub diverged_at: Option<u64>,
+}
+
+/// Runs a `kind = "train"` trial: `task.paths` replicates on the rayon pool.
+///
+/// Steps: ⌊samples / B⌋ (at least 1). Gradients: minibatches of B = `params.batch_size` drawn
+/// without replacement (the training split is reshuffled every epoch, the last partial batch
+/// dropped); with `task.noise = Some(σ₁)` full-batch gradients plus N(0, σ_B² I), σ_B = σ₁/√B;
+/// with `task.sde` the optimizer's SDE (`task.refine` Euler–Maruyama substeps per step, drift from
+/// the full-batch gradient, diffusion from the injected noise). The optimizer is
+/// [`kappa_sim::optim::Optimizer`] on the flat parameter vector.
+///
+/// Metrics at step 0, every `record_every` steps and at the last step, each on the whole
+/// training and held-out splits: the curve's loss is the training loss (mean, SE and quantiles
+/// over replicates); `extra` holds the means over replicates of `test_loss` and, for
+/// classification, `test_accuracy` and `train_accuracy`. The stationary loss is, per replicate,
+/// the mean training loss over the record points after the burn-in, then mean and SE over
+/// replicates. A non-finite loss (or one above [`DIVERGENCE_LOSS`]) or non-finite parameters
+/// end the trial as [`AttemptOutcome::Diverged`] with the curve up to the last record before.
+///
+/// Errors: [`SimError::Invalid`] for data that cannot be loaded (naming file, line and column)
+/// or settings that cannot run (B larger than the training split without injected noise);
+/// [`SimError::Cancelled`] once `cancel` is set (checked every step).
+pub fn run_train(
+    task: &TrainTask,
+    params: &Hyperparams,
+    id: TrialId,
+    cancel: &Cancel,
+) -> Result<AttemptOutcome, SimError> {
+    let split = data::load_shared(&task.data, task.holdout).map_err(|e| SimError::Invalid(e.to_string()))?;
+    let setup = setup(task, params, id, cancel, &split)?;
+    let results: Vec<ReplicateResult> =
+        (0..task.paths as u64).into_par_iter().map(|r| run_replicate(&setup, r)).collect::<Result<_, _>>()?;
+    Ok(summarise(&setup, task, params, &results))
+}
+
+/// Checks the trial's settings and lowers them.
+pub(crate) fn setup<'a>(
+    task: &TrainTask,
+    params: &Hyperparams,
+    id: TrialId,
+    cancel: &'a Cancel,
+    split: &'a Split,
+) -> Result<Setup<'a>, SimError> {
+    let invalid = |m: String| Err(SimError::Invalid(m));
+    if task.paths == 0 {
+        return invalid("paths (replicates) must be at least 1".into());
+    }
+    if params.batch_size == 0 {
+        return invalid("batch_size must be at least 1".into());
+    }
+    let n_train = split.train.len();
+    let hidden: Vec<usize> = task.model.hidden.iter().map(|&w| w as usize).collect();
+    if hidden.contains(&0) {
+        return invalid("hidden layer widths must be at least 1".into());
+    }
+    let net =
+        Network::new(split.train.inputs(), &hidden, split.train.y.outputs(), task.model.activation, split.objective());
+    let d = net.dim();
+    let noise_for = |sigma: f64| {
+        Noise::for_batch(&NoiseSpec::Gaussian { sigma: Sigma::Scalar(sigma) }, params.batch_size, d)
+            .map_err(|e| SimError::Invalid(e.to_string()))
+    };
+    let method = match (task.noise, task.sde) {
+        (None, true) => {
+            return invalid("sde = true needs injected noise (`noise`): its diffusion is that noise".into());
+        }
+        (None, false) => {
+            if params.batch_size as usize > n_train {
+                return invalid(format!(
+                    "batch_size {} is larger than the training split ({n_train} samples: {}); minibatches are \
+                     drawn without replacement",
+                    params.batch_size, split.description
+                ));
+            }
+            Method::Minibatch { batch: params.batch_size as usize }
+        }
+        (Some(sigma), sde) => {
+            if !(sigma.is_finite() && sigma >= 0.0) {
+                return invalid(format!("noise sigma must be finite and ≥ 0, got {sigma}"));
+            }
+            let noise = noise_for(sigma)?;
+            if sde {
+                if task.sde_model == SdeModel::Malladi && !params.optimizer.uses_beta2() {
+                    return invalid(format!(
+                        "sde_model = \"malladi\" defines SDEs for rmsprop(w) and adam(w) only, not {}",
+                        params.optimizer
+                    ));
+                }
+                let sde = Sde::generic(params, task.sde_model, task.refine);
+                Method::Sde { sde, noise, refine: task.refine.max(1) }
+            } else {
+                Method::Injected { noise }
+            }
+        }
+    };
+    let mut optimizer = OptimizerConfig::from_params(params);
+    optimizer.bias_correction = task.bias_correction;
+    Ok(Setup {
+        net,
+        split,
+        method,
+        optimizer,
+        sched: Schedule::new(task, params.batch_size),
+        id,
+        seed: params.seed,
+        cancel,
+        diverged: AtomicU64::new(u64::MAX),
+    })
+}
+
+/// One replicate's state: parameters, gradient, optimizer (or SDE state), random streams.
+pub(crate) struct Replicate<'s, 'a> {
+    s: &'s Setup<'a>,
+    pub params: Vec<f64>,
+    pub grad: Vec<f64>,
+    z: Vec<f64>,
+    ws: Workspace,
+    rng: rng::StreamRng,
+    opt: Optimizer,
+    sde_state: Option<kappa_sim::sde::SdeState>,
+    order: Vec<u32>,
+    cursor: usize,
+}
+
+impl<'s, 'a> Replicate<'s, 'a> {
+    /// Replicate `r`: initialised from its own stream `rng::stream(id, seed, r)`.
+    pub fn new(s: &'s Setup<'a>, r: u64) -> Replicate<'s, 'a> {
+        let d = s.net.dim();
+        let mut rng = rng::stream(s.id, s.seed, r);
+        let mut params = vec![0.0; d];
+        s.net.init(&mut params, &mut rng.normal);
+        let n = s.split.train.len();
+        let mut rep = Replicate {
+            s,
+            params,
+            grad: vec![0.0; d],
+            z: vec![0.0; d],
+            ws: s.net.workspace(),
+            rng,
+            opt: Optimizer::new(s.optimizer, d),
+            sde_state: None,
+            order: (0..n as u32).collect(),
+            cursor: n,
+        };
+        if let Method::Sde { sde, noise, .. } = &s.method {
+            s.net.full_gradient(&rep.params, &s.split.train, &mut rep.ws, &mut rep.grad);
+            rep.sde_state = Some(sde.init(&rep.grad, noise));
+        }
+        rep
+    }
+
+    /// `n` steps, compiled for the CPU's vector instructions; returns the last step's loss.
+    pub fn run_steps(&mut self, n: u64) -> f64 {
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                let mut loss = f64::NAN;
+                for _ in 0..n {
+                    loss = self.step();
+                }
+                loss
+            },
+        )
+    }
+
+    /// One optimizer step (or `refine` SDE substeps); returns the loss the gradient was
+    /// computed at (the minibatch's or the full training set's, before the update).
+    #[inline(always)]
+    pub fn step(&mut self) -> f64 {
+        let s = self.s;
+        let train = &s.split.train;
+        match &s.method {
+            Method::Minibatch { batch } => {
+                if self.cursor + batch > self.order.len() {
+                    // A new epoch: reshuffle; the last partial batch of the epoch is dropped.
+                    data::shuffle(&mut self.order, &mut self.rng.scalar);
+                    self.cursor = 0;
+                }
+                let idx = &self.order[self.cursor..self.cursor + batch];
+                self.cursor += batch;
+                let loss = s.net.batch_gradient(&self.params, train, idx, &mut self.ws, &mut self.grad);
+                self.opt.step(&mut self.params, &self.grad);
+                loss
+            }
+            Method::Injected { noise } => {
+                let loss = s.net.full_gradient(&self.params, train, &mut self.ws, &mut self.grad);
+                noise.standard(&mut self.rng, &mut self.z);
+                for ((g, z), sigma) in self.grad.iter_mut().zip(&self.z).zip(&noise.sigma) {
+                    *g += sigma * z;
+                }
+                self.opt.step(&mut self.params, &self.grad);
+                loss
+            }
+            Method::Sde { sde, noise, refine } => {
+                let st = self.sde_state.as_mut().expect("initialised in new");
+                let mut first = f64::NAN;
+                for k in 0..*refine {
+                    let loss = s.net.full_gradient(&self.params, train, &mut self.ws, &mut self.grad);
+                    if k == 0 {
+                        first = loss;
+                    }
+                    sde.substep_with_grad(&mut self.params, st, &self.grad, noise, &mut self.rng, &mut self.z);
+                }
+                first
+            }
+        }
+    }
+}
+
+/// Whether every value is finite (a sum is: NaN and ±∞ propagate; branch-free, so it vectorises).
+#[inline(always)]
+fn all_finite(v: &[f64]) -> bool {
+    let mut acc = [0.0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            acc[i] += c[i] * 0.0;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|x| x * 0.0).sum();
+    acc.iter().sum::<f64>() + tail == 0.0
+}
+
+fn finite_loss(l: f64) -> bool {
+    l.is_finite() && l <= DIVERGENCE_LOSS
+}
+
+/// Runs replicate `r` to the end of the schedule, or until it diverges.
+pub(crate) fn run_replicate(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimError> {
+    crate::simd::dispatch(
+        #[inline(always)]
+        || run_replicate_inner(s, r),
+    )
+}
+
+#[inline(always)]
+fn run_replicate_inner(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimError> {
+    let mut rep = Replicate::new(s, r);
+    let mut out = ReplicateResult::default();
+    let mut eval_ws = s.net.workspace();
+    let classification = s.split.objective() == Objective::Classification;
+    let mut record = |params: &[f64], out: &mut ReplicateResult| -> bool {
+        let train = s.net.evaluate(params, &s.split.train, &mut eval_ws);
+        let test = s.net.evaluate(params, &s.split.test, &mut eval_ws);
+        if !finite_loss(train.loss) {
+            return false;
+        }
+        out.train_loss.push(train.loss);
+        out.test_loss.push(test.loss);
+        if classification {
+            out.train_accuracy.push(train.accuracy.unwrap_or(f64::NAN));
+            out.test_accuracy.push(test.accuracy.unwrap_or(f64::NAN));
+        }
+        true
+    };
+    if !(all_finite(&rep.params) && record(&rep.params, &mut out)) {
+        out.diverged_at = Some(0);
+        s.diverged.fetch_min(0, Ordering::Relaxed);
+        return Ok(out);
+    }
+    let mut next_record = 1;
+    for step in 1..=s.sched.steps {
+        if s.cancel.is_cancelled() {
+            return Err(SimError::Cancelled);
+        }
+        if step > s.diverged.load(Ordering::Relaxed) {
+            // Another replicate diverged earlier: the trial's curve ends there anyway.
+            break;
+        }
+        let loss = rep.step();
+        let mut ok = finite_loss(loss) && all_finite(&rep.params);
+        if ok && s.sched.record_steps.get(next_record) == Some(&step) {
+            ok = record(&rep.params, &mut out);
+            next_record += 1;
+        }
+        if !ok {
+            out.diverged_at = Some(step);
+            s.diverged.fetch_min(step, Ordering::Relaxed);
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Combines the replicates in order. When some replicate diverged, the curve ends at the last
+/// record before the earliest divergence: every replicate has reached it (a replicate only stops
+/// early after passing a step at which another diverged), so the outcome is deterministic.
+pub(crate) fn summarise(
+    s: &Setup<'_>,
+    task: &TrainTask,
+    params: &Hyperparams,
+    results: &[ReplicateResult],
+) -> AttemptOutcome {
+    let sched = &s.sched;
+    let diverged = results.iter().filter_map(|r| r.diverged_at).min();
+    let recorded = match diverged {
+        Some(step) => sched.record_steps.iter().take_while(|&&r| r < step).count(),
+        None => sched.record_steps.len(),
+    };
+    let classification = s.split.objective() == Objective::Classification;
+    let mut curve = Vec::with_capacity(recorded);
+    let mut column = Vec::with_capacity(results.len());
+    for (r, &step) in sched.record_steps.iter().enumerate().take(recorded) {
+        column.clear();
+        column.extend(results.iter().map(|x| x.train_loss[r]));
+        let est = mean_se(column.iter().copied());
+        column.sort_by(f64::total_cmp);
+        let mean = |f: fn(&ReplicateResult) -> &Vec<f64>| mean_se(results.iter().map(|x| f(x)[r])).mean;
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert("test_loss".to_string(), mean(|x| &x.test_loss));
+        if classification {
+            extra.insert("test_accuracy".to_string(), mean(|x| &x.test_accuracy));
+            extra.insert("train_accuracy".to_string(), mean(|x| &x.train_accuracy));
+        }
+        curve.push(CurvePoint {
+            samples: step * params.batch_size,
+            step,
+            loss_mean: est.mean,
+            loss_se: est.se,
+            loss_q10: quantile(&column, 0.1),
+            loss_q50: quantile(&column, 0.5),
+            loss_q90: quantile(&column, 0.9),
+            phases: None,
+            extra,
+        });
+    }
+    let mut notes = vec![s.split.description.clone(), s.net.describe(), method_note(s, task, params)];
+    match diverged {
+        Some(step) => {
+            notes.push(format!("the loss or the parameters stopped being finite at step {step}"));
+            AttemptOutcome::Diverged {
+                step,
+                metrics: TrialMetrics { curve, stationary_loss: None, theory: None, notes },
+            }
+        }
+        None => {
+            // Per replicate: the mean train loss over the record points after the burn-in.
+            let after: Vec<usize> =
+                (0..sched.record_steps.len()).filter(|&r| sched.record_steps[r] > sched.burn_in_steps).collect();
+            let stationary = (!after.is_empty()).then(|| {
+                mean_se(
+                    results.iter().map(|x| after.iter().map(|&r| x.train_loss[r]).sum::<f64>() / after.len() as f64),
+                )
+            });
+            if stationary.is_some() {
+                notes.push(format!(
+                    "stationary loss: the train loss averaged over the {} record points after step {}, then over {} \
+                     replicate{}; test loss at the end {:.4}",
+                    after.len(),
+                    sched.burn_in_steps,
+                    results.len(),
+                    if results.len() == 1 { "" } else { "s" },
+                    curve.last().and_then(|c| c.extra.get("test_loss")).copied().unwrap_or(f64::NAN)
+                ));
+            }
+            AttemptOutcome::Succeeded(TrialMetrics { curve, stationary_loss: stationary, theory: None, notes })
+        }
+    }
+}
+
+fn method_note(s: &Setup<'_>, task: &TrainTask, params: &Hyperparams) -> String {
+    let b = params.batch_size;
+    let sigma_b = |noise: &Noise| noise.sigma.first().copied().unwrap_or(0.0);
+    match &s.method {
+        Method::Minibatch { batch } => format!(
+            "gradients: minibatches of B = {b} drawn without replacement, reshuffled every epoch ({} steps per \
+             epoch, the last {} samples of each epoch unused); {} steps, {} replicates",
+            s.split.train.len() / batch,
+            s.split.train.len() % batch,
+            s.sched.steps,
+            task.paths
+        ),
+        Method::Injected { noise } => format!(
+            "gradients: full-batch plus injected Gaussian noise N(0, σ_B² I), σ_B = σ₁/√B = {}/√{b} = {:.6}; {} steps, \
+             {} replicates",
+            task.noise.unwrap_or(0.0),
+            sigma_b(noise),
+            s.sched.steps,
+            task.paths
+        ),
+        Method::Sde { noise, refine, .. } => format!(
+            "{} SDE ({}) of {} integrated by Euler–Maruyama, {refine} substep{} per step: drift from the full-batch \
+             gradient, diffusion from the injected noise σ_B = σ₁/√B = {}/√{b} = {:.6}; {} steps, {} replicates",
+            match task.sde_model {
+                SdeModel::Compagnoni => "Compagnoni",
+                SdeModel::Malladi => "Malladi",
+            },
+            if task.sde_model == SdeModel::Compagnoni { "time t = kη" } else { "time t = kη²" },
+            params.optimizer,
+            if *refine == 1 { "" } else { "s" },
+            task.noise.unwrap_or(0.0),
+            sigma_b(noise),
+            s.sched.steps,
+            task.paths
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kappa_core::OptimizerKind;
+    use kappa_core::task::{Activation, DataSpec, ModelSpec, RecordEvery};
+
+    fn regression_task(noise: Option<f64>) -> TrainTask {
+        TrainTask {
+            model: ModelSpec { hidden: vec![], activation: Activation::Relu },
+            data: DataSpec::TeacherStudent {
+                objective: Objective::Regression,
+                inputs: 3,
+                outputs: 1,
+                teacher_hidden: 0,
+                samples: 50,
+                label_noise: 0.5,
+                seed: 9,
+            },
+            holdout: 0.2,
+            samples: 40,
+            record_every: RecordEvery::Steps(1),
+            burn_in: 0.0,
+            paths: 1,
+            bias_correction: true,
+            noise,
+            sde: false,
+            refine: 1,
+            sde_model: SdeModel::Compagnoni,
+        }
+    }
+
+    fn hyper(optimizer: OptimizerKind, batch_size: u64) -> Hyperparams {
+        Hyperparams { optimizer, batch_size, lr: 0.05, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1, seed: 3 }
+    }
+
+    /// The trainer's step on a linear model with σ = 0 injected noise is the simulator's
+    /// optimizer applied to the closed-form full-batch gradient (X̃ᵀX̃w̃ − X̃ᵀy)/n, X̃ = [X 1].
+    #[test]
+    fn one_linear_step_is_the_simulators_optimizer_on_the_closed_form_gradient() {
+        let task = regression_task(Some(0.0));
+        let split = data::load(&task.data, task.holdout).unwrap();
+        let cancel = Cancel::new();
+        let (x, y) = (
+            &split.train.x,
+            match &split.train.y {
+                data::Targets::Values(v) => v.column(0).to_owned(),
+                data::Targets::Classes { .. } => unreachable!(),
+            },
+        );
+        let n = x.nrows();
+        for kind in OptimizerKind::ALL {
+            let params = hyper(kind, 40);
+            let s = setup(&task, &params, TrialId(17), &cancel, &split).unwrap();
+            let mut rep = Replicate::new(&s, 0);
+            let w0 = rep.params.clone();
+            assert_eq!(w0.len(), 4);
+            rep.step();
+            // The trainer's update is exactly the simulator's optimizer on the trainer's gradient.
+            let mut by_optimizer = w0.clone();
+            let mut cfg = OptimizerConfig::from_params(&params);
+            cfg.bias_correction = task.bias_correction;
+            Optimizer::new(cfg, 4).step(&mut by_optimizer, &rep.grad);
+            assert_eq!(by_optimizer, rep.params, "{kind}");
+            // And the trainer's gradient is the closed form.
+            let xt = ndarray::concatenate![ndarray::Axis(1), x.view(), ndarray::Array2::ones((n, 1))];
+            let w = ndarray::Array1::from(w0.clone());
+            let closed = (xt.t().dot(&xt).dot(&w) - xt.t().dot(&y)) / n as f64;
+            for (a, b) in closed.iter().zip(&rep.grad) {
+                assert!((a - b).abs() < 1e-12 * (1.0 + a.abs()), "{kind}: {closed} vs {:?}", rep.grad);
+            }
+            let mut by_closed_form = w0.clone();
+            Optimizer::new(cfg, 4).step(&mut by_closed_form, closed.as_slice().unwrap());
+            for (a, b) in by_closed_form.iter().zip(&rep.params) {
+                assert!((a - b).abs() < 1e-10, "{kind}: {by_closed_form:?} vs {:?}", rep.params);
+            }
+        }
+    }
+
+    /// The vectorised build of a replicate (AVX2/AVX-512 where the CPU has them) and the
+    /// baseline build give the same bits.
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let mut task = regression_task(Some(0.3));
+        task.model.hidden = vec![6];
+        task.model.activation = Activation::Tanh;
+        task.samples = 200;
+        let split = data::load(&task.data, task.holdout).unwrap();
+        let cancel = Cancel::new();
+        for (noise, sde) in [(None, false), (Some(0.3), false), (Some(0.3), true)] {
+            let t = TrainTask { noise, sde, ..task.clone() };
+            let s = setup(&t, &hyper(OptimizerKind::Adam, 8), TrialId(5), &cancel, &split).unwrap();
+            let dispatched = run_replicate(&s, 2).unwrap();
+            assert_eq!(dispatched, run_replicate_inner(&s, 2).unwrap());
+            assert_eq!(dispatched.train_loss.len(), 26);
+        }
+    }
+
+    #[test]
+    fn minibatches_cover_each_epoch_without_replacement() {
+        let task = regression_task(None);
+        let split = data::load(&task.data, task.holdout).unwrap();
+        let cancel = Cancel::new();
+        let params = hyper(OptimizerKind::Sgd, 7);
+        let s = setup(&task, &params, TrialId(1), &cancel, &split).unwrap();
+        let mut rep = Replicate::new(&s, 0);
+        // 40 training samples, B = 7: 5 steps an epoch, 5 samples left out; then a new order.
+        let mut seen = Vec::new();
+        let mut orders = Vec::new();
+        for _ in 0..10 {
+            rep.step();
+            seen.extend_from_slice(&rep.order[rep.cursor - 7..rep.cursor]);
+            if rep.cursor == 35 {
+                orders.push(rep.order.clone());
+            }
+        }
+        for epoch in seen.chunks(35) {
+            let mut e = epoch.to_vec();
+            e.sort_unstable();
+            e.dedup();
+            assert_eq!(e.len(), 35);
+        }
+        assert_eq!(orders.len(), 2);
+        assert_ne!(orders[0], orders[1]);
+    }
+}

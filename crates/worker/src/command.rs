@@ -1,0 +1,312 @@
+//! `kind = "command"`: one child process per attempt.
+//!
+//! The argv template is filled in (never passed through a shell), the hyperparameters are also
+//! given as `KAPPA_*` variables, and the child runs in its own process group in the worker's
+//! working directory. Its stdout and stderr go to per-attempt log files
+//! (`<logs>/<trial>.<attempt>.{stdout,stderr}`); stdout lines that are JSON objects
+//! with a numeric `loss` are metrics:
+//!
+//! ```text
+//! {"step": 100, "samples": 6400, "loss": 0.41, "test_accuracy": 0.93}
+//! ```
+//!
+//! `step` and `samples` are optional (either is derived from the other through the batch size,
+//! or counted from the lines); every other numeric key goes to the curve point's `extra`. Any
+//! other line is only logged. A `loss` of `NaN`/`Infinity` (as Python's `json` writes them) or
+//! `null` marks the run diverged.
+//!
+//! Exit status 0 is success (diverged if the last loss was not finite); another status is a
+//! task error; death by a signal the worker did not send is a crash. A timeout or a cancel kills
+//! the whole process group (SIGTERM, then SIGKILL after a grace period).
+
+use kappa_core::{AttemptOutcome, CurvePoint, FailureClass, Hyperparams, TrialId, TrialMetrics};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// Where and how commands run on this worker.
+#[derive(Clone, Debug)]
+pub struct CommandEnv {
+    /// Working directory of every command.
+    pub workdir: PathBuf,
+    /// Where the per-attempt logs go.
+    pub logs: PathBuf,
+    /// Host name shown with log paths.
+    pub host: String,
+}
+
+/// How long a process group has between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// Bytes of stderr quoted in a failure message.
+const STDERR_TAIL: usize = 2000;
+
+/// One attempt of a command trial. `gpus` are the device ordinals given to it (may be empty).
+/// Returns `None` when cancelled (revoked or shutting down).
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    env: &CommandEnv,
+    task: &kappa_core::task::CommandTask,
+    params: &Hyperparams,
+    id: TrialId,
+    attempt: u32,
+    gpus: &[u32],
+    timeout: Option<Duration>,
+    cancel: &kappa_sim::Cancel,
+) -> Option<AttemptOutcome> {
+    match run_inner(env, task, params, id, attempt, gpus, timeout, cancel).await {
+        Ok(o) => o,
+        Err(error) => Some(AttemptOutcome::Failed { error, class: FailureClass::Error }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_inner(
+    env: &CommandEnv,
+    task: &kappa_core::task::CommandTask,
+    params: &Hyperparams,
+    id: TrialId,
+    attempt: u32,
+    gpus: &[u32],
+    timeout: Option<Duration>,
+    cancel: &kappa_sim::Cancel,
+) -> Result<Option<AttemptOutcome>, String> {
+    let argv: Vec<String> =
+        task.argv.iter().map(|a| kappa_core::command::render(a, params, id, attempt)).collect::<Result<_, _>>()?;
+    let logs = &env.logs;
+    std::fs::create_dir_all(logs).map_err(|e| format!("cannot create the log directory {}: {e}", logs.display()))?;
+    let out_path = logs.join(format!("{id}.{attempt}.stdout"));
+    let err_path = logs.join(format!("{id}.{attempt}.stderr"));
+    let where_logs = format!("logs: {}:{} and .stderr", env.host, out_path.display());
+    let create =
+        |p: &Path| std::fs::File::create(p).map_err(|e| format!("cannot create the log file {}: {e}", p.display()));
+    let mut out_log = tokio::fs::File::from_std(create(&out_path)?);
+    let err_log = create(&err_path)?;
+
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(&env.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(err_log))
+        .process_group(0)
+        .kill_on_drop(true);
+    for (k, v) in kappa_core::command::env_vars(params, id, attempt) {
+        cmd.env(k, v);
+    }
+    for (k, v) in &task.env {
+        cmd.env(k, kappa_core::command::render(v, params, id, attempt)?);
+    }
+    if !gpus.is_empty() {
+        let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+        cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start `{}` in {}: {e}", argv[0], env.workdir.display()))?;
+    let pgid = child.id();
+    let stdout = child.stdout.take().ok_or("the child's stdout was not captured")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut parser = MetricsParser::new(params.batch_size);
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    // Why the worker stopped the child, if it did.
+    let mut stopped: Option<&str> = None;
+    let mut stdout_open = true;
+    let status = loop {
+        tokio::select! {
+            line = lines.next_line(), if stdout_open => match line {
+                Ok(Some(line)) => {
+                    parser.line(&line);
+                    let _ = out_log.write_all(line.as_bytes()).await;
+                    let _ = out_log.write_all(b"\n").await;
+                }
+                Ok(None) | Err(_) => stdout_open = false,
+            },
+            status = child.wait(), if !stdout_open => break status,
+            _ = poll.tick() => {
+                let why = if cancel.is_cancelled() {
+                    Some("cancelled")
+                } else if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    Some("timeout")
+                } else {
+                    None
+                };
+                if let (Some(why), None) = (why, stopped) {
+                    stopped = Some(why);
+                    kill_group(pgid, libc::SIGTERM);
+                    let grace_pgid = pgid;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(KILL_GRACE).await;
+                        kill_group(grace_pgid, libc::SIGKILL);
+                    });
+                    // Stop reading: a grandchild holding stdout open must not keep us here.
+                    stdout_open = false;
+                }
+            }
+        }
+    };
+    let _ = out_log.flush().await;
+    // Whatever else is in the group goes with the leader.
+    kill_group(pgid, libc::SIGKILL);
+    let status = status.map_err(|e| format!("waiting for `{}` failed: {e}", argv[0]))?;
+    match stopped {
+        Some("cancelled") => return Ok(None),
+        Some(_) => {
+            let limit = timeout.unwrap_or_default();
+            return Ok(Some(AttemptOutcome::Failed {
+                error: format!("timed out after {limit:.1?}; the process group was killed ({where_logs})"),
+                class: FailureClass::Timeout,
+            }));
+        }
+        None => {}
+    }
+    let mut metrics = parser.finish();
+    metrics.notes.push(where_logs.clone());
+    if status.success() {
+        return Ok(Some(match metrics.curve.iter().position(|p| !p.loss_mean.is_finite()) {
+            Some(i) => {
+                // The curve keeps what came before, as the simulator's does.
+                let step = metrics.curve[i].step;
+                metrics.curve.truncate(i);
+                AttemptOutcome::Diverged { step, metrics }
+            }
+            None => AttemptOutcome::Succeeded(metrics),
+        }));
+    }
+    let tail = stderr_tail(&err_path).await;
+    let (what, class) = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        (Some(code), _) => (format!("exited with status {code}"), FailureClass::Error),
+        (None, Some(sig)) => (format!("was killed by signal {sig}"), FailureClass::Crash),
+        (None, None) => ("ended abnormally".to_string(), FailureClass::Crash),
+    };
+    let tail = if tail.is_empty() { String::new() } else { format!("; stderr ends with:\n{tail}") };
+    Ok(Some(AttemptOutcome::Failed { error: format!("`{}` {what} ({where_logs}){tail}", argv[0]), class }))
+}
+
+fn kill_group(pgid: Option<u32>, sig: i32) {
+    if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: killpg only sends a signal; a stale group id fails with ESRCH, which is fine.
+        unsafe {
+            libc::killpg(pgid, sig);
+        }
+    }
+}
+
+async fn stderr_tail(path: &Path) -> String {
+    let Ok(mut f) = tokio::fs::File::open(path).await else { return String::new() };
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf).await;
+    let start = buf.len().saturating_sub(STDERR_TAIL);
+    let text = String::from_utf8_lossy(&buf[start..]);
+    text.trim_end().to_string()
+}
+
+/// Turns metrics lines into a curve.
+struct MetricsParser {
+    batch: u64,
+    curve: Vec<CurvePoint>,
+    lines: u64,
+}
+
+impl MetricsParser {
+    fn new(batch: u64) -> MetricsParser {
+        MetricsParser { batch: batch.max(1), curve: Vec::new(), lines: 0 }
+    }
+
+    fn line(&mut self, line: &str) {
+        let t = line.trim();
+        if !(t.starts_with('{') && t.ends_with('}')) {
+            return;
+        }
+        let Some(map) = parse_object(t) else { return };
+        if !map.contains_key("loss") {
+            return;
+        }
+        let loss = map.get("loss").copied().flatten().unwrap_or(f64::NAN);
+        let mut extra = BTreeMap::new();
+        for (k, v) in &map {
+            if !matches!(k.as_str(), "loss" | "step" | "samples")
+                && let Some(v) = v
+            {
+                extra.insert(k.clone(), *v);
+            }
+        }
+        let whole = |k: &str| map.get(k).copied().flatten().filter(|v| *v >= 0.0).map(|v| v as u64);
+        self.lines += 1;
+        let (step, samples) = match (whole("step"), whole("samples")) {
+            (Some(s), Some(n)) => (s, n),
+            (Some(s), None) => (s, s * self.batch),
+            (None, Some(n)) => (n / self.batch, n),
+            (None, None) => (self.lines, self.lines * self.batch),
+        };
+        self.curve.push(CurvePoint {
+            samples,
+            step,
+            loss_mean: loss,
+            loss_se: 0.0,
+            loss_q10: loss,
+            loss_q50: loss,
+            loss_q90: loss,
+            phases: None,
+            extra,
+        });
+    }
+
+    fn finish(self) -> TrialMetrics {
+        let mut notes = Vec::new();
+        if self.curve.is_empty() {
+            notes.push("the command printed no metrics line (a JSON object with a numeric `loss`)".to_string());
+        }
+        TrialMetrics { curve: self.curve, stationary_loss: None, theory: None, notes }
+    }
+}
+
+/// A flat JSON object of numbers: `None` values for keys whose value is `null`, `NaN` or
+/// `±Infinity` (Python's `json.dumps` writes the last two); non-numeric values are skipped.
+fn parse_object(text: &str) -> Option<BTreeMap<String, Option<f64>>> {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        // Python's json writes bare NaN / Infinity, which strict JSON refuses: read them as null.
+        Err(_) => {
+            let fixed = text.replace("-Infinity", "null").replace("Infinity", "null").replace("NaN", "null");
+            serde_json::from_str(&fixed).ok()?
+        }
+    };
+    let obj = value.as_object()?;
+    Some(
+        obj.iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::Null => Some((k.clone(), None)),
+                serde_json::Value::Number(n) => Some((k.clone(), n.as_f64())),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_lines_become_a_curve_and_other_lines_are_ignored() {
+        let mut p = MetricsParser::new(32);
+        p.line("epoch 1 starting");
+        p.line(r#"{"step": 10, "loss": 0.5, "test_accuracy": 0.8, "tag": "x"}"#);
+        p.line(r#"{"samples": 640, "loss": 0.25}"#);
+        p.line(r#"{"loss": 0.2}"#);
+        p.line(r#"{"test_loss": 0.3}"#);
+        p.line("{not json}");
+        p.line(r#"{"step": 40, "loss": NaN}"#);
+        let m = p.finish();
+        let pts: Vec<(u64, u64, f64)> = m.curve.iter().map(|c| (c.step, c.samples, c.loss_mean)).collect();
+        assert_eq!(pts[..3], [(10, 320, 0.5), (20, 640, 0.25), (3, 96, 0.2)]);
+        assert_eq!(m.curve[0].extra.get("test_accuracy"), Some(&0.8));
+        assert!(!m.curve[0].extra.contains_key("tag"));
+        assert_eq!(m.curve.len(), 4);
+        assert!(m.curve[3].loss_mean.is_nan());
+        assert!(m.notes.is_empty());
+        assert!(MetricsParser::new(1).finish().notes[0].contains("no metrics line"));
+    }
+}

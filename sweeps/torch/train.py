@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""A small CNN on the 8x8 handwritten digits, trained with PyTorch: an example kappa command task.
+
+It speaks kappa's metrics format: one JSON object per line on stdout with `step`, `samples` and
+`loss` (the training loss of the minibatch, averaged since the previous line), plus `test_loss` and
+`test_accuracy` on a fixed held-out split. Any other output is only logged by kappa.
+
+    python3 sweeps/torch/train.py --optimizer adamw --lr 1e-3 --batch-size 64 --samples 200000
+
+Runs on the GPU when one is visible (kappa sets CUDA_VISIBLE_DEVICES for trials that ask for
+`resources.gpus`), on the CPU otherwise. The data is the copy kappa ships
+(crates/train/data/digits.csv: UCI "Optical Recognition of Handwritten Digits", CC BY 4.0).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA = os.path.join(HERE, "..", "..", "crates", "train", "data", "digits.csv")
+
+
+class SignSGD(torch.optim.Optimizer):
+    """x <- x - lr * sign(g) - lr * weight_decay * x (decoupled decay, as kappa's SignSGD has none by default)."""
+
+    def __init__(self, params, lr, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if group["weight_decay"]:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(torch.sign(p.grad), alpha=-group["lr"])
+
+
+def load_digits(path):
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            values = line.split(",")
+            if len(values) != 65:
+                sys.exit(f"{path}:{n}: expected 65 columns (64 pixels and a label), got {len(values)}")
+            rows.append([float(v) for v in values])
+    data = torch.tensor(rows)
+    x = (data[:, :64] / 16.0).reshape(-1, 1, 8, 8)
+    y = data[:, 64].long()
+    return x, y
+
+
+class Net(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 16, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def make_optimizer(name, params, a):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=a.lr)
+    if name == "signsgd":
+        return SignSGD(params, lr=a.lr, weight_decay=a.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=a.lr, betas=(a.beta1, a.beta2), eps=a.eps)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=a.lr, betas=(a.beta1, a.beta2), eps=a.eps, weight_decay=a.weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=a.lr, alpha=a.beta2, eps=a.eps)
+    sys.exit(f"unknown optimizer {name!r} (sgd, signsgd, adam, adamw, rmsprop)")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--optimizer", default="adamw")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--beta1", type=float, default=0.9)
+    p.add_argument("--beta2", type=float, default=0.999)
+    p.add_argument("--eps", type=float, default=1e-8)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=200_000, help="budget in samples seen (steps x batch size)")
+    p.add_argument("--records", type=int, default=50, help="metrics lines per run")
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--data", default=DEFAULT_DATA)
+    a = p.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"device {device}, optimizer {a.optimizer}, lr {a.lr}, batch {a.batch_size}", file=sys.stderr)
+    x, y = load_digits(a.data)
+    # A fixed split (not the trial's seed): every trial sees the same held-out set.
+    split = torch.randperm(len(y), generator=torch.Generator().manual_seed(1234))
+    n_test = len(y) // 5
+    test_idx, train_idx = split[:n_test], split[n_test:]
+    xtr, ytr = x[train_idx].to(device), y[train_idx].to(device)
+    xte, yte = x[test_idx].to(device), y[test_idx].to(device)
+    if a.batch_size > len(ytr):
+        sys.exit(f"batch size {a.batch_size} is larger than the training set ({len(ytr)})")
+
+    torch.manual_seed(a.seed)
+    model = Net(a.width).to(device)
+    opt = make_optimizer(a.optimizer, model.parameters(), a)
+    loss_fn = nn.CrossEntropyLoss()
+    steps = max(1, a.samples // a.batch_size)
+    every = max(1, steps // a.records)
+    gen = torch.Generator(device="cpu").manual_seed(a.seed)
+    order, pos = torch.randperm(len(ytr), generator=gen), 0
+    running, count = 0.0, 0
+    for step in range(1, steps + 1):
+        if pos + a.batch_size > len(order):  # a new epoch: sampling without replacement
+            order, pos = torch.randperm(len(ytr), generator=gen), 0
+        idx = order[pos:pos + a.batch_size].to(device)
+        pos += a.batch_size
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xtr[idx]), ytr[idx])
+        loss.backward()
+        opt.step()
+        running += loss.item()
+        count += 1
+        if step % every == 0 or step == steps:
+            train_loss = running / count
+            running, count = 0.0, 0
+            with torch.no_grad():
+                logits = model(xte)
+                test_loss = loss_fn(logits, yte).item()
+                acc = (logits.argmax(1) == yte).float().mean().item()
+            line = {"step": step, "samples": step * a.batch_size, "loss": train_loss,
+                    "test_loss": test_loss, "test_accuracy": acc}
+            print(json.dumps(line), flush=True)
+            if not math.isfinite(train_loss):
+                break  # kappa records the trial as diverged
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+//! `kind = "command"` end to end: a standard-library Python script run per trial by real `kappa`
+//! processes: metrics parsed, crashes and hangs handled, refusal without `--allow-commands`, and
+//! GPUs handed out through CUDA_VISIBLE_DEVICES only by workers that have them.
+
+use kappa_tests::{Sandbox, count, show};
+use std::time::Duration;
+
+const SCRIPT: &str = r#"
+import json, os, subprocess, sys, time
+mode, lr, bs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+if mode == "ok":
+    print("starting with lr", lr, flush=True)
+    for step in range(1, 6):
+        print(json.dumps({"step": step, "loss": lr * 10 / step, "acc": 0.5 + step / 20,
+                          "env_lr": float(os.environ["KAPPA_LR"]), "bs": bs}), flush=True)
+    print("done", file=sys.stderr)
+elif mode == "crash":
+    print(json.dumps({"step": 1, "loss": 1.0}), flush=True)
+    print("Traceback: about to fail on purpose", file=sys.stderr, flush=True)
+    sys.exit(3)
+elif mode == "nan":
+    print(json.dumps({"step": 1, "loss": 1.0}))
+    print(json.dumps({"step": 2, "loss": float("nan")}))
+elif mode == "hang":
+    child = subprocess.Popen(["sleep", "300"])
+    with open("child-%s.pid" % os.environ["KAPPA_TRIAL_ID"], "w") as f:
+        f.write(str(child.pid))
+    time.sleep(300)
+elif mode == "gpu":
+    time.sleep(0.3)
+    print(json.dumps({"loss": 1.0, "gpu": int(os.environ.get("CUDA_VISIBLE_DEVICES", "-1"))}))
+"#;
+
+fn command_sweep(name: &str, mode: &str, lrs: &str, execution: &str) -> String {
+    format!(
+        r#"version = 1
+name = "{name}"
+[task]
+kind = "command"
+argv = ["python3", "script.py", "{mode}", "{{lr}}", "{{batch_size}}"]
+[grid]
+optimizer = ["adamw"]
+batch_size = [32]
+lr = [{lrs}]
+[execution]
+{execution}
+"#
+    )
+}
+
+fn jsonl(sb: &Sandbox, state: &str) -> Vec<serde_json::Value> {
+    let out = sb.kappa(&["export", "--state", state, "--format", "jsonl"]);
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("jsonl line")).collect()
+}
+
+#[test]
+fn a_command_sweep_reports_its_metrics_lines() {
+    let sb = Sandbox::new();
+    sb.write("script.py", SCRIPT);
+    sb.write("ok.toml", &command_sweep("ok", "ok", "0.1, 0.2", ""));
+    let out = sb.kappa(&["run", "ok.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let rows = jsonl(&sb, "runs/ok");
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let lr = r["params"]["lr"].as_f64().unwrap();
+        let curve = r["metrics"]["curve"].as_array().unwrap();
+        assert_eq!(curve.len(), 5, "{r}");
+        assert_eq!(curve[1]["step"], 2);
+        assert_eq!(curve[1]["samples"], 64, "samples derived from step × batch size");
+        assert!((curve[1]["loss_mean"].as_f64().unwrap() - lr * 5.0).abs() < 1e-12);
+        assert_eq!(curve[1]["extra"]["env_lr"].as_f64(), Some(lr), "KAPPA_LR is the trial's lr");
+        assert_eq!(curve[1]["extra"]["bs"].as_f64(), Some(32.0));
+        assert!((curve[4]["extra"]["acc"].as_f64().unwrap() - 0.75).abs() < 1e-12);
+    }
+    // Every attempt keeps its logs, non-metrics lines included.
+    let logs: Vec<_> = std::fs::read_dir(sb.path().join("runs/ok/logs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(logs.len(), 4, "{logs:?}");
+    let stdout = logs.iter().find(|p| p.extension().is_some_and(|e| e == "stdout")).unwrap();
+    assert!(std::fs::read_to_string(stdout).unwrap().starts_with("starting with lr"));
+}
+
+#[test]
+fn crashing_diverging_and_hanging_commands() {
+    let sb = Sandbox::new();
+    sb.write("script.py", SCRIPT);
+    // A crash: failed (task errors are not retried here), its stderr kept and quoted.
+    sb.write("crash.toml", &command_sweep("crash", "crash", "0.1", "retries = { error = 0 }"));
+    let out = sb.kappa(&["run", "crash.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let status = sb.kappa(&["status", "--state", "runs/crash"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("exited with status 3") && text.contains("about to fail on purpose"), "{}", show(&status));
+    assert!(text.contains("/logs/"), "the log path is shown: {text}");
+    let attempts: i64 = sb.db("runs/crash").query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
+    assert_eq!(attempts, 1, "retries = {{ error = 0 }}");
+
+    // NaN in a metrics line (as Python's json writes it): diverged, not failed.
+    sb.write("nan.toml", &command_sweep("nan", "nan", "0.1", ""));
+    let out = sb.kappa(&["run", "nan.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(count(&sb.db("runs/nan"), "diverged"), 1);
+
+    // A hang: killed at its timeout together with its own child process.
+    sb.write("hang.toml", &command_sweep("hang", "hang", "0.1", "timeout = \"1500ms\"\nretries = { timeout = 0 }"));
+    let started = std::time::Instant::now();
+    let out = sb.kappa(&["run", "hang.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(started.elapsed() < Duration::from_secs(60), "the hang was not cut short");
+    let status = String::from_utf8_lossy(&sb.kappa(&["status", "--state", "runs/hang"]).stdout).to_string();
+    assert!(status.contains("timed out after"), "{status}");
+    let pid_file = std::fs::read_dir(sb.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("child-"))
+        .expect("the script wrote its child's pid");
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .map(|s| !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(), "the grandchild `sleep` (pid {pid}) outlived the timeout: the process group was not killed");
+}
+
+#[test]
+fn workers_refuse_commands_unless_allowed_and_share_out_gpus() {
+    let sb = Sandbox::new();
+    sb.write("script.py", SCRIPT);
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &[]);
+    let url = format!("http://{addr}");
+    // A worker without --allow-commands refuses, with the reason.
+    let plain = sb.worker(&addr, "plain", &["--gpus", "0"]);
+    sb.write("refused.toml", &command_sweep("refused", "ok", "0.1", "retries = 0"));
+    let out = sb.kappa(&["submit", "refused.toml", "--coordinator", &url, "--watch"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let error: String = sb.db("cluster/refused").query_row("SELECT error FROM trials", [], |r| r.get(0)).unwrap();
+    assert!(error.contains("--allow-commands"), "{error}");
+    drop(plain);
+
+    // GPU trials go only to the worker with GPUs, one device each.
+    let workdir = sb.path().to_str().unwrap();
+    let _cpu = sb.worker(&addr, "cpu", &["--gpus", "0", "--allow-commands", "--workdir", workdir, "--slots", "2"]);
+    let _gpu = sb.worker(&addr, "gpu", &["--gpus", "2,5", "--allow-commands", "--workdir", workdir, "--slots", "4"]);
+    let gpus = command_sweep("gpus", "gpu", "0.1, 0.2, 0.3, 0.4, 0.5, 0.6", "[execution.resources]\ngpus = 1");
+    sb.write("gpus.toml", &gpus);
+    let out = sb.kappa(&["submit", "gpus.toml", "--coordinator", &url, "--watch"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let db = sb.db("cluster/gpus");
+    let workers: Vec<String> = db
+        .prepare("SELECT DISTINCT worker FROM attempts")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(workers.iter().all(|w| w.starts_with("gpu#")), "{workers:?}");
+    let devices: Vec<String> = db
+        .prepare("SELECT metrics FROM trials")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|m| {
+            let m: serde_json::Value = serde_json::from_str(&m.unwrap()).unwrap();
+            m["curve"][0]["extra"]["gpu"].to_string()
+        })
+        .collect();
+    assert!(devices.iter().all(|d| d == "2.0" || d == "5.0"), "{devices:?}");
+}
