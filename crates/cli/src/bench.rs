@@ -28,6 +28,10 @@ enum BenchWhat {
     /// processes with durable results; coordinator memory per pending trial; and, when Optuna is
     /// installed (`pip install optuna`), the same trials through Optuna with SQLite storage.
     Dispatch(DispatchBench),
+    /// Process-per-trial dispatch: N command trials running `true` through a local `kappa run`
+    /// with 2 slots, against HyperQueue running N `true` tasks on one local 2-core worker
+    /// (`python3 -m pip install hyperqueue`).
+    Commands(crate::bench_commands::CommandsBench),
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,6 +108,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         BenchWhat::Sim(b) => bench_sim(b),
         BenchWhat::Train(b) => bench_train(b),
         BenchWhat::Dispatch(b) => bench_dispatch(b),
+        BenchWhat::Commands(b) => crate::bench_commands::bench_commands(b),
     }
 }
 
@@ -419,7 +424,9 @@ async fn probe_lease_latency(url: String) -> Vec<f64> {
     let worker_id = r.into_inner().worker_id;
     loop {
         let t = Instant::now();
-        let Ok(resp) = c.lease(pb::LeaseRequest { worker_id, max_trials: 1, wait_ms: 1000, free_gpus: 0 }).await else { break };
+        let Ok(resp) = c.lease(pb::LeaseRequest { worker_id, max_trials: 1, wait_ms: 1000, free_gpus: 0 }).await else {
+            break;
+        };
         out.push(t.elapsed().as_secs_f64());
         let resp = resp.into_inner();
         if resp.sweep_finished {

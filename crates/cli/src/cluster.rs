@@ -110,7 +110,7 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let hub = Arc::new(Hub::new(Some(args.state.clone()), cfg, kappa_sim::VERSION));
+    let hub = Arc::new(Hub::new(Some(args.state.clone()), cfg, kappa_worker::code_version));
     let loaded = hub.load_all().with_context(|| format!("cannot load the sweeps in {}", args.state.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served: anyhow::Result<()> = runtime.block_on(async {

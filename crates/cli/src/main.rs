@@ -1,6 +1,7 @@
 //! The `kappa` command: plan, run and inspect optimizer sweeps.
 
 mod bench;
+mod bench_commands;
 mod cluster;
 mod export;
 mod plan;

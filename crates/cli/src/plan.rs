@@ -38,7 +38,7 @@ fn distinct(plan: &Plan<'_>, sweep: &Sweep) -> u64 {
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     let (sweep, _) = load_sweep(&args.file)?;
-    let plan = Plan::new(&sweep, kappa_sim::VERSION);
+    let plan = Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
     let shown = args.show.min(plan.len());
     if args.json {
         let dims: Vec<_> = sweep

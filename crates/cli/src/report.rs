@@ -67,7 +67,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     };
     let sweep = Sweep::parse(&spec_path, &spec)
         .map_err(|e| anyhow!("the sweep file stored in {source} no longer parses: {e}"))?;
-    let plan = Plan::new(&sweep, kappa_sim::VERSION);
+    let plan = Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
     let results: HashMap<_, _> =
         trials.iter().map(|(id, _, status, m)| (*id, TrialResult { status: *status, metrics: m.clone() })).collect();
     let mut report = kappa_report::build(&sweep, &plan, &results);

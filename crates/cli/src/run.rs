@@ -48,7 +48,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     let _lock = lock_state(&state)?;
     let mut store = Store::create(&state)?;
-    let plan = Plan::new(&sweep, kappa_sim::VERSION);
+    let plan = Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
     let sync = store.sync_plan(
         &sweep.name,
         &args.file.display().to_string(),
@@ -68,7 +68,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
     }
     let cfg = CoordinatorConfig::default();
-    let hub = Arc::new(Hub::new(None, cfg, kappa_sim::VERSION));
+    let hub = Arc::new(Hub::new(None, cfg, kappa_worker::code_version));
     let coordinator = hub.add(store, &sweep, &text)?;
     let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let started = Instant::now();

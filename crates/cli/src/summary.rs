@@ -64,6 +64,7 @@ pub fn status(arg: &StateArg, as_json: bool) -> anyhow::Result<u8> {
             "diverged": counts.diverged,
             "done": counts.done(),
             "finished": counts.total > 0 && counts.done() == counts.total,
+            "logs": Some(dir.join("logs")).filter(|l| l.is_dir()).map(|l| l.display().to_string()),
             "failures": failed.iter().map(|t| json!({"id": t.id, "attempts": t.attempts, "error": t.error})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -72,6 +73,10 @@ pub fn status(arg: &StateArg, as_json: bool) -> anyhow::Result<u8> {
     println!("sweep `{name}` in {}", dir.display());
     if let Some(i) = &info {
         println!("  sweep file     {}", i.spec_path);
+    }
+    let logs = dir.join("logs");
+    if logs.is_dir() {
+        println!("  command logs   {}/<trial>.<attempt>.stdout|.stderr", logs.display());
     }
     println!(
         "  trials         {} total: {} succeeded, {} failed, {} diverged, {} running, {} pending",

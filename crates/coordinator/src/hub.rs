@@ -73,7 +73,7 @@ struct Entry {
 pub struct Hub {
     root: Option<PathBuf>,
     cfg: CoordinatorConfig,
-    sim_version: String,
+    code_version: fn(&kappa_core::TaskSpec) -> &'static str,
     sweeps: RwLock<Vec<Entry>>,
     workers: Mutex<HashMap<WorkerId, String>>,
     worker_count: Arc<AtomicU32>,
@@ -107,11 +107,16 @@ impl Drop for Planning<'_> {
 
 impl Hub {
     /// A hub over the state root `root` (sweeps are reloaded from it), or over nothing.
-    pub fn new(root: Option<PathBuf>, cfg: CoordinatorConfig, sim_version: &str) -> Hub {
+    /// `code_version` names the code that computes a task's results (part of trial ids).
+    pub fn new(
+        root: Option<PathBuf>,
+        cfg: CoordinatorConfig,
+        code_version: fn(&kappa_core::TaskSpec) -> &'static str,
+    ) -> Hub {
         Hub {
             root,
             cfg,
-            sim_version: sim_version.to_string(),
+            code_version,
             sweeps: RwLock::new(Vec::new()),
             workers: Mutex::new(HashMap::new()),
             worker_count: Arc::new(AtomicU32::new(0)),
@@ -243,7 +248,7 @@ impl Hub {
         let prepared = prepare(&mut store).map_err(CoordinatorError::from)?;
         // Attempts a stopped coordinator left running: their workers may report them yet.
         let in_flight = store.in_flight().map_err(CoordinatorError::from)?;
-        let plan = Plan::new(sweep, &self.sim_version);
+        let plan = Plan::new(sweep, (self.code_version)(&sweep.task));
         let sync = store
             .sync_plan(&sweep.name, file, spec, &plan.task_json().to_string(), plan.trials())
             .map_err(CoordinatorError::from)?;

@@ -162,7 +162,6 @@ async fn run_inner(
         None => {}
     }
     let mut metrics = parser.finish();
-    metrics.notes.push(where_logs.clone());
     if status.success() {
         return Ok(Some(match metrics.curve.iter().position(|p| !p.loss_mean.is_finite()) {
             Some(i) => {

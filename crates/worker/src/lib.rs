@@ -13,6 +13,16 @@ mod executor;
 pub use command::CommandEnv;
 pub use executor::execute;
 
+/// The version of the code that computes `task`'s results, part of every trial id: simulations
+/// are `kappa_sim::VERSION`, training `kappa_train::VERSION` (commands and noops carry the
+/// simulator's, which never changes what they run).
+pub fn code_version(task: &TaskSpec) -> &'static str {
+    match task {
+        TaskSpec::Train(_) => kappa_train::VERSION,
+        _ => kappa_sim::VERSION,
+    }
+}
+
 use kappa_core::{AttemptOutcome, Hyperparams, TaskSpec, TrialId};
 use kappa_proto::{PROTOCOL_VERSION, outcome_to_pb, parse_trial_id, pb};
 use kappa_sim::Cancel;
