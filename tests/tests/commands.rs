@@ -149,6 +149,17 @@ fn workers_refuse_commands_unless_allowed_and_share_out_gpus() {
     let _gpu = sb.worker(&addr, "gpu", &["--gpus", "2,5", "--allow-commands", "--workdir", workdir, "--slots", "4"]);
     let gpus = command_sweep("gpus", "gpu", "0.1, 0.2, 0.3, 0.4, 0.5, 0.6", "[execution.resources]\ngpus = 1");
     sb.write("gpus.toml", &gpus);
+    // Three GPUs per trial: no worker has that many, and the submitter is told.
+    sb.write("big.toml", &gpus.replace("name = \"gpus\"", "name = \"big\"").replace("gpus = 1", "gpus = 3"));
+    let out = sb.kappa(&["submit", "big.toml", "--coordinator", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("need 3 GPU(s) each and no registered worker"),
+        "{}",
+        show(&out)
+    );
+    let out = sb.kappa(&["cancel", "--coordinator", &url, "--sweep", "big"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let out = sb.kappa(&["submit", "gpus.toml", "--coordinator", &url, "--watch"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let db = sb.db("cluster/gpus");
@@ -171,4 +182,31 @@ fn workers_refuse_commands_unless_allowed_and_share_out_gpus() {
         })
         .collect();
     assert!(devices.iter().all(|d| d == "2.0" || d == "5.0"), "{devices:?}");
+}
+
+#[test]
+fn a_used_up_failure_budget_halts_the_sweep() {
+    let sb = Sandbox::new();
+    sb.write("script.py", SCRIPT);
+    let lrs = "0.1, 0.2, 0.3, 0.4, 0.5, 0.6";
+    sb.write("b.toml", &command_sweep("budget", "crash", lrs, "retries = { error = 5 }\nfailure_budget = 3"));
+    let out = sb.kappa(&["run", "b.toml", "--quiet", "--workers", "1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let db = sb.db("runs/budget");
+    let attempts: i64 = db.query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
+    assert_eq!(attempts, 3, "nothing runs after the third failed attempt");
+    assert_eq!(count(&db, "failed"), 6);
+    let halted: i64 = db
+        .query_row("SELECT count(*) FROM trials WHERE error LIKE 'not run: the sweep''s failure budget%'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(halted >= 4, "{halted} trials say why they did not run");
+    // retry --failed gives the sweep a fresh budget.
+    let out = sb.kappa(&["retry", "--failed", "--state", "runs/budget"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = sb.kappa(&["run", "b.toml", "--quiet", "--workers", "1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let attempts: i64 = sb.db("runs/budget").query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
+    assert_eq!(attempts, 6, "three more attempts with the fresh budget");
 }

@@ -350,6 +350,9 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
             "submitted sweep `{}`: {} trials ({} new, {} finished earlier and reused)",
             r.sweep, r.total, r.new_trials, r.reused
         );
+        if !r.warning.is_empty() {
+            eprintln!("warning: {}", r.warning);
+        }
         if args.watch {
             return follow_to_end(&args.coordinator, &sweep.name).await;
         }

@@ -75,7 +75,8 @@ pub struct Hub {
     cfg: CoordinatorConfig,
     code_version: fn(&kappa_core::TaskSpec) -> &'static str,
     sweeps: RwLock<Vec<Entry>>,
-    workers: Mutex<HashMap<WorkerId, String>>,
+    /// Registered workers: name and GPUs.
+    workers: Mutex<HashMap<WorkerId, (String, u32)>>,
     worker_count: Arc<AtomicU32>,
     next_worker: AtomicU64,
     work: Arc<Notify>,
@@ -301,10 +302,10 @@ impl Hub {
     }
 
     /// Registers a worker.
-    pub fn register(&self, name: &str) -> WorkerId {
+    pub fn register(&self, name: &str, gpus: u32) -> WorkerId {
         let id = WorkerId(self.next_worker.fetch_add(1, Ordering::Relaxed));
         let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
-        w.insert(id, format!("{name}#{}", id.0));
+        w.insert(id, (format!("{name}#{}", id.0), gpus));
         self.worker_count.store(w.len() as u32, Ordering::Relaxed);
         drop(w);
         self.refresh();
@@ -331,8 +332,21 @@ impl Hub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&worker)
-            .cloned()
+            .map(|(name, _)| name.clone())
             .unwrap_or_else(|| worker.to_string())
+    }
+
+    /// A warning for a sweep whose trials need more GPUs than any registered worker has (they
+    /// wait until such a worker registers).
+    pub fn gpu_warning(&self, sweep: &str) -> Option<String> {
+        let need = self.sweep(sweep)?.config().gpus;
+        let most = self.workers.lock().unwrap_or_else(|e| e.into_inner()).values().map(|(_, g)| *g).max();
+        (need > 0 && most.unwrap_or(0) < need).then(|| {
+            format!(
+                "trials of `{sweep}` need {need} GPU(s) each and no registered worker has that many; they wait \
+                 until one registers (start workers with --gpus)"
+            )
+        })
     }
 
     fn refresh(&self) {
@@ -417,7 +431,9 @@ impl Hub {
         stale.unwrap_or_else(|| held.to_vec())
     }
 
-    /// Routes a report to the sweep that knows the trial.
+    /// Routes a report to the sweep whose lease it is. Two sweeps may plan the same trial (same
+    /// task and hyperparameters, e.g. one asking for more GPUs): a report the lease holder does not
+    /// claim goes, as a late one, to the first sweep that knows the trial.
     pub fn report(
         &self,
         worker: WorkerId,
@@ -428,13 +444,15 @@ impl Hub {
     ) -> Disposition {
         self.reports.fetch_add(1, Ordering::Relaxed);
         let name = self.name(worker);
-        for e in self.sweeps().iter() {
-            let d = e.coordinator.report(worker, &name, id, attempt, outcome.clone(), duration_s);
-            if d != Disposition::Unknown {
-                return d;
-            }
+        let sweeps = self.sweeps();
+        let target = sweeps
+            .iter()
+            .find(|e| e.coordinator.holds(worker, id, attempt))
+            .or_else(|| sweeps.iter().find(|e| e.coordinator.knows(id)));
+        match target {
+            Some(e) => e.coordinator.report(worker, &name, id, attempt, outcome, duration_s),
+            None => Disposition::Unknown,
         }
-        Disposition::Unknown
     }
 
     /// A worker leaves: its leases go back to pending in every sweep.

@@ -146,7 +146,13 @@ impl Coordinator {
             .collect();
         let reused = counts.done();
         // Finished trials are only counted, not held: the scheduler needs just the open ones.
-        let progress = kappa_proto::progress(&sweep, merge(sched.counts(), counts), reused, 0, sched.is_finished());
+        let progress = kappa_proto::progress(
+            &sweep,
+            merge(sched.counts(), counts),
+            reused,
+            workers.load(Ordering::Relaxed),
+            sched.is_finished(),
+        );
         let (tx, _) = watch::channel(progress);
         let inner = Inner {
             cfg,
@@ -253,6 +259,16 @@ impl Coordinator {
             self.publish(&sched);
         }
         grants
+    }
+
+    /// Whether (`id`, `attempt`) is `worker`'s current lease in this sweep.
+    pub fn holds(&self, worker: WorkerId, id: TrialId, attempt: u32) -> bool {
+        self.sched().holds(worker, id, attempt)
+    }
+
+    /// Whether the trial belongs to this sweep (finished trials of earlier runs excepted).
+    pub fn knows(&self, id: TrialId) -> bool {
+        self.sched().knows(id)
     }
 
     /// Renews leases; returns the ones this sweep does not consider current (unknown ids included).

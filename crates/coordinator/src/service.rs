@@ -142,7 +142,7 @@ impl CoordinatorRpc for Service {
             return Err(Status::invalid_argument("slots must be at least 1"));
         }
         let name = if r.name.trim().is_empty() { "worker".to_string() } else { r.name.chars().take(128).collect() };
-        let id = self.hub.register(&name);
+        let id = self.hub.register(&name, r.gpus);
         let cfg = self.hub.config();
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.0,
@@ -258,6 +258,7 @@ impl CoordinatorRpc for Service {
             .await
             .map_err(|e| Status::internal(format!("planning crashed: {e}")))??;
         Ok(Response::new(pb::SubmitResponse {
+            warning: self.hub.gpu_warning(&done.sweep).unwrap_or_default(),
             sweep: done.sweep,
             total: done.sync.total,
             new_trials: done.sync.new,

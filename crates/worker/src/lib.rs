@@ -279,10 +279,11 @@ async fn session(
             if cfg.exit_when_finished {
                 break Ok(SessionEnd::Stop);
             }
-            // Nothing to do until a new sweep arrives: do not spin.
+            // Nothing to do until a new sweep arrives: poll once a second (a new submission is
+            // picked up within a second, and idle workers cost one small call a second each).
             drop(permits);
             tokio::select! {
-                _ = tokio::time::sleep(cfg.lease_wait.max(Duration::from_millis(100))) => {}
+                _ = tokio::time::sleep(cfg.lease_wait.clamp(Duration::from_millis(100), Duration::from_secs(1))) => {}
                 _ = shutdown.changed() => {}
             }
             continue;
