@@ -113,8 +113,15 @@ fn a_coordinator_killed_and_restarted_finishes_the_sweep_exactly_once() {
     });
     let (rows, _) = ledger(&sb, "cluster/kill-coordinator");
     assert_eq!(rows.len(), 24);
-    assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
     let db = rusqlite::Connection::open(sb.path().join("cluster/kill-coordinator/kappa.db")).unwrap();
+    let attempts: Vec<(String, i64, Option<String>, i64)> = db
+        .prepare("SELECT trial_id, attempt, outcome, counted FROM attempts ORDER BY trial_id, attempt")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{attempts:?}");
     for (id, finished_at) in &before {
         let (attempts, at): (i64, f64) = db
             .query_row("SELECT attempts, finished_at FROM trials WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -705,7 +705,8 @@ impl Store {
                          VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)
                          ON CONFLICT(trial_id, attempt) DO UPDATE SET
                            ended_at = excluded.ended_at, outcome = excluded.outcome,
-                           error = excluded.error, counted = excluded.counted, class = excluded.class",
+                           error = excluded.error, counted = excluded.counted, class = excluded.class
+                         WHERE attempts.counted = 0",
                     )
                     .and_then(|mut s| s.execute(params![id, attempt, worker, at, logged, error, counted, class]))
                     .map_err(sql)?;
@@ -928,10 +929,19 @@ mod tests {
         assert_eq!(sync, PlanSync { total: 3, new: 3, reused: 0, requeued: 0 });
         let lease = |i: u64, a: u32| StoreOp::Leased { id: TrialId(1000 + i), attempt: a, worker: "w".into(), at: 0.0 };
         s.apply(&[lease(0, 1), lease(1, 1), report(0, 1, ReportEffect::Final)]).unwrap();
-        // A late duplicate never overwrites the counted result.
+        // A late duplicate never overwrites the counted result, nor the counted attempt.
         s.apply(&[report(0, 1, ReportEffect::Late)]).unwrap();
         let c = s.counts().unwrap();
         assert_eq!((c.succeeded, c.running, c.pending), (1, 1, 1));
+        let counted: i64 = s
+            .conn
+            .query_row(
+                "SELECT counted FROM attempts WHERE trial_id = ?1 AND attempt = 1",
+                [TrialId(1000).to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(counted, 1, "a late duplicate of a counted attempt left it counted");
         drop(s);
 
         // Resume: the running trial is requeued, the finished one reused.
