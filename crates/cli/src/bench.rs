@@ -127,6 +127,7 @@ fn bench_sim(b: SimBench) -> anyhow::Result<u8> {
         bias_correction: true,
         refine: 1,
         sde_model: SdeModel::Compagnoni,
+        backend: Default::default(),
     });
     let params = Hyperparams {
         optimizer: OptimizerKind::Sgd,

@@ -22,6 +22,7 @@ fn sim(sigma: f64, steps: u64, paths: u32, burn_in: f64) -> SimTask {
         bias_correction: true,
         refine: 1,
         sde_model: SdeModel::Compagnoni,
+        backend: Default::default(),
     }
 }
 
