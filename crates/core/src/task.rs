@@ -532,8 +532,16 @@ mod tests {
             bias_correction: true,
             refine: 4,
             sde_model: SdeModel::Malladi,
+            backend: Backend::Cpu,
         });
         let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), t);
+        assert!(!json.contains("backend"), "cpu is not written: existing ids stay");
+        let TaskSpec::Sde(mut sim) = t else { unreachable!() };
+        sim.backend = Backend::Auto;
+        let t = TaskSpec::Sde(sim);
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains(r#""backend":"auto""#), "{json}");
         assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), t);
     }
 }

@@ -490,7 +490,7 @@ fn backend_parses_and_only_a_non_cpu_backend_changes_ids() {
     assert!(!canonical.contains("backend"), "{canonical}");
     let err = parse(&VALID.replace("x0 = 0.5", "x0 = 0.5\nbackend = \"gpu\"")).unwrap_err();
     assert!(err.to_string().contains("backend"), "{err}");
-    assert_eq!(err.line, Some(9));
+    assert_eq!(err.line, Some(10));
     let err = parse(&TRAIN.replace("paths = 4", "paths = 4\nbackend = \"cuda\"")).unwrap_err();
     assert!(
         err.to_string()

@@ -112,7 +112,8 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// The device `ordinal` with the kernel loaded (created once per process), or why not.
 pub fn device(ordinal: usize) -> Result<Arc<Device>, String> {
-    static DEVICES: OnceLock<Mutex<HashMap<usize, Result<Arc<Device>, String>>>> = OnceLock::new();
+    type Loaded = HashMap<usize, Result<Arc<Device>, String>>;
+    static DEVICES: OnceLock<Mutex<Loaded>> = OnceLock::new();
     probe()?;
     let mut map = DEVICES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     map.entry(ordinal)
@@ -341,6 +342,9 @@ fn run_on(
     let mut begin = 0u64;
     let mut diverged_at = None;
     loop {
+        if cancel.is_cancelled() {
+            return Err(SimError::Cancelled);
+        }
         let end = (begin + steps_per_launch).min(sched.steps);
         p.step_begin = begin;
         p.step_end = end;
@@ -375,9 +379,6 @@ fn run_on(
         }
         if end >= sched.steps {
             break;
-        }
-        if cancel.is_cancelled() {
-            return Err(SimError::Cancelled);
         }
         begin = end;
     }
