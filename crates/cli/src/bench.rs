@@ -20,6 +20,10 @@ enum BenchWhat {
     /// SGD SDE on a diagonal quadratic (λ evenly spaced in [0.1, 10]), Euler–Maruyama with Δ = η,
     /// against tests/bench/sim_numpy.py doing the same work with NumPy.
     Sim(SimBench),
+    /// The CUDA backend: SignSGD's SDE and AdamW (power-law spectrum λ_i = 10·i⁻¹, Gaussian noise),
+    /// against tests/bench/gpu_torch.py running the same workloads with PyTorch eager on the same
+    /// GPU, in the same run. Needs an NVIDIA GPU (and PyTorch with CUDA for the baseline).
+    Gpu(GpuBench),
     /// Native training: a 64-128-10 ReLU MLP on the digits (batch 64, Adam), kappa-train against
     /// tests/bench/mlp_numpy.py running the same loop with NumPy; one replicate on one thread,
     /// then one replicate per thread.
@@ -82,6 +86,34 @@ struct TrainBench {
 }
 
 #[derive(clap::Args, Debug)]
+struct GpuBench {
+    /// Paths.
+    #[arg(long, default_value_t = 16_384)]
+    paths: u32,
+    /// Dimension d.
+    #[arg(long, default_value_t = 1024)]
+    dim: usize,
+    /// Steps.
+    #[arg(long, default_value_t = 200)]
+    steps: u64,
+    /// Timed repetitions of each workload (the best is reported).
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+    /// GPU device ordinal.
+    #[arg(long, default_value_t = 0)]
+    device: u32,
+    /// Python interpreter with PyTorch for the baseline.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// The PyTorch baseline script.
+    #[arg(long, default_value = "tests/bench/gpu_torch.py")]
+    script: PathBuf,
+    /// Skip the PyTorch baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+#[derive(clap::Args, Debug)]
 struct SimBench {
     /// Paths.
     #[arg(long, default_value_t = 1000)]
@@ -106,6 +138,7 @@ struct SimBench {
 pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
     match args.what {
         BenchWhat::Sim(b) => bench_sim(b),
+        BenchWhat::Gpu(b) => bench_gpu(b),
         BenchWhat::Train(b) => bench_train(b),
         BenchWhat::Dispatch(b) => bench_dispatch(b),
         BenchWhat::Commands(b) => crate::bench_commands::bench_commands(b),
@@ -127,6 +160,7 @@ fn bench_sim(b: SimBench) -> anyhow::Result<u8> {
         bias_correction: true,
         refine: 1,
         sde_model: SdeModel::Compagnoni,
+        backend: Default::default(),
     });
     let params = Hyperparams {
         optimizer: OptimizerKind::Sgd,
@@ -180,6 +214,117 @@ fn bench_sim(b: SimBench) -> anyhow::Result<u8> {
     );
     println!("ratio : {:.1}x NumPy", kappa_rate / numpy_rate);
     Ok(crate::exit::OK)
+}
+
+/// The GPU targets of issue #7: ≥ 10× PyTorch eager, ≥ 3e11 element-steps/s for SignSGD's SDE.
+const GPU_TARGET_RATIO: f64 = 10.0;
+const GPU_TARGET_SIGNSGD_SDE: f64 = 3e11;
+
+fn bench_gpu(b: GpuBench) -> anyhow::Result<u8> {
+    use kappa_core::task::Backend;
+    kappa_sim::gpu_available(b.device).map_err(|e| anyhow!("no usable NVIDIA GPU: {e}"))?;
+    let (sigma, x0) = (1.0, 0.5);
+    let workloads = [("signsgd_sde", OptimizerKind::SignSgd, true, 1e-3), ("adamw", OptimizerKind::AdamW, false, 1e-3)];
+    let work = f64::from(b.paths) * b.dim as f64 * b.steps as f64;
+    println!(
+        "workloads: SignSGD SDE (Δ = η) and AdamW, d = {} (λ_i = 10·i^-1), {} paths, {} steps ({work:.3e} element-steps), \
+         float32, loss recorded every 10% and summed every step",
+        b.dim, b.paths, b.steps
+    );
+    let mut met = true;
+    for (name, optimizer, sde, lr) in workloads {
+        let sim = SimTask {
+            landscape: LandscapeSpec::Quadratic {
+                eigenvalues: Eigenvalues::Generated(Spectrum::PowerLaw { max: 10.0, alpha: 1.0, num: b.dim }),
+            },
+            noise: NoiseSpec::Gaussian { sigma: Sigma::Scalar(sigma) },
+            x0,
+            paths: b.paths,
+            samples: b.steps,
+            record_every: RecordEvery::Percent(10.0),
+            burn_in: 0.5,
+            bias_correction: true,
+            refine: 1,
+            sde_model: SdeModel::Compagnoni,
+            backend: Backend::Cuda,
+        };
+        let task = if sde { TaskSpec::Sde(sim) } else { TaskSpec::Optimizer(sim) };
+        let params = Hyperparams {
+            optimizer,
+            batch_size: 1,
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            seed: 0,
+        };
+        let opts = kappa_sim::RunOptions { backend: Some(Backend::Cuda), gpu: Some(b.device) };
+        let mut best = f64::INFINITY;
+        let mut stationary = f64::NAN;
+        // The first run compiles nothing (gpu_available did) but warms the allocator: not timed.
+        for i in 0..=b.repeat.max(1) {
+            let started = Instant::now();
+            let out = kappa_sim::run_trial_with(&task, &params, TrialId(1), &kappa_sim::Cancel::new(), &opts)
+                .map_err(|e| anyhow!("{name}: the GPU run failed: {e}"))?;
+            let secs = started.elapsed().as_secs_f64();
+            let AttemptOutcome::Succeeded(m) = out else { return Err(anyhow!("{name}: did not succeed: {out:?}")) };
+            stationary = m.stationary_loss.map_or(f64::NAN, |e| e.mean);
+            if i > 0 {
+                best = best.min(secs);
+            }
+        }
+        let kappa_rate = work / best;
+        println!(
+            "{name} kappa  : {kappa_rate:.3e} element-steps/s ({best:.4} s, whole trial), stationary loss {stationary:.5e}"
+        );
+        if name == "signsgd_sde" {
+            let ok = kappa_rate >= GPU_TARGET_SIGNSGD_SDE;
+            met &= ok;
+            println!(
+                "{name} target : ≥ {GPU_TARGET_SIGNSGD_SDE:.0e} element-steps/s: {}",
+                if ok { "met" } else { "NOT met" }
+            );
+        }
+        if b.no_baseline {
+            continue;
+        }
+        let output = Command::new(&b.python)
+            .arg(&b.script)
+            .args(["--workload", name, "--paths", &b.paths.to_string(), "--dim", &b.dim.to_string()])
+            .args(["--steps", &b.steps.to_string(), "--lr", &lr.to_string(), "--sigma", &sigma.to_string()])
+            .args(["--x0", &x0.to_string(), "--device", &b.device.to_string()])
+            .output()
+            .with_context(|| format!("cannot run {} {}", b.python, b.script.display()))?;
+        if !output.status.success() {
+            println!(
+                "{name} torch  : the PyTorch baseline failed (needs PyTorch with CUDA; --no-baseline skips it):\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            met = false;
+            continue;
+        }
+        let text = String::from_utf8_lossy(&output.stdout);
+        let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+        let v: serde_json::Value = serde_json::from_str(line).context("the PyTorch baseline printed no JSON")?;
+        let torch_rate =
+            v["element_steps_per_s"].as_f64().ok_or_else(|| anyhow!("baseline JSON lacks element_steps_per_s"))?;
+        println!(
+            "{name} torch  : {torch_rate:.3e} element-steps/s ({:.4} s), stationary loss {:.5e} ({})",
+            v["seconds"].as_f64().unwrap_or(f64::NAN),
+            v["stationary_loss"].as_f64().unwrap_or(f64::NAN),
+            v["device"].as_str().unwrap_or("?")
+        );
+        let ratio = kappa_rate / torch_rate;
+        let ok = ratio >= GPU_TARGET_RATIO;
+        met &= ok;
+        println!(
+            "{name} ratio  : {ratio:.1}x PyTorch eager (target ≥ {GPU_TARGET_RATIO}x: {})",
+            if ok { "met" } else { "NOT met" }
+        );
+    }
+    println!("targets: {}", if met { "all met" } else { "NOT all met" });
+    Ok(if met { crate::exit::OK } else { crate::exit::CHECK_FAILED })
 }
 
 fn bench_train(b: TrainBench) -> anyhow::Result<u8> {

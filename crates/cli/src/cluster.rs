@@ -183,6 +183,10 @@ pub struct WorkerArgs {
     /// CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`), a count N (devices 0..N), or a list `0,2`.
     #[arg(long, value_name = "auto|N|LIST", default_value = "auto", env = "KAPPA_GPUS")]
     gpus: String,
+    /// Where simulations run, over each task's `backend`: `cpu`, `cuda` (an error on a machine
+    /// without a usable NVIDIA GPU) or `auto` (the GPU when there is one). Default: the task's.
+    #[arg(long, value_name = "auto|cpu|cuda", env = "KAPPA_BACKEND", value_parser = backend_arg)]
+    backend: Option<kappa_core::task::Backend>,
     /// Run `kind = "command"` trials (programs named by sweep files) as child processes.
     /// Without it such trials are refused with that reason.
     #[arg(long, env = "KAPPA_ALLOW_COMMANDS")]
@@ -229,6 +233,24 @@ fn detect_gpus() -> Vec<u32> {
     }
 }
 
+/// Parses `--backend`.
+pub fn backend_arg(s: &str) -> Result<kappa_core::task::Backend, String> {
+    s.parse()
+}
+
+/// Says on stderr where a worker's simulations will run, for a `--backend` other than the task's.
+pub fn announce_backend(backend: Option<kappa_core::task::Backend>) {
+    use kappa_core::task::Backend;
+    match backend {
+        None | Some(Backend::Cpu) => {}
+        Some(b) => match kappa_sim::gpu_available(0) {
+            Ok(()) => eprintln!("simulations: --backend {b}, GPU 0 usable"),
+            Err(why) if b == Backend::Auto => eprintln!("simulations: --backend auto, on the CPU ({why})"),
+            Err(why) => eprintln!("simulations: --backend cuda, but no usable NVIDIA GPU: {why} (trials will fail)"),
+        },
+    }
+}
+
 fn duration_arg(s: &str) -> Result<Duration, String> {
     kappa_core::spec::parse_duration(s)
 }
@@ -263,8 +285,10 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
             None
         },
         gpus: parse_gpus(&args.gpus)?,
+        backend: args.backend,
         drain: args.drain_timeout.unwrap_or_default(),
     };
+    announce_backend(args.backend);
     if !cfg.gpus.is_empty() {
         eprintln!("worker GPUs: {:?}", cfg.gpus);
     }

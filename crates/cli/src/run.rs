@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// the workers).
     #[arg(long, value_name = "auto|N|LIST", default_value = "auto", env = "KAPPA_GPUS")]
     gpus: String,
+    /// Where simulations run, over the task's `backend`: `auto`, `cpu` or `cuda` (default: the
+    /// task's).
+    #[arg(long, value_name = "auto|cpu|cuda", env = "KAPPA_BACKEND", value_parser = crate::cluster::backend_arg)]
+    backend: Option<kappa_core::task::Backend>,
     /// Working directory of `kind = "command"` trials (their logs go to STATE/logs/).
     #[arg(long, value_name = "DIR", default_value = ".", env = "KAPPA_WORKDIR")]
     workdir: PathBuf,
@@ -83,7 +87,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let commands =
         kappa_worker::CommandEnv { workdir, logs: std::path::absolute(state.join("logs"))?, host: "localhost".into() };
     let gpus = crate::cluster::parse_gpus(&args.gpus)?;
-    let ended = runtime.block_on(drive(hub.clone(), coordinator.clone(), workers, args.quiet, (commands, gpus)));
+    crate::cluster::announce_backend(args.backend);
+    let ended =
+        runtime.block_on(drive(hub.clone(), coordinator.clone(), workers, args.quiet, (commands, gpus, args.backend)));
     hub.shutdown().context("could not save every result")?;
     let ended = ended?;
     let store = Store::open(&state)?;
@@ -113,7 +119,7 @@ async fn drive(
     coordinator: Coordinator,
     workers: u32,
     quiet: bool,
-    (commands, gpus): (kappa_worker::CommandEnv, Vec<u32>),
+    (commands, gpus, backend): (kappa_worker::CommandEnv, Vec<u32>, Option<kappa_core::task::Backend>),
 ) -> anyhow::Result<Ended> {
     if coordinator.progress().finished {
         return Ok(Ended::Finished);
@@ -140,6 +146,7 @@ async fn drive(
             verbose: false,
             commands: Some(commands.clone()),
             gpus: gpus.iter().copied().skip(i as usize).step_by(workers as usize).collect(),
+            backend,
             drain: Duration::ZERO,
         };
         pool.spawn(kappa_worker::run(cfg, stop_rx.clone()));

@@ -9,8 +9,8 @@ use crate::grid::{AxisName, AxisValues, Dimension, Grid, spaced};
 use crate::params::{Hyperparams, OptimizerKind};
 use crate::scaling::{Scaling, ScalingRule, Verdict};
 use crate::task::{
-    Activation, CommandTask, DataSpec, Eigenvalues, LandscapeSpec, ModelSpec, NoiseSpec, Objective, RecordEvery,
-    SdeModel, Sigma, SimTask, Spectrum, TaskSpec, TrainTask,
+    Activation, Backend, CommandTask, DataSpec, Eigenvalues, LandscapeSpec, ModelSpec, NoiseSpec, Objective,
+    RecordEvery, SdeModel, Sigma, SimTask, Spectrum, TaskSpec, TrainTask,
 };
 use crate::trial::{FailureClass, RetryPolicy};
 use serde::Deserialize;
@@ -237,6 +237,7 @@ struct RawTask {
     bias_correction: Option<bool>,
     refine: Option<u32>,
     sde_model: Option<SdeModel>,
+    backend: Option<Backend>,
     sleep: Option<String>,
     model: Option<RawModel>,
     data: Option<RawData>,
@@ -271,7 +272,7 @@ impl TaskKind {
 
     /// Whether `[task]` of this kind reads `field`.
     fn reads(self, field: &str) -> bool {
-        const SIM: [&str; 7] = ["landscape", "noise", "x0", "paths", "samples", "record_every", "burn_in"];
+        const SIM: [&str; 8] = ["landscape", "noise", "x0", "paths", "samples", "record_every", "burn_in", "backend"];
         match self {
             TaskKind::Optimizer => SIM.contains(&field) || field == "bias_correction",
             TaskKind::Sde => SIM.contains(&field) || ["refine", "sde_model"].contains(&field),
@@ -558,6 +559,7 @@ fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
         ("bias_correction", raw.bias_correction.is_some()),
         ("refine", raw.refine.is_some()),
         ("sde_model", raw.sde_model.is_some()),
+        ("backend", raw.backend.is_some()),
         ("sleep", raw.sleep.is_some()),
         ("model", raw.model.is_some()),
         ("data", raw.data.is_some()),
@@ -865,6 +867,7 @@ fn sim_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
         bias_correction: raw.bias_correction.unwrap_or(true),
         refine,
         sde_model: raw.sde_model.unwrap_or_default(),
+        backend: raw.backend.unwrap_or_default(),
     };
     Ok(if is_sde { TaskSpec::Sde(sim) } else { TaskSpec::Optimizer(sim) })
 }

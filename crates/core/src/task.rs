@@ -204,6 +204,58 @@ pub struct SimTask {
     /// SDE only: which SDE model.
     #[serde(default)]
     pub sde_model: SdeModel,
+    /// Where the paths run. Serialised only when not `cpu`, so the ids of existing CPU trials
+    /// do not change.
+    #[serde(default, skip_serializing_if = "Backend::is_cpu")]
+    pub backend: Backend,
+}
+
+/// Where a simulation runs (`backend = "cpu" | "cuda" | "auto"` in `[task]`, `--backend` on workers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The CPU simulator (rayon over blocks of paths), float64, bit-reproducible.
+    #[default]
+    Cpu,
+    /// The CUDA kernel (float32 state, Philox random numbers): a clear error without a usable GPU.
+    Cuda,
+    /// The GPU when the worker has a usable one, the CPU otherwise.
+    Auto,
+}
+
+impl Backend {
+    /// Whether this is the default, `cpu`.
+    pub fn is_cpu(&self) -> bool {
+        *self == Backend::Cpu
+    }
+
+    /// The name as written in sweep files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
+            Backend::Auto => "auto",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s.trim() {
+            "cpu" => Ok(Backend::Cpu),
+            "cuda" => Ok(Backend::Cuda),
+            "auto" => Ok(Backend::Auto),
+            other => Err(format!("backend must be \"cpu\", \"cuda\" or \"auto\", got {other:?}")),
+        }
+    }
 }
 
 impl SimTask {
@@ -480,8 +532,16 @@ mod tests {
             bias_correction: true,
             refine: 4,
             sde_model: SdeModel::Malladi,
+            backend: Backend::Cpu,
         });
         let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), t);
+        assert!(!json.contains("backend"), "cpu is not written: existing ids stay");
+        let TaskSpec::Sde(mut sim) = t else { unreachable!() };
+        sim.backend = Backend::Auto;
+        let t = TaskSpec::Sde(sim);
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains(r#""backend":"auto""#), "{json}");
         assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), t);
     }
 }

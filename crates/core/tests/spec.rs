@@ -470,3 +470,33 @@ lr = [0.1, 0.2]
             .unwrap_err();
     assert!(err.to_string().contains("needs `argv"), "{err}");
 }
+
+#[test]
+fn backend_parses_and_only_a_non_cpu_backend_changes_ids() {
+    use kappa_core::task::Backend;
+    let backend = |text: &str| parse(text).unwrap().task.sim().unwrap().backend;
+    assert_eq!(backend(VALID), Backend::Cpu);
+    for (name, b) in [("cpu", Backend::Cpu), ("cuda", Backend::Cuda), ("auto", Backend::Auto)] {
+        let text = VALID.replace("x0 = 0.5", &format!("x0 = 0.5\nbackend = \"{name}\""));
+        assert_eq!(backend(&text), b);
+        let sde = text.replace("kind = \"optimizer\"", "kind = \"sde\"");
+        assert_eq!(backend(&sde), b);
+    }
+    // The default written out keeps every existing id; another backend is another trial.
+    assert_eq!(ids(VALID), ids(&VALID.replace("x0 = 0.5", "x0 = 0.5\nbackend = \"cpu\"")));
+    let cuda = ids(&VALID.replace("x0 = 0.5", "x0 = 0.5\nbackend = \"cuda\""));
+    assert!(ids(VALID).iter().all(|id| !cuda.contains(id)));
+    let canonical = serde_json::to_string(&parse(VALID).unwrap().task).unwrap();
+    assert!(!canonical.contains("backend"), "{canonical}");
+    let err = parse(&VALID.replace("x0 = 0.5", "x0 = 0.5\nbackend = \"gpu\"")).unwrap_err();
+    assert!(err.to_string().contains("backend"), "{err}");
+    assert_eq!(err.line, Some(10));
+    let err = parse(&TRAIN.replace("paths = 4", "paths = 4\nbackend = \"cuda\"")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`backend` does not apply to kind = \"train\" (it applies to kind = \"optimizer\", \"sde\")"),
+        "{err}"
+    );
+    assert_eq!("auto".parse::<Backend>(), Ok(Backend::Auto));
+    assert!("gpu".parse::<Backend>().unwrap_err().contains("\"cpu\", \"cuda\" or \"auto\""));
+}

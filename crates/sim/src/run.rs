@@ -65,17 +65,18 @@ struct Setup<'a> {
     cancel: &'a Cancel,
 }
 
-struct BlockResult {
+/// What a block of paths (or, on the GPU, all of them) leaves for [`summarise`].
+pub(crate) struct BlockResult {
     /// Loss at each record point, path-major: `losses[p * records + r]`.
-    losses: Vec<f64>,
+    pub(crate) losses: Vec<f64>,
     /// Per-path mean loss over the post-burn-in steps.
-    stationary: Vec<f64>,
+    pub(crate) stationary: Vec<f64>,
     /// Counts of (path, coordinate) pairs in phases 1, 2, 3 at each record point.
-    phase_counts: Vec<[u64; 3]>,
+    pub(crate) phase_counts: Vec<[u64; 3]>,
     /// Records written before divergence (all of them if none).
-    recorded: usize,
+    pub(crate) recorded: usize,
     /// First step at which a path of the block diverged.
-    diverged_at: Option<u64>,
+    pub(crate) diverged_at: Option<u64>,
 }
 
 /// Runs a simulation trial: the discrete optimizer (`sde = false`) or its SDE.
@@ -252,7 +253,7 @@ fn count_phases(x: &[f64], lambda: &[f64], sigma: &[f64], counts: &mut [u64; 3])
     }
 }
 
-fn summarise(
+pub(crate) fn summarise(
     blocks: &[BlockResult],
     sched: &Schedule,
     batch_size: u64,

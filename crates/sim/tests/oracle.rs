@@ -3,8 +3,11 @@
 //! Setup of §6: d = 4, λ = (0.5, 1, 2, 4), x₀ = 0, Gaussian σ_i = σ. `E f` is the time average after
 //! burn-in, averaged over paths, with its SE from per-path averages. Each check requires the SE to be
 //! small against the tolerance, so a pass means the simulator is right, not merely noisy.
+//!
+//! `KAPPA_TEST_BACKEND=cuda` runs every check on the GPU backend (same tolerances: the backends
+//! agree statistically, not bitwise); unset or `cpu`, on the CPU.
 
-use kappa_core::task::{Eigenvalues, LandscapeSpec, NoiseSpec, RecordEvery, SdeModel, Sigma, SimTask};
+use kappa_core::task::{Backend, Eigenvalues, LandscapeSpec, NoiseSpec, RecordEvery, SdeModel, Sigma, SimTask};
 use kappa_core::{AttemptOutcome, Hyperparams, OptimizerKind, TaskSpec, TrialId, TrialMetrics};
 use kappa_sim::{Cancel, run_trial};
 
@@ -22,6 +25,15 @@ fn sim(sigma: f64, steps: u64, paths: u32, burn_in: f64) -> SimTask {
         bias_correction: true,
         refine: 1,
         sde_model: SdeModel::Compagnoni,
+        backend: test_backend(),
+    }
+}
+
+/// The backend under test: `KAPPA_TEST_BACKEND` (`cpu` when unset).
+fn test_backend() -> Backend {
+    match std::env::var("KAPPA_TEST_BACKEND") {
+        Err(_) => Backend::Cpu,
+        Ok(b) => b.parse().unwrap_or_else(|e| panic!("KAPPA_TEST_BACKEND: {e}")),
     }
 }
 

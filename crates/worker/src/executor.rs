@@ -1,11 +1,18 @@
 //! Executors: how a worker runs one trial of each task kind.
 
 use kappa_core::{AttemptOutcome, FailureClass, Hyperparams, TaskSpec, TrialId};
-use kappa_sim::{Cancel, SimError};
+use kappa_sim::{Cancel, RunOptions, SimError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Runs one trial to an outcome; `None` when it was cancelled. A panic becomes a failed attempt.
-pub fn execute(task: &TaskSpec, params: &Hyperparams, id: TrialId, cancel: &Cancel) -> Option<AttemptOutcome> {
+/// `opts` carries the worker's `--backend` and the GPU handed to the trial, if any.
+pub fn execute(
+    task: &TaskSpec,
+    params: &Hyperparams,
+    id: TrialId,
+    cancel: &Cancel,
+    opts: &RunOptions,
+) -> Option<AttemptOutcome> {
     let run = catch_unwind(AssertUnwindSafe(|| match task {
         TaskSpec::Noop { sleep_ms } => {
             // Sleep in short slices so a cancel (revocation, shutdown) is noticed.
@@ -18,7 +25,7 @@ pub fn execute(task: &TaskSpec, params: &Hyperparams, id: TrialId, cancel: &Canc
             }
             Ok(AttemptOutcome::Succeeded(kappa_core::TrialMetrics::default()))
         }
-        TaskSpec::Optimizer(_) | TaskSpec::Sde(_) => kappa_sim::run_trial(task, params, id, cancel),
+        TaskSpec::Optimizer(_) | TaskSpec::Sde(_) => kappa_sim::run_trial_with(task, params, id, cancel, opts),
         TaskSpec::Train(t) => kappa_train::run_train(t, params, id, cancel),
         TaskSpec::Command(_) => Err(SimError::Invalid("command tasks run as child processes, not here".into())),
     }));

@@ -55,6 +55,8 @@ pub struct WorkerConfig {
     pub commands: Option<CommandEnv>,
     /// GPU device ordinals this worker may hand to trials.
     pub gpus: Vec<u32>,
+    /// Where simulations run, over the task's `backend` (`--backend`); `None` follows the task.
+    pub backend: Option<kappa_core::task::Backend>,
     /// On shutdown, stop leasing and let running trials finish for up to this long before
     /// handing the rest back (zero: hand back at once).
     pub drain: Duration,
@@ -313,6 +315,7 @@ async fn session(
             let stats = stats.clone();
             let commands = cfg.commands.clone();
             let gpu_pool = gpu_pool.clone();
+            let backend = cfg.backend;
             tasks.spawn(async move {
                 let started = Instant::now();
                 let outcome = match &*trial.task {
@@ -335,7 +338,7 @@ async fn session(
                             class: kappa_core::FailureClass::Error,
                         }),
                     },
-                    _ => run_on_pool(trial.clone(), cancel.clone()).await,
+                    _ => run_on_pool(trial.clone(), cancel.clone(), backend).await,
                 };
                 if let Ok(mut pool) = gpu_pool.lock() {
                     pool.extend(&trial.gpus);
@@ -436,12 +439,19 @@ fn prepare(
 }
 
 /// Runs a trial on the rayon pool; `None` when it was cancelled.
-async fn run_on_pool(trial: Trial, cancel: Cancel) -> Option<AttemptOutcome> {
+/// Simulations run on the worker's `backend` (or the task's), on the trial's first GPU if it was
+/// handed one.
+async fn run_on_pool(
+    trial: Trial,
+    cancel: Cancel,
+    backend: Option<kappa_core::task::Backend>,
+) -> Option<AttemptOutcome> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let c = cancel.clone();
     let t = trial.clone();
     rayon::spawn(move || {
-        let _ = tx.send(execute(&t.task, &t.params, t.id, &c));
+        let opts = kappa_sim::RunOptions { backend, gpu: t.gpus.first().copied() };
+        let _ = tx.send(execute(&t.task, &t.params, t.id, &c, &opts));
     });
     let result = match trial.timeout {
         Some(limit) => match tokio::time::timeout(limit, rx).await {
