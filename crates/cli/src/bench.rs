@@ -8,6 +8,47 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+/// A baseline's result: the JSON object it printed last.
+pub(crate) struct Baseline(serde_json::Value);
+
+impl Baseline {
+    /// Runs a baseline script (`python script args…`) and reads the last stdout line that is a
+    /// JSON object. The error names what failed, how to install what it needs (`hint`), and the
+    /// end of its stderr.
+    pub(crate) fn run(cmd: &mut Command, hint: &str) -> anyhow::Result<Baseline> {
+        let script = cmd.get_args().next().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+        let output = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
+        match (output.status.success(), line) {
+            (true, Some(line)) => {
+                Ok(Baseline(serde_json::from_str(line).with_context(|| format!("{script} printed no JSON"))?))
+            }
+            _ => {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                Err(anyhow!("{script} failed ({hint}):\n{}", tail.join("\n")))
+            }
+        }
+    }
+
+    /// A number the baseline must report.
+    pub(crate) fn rate(&self, key: &str) -> anyhow::Result<f64> {
+        self.0[key].as_f64().ok_or_else(|| anyhow!("the baseline's JSON lacks `{key}`"))
+    }
+
+    /// A number the baseline may report (NaN when absent).
+    pub(crate) fn get(&self, key: &str) -> f64 {
+        self.0[key].as_f64().unwrap_or(f64::NAN)
+    }
+
+    /// A text the baseline may report.
+    pub(crate) fn text(&self, key: &str) -> &str {
+        self.0[key].as_str().unwrap_or("?")
+    }
+}
+
 /// Arguments of `kappa bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -192,29 +233,24 @@ fn bench_sim(b: SimBench) -> anyhow::Result<u8> {
     if b.no_baseline {
         return Ok(crate::exit::OK);
     }
-    let output = Command::new(&b.python)
-        .arg(&b.script)
-        .args(["--paths", &b.paths.to_string(), "--dim", &b.dim.to_string(), "--steps", &b.steps.to_string()])
-        .args(["--lr", &lr.to_string(), "--sigma", &sigma.to_string(), "--x0", &x0.to_string()])
-        .output()
-        .with_context(|| format!("cannot run {} {}", b.python, b.script.display()))?;
-    if !output.status.success() {
-        return Err(anyhow!(
-            "the NumPy baseline failed (install it with `pip install numpy`, or pass --no-baseline):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout).context("the baseline printed no JSON")?;
-    let numpy_rate =
-        v["element_steps_per_s"].as_f64().ok_or_else(|| anyhow!("baseline JSON lacks element_steps_per_s"))?;
+    let v = Baseline::run(
+        Command::new(&b.python)
+            .arg(&b.script)
+            .args(["--paths", &b.paths.to_string(), "--dim", &b.dim.to_string(), "--steps", &b.steps.to_string()])
+            .args(["--lr", &lr.to_string(), "--sigma", &sigma.to_string(), "--x0", &x0.to_string()]),
+        NUMPY_HINT,
+    )?;
+    let numpy_rate = v.rate("element_steps_per_s")?;
     println!(
         "numpy : {numpy_rate:.3e} element-steps/s ({:.2} s), stationary loss {:.4}",
-        v["seconds"].as_f64().unwrap_or(f64::NAN),
-        v["stationary_loss"].as_f64().unwrap_or(f64::NAN)
+        v.get("seconds"),
+        v.get("stationary_loss")
     );
     println!("ratio : {:.1}x NumPy", kappa_rate / numpy_rate);
     Ok(crate::exit::OK)
 }
+
+const NUMPY_HINT: &str = "install it with `pip install numpy`, or pass --no-baseline";
 
 /// The GPU targets of issue #7: ≥ 10× PyTorch eager, ≥ 3e11 element-steps/s for SignSGD's SDE.
 const GPU_TARGET_RATIO: f64 = 10.0;
@@ -289,31 +325,27 @@ fn bench_gpu(b: GpuBench) -> anyhow::Result<u8> {
         if b.no_baseline {
             continue;
         }
-        let output = Command::new(&b.python)
-            .arg(&b.script)
-            .args(["--workload", name, "--paths", &b.paths.to_string(), "--dim", &b.dim.to_string()])
-            .args(["--steps", &b.steps.to_string(), "--lr", &lr.to_string(), "--sigma", &sigma.to_string()])
-            .args(["--x0", &x0.to_string(), "--device", &b.device.to_string()])
-            .output()
-            .with_context(|| format!("cannot run {} {}", b.python, b.script.display()))?;
-        if !output.status.success() {
-            println!(
-                "{name} torch  : the PyTorch baseline failed (needs PyTorch with CUDA; --no-baseline skips it):\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            met = false;
-            continue;
-        }
-        let text = String::from_utf8_lossy(&output.stdout);
-        let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
-        let v: serde_json::Value = serde_json::from_str(line).context("the PyTorch baseline printed no JSON")?;
-        let torch_rate =
-            v["element_steps_per_s"].as_f64().ok_or_else(|| anyhow!("baseline JSON lacks element_steps_per_s"))?;
+        let v = match Baseline::run(
+            Command::new(&b.python)
+                .arg(&b.script)
+                .args(["--workload", name, "--paths", &b.paths.to_string(), "--dim", &b.dim.to_string()])
+                .args(["--steps", &b.steps.to_string(), "--lr", &lr.to_string(), "--sigma", &sigma.to_string()])
+                .args(["--x0", &x0.to_string(), "--device", &b.device.to_string()]),
+            "needs PyTorch with CUDA; --no-baseline skips it",
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                println!("{name} torch  : {e:#}");
+                met = false;
+                continue;
+            }
+        };
+        let torch_rate = v.rate("element_steps_per_s")?;
         println!(
             "{name} torch  : {torch_rate:.3e} element-steps/s ({:.4} s), stationary loss {:.5e} ({})",
-            v["seconds"].as_f64().unwrap_or(f64::NAN),
-            v["stationary_loss"].as_f64().unwrap_or(f64::NAN),
-            v["device"].as_str().unwrap_or("?")
+            v.get("seconds"),
+            v.get("stationary_loss"),
+            v.text("device")
         );
         let ratio = kappa_rate / torch_rate;
         let ok = ratio >= GPU_TARGET_RATIO;
@@ -360,25 +392,19 @@ fn bench_train(b: TrainBench) -> anyhow::Result<u8> {
     if b.no_baseline {
         return Ok(crate::exit::OK);
     }
-    let output = Command::new(&b.python)
-        .arg(&b.script)
-        .args(["--steps", &b.steps.to_string(), "--batch", &b.batch.to_string(), "--hidden", &b.hidden.to_string()])
-        .args(["--optimizer", b.optimizer.as_str(), "--lr", &lr.to_string()])
-        .output()
-        .with_context(|| format!("cannot run {} {}", b.python, b.script.display()))?;
-    if !output.status.success() {
-        return Err(anyhow!(
-            "the NumPy baseline failed (install it with `pip install numpy`, or pass --no-baseline):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout).context("the baseline printed no JSON")?;
-    let numpy_rate = v["samples_per_s"].as_f64().ok_or_else(|| anyhow!("baseline JSON lacks samples_per_s"))?;
+    let v = Baseline::run(
+        Command::new(&b.python)
+            .arg(&b.script)
+            .args(["--steps", &b.steps.to_string(), "--batch", &b.batch.to_string(), "--hidden", &b.hidden.to_string()])
+            .args(["--optimizer", b.optimizer.as_str(), "--lr", &lr.to_string()]),
+        NUMPY_HINT,
+    )?;
+    let numpy_rate = v.rate("samples_per_s")?;
     println!(
         "numpy : {numpy_rate:.3e} samples/s ({:.2} s; train loss {:.4}, held-out accuracy {:.3})",
-        v["seconds"].as_f64().unwrap_or(f64::NAN),
-        v["train_loss"].as_f64().unwrap_or(f64::NAN),
-        v["test_accuracy"].as_f64().unwrap_or(f64::NAN)
+        v.get("seconds"),
+        v.get("train_loss"),
+        v.get("test_accuracy")
     );
     println!(
         "ratio : {:.1}x NumPy on one thread, {:.1}x with {threads} replicates on {threads} threads",
@@ -534,20 +560,15 @@ fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
         );
     }
     if b.optuna_trials > 0 {
-        let out = Command::new(&b.python).arg(&b.script).args(["--trials", &b.optuna_trials.to_string()]).output();
-        match out {
-            Ok(o) if o.status.success() => {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&o.stdout).context("the Optuna baseline printed no JSON")?;
-                let r = v["trials_per_s"].as_f64().unwrap_or(f64::NAN);
+        let mut optuna = Command::new(&b.python);
+        optuna.arg(&b.script).args(["--trials", &b.optuna_trials.to_string()]);
+        match Baseline::run(&mut optuna, "install it with `pip install optuna`") {
+            Ok(v) => {
+                let r = v.get("trials_per_s");
                 println!("optuna: {r:.0} trials/s ({} trials, SQLite storage)", b.optuna_trials);
                 println!("ratio : {:.0}x Optuna+SQLite", rate / r);
             }
-            Ok(o) => println!(
-                "optuna: baseline not run ({}); install it with `pip install optuna`",
-                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")
-            ),
-            Err(e) => println!("optuna: baseline not run ({e})"),
+            Err(e) => println!("optuna: baseline not run: {e:#}"),
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

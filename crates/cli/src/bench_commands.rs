@@ -70,25 +70,15 @@ pub fn bench_commands(b: CommandsBench) -> anyhow::Result<u8> {
     if b.no_baseline {
         return Ok(crate::exit::OK);
     }
-    let output = Command::new(&b.python)
-        .arg(&b.script)
-        .args([b.trials.to_string(), b.slots.to_string()])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {} {}", b.python, b.script.display()))?;
-    let line = String::from_utf8_lossy(&output.stdout).lines().rev().find(|l| l.starts_with('{')).map(str::to_string);
-    let (Some(line), true) = (line, output.status.success()) else {
-        return Err(anyhow!(
-            "the HyperQueue baseline failed (install it with `python3 -m pip install hyperqueue`, or pass \
-             --no-baseline): {}",
-            String::from_utf8_lossy(&output.stdout)
-        ));
-    };
-    let v: serde_json::Value = serde_json::from_str(&line).context("the baseline printed no JSON")?;
-    let hq_rate = v["tasks_per_s"].as_f64().ok_or_else(|| anyhow!("baseline JSON lacks tasks_per_s"))?;
+    let hint = "install it with `python3 -m pip install hyperqueue`, or pass --no-baseline";
+    let v = crate::bench::Baseline::run(
+        Command::new(&b.python).arg(&b.script).args([b.trials.to_string(), b.slots.to_string()]),
+        hint,
+    )?;
+    let hq_rate = v.rate("tasks_per_s")?;
     println!(
         "hyperqueue : {hq_rate:>8.0} tasks/s ({:.2} s, one local worker with {} cores)",
-        v["seconds"].as_f64().unwrap_or(f64::NAN),
+        v.get("seconds"),
         b.slots
     );
     println!("ratio      : {:.2}x HyperQueue", kappa_rate / hq_rate);
