@@ -30,6 +30,24 @@ fn parse(text: &str) -> Result<Sweep, kappa_core::SpecError> {
     Sweep::parse("sweep.toml", text)
 }
 
+/// Each case edits `base` (first occurrence of `from` → `to`) and must be rejected with an error at
+/// `line` of sweep.toml whose text contains `fragment`; every wrong case is listed at once.
+fn assert_rejected(base: &str, cases: &[(&str, &str, usize, &str)]) {
+    let mut wrong = Vec::new();
+    for (from, to, line, fragment) in cases {
+        assert!(base.contains(from), "case setup: {from}");
+        let Err(err) = parse(&base.replacen(from, to, 1)) else {
+            wrong.push(format!("{to:?} was accepted"));
+            continue;
+        };
+        let shown = err.to_string();
+        if !shown.contains(fragment) || err.line != Some(*line) || !shown.starts_with(&format!("sweep.toml:{line}:")) {
+            wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
 #[test]
 fn valid_file_expands() {
     let s = parse(VALID).unwrap();
@@ -85,20 +103,7 @@ fn invalid_inputs_name_key_line_and_problem() {
         ("optimizer = [\"sgd\", \"signsgd\"]", "", 14, "the grid must set `optimizer`"),
         ("[execution]", "[execution]\nmax_trials = 10", 14, "the grid has 24 points, more than the cap of 10"),
     ];
-    let mut wrong = Vec::new();
-    for (from, to, line, fragment) in cases {
-        assert!(VALID.contains(from), "case setup: {from}");
-        let text = VALID.replacen(from, to, 1);
-        let Err(err) = parse(&text) else {
-            wrong.push(format!("{to:?} was accepted"));
-            continue;
-        };
-        let shown = err.to_string();
-        if !shown.contains(fragment) || err.line != Some(*line) || !shown.starts_with(&format!("sweep.toml:{line}:")) {
-            wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    assert_rejected(VALID, cases);
 }
 
 #[test]
@@ -255,21 +260,7 @@ fn invalid_sde_and_noise_settings_are_named() {
         ),
         ("kind = \"sde\"", "kind = \"langevin\"", 6, "unknown variant `langevin`"),
     ];
-    let mut wrong = Vec::new();
-    for (from, to, line, fragment) in cases {
-        assert!(SDE.contains(from), "case setup: {from}");
-        let text = SDE.replacen(from, to, 1);
-        match parse(&text) {
-            Ok(_) => wrong.push(format!("{to:?} was accepted")),
-            Err(err) => {
-                let shown = err.to_string();
-                if !shown.contains(fragment) || err.line != Some(*line) {
-                    wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
-                }
-            }
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    assert_rejected(SDE, cases);
 }
 
 const SCALED: &str = r#"
@@ -330,20 +321,7 @@ fn invalid_scaling_is_named() {
         ("kappa = [1, 2, 4]", "kappa = [1, 2, 4]\nrulez = []", 20, "unknown key `rulez` in [scaling]"),
         ("samples = 10_000", "samples = 3", 19, "κ = 4 scales batch size 1 to 4, larger than the sample budget"),
     ];
-    let mut wrong = Vec::new();
-    for (from, to, line, fragment) in cases {
-        assert!(SCALED.contains(from), "case setup: {from}");
-        match parse(&SCALED.replacen(from, to, 1)) {
-            Ok(_) => wrong.push(format!("{to:?} was accepted")),
-            Err(err) => {
-                let shown = err.to_string();
-                if !shown.contains(fragment) || err.line != Some(*line) {
-                    wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
-                }
-            }
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    assert_rejected(SCALED, cases);
 }
 
 #[test]
@@ -423,20 +401,7 @@ fn train_tasks_parse_with_defaults_and_name_bad_values() {
         (r#"{ kind = "digits" }"#, r#"{ kind = "mnist" }"#, 6, "unknown variant `mnist`"),
         ("samples = 6400", "samples = 10", 11, "batch size 16 is larger than the sample budget"),
     ];
-    let mut wrong = Vec::new();
-    for (from, to, line, fragment) in cases {
-        assert!(TRAIN.contains(from), "case setup: {from}");
-        match parse(&TRAIN.replacen(from, to, 1)) {
-            Ok(_) => wrong.push(format!("{to:?} was accepted")),
-            Err(err) => {
-                let shown = err.to_string();
-                if !shown.contains(fragment) || err.line != Some(*line) {
-                    wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
-                }
-            }
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    assert_rejected(TRAIN, cases);
 }
 
 #[test]
@@ -455,16 +420,15 @@ lr = [0.1, 0.2]
     let kappa_core::TaskSpec::Command(c) = &s.task else { panic!("{:?}", s.task) };
     assert_eq!(c.argv[3], "{lr}");
     assert_eq!(c.env["DATA"], "/data/{seed}");
-    for (from, to, line, fragment) in [
-        ("{lr}", "{learning_rate}", 5, "unknown placeholder `{learning_rate}`"),
-        ("\"python3\", ", "\"\", ", 5, "argv must start with the program"),
-        ("DATA = ", "KAPPA_LR = ", 6, "KAPPA_* is kappa's own"),
-        ("argv = [", "samples = 5\nargv = [", 5, "`samples` does not apply to kind = \"command\""),
-    ] {
-        assert!(cmd.contains(from), "case setup: {from}");
-        let err = parse(&cmd.replacen(from, to, 1)).unwrap_err();
-        assert!(err.to_string().contains(fragment) && err.line == Some(line), "{to}: {err}");
-    }
+    assert_rejected(
+        cmd,
+        &[
+            ("{lr}", "{learning_rate}", 5, "unknown placeholder `{learning_rate}`"),
+            ("\"python3\", ", "\"\", ", 5, "argv must start with the program"),
+            ("DATA = ", "KAPPA_LR = ", 6, "KAPPA_* is kappa's own"),
+            ("argv = [", "samples = 5\nargv = [", 5, "`samples` does not apply to kind = \"command\""),
+        ],
+    );
     let err =
         parse(&cmd.replace("argv = [\"python3\", \"train.py\", \"--lr\", \"{lr}\", \"--bs={batch_size}\"]\n", ""))
             .unwrap_err();
