@@ -445,14 +445,19 @@ impl Hub {
         self.reports.fetch_add(1, Ordering::Relaxed);
         let name = self.name(worker);
         let sweeps = self.sweeps();
-        let target = sweeps
-            .iter()
-            .find(|e| e.coordinator.holds(worker, id, attempt))
-            .or_else(|| sweeps.iter().find(|e| e.coordinator.knows(id)));
-        match target {
-            Some(e) => e.coordinator.report(worker, &name, id, attempt, outcome, duration_s),
-            None => Disposition::Unknown,
+        for e in sweeps.iter() {
+            let d = e.coordinator.report(worker, &name, id, attempt, &outcome, duration_s, false);
+            if matches!(d, Disposition::Accepted { .. }) {
+                return d;
+            }
         }
+        for e in sweeps.iter() {
+            let d = e.coordinator.report(worker, &name, id, attempt, &outcome, duration_s, true);
+            if d != Disposition::Unknown {
+                return d;
+            }
+        }
+        Disposition::Unknown
     }
 
     /// A worker leaves: its leases go back to pending in every sweep.

@@ -261,16 +261,6 @@ impl Coordinator {
         grants
     }
 
-    /// Whether (`id`, `attempt`) is `worker`'s current lease in this sweep.
-    pub fn holds(&self, worker: WorkerId, id: TrialId, attempt: u32) -> bool {
-        self.sched().holds(worker, id, attempt)
-    }
-
-    /// Whether the trial belongs to this sweep (finished trials of earlier runs excepted).
-    pub fn knows(&self, id: TrialId) -> bool {
-        self.sched().knows(id)
-    }
-
     /// Renews leases; returns the ones this sweep does not consider current (unknown ids included).
     pub fn heartbeat(&self, worker: WorkerId, held: &[(TrialId, u32)]) -> Vec<(TrialId, u32)> {
         if self.is_cancelled() {
@@ -280,16 +270,20 @@ impl Coordinator {
     }
 
     /// Applies a report and queues it for the store; `Unknown` when the trial is not this sweep's.
+    /// A late report (not the current lease) is recorded only with `record_late`; the hub first
+    /// looks for the sweep whose lease it is, since two sweeps may plan the same trial.
+    #[allow(clippy::too_many_arguments)]
     pub fn report(
         &self,
         worker: WorkerId,
         name: &str,
         id: TrialId,
         attempt: u32,
-        outcome: AttemptOutcome,
+        outcome: &AttemptOutcome,
         duration_s: f64,
+        record_late: bool,
     ) -> Disposition {
-        let kind = match &outcome {
+        let kind = match outcome {
             AttemptOutcome::Succeeded(_) => ReportKind::Succeeded,
             AttemptOutcome::Diverged { .. } => ReportKind::Diverged,
             AttemptOutcome::Failed { class, .. } => ReportKind::Failed(*class),
@@ -299,10 +293,10 @@ impl Coordinator {
         let effect = match disposition {
             Disposition::Accepted { status: TrialStatus::Pending } => ReportEffect::Retry,
             Disposition::Accepted { .. } => ReportEffect::Final,
-            Disposition::Late => ReportEffect::Late,
-            Disposition::Unknown => return disposition,
+            Disposition::Late if record_late => ReportEffect::Late,
+            Disposition::Late | Disposition::Unknown => return disposition,
         };
-        let (metrics, error, class, diverged_step) = match &outcome {
+        let (metrics, error, class, diverged_step) = match outcome {
             AttemptOutcome::Succeeded(m) => (serde_json::to_string(m).ok(), None, None, None),
             AttemptOutcome::Diverged { step, metrics } => {
                 (serde_json::to_string(metrics).ok(), None, None, Some(*step))

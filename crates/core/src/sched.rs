@@ -218,20 +218,6 @@ impl Scheduler {
         }
     }
 
-    /// Whether (`id`, `attempt`) is `worker`'s current lease (or an in-flight lease from before a
-    /// restart that it may adopt).
-    pub fn holds(&self, worker: WorkerId, id: TrialId, attempt: u32) -> bool {
-        self.entries.get(&id).is_some_and(|e| {
-            e.attempt == attempt
-                && matches!(e.state, State::Leased { worker: w, .. } if w == worker || w == WorkerId::ORPHAN)
-        })
-    }
-
-    /// Whether the trial is one of this scheduler's.
-    pub fn knows(&self, id: TrialId) -> bool {
-        self.entries.contains_key(&id)
-    }
-
     /// Counts by status.
     pub fn counts(&self) -> Counts {
         self.counts
