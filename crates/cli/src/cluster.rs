@@ -200,6 +200,11 @@ pub struct WorkerArgs {
     drain_timeout: Option<Duration>,
 }
 
+/// The working directory `--workdir` names for command trials, as an absolute path.
+pub fn command_workdir(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(dir).map_err(|e| invalid(format!("--workdir {}: {e}", dir.display())))
+}
+
 /// The GPUs `--gpus` names: `auto`, a count, or a comma-separated list of device ordinals.
 pub fn parse_gpus(spec: &str) -> anyhow::Result<Vec<u32>> {
     let spec = spec.trim();
@@ -260,11 +265,9 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     if args.slots == 0 {
         return Err(invalid("--slots must be at least 1"));
     }
-    let name = args.name.clone().unwrap_or_else(|| {
-        let host =
-            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into());
-        format!("{host}-{}", std::process::id())
-    });
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).ok();
+    let name =
+        args.name.clone().unwrap_or_else(|| format!("{}-{}", host.as_deref().unwrap_or("worker"), std::process::id()));
     let cfg = kappa_worker::WorkerConfig {
         coordinator: args.coordinator.coordinator.clone(),
         name,
@@ -275,11 +278,8 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         tls_ca: args.coordinator.token.ca()?,
         verbose: true,
         commands: if args.allow_commands {
-            let workdir = std::fs::canonicalize(&args.workdir)
-                .map_err(|e| invalid(format!("--workdir {}: {e}", args.workdir.display())))?;
-            let host = std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "localhost".into());
+            let workdir = command_workdir(&args.workdir)?;
+            let host = host.unwrap_or_else(|| "localhost".into());
             Some(kappa_worker::CommandEnv { logs: workdir.join("kappa-logs"), workdir, host })
         } else {
             None

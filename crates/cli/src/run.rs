@@ -46,6 +46,9 @@ pub fn lock_state(dir: &Path) -> anyhow::Result<kappa_store::StateLock> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let (sweep, text) = load_sweep(&args.file)?;
+    // Bad flags are refused before the state directory is touched.
+    let workdir = crate::cluster::command_workdir(&args.workdir)?;
+    let gpus = crate::cluster::parse_gpus(&args.gpus)?;
     let state = args.state.clone().unwrap_or_else(|| PathBuf::from("runs").join(&sweep.name));
     if state.exists() && !state.is_dir() {
         return Err(crate::invalid(format!("--state {} exists and is not a directory", state.display())));
@@ -82,11 +85,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     // A local sweep file is the user's own: its commands run, in --workdir, logs in the state.
-    let workdir = std::fs::canonicalize(&args.workdir)
-        .map_err(|e| crate::invalid(format!("--workdir {}: {e}", args.workdir.display())))?;
     let commands =
         kappa_worker::CommandEnv { workdir, logs: std::path::absolute(state.join("logs"))?, host: "localhost".into() };
-    let gpus = crate::cluster::parse_gpus(&args.gpus)?;
     crate::cluster::announce_backend(args.backend);
     let ended =
         runtime.block_on(drive(hub.clone(), coordinator.clone(), workers, args.quiet, (commands, gpus, args.backend)));
