@@ -1,0 +1,72 @@
+//! Checks across tables: the sample budget against batch sizes and κ, and SDE models against
+//! optimizers and noise.
+
+use super::SpecError;
+use super::error::{Ctx, Seg, k};
+use crate::grid::{AxisName, AxisValues, Grid};
+use crate::params::OptimizerKind;
+use crate::scaling::Scaling;
+use crate::task::{SdeModel, TaskSpec};
+
+pub(super) fn check_budget(
+    ctx: &Ctx<'_>,
+    task: &TaskSpec,
+    grid: &Grid,
+    zips: &[toml::Table],
+    scaling: Option<&Scaling>,
+) -> Result<(), SpecError> {
+    let Some(samples) = task.samples() else { return Ok(()) };
+    let axis_path = |key: &str| match zips.iter().position(|z| z.contains_key(key)) {
+        Some(z) => vec![k("zip"), Seg::Index(z), k(key)],
+        None => vec![k("grid"), k(key)],
+    };
+    let batches = match grid.axis(AxisName::BatchSize) {
+        Some(AxisValues::Int(v)) => v.clone(),
+        _ => vec![crate::params::Hyperparams::DEFAULT_BATCH_SIZE],
+    };
+    if let Some(&b) = batches.iter().find(|&&b| b > samples) {
+        return Err(ctx.err(
+            &axis_path("batch_size"),
+            format!("batch size {b} is larger than the sample budget task.samples = {samples}: no step would run"),
+        ));
+    }
+    if let Some(s) = scaling {
+        let kmax = s.kappas.last().copied().unwrap_or(1);
+        if let Some(&b) = batches.iter().find(|&&b| b.saturating_mul(kmax) > samples) {
+            return Err(ctx.err(
+                &[k("scaling"), k("kappa")],
+                format!(
+                    "κ = {kmax} scales batch size {b} to {}, larger than the sample budget task.samples = {}: \
+                     no step would run",
+                    b.saturating_mul(kmax),
+                    samples
+                ),
+            ));
+        }
+    }
+    let (sde_model, noise) = match task {
+        TaskSpec::Sde(sim) => (sim.sde_model, Some(&sim.noise)),
+        TaskSpec::Train(t) if t.sde => (t.sde_model, None),
+        _ => return Ok(()),
+    };
+    if let Some(AxisValues::Optimizer(opts)) = grid.axis(AxisName::Optimizer) {
+        for o in opts {
+            if sde_model == SdeModel::Malladi && !o.uses_beta2() {
+                return Err(ctx.err(
+                    &axis_path("optimizer"),
+                    format!("sde_model = \"malladi\" defines SDEs for rmsprop(w) and adam(w) only, not {o}"),
+                ));
+            }
+            if noise.is_some_and(|n| n.variance_factor().is_none()) && *o != OptimizerKind::SignSgd {
+                return Err(ctx.err(
+                    &axis_path("optimizer"),
+                    format!(
+                        "the {o} SDE needs finite noise variance, and Student-t noise with nu <= 2 has none; \
+                         only signsgd has an SDE there (use kind = \"optimizer\" to run the {o} optimizer itself)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! `[grid]` and `[[zip]]`: axes, their values (lists, log and linear ranges), and the grid.
+
+use super::SpecError;
+use super::error::{Ctx, Seg, k, path_string};
+use crate::grid::{AxisName, AxisValues, Dimension, Grid, spaced};
+use crate::params::OptimizerKind;
+
+pub(super) fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table], max: u64) -> Result<Grid, SpecError> {
+    let mut dims = Vec::new();
+    let mut seen: Vec<(AxisName, Vec<Seg>)> = Vec::new();
+    let mut claim = |axis: AxisName, path: Vec<Seg>| -> Result<(), SpecError> {
+        if let Some((_, first)) = seen.iter().find(|(a, _)| *a == axis) {
+            return Err(ctx.err(
+                &path,
+                format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
+            ));
+        }
+        seen.push((axis, path));
+        Ok(())
+    };
+    for (key, value) in grid {
+        let path = vec![k("grid"), k(key)];
+        let axis = axis_name(ctx, &path, key)?;
+        claim(axis, path.clone())?;
+        let values = parse_axis(ctx, &path, axis, value)?;
+        dims.push(Dimension { len: values.len(), axes: vec![(axis, values)] });
+    }
+    for (z, table) in zips.iter().enumerate() {
+        let base = vec![k("zip"), Seg::Index(z)];
+        if table.len() < 2 {
+            return Err(ctx.err(&base, "a [[zip]] group needs at least two axes to zip together"));
+        }
+        let mut axes = Vec::new();
+        let mut len: Option<(usize, String)> = None;
+        for (key, value) in table {
+            let mut path = base.clone();
+            path.push(k(key));
+            let axis = axis_name(ctx, &path, key)?;
+            claim(axis, path.clone())?;
+            let values = parse_axis(ctx, &path, axis, value)?;
+            match &len {
+                Some((n, first)) if *n != values.len() => {
+                    return Err(ctx.err(
+                        &path,
+                        format!(
+                            "zipped axes must have equal lengths: `{key}` has {} values but `{first}` has {n}",
+                            values.len()
+                        ),
+                    ));
+                }
+                None => len = Some((values.len(), key.clone())),
+                _ => {}
+            }
+            axes.push((axis, values));
+        }
+        let len = len.map_or(0, |(n, _)| n);
+        dims.push(Dimension { axes, len });
+    }
+    for required in [AxisName::Optimizer, AxisName::Lr] {
+        if !seen.iter().any(|(a, _)| *a == required) {
+            return Err(ctx.err(&[k("grid")], format!("the grid must set `{required}` (in [grid] or a [[zip]] group)")));
+        }
+    }
+    let grid =
+        Grid::new(dims).ok_or_else(|| ctx.err(&[k("grid")], format!("the grid has more than {} points", u64::MAX)))?;
+    if grid.len() > max {
+        return Err(ctx.err(
+            &[k("grid")],
+            format!(
+                "the grid has {} points, more than the cap of {max} (raise execution.max_trials to allow it)",
+                grid.len()
+            ),
+        ));
+    }
+    Ok(grid)
+}
+
+pub(super) fn axis_name(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> Result<AxisName, SpecError> {
+    AxisName::from_key(key)
+        .ok_or_else(|| ctx.err(path, format!("unknown grid axis `{key}` (known axes: {})", AxisName::known_keys())))
+}
+
+/// Parses one axis: a list, a single value, `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`.
+pub(super) fn parse_axis(
+    ctx: &Ctx<'_>,
+    path: &[Seg],
+    axis: AxisName,
+    value: &toml::Value,
+) -> Result<AxisValues, SpecError> {
+    let items: Vec<(Vec<Seg>, ItemValue)> = match value {
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut p = path.to_vec();
+                p.push(Seg::Index(i));
+                (p, ItemValue::Toml(v.clone()))
+            })
+            .collect(),
+        toml::Value::Table(t) => {
+            spaced_axis(ctx, path, axis, t)?.into_iter().map(|x| (path.to_vec(), ItemValue::Generated(x))).collect()
+        }
+        other => vec![(path.to_vec(), ItemValue::Toml(other.clone()))],
+    };
+    if items.is_empty() {
+        return Err(ctx.err(path, format!("axis `{axis}` is empty: give at least one value")));
+    }
+    let values = match axis {
+        AxisName::Optimizer => AxisValues::Optimizer(
+            items
+                .iter()
+                .map(|(p, v)| match v {
+                    ItemValue::Toml(toml::Value::String(s)) => {
+                        s.parse::<OptimizerKind>().map_err(|e| ctx.err(p, e.to_string()))
+                    }
+                    _ => Err(ctx.err(p, "optimizer values must be strings such as \"sgd\" or \"adamw\"")),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        AxisName::BatchSize | AxisName::Seed => {
+            AxisValues::Int(items.iter().map(|(p, v)| int_value(ctx, p, axis, v)).collect::<Result<_, _>>()?)
+        }
+        _ => AxisValues::Real(items.iter().map(|(p, v)| real_value(ctx, p, axis, v)).collect::<Result<_, _>>()?),
+    };
+    check_distinct(ctx, path, axis, &values)?;
+    Ok(values)
+}
+
+pub(super) enum ItemValue {
+    Toml(toml::Value),
+    Generated(f64),
+}
+
+pub(super) fn spaced_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, t: &toml::Table) -> Result<Vec<f64>, SpecError> {
+    if axis == AxisName::Optimizer {
+        return Err(ctx.err(path, "the optimizer axis takes a list of names, not a range"));
+    }
+    let sub = |key: &str| {
+        let mut p = path.to_vec();
+        p.push(k(key));
+        p
+    };
+    for key in t.keys() {
+        if !matches!(key.as_str(), "log" | "linspace" | "num") {
+            return Err(ctx.err(
+                &sub(key),
+                format!("unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)"),
+            ));
+        }
+    }
+    let (kind, log) = match (t.get("log"), t.get("linspace")) {
+        (Some(_), Some(_)) => {
+            return Err(ctx.err(path, "give either `log` or `linspace`, not both"));
+        }
+        (Some(_), None) => ("log", true),
+        (None, Some(_)) => ("linspace", false),
+        (None, None) => {
+            return Err(ctx.err(path, "a range axis needs `log = [lo, hi]` or `linspace = [lo, hi]`, and `num`"));
+        }
+    };
+    let ends = match t.get(kind) {
+        Some(toml::Value::Array(a)) if a.len() == 2 => {
+            let mut out = [0.0; 2];
+            for (i, v) in a.iter().enumerate() {
+                out[i] = as_f64(v).ok_or_else(|| {
+                    let mut p = sub(kind);
+                    p.push(Seg::Index(i));
+                    ctx.err(&p, "range ends must be numbers")
+                })?;
+            }
+            out
+        }
+        _ => {
+            return Err(ctx.err(&sub(kind), format!("`{kind}` must be a list of two numbers [lo, hi]")));
+        }
+    };
+    let num = match t.get("num") {
+        Some(toml::Value::Integer(n)) if *n >= 1 && *n <= 1_000_000 => *n as usize,
+        Some(_) => {
+            return Err(ctx.err(&sub("num"), "`num` must be a whole number from 1 to 1000000"));
+        }
+        None => {
+            return Err(ctx.err(path, format!("a `{kind}` range needs `num`, the number of values")));
+        }
+    };
+    if !(ends[0].is_finite() && ends[1].is_finite()) {
+        return Err(ctx.err(&sub(kind), "range ends must be finite"));
+    }
+    if log && !(ends[0] > 0.0 && ends[1] > 0.0) {
+        return Err(ctx.err(&sub(kind), format!("a log range needs positive ends, got [{}, {}]", ends[0], ends[1])));
+    }
+    let mut values = spaced(ends[0], ends[1], num, log);
+    if matches!(axis, AxisName::BatchSize | AxisName::Seed) {
+        for v in &mut values {
+            *v = v.round();
+        }
+    }
+    Ok(values)
+}
+
+pub(super) fn as_f64(v: &toml::Value) -> Option<f64> {
+    match v {
+        toml::Value::Float(f) => Some(*f),
+        toml::Value::Integer(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+pub(super) fn int_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result<u64, SpecError> {
+    let x = match v {
+        ItemValue::Toml(toml::Value::Integer(i)) => *i as f64,
+        ItemValue::Generated(x) => *x,
+        _ => return Err(ctx.err(p, format!("`{axis}` values must be whole numbers"))),
+    };
+    if x < 0.0 {
+        return Err(ctx.err(p, format!("`{axis}` must be >= 0, got {x}")));
+    }
+    if axis == AxisName::BatchSize && x < 1.0 {
+        return Err(ctx.err(p, "batch size must be at least 1, got 0"));
+    }
+    Ok(x as u64)
+}
+
+pub(super) fn real_value(ctx: &Ctx<'_>, p: &[Seg], axis: AxisName, v: &ItemValue) -> Result<f64, SpecError> {
+    let x = match v {
+        ItemValue::Toml(t) => as_f64(t).ok_or_else(|| ctx.err(p, format!("`{axis}` values must be numbers")))?,
+        ItemValue::Generated(x) => *x,
+    };
+    let problem = match axis {
+        _ if !x.is_finite() => Some(format!("must be finite, got {x}")),
+        AxisName::Lr if x <= 0.0 => Some(format!("learning rate must be > 0, got {x}")),
+        AxisName::Beta1 | AxisName::Beta2 if !(0.0..1.0).contains(&x) => {
+            Some(format!("{axis} must be in [0, 1), got {x}"))
+        }
+        AxisName::Eps | AxisName::WeightDecay if x < 0.0 => Some(format!("{axis} must be >= 0, got {x}")),
+        _ => None,
+    };
+    match problem {
+        Some(m) => Err(ctx.err(p, m)),
+        None => Ok(x),
+    }
+}
+
+pub(super) fn check_distinct(
+    ctx: &Ctx<'_>,
+    path: &[Seg],
+    axis: AxisName,
+    values: &AxisValues,
+) -> Result<(), SpecError> {
+    // Sort indices by value and compare neighbours: O(n log n) for large generated axes.
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    let cmp = |i: usize, j: usize| match values {
+        AxisValues::Optimizer(v) => v[i].cmp(&v[j]),
+        AxisValues::Int(v) => v[i].cmp(&v[j]),
+        AxisValues::Real(v) => v[i].total_cmp(&v[j]),
+    };
+    order.sort_by(|&i, &j| cmp(i, j));
+    for w in order.windows(2) {
+        if cmp(w[0], w[1]).is_eq() {
+            let (a, b) = (w[0].min(w[1]), w[0].max(w[1]));
+            return Err(
+                ctx.err(path, format!("axis `{axis}` repeats the value {} (positions {a} and {b})", values.display(a)))
+            );
+        }
+    }
+    Ok(())
+}

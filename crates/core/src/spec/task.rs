@@ -1,0 +1,462 @@
+//! `[task]`: the checks of each task kind, building the typed [`TaskSpec`].
+
+use super::SpecError;
+use super::error::{Ctx, Seg, k};
+use super::execution::parse_duration;
+use super::grid::as_f64;
+use super::raw::{DataKind, LandscapeKind, MAX_DIM, NoiseKind, RawData, RawTask, TaskKind};
+use crate::task::{
+    CommandTask, DataSpec, Eigenvalues, LandscapeSpec, ModelSpec, NoiseSpec, Objective, Sigma, SimTask, Spectrum,
+    TaskSpec, TrainTask,
+};
+
+pub(super) fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
+    let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
+    let kind = raw.kind.name();
+    // Which keys each kind reads; any other key given is an error naming the kinds that read it.
+    let given = [
+        ("landscape", raw.landscape.is_some()),
+        ("noise", raw.noise.is_some()),
+        ("x0", raw.x0.is_some()),
+        ("paths", raw.paths.is_some()),
+        ("samples", raw.samples.is_some()),
+        ("record_every", raw.record_every.is_some()),
+        ("burn_in", raw.burn_in.is_some()),
+        ("bias_correction", raw.bias_correction.is_some()),
+        ("refine", raw.refine.is_some()),
+        ("sde_model", raw.sde_model.is_some()),
+        ("backend", raw.backend.is_some()),
+        ("sleep", raw.sleep.is_some()),
+        ("model", raw.model.is_some()),
+        ("data", raw.data.is_some()),
+        ("holdout", raw.holdout.is_some()),
+        ("sde", raw.sde.is_some()),
+        ("argv", raw.argv.is_some()),
+        ("env", raw.env.is_some()),
+    ];
+    for (field, is_given) in given {
+        if is_given && !raw.kind.reads(field) {
+            if field == "bias_correction" && raw.kind == TaskKind::Sde {
+                return Err(ctx.err(
+                    &at(&[field]),
+                    "`bias_correction` applies to kind = \"optimizer\" (the Adam SDE builds the correction in)",
+                ));
+            }
+            let readers: Vec<String> =
+                TaskKind::ALL.iter().filter(|k| k.reads(field)).map(|k| format!("\"{}\"", k.name())).collect();
+            return Err(ctx.err(
+                &at(&[field]),
+                format!("`{field}` does not apply to kind = \"{kind}\" (it applies to kind = {})", readers.join(", ")),
+            ));
+        }
+    }
+    match raw.kind {
+        TaskKind::Noop => {
+            // A trivial trial, for measuring dispatch: it only sleeps, if asked to.
+            let sleep_ms = match &raw.sleep {
+                Some(t) => parse_duration(t).map_err(|m| ctx.err(&at(&["sleep"]), m))?.as_millis() as u64,
+                None => 0,
+            };
+            Ok(TaskSpec::Noop { sleep_ms })
+        }
+        TaskKind::Command => command_task(ctx, raw),
+        TaskKind::Train => train_task(ctx, raw),
+        TaskKind::Optimizer | TaskKind::Sde => sim_task(ctx, raw),
+    }
+}
+
+pub(super) fn command_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
+    let argv = raw.argv.ok_or_else(|| {
+        ctx.err(&[k("task")], "kind = \"command\" needs `argv = [\"program\", \"arg\", ...]` (run without a shell)")
+    })?;
+    let path = |i: usize| vec![k("task"), k("argv"), Seg::Index(i)];
+    if argv.first().is_none_or(|p| p.trim().is_empty()) {
+        return Err(ctx.err(&[k("task"), k("argv")], "argv must start with the program to run"));
+    }
+    for (i, a) in argv.iter().enumerate() {
+        crate::command::check(a).map_err(|m| ctx.err(&path(i), m))?;
+        if a.contains('\0') {
+            return Err(ctx.err(&path(i), "arguments cannot contain NUL characters"));
+        }
+    }
+    let env = raw.env.unwrap_or_default();
+    for (name, value) in &env {
+        let p = vec![k("task"), k("env"), k(name)];
+        if name.is_empty() || name.contains(['=', '\0']) || name.starts_with("KAPPA_") {
+            return Err(ctx.err(
+                &p,
+                format!("`{name}` is not a usable variable name (no `=`, not empty, and KAPPA_* is kappa's own)"),
+            ));
+        }
+        crate::command::check(value).map_err(|m| ctx.err(&p, m))?;
+    }
+    Ok(TaskSpec::Command(CommandTask { argv, env }))
+}
+
+pub(super) fn train_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
+    let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
+    let required = |field: &str, example: &str| {
+        ctx.err(&[k("task")], format!("kind = \"train\" needs `{field}` (for example {example})"))
+    };
+    let model = raw.model.ok_or_else(|| required("model", "model = { hidden = [128], activation = \"relu\" }"))?;
+    let hidden = model.hidden.unwrap_or_default();
+    if let Some(i) = hidden.iter().position(|&w| w == 0 || w > 65_536) {
+        return Err(ctx.err(
+            &[k("task"), k("model"), k("hidden"), Seg::Index(i)],
+            format!("hidden layer widths must be from 1 to 65536, got {}", hidden[i]),
+        ));
+    }
+    let model = ModelSpec { hidden, activation: model.activation.unwrap_or_default() };
+    let data = raw.data.ok_or_else(|| required("data", "data = { kind = \"digits\" }"))?;
+    let data = train_data(ctx, data)?;
+    let holdout = raw.holdout.unwrap_or(0.2);
+    if !(holdout > 0.0 && holdout < 1.0) {
+        return Err(ctx.err(&at(&["holdout"]), format!("holdout must be a fraction in (0, 1), got {holdout}")));
+    }
+    let samples = raw.samples.ok_or_else(|| required("samples", "samples = 100000 (samples seen, steps × B)"))?;
+    if samples == 0 {
+        return Err(ctx.err(&at(&["samples"]), "samples must be at least 1"));
+    }
+    let burn_in = burn_in(ctx, raw.burn_in)?;
+    let paths = raw.paths.unwrap_or(1);
+    if !(1..=4096).contains(&paths) {
+        return Err(ctx.err(&at(&["paths"]), format!("paths (replicates) must be from 1 to 4096, got {paths}")));
+    }
+    let noise = match raw.noise {
+        None => None,
+        Some(n) => {
+            if n.kind != NoiseKind::Gaussian || n.nu.is_some() {
+                return Err(ctx.err(
+                    &at(&["noise"]),
+                    "training injects Gaussian noise only: noise = { kind = \"gaussian\", sigma = 0.1 }",
+                ));
+            }
+            let value = n.sigma.ok_or_else(|| ctx.err(&at(&["noise"]), "noise needs `sigma` (the per-sample σ₁)"))?;
+            let sigma = as_f64(&value).filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| {
+                ctx.err(&at(&["noise", "sigma"]), "sigma must be one finite number ≥ 0 (the same for every parameter)")
+            })?;
+            Some(sigma)
+        }
+    };
+    let sde = raw.sde.unwrap_or(false);
+    if sde && noise.is_none() {
+        return Err(ctx.err(
+            &at(&["sde"]),
+            "sde = true integrates the SDE of full-batch gradients plus injected noise: give `noise = { kind = \"gaussian\", sigma = ... }`",
+        ));
+    }
+    if !sde {
+        for (field, is_given) in [("refine", raw.refine.is_some()), ("sde_model", raw.sde_model.is_some())] {
+            if is_given {
+                return Err(ctx.err(&at(&[field]), format!("`{field}` applies with sde = true only")));
+            }
+        }
+    } else if raw.bias_correction.is_some() {
+        return Err(
+            ctx.err(&at(&["bias_correction"]), "`bias_correction` applies to the optimizer, not with sde = true")
+        );
+    }
+    Ok(TaskSpec::Train(TrainTask {
+        model,
+        data,
+        holdout,
+        samples,
+        record_every: raw.record_every.unwrap_or_default(),
+        burn_in,
+        paths,
+        bias_correction: raw.bias_correction.unwrap_or(true),
+        noise,
+        sde,
+        refine: refine(ctx, raw.refine)?,
+        sde_model: raw.sde_model.unwrap_or_default(),
+    }))
+}
+
+pub(super) fn train_data(ctx: &Ctx<'_>, d: RawData) -> Result<DataSpec, SpecError> {
+    let at = |f: &str| vec![k("task"), k("data"), k(f)];
+    let given = [
+        ("path", d.path.is_some()),
+        ("target", d.target.is_some()),
+        ("header", d.header.is_some()),
+        ("objective", d.objective.is_some()),
+        ("inputs", d.inputs.is_some()),
+        ("outputs", d.outputs.is_some()),
+        ("teacher_hidden", d.teacher_hidden.is_some()),
+        ("samples", d.samples.is_some()),
+        ("label_noise", d.label_noise.is_some()),
+        ("seed", d.seed.is_some()),
+    ];
+    let reads: &[&str] = match d.kind {
+        DataKind::Digits => &[],
+        DataKind::Csv => &["path", "target", "header", "objective"],
+        DataKind::TeacherStudent => {
+            &["objective", "inputs", "outputs", "teacher_hidden", "samples", "label_noise", "seed"]
+        }
+    };
+    let kind = d.kind.name();
+    if let Some((field, _)) = given.iter().find(|(f, g)| *g && !reads.contains(f)) {
+        return Err(ctx.err(&at(field), format!("`{field}` does not apply to data kind = \"{kind}\"")));
+    }
+    let need = |field: &str| ctx.err(&[k("task"), k("data")], format!("data kind = \"{kind}\" needs `{field}`"));
+    Ok(match d.kind {
+        DataKind::Digits => DataSpec::Digits,
+        DataKind::Csv => {
+            let path = d.path.ok_or_else(|| need("path"))?;
+            if path.trim().is_empty() {
+                return Err(ctx.err(&at("path"), "path must name a file"));
+            }
+            let target = match d.target.ok_or_else(|| need("target"))? {
+                toml::Value::String(s) if !s.is_empty() => s,
+                toml::Value::Integer(i) if i >= 0 => i.to_string(),
+                other => {
+                    return Err(ctx.err(
+                        &at("target"),
+                        format!("target must be a column name or a 0-based column index, got {other}"),
+                    ));
+                }
+            };
+            let header = d.header.unwrap_or(true);
+            if !header && target.parse::<usize>().is_err() {
+                return Err(ctx.err(&at("target"), "without a header line the target must be a column index"));
+            }
+            DataSpec::Csv { path, target, header, objective: d.objective.unwrap_or(Objective::Classification) }
+        }
+        DataKind::TeacherStudent => {
+            let objective = d.objective.unwrap_or(Objective::Classification);
+            let inputs = d.inputs.unwrap_or(20);
+            let outputs = d.outputs.unwrap_or(if objective == Objective::Classification { 2 } else { 1 });
+            let samples = d.samples.unwrap_or(2000);
+            for (field, v, lo, hi) in [
+                ("inputs", inputs, 1, 100_000),
+                ("outputs", outputs, if objective == Objective::Classification { 2 } else { 1 }, 10_000),
+                ("samples", samples, 2, 10_000_000),
+            ] {
+                if !(lo..=hi).contains(&v) {
+                    return Err(ctx.err(&at(field), format!("{field} must be from {lo} to {hi}, got {v}")));
+                }
+            }
+            let label_noise = d.label_noise.unwrap_or(0.0);
+            if !(label_noise.is_finite() && label_noise >= 0.0) {
+                return Err(
+                    ctx.err(&at("label_noise"), format!("label_noise must be finite and ≥ 0, got {label_noise}"))
+                );
+            }
+            DataSpec::TeacherStudent {
+                objective,
+                inputs,
+                outputs,
+                teacher_hidden: d.teacher_hidden.unwrap_or(16),
+                samples,
+                label_noise,
+                seed: d.seed.unwrap_or(0),
+            }
+        }
+    })
+}
+
+pub(super) fn burn_in(ctx: &Ctx<'_>, value: Option<f64>) -> Result<f64, SpecError> {
+    let burn_in = value.unwrap_or(SimTask::DEFAULT_BURN_IN);
+    if !(0.0..1.0).contains(&burn_in) {
+        return Err(ctx.err(&[k("task"), k("burn_in")], format!("burn_in must be in [0, 1), got {burn_in}")));
+    }
+    Ok(burn_in)
+}
+
+pub(super) fn refine(ctx: &Ctx<'_>, value: Option<u32>) -> Result<u32, SpecError> {
+    let refine = value.unwrap_or(1);
+    if !(1..=10_000).contains(&refine) {
+        return Err(ctx.err(&[k("task"), k("refine")], format!("refine must be from 1 to 10000, got {refine}")));
+    }
+    Ok(refine)
+}
+
+pub(super) fn sim_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
+    let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
+    let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
+    let is_sde = raw.kind == TaskKind::Sde;
+    let landscape = raw.landscape.ok_or_else(|| required("landscape"))?;
+    let landscape = match landscape.kind {
+        LandscapeKind::Quadratic => {
+            let value = landscape.eigenvalues.ok_or_else(|| {
+                ctx.err(
+                    &at(&["landscape"]),
+                    "a quadratic landscape needs `eigenvalues = [...]` or a generated spectrum",
+                )
+            })?;
+            LandscapeSpec::Quadratic { eigenvalues: eigenvalues(ctx, &at(&["landscape", "eigenvalues"]), &value)? }
+        }
+    };
+    let dim = landscape.dim();
+    let noise = raw.noise.ok_or_else(|| required("noise"))?;
+    let sigma_value =
+        noise.sigma.ok_or_else(|| ctx.err(&at(&["noise"]), "noise needs `sigma` (the per-sample scale σ₁)"))?;
+    let sigma = sigma(ctx, &at(&["noise", "sigma"]), &sigma_value, dim)?;
+    let noise = match noise.kind {
+        NoiseKind::Gaussian => {
+            if noise.nu.is_some() {
+                return Err(ctx.err(&at(&["noise", "nu"]), "`nu` applies to kind = \"student_t\" noise only"));
+            }
+            NoiseSpec::Gaussian { sigma }
+        }
+        NoiseKind::StudentT => {
+            let nu = noise
+                .nu
+                .ok_or_else(|| ctx.err(&at(&["noise"]), "student_t noise needs `nu`, the degrees of freedom"))?;
+            if !(nu > 0.0 && nu.is_finite()) {
+                return Err(ctx.err(&at(&["noise", "nu"]), format!("nu must be finite and > 0, got {nu}")));
+            }
+            NoiseSpec::StudentT { sigma, nu }
+        }
+    };
+    let x0 = raw.x0.unwrap_or(0.0);
+    if !x0.is_finite() {
+        return Err(ctx.err(&at(&["x0"]), format!("x0 must be finite, got {x0}")));
+    }
+    let paths = raw.paths.unwrap_or(SimTask::DEFAULT_PATHS);
+    if paths == 0 {
+        return Err(ctx.err(&at(&["paths"]), "paths must be at least 1"));
+    }
+    let samples = raw.samples.ok_or_else(|| required("samples"))?;
+    if samples == 0 {
+        return Err(ctx.err(&at(&["samples"]), "samples must be at least 1"));
+    }
+    let burn_in = burn_in(ctx, raw.burn_in)?;
+    let refine = refine(ctx, raw.refine)?;
+    let sim = SimTask {
+        landscape,
+        noise,
+        x0,
+        paths,
+        samples,
+        record_every: raw.record_every.unwrap_or_default(),
+        burn_in,
+        bias_correction: raw.bias_correction.unwrap_or(true),
+        refine,
+        sde_model: raw.sde_model.unwrap_or_default(),
+        backend: raw.backend.unwrap_or_default(),
+    };
+    Ok(if is_sde { TaskSpec::Sde(sim) } else { TaskSpec::Optimizer(sim) })
+}
+
+pub(super) fn finite_positive(ctx: &Ctx<'_>, path: &[Seg], what: &str, v: &toml::Value) -> Result<f64, SpecError> {
+    let x = as_f64(v).ok_or_else(|| ctx.err(path, format!("{what} must be a number")))?;
+    if x > 0.0 && x.is_finite() { Ok(x) } else { Err(ctx.err(path, format!("{what} must be finite and > 0, got {x}"))) }
+}
+
+pub(super) fn eigenvalues(ctx: &Ctx<'_>, path: &[Seg], value: &toml::Value) -> Result<Eigenvalues, SpecError> {
+    let sub = |key: &str| {
+        let mut p = path.to_vec();
+        p.push(k(key));
+        p
+    };
+    match value {
+        toml::Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ctx.err(path, "eigenvalues must not be empty"));
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for (i, v) in items.iter().enumerate() {
+                let mut p = path.to_vec();
+                p.push(Seg::Index(i));
+                out.push(finite_positive(ctx, &p, "eigenvalues", v)?);
+            }
+            Ok(Eigenvalues::List(out))
+        }
+        toml::Value::Table(t) => {
+            let rules: Vec<&str> =
+                ["linspace", "log", "power_law"].into_iter().filter(|r| t.contains_key(*r)).collect();
+            for key in t.keys() {
+                if !matches!(key.as_str(), "linspace" | "log" | "power_law" | "num" | "max") {
+                    return Err(ctx.err(
+                        &sub(key),
+                        format!("unknown key `{key}` in a generated spectrum (expected linspace, log or power_law, with num)"),
+                    ));
+                }
+            }
+            let [rule] = rules[..] else {
+                return Err(ctx.err(
+                    path,
+                    "a generated spectrum needs exactly one of `linspace = [lo, hi]`, `log = [lo, hi]` or `power_law = alpha`",
+                ));
+            };
+            let num = match t.get("num") {
+                Some(toml::Value::Integer(n)) if *n >= 1 && (*n as u64) <= MAX_DIM as u64 => *n as usize,
+                Some(_) => {
+                    return Err(ctx.err(
+                        &sub("num"),
+                        format!("`num` (the dimension) must be a whole number from 1 to {MAX_DIM}"),
+                    ));
+                }
+                None => return Err(ctx.err(path, "a generated spectrum needs `num`, the dimension")),
+            };
+            if rule != "power_law" && t.contains_key("max") {
+                return Err(ctx.err(&sub("max"), "`max` applies to power_law spectra only"));
+            }
+            let spectrum = if rule == "power_law" {
+                let alpha = as_f64(&t["power_law"]).filter(|a| *a >= 0.0 && a.is_finite()).ok_or_else(|| {
+                    ctx.err(&sub("power_law"), "power_law takes the exponent alpha, a finite number >= 0")
+                })?;
+                let max = match t.get("max") {
+                    Some(v) => finite_positive(ctx, &sub("max"), "max", v)?,
+                    None => 1.0,
+                };
+                Spectrum::PowerLaw { max, alpha, num }
+            } else {
+                let ends = match &t[rule] {
+                    toml::Value::Array(a) if a.len() == 2 => {
+                        let mut e = [0.0; 2];
+                        for (i, v) in a.iter().enumerate() {
+                            let mut p = sub(rule);
+                            p.push(Seg::Index(i));
+                            e[i] = finite_positive(ctx, &p, "spectrum ends", v)?;
+                        }
+                        e
+                    }
+                    _ => return Err(ctx.err(&sub(rule), format!("`{rule}` must be a list of two numbers [lo, hi]"))),
+                };
+                if rule == "log" {
+                    Spectrum::Log { lo: ends[0], hi: ends[1], num }
+                } else {
+                    Spectrum::Linspace { lo: ends[0], hi: ends[1], num }
+                }
+            };
+            Ok(Eigenvalues::Generated(spectrum))
+        }
+        _ => Err(ctx.err(
+            path,
+            "eigenvalues must be a list of numbers or a generated spectrum such as { log = [0.1, 10.0], num = 1000 }",
+        )),
+    }
+}
+
+pub(super) fn sigma(ctx: &Ctx<'_>, path: &[Seg], value: &toml::Value, dim: usize) -> Result<Sigma, SpecError> {
+    let check = |p: &[Seg], v: &toml::Value| -> Result<f64, SpecError> {
+        let x = as_f64(v).ok_or_else(|| ctx.err(p, "sigma must be a number or a list of numbers"))?;
+        if x >= 0.0 && x.is_finite() {
+            Ok(x)
+        } else {
+            Err(ctx.err(p, format!("sigma must be finite and >= 0, got {x}")))
+        }
+    };
+    match value {
+        toml::Value::Array(items) => {
+            if items.len() != dim {
+                return Err(ctx.err(
+                    path,
+                    format!(
+                        "a per-coordinate sigma needs one value per coordinate: {} given, the landscape has d = {dim}",
+                        items.len()
+                    ),
+                ));
+            }
+            let mut out = Vec::with_capacity(dim);
+            for (i, v) in items.iter().enumerate() {
+                let mut p = path.to_vec();
+                p.push(Seg::Index(i));
+                out.push(check(&p, v)?);
+            }
+            Ok(Sigma::PerCoordinate(out))
+        }
+        v => Ok(Sigma::Scalar(check(path, v)?)),
+    }
+}
