@@ -136,6 +136,22 @@ seed = [{}]
     )
 }
 
+/// `trials` noop trials (seeds 0..trials) that each sleep `sleep` (e.g. `"300ms"`).
+pub fn noop_sweep(name: &str, trials: u64, sleep: &str) -> String {
+    format!(
+        "version = 1\nname = \"{name}\"\n\n[task]\nkind = \"noop\"\nsleep = \"{sleep}\"\n\n[grid]\noptimizer = [\"sgd\"]\n\
+         lr = [0.01]\nseed = {{ linspace = [0, {}], num = {trials} }}\n",
+        trials.saturating_sub(1)
+    )
+}
+
+/// (trial, attempts logged, attempts counted) for every trial of a store.
+pub fn ledger(db: &Connection) -> Vec<(String, i64, i64)> {
+    let mut stmt =
+        db.prepare("SELECT trial_id, count(*), sum(counted) FROM attempts GROUP BY trial_id").expect("query");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("query").map(Result::unwrap).collect()
+}
+
 /// A background `kappa` process, killed when dropped.
 pub struct Proc {
     /// The process.

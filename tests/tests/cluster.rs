@@ -19,14 +19,12 @@ fn submit(sb: &Sandbox, addr: &str, file: &str, extra: &[&str]) -> std::process:
     sb.kappa(&args)
 }
 
-/// (attempts logged, attempts counted) per trial, and how many attempts were lost or expired.
+/// (attempts logged, attempts counted) per trial, and how many attempts were lost (their lease
+/// ended without a report: expired or handed back).
 fn ledger(sb: &Sandbox, state: &str) -> (Vec<(String, i64, i64)>, i64) {
     let db = rusqlite::Connection::open(sb.path().join(state).join("kappa.db")).unwrap();
-    let mut stmt = db.prepare("SELECT trial_id, count(*), sum(counted) FROM attempts GROUP BY trial_id").unwrap();
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
-    let lost = db
-        .query_row("SELECT count(*) FROM attempts WHERE outcome IN ('expired', 'lost', 'released')", [], |r| r.get(0))
-        .unwrap();
+    let rows = kappa_tests::ledger(&db);
+    let lost = db.query_row("SELECT count(*) FROM attempts WHERE outcome = 'lost'", [], |r| r.get(0)).unwrap();
     (rows, lost)
 }
 
@@ -63,7 +61,12 @@ fn a_stopped_worker_is_fenced_when_it_comes_back() {
     // Freeze `a` past its lease (3 × 200 ms), let `b` take the trial over, then wake `a` up.
     a.signal(libc::SIGSTOP);
     let _b = sb.worker(&addr, "b", &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let taken_over = "SELECT count(*) FROM attempts x JOIN attempts y ON x.trial_id = y.trial_id \
+                      WHERE x.worker LIKE 'a#%' AND x.outcome = 'lost' AND x.class = 'lost' \
+                      AND y.worker LIKE 'b#%' AND y.attempt > x.attempt";
+    sb.wait_for("cluster/pause-worker", "b to take over a trial whose lease a lost", Duration::from_secs(60), |c| {
+        c.query_row(taken_over, [], |r| r.get::<_, i64>(0)).unwrap_or(0) >= 1
+    });
     a.signal(libc::SIGCONT);
     sb.wait_for("cluster/pause-worker", "every trial done", Duration::from_secs(90), |c| count(c, "succeeded") == 24);
     let (rows, _) = ledger(&sb, "cluster/pause-worker");
@@ -299,11 +302,15 @@ fn cancel_stops_a_sweep_across_restarts_and_submitting_again_resumes_it() {
         let db = rusqlite::Connection::open(sb.path().join("cluster/cancel-me/kappa.db")).unwrap();
         count(&db, "succeeded")
     };
-    std::thread::sleep(Duration::from_millis(800));
+    // A sweep submitted after it runs to its end on the same worker, which leases sweeps in the
+    // order they were submitted: had the cancelled one kept leasing, its trials would go first.
+    sb.write("after.toml", &sweep("after-cancel", &[0.01, 0.02], 1, 200, 4));
+    assert_eq!(submit(&sb, &addr, "after.toml", &["--watch"]).status.code(), Some(0));
     let db = rusqlite::Connection::open(sb.path().join("cluster/cancel-me/kappa.db")).unwrap();
     assert_eq!(count(&db, "succeeded"), done, "a cancelled sweep kept finishing trials");
+    assert_eq!(count(&db, "running"), 0, "a cancelled sweep's trial was leased");
     assert!(done < 24);
-    let out = sb.kappa(&["status", "--coordinator", &url]);
+    let out = sb.kappa(&["status", "--coordinator", &url, "--sweep", "cancel-me"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled"), "{}", show(&out));
     // Still cancelled after a restart; submitting the same file again resumes it.
     coord.signal(libc::SIGKILL);
@@ -344,4 +351,42 @@ fn report_from_a_coordinator_matches_the_report_from_its_state() {
     let out = sb.kappa(&["report", "--coordinator", &url, "--sweep", "nope", "--out", "x"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no sweep named `nope`"), "{}", show(&out));
+}
+
+/// Structured logs: with `--log-format json` the coordinator and the worker write one JSON object
+/// per line on stderr, with the event's fields.
+#[test]
+fn the_coordinator_and_its_workers_log_json_lines_an_operator_can_follow() {
+    let sb = Sandbox::new();
+    sb.write("s.toml", &sweep("logs", &[0.01], 1, 200, 4));
+    let json = ["--log-format", "json"];
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &json);
+    let _w = sb.worker(&addr, "w", &json);
+    assert_eq!(submit(&sb, &addr, "s.toml", &["--watch"]).status.code(), Some(0));
+    let events = |file: &str| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(sb.path().join(file)).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: not JSON ({e}): {l}")))
+            .collect()
+    };
+    let find = |events: &[serde_json::Value], message: &str| {
+        events.iter().find(|e| e["fields"]["message"] == message).cloned().unwrap_or_else(|| {
+            panic!("no `{message}` event in:\n{}", events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+        })
+    };
+    let coordinator = events(".coordinator-stderr");
+    let registered = find(&coordinator, "worker registered");
+    assert_eq!(registered["level"], "INFO");
+    assert!(registered["fields"]["worker"].as_str().is_some_and(|w| w.starts_with("w#")), "{registered}");
+    assert!(registered["timestamp"].is_string(), "{registered}");
+    let submitted = find(&coordinator, "sweep submitted");
+    assert_eq!((submitted["fields"]["sweep"].as_str(), submitted["fields"]["total"].as_u64()), (Some("logs"), Some(2)));
+    let finished = find(&coordinator, "sweep finished");
+    assert_eq!(
+        (finished["fields"]["sweep"].as_str(), finished["fields"]["succeeded"].as_u64()),
+        (Some("logs"), Some(2))
+    );
+    let worker = events(".worker-w");
+    assert_eq!(find(&worker, "registered")["fields"]["worker"], "w");
 }

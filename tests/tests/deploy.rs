@@ -7,7 +7,7 @@
 //! also rendered by `kubectl kustomize` and the compose file checked by `docker compose config`
 //! where those clients exist (otherwise those steps say why they skip).
 
-use kappa_tests::{Proc, Sandbox, count, kappa_bin, show};
+use kappa_tests::{Proc, Sandbox, count, kappa_bin, ledger, noop_sweep, show};
 use rusqlite::Connection;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -464,20 +464,6 @@ fn job_log(sb: &Sandbox, log: &str) -> String {
     format!("\n--- {log}\n{}\n--- {log}.err\n{}", read(log), read(&format!("{log}.err")))
 }
 
-fn noop_sweep(name: &str, trials: u32, sleep: &str) -> String {
-    format!(
-        "version = 1\nname = \"{name}\"\n\n[task]\nkind = \"noop\"\nsleep = \"{sleep}\"\n\n[grid]\noptimizer = [\"sgd\"]\n\
-         lr = [0.01]\nseed = {{ linspace = [0, {}], num = {trials} }}\n",
-        trials - 1
-    )
-}
-
-/// (trial, attempts logged, attempts counted) for every trial of a store.
-fn ledger(db: &Connection) -> Vec<(String, i64, i64)> {
-    let mut stmt = db.prepare("SELECT trial_id, count(*), sum(counted) FROM attempts GROUP BY trial_id").unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -496,7 +482,7 @@ fn sbatch_script_drains_at_the_time_limit_and_resubmitting_it_resumes_the_sweep(
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     const TRIALS: i64 = 60;
-    sb.write("s.toml", &noop_sweep("slurm", TRIALS as u32, "300ms"));
+    sb.write("s.toml", &noop_sweep("slurm", TRIALS as u64, "300ms"));
     let state = "kappa-state/slurm";
 
     // First allocation: stopped by "the time limit" (SIGTERM to the steps) once some trials are done.
@@ -569,14 +555,16 @@ fn a_worker_stopped_by_sigterm_hands_its_trials_back_to_another_worker() {
     let a_log = std::fs::read_to_string(sb.path().join(".worker-a")).unwrap_or_default();
     assert!(matches!(status.code(), Some(0 | 130)), "worker a: {status:?}\n{a_log}");
     // The coordinator records the hand-back (its writer commits in batches, so wait for it).
-    let released = "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'released'";
+    // Handed back: logged as lost, but not as a failed attempt (that is an expired lease's class).
+    let released = "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'lost' AND class IS NULL";
     sb.wait_for("cluster/sigterm", "a's trials handed back", Duration::from_secs(10), |c| {
         c.query_row(released, [], |r| r.get::<_, i64>(0)).unwrap_or(0) == 2
     });
     let db = sb.db("cluster/sigterm");
     let handed_back: Vec<String> = {
-        let mut stmt =
-            db.prepare("SELECT trial_id FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'released'").unwrap();
+        let mut stmt = db
+            .prepare("SELECT trial_id FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'lost' AND class IS NULL")
+            .unwrap();
         stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
     assert_eq!(handed_back.len(), 2, "both in-flight trials handed back\n{a_log}");

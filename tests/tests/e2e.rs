@@ -5,8 +5,26 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// Twelve learning rates: with 2 optimizers and 2 seeds, 48 trials.
-const LRS: [f64; 12] = [0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.007, 0.01, 0.015, 0.02, 0.03, 0.05];
+/// `trials` command trials of which seeds `0..open` finish at once and the rest wait until a file
+/// `gate` exists in the working directory (or the sweep file is gone, with the sandbox): a run of
+/// it cannot finish, however fast the machine, before the test opens the gate.
+fn gated_sweep(name: &str, trials: u64, open: u64) -> String {
+    format!(
+        r#"version = 1
+name = "{name}"
+
+[task]
+kind = "command"
+argv = ["sh", "-c", "[ {{seed}} -lt {open} ] || until [ -e gate ] || [ ! -e s.toml ]; do sleep 0.02; done"]
+
+[grid]
+optimizer = ["sgd"]
+lr = [0.01]
+seed = {{ linspace = [0, {}], num = {trials} }}
+"#,
+        trials - 1
+    )
+}
 
 fn code(o: &std::process::Output) -> Option<i32> {
     o.status.code()
@@ -107,8 +125,8 @@ fn run_status_export_rerun_and_edit() {
 #[test]
 fn kill_9_mid_run_then_resume_runs_each_trial_once() {
     let sb = Sandbox::new();
-    // 48 trials of about 0.1 s each on one worker: several seconds in all.
-    sb.write("s.toml", &sweep("crash", &LRS, 2, 150_000, 64));
+    // 48 trials on one worker: 4 finish, the fifth waits for the gate.
+    sb.write("s.toml", &gated_sweep("crash", 48, 4));
     let mut child = sb
         .command(&["run", "s.toml", "--workers", "1", "--quiet"])
         .stdout(Stdio::null())
@@ -133,13 +151,14 @@ fn kill_9_mid_run_then_resume_runs_each_trial_once() {
         }
     }
     assert!(finished_before.len() >= 4, "the run made no progress");
-    assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed: make the sweep longer");
+    assert!(child.try_wait().unwrap().is_none(), "the run ended although its gate is closed");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = statuses(&sb, "runs/crash");
     let done_before = before.values().filter(|s| *s == "succeeded").count();
     assert!(done_before < 48, "everything finished before the kill");
 
+    sb.write("gate", "");
     let out = sb.kappa(&["run", "s.toml", "--workers", "2"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -164,7 +183,7 @@ fn kill_9_mid_run_then_resume_runs_each_trial_once() {
 #[test]
 fn interrupt_stops_cleanly_and_resumes() {
     let sb = Sandbox::new();
-    sb.write("s.toml", &sweep("intr", &LRS, 2, 150_000, 64));
+    sb.write("s.toml", &gated_sweep("intr", 48, 2));
     let child =
         sb.command(&["run", "s.toml", "--workers", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let db_path = sb.path().join("runs/intr/kappa.db");
@@ -186,6 +205,7 @@ fn interrupt_stops_cleanly_and_resumes() {
     // Nothing is left running in the store: interrupted trials were handed back.
     let st = statuses(&sb, "runs/intr");
     assert!(st.values().all(|s| s == "succeeded" || s == "pending"), "{st:?}");
+    sb.write("gate", "");
     let out = sb.kappa(&["run", "s.toml"]);
     assert_eq!(code(&out), Some(0), "{}", show(&out));
     assert!(statuses(&sb, "runs/intr").values().all(|s| s == "succeeded"));

@@ -15,7 +15,7 @@
 //! CAP_SYS_ADMIN) and the `ip` tool; where the machine does not allow it the test prints
 //! `skipped: <reason>` and passes.
 
-use kappa_tests::{Proc, Sandbox, count, kappa_bin};
+use kappa_tests::{Proc, Sandbox, count, kappa_bin, noop_sweep};
 use rusqlite::Connection;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,14 +28,6 @@ const SLEEP: &str = "200ms";
 
 /// Short leases, so the cut worker's leases expire quickly (3 × 300 ms).
 const LEASES: &[&str] = &["--heartbeat", "300ms", "--missed-heartbeats", "3"];
-
-fn noop_sweep(name: &str, trials: i64, sleep: &str) -> String {
-    format!(
-        "version = 1\nname = \"{name}\"\n\n[task]\nkind = \"noop\"\nsleep = \"{sleep}\"\n\n[grid]\noptimizer = [\"sgd\"]\n\
-         lr = [0.01]\nseed = {{ linspace = [0, {}], num = {trials} }}\n",
-        trials - 1
-    )
-}
 
 /// Runs `ip ARGS`, returning its error output when it fails.
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -188,7 +180,7 @@ fn a_worker_cut_off_the_network_and_reconnected_leaves_every_trial_counted_once(
         }
     };
     let all_logs = ["coordinator", "worker-a", "worker-b", "submit"];
-    sb.write("s.toml", &noop_sweep("netns", TRIALS, SLEEP));
+    sb.write("s.toml", &noop_sweep("netns", TRIALS as u64, SLEEP));
     let mut coord_args = vec!["coordinator", "--listen", "10.77.0.1:7070", "--state", "cluster"];
     coord_args.extend_from_slice(LEASES);
     net.spawn(&sb, "c", &coord_args, "coordinator");
@@ -231,7 +223,7 @@ fn a_worker_cut_off_the_network_and_reconnected_leaves_every_trial_counted_once(
     let done_at_cut = count(&sb.db(state), "succeeded");
     // Its leases expire and worker b goes on with the sweep alone.
     wait("worker a's leases to expire and b to go on", &|c| {
-        scalar(c, "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'expired'") >= 1
+        scalar(c, "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'lost' AND class = 'lost'") >= 1
             && count(c, "succeeded") >= done_at_cut + 10
     });
     assert!(count(&sb.db(state), "succeeded") < TRIALS, "the sweep finished while a was cut off: make it longer");
@@ -256,17 +248,17 @@ fn a_worker_cut_off_the_network_and_reconnected_leaves_every_trial_counted_once(
     assert_eq!(rows.len() as i64, TRIALS);
     assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
     assert_eq!(count(&db, "succeeded"), TRIALS);
-    // What a lost to the cut (expired; `late-…` once its report arrived after the restore) ran
+    // What a lost to the cut (its lease expired; `late-…` once its report arrived after the restore) ran
     // again as a later attempt, and only that attempt counted.
     let lost_then_redone = scalar(
         &db,
         "SELECT count(*) FROM attempts x JOIN attempts y ON x.trial_id = y.trial_id \
-         WHERE x.worker LIKE 'a#%' AND (x.outcome = 'expired' OR x.outcome LIKE 'late%') AND x.counted = 0 \
+         WHERE x.worker LIKE 'a#%' AND (x.class = 'lost' OR x.outcome LIKE 'late%') AND x.counted = 0 \
          AND y.counted = 1 AND y.attempt > x.attempt",
     );
     let lost = scalar(
         &db,
-        "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND (outcome = 'expired' OR outcome LIKE 'late%')",
+        "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND (class = 'lost' OR outcome LIKE 'late%')",
     );
     assert!(lost >= 1 && lost_then_redone == lost, "{lost} attempts lost to the cut, {lost_then_redone} run again");
     drop(stmt);

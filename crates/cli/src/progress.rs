@@ -2,7 +2,8 @@
 //! client). A bar on a terminal; plain periodic lines otherwise.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kappa_proto::pb::{self, WatchRequest};
+use kappa_core::Progress;
+use kappa_proto::pb::WatchRequest;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -31,6 +32,7 @@ pub async fn follow(
         tokio::select! {
             msg = stream.message() => match msg {
                 Ok(Some(p)) => {
+                    let p = Progress::from(p);
                     view.update(&p);
                     if p.finished {
                         break;
@@ -49,7 +51,7 @@ struct View {
     started: Instant,
     done_at_start: Option<u64>,
     last_log: Option<Instant>,
-    last: Option<pb::Progress>,
+    last: Option<Progress>,
 }
 
 impl View {
@@ -67,37 +69,38 @@ impl View {
         View { bar, started: Instant::now(), done_at_start: None, last_log: None, last: None }
     }
 
-    fn line(&mut self, p: &pb::Progress) -> String {
-        let done = p.succeeded + p.failed + p.diverged;
+    fn line(&mut self, p: &Progress) -> String {
+        let c = &p.counts;
+        let done = c.done();
         let base = *self.done_at_start.get_or_insert(done);
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = (done - base) as f64 / elapsed;
-        let eta = if rate > 0.0 && p.total > done {
-            format!("ETA {}", fmt_secs((p.total - done) as f64 / rate))
+        let eta = if rate > 0.0 && c.total > done {
+            format!("ETA {}", fmt_secs((c.total - done) as f64 / rate))
         } else {
             "ETA -".into()
         };
-        let mut s = format!("done · {} running · {} failed", p.running, p.failed);
-        if p.diverged > 0 {
-            s.push_str(&format!(" · {} diverged", p.diverged));
+        let mut s = format!("done · {} running · {} failed", c.running, c.failed);
+        if c.diverged > 0 {
+            s.push_str(&format!(" · {} diverged", c.diverged));
         }
         s.push_str(&format!(" · {rate:.1} trials/s · {eta}"));
         s
     }
 
-    fn update(&mut self, p: &pb::Progress) {
+    fn update(&mut self, p: &Progress) {
         let msg = self.line(p);
-        let done = p.succeeded + p.failed + p.diverged;
+        let (done, total) = (p.counts.done(), p.counts.total);
         match &self.bar {
             Some(bar) => {
-                bar.set_length(p.total);
+                bar.set_length(total);
                 bar.set_position(done);
                 bar.set_message(msg);
             }
             None => {
                 let due = self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY);
                 if due || p.finished {
-                    eprintln!("[{:>6.1}s] {done}/{} {msg}", self.started.elapsed().as_secs_f64(), p.total);
+                    eprintln!("[{:>6.1}s] {done}/{total} {msg}", self.started.elapsed().as_secs_f64());
                     self.last_log = Some(Instant::now());
                 }
             }
@@ -112,8 +115,8 @@ impl View {
             && !p.finished
         {
             let msg = self.line(&p);
-            let done = p.succeeded + p.failed + p.diverged;
-            eprintln!("[{:>6.1}s] {done}/{} {msg}", self.started.elapsed().as_secs_f64(), p.total);
+            let (done, total) = (p.counts.done(), p.counts.total);
+            eprintln!("[{:>6.1}s] {done}/{total} {msg}", self.started.elapsed().as_secs_f64());
         }
     }
 }

@@ -1,97 +1,15 @@
-//! Human summaries: the table printed after a run, and `kappa status`.
+//! The table printed at the end of `kappa run`: trials grouped over seeds.
 
 use crate::progress::fmt_secs;
-use crate::{StateArg, invalid};
 use anyhow::Context;
 use kappa_core::grid::format_real;
-use kappa_core::{Hyperparams, Sweep, TrialStatus};
+use kappa_core::{Hyperparams, Sweep};
 use kappa_store::{Store, TrialRecord};
-use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Rows shown in the run summary before it points to `kappa export`.
 const MAX_ROWS: usize = 40;
-
-/// The state directory a command should read: `--state`, or the only sweep under ./runs.
-pub fn resolve_state(arg: &StateArg) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = &arg.state {
-        if dir.exists() && !dir.is_dir() {
-            return Err(invalid(format!("--state {} is not a directory", dir.display())));
-        }
-        return Ok(dir.clone());
-    }
-    let runs = PathBuf::from("runs");
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&runs) {
-        for e in entries.flatten() {
-            if Store::db_path(&e.path()).is_file() {
-                found.push(e.path());
-            }
-        }
-    }
-    found.sort();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(invalid("no sweep found under ./runs: pass --state DIR (the directory `kappa run` wrote)")),
-        _ => Err(invalid(format!(
-            "several sweeps under ./runs ({}): pick one with --state DIR",
-            found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        ))),
-    }
-}
-
-/// `kappa status`.
-pub fn status(arg: &StateArg, as_json: bool) -> anyhow::Result<u8> {
-    let dir = resolve_state(arg)?;
-    let store = Store::open(&dir)?;
-    let info = store.sweep_info()?;
-    let counts = store.counts()?;
-    let trials = store.trials()?;
-    let failed: Vec<&TrialRecord> = trials.iter().filter(|t| t.status == TrialStatus::Failed).collect();
-    let name = info.as_ref().map_or("", |i| i.name.as_str());
-    if as_json {
-        let out = json!({
-            "sweep": name,
-            "state": dir.display().to_string(),
-            "spec_path": info.as_ref().map(|i| i.spec_path.clone()),
-            "total": counts.total,
-            "pending": counts.pending,
-            "running": counts.running,
-            "succeeded": counts.succeeded,
-            "failed": counts.failed,
-            "diverged": counts.diverged,
-            "done": counts.done(),
-            "finished": counts.total > 0 && counts.done() == counts.total,
-            "logs": Some(dir.join("logs")).filter(|l| l.is_dir()).map(|l| l.display().to_string()),
-            "failures": failed.iter().map(|t| json!({"id": t.id, "attempts": t.attempts, "error": t.error})).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(crate::exit::OK);
-    }
-    println!("sweep `{name}` in {}", dir.display());
-    if let Some(i) = &info {
-        println!("  sweep file     {}", i.spec_path);
-    }
-    let logs = dir.join("logs");
-    if logs.is_dir() {
-        println!("  command logs   {}/<trial>.<attempt>.stdout|.stderr", logs.display());
-    }
-    println!(
-        "  trials         {} total: {} succeeded, {} failed, {} diverged, {} running, {} pending",
-        counts.total, counts.succeeded, counts.failed, counts.diverged, counts.running, counts.pending
-    );
-    let state = if counts.total > 0 && counts.done() == counts.total { "finished" } else { "not finished" };
-    println!("  state          {state} ({:.0}% done)", 100.0 * counts.done() as f64 / counts.total.max(1) as f64);
-    for t in failed.iter().take(10) {
-        println!("  failed {} after {} attempts: {}", t.id, t.attempts, t.error.as_deref().unwrap_or("?"));
-    }
-    if failed.len() > 10 {
-        println!("  … {} more failed trials (kappa export --format jsonl)", failed.len() - 10);
-    }
-    Ok(crate::exit::OK)
-}
 
 /// The table printed at the end of `kappa run`: trials grouped over seeds.
 pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Duration) -> anyhow::Result<()> {
@@ -113,7 +31,7 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
     let mut groups: Vec<(Vec<String>, Vec<&TrialRecord>)> = Vec::new();
     let mut index: std::collections::HashMap<Vec<String>, usize> = std::collections::HashMap::new();
     for t in &trials {
-        let key: Vec<String> = varying.iter().map(|(_, f)| f(&t.params)).collect();
+        let key: Vec<String> = varying.iter().map(|(_, f)| f(&t.result.params)).collect();
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
@@ -132,10 +50,10 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
         row.push(members.len().to_string());
         row.push(status_cell(members));
         row.push(estimate_cell(
-            members.iter().filter_map(|t| t.metrics.as_ref()?.stationary_loss.map(|e| (e.mean, e.se))),
+            members.iter().filter_map(|t| t.result.metrics.as_ref()?.stationary_loss.map(|e| (e.mean, e.se))),
         ));
         row.push(estimate_cell(
-            members.iter().filter_map(|t| t.metrics.as_ref()?.curve.last().map(|c| (c.loss_mean, c.loss_se))),
+            members.iter().filter_map(|t| t.result.metrics.as_ref()?.curve.last().map(|c| (c.loss_mean, c.loss_se))),
         ));
         if with_theory {
             row.push(members.iter().find_map(|t| theory_of(t)).map_or("-".into(), |v| format!("{v:.4e}")));
@@ -153,8 +71,11 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
     if rows.len() > MAX_ROWS {
         println!("… {} more groups: kappa export --format csv for all of them", rows.len() - MAX_ROWS);
     }
-    let mut notes: Vec<&str> =
-        trials.iter().filter_map(|t| t.metrics.as_ref()).flat_map(|m| m.notes.iter().map(String::as_str)).collect();
+    let mut notes: Vec<&str> = trials
+        .iter()
+        .filter_map(|t| t.result.metrics.as_ref())
+        .flat_map(|m| m.notes.iter().map(String::as_str))
+        .collect();
     notes.sort_unstable();
     notes.dedup();
     for n in notes.iter().take(5) {
@@ -165,7 +86,7 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
 
 /// The closed-form stationary loss of a trial, where THEORY.md has one.
 fn theory_of(t: &TrialRecord) -> Option<f64> {
-    t.metrics.as_ref()?.theory.as_ref()?.stationary_loss
+    t.result.metrics.as_ref()?.theory.as_ref()?.stationary_loss
 }
 
 type Column = (&'static str, fn(&Hyperparams) -> String);
@@ -181,8 +102,10 @@ fn varying_columns(trials: &[TrialRecord]) -> Vec<Column> {
         ("eps", |p| format_real(p.eps)),
         ("wd", |p| format_real(p.weight_decay)),
     ];
-    let mut out: Vec<Column> =
-        all.into_iter().filter(|(_, f)| trials.windows(2).any(|w| f(&w[0].params) != f(&w[1].params))).collect();
+    let mut out: Vec<Column> = all
+        .into_iter()
+        .filter(|(_, f)| trials.windows(2).any(|w| f(&w[0].result.params) != f(&w[1].result.params)))
+        .collect();
     if out.is_empty() {
         out.push(all[0]);
     }
@@ -192,7 +115,7 @@ fn varying_columns(trials: &[TrialRecord]) -> Vec<Column> {
 fn status_cell(members: &[&TrialRecord]) -> String {
     let mut by: BTreeMap<&str, usize> = BTreeMap::new();
     for t in members {
-        *by.entry(t.status.as_str()).or_default() += 1;
+        *by.entry(t.result.status.as_str()).or_default() += 1;
     }
     if by.len() == 1 && by.contains_key("succeeded") {
         return "ok".into();

@@ -4,50 +4,51 @@
 //! The server is deliberately tiny (one request per connection, HTTP/1.0 semantics): it only ever
 //! answers scrapers, and pulling in an HTTP framework for one GET would cost more than it saves.
 
-use crate::Hub;
+use crate::Coordinator;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Renders the metrics of `hub` in the Prometheus text format.
-pub fn render(hub: &Hub) -> String {
+/// Renders the metrics of `coordinator` in the Prometheus text format.
+pub fn render(coordinator: &Coordinator) -> String {
     let mut s = String::new();
-    let progress = hub.progress();
+    let progress = coordinator.progress();
     s.push_str("# HELP kappa_trials Trials by sweep and status.\n# TYPE kappa_trials gauge\n");
     for p in &progress {
         let sweep = p.sweep.replace('\\', "\\\\").replace('"', "\\\"");
+        let c = &p.counts;
         for (status, n) in [
-            ("pending", p.pending),
-            ("running", p.running),
-            ("succeeded", p.succeeded),
-            ("failed", p.failed),
-            ("diverged", p.diverged),
+            ("pending", c.pending),
+            ("running", c.running),
+            ("succeeded", c.succeeded),
+            ("failed", c.failed),
+            ("diverged", c.diverged),
         ] {
             let _ = writeln!(s, "kappa_trials{{sweep=\"{sweep}\",status=\"{status}\"}} {n}");
         }
     }
     s.push_str("# HELP kappa_leases Trials leased to workers now.\n# TYPE kappa_leases gauge\n");
-    let _ = writeln!(s, "kappa_leases {}", progress.iter().map(|p| p.running).sum::<u64>());
+    let _ = writeln!(s, "kappa_leases {}", progress.iter().map(|p| p.counts.running).sum::<u64>());
     s.push_str("# HELP kappa_workers Registered workers.\n# TYPE kappa_workers gauge\n");
-    let _ = writeln!(s, "kappa_workers {}", hub.worker_count());
+    let _ = writeln!(s, "kappa_workers {}", coordinator.worker_count());
     s.push_str("# HELP kappa_sweeps Sweeps served.\n# TYPE kappa_sweeps gauge\n");
     let _ = writeln!(s, "kappa_sweeps {}", progress.len());
     s.push_str("# HELP kappa_reports_total Attempt reports received (late ones included).\n# TYPE kappa_reports_total counter\n");
-    let _ = writeln!(s, "kappa_reports_total {}", hub.reports());
+    let _ = writeln!(s, "kappa_reports_total {}", coordinator.reports());
     s
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves.
-pub async fn serve_metrics(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<Output = ()>) {
+pub async fn serve_metrics(listener: TcpListener, coordinator: Arc<Coordinator>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         let (mut sock, _) = tokio::select! {
             r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
             _ = &mut shutdown => return,
         };
-        let hub = hub.clone();
+        let coordinator = coordinator.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut n = 0;
@@ -69,7 +70,7 @@ pub async fn serve_metrics(listener: TcpListener, hub: Arc<Hub>, shutdown: impl 
             }
             let head = String::from_utf8_lossy(&buf[..n]);
             let (status, body) = if head.starts_with("GET /metrics ") || head.starts_with("GET / ") {
-                ("200 OK", render(&hub))
+                ("200 OK", render(&coordinator))
             } else {
                 ("404 Not Found", "only GET /metrics is served here\n".to_string())
             };

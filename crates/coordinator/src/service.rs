@@ -1,20 +1,17 @@
-//! The `kappa.v1.Coordinator` gRPC service over a [`Hub`], with one table from errors to status
-//! codes: malformed input INVALID_ARGUMENT, version mismatch FAILED_PRECONDITION, missing or wrong
-//! token UNAUTHENTICATED, unknown worker NOT_FOUND (register again), conflicting submission
-//! ALREADY_EXISTS, storage trouble INTERNAL. None of them stops the server.
+//! The `kappa.v1.Coordinator` gRPC service over a [`Coordinator`], with one table from errors to
+//! status codes: malformed input INVALID_ARGUMENT, version mismatch FAILED_PRECONDITION, unknown
+//! worker NOT_FOUND (register again), conflicting submission ALREADY_EXISTS, storage trouble
+//! INTERNAL. A missing or wrong token is UNAUTHENTICATED, refused by the server's interceptor
+//! before a request body is read (see [`crate::Server`]). None of them stops the server.
 
-use crate::hub::{Hub, HubError};
-use kappa_core::WorkerId;
-use kappa_core::sched::Disposition;
-use kappa_proto::pb::coordinator_server::{Coordinator as CoordinatorRpc, CoordinatorServer};
-use kappa_proto::{Auth, PROTOCOL_VERSION, outcome_from_pb, parse_trial_id, pb};
-use std::future::Future;
+use crate::{Coordinator, CoordinatorError};
+use kappa_core::{AttemptReport, WorkerId};
+use kappa_proto::pb::coordinator_server::Coordinator as CoordinatorRpc;
+use kappa_proto::{PROTOCOL_VERSION, disposition_to_pb, lease_refs_from_pb, lease_refs_to_pb, pb};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// Longest a lease call may wait for work.
@@ -25,94 +22,48 @@ const MAX_LEASE_BATCH: u32 = 1024;
 const MAX_REPORT_BATCH: usize = 4096;
 /// Largest request accepted (a sweep file, a report with its curve).
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Trials per `Results` message.
+const RESULTS_CHUNK: usize = 200;
 
-impl From<HubError> for Status {
-    fn from(e: HubError) -> Status {
+impl From<CoordinatorError> for Status {
+    fn from(e: CoordinatorError) -> Status {
         match e {
-            HubError::InvalidSweep(m) => Status::invalid_argument(m),
-            HubError::Conflict(_) => Status::already_exists(e.to_string()),
-            HubError::NoStateRoot => Status::failed_precondition(e.to_string()),
-            HubError::NoSuchSweep(_) => Status::not_found(e.to_string()),
-            HubError::Coordinator(_) | HubError::State(_) => Status::internal(e.to_string()),
+            CoordinatorError::InvalidSweep(_) => Status::invalid_argument(e.to_string()),
+            CoordinatorError::Conflict(_) => Status::already_exists(e.to_string()),
+            CoordinatorError::NoStateRoot => Status::failed_precondition(e.to_string()),
+            CoordinatorError::NoSuchSweep(_) => Status::not_found(e.to_string()),
+            CoordinatorError::StateRoot { .. }
+            | CoordinatorError::Store(_)
+            | CoordinatorError::WriteFailed(_)
+            | CoordinatorError::Transport(_) => Status::internal(e.to_string()),
         }
     }
 }
 
-/// Serves `hub` on `listener` until `shutdown` resolves (mini-redis style), checking `auth` on
-/// every call. Also runs the lease-expiry clock.
-pub async fn serve(
-    listener: TcpListener,
-    hub: Arc<Hub>,
-    auth: Auth,
-    tls: Option<tonic::transport::Identity>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    let ticker = {
-        let h = hub.clone();
-        let period = (h.config().lease_timeout / 4).max(Duration::from_millis(50));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                h.expire();
-            }
-        })
-    };
-    let svc = CoordinatorServer::new(Service { hub, auth })
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(64 << 20);
-    // The standard health service (for probes) and reflection (for grpcurl), unauthenticated:
-    // they reveal nothing about sweeps.
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<CoordinatorServer<Service>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(kappa_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(identity) = tls {
-        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
-    }
-    let router = builder.add_service(svc).add_service(health);
-    let router = match reflection {
-        Ok(r) => router.add_service(r),
-        Err(_) => router,
-    };
-    // Small request/response pairs must not wait for Nagle's algorithm (a 40 ms stall per round
-    // trip against delayed ACKs): every accepted connection gets TCP_NODELAY.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
-    let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
-    ticker.abort();
-    result
-}
-
-struct Service {
-    hub: Arc<Hub>,
-    auth: Auth,
+pub(crate) struct Service {
+    pub(crate) coordinator: Arc<Coordinator>,
 }
 
 impl Service {
     fn worker(&self, id: u64) -> Result<WorkerId, Status> {
         let w = WorkerId(id);
-        if self.hub.knows(w) {
+        if self.coordinator.knows(w) {
             Ok(w)
         } else {
             Err(Status::not_found(format!("unknown worker id {id}: register again")))
         }
     }
 
-    fn progress(&self, sweep: &str) -> Result<pb::Progress, Status> {
-        let c = if sweep.is_empty() { self.hub.latest() } else { self.hub.sweep(sweep) };
-        match c {
-            Some(c) => Ok(c.progress()),
-            None if sweep.is_empty() => Err(Status::not_found("no sweep submitted yet")),
-            None => Err(Status::not_found(format!("no sweep named `{sweep}`"))),
-        }
+    /// Runs blocking work (planning, store reads) off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Coordinator) -> Result<T, CoordinatorError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let c = self.coordinator.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&c))
+            .await
+            .map_err(|e| Status::internal(format!("{what} crashed: {e}")))??)
     }
 }
 
@@ -129,21 +80,17 @@ fn check_version(v: u32) -> Result<(), Status> {
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Send>>;
 type ResultsStream = Pin<Box<dyn Stream<Item = Result<pb::ResultsChunk, Status>> + Send>>;
 
-/// Trials per `Results` message.
-const RESULTS_CHUNK: usize = 200;
-
 #[tonic::async_trait]
 impl CoordinatorRpc for Service {
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
-        self.auth.check(&req)?;
         let r = req.into_inner();
         check_version(r.protocol_version)?;
         if r.slots == 0 {
             return Err(Status::invalid_argument("slots must be at least 1"));
         }
         let name = if r.name.trim().is_empty() { "worker".to_string() } else { r.name.chars().take(128).collect() };
-        let id = self.hub.register(&name, r.gpus);
-        let cfg = self.hub.config();
+        let id = self.coordinator.register(&name, r.slots, r.gpus);
+        let cfg = self.coordinator.config();
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.0,
             heartbeat_interval_ms: cfg.heartbeat_interval.as_millis() as u32,
@@ -152,61 +99,33 @@ impl CoordinatorRpc for Service {
     }
 
     async fn lease(&self, req: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
-        self.auth.check(&req)?;
         let r = req.into_inner();
         let worker = self.worker(r.worker_id)?;
         if r.max_trials == 0 || r.max_trials > MAX_LEASE_BATCH {
             return Err(Status::invalid_argument(format!("max_trials must be in 1..={MAX_LEASE_BATCH}")));
         }
         let wait = Duration::from_millis(u64::from(r.wait_ms)).min(MAX_LEASE_WAIT);
-        let (grants, finished) = self.hub.lease(worker, r.max_trials as usize, wait, r.free_gpus).await;
-        let leases = grants
-            .iter()
-            .map(|l| pb::TrialLease {
-                trial_id: l.grant.id.to_string(),
-                attempt: l.grant.attempt,
-                task_json: l.task.to_string(),
-                params: Some((&l.grant.params).into()),
-                timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
-                gpus: l.gpus,
-            })
-            .collect();
-        Ok(Response::new(pb::LeaseResponse { leases, sweep_finished: finished }))
+        let (leases, finished) = self.coordinator.lease(worker, r.max_trials as usize, wait, r.free_gpus).await;
+        Ok(Response::new(pb::LeaseResponse {
+            leases: leases.iter().map(Into::into).collect(),
+            sweep_finished: finished,
+        }))
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        self.auth.check(&req)?;
         let r = req.into_inner();
         check_version(r.protocol_version)?;
         let worker = self.worker(r.worker_id)?;
-        let held = r
-            .held
-            .iter()
-            .map(|l| Ok((parse_trial_id(&l.trial_id)?, l.attempt)))
-            .collect::<Result<Vec<_>, kappa_proto::ConvertError>>()?;
-        let revoked = self
-            .hub
-            .heartbeat(worker, &held)
-            .into_iter()
-            .map(|(id, attempt)| pb::LeaseRef { trial_id: id.to_string(), attempt })
-            .collect();
+        let held = lease_refs_from_pb(&r.held)?;
+        let revoked = lease_refs_to_pb(&self.coordinator.heartbeat(worker, &held));
         Ok(Response::new(pb::HeartbeatResponse { revoked }))
     }
 
     async fn report(&self, req: Request<pb::ReportRequest>) -> Result<Response<pb::ReportResponse>, Status> {
-        self.auth.check(&req)?;
-        let r = req.into_inner();
-        let id = parse_trial_id(&r.trial_id)?;
-        let outcome = outcome_from_pb(r.outcome)?;
-        let duration = if r.duration_s.is_finite() && r.duration_s >= 0.0 { r.duration_s } else { 0.0 };
         // A report from a worker this coordinator does not know (it restarted) is still recorded:
         // the scheduler fences it as late unless it matches a current lease.
-        let disposition = self.hub.report(WorkerId(r.worker_id), id, r.attempt, outcome, duration);
-        let d = match disposition {
-            Disposition::Accepted { .. } => pb::Disposition::Accepted,
-            Disposition::Late => pb::Disposition::Late,
-            Disposition::Unknown => pb::Disposition::Unknown,
-        };
+        let report = AttemptReport::try_from(req.into_inner())?;
+        let d = disposition_to_pb(self.coordinator.report(report));
         Ok(Response::new(pb::ReportResponse { disposition: d as i32 }))
     }
 
@@ -214,27 +133,13 @@ impl CoordinatorRpc for Service {
         &self,
         req: Request<pb::ReportBatchRequest>,
     ) -> Result<Response<pb::ReportBatchResponse>, Status> {
-        self.auth.check(&req)?;
         let reports = req.into_inner().reports;
         if reports.len() > MAX_REPORT_BATCH {
             return Err(Status::invalid_argument(format!("at most {MAX_REPORT_BATCH} reports per batch")));
         }
         // Validate the whole batch before applying any of it.
-        let mut parsed = Vec::with_capacity(reports.len());
-        for r in reports {
-            let id = parse_trial_id(&r.trial_id)?;
-            let outcome = outcome_from_pb(r.outcome)?;
-            let duration = if r.duration_s.is_finite() && r.duration_s >= 0.0 { r.duration_s } else { 0.0 };
-            parsed.push((WorkerId(r.worker_id), id, r.attempt, outcome, duration));
-        }
-        let dispositions = parsed
-            .into_iter()
-            .map(|(w, id, attempt, outcome, duration)| match self.hub.report(w, id, attempt, outcome, duration) {
-                Disposition::Accepted { .. } => pb::Disposition::Accepted as i32,
-                Disposition::Late => pb::Disposition::Late as i32,
-                Disposition::Unknown => pb::Disposition::Unknown as i32,
-            })
-            .collect();
+        let parsed = reports.into_iter().map(AttemptReport::try_from).collect::<Result<Vec<_>, _>>()?;
+        let dispositions = parsed.into_iter().map(|r| disposition_to_pb(self.coordinator.report(r)) as i32).collect();
         Ok(Response::new(pb::ReportBatchResponse { dispositions }))
     }
 
@@ -242,23 +147,18 @@ impl CoordinatorRpc for Service {
         &self,
         req: Request<pb::DeregisterRequest>,
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
-        self.auth.check(&req)?;
         let worker = self.worker(req.into_inner().worker_id)?;
-        self.hub.deregister(worker);
+        self.coordinator.deregister(worker);
         Ok(Response::new(pb::DeregisterResponse {}))
     }
 
     async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
-        self.auth.check(&req)?;
         let r = req.into_inner();
         let file = if r.file_name.trim().is_empty() { "sweep.toml".to_string() } else { r.file_name };
-        let hub = self.hub.clone();
         // Planning writes the store: keep it off the async threads.
-        let done = tokio::task::spawn_blocking(move || hub.submit(&r.spec, &file))
-            .await
-            .map_err(|e| Status::internal(format!("planning crashed: {e}")))??;
+        let done = self.blocking("planning", move |c| c.submit(&r.spec, &file)).await?;
         Ok(Response::new(pb::SubmitResponse {
-            warning: self.hub.gpu_warning(&done.sweep).unwrap_or_default(),
+            warning: self.coordinator.gpu_warning(&done.sweep).unwrap_or_default(),
             sweep: done.sweep,
             total: done.sync.total,
             new_trials: done.sync.new,
@@ -267,12 +167,8 @@ impl CoordinatorRpc for Service {
     }
 
     async fn cancel(&self, req: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {
-        self.auth.check(&req)?;
         let name = req.into_inner().sweep;
-        let hub = self.hub.clone();
-        let (sweep, unfinished) = tokio::task::spawn_blocking(move || hub.cancel(&name))
-            .await
-            .map_err(|e| Status::internal(format!("cancel crashed: {e}")))??;
+        let (sweep, unfinished) = self.blocking("cancel", move |c| c.cancel(&name)).await?;
         Ok(Response::new(pb::CancelResponse { sweep, unfinished }))
     }
 
@@ -280,47 +176,44 @@ impl CoordinatorRpc for Service {
         &self,
         req: Request<pb::RetryFailedRequest>,
     ) -> Result<Response<pb::RetryFailedResponse>, Status> {
-        self.auth.check(&req)?;
         let name = req.into_inner().sweep;
-        let hub = self.hub.clone();
-        let (sweep, requeued) = tokio::task::spawn_blocking(move || hub.retry_failed(&name))
-            .await
-            .map_err(|e| Status::internal(format!("retry crashed: {e}")))??;
+        let (sweep, requeued) = self.blocking("retry", move |c| c.retry_failed(&name)).await?;
         Ok(Response::new(pb::RetryFailedResponse { sweep, requeued }))
     }
 
     async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        self.auth.check(&req)?;
         let sweep = req.into_inner().sweep;
-        let all = self.hub.progress();
-        let progress = if all.is_empty() && sweep.is_empty() { None } else { Some(self.progress(&sweep)?) };
-        Ok(Response::new(pb::StatusResponse { progress, sweeps: all }))
+        let all = self.coordinator.progress();
+        let progress = if all.is_empty() && sweep.is_empty() {
+            None
+        } else {
+            Some((&self.coordinator.sweep(&sweep)?.progress()).into())
+        };
+        Ok(Response::new(pb::StatusResponse { progress, sweeps: all.iter().map(Into::into).collect() }))
     }
 
     type ResultsStream = ResultsStream;
 
     async fn results(&self, req: Request<pb::ResultsRequest>) -> Result<Response<Self::ResultsStream>, Status> {
-        self.auth.check(&req)?;
         let sweep = req.into_inner().sweep;
-        let hub = self.hub.clone();
-        let (info, trials) = tokio::task::spawn_blocking(move || hub.results(&sweep))
-            .await
-            .map_err(|e| Status::internal(format!("reading results failed: {e}")))??;
+        let (info, trials) = self.blocking("reading results", move |c| c.results(&sweep)).await?;
         // Chunks of at most RESULTS_CHUNK trials keep every message well under the 4 MiB that
-        // gRPC clients accept by default.
-        let mut chunks = Vec::with_capacity(trials.len() / RESULTS_CHUNK + 1);
-        let mut first = Some((info.spec, info.spec_path));
-        let mut iter = trials.into_iter().peekable();
-        while first.is_some() || iter.peek().is_some() {
-            let (spec, spec_path) = first.take().unwrap_or_default();
-            let trials = iter
-                .by_ref()
-                .take(RESULTS_CHUNK)
-                .map(|t| {
-                    kappa_proto::trial_result_to_pb(t.id, &t.params, t.status, t.metrics.as_ref(), t.error.as_deref())
+        // gRPC clients accept by default; the first carries the sweep file.
+        let mut chunks: Vec<Result<pb::ResultsChunk, Status>> = trials
+            .chunks(RESULTS_CHUNK)
+            .map(|c| {
+                Ok(pb::ResultsChunk {
+                    sweep: info.name.clone(),
+                    trials: c.iter().map(|t| (&t.result).into()).collect(),
+                    ..Default::default()
                 })
-                .collect();
-            chunks.push(Ok(pb::ResultsChunk { sweep: info.name.clone(), spec, spec_path, trials }));
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(Ok(pb::ResultsChunk { sweep: info.name.clone(), ..Default::default() }));
+        }
+        if let Some(Ok(first)) = chunks.first_mut() {
+            (first.spec, first.spec_path) = (info.spec, info.spec_path);
         }
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
@@ -328,17 +221,14 @@ impl CoordinatorRpc for Service {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
-        self.auth.check(&req)?;
         let sweep = req.into_inner().sweep;
-        let c = if sweep.is_empty() { self.hub.latest() } else { self.hub.sweep(&sweep) };
-        let c = c.ok_or_else(|| Status::not_found("no such sweep"))?;
-        let mut rx = c.subscribe();
+        let mut rx = self.coordinator.sweep(&sweep)?.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             loop {
                 let p = rx.borrow_and_update().clone();
                 let finished = p.finished || p.cancelled;
-                if tx.send(Ok(p)).await.is_err() || finished {
+                if tx.send(Ok((&p).into())).await.is_err() || finished {
                     break;
                 }
                 // At most ten snapshots a second, whatever the trial rate.

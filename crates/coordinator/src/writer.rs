@@ -17,8 +17,9 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
-    /// Starts the writer thread; it owns `store` until [`StoreWriter::close`].
-    pub fn start(mut store: Store) -> StoreWriter {
+    /// Starts the writer thread of sweep `sweep`; it owns `store` until [`StoreWriter::close`].
+    pub fn start(mut store: Store, sweep: &str) -> StoreWriter {
+        let sweep = sweep.to_string();
         let (tx, rx): (Sender<StoreOp>, Receiver<StoreOp>) = channel();
         let failed = Arc::new(Mutex::new(None));
         let flag = failed.clone();
@@ -40,6 +41,7 @@ impl StoreWriter {
                         }
                     }
                     if let Err(e) = store.apply(&batch) {
+                        tracing::error!(sweep = %sweep, error = %e, ops = batch.len(), "store write failed");
                         if let Ok(mut f) = flag.lock() {
                             *f = Some(e.to_string());
                         }

@@ -7,6 +7,7 @@
 pub mod command;
 pub mod grid;
 pub mod id;
+pub mod lease;
 pub mod params;
 pub mod plan;
 pub mod scaling;
@@ -17,6 +18,7 @@ pub mod trial;
 
 pub use grid::{AxisName, AxisValues, Grid};
 pub use id::{TrialId, canonical_task, trial_id};
+pub use lease::{AttemptReport, Lease};
 pub use params::{Hyperparams, OptimizerKind};
 pub use plan::Plan;
 pub use scaling::{Scaling, ScalingRule, Verdict};
@@ -24,6 +26,6 @@ pub use sched::{Scheduler, SchedulerConfig, WorkerId};
 pub use spec::{Execution, SpecError, Sweep};
 pub use task::TaskSpec;
 pub use trial::{
-    AttemptOutcome, Counts, CurvePoint, Estimate, FailureClass, PlannedTrial, RetryPolicy, Theory, TheoryPoint,
-    TrialMetrics, TrialStatus,
+    AttemptOutcome, Counts, CurvePoint, Estimate, FailureClass, LeaseEnd, PlannedTrial, Progress, RetryPolicy, Theory,
+    TheoryPoint, TrialMetrics, TrialResult, TrialStatus,
 };

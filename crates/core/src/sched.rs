@@ -8,9 +8,13 @@
 //! - a terminal trial never changes again.
 
 use crate::id::TrialId;
+use crate::lease::Lease;
 use crate::params::Hyperparams;
-use crate::trial::{Counts, FailureClass, RetryPolicy, TrialStatus};
+use crate::spec::Execution;
+use crate::trial::{AttemptOutcome, Counts, FailureClass, TrialStatus};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A registered worker, numbered by the coordinator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,27 +32,32 @@ impl std::fmt::Display for WorkerId {
     }
 }
 
-/// Scheduler settings.
-#[derive(Clone, Copy, Debug)]
+/// Scheduler settings: the lease timing of the process, and the sweep's own `[execution]` table
+/// as the sweep file gave it.
+#[derive(Clone, Debug)]
 pub struct SchedulerConfig {
     /// A lease not renewed for this long expires.
-    pub lease_timeout_ms: u64,
-    /// Retries per failure class. Lost leases count too: a trial whose worker dies or hangs
-    /// every time (out of memory, say) must not be re-run forever.
-    pub retries: RetryPolicy,
-    /// Failed attempts (every class) the whole sweep may have; once used up, the sweep halts:
-    /// nothing more is retried and every pending trial fails with that reason.
-    pub failure_budget: Option<u64>,
+    pub lease_timeout: Duration,
     /// A failed attempt's retry waits this long, doubling with each failure (capped at
-    /// [`SchedulerConfig::MAX_RETRY_BACKOFF_MS`]); 0 retries at once.
-    pub retry_backoff_ms: u64,
+    /// [`SchedulerConfig::MAX_RETRY_BACKOFF`]); zero retries at once.
+    pub retry_backoff: Duration,
+    /// The sweep's execution settings. Its retries are per failure class, lost leases included:
+    /// a trial whose worker dies or hangs every time (out of memory, say) must not be re-run
+    /// forever. Its failure budget bounds the failed attempts (every class) of the whole sweep;
+    /// once used up, the sweep halts: nothing more is retried and every pending trial fails with
+    /// that reason. Its timeout and GPUs go out with every lease.
+    pub execution: Execution,
 }
 
 impl SchedulerConfig {
-    /// Default for `retry_backoff_ms`.
-    pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
+    /// Default for `retry_backoff`.
+    pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
     /// Longest wait before a retry.
-    pub const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
+    pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
+
+    fn lease_timeout_ms(&self) -> u64 {
+        self.lease_timeout.as_millis() as u64
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,30 +76,6 @@ struct Entry {
     /// A retry is not leased before this time.
     not_before: u64,
     state: State,
-}
-
-/// A lease handed to a worker.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Grant {
-    /// The trial.
-    pub id: TrialId,
-    /// Its attempt number (1 for the first).
-    pub attempt: u32,
-    /// Its hyperparameters.
-    pub params: Hyperparams,
-    /// When the lease expires unless renewed.
-    pub deadline_ms: u64,
-}
-
-/// What a worker says happened to an attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReportKind {
-    /// Produced metrics.
-    Succeeded,
-    /// Loss overflowed (final; never retried).
-    Diverged,
-    /// Failed; retried while the class's retries and the sweep's failure budget last.
-    Failed(FailureClass),
 }
 
 /// What the scheduler made of a report.
@@ -116,6 +101,8 @@ pub struct Revoked {
     pub attempt: u32,
     /// The worker that held it.
     pub worker: WorkerId,
+    /// The lease expired (a failed attempt of class `lost`), rather than being handed back.
+    pub expired: bool,
     /// The trial lost too many leases (or the failure budget ran out) and is now failed for
     /// good, not pending.
     pub gave_up: bool,
@@ -134,6 +121,8 @@ pub enum GaveUp {
 #[derive(Debug)]
 pub struct Scheduler {
     cfg: SchedulerConfig,
+    /// The sweep's canonical task JSON, handed out with every lease.
+    task: Arc<str>,
     entries: HashMap<TrialId, Entry>,
     queue: VecDeque<TrialId>,
     counts: Counts,
@@ -146,10 +135,11 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// An empty scheduler.
-    pub fn new(cfg: SchedulerConfig) -> Scheduler {
+    /// An empty scheduler for a sweep whose trials run `task` (canonical JSON).
+    pub fn new(cfg: SchedulerConfig, task: Arc<str>) -> Scheduler {
         Scheduler {
             cfg,
+            task,
             entries: HashMap::new(),
             queue: VecDeque::new(),
             counts: Counts::default(),
@@ -171,7 +161,12 @@ impl Scheduler {
 
     /// Whether the failure budget is used up.
     pub fn is_halted(&self) -> bool {
-        self.cfg.failure_budget.is_some_and(|b| self.failed_attempts >= b)
+        self.cfg.execution.failure_budget.is_some_and(|b| self.failed_attempts >= b)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.cfg
     }
 
     /// Trials failed since the last call because the failure budget ran out, with their last
@@ -206,7 +201,7 @@ impl Scheduler {
     /// Returns whether the trial was adopted as in flight.
     pub fn resume_in_flight(&mut self, id: TrialId, attempt: u32) -> bool {
         // Workers reconnect with a backoff of up to 5 s: give them that on top of a lease.
-        let deadline = self.clock + self.cfg.lease_timeout_ms + Self::RECONNECT_GRACE_MS;
+        let deadline = self.clock + self.cfg.lease_timeout_ms() + Self::RECONNECT_GRACE_MS;
         match self.entries.get_mut(&id) {
             Some(e) if e.state == State::Pending && e.attempt == attempt && attempt > 0 => {
                 // It stays in the queue; `lease` skips entries that are not pending.
@@ -229,7 +224,7 @@ impl Scheduler {
     }
 
     /// Leases up to `max` pending trials to `worker`.
-    pub fn lease(&mut self, worker: WorkerId, now_ms: u64, max: usize) -> Vec<Grant> {
+    pub fn lease(&mut self, worker: WorkerId, now_ms: u64, max: usize) -> Vec<Lease> {
         self.clock = self.clock.max(now_ms);
         let mut out = Vec::new();
         if self.is_halted() {
@@ -255,10 +250,16 @@ impl Scheduler {
                 continue;
             }
             e.attempt += 1;
-            let deadline_ms = now_ms + self.cfg.lease_timeout_ms;
-            e.state = State::Leased { worker, deadline: deadline_ms };
+            e.state = State::Leased { worker, deadline: now_ms + self.cfg.lease_timeout_ms() };
             self.counts.shift(TrialStatus::Pending, TrialStatus::Running);
-            out.push(Grant { id, attempt: e.attempt, params: e.params.clone(), deadline_ms });
+            out.push(Lease {
+                id,
+                attempt: e.attempt,
+                params: e.params.clone(),
+                task: self.task.clone(),
+                timeout: self.cfg.execution.timeout,
+                gpus: self.cfg.execution.gpus,
+            });
         }
         for id in waiting.into_iter().rev() {
             self.queue.push_front(id);
@@ -277,7 +278,7 @@ impl Scheduler {
                     if *a == attempt && (*w == worker || *w == WorkerId::ORPHAN) =>
                 {
                     *w = worker;
-                    *deadline = now_ms + self.cfg.lease_timeout_ms;
+                    *deadline = now_ms + self.cfg.lease_timeout_ms();
                 }
                 _ => stale.push((id, attempt)),
             }
@@ -285,11 +286,13 @@ impl Scheduler {
         stale
     }
 
-    /// Applies a report for (`id`, `attempt`) from `worker`.
-    pub fn report(&mut self, worker: WorkerId, id: TrialId, attempt: u32, kind: ReportKind) -> Disposition {
-        let retries = self.cfg.retries;
-        let budget_left = self.cfg.failure_budget.is_none_or(|b| self.failed_attempts + 1 < b);
-        let backoff = self.cfg.retry_backoff_ms;
+    /// Applies a report of how (`id`, `attempt`) ended, from `worker`. A failed attempt is
+    /// retried while its class's retries and the sweep's failure budget last; a divergence is
+    /// final.
+    pub fn report(&mut self, worker: WorkerId, id: TrialId, attempt: u32, outcome: &AttemptOutcome) -> Disposition {
+        let retries = self.cfg.execution.retries;
+        let budget_left = self.cfg.execution.failure_budget.is_none_or(|b| self.failed_attempts + 1 < b);
+        let backoff = self.cfg.retry_backoff.as_millis() as u64;
         let clock = self.clock;
         let Some(e) = self.entries.get_mut(&id) else {
             return Disposition::Unknown;
@@ -299,10 +302,10 @@ impl Scheduler {
         if !current {
             return Disposition::Late;
         }
-        let status = match kind {
-            ReportKind::Succeeded => TrialStatus::Succeeded,
-            ReportKind::Diverged => TrialStatus::Diverged,
-            ReportKind::Failed(class) => {
+        let status = match outcome {
+            AttemptOutcome::Succeeded(_) => TrialStatus::Succeeded,
+            AttemptOutcome::Diverged { .. } => TrialStatus::Diverged,
+            &AttemptOutcome::Failed { class, .. } => {
                 e.failures[class.index()] += 1;
                 self.failed_attempts += 1;
                 if e.failures[class.index()] > retries.of(class) || !budget_left {
@@ -317,7 +320,7 @@ impl Scheduler {
             e.state = State::Pending;
             let failures: u32 = e.failures[..3].iter().sum();
             let doublings = failures.saturating_sub(1).min(16);
-            e.not_before = clock + (backoff << doublings).min(SchedulerConfig::MAX_RETRY_BACKOFF_MS);
+            e.not_before = clock + (backoff << doublings).min(SchedulerConfig::MAX_RETRY_BACKOFF.as_millis() as u64);
             self.queue.push_back(id);
         } else {
             e.state = State::Done(status);
@@ -359,7 +362,7 @@ impl Scheduler {
     }
 
     fn revoke_where(&mut self, pred: impl Fn(WorkerId, u64) -> bool, lost: bool) -> Vec<Revoked> {
-        let allowed = self.cfg.retries.lost;
+        let allowed = self.cfg.execution.retries.lost;
         let lost_i = FailureClass::Lost.index();
         let mut out = Vec::new();
         for (id, e) in &mut self.entries {
@@ -370,10 +373,10 @@ impl Scheduler {
                     e.failures[lost_i] += 1;
                     self.failed_attempts += 1;
                 }
-                let over_budget = lost && self.cfg.failure_budget.is_some_and(|b| self.failed_attempts >= b);
+                let over_budget = lost && self.cfg.execution.failure_budget.is_some_and(|b| self.failed_attempts >= b);
                 let gave_up = e.failures[lost_i] > allowed || over_budget;
                 e.state = if gave_up { State::Done(TrialStatus::Failed) } else { State::Pending };
-                out.push(Revoked { id: *id, attempt: e.attempt, worker, gave_up });
+                out.push(Revoked { id: *id, attempt: e.attempt, worker, expired: lost, gave_up });
             }
         }
         // Deterministic requeue order.
@@ -397,6 +400,39 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::params::OptimizerKind;
+    use crate::trial::{RetryPolicy, TrialMetrics};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Scheduler settings as the tests write them: lease timeout and retry backoff in ms.
+    fn config(lease_ms: u64, retries: RetryPolicy, failure_budget: Option<u64>, backoff_ms: u64) -> SchedulerConfig {
+        SchedulerConfig {
+            lease_timeout: ms(lease_ms),
+            retry_backoff: ms(backoff_ms),
+            execution: Execution { retries, failure_budget, ..Execution::default() },
+        }
+    }
+
+    fn new(cfg: SchedulerConfig) -> Scheduler {
+        Scheduler::new(cfg, Arc::from("{}"))
+    }
+
+    const SUCCEEDED: AttemptOutcome = AttemptOutcome::Succeeded(TrialMetrics {
+        curve: Vec::new(),
+        stationary_loss: None,
+        theory: None,
+        notes: Vec::new(),
+    });
+
+    fn diverged() -> AttemptOutcome {
+        AttemptOutcome::Diverged { step: 1, metrics: TrialMetrics::default() }
+    }
+
+    fn failed(class: FailureClass) -> AttemptOutcome {
+        AttemptOutcome::Failed { error: "boom".into(), class }
+    }
 
     fn params() -> Hyperparams {
         Hyperparams {
@@ -412,12 +448,7 @@ mod tests {
     }
 
     fn sched(n: u64) -> Scheduler {
-        let mut s = Scheduler::new(SchedulerConfig {
-            lease_timeout_ms: 100,
-            retries: RetryPolicy { error: 1, crash: 1, timeout: 1, lost: 4 },
-            failure_budget: None,
-            retry_backoff_ms: 0,
-        });
+        let mut s = new(config(100, RetryPolicy { error: 1, crash: 1, timeout: 1, lost: 4 }, None, 0));
         for i in 0..n {
             s.add(TrialId(i), params(), 0, [0; 4], TrialStatus::Pending);
         }
@@ -434,7 +465,7 @@ mod tests {
     fn a_lease_in_flight_across_a_restart_is_adopted_by_its_worker() {
         let mut s = sched(3);
         // The store showed trial 0 running attempt 2 and trial 1 attempt 1; trial 2 never ran.
-        let mut s2 = Scheduler::new(s.cfg);
+        let mut s2 = new(s.cfg.clone());
         s2.add(TrialId(0), params(), 2, [0; 4], TrialStatus::Running);
         s2.add(TrialId(1), params(), 1, [0; 4], TrialStatus::Running);
         s2.add(TrialId(2), params(), 0, [0; 4], TrialStatus::Pending);
@@ -445,18 +476,12 @@ mod tests {
         // Only trial 2 is leased; the worker holding trial 0 renews it and reports it.
         assert_eq!(s2.lease(W2, 0, 5).iter().map(|g| g.id).collect::<Vec<_>>(), vec![TrialId(2)]);
         assert!(s2.heartbeat(W1, &[(TrialId(0), 2)], 50).is_empty(), "adopted");
-        assert_eq!(s2.report(W2, TrialId(0), 2, ReportKind::Succeeded), Disposition::Late, "W1's now");
-        assert_eq!(
-            s2.report(W1, TrialId(0), 2, ReportKind::Succeeded),
-            Disposition::Accepted { status: TrialStatus::Succeeded }
-        );
+        assert_eq!(s2.report(W2, TrialId(0), 2, &SUCCEEDED), Disposition::Late, "W1's now");
+        assert_eq!(s2.report(W1, TrialId(0), 2, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Succeeded });
         // A report straight after the restart, without a heartbeat first, is accepted too.
-        assert_eq!(
-            s2.report(W1, TrialId(1), 1, ReportKind::Succeeded),
-            Disposition::Accepted { status: TrialStatus::Succeeded }
-        );
+        assert_eq!(s2.report(W1, TrialId(1), 1, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Succeeded });
         // An in-flight lease nobody claims expires like any other.
-        s = Scheduler::new(s.cfg);
+        s = new(s.cfg.clone());
         s.add(TrialId(5), params(), 1, [0; 4], TrialStatus::Running);
         assert!(s.resume_in_flight(TrialId(5), 1));
         assert!(s.expire(1000).is_empty(), "its worker has a grace period to reconnect");
@@ -467,17 +492,12 @@ mod tests {
 
     #[test]
     fn each_failure_class_has_its_own_retries() {
-        let mut s = Scheduler::new(SchedulerConfig {
-            lease_timeout_ms: 100,
-            retries: RetryPolicy { error: 0, crash: 2, timeout: 1, lost: 4 },
-            failure_budget: None,
-            retry_backoff_ms: 0,
-        });
+        let mut s = new(config(100, RetryPolicy { error: 0, crash: 2, timeout: 1, lost: 4 }, None, 0));
         s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
         s.add(TrialId(2), params(), 0, [0; 4], TrialStatus::Pending);
         let fail = |s: &mut Scheduler, id: TrialId, class: FailureClass| {
             let g = s.lease(W1, 0, 1).into_iter().find(|g| g.id == id).expect("leased");
-            match s.report(W1, id, g.attempt, ReportKind::Failed(class)) {
+            match s.report(W1, id, g.attempt, &failed(class)) {
                 Disposition::Accepted { status } => status,
                 d => panic!("{d:?}"),
             }
@@ -494,25 +514,20 @@ mod tests {
 
     #[test]
     fn a_used_up_failure_budget_halts_the_sweep() {
-        let mut s = Scheduler::new(SchedulerConfig {
-            lease_timeout_ms: 100,
-            retries: RetryPolicy::uniform(5),
-            failure_budget: Some(3),
-            retry_backoff_ms: 0,
-        });
+        let mut s = new(config(100, RetryPolicy::uniform(5), Some(3), 0));
         for i in 0..10 {
             s.add(TrialId(i), params(), 0, [0; 4], TrialStatus::Pending);
         }
         s.set_failed_attempts(1);
         let g = s.lease(W1, 0, 3);
         assert_eq!(
-            s.report(W1, g[0].id, 1, ReportKind::Failed(FailureClass::Crash)),
+            s.report(W1, g[0].id, 1, &failed(FailureClass::Crash)),
             Disposition::Accepted { status: TrialStatus::Pending }
         );
         assert!(s.take_halted().is_empty());
         // The third failed attempt of the sweep is final, and every pending trial fails with it.
         assert_eq!(
-            s.report(W1, g[1].id, 1, ReportKind::Failed(FailureClass::Error)),
+            s.report(W1, g[1].id, 1, &failed(FailureClass::Error)),
             Disposition::Accepted { status: TrialStatus::Failed }
         );
         assert!(s.is_halted());
@@ -520,10 +535,7 @@ mod tests {
         assert_eq!(halted.len(), 8, "7 never run and the retry of the first: {halted:?}");
         assert!(s.lease(W1, 0, 5).is_empty());
         // The trial still running may finish normally.
-        assert_eq!(
-            s.report(W1, g[2].id, 1, ReportKind::Succeeded),
-            Disposition::Accepted { status: TrialStatus::Succeeded }
-        );
+        assert_eq!(s.report(W1, g[2].id, 1, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Succeeded });
         assert!(s.is_finished());
         assert_eq!((s.counts().failed, s.counts().succeeded), (9, 1));
     }
@@ -535,12 +547,9 @@ mod tests {
         let g = s.lease(W1, 0, 10);
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].attempt, 1);
-        assert_eq!(
-            s.report(W1, g[0].id, 1, ReportKind::Succeeded),
-            Disposition::Accepted { status: TrialStatus::Succeeded }
-        );
+        assert_eq!(s.report(W1, g[0].id, 1, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Succeeded });
         assert!(!s.is_finished());
-        s.report(W1, g[1].id, 1, ReportKind::Diverged);
+        s.report(W1, g[1].id, 1, &diverged());
         assert!(s.is_finished());
         assert_eq!(s.counts().diverged, 1);
     }
@@ -553,18 +562,15 @@ mod tests {
         // Renewed at 50: still leased at 120.
         assert!(s.expire(120).is_empty());
         let r = s.expire(150);
-        assert_eq!(r, vec![Revoked { id: TrialId(0), attempt: 1, worker: W1, gave_up: false }]);
+        assert_eq!(r, vec![Revoked { id: TrialId(0), attempt: 1, worker: W1, expired: true, gave_up: false }]);
         let g2 = s.lease(W2, 160, 1);
         assert_eq!(g2[0].attempt, 2);
         // The old worker's report is late, its heartbeat says the lease is stale.
-        assert_eq!(s.report(W1, TrialId(0), 1, ReportKind::Succeeded), Disposition::Late);
+        assert_eq!(s.report(W1, TrialId(0), 1, &SUCCEEDED), Disposition::Late);
         assert_eq!(s.heartbeat(W1, &[(TrialId(0), 1)], 170), vec![(TrialId(0), 1)]);
-        assert_eq!(
-            s.report(W2, TrialId(0), 2, ReportKind::Succeeded),
-            Disposition::Accepted { status: TrialStatus::Succeeded }
-        );
+        assert_eq!(s.report(W2, TrialId(0), 2, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Succeeded });
         // A duplicate of the accepted report is late.
-        assert_eq!(s.report(W2, TrialId(0), 2, ReportKind::Succeeded), Disposition::Late);
+        assert_eq!(s.report(W2, TrialId(0), 2, &SUCCEEDED), Disposition::Late);
         assert_eq!(s.counts().succeeded, 1);
     }
 
@@ -573,13 +579,13 @@ mod tests {
         let mut s = sched(1);
         let g = s.lease(W1, 0, 1);
         assert_eq!(
-            s.report(W1, g[0].id, 1, ReportKind::Failed(FailureClass::Error)),
+            s.report(W1, g[0].id, 1, &failed(FailureClass::Error)),
             Disposition::Accepted { status: TrialStatus::Pending }
         );
         let g = s.lease(W1, 0, 1);
         assert_eq!(g[0].attempt, 2);
         assert_eq!(
-            s.report(W1, g[0].id, 2, ReportKind::Failed(FailureClass::Error)),
+            s.report(W1, g[0].id, 2, &failed(FailureClass::Error)),
             Disposition::Accepted { status: TrialStatus::Failed }
         );
         assert!(s.is_finished());
@@ -588,12 +594,7 @@ mod tests {
 
     #[test]
     fn resumed_trials_keep_counting_attempts() {
-        let mut s = Scheduler::new(SchedulerConfig {
-            lease_timeout_ms: 100,
-            retries: RetryPolicy { error: 2, crash: 2, timeout: 2, lost: 4 },
-            failure_budget: None,
-            retry_backoff_ms: 0,
-        });
+        let mut s = new(config(100, RetryPolicy { error: 2, crash: 2, timeout: 2, lost: 4 }, None, 0));
         s.add(TrialId(1), params(), 4, [0; 4], TrialStatus::Running);
         s.add(TrialId(2), params(), 1, [0; 4], TrialStatus::Succeeded);
         assert_eq!(s.counts().pending, 1);
@@ -605,12 +606,7 @@ mod tests {
 
     #[test]
     fn a_trial_that_keeps_losing_its_lease_fails_in_the_end() {
-        let mut s = Scheduler::new(SchedulerConfig {
-            lease_timeout_ms: 10,
-            retries: lost(2),
-            failure_budget: None,
-            retry_backoff_ms: 0,
-        });
+        let mut s = new(config(10, lost(2), None, 0));
         s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
         let mut now = 0;
         for round in 1..=3 {
@@ -622,12 +618,7 @@ mod tests {
         assert!(s.is_finished());
         assert_eq!(s.counts().failed, 1);
         // A graceful hand-back is not a loss.
-        let mut s = Scheduler::new(SchedulerConfig {
-            lease_timeout_ms: 10,
-            retries: lost(0),
-            failure_budget: None,
-            retry_backoff_ms: 0,
-        });
+        let mut s = new(config(10, lost(0), None, 0));
         s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
         s.lease(W1, 0, 1);
         assert!(!s.release_worker(W1)[0].gave_up);
@@ -636,24 +627,19 @@ mod tests {
 
     #[test]
     fn failed_attempts_back_off_before_their_retry() {
-        let mut s = Scheduler::new(SchedulerConfig {
-            lease_timeout_ms: 10_000,
-            retries: RetryPolicy::uniform(4),
-            failure_budget: None,
-            retry_backoff_ms: 100,
-        });
+        let mut s = new(config(10_000, RetryPolicy::uniform(4), None, 100));
         s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
         s.add(TrialId(2), params(), 0, [0; 4], TrialStatus::Pending);
         let g = s.lease(W1, 0, 1);
         assert_eq!(g[0].id, TrialId(1));
-        s.report(W1, TrialId(1), 1, ReportKind::Failed(FailureClass::Error));
+        s.report(W1, TrialId(1), 1, &failed(FailureClass::Error));
         // Trial 1 waits 100 ms; trial 2 goes first.
         assert_eq!(s.lease(W1, 50, 2).iter().map(|g| g.id).collect::<Vec<_>>(), vec![TrialId(2)]);
         assert!(s.lease(W1, 99, 1).is_empty());
         let g = s.lease(W1, 100, 1);
         assert_eq!((g[0].id, g[0].attempt), (TrialId(1), 2));
         // The second failure waits twice as long.
-        s.report(W1, TrialId(1), 2, ReportKind::Failed(FailureClass::Error));
+        s.report(W1, TrialId(1), 2, &failed(FailureClass::Error));
         assert!(s.lease(W1, 299, 1).is_empty());
         assert_eq!(s.lease(W1, 300, 1).len(), 1);
     }
@@ -683,17 +669,13 @@ mod tests {
         };
         for _round in 0..200 {
             let trials = 1 + rand(12);
-            let cfg = SchedulerConfig {
-                lease_timeout_ms: 100,
-                retries: RetryPolicy { lost: u32::MAX, ..RetryPolicy::uniform(rand(3) as u32) },
-                failure_budget: None,
-                retry_backoff_ms: rand(3) * 50,
-            };
+            let cfg =
+                config(100, RetryPolicy { lost: u32::MAX, ..RetryPolicy::uniform(rand(3) as u32) }, None, rand(3) * 50);
             // The "store": final status per trial, and attempts/failures so far.
             let mut finals: HashMap<TrialId, TrialStatus> = HashMap::new();
             let mut attempts: HashMap<TrialId, (u32, u32)> = HashMap::new();
             let rebuild = |finals: &HashMap<TrialId, TrialStatus>, attempts: &HashMap<TrialId, (u32, u32)>| {
-                let mut s = Scheduler::new(cfg);
+                let mut s = new(cfg.clone());
                 for i in 0..trials {
                     let id = TrialId(i);
                     let (a, f) = attempts.get(&id).copied().unwrap_or((0, 0));
@@ -726,17 +708,15 @@ mod tests {
                     3 | 4 if !held.is_empty() => {
                         // Reports may repeat, come late, or come from the wrong worker.
                         let (w, id, a) = held[rand(held.len() as u64) as usize];
-                        let kind =
-                            [ReportKind::Succeeded, ReportKind::Failed(FailureClass::Error), ReportKind::Diverged]
-                                [rand(3) as usize];
+                        let kind = [SUCCEEDED, failed(FailureClass::Error), diverged()][rand(3) as usize].clone();
                         let before = finals.get(&id).copied();
-                        match s.report(w, id, a, kind) {
+                        match s.report(w, id, a, &kind) {
                             Disposition::Accepted { status } => {
                                 assert!(before.is_none(), "a finished trial was reported again and accepted");
                                 if status == TrialStatus::Pending {
                                     attempts.entry(id).or_default().1 += 1;
                                 } else {
-                                    if kind == ReportKind::Failed(FailureClass::Error) {
+                                    if matches!(kind, AttemptOutcome::Failed { .. }) {
                                         attempts.entry(id).or_default().1 += 1;
                                     }
                                     finals.insert(id, status);
@@ -770,7 +750,7 @@ mod tests {
                 now += 1000;
                 s.expire(now);
                 for g in s.lease(w, now, 16) {
-                    if let Disposition::Accepted { status } = s.report(w, g.id, g.attempt, ReportKind::Succeeded) {
+                    if let Disposition::Accepted { status } = s.report(w, g.id, g.attempt, &SUCCEEDED) {
                         assert!(finals.insert(g.id, status).is_none());
                     }
                 }

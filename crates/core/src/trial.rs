@@ -19,6 +19,74 @@ pub struct PlannedTrial {
     pub variant: Option<(usize, u64)>,
 }
 
+/// A trial's result as far as it got: what kappa status, export and report read, from the store
+/// or over the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialResult {
+    /// Content id.
+    pub id: TrialId,
+    /// The hyperparameters.
+    pub params: Hyperparams,
+    /// Where it stands.
+    pub status: TrialStatus,
+    /// Metrics of the counted attempt (succeeded and diverged trials).
+    pub metrics: Option<TrialMetrics>,
+    /// The last failure message, if any.
+    pub error: Option<String>,
+}
+
+/// How far a sweep is: what the coordinator publishes and the Watch stream carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The sweep's name.
+    pub sweep: String,
+    /// Trials by status.
+    pub counts: Counts,
+    /// Trials finished in an earlier run and reused.
+    pub reused: u64,
+    /// Registered workers.
+    pub workers: u32,
+    /// Every trial is finished.
+    pub finished: bool,
+    /// Cancelled: nothing more is leased until the sweep is submitted again.
+    pub cancelled: bool,
+}
+
+/// How an attempt ended without a report: its lease ended. The attempt log records every such
+/// attempt as `lost`, with this as the reason; only an expired lease is a failed attempt (of
+/// class `lost`, with its own retries and counted in the failure budget).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseEnd {
+    /// Not renewed in time: the worker died, hung or was cut off.
+    Expired,
+    /// Its worker left before reporting (it stopped, or was told to).
+    WorkerLeft,
+    /// The sweep was cancelled.
+    Cancelled,
+    /// The coordinator stopped (the attempt runs again when it is back).
+    Stopped,
+    /// The process that held the lease is gone and left it open (found on resume).
+    Abandoned,
+}
+
+impl LeaseEnd {
+    /// Whether this end is a failed attempt of class `lost`.
+    pub fn is_failure(self) -> bool {
+        self == LeaseEnd::Expired
+    }
+
+    /// Why, in words, as the attempt log keeps it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            LeaseEnd::Expired => "its lease expired: the worker died, hung or was cut off",
+            LeaseEnd::WorkerLeft => "handed back: its worker left",
+            LeaseEnd::Cancelled => "handed back: the sweep was cancelled",
+            LeaseEnd::Stopped => "handed back: the coordinator stopped",
+            LeaseEnd::Abandoned => "abandoned: the process that ran it stopped",
+        }
+    }
+}
+
 /// Where a trial stands. `Succeeded`, `Failed` and `Diverged` are terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -268,6 +336,14 @@ impl Default for RetryPolicy {
 }
 
 impl AttemptOutcome {
+    /// The failure class of a failed attempt.
+    pub fn failure_class(&self) -> Option<FailureClass> {
+        match self {
+            AttemptOutcome::Failed { class, .. } => Some(*class),
+            _ => None,
+        }
+    }
+
     /// The status this outcome gives the trial when it is final.
     pub fn status(&self) -> TrialStatus {
         match self {

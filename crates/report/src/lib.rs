@@ -20,7 +20,7 @@
 
 pub mod render;
 
-use kappa_core::{Estimate, Hyperparams, Plan, Sweep, TrialId, TrialMetrics, TrialStatus, Verdict};
+use kappa_core::{Estimate, Hyperparams, Plan, Sweep, TrialId, TrialStatus, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -31,14 +31,8 @@ pub const HOLDS_LATE_BY: f64 = 0.9;
 /// Share of points after "holds from" that may still stray beyond tolerance + 2 SE (noise).
 pub const OFF_FRACTION: f64 = 0.05;
 
-/// What the store says about one trial.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrialResult {
-    /// Where it stands.
-    pub status: TrialStatus,
-    /// Its metrics, when it finished with any.
-    pub metrics: Option<TrialMetrics>,
-}
+/// What the store (or a coordinator) says about one trial: the report's input.
+pub use kappa_core::TrialResult;
 
 /// The whole report (also written as summary.json).
 #[derive(Clone, Debug, Serialize)]
@@ -73,15 +67,15 @@ pub struct Overlay {
 }
 
 /// Curves of the same hyperparameters (seed dropped) across sweeps, for settings present in the
-/// first sweep and at least one other. Each input is (label, trials as (params, result)).
-pub fn overlays(sweeps: &[(String, Vec<(Hyperparams, TrialResult)>)]) -> Vec<Overlay> {
+/// first sweep and at least one other. Each input is (label, trials).
+pub fn overlays(sweeps: &[(String, Vec<TrialResult>)]) -> Vec<Overlay> {
     let mut out: Vec<Overlay> = Vec::new();
     let Some((_, first)) = sweeps.first() else { return out };
     let mut keys: Vec<(String, Hyperparams)> = Vec::new();
-    for (p, _) in first {
-        let k = key_without_seed(p);
+    for r in first {
+        let k = key_without_seed(&r.params);
         if !keys.iter().any(|(x, _)| *x == k) {
-            keys.push((k, p.clone()));
+            keys.push((k, r.params.clone()));
         }
     }
     for (key, params) in keys {
@@ -89,9 +83,9 @@ pub fn overlays(sweeps: &[(String, Vec<(Hyperparams, TrialResult)>)]) -> Vec<Ove
         for (label, trials) in sweeps {
             let results: HashMap<TrialId, TrialResult> = trials
                 .iter()
-                .filter(|(p, _)| key_without_seed(p) == key)
+                .filter(|r| key_without_seed(&r.params) == key)
                 .enumerate()
-                .map(|(i, (_, r))| (TrialId(i as u64), r.clone()))
+                .map(|(i, r)| (TrialId(i as u64), r.clone()))
                 .collect();
             if results.is_empty() {
                 continue;
@@ -279,7 +273,7 @@ fn aggregate(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>) -> Aggreg
     let mut metrics = Vec::new();
     for id in ids {
         match results.get(id) {
-            Some(TrialResult { status: TrialStatus::Succeeded, metrics: Some(m) }) => metrics.push(m),
+            Some(TrialResult { status: TrialStatus::Succeeded, metrics: Some(m), .. }) => metrics.push(m),
             Some(TrialResult { status: TrialStatus::Diverged, .. }) => agg.diverged = true,
             Some(TrialResult { status: TrialStatus::Failed, .. }) => agg.failed = true,
             _ => agg.complete = false,
@@ -614,7 +608,7 @@ mod tests {
 
     #[test]
     fn overlays_match_settings_across_sweeps() {
-        use kappa_core::{CurvePoint, OptimizerKind};
+        use kappa_core::{CurvePoint, OptimizerKind, TrialMetrics};
         let params = |lr: f64, seed: u64| Hyperparams {
             optimizer: OptimizerKind::Adam,
             batch_size: 1,
@@ -625,8 +619,11 @@ mod tests {
             weight_decay: 0.0,
             seed,
         };
-        let result = |loss: f64| TrialResult {
+        let result = |params: Hyperparams, loss: f64| TrialResult {
+            id: TrialId(0),
+            params,
             status: TrialStatus::Succeeded,
+            error: None,
             metrics: Some(TrialMetrics {
                 curve: vec![CurvePoint {
                     samples: 10,
@@ -645,9 +642,9 @@ mod tests {
         };
         let optimizer = (
             "opt".to_string(),
-            vec![(params(0.1, 0), result(1.0)), (params(0.1, 1), result(3.0)), (params(0.2, 0), result(5.0))],
+            vec![result(params(0.1, 0), 1.0), result(params(0.1, 1), 3.0), result(params(0.2, 0), 5.0)],
         );
-        let sde = ("sde".to_string(), vec![(params(0.1, 0), result(2.0))]);
+        let sde = ("sde".to_string(), vec![result(params(0.1, 0), 2.0)]);
         let o = overlays(&[optimizer, sde]);
         assert_eq!(o.len(), 1, "lr = 0.2 has no partner");
         assert_eq!(o[0].params.lr, 0.1);

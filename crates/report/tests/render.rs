@@ -52,14 +52,24 @@ fn metrics(batch: u64, lr: f64) -> TrialMetrics {
     }
 }
 
+/// A planned trial that succeeded with the synthetic metrics of its batch size and learning rate.
+fn succeeded(t: &kappa_core::PlannedTrial) -> TrialResult {
+    TrialResult {
+        id: t.id,
+        params: t.params.clone(),
+        status: TrialStatus::Succeeded,
+        metrics: Some(metrics(t.params.batch_size, t.params.lr)),
+        error: None,
+    }
+}
+
 #[test]
 fn report_files_render_and_check_reports_mismatches() {
     let sweep = Sweep::parse("synthetic.toml", SWEEP).unwrap();
     let plan = Plan::new(&sweep, "test");
     let mut results = HashMap::new();
     for t in plan.trials() {
-        let m = metrics(t.params.batch_size, t.params.lr);
-        results.insert(t.id, TrialResult { status: TrialStatus::Succeeded, metrics: Some(m) });
+        results.insert(t.id, succeeded(&t));
     }
     let report = build(&sweep, &plan, &results);
     let rule = |n: &str| report.rules.iter().find(|r| r.name == n).unwrap();
@@ -124,13 +134,7 @@ fn partial_results_say_what_is_missing() {
     let mut results = HashMap::new();
     for (i, t) in plan.trials().enumerate() {
         if i % 3 != 0 {
-            results.insert(
-                t.id,
-                TrialResult {
-                    status: TrialStatus::Succeeded,
-                    metrics: Some(metrics(t.params.batch_size, t.params.lr)),
-                },
-            );
+            results.insert(t.id, succeeded(&t));
         }
     }
     let report = build(&sweep, &plan, &results);

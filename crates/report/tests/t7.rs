@@ -40,7 +40,16 @@ fn t7_adamw_sqrt_holds_and_theta_fixed_fails() {
     for t in plan.trials() {
         let out = kappa_sim::run_trial(&sweep.task, &t.params, t.id, &kappa_sim::Cancel::new()).unwrap();
         let AttemptOutcome::Succeeded(m) = out else { panic!("{out:?}") };
-        results.insert(t.id, TrialResult { status: kappa_core::TrialStatus::Succeeded, metrics: Some(m) });
+        results.insert(
+            t.id,
+            TrialResult {
+                id: t.id,
+                params: t.params.clone(),
+                status: kappa_core::TrialStatus::Succeeded,
+                metrics: Some(m),
+                error: None,
+            },
+        );
     }
     assert_eq!(results.len(), 3, "base + one trial per rule");
     let report = build(&sweep, &plan, &results);

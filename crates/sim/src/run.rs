@@ -8,7 +8,7 @@
 use crate::landscape::{self, Landscape};
 use crate::noise::Noise;
 use crate::optim::{Optimizer, OptimizerConfig};
-use crate::sde::{Sde, SdeState};
+use crate::sde::{Scratch, Sde, SdeState};
 use crate::theory::{self, Form};
 use crate::{Cancel, SimError, rng};
 use kappa_core::task::SimTask;
@@ -159,15 +159,14 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     let records = sched.record_steps.len();
     let mut rng = rng::stream(s.id, s.seed, block);
     let mut x = vec![s.x0; n * d];
-    let mut g = vec![0.0; d];
-    let mut z = vec![0.0; d];
+    let mut scratch = Scratch::new(d);
     let mut opts: Vec<Optimizer> = Vec::new();
     let mut sde_states: Vec<SdeState> = Vec::new();
     match s.method {
         Method::Discrete(cfg) => opts = (0..n).map(|_| Optimizer::new(*cfg, d)).collect(),
         Method::Sde(sde, _) => {
-            land.grad(&x[..d], &mut g);
-            sde_states = (0..n).map(|_| sde.init(&g, s.noise)).collect();
+            land.grad(&x[..d], &mut scratch.g);
+            sde_states = (0..n).map(|_| sde.init(&scratch.g, s.noise)).collect();
         }
     }
     let mut losses = vec![f64::NAN; n * records];
@@ -203,16 +202,17 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
             let mut fused = None;
             match s.method {
                 Method::Discrete(_) => {
-                    land.grad(xp, &mut g);
-                    s.noise.standard(&mut rng, &mut z);
-                    for ((gi, zi), si) in g.iter_mut().zip(&z).zip(&s.noise.sigma) {
+                    let Scratch { g, z } = &mut scratch;
+                    land.grad(xp, g);
+                    s.noise.standard(&mut rng, z);
+                    for ((gi, zi), si) in g.iter_mut().zip(z.iter()).zip(&s.noise.sigma) {
                         *gi += si * zi;
                     }
-                    opts[p].step(xp, &g);
+                    opts[p].step(xp, g);
                 }
                 Method::Sde(sde, refine) => {
                     for _ in 0..*refine {
-                        fused = sde.substep(xp, &mut sde_states[p], lambda, s.noise, &mut rng, &mut g, &mut z);
+                        fused = sde.substep(xp, &mut sde_states[p], lambda, s.noise, &mut rng, &mut scratch);
                     }
                 }
             }

@@ -41,6 +41,22 @@ pub struct SdeState {
     t: f64,
 }
 
+/// A path's scratch buffers for one substep, length d each: the gradient and the normals.
+#[derive(Clone, Debug)]
+pub struct Scratch {
+    /// The gradient (drift) buffer.
+    pub g: Vec<f64>,
+    /// The normal variates buffer.
+    pub z: Vec<f64>,
+}
+
+impl Scratch {
+    /// Buffers for dimension `d`.
+    pub fn new(d: usize) -> Scratch {
+        Scratch { g: vec![0.0; d], z: vec![0.0; d] }
+    }
+}
+
 impl Sde {
     /// The SDE of `params.optimizer` under `model`, with `refine` substeps per optimizer step, on
     /// a quadratic with Hessian diagonal `lambda` (which SGD's fused kernel needs).
@@ -134,11 +150,9 @@ impl Sde {
         SdeState { m, v, t: 0.0 }
     }
 
-    /// One Euler–Maruyama substep of a path on the quadratic: `x`, its state, with gradient buffer
-    /// `g` and normal buffer `z` (both length d) as scratch. `lambda` is the Hessian diagonal.
-    /// Returns the loss of the new `x` when the kernel computed it on the way (SGD built by
-    /// [`Sde::new`]), so the caller need not.
-    #[allow(clippy::too_many_arguments)]
+    /// One Euler–Maruyama substep of a path on the quadratic: `x`, its state, with `scratch`'s
+    /// buffers. `lambda` is the Hessian diagonal. Returns the loss of the new `x` when the kernel
+    /// computed it on the way (SGD built by [`Sde::new`]), so the caller need not.
     #[inline(always)]
     pub fn substep(
         &self,
@@ -147,9 +161,9 @@ impl Sde {
         lambda: &[f64],
         noise: &Noise,
         rng: &mut StreamRng,
-        g: &mut [f64],
-        z: &mut [f64],
+        scratch: &mut Scratch,
     ) -> Option<f64> {
+        let Scratch { g, z } = scratch;
         if let Some(loss) = self.sgd_substep_with_loss(x, lambda, rng, z) {
             return Some(loss);
         }
@@ -286,11 +300,11 @@ mod tests {
         let (mut x1, mut x2) = (vec![0.5; 5], vec![0.5; 5]);
         let (mut r1, mut r2) =
             (crate::rng::stream(kappa_core::TrialId(7), 1, 0), crate::rng::stream(kappa_core::TrialId(7), 1, 0));
-        let (mut g, mut z) = (vec![0.0; 5], vec![0.0; 5]);
-        let (mut s1, mut s2) = (fused.init(&g, &noise), generic.init(&g, &noise));
+        let mut scratch = Scratch::new(5);
+        let (mut s1, mut s2) = (fused.init(&scratch.g, &noise), generic.init(&scratch.g, &noise));
         for _ in 0..100 {
-            assert!(fused.substep(&mut x1, &mut s1, &lambda, &noise, &mut r1, &mut g, &mut z).is_some());
-            assert!(generic.substep(&mut x2, &mut s2, &lambda, &noise, &mut r2, &mut g, &mut z).is_none());
+            assert!(fused.substep(&mut x1, &mut s1, &lambda, &noise, &mut r1, &mut scratch).is_some());
+            assert!(generic.substep(&mut x2, &mut s2, &lambda, &noise, &mut r2, &mut scratch).is_none());
         }
         for (a, b) in x1.iter().zip(&x2) {
             assert!((a - b).abs() < 1e-12, "{x1:?} vs {x2:?}");

@@ -19,7 +19,7 @@
 //! task error; death by a signal the worker did not send is a crash. A timeout or a cancel kills
 //! the whole process group (SIGTERM, then SIGKILL after a grace period).
 
-use kappa_core::{AttemptOutcome, CurvePoint, FailureClass, Hyperparams, TrialId, TrialMetrics};
+use kappa_core::{AttemptOutcome, CurvePoint, FailureClass, Lease, TrialMetrics};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -43,36 +43,30 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 /// Bytes of stderr quoted in a failure message.
 const STDERR_TAIL: usize = 2000;
 
-/// One attempt of a command trial. `gpus` are the device ordinals given to it (may be empty).
-/// Returns `None` when cancelled (revoked or shutting down).
-#[allow(clippy::too_many_arguments)]
+/// One attempt of a command trial: the attempt `lease` hands out, running `task`, with the GPU
+/// device ordinals `gpus` given to it (may be empty). Returns `None` when cancelled (revoked or
+/// shutting down).
 pub async fn run(
     env: &CommandEnv,
     task: &kappa_core::task::CommandTask,
-    params: &Hyperparams,
-    id: TrialId,
-    attempt: u32,
+    lease: &Lease,
     gpus: &[u32],
-    timeout: Option<Duration>,
     cancel: &kappa_sim::Cancel,
 ) -> Option<AttemptOutcome> {
-    match run_inner(env, task, params, id, attempt, gpus, timeout, cancel).await {
+    match run_inner(env, task, lease, gpus, cancel).await {
         Ok(o) => o,
         Err(error) => Some(AttemptOutcome::Failed { error, class: FailureClass::Error }),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_inner(
     env: &CommandEnv,
     task: &kappa_core::task::CommandTask,
-    params: &Hyperparams,
-    id: TrialId,
-    attempt: u32,
+    lease: &Lease,
     gpus: &[u32],
-    timeout: Option<Duration>,
     cancel: &kappa_sim::Cancel,
 ) -> Result<Option<AttemptOutcome>, String> {
+    let (params, id, attempt, timeout) = (&lease.params, lease.id, lease.attempt, lease.timeout);
     let argv: Vec<String> =
         task.argv.iter().map(|a| kappa_core::command::render(a, params, id, attempt)).collect::<Result<_, _>>()?;
     let logs = &env.logs;

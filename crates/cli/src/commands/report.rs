@@ -1,11 +1,10 @@
 //! `kappa report`: verdicts on the sweep's scaling rules, with tables, summary.json, plots and an
 //! HTML page. Works on partly finished and still running sweeps (it says what is missing).
 
-use crate::StateArg;
-use crate::summary::resolve_state;
+use crate::args::SourceArg;
+use crate::{client, exit, state};
 use anyhow::{Context, anyhow};
-use kappa_core::{Plan, Sweep};
-use kappa_report::TrialResult;
+use kappa_core::{Plan, Sweep, TrialResult};
 use kappa_store::Store;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,16 +13,7 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
     #[command(flatten)]
-    state: StateArg,
-    /// Read the results from a running coordinator instead of a state directory (it wins over
-    /// --state and KAPPA_STATE).
-    #[arg(long, value_name = "URL")]
-    coordinator: Option<String>,
-    /// With --coordinator: the sweep (default: the latest submitted).
-    #[arg(long, requires = "coordinator")]
-    sweep: Option<String>,
-    #[command(flatten)]
-    token: crate::cluster::TokenArg,
+    source: SourceArg,
     /// Directory for summary.json, the PNG/SVG plots and report.html.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -45,35 +35,31 @@ fn label(name: &str, sweep: &Sweep) -> String {
     }
 }
 
-fn trial_results(store: &Store) -> anyhow::Result<Vec<(kappa_core::Hyperparams, TrialResult)>> {
-    Ok(store.trials()?.into_iter().map(|t| (t.params, TrialResult { status: t.status, metrics: t.metrics })).collect())
+fn trial_results(store: &Store) -> anyhow::Result<Vec<TrialResult>> {
+    Ok(store.trials()?.into_iter().map(|t| t.result).collect())
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     // The sweep file and every trial, from a state directory or a coordinator.
-    let (source, spec_path, spec, trials) = match &args.coordinator {
-        Some(url) => {
-            let c = crate::cluster::CoordinatorArg { coordinator: url.clone(), token: args.token.clone() };
-            let r = crate::cluster::fetch_results(&c, args.sweep.as_deref().unwrap_or(""))?;
-            (format!("sweep `{}` of {url}", r.name), r.spec_path, r.spec, r.trials)
+    let (source, spec_path, spec, trials) = match args.source.coordinator() {
+        Some(c) => {
+            let r = client::fetch_results(&c, args.source.sweep.as_deref().unwrap_or(""))?;
+            (format!("sweep `{}` of {}", r.name, c.coordinator), r.spec_path, r.spec, r.trials)
         }
         None => {
-            let dir = resolve_state(&args.state)?;
+            let dir = state::resolve(&args.source.state)?;
             let store = Store::open(&dir)?;
             let info = store.sweep_info()?.ok_or_else(|| anyhow!("{} holds no planned sweep yet", dir.display()))?;
-            let trials = store.trials()?.into_iter().map(|t| (t.id, t.params, t.status, t.metrics)).collect();
-            (dir.display().to_string(), info.spec_path, info.spec, trials)
+            (dir.display().to_string(), info.spec_path, info.spec, trial_results(&store)?)
         }
     };
     let sweep = Sweep::parse(&spec_path, &spec)
         .map_err(|e| anyhow!("the sweep file stored in {source} no longer parses: {e}"))?;
     let plan = Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
-    let results: HashMap<_, _> =
-        trials.iter().map(|(id, _, status, m)| (*id, TrialResult { status: *status, metrics: m.clone() })).collect();
+    let results: HashMap<_, _> = trials.iter().map(|t| (t.id, t.clone())).collect();
     let mut report = kappa_report::build(&sweep, &plan, &results);
     if !args.overlay.is_empty() {
-        let own = trials.into_iter().map(|(_, p, status, metrics)| (p, TrialResult { status, metrics })).collect();
-        let mut sweeps = vec![(label(&sweep.name, &sweep), own)];
+        let mut sweeps = vec![(label(&sweep.name, &sweep), trials)];
         for dir in &args.overlay {
             let other = Store::open(dir)?;
             let info = other.sweep_info()?.ok_or_else(|| anyhow!("{} holds no planned sweep yet", dir.display()))?;
@@ -93,9 +79,9 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
             for p in problems {
                 eprintln!("check failed: {p}");
             }
-            return Ok(crate::exit::CHECK_FAILED);
+            return Ok(exit::CHECK_FAILED);
         }
         println!("check passed: every rule's verdict is the one the sweep expects");
     }
-    Ok(crate::exit::OK)
+    Ok(exit::OK)
 }

@@ -3,13 +3,23 @@
 //! The JSON schema (one object per line) is documented in the README; fields are added over time,
 //! never renamed.
 
-use crate::summary::resolve_state;
-use crate::{Format, StateArg};
+use crate::args::StateArg;
+use crate::{exit, state};
 use anyhow::Context;
+use clap::ValueEnum;
 use kappa_store::{Store, TrialRecord};
 use serde_json::json;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+
+/// Output formats of `kappa export`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One row per trial; curves are left out (use jsonl for them).
+    Csv,
+    /// One JSON object per trial, with the full loss curve.
+    Jsonl,
+}
 
 /// Arguments of `kappa export`.
 #[derive(clap::Args, Debug)]
@@ -25,7 +35,7 @@ pub struct ExportArgs {
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
-    let dir = resolve_state(&args.state)?;
+    let dir = state::resolve(&args.state)?;
     let store = Store::open(&dir)?;
     let trials = store.trials()?;
     let sink: Box<dyn Write> = match &args.out {
@@ -45,19 +55,20 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         Format::Csv => write_csv(&mut w, &trials)?,
     }
     w.flush()?;
-    Ok(crate::exit::OK)
+    Ok(exit::OK)
 }
 
 /// The export object of one trial.
 pub fn trial_json(t: &TrialRecord) -> serde_json::Value {
+    let r = &t.result;
     json!({
-        "id": t.id,
+        "id": r.id,
         "seq": t.seq,
-        "params": t.params,
-        "status": t.status,
+        "params": r.params,
+        "status": r.status,
         "attempts": t.attempts,
-        "metrics": t.metrics,
-        "error": t.error,
+        "metrics": r.metrics,
+        "error": r.error,
         "diverged_step": t.diverged_step,
         "worker": t.worker,
         "timings": {
@@ -100,13 +111,13 @@ fn write_csv(w: &mut impl Write, trials: &[TrialRecord]) -> std::io::Result<()> 
     writeln!(w, "{}", CSV_HEADER.join(","))?;
     let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     for t in trials {
-        let p = &t.params;
-        let stationary = t.metrics.as_ref().and_then(|m| m.stationary_loss);
-        let last = t.metrics.as_ref().and_then(|m| m.curve.last());
+        let (r, p) = (&t.result, &t.result.params);
+        let stationary = r.metrics.as_ref().and_then(|m| m.stationary_loss);
+        let last = r.metrics.as_ref().and_then(|m| m.curve.last());
         let cells = [
-            t.id.to_string(),
+            r.id.to_string(),
             t.seq.to_string(),
-            t.status.to_string(),
+            r.status.to_string(),
             t.attempts.to_string(),
             p.optimizer.to_string(),
             p.batch_size.to_string(),
@@ -122,9 +133,9 @@ fn write_csv(w: &mut impl Write, trials: &[TrialRecord]) -> std::io::Result<()> 
             opt(last.map(|c| c.loss_mean)),
             opt(last.map(|c| c.loss_se)),
             t.diverged_step.map(|s| s.to_string()).unwrap_or_default(),
-            opt(t.metrics.as_ref().and_then(|m| m.theory.as_ref()?.stationary_loss)),
-            t.metrics.as_ref().map(|m| m.notes.join("; ")).unwrap_or_default(),
-            t.error.clone().unwrap_or_default(),
+            opt(r.metrics.as_ref().and_then(|m| m.theory.as_ref()?.stationary_loss)),
+            r.metrics.as_ref().map(|m| m.notes.join("; ")).unwrap_or_default(),
+            r.error.clone().unwrap_or_default(),
             t.worker.clone().unwrap_or_default(),
             opt(t.started_at),
             opt(t.finished_at),

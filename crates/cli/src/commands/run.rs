@@ -1,13 +1,14 @@
 //! `kappa run`: a coordinator and N workers in this process, talking real gRPC on 127.0.0.1.
 
-use crate::plan::load_sweep;
-use crate::{exit, progress, summary};
+use crate::args::{announce_backend, backend, command_workdir, parse_gpus};
+use crate::exit::{self, invalid};
+use crate::signal::interrupted;
+use crate::{progress, summary, sweep_file};
 use anyhow::{Context, anyhow};
-use kappa_coordinator::{Coordinator, CoordinatorConfig, Hub};
-use kappa_core::Plan;
+use kappa_coordinator::{Coordinator, CoordinatorConfig, ServeOptions, Server, SweepRunner};
 use kappa_store::Store;
 use kappa_worker::WorkerConfig;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -32,37 +33,36 @@ pub struct RunArgs {
     gpus: String,
     /// Where simulations run, over the task's `backend`: `auto`, `cpu` or `cuda` (default: the
     /// task's).
-    #[arg(long, value_name = "auto|cpu|cuda", env = "KAPPA_BACKEND", value_parser = crate::cluster::backend_arg)]
+    #[arg(long, value_name = "auto|cpu|cuda", env = "KAPPA_BACKEND", value_parser = backend)]
     backend: Option<kappa_core::task::Backend>,
     /// Working directory of `kind = "command"` trials (their logs go to STATE/logs/).
     #[arg(long, value_name = "DIR", default_value = ".", env = "KAPPA_WORKDIR")]
     workdir: PathBuf,
 }
 
-/// Takes the exclusive lock of a state directory, so two runs never write one store.
-pub fn lock_state(dir: &Path) -> anyhow::Result<kappa_store::StateLock> {
-    Ok(kappa_store::StateLock::acquire(dir)?)
+/// How the local workers run their trials.
+struct Workers {
+    count: u32,
+    commands: kappa_worker::CommandEnv,
+    gpus: Vec<u32>,
+    backend: Option<kappa_core::task::Backend>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
-    let (sweep, text) = load_sweep(&args.file)?;
+    crate::logging::init_quiet();
+    let (sweep, text) = sweep_file::load(&args.file)?;
     // Bad flags are refused before the state directory is touched.
-    let workdir = crate::cluster::command_workdir(&args.workdir)?;
-    let gpus = crate::cluster::parse_gpus(&args.gpus)?;
+    let workdir = command_workdir(&args.workdir)?;
+    let gpus = parse_gpus(&args.gpus)?;
     let state = args.state.clone().unwrap_or_else(|| PathBuf::from("runs").join(&sweep.name));
     if state.exists() && !state.is_dir() {
-        return Err(crate::invalid(format!("--state {} exists and is not a directory", state.display())));
+        return Err(invalid(format!("--state {} exists and is not a directory", state.display())));
     }
-    let _lock = lock_state(&state)?;
-    let mut store = Store::create(&state)?;
-    let plan = Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
-    let sync = store.sync_plan(
-        &sweep.name,
-        &args.file.display().to_string(),
-        &text,
-        &plan.task_json().to_string(),
-        plan.trials(),
-    )?;
+    // The workers run in this process and die with it: what a dead run left running is re-run
+    // at once, not waited for.
+    let cfg = CoordinatorConfig { adopt_in_flight: false, ..CoordinatorConfig::default() };
+    let coordinator = Arc::new(Coordinator::new(None, cfg, kappa_worker::code_version));
+    let (runner, sync) = coordinator.open(&state, &sweep, &text, &args.file.display().to_string())?;
     if !args.quiet {
         eprintln!(
             "sweep `{}`: {} trials ({} new, {} finished earlier and reused, {} interrupted and re-queued); state in {}",
@@ -74,10 +74,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             state.display()
         );
     }
-    let cfg = CoordinatorConfig::default();
-    let hub = Arc::new(Hub::new(None, cfg, kappa_worker::code_version));
-    let coordinator = hub.add(store, &sweep, &text)?;
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let count = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -87,10 +84,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     // A local sweep file is the user's own: its commands run, in --workdir, logs in the state.
     let commands =
         kappa_worker::CommandEnv { workdir, logs: std::path::absolute(state.join("logs"))?, host: "localhost".into() };
-    crate::cluster::announce_backend(args.backend);
-    let ended =
-        runtime.block_on(drive(hub.clone(), coordinator.clone(), workers, args.quiet, (commands, gpus, args.backend)));
-    hub.shutdown().context("could not save every result")?;
+    announce_backend(args.backend);
+    let workers = Workers { count, commands, gpus, backend: args.backend };
+    let ended = runtime.block_on(drive(coordinator.clone(), runner, workers, args.quiet));
+    // Whatever `drive` did not get to (it failed early): commit what is queued.
+    coordinator.shutdown().context("could not save every result")?;
     let ended = ended?;
     let store = Store::open(&state)?;
     summary::print_run_summary(&store, &sweep, sync.reused, started.elapsed())?;
@@ -115,26 +113,20 @@ enum Ended {
 }
 
 async fn drive(
-    hub: Arc<Hub>,
-    coordinator: Coordinator,
-    workers: u32,
+    coordinator: Arc<Coordinator>,
+    runner: SweepRunner,
+    workers: Workers,
     quiet: bool,
-    (commands, gpus, backend): (kappa_worker::CommandEnv, Vec<u32>, Option<kappa_core::task::Backend>),
 ) -> anyhow::Result<Ended> {
-    if coordinator.progress().finished {
+    if runner.is_finished() {
         return Ok(Ended::Finished);
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on 127.0.0.1")?;
-    let addr = listener.local_addr()?;
-    let url = format!("http://{addr}");
+    let server = Server::start(listener, coordinator, ServeOptions::default()).await?;
+    let url = format!("http://{}", server.addr());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let server =
-        tokio::spawn(kappa_coordinator::serve(listener, hub.clone(), kappa_proto::Auth::default(), None, async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        }));
     let mut pool = tokio::task::JoinSet::new();
-    for i in 0..workers {
+    for i in 0..workers.count {
         let cfg = WorkerConfig {
             coordinator: url.clone(),
             name: format!("local-{i}"),
@@ -143,38 +135,35 @@ async fn drive(
             exit_when_finished: true,
             token: None,
             tls_ca: None,
-            verbose: false,
-            commands: Some(commands.clone()),
-            gpus: gpus.iter().copied().skip(i as usize).step_by(workers as usize).collect(),
-            backend,
+            commands: Some(workers.commands.clone()),
+            gpus: workers.gpus.iter().copied().skip(i as usize).step_by(workers.count as usize).collect(),
+            backend: workers.backend,
             drain: Duration::ZERO,
         };
         pool.spawn(kappa_worker::run(cfg, stop_rx.clone()));
     }
     let mut display =
         (!quiet).then(|| tokio::spawn(progress::follow(url.clone(), None, None, String::new(), stop_rx.clone())));
-    let finished = coordinator.finished();
-    let interrupt = interrupted();
-    tokio::pin!(finished, interrupt);
-    let mut health = tokio::time::interval(Duration::from_secs(1));
-    let ended = loop {
-        tokio::select! {
-            _ = &mut finished => break Ok(Ended::Finished),
-            _ = &mut interrupt => break Ok(Ended::Interrupted),
-            _ = health.tick() => {
+    let ended = {
+        let finished = runner.finished();
+        let interrupt = interrupted();
+        let write_failed = server.write_failed();
+        tokio::pin!(finished, interrupt, write_failed);
+        loop {
+            tokio::select! {
+                _ = &mut finished => break Ok(Ended::Finished),
+                _ = &mut interrupt => break Ok(Ended::Interrupted),
                 // Results that cannot be written must stop the run, not pile up in memory.
-                if let Some(f) = hub.write_failure() {
-                    break Err(anyhow!("writing results failed: {f}"));
-                }
-            }
-            Some(joined) = pool.join_next() => {
-                match joined {
-                    Ok(Ok(_)) if pool.is_empty() && !coordinator.progress().finished => {
-                        break Err(anyhow!("every worker stopped before the sweep finished"));
+                f = &mut write_failed => break Err(anyhow!("writing results failed: {f}")),
+                Some(joined) = pool.join_next() => {
+                    match joined {
+                        Ok(Ok(_)) if pool.is_empty() && !runner.is_finished() => {
+                            break Err(anyhow!("every worker stopped before the sweep finished"));
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => break Err(anyhow!("a worker stopped: {e}")),
+                        Err(e) => break Err(anyhow!("a worker crashed: {e}")),
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => break Err(anyhow!("a worker stopped: {e}")),
-                    Err(e) => break Err(anyhow!("a worker crashed: {e}")),
                 }
             }
         }
@@ -200,31 +189,7 @@ async fn drive(
     {
         let _ = d.await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    // Whatever a worker still held when it stopped goes back to pending.
-    hub.release_all();
+    // Whatever a worker still held when it stopped goes back to pending; every result is saved.
+    server.stop(Duration::from_secs(5)).await.context("could not save every result")?;
     ended
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn interrupted() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -1,10 +1,10 @@
 //! `kappa plan`: the expansion of a sweep file, without running anything.
 
-use crate::invalid;
+use crate::{exit, sweep_file};
 use kappa_core::grid::format_real;
 use kappa_core::{Plan, Sweep};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Arguments of `kappa plan`.
 #[derive(clap::Args, Debug)]
@@ -19,25 +19,13 @@ pub struct PlanArgs {
     show: u64,
 }
 
-/// Reads and validates a sweep file; every problem is an invalid-input error naming the file.
-pub fn load_sweep(path: &Path) -> anyhow::Result<(Sweep, String)> {
-    let shown = path.display().to_string();
-    if path.is_dir() {
-        return Err(invalid(format!("{shown} is a directory, not a sweep file")));
-    }
-    let bytes = std::fs::read(path).map_err(|e| invalid(format!("cannot read sweep file {shown}: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid(format!("sweep file {shown} is not UTF-8 text")))?;
-    let sweep = Sweep::parse(&shown, &text).map_err(|e| invalid(e.to_string()))?;
-    Ok((sweep, text))
-}
-
 /// Distinct trials of a plan (scaled variants may repeat one).
 fn distinct(plan: &Plan<'_>, sweep: &Sweep) -> u64 {
     if sweep.scaling.is_some() { plan.trials().count() as u64 } else { plan.len() }
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
-    let (sweep, _) = load_sweep(&args.file)?;
+    let (sweep, _) = sweep_file::load(&args.file)?;
     let plan = Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
     let shown = args.show.min(plan.len());
     if args.json {
@@ -80,7 +68,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             "trials": trials,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(crate::exit::OK);
+        return Ok(exit::OK);
     }
     let factors: Vec<String> = sweep
         .grid
@@ -164,5 +152,5 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    Ok(crate::exit::OK)
+    Ok(exit::OK)
 }

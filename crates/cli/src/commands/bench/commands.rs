@@ -36,9 +36,9 @@ fn true_sweep(n: u64) -> String {
     )
 }
 
-pub fn bench_commands(b: CommandsBench) -> anyhow::Result<u8> {
+pub(super) fn bench_commands(b: CommandsBench) -> anyhow::Result<u8> {
     if b.trials == 0 || b.slots == 0 {
-        return Err(crate::invalid("--trials and --slots must be at least 1"));
+        return Err(crate::exit::invalid("--trials and --slots must be at least 1"));
     }
     let dir = std::env::temp_dir().join(format!("kappa-bench-commands-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -71,7 +71,7 @@ pub fn bench_commands(b: CommandsBench) -> anyhow::Result<u8> {
         return Ok(crate::exit::OK);
     }
     let hint = "install it with `python3 -m pip install hyperqueue`, or pass --no-baseline";
-    let v = crate::bench::Baseline::run(
+    let v = super::Baseline::run(
         Command::new(&b.python).arg(&b.script).args([b.trials.to_string(), b.slots.to_string()]),
         hint,
     )?;

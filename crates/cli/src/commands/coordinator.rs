@@ -1,0 +1,109 @@
+//! `kappa coordinator`: serves every submitted sweep to workers until Ctrl-C or SIGTERM.
+
+use crate::args::{TokenArg, duration};
+use crate::exit::{self, invalid};
+use crate::logging::LogArgs;
+use crate::signal::interrupted;
+use anyhow::{Context, anyhow};
+use kappa_coordinator::{Coordinator, CoordinatorConfig, ServeOptions, Server};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `kappa coordinator`.
+#[derive(clap::Args, Debug)]
+pub struct CoordinatorArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", env = "KAPPA_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: String,
+    /// State root: each submitted sweep keeps its store in DIR/NAME (NAME: the sweep name); a restarted
+    /// coordinator reloads them all.
+    #[arg(long, value_name = "DIR", env = "KAPPA_STATE", default_value = "runs")]
+    state: PathBuf,
+    /// How often workers renew their leases.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    heartbeat: Duration,
+    /// Missed heartbeats after which a lease expires and its trial runs again.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    missed_heartbeats: u32,
+    /// Also serve Prometheus metrics (GET /metrics) on this address.
+    #[arg(long, value_name = "ADDR", env = "KAPPA_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// PEM certificate to serve TLS with (clients then use https:// and --tls-ca).
+    #[arg(long, value_name = "FILE", env = "KAPPA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "KAPPA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    token: TokenArg,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Longest a stopping coordinator waits for calls in flight (a worker's lease call waits up to
+/// 30 s for work).
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// `kappa coordinator`: serves until Ctrl-C or SIGTERM, then commits everything and exits.
+pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
+    crate::logging::init(&args.log)?;
+    let token = args.token.token()?;
+    let auth = kappa_proto::Auth::new(token.as_deref()).map_err(|e| invalid(e.to_string()))?;
+    let cfg = CoordinatorConfig {
+        heartbeat_interval: args.heartbeat,
+        lease_timeout: args.heartbeat * args.missed_heartbeats.max(1),
+        ..CoordinatorConfig::default()
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            let read = |f: &PathBuf| std::fs::read(f).map_err(|e| invalid(format!("cannot read {}: {e}", f.display())));
+            Some(tonic::transport::Identity::from_pem(read(c)?, read(k)?))
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let coordinator = Arc::new(Coordinator::new(Some(args.state.clone()), cfg, kappa_worker::code_version));
+    let loaded =
+        coordinator.load_all().with_context(|| format!("cannot load the sweeps in {}", args.state.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| invalid(format!("cannot listen on {}: {e}", args.listen)))?;
+        let server = Server::start(listener, coordinator.clone(), ServeOptions { auth, tls }).await?;
+        let addr = server.addr();
+        // The first line a supervisor (or a test) can wait for.
+        println!("kappa coordinator listening on {addr}, state in {} ({scheme})", args.state.display());
+        for name in &loaded {
+            println!("resumed sweep `{name}`");
+        }
+        tracing::info!(%addr, state = %args.state.display(), tls = scheme == "https", sweeps = loaded.len(), "coordinator started");
+        if token.is_none() {
+            eprintln!("warning: no token (--token-file or KAPPA_TOKEN): any client that reaches {addr} is trusted");
+        }
+        if let Some(m) = &args.metrics_listen {
+            let l =
+                tokio::net::TcpListener::bind(m).await.map_err(|e| invalid(format!("cannot listen on {m}: {e}")))?;
+            println!("metrics on http://{}/metrics", l.local_addr()?);
+            tokio::spawn(kappa_coordinator::metrics::serve_metrics(l, coordinator.clone(), std::future::pending()));
+        }
+        // Serve until Ctrl-C/SIGTERM, or until results stop being written (a full disk, say):
+        // a coordinator that cannot record results must not keep handing out trials.
+        let failure = tokio::select! {
+            _ = interrupted() => None,
+            f = server.write_failed() => {
+                eprintln!("error: writing results failed: {f}; stopping");
+                Some(f)
+            }
+        };
+        tracing::info!("coordinator stopping");
+        let stopped = server.stop(STOP_GRACE).await;
+        if let Some(f) = failure {
+            return Err(anyhow!("writing results failed: {f} (fix it and start the coordinator again)"));
+        }
+        stopped.context("could not save every result")
+    })?;
+    println!("coordinator stopped; every result is saved");
+    Ok(exit::OK)
+}

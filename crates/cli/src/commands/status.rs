@@ -1,0 +1,138 @@
+//! `kappa status`: how far a sweep got, from its state directory or from a coordinator.
+
+use crate::args::{CoordinatorArg, SourceArg};
+use crate::client::{connect, runtime, status_error};
+use crate::{exit, state};
+use kappa_core::{Progress, TrialStatus};
+use kappa_proto::pb;
+use kappa_store::{Store, TrialRecord};
+use serde_json::json;
+
+/// Arguments of `kappa status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    source: SourceArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `kappa status`.
+pub fn status(args: StatusArgs) -> anyhow::Result<u8> {
+    match args.source.coordinator() {
+        Some(c) => remote(&c, args.source.sweep.as_deref(), args.json),
+        None => local(&args, args.json),
+    }
+}
+
+/// Trials by status, and why failed trials failed, from a state directory.
+fn local(args: &StatusArgs, as_json: bool) -> anyhow::Result<u8> {
+    let dir = state::resolve(&args.source.state)?;
+    let store = Store::open(&dir)?;
+    let info = store.sweep_info()?;
+    let counts = store.counts()?;
+    let trials = store.trials()?;
+    let failed: Vec<&TrialRecord> = trials.iter().filter(|t| t.result.status == TrialStatus::Failed).collect();
+    let name = info.as_ref().map_or("", |i| i.name.as_str());
+    if as_json {
+        let out = json!({
+            "sweep": name,
+            "state": dir.display().to_string(),
+            "spec_path": info.as_ref().map(|i| i.spec_path.clone()),
+            "total": counts.total,
+            "pending": counts.pending,
+            "running": counts.running,
+            "succeeded": counts.succeeded,
+            "failed": counts.failed,
+            "diverged": counts.diverged,
+            "done": counts.done(),
+            "finished": counts.total > 0 && counts.done() == counts.total,
+            "logs": Some(dir.join("logs")).filter(|l| l.is_dir()).map(|l| l.display().to_string()),
+            "failures": failed
+                .iter()
+                .map(|t| json!({"id": t.result.id, "attempts": t.attempts, "error": t.result.error}))
+                .collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(exit::OK);
+    }
+    println!("sweep `{name}` in {}", dir.display());
+    if let Some(i) = &info {
+        println!("  sweep file     {}", i.spec_path);
+    }
+    let logs = dir.join("logs");
+    if logs.is_dir() {
+        println!("  command logs   {}/<trial>.<attempt>.stdout|.stderr", logs.display());
+    }
+    println!(
+        "  trials         {} total: {} succeeded, {} failed, {} diverged, {} running, {} pending",
+        counts.total, counts.succeeded, counts.failed, counts.diverged, counts.running, counts.pending
+    );
+    let state = if counts.total > 0 && counts.done() == counts.total { "finished" } else { "not finished" };
+    println!("  state          {state} ({:.0}% done)", 100.0 * counts.done() as f64 / counts.total.max(1) as f64);
+    for t in failed.iter().take(10) {
+        println!(
+            "  failed {} after {} attempts: {}",
+            t.result.id,
+            t.attempts,
+            t.result.error.as_deref().unwrap_or("?")
+        );
+    }
+    if failed.len() > 10 {
+        println!("  … {} more failed trials (kappa export --format jsonl)", failed.len() - 10);
+    }
+    Ok(exit::OK)
+}
+
+/// Every sweep's counts (or one sweep's), from a coordinator.
+fn remote(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow::Result<u8> {
+    runtime()?.block_on(async {
+        let mut cl = connect(c).await?;
+        let r = cl
+            .status(pb::StatusRequest { sweep: sweep.unwrap_or("").to_string() })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        let sweeps: Vec<Progress> = r.sweeps.into_iter().map(Progress::from).collect();
+        if as_json {
+            let all: Vec<_> = sweeps.iter().map(progress_json).collect();
+            println!("{}", serde_json::to_string_pretty(&json!({ "coordinator": c.coordinator, "sweeps": all }))?);
+            return Ok(exit::OK);
+        }
+        if sweeps.is_empty() {
+            println!("coordinator {}: no sweep submitted yet", c.coordinator);
+        }
+        for p in &sweeps {
+            let n = &p.counts;
+            println!(
+                "sweep `{}`: {} trials: {} succeeded, {} failed, {} diverged, {} running, {} pending; {} workers{}",
+                p.sweep,
+                n.total,
+                n.succeeded,
+                n.failed,
+                n.diverged,
+                n.running,
+                n.pending,
+                p.workers,
+                if p.finished {
+                    "; finished"
+                } else if p.cancelled {
+                    "; cancelled"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(exit::OK)
+    })
+}
+
+fn progress_json(p: &Progress) -> serde_json::Value {
+    let n = &p.counts;
+    json!({
+        "sweep": p.sweep, "total": n.total, "pending": n.pending, "running": n.running,
+        "succeeded": n.succeeded, "failed": n.failed, "diverged": n.diverged,
+        "workers": p.workers, "finished": p.finished, "cancelled": p.cancelled,
+    })
+}

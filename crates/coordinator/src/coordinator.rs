@@ -1,0 +1,258 @@
+//! The coordinator: every sweep of a process and the workers that serve them. Workers register
+//! with the coordinator, not with a sweep; a lease takes trials from the sweeps in the order they
+//! were submitted, and a report goes to the sweep whose lease it is. With a state root, each
+//! sweep keeps its own store in `<root>/<sweep name>/`, and a restarted coordinator reloads every
+//! sweep found there (finished trials are kept, interrupted ones re-queued).
+
+use crate::runner::SweepRunner;
+use crate::sweeps::{Submitted, SweepRegistry};
+use crate::workers::WorkerRegistry;
+use crate::{CoordinatorConfig, CoordinatorError};
+use kappa_core::sched::Disposition;
+use kappa_core::{AttemptReport, Lease, LeaseEnd, Progress, Sweep, TaskSpec, TrialId, WorkerId};
+use kappa_store::PlanSync;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Every sweep of a coordinator process, and its workers.
+pub struct Coordinator {
+    sweeps: SweepRegistry,
+    workers: WorkerRegistry,
+    work: Arc<Notify>,
+    reports: AtomicU64,
+}
+
+impl Coordinator {
+    /// A coordinator over the state root `root` (sweeps are reloaded from it with
+    /// [`Coordinator::load_all`] and submitted into it), or over none (`kappa run`: one sweep,
+    /// opened with [`Coordinator::open`]). `code_version` names the code that computes a task's
+    /// results (part of trial ids).
+    pub fn new(
+        root: Option<PathBuf>,
+        cfg: CoordinatorConfig,
+        code_version: fn(&TaskSpec) -> &'static str,
+    ) -> Coordinator {
+        let work = Arc::new(Notify::new());
+        let workers = WorkerRegistry::new();
+        let sweeps = SweepRegistry::new(root, cfg, code_version, work.clone(), workers.counter());
+        Coordinator { sweeps, workers, work, reports: AtomicU64::new(0) }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CoordinatorConfig {
+        self.sweeps.config()
+    }
+
+    /// Plans `sweep` into the state directory `dir` and serves it (what `kappa run` does).
+    pub fn open(
+        &self,
+        dir: &Path,
+        sweep: &Sweep,
+        spec: &str,
+        file: &str,
+    ) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
+        self.sweeps.open(dir, sweep, spec, file)
+    }
+
+    /// Reloads every sweep under the state root (after a restart). Returns their names.
+    pub fn load_all(&self) -> Result<Vec<String>, CoordinatorError> {
+        self.sweeps.load_all()
+    }
+
+    /// Plans a sweep from its file text into `<root>/<name>/` and serves it. Submitting the same
+    /// sweep again is harmless; an edited one replaces it once it is finished.
+    pub fn submit(&self, spec: &str, file: &str) -> Result<Submitted, CoordinatorError> {
+        self.sweeps.submit(spec, file)
+    }
+
+    /// Cancels a sweep (empty name: the latest); returns its name and its unfinished trials.
+    pub fn cancel(&self, name: &str) -> Result<(String, u64), CoordinatorError> {
+        self.sweeps.cancel(name)
+    }
+
+    /// Puts a sweep's failed trials back to pending (empty name: the latest); returns its name
+    /// and how many will run again.
+    pub fn retry_failed(&self, name: &str) -> Result<(String, u64), CoordinatorError> {
+        self.sweeps.retry_failed(name)
+    }
+
+    /// A sweep's file and every trial record (empty name: the latest sweep), read from its store.
+    pub fn results(
+        &self,
+        name: &str,
+    ) -> Result<(kappa_store::SweepInfo, Vec<kappa_store::TrialRecord>), CoordinatorError> {
+        self.sweeps.results(name)
+    }
+
+    /// Registers a worker with `slots` slots and `gpus` GPUs.
+    pub fn register(&self, name: &str, slots: u32, gpus: u32) -> WorkerId {
+        let (id, full) = self.workers.register(name, gpus);
+        tracing::info!(worker = %full, id = id.0, slots, gpus, "worker registered");
+        self.refresh();
+        id
+    }
+
+    /// A worker leaves: its leases go back to pending in every sweep.
+    pub fn deregister(&self, worker: WorkerId) {
+        if let Some(name) = self.workers.remove(worker) {
+            tracing::info!(worker = %name, "worker left");
+        }
+        for e in self.sweeps.read().iter() {
+            e.runner.release_worker(worker);
+        }
+    }
+
+    /// Registered workers.
+    pub fn worker_count(&self) -> u32 {
+        self.workers.count()
+    }
+
+    /// Reports received so far.
+    pub fn reports(&self) -> u64 {
+        self.reports.load(Ordering::Relaxed)
+    }
+
+    /// Whether a worker id is registered (and, since it called, not lost).
+    pub fn knows(&self, worker: WorkerId) -> bool {
+        self.workers.touch(worker)
+    }
+
+    /// A warning for a sweep whose trials need more GPUs than any registered worker has (they
+    /// wait until such a worker registers).
+    pub fn gpu_warning(&self, sweep: &str) -> Option<String> {
+        let need = self.sweeps.find(sweep).ok()?.gpus();
+        (need > 0 && self.workers.most_gpus() < need).then(|| {
+            format!(
+                "trials of `{sweep}` need {need} GPU(s) each and no registered worker has that many; they wait \
+                 until one registers (start workers with --gpus)"
+            )
+        })
+    }
+
+    fn refresh(&self) {
+        for e in self.sweeps.read().iter() {
+            e.runner.refresh();
+        }
+    }
+
+    /// Leases up to `max` trials from the sweeps in submission order, waiting up to `wait` for
+    /// work; trials that need GPUs only within the worker's `free_gpus`. Returns the leases and
+    /// whether every sweep is finished.
+    pub async fn lease(&self, worker: WorkerId, max: usize, wait: Duration, free_gpus: u32) -> (Vec<Lease>, bool) {
+        let deadline = tokio::time::Instant::now() + wait;
+        let name = self.workers.name(worker);
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut out = Vec::new();
+            let mut all_finished = true;
+            let mut gpus_left = free_gpus;
+            let served = {
+                let sweeps = self.sweeps.read();
+                for e in sweeps.iter() {
+                    let r = &e.runner;
+                    let gpus = r.gpus();
+                    let room = match gpus {
+                        0 => max - out.len(),
+                        g => (max - out.len()).min((gpus_left / g) as usize),
+                    };
+                    if room > 0 {
+                        let granted = r.try_lease(worker, &name, room);
+                        gpus_left -= gpus * granted.len() as u32;
+                        out.extend(granted);
+                    }
+                    all_finished &= r.is_finished() || r.is_cancelled();
+                }
+                !sweeps.is_empty()
+            };
+            if !out.is_empty() {
+                // A worker that deregistered while this call was granting must not keep the
+                // leases: either its deregistration released them, or this does.
+                if !self.workers.knows(worker) {
+                    for e in self.sweeps.read().iter() {
+                        e.runner.release_worker(worker);
+                    }
+                    return (Vec::new(), false);
+                }
+                return (out, false);
+            }
+            if all_finished && served {
+                return (out, true);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return (Vec::new(), false);
+            }
+        }
+    }
+
+    /// Renews leases; returns those no sweep considers current.
+    pub fn heartbeat(&self, worker: WorkerId, held: &[(TrialId, u32)]) -> Vec<(TrialId, u32)> {
+        let mut stale: Option<Vec<(TrialId, u32)>> = None;
+        for e in self.sweeps.read().iter() {
+            let s = e.runner.heartbeat(worker, held);
+            stale = Some(match stale {
+                None => s,
+                Some(prev) => prev.into_iter().filter(|x| s.contains(x)).collect(),
+            });
+        }
+        stale.unwrap_or_else(|| held.to_vec())
+    }
+
+    /// Routes a report to the sweep whose lease it is. Two sweeps may plan the same trial (same
+    /// task and hyperparameters, e.g. one asking for more GPUs): a report the lease holder does not
+    /// claim goes, as a late one, to the first sweep that knows the trial.
+    pub fn report(&self, report: AttemptReport) -> Disposition {
+        self.reports.fetch_add(1, Ordering::Relaxed);
+        let name = self.workers.name(report.worker);
+        let sweeps = self.sweeps.read();
+        let mut report = report;
+        for record_late in [false, true] {
+            for e in sweeps.iter() {
+                match e.runner.report(report, &name, record_late) {
+                    (_, Some(back)) => report = back,
+                    (d, None) => return d,
+                }
+            }
+        }
+        Disposition::Unknown
+    }
+
+    /// Hands every lease back, whoever holds it (the process is stopping, its workers with it).
+    pub fn release_all(&self) {
+        for e in self.sweeps.read().iter() {
+            e.runner.release_all(LeaseEnd::Stopped);
+        }
+    }
+
+    /// Expires overdue leases in every sweep, and notes workers gone silent.
+    pub fn expire(&self) {
+        self.workers.mark_lost(self.config().lease_timeout);
+        for e in self.sweeps.read().iter() {
+            e.runner.expire();
+        }
+    }
+
+    /// Progress of every sweep, in submission order.
+    pub fn progress(&self) -> Vec<Progress> {
+        self.sweeps.read().iter().map(|e| e.runner.progress()).collect()
+    }
+
+    /// The runner of a sweep, by name (empty: the most recently submitted).
+    pub fn sweep(&self, name: &str) -> Result<SweepRunner, CoordinatorError> {
+        self.sweeps.find(name)
+    }
+
+    /// Commits everything queued in every sweep and closes the stores.
+    pub fn shutdown(&self) -> Result<(), CoordinatorError> {
+        self.sweeps.shutdown()
+    }
+
+    /// A write failure in any sweep.
+    pub fn write_failure(&self) -> Option<String> {
+        self.sweeps.read().iter().find_map(|e| e.runner.write_failure())
+    }
+}

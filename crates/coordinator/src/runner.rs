@@ -1,0 +1,363 @@
+//! One sweep: its scheduler, its store writer and its published progress.
+
+use crate::writer::StoreWriter;
+use crate::{CoordinatorConfig, CoordinatorError};
+use kappa_core::sched::{Disposition, Revoked};
+use kappa_core::{
+    AttemptOutcome, AttemptReport, Counts, Execution, Lease, LeaseEnd, Progress, Scheduler, SchedulerConfig, TrialId,
+    TrialStatus, WorkerId,
+};
+use kappa_store::{InFlight, ReportEffect, Store, StoreOp, now_s};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+struct Inner {
+    name: String,
+    sched: Mutex<Scheduler>,
+    writer: StoreWriter,
+    /// Shared with every sweep of a coordinator: rung when trials become pending or a sweep finishes.
+    work: Arc<Notify>,
+    /// Registered workers, counted by the coordinator (for progress reports).
+    workers: Arc<AtomicU32>,
+    progress: watch::Sender<Progress>,
+    reused: u64,
+    /// Trials finished before this runner started (terminal, so fixed).
+    stored: Counts,
+    /// The lease clock's origin: the scheduler's time is milliseconds since it. A tokio instant,
+    /// so tests drive lease expiry and retry backoff with paused time.
+    started: Instant,
+    /// Cancelled: nothing is leased.
+    cancelled: AtomicBool,
+}
+
+/// The runner of one sweep: its scheduler and its store writer. Cheap to clone. Workers and
+/// waiting are the [`crate::Coordinator`]'s business; this type never blocks.
+#[derive(Clone)]
+pub struct SweepRunner {
+    inner: Arc<Inner>,
+}
+
+impl SweepRunner {
+    /// A runner over a store whose plan is already synced: every unfinished trial of the current
+    /// plan is loaded as pending. `work` and `workers` are shared with its coordinator.
+    ///
+    /// `in_flight` are attempts that were running when an earlier coordinator stopped: their
+    /// workers may still be running them, and a result they report while the lease is current
+    /// (renewed or reported within a lease timeout) is accepted instead of running it again.
+    pub(crate) fn new(
+        store: Store,
+        cfg: &CoordinatorConfig,
+        execution: Execution,
+        work: Arc<Notify>,
+        workers: Arc<AtomicU32>,
+        in_flight: Vec<InFlight>,
+    ) -> Result<SweepRunner, CoordinatorError> {
+        let name = store.sweep_info()?.map(|i| i.name).unwrap_or_default();
+        let counts = store.counts()?;
+        let open = store.open_trials()?;
+        let task: Arc<str> = store.task_json()?.unwrap_or_default().into();
+        let mut sched = Scheduler::new(
+            SchedulerConfig { lease_timeout: cfg.lease_timeout, retry_backoff: cfg.retry_backoff, execution },
+            task,
+        );
+        sched.set_failed_attempts(store.failed_attempts()?);
+        for t in open {
+            sched.add(t.id, t.params, t.attempts, t.failures, TrialStatus::Pending);
+        }
+        let resumed: Vec<StoreOp> = in_flight
+            .into_iter()
+            .filter(|f| sched.resume_in_flight(f.id, f.attempt))
+            .map(|f| StoreOp::Leased { id: f.id, attempt: f.attempt, worker: f.worker, at: f.started_at })
+            .collect();
+        let reused = counts.done();
+        // Finished trials are only counted, not held: the scheduler needs just the open ones.
+        let progress = Progress {
+            sweep: name.clone(),
+            counts: merge(sched.counts(), counts),
+            reused,
+            workers: workers.load(Ordering::Relaxed),
+            finished: sched.is_finished(),
+            cancelled: false,
+        };
+        let (tx, _) = watch::channel(progress);
+        let inner = Inner {
+            writer: StoreWriter::start(store, &name),
+            name,
+            sched: Mutex::new(sched),
+            work,
+            workers,
+            progress: tx,
+            reused,
+            stored: counts,
+            started: Instant::now(),
+            cancelled: AtomicBool::new(false),
+        };
+        // The store shows them running again, as the scheduler does.
+        inner.writer.send_all(resumed);
+        Ok(SweepRunner { inner: Arc::new(inner) })
+    }
+
+    /// The sweep's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// GPUs each of its trials needs: they go only to workers with that many free.
+    pub fn gpus(&self) -> u32 {
+        self.sched().config().execution.gpus
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.started.elapsed().as_millis() as u64
+    }
+
+    fn sched(&self) -> MutexGuard<'_, Scheduler> {
+        // A panic while holding the lock would poison it; the state itself stays consistent
+        // (every method finishes its update before returning), so recover it.
+        self.inner.sched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Current progress.
+    pub fn progress(&self) -> Progress {
+        self.inner.progress.borrow().clone()
+    }
+
+    /// Whether every trial is finished.
+    pub fn is_finished(&self) -> bool {
+        self.inner.progress.borrow().finished
+    }
+
+    /// Whether the sweep is cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Cancels (nothing more is leased; every lease is revoked) or resumes the sweep.
+    pub fn set_cancelled(&self, cancelled: bool) {
+        let was = self.inner.cancelled.swap(cancelled, Ordering::Relaxed);
+        if cancelled {
+            if !was {
+                tracing::info!(sweep = %self.inner.name, "sweep cancelled");
+            }
+            self.release_all(LeaseEnd::Cancelled);
+        } else {
+            if was {
+                tracing::info!(sweep = %self.inner.name, "sweep resumed");
+            }
+            self.refresh();
+            self.inner.work.notify_waiters();
+        }
+    }
+
+    /// A receiver of progress snapshots.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.inner.progress.subscribe()
+    }
+
+    fn publish(&self, sched: &Scheduler) {
+        let p = Progress {
+            sweep: self.inner.name.clone(),
+            counts: merge(sched.counts(), self.inner.stored),
+            reused: self.inner.reused,
+            workers: self.inner.workers.load(Ordering::Relaxed),
+            finished: sched.is_finished(),
+            cancelled: self.is_cancelled(),
+        };
+        let was_finished = self.inner.progress.borrow().finished;
+        if p.finished && !was_finished {
+            let c = &p.counts;
+            tracing::info!(
+                sweep = %p.sweep, total = c.total, succeeded = c.succeeded, failed = c.failed, diverged = c.diverged,
+                "sweep finished"
+            );
+        }
+        self.inner.progress.send_replace(p);
+    }
+
+    /// Leases up to `max` pending trials to `worker` (named `name` in the store); never waits.
+    pub fn try_lease(&self, worker: WorkerId, name: &str, max: usize) -> Vec<Lease> {
+        if self.is_cancelled() {
+            return Vec::new();
+        }
+        let mut sched = self.sched();
+        let leases = sched.lease(worker, self.now_ms(), max);
+        if sched.is_halted() {
+            // A restart with the failure budget already used up fails what is left.
+            self.record_halted(&mut sched);
+            self.publish(&sched);
+        }
+        if !leases.is_empty() {
+            let at = now_s();
+            self.inner.writer.send_all(leases.iter().map(|l| StoreOp::Leased {
+                id: l.id,
+                attempt: l.attempt,
+                worker: name.to_string(),
+                at,
+            }));
+            self.publish(&sched);
+        }
+        leases
+    }
+
+    /// Renews leases; returns the ones this sweep does not consider current (unknown ids included).
+    pub fn heartbeat(&self, worker: WorkerId, held: &[(TrialId, u32)]) -> Vec<(TrialId, u32)> {
+        if self.is_cancelled() {
+            return held.to_vec();
+        }
+        self.sched().heartbeat(worker, held, self.now_ms())
+    }
+
+    /// Applies a report from the worker named `name` and queues it for the store. A late report
+    /// (not the current lease) is recorded only with `record_late`: the coordinator first looks
+    /// for the sweep whose lease it is, since two sweeps may plan the same trial. The report comes
+    /// back (`Some`) when this sweep did not take it: the trial is not its, or it is late and
+    /// not recorded.
+    pub fn report(&self, report: AttemptReport, name: &str, record_late: bool) -> (Disposition, Option<AttemptReport>) {
+        let mut sched = self.sched();
+        let disposition = sched.report(report.worker, report.id, report.attempt, &report.outcome);
+        let effect = match disposition {
+            Disposition::Accepted { status: TrialStatus::Pending } => ReportEffect::Retry,
+            Disposition::Accepted { .. } => ReportEffect::Final,
+            Disposition::Late if record_late => ReportEffect::Late,
+            Disposition::Late | Disposition::Unknown => return (disposition, Some(report)),
+        };
+        if let AttemptOutcome::Failed { error, class } = &report.outcome
+            && effect != ReportEffect::Late
+        {
+            tracing::warn!(
+                sweep = %self.inner.name, trial = %report.id, attempt = report.attempt, worker = name,
+                class = class.as_str(), retried = effect == ReportEffect::Retry, error = %error,
+                "attempt failed"
+            );
+        }
+        self.inner.writer.send(StoreOp::Reported {
+            id: report.id,
+            attempt: report.attempt,
+            worker: name.to_string(),
+            at: now_s(),
+            duration_s: report.duration_s,
+            outcome: report.outcome,
+            effect,
+        });
+        self.record_halted(&mut sched);
+        if effect != ReportEffect::Late {
+            self.publish(&sched);
+        }
+        let finished = sched.is_finished();
+        drop(sched);
+        if effect == ReportEffect::Retry || finished {
+            self.inner.work.notify_waiters();
+        }
+        (disposition, None)
+    }
+
+    /// A worker left: its leases go back to pending.
+    pub fn release_worker(&self, worker: WorkerId) {
+        let revoked = self.sched().release_worker(worker);
+        self.requeue(revoked, LeaseEnd::WorkerLeft);
+    }
+
+    /// Every lease goes back to pending (the sweep is cancelled, or the process is stopping).
+    pub fn release_all(&self, end: LeaseEnd) {
+        let revoked = self.sched().release_all();
+        self.requeue(revoked, end);
+    }
+
+    /// Expires overdue leases.
+    pub fn expire(&self) {
+        let revoked = self.sched().expire(self.now_ms());
+        for r in &revoked {
+            tracing::warn!(
+                sweep = %self.inner.name, trial = %r.id, attempt = r.attempt, worker = %r.worker, gave_up = r.gave_up,
+                "lease expired"
+            );
+        }
+        self.requeue(revoked, LeaseEnd::Expired);
+    }
+
+    /// Records the trials the scheduler failed because the failure budget ran out.
+    fn record_halted(&self, sched: &mut Scheduler) {
+        let halted = sched.take_halted();
+        if halted.is_empty() {
+            return;
+        }
+        let budget = sched.config().execution.failure_budget.unwrap_or_default();
+        tracing::warn!(
+            sweep = %self.inner.name, budget, not_run = halted.len(),
+            "sweep halted: its failure budget is used up"
+        );
+        let error = format!(
+            "not run: the sweep's failure budget of {budget} failed attempts is used up (see the other failures; \
+             `kappa retry --failed` runs them again)"
+        );
+        self.inner.writer.send_all(halted.into_iter().map(|(id, _)| StoreOp::Halted { id, error: error.clone() }));
+    }
+
+    fn requeue(&self, revoked: Vec<Revoked>, end: LeaseEnd) {
+        let at = now_s();
+        let mut sched = self.sched();
+        self.record_halted(&mut sched);
+        self.publish(&sched);
+        let lost_allowed = sched.config().execution.retries.lost;
+        drop(sched);
+        if revoked.is_empty() {
+            return;
+        }
+        self.inner.writer.send_all(revoked.into_iter().map(|r| StoreOp::Lost {
+            id: r.id,
+            attempt: r.attempt,
+            at,
+            end: if r.expired { LeaseEnd::Expired } else { end },
+            // Lost too many leases: failed for good, in the store as in the scheduler.
+            failed: r.gave_up.then(|| {
+                format!(
+                    "lost its lease {} times (the worker died, hung or was cut off each time): given up",
+                    lost_allowed + 1
+                )
+            }),
+        }));
+        self.inner.work.notify_waiters();
+    }
+
+    /// Publishes progress again (after the worker count changed).
+    pub fn refresh(&self) {
+        let sched = self.sched();
+        self.publish(&sched);
+    }
+
+    /// Resolves when every trial is finished.
+    pub async fn finished(&self) {
+        let mut rx = self.subscribe();
+        // The sender lives as long as `self`, so `wait_for` only ends when the sweep finishes.
+        let _ = rx.wait_for(|p| p.finished).await;
+    }
+
+    /// A write error that stopped the store writer, if any.
+    pub fn write_failure(&self) -> Option<String> {
+        self.inner.writer.failure()
+    }
+
+    /// Commits everything queued and closes the store.
+    pub fn shutdown(&self) -> Result<(), CoordinatorError> {
+        let failure = self.inner.writer.failure();
+        self.inner.writer.close()?;
+        match failure {
+            Some(f) => Err(CoordinatorError::WriteFailed(f)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Adds the in-memory counts of open trials to the store's counts of finished ones.
+fn merge(open: Counts, stored: Counts) -> Counts {
+    Counts {
+        total: open.total + stored.done(),
+        pending: open.pending,
+        running: open.running,
+        succeeded: open.succeeded + stored.succeeded,
+        failed: open.failed + stored.failed,
+        diverged: open.diverged + stored.diverged,
+    }
+}

@@ -1,0 +1,312 @@
+//! The sweep registry: every sweep a coordinator serves, in submission order, and how sweeps get
+//! there (after Ballista's task manager). [`plan_into`] is the one way a sweep is planned into a
+//! store, for `kappa run` and `kappa coordinator` alike.
+
+use crate::runner::SweepRunner;
+use crate::{CoordinatorConfig, CoordinatorError};
+use kappa_core::{Plan, Sweep, TaskSpec};
+use kappa_store::{InFlight, PlanSync, StateLock, Store, StoreError};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::Notify;
+
+/// What a submission did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// The sweep's name.
+    pub sweep: String,
+    /// Trials planned, new ones, and ones reused from earlier runs.
+    pub sync: PlanSync,
+}
+
+/// A sweep's state directory, planned and ready to serve.
+pub struct Planned {
+    /// Its store, with the plan synced.
+    pub store: Store,
+    /// The directory's lock: no other process writes this store while it is held.
+    pub lock: StateLock,
+    /// What syncing the plan found.
+    pub sync: PlanSync,
+    /// Attempts a stopped coordinator left running (read before the sync closed them).
+    pub in_flight: Vec<InFlight>,
+    /// What `prepare` returned.
+    pub prepared: u64,
+}
+
+/// Plans `sweep` (its file text `spec`, known as `file`) into the state directory `dir`: takes
+/// the directory's lock, opens or creates its store, lets `prepare` change it first (e.g. reset
+/// failed trials), notes the attempts a stopped process left running, and syncs the plan for
+/// `code_version` (new trials inserted, finished ones kept, interrupted ones re-queued), in one
+/// transaction.
+pub fn plan_into(
+    dir: &Path,
+    sweep: &Sweep,
+    spec: &str,
+    file: &str,
+    code_version: &str,
+    prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
+) -> Result<Planned, CoordinatorError> {
+    let lock = StateLock::acquire(dir)?;
+    let mut store = Store::create(dir)?;
+    let prepared = prepare(&mut store)?;
+    let in_flight = store.in_flight()?;
+    let plan = Plan::new(sweep, code_version);
+    let sync = store.sync_plan(&sweep.name, file, spec, &plan.task_json().to_string(), plan.trials())?;
+    Ok(Planned { store, lock, sync, in_flight, prepared })
+}
+
+pub(crate) struct Entry {
+    pub(crate) runner: SweepRunner,
+    spec: String,
+    /// Held for the sweep's life: no other process may write its store.
+    _lock: StateLock,
+}
+
+/// Every sweep of a coordinator, and what it needs to plan new ones.
+pub(crate) struct SweepRegistry {
+    root: Option<PathBuf>,
+    cfg: CoordinatorConfig,
+    code_version: fn(&TaskSpec) -> &'static str,
+    entries: RwLock<Vec<Entry>>,
+    /// Sweeps being planned (outside the lock of `entries`).
+    planning: Mutex<HashSet<String>>,
+    /// Rung when a sweep arrives, shared with every runner.
+    work: Arc<Notify>,
+    workers: Arc<AtomicU32>,
+}
+
+/// A claim on planning one sweep; dropping it releases the name.
+struct Planning<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    name: String,
+}
+
+impl<'a> Planning<'a> {
+    fn claim(set: &'a Mutex<HashSet<String>>, name: &str) -> Result<Planning<'a>, CoordinatorError> {
+        if !set.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string()) {
+            return Err(CoordinatorError::Conflict(name.to_string()));
+        }
+        Ok(Planning { set, name: name.to_string() })
+    }
+}
+
+impl Drop for Planning<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.name);
+    }
+}
+
+impl SweepRegistry {
+    pub(crate) fn new(
+        root: Option<PathBuf>,
+        cfg: CoordinatorConfig,
+        code_version: fn(&TaskSpec) -> &'static str,
+        work: Arc<Notify>,
+        workers: Arc<AtomicU32>,
+    ) -> SweepRegistry {
+        SweepRegistry { root, cfg, code_version, entries: RwLock::default(), planning: Mutex::default(), work, workers }
+    }
+
+    pub(crate) fn config(&self) -> &CoordinatorConfig {
+        &self.cfg
+    }
+
+    /// The sweeps, in submission order (a read lock: leasing and reporting go on together).
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<Entry>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn root(&self) -> Result<&Path, CoordinatorError> {
+        self.root.as_deref().ok_or(CoordinatorError::NoStateRoot)
+    }
+
+    /// The runner of a sweep by name (empty: the most recently submitted).
+    pub(crate) fn find(&self, name: &str) -> Result<SweepRunner, CoordinatorError> {
+        let entries = self.read();
+        let found = if name.is_empty() { entries.last() } else { entries.iter().find(|e| e.runner.name() == name) };
+        found.map(|e| e.runner.clone()).ok_or_else(|| CoordinatorError::NoSuchSweep(name.to_string()))
+    }
+
+    /// Plans a sweep into `dir` and starts serving it. `prepare` may change the store first.
+    fn start(
+        &self,
+        dir: &Path,
+        sweep: &Sweep,
+        spec: &str,
+        file: &str,
+        prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
+    ) -> Result<(Entry, PlanSync, u64), CoordinatorError> {
+        let p = plan_into(dir, sweep, spec, file, (self.code_version)(&sweep.task), prepare)?;
+        let in_flight = if self.cfg.adopt_in_flight { p.in_flight } else { Vec::new() };
+        let runner = SweepRunner::new(
+            p.store,
+            &self.cfg,
+            sweep.execution.clone(),
+            self.work.clone(),
+            self.workers.clone(),
+            in_flight,
+        )?;
+        tracing::info!(
+            sweep = %sweep.name, total = p.sync.total, new = p.sync.new, reused = p.sync.reused,
+            requeued = p.sync.requeued, state = %dir.display(), "sweep submitted"
+        );
+        Ok((Entry { runner, spec: spec.to_string(), _lock: p.lock }, p.sync, p.prepared))
+    }
+
+    fn push(&self, entry: Entry) {
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).push(entry);
+        self.work.notify_waiters();
+    }
+
+    /// Plans a sweep into the state directory `dir` (not under the root) and serves it: what
+    /// `kappa run` does with its `--state`.
+    pub(crate) fn open(
+        &self,
+        dir: &Path,
+        sweep: &Sweep,
+        spec: &str,
+        file: &str,
+    ) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
+        let planning = Planning::claim(&self.planning, &sweep.name)?;
+        let (entry, sync, _) = self.start(dir, sweep, spec, file, |_| Ok(0))?;
+        let runner = entry.runner.clone();
+        self.push(entry);
+        drop(planning);
+        Ok((runner, sync))
+    }
+
+    /// Reloads every sweep under the state root (after a restart). Returns their names.
+    pub(crate) fn load_all(&self) -> Result<Vec<String>, CoordinatorError> {
+        let Some(root) = &self.root else { return Ok(Vec::new()) };
+        let io = |source| CoordinatorError::StateRoot { path: root.clone(), source };
+        std::fs::create_dir_all(root).map_err(io)?;
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+            .map_err(io)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| Store::db_path(p).is_file())
+            .collect();
+        dirs.sort();
+        let mut names = Vec::new();
+        for dir in dirs {
+            let store = Store::open(&dir)?;
+            let Some(info) = store.sweep_info()? else { continue };
+            let cancelled = store.cancelled()?;
+            drop(store);
+            let submitted = self.submit(&info.spec, &info.spec_path)?;
+            if cancelled && let Ok(r) = self.find(&submitted.sweep) {
+                r.set_cancelled(true);
+            }
+            names.push(submitted.sweep);
+        }
+        Ok(names)
+    }
+
+    /// Plans a sweep from its file text into `<root>/<name>/` and starts serving it. Submitting
+    /// the same sweep again is harmless; an edited one replaces it once it is finished. Planning
+    /// (which takes about a second per 100,000 trials) happens outside the registry's lock, so
+    /// the other sweeps keep leasing meanwhile.
+    pub(crate) fn submit(&self, spec: &str, file: &str) -> Result<Submitted, CoordinatorError> {
+        let root = self.root()?;
+        let sweep = Sweep::parse(file, spec)?;
+        if let Some(done) = self.resubmitted(root, &sweep, spec)? {
+            return Ok(done);
+        }
+        let planning = Planning::claim(&self.planning, &sweep.name)?;
+        let (entry, sync, _) = self.start(&root.join(&sweep.name), &sweep, spec, file, |_| Ok(0))?;
+        self.push(entry);
+        drop(planning);
+        Ok(Submitted { sweep: sweep.name, sync })
+    }
+
+    /// A submission of a sweep already served: the same definition is a no-op (resuming it if
+    /// cancelled); an edited one replaces a finished sweep (`None`: plan it) and conflicts with a
+    /// running one.
+    fn resubmitted(&self, root: &Path, sweep: &Sweep, spec: &str) -> Result<Option<Submitted>, CoordinatorError> {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = entries.iter().position(|e| e.runner.name() == sweep.name) else { return Ok(None) };
+        let e = &entries[i];
+        if e.spec == spec {
+            if e.runner.is_cancelled() {
+                // Submitting a cancelled sweep again resumes it.
+                e.runner.set_cancelled(false);
+                Store::open(&root.join(&sweep.name))?.set_cancelled(false)?;
+            }
+            let c = e.runner.progress().counts;
+            return Ok(Some(Submitted {
+                sweep: sweep.name.clone(),
+                sync: PlanSync { total: c.total, new: 0, reused: c.done(), requeued: 0 },
+            }));
+        }
+        if !e.runner.is_finished() {
+            return Err(CoordinatorError::Conflict(sweep.name.clone()));
+        }
+        let old = entries.remove(i);
+        old.runner.shutdown()?;
+        Ok(None)
+    }
+
+    /// Cancels a sweep (empty name: the latest): nothing more is leased and its leases are
+    /// revoked. Returns its name and how many trials are left unfinished.
+    pub(crate) fn cancel(&self, name: &str) -> Result<(String, u64), CoordinatorError> {
+        let r = self.find(name)?;
+        r.set_cancelled(true);
+        if let Some(root) = &self.root {
+            Store::open(&root.join(r.name()))?.set_cancelled(true)?;
+        }
+        let c = r.progress().counts;
+        Ok((r.name().to_string(), c.pending + c.running))
+    }
+
+    /// Puts a sweep's failed trials back to pending (`kappa retry --failed`); empty name: the
+    /// latest sweep. Returns the sweep's name and how many trials will run again.
+    pub(crate) fn retry_failed(&self, name: &str) -> Result<(String, u64), CoordinatorError> {
+        let root = self.root()?;
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let i = if name.is_empty() {
+            entries.len().checked_sub(1)
+        } else {
+            entries.iter().position(|e| e.runner.name() == name)
+        }
+        .ok_or_else(|| CoordinatorError::NoSuchSweep(name.to_string()))?;
+        let old = entries.remove(i);
+        old.runner.shutdown()?;
+        let (spec, sweep_name) = (old.spec.clone(), old.runner.name().to_string());
+        drop(old);
+        let dir = root.join(&sweep_name);
+        let file = Store::open(&dir)?.sweep_info()?.map(|i| i.spec_path).unwrap_or_default();
+        let sweep = Sweep::parse(&file, &spec)?;
+        let (entry, _, requeued) = self.start(&dir, &sweep, &spec, &file, |s| s.reset_failed())?;
+        entries.push(entry);
+        drop(entries);
+        self.work.notify_waiters();
+        Ok((sweep_name, requeued))
+    }
+
+    /// A sweep's file and every trial record (empty name: the latest sweep), read from its store.
+    pub(crate) fn results(
+        &self,
+        name: &str,
+    ) -> Result<(kappa_store::SweepInfo, Vec<kappa_store::TrialRecord>), CoordinatorError> {
+        let root = self.root()?;
+        let r = self.find(name)?;
+        let store = Store::open(&root.join(r.name()))?;
+        let info = store.sweep_info()?.ok_or_else(|| CoordinatorError::NoSuchSweep(name.to_string()))?;
+        Ok((info, store.trials()?))
+    }
+
+    /// Commits everything queued in every sweep and closes the stores.
+    pub(crate) fn shutdown(&self) -> Result<(), CoordinatorError> {
+        let mut first = Ok(());
+        for e in self.read().iter() {
+            if let Err(err) = e.runner.shutdown()
+                && first.is_ok()
+            {
+                first = Err(err);
+            }
+        }
+        first
+    }
+}

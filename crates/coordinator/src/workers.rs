@@ -1,0 +1,101 @@
+//! The worker registry: who registered, with what, and when each was last heard from (after
+//! Ballista's executor manager).
+
+use kappa_core::WorkerId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
+
+struct Worker {
+    /// `name#id`, as the store and logs show it.
+    name: String,
+    gpus: u32,
+    last_seen: Instant,
+    /// Marked lost (silent for longer than a lease); logged once.
+    lost: bool,
+}
+
+/// Registered workers.
+pub(crate) struct WorkerRegistry {
+    workers: Mutex<HashMap<WorkerId, Worker>>,
+    /// How many, shared with every sweep runner for its progress reports.
+    count: Arc<AtomicU32>,
+    next: AtomicU64,
+}
+
+impl WorkerRegistry {
+    pub(crate) fn new() -> WorkerRegistry {
+        WorkerRegistry { workers: Mutex::default(), count: Arc::new(AtomicU32::new(0)), next: AtomicU64::new(1) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<WorkerId, Worker>> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a worker; returns its id and the name the store and logs know it by.
+    pub(crate) fn register(&self, name: &str, gpus: u32) -> (WorkerId, String) {
+        let id = WorkerId(self.next.fetch_add(1, Ordering::Relaxed));
+        let full = format!("{name}#{}", id.0);
+        let mut w = self.lock();
+        w.insert(id, Worker { name: full.clone(), gpus, last_seen: Instant::now(), lost: false });
+        self.count.store(w.len() as u32, Ordering::Relaxed);
+        (id, full)
+    }
+
+    /// Forgets a worker; returns its name if it was registered.
+    pub(crate) fn remove(&self, id: WorkerId) -> Option<String> {
+        let mut w = self.lock();
+        let gone = w.remove(&id).map(|w| w.name);
+        self.count.store(w.len() as u32, Ordering::Relaxed);
+        gone
+    }
+
+    /// Whether a worker id is registered; a registered worker heard from again is no longer lost.
+    pub(crate) fn touch(&self, id: WorkerId) -> bool {
+        let mut w = self.lock();
+        let Some(worker) = w.get_mut(&id) else { return false };
+        worker.last_seen = Instant::now();
+        if std::mem::take(&mut worker.lost) {
+            tracing::info!(worker = %worker.name, "worker back");
+        }
+        true
+    }
+
+    /// Whether a worker id is registered.
+    pub(crate) fn knows(&self, id: WorkerId) -> bool {
+        self.lock().contains_key(&id)
+    }
+
+    /// A worker's name (its id when it is not registered, e.g. after a coordinator restart).
+    pub(crate) fn name(&self, id: WorkerId) -> String {
+        self.lock().get(&id).map(|w| w.name.clone()).unwrap_or_else(|| id.to_string())
+    }
+
+    /// Marks (and logs, once) the workers not heard from for longer than `silence`.
+    pub(crate) fn mark_lost(&self, silence: Duration) {
+        let now = Instant::now();
+        for w in self.lock().values_mut() {
+            if !w.lost && now.duration_since(w.last_seen) > silence {
+                w.lost = true;
+                tracing::warn!(worker = %w.name, silent_s = now.duration_since(w.last_seen).as_secs_f64(), "worker lost");
+            }
+        }
+    }
+
+    /// The most GPUs any registered worker has.
+    pub(crate) fn most_gpus(&self) -> u32 {
+        self.lock().values().map(|w| w.gpus).max().unwrap_or(0)
+    }
+
+    /// Registered workers.
+    pub(crate) fn count(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The shared counter of registered workers.
+    pub(crate) fn counter(&self) -> Arc<AtomicU32> {
+        self.count.clone()
+    }
+}

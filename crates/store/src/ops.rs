@@ -1,0 +1,189 @@
+//! Writes: the changes a coordinator makes to the record, committed in batches.
+
+use crate::schema::TERMINAL;
+use crate::{Store, StoreError};
+use kappa_core::{AttemptOutcome, FailureClass, LeaseEnd, TrialId};
+use rusqlite::params;
+
+/// One change to the record, produced by the coordinator.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreOp {
+    /// An attempt was leased to a worker.
+    Leased {
+        /// The trial.
+        id: TrialId,
+        /// Its attempt number.
+        attempt: u32,
+        /// The worker's name.
+        worker: String,
+        /// When (Unix seconds).
+        at: f64,
+    },
+    /// A worker reported an attempt.
+    Reported {
+        /// The trial.
+        id: TrialId,
+        /// The attempt reported.
+        attempt: u32,
+        /// The worker's name.
+        worker: String,
+        /// When (Unix seconds).
+        at: f64,
+        /// How long the attempt ran, as the worker measured it.
+        duration_s: f64,
+        /// What the report said (the store encodes its metrics).
+        outcome: AttemptOutcome,
+        /// What the coordinator made of it.
+        effect: ReportEffect,
+    },
+    /// A lease ended without a report (expired, handed back); the attempt log says `lost`.
+    Lost {
+        /// The trial.
+        id: TrialId,
+        /// The attempt that was lost.
+        attempt: u32,
+        /// When (Unix seconds).
+        at: f64,
+        /// How the lease ended; an expired one is a failed attempt of class `lost`.
+        end: LeaseEnd,
+        /// `Some(why)`: the trial lost too many leases and is failed for good with this message;
+        /// `None`: it is pending again.
+        failed: Option<String>,
+    },
+    /// A trial failed for good without an attempt of its own (the sweep's failure budget ran out).
+    Halted {
+        /// The trial.
+        id: TrialId,
+        /// Why, in words.
+        error: String,
+    },
+}
+
+/// What a report did to its trial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportEffect {
+    /// The trial is finished with the report's outcome.
+    Final,
+    /// A failed attempt that will be retried.
+    Retry,
+    /// A report for a superseded attempt: kept in the attempt log, not counted.
+    Late,
+}
+
+impl Store {
+    /// Applies a batch of changes in one transaction.
+    pub fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |e| StoreError::Sqlite { path: path.clone(), source: e };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for op in ops {
+            match op {
+                StoreOp::Leased { id, attempt, worker, at } => {
+                    let id = id.to_string();
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO attempts(trial_id, attempt, worker, started_at) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut s| s.execute(params![id, attempt, worker, at]))
+                    .map_err(sql)?;
+                    tx.prepare_cached(&format!(
+                        "UPDATE trials SET status = 'running', attempts = max(attempts, ?2), worker = ?3, started_at = ?4
+                         WHERE id = ?1 AND status NOT IN {TERMINAL}"
+                    ))
+                    .and_then(|mut s| s.execute(params![id, attempt, worker, at]))
+                    .map_err(sql)?;
+                }
+                StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect } => {
+                    let id = id.to_string();
+                    let status = outcome.status();
+                    let (metrics, error, class, diverged_step) = match outcome {
+                        AttemptOutcome::Succeeded(m) => (serde_json::to_string(m).ok(), None, None, None),
+                        AttemptOutcome::Diverged { step, metrics } => {
+                            (serde_json::to_string(metrics).ok(), None, None, Some(*step as i64))
+                        }
+                        AttemptOutcome::Failed { error, class } => {
+                            (None, Some(error.as_str()), Some(FailureClass::as_str(*class)), None)
+                        }
+                    };
+                    let (logged, counted) = match effect {
+                        ReportEffect::Late => (format!("late-{status}"), false),
+                        _ => (status.to_string(), true),
+                    };
+                    tx.prepare_cached(
+                        "INSERT INTO attempts(trial_id, attempt, worker, started_at, ended_at, outcome, error, counted, class)
+                         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)
+                         ON CONFLICT(trial_id, attempt) DO UPDATE SET
+                           ended_at = excluded.ended_at, outcome = excluded.outcome,
+                           error = excluded.error, counted = excluded.counted, class = excluded.class
+                         WHERE attempts.counted = 0",
+                    )
+                    .and_then(|mut s| s.execute(params![id, attempt, worker, at, logged, error, counted, class]))
+                    .map_err(sql)?;
+                    match effect {
+                        ReportEffect::Final => {
+                            tx.prepare_cached(&format!(
+                                "UPDATE trials SET status = ?2, metrics = ?3, error = ?4, diverged_step = ?5,
+                                   worker = ?6, finished_at = ?7, duration_s = ?8,
+                                   failures = failures + (?2 = 'failed')
+                                 WHERE id = ?1 AND status NOT IN {TERMINAL}"
+                            ))
+                            .and_then(|mut s| {
+                                s.execute(params![
+                                    id,
+                                    status.as_str(),
+                                    metrics,
+                                    error,
+                                    diverged_step,
+                                    worker,
+                                    at,
+                                    duration_s
+                                ])
+                            })
+                            .map_err(sql)?;
+                        }
+                        ReportEffect::Retry => {
+                            tx.prepare_cached(&format!(
+                                "UPDATE trials SET status = 'pending', failures = failures + 1, error = ?2
+                                 WHERE id = ?1 AND status NOT IN {TERMINAL}"
+                            ))
+                            .and_then(|mut s| s.execute(params![id, error]))
+                            .map_err(sql)?;
+                        }
+                        ReportEffect::Late => {}
+                    }
+                }
+                StoreOp::Lost { id, attempt, at, end, failed } => {
+                    let id = id.to_string();
+                    let class = end.is_failure().then_some(FailureClass::Lost.as_str());
+                    tx.prepare_cached(
+                        "UPDATE attempts SET ended_at = ?3, outcome = 'lost', error = ?4, class = ?5, counted = ?6
+                         WHERE trial_id = ?1 AND attempt = ?2 AND ended_at IS NULL",
+                    )
+                    // The attempt that made a trial fail for good is the one its result stands for.
+                    .and_then(|mut s| s.execute(params![id, attempt, at, end.reason(), class, failed.is_some()]))
+                    .map_err(sql)?;
+                    match failed {
+                        None => tx
+                            .prepare_cached("UPDATE trials SET status = 'pending' WHERE id = ?1 AND status = 'running'")
+                            .and_then(|mut s| s.execute(params![id])),
+                        Some(why) => tx
+                            .prepare_cached(&format!(
+                                "UPDATE trials SET status = 'failed', error = ?2, finished_at = ?3, duration_s = 0,
+                                   failures = failures + 1
+                                 WHERE id = ?1 AND status NOT IN {TERMINAL}"
+                            ))
+                            .and_then(|mut s| s.execute(params![id, why, at])),
+                    }
+                    .map_err(sql)?;
+                }
+                StoreOp::Halted { id, error } => {
+                    tx.prepare_cached(&format!(
+                        "UPDATE trials SET status = 'failed', error = ?2 WHERE id = ?1 AND status NOT IN {TERMINAL}"
+                    ))
+                    .and_then(|mut s| s.execute(params![id.to_string(), error]))
+                    .map_err(sql)?;
+                }
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+}

@@ -1,0 +1,336 @@
+//! Reads: what the store knows about the sweep, its trials and their attempts.
+
+use crate::schema::{FAILED_ATTEMPT, TERMINAL};
+use crate::{Store, StoreError};
+use kappa_core::{Counts, Hyperparams, TrialId, TrialResult, TrialStatus};
+use rusqlite::OptionalExtension;
+
+/// A trial that still has to run, as the scheduler needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpenTrial {
+    /// The trial.
+    pub id: TrialId,
+    /// Its hyperparameters.
+    pub params: Hyperparams,
+    /// Attempts leased so far.
+    pub attempts: u32,
+    /// Failed attempts so far by class (error, crash, timeout, lost: see
+    /// [`kappa_core::FailureClass::index`]); lost ones are leases that expired.
+    pub failures: [u32; 4],
+}
+
+/// An attempt the store shows still running (its lease was open when the coordinator stopped).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InFlight {
+    /// The trial.
+    pub id: TrialId,
+    /// The running attempt.
+    pub attempt: u32,
+    /// The worker's name.
+    pub worker: String,
+    /// When it was leased (Unix seconds).
+    pub started_at: f64,
+}
+
+/// Everything recorded about one trial: its result, and the bookkeeping around it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialRecord {
+    /// The result as far as it got (id, hyperparameters, status, metrics, last error).
+    pub result: TrialResult,
+    /// Position in the plan.
+    pub seq: u64,
+    /// Attempts leased.
+    pub attempts: u32,
+    /// Divergence step, for diverged trials.
+    pub diverged_step: Option<u64>,
+    /// Worker of the last attempt.
+    pub worker: Option<String>,
+    /// When the last attempt started (Unix seconds).
+    pub started_at: Option<f64>,
+    /// When the trial finished (Unix seconds).
+    pub finished_at: Option<f64>,
+    /// Run time of the counted attempt.
+    pub duration_s: Option<f64>,
+}
+
+/// One row of the attempt log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRecord {
+    /// The trial.
+    pub id: TrialId,
+    /// The attempt number.
+    pub attempt: u32,
+    /// The worker it was leased to.
+    pub worker: String,
+    /// When it was leased.
+    pub started_at: f64,
+    /// When it ended, if it did.
+    pub ended_at: Option<f64>,
+    /// `succeeded`, `failed`, `diverged`, `lost` (its lease ended without a report), or
+    /// `late-<outcome>`.
+    pub outcome: Option<String>,
+    /// The failure message, or for a lost attempt how its lease ended.
+    pub error: Option<String>,
+    /// The failure class: `error`, `crash`, `timeout`, or `lost` for an expired lease.
+    pub class: Option<String>,
+    /// Whether this attempt's result is the trial's result.
+    pub counted: bool,
+}
+
+/// Facts about the sweep a store holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepInfo {
+    /// Sweep name.
+    pub name: String,
+    /// How many times a plan was synced (each `kappa run` is one).
+    pub generation: i64,
+    /// The sweep file text of the latest plan.
+    pub spec: String,
+    /// The sweep file path of the latest plan.
+    pub spec_path: String,
+}
+
+impl Store {
+    /// The sweep this store holds, if a plan was ever synced.
+    pub fn sweep_info(&self) -> Result<Option<SweepInfo>, StoreError> {
+        let Some(name) = self.meta("sweep_name")? else {
+            return Ok(None);
+        };
+        let generation = self.generation()?;
+        Ok(Some(SweepInfo {
+            name,
+            generation,
+            spec: self.meta("spec")?.unwrap_or_default(),
+            spec_path: self.meta("spec_path")?.unwrap_or_default(),
+        }))
+    }
+
+    /// The canonical task JSON of the current plan.
+    pub fn task_json(&self) -> Result<Option<String>, StoreError> {
+        let Some(hash) = self.meta("task")? else {
+            return Ok(None);
+        };
+        self.conn
+            .query_row("SELECT json FROM tasks WHERE hash = ?1", [hash], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Records whether the sweep is cancelled (a restarted coordinator keeps it stopped).
+    pub fn set_cancelled(&mut self, cancelled: bool) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES ('cancelled', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [if cancelled { "1" } else { "0" }],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// Whether the sweep was cancelled.
+    pub fn cancelled(&self) -> Result<bool, StoreError> {
+        Ok(self.meta("cancelled")?.as_deref() == Some("1"))
+    }
+
+    /// Puts every failed trial of the current plan back to pending, with a fresh failure budget.
+    /// Returns how many.
+    pub fn reset_failed(&mut self) -> Result<u64, StoreError> {
+        let generation = self.generation()?;
+        let path = self.path.clone();
+        let sql = |e| StoreError::Sqlite { path: path.clone(), source: e };
+        let tx = self.conn.transaction().map_err(sql)?;
+        // Their earlier failures stop counting against retries and the failure budget.
+        tx.execute(
+            &format!(
+                "UPDATE attempts AS a SET outcome = outcome || '-before-retry'
+                 WHERE {FAILED_ATTEMPT}
+                   AND trial_id IN (SELECT id FROM trials WHERE generation = ?1 AND status = 'failed')"
+            ),
+            [generation],
+        )
+        .map_err(sql)?;
+        let n = tx
+            .execute(
+                "UPDATE trials SET status = 'pending', failures = 0 WHERE generation = ?1 AND status = 'failed'",
+                [generation],
+            )
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(n as u64)
+    }
+
+    /// Trials of the current plan that are not finished.
+    pub fn open_trials(&self) -> Result<Vec<OpenTrial>, StoreError> {
+        let generation = self.generation()?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT id, params, attempts,
+                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
+                      AND coalesce(a.class, 'error') = 'error'),
+                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
+                      AND a.class = 'crash'),
+                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
+                      AND a.class = 'timeout'),
+                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'lost'
+                      AND a.class = 'lost')
+                 FROM trials WHERE generation = ?1 AND status NOT IN {TERMINAL} ORDER BY seq"
+            ))
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([generation], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    [r.get::<_, u32>(3)?, r.get::<_, u32>(4)?, r.get::<_, u32>(5)?, r.get::<_, u32>(6)?],
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, params, attempts, failures) = row.map_err(|e| self.sql(e))?;
+            out.push(OpenTrial { id: self.parse_id(&id)?, params: self.parse_params(&params)?, attempts, failures });
+        }
+        Ok(out)
+    }
+
+    /// Attempts still open in the store: each running trial's current attempt (read before
+    /// [`Store::sync_plan`], which closes them).
+    pub fn in_flight(&self) -> Result<Vec<InFlight>, StoreError> {
+        let generation = self.generation()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.trial_id, a.attempt, a.worker, a.started_at FROM attempts a JOIN trials t ON t.id = a.trial_id
+                 WHERE t.generation = ?1 AND t.status = 'running' AND a.ended_at IS NULL AND a.attempt = t.attempts",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([generation], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, String>(2)?, r.get::<_, f64>(3)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, attempt, worker, started_at) = row.map_err(|e| self.sql(e))?;
+            out.push(InFlight { id: self.parse_id(&id)?, attempt, worker, started_at });
+        }
+        Ok(out)
+    }
+
+    /// Failed attempts (every class, lost leases included) of the current plan's trials, not
+    /// counting those reset by a retry: what the sweep's failure budget has used.
+    pub fn failed_attempts(&self) -> Result<u64, StoreError> {
+        let generation = self.generation()?;
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM attempts a JOIN trials t ON t.id = a.trial_id
+                     WHERE t.generation = ?1 AND {FAILED_ATTEMPT}"
+                ),
+                [generation],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.sql(e))
+    }
+
+    fn parse_id(&self, s: &str) -> Result<TrialId, StoreError> {
+        s.parse().map_err(|e| self.corrupt(e))
+    }
+
+    fn parse_params(&self, s: &str) -> Result<Hyperparams, StoreError> {
+        serde_json::from_str(s).map_err(|e| self.corrupt(format!("trial params: {e}")))
+    }
+
+    /// Counts of the current plan's trials by status.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let generation = self.generation()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT status, count(*) FROM trials WHERE generation = ?1 GROUP BY status")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([generation], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.sql(e))?;
+        let mut counts = Counts::default();
+        for row in rows {
+            let (status, n) = row.map_err(|e| self.sql(e))?;
+            let status: TrialStatus = status.parse().map_err(|e| self.corrupt(e))?;
+            counts.add(status, n as u64);
+        }
+        Ok(counts)
+    }
+
+    /// Every trial of the current plan, in plan order.
+    pub fn trials(&self) -> Result<Vec<TrialRecord>, StoreError> {
+        let generation = self.generation()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, seq, params, status, attempts, metrics, error, diverged_step, worker, started_at, finished_at, duration_s
+                 FROM trials WHERE generation = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query([generation]).map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
+            let get = |e: rusqlite::Error| self.sql(e);
+            let id: String = r.get(0).map_err(get)?;
+            let metrics: Option<String> = r.get(5).map_err(get)?;
+            let metrics = match metrics {
+                Some(m) => Some(serde_json::from_str(&m).map_err(|e| self.corrupt(format!("metrics of {id}: {e}")))?),
+                None => None,
+            };
+            let status: String = r.get(3).map_err(get)?;
+            let params: String = r.get(2).map_err(get)?;
+            out.push(TrialRecord {
+                result: TrialResult {
+                    id: self.parse_id(&id)?,
+                    params: self.parse_params(&params)?,
+                    status: status.parse().map_err(|e| self.corrupt(e))?,
+                    metrics,
+                    error: r.get(6).map_err(get)?,
+                },
+                seq: r.get::<_, i64>(1).map_err(get)? as u64,
+                attempts: r.get(4).map_err(get)?,
+                diverged_step: r.get::<_, Option<i64>>(7).map_err(get)?.map(|s| s as u64),
+                worker: r.get(8).map_err(get)?,
+                started_at: r.get(9).map_err(get)?,
+                finished_at: r.get(10).map_err(get)?,
+                duration_s: r.get(11).map_err(get)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The attempt log of every trial, ordered by trial and attempt.
+    pub fn attempts(&self) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT trial_id, attempt, worker, started_at, ended_at, outcome, error, class, counted
+                 FROM attempts ORDER BY trial_id, attempt",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
+            let get = |e: rusqlite::Error| self.sql(e);
+            let id: String = r.get(0).map_err(get)?;
+            out.push(AttemptRecord {
+                id: self.parse_id(&id)?,
+                attempt: r.get(1).map_err(get)?,
+                worker: r.get(2).map_err(get)?,
+                started_at: r.get(3).map_err(get)?,
+                ended_at: r.get(4).map_err(get)?,
+                outcome: r.get(5).map_err(get)?,
+                error: r.get(6).map_err(get)?,
+                class: r.get(7).map_err(get)?,
+                counted: r.get(8).map_err(get)?,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,226 @@
+//! Sessions with the coordinator: connect (with backoff), register, lease as many trials as
+//! there are free slots and start each, until the coordinator goes away (reconnect), the worker
+//! is told to stop (drain, then hand back), or the sweep is finished (local workers).
+
+use crate::reporter::{Outbox, heartbeat, reporter};
+use crate::trial::{GpuPool, Held, TaskCache, TrialEnv};
+use crate::{WorkerConfig, WorkerError, WorkerStats};
+use kappa_core::WorkerId;
+use kappa_proto::{CallFailure, deregister_request, lease_from_pb, lease_request, register_request};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+/// What outlives a session with the coordinator: trials keep running while the worker
+/// reconnects, and their reports wait in the outbox for the next session to deliver.
+pub(crate) struct Local {
+    env: TrialEnv,
+    tasks: tokio::task::JoinSet<()>,
+    outbox: Arc<tokio::sync::Mutex<Outbox>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Local {
+    pub(crate) fn new(cfg: &WorkerConfig, stats: Arc<Mutex<WorkerStats>>) -> Local {
+        let (reports, rx) = tokio::sync::mpsc::unbounded_channel();
+        let held: Held = Arc::default();
+        let gpu_pool: GpuPool = Arc::new(Mutex::new(cfg.gpus.clone()));
+        Local {
+            env: TrialEnv { held, reports, stats, gpu_pool, commands: cfg.commands.clone(), backend: cfg.backend },
+            tasks: tokio::task::JoinSet::new(),
+            outbox: Arc::new(tokio::sync::Mutex::new(Outbox { rx, unsent: Vec::new() })),
+            slots: Arc::new(Semaphore::new(cfg.slots.max(1))),
+        }
+    }
+
+    fn cancel_all(&self) {
+        if let Ok(h) = self.env.held.lock() {
+            for c in h.values() {
+                c.cancel();
+            }
+        }
+    }
+
+    /// Cancels whatever still runs and waits for it to stop.
+    pub(crate) async fn abandon(&mut self) {
+        self.cancel_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    fn free_gpus(&self) -> u32 {
+        self.env.gpu_pool.lock().map(|p| p.len() as u32).unwrap_or(0)
+    }
+}
+
+/// How a session with the coordinator ended.
+enum SessionEnd {
+    /// Asked to stop (or the sweep finished and the worker exits then).
+    Stop,
+    /// The coordinator went away or forgot this worker: connect and register again.
+    Lost(String),
+}
+
+/// Sessions until the worker stops: a lost coordinator is reconnected to with backoff.
+pub(crate) async fn serve(
+    cfg: &WorkerConfig,
+    shutdown: &mut watch::Receiver<bool>,
+    local: &mut Local,
+) -> Result<(), WorkerError> {
+    let mut backoff = Duration::from_millis(100);
+    let mut connected_once = false;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let client = match kappa_proto::connect_with(&cfg.coordinator, cfg.token.as_deref(), cfg.tls_ca.as_deref())
+            .await
+        {
+            Ok(c) => c,
+            Err(e) if !connected_once && cfg.exit_when_finished => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(coordinator = %cfg.coordinator, error = %e, retry_in_s = backoff.as_secs_f64(), "cannot reach the coordinator");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        match session(cfg, client, shutdown, local, connected_once).await? {
+            SessionEnd::Stop => break,
+            SessionEnd::Lost(why) => {
+                connected_once = true;
+                backoff = Duration::from_millis(100);
+                tracing::warn!(
+                    coordinator = %cfg.coordinator, why = %why, running = local.tasks.len(),
+                    "lost the coordinator; reconnecting (running trials carry on)"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One session: register, start the reporter and the heartbeat, run the lease loop, and on a
+/// stop drain and hand back what still runs.
+async fn session(
+    cfg: &WorkerConfig,
+    mut client: kappa_proto::Client,
+    shutdown: &mut watch::Receiver<bool>,
+    local: &mut Local,
+    reconnect: bool,
+) -> Result<SessionEnd, WorkerError> {
+    let rpc = |s: tonic::Status| WorkerError::Rpc(cfg.coordinator.clone(), s);
+    let reg = match client.register(register_request(&cfg.name, cfg.slots, cfg.gpus.len())).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if CallFailure::of(&s) != CallFailure::Fatal => return Ok(SessionEnd::Lost(s.message().to_string())),
+        Err(s) => return Err(rpc(s)),
+    };
+    let worker = WorkerId(reg.worker_id);
+    tracing::info!(
+        coordinator = %cfg.coordinator, worker = %cfg.name, id = worker.0, slots = cfg.slots, gpus = cfg.gpus.len(),
+        "{}", if reconnect { "registered again" } else { "registered" }
+    );
+    let (finish, finish_rx) = watch::channel(false);
+    let reporter = tokio::spawn(reporter(client.clone(), worker, local.outbox.clone(), finish_rx));
+    let every = Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50)));
+    let heartbeat = tokio::spawn(heartbeat(client.clone(), worker, every, local.env.held.clone()));
+    let result = lease_loop(cfg, &mut client, worker, shutdown, local).await.map_err(rpc);
+    if let Ok(SessionEnd::Lost(_)) = result {
+        // The trials keep running; the next session renews their leases and delivers their
+        // reports (a restarted coordinator accepts them while the leases are current).
+        reporter.abort();
+        heartbeat.abort();
+        return result;
+    }
+    // Stopping: a draining worker first lets running trials finish (heartbeats go on meanwhile);
+    // then what still runs is cancelled and its leases handed back.
+    if !cfg.drain.is_zero() && !local.tasks.is_empty() {
+        tracing::info!(running = local.tasks.len(), drain_s = cfg.drain.as_secs_f64(), "draining");
+        let _ = tokio::time::timeout(cfg.drain, async { while local.tasks.join_next().await.is_some() {} }).await;
+    }
+    local.abandon().await;
+    // Deliver what finished before leaving.
+    let _ = finish.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), reporter).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.deregister(deregister_request(worker))).await;
+    heartbeat.abort();
+    result
+}
+
+/// Leases as many trials as there are free slots and starts each, until the session ends.
+async fn lease_loop(
+    cfg: &WorkerConfig,
+    client: &mut kappa_proto::Client,
+    worker: WorkerId,
+    shutdown: &mut watch::Receiver<bool>,
+    local: &mut Local,
+) -> Result<SessionEnd, tonic::Status> {
+    let mut tasks = TaskCache::default();
+    loop {
+        if *shutdown.borrow() {
+            return Ok(SessionEnd::Stop);
+        }
+        // Wait for a free slot, then take every free slot at once.
+        let first = tokio::select! {
+            p = local.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Ok(SessionEnd::Stop) },
+            _ = shutdown.changed() => continue,
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = local.slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        // While some GPUs are busy, poll briefly: the long wait would hold a stale count of free
+        // GPUs and miss the ones freed meanwhile.
+        let free = local.free_gpus();
+        let wait = if free < cfg.gpus.len() as u32 { Duration::from_millis(200) } else { cfg.lease_wait };
+        let resp = tokio::select! {
+            r = client.lease(lease_request(worker, permits.len(), wait, free)) => r,
+            _ = shutdown.changed() => continue,
+        };
+        let resp = match resp {
+            Ok(r) => r.into_inner(),
+            Err(s) if CallFailure::of(&s) != CallFailure::Fatal => {
+                return Ok(SessionEnd::Lost(s.message().to_string()));
+            }
+            Err(s) => return Err(s),
+        };
+        if resp.leases.is_empty() && resp.sweep_finished {
+            if cfg.exit_when_finished {
+                return Ok(SessionEnd::Stop);
+            }
+            // Nothing to do until a new sweep arrives: poll once a second (a new submission is
+            // picked up within a second, and idle workers cost one small call a second each).
+            drop(permits);
+            tokio::select! {
+                _ = tokio::time::sleep(cfg.lease_wait.clamp(Duration::from_millis(100), Duration::from_secs(1))) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for lease in resp.leases {
+            let Some(permit) = permits.pop() else { break };
+            let lease = match lease_from_pb(lease) {
+                Ok(l) => l,
+                Err(bad) => {
+                    // Unreadable: fail the attempt if it can be named; else its lease expires.
+                    match bad.trial {
+                        Some(attempt) => local.env.refuse(worker, attempt, format!("unreadable lease: {bad}")),
+                        None => tracing::error!(error = %bad, "the coordinator sent a lease this worker cannot read"),
+                    }
+                    continue;
+                }
+            };
+            if let Some(trial) = local.env.prepare(worker, lease, &mut tasks) {
+                local.tasks.spawn(local.env.clone().run(worker, trial, permit));
+            }
+        }
+        // Reap finished tasks so the set does not grow.
+        while local.tasks.try_join_next().is_some() {}
+    }
+}
