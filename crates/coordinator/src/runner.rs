@@ -15,6 +15,8 @@ use tokio::time::Instant;
 
 struct Inner {
     name: String,
+    /// GPUs each trial needs (`execution.resources.gpus`).
+    gpus: u32,
     sched: Mutex<Scheduler>,
     writer: StoreWriter,
     /// Shared with every sweep of a coordinator: rung when trials become pending or a sweep finishes.
@@ -58,6 +60,7 @@ impl SweepRunner {
         let counts = store.counts()?;
         let open = store.open_trials()?;
         let task: Arc<str> = store.task_json()?.unwrap_or_default().into();
+        let gpus = execution.gpus;
         let mut sched = Scheduler::new(
             SchedulerConfig { lease_timeout: cfg.lease_timeout, retry_backoff: cfg.retry_backoff, execution },
             task,
@@ -85,6 +88,7 @@ impl SweepRunner {
         let inner = Inner {
             writer: StoreWriter::start(store, &name),
             name,
+            gpus,
             sched: Mutex::new(sched),
             work,
             workers,
@@ -106,7 +110,7 @@ impl SweepRunner {
 
     /// GPUs each of its trials needs: they go only to workers with that many free.
     pub fn gpus(&self) -> u32 {
-        self.sched().config().execution.gpus
+        self.inner.gpus
     }
 
     fn now_ms(&self) -> u64 {
@@ -226,7 +230,8 @@ impl SweepRunner {
         if let AttemptOutcome::Failed { error, class } = &report.outcome
             && effect != ReportEffect::Late
         {
-            tracing::warn!(
+            // A failed trial is data, not trouble: logged for operators, not as a warning.
+            tracing::info!(
                 sweep = %self.inner.name, trial = %report.id, attempt = report.attempt, worker = name,
                 class = class.as_str(), retried = effect == ReportEffect::Retry, error = %error,
                 "attempt failed"

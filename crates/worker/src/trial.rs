@@ -116,7 +116,7 @@ impl TrialEnv {
         match outcome {
             Some(o) if still_held => {
                 if let AttemptOutcome::Failed { error, class } = &o {
-                    tracing::warn!(
+                    tracing::info!(
                         trial = %lease.id, attempt = lease.attempt, class = class.as_str(), error = %error,
                         "attempt failed"
                     );
