@@ -84,6 +84,9 @@ pub enum CoordinatorError {
         /// What went wrong.
         source: std::io::Error,
     },
+    /// The listening socket could not be used.
+    #[error("the listening socket: {0}")]
+    Socket(std::io::Error),
     /// A store could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -43,9 +43,7 @@ impl Server {
         coordinator: Arc<Coordinator>,
         opts: ServeOptions,
     ) -> Result<Server, CoordinatorError> {
-        let addr = listener
-            .local_addr()
-            .map_err(|source| CoordinatorError::StateRoot { path: "(the listening socket)".into(), source })?;
+        let addr = listener.local_addr().map_err(CoordinatorError::Socket)?;
         let clock = {
             let c = coordinator.clone();
             let period = (c.config().lease_timeout / 4).max(Duration::from_millis(50));

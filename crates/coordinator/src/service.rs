@@ -33,6 +33,7 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::NoStateRoot => Status::failed_precondition(e.to_string()),
             CoordinatorError::NoSuchSweep(_) => Status::not_found(e.to_string()),
             CoordinatorError::StateRoot { .. }
+            | CoordinatorError::Socket(_)
             | CoordinatorError::Store(_)
             | CoordinatorError::WriteFailed(_)
             | CoordinatorError::Transport(_) => Status::internal(e.to_string()),

@@ -227,7 +227,7 @@ pub struct InvalidLease {
 pub fn lease_from_pb(l: pb::TrialLease) -> Result<Lease, InvalidLease> {
     let id = parse_trial_id(&l.trial_id).map_err(|error| InvalidLease { trial: None, error })?;
     let bad = |error| InvalidLease { trial: Some((id, l.attempt)), error };
-    let params = params_from_pb(l.params.clone()).map_err(bad)?;
+    let params = params_from_pb(l.params).map_err(bad)?;
     if l.task_json.is_empty() {
         return Err(bad(ConvertError::Missing("task_json")));
     }

@@ -22,12 +22,12 @@ pub struct StatusArgs {
 pub fn status(args: StatusArgs) -> anyhow::Result<u8> {
     match args.source.coordinator() {
         Some(c) => remote(&c, args.source.sweep.as_deref(), args.json),
-        None => local(&args, args.json),
+        None => local(&args),
     }
 }
 
 /// Trials by status, and why failed trials failed, from a state directory.
-fn local(args: &StatusArgs, as_json: bool) -> anyhow::Result<u8> {
+fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     let dir = state::resolve(&args.source.state)?;
     let store = Store::open(&dir)?;
     let info = store.sweep_info()?;
@@ -35,7 +35,7 @@ fn local(args: &StatusArgs, as_json: bool) -> anyhow::Result<u8> {
     let trials = store.trials()?;
     let failed: Vec<&TrialRecord> = trials.iter().filter(|t| t.result.status == TrialStatus::Failed).collect();
     let name = info.as_ref().map_or("", |i| i.name.as_str());
-    if as_json {
+    if args.json {
         let out = json!({
             "sweep": name,
             "state": dir.display().to_string(),
