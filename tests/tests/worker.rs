@@ -5,6 +5,7 @@
 
 use kappa_coordinator::{Coordinator, CoordinatorConfig, ServeOptions, Server};
 use kappa_core::TaskSpec;
+use kappa_proto::pb;
 use kappa_tests::noop_sweep;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -128,4 +129,155 @@ async fn a_worker_reconnects_with_backoff_and_every_trial_counts_once() {
     let rows = kappa_tests::ledger(&db);
     assert_eq!(rows.len(), 40);
     assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
+}
+
+/// A coordinator that logs the order of the calls it gets, holds every report a while before it
+/// takes it in, and hands out one noop trial.
+#[derive(Default)]
+struct Recorder {
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Recorder {
+    fn log(&self, call: &'static str) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+type Stream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::coordinator_server::Coordinator for Recorder {
+    async fn register(
+        &self,
+        _: tonic::Request<pb::RegisterRequest>,
+    ) -> Result<tonic::Response<pb::RegisterResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::RegisterResponse {
+            worker_id: 1,
+            heartbeat_interval_ms: 1000,
+            lease_timeout_ms: 3000,
+        }))
+    }
+    async fn lease(
+        &self,
+        _: tonic::Request<pb::LeaseRequest>,
+    ) -> Result<tonic::Response<pb::LeaseResponse>, tonic::Status> {
+        let first = self.calls.lock().unwrap().iter().all(|c| *c != "lease");
+        self.log("lease");
+        let leases = if first {
+            let task = serde_json::to_string(&TaskSpec::Noop { sleep_ms: 0 }).unwrap();
+            let params = kappa_core::Hyperparams {
+                optimizer: kappa_core::OptimizerKind::Sgd,
+                batch_size: 1,
+                lr: 0.01,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                seed: 0,
+            };
+            vec![pb::TrialLease {
+                trial_id: "00000000000000aa".into(),
+                attempt: 1,
+                task_json: task,
+                params: Some((&params).into()),
+                timeout_ms: 0,
+                gpus: 0,
+            }]
+        } else {
+            Vec::new()
+        };
+        Ok(tonic::Response::new(pb::LeaseResponse { sweep_finished: !first, leases }))
+    }
+    async fn heartbeat(
+        &self,
+        _: tonic::Request<pb::HeartbeatRequest>,
+    ) -> Result<tonic::Response<pb::HeartbeatResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::HeartbeatResponse { revoked: Vec::new() }))
+    }
+    async fn report(
+        &self,
+        _: tonic::Request<pb::ReportRequest>,
+    ) -> Result<tonic::Response<pb::ReportResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("report"))
+    }
+    async fn report_batch(
+        &self,
+        r: tonic::Request<pb::ReportBatchRequest>,
+    ) -> Result<tonic::Response<pb::ReportBatchResponse>, tonic::Status> {
+        // A busy coordinator: the report is taken in only after a while (real time: on paused
+        // time the clock would jump ahead of the lease call still on its way).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.log("report");
+        Ok(tonic::Response::new(pb::ReportBatchResponse { dispositions: vec![0; r.into_inner().reports.len()] }))
+    }
+    async fn deregister(
+        &self,
+        _: tonic::Request<pb::DeregisterRequest>,
+    ) -> Result<tonic::Response<pb::DeregisterResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::DeregisterResponse {}))
+    }
+    async fn submit(
+        &self,
+        _: tonic::Request<pb::SubmitRequest>,
+    ) -> Result<tonic::Response<pb::SubmitResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("submit"))
+    }
+    async fn cancel(
+        &self,
+        _: tonic::Request<pb::CancelRequest>,
+    ) -> Result<tonic::Response<pb::CancelResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("cancel"))
+    }
+    async fn retry_failed(
+        &self,
+        _: tonic::Request<pb::RetryFailedRequest>,
+    ) -> Result<tonic::Response<pb::RetryFailedResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("retry"))
+    }
+    async fn status(
+        &self,
+        _: tonic::Request<pb::StatusRequest>,
+    ) -> Result<tonic::Response<pb::StatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("status"))
+    }
+    type WatchStream = Stream<pb::Progress>;
+    async fn watch(
+        &self,
+        _: tonic::Request<pb::WatchRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("watch"))
+    }
+    type ResultsStream = Stream<pb::ResultsChunk>;
+    async fn results(
+        &self,
+        _: tonic::Request<pb::ResultsRequest>,
+    ) -> Result<tonic::Response<Self::ResultsStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("results"))
+    }
+}
+
+/// A slot freed by a finished trial asks for more work only after that trial's report is in: the
+/// coordinator must count an outcome (a used-up failure budget) before it hands out the next
+/// trial. (A worker that leased ahead of its reports ran a fourth trial after a budget of three
+/// failures was used up.)
+#[tokio::test]
+async fn a_freed_slot_leases_again_only_after_its_report_is_in() {
+    let recorder = Arc::new(Recorder::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = pb::coordinator_server::CoordinatorServer::from_arc(recorder.clone());
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = worker(addr, dir.path(), 1);
+    cfg.exit_when_finished = true;
+    let (_stop, stopped) = watch::channel(false);
+    let stats = kappa_worker::run(cfg, stopped).await.unwrap();
+    assert_eq!(stats.reported, 1);
+    assert_eq!(*recorder.calls.lock().unwrap(), ["lease", "report", "lease"]);
+    serving.abort();
 }

@@ -2,7 +2,7 @@
 //! there are free slots and start each, until the coordinator goes away (reconnect), the worker
 //! is told to stop (drain, then hand back), or the sweep is finished (local workers).
 
-use crate::reporter::{Outbox, heartbeat, reporter};
+use crate::reporter::{Outbox, ReportQueue, heartbeat, reporter};
 use crate::trial::{GpuPool, Held, TaskCache, TrialEnv};
 use crate::{WorkerConfig, WorkerError, WorkerStats};
 use kappa_core::WorkerId;
@@ -22,13 +22,13 @@ pub(crate) struct Local {
 
 impl Local {
     pub(crate) fn new(cfg: &WorkerConfig, stats: Arc<Mutex<WorkerStats>>) -> Local {
-        let (reports, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (reports, outbox) = ReportQueue::new();
         let held: Held = Arc::default();
         let gpu_pool: GpuPool = Arc::new(Mutex::new(cfg.gpus.clone()));
         Local {
             env: TrialEnv { held, reports, stats, gpu_pool, commands: cfg.commands.clone(), backend: cfg.backend },
             tasks: tokio::task::JoinSet::new(),
-            outbox: Arc::new(tokio::sync::Mutex::new(Outbox { rx, unsent: Vec::new() })),
+            outbox: Arc::new(tokio::sync::Mutex::new(outbox)),
             slots: Arc::new(Semaphore::new(cfg.slots.max(1))),
         }
     }
@@ -127,10 +127,11 @@ async fn session(
         "{}", if reconnect { "registered again" } else { "registered" }
     );
     let (finish, finish_rx) = watch::channel(false);
-    let reporter = tokio::spawn(reporter(client.clone(), worker, local.outbox.clone(), finish_rx));
+    let (delivered_tx, mut delivered) = watch::channel(0);
+    let reporter = tokio::spawn(reporter(client.clone(), worker, local.outbox.clone(), finish_rx, delivered_tx));
     let every = Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(50)));
     let heartbeat = tokio::spawn(heartbeat(client.clone(), worker, every, local.env.held.clone()));
-    let result = lease_loop(cfg, &mut client, worker, shutdown, local).await.map_err(rpc);
+    let result = lease_loop(cfg, &mut client, worker, shutdown, local, &mut delivered).await.map_err(rpc);
     if let Ok(SessionEnd::Lost(_)) = result {
         // The trials keep running; the next session renews their leases and delivers their
         // reports (a restarted coordinator accepts them while the leases are current).
@@ -154,12 +155,14 @@ async fn session(
 }
 
 /// Leases as many trials as there are free slots and starts each, until the session ends.
+/// `delivered` counts the reports the reporter has delivered; it closes when the reporter gives up.
 async fn lease_loop(
     cfg: &WorkerConfig,
     client: &mut kappa_proto::Client,
     worker: WorkerId,
     shutdown: &mut watch::Receiver<bool>,
     local: &mut Local,
+    delivered: &mut watch::Receiver<u64>,
 ) -> Result<SessionEnd, tonic::Status> {
     let mut tasks = TaskCache::default();
     loop {
@@ -174,6 +177,17 @@ async fn lease_loop(
         let mut permits = vec![first];
         while let Ok(p) = local.slots.clone().try_acquire_owned() {
             permits.push(p);
+        }
+        // Ask for more work only once the coordinator has the reports of the trials that ended
+        // before: it counts them first (a failure budget used up, a retry's backoff), so a slot
+        // freed by a failure never runs a trial the failure should have held back.
+        let queued = local.env.reports.queued();
+        let ready = tokio::select! {
+            r = delivered.wait_for(|d| *d >= queued) => r.is_ok(),
+            _ = shutdown.changed() => continue,
+        };
+        if !ready {
+            return Ok(SessionEnd::Lost("the reports of finished trials could not be delivered".into()));
         }
         // While some GPUs are busy, poll briefly: the long wait would hold a stale count of free
         // GPUs and miss the ones freed meanwhile.

@@ -5,12 +5,13 @@
 use crate::WorkerStats;
 use crate::command::{self, CommandEnv};
 use crate::executor::execute;
+use crate::reporter::ReportQueue;
 use kappa_core::{AttemptOutcome, AttemptReport, FailureClass, Lease, TaskSpec, TrialId, WorkerId};
 use kappa_sim::Cancel;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The leases a worker holds, each with the cancel switch of its running trial.
 pub(crate) type Held = Arc<Mutex<HashMap<(TrialId, u32), Cancel>>>;
@@ -23,7 +24,7 @@ pub(crate) type GpuPool = Arc<Mutex<Vec<u32>>>;
 #[derive(Clone)]
 pub(crate) struct TrialEnv {
     pub(crate) held: Held,
-    pub(crate) reports: mpsc::UnboundedSender<AttemptReport>,
+    pub(crate) reports: ReportQueue,
     pub(crate) stats: Arc<Mutex<WorkerStats>>,
     pub(crate) gpu_pool: GpuPool,
     pub(crate) commands: Option<CommandEnv>,
@@ -48,7 +49,7 @@ pub(crate) struct TaskCache(Option<(Arc<str>, Arc<TaskSpec>)>);
 impl TrialEnv {
     /// Queues a report as session `worker` (the reporter sends it as whichever session is current).
     fn report(&self, worker: WorkerId, (id, attempt): (TrialId, u32), outcome: AttemptOutcome, duration_s: f64) {
-        let _ = self.reports.send(AttemptReport { worker, id, attempt, outcome, duration_s });
+        self.reports.push(AttemptReport { worker, id, attempt, outcome, duration_s });
     }
 
     /// Makes a lease ready to run: its task read, its GPUs taken, and it counted as held. A lease
