@@ -210,3 +210,60 @@ fn a_used_up_failure_budget_halts_the_sweep() {
     let attempts: i64 = sb.db("runs/budget").query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).unwrap();
     assert_eq!(attempts, 6, "three more attempts with the fresh budget");
 }
+
+/// A command sweep of the program's own parameters: no built-in axis, `{width}` in argv and
+/// `KAPPA_PARAM_WIDTH` in the environment; exports carry one column (CSV) and one key (JSONL)
+/// per parameter.
+#[test]
+fn a_command_sweep_of_its_own_parameters_sees_them_in_argv_and_env() {
+    let sb = Sandbox::new();
+    sb.write(
+        "width.py",
+        r#"
+import json, os, sys
+width, act = int(sys.argv[1]), sys.argv[2]
+print(json.dumps({"step": 1, "loss": 1.0 / width, "env_width": int(os.environ["KAPPA_PARAM_WIDTH"]),
+                  "relu": 1.0 if os.environ["KAPPA_PARAM_ACT"] == "relu" else 0.0,
+                  "has_lr": 1.0 if "KAPPA_LR" in os.environ else 0.0}), flush=True)
+"#,
+    );
+    sb.write(
+        "own.toml",
+        r#"version = 1
+name = "own"
+[task]
+kind = "command"
+argv = ["python3", "width.py", "{width}", "{act}"]
+[grid]
+params.width = [64, 256]
+params.act = ["relu", "gelu"]
+"#,
+    );
+    let out = sb.kappa(&["run", "own.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let rows = jsonl(&sb, "runs/own");
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        let p = &r["params"];
+        assert_eq!(p.as_object().unwrap().len(), 3, "the seed and the two parameters only: {p}");
+        let width = p["params.width"].as_u64().unwrap();
+        let point = &r["metrics"]["curve"][0];
+        assert_eq!(point["loss_mean"].as_f64().unwrap(), 1.0 / width as f64);
+        assert_eq!(point["extra"]["env_width"].as_f64().unwrap(), width as f64, "KAPPA_PARAM_WIDTH");
+        let relu = if p["params.act"] == "relu" { 1.0 } else { 0.0 };
+        assert_eq!(point["extra"]["relu"].as_f64().unwrap(), relu, "KAPPA_PARAM_ACT");
+        assert_eq!(point["extra"]["has_lr"].as_f64().unwrap(), 0.0, "no lr axis, no KAPPA_LR");
+    }
+    let out = sb.kappa(&["export", "--state", "runs/own", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout).to_string();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "params.width").expect("a params.width column");
+    assert!(header.contains(&"params.act"), "{header:?}");
+    let widths: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').nth(col).unwrap()).collect();
+    assert_eq!(widths.iter().filter(|w| **w == "64").count(), 2, "{csv}");
+    // A placeholder with no such parameter is refused when the file is read.
+    sb.write("bad.toml", &std::fs::read_to_string(sb.path().join("own.toml")).unwrap().replace("{act}", "{depth}"));
+    let out = sb.kappa(&["plan", "bad.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("params.depth = [...]"), "{}", show(&out));
+}

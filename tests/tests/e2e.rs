@@ -120,6 +120,39 @@ fn run_status_export_rerun_and_edit() {
         assert_eq!(after[id], *a, "trial {id} ran again");
     }
     assert!(after.values().all(|&(n, c)| n == 1 && c == 1));
+
+    // A σ axis whose first value is the [task] one reuses every trial and runs the new σ only;
+    // its trials run their own task.
+    let text = sweep("basic", &[0.01, 0.03, 0.1], 2, 2_000, 16);
+    sb.write("s.toml", &text.replace("seed = [", "task.noise.sigma = [1.0, 3.0]\nseed = ["));
+    let out = sb.kappa(&["run", "s.toml"]);
+    assert_eq!(code(&out), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("24 trials (12 new, 12 finished earlier and reused"),
+        "{}",
+        show(&out)
+    );
+    let with_sigma = attempt_log(&sb, "runs/basic");
+    assert!(after.iter().all(|(id, a)| with_sigma[id] == *a), "no earlier trial ran again");
+    let out = sb.kappa(&["export", "--format", "jsonl"]);
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let plateau = |sigma: f64, opt: &str| -> f64 {
+        let r: Vec<f64> = rows
+            .iter()
+            .filter(|r| r["params"]["optimizer"] == opt && r["params"]["lr"] == 0.01)
+            .filter(|r| r["params"]["task.noise.sigma"].as_f64() == Some(sigma))
+            .map(|r| r["metrics"]["theory"]["stationary_loss"].as_f64().unwrap())
+            .collect();
+        assert!(!r.is_empty(), "no {opt} trial at σ = {sigma}");
+        r[0]
+    };
+    // The closed forms of each trial's own task: ×9 for SGD, about ×3 for SignSGD.
+    assert!((plateau(3.0, "sgd") / plateau(1.0, "sgd") - 9.0).abs() < 0.1);
+    assert!((plateau(3.0, "signsgd") / plateau(1.0, "signsgd") - 3.0).abs() < 0.1);
+    // Resuming the same file again runs nothing.
+    let out = sb.kappa(&["run", "s.toml"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 new, 24 finished earlier and reused"), "{}", show(&out));
 }
 
 #[test]

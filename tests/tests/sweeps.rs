@@ -23,3 +23,26 @@ fn every_example_sweep_is_valid() {
     }
     assert!(checked >= 1, "no sweep files found under {}", dir.display());
 }
+
+/// Trial ids are a user contract: every example sweep as it was before task and parameter axes
+/// existed (copied to `tests/fixtures/ids/`, with the ids that build gave it) keeps every id.
+#[test]
+fn ids_made_before_named_axes_are_kept() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ids");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let sweep = Sweep::parse(&p.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
+        let plan = kappa_core::Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
+        let ids: Vec<String> = plan.trials().map(|t| t.id.to_string()).collect();
+        let recorded = std::fs::read_to_string(p.with_extension("ids")).unwrap();
+        let recorded: Vec<&str> = recorded.split_whitespace().collect();
+        assert_eq!(ids, recorded, "{} changed its trial ids", p.display());
+        checked += 1;
+    }
+    assert!(checked >= 18, "only {checked} recorded sweeps under {}", dir.display());
+}

@@ -180,7 +180,7 @@ impl pb::coordinator_server::Coordinator for Recorder {
                 trial_id: "00000000000000aa".into(),
                 attempt: 1,
                 task_json: task,
-                params: Some((&params).into()),
+                params: Some((&kappa_core::Params::from(params)).into()),
                 timeout_ms: 0,
                 gpus: 0,
             }]

@@ -2,8 +2,8 @@
 
 use crate::progress::fmt_secs;
 use anyhow::Context;
-use kappa_core::grid::format_real;
-use kappa_core::{Hyperparams, Sweep};
+use kappa_core::grid::{display_value, format_real};
+use kappa_core::{Params, Sweep};
 use kappa_store::{Store, TrialRecord};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -89,25 +89,39 @@ fn theory_of(t: &TrialRecord) -> Option<f64> {
     t.result.metrics.as_ref()?.theory.as_ref()?.stationary_loss
 }
 
-type Column = (&'static str, fn(&Hyperparams) -> String);
+/// A column of the summary table: its title and how a trial's parameters fill it in.
+type Column = (String, Box<dyn Fn(&Params) -> String>);
 
-/// The hyperparameters that take more than one value (seed excluded: it is what groups average over).
+/// The columns of parameters that vary across `trials` (seed aside): built-ins, then named axes.
 fn varying_columns(trials: &[TrialRecord]) -> Vec<Column> {
-    let all: [Column; 7] = [
-        ("optimizer", |p| p.optimizer.to_string()),
-        ("batch", |p| p.batch_size.to_string()),
-        ("lr", |p| format_real(p.lr)),
-        ("beta1", |p| format_real(p.beta1)),
-        ("beta2", |p| format_real(p.beta2)),
-        ("eps", |p| format_real(p.eps)),
-        ("wd", |p| format_real(p.weight_decay)),
+    let builtin = |title: &str, f: fn(&Params) -> String| -> Column { (title.to_string(), Box::new(f)) };
+    let mut all: Vec<Column> = vec![
+        builtin("optimizer", |p| p.hyper.optimizer.to_string()),
+        builtin("batch", |p| p.hyper.batch_size.to_string()),
+        builtin("lr", |p| format_real(p.hyper.lr)),
+        builtin("beta1", |p| format_real(p.hyper.beta1)),
+        builtin("beta2", |p| format_real(p.hyper.beta2)),
+        builtin("eps", |p| format_real(p.hyper.eps)),
+        builtin("wd", |p| format_real(p.hyper.weight_decay)),
     ];
-    let mut out: Vec<Column> = all
-        .into_iter()
-        .filter(|(_, f)| trials.windows(2).any(|w| f(&w[0].result.params) != f(&w[1].result.params)))
-        .collect();
-    if out.is_empty() {
-        out.push(all[0]);
+    let named: std::collections::BTreeSet<String> =
+        trials.iter().flat_map(|t| t.result.params.named.keys().cloned()).collect();
+    for name in named {
+        let key = name.clone();
+        all.push((name, Box::new(move |p: &Params| p.named.get(&key).map(display_value).unwrap_or_default())));
+    }
+    let varies =
+        |f: &dyn Fn(&Params) -> String| trials.windows(2).any(|w| f(&w[0].result.params) != f(&w[1].result.params));
+    let first = all.first().map(|(n, _)| n.clone());
+    let mut out: Vec<Column> = Vec::new();
+    let mut rest = Vec::new();
+    for c in all {
+        if varies(&*c.1) { out.push(c) } else { rest.push(c) }
+    }
+    if out.is_empty()
+        && let Some(c) = rest.into_iter().find(|(n, _)| Some(n) == first.as_ref())
+    {
+        out.push(c);
     }
     out
 }

@@ -59,15 +59,15 @@ impl SweepRunner {
         let name = store.sweep_info()?.map(|i| i.name).unwrap_or_default();
         let counts = store.counts()?;
         let open = store.open_trials()?;
-        let task: Arc<str> = store.task_json()?.unwrap_or_default().into();
         let gpus = execution.gpus;
-        let mut sched = Scheduler::new(
-            SchedulerConfig { lease_timeout: cfg.lease_timeout, retry_backoff: cfg.retry_backoff, execution },
-            task,
-        );
+        let mut sched = Scheduler::new(SchedulerConfig {
+            lease_timeout: cfg.lease_timeout,
+            retry_backoff: cfg.retry_backoff,
+            execution,
+        });
         sched.set_failed_attempts(store.failed_attempts()?);
         for t in open {
-            sched.add(t.id, t.params, t.attempts, t.failures, TrialStatus::Pending);
+            sched.add(t.id, t.params, t.task, t.attempts, t.failures, TrialStatus::Pending);
         }
         let resumed: Vec<StoreOp> = in_flight
             .into_iter()

@@ -53,7 +53,7 @@ pub fn plan_into(
     let prepared = prepare(&mut store)?;
     let in_flight = store.in_flight()?;
     let plan = Plan::new(sweep, code_version);
-    let sync = store.sync_plan(&sweep.name, file, spec, &plan.task_json().to_string(), plan.trials())?;
+    let sync = store.sync_plan(&sweep.name, file, spec, &plan.task_jsons(), plan.trials())?;
     Ok(Planned { store, lock, sync, in_flight, prepared })
 }
 

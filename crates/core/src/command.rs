@@ -1,51 +1,101 @@
 //! Argument templates of `kind = "command"` tasks: `{lr}`-style placeholders and `KAPPA_*`
 //! environment variables. Checked when the sweep file is read, filled in by the worker.
 //!
-//! Placeholders: `{optimizer}`, `{batch_size}`, `{lr}`, `{beta1}`, `{beta2}`, `{eps}`,
-//! `{weight_decay}`, `{seed}`, `{trial_id}`, `{attempt}`. `{{` and `}}` stand for literal braces.
+//! Placeholders: the built-in axes a trial carries (`{optimizer}`, `{batch_size}`, `{lr}`,
+//! `{beta1}`, `{beta2}`, `{eps}`, `{weight_decay}`, `{seed}`), `{trial_id}`, `{attempt}`, and each
+//! user parameter by its short name (`params.width` is `{width}`, and `KAPPA_PARAM_WIDTH` in the
+//! environment). `{{` and `}}` stand for literal braces.
 //! Numbers are written in Rust's shortest round-trip form (`0.001`, `1e-8`), which Python's
 //! `float()` and every other common parser reads back exactly.
 
+use crate::grid::AxisName;
 use crate::id::TrialId;
-use crate::params::Hyperparams;
+use crate::params::{Builtins, Params, value_text};
 
-/// Every placeholder name, in the order `KAPPA_*` variables are listed.
+/// Every built-in placeholder name, in the order `KAPPA_*` variables are listed.
 pub const PLACEHOLDERS: [&str; 10] =
     ["optimizer", "batch_size", "lr", "beta1", "beta2", "eps", "weight_decay", "seed", "trial_id", "attempt"];
 
-/// The value of every placeholder for one attempt.
-pub fn values(params: &Hyperparams, id: TrialId, attempt: u32) -> [(&'static str, String); 10] {
-    [
-        ("optimizer", params.optimizer.as_str().to_string()),
-        ("batch_size", params.batch_size.to_string()),
-        ("lr", params.lr.to_string()),
-        ("beta1", params.beta1.to_string()),
-        ("beta2", params.beta2.to_string()),
-        ("eps", params.eps.to_string()),
-        ("weight_decay", params.weight_decay.to_string()),
-        ("seed", params.seed.to_string()),
-        ("trial_id", id.to_string()),
-        ("attempt", attempt.to_string()),
-    ]
+/// The value of every placeholder for one attempt: the built-ins the trial carries, its id and
+/// attempt, and its user parameters by their short names.
+pub fn values(params: &Params, id: TrialId, attempt: u32) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        params.builtins.axes().map(|a| (a.as_str().to_string(), params.builtin_text(a))).collect();
+    out.push(("trial_id".into(), id.to_string()));
+    out.push(("attempt".into(), attempt.to_string()));
+    out.extend(params.user().map(|(k, v)| (k.to_string(), value_text(v))));
+    out
 }
 
-/// The `KAPPA_*` environment of an attempt: `KAPPA_LR=0.001`, `KAPPA_TRIAL_ID=…`, ….
-pub fn env_vars(params: &Hyperparams, id: TrialId, attempt: u32) -> Vec<(String, String)> {
-    values(params, id, attempt).into_iter().map(|(k, v)| (format!("KAPPA_{}", k.to_uppercase()), v)).collect()
+/// The `KAPPA_*` environment of an attempt: `KAPPA_LR=0.001`, `KAPPA_TRIAL_ID=…`, and each user
+/// parameter as `KAPPA_PARAM_<NAME>` (`KAPPA_PARAM_WIDTH=512`).
+pub fn env_vars(params: &Params, id: TrialId, attempt: u32) -> Vec<(String, String)> {
+    let user: std::collections::HashSet<&str> = params.user().map(|(k, _)| k).collect();
+    values(params, id, attempt)
+        .into_iter()
+        .map(|(k, v)| {
+            let prefix = if user.contains(k.as_str()) { "KAPPA_PARAM_" } else { "KAPPA_" };
+            (format!("{prefix}{}", k.to_uppercase()), v)
+        })
+        .collect()
 }
 
-/// Checks a template: every `{name}` is a known placeholder and braces are balanced.
+/// Checks a template's syntax: every `{name}` is a well-formed name and braces are balanced.
+/// Which names exist is checked against the grid by [`check_names`].
 pub fn check(template: &str) -> Result<(), String> {
-    expand(template, |name| PLACEHOLDERS.contains(&name).then(String::new)).map(|_| ())
+    expand(template, &|_| Some(String::new())).map(|_| ())
+}
+
+/// The placeholders a template uses.
+pub fn names(template: &str) -> Vec<String> {
+    let found = std::cell::RefCell::new(Vec::new());
+    let _ = expand(template, &|name| {
+        found.borrow_mut().push(name.to_string());
+        Some(String::new())
+    });
+    found.into_inner()
+}
+
+/// Checks that every placeholder of a template names a value each trial has: a built-in the
+/// grid carries, `{trial_id}`, `{attempt}`, or one of `user` (the grid's `params.*` names).
+pub fn check_names(template: &str, builtins: Builtins, user: &[&str]) -> Result<(), String> {
+    for name in names(template) {
+        if user.contains(&name.as_str()) || name == "trial_id" || name == "attempt" {
+            continue;
+        }
+        match AxisName::from_key(&name) {
+            Some(a) if builtins.has(a) => continue,
+            Some(a) => {
+                return Err(format!(
+                    "`{{{name}}}` in \"{template}\": the grid has no `{a}` axis (a sweep that names no \
+                     optimizer and learning rate carries only the built-in axes it names, and the seed)"
+                ));
+            }
+            None => {
+                let mut known: Vec<String> = builtins
+                    .axes()
+                    .map(|a| format!("{{{a}}}"))
+                    .chain(["{trial_id}".into(), "{attempt}".into()])
+                    .collect();
+                known.extend(user.iter().map(|u| format!("{{{u}}}")));
+                return Err(format!(
+                    "unknown placeholder `{{{name}}}` in \"{template}\" (a parameter of your own needs an axis \
+                     `params.{name} = [...]` in [grid]); known: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fills a template in with one attempt's values.
-pub fn render(template: &str, params: &Hyperparams, id: TrialId, attempt: u32) -> Result<String, String> {
+pub fn render(template: &str, params: &Params, id: TrialId, attempt: u32) -> Result<String, String> {
     let vals = values(params, id, attempt);
-    expand(template, |name| vals.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+    expand(template, &|name| vals.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
 }
 
-fn expand(template: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(i) = rest.find(['{', '}']) {
@@ -62,12 +112,15 @@ fn expand(template: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
         } else {
             let end = tail.find('}').ok_or_else(|| format!("unclosed `{{` in \"{template}\""))?;
             let name = &tail[1..end];
-            let value = lookup(name).ok_or_else(|| {
-                format!(
-                    "unknown placeholder `{{{name}}}` in \"{template}\"; known: {}",
-                    PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
-                )
-            })?;
+            let word = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !word {
+                return Err(format!(
+                    "`{{{name}}}` in \"{template}\" is not a placeholder name (letters, digits and '_'; write \
+                     `{{{{` and `}}}}` for literal braces)"
+                ));
+            }
+            let value = lookup(name).ok_or_else(|| format!("unknown placeholder `{{{name}}}` in \"{template}\""))?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         }
@@ -81,8 +134,8 @@ mod tests {
     use super::*;
     use crate::params::OptimizerKind;
 
-    fn params() -> Hyperparams {
-        Hyperparams {
+    fn params() -> Params {
+        Params::from(crate::params::Hyperparams {
             optimizer: OptimizerKind::AdamW,
             batch_size: 64,
             lr: 1e-3,
@@ -91,7 +144,7 @@ mod tests {
             eps: 1e-8,
             weight_decay: 0.0,
             seed: 7,
-        }
+        })
     }
 
     #[test]
@@ -105,9 +158,30 @@ mod tests {
     #[test]
     fn bad_templates_are_refused_with_the_reason() {
         assert!(check("{lr}{beta1}").is_ok());
-        assert!(check("{learning_rate}").unwrap_err().contains("unknown placeholder `{learning_rate}`"));
         assert!(check("{lr").unwrap_err().contains("unclosed"));
         assert!(check("lr}").unwrap_err().contains("unmatched"));
+        assert!(check("{a b}").unwrap_err().contains("not a placeholder name"));
+        let err = check_names("{learning_rate}", Builtins::ALL, &[]).unwrap_err();
+        assert!(err.contains("unknown placeholder `{learning_rate}`") && err.contains("params.learning_rate"), "{err}");
+        assert!(check_names("{width}", Builtins::SEED, &["width"]).is_ok());
+        let err = check_names("{lr}", Builtins::SEED, &["width"]).unwrap_err();
+        assert!(err.contains("no `lr` axis"), "{err}");
+    }
+
+    #[test]
+    fn user_parameters_fill_placeholders_and_the_environment() {
+        let mut p = params();
+        p.builtins = Builtins::SEED;
+        p.named.insert("params.width".into(), 512.into());
+        p.named.insert("params.act".into(), "gelu".into());
+        p.named.insert("task.noise.sigma".into(), 2.0.into());
+        assert_eq!(render("--w={width} --a={act} s{seed}", &p, TrialId(0), 1).unwrap(), "--w=512 --a=gelu s7");
+        assert!(render("{lr}", &p, TrialId(0), 1).is_err(), "lr is not carried");
+        let env = env_vars(&p, TrialId(0), 1);
+        assert!(env.contains(&("KAPPA_PARAM_WIDTH".to_string(), "512".to_string())));
+        assert!(env.contains(&("KAPPA_PARAM_ACT".to_string(), "gelu".to_string())));
+        assert!(env.contains(&("KAPPA_SEED".to_string(), "7".to_string())));
+        assert!(!env.iter().any(|(k, _)| k == "KAPPA_LR" || k.contains("SIGMA")), "{env:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! point `i` is decoded in mixed radix (the last dimension varies fastest), so nothing proportional
 //! to the number of points is ever materialised.
 
-use crate::params::{Hyperparams, OptimizerKind};
+use crate::params::{Builtins, Hyperparams, OptimizerKind, PARAM_PREFIX, Params, TASK_PREFIX, value_text};
 use std::fmt;
 
 /// The axes a grid may vary, in canonical order (which fixes dimension order and so trial order).
@@ -73,6 +73,60 @@ impl fmt::Display for AxisName {
     }
 }
 
+/// A grid axis: a built-in hyperparameter, or a named axis by its full dotted name (a `[task]`
+/// field override `task.noise.sigma`, a user parameter `params.width`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Axis {
+    /// A built-in hyperparameter.
+    Builtin(AxisName),
+    /// A named axis.
+    Named(String),
+}
+
+impl Axis {
+    /// The axis's name as written in a sweep file's `[grid]` and in exports.
+    pub fn name(&self) -> &str {
+        match self {
+            Axis::Builtin(a) => a.as_str(),
+            Axis::Named(n) => n,
+        }
+    }
+
+    /// Whether it overrides a `[task]` field.
+    pub fn is_task(&self) -> bool {
+        matches!(self, Axis::Named(n) if n.starts_with(TASK_PREFIX))
+    }
+
+    /// Canonical order: the built-ins but the seed, task fields, user parameters, the seed (so
+    /// replicates of one point are neighbours in plan order).
+    fn rank(&self) -> (u8, u8, &str) {
+        match self {
+            Axis::Builtin(AxisName::Seed) => (3, 0, ""),
+            Axis::Builtin(a) => (0, *a as u8, ""),
+            Axis::Named(n) if n.starts_with(TASK_PREFIX) => (1, 0, n),
+            Axis::Named(n) => (2, 0, n),
+        }
+    }
+}
+
+impl PartialOrd for Axis {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Axis {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl fmt::Display for Axis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 /// The values of one axis, typed by the axis.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AxisValues {
@@ -82,6 +136,8 @@ pub enum AxisValues {
     Int(Vec<u64>),
     /// Real numbers (lr, β, ε, weight decay).
     Real(Vec<f64>),
+    /// Values of a named axis (numbers, strings, booleans; lists and tables for task fields).
+    Named(Vec<serde_json::Value>),
 }
 
 impl AxisValues {
@@ -91,6 +147,7 @@ impl AxisValues {
             AxisValues::Optimizer(v) => v.len(),
             AxisValues::Int(v) => v.len(),
             AxisValues::Real(v) => v.len(),
+            AxisValues::Named(v) => v.len(),
         }
     }
 
@@ -105,7 +162,16 @@ impl AxisValues {
             AxisValues::Optimizer(v) => v[i].to_string(),
             AxisValues::Int(v) => v[i].to_string(),
             AxisValues::Real(v) => format_real(v[i]),
+            AxisValues::Named(v) => display_value(&v[i]),
         }
+    }
+}
+
+/// A named axis's value for tables: numbers compact (as [`format_real`]), strings bare.
+pub fn display_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), format_real),
+        other => value_text(other),
     }
 }
 
@@ -130,9 +196,16 @@ pub fn format_real(x: f64) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dimension {
     /// The axes of this dimension (one, or several for a zip group), all of length `len`.
-    pub axes: Vec<(AxisName, AxisValues)>,
+    pub axes: Vec<(Axis, AxisValues)>,
     /// The common length.
     pub len: usize,
+}
+
+impl Dimension {
+    /// Whether an axis of this dimension overrides a `[task]` field.
+    pub fn has_task_axis(&self) -> bool {
+        self.axes.iter().any(|(a, _)| a.is_task())
+    }
 }
 
 /// An expanded grid: dimensions in canonical order, plus defaults for axes no dimension sets.
@@ -140,18 +213,71 @@ pub struct Dimension {
 pub struct Grid {
     dims: Vec<Dimension>,
     total: u64,
+    builtins: Builtins,
 }
 
 impl Grid {
     /// Builds a grid; dimensions are put in canonical order (by their first axis).
-    /// Returns `None` when the product overflows `u64`.
+    /// Returns `None` when the product overflows `u64`. A grid that names the optimizer and the
+    /// learning rate carries every built-in hyperparameter (defaults for the rest); one that does
+    /// not (a command sweep of its own axes), only the built-ins it names and the seed.
     pub fn new(mut dims: Vec<Dimension>) -> Option<Grid> {
         for d in &mut dims {
-            d.axes.sort_by_key(|(a, _)| *a);
+            d.axes.sort_by(|(a, _), (b, _)| a.cmp(b));
         }
-        dims.sort_by_key(|d| d.axes.first().map(|(a, _)| *a));
+        dims.sort_by(|a, b| a.axes.first().map(|x| &x.0).cmp(&b.axes.first().map(|x| &x.0)));
         let total = dims.iter().try_fold(1u64, |acc, d| acc.checked_mul(d.len as u64))?;
-        Some(Grid { dims, total })
+        let named: Vec<AxisName> = dims
+            .iter()
+            .flat_map(|d| d.axes.iter())
+            .filter_map(|(a, _)| match a {
+                Axis::Builtin(b) => Some(*b),
+                Axis::Named(_) => None,
+            })
+            .collect();
+        let builtins = if named.contains(&AxisName::Optimizer) && named.contains(&AxisName::Lr) {
+            Builtins::ALL
+        } else {
+            named.into_iter().fold(Builtins::SEED, Builtins::with)
+        };
+        Some(Grid { dims, total, builtins })
+    }
+
+    /// The built-in hyperparameters every trial carries.
+    pub fn builtins(&self) -> Builtins {
+        self.builtins
+    }
+
+    /// The named axes (`task.*`, `params.*`), in canonical order.
+    pub fn named_axes(&self) -> impl Iterator<Item = (&str, &AxisValues)> {
+        self.dims.iter().flat_map(|d| d.axes.iter()).filter_map(|(a, v)| match a {
+            Axis::Named(n) => Some((n.as_str(), v)),
+            Axis::Builtin(_) => None,
+        })
+    }
+
+    /// Number of distinct combinations of the task-field axes (1 without any): the number of
+    /// task variants a sweep validates.
+    pub fn task_combinations(&self) -> u64 {
+        self.dims.iter().filter(|d| d.has_task_axis()).map(|d| d.len as u64).product()
+    }
+
+    /// Combination `c` (< [`Grid::task_combinations`]) of the task-field axes: each axis with the
+    /// index of its value, in canonical order.
+    pub fn task_combination(&self, c: u64) -> Vec<(&str, usize)> {
+        let mut rest = c;
+        let mut out = Vec::new();
+        for d in self.dims.iter().rev().filter(|d| d.has_task_axis()) {
+            let k = (rest % d.len as u64) as usize;
+            rest /= d.len as u64;
+            for (a, _) in &d.axes {
+                if a.is_task() {
+                    out.push((a.name(), k));
+                }
+            }
+        }
+        out.reverse();
+        out
     }
 
     /// Number of points.
@@ -169,40 +295,55 @@ impl Grid {
         &self.dims
     }
 
-    /// The values of an axis, if a dimension sets it.
+    /// The values of a built-in axis, if a dimension sets it.
     pub fn axis(&self, name: AxisName) -> Option<&AxisValues> {
-        self.dims.iter().flat_map(|d| d.axes.iter()).find(|(a, _)| *a == name).map(|(_, v)| v)
+        self.named_axis(name.as_str())
     }
 
-    /// Point `index` (< `len()`). Axes no dimension sets take their defaults; the optimizer
-    /// defaults to SGD only if no dimension names one (validation requires it to be named).
-    pub fn point(&self, index: u64) -> Hyperparams {
-        let mut p = Hyperparams {
-            optimizer: OptimizerKind::Sgd,
-            batch_size: Hyperparams::DEFAULT_BATCH_SIZE,
-            lr: f64::NAN,
-            beta1: Hyperparams::DEFAULT_BETA1,
-            beta2: Hyperparams::DEFAULT_BETA2,
-            eps: Hyperparams::DEFAULT_EPS,
-            weight_decay: Hyperparams::DEFAULT_WEIGHT_DECAY,
-            seed: Hyperparams::DEFAULT_SEED,
-        };
+    /// The values of an axis by its name (`lr`, `task.noise.sigma`), if a dimension sets it.
+    pub fn named_axis(&self, name: &str) -> Option<&AxisValues> {
+        self.dims.iter().flat_map(|d| d.axes.iter()).find(|(a, _)| a.name() == name).map(|(_, v)| v)
+    }
+
+    /// Point `index` (< `len()`) and the number of its task combination. Axes no dimension sets
+    /// take their defaults; the optimizer defaults to SGD only if no dimension names one. The
+    /// named axes hold every value the point has, task fields included (the plan leaves out
+    /// those that do not apply to the point's kind).
+    pub fn point(&self, index: u64) -> (Params, u64) {
+        let mut p = Params { hyper: Hyperparams::defaults(), builtins: self.builtins, named: Default::default() };
         let mut rest = index;
+        let (mut combo, mut radix) = (0u64, 1u64);
         for d in self.dims.iter().rev() {
             let len = d.len as u64;
             let k = (rest % len) as usize;
             rest /= len;
+            if d.has_task_axis() {
+                combo += k as u64 * radix;
+                radix *= len;
+            }
             for (axis, values) in &d.axes {
-                set_axis(&mut p, *axis, values, k);
+                match (axis, values) {
+                    (Axis::Named(n), AxisValues::Named(v)) => {
+                        p.named.insert(n.clone(), v[k].clone());
+                    }
+                    (Axis::Builtin(a), values) => set_axis(&mut p.hyper, *a, values, k),
+                    // The spec parser builds named values for named axes only.
+                    (Axis::Named(n), _) => unreachable!("axis {n} built with built-in values"),
+                }
             }
         }
-        p
+        (p, combo)
     }
 
     /// Iterates over all points lazily, in index order.
-    pub fn iter(&self) -> impl Iterator<Item = Hyperparams> + '_ {
-        (0..self.total).map(|i| self.point(i))
+    pub fn iter(&self) -> impl Iterator<Item = Params> + '_ {
+        (0..self.total).map(|i| self.point(i).0)
     }
+}
+
+/// Whether `name` is a named axis of the user's own (`params.width`).
+pub fn is_user_param(name: &str) -> bool {
+    name.starts_with(PARAM_PREFIX)
 }
 
 fn set_axis(p: &mut Hyperparams, axis: AxisName, values: &AxisValues, k: usize) {
@@ -247,7 +388,7 @@ mod tests {
 
     fn dim(axes: Vec<(AxisName, AxisValues)>) -> Dimension {
         let len = axes[0].1.len();
-        Dimension { axes, len }
+        Dimension { axes: axes.into_iter().map(|(a, v)| (Axis::Builtin(a), v)).collect(), len }
     }
 
     #[test]
@@ -258,7 +399,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(g.len(), 6);
-        let pts: Vec<(f64, u64)> = g.iter().map(|p| (p.lr, p.seed)).collect();
+        let pts: Vec<(f64, u64)> = g.iter().map(|p| (p.hyper.lr, p.hyper.seed)).collect();
         // lr comes before seed in canonical order, so seed varies fastest.
         assert_eq!(pts, vec![(0.1, 0), (0.1, 1), (0.1, 2), (0.2, 0), (0.2, 1), (0.2, 2)]);
     }
@@ -270,7 +411,7 @@ mod tests {
             (AxisName::BatchSize, AxisValues::Int(vec![8, 16])),
         ])])
         .unwrap();
-        let pts: Vec<(u64, f64)> = g.iter().map(|p| (p.batch_size, p.lr)).collect();
+        let pts: Vec<(u64, f64)> = g.iter().map(|p| (p.hyper.batch_size, p.hyper.lr)).collect();
         assert_eq!(pts, vec![(8, 0.1), (16, 0.2)]);
     }
 

@@ -9,14 +9,16 @@
 //! {"canon":1,"params":{...Hyperparams...},"sim":"<simulator version>","task":{...TaskSpec...}}
 //! ```
 //!
-//! `task` is the typed task *after* defaults are filled in, and `params` holds every
-//! hyperparameter including the seed. Numbers are written by serde_json (shortest round-trip form),
+//! `task` is the trial's effective typed task (`[task]` with its `task.*` axis values applied)
+//! *after* defaults are filled in, and `params` holds every built-in hyperparameter the trial
+//! carries, including the seed, and its user parameters (`"params.width": 512`), but not its
+//! task axes: those are in `task`, so a value gives the same id wherever it was written. Numbers are written by serde_json (shortest round-trip form),
 //! so `1e-3` and `0.001` in a sweep file give the same id. Because the value is built from typed
 //! structs and keys are sorted, neither the order of keys in the file nor the order of grid axes
 //! changes an id; changing one value changes exactly the trials that carry it. Execution settings
 //! (retries, timeout) are not part of the id: they do not change what a trial computes.
 
-use crate::params::Hyperparams;
+use crate::params::Params;
 use crate::task::TaskSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -76,11 +78,11 @@ pub fn canonical_task(task: &TaskSpec) -> serde_json::Value {
     serde_json::to_value(task).unwrap_or(serde_json::Value::Null)
 }
 
-/// Computes a trial id from the canonical task JSON, the hyperparameters and the simulator version.
-pub fn trial_id(task: &serde_json::Value, params: &Hyperparams, sim_version: &str) -> TrialId {
+/// Computes a trial id from the canonical task JSON, the parameters and the simulator version.
+pub fn trial_id(task: &serde_json::Value, params: &Params, sim_version: &str) -> TrialId {
     let canon = serde_json::json!({
         "canon": CANONICAL_FORM,
-        "params": params,
+        "params": params.identity(),
         "sim": sim_version,
         "task": task,
     });

@@ -2,7 +2,7 @@
 //! it out and the [`AttemptReport`] that ends it. kappa-proto converts both to and from the wire.
 
 use crate::id::TrialId;
-use crate::params::Hyperparams;
+use crate::params::Params;
 use crate::sched::WorkerId;
 use crate::trial::AttemptOutcome;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ pub struct Lease {
     /// Its attempt number (1 for the first; attempt numbers only grow).
     pub attempt: u32,
     /// Its hyperparameters.
-    pub params: Hyperparams,
+    pub params: Params,
     /// The task, as the canonical JSON that trial ids hash and the store keeps (shared by every
     /// lease of a sweep; the worker parses it).
     pub task: Arc<str>,

@@ -16,14 +16,14 @@ pub mod spec;
 pub mod task;
 pub mod trial;
 
-pub use grid::{AxisName, AxisValues, Grid};
+pub use grid::{Axis, AxisName, AxisValues, Grid};
 pub use id::{TrialId, canonical_task, trial_id};
 pub use lease::{AttemptReport, Lease};
-pub use params::{Hyperparams, OptimizerKind};
+pub use params::{Builtins, Hyperparams, OptimizerKind, Params};
 pub use plan::Plan;
 pub use scaling::{Scaling, ScalingRule, Verdict};
 pub use sched::{Scheduler, SchedulerConfig, WorkerId};
-pub use spec::{Execution, SpecError, Sweep};
+pub use spec::{Execution, SpecError, Sweep, TaskVariant};
 pub use task::TaskSpec;
 pub use trial::{
     AttemptOutcome, Counts, CurvePoint, Estimate, FailureClass, LeaseEnd, PlannedTrial, Progress, RetryPolicy, Theory,

@@ -1,4 +1,5 @@
-//! Hyperparameters of one trial: the point of the grid it came from.
+//! The parameters of one trial: the point of the grid it came from, built-in hyperparameters
+//! and named axes (task-field overrides and the user's own parameters).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -114,4 +115,227 @@ impl Hyperparams {
     pub const DEFAULT_WEIGHT_DECAY: f64 = 0.0;
     /// Default seed.
     pub const DEFAULT_SEED: u64 = 0;
+
+    /// Every axis at its default (the optimizer SGD, the learning rate unset: NaN).
+    pub fn defaults() -> Hyperparams {
+        Hyperparams {
+            optimizer: OptimizerKind::Sgd,
+            batch_size: Hyperparams::DEFAULT_BATCH_SIZE,
+            lr: f64::NAN,
+            beta1: Hyperparams::DEFAULT_BETA1,
+            beta2: Hyperparams::DEFAULT_BETA2,
+            eps: Hyperparams::DEFAULT_EPS,
+            weight_decay: Hyperparams::DEFAULT_WEIGHT_DECAY,
+            seed: Hyperparams::DEFAULT_SEED,
+        }
+    }
+}
+
+/// The built-in hyperparameters a trial carries: all of them, or for a sweep that names no
+/// optimizer (a command sweep with axes of its own), only the ones its grid names and the seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Builtins(u8);
+
+impl Builtins {
+    /// Every built-in hyperparameter (any sweep that names an optimizer).
+    pub const ALL: Builtins = Builtins(0xff);
+    /// Only the seed.
+    pub const SEED: Builtins = Builtins(1 << 7);
+
+    fn bit(axis: crate::grid::AxisName) -> u8 {
+        1 << (crate::grid::AxisName::ALL.iter().position(|a| *a == axis).unwrap_or(7) as u8)
+    }
+
+    /// These and `axis`.
+    pub fn with(self, axis: crate::grid::AxisName) -> Builtins {
+        Builtins(self.0 | Builtins::bit(axis))
+    }
+
+    /// Whether `axis` is carried.
+    pub fn has(self, axis: crate::grid::AxisName) -> bool {
+        self.0 & Builtins::bit(axis) != 0
+    }
+
+    /// Whether every built-in is carried.
+    pub fn is_all(self) -> bool {
+        self == Builtins::ALL
+    }
+
+    /// The bits, for the wire (0 is read as [`Builtins::ALL`]).
+    pub fn bits(self) -> u32 {
+        u32::from(self.0)
+    }
+
+    /// From the wire's bits (0: every built-in, as peers that predate the field send).
+    pub fn from_bits(bits: u32) -> Builtins {
+        match bits & 0xff {
+            0 => Builtins::ALL,
+            b => Builtins(b as u8 | Builtins::SEED.0),
+        }
+    }
+
+    /// The carried axes, in canonical order.
+    pub fn axes(self) -> impl Iterator<Item = crate::grid::AxisName> {
+        crate::grid::AxisName::ALL.into_iter().filter(move |a| self.has(*a))
+    }
+}
+
+/// Prefix of an axis that overrides a field of `[task]` (`task.noise.sigma`).
+pub const TASK_PREFIX: &str = "task.";
+/// Prefix of a user parameter (`params.width`).
+pub const PARAM_PREFIX: &str = "params.";
+
+/// Everything that tells the trials of a sweep apart: the built-in hyperparameters, and the named
+/// axes, which are overrides of `[task]` fields (`task.noise.sigma`) and the user's own
+/// parameters (`params.width`), by their full dotted names.
+///
+/// Written (store, JSONL exports, `summary.json`) as one flat object: the carried built-ins
+/// under their names, the named axes under theirs: `{"lr": 0.01, …, "task.noise.sigma": 2.0,
+/// "params.width": 512}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// The built-in hyperparameters (the ones not carried hold their defaults and are never read).
+    pub hyper: Hyperparams,
+    /// Which built-ins this trial carries.
+    pub builtins: Builtins,
+    /// The named axes, sorted by name. Task overrides that do not apply to the trial's kind are
+    /// left out.
+    pub named: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl From<Hyperparams> for Params {
+    fn from(hyper: Hyperparams) -> Params {
+        Params { hyper, builtins: Builtins::ALL, named: Default::default() }
+    }
+}
+
+impl Params {
+    /// The value of a built-in axis, as written in exports.
+    pub fn builtin_value(&self, axis: crate::grid::AxisName) -> serde_json::Value {
+        use crate::grid::AxisName as A;
+        let h = &self.hyper;
+        match axis {
+            A::Optimizer => h.optimizer.as_str().into(),
+            A::BatchSize => h.batch_size.into(),
+            A::Lr => h.lr.into(),
+            A::Beta1 => h.beta1.into(),
+            A::Beta2 => h.beta2.into(),
+            A::Eps => h.eps.into(),
+            A::WeightDecay => h.weight_decay.into(),
+            A::Seed => h.seed.into(),
+        }
+    }
+
+    /// The value of a built-in axis as text, as command placeholders and CSV cells write it
+    /// (Rust's shortest round-trip form: `0.001`, `0.00000001`).
+    pub fn builtin_text(&self, axis: crate::grid::AxisName) -> String {
+        use crate::grid::AxisName as A;
+        let h = &self.hyper;
+        match axis {
+            A::Optimizer => h.optimizer.as_str().to_string(),
+            A::BatchSize => h.batch_size.to_string(),
+            A::Lr => h.lr.to_string(),
+            A::Beta1 => h.beta1.to_string(),
+            A::Beta2 => h.beta2.to_string(),
+            A::Eps => h.eps.to_string(),
+            A::WeightDecay => h.weight_decay.to_string(),
+            A::Seed => h.seed.to_string(),
+        }
+    }
+
+    /// Every carried value by name: the built-ins in canonical order, then the named axes.
+    pub fn entries(&self) -> Vec<(String, serde_json::Value)> {
+        let mut out: Vec<(String, serde_json::Value)> =
+            self.builtins.axes().map(|a| (a.as_str().to_string(), self.builtin_value(a))).collect();
+        out.extend(self.named.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+
+    /// The user parameters (`params.*`), by their short names (`width`).
+    pub fn user(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.named.iter().filter_map(|(k, v)| k.strip_prefix(PARAM_PREFIX).map(|n| (n, v)))
+    }
+
+    /// The part of the trial's identity its parameters give (the task's is its effective task):
+    /// the carried built-ins and the user parameters. For a sweep of built-in axes only this is
+    /// exactly the hyperparameters' object, so ids made before named axes existed are kept.
+    pub fn identity(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in self.entries() {
+            if !k.starts_with(TASK_PREFIX) {
+                m.insert(k, v);
+            }
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// A value of a named axis as text: strings bare, everything else as JSON (`512`, `0.5`,
+/// `[64,64]`, `true`). Numbers are written in their shortest round-trip form.
+pub fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Serialize for Params {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let entries = self.entries();
+        let mut m = s.serialize_map(Some(entries.len()))?;
+        for (k, v) in &entries {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::grid::AxisName;
+        use serde::de::Error;
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let mut builtins = Builtins::SEED;
+        let mut hyper = serde_json::Map::new();
+        let mut named = std::collections::BTreeMap::new();
+        for (k, v) in map {
+            if let Some(axis) = AxisName::from_key(&k) {
+                builtins = builtins.with(axis);
+                hyper.insert(k, v);
+            } else if k.starts_with(TASK_PREFIX) || k.starts_with(PARAM_PREFIX) {
+                named.insert(k, v);
+            } else {
+                return Err(D::Error::custom(format!("unknown parameter `{k}`")));
+            }
+        }
+        let mut h = Hyperparams::defaults();
+        let get_f = |m: &serde_json::Map<String, serde_json::Value>, k: &str, d: f64| -> Result<f64, D::Error> {
+            match m.get(k) {
+                None => Ok(d),
+                Some(v) => v.as_f64().ok_or_else(|| D::Error::custom(format!("`{k}` must be a number"))),
+            }
+        };
+        let get_u = |m: &serde_json::Map<String, serde_json::Value>, k: &str, d: u64| -> Result<u64, D::Error> {
+            match m.get(k) {
+                None => Ok(d),
+                Some(v) => v.as_u64().ok_or_else(|| D::Error::custom(format!("`{k}` must be a whole number"))),
+            }
+        };
+        if let Some(o) = hyper.get("optimizer") {
+            h.optimizer = o
+                .as_str()
+                .ok_or_else(|| D::Error::custom("`optimizer` must be a string"))?
+                .parse()
+                .map_err(D::Error::custom)?;
+        }
+        h.batch_size = get_u(&hyper, "batch_size", h.batch_size)?;
+        h.lr = get_f(&hyper, "lr", h.lr)?;
+        h.beta1 = get_f(&hyper, "beta1", h.beta1)?;
+        h.beta2 = get_f(&hyper, "beta2", h.beta2)?;
+        h.eps = get_f(&hyper, "eps", h.eps)?;
+        h.weight_decay = get_f(&hyper, "weight_decay", h.weight_decay)?;
+        h.seed = get_u(&hyper, "seed", h.seed)?;
+        Ok(Params { hyper: h, builtins, named })
+    }
 }

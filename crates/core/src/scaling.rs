@@ -3,7 +3,7 @@
 //! A rule is data, not a code path: exponents `(a, b, c, d)` with `η ∝ κ^a`, `1−β ∝ κ^b`,
 //! `ε ∝ κ^c`, `θ ∝ κ^d`. The named presets are just values of this struct.
 
-use crate::params::{Hyperparams, OptimizerKind};
+use crate::params::{Hyperparams, OptimizerKind, Params};
 use serde::{Deserialize, Serialize};
 
 /// What a sweep expects a rule to do (for `kappa report --check`).
@@ -45,6 +45,22 @@ pub struct ScalingRule {
     /// The verdict the sweep expects, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Verdict>,
+    /// Exponents of κ for numeric named parameters, by full name (`params.warmup`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub named: std::collections::BTreeMap<String, f64>,
+}
+
+/// `v × factor`: a whole number stays whole (rounded to nearest), a real is multiplied; anything
+/// else is left as it is (the spec refuses exponents for non-numeric parameters).
+pub fn scale_value(v: &serde_json::Value, factor: f64) -> serde_json::Value {
+    match v {
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => {
+            let x = n.as_f64().unwrap_or(0.0) * factor;
+            serde_json::Value::from(x.round() as i64)
+        }
+        serde_json::Value::Number(n) => serde_json::Value::from(n.as_f64().unwrap_or(0.0) * factor),
+        other => other.clone(),
+    }
 }
 
 /// The presets of THEORY.md §5, plus `none` (the batch grows, nothing else changes).
@@ -66,6 +82,7 @@ impl ScalingRule {
             eps: *c,
             weight_decay: *d,
             expect: None,
+            named: Default::default(),
         })
     }
 
@@ -74,10 +91,22 @@ impl ScalingRule {
         1.0 - (kappa as f64).powf(self.one_minus_beta) * (1.0 - beta)
     }
 
+    /// The parameters of `base` scaled by κ: [`ScalingRule::apply_hyper`] for the built-ins, and
+    /// each named parameter the rule gives an exponent × κ^exponent (whole numbers rounded).
+    pub fn apply(&self, base: &Params, kappa: u64) -> Params {
+        let mut p = Params { hyper: self.apply_hyper(&base.hyper, kappa), ..base.clone() };
+        for (name, e) in &self.named {
+            if let Some(v) = p.named.get_mut(name) {
+                *v = scale_value(v, (kappa as f64).powf(*e));
+            }
+        }
+        p
+    }
+
     /// The hyperparameters of `base` scaled by κ: batch × κ and the rule's powers of κ. Only what
     /// the optimizer reads is scaled (β₁ for Adam; β₂ and ε for Adam and RMSprop; θ for the `W`
     /// variants), so a trial never records a value its optimizer would not accept.
-    pub fn apply(&self, base: &Hyperparams, kappa: u64) -> Hyperparams {
+    pub fn apply_hyper(&self, base: &Hyperparams, kappa: u64) -> Hyperparams {
         let k = kappa as f64;
         let o = base.optimizer;
         let decoupled = matches!(o, OptimizerKind::AdamW | OptimizerKind::RmspropW);
@@ -138,14 +167,14 @@ mod tests {
             weight_decay: 1.0,
             seed: 0,
         };
-        let s = ScalingRule::preset("adamw-sqrt").unwrap().apply(&base, 4);
+        let s = ScalingRule::preset("adamw-sqrt").unwrap().apply_hyper(&base, 4);
         assert_eq!(s.batch_size, 4);
         assert!((s.lr - 2e-3).abs() < 1e-15);
         assert!((s.beta1 - 0.6).abs() < 1e-12 && (s.beta2 - 0.996).abs() < 1e-12);
         assert!((s.eps - 5e-9).abs() < 1e-20);
         assert!((s.weight_decay - 2.0).abs() < 1e-12);
-        let fixed = ScalingRule::preset("adam-sqrt").unwrap().apply(&base, 4);
+        let fixed = ScalingRule::preset("adam-sqrt").unwrap().apply_hyper(&base, 4);
         assert_eq!(fixed.weight_decay, 1.0);
-        assert_eq!(ScalingRule::preset("none").unwrap().apply(&base, 8).lr, 1e-3);
+        assert_eq!(ScalingRule::preset("none").unwrap().apply_hyper(&base, 8).lr, 1e-3);
     }
 }

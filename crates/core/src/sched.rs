@@ -9,7 +9,7 @@
 
 use crate::id::TrialId;
 use crate::lease::Lease;
-use crate::params::Hyperparams;
+use crate::params::Params;
 use crate::spec::Execution;
 use crate::trial::{AttemptOutcome, Counts, FailureClass, TrialStatus};
 use std::collections::{HashMap, VecDeque};
@@ -69,7 +69,9 @@ enum State {
 
 #[derive(Debug)]
 struct Entry {
-    params: Hyperparams,
+    params: Params,
+    /// Its task's canonical JSON (shared by every trial of the same task).
+    task: Arc<str>,
     attempt: u32,
     /// Failed attempts by class ([`FailureClass::index`]).
     failures: [u32; 4],
@@ -121,8 +123,6 @@ pub enum GaveUp {
 #[derive(Debug)]
 pub struct Scheduler {
     cfg: SchedulerConfig,
-    /// The sweep's canonical task JSON, handed out with every lease.
-    task: Arc<str>,
     entries: HashMap<TrialId, Entry>,
     queue: VecDeque<TrialId>,
     counts: Counts,
@@ -135,11 +135,10 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// An empty scheduler for a sweep whose trials run `task` (canonical JSON).
-    pub fn new(cfg: SchedulerConfig, task: Arc<str>) -> Scheduler {
+    /// An empty scheduler.
+    pub fn new(cfg: SchedulerConfig) -> Scheduler {
         Scheduler {
             cfg,
-            task,
             entries: HashMap::new(),
             queue: VecDeque::new(),
             counts: Counts::default(),
@@ -175,10 +174,18 @@ impl Scheduler {
         std::mem::take(&mut self.halted)
     }
 
-    /// Adds a trial as the store knows it: `attempts` leases so far, `failures` of them failed by
-    /// class. A non-terminal status (pending, or running from a process that is gone) becomes
-    /// pending.
-    pub fn add(&mut self, id: TrialId, params: Hyperparams, attempts: u32, failures: [u32; 4], status: TrialStatus) {
+    /// Adds a trial as the store knows it: its parameters and its task (canonical JSON),
+    /// `attempts` leases so far, `failures` of them failed by class. A non-terminal status
+    /// (pending, or running from a process that is gone) becomes pending.
+    pub fn add(
+        &mut self,
+        id: TrialId,
+        params: Params,
+        task: Arc<str>,
+        attempts: u32,
+        failures: [u32; 4],
+        status: TrialStatus,
+    ) {
         if self.entries.contains_key(&id) {
             return;
         }
@@ -188,7 +195,7 @@ impl Scheduler {
         if state == State::Pending {
             self.queue.push_back(id);
         }
-        self.entries.insert(id, Entry { params, attempt: attempts, failures, not_before: 0, state });
+        self.entries.insert(id, Entry { params, task, attempt: attempts, failures, not_before: 0, state });
     }
 
     /// How much longer than a lease an in-flight attempt recovered after a restart waits for its
@@ -256,7 +263,7 @@ impl Scheduler {
                 id,
                 attempt: e.attempt,
                 params: e.params.clone(),
-                task: self.task.clone(),
+                task: e.task.clone(),
                 timeout: self.cfg.execution.timeout,
                 gpus: self.cfg.execution.gpus,
             });
@@ -399,7 +406,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::OptimizerKind;
+    use crate::params::{Hyperparams, OptimizerKind};
     use crate::trial::{RetryPolicy, TrialMetrics};
 
     fn ms(n: u64) -> Duration {
@@ -416,7 +423,7 @@ mod tests {
     }
 
     fn new(cfg: SchedulerConfig) -> Scheduler {
-        Scheduler::new(cfg, Arc::from("{}"))
+        Scheduler::new(cfg)
     }
 
     const SUCCEEDED: AttemptOutcome = AttemptOutcome::Succeeded(TrialMetrics {
@@ -434,8 +441,12 @@ mod tests {
         AttemptOutcome::Failed { error: "boom".into(), class }
     }
 
-    fn params() -> Hyperparams {
-        Hyperparams {
+    fn task() -> Arc<str> {
+        Arc::from("{}")
+    }
+
+    fn params() -> Params {
+        Params::from(Hyperparams {
             optimizer: OptimizerKind::Sgd,
             batch_size: 1,
             lr: 0.1,
@@ -444,13 +455,13 @@ mod tests {
             eps: 1e-8,
             weight_decay: 0.0,
             seed: 0,
-        }
+        })
     }
 
     fn sched(n: u64) -> Scheduler {
         let mut s = new(config(100, RetryPolicy { error: 1, crash: 1, timeout: 1, lost: 4 }, None, 0));
         for i in 0..n {
-            s.add(TrialId(i), params(), 0, [0; 4], TrialStatus::Pending);
+            s.add(TrialId(i), params(), task(), 0, [0; 4], TrialStatus::Pending);
         }
         s
     }
@@ -466,9 +477,9 @@ mod tests {
         let mut s = sched(3);
         // The store showed trial 0 running attempt 2 and trial 1 attempt 1; trial 2 never ran.
         let mut s2 = new(s.cfg.clone());
-        s2.add(TrialId(0), params(), 2, [0; 4], TrialStatus::Running);
-        s2.add(TrialId(1), params(), 1, [0; 4], TrialStatus::Running);
-        s2.add(TrialId(2), params(), 0, [0; 4], TrialStatus::Pending);
+        s2.add(TrialId(0), params(), task(), 2, [0; 4], TrialStatus::Running);
+        s2.add(TrialId(1), params(), task(), 1, [0; 4], TrialStatus::Running);
+        s2.add(TrialId(2), params(), task(), 0, [0; 4], TrialStatus::Pending);
         assert!(s2.resume_in_flight(TrialId(0), 2));
         assert!(s2.resume_in_flight(TrialId(1), 1));
         assert!(!s2.resume_in_flight(TrialId(2), 1), "not the attempt the store knows");
@@ -482,7 +493,7 @@ mod tests {
         assert_eq!(s2.report(W1, TrialId(1), 1, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Succeeded });
         // An in-flight lease nobody claims expires like any other.
         s = new(s.cfg.clone());
-        s.add(TrialId(5), params(), 1, [0; 4], TrialStatus::Running);
+        s.add(TrialId(5), params(), task(), 1, [0; 4], TrialStatus::Running);
         assert!(s.resume_in_flight(TrialId(5), 1));
         assert!(s.expire(1000).is_empty(), "its worker has a grace period to reconnect");
         let later = 1000 + Scheduler::RECONNECT_GRACE_MS;
@@ -493,8 +504,8 @@ mod tests {
     #[test]
     fn each_failure_class_has_its_own_retries() {
         let mut s = new(config(100, RetryPolicy { error: 0, crash: 2, timeout: 1, lost: 4 }, None, 0));
-        s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
-        s.add(TrialId(2), params(), 0, [0; 4], TrialStatus::Pending);
+        s.add(TrialId(1), params(), task(), 0, [0; 4], TrialStatus::Pending);
+        s.add(TrialId(2), params(), task(), 0, [0; 4], TrialStatus::Pending);
         let fail = |s: &mut Scheduler, id: TrialId, class: FailureClass| {
             let g = s.lease(W1, 0, 1).into_iter().find(|g| g.id == id).expect("leased");
             match s.report(W1, id, g.attempt, &failed(class)) {
@@ -516,7 +527,7 @@ mod tests {
     fn a_used_up_failure_budget_halts_the_sweep() {
         let mut s = new(config(100, RetryPolicy::uniform(5), Some(3), 0));
         for i in 0..10 {
-            s.add(TrialId(i), params(), 0, [0; 4], TrialStatus::Pending);
+            s.add(TrialId(i), params(), task(), 0, [0; 4], TrialStatus::Pending);
         }
         s.set_failed_attempts(1);
         let g = s.lease(W1, 0, 3);
@@ -595,8 +606,8 @@ mod tests {
     #[test]
     fn resumed_trials_keep_counting_attempts() {
         let mut s = new(config(100, RetryPolicy { error: 2, crash: 2, timeout: 2, lost: 4 }, None, 0));
-        s.add(TrialId(1), params(), 4, [0; 4], TrialStatus::Running);
-        s.add(TrialId(2), params(), 1, [0; 4], TrialStatus::Succeeded);
+        s.add(TrialId(1), params(), task(), 4, [0; 4], TrialStatus::Running);
+        s.add(TrialId(2), params(), task(), 1, [0; 4], TrialStatus::Succeeded);
         assert_eq!(s.counts().pending, 1);
         assert_eq!(s.counts().succeeded, 1);
         let g = s.lease(W1, 0, 5);
@@ -607,7 +618,7 @@ mod tests {
     #[test]
     fn a_trial_that_keeps_losing_its_lease_fails_in_the_end() {
         let mut s = new(config(10, lost(2), None, 0));
-        s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
+        s.add(TrialId(1), params(), task(), 0, [0; 4], TrialStatus::Pending);
         let mut now = 0;
         for round in 1..=3 {
             assert_eq!(s.lease(W1, now, 1).len(), 1, "round {round}");
@@ -619,7 +630,7 @@ mod tests {
         assert_eq!(s.counts().failed, 1);
         // A graceful hand-back is not a loss.
         let mut s = new(config(10, lost(0), None, 0));
-        s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
+        s.add(TrialId(1), params(), task(), 0, [0; 4], TrialStatus::Pending);
         s.lease(W1, 0, 1);
         assert!(!s.release_worker(W1)[0].gave_up);
         assert_eq!(s.counts().pending, 1);
@@ -628,8 +639,8 @@ mod tests {
     #[test]
     fn failed_attempts_back_off_before_their_retry() {
         let mut s = new(config(10_000, RetryPolicy::uniform(4), None, 100));
-        s.add(TrialId(1), params(), 0, [0; 4], TrialStatus::Pending);
-        s.add(TrialId(2), params(), 0, [0; 4], TrialStatus::Pending);
+        s.add(TrialId(1), params(), task(), 0, [0; 4], TrialStatus::Pending);
+        s.add(TrialId(2), params(), task(), 0, [0; 4], TrialStatus::Pending);
         let g = s.lease(W1, 0, 1);
         assert_eq!(g[0].id, TrialId(1));
         s.report(W1, TrialId(1), 1, &failed(FailureClass::Error));
@@ -679,7 +690,14 @@ mod tests {
                 for i in 0..trials {
                     let id = TrialId(i);
                     let (a, f) = attempts.get(&id).copied().unwrap_or((0, 0));
-                    s.add(id, params(), a, [f, 0, 0, 0], finals.get(&id).copied().unwrap_or(TrialStatus::Pending));
+                    s.add(
+                        id,
+                        params(),
+                        task(),
+                        a,
+                        [f, 0, 0, 0],
+                        finals.get(&id).copied().unwrap_or(TrialStatus::Pending),
+                    );
                 }
                 s
             };

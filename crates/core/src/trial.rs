@@ -1,7 +1,7 @@
 //! Trials, their lifecycle status and the metrics they produce.
 
 use crate::id::TrialId;
-use crate::params::Hyperparams;
+use crate::params::Params;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -13,10 +13,12 @@ pub struct PlannedTrial {
     pub id: TrialId,
     /// Index of the grid point (plan order).
     pub seq: u64,
-    /// The hyperparameters.
-    pub params: Hyperparams,
+    /// The parameters.
+    pub params: Params,
     /// For a trial derived by a scaling rule: (rule index, κ). `None` for a base point.
     pub variant: Option<(usize, u64)>,
+    /// Which of the sweep's tasks it runs (an index into [`crate::Sweep::variants`]).
+    pub task: usize,
 }
 
 /// A trial's result as far as it got: what kappa status, export and report read, from the store
@@ -25,8 +27,8 @@ pub struct PlannedTrial {
 pub struct TrialResult {
     /// Content id.
     pub id: TrialId,
-    /// The hyperparameters.
-    pub params: Hyperparams,
+    /// The parameters.
+    pub params: Params,
     /// Where it stands.
     pub status: TrialStatus,
     /// Metrics of the counted attempt (succeeded and diverged trials).

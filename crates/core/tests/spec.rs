@@ -61,11 +61,11 @@ fn valid_file_expands() {
     assert!(err.to_string().contains("unknown failure class `oom`"), "{err}");
     let err = parse(&VALID.replace("retries = 1", "retries = -1")).unwrap_err();
     assert!(err.to_string().contains("retries must be a whole number"), "{err}");
-    let first = s.grid.point(0);
+    let first = s.grid.point(0).0.hyper;
     assert_eq!(first.optimizer, OptimizerKind::Sgd);
     assert_eq!(first.lr, 1e-3);
     assert_eq!(first.beta1, Hyperparams::DEFAULT_BETA1);
-    let last = s.grid.point(s.grid.len() - 1);
+    let last = s.grid.point(s.grid.len() - 1).0.hyper;
     assert_eq!((last.optimizer, last.batch_size, last.lr, last.seed), (OptimizerKind::SignSgd, 4, 1e-1, 1));
 }
 
@@ -122,7 +122,7 @@ fn zip_groups_vary_together() {
     let text = text.replace("lr = { log = [1e-3, 1e-1], num = 3 }\n", "");
     let s = parse(&text).unwrap();
     assert_eq!(s.grid.len(), 2 * 3 * 2);
-    let pairs: Vec<(u64, f64)> = s.grid.iter().map(|p| (p.batch_size, p.lr)).collect();
+    let pairs: Vec<(u64, f64)> = s.grid.iter().map(|p| (p.hyper.batch_size, p.hyper.lr)).collect();
     assert!(pairs.iter().all(|&(b, lr)| (b == 1 && lr == 0.01) || (b == 4 && lr == 0.02) || (b == 16 && lr == 0.04)));
 
     let bad = text.replace("lr = [0.01, 0.02, 0.04]", "lr = [0.01, 0.02]");
@@ -182,7 +182,7 @@ fn a_million_point_grid_plans_lazily() {
     assert_eq!(s.grid.axis(AxisName::Seed).map(|a| a.len()), Some(250));
     let plan = Plan::new(&s, "v");
     let last = plan.trial(999_999);
-    assert_eq!(last.params.seed, 249);
+    assert_eq!(last.params.hyper.seed, 249);
 }
 
 const SDE: &str = r#"
@@ -296,8 +296,8 @@ fn scaling_expands_every_base_point_under_every_rule() {
     let trials: Vec<_> = plan.trials().collect();
     assert_eq!(trials.len(), 2 * (1 + 2 * 2));
     let t = trials.iter().find(|t| t.variant == Some((0, 4))).unwrap();
-    assert_eq!(t.params.batch_size, 4);
-    assert!((t.params.lr - 2e-3).abs() < 1e-15 && (t.params.beta1 - 0.6).abs() < 1e-12);
+    assert_eq!(t.params.hyper.batch_size, 4);
+    assert!((t.params.hyper.lr - 2e-3).abs() < 1e-15 && (t.params.hyper.beta1 - 0.6).abs() < 1e-12);
     // With θ = 0 the two rules derive the same AdamW trials: each runs once.
     let same = SCALED.replace("weight_decay = [1.0]", "weight_decay = [0.0]");
     let s = parse(&same).unwrap();

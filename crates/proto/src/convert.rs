@@ -3,8 +3,8 @@
 use crate::{ConvertError, PROTOCOL_VERSION, pb};
 use kappa_core::sched::Disposition;
 use kappa_core::{
-    AttemptOutcome, AttemptReport, Counts, CurvePoint, Estimate, FailureClass, Hyperparams, Lease, Progress, Theory,
-    TheoryPoint, TrialId, TrialMetrics, TrialResult, WorkerId,
+    AttemptOutcome, AttemptReport, Builtins, Counts, CurvePoint, Estimate, FailureClass, Hyperparams, Lease, Params,
+    Progress, Theory, TheoryPoint, TrialId, TrialMetrics, TrialResult, WorkerId,
 };
 use std::time::Duration;
 
@@ -14,18 +14,39 @@ pub fn parse_trial_id(s: &str) -> Result<TrialId, ConvertError> {
         .map_err(|e: kappa_core::id::InvalidTrialId| ConvertError::Invalid { field: "trial_id", reason: e.to_string() })
 }
 
-impl From<&Hyperparams> for pb::Hyperparams {
-    fn from(p: &Hyperparams) -> Self {
+impl From<&Params> for pb::Hyperparams {
+    fn from(p: &Params) -> Self {
+        let h = &p.hyper;
         pb::Hyperparams {
-            optimizer: p.optimizer.as_str().to_string(),
-            batch_size: p.batch_size,
-            lr: p.lr,
-            beta1: p.beta1,
-            beta2: p.beta2,
-            eps: p.eps,
-            weight_decay: p.weight_decay,
-            seed: p.seed,
+            optimizer: h.optimizer.as_str().to_string(),
+            batch_size: h.batch_size,
+            lr: h.lr,
+            beta1: h.beta1,
+            beta2: h.beta2,
+            eps: h.eps,
+            weight_decay: h.weight_decay,
+            seed: h.seed,
+            builtins: if p.builtins.is_all() { 0 } else { p.builtins.bits() },
+            named_json: if p.named.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&p.named).unwrap_or_default()
+            },
         }
+    }
+}
+
+impl TryFrom<pb::Hyperparams> for Params {
+    type Error = ConvertError;
+    fn try_from(p: pb::Hyperparams) -> Result<Self, ConvertError> {
+        let builtins = Builtins::from_bits(p.builtins);
+        let named = if p.named_json.is_empty() {
+            Default::default()
+        } else {
+            serde_json::from_str(&p.named_json)
+                .map_err(|e| ConvertError::Invalid { field: "named_json", reason: e.to_string() })?
+        };
+        Ok(Params { hyper: Hyperparams::try_from(p)?, builtins, named })
     }
 }
 
@@ -51,7 +72,7 @@ impl TryFrom<pb::Hyperparams> for Hyperparams {
     }
 }
 
-fn params_from_pb(p: Option<pb::Hyperparams>) -> Result<Hyperparams, ConvertError> {
+fn params_from_pb(p: Option<pb::Hyperparams>) -> Result<Params, ConvertError> {
     p.ok_or(ConvertError::Missing("params"))?.try_into()
 }
 
@@ -353,8 +374,8 @@ mod tests {
     use super::*;
     use kappa_core::OptimizerKind;
 
-    fn params() -> Hyperparams {
-        Hyperparams {
+    fn params() -> Params {
+        Params::from(Hyperparams {
             optimizer: OptimizerKind::AdamW,
             batch_size: 64,
             lr: 1e-3,
@@ -363,14 +384,21 @@ mod tests {
             eps: 1e-8,
             weight_decay: 1.0,
             seed: 3,
-        }
+        })
     }
 
     #[test]
     fn hyperparams_round_trip_and_reject_bad_values() {
-        let p = params();
+        let mut p = params();
         let wire = pb::Hyperparams::from(&p);
-        assert_eq!(Hyperparams::try_from(wire.clone()).unwrap(), p);
+        assert_eq!(Params::try_from(wire.clone()).unwrap(), p);
+        // Named axes and a partial set of built-ins travel too.
+        p.named.insert("params.width".into(), 512.into());
+        p.named.insert("task.noise.sigma".into(), 2.5.into());
+        p.builtins = Builtins::SEED.with(kappa_core::AxisName::Lr);
+        assert_eq!(Params::try_from(pb::Hyperparams::from(&p)).unwrap(), p);
+        let bad = pb::Hyperparams { named_json: "[1]".into(), ..wire.clone() };
+        assert!(matches!(Params::try_from(bad), Err(ConvertError::Invalid { field: "named_json", .. })));
         let bad = pb::Hyperparams { optimizer: "lion".into(), ..wire.clone() };
         assert!(matches!(Hyperparams::try_from(bad), Err(ConvertError::Invalid { field: "optimizer", .. })));
         let bad = pb::Hyperparams { batch_size: 0, ..wire };

@@ -12,6 +12,9 @@
 //!   5% of them may be off, for noise, but never the last);
 //! - the ratio the closed forms predict, where THEORY.md has them.
 //!
+//! SDE tracking (`tracking`): with a `task.kind` axis, each optimizer setting against the SDE
+//! trials equal to it in everything else.
+//!
 //! A class *holds* when every κ's plateau is within tolerance and its curve is from 10% of the
 //! budget on, *holds late* when that happens only later (but by 90%), and *fails* otherwise (a
 //! diverged scaled trial fails too). A rule's verdict is the worst over its classes.
@@ -19,8 +22,11 @@
 #![warn(missing_docs)]
 
 pub mod render;
+mod tracking;
 
-use kappa_core::{Estimate, Hyperparams, Plan, Sweep, TrialId, TrialStatus, Verdict};
+pub use tracking::Tracking;
+
+use kappa_core::{Estimate, Params, Plan, Sweep, TrialId, TrialStatus, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -53,15 +59,19 @@ pub struct Report {
     pub classes: Vec<ClassReport>,
     /// Stationary loss against the minibatch noise σ_B = σ₁/√B, per optimizer setting.
     pub noise_slopes: Vec<SlopeFit>,
-    /// The same hyperparameters across several sweeps (e.g. an optimizer, its SDE, Malladi's SDE).
+    /// Each discrete optimizer against the SDEs of the same setting, when the sweep has a
+    /// `task.kind` axis.
+    pub tracking: Vec<Tracking>,
+    /// The same parameters run several ways: an optimizer and its SDEs in one sweep (tracking),
+    /// or the same setting across sweeps (`kappa report --overlay`).
     pub overlays: Vec<Overlay>,
 }
 
 /// One hyperparameter setting's loss curve in several sweeps.
 #[derive(Clone, Debug, Serialize)]
 pub struct Overlay {
-    /// The shared hyperparameters (seed dropped).
-    pub params: Hyperparams,
+    /// The shared parameters (seed dropped).
+    pub params: Params,
     /// (sweep label, seed-averaged curve as (samples, mean, SE), stationary loss).
     pub series: Vec<(String, Vec<[f64; 3]>, Option<Estimate>)>,
 }
@@ -71,7 +81,7 @@ pub struct Overlay {
 pub fn overlays(sweeps: &[(String, Vec<TrialResult>)]) -> Vec<Overlay> {
     let mut out: Vec<Overlay> = Vec::new();
     let Some((_, first)) = sweeps.first() else { return out };
-    let mut keys: Vec<(String, Hyperparams)> = Vec::new();
+    let mut keys: Vec<(String, Params)> = Vec::new();
     for r in first {
         let k = key_without_seed(&r.params);
         if !keys.iter().any(|(x, _)| *x == k) {
@@ -98,7 +108,7 @@ pub fn overlays(sweeps: &[(String, Vec<TrialResult>)]) -> Vec<Overlay> {
         }
         if series.len() >= 2 {
             let mut p = params;
-            p.seed = 0;
+            p.hyper.seed = 0;
             out.push(Overlay { params: p, series });
         }
     }
@@ -131,8 +141,8 @@ pub struct RuleReport {
 pub struct ClassReport {
     /// Rule name.
     pub rule: String,
-    /// Base hyperparameters (seed of the first replicate).
-    pub base: Hyperparams,
+    /// Base parameters (seed of the first replicate).
+    pub base: Params,
     /// Seeds (replicates).
     pub seeds: usize,
     /// Verdict, once every trial of the class finished.
@@ -148,8 +158,8 @@ pub struct ClassReport {
 pub struct KappaReport {
     /// Batch multiplier.
     pub kappa: u64,
-    /// Hyperparameters at this κ (seed of the first replicate).
-    pub params: Hyperparams,
+    /// Parameters at this κ (seed of the first replicate).
+    pub params: Params,
     /// Stationary loss averaged over seeds.
     pub stationary: Option<Estimate>,
     /// Stationary loss ÷ κ = 1's.
@@ -196,6 +206,7 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
     let classes = classes(sweep, plan, results, tolerance);
     let rules =
         sweep.scaling.as_ref().map(|s| s.rules.iter().map(|r| rule_report(r, &classes)).collect()).unwrap_or_default();
+    let (tracking, overlays) = tracking::tracking(sweep, plan, results);
     Report {
         sweep: sweep.name.clone(),
         trials,
@@ -205,25 +216,27 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         rules,
         classes,
         noise_slopes: noise_slopes(sweep, plan, results),
-        overlays: Vec::new(),
+        tracking,
+        overlays,
     }
 }
 
-fn key_without_seed(p: &Hyperparams) -> String {
+/// Every parameter but the seed (named axes included), as a key.
+fn key_without_seed(p: &Params) -> String {
     let mut q = p.clone();
-    q.seed = 0;
+    q.hyper.seed = 0;
     serde_json::to_string(&q).unwrap_or_default()
 }
 
-/// Per κ: the multiplier, the hyperparameters at that κ, and the trial of every seed.
-type KappaMembers = Vec<(u64, Hyperparams, Vec<TrialId>)>;
+/// Per κ: the multiplier, the parameters at that κ, and the trial of every seed.
+type KappaMembers = Vec<(u64, Params, Vec<TrialId>)>;
 
 fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>, tol: f64) -> Vec<ClassReport> {
     let Some(scaling) = &sweep.scaling else { return Vec::new() };
     let per = 1 + scaling.variants();
     // (base key, rule) → κ → trial ids over seeds, in plan order.
     let mut order: Vec<(String, usize)> = Vec::new();
-    let mut members: HashMap<(String, usize), (Hyperparams, KappaMembers)> = HashMap::new();
+    let mut members: HashMap<(String, usize), (Params, KappaMembers)> = HashMap::new();
     for g in 0..sweep.grid.len() {
         let base = plan.trial(g * per);
         let key = key_without_seed(&base.params);
@@ -359,8 +372,8 @@ pub fn compare_curves(base: &[[f64; 3]], scaled: &[[f64; 3]], tol: f64, budget: 
 
 fn class_report(
     rule: &str,
-    base: &Hyperparams,
-    kappas: &[(u64, Hyperparams, Vec<TrialId>)],
+    base: &Params,
+    kappas: &[(u64, Params, Vec<TrialId>)],
     results: &HashMap<TrialId, TrialResult>,
     tol: f64,
     budget: f64,
@@ -482,45 +495,59 @@ pub fn log_log_slope(points: &[(f64, f64)]) -> Option<f64> {
 }
 
 fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>) -> Vec<SlopeFit> {
-    // Base points only (κ = 1), grouped by everything but batch size and seed.
-    let Some(sim) = sweep.task.sim() else { return Vec::new() };
-    let sigma1 = match sim.noise.sigma() {
-        kappa_core::task::Sigma::Scalar(s) => *s,
-        kappa_core::task::Sigma::PerCoordinate(v) => {
-            v.iter().map(|s| s * s).sum::<f64>().sqrt() / (v.len() as f64).sqrt()
-        }
+    // Base points only (κ = 1), grouped by everything but the noise level (batch size, σ) and
+    // the seed; each point's noise is the trial's own σ_B = σ₁/√B, so a σ axis and a batch
+    // axis both feed a fit.
+    let sigma1 = |task: &kappa_core::TaskSpec| {
+        task.sim().map(|sim| match sim.noise.sigma() {
+            kappa_core::task::Sigma::Scalar(s) => *s,
+            kappa_core::task::Sigma::PerCoordinate(v) => {
+                v.iter().map(|s| s * s).sum::<f64>().sqrt() / (v.len() as f64).sqrt()
+            }
+        })
     };
     let per = 1 + sweep.scaling.as_ref().map_or(0, |s| s.variants());
-    let mut groups: Vec<(String, HashMap<u64, Vec<TrialId>>)> = Vec::new();
+    // label → noise points, each ((σ₁ bits, B), σ_B, trials).
+    type NoisePoint = ((u64, u64), f64, Vec<TrialId>);
+    let mut groups: Vec<(String, Vec<NoisePoint>)> = Vec::new();
     for g in 0..sweep.grid.len() {
         let t = plan.trial(g * per);
+        let Some(s1) = sigma1(&sweep.variants[t.task].task) else { continue };
         let mut key = t.params.clone();
-        key.seed = 0;
-        key.batch_size = 1;
-        let label = format!(
+        key.named.remove("task.noise.sigma");
+        let h = &key.hyper;
+        let mut label = format!(
             "{} lr={} beta1={} beta2={} eps={} wd={}",
-            key.optimizer, key.lr, key.beta1, key.beta2, key.eps, key.weight_decay
+            h.optimizer, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay
         );
+        for (name, v) in &key.named {
+            label.push_str(&format!(" {name}={}", kappa_core::grid::display_value(v)));
+        }
         let slot = match groups.iter().position(|(l, _)| *l == label) {
             Some(i) => i,
             None => {
-                groups.push((label, HashMap::new()));
+                groups.push((label, Vec::new()));
                 groups.len() - 1
             }
         };
-        groups[slot].1.entry(t.params.batch_size).or_default().push(t.id);
+        let b = t.params.hyper.batch_size;
+        let point = (s1.to_bits(), b);
+        let sigma_b = s1 / (b as f64).sqrt();
+        match groups[slot].1.iter_mut().find(|(p, _, _)| *p == point) {
+            Some(entry) => entry.2.push(t.id),
+            None => groups[slot].1.push((point, sigma_b, vec![t.id])),
+        }
     }
     groups
         .into_iter()
-        .filter(|(_, by_batch)| by_batch.len() >= 2)
-        .filter_map(|(label, by_batch)| {
-            let mut batches: Vec<u64> = by_batch.keys().copied().collect();
-            batches.sort_unstable();
+        .filter(|(_, points)| points.len() >= 2)
+        .filter_map(|(label, mut by_noise)| {
+            by_noise.sort_by(|a, b| a.1.total_cmp(&b.1));
             let mut points = Vec::new();
-            for b in batches {
-                let a = aggregate(&by_batch[&b], results);
+            for (_, sigma_b, ids) in &by_noise {
+                let a = aggregate(ids, results);
                 if let Some(st) = a.stationary {
-                    points.push([sigma1 / (b as f64).sqrt(), st.mean, a.theory.unwrap_or(f64::NAN)]);
+                    points.push([*sigma_b, st.mean, a.theory.unwrap_or(f64::NAN)]);
                 }
             }
             let slope = log_log_slope(&points.iter().map(|p| (p[0], p[1])).collect::<Vec<_>>())?;
@@ -608,18 +635,20 @@ mod tests {
 
     #[test]
     fn overlays_match_settings_across_sweeps() {
-        use kappa_core::{CurvePoint, OptimizerKind, TrialMetrics};
-        let params = |lr: f64, seed: u64| Hyperparams {
-            optimizer: OptimizerKind::Adam,
-            batch_size: 1,
-            lr,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            seed,
+        use kappa_core::{CurvePoint, Hyperparams, OptimizerKind, TrialMetrics};
+        let params = |lr: f64, seed: u64| {
+            Params::from(Hyperparams {
+                optimizer: OptimizerKind::Adam,
+                batch_size: 1,
+                lr,
+                beta1: 0.9,
+                beta2: 0.99,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                seed,
+            })
         };
-        let result = |params: Hyperparams, loss: f64| TrialResult {
+        let result = |params: Params, loss: f64| TrialResult {
             id: TrialId(0),
             params,
             status: TrialStatus::Succeeded,
@@ -647,7 +676,7 @@ mod tests {
         let sde = ("sde".to_string(), vec![result(params(0.1, 0), 2.0)]);
         let o = overlays(&[optimizer, sde]);
         assert_eq!(o.len(), 1, "lr = 0.2 has no partner");
-        assert_eq!(o[0].params.lr, 0.1);
+        assert_eq!(o[0].params.hyper.lr, 0.1);
         assert_eq!(o[0].series.len(), 2);
         assert_eq!(o[0].series[0].1[0][1], 2.0, "seeds averaged");
         assert_eq!(o[0].series[1].0, "sde");

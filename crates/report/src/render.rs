@@ -94,7 +94,46 @@ pub fn verdict_table(r: &Report) -> String {
             f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.3})"))
         );
     }
+    if !r.tracking.is_empty() {
+        let rows: Vec<[String; 4]> = r
+            .tracking
+            .iter()
+            .map(|t| [params_label(&t.params), t.sde_model.clone(), tracking_mean(t), tracking_max(t)])
+            .collect();
+        let head = ["SDE tracking: setting", "SDE model", "mean |ΔL|/L", "max |ΔL|/L"];
+        let w: Vec<usize> = (0..4)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].chars().count()]).max().unwrap_or(0))
+            .collect();
+        let head = head.map(String::from);
+        for row in std::iter::once(&head).chain(&rows) {
+            let _ = writeln!(
+                s,
+                "{:<a$}  {:<b$}  {:>c$}  {:>d$}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                a = w[0],
+                b = w[1],
+                c = w[2],
+                d = w[3]
+            );
+        }
+    }
     s
+}
+
+/// A tracking row's mean deviation with its SE, as a percentage.
+fn tracking_mean(t: &crate::Tracking) -> String {
+    match (t.mean_rel_error, t.mean_rel_error_se) {
+        (Some(m), Some(se)) => format!("{:.2}% ± {:.2}%", m * 100.0, se * 100.0),
+        _ => "-".into(),
+    }
+}
+
+/// A tracking row's largest deviation, as a percentage.
+fn tracking_max(t: &crate::Tracking) -> String {
+    t.max_rel_error.map_or("-".into(), |m| format!("{:.2}%", m * 100.0))
 }
 
 /// Writes summary.json, the plots and report.html into `out`; returns the files written.
@@ -126,7 +165,20 @@ pub fn write_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>, RenderErro
         plots.push(("noise-slope".into(), Plot::Slopes));
     }
     for o in &report.overlays {
-        plots.push((format!("overlay-{}-lr{}", o.params.optimizer, slug(&short(o.params.lr))), Plot::Overlay(o)));
+        let mut name = format!("overlay-{}-lr{}", o.params.hyper.optimizer, slug(&short(o.params.hyper.lr)));
+        for (axis, v) in &o.params.named {
+            name.push_str(&format!(
+                "-{}{}",
+                slug(axis.rsplit('.').next().unwrap_or(axis)),
+                slug(&kappa_core::grid::display_value(v))
+            ));
+        }
+        // Settings that differ only in what a name leaves out still get a file each.
+        let taken = plots.iter().filter(|(n, _)| n == &name || n.starts_with(&format!("{name}-"))).count();
+        if taken > 0 {
+            name = format!("{name}-{}", taken + 1);
+        }
+        plots.push((name, Plot::Overlay(o)));
     }
     for (name, plot) in &plots {
         let mut svg = String::new();
@@ -190,17 +242,32 @@ fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     (lo <= hi).then_some((lo, hi))
 }
 
-fn params_label(p: &kappa_core::Hyperparams) -> String {
-    format!(
-        "{} B={} lr={} β=({}, {}) ε={} θ={}",
-        p.optimizer,
-        p.batch_size,
-        short(p.lr),
-        short(p.beta1),
-        short(p.beta2),
-        short(p.eps),
-        short(p.weight_decay)
-    )
+fn params_label(params: &kappa_core::Params) -> String {
+    let p = &params.hyper;
+    let mut label = if params.builtins.is_all() {
+        format!(
+            "{} B={} lr={} β=({}, {}) ε={} θ={}",
+            p.optimizer,
+            p.batch_size,
+            short(p.lr),
+            short(p.beta1),
+            short(p.beta2),
+            short(p.eps),
+            short(p.weight_decay)
+        )
+    } else {
+        params
+            .builtins
+            .axes()
+            .filter(|a| *a != kappa_core::AxisName::Seed)
+            .map(|a| format!("{a}={}", kappa_core::grid::display_value(&params.builtin_value(a))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (name, v) in &params.named {
+        label.push_str(&format!(" {name}={}", kappa_core::grid::display_value(v)));
+    }
+    label.trim().to_string()
 }
 
 /// A number in at most 4 significant digits (`0.001414`, `2.5e-9`, `160k`).
@@ -229,7 +296,8 @@ fn curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, class: &Class
         .kappas
         .iter()
         .map(|k| {
-            let label = format!("κ = {} (B = {}, lr = {})", k.kappa, k.params.batch_size, short(k.params.lr));
+            let label =
+                format!("κ = {} (B = {}, lr = {})", k.kappa, k.params.hyper.batch_size, short(k.params.hyper.lr));
             (label, k.curve.clone())
         })
         .collect::<Vec<_>>();
@@ -247,7 +315,7 @@ fn overlay_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &crate::O
             (format!("{name}{plateau}"), curve.clone())
         })
         .collect::<Vec<_>>();
-    let caption = format!("{}: the same run across sweeps", o.params.optimizer);
+    let caption = format!("{}: the same run across sweeps", o.params.hyper.optimizer);
     loss_chart(root, &caption, &params_label(&o.params), &series)
 }
 
@@ -498,6 +566,21 @@ fn html(r: &Report, svgs: &[(String, String)]) -> String {
                 escape(&f.label),
                 f.slope,
                 f.theory_slope.map_or("-".into(), |t| format!("{t:.3}"))
+            );
+        }
+        h.push_str("</table>");
+    }
+    if !r.tracking.is_empty() {
+        h.push_str("<h2>SDE tracking</h2><p>Relative deviation of each SDE's seed-averaged loss curve from the optimizer's, at the optimizer's record points.</p><table id=\"tracking\"><tr><th>setting</th><th>SDE model</th><th>mean |ΔL|/L (± SE)</th><th>max |ΔL|/L</th><th>points</th></tr>");
+        for t in &r.tracking {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&params_label(&t.params)),
+                escape(&t.sde_model),
+                tracking_mean(t),
+                tracking_max(t),
+                t.points
             );
         }
         h.push_str("</table>");

@@ -58,7 +58,7 @@ fn succeeded(t: &kappa_core::PlannedTrial) -> TrialResult {
         id: t.id,
         params: t.params.clone(),
         status: TrialStatus::Succeeded,
-        metrics: Some(metrics(t.params.batch_size, t.params.lr)),
+        metrics: Some(metrics(t.params.hyper.batch_size, t.params.hyper.lr)),
         error: None,
     }
 }

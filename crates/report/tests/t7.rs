@@ -38,7 +38,7 @@ fn t7_adamw_sqrt_holds_and_theta_fixed_fails() {
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
     let mut results = HashMap::new();
     for t in plan.trials() {
-        let out = kappa_sim::run_trial(&sweep.task, &t.params, t.id, &kappa_sim::Cancel::new()).unwrap();
+        let out = kappa_sim::run_trial(&sweep.task, &t.params.hyper, t.id, &kappa_sim::Cancel::new()).unwrap();
         let AttemptOutcome::Succeeded(m) = out else { panic!("{out:?}") };
         results.insert(
             t.id,
@@ -57,7 +57,7 @@ fn t7_adamw_sqrt_holds_and_theta_fixed_fails() {
     let class = |rule: &str| report.classes.iter().find(|c| c.rule == rule).unwrap();
 
     let good = &class("adamw-sqrt").kappas[1];
-    assert_eq!((good.params.lr, good.params.batch_size), (2e-3, 4));
+    assert_eq!((good.params.hyper.lr, good.params.hyper.batch_size), (2e-3, 4));
     let r = good.plateau_ratio.unwrap();
     eprintln!("adamw-sqrt: plateau ratio {:.4} ± {:.4}, theory {:?}", r.mean, r.se, good.theory_ratio);
     assert!((r.mean - 1.0).abs() < 0.01, "plateau ratio {r:?}");
@@ -65,7 +65,7 @@ fn t7_adamw_sqrt_holds_and_theta_fixed_fails() {
     assert!((good.theory_ratio.unwrap() - 1.0).abs() < 1e-3);
 
     let bad = &class("theta-fixed").kappas[1];
-    assert_eq!(bad.params.weight_decay, 1.0);
+    assert_eq!(bad.params.hyper.weight_decay, 1.0);
     let r = bad.plateau_ratio.unwrap();
     let theory = bad.theory_ratio.unwrap();
     eprintln!("theta fixed: plateau ratio {:.4} ± {:.4}, theory {theory:.4}", r.mean, r.se);

@@ -107,12 +107,17 @@ mod tests {
     use super::*;
     use kappa_core::{AttemptOutcome, Hyperparams, OptimizerKind, PlannedTrial, TrialId, TrialMetrics, TrialStatus};
 
+    fn tasks() -> Vec<String> {
+        vec!["{}".to_string()]
+    }
+
     fn trial(i: u64) -> PlannedTrial {
         PlannedTrial {
             id: TrialId(1000 + i),
             seq: i,
             variant: None,
-            params: Hyperparams {
+            task: 0,
+            params: kappa_core::Params::from(Hyperparams {
                 optimizer: OptimizerKind::Sgd,
                 batch_size: 1,
                 lr: 0.1,
@@ -121,7 +126,7 @@ mod tests {
                 eps: 1e-8,
                 weight_decay: 0.0,
                 seed: i,
-            },
+            }),
         }
     }
 
@@ -141,7 +146,7 @@ mod tests {
     fn plan_run_resume_and_replan() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        let sync = s.sync_plan("demo", "f.toml", "spec", "{}", (0..3).map(trial)).unwrap();
+        let sync = s.sync_plan("demo", "f.toml", "spec", &tasks(), (0..3).map(trial)).unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 3, reused: 0, requeued: 0 });
         let lease = |i: u64, a: u32| StoreOp::Leased { id: TrialId(1000 + i), attempt: a, worker: "w".into(), at: 0.0 };
         s.apply(&[lease(0, 1), lease(1, 1), report(0, 1, ReportEffect::Final)]).unwrap();
@@ -162,7 +167,7 @@ mod tests {
 
         // Resume: the running trial is requeued, the finished one reused.
         let mut s = Store::open(dir.path()).unwrap();
-        let sync = s.sync_plan("demo", "f.toml", "spec", "{}", (0..3).map(trial)).unwrap();
+        let sync = s.sync_plan("demo", "f.toml", "spec", &tasks(), (0..3).map(trial)).unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 1, requeued: 1 });
         let open = s.open_trials().unwrap();
         assert_eq!(open.iter().map(|t| (t.id.0, t.attempts)).collect::<Vec<_>>(), vec![(1001, 1), (1002, 0)]);
@@ -170,11 +175,11 @@ mod tests {
         assert_eq!(log[1].outcome.as_deref(), Some("lost"));
 
         // Replan with one trial dropped and one added.
-        let sync = s.sync_plan("demo", "f.toml", "spec", "{}", [1, 2, 3].into_iter().map(trial)).unwrap();
+        let sync = s.sync_plan("demo", "f.toml", "spec", &tasks(), [1, 2, 3].into_iter().map(trial)).unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 1, reused: 0, requeued: 0 });
         assert_eq!(s.trials().unwrap().len(), 3);
         assert!(matches!(
-            s.sync_plan("other", "f.toml", "spec", "{}", std::iter::empty()),
+            s.sync_plan("other", "f.toml", "spec", &tasks(), std::iter::empty()),
             Err(StoreError::OtherSweep { .. })
         ));
     }
@@ -204,7 +209,7 @@ mod tests {
         use kappa_core::LeaseEnd;
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        s.sync_plan("demo", "f.toml", "spec", "{}", (0..3).map(trial)).unwrap();
+        s.sync_plan("demo", "f.toml", "spec", &tasks(), (0..3).map(trial)).unwrap();
         let lease = |i: u64, a: u32| StoreOp::Leased { id: TrialId(1000 + i), attempt: a, worker: "w".into(), at: 0.0 };
         s.apply(&[
             lease(0, 1),
@@ -235,7 +240,7 @@ mod tests {
     fn a_version_1_store_is_migrated_in_place_and_counts_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        s.sync_plan("demo", "f.toml", "spec", "{}", (0..2).map(trial)).unwrap();
+        s.sync_plan("demo", "f.toml", "spec", &tasks(), (0..2).map(trial)).unwrap();
         s.conn
             .execute_batch(
                 "UPDATE meta SET value = '1' WHERE key = 'schema_version';

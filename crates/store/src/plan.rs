@@ -20,14 +20,16 @@ pub struct PlanSync {
 
 impl Store {
     /// Records a plan: new trials are inserted as pending, known ones are kept (finished ones are
-    /// reused), and trials a dead run left `running` go back to pending (their open attempts are
-    /// logged as lost, abandoned). One transaction.
+    /// reused; their parameters are rewritten as this plan names them, so an axis added since
+    /// shows in their exports too), and trials a dead run left `running` go back to pending (their open attempts are
+    /// logged as lost, abandoned). `tasks` holds the canonical JSON of each of the sweep's
+    /// tasks, which [`PlannedTrial::task`] indexes. One transaction.
     pub fn sync_plan(
         &mut self,
         sweep: &str,
         spec_path: &str,
         spec: &str,
-        task_json: &str,
+        tasks: &[String],
         trials: impl Iterator<Item = PlannedTrial>,
     ) -> Result<PlanSync, StoreError> {
         if let Some(found) = self.meta("sweep_name")?
@@ -37,7 +39,10 @@ impl Store {
         }
         let generation = self.generation()? + 1;
         let now = now_s();
-        let task_hash = kappa_core::id::content_hash(task_json);
+        let hashes: Vec<String> = tasks.iter().map(|t| kappa_core::id::content_hash(t)).collect();
+        let Some(first_hash) = hashes.first().cloned() else {
+            return Err(self.corrupt("a plan with no task"));
+        };
         let path = self.path.clone();
         let sql = |e| StoreError::Sqlite { path: path.clone(), source: e };
         let tx = self.conn.transaction().map_err(sql)?;
@@ -54,21 +59,28 @@ impl Store {
                 ("spec", spec.to_string()),
                 ("spec_path", spec_path.to_string()),
                 ("generation", generation.to_string()),
-                ("task", task_hash.clone()),
+                ("task", first_hash),
             ] {
                 tx.execute(set_meta, params![k, v]).map_err(sql)?;
             }
-            tx.execute("INSERT OR IGNORE INTO tasks(hash, json) VALUES (?1, ?2)", params![task_hash, task_json])
-                .map_err(sql)?;
+            for (hash, json) in hashes.iter().zip(tasks) {
+                tx.execute("INSERT OR IGNORE INTO tasks(hash, json) VALUES (?1, ?2)", params![hash, json])
+                    .map_err(sql)?;
+            }
             let mut insert = tx
                 .prepare(
                     "INSERT INTO trials(id, seq, generation, task, params, status, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)
-                     ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, generation = excluded.generation",
+                     ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, generation = excluded.generation,
+                       params = excluded.params",
                 )
                 .map_err(sql)?;
             for t in trials {
                 let params_json = serde_json::to_string(&t.params).unwrap_or_default();
+                let task_hash = hashes.get(t.task).ok_or_else(|| StoreError::Corrupt {
+                    path: path.clone(),
+                    reason: format!("trial {} runs task {} of a plan with {}", t.id, t.task, hashes.len()),
+                })?;
                 insert
                     .execute(params![t.id.to_string(), t.seq as i64, generation, task_hash, params_json, now])
                     .map_err(sql)?;

@@ -2,7 +2,7 @@
 
 use crate::schema::{FAILED_ATTEMPT, TERMINAL};
 use crate::{Store, StoreError};
-use kappa_core::{Counts, Hyperparams, TrialId, TrialResult, TrialStatus};
+use kappa_core::{Counts, Params, TrialId, TrialResult, TrialStatus};
 use rusqlite::OptionalExtension;
 
 /// A trial that still has to run, as the scheduler needs it.
@@ -10,8 +10,10 @@ use rusqlite::OptionalExtension;
 pub struct OpenTrial {
     /// The trial.
     pub id: TrialId,
-    /// Its hyperparameters.
-    pub params: Hyperparams,
+    /// Its parameters.
+    pub params: Params,
+    /// Its task's canonical JSON (one allocation per distinct task).
+    pub task: std::sync::Arc<str>,
     /// Attempts leased so far.
     pub attempts: u32,
     /// Failed attempts so far by class (error, crash, timeout, lost: see
@@ -165,7 +167,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT id, params, attempts,
+                "SELECT id, params, task, attempts,
                    (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
                       AND coalesce(a.class, 'error') = 'error'),
                    (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
@@ -182,17 +184,37 @@ impl Store {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                    [r.get::<_, u32>(3)?, r.get::<_, u32>(4)?, r.get::<_, u32>(5)?, r.get::<_, u32>(6)?],
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u32>(3)?,
+                    [r.get::<_, u32>(4)?, r.get::<_, u32>(5)?, r.get::<_, u32>(6)?, r.get::<_, u32>(7)?],
                 ))
             })
             .map_err(|e| self.sql(e))?;
+        let tasks = self.tasks()?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, params, attempts, failures) = row.map_err(|e| self.sql(e))?;
-            out.push(OpenTrial { id: self.parse_id(&id)?, params: self.parse_params(&params)?, attempts, failures });
+            let (id, params, task, attempts, failures) = row.map_err(|e| self.sql(e))?;
+            let task = tasks
+                .get(&task)
+                .cloned()
+                .ok_or_else(|| self.corrupt(format!("trial {id} names task {task}, which the store lacks")))?;
+            out.push(OpenTrial {
+                id: self.parse_id(&id)?,
+                params: self.parse_params(&params)?,
+                task,
+                attempts,
+                failures,
+            });
         }
         Ok(out)
+    }
+
+    /// Every task the store knows, by hash.
+    fn tasks(&self) -> Result<std::collections::HashMap<String, std::sync::Arc<str>>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT hash, json FROM tasks").map_err(|e| self.sql(e))?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(|e| self.sql(e))?;
+        rows.map(|r| r.map(|(h, j)| (h, std::sync::Arc::from(j))).map_err(|e| self.sql(e))).collect()
     }
 
     /// Attempts still open in the store: each running trial's current attempt (read before
@@ -240,7 +262,7 @@ impl Store {
         s.parse().map_err(|e| self.corrupt(e))
     }
 
-    fn parse_params(&self, s: &str) -> Result<Hyperparams, StoreError> {
+    fn parse_params(&self, s: &str) -> Result<Params, StoreError> {
         serde_json::from_str(s).map_err(|e| self.corrupt(format!("trial params: {e}")))
     }
 

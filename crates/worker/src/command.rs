@@ -101,7 +101,7 @@ async fn run_inner(
     let pgid = child.id();
     let stdout = child.stdout.take().ok_or("the child's stdout was not captured")?;
     let mut lines = BufReader::new(stdout).lines();
-    let mut parser = MetricsParser::new(params.batch_size);
+    let mut parser = MetricsParser::new(params.hyper.batch_size);
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut poll = tokio::time::interval(Duration::from_millis(50));
     // Why the worker stopped the child, if it did.

@@ -42,9 +42,15 @@ pub(crate) struct Trial {
     cancel: Cancel,
 }
 
-/// The task of the last lease read: every trial of a sweep carries the same one, parsed once.
+/// The tasks of recent leases, parsed once each: a sweep has one task, or one per combination
+/// of its task axes.
 #[derive(Default)]
-pub(crate) struct TaskCache(Option<(Arc<str>, Arc<TaskSpec>)>);
+pub(crate) struct TaskCache(HashMap<Arc<str>, Arc<TaskSpec>>);
+
+impl TaskCache {
+    /// Most tasks kept (a sweep with more task variants parses some twice).
+    const MAX: usize = 256;
+}
 
 impl TrialEnv {
     /// Queues a report as session `worker` (the reporter sends it as whichever session is current).
@@ -56,13 +62,16 @@ impl TrialEnv {
     /// this worker cannot run fails its attempt with the reason (rather than letting its lease
     /// expire).
     pub(crate) fn prepare(&self, worker: WorkerId, lease: Lease, tasks: &mut TaskCache) -> Option<Trial> {
-        let task = match &tasks.0 {
-            Some((text, task)) if **text == *lease.task => Ok(task.clone()),
-            _ => serde_json::from_str::<TaskSpec>(&lease.task).map(Arc::new),
+        let task = match tasks.0.get(&lease.task) {
+            Some(task) => Ok(task.clone()),
+            None => serde_json::from_str::<TaskSpec>(&lease.task).map(Arc::new),
         };
         let task = match task {
             Ok(task) => {
-                tasks.0 = Some((lease.task.clone(), task.clone()));
+                if tasks.0.len() >= TaskCache::MAX {
+                    tasks.0.clear();
+                }
+                tasks.0.insert(lease.task.clone(), task.clone());
                 task
             }
             Err(e) => {
@@ -149,7 +158,7 @@ async fn run_on_pool(
     let (task, params, id, c) = (trial.task.clone(), trial.lease.params.clone(), trial.lease.id, cancel.clone());
     let opts = kappa_sim::RunOptions { backend, gpu: trial.gpus.first().copied() };
     rayon::spawn(move || {
-        let _ = tx.send(execute(&task, &params, id, &c, &opts));
+        let _ = tx.send(execute(&task, &params.hyper, id, &c, &opts));
     });
     let result = match trial.lease.timeout {
         Some(limit) => match tokio::time::timeout(limit, rx).await {

@@ -7,6 +7,8 @@ use crate::args::StateArg;
 use crate::{exit, state};
 use anyhow::Context;
 use clap::ValueEnum;
+use kappa_core::AxisName;
+use kappa_core::params::value_text;
 use kappa_store::{Store, TrialRecord};
 use serde_json::json;
 use std::io::{BufWriter, Write};
@@ -79,19 +81,11 @@ pub fn trial_json(t: &TrialRecord) -> serde_json::Value {
     })
 }
 
-const CSV_HEADER: &[&str] = &[
-    "id",
-    "seq",
-    "status",
-    "attempts",
-    "optimizer",
-    "batch_size",
-    "lr",
-    "beta1",
-    "beta2",
-    "eps",
-    "weight_decay",
-    "seed",
+/// The columns before the parameters.
+const CSV_HEAD: &[&str] = &["id", "seq", "status", "attempts"];
+
+/// The columns after the parameters (the built-ins, then one per named axis).
+const CSV_TAIL: &[&str] = &[
     "stationary_loss_mean",
     "stationary_loss_se",
     "final_samples",
@@ -107,26 +101,32 @@ const CSV_HEADER: &[&str] = &[
     "duration_s",
 ];
 
+/// CSV: one row per trial; a column per built-in hyperparameter (empty where a trial does not
+/// carry it) and one per named axis any trial has (`task.noise.sigma`, `params.width`).
 fn write_csv(w: &mut impl Write, trials: &[TrialRecord]) -> std::io::Result<()> {
-    writeln!(w, "{}", CSV_HEADER.join(","))?;
+    let named: std::collections::BTreeSet<&str> =
+        trials.iter().flat_map(|t| t.result.params.named.keys().map(String::as_str)).collect();
+    let header: Vec<&str> = CSV_HEAD
+        .iter()
+        .copied()
+        .chain(AxisName::ALL.iter().map(|a| a.as_str()))
+        .chain(named.iter().copied())
+        .chain(CSV_TAIL.iter().copied())
+        .collect();
+    writeln!(w, "{}", header.join(","))?;
     let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     for t in trials {
         let (r, p) = (&t.result, &t.result.params);
         let stationary = r.metrics.as_ref().and_then(|m| m.stationary_loss);
         let last = r.metrics.as_ref().and_then(|m| m.curve.last());
-        let cells = [
-            r.id.to_string(),
-            t.seq.to_string(),
-            r.status.to_string(),
-            t.attempts.to_string(),
-            p.optimizer.to_string(),
-            p.batch_size.to_string(),
-            p.lr.to_string(),
-            p.beta1.to_string(),
-            p.beta2.to_string(),
-            p.eps.to_string(),
-            p.weight_decay.to_string(),
-            p.seed.to_string(),
+        let mut cells = vec![r.id.to_string(), t.seq.to_string(), r.status.to_string(), t.attempts.to_string()];
+        for a in AxisName::ALL {
+            cells.push(if p.builtins.has(a) { p.builtin_text(a) } else { String::new() });
+        }
+        for n in &named {
+            cells.push(p.named.get(*n).map(value_text).unwrap_or_default());
+        }
+        cells.extend([
             opt(stationary.map(|e| e.mean)),
             opt(stationary.map(|e| e.se)),
             last.map(|c| c.samples.to_string()).unwrap_or_default(),
@@ -140,7 +140,7 @@ fn write_csv(w: &mut impl Write, trials: &[TrialRecord]) -> std::io::Result<()> 
             opt(t.started_at),
             opt(t.finished_at),
             opt(t.duration_s),
-        ];
+        ]);
         let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         writeln!(w, "{}", line.join(","))?;
     }

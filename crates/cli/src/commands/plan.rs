@@ -1,8 +1,8 @@
 //! `kappa plan`: the expansion of a sweep file, without running anything.
 
 use crate::{exit, sweep_file};
-use kappa_core::grid::format_real;
-use kappa_core::{Plan, Sweep};
+use kappa_core::grid::{display_value, format_real};
+use kappa_core::{AxisName, Plan, Sweep};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -19,9 +19,47 @@ pub struct PlanArgs {
     show: u64,
 }
 
-/// Distinct trials of a plan (scaled variants may repeat one).
-fn distinct(plan: &Plan<'_>, sweep: &Sweep) -> u64 {
-    if sweep.scaling.is_some() { plan.trials().count() as u64 } else { plan.len() }
+/// The columns of the trial table: the built-ins the trials carry, then the named axes.
+fn columns(sweep: &Sweep) -> Vec<String> {
+    let mut cols: Vec<String> = sweep.grid.builtins().axes().map(|a| a.as_str().to_string()).collect();
+    cols.extend(sweep.grid.named_axes().map(|(n, _)| n.to_string()));
+    if let Some(sc) = &sweep.scaling {
+        for r in &sc.rules {
+            for n in r.named.keys() {
+                if !cols.contains(n) {
+                    cols.push(n.clone());
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// One trial's cell of column `col` (empty where the trial does not have it: a task axis left out).
+fn cell(p: &kappa_core::Params, col: &str) -> String {
+    match AxisName::from_key(col) {
+        Some(a) if matches!(a, AxisName::Optimizer | AxisName::BatchSize | AxisName::Seed) => p.builtin_text(a),
+        Some(a) => format_real(p.builtin_value(a).as_f64().unwrap_or(f64::NAN)),
+        None => p.named.get(col).map(display_value).unwrap_or_default(),
+    }
+}
+
+/// What rounding did to a scaled trial's whole-number parameters (`params.warmup 333.3 → 333`).
+fn roundings(sweep: &Sweep, t: &kappa_core::PlannedTrial) -> Vec<String> {
+    let (Some((r, kappa)), Some(sc)) = (t.variant, &sweep.scaling) else { return Vec::new() };
+    let base = sweep.grid.point(t.seq / (1 + sc.variants())).0;
+    let mut out = Vec::new();
+    for (name, e) in &sc.rules[r].named {
+        let Some(v) = base.named.get(name) else { continue };
+        if !(v.is_i64() || v.is_u64()) {
+            continue;
+        }
+        let exact = v.as_f64().unwrap_or(0.0) * (kappa as f64).powf(*e);
+        if exact.fract() != 0.0 {
+            out.push(format!("{name} {} → {}", format_real(exact), exact.round()));
+        }
+    }
+    out
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
@@ -42,8 +80,9 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
                             kappa_core::AxisValues::Optimizer(v) => v.iter().map(|o| json!(o.as_str())).collect(),
                             kappa_core::AxisValues::Int(v) => v.iter().map(|x| json!(x)).collect(),
                             kappa_core::AxisValues::Real(v) => v.iter().map(|x| json!(x)).collect(),
+                            kappa_core::AxisValues::Named(v) => v.clone(),
                         };
-                        json!({ "name": name.as_str(), "values": v })
+                        json!({ "name": name.name(), "values": v })
                     })
                     .collect();
                 json!({ "len": d.len, "axes": axes })
@@ -55,13 +94,14 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
                 let variant = t.variant.map(|(r, kappa)| {
                     json!({ "rule": sweep.scaling.as_ref().map(|s| s.rules[r].name.clone()), "kappa": kappa })
                 });
-                json!({ "id": t.id, "seq": t.seq, "params": t.params, "scaled": variant })
+                json!({ "id": t.id, "seq": t.seq, "params": t.params, "scaled": variant, "task": t.task })
             })
             .collect();
         let out = json!({
             "name": sweep.name,
-            "task": plan.task_json(),
-            "total": distinct(&plan, &sweep),
+            "task": sweep.variants[0].json,
+            "tasks": sweep.variants.iter().map(|v| &v.json).collect::<Vec<_>>(),
+            "total": plan.distinct(),
             "grid_points": sweep.grid.len(),
             "dimensions": dims,
             "scaling": sweep.scaling,
@@ -75,7 +115,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         .dims()
         .iter()
         .map(|d| {
-            let names: Vec<&str> = d.axes.iter().map(|(n, _)| n.as_str()).collect();
+            let names: Vec<&str> = d.axes.iter().map(|(n, _)| n.name()).collect();
             if names.len() == 1 {
                 format!("{} ({})", names[0], d.len)
             } else {
@@ -83,10 +123,24 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             }
         })
         .collect();
+    let n = plan.distinct();
+    let left_out = || {
+        let names: std::collections::BTreeSet<&str> =
+            sweep.variants.iter().flat_map(|v| v.left_out.iter().map(String::as_str)).collect();
+        names.into_iter().collect::<Vec<_>>().join(", ")
+    };
     match &sweep.scaling {
+        None if n < plan.len() => println!(
+            "sweep `{}`: {n} trials = {} grid points ({}), {} of them the same trial as another and run once \
+             ({} left out where the kind does not read it)",
+            sweep.name,
+            plan.len(),
+            factors.join(" × "),
+            plan.len() - n,
+            left_out()
+        ),
         None => println!("sweep `{}`: {} trials = {}", sweep.name, plan.len(), factors.join(" × ")),
         Some(sc) => {
-            let n = distinct(&plan, &sweep);
             println!(
                 "sweep `{}`: {n} trials = {} base points ({}) × (1 + {} rules × {} κ > 1){}",
                 sweep.name,
@@ -95,15 +149,16 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
                 sc.rules.len(),
                 sc.kappas.len() - 1,
                 if n < plan.len() {
-                    format!(", {} repeated across rules counted once", plan.len() - n)
+                    format!(", {} repeats of another trial counted once", plan.len() - n)
                 } else {
                     String::new()
                 }
             );
             println!("scaling: κ = {:?}, tolerance {}", sc.kappas, sc.tolerance);
             for r in &sc.rules {
+                let named: String = r.named.iter().map(|(n, e)| format!(", {n} ∝ κ^{e}")).collect();
                 println!(
-                    "  rule {:<14} η ∝ κ^{}, 1−β ∝ κ^{}, ε ∝ κ^{}, θ ∝ κ^{}{}",
+                    "  rule {:<14} η ∝ κ^{}, 1−β ∝ κ^{}, ε ∝ κ^{}, θ ∝ κ^{}{named}{}",
                     r.name,
                     r.lr,
                     r.one_minus_beta,
@@ -114,7 +169,15 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    println!("task: {}", plan.task_json());
+    if sweep.variants.len() == 1 {
+        println!("task: {}", sweep.variants[0].json);
+    } else {
+        println!(
+            "tasks: {} ([task] under each combination of the task axes); the first: {}",
+            sweep.variants.len(),
+            sweep.variants[0].json
+        );
+    }
     for d in sweep.grid.dims() {
         for (name, values) in &d.axes {
             let n = values.len();
@@ -122,34 +185,42 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             if n > 8 {
                 v.push(format!("… {} more", n - 8));
             }
-            println!("  {:<13} {}", name.as_str(), v.join(", "));
+            println!("  {:<13} {}", name.name(), v.join(", "));
         }
     }
     if shown > 0 {
-        println!("first {shown} trials:");
-        println!(
-            "  {:<16}  {:>6}  {:<9} {:>6} {:>9} {:>6} {:>6} {:>8} {:>7} {:>5}  scaled by",
-            "id", "seq", "optimizer", "batch", "lr", "beta1", "beta2", "eps", "wd", "seed"
-        );
-        for t in plan.trials().take(shown as usize) {
-            let p = &t.params;
-            let scaled = match (t.variant, &sweep.scaling) {
-                (Some((r, kappa)), Some(sc)) => format!("{} κ={kappa}", sc.rules[r].name),
-                _ => "base".into(),
-            };
-            println!(
-                "  {}  {:>6}  {:<9} {:>6} {:>9} {:>6} {:>6} {:>8} {:>7} {:>5}  {scaled}",
-                t.id,
-                t.seq,
-                p.optimizer,
-                p.batch_size,
-                format_real(p.lr),
-                format_real(p.beta1),
-                format_real(p.beta2),
-                format_real(p.eps),
-                format_real(p.weight_decay),
-                p.seed
-            );
+        let cols = columns(&sweep);
+        let rows: Vec<(kappa_core::PlannedTrial, Vec<String>, String)> = plan
+            .trials()
+            .take(shown as usize)
+            .map(|t| {
+                let cells = cols.iter().map(|c| cell(&t.params, c)).collect();
+                let scaled = match (t.variant, &sweep.scaling) {
+                    (Some((r, kappa)), Some(sc)) => {
+                        let rounded = roundings(&sweep, &t);
+                        let note = if rounded.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (rounded: {})", rounded.join(", "))
+                        };
+                        format!("{} κ={kappa}{note}", sc.rules[r].name)
+                    }
+                    _ => "base".into(),
+                };
+                (t, cells, scaled)
+            })
+            .collect();
+        let widths: Vec<usize> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| rows.iter().map(|r| r.1[i].chars().count()).chain([c.chars().count()]).max().unwrap_or(0))
+            .collect();
+        println!("first {} trials:", rows.len());
+        let head: Vec<String> = cols.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
+        println!("  {:<16}  {:>6}  {}  scaled by", "id", "seq", head.join(" "));
+        for (t, cells, scaled) in &rows {
+            let line: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
+            println!("  {}  {:>6}  {}  {scaled}", t.id, t.seq, line.join(" "));
         }
     }
     Ok(exit::OK)

@@ -66,10 +66,11 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
             let name = Sweep::parse(&info.spec_path, &info.spec).map(|s| label(&info.name, &s)).unwrap_or(info.name);
             sweeps.push((name, trial_results(&other)?));
         }
-        report.overlays = kappa_report::overlays(&sweeps);
-        if report.overlays.is_empty() {
+        let across = kappa_report::overlays(&sweeps);
+        if across.is_empty() {
             eprintln!("note: no hyperparameter setting of this sweep appears in the --overlay sweeps");
         }
+        report.overlays.extend(across);
     }
     print!("{}", kappa_report::render::verdict_table(&report));
     let files = kappa_report::render::write_all(&report, &args.out).context("cannot write the report")?;

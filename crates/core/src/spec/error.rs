@@ -11,6 +11,14 @@ use toml::de::DeTable;
 #[error("{0}")]
 pub struct SpecError(Box<SpecErrorDetail>);
 
+impl SpecError {
+    /// The same error with its message rewritten.
+    pub(super) fn map_message(mut self, f: impl FnOnce(&str) -> String) -> SpecError {
+        self.0.message = f(&self.0.message);
+        self
+    }
+}
+
 impl std::ops::Deref for SpecError {
     type Target = SpecErrorDetail;
     fn deref(&self) -> &SpecErrorDetail {
@@ -122,6 +130,11 @@ impl<'a> Ctx<'a> {
             None => (None, None, None),
         };
         SpecError(Box::new(SpecErrorDetail { file: self.file.to_string(), key, line, column, message, source_line }))
+    }
+
+    /// The 1-based line of a key path, where it can be found.
+    pub(super) fn line_of(&self, path: &[Seg]) -> Option<usize> {
+        self.span_of(path).map(|r| line_col(self.text, r.start).0)
     }
 
     pub(super) fn err(&self, path: &[Seg], message: impl Into<String>) -> SpecError {

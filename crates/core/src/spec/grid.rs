@@ -1,43 +1,98 @@
 //! `[grid]` and `[[zip]]`: axes, their values (lists, log and linear ranges), and the grid.
 
 use super::SpecError;
+use super::axes::{AxisSource, check_name, flatten, parse_named};
 use super::error::{Ctx, Seg, k, path_string};
-use crate::grid::{AxisName, AxisValues, Dimension, Grid, spaced};
+use crate::grid::{Axis, AxisName, AxisValues, Dimension, Grid, spaced};
 use crate::params::OptimizerKind;
 
-pub(super) fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table], max: u64) -> Result<Grid, SpecError> {
+/// An axis as written: its key path, the axis, and its value.
+type Written<'v> = (Vec<Seg>, Axis, &'v toml::Value);
+
+/// The axes of one `[grid]` or `[[zip]]` table: built-in keys, and the leaves under `task` and
+/// `params` (named axes), each with its key path and name.
+fn axes_of<'v>(ctx: &Ctx<'_>, base: &[Seg], table: &'v toml::Table) -> Result<Vec<Written<'v>>, SpecError> {
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let mut path = base.to_vec();
+        path.push(k(key));
+        if matches!(key.as_str(), "task" | "params") {
+            let toml::Value::Table(_) = value else {
+                return Err(ctx.err(
+                    &path,
+                    format!(
+                        "`{key}` takes dotted keys: `{key}.name = [...]` (for example task.noise.sigma, params.width)"
+                    ),
+                ));
+            };
+            let mut leaves = Vec::new();
+            flatten(path, key.clone(), value, &mut leaves);
+            for (p, name, v) in leaves {
+                check_name(ctx, &p, &name)?;
+                out.push((p, Axis::Named(name), v));
+            }
+        } else {
+            out.push((path.clone(), Axis::Builtin(axis_name(ctx, &path, key)?), value));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_any(
+    ctx: &Ctx<'_>,
+    path: &[Seg],
+    axis: &Axis,
+    value: &toml::Value,
+    sources: &mut Vec<AxisSource>,
+) -> Result<AxisValues, SpecError> {
+    match axis {
+        Axis::Builtin(a) => parse_axis(ctx, path, *a, value),
+        Axis::Named(name) => {
+            let (values, listed) = parse_named(ctx, path, name, value)?;
+            sources.push(AxisSource { name: name.clone(), path: path.to_vec(), listed });
+            Ok(values)
+        }
+    }
+}
+
+/// The grid, and where each named axis is written (for errors about its values).
+pub(super) fn build_grid(
+    ctx: &Ctx<'_>,
+    grid: &toml::Table,
+    zips: &[toml::Table],
+    max: u64,
+    needs_optimizer: bool,
+) -> Result<(Grid, Vec<AxisSource>), SpecError> {
     let mut dims = Vec::new();
-    let mut seen: Vec<(AxisName, Vec<Seg>)> = Vec::new();
-    let mut claim = |axis: AxisName, path: Vec<Seg>| -> Result<(), SpecError> {
-        if let Some((_, first)) = seen.iter().find(|(a, _)| *a == axis) {
+    let mut sources = Vec::new();
+    let mut seen: Vec<(Axis, Vec<Seg>)> = Vec::new();
+    let mut claim = |axis: &Axis, path: Vec<Seg>| -> Result<(), SpecError> {
+        if let Some((_, first)) = seen.iter().find(|(a, _)| a == axis) {
             return Err(ctx.err(
                 &path,
                 format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
             ));
         }
-        seen.push((axis, path));
+        seen.push((axis.clone(), path));
         Ok(())
     };
-    for (key, value) in grid {
-        let path = vec![k("grid"), k(key)];
-        let axis = axis_name(ctx, &path, key)?;
-        claim(axis, path.clone())?;
-        let values = parse_axis(ctx, &path, axis, value)?;
+    for (path, axis, value) in axes_of(ctx, &[k("grid")], grid)? {
+        claim(&axis, path.clone())?;
+        let values = parse_any(ctx, &path, &axis, value, &mut sources)?;
         dims.push(Dimension { len: values.len(), axes: vec![(axis, values)] });
     }
     for (z, table) in zips.iter().enumerate() {
         let base = vec![k("zip"), Seg::Index(z)];
-        if table.len() < 2 {
+        let zipped = axes_of(ctx, &base, table)?;
+        if zipped.len() < 2 {
             return Err(ctx.err(&base, "a [[zip]] group needs at least two axes to zip together"));
         }
         let mut axes = Vec::new();
         let mut len: Option<(usize, String)> = None;
-        for (key, value) in table {
-            let mut path = base.clone();
-            path.push(k(key));
-            let axis = axis_name(ctx, &path, key)?;
-            claim(axis, path.clone())?;
-            let values = parse_axis(ctx, &path, axis, value)?;
+        for (path, axis, value) in zipped {
+            let key = axis.name().to_string();
+            claim(&axis, path.clone())?;
+            let values = parse_any(ctx, &path, &axis, value, &mut sources)?;
             match &len {
                 Some((n, first)) if *n != values.len() => {
                     return Err(ctx.err(
@@ -56,9 +111,15 @@ pub(super) fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table]
         let len = len.map_or(0, |(n, _)| n);
         dims.push(Dimension { axes, len });
     }
-    for required in [AxisName::Optimizer, AxisName::Lr] {
-        if !seen.iter().any(|(a, _)| *a == required) {
-            return Err(ctx.err(&[k("grid")], format!("the grid must set `{required}` (in [grid] or a [[zip]] group)")));
+    // Simulations and training read the optimizer and its learning rate; a command or noop sweep
+    // needs no built-in axis at all.
+    if needs_optimizer {
+        for required in [AxisName::Optimizer, AxisName::Lr] {
+            if !seen.iter().any(|(a, _)| *a == Axis::Builtin(required)) {
+                return Err(
+                    ctx.err(&[k("grid")], format!("the grid must set `{required}` (in [grid] or a [[zip]] group)"))
+                );
+            }
         }
     }
     let grid =
@@ -72,7 +133,7 @@ pub(super) fn build_grid(ctx: &Ctx<'_>, grid: &toml::Table, zips: &[toml::Table]
             ),
         ));
     }
-    Ok(grid)
+    Ok((grid, sources))
 }
 
 pub(super) fn axis_name(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> Result<AxisName, SpecError> {
@@ -98,7 +159,11 @@ pub(super) fn parse_axis(
             })
             .collect(),
         toml::Value::Table(t) => {
-            spaced_axis(ctx, path, axis, t)?.into_iter().map(|x| (path.to_vec(), ItemValue::Generated(x))).collect()
+            if axis == AxisName::Optimizer {
+                return Err(ctx.err(path, "the optimizer axis takes a list of names, not a range"));
+            }
+            let whole = matches!(axis, AxisName::BatchSize | AxisName::Seed);
+            spaced_values(ctx, path, t, whole)?.into_iter().map(|x| (path.to_vec(), ItemValue::Generated(x))).collect()
         }
         other => vec![(path.to_vec(), ItemValue::Toml(other.clone()))],
     };
@@ -131,10 +196,9 @@ pub(super) enum ItemValue {
     Generated(f64),
 }
 
-pub(super) fn spaced_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, t: &toml::Table) -> Result<Vec<f64>, SpecError> {
-    if axis == AxisName::Optimizer {
-        return Err(ctx.err(path, "the optimizer axis takes a list of names, not a range"));
-    }
+/// The values of a range axis `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`,
+/// rounded to whole numbers when `whole`.
+pub(super) fn spaced_values(ctx: &Ctx<'_>, path: &[Seg], t: &toml::Table, whole: bool) -> Result<Vec<f64>, SpecError> {
     let sub = |key: &str| {
         let mut p = path.to_vec();
         p.push(k(key));
@@ -190,7 +254,7 @@ pub(super) fn spaced_axis(ctx: &Ctx<'_>, path: &[Seg], axis: AxisName, t: &toml:
         return Err(ctx.err(&sub(kind), format!("a log range needs positive ends, got [{}, {}]", ends[0], ends[1])));
     }
     let mut values = spaced(ends[0], ends[1], num, log);
-    if matches!(axis, AxisName::BatchSize | AxisName::Seed) {
+    if whole {
         for v in &mut values {
             *v = v.round();
         }
@@ -253,6 +317,7 @@ pub(super) fn check_distinct(
         AxisValues::Optimizer(v) => v[i].cmp(&v[j]),
         AxisValues::Int(v) => v[i].cmp(&v[j]),
         AxisValues::Real(v) => v[i].total_cmp(&v[j]),
+        AxisValues::Named(v) => v[i].to_string().cmp(&v[j].to_string()),
     };
     order.sort_by(|&i, &j| cmp(i, j));
     for w in order.windows(2) {

@@ -10,6 +10,7 @@
 //! task kind's checks), `grid` (axes and zips), `scaling` (`[scaling]`), `execution`
 //! (`[execution]`, durations), `budget` (checks across tables).
 
+mod axes;
 mod budget;
 mod error;
 mod execution;
@@ -18,6 +19,7 @@ mod raw;
 mod scaling;
 mod task;
 
+pub use axes::MAX_TASK_VARIANTS;
 pub use error::{SpecError, SpecErrorDetail};
 pub use execution::parse_duration;
 pub use raw::MAX_DIM;
@@ -27,7 +29,7 @@ use crate::scaling::Scaling;
 use crate::task::TaskSpec;
 use crate::trial::RetryPolicy;
 use error::{Ctx, k};
-use raw::RawSweep;
+use raw::{RawSweep, TaskKind};
 use std::ops::Range;
 use std::time::Duration;
 use toml::de::DeTable;
@@ -43,14 +45,29 @@ pub const DEFAULT_MAX_TRIALS: u64 = 10_000_000;
 pub struct Sweep {
     /// Sweep name; also the default state directory `runs/<name>`.
     pub name: String,
-    /// What each trial runs.
+    /// What each trial runs: `[task]` with the first value of every `task.*` axis applied (the
+    /// first of [`Sweep::variants`]).
     pub task: TaskSpec,
+    /// Every task of the sweep: one per combination of the `task.*` axes (just `[task]` without
+    /// any), in the grid's order.
+    pub variants: Vec<TaskVariant>,
     /// The expanded (lazy) grid of hyperparameters.
     pub grid: Grid,
     /// Scaling rules: every grid point is a base point replicated for every κ under every rule.
     pub scaling: Option<Scaling>,
     /// How trials are executed.
     pub execution: Execution,
+}
+
+/// One task of a sweep: `[task]` with one combination of the `task.*` axes applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskVariant {
+    /// The effective task, validated.
+    pub task: TaskSpec,
+    /// Its canonical JSON (what trial ids hash).
+    pub json: serde_json::Value,
+    /// The task axes left out of its trials (their field does not apply to its kind).
+    pub left_out: Vec<String>,
 }
 
 /// The `[execution]` table.
@@ -116,8 +133,8 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     }
     validate_name(ctx, &raw.name)?;
     let execution = execution::validate_execution(ctx, raw.execution)?;
-    let task = task::validate_task(ctx, raw.task)?;
-    let grid = grid::build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials)?;
+    let needs_optimizer = !matches!(raw.task.kind, Some(TaskKind::Command | TaskKind::Noop));
+    let (grid, sources) = grid::build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials, needs_optimizer)?;
     let scaling = match &raw.scaling {
         Some(t) => Some(scaling::scaling(ctx, t, &grid, &raw.zip)?),
         None => None,
@@ -136,8 +153,18 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
             ),
         ));
     }
-    budget::check_budget(ctx, &task, &grid, &raw.zip, scaling.as_ref())?;
-    Ok(Sweep { name: raw.name, task, grid, scaling, execution })
+    // The [task] table as written, for the task axes to override (the text parsed above).
+    let base = toml::from_str::<toml::Table>(ctx.text)
+        .ok()
+        .and_then(|mut doc| match doc.remove("task") {
+            Some(toml::Value::Table(t)) => Some(t),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let variants = axes::task_variants(ctx, raw.task, &base, &grid, &sources, &raw.zip, scaling.as_ref())?;
+    axes::check_placeholders(ctx, &variants[0].task, &grid)?;
+    let task = variants[0].task.clone();
+    Ok(Sweep { name: raw.name, task, variants, grid, scaling, execution })
 }
 
 fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 pub(super) struct RawSweep {
     pub(super) version: u32,
     pub(super) name: String,
+    #[serde(default)]
     pub(super) task: RawTask,
     pub(super) grid: toml::Table,
     #[serde(default)]
@@ -21,10 +22,10 @@ pub(super) struct RawSweep {
 // The `[task]` table as written. Tagged enums are avoided here on purpose: serde buffers them,
 // which loses the positions that errors must report. Every field of every kind is optional here
 // and checked against the kind in `validate_task`, which builds the typed `TaskSpec`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTask {
-    pub(super) kind: TaskKind,
+    pub(super) kind: Option<TaskKind>,
     pub(super) landscape: Option<RawLandscape>,
     pub(super) noise: Option<RawNoise>,
     pub(super) x0: Option<f64>,
@@ -45,7 +46,7 @@ pub(super) struct RawTask {
     pub(super) env: Option<std::collections::BTreeMap<String, String>>,
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum TaskKind {
     Optimizer,

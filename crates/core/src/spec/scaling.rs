@@ -70,11 +70,17 @@ pub(super) fn scaling(ctx: &Ctx<'_>, t: &toml::Table, grid: &Grid, zips: &[toml:
                 for key in rt.keys() {
                     if !matches!(
                         key.as_str(),
-                        "preset" | "name" | "lr" | "one_minus_beta" | "eps" | "weight_decay" | "expect"
+                        "preset" | "name" | "lr" | "one_minus_beta" | "eps" | "weight_decay" | "expect" | "params"
                     ) {
+                        let task = if key == "task" {
+                            " (exponents for task fields are not supported yet: give the program the value as a \
+                             parameter, `params.x`, and scale that)"
+                        } else {
+                            ""
+                        };
                         return Err(ctx.err(
                             &sub(key),
-                            format!("unknown key `{key}` in a rule (expected preset, or name, lr, one_minus_beta, eps, weight_decay; and expect)"),
+                            format!("unknown key `{key}` in a rule (expected preset, or name, lr, one_minus_beta, eps, weight_decay, params; and expect){task}"),
                         ));
                     }
                 }
@@ -87,7 +93,15 @@ pub(super) fn scaling(ctx: &Ctx<'_>, t: &toml::Table, grid: &Grid, zips: &[toml:
                             Some(toml::Value::String(n)) if !n.trim().is_empty() => n.clone(),
                             _ => return Err(ctx.err(&path, "a custom rule needs `name` (or use `preset = \"...\"`)")),
                         };
-                        ScalingRule { name, lr: 0.0, one_minus_beta: 0.0, eps: 0.0, weight_decay: 0.0, expect: None }
+                        ScalingRule {
+                            name,
+                            lr: 0.0,
+                            one_minus_beta: 0.0,
+                            eps: 0.0,
+                            weight_decay: 0.0,
+                            expect: None,
+                            named: Default::default(),
+                        }
                     }
                 };
                 if rt.contains_key("preset")
@@ -105,6 +119,38 @@ pub(super) fn scaling(ctx: &Ctx<'_>, t: &toml::Table, grid: &Grid, zips: &[toml:
                         *slot = as_f64(v).filter(|x| x.is_finite()).ok_or_else(|| {
                             ctx.err(&sub(key), format!("`{key}` is an exponent of κ: a finite number"))
                         })?;
+                    }
+                }
+                if let Some(v) = rt.get("params") {
+                    let toml::Value::Table(exps) = v else {
+                        return Err(ctx.err(
+                            &sub("params"),
+                            "`params` maps parameter names to exponents: params = { warmup = -1.0 }",
+                        ));
+                    };
+                    for (name, e) in exps {
+                        let mut p = sub("params");
+                        p.push(k(name));
+                        let full = format!("{}{name}", crate::params::PARAM_PREFIX);
+                        let exponent = as_f64(e).filter(|x| x.is_finite()).ok_or_else(|| {
+                            ctx.err(&p, format!("the exponent of `{full}` is an exponent of κ: a finite number"))
+                        })?;
+                        match grid.named_axis(&full) {
+                            None => {
+                                return Err(ctx.err(
+                                    &p,
+                                    format!("rule `{}` scales `{full}`, which is not an axis of the grid", rule.name),
+                                ));
+                            }
+                            Some(AxisValues::Named(values)) if values.iter().all(|v| v.is_number()) => {}
+                            Some(_) => {
+                                return Err(ctx.err(
+                                    &p,
+                                    format!("`{full}` is not numeric: only numbers can be scaled by a power of κ"),
+                                ));
+                            }
+                        }
+                        rule.named.insert(full, exponent);
                     }
                 }
                 if let Some(v) = rt.get("expect") {

@@ -12,7 +12,14 @@ use crate::task::{
 
 pub(super) fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
-    let kind = raw.kind.name();
+    let Some(task_kind) = raw.kind else {
+        return Err(ctx.err(
+            &[k("task")],
+            "[task] needs `kind` (one of \"optimizer\", \"sde\", \"train\", \"command\", \"noop\"), \
+             or the grid needs a `task.kind` axis",
+        ));
+    };
+    let kind = task_kind.name();
     // Which keys each kind reads; any other key given is an error naming the kinds that read it.
     let given = [
         ("landscape", raw.landscape.is_some()),
@@ -35,8 +42,8 @@ pub(super) fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, Spe
         ("env", raw.env.is_some()),
     ];
     for (field, is_given) in given {
-        if is_given && !raw.kind.reads(field) {
-            if field == "bias_correction" && raw.kind == TaskKind::Sde {
+        if is_given && !task_kind.reads(field) {
+            if field == "bias_correction" && task_kind == TaskKind::Sde {
                 return Err(ctx.err(
                     &at(&[field]),
                     "`bias_correction` applies to kind = \"optimizer\" (the Adam SDE builds the correction in)",
@@ -50,7 +57,7 @@ pub(super) fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, Spe
             ));
         }
     }
-    match raw.kind {
+    match task_kind {
         TaskKind::Noop => {
             // A trivial trial, for measuring dispatch: it only sleeps, if asked to.
             let sleep_ms = match &raw.sleep {
@@ -273,7 +280,7 @@ pub(super) fn refine(ctx: &Ctx<'_>, value: Option<u32>) -> Result<u32, SpecError
 pub(super) fn sim_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
     let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
     let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
-    let is_sde = raw.kind == TaskKind::Sde;
+    let is_sde = raw.kind == Some(TaskKind::Sde);
     let landscape = raw.landscape.ok_or_else(|| required("landscape"))?;
     let landscape = match landscape.kind {
         LandscapeKind::Quadratic => {
