@@ -112,16 +112,15 @@ fn varying_columns(trials: &[TrialRecord]) -> Vec<Column> {
     }
     let varies =
         |f: &dyn Fn(&Params) -> String| trials.windows(2).any(|w| f(&w[0].result.params) != f(&w[1].result.params));
-    let first = all.first().map(|(n, _)| n.clone());
+    // Nothing varies: show the optimizer, if the trials have one, to name what ran.
+    let has_optimizer = trials.first().is_some_and(|t| t.result.params.builtins.has(kappa_core::AxisName::Optimizer));
     let mut out: Vec<Column> = Vec::new();
     let mut rest = Vec::new();
     for c in all {
         if varies(&*c.1) { out.push(c) } else { rest.push(c) }
     }
-    if out.is_empty()
-        && let Some(c) = rest.into_iter().find(|(n, _)| Some(n) == first.as_ref())
-    {
-        out.push(c);
+    if out.is_empty() && has_optimizer && !rest.is_empty() {
+        out.push(rest.swap_remove(0));
     }
     out
 }

@@ -156,6 +156,16 @@ impl AxisValues {
         self.len() == 0
     }
 
+    /// Value `i` alone, as an axis of one value.
+    pub fn pick(&self, i: usize) -> AxisValues {
+        match self {
+            AxisValues::Optimizer(v) => AxisValues::Optimizer(vec![v[i]]),
+            AxisValues::Int(v) => AxisValues::Int(vec![v[i]]),
+            AxisValues::Real(v) => AxisValues::Real(vec![v[i]]),
+            AxisValues::Named(v) => AxisValues::Named(vec![v[i].clone()]),
+        }
+    }
+
     /// Value `i` formatted for display.
     pub fn display(&self, i: usize) -> String {
         match self {
@@ -303,6 +313,20 @@ impl Grid {
     /// The values of an axis by its name (`lr`, `task.noise.sigma`), if a dimension sets it.
     pub fn named_axis(&self, name: &str) -> Option<&AxisValues> {
         self.dims.iter().flat_map(|d| d.axes.iter()).find(|(a, _)| a.name() == name).map(|(_, v)| v)
+    }
+
+    /// The values of built-in axis `name` that occur with task combination `c`: all of them, or
+    /// the one zipped with that combination's value.
+    pub fn axis_in_combination(&self, name: AxisName, c: u64) -> Option<AxisValues> {
+        let mut rest = c;
+        for d in self.dims.iter().rev().filter(|d| d.has_task_axis()) {
+            let k = (rest % d.len as u64) as usize;
+            rest /= d.len as u64;
+            if let Some((_, v)) = d.axes.iter().find(|(a, _)| *a == Axis::Builtin(name)) {
+                return Some(v.pick(k));
+            }
+        }
+        self.axis(name).cloned()
     }
 
     /// Point `index` (< `len()`) and the number of its task combination. Axes no dimension sets

@@ -9,15 +9,19 @@ use crate::trial::PlannedTrial;
 pub struct Plan<'a> {
     sweep: &'a Sweep,
     sim_version: String,
-    /// Whether two plan entries can be the same trial: scaled variants that agree, or task
-    /// axes left out of the trials whose kind does not read them.
+    /// Whether two plan entries can be the same trial: scaled variants that agree, task axes
+    /// left out of the trials whose kind does not read them, or task values that make the same
+    /// task.
     repeats: bool,
 }
 
 impl<'a> Plan<'a> {
     /// Plans `sweep` for the simulator version `sim_version` (part of every id).
     pub fn new(sweep: &'a Sweep, sim_version: &str) -> Plan<'a> {
-        let repeats = sweep.scaling.is_some() || sweep.variants.iter().any(|v| !v.left_out.is_empty());
+        // Two task values written differently (`1` and `1.0`) make the same task, too.
+        let mut tasks = std::collections::HashSet::new();
+        let same_task = !sweep.variants.iter().all(|v| tasks.insert(v.json.to_string()));
+        let repeats = sweep.scaling.is_some() || same_task || sweep.variants.iter().any(|v| !v.left_out.is_empty());
         Plan { sweep, sim_version: sim_version.to_string(), repeats }
     }
 
@@ -57,20 +61,26 @@ impl<'a> Plan<'a> {
     pub fn trial(&self, seq: u64) -> PlannedTrial {
         let per = self.per_point();
         let (mut base, combo) = self.sweep.grid.point(seq / per);
-        let task = &self.sweep.variants[combo as usize];
-        for name in &task.left_out {
+        let combo = combo as usize;
+        for name in &self.sweep.variants[combo].left_out {
             base.named.remove(name);
         }
         let v = seq % per;
-        let (params, variant) = match (&self.sweep.scaling, v) {
+        let (params, variant, task) = match (&self.sweep.scaling, v) {
             (Some(s), v) if v > 0 => {
                 let (rule, kappa) = s.variant(v);
-                (s.rules[rule].apply(&base, kappa), Some((rule, kappa)))
+                let mut params = s.rules[rule].apply(&base, kappa);
+                // A rule that scales task fields gives the trial a task of its own.
+                let task = self.sweep.scaled_tasks.get(&(combo, rule, kappa)).copied().unwrap_or(combo);
+                for (name, value) in &self.sweep.variants[task].scaled {
+                    params.named.insert(name.clone(), value.clone());
+                }
+                (params, Some((rule, kappa)), task)
             }
-            _ => (base, None),
+            _ => (base, None, combo),
         };
-        let id = trial_id(&task.json, &params, &self.sim_version);
-        PlannedTrial { id, seq, params, variant, task: combo as usize }
+        let id = trial_id(&self.sweep.variants[task].json, &params, &self.sim_version);
+        PlannedTrial { id, seq, params, variant, task }
     }
 
     /// Every distinct trial, lazily, in plan order (a repeated id keeps its first position).

@@ -45,7 +45,8 @@ pub struct ScalingRule {
     /// The verdict the sweep expects, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Verdict>,
-    /// Exponents of κ for numeric named parameters, by full name (`params.warmup`).
+    /// Exponents of κ for numeric named parameters and task fields, by full name
+    /// (`params.warmup`, `task.samples`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub named: std::collections::BTreeMap<String, f64>,
 }
@@ -92,15 +93,21 @@ impl ScalingRule {
     }
 
     /// The parameters of `base` scaled by κ: [`ScalingRule::apply_hyper`] for the built-ins, and
-    /// each named parameter the rule gives an exponent × κ^exponent (whole numbers rounded).
+    /// each user parameter the rule gives an exponent × κ^exponent (whole numbers rounded). Task
+    /// fields the rule scales are the plan's to set: they come with the scaled trial's task.
     pub fn apply(&self, base: &Params, kappa: u64) -> Params {
         let mut p = Params { hyper: self.apply_hyper(&base.hyper, kappa), ..base.clone() };
-        for (name, e) in &self.named {
+        for (name, e) in self.named.iter().filter(|(n, _)| n.starts_with(crate::params::PARAM_PREFIX)) {
             if let Some(v) = p.named.get_mut(name) {
                 *v = scale_value(v, (kappa as f64).powf(*e));
             }
         }
         p
+    }
+
+    /// Whether the rule scales a `[task]` field (its scaled trials then run tasks of their own).
+    pub fn scales_task(&self) -> bool {
+        self.named.keys().any(|n| n.starts_with(crate::params::TASK_PREFIX))
     }
 
     /// The hyperparameters of `base` scaled by κ: batch × κ and the rule's powers of κ. Only what

@@ -118,8 +118,14 @@ fn rule_exponents_for_named_parameters_are_checked() {
     assert!(err.to_string().contains("`params.act` is not numeric"), "{err}");
     let err = parse(&scaled("{ name = \"r\", params = { warmup = 1.0 } }", "")).unwrap_err();
     assert!(err.to_string().contains("`params.warmup`, which is not an axis"), "{err}");
-    let err = parse(&scaled("{ name = \"r\", task = { samples = 1.0 } }", "")).unwrap_err();
-    assert!(err.to_string().contains("task fields are not supported yet"), "{err}");
+    let err = parse(&scaled("{ name = \"r\", task = { burn_in = 1.0 } }", "")).unwrap_err();
+    assert!(err.to_string().contains("which the task does not set"), "{err}");
+    let err = parse(&scaled("{ name = \"r\", task = { kind = 1.0 } }", "")).unwrap_err();
+    assert!(err.to_string().contains("not a number in the task"), "{err}");
+    let err = parse(&scaled("{ name = \"r\", task = { x0 = 1000.0 } }", "")).unwrap_err();
+    assert!(err.to_string().contains("rule `r` at κ = 4 makes task.x0 = inf") && err.line == Some(20), "{err}");
+    let err = parse(&scaled("{ name = \"r\", task = { nosie = 1.0 } }", "")).unwrap_err();
+    assert!(err.to_string().contains("nearest task field is `task.noise`"), "{err}");
     // A whole-number parameter is scaled and rounded; a real one is scaled.
     let s = parse(&scaled(
         "{ name = \"warm\", lr = 0.5, params = { warmup = -1.0, scale = 0.5 } }",
@@ -134,6 +140,38 @@ fn rule_exponents_for_named_parameters_are_checked() {
     let three = parse(&s_with_kappa3()).unwrap();
     let t = Plan::new(&three, "v").trials().find(|t| t.variant.is_some()).unwrap();
     assert_eq!(t.params.named["params.warmup"], serde_json::json!(333), "1000 / 3 rounded");
+}
+
+#[test]
+fn a_rule_may_scale_task_fields_and_each_scaled_trial_runs_its_own_task() {
+    // Steps kept constant as the batch grows: samples ∝ κ, on top of the linear rule.
+    let text = format!(
+        "{}task.x0 = [0.5, 1.0]\n[scaling]\nkappa = [1, 4]\nrules = [{{ name = \"steps\", lr = 1.0, task = {{ samples = 1.0 }} }}, \"sgd-linear\"]\n",
+        BASE.replace("optimizer = [\"sgd\", \"signsgd\"]", "optimizer = [\"sgd\"]")
+    );
+    let s = parse(&text).unwrap();
+    assert_eq!(s.variants.len(), 2 + 2, "two x0 tasks, and each scaled by `steps` at κ = 4");
+    let plan = Plan::new(&s, "v");
+    let trials: Vec<_> = plan.trials().collect();
+    assert_eq!(trials.len(), 2 * 2 * 3, "x0 × seeds × (base, steps, sgd-linear)");
+    for t in &trials {
+        let TaskSpec::Optimizer(sim) = &s.variants[t.task].task else { panic!() };
+        assert_eq!(sim.x0, t.params.named["task.x0"].as_f64().unwrap(), "the scaled task keeps its x0");
+        match t.variant {
+            Some((0, 4)) => {
+                assert_eq!(sim.samples, 40_000);
+                assert_eq!(t.params.named["task.samples"], serde_json::json!(40_000));
+            }
+            _ => {
+                assert_eq!(sim.samples, 10_000);
+                assert!(!t.params.named.contains_key("task.samples"));
+            }
+        }
+    }
+    // The same hyperparameters with the budget scaled are another trial than without.
+    let steps: Vec<_> = trials.iter().filter(|t| t.variant == Some((0, 4))).map(|t| t.id).collect();
+    let linear: Vec<_> = trials.iter().filter(|t| t.variant == Some((1, 4))).map(|t| t.id).collect();
+    assert!(steps.iter().all(|id| !linear.contains(id)));
 }
 
 fn s_with_kappa3() -> String {
@@ -246,4 +284,60 @@ fn params_round_trip_through_their_written_form() {
         assert_eq!(back, t.params);
     }
     assert!(serde_json::from_str::<kappa_core::Params>(r#"{"seed": 0, "width": 1}"#).is_err());
+}
+
+#[test]
+fn what_a_review_found_stays_fixed() {
+    // The optimizer and lr are required by the effective kind, not by [task]'s.
+    let noop_to_sim = r#"
+version = 1
+name = "k"
+[task]
+kind = "noop"
+[grid]
+task.kind = ["optimizer"]
+task.landscape = [{ kind = "quadratic", eigenvalues = [1.0] }]
+task.noise = [{ kind = "gaussian", sigma = 1.0 }]
+task.samples = [100]
+"#;
+    let err = parse(noop_to_sim).unwrap_err();
+    assert!(err.to_string().contains("must set `optimizer`"), "{err}");
+    parse("version = 1\nname = \"k\"\n[task]\n[grid]\ntask.kind = [\"noop\"]\nseed = [0, 1]\n").unwrap();
+    // Scaling needs the built-ins it scales, or a scaled trial is its base trial again.
+    let cmd = "version = 1\nname = \"c\"\n[task]\nkind = \"command\"\nargv = [\"p\", \"{w}\"]\n[grid]\n\
+               params.w = [10, 20]\n[scaling]\nkappa = [1, 2]\nrules = [\"none\"]\n";
+    let err = parse(cmd).unwrap_err();
+    assert!(err.to_string().contains("must name `optimizer` and `lr`"), "{err}");
+    // Cross-table checks pair a task value with the optimizers zipped with it only.
+    let sde =
+        BASE.replace("kind = \"optimizer\"", "kind = \"sde\"").replace("optimizer = [\"sgd\", \"signsgd\"]\n", "");
+    parse(&format!(
+        "{sde}\n[[zip]]\noptimizer = [\"adam\", \"sgd\"]\ntask.sde_model = [\"malladi\", \"compagnoni\"]\n"
+    ))
+    .unwrap();
+    let err = parse(&format!(
+        "{sde}\n[[zip]]\noptimizer = [\"sgd\", \"adam\"]\ntask.sde_model = [\"malladi\", \"compagnoni\"]\n"
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("not sgd"), "{err}");
+    // Values written differently that make the same task are one trial.
+    let s = parse(&with_axes("task.noise.sigma = [1, 1.0]")).unwrap();
+    assert_eq!(Plan::new(&s, "v").trials().count(), ids(BASE).len());
+    // A range over a real field is not rounded; over a whole-number field it is.
+    let s = parse(&with_axes("task.noise.sigma = { log = [1, 100], num = 5 }")).unwrap();
+    let Some(kappa_core::AxisValues::Named(v)) = s.grid.named_axis("task.noise.sigma") else { panic!() };
+    assert!((v[1].as_f64().unwrap() - 10f64.sqrt()).abs() < 1e-12, "{v:?}");
+    let s = parse(&with_axes("task.paths = { linspace = [10, 20], num = 3 }")).unwrap();
+    let Some(kappa_core::AxisValues::Named(v)) = s.grid.named_axis("task.paths") else { panic!() };
+    assert_eq!(*v, vec![serde_json::json!(10), serde_json::json!(15), serde_json::json!(20)]);
+    assert_rejected(
+        BASE,
+        &[
+            ("", "task.landscape.eigenvalues = { log = [1, 100], num = 4 }", 17, "give a list of spectra"),
+            ("", "params.width = [1]\nparams.Width = [2]", 17, "both would be KAPPA_PARAM_WIDTH"),
+            ("", "params.x = {}", 17, "is an empty table"),
+            ("", "task = {}", 17, "takes dotted keys"),
+            ("", "foo = [1]", 17, "a [task] field is `task.<field>`"),
+        ],
+    );
 }

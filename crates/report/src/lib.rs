@@ -236,15 +236,22 @@ fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResul
     let per = 1 + scaling.variants();
     // (base key, rule) → κ → trial ids over seeds, in plan order.
     let mut order: Vec<(String, usize)> = Vec::new();
-    let mut members: HashMap<(String, usize), (Params, KappaMembers)> = HashMap::new();
+    let mut members: HashMap<(String, usize), (Params, KappaMembers, f64)> = HashMap::new();
+    // A grid point that repeats an earlier one (a task axis left out) adds no replicate.
+    let mut seen = std::collections::HashSet::new();
     for g in 0..sweep.grid.len() {
         let base = plan.trial(g * per);
+        if !seen.insert(base.id) {
+            continue;
+        }
         let key = key_without_seed(&base.params);
+        // "Holds from" is a fraction of the class's own sample budget.
+        let budget = sweep.variants[base.task].task.samples().map_or(1.0, |s| s as f64);
         for (r, _) in scaling.rules.iter().enumerate() {
             let entry = members.entry((key.clone(), r)).or_insert_with(|| {
                 order.push((key.clone(), r));
                 let kappas = scaling.kappas.iter().map(|&k| (k, base.params.clone(), Vec::new())).collect();
-                (base.params.clone(), kappas)
+                (base.params.clone(), kappas, budget)
             });
             entry.1[0].2.push(base.id);
             for v in 1..per {
@@ -261,12 +268,11 @@ fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResul
             }
         }
     }
-    let budget = sweep.task.samples().map_or(1.0, |s| s as f64);
     order
         .into_iter()
         .map(|key| {
-            let (base, kappas) = &members[&key];
-            class_report(&scaling.rules[key.1].name, base, kappas, results, tol, budget)
+            let (base, kappas, budget) = &members[&key];
+            class_report(&scaling.rules[key.1].name, base, kappas, results, tol, *budget)
         })
         .collect()
 }
@@ -510,8 +516,12 @@ fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, Trial
     // label → noise points, each ((σ₁ bits, B), σ_B, trials).
     type NoisePoint = ((u64, u64), f64, Vec<TrialId>);
     let mut groups: Vec<(String, Vec<NoisePoint>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for g in 0..sweep.grid.len() {
         let t = plan.trial(g * per);
+        if !seen.insert(t.id) {
+            continue;
+        }
         let Some(s1) = sigma1(&sweep.variants[t.task].task) else { continue };
         let mut key = t.params.clone();
         key.named.remove("task.noise.sigma");

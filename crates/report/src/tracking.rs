@@ -30,23 +30,47 @@ pub struct Tracking {
 
 /// One optimizer setting and the trials that share it: the optimizer's, and each SDE model's.
 struct Pairing {
-    key: String,
+    /// Its parameters without the optimizer's own axes (what an SDE setting must match).
+    common: String,
     params: Params,
     optimizer: Vec<TrialId>,
     sdes: Vec<(String, Vec<TrialId>)>,
 }
 
-/// The parameters a pairing shares: everything but the seed and the kind axes.
-fn shared(p: &Params) -> Params {
+/// `p` without the seed, the kind axes and the axes in `drop`, as a key; and the values of the
+/// dropped axes, as a label (`, task.refine = 2`).
+fn shared(p: &Params, drop: &[String]) -> (Params, String) {
     let mut q = p.clone();
     q.hyper.seed = 0;
     q.named.remove("task.kind");
     q.named.remove("task.sde_model");
-    q
+    let mut label = String::new();
+    for name in drop {
+        if let Some(v) = q.named.remove(name) {
+            label.push_str(&format!(", {name} = {}", kappa_core::grid::display_value(&v)));
+        }
+    }
+    (q, label)
+}
+
+/// The task axes left out of the sweep's tasks of one kind (`optimizer`: the SDE's own axes).
+fn left_out_of(sweep: &Sweep, optimizer: bool) -> Vec<String> {
+    let mut names: Vec<String> = sweep
+        .variants
+        .iter()
+        .filter(|v| matches!(v.task, TaskSpec::Optimizer(_)) == optimizer)
+        .flat_map(|v| v.left_out.iter().cloned())
+        .filter(|n| n != "task.sde_model")
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// Every pairing of the sweep's base trials (κ = 1), with its comparisons and an overlay of its
-/// curves. Empty unless the grid has a `task.kind` axis.
+/// curves. Empty unless the grid has a `task.kind` axis. An optimizer setting pairs with every SDE
+/// setting equal to it in everything both kinds read; axes only the SDE reads (`task.refine`)
+/// label the SDE.
 pub(crate) fn tracking(
     sweep: &Sweep,
     plan: &Plan<'_>,
@@ -56,37 +80,42 @@ pub(crate) fn tracking(
         return (Vec::new(), Vec::new());
     }
     let per = 1 + sweep.scaling.as_ref().map_or(0, |s| s.variants());
+    let sde_only = left_out_of(sweep, true);
+    let optimizer_only = left_out_of(sweep, false);
     let mut pairings: Vec<Pairing> = Vec::new();
+    // SDE settings: (common key, model label) → trials.
+    let mut sdes: Vec<(String, String, Vec<TrialId>)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for g in 0..sweep.grid.len() {
         let t = plan.trial(g * per);
         if !seen.insert(t.id) {
             continue;
         }
-        let model = match &sweep.variants[t.task].task {
-            TaskSpec::Optimizer(_) => None,
-            TaskSpec::Sde(sim) => Some(
-                serde_json::to_value(sim.sde_model).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
-            ),
-            _ => continue,
-        };
-        let params = shared(&t.params);
-        let key = serde_json::to_string(&params).unwrap_or_default();
-        let i = match pairings.iter().position(|p| p.key == key) {
-            Some(i) => i,
-            None => {
-                pairings.push(Pairing { key, params, optimizer: Vec::new(), sdes: Vec::new() });
-                pairings.len() - 1
+        match &sweep.variants[t.task].task {
+            TaskSpec::Optimizer(_) => {
+                let (params, _) = shared(&t.params, &[]);
+                let (common, _) = shared(&t.params, &optimizer_only);
+                let common = serde_json::to_string(&common).unwrap_or_default();
+                match pairings.iter_mut().find(|p| p.params == params) {
+                    Some(p) => p.optimizer.push(t.id),
+                    None => pairings.push(Pairing { common, params, optimizer: vec![t.id], sdes: Vec::new() }),
+                }
             }
-        };
-        let p = &mut pairings[i];
-        match model {
-            None => p.optimizer.push(t.id),
-            Some(m) => match p.sdes.iter_mut().find(|(name, _)| *name == m) {
-                Some((_, ids)) => ids.push(t.id),
-                None => p.sdes.push((m, vec![t.id])),
-            },
+            TaskSpec::Sde(sim) => {
+                let (common, extra) = shared(&t.params, &sde_only);
+                let common = serde_json::to_string(&common).unwrap_or_default();
+                let name = serde_json::to_value(sim.sde_model).ok().and_then(|v| v.as_str().map(String::from));
+                let model = format!("{}{extra}", name.unwrap_or_default());
+                match sdes.iter_mut().find(|(c, m, _)| *c == common && *m == model) {
+                    Some((_, _, ids)) => ids.push(t.id),
+                    None => sdes.push((common, model, vec![t.id])),
+                }
+            }
+            _ => continue,
         }
+    }
+    for p in &mut pairings {
+        p.sdes = sdes.iter().filter(|(c, _, _)| *c == p.common).map(|(_, m, ids)| (m.clone(), ids.clone())).collect();
     }
     let mut out = Vec::new();
     let mut overlays = Vec::new();

@@ -133,3 +133,47 @@ fn one_sweep_tracks_the_optimizer_against_both_sdes() {
     assert_eq!(report.overlays.len(), 2);
     assert!(report.overlays.iter().all(|o| o.series.len() == 3));
 }
+
+#[test]
+fn repeats_count_once_in_classes_and_one_kind_axes_do_not_break_pairing() {
+    // `task.noise.nu` is left out of the Gaussian trials: their class still has two seeds.
+    let text = r#"
+version = 1
+name = "repeats"
+[task]
+kind = "optimizer"
+landscape = { kind = "quadratic", eigenvalues = [0.5, 1.0] }
+noise = { kind = "gaussian", sigma = 1.0 }
+paths = 8
+samples = 400
+[grid]
+task.noise.kind = ["gaussian", "student_t"]
+task.noise.nu = [3.0, 4.0]
+optimizer = ["sgd"]
+lr = [1e-2]
+seed = [0, 1]
+[scaling]
+kappa = [1, 2]
+rules = ["sgd-linear"]
+"#;
+    let sweep = Sweep::parse("repeats.toml", text).unwrap();
+    let plan = Plan::new(&sweep, kappa_sim::VERSION);
+    let report = build(&sweep, &plan, &run(&sweep, &plan));
+    assert_eq!(report.classes.len(), 3, "gaussian, and student_t at two nu");
+    assert!(
+        report.classes.iter().all(|c| c.seeds == 2),
+        "{:?}",
+        report.classes.iter().map(|c| c.seeds).collect::<Vec<_>>()
+    );
+    // An axis only the SDE reads (`task.refine`) labels the SDE and keeps the pairing.
+    let refine = TRACKING
+        .replace("task.x0 = [0.0, 1.0]", "task.x0 = [1.0]\ntask.refine = [1, 2]")
+        .replace("paths = 1024", "paths = 16")
+        .replace("samples = 3_000", "samples = 300");
+    let sweep = Sweep::parse("refine.toml", &refine).unwrap();
+    let plan = Plan::new(&sweep, kappa_sim::VERSION);
+    let report = build(&sweep, &plan, &run(&sweep, &plan));
+    let models: Vec<&str> = report.tracking.iter().map(|t| t.sde_model.as_str()).collect();
+    assert_eq!(models.len(), 4, "{models:?}");
+    assert!(models.contains(&"malladi, task.refine = 2"), "{models:?}");
+}

@@ -88,9 +88,10 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
                 json!({ "len": d.len, "axes": axes })
             })
             .collect();
-        let trials: Vec<_> = (0..shown)
-            .map(|i| {
-                let t = plan.trial(i);
+        let trials: Vec<_> = plan
+            .trials()
+            .take(shown as usize)
+            .map(|t| {
                 let variant = t.variant.map(|(r, kappa)| {
                     json!({ "rule": sweep.scaling.as_ref().map(|s| s.rules[r].name.clone()), "kappa": kappa })
                 });
@@ -172,11 +173,13 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     if sweep.variants.len() == 1 {
         println!("task: {}", sweep.variants[0].json);
     } else {
-        println!(
-            "tasks: {} ([task] under each combination of the task axes); the first: {}",
-            sweep.variants.len(),
-            sweep.variants[0].json
-        );
+        let scaled = sweep.scaled_tasks.len();
+        let what = if scaled > 0 {
+            format!("[task] under each combination of the task axes, {scaled} of them scaled by rules")
+        } else {
+            "[task] under each combination of the task axes".to_string()
+        };
+        println!("tasks: {} ({what}); the first: {}", sweep.variants.len(), sweep.variants[0].json);
     }
     for d in sweep.grid.dims() {
         for (name, values) in &d.axes {

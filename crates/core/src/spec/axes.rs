@@ -61,6 +61,20 @@ const TASK_FIELDS: &[&str] = &[
     "sde",
 ];
 
+/// The task fields that hold whole numbers: a range over one of them gives whole numbers.
+const WHOLE_FIELDS: &[&str] = &[
+    "paths",
+    "samples",
+    "refine",
+    "record_every",
+    "landscape.eigenvalues.num",
+    "data.inputs",
+    "data.outputs",
+    "data.teacher_hidden",
+    "data.samples",
+    "data.seed",
+];
+
 /// Names a user parameter may not take: the built-in placeholders of command tasks.
 fn reserved(name: &str) -> bool {
     crate::command::PLACEHOLDERS.contains(&name)
@@ -96,7 +110,8 @@ pub(super) fn flatten<'v>(
     out: &mut Vec<(Vec<Seg>, String, &'v toml::Value)>,
 ) {
     match value {
-        toml::Value::Table(t) if !(t.contains_key("log") || t.contains_key("linspace")) => {
+        // An empty table is a leaf: its parse says it is empty.
+        toml::Value::Table(t) if !(t.is_empty() || t.contains_key("log") || t.contains_key("linspace")) => {
             for (key, v) in t {
                 let mut p = path.clone();
                 p.push(k(key));
@@ -185,11 +200,26 @@ pub(super) fn parse_named(
 ) -> Result<(AxisValues, bool), SpecError> {
     let user = name.starts_with(PARAM_PREFIX);
     let (items, listed): (Vec<(Vec<Seg>, serde_json::Value)>, bool) = match value {
+        toml::Value::Table(_) if name == "task.landscape.eigenvalues" => {
+            return Err(ctx.err(
+                path,
+                "a range here would make an axis of single numbers; to vary the spectrum, give a list of \
+                 spectra: task.landscape.eigenvalues = [{ log = [1, 100], num = 4 }, [0.5, 1.0]]",
+            ));
+        }
+        toml::Value::Table(t) if !(t.contains_key("log") || t.contains_key("linspace")) => {
+            return Err(ctx.err(path, format!("axis `{name}` is an empty table: give a list of values")));
+        }
         toml::Value::Table(t) => {
-            let ints = ["log", "linspace"].iter().filter_map(|r| t.get(*r)).all(|ends| match ends {
+            // Whole numbers: a user parameter whose range ends are whole, a whole-number task field.
+            let whole_ends = ["log", "linspace"].iter().filter_map(|r| t.get(*r)).all(|ends| match ends {
                 toml::Value::Array(a) => a.iter().all(|v| matches!(v, toml::Value::Integer(_))),
                 _ => false,
             });
+            let ints = match name.strip_prefix(TASK_PREFIX) {
+                Some(field) => WHOLE_FIELDS.contains(&field),
+                None => whole_ends,
+            };
             let values = spaced_values(ctx, path, t, ints)?;
             let items = values
                 .into_iter()
@@ -275,6 +305,7 @@ pub(super) fn check_placeholders(ctx: &Ctx<'_>, task: &TaskSpec, grid: &Grid) ->
 
 /// Validates every combination of the `task.*` axes as a task: `base` is the `[task]` table as
 /// written and `raw` the same table typed. Without task axes this is the `[task]` check itself.
+/// Returns the tasks and, for each, its table (what scaled tasks start from).
 pub(super) fn task_variants(
     ctx: &Ctx<'_>,
     raw: RawTask,
@@ -283,13 +314,13 @@ pub(super) fn task_variants(
     sources: &[AxisSource],
     zips: &[toml::Table],
     scaling: Option<&Scaling>,
-) -> Result<Vec<TaskVariant>, SpecError> {
+) -> Result<(Vec<TaskVariant>, Vec<toml::Table>), SpecError> {
     let combos = grid.task_combinations();
     if combos == 1 && grid.named_axes().all(|(n, _)| !n.starts_with(TASK_PREFIX)) {
         let task = validate_task(ctx, raw)?;
-        check_budget(ctx, &task, grid, zips, scaling)?;
+        check_budget(ctx, &task, grid, 0, zips, scaling)?;
         let json = canonical_task(&task);
-        return Ok(vec![TaskVariant { task, json, left_out: Vec::new() }]);
+        return Ok((vec![TaskVariant { task, json, left_out: Vec::new(), scaled: Vec::new() }], vec![base.clone()]));
     }
     if combos > MAX_TASK_VARIANTS {
         return Err(ctx.err(
@@ -314,6 +345,7 @@ pub(super) fn task_variants(
         ));
     }
     let mut variants = Vec::with_capacity(combos as usize);
+    let mut tables = Vec::with_capacity(combos as usize);
     for c in 0..combos {
         let picks: Vec<(&str, usize, &serde_json::Value)> = grid
             .task_combination(c)
@@ -364,6 +396,7 @@ pub(super) fn task_variants(
             set(&mut table, n, v).map_err(|m| ctx.err(&locate(n, *i), m))?;
             applied.push((*n, *i, *v));
         }
+        tables.push(table.clone());
         let raw = match toml::Value::Table(table).try_into::<RawTask>() {
             Ok(raw) => raw,
             Err(e) => {
@@ -418,9 +451,9 @@ pub(super) fn task_variants(
             }
         };
         let task = validate_task(ctx, raw).map_err(relocate)?;
-        check_budget(ctx, &task, grid, zips, scaling).map_err(relocate)?;
+        check_budget(ctx, &task, grid, c, zips, scaling).map_err(relocate)?;
         let json = canonical_task(&task);
-        variants.push(TaskVariant { task, json, left_out });
+        variants.push(TaskVariant { task, json, left_out, scaled: Vec::new() });
     }
     // An axis left out of every task is a mistake, not a no-op.
     for (name, _) in grid.named_axes().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
@@ -436,7 +469,101 @@ pub(super) fn task_variants(
             ));
         }
     }
-    Ok(variants)
+    Ok((variants, tables))
+}
+
+/// The tasks of the trials that rules scaling `[task]` fields derive: for every task, rule and
+/// κ > 1, the task's table with each scaled field × κ^exponent (whole numbers rounded),
+/// validated, appended to `variants`. Returns where each (task, rule, κ) went.
+pub(super) fn scaled_variants(
+    ctx: &Ctx<'_>,
+    variants: &mut Vec<TaskVariant>,
+    tables: &[toml::Table],
+    grid: &Grid,
+    zips: &[toml::Table],
+    scaling: Option<&Scaling>,
+) -> Result<std::collections::BTreeMap<(usize, usize, u64), usize>, SpecError> {
+    let mut map = std::collections::BTreeMap::new();
+    let Some(sc) = scaling else { return Ok(map) };
+    let rules: Vec<usize> = (0..sc.rules.len()).filter(|&r| sc.rules[r].scales_task()).collect();
+    let wanted = (tables.len() * rules.len() * (sc.kappas.len() - 1)) as u64 + tables.len() as u64;
+    if wanted > MAX_TASK_VARIANTS {
+        return Err(ctx.err(
+            &[k("scaling")],
+            format!("rules that scale task fields make {wanted} different tasks, more than {MAX_TASK_VARIANTS}"),
+        ));
+    }
+    for (c, table) in tables.iter().enumerate() {
+        let kind = table.get("kind").cloned().and_then(|v| v.try_into::<TaskKind>().ok());
+        for &r in &rules {
+            let rule = &sc.rules[r];
+            let at = vec![k("scaling"), k("rules"), Seg::Index(r)];
+            for &kappa in &sc.kappas[1..] {
+                let mut t = table.clone();
+                let mut scaled = Vec::new();
+                for (name, e) in rule.named.iter().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
+                    let field = &name[TASK_PREFIX.len()..];
+                    let top = field.split('.').next().unwrap_or(field);
+                    if top != "kind" && kind.is_some_and(|kind| !kind.reads(top)) {
+                        continue;
+                    }
+                    let last = field.rsplit('.').next().unwrap_or(field);
+                    let parent = field.rsplit_once('.').map(|(p, _)| p);
+                    let holder = match parent {
+                        Some(p) => p.split('.').try_fold(&t, |v: &toml::Table, seg| match v.get(seg) {
+                            Some(toml::Value::Table(inner)) => Some(inner),
+                            _ => None,
+                        }),
+                        None => Some(&t),
+                    };
+                    let factor = (kappa as f64).powf(*e);
+                    let (x, whole) = match holder.and_then(|h| h.get(last)) {
+                        Some(toml::Value::Integer(i)) => (*i as f64 * factor, true),
+                        Some(toml::Value::Float(x)) => (x * factor, false),
+                        Some(_) => {
+                            return Err(ctx.err(
+                                &at,
+                                format!("rule `{}` scales `{name}`, which is not a number in the task", rule.name),
+                            ));
+                        }
+                        None => {
+                            return Err(ctx.err(
+                                &at,
+                                format!(
+                                    "rule `{}` scales `{name}`, which the task does not set: give it a value in [task] \
+                                     (or as an axis) to scale",
+                                    rule.name
+                                ),
+                            ));
+                        }
+                    };
+                    if !x.is_finite() || (whole && x.abs() >= 9.0e15) {
+                        return Err(ctx.err(
+                            &at,
+                            format!("rule `{}` at κ = {kappa} makes {name} = {x}: not a usable number", rule.name),
+                        ));
+                    }
+                    let value =
+                        if whole { serde_json::Value::from(x.round() as i64) } else { serde_json::Value::from(x) };
+                    set(&mut t, name, &value).map_err(|m| ctx.err(&at, m))?;
+                    scaled.push((name.clone(), value));
+                }
+                let why = |m: &str| {
+                    let values: Vec<String> =
+                        scaled.iter().map(|(n, v)| format!("{n} = {}", display_value(v))).collect();
+                    ctx.err(&at, format!("rule `{}` at κ = {kappa} makes {}: {m}", rule.name, values.join(", ")))
+                };
+                let raw = toml::Value::Table(t).try_into::<RawTask>().map_err(|e| why(e.message().trim()))?;
+                let task = validate_task(ctx, raw).map_err(|e| why(&e.message))?;
+                check_budget(ctx, &task, grid, c as u64, zips, scaling).map_err(|e| why(&e.message))?;
+                let json = canonical_task(&task);
+                map.insert((c, r, kappa), variants.len());
+                let left_out = variants[c].left_out.clone();
+                variants.push(TaskVariant { task, json, left_out, scaled });
+            }
+        }
+    }
+    Ok(map)
 }
 
 /// Sets the `[task]` field of axis `name` (`task.noise.sigma`) in `table` to `value`.

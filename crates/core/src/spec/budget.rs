@@ -8,10 +8,13 @@ use crate::params::OptimizerKind;
 use crate::scaling::Scaling;
 use crate::task::{SdeModel, TaskSpec};
 
+/// Checks `task`, the sweep's task combination `combo`, against the batch sizes and optimizers
+/// that occur with it.
 pub(super) fn check_budget(
     ctx: &Ctx<'_>,
     task: &TaskSpec,
     grid: &Grid,
+    combo: u64,
     zips: &[toml::Table],
     scaling: Option<&Scaling>,
 ) -> Result<(), SpecError> {
@@ -20,8 +23,8 @@ pub(super) fn check_budget(
         Some(z) => vec![k("zip"), Seg::Index(z), k(key)],
         None => vec![k("grid"), k(key)],
     };
-    let batches = match grid.axis(AxisName::BatchSize) {
-        Some(AxisValues::Int(v)) => v.clone(),
+    let batches = match grid.axis_in_combination(AxisName::BatchSize, combo) {
+        Some(AxisValues::Int(v)) => v,
         _ => vec![crate::params::Hyperparams::DEFAULT_BATCH_SIZE],
     };
     if let Some(&b) = batches.iter().find(|&&b| b > samples) {
@@ -49,8 +52,8 @@ pub(super) fn check_budget(
         TaskSpec::Train(t) if t.sde => (t.sde_model, None),
         _ => return Ok(()),
     };
-    if let Some(AxisValues::Optimizer(opts)) = grid.axis(AxisName::Optimizer) {
-        for o in opts {
+    if let Some(AxisValues::Optimizer(opts)) = grid.axis_in_combination(AxisName::Optimizer, combo) {
+        for o in &opts {
             if sde_model == SdeModel::Malladi && !o.uses_beta2() {
                 return Err(ctx.err(
                     &axis_path("optimizer"),

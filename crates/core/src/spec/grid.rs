@@ -17,14 +17,14 @@ fn axes_of<'v>(ctx: &Ctx<'_>, base: &[Seg], table: &'v toml::Table) -> Result<Ve
         let mut path = base.to_vec();
         path.push(k(key));
         if matches!(key.as_str(), "task" | "params") {
-            let toml::Value::Table(_) = value else {
+            if value.as_table().is_none_or(|t| t.is_empty()) {
                 return Err(ctx.err(
                     &path,
                     format!(
                         "`{key}` takes dotted keys: `{key}.name = [...]` (for example task.noise.sigma, params.width)"
                     ),
                 ));
-            };
+            }
             let mut leaves = Vec::new();
             flatten(path, key.clone(), value, &mut leaves);
             for (p, name, v) in leaves {
@@ -61,7 +61,6 @@ pub(super) fn build_grid(
     grid: &toml::Table,
     zips: &[toml::Table],
     max: u64,
-    needs_optimizer: bool,
 ) -> Result<(Grid, Vec<AxisSource>), SpecError> {
     let mut dims = Vec::new();
     let mut sources = Vec::new();
@@ -71,6 +70,20 @@ pub(super) fn build_grid(
             return Err(ctx.err(
                 &path,
                 format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
+            ));
+        }
+        // Parameters become KAPPA_PARAM_<NAME>: names equal but for case would clash there.
+        if let Axis::Named(n) = axis
+            && n.starts_with(crate::params::PARAM_PREFIX)
+            && let Some((other, _)) =
+                seen.iter().find(|(a, _)| a.name() != n && a.name().to_uppercase() == n.to_uppercase())
+        {
+            return Err(ctx.err(
+                &path,
+                format!(
+                    "`{n}` and `{other}` differ only in case: both would be KAPPA_PARAM_{} in the environment",
+                    n[crate::params::PARAM_PREFIX.len()..].to_uppercase()
+                ),
             ));
         }
         seen.push((axis.clone(), path));
@@ -111,17 +124,7 @@ pub(super) fn build_grid(
         let len = len.map_or(0, |(n, _)| n);
         dims.push(Dimension { axes, len });
     }
-    // Simulations and training read the optimizer and its learning rate; a command or noop sweep
-    // needs no built-in axis at all.
-    if needs_optimizer {
-        for required in [AxisName::Optimizer, AxisName::Lr] {
-            if !seen.iter().any(|(a, _)| *a == Axis::Builtin(required)) {
-                return Err(
-                    ctx.err(&[k("grid")], format!("the grid must set `{required}` (in [grid] or a [[zip]] group)"))
-                );
-            }
-        }
-    }
+
     let grid =
         Grid::new(dims).ok_or_else(|| ctx.err(&[k("grid")], format!("the grid has more than {} points", u64::MAX)))?;
     if grid.len() > max {
@@ -136,9 +139,28 @@ pub(super) fn build_grid(
     Ok((grid, sources))
 }
 
+/// Simulations and training read the optimizer and its learning rate (a command or noop sweep
+/// needs no built-in axis at all): the grid must name both when any of the sweep's tasks is one.
+pub(super) fn require_optimizer(ctx: &Ctx<'_>, grid: &Grid) -> Result<(), SpecError> {
+    for required in [AxisName::Optimizer, AxisName::Lr] {
+        if grid.axis(required).is_none() {
+            return Err(ctx.err(&[k("grid")], format!("the grid must set `{required}` (in [grid] or a [[zip]] group)")));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn axis_name(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> Result<AxisName, SpecError> {
-    AxisName::from_key(key)
-        .ok_or_else(|| ctx.err(path, format!("unknown grid axis `{key}` (known axes: {})", AxisName::known_keys())))
+    AxisName::from_key(key).ok_or_else(|| {
+        ctx.err(
+            path,
+            format!(
+                "unknown grid axis `{key}` (known axes: {}; a [task] field is `task.<field>`, a parameter of \
+                 your own `params.<name>`)",
+                AxisName::known_keys()
+            ),
+        )
+    })
 }
 
 /// Parses one axis: a list, a single value, `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`.

@@ -29,7 +29,7 @@ use crate::scaling::Scaling;
 use crate::task::TaskSpec;
 use crate::trial::RetryPolicy;
 use error::{Ctx, k};
-use raw::{RawSweep, TaskKind};
+use raw::RawSweep;
 use std::ops::Range;
 use std::time::Duration;
 use toml::de::DeTable;
@@ -49,8 +49,11 @@ pub struct Sweep {
     /// first of [`Sweep::variants`]).
     pub task: TaskSpec,
     /// Every task of the sweep: one per combination of the `task.*` axes (just `[task]` without
-    /// any), in the grid's order.
+    /// any), in the grid's order, then the tasks of trials that rules scaling task fields derive.
     pub variants: Vec<TaskVariant>,
+    /// Where the task of a scaled trial is in `variants`, by (its base point's task, rule, κ),
+    /// for rules that scale task fields.
+    pub scaled_tasks: std::collections::BTreeMap<(usize, usize, u64), usize>,
     /// The expanded (lazy) grid of hyperparameters.
     pub grid: Grid,
     /// Scaling rules: every grid point is a base point replicated for every κ under every rule.
@@ -68,6 +71,8 @@ pub struct TaskVariant {
     pub json: serde_json::Value,
     /// The task axes left out of its trials (their field does not apply to its kind).
     pub left_out: Vec<String>,
+    /// For the task of a scaled trial: the task fields its rule set, and their values.
+    pub scaled: Vec<(String, serde_json::Value)>,
 }
 
 /// The `[execution]` table.
@@ -133,8 +138,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     }
     validate_name(ctx, &raw.name)?;
     let execution = execution::validate_execution(ctx, raw.execution)?;
-    let needs_optimizer = !matches!(raw.task.kind, Some(TaskKind::Command | TaskKind::Noop));
-    let (grid, sources) = grid::build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials, needs_optimizer)?;
+    let (grid, sources) = grid::build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials)?;
     let scaling = match &raw.scaling {
         Some(t) => Some(scaling::scaling(ctx, t, &grid, &raw.zip)?),
         None => None,
@@ -161,10 +165,24 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
             _ => None,
         })
         .unwrap_or_default();
-    let variants = axes::task_variants(ctx, raw.task, &base, &grid, &sources, &raw.zip, scaling.as_ref())?;
+    let (mut variants, tables) =
+        axes::task_variants(ctx, raw.task, &base, &grid, &sources, &raw.zip, scaling.as_ref())?;
     axes::check_placeholders(ctx, &variants[0].task, &grid)?;
+    if variants.iter().any(|v| !matches!(v.task, TaskSpec::Command(_) | TaskSpec::Noop { .. })) {
+        grid::require_optimizer(ctx, &grid)?;
+    }
+    // A rule scales the batch size and the optimizer's hyperparameters: the trials must carry
+    // them, or scaled trials would be their base trials again.
+    if raw.scaling.is_some() && !grid.builtins().is_all() {
+        return Err(ctx.err(
+            &[k("scaling")],
+            "[scaling] multiplies the batch size and scales the optimizer's hyperparameters: the grid must name \
+             `optimizer` and `lr` (and `batch_size` for a base other than 1) for its rules to act on",
+        ));
+    }
+    let scaled_tasks = axes::scaled_variants(ctx, &mut variants, &tables, &grid, &raw.zip, scaling.as_ref())?;
     let task = variants[0].task.clone();
-    Ok(Sweep { name: raw.name, task, variants, grid, scaling, execution })
+    Ok(Sweep { name: raw.name, task, variants, scaled_tasks, grid, scaling, execution })
 }
 
 fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {

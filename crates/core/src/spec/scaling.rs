@@ -70,17 +70,19 @@ pub(super) fn scaling(ctx: &Ctx<'_>, t: &toml::Table, grid: &Grid, zips: &[toml:
                 for key in rt.keys() {
                     if !matches!(
                         key.as_str(),
-                        "preset" | "name" | "lr" | "one_minus_beta" | "eps" | "weight_decay" | "expect" | "params"
+                        "preset"
+                            | "name"
+                            | "lr"
+                            | "one_minus_beta"
+                            | "eps"
+                            | "weight_decay"
+                            | "expect"
+                            | "params"
+                            | "task"
                     ) {
-                        let task = if key == "task" {
-                            " (exponents for task fields are not supported yet: give the program the value as a \
-                             parameter, `params.x`, and scale that)"
-                        } else {
-                            ""
-                        };
                         return Err(ctx.err(
                             &sub(key),
-                            format!("unknown key `{key}` in a rule (expected preset, or name, lr, one_minus_beta, eps, weight_decay, params; and expect){task}"),
+                            format!("unknown key `{key}` in a rule (expected preset, or name, lr, one_minus_beta, eps, weight_decay, params, task; and expect)"),
                         ));
                     }
                 }
@@ -149,6 +151,32 @@ pub(super) fn scaling(ctx: &Ctx<'_>, t: &toml::Table, grid: &Grid, zips: &[toml:
                                     format!("`{full}` is not numeric: only numbers can be scaled by a power of κ"),
                                 ));
                             }
+                        }
+                        rule.named.insert(full, exponent);
+                    }
+                }
+                if let Some(v) = rt.get("task") {
+                    // Exponents for numeric [task] fields (`task = { samples = 1.0 }`): each
+                    // scaled trial runs its own task, validated when the tasks are built.
+                    let toml::Value::Table(_) = v else {
+                        return Err(
+                            ctx.err(&sub("task"), "`task` maps task fields to exponents: task = { samples = 1.0 }")
+                        );
+                    };
+                    let mut leaves = Vec::new();
+                    super::axes::flatten(sub("task"), "task".into(), v, &mut leaves);
+                    for (p, full, e) in leaves {
+                        super::axes::check_name(ctx, &p, &full)?;
+                        let exponent = as_f64(e).filter(|x| x.is_finite()).ok_or_else(|| {
+                            ctx.err(&p, format!("the exponent of `{full}` is an exponent of κ: a finite number"))
+                        })?;
+                        if let Some(AxisValues::Named(values)) = grid.named_axis(&full)
+                            && !values.iter().all(|v| v.is_number())
+                        {
+                            return Err(ctx.err(
+                                &p,
+                                format!("`{full}` is not numeric: only numbers can be scaled by a power of κ"),
+                            ));
                         }
                         rule.named.insert(full, exponent);
                     }
