@@ -305,7 +305,7 @@ fn curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, class: &Class
     loss_chart(root, &caption, &params_label(&class.base), &series)
 }
 
-/// One hyperparameter setting's curves across sweeps (e.g. optimizer vs its SDEs).
+/// One setting's curves run several ways: the optimizer and its SDEs (tracking), or across sweeps.
 fn overlay_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &crate::Overlay) -> Result<(), String> {
     let series = o
         .series
@@ -315,7 +315,7 @@ fn overlay_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &crate::O
             (format!("{name}{plateau}"), curve.clone())
         })
         .collect::<Vec<_>>();
-    let caption = format!("{}: the same run across sweeps", o.params.hyper.optimizer);
+    let caption = format!("{}: one setting, run several ways", o.params.hyper.optimizer);
     loss_chart(root, &caption, &params_label(&o.params), &series)
 }
 
