@@ -5,7 +5,7 @@ It checks the wire contract from outside Rust: a valid submission works, and gar
 wrong-token and wrong-version requests get the documented status codes while the server keeps
 serving. Prints one line per check and a final "N passed, M failed"; exits non-zero on failure.
 
-    python3 tests/python/wire_client.py --addr 127.0.0.1:7070 --token TOKEN --sweep FILE
+    python3 tests/python/wire_client.py --addr 127.0.0.1:7070 --token TOKEN --sweep FILE --protocol N
 """
 import argparse
 import importlib
@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--addr", required=True)
     ap.add_argument("--token", required=True)
     ap.add_argument("--sweep", required=True)
+    ap.add_argument("--protocol", type=int, required=True, help="the protocol version the server speaks")
     a = ap.parse_args()
     pb, rpc = stubs()
     channel = grpc.insecure_channel(a.addr, options=[("grpc.max_send_message_length", 64 << 20)])
@@ -76,7 +77,7 @@ def main():
     check("wrong protocol version", lambda: stub.Register(pb.RegisterRequest(protocol_version=999, name="py", slots=1),
                                                          metadata=good, timeout=10),
           [grpc.StatusCode.FAILED_PRECONDITION])
-    check("zero slots", lambda: stub.Register(pb.RegisterRequest(protocol_version=1, name="py", slots=0), metadata=good, timeout=10),
+    check("zero slots", lambda: stub.Register(pb.RegisterRequest(protocol_version=a.protocol, name="py", slots=0), metadata=good, timeout=10),
           [grpc.StatusCode.INVALID_ARGUMENT])
     check("unknown worker", lambda: stub.Lease(pb.LeaseRequest(worker_id=987654, max_trials=1), metadata=good, timeout=10),
           [grpc.StatusCode.NOT_FOUND])

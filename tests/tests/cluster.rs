@@ -213,7 +213,15 @@ fn an_independent_python_client_gets_the_documented_status_codes() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/wire_client.py");
     let out = std::process::Command::new("python3")
         .arg(&script)
-        .args(["--addr", &addr, "--token", "py-token", "--sweep"])
+        .args([
+            "--addr",
+            &addr,
+            "--token",
+            "py-token",
+            "--protocol",
+            &kappa_proto::PROTOCOL_VERSION.to_string(),
+            "--sweep",
+        ])
         .arg(sb.path().join("s.toml"))
         .output()
         .unwrap();
