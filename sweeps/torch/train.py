@@ -7,6 +7,11 @@ It speaks kappa's metrics format: one JSON object per line on stdout with `step`
 
     python3 sweeps/torch/train.py --optimizer adamw --lr 1e-3 --batch-size 64 --samples 200000
 
+Checkpoints (kappa's checkpoint protocol): every `--checkpoint-every` metrics lines it saves the
+model, the optimizer, the RNG states, the data order, the step and the curve so far to
+$KAPPA_TRIAL_DIR/checkpoint.pt (written to a temporary file, then renamed); a later attempt of the
+same trial finds it, re-emits the curve and goes on from that step.
+
 Runs on the GPU when one is visible (kappa sets CUDA_VISIBLE_DEVICES for trials that ask for
 `resources.gpus`), on the CPU otherwise. The data is the copy kappa ships
 (crates/train/data/digits.csv: UCI "Optical Recognition of Handwritten Digits", CC BY 4.0).
@@ -101,7 +106,10 @@ def main():
     p.add_argument("--records", type=int, default=50, help="metrics lines per run")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--checkpoint-every", type=int, default=5, help="metrics lines between checkpoints (0: none)")
     a = p.parse_args()
+    trial_dir = os.environ.get("KAPPA_TRIAL_DIR")
+    ckpt = os.path.join(trial_dir, "checkpoint.pt") if trial_dir and a.checkpoint_every > 0 else None
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device {device}, optimizer {a.optimizer}, lr {a.lr}, batch {a.batch_size}", file=sys.stderr)
@@ -124,7 +132,21 @@ def main():
     gen = torch.Generator(device="cpu").manual_seed(a.seed)
     order, pos = torch.randperm(len(ytr), generator=gen), 0
     running, count = 0.0, 0
-    for step in range(1, steps + 1):
+    start, curve, lines = 1, [], 0
+    if ckpt and os.path.exists(ckpt):
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        order, pos, start, curve = state["order"], state["pos"], state["step"] + 1, state["curve"]
+        print(f"resumed from step {state['step']}", file=sys.stderr)
+        for line in curve:  # the whole curve goes to the attempt kappa counts
+            print(json.dumps(line), flush=True)
+    resumed = start - 1
+    for step in range(start, steps + 1):
         if pos + a.batch_size > len(order):  # a new epoch: sampling without replacement
             order, pos = torch.randperm(len(ytr), generator=gen), 0
         idx = order[pos:pos + a.batch_size].to(device)
@@ -143,10 +165,21 @@ def main():
                 test_loss = loss_fn(logits, yte).item()
                 acc = (logits.argmax(1) == yte).float().mean().item()
             line = {"step": step, "samples": step * a.batch_size, "loss": train_loss,
-                    "test_loss": test_loss, "test_accuracy": acc}
+                    "test_loss": test_loss, "test_accuracy": acc, "resumed_from": resumed}
             print(json.dumps(line), flush=True)
             if not math.isfinite(train_loss):
                 break  # kappa records the trial as diverged
+            curve.append(line)
+            lines += 1
+            if ckpt and (lines % a.checkpoint_every == 0 or step == steps):
+                state = {
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "order": order, "pos": pos, "step": step, "curve": curve,
+                }
+                torch.save(state, ckpt + ".tmp")
+                os.replace(ckpt + ".tmp", ckpt)
 
 
 if __name__ == "__main__":

@@ -90,8 +90,10 @@ fn a_coordinator_killed_and_restarted_finishes_the_sweep_exactly_once() {
     let (coord, addr) = sb.coordinator("127.0.0.1:0", FAST_LEASES);
     let _w = sb.worker(&addr, "w", &["--slots", "2"]);
     assert_eq!(submit(&sb, &addr, "s.toml", &[]).status.code(), Some(0));
-    sb.wait_for("cluster/kill-coordinator", "some trials done", Duration::from_secs(60), |c| {
-        count(c, "succeeded") >= 4
+    // Kill it while the store shows attempts in flight (a worker asks for its next trial only
+    // once its reports are in, so right after a report there can be a moment with none).
+    sb.wait_for("cluster/kill-coordinator", "some trials done and one running", Duration::from_secs(60), |c| {
+        count(c, "succeeded") >= 4 && count(c, "running") >= 1
     });
     coord.signal(libc::SIGKILL);
     drop(coord);

@@ -267,3 +267,72 @@ params.act = ["relu", "gelu"]
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("params.depth = [...]"), "{}", show(&out));
 }
+
+/// The checkpoint protocol across workers: a command trial checkpointing to its trial directory
+/// (sweeps/checkpoint/train.py) loses its worker to `kill -9` mid-run; the next attempt, on
+/// another worker sharing the trial root, resumes from the checkpoint, and the counted curve is
+/// continuous from step 0. The killed worker's program dies with it (no second writer).
+#[test]
+fn a_trial_killed_with_its_worker_resumes_from_its_checkpoint_on_another() {
+    let sb = Sandbox::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = repo.join("sweeps/checkpoint/train.py");
+    sb.write(
+        "ck.toml",
+        &format!(
+            r#"version = 1
+name = "ck"
+[task]
+kind = "command"
+argv = ["python3", "{}", "--lr", "{{lr}}", "--steps", "150", "--every", "10", "--sleep", "0.02"]
+[grid]
+lr = [0.1]
+"#,
+            script.display()
+        ),
+    );
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &["--heartbeat", "200ms", "--missed-heartbeats", "3"]);
+    let root = sb.path().join("shared-trials");
+    let root_arg = root.to_str().unwrap();
+    let workdir = sb.path().to_str().unwrap();
+    let common = ["--allow-commands", "--workdir", workdir, "--trial-root", root_arg];
+    let a = sb.worker(&addr, "a", &common);
+    let out = sb.kappa(&["submit", "ck.toml", "--coordinator", &format!("http://{addr}")]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // Wait (on the checkpoint itself) until the trial is a few checkpoints in, then kill `a`.
+    let started = std::time::Instant::now();
+    let checkpoint = loop {
+        let found = std::fs::read_dir(root.join("ck")).ok().and_then(|mut d| d.next()).and_then(|e| e.ok());
+        if let Some(dir) = found
+            && let Ok(text) = std::fs::read_to_string(dir.path().join("checkpoint.json"))
+            && let Ok(state) = serde_json::from_str::<serde_json::Value>(&text)
+            && state["step"].as_u64().is_some_and(|s| s >= 30)
+        {
+            break dir.path().join("checkpoint.json");
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint appeared under {}", root.display());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    a.signal(libc::SIGKILL);
+    drop(a);
+    let frozen = std::fs::read_to_string(&checkpoint).unwrap();
+    let _b = sb.worker(&addr, "b", &common);
+    sb.wait_for("cluster/ck", "the trial done", Duration::from_secs(90), |c| count(c, "succeeded") == 1);
+    let rows = jsonl(&sb, "cluster/ck");
+    assert_eq!(rows.len(), 1);
+    let curve = rows[0]["metrics"]["curve"].as_array().unwrap();
+    let steps: Vec<u64> = curve.iter().map(|p| p["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (0..=150).collect::<Vec<u64>>(), "the counted curve runs from step 0 without a gap");
+    let resumed = curve.iter().filter_map(|p| p["extra"]["resumed_from"].as_f64()).fold(0.0, f64::max);
+    let at_kill: serde_json::Value = serde_json::from_str(&frozen).unwrap();
+    assert!(resumed >= 30.0, "the second attempt resumed from step {resumed}, not from the checkpoint");
+    assert!(resumed >= at_kill["step"].as_f64().unwrap(), "it resumed from the last checkpoint or a later one");
+    let db = sb.db("cluster/ck");
+    let rows = kappa_tests::ledger(&db);
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].1 >= 2 && rows[0].2 == 1, "two attempts, one counted: {rows:?}");
+    let by_b: i64 = db
+        .query_row("SELECT count(*) FROM attempts WHERE worker LIKE 'b#%' AND counted = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(by_b, 1, "the counted attempt is b's");
+}

@@ -47,6 +47,8 @@ fn worker(addr: SocketAddr, workdir: &Path, slots: usize) -> kappa_worker::Worke
             workdir: workdir.to_path_buf(),
             logs: workdir.join("logs"),
             host: "localhost".into(),
+            trial_root: workdir.join("trials"),
+            per_sweep: true,
         }),
         gpus: Vec::new(),
         backend: None,
@@ -183,6 +185,7 @@ impl pb::coordinator_server::Coordinator for Recorder {
                 params: Some((&kappa_core::Params::from(params)).into()),
                 timeout_ms: 0,
                 gpus: 0,
+                sweep: "recorded".into(),
             }]
         } else {
             Vec::new()

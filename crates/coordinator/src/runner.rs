@@ -61,6 +61,7 @@ impl SweepRunner {
         let open = store.open_trials()?;
         let gpus = execution.gpus;
         let mut sched = Scheduler::new(SchedulerConfig {
+            sweep: Arc::from(name.as_str()),
             lease_timeout: cfg.lease_timeout,
             retry_backoff: cfg.retry_backoff,
             execution,

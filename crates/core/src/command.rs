@@ -2,7 +2,8 @@
 //! environment variables. Checked when the sweep file is read, filled in by the worker.
 //!
 //! Placeholders: the built-in axes a trial carries (`{optimizer}`, `{batch_size}`, `{lr}`,
-//! `{beta1}`, `{beta2}`, `{eps}`, `{weight_decay}`, `{seed}`), `{trial_id}`, `{attempt}`, and each
+//! `{beta1}`, `{beta2}`, `{eps}`, `{weight_decay}`, `{seed}`), `{trial_id}`, `{attempt}`,
+//! `{trial_dir}` (the trial's directory, kept across its attempts: checkpoints go there), and each
 //! user parameter by its short name (`params.width` is `{width}`, and `KAPPA_PARAM_WIDTH` in the
 //! environment). `{{` and `}}` stand for literal braces.
 //! Numbers are written in Rust's shortest round-trip form (`0.001`, `1e-8`), which Python's
@@ -13,25 +14,48 @@ use crate::id::TrialId;
 use crate::params::{Builtins, Params, value_text};
 
 /// Every built-in placeholder name, in the order `KAPPA_*` variables are listed.
-pub const PLACEHOLDERS: [&str; 10] =
-    ["optimizer", "batch_size", "lr", "beta1", "beta2", "eps", "weight_decay", "seed", "trial_id", "attempt"];
+pub const PLACEHOLDERS: [&str; 11] = [
+    "optimizer",
+    "batch_size",
+    "lr",
+    "beta1",
+    "beta2",
+    "eps",
+    "weight_decay",
+    "seed",
+    "trial_id",
+    "attempt",
+    "trial_dir",
+];
 
-/// The value of every placeholder for one attempt: the built-ins the trial carries, its id and
-/// attempt, and its user parameters by their short names.
-pub fn values(params: &Params, id: TrialId, attempt: u32) -> Vec<(String, String)> {
+/// What an attempt's placeholders name besides the trial's parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// The trial.
+    pub id: TrialId,
+    /// The attempt number.
+    pub attempt: u32,
+    /// The trial's directory, kept across its attempts (checkpoints go there).
+    pub trial_dir: &'a str,
+}
+
+/// The value of every placeholder for one attempt: the built-ins the trial carries, its id,
+/// attempt and directory, and its user parameters by their short names.
+pub fn values(params: &Params, at: &Attempt<'_>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
         params.builtins.axes().map(|a| (a.as_str().to_string(), params.builtin_text(a))).collect();
-    out.push(("trial_id".into(), id.to_string()));
-    out.push(("attempt".into(), attempt.to_string()));
+    out.push(("trial_id".into(), at.id.to_string()));
+    out.push(("attempt".into(), at.attempt.to_string()));
+    out.push(("trial_dir".into(), at.trial_dir.to_string()));
     out.extend(params.user().map(|(k, v)| (k.to_string(), value_text(v))));
     out
 }
 
-/// The `KAPPA_*` environment of an attempt: `KAPPA_LR=0.001`, `KAPPA_TRIAL_ID=…`, and each user
-/// parameter as `KAPPA_PARAM_<NAME>` (`KAPPA_PARAM_WIDTH=512`).
-pub fn env_vars(params: &Params, id: TrialId, attempt: u32) -> Vec<(String, String)> {
+/// The `KAPPA_*` environment of an attempt: `KAPPA_LR=0.001`, `KAPPA_TRIAL_ID=…`,
+/// `KAPPA_TRIAL_DIR=…`, and each user parameter as `KAPPA_PARAM_<NAME>` (`KAPPA_PARAM_WIDTH=512`).
+pub fn env_vars(params: &Params, at: &Attempt<'_>) -> Vec<(String, String)> {
     let user: std::collections::HashSet<&str> = params.user().map(|(k, _)| k).collect();
-    values(params, id, attempt)
+    values(params, at)
         .into_iter()
         .map(|(k, v)| {
             let prefix = if user.contains(k.as_str()) { "KAPPA_PARAM_" } else { "KAPPA_" };
@@ -57,10 +81,11 @@ pub fn names(template: &str) -> Vec<String> {
 }
 
 /// Checks that every placeholder of a template names a value each trial has: a built-in the
-/// grid carries, `{trial_id}`, `{attempt}`, or one of `user` (the grid's `params.*` names).
+/// grid carries, `{trial_id}`, `{attempt}`, `{trial_dir}`, or one of `user` (the grid's
+/// `params.*` names).
 pub fn check_names(template: &str, builtins: Builtins, user: &[&str]) -> Result<(), String> {
     for name in names(template) {
-        if user.contains(&name.as_str()) || name == "trial_id" || name == "attempt" {
+        if user.contains(&name.as_str()) || matches!(name.as_str(), "trial_id" | "attempt" | "trial_dir") {
             continue;
         }
         match AxisName::from_key(&name) {
@@ -75,7 +100,7 @@ pub fn check_names(template: &str, builtins: Builtins, user: &[&str]) -> Result<
                 let mut known: Vec<String> = builtins
                     .axes()
                     .map(|a| format!("{{{a}}}"))
-                    .chain(["{trial_id}".into(), "{attempt}".into()])
+                    .chain(["{trial_id}".into(), "{attempt}".into(), "{trial_dir}".into()])
                     .collect();
                 known.extend(user.iter().map(|u| format!("{{{u}}}")));
                 return Err(format!(
@@ -90,8 +115,8 @@ pub fn check_names(template: &str, builtins: Builtins, user: &[&str]) -> Result<
 }
 
 /// Fills a template in with one attempt's values.
-pub fn render(template: &str, params: &Params, id: TrialId, attempt: u32) -> Result<String, String> {
-    let vals = values(params, id, attempt);
+pub fn render(template: &str, params: &Params, at: &Attempt<'_>) -> Result<String, String> {
+    let vals = values(params, at);
     expand(template, &|name| vals.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
 }
 
@@ -134,6 +159,10 @@ mod tests {
     use super::*;
     use crate::params::OptimizerKind;
 
+    fn at(id: TrialId, attempt: u32) -> Attempt<'static> {
+        Attempt { id, attempt, trial_dir: "/t/dir" }
+    }
+
     fn params() -> Params {
         Params::from(crate::params::Hyperparams {
             optimizer: OptimizerKind::AdamW,
@@ -150,9 +179,11 @@ mod tests {
     #[test]
     fn placeholders_are_filled_in_and_braces_escaped() {
         let id = TrialId(0x0102030405060708);
-        let s = render("--lr={lr} b{batch_size} {optimizer} {{x}} s{seed}/{attempt}", &params(), id, 2).unwrap();
-        assert_eq!(s, "--lr=0.001 b64 adamw {x} s7/2");
-        assert_eq!(render("{trial_id}", &params(), id, 1).unwrap(), id.to_string());
+        let s =
+            render("--lr={lr} b{batch_size} {optimizer} {{x}} s{seed}/{attempt} {trial_dir}", &params(), &at(id, 2))
+                .unwrap();
+        assert_eq!(s, "--lr=0.001 b64 adamw {x} s7/2 /t/dir");
+        assert_eq!(render("{trial_id}", &params(), &at(id, 1)).unwrap(), id.to_string());
     }
 
     #[test]
@@ -175,9 +206,9 @@ mod tests {
         p.named.insert("params.width".into(), 512.into());
         p.named.insert("params.act".into(), "gelu".into());
         p.named.insert("task.noise.sigma".into(), 2.0.into());
-        assert_eq!(render("--w={width} --a={act} s{seed}", &p, TrialId(0), 1).unwrap(), "--w=512 --a=gelu s7");
-        assert!(render("{lr}", &p, TrialId(0), 1).is_err(), "lr is not carried");
-        let env = env_vars(&p, TrialId(0), 1);
+        assert_eq!(render("--w={width} --a={act} s{seed}", &p, &at(TrialId(0), 1)).unwrap(), "--w=512 --a=gelu s7");
+        assert!(render("{lr}", &p, &at(TrialId(0), 1)).is_err(), "lr is not carried");
+        let env = env_vars(&p, &at(TrialId(0), 1));
         assert!(env.contains(&("KAPPA_PARAM_WIDTH".to_string(), "512".to_string())));
         assert!(env.contains(&("KAPPA_PARAM_ACT".to_string(), "gelu".to_string())));
         assert!(env.contains(&("KAPPA_SEED".to_string(), "7".to_string())));
@@ -186,9 +217,10 @@ mod tests {
 
     #[test]
     fn environment_names_every_value() {
-        let env = env_vars(&params(), TrialId(0), 1);
+        let env = env_vars(&params(), &at(TrialId(0), 1));
         assert!(env.contains(&("KAPPA_LR".to_string(), "0.001".to_string())));
         assert!(env.contains(&("KAPPA_BATCH_SIZE".to_string(), "64".to_string())));
+        assert!(env.contains(&("KAPPA_TRIAL_DIR".to_string(), "/t/dir".to_string())));
         assert_eq!(env.len(), PLACEHOLDERS.len());
     }
 }

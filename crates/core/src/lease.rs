@@ -13,6 +13,8 @@ use std::time::Duration;
 pub struct Lease {
     /// The trial.
     pub id: TrialId,
+    /// The sweep it belongs to (its name: where the trial's directory is).
+    pub sweep: Arc<str>,
     /// Its attempt number (1 for the first; attempt numbers only grow).
     pub attempt: u32,
     /// Its hyperparameters.

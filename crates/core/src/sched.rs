@@ -36,6 +36,8 @@ impl std::fmt::Display for WorkerId {
 /// as the sweep file gave it.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
+    /// The sweep's name, handed out with every lease.
+    pub sweep: Arc<str>,
     /// A lease not renewed for this long expires.
     pub lease_timeout: Duration,
     /// A failed attempt's retry waits this long, doubling with each failure (capped at
@@ -261,6 +263,7 @@ impl Scheduler {
             self.counts.shift(TrialStatus::Pending, TrialStatus::Running);
             out.push(Lease {
                 id,
+                sweep: self.cfg.sweep.clone(),
                 attempt: e.attempt,
                 params: e.params.clone(),
                 task: e.task.clone(),
@@ -416,6 +419,7 @@ mod tests {
     /// Scheduler settings as the tests write them: lease timeout and retry backoff in ms.
     fn config(lease_ms: u64, retries: RetryPolicy, failure_budget: Option<u64>, backoff_ms: u64) -> SchedulerConfig {
         SchedulerConfig {
+            sweep: Arc::from("test"),
             lease_timeout: ms(lease_ms),
             retry_backoff: ms(backoff_ms),
             execution: Execution { retries, failure_budget, ..Execution::default() },

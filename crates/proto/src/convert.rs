@@ -229,6 +229,7 @@ impl From<&Lease> for pb::TrialLease {
             params: Some((&l.params).into()),
             timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
             gpus: l.gpus,
+            sweep: l.sweep.to_string(),
         }
     }
 }
@@ -254,6 +255,7 @@ pub fn lease_from_pb(l: pb::TrialLease) -> Result<Lease, InvalidLease> {
     }
     Ok(Lease {
         id,
+        sweep: l.sweep.into(),
         attempt: l.attempt,
         params,
         task: l.task_json.into(),
@@ -440,6 +442,7 @@ mod tests {
     fn leases_reports_results_and_progress_round_trip() {
         let lease = Lease {
             id: TrialId(0xabc),
+            sweep: "s".into(),
             attempt: 3,
             params: params(),
             task: "{\"kind\":\"noop\"}".into(),

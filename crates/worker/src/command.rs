@@ -2,7 +2,9 @@
 //!
 //! The argv template is filled in (never passed through a shell), the hyperparameters are also
 //! given as `KAPPA_*` variables, and the child runs in its own process group in the worker's
-//! working directory. Its stdout and stderr go to per-attempt log files
+//! working directory, dying with the worker. Each trial has a directory that outlives its
+//! attempts (`KAPPA_TRIAL_DIR`, `{trial_dir}`): a program that checkpoints there resumes a later
+//! attempt from it. Its stdout and stderr go to per-attempt log files
 //! (`<logs>/<trial>.<attempt>.{stdout,stderr}`); stdout lines that are JSON objects
 //! with a numeric `loss` are metrics:
 //!
@@ -35,6 +37,30 @@ pub struct CommandEnv {
     pub logs: PathBuf,
     /// Host name shown with log paths.
     pub host: String,
+    /// Where trial directories are: `<trial_root>/<sweep>/<trial id>/`, or with `per_sweep`
+    /// false (a state directory of one sweep, under `kappa run`) `<trial_root>/<trial id>/`.
+    pub trial_root: PathBuf,
+    /// Whether trial directories are grouped by sweep.
+    pub per_sweep: bool,
+}
+
+impl CommandEnv {
+    /// The directory of `lease`'s trial, kept across its attempts (created when missing).
+    fn trial_dir(&self, lease: &Lease) -> Result<PathBuf, String> {
+        let mut dir = self.trial_root.clone();
+        if self.per_sweep {
+            // The name comes over the wire: it must be one path component.
+            let name = &*lease.sweep;
+            if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
+                return Err(format!("the coordinator named the sweep {name:?}, which cannot be a directory name"));
+            }
+            dir.push(name);
+        }
+        dir.push(lease.id.to_string());
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the trial directory {}: {e}", dir.display()))?;
+        std::path::absolute(&dir).map_err(|e| format!("cannot resolve the trial directory {}: {e}", dir.display()))
+    }
 }
 
 /// How long a process group has between SIGTERM and SIGKILL.
@@ -67,8 +93,11 @@ async fn run_inner(
     cancel: &kappa_sim::Cancel,
 ) -> Result<Option<AttemptOutcome>, String> {
     let (params, id, attempt, timeout) = (&lease.params, lease.id, lease.attempt, lease.timeout);
+    let trial_dir = env.trial_dir(lease)?;
+    let trial_dir = trial_dir.to_string_lossy();
+    let at = kappa_core::command::Attempt { id, attempt, trial_dir: &trial_dir };
     let argv: Vec<String> =
-        task.argv.iter().map(|a| kappa_core::command::render(a, params, id, attempt)).collect::<Result<_, _>>()?;
+        task.argv.iter().map(|a| kappa_core::command::render(a, params, &at)).collect::<Result<_, _>>()?;
     let logs = &env.logs;
     std::fs::create_dir_all(logs).map_err(|e| format!("cannot create the log directory {}: {e}", logs.display()))?;
     let out_path = logs.join(format!("{id}.{attempt}.stdout"));
@@ -87,11 +116,21 @@ async fn run_inner(
         .stderr(Stdio::from(err_log))
         .process_group(0)
         .kill_on_drop(true);
-    for (k, v) in kappa_core::command::env_vars(params, id, attempt) {
+    for (k, v) in kappa_core::command::env_vars(params, &at) {
         cmd.env(k, v);
     }
     for (k, v) in &task.env {
-        cmd.env(k, kappa_core::command::render(v, params, id, attempt)?);
+        cmd.env(k, kappa_core::command::render(v, params, &at)?);
+    }
+    // A worker that dies (kill -9, out of memory) takes its programs with it: the next attempt
+    // must not share the trial directory with one still running.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; the closure only calls it between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
     if !gpus.is_empty() {
         let list: Vec<String> = gpus.iter().map(u32::to_string).collect();

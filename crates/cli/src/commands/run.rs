@@ -81,9 +81,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // A local sweep file is the user's own: its commands run, in --workdir, logs in the state.
-    let commands =
-        kappa_worker::CommandEnv { workdir, logs: std::path::absolute(state.join("logs"))?, host: "localhost".into() };
+    // A local sweep file is the user's own: its commands run, in --workdir, logs and trial
+    // directories in the state directory.
+    let commands = kappa_worker::CommandEnv {
+        workdir,
+        logs: std::path::absolute(state.join("logs"))?,
+        host: "localhost".into(),
+        trial_root: std::path::absolute(state.join("trials"))?,
+        per_sweep: false,
+    };
     announce_backend(args.backend);
     let workers = Workers { count, commands, gpus, backend: args.backend };
     let ended = runtime.block_on(drive(coordinator.clone(), runner, workers, args.quiet));

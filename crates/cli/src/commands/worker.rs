@@ -34,6 +34,12 @@ pub struct WorkerArgs {
     /// Working directory of command trials; their per-attempt logs go to `kappa-logs/` in it.
     #[arg(long, value_name = "DIR", default_value = ".", env = "KAPPA_WORKDIR")]
     workdir: PathBuf,
+    /// Where trial directories go: `DIR/<sweep>/<trial id>/`, kept across attempts (a command
+    /// trial's `KAPPA_TRIAL_DIR`, where it checkpoints). On a cluster, point it at storage every
+    /// node shares, so an attempt on another node resumes from the checkpoint. Default:
+    /// `kappa-trials/` in the working directory.
+    #[arg(long, value_name = "DIR", env = "KAPPA_TRIAL_ROOT")]
+    trial_root: Option<PathBuf>,
     /// On SIGTERM/Ctrl-C, stop leasing and let running trials finish for up to this long
     /// before handing the rest back (e.g. `90s`; default: hand back at once).
     #[arg(long, value_name = "DURATION", value_parser = duration, env = "KAPPA_DRAIN_TIMEOUT")]
@@ -62,7 +68,19 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         commands: if args.allow_commands {
             let workdir = command_workdir(&args.workdir)?;
             let host = host.unwrap_or_else(|| "localhost".into());
-            Some(kappa_worker::CommandEnv { logs: workdir.join("kappa-logs"), workdir, host })
+            let trial_root = match &args.trial_root {
+                Some(dir) => {
+                    std::path::absolute(dir).map_err(|e| invalid(format!("--trial-root {}: {e}", dir.display())))?
+                }
+                None => workdir.join("kappa-trials"),
+            };
+            Some(kappa_worker::CommandEnv {
+                logs: workdir.join("kappa-logs"),
+                workdir,
+                host,
+                trial_root,
+                per_sweep: true,
+            })
         } else {
             None
         },
