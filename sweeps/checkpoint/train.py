@@ -6,7 +6,9 @@ the trial's directory, which outlives its attempts. When it finds a checkpoint t
 from it, and first re-emits the metric points it had reported before, so the attempt kappa
 counts carries the whole curve from step 0. The checkpoint is written to a temporary file and
 renamed over the old one, so an attempt killed mid-write leaves the previous checkpoint intact.
-Each point says which step the attempt resumed from (`resumed_from`, 0 for a fresh start).
+On SIGTERM (a draining worker: the allocation's time limit, an eviction) it saves a checkpoint
+at once and exits; kappa records the attempt as preempted, not failed. Each point says which step
+the attempt resumed from (`resumed_from`, 0 for a fresh start).
 
     python3 sweeps/checkpoint/train.py --lr 0.1 --steps 200 --every 10 --sleep 0.01
 """
@@ -14,6 +16,8 @@ import argparse
 import json
 import os
 import random
+import signal
+import sys
 import time
 
 
@@ -26,6 +30,17 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     ckpt = os.path.join(os.environ.get("KAPPA_TRIAL_DIR", "."), "checkpoint.json")
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+
+    def save(x, step, curve, rng):
+        tmp = ckpt + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"x": x, "step": step, "curve": curve, "rng": rng.getstate()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, ckpt)
 
     rng = random.Random(a.seed)
     x, step, curve, resumed = 1.0, 0, [{"step": 0, "loss": 0.5}], 0
@@ -47,13 +62,11 @@ def main():
         point = {"step": step, "loss": 0.5 * x * x, "resumed_from": resumed}
         curve.append(point)
         print(json.dumps(point), flush=True)
-        if step % a.every == 0 or step == a.steps:
-            tmp = ckpt + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump({"x": x, "step": step, "curve": curve, "rng": rng.getstate()}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, ckpt)
+        if stop or step % a.every == 0 or step == a.steps:
+            save(x, step, curve, rng)
+        if stop:
+            print(f"SIGTERM: checkpoint saved at step {step}", file=sys.stderr, flush=True)
+            sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -268,6 +268,28 @@ params.act = ["relu", "gelu"]
     assert!(String::from_utf8_lossy(&out.stderr).contains("params.depth = [...]"), "{}", show(&out));
 }
 
+/// A sweep `name` of one trial of sweeps/checkpoint/train.py (150 steps of 20 ms, checkpointing
+/// every `every` steps), with `execution` as its [execution] table.
+fn checkpoint_sweep(sb: &Sandbox, name: &str, every: u32, execution: &str) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps/checkpoint/train.py");
+    sb.write(
+        &format!("{name}.toml"),
+        &format!(
+            r#"version = 1
+name = "{name}"
+[task]
+kind = "command"
+argv = ["python3", "{}", "--lr", "{{lr}}", "--steps", "150", "--every", "{every}", "--sleep", "0.02"]
+[grid]
+lr = [0.1]
+[execution]
+{execution}
+"#,
+            script.display()
+        ),
+    );
+}
+
 /// The checkpoint protocol across workers: a command trial checkpointing to its trial directory
 /// (sweeps/checkpoint/train.py) loses its worker to `kill -9` mid-run; the next attempt, on
 /// another worker sharing the trial root, resumes from the checkpoint, and the counted curve is
@@ -275,22 +297,7 @@ params.act = ["relu", "gelu"]
 #[test]
 fn a_trial_killed_with_its_worker_resumes_from_its_checkpoint_on_another() {
     let sb = Sandbox::new();
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let script = repo.join("sweeps/checkpoint/train.py");
-    sb.write(
-        "ck.toml",
-        &format!(
-            r#"version = 1
-name = "ck"
-[task]
-kind = "command"
-argv = ["python3", "{}", "--lr", "{{lr}}", "--steps", "150", "--every", "10", "--sleep", "0.02"]
-[grid]
-lr = [0.1]
-"#,
-            script.display()
-        ),
-    );
+    checkpoint_sweep(&sb, "ck", 10, "");
     let (_coord, addr) = sb.coordinator("127.0.0.1:0", &["--heartbeat", "200ms", "--missed-heartbeats", "3"]);
     let root = sb.path().join("shared-trials");
     let root_arg = root.to_str().unwrap();
@@ -335,4 +342,67 @@ lr = [0.1]
         .query_row("SELECT count(*) FROM attempts WHERE worker LIKE 'b#%' AND counted = 1", [], |r| r.get(0))
         .unwrap();
     assert_eq!(by_b, 1, "the counted attempt is b's");
+}
+
+/// Preemption is not failure: a worker draining on SIGTERM passes SIGTERM to its command trial at
+/// once, the program checkpoints and exits, and the attempt is `preempted`: the trial's failure
+/// count stays 0, and the next attempt resumes from exactly where the drain stopped it.
+#[test]
+fn a_drained_trial_is_preempted_not_failed_and_resumes_where_it_stopped() {
+    let sb = Sandbox::new();
+    checkpoint_sweep(&sb, "pre", 1000, "retries = { error = 0, crash = 0 }");
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &["--heartbeat", "200ms", "--missed-heartbeats", "3"]);
+    let root = sb.path().join("shared-trials");
+    let (root_arg, workdir) = (root.to_str().unwrap(), sb.path().to_str().unwrap());
+    let common = ["--allow-commands", "--workdir", workdir, "--trial-root", root_arg];
+    let mut with_drain = common.to_vec();
+    with_drain.extend(["--drain-timeout", "30s"]);
+    let mut a = sb.worker(&addr, "a", &with_drain);
+    let out = sb.kappa(&["submit", "pre.toml", "--coordinator", &format!("http://{addr}")]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // It checkpoints only when stopped (every 1000 steps otherwise): wait for 30 steps of output.
+    sb.wait_for("cluster/pre", "the trial running", Duration::from_secs(60), |c| count(c, "running") == 1);
+    let started = std::time::Instant::now();
+    loop {
+        let logs = std::fs::read_dir(sb.path().join("kappa-logs")).ok().into_iter().flatten().flatten();
+        let lines = logs
+            .filter(|e| e.path().extension().is_some_and(|x| x == "stdout"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default().lines().count())
+            .max()
+            .unwrap_or(0);
+        if lines > 30 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the trial printed no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.signal(libc::SIGTERM);
+    let started = std::time::Instant::now();
+    while a.child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(30), "worker a did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let preempted = "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'preempted' AND counted = 0";
+    sb.wait_for("cluster/pre", "a's attempt recorded as preempted", Duration::from_secs(10), |c| {
+        c.query_row(preempted, [], |r| r.get::<_, i64>(0)).unwrap_or(0) == 1
+    });
+    let checkpoint: serde_json::Value = {
+        let dir = std::fs::read_dir(root.join("pre")).unwrap().next().unwrap().unwrap().path();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap()
+    };
+    let stopped_at = checkpoint["step"].as_f64().unwrap();
+    assert!(stopped_at > 30.0 && stopped_at < 150.0, "saved on SIGTERM, mid-run: step {stopped_at}");
+    let _b = sb.worker(&addr, "b", &common);
+    sb.wait_for("cluster/pre", "the trial done", Duration::from_secs(90), |c| count(c, "succeeded") == 1);
+    let db = sb.db("cluster/pre");
+    let failures: i64 = db.query_row("SELECT failures FROM trials", [], |r| r.get(0)).unwrap();
+    assert_eq!(failures, 0, "a preemption is not a failure (retries = 0 would have failed the trial)");
+    let rows = jsonl(&sb, "cluster/pre");
+    let curve = rows[0]["metrics"]["curve"].as_array().unwrap();
+    let steps: Vec<u64> = curve.iter().map(|p| p["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (0..=150).collect::<Vec<u64>>(), "continuous from step 0");
+    let resumed = curve.iter().filter_map(|p| p["extra"]["resumed_from"].as_f64()).fold(0.0, f64::max);
+    assert_eq!(resumed, stopped_at, "the next attempt went on from where the drain stopped it");
+    let rows = kappa_tests::ledger(&db);
+    assert!(rows.len() == 1 && rows[0].1 == 2 && rows[0].2 == 1, "{rows:?}");
 }

@@ -555,15 +555,17 @@ fn a_worker_stopped_by_sigterm_hands_its_trials_back_to_another_worker() {
     let a_log = std::fs::read_to_string(sb.path().join(".worker-a")).unwrap_or_default();
     assert!(matches!(status.code(), Some(0 | 130)), "worker a: {status:?}\n{a_log}");
     // The coordinator records the hand-back (its writer commits in batches, so wait for it).
-    // Handed back: logged as lost, but not as a failed attempt (that is an expired lease's class).
-    let released = "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'lost' AND class IS NULL";
+    // Handed back: logged as preempted, which is not a failed attempt.
+    let released = "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'preempted' AND class IS NULL";
     sb.wait_for("cluster/sigterm", "a's trials handed back", Duration::from_secs(10), |c| {
         c.query_row(released, [], |r| r.get::<_, i64>(0)).unwrap_or(0) == 2
     });
     let db = sb.db("cluster/sigterm");
     let handed_back: Vec<String> = {
         let mut stmt = db
-            .prepare("SELECT trial_id FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'lost' AND class IS NULL")
+            .prepare(
+                "SELECT trial_id FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'preempted' AND class IS NULL",
+            )
             .unwrap();
         stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
@@ -575,6 +577,8 @@ fn a_worker_stopped_by_sigterm_hands_its_trials_back_to_another_worker() {
     let rows = ledger(&db);
     assert_eq!(rows.len() as i64, TRIALS);
     assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
+    let failures: i64 = db.query_row("SELECT sum(failures) FROM trials", [], |r| r.get(0)).unwrap();
+    assert_eq!(failures, 0, "a preempted attempt is not a failure");
     for id in &handed_back {
         let by: String = db
             .query_row("SELECT worker FROM attempts WHERE trial_id = ?1 AND counted = 1", [id], |r| r.get(0))

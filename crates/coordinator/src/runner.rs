@@ -223,11 +223,24 @@ impl SweepRunner {
         let mut sched = self.sched();
         let disposition = sched.report(report.worker, report.id, report.attempt, &report.outcome);
         let effect = match disposition {
+            Disposition::Accepted { status: TrialStatus::Pending }
+                if matches!(report.outcome, AttemptOutcome::Preempted { .. }) =>
+            {
+                ReportEffect::Requeue
+            }
             Disposition::Accepted { status: TrialStatus::Pending } => ReportEffect::Retry,
             Disposition::Accepted { .. } => ReportEffect::Final,
             Disposition::Late if record_late => ReportEffect::Late,
             Disposition::Late | Disposition::Unknown => return (disposition, Some(report)),
         };
+        if let AttemptOutcome::Preempted { reason } = &report.outcome
+            && effect == ReportEffect::Requeue
+        {
+            tracing::info!(
+                sweep = %self.inner.name, trial = %report.id, attempt = report.attempt, worker = name,
+                reason = %reason, "attempt preempted; the trial runs again"
+            );
+        }
         if let AttemptOutcome::Failed { error, class } = &report.outcome
             && effect != ReportEffect::Late
         {
@@ -253,7 +266,7 @@ impl SweepRunner {
         }
         let finished = sched.is_finished();
         drop(sched);
-        if effect == ReportEffect::Retry || finished {
+        if matches!(effect, ReportEffect::Retry | ReportEffect::Requeue) || finished {
             self.inner.work.notify_waiters();
         }
         (disposition, None)

@@ -315,6 +315,14 @@ impl Scheduler {
         let status = match outcome {
             AttemptOutcome::Succeeded(_) => TrialStatus::Succeeded,
             AttemptOutcome::Diverged { .. } => TrialStatus::Diverged,
+            // Handed back unfinished: pending again at once, nothing counted.
+            AttemptOutcome::Preempted { .. } => {
+                e.state = State::Pending;
+                e.not_before = clock;
+                self.counts.shift(TrialStatus::Running, TrialStatus::Pending);
+                self.queue.push_front(id);
+                return Disposition::Accepted { status: TrialStatus::Pending };
+            }
             &AttemptOutcome::Failed { class, .. } => {
                 e.failures[class.index()] += 1;
                 self.failed_attempts += 1;

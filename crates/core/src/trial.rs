@@ -246,6 +246,13 @@ pub enum AttemptOutcome {
         /// Which kind of failure: each class has its own retry allowance.
         class: FailureClass,
     },
+    /// The worker was draining (SIGTERM: an allocation's time limit, an eviction) and handed the
+    /// attempt back unfinished. Not a failure: it never consumes the trial's retries nor the
+    /// sweep's failure budget; the trial runs again (from its checkpoint, if it keeps one).
+    Preempted {
+        /// What happened, in words.
+        reason: String,
+    },
 }
 
 /// Why an attempt failed. Each class has its own retry allowance ([`RetryPolicy`]).
@@ -352,6 +359,7 @@ impl AttemptOutcome {
             AttemptOutcome::Succeeded(_) => TrialStatus::Succeeded,
             AttemptOutcome::Diverged { .. } => TrialStatus::Diverged,
             AttemptOutcome::Failed { .. } => TrialStatus::Failed,
+            AttemptOutcome::Preempted { .. } => TrialStatus::Pending,
         }
     }
 }

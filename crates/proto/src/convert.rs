@@ -151,6 +151,7 @@ impl From<&AttemptOutcome> for pb::report_request::Outcome {
             AttemptOutcome::Failed { error, class } => {
                 Outcome::Failed(pb::Failed { error: error.clone(), class: class.as_str().to_string() })
             }
+            AttemptOutcome::Preempted { reason } => Outcome::Preempted(pb::Preempted { reason: reason.clone() }),
         }
     }
 }
@@ -170,6 +171,7 @@ fn outcome_from_pb(o: Option<pb::report_request::Outcome>) -> Result<AttemptOutc
                 f.class.parse().map_err(|reason| ConvertError::Invalid { field: "failed.class", reason })?
             },
         },
+        Outcome::Preempted(p) => AttemptOutcome::Preempted { reason: p.reason },
     })
 }
 

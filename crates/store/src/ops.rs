@@ -68,6 +68,9 @@ pub enum ReportEffect {
     Retry,
     /// A report for a superseded attempt: kept in the attempt log, not counted.
     Late,
+    /// An attempt handed back unfinished (preempted): the trial is pending again, nothing is
+    /// counted against it.
+    Requeue,
 }
 
 impl Store {
@@ -103,10 +106,16 @@ impl Store {
                         AttemptOutcome::Failed { error, class } => {
                             (None, Some(error.as_str()), Some(FailureClass::as_str(*class)), None)
                         }
+                        AttemptOutcome::Preempted { reason } => (None, Some(reason.as_str()), None, None),
+                    };
+                    let name = match outcome {
+                        AttemptOutcome::Preempted { .. } => "preempted".to_string(),
+                        _ => status.to_string(),
                     };
                     let (logged, counted) = match effect {
-                        ReportEffect::Late => (format!("late-{status}"), false),
-                        _ => (status.to_string(), true),
+                        ReportEffect::Late => (format!("late-{name}"), false),
+                        ReportEffect::Requeue => (name, false),
+                        _ => (name, true),
                     };
                     tx.prepare_cached(
                         "INSERT INTO attempts(trial_id, attempt, worker, started_at, ended_at, outcome, error, counted, class)
@@ -146,6 +155,13 @@ impl Store {
                                  WHERE id = ?1 AND status NOT IN {TERMINAL}"
                             ))
                             .and_then(|mut s| s.execute(params![id, error]))
+                            .map_err(sql)?;
+                        }
+                        ReportEffect::Requeue => {
+                            tx.prepare_cached(&format!(
+                                "UPDATE trials SET status = 'pending' WHERE id = ?1 AND status NOT IN {TERMINAL}"
+                            ))
+                            .and_then(|mut s| s.execute(params![id]))
                             .map_err(sql)?;
                         }
                         ReportEffect::Late => {}

@@ -68,8 +68,8 @@ pub struct AttemptRecord {
     pub started_at: f64,
     /// When it ended, if it did.
     pub ended_at: Option<f64>,
-    /// `succeeded`, `failed`, `diverged`, `lost` (its lease ended without a report), or
-    /// `late-<outcome>`.
+    /// `succeeded`, `failed`, `diverged`, `preempted` (handed back unfinished by a draining
+    /// worker: not a failure), `lost` (its lease ended without a report), or `late-<outcome>`.
     pub outcome: Option<String>,
     /// The failure message, or for a lost attempt how its lease ended.
     pub error: Option<String>,
@@ -159,6 +159,22 @@ impl Store {
             .map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(n as u64)
+    }
+
+    /// Preempted attempts (handed back unfinished by draining workers) by trial.
+    pub fn preempted(&self) -> Result<std::collections::HashMap<TrialId, u32>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT trial_id, count(*) FROM attempts WHERE outcome = 'preempted' GROUP BY trial_id")
+            .map_err(|e| self.sql(e))?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))).map_err(|e| self.sql(e))?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let (id, n) = row.map_err(|e| self.sql(e))?;
+            out.insert(self.parse_id(&id)?, n);
+        }
+        Ok(out)
     }
 
     /// Trials of the current plan that are not finished.

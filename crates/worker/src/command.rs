@@ -71,15 +71,17 @@ const STDERR_TAIL: usize = 2000;
 
 /// One attempt of a command trial: the attempt `lease` hands out, running `task`, with the GPU
 /// device ordinals `gpus` given to it (may be empty). Returns `None` when cancelled (revoked or
-/// shutting down).
+/// shutting down). Once `draining` turns true the program gets SIGTERM (to checkpoint) and
+/// however it then ends, the attempt is `Preempted`.
 pub async fn run(
     env: &CommandEnv,
     task: &kappa_core::task::CommandTask,
     lease: &Lease,
     gpus: &[u32],
     cancel: &kappa_sim::Cancel,
+    draining: &std::sync::atomic::AtomicBool,
 ) -> Option<AttemptOutcome> {
-    match run_inner(env, task, lease, gpus, cancel).await {
+    match run_inner(env, task, lease, gpus, cancel, draining).await {
         Ok(o) => o,
         Err(error) => Some(AttemptOutcome::Failed { error, class: FailureClass::Error }),
     }
@@ -91,6 +93,7 @@ async fn run_inner(
     lease: &Lease,
     gpus: &[u32],
     cancel: &kappa_sim::Cancel,
+    draining: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<AttemptOutcome>, String> {
     let (params, id, attempt, timeout) = (&lease.params, lease.id, lease.attempt, lease.timeout);
     let trial_dir = env.trial_dir(lease)?;
@@ -145,6 +148,8 @@ async fn run_inner(
     let mut poll = tokio::time::interval(Duration::from_millis(50));
     // Why the worker stopped the child, if it did.
     let mut stopped: Option<&str> = None;
+    // Whether the worker asked it to stop because the worker is draining (preemption).
+    let mut preempted = false;
     let mut stdout_open = true;
     let status = loop {
         tokio::select! {
@@ -158,6 +163,12 @@ async fn run_inner(
             },
             status = child.wait(), if !stdout_open => break status,
             _ = poll.tick() => {
+                // A draining worker asks the program to stop at once (SIGTERM: time to save a
+                // checkpoint), and waits for it to end until the drain runs out.
+                if !preempted && stopped.is_none() && draining.load(std::sync::atomic::Ordering::Relaxed) {
+                    preempted = true;
+                    kill_group(pgid, libc::SIGTERM);
+                }
                 let why = if cancel.is_cancelled() {
                     Some("cancelled")
                 } else if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -183,6 +194,14 @@ async fn run_inner(
     // Whatever else is in the group goes with the leader.
     kill_group(pgid, libc::SIGKILL);
     let status = status.map_err(|e| format!("waiting for `{}` failed: {e}", argv[0]))?;
+    // Stopped for a drain, or killed by a signal while the worker drains (the scheduler's
+    // SIGTERM reached the program too): preempted, however it exited.
+    let by_signal = std::os::unix::process::ExitStatusExt::signal(&status).is_some();
+    if preempted || (by_signal && draining.load(std::sync::atomic::Ordering::Relaxed)) {
+        return Ok(Some(AttemptOutcome::Preempted {
+            reason: format!("its worker was draining and stopped it ({where_logs})"),
+        }));
+    }
     match stopped {
         Some("cancelled") => return Ok(None),
         Some(_) => {

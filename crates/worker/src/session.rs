@@ -26,7 +26,15 @@ impl Local {
         let held: Held = Arc::default();
         let gpu_pool: GpuPool = Arc::new(Mutex::new(cfg.gpus.clone()));
         Local {
-            env: TrialEnv { held, reports, stats, gpu_pool, commands: cfg.commands.clone(), backend: cfg.backend },
+            env: TrialEnv {
+                held,
+                reports,
+                stats,
+                gpu_pool,
+                commands: cfg.commands.clone(),
+                backend: cfg.backend,
+                draining: Arc::default(),
+            },
             tasks: tokio::task::JoinSet::new(),
             outbox: Arc::new(tokio::sync::Mutex::new(outbox)),
             slots: Arc::new(Semaphore::new(cfg.slots.max(1))),
@@ -139,8 +147,10 @@ async fn session(
         heartbeat.abort();
         return result;
     }
-    // Stopping: a draining worker first lets running trials finish (heartbeats go on meanwhile);
-    // then what still runs is cancelled and its leases handed back.
+    // Stopping: a draining worker asks its programs to stop (SIGTERM: they checkpoint) and lets
+    // running trials end for up to the drain (heartbeats go on meanwhile); then what still runs
+    // is cancelled. Every attempt stopped this way is reported as preempted.
+    local.env.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     if !cfg.drain.is_zero() && !local.tasks.is_empty() {
         tracing::info!(running = local.tasks.len(), drain_s = cfg.drain.as_secs_f64(), "draining");
         let _ = tokio::time::timeout(cfg.drain, async { while local.tasks.join_next().await.is_some() {} }).await;

@@ -29,6 +29,8 @@ pub(crate) struct TrialEnv {
     pub(crate) gpu_pool: GpuPool,
     pub(crate) commands: Option<CommandEnv>,
     pub(crate) backend: Option<kappa_core::task::Backend>,
+    /// The worker is stopping: command trials get SIGTERM, and what it stops is preempted.
+    pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A leased trial, ready to run.
@@ -110,7 +112,7 @@ impl TrialEnv {
         let started = Instant::now();
         let outcome = match &*trial.task {
             TaskSpec::Command(task) => match &self.commands {
-                Some(env) => command::run(env, task, lease, &trial.gpus, &cancel).await,
+                Some(env) => command::run(env, task, lease, &trial.gpus, &cancel, &self.draining).await,
                 None => Some(AttemptOutcome::Failed {
                     error: "this worker does not run commands (start it with --allow-commands)".into(),
                     class: FailureClass::Error,
@@ -122,7 +124,15 @@ impl TrialEnv {
             pool.extend(&trial.gpus);
         }
         let still_held = self.held.lock().map(|mut h| h.remove(&key).is_some()).unwrap_or(false);
-        // Not held any more means revoked (or shutting down): a report would be late.
+        // Stopped by the worker's own shutdown while still its lease: handed back as preempted.
+        let draining = self.draining.load(std::sync::atomic::Ordering::Relaxed);
+        let outcome = match outcome {
+            None if still_held && draining => Some(AttemptOutcome::Preempted {
+                reason: "its worker was stopping and stopped it before it finished".into(),
+            }),
+            other => other,
+        };
+        // Not held any more means revoked: a report would be late.
         match outcome {
             Some(o) if still_held => {
                 if let AttemptOutcome::Failed { error, class } = &o {

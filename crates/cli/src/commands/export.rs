@@ -40,6 +40,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
     let dir = state::resolve(&args.state)?;
     let store = Store::open(&dir)?;
     let trials = store.trials()?;
+    let preempted = store.preempted()?;
     let sink: Box<dyn Write> = match &args.out {
         Some(path) => {
             Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
@@ -50,18 +51,18 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
     match args.format {
         Format::Jsonl => {
             for t in &trials {
-                serde_json::to_writer(&mut w, &trial_json(t))?;
+                serde_json::to_writer(&mut w, &trial_json(t, preempted.get(&t.result.id).copied().unwrap_or(0)))?;
                 w.write_all(b"\n")?;
             }
         }
-        Format::Csv => write_csv(&mut w, &trials)?,
+        Format::Csv => write_csv(&mut w, &trials, &preempted)?,
     }
     w.flush()?;
     Ok(exit::OK)
 }
 
-/// The export object of one trial.
-pub fn trial_json(t: &TrialRecord) -> serde_json::Value {
+/// The export object of one trial (`preempted`: its attempts handed back by draining workers).
+pub fn trial_json(t: &TrialRecord, preempted: u32) -> serde_json::Value {
     let r = &t.result;
     json!({
         "id": r.id,
@@ -69,6 +70,7 @@ pub fn trial_json(t: &TrialRecord) -> serde_json::Value {
         "params": r.params,
         "status": r.status,
         "attempts": t.attempts,
+        "preempted": preempted,
         "metrics": r.metrics,
         "error": r.error,
         "diverged_step": t.diverged_step,
@@ -99,11 +101,16 @@ const CSV_TAIL: &[&str] = &[
     "started_at",
     "finished_at",
     "duration_s",
+    "preempted",
 ];
 
 /// CSV: one row per trial; a column per built-in hyperparameter (empty where a trial does not
 /// carry it) and one per named axis any trial has (`task.noise.sigma`, `params.width`).
-fn write_csv(w: &mut impl Write, trials: &[TrialRecord]) -> std::io::Result<()> {
+fn write_csv(
+    w: &mut impl Write,
+    trials: &[TrialRecord],
+    preempted: &std::collections::HashMap<kappa_core::TrialId, u32>,
+) -> std::io::Result<()> {
     let named: std::collections::BTreeSet<&str> =
         trials.iter().flat_map(|t| t.result.params.named.keys().map(String::as_str)).collect();
     let header: Vec<&str> = CSV_HEAD
@@ -140,6 +147,7 @@ fn write_csv(w: &mut impl Write, trials: &[TrialRecord]) -> std::io::Result<()> 
             opt(t.started_at),
             opt(t.finished_at),
             opt(t.duration_s),
+            preempted.get(&r.id).copied().unwrap_or(0).to_string(),
         ]);
         let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         writeln!(w, "{}", line.join(","))?;

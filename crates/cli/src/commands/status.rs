@@ -34,6 +34,7 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     let counts = store.counts()?;
     let trials = store.trials()?;
     let failed: Vec<&TrialRecord> = trials.iter().filter(|t| t.result.status == TrialStatus::Failed).collect();
+    let preempted: u32 = store.preempted()?.values().sum();
     let name = info.as_ref().map_or("", |i| i.name.as_str());
     if args.json {
         let out = json!({
@@ -47,6 +48,7 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
             "failed": counts.failed,
             "diverged": counts.diverged,
             "done": counts.done(),
+            "preempted_attempts": preempted,
             "finished": counts.total > 0 && counts.done() == counts.total,
             "logs": Some(dir.join("logs")).filter(|l| l.is_dir()).map(|l| l.display().to_string()),
             "failures": failed
@@ -69,6 +71,11 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
         "  trials         {} total: {} succeeded, {} failed, {} diverged, {} running, {} pending",
         counts.total, counts.succeeded, counts.failed, counts.diverged, counts.running, counts.pending
     );
+    if preempted > 0 {
+        println!(
+            "  preempted      {preempted} attempts handed back by draining workers (not failures; they ran again)"
+        );
+    }
     let state = if counts.total > 0 && counts.done() == counts.total { "finished" } else { "not finished" };
     println!("  state          {state} ({:.0}% done)", 100.0 * counts.done() as f64 / counts.total.max(1) as f64);
     for t in failed.iter().take(10) {
