@@ -7,7 +7,8 @@ from it, and first re-emits the metric points it had reported before, so the att
 counts carries the whole curve from step 0. The checkpoint is written to a temporary file and
 renamed over the old one, so an attempt killed mid-write leaves the previous checkpoint intact.
 On SIGTERM (a draining worker: the allocation's time limit, an eviction) it saves a checkpoint
-at once and exits; kappa records the attempt as preempted, not failed. Each point says which step
+at once and exits with status 143 (128 + SIGTERM; 0 would mean "finished"); kappa records the
+attempt as preempted, not failed. Each point says which step
 the attempt resumed from (`resumed_from`, 0 for a fresh start).
 
     python3 sweeps/checkpoint/train.py --lr 0.1 --steps 200 --every 10 --sleep 0.01
@@ -65,8 +66,9 @@ def main():
         if stop or step % a.every == 0 or step == a.steps:
             save(x, step, curve, rng)
         if stop:
+            # Not 0: exit status 0 means "finished", and kappa would count this partial run.
             print(f"SIGTERM: checkpoint saved at step {step}", file=sys.stderr, flush=True)
-            sys.exit(0)
+            sys.exit(143)
 
 
 if __name__ == "__main__":

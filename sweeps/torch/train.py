@@ -134,14 +134,17 @@ def main():
     running, count = 0.0, 0
     start, curve, lines = 1, [], 0
     if ckpt and os.path.exists(ckpt):
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        # RNG states must stay on the CPU; load_state_dict moves the rest to the device.
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        cuda_rng = state.get("cuda_rng")
+        if cuda_rng is not None and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_rng)
         order, pos, start, curve = state["order"], state["pos"], state["step"] + 1, state["curve"]
+        lines = len(curve)
         print(f"resumed from step {state['step']}", file=sys.stderr)
         for line in curve:  # the whole curve goes to the attempt kappa counts
             print(json.dumps(line), flush=True)
@@ -178,7 +181,10 @@ def main():
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                     "order": order, "pos": pos, "step": step, "curve": curve,
                 }
-                torch.save(state, ckpt + ".tmp")
+                with open(ckpt + ".tmp", "wb") as f:
+                    torch.save(state, f)
+                    f.flush()
+                    os.fsync(f.fileno())
                 os.replace(ckpt + ".tmp", ckpt)
 
 

@@ -406,3 +406,43 @@ fn a_drained_trial_is_preempted_not_failed_and_resumes_where_it_stopped() {
     let rows = kappa_tests::ledger(&db);
     assert!(rows.len() == 1 && rows[0].1 == 2 && rows[0].2 == 1, "{rows:?}");
 }
+
+/// A drain lets a program finish: one that ignores SIGTERM and exits 0 within the drain has its
+/// result counted (it is not preempted).
+#[test]
+fn a_program_that_finishes_within_the_drain_counts() {
+    let sb = Sandbox::new();
+    sb.write(
+        "stubborn.py",
+        "import json, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         for step in range(1, 21):\n    time.sleep(0.1)\n    print(json.dumps({\"step\": step, \"loss\": 1.0 / step}), flush=True)\n",
+    );
+    sb.write(
+        "stubborn.toml",
+        "version = 1\nname = \"stubborn\"\n[task]\nkind = \"command\"\nargv = [\"python3\", \"stubborn.py\"]\n[grid]\nseed = [0]\n",
+    );
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &["--heartbeat", "200ms", "--missed-heartbeats", "3"]);
+    let workdir = sb.path().to_str().unwrap();
+    let mut a = sb.worker(&addr, "a", &["--allow-commands", "--workdir", workdir, "--drain-timeout", "20s"]);
+    let out = sb.kappa(&["submit", "stubborn.toml", "--coordinator", &format!("http://{addr}")]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // Once it prints, it ignores SIGTERM (before that, SIGTERM would end it: preempted).
+    let started = std::time::Instant::now();
+    while !std::fs::read_dir(sb.path().join("kappa-logs")).into_iter().flatten().flatten().any(|e| {
+        e.path().extension().is_some_and(|x| x == "stdout")
+            && std::fs::read_to_string(e.path()).is_ok_and(|t| t.lines().count() >= 2)
+    }) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the program printed nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.signal(libc::SIGTERM);
+    let started = std::time::Instant::now();
+    while a.child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(30), "worker a did not exit within its drain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sb.wait_for("cluster/stubborn", "the trial done", Duration::from_secs(10), |c| count(c, "succeeded") == 1);
+    let rows = jsonl(&sb, "cluster/stubborn");
+    assert_eq!(rows[0]["metrics"]["curve"].as_array().unwrap().len(), 20, "the whole curve");
+    assert_eq!(rows[0]["preempted"], 0);
+}

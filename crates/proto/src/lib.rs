@@ -32,7 +32,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// The protocol version peers exchange on register and heartbeat; a mismatch is refused with
 /// FAILED_PRECONDITION.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A message that does not convert to a valid core value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -123,7 +123,7 @@ impl Store {
                          ON CONFLICT(trial_id, attempt) DO UPDATE SET
                            ended_at = excluded.ended_at, outcome = excluded.outcome,
                            error = excluded.error, counted = excluded.counted, class = excluded.class
-                         WHERE attempts.counted = 0",
+                         WHERE attempts.counted = 0 AND attempts.outcome IS NOT 'preempted'",
                     )
                     .and_then(|mut s| s.execute(params![id, attempt, worker, at, logged, error, counted, class]))
                     .map_err(sql)?;

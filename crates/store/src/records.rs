@@ -161,14 +161,19 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Preempted attempts (handed back unfinished by draining workers) by trial.
+    /// Preempted attempts (handed back unfinished by draining workers) by trial of the current plan.
     pub fn preempted(&self) -> Result<std::collections::HashMap<TrialId, u32>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT trial_id, count(*) FROM attempts WHERE outcome = 'preempted' GROUP BY trial_id")
+            .prepare(
+                "SELECT a.trial_id, count(*) FROM attempts a JOIN trials t ON t.id = a.trial_id
+                 WHERE a.outcome = 'preempted' AND t.generation = ?1
+                 GROUP BY a.trial_id",
+            )
             .map_err(|e| self.sql(e))?;
-        let rows =
-            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))).map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([self.generation()?], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+            .map_err(|e| self.sql(e))?;
         let mut out = std::collections::HashMap::new();
         for row in rows {
             let (id, n) = row.map_err(|e| self.sql(e))?;

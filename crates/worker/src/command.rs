@@ -71,8 +71,8 @@ const STDERR_TAIL: usize = 2000;
 
 /// One attempt of a command trial: the attempt `lease` hands out, running `task`, with the GPU
 /// device ordinals `gpus` given to it (may be empty). Returns `None` when cancelled (revoked or
-/// shutting down). Once `draining` turns true the program gets SIGTERM (to checkpoint) and
-/// however it then ends, the attempt is `Preempted`.
+/// shutting down). Once `draining` turns true the program gets SIGTERM (to checkpoint): if it
+/// then exits with status 0 it finished and its result counts; any other end is `Preempted`.
 pub async fn run(
     env: &CommandEnv,
     task: &kappa_core::task::CommandTask,
@@ -194,10 +194,13 @@ async fn run_inner(
     // Whatever else is in the group goes with the leader.
     kill_group(pgid, libc::SIGKILL);
     let status = status.map_err(|e| format!("waiting for `{}` failed: {e}", argv[0]))?;
-    // Stopped for a drain, or killed by a signal while the worker drains (the scheduler's
-    // SIGTERM reached the program too): preempted, however it exited.
-    let by_signal = std::os::unix::process::ExitStatusExt::signal(&status).is_some();
-    if preempted || (by_signal && draining.load(std::sync::atomic::Ordering::Relaxed)) {
+    // Asked to stop for a drain and stopped short of success, or ended by SIGTERM while the
+    // worker drains (the scheduler's SIGTERM reached the program too): preempted. A program that
+    // exits 0 finished, drain or not; one that timed out, crashed otherwise or was cancelled
+    // keeps that class.
+    let by_term = std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGTERM);
+    let draining_now = draining.load(std::sync::atomic::Ordering::Relaxed);
+    if !status.success() && (preempted || (by_term && draining_now && stopped.is_none())) {
         return Ok(Some(AttemptOutcome::Preempted {
             reason: format!("its worker was draining and stopped it ({where_logs})"),
         }));

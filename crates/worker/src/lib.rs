@@ -60,8 +60,9 @@ pub struct WorkerConfig {
     pub gpus: Vec<u32>,
     /// Where simulations run, over the task's `backend` (`--backend`); `None` follows the task.
     pub backend: Option<kappa_core::task::Backend>,
-    /// On shutdown, stop leasing and let running trials finish for up to this long before
-    /// handing the rest back (zero: hand back at once).
+    /// On shutdown, stop leasing, pass SIGTERM to command trials, and let running trials end
+    /// for up to this long before stopping the rest (zero: at once); stopped attempts are
+    /// reported as preempted.
     pub drain: Duration,
 }
 

@@ -73,7 +73,7 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     );
     if preempted > 0 {
         println!(
-            "  preempted      {preempted} attempts handed back by draining workers (not failures; they ran again)"
+            "  preempted      {preempted} attempts handed back by draining workers (not failures: their trials run again)"
         );
     }
     let state = if counts.total > 0 && counts.done() == counts.total { "finished" } else { "not finished" };

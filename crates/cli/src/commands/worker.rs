@@ -40,8 +40,9 @@ pub struct WorkerArgs {
     /// `kappa-trials/` in the working directory.
     #[arg(long, value_name = "DIR", env = "KAPPA_TRIAL_ROOT")]
     trial_root: Option<PathBuf>,
-    /// On SIGTERM/Ctrl-C, stop leasing and let running trials finish for up to this long
-    /// before handing the rest back (e.g. `90s`; default: hand back at once).
+    /// On SIGTERM/Ctrl-C, stop leasing, pass SIGTERM to command trials (time to checkpoint) and
+    /// let running trials end for up to this long before stopping the rest (e.g. `90s`; default:
+    /// at once, with 3 s for a command to exit). What it stops is handed back as preempted.
     #[arg(long, value_name = "DURATION", value_parser = duration, env = "KAPPA_DRAIN_TIMEOUT")]
     drain_timeout: Option<Duration>,
     #[command(flatten)]
