@@ -83,6 +83,16 @@ impl<'a> Plan<'a> {
         PlannedTrial { id, seq, params, variant, task }
     }
 
+    /// Every distinct base trial (a grid point's own trial, κ = 1), lazily, in plan order; its
+    /// scaled variants follow it at `seq + 1 ..`. A grid point that repeats an earlier one (a
+    /// task axis left out) is yielded once.
+    pub fn base_trials(&self) -> impl Iterator<Item = PlannedTrial> + '_ {
+        let per = self.per_point();
+        let mut seen = std::collections::HashSet::new();
+        let dedupe = self.repeats;
+        (0..self.sweep.grid.len()).map(move |g| self.trial(g * per)).filter(move |t| !dedupe || seen.insert(t.id))
+    }
+
     /// Every distinct trial, lazily, in plan order (a repeated id keeps its first position).
     pub fn trials(&self) -> impl Iterator<Item = PlannedTrial> + '_ {
         let mut seen = std::collections::HashSet::new();

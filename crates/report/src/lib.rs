@@ -238,12 +238,7 @@ fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResul
     let mut order: Vec<(String, usize)> = Vec::new();
     let mut members: HashMap<(String, usize), (Params, KappaMembers, f64)> = HashMap::new();
     // A grid point that repeats an earlier one (a task axis left out) adds no replicate.
-    let mut seen = std::collections::HashSet::new();
-    for g in 0..sweep.grid.len() {
-        let base = plan.trial(g * per);
-        if !seen.insert(base.id) {
-            continue;
-        }
+    for base in plan.base_trials() {
         let key = key_without_seed(&base.params);
         // "Holds from" is a fraction of the class's own sample budget.
         let budget = sweep.variants[base.task].task.samples().map_or(1.0, |s| s as f64);
@@ -255,7 +250,7 @@ fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResul
             });
             entry.1[0].2.push(base.id);
             for v in 1..per {
-                let t = plan.trial(g * per + v);
+                let t = plan.trial(base.seq + v);
                 if let Some((rule, kappa)) = t.variant
                     && rule == r
                     && let Some(slot) = entry.1.iter_mut().find(|(k, _, _)| *k == kappa)
@@ -512,16 +507,10 @@ fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, Trial
             }
         })
     };
-    let per = 1 + sweep.scaling.as_ref().map_or(0, |s| s.variants());
     // label → noise points, each ((σ₁ bits, B), σ_B, trials).
     type NoisePoint = ((u64, u64), f64, Vec<TrialId>);
     let mut groups: Vec<(String, Vec<NoisePoint>)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for g in 0..sweep.grid.len() {
-        let t = plan.trial(g * per);
-        if !seen.insert(t.id) {
-            continue;
-        }
+    for t in plan.base_trials() {
         let Some(s1) = sigma1(&sweep.variants[t.task].task) else { continue };
         let mut key = t.params.clone();
         key.named.remove("task.noise.sigma");

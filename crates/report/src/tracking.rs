@@ -79,18 +79,12 @@ pub(crate) fn tracking(
     if sweep.grid.named_axis("task.kind").is_none() {
         return (Vec::new(), Vec::new());
     }
-    let per = 1 + sweep.scaling.as_ref().map_or(0, |s| s.variants());
     let sde_only = left_out_of(sweep, true);
     let optimizer_only = left_out_of(sweep, false);
     let mut pairings: Vec<Pairing> = Vec::new();
     // SDE settings: (common key, model label) → trials.
     let mut sdes: Vec<(String, String, Vec<TrialId>)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for g in 0..sweep.grid.len() {
-        let t = plan.trial(g * per);
-        if !seen.insert(t.id) {
-            continue;
-        }
+    for t in plan.base_trials() {
         match &sweep.variants[t.task].task {
             TaskSpec::Optimizer(_) => {
                 let (params, _) = shared(&t.params, &[]);

@@ -367,7 +367,6 @@ pub(super) fn task_variants(
                 .join(", ")
         };
         // The effective kind decides which overrides apply; the others are left out.
-        let kind_of = |t: &toml::Table| t.get("kind").cloned().and_then(|v| v.try_into::<TaskKind>().ok());
         let mut table = base.clone();
         // The kinds go first: they decide what the other fields mean.
         const KINDS: [&str; 2] = ["task.kind", "task.noise.kind"];
@@ -375,7 +374,7 @@ pub(super) fn task_variants(
             set(&mut table, n, v).map_err(|m| ctx.err(&locate(n, *i), m))?;
         }
         let kind = kind_of(&table);
-        let noise_kind = table.get("noise").and_then(|n| n.get("kind")).and_then(|k| k.as_str()).map(String::from);
+        let noise_kind = get(&table, "task.noise.kind").and_then(|k| k.as_str()).map(String::from);
         let mut left_out = Vec::new();
         let mut applied = Vec::new();
         for (n, i, v) in &picks {
@@ -494,7 +493,7 @@ pub(super) fn scaled_variants(
         ));
     }
     for (c, table) in tables.iter().enumerate() {
-        let kind = table.get("kind").cloned().and_then(|v| v.try_into::<TaskKind>().ok());
+        let kind = kind_of(table);
         for &r in &rules {
             let rule = &sc.rules[r];
             let at = vec![k("scaling"), k("rules"), Seg::Index(r)];
@@ -507,17 +506,8 @@ pub(super) fn scaled_variants(
                     if top != "kind" && kind.is_some_and(|kind| !kind.reads(top)) {
                         continue;
                     }
-                    let last = field.rsplit('.').next().unwrap_or(field);
-                    let parent = field.rsplit_once('.').map(|(p, _)| p);
-                    let holder = match parent {
-                        Some(p) => p.split('.').try_fold(&t, |v: &toml::Table, seg| match v.get(seg) {
-                            Some(toml::Value::Table(inner)) => Some(inner),
-                            _ => None,
-                        }),
-                        None => Some(&t),
-                    };
                     let factor = (kappa as f64).powf(*e);
-                    let (x, whole) = match holder.and_then(|h| h.get(last)) {
+                    let (x, whole) = match get(&t, name) {
                         Some(toml::Value::Integer(i)) => (*i as f64 * factor, true),
                         Some(toml::Value::Float(x)) => (x * factor, false),
                         Some(_) => {
@@ -564,6 +554,25 @@ pub(super) fn scaled_variants(
         }
     }
     Ok(map)
+}
+
+/// The kind a `[task]` table names, if it names a known one.
+fn kind_of(table: &toml::Table) -> Option<TaskKind> {
+    table.get("kind").cloned().and_then(|v| v.try_into::<TaskKind>().ok())
+}
+
+/// The value of the `[task]` field of axis `name` (`task.noise.sigma`) in `table`, if it is set.
+fn get<'t>(table: &'t toml::Table, name: &str) -> Option<&'t toml::Value> {
+    let field = &name[TASK_PREFIX.len()..];
+    let (parents, last) = match field.rsplit_once('.') {
+        Some((parents, last)) => (Some(parents), last),
+        None => (None, field),
+    };
+    let mut t = table;
+    for seg in parents.into_iter().flat_map(|p| p.split('.')) {
+        t = t.get(seg)?.as_table()?;
+    }
+    t.get(last)
 }
 
 /// Sets the `[task]` field of axis `name` (`task.noise.sigma`) in `table` to `value`.
