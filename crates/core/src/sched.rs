@@ -315,14 +315,8 @@ impl Scheduler {
         let status = match outcome {
             AttemptOutcome::Succeeded(_) => TrialStatus::Succeeded,
             AttemptOutcome::Diverged { .. } => TrialStatus::Diverged,
-            // Handed back unfinished: pending again at once, nothing counted.
-            AttemptOutcome::Preempted { .. } => {
-                e.state = State::Pending;
-                e.not_before = clock;
-                self.counts.shift(TrialStatus::Running, TrialStatus::Pending);
-                self.queue.push_front(id);
-                return Disposition::Accepted { status: TrialStatus::Pending };
-            }
+            // Handed back unfinished: pending again (at once, below), nothing counted.
+            AttemptOutcome::Preempted { .. } => TrialStatus::Pending,
             &AttemptOutcome::Failed { class, .. } => {
                 e.failures[class.index()] += 1;
                 self.failed_attempts += 1;
@@ -334,7 +328,11 @@ impl Scheduler {
             }
         };
         self.counts.shift(TrialStatus::Running, status);
-        if status == TrialStatus::Pending {
+        if let AttemptOutcome::Preempted { .. } = outcome {
+            e.state = State::Pending;
+            e.not_before = clock;
+            self.queue.push_front(id);
+        } else if status == TrialStatus::Pending {
             e.state = State::Pending;
             let failures: u32 = e.failures[..3].iter().sum();
             let doublings = failures.saturating_sub(1).min(16);
@@ -562,6 +560,30 @@ mod tests {
         assert!(s.is_finished());
         assert_eq!((s.counts().failed, s.counts().succeeded), (9, 1));
     }
+    #[test]
+    fn a_preempted_attempt_runs_again_at_once_and_counts_nothing() {
+        let preempted = AttemptOutcome::Preempted { reason: "drain".into() };
+        // Retries 0, a long backoff: a failure would end the trial or hold it back; this does not.
+        let mut s = new(config(100, RetryPolicy::uniform(0), Some(1), 60_000));
+        s.add(TrialId(1), params(), task(), 0, [0; 4], TrialStatus::Pending);
+        s.add(TrialId(2), params(), task(), 0, [0; 4], TrialStatus::Pending);
+        let g = s.lease(W1, 0, 1);
+        assert_eq!(s.report(W1, g[0].id, 1, &preempted), Disposition::Accepted { status: TrialStatus::Pending });
+        assert_eq!(s.failed_attempts(), 0);
+        let again = s.lease(W1, 0, 1);
+        assert_eq!((again[0].id, again[0].attempt), (g[0].id, 2), "first in line, without backoff");
+        // A sweep halted meanwhile fails a preempted trial with the rest, never leaves it pending.
+        let other = s.lease(W1, 0, 1);
+        assert_eq!(
+            s.report(W1, other[0].id, 1, &failed(FailureClass::Error)),
+            Disposition::Accepted { status: TrialStatus::Failed }
+        );
+        assert!(s.is_halted());
+        assert_eq!(s.report(W1, again[0].id, 2, &preempted), Disposition::Accepted { status: TrialStatus::Pending });
+        assert!(s.is_finished(), "{:?}", s.counts());
+        assert_eq!(s.counts().failed, 2);
+    }
+
     const W2: WorkerId = WorkerId(2);
 
     #[test]
