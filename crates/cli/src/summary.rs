@@ -2,8 +2,7 @@
 
 use crate::progress::fmt_secs;
 use anyhow::Context;
-use kappa_core::grid::{display_value, format_real};
-use kappa_core::{Params, Sweep};
+use kappa_core::Sweep;
 use kappa_store::{Store, TrialRecord};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,7 +30,7 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
     let mut groups: Vec<(Vec<String>, Vec<&TrialRecord>)> = Vec::new();
     let mut index: std::collections::HashMap<Vec<String>, usize> = std::collections::HashMap::new();
     for t in &trials {
-        let key: Vec<String> = varying.iter().map(|(_, f)| f(&t.result.params)).collect();
+        let key: Vec<String> = varying.iter().map(|(_, axis)| t.result.params.display(axis)).collect();
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
@@ -89,35 +88,31 @@ fn theory_of(t: &TrialRecord) -> Option<f64> {
     t.result.metrics.as_ref()?.theory.as_ref()?.stationary_loss
 }
 
-/// A column of the summary table: its title and how a trial's parameters fill it in.
-type Column = (String, Box<dyn Fn(&Params) -> String>);
+/// A column of the summary table: its title and the axis whose values fill it in.
+type Column = (String, String);
 
 /// The columns of parameters that vary across `trials` (seed aside): built-ins, then named axes.
 fn varying_columns(trials: &[TrialRecord]) -> Vec<Column> {
-    let builtin = |title: &str, f: fn(&Params) -> String| -> Column { (title.to_string(), Box::new(f)) };
-    let mut all: Vec<Column> = vec![
-        builtin("optimizer", |p| p.hyper.optimizer.to_string()),
-        builtin("batch", |p| p.hyper.batch_size.to_string()),
-        builtin("lr", |p| format_real(p.hyper.lr)),
-        builtin("beta1", |p| format_real(p.hyper.beta1)),
-        builtin("beta2", |p| format_real(p.hyper.beta2)),
-        builtin("eps", |p| format_real(p.hyper.eps)),
-        builtin("wd", |p| format_real(p.hyper.weight_decay)),
+    const BUILTINS: [(&str, &str); 7] = [
+        ("optimizer", "optimizer"),
+        ("batch", "batch_size"),
+        ("lr", "lr"),
+        ("beta1", "beta1"),
+        ("beta2", "beta2"),
+        ("eps", "eps"),
+        ("wd", "weight_decay"),
     ];
-    let named: std::collections::BTreeSet<String> =
-        trials.iter().flat_map(|t| t.result.params.named.keys().cloned()).collect();
-    for name in named {
-        let key = name.clone();
-        all.push((name, Box::new(move |p: &Params| p.named.get(&key).map(display_value).unwrap_or_default())));
-    }
+    let mut all: Vec<Column> = BUILTINS.map(|(title, axis)| (title.to_string(), axis.to_string())).to_vec();
+    let named: std::collections::BTreeSet<&String> = trials.iter().flat_map(|t| t.result.params.named.keys()).collect();
+    all.extend(named.into_iter().map(|n| (n.clone(), n.clone())));
     let varies =
-        |f: &dyn Fn(&Params) -> String| trials.windows(2).any(|w| f(&w[0].result.params) != f(&w[1].result.params));
+        |axis: &str| trials.windows(2).any(|w| w[0].result.params.display(axis) != w[1].result.params.display(axis));
     // Nothing varies: show the optimizer, if the trials have one, to name what ran.
     let has_optimizer = trials.first().is_some_and(|t| t.result.params.builtins.has(kappa_core::AxisName::Optimizer));
     let mut out: Vec<Column> = Vec::new();
     let mut rest = Vec::new();
     for c in all {
-        if varies(&*c.1) { out.push(c) } else { rest.push(c) }
+        if varies(&c.1) { out.push(c) } else { rest.push(c) }
     }
     if out.is_empty() && has_optimizer && !rest.is_empty() {
         out.push(rest.swap_remove(0));

@@ -275,19 +275,22 @@ impl Grid {
     /// Combination `c` (< [`Grid::task_combinations`]) of the task-field axes: each axis with the
     /// index of its value, in canonical order.
     pub fn task_combination(&self, c: u64) -> Vec<(&str, usize)> {
-        let mut rest = c;
-        let mut out = Vec::new();
-        for d in self.dims.iter().rev().filter(|d| d.has_task_axis()) {
-            let k = (rest % d.len as u64) as usize;
-            rest /= d.len as u64;
-            for (a, _) in &d.axes {
-                if a.is_task() {
-                    out.push((a.name(), k));
-                }
-            }
-        }
+        let mut out: Vec<(&str, usize)> = self
+            .task_dims(c)
+            .flat_map(|(d, k)| d.axes.iter().filter(|(a, _)| a.is_task()).map(move |(a, _)| (a.name(), k)))
+            .collect();
         out.reverse();
         out
+    }
+
+    /// The dimensions with task axes, last first, each with its value index in task combination `c`.
+    fn task_dims(&self, c: u64) -> impl Iterator<Item = (&Dimension, usize)> {
+        let mut rest = c;
+        self.dims.iter().rev().filter(|d| d.has_task_axis()).map(move |d| {
+            let k = (rest % d.len as u64) as usize;
+            rest /= d.len as u64;
+            (d, k)
+        })
     }
 
     /// Number of points.
@@ -318,10 +321,7 @@ impl Grid {
     /// The values of built-in axis `name` that occur with task combination `c`: all of them, or
     /// the one zipped with that combination's value.
     pub fn axis_in_combination(&self, name: AxisName, c: u64) -> Option<AxisValues> {
-        let mut rest = c;
-        for d in self.dims.iter().rev().filter(|d| d.has_task_axis()) {
-            let k = (rest % d.len as u64) as usize;
-            rest /= d.len as u64;
+        for (d, k) in self.task_dims(c) {
             if let Some((_, v)) = d.axes.iter().find(|(a, _)| *a == Axis::Builtin(name)) {
                 return Some(v.pick(k));
             }

@@ -243,6 +243,17 @@ impl Params {
         }
     }
 
+    /// The value of axis `name` (`lr`, `params.width`) as tables show it: whole numbers and names
+    /// as they are, reals to 6 significant digits; empty where the trial has no such named axis.
+    pub fn display(&self, name: &str) -> String {
+        use crate::grid::{AxisName as A, display_value, format_real};
+        match A::from_key(name) {
+            Some(a @ (A::Optimizer | A::BatchSize | A::Seed)) => self.builtin_text(a),
+            Some(a) => format_real(self.builtin_value(a).as_f64().unwrap_or(f64::NAN)),
+            None => self.named.get(name).map(display_value).unwrap_or_default(),
+        }
+    }
+
     /// Every carried value by name: the built-ins in canonical order, then the named axes.
     pub fn entries(&self) -> Vec<(String, serde_json::Value)> {
         let mut out: Vec<(String, serde_json::Value)> =

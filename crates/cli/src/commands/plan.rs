@@ -1,8 +1,8 @@
 //! `kappa plan`: the expansion of a sweep file, without running anything.
 
 use crate::{exit, sweep_file};
-use kappa_core::grid::{display_value, format_real};
-use kappa_core::{AxisName, Plan, Sweep};
+use kappa_core::grid::format_real;
+use kappa_core::{Plan, Sweep};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -33,15 +33,6 @@ fn columns(sweep: &Sweep) -> Vec<String> {
         }
     }
     cols
-}
-
-/// One trial's cell of column `col` (empty where the trial does not have it: a task axis left out).
-fn cell(p: &kappa_core::Params, col: &str) -> String {
-    match AxisName::from_key(col) {
-        Some(a) if matches!(a, AxisName::Optimizer | AxisName::BatchSize | AxisName::Seed) => p.builtin_text(a),
-        Some(a) => format_real(p.builtin_value(a).as_f64().unwrap_or(f64::NAN)),
-        None => p.named.get(col).map(display_value).unwrap_or_default(),
-    }
 }
 
 /// What rounding did to a scaled trial's whole-number parameters (`params.warmup 333.3 → 333`).
@@ -197,7 +188,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             .trials()
             .take(shown as usize)
             .map(|t| {
-                let cells = cols.iter().map(|c| cell(&t.params, c)).collect();
+                let cells = cols.iter().map(|c| t.params.display(c)).collect();
                 let scaled = match (t.variant, &sweep.scaling) {
                     (Some((r, kappa)), Some(sc)) => {
                         let rounded = roundings(&sweep, &t);
