@@ -79,6 +79,10 @@ def main():
           [grpc.StatusCode.FAILED_PRECONDITION])
     check("zero slots", lambda: stub.Register(pb.RegisterRequest(protocol_version=a.protocol, name="py", slots=0), metadata=good, timeout=10),
           [grpc.StatusCode.INVALID_ARGUMENT])
+    check("too many code versions", lambda: stub.Register(pb.RegisterRequest(protocol_version=a.protocol, name="py", slots=1,
+                                                                             code_versions=["kappa-sim/x"] * 17),
+                                                          metadata=good, timeout=10),
+          [grpc.StatusCode.INVALID_ARGUMENT])
     check("unknown worker", lambda: stub.Lease(pb.LeaseRequest(worker_id=987654, max_trials=1), metadata=good, timeout=10),
           [grpc.StatusCode.NOT_FOUND])
     garbage = channel.unary_unary("/kappa.v1.Coordinator/Submit", request_serializer=None, response_deserializer=None)

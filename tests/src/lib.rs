@@ -62,10 +62,16 @@ impl Sandbox {
     /// Runs `kappa` to completion; a run that takes longer than [`RUN_LIMIT`] is killed and fails
     /// the test (a hang is a bug, never a reason to wait).
     pub fn kappa(&self, args: &[&str]) -> Output {
+        self.kappa_env(args, &[])
+    }
+
+    /// [`Sandbox::kappa`] with extra environment variables.
+    pub fn kappa_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let out = self.path().join(".kappa-stdout");
         let err = self.path().join(".kappa-stderr");
         let mut child = self
             .command(args)
+            .envs(env.iter().copied())
             .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&err).expect("stderr file"))
             .spawn()
@@ -214,11 +220,17 @@ impl Sandbox {
 
     /// Starts `kappa worker` against `addr` (`host:port` for plain HTTP, or a full URL).
     pub fn worker(&self, addr: &str, name: &str, extra: &[&str]) -> Proc {
+        self.worker_env(addr, name, extra, &[])
+    }
+
+    /// [`Sandbox::worker`] with extra environment variables.
+    pub fn worker_env(&self, addr: &str, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Proc {
         let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
         let mut args = vec!["worker", "--coordinator", url.as_str(), "--name", name];
         args.extend_from_slice(extra);
         let child = self
             .command(&args)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(self.path().join(format!(".worker-{name}"))).expect("stderr file"))
             .spawn()

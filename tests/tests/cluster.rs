@@ -228,7 +228,7 @@ fn an_independent_python_client_gets_the_documented_status_codes() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("12 passed, 0 failed"), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("13 passed, 0 failed"), "{}", show(&out));
 }
 
 #[test]

@@ -25,7 +25,8 @@ fn every_example_sweep_is_valid() {
 }
 
 /// Trial ids are a user contract: every example sweep as it was before task and parameter axes
-/// existed (copied to `tests/fixtures/ids/`, with the ids that build gave it) keeps every id.
+/// existed (copied to `tests/fixtures/ids/`, with the ids that build gave it) keeps every id
+/// (command sweeps: in the state directories made then, which record the version their ids carry).
 #[test]
 fn ids_made_before_named_axes_are_kept() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ids");
@@ -37,7 +38,11 @@ fn ids_made_before_named_axes_are_kept() {
         }
         let text = std::fs::read_to_string(&p).unwrap();
         let sweep = Sweep::parse(&p.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
-        let plan = kappa_core::Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
+        // A fresh plan keeps the ids of simulations and training; commands no longer carry the
+        // simulator's version, and a store made before keeps theirs by recording it.
+        let current = kappa_worker::code_version(&sweep.task);
+        let version = if current.get().is_some() { current } else { kappa_core::CodeVersion::legacy_of(&sweep.task) };
+        let plan = kappa_core::Plan::new(&sweep, version);
         let ids: Vec<String> = plan.trials().map(|t| t.id.to_string()).collect();
         let recorded = std::fs::read_to_string(p.with_extension("ids")).unwrap();
         let recorded: Vec<&str> = recorded.split_whitespace().collect();

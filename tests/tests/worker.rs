@@ -13,10 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-fn version(_: &TaskSpec) -> &'static str {
-    "test"
-}
-
 /// Leases of 3 s renewed every second.
 fn config() -> CoordinatorConfig {
     CoordinatorConfig {
@@ -28,7 +24,7 @@ fn config() -> CoordinatorConfig {
 
 /// A coordinator over `root` (reloading what is there) served on `addr`.
 async fn serve(root: &Path, addr: &str) -> Server {
-    let c = Arc::new(Coordinator::new(Some(root.to_path_buf()), config(), version));
+    let c = Arc::new(Coordinator::new(Some(root.to_path_buf()), config(), kappa_worker::code_version));
     c.load_all().unwrap();
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     Server::start(listener, c, ServeOptions::default()).await.unwrap()
@@ -52,6 +48,7 @@ fn worker(addr: SocketAddr, workdir: &Path, slots: usize) -> kappa_worker::Worke
         }),
         gpus: Vec::new(),
         backend: None,
+        code_versions: kappa_worker::code_versions(),
         drain: Duration::ZERO,
     }
 }
@@ -73,7 +70,7 @@ async fn heartbeats_keep_a_lease_through_paused_time_and_a_revocation_stops_the_
     let server = serve(dir.path(), "127.0.0.1:0").await;
     let sweep = "version = 1\nname = \"long\"\n[task]\nkind = \"command\"\n\
                  argv = [\"sh\", \"-c\", \"echo $$ > pid; exec sleep 300\"]\n[grid]\noptimizer = [\"sgd\"]\nlr = [0.01]\n";
-    server.coordinator().submit(sweep, "long.toml").unwrap();
+    server.coordinator().submit(sweep, "long.toml", false).unwrap();
     let (stop, stopped) = watch::channel(false);
     let w = tokio::spawn(kappa_worker::run(worker(server.addr(), dir.path(), 1), stopped));
     until(&server, "long", |c| c.running == 1).await;
@@ -111,7 +108,7 @@ async fn a_worker_reconnects_with_backoff_and_every_trial_counts_once() {
     let root = dir.path().join("state");
     let server = serve(&root, "127.0.0.1:0").await;
     let addr = server.addr();
-    server.coordinator().submit(&noop_sweep("again", 40, "20ms"), "again.toml").unwrap();
+    server.coordinator().submit(&noop_sweep("again", 40, "20ms"), "again.toml", false).unwrap();
     let (stop, stopped) = watch::channel(false);
     let w = tokio::spawn(kappa_worker::run(worker(addr, dir.path(), 2), stopped));
     until(&server, "again", |c| c.succeeded >= 5).await;

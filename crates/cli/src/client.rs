@@ -4,7 +4,7 @@
 use crate::args::CoordinatorArg;
 use crate::exit::invalid;
 use anyhow::anyhow;
-use kappa_core::TrialResult;
+use kappa_core::{CodeVersion, TrialResult};
 use kappa_proto::pb;
 
 /// A connected client.
@@ -34,6 +34,8 @@ pub struct RemoteResults {
     pub spec_path: String,
     /// The sweep file's text.
     pub spec: String,
+    /// The code version its trial ids are made with (`None`: a coordinator that did not say).
+    pub code_version: Option<CodeVersion>,
     /// Every trial.
     pub trials: Vec<TrialResult>,
 }
@@ -44,11 +46,18 @@ pub fn fetch_results(c: &CoordinatorArg, sweep: &str) -> anyhow::Result<RemoteRe
         let mut cl = connect(c).await?;
         let mut stream =
             cl.results(pb::ResultsRequest { sweep: sweep.to_string() }).await.map_err(status_error)?.into_inner();
-        let mut out =
-            RemoteResults { name: String::new(), spec_path: String::new(), spec: String::new(), trials: Vec::new() };
+        let mut out = RemoteResults {
+            name: String::new(),
+            spec_path: String::new(),
+            spec: String::new(),
+            code_version: None,
+            trials: Vec::new(),
+        };
         while let Some(chunk) = stream.message().await.map_err(status_error)? {
             if out.name.is_empty() {
                 (out.name, out.spec, out.spec_path) = (chunk.sweep, chunk.spec, chunk.spec_path);
+                out.code_version =
+                    Some(chunk.code_version).filter(|v| !v.is_empty()).map(|v| CodeVersion::from_record(&v));
             }
             for t in chunk.trials {
                 out.trials.push(TrialResult::try_from(t).map_err(|e| anyhow!("bad result from the coordinator: {e}"))?);

@@ -6,10 +6,12 @@
 
 use crate::runner::SweepRunner;
 use crate::sweeps::{Submitted, SweepRegistry};
-use crate::workers::WorkerRegistry;
+use crate::workers::{Blocked, WorkerInfo, WorkerRegistry};
 use crate::{CoordinatorConfig, CoordinatorError};
 use kappa_core::sched::Disposition;
-use kappa_core::{AttemptReport, Lease, LeaseEnd, Progress, Sweep, TaskSpec, TrialId, WorkerId};
+use kappa_core::{
+    AttemptReport, CodeVersion, Lease, LeaseEnd, OnNewVersion, Progress, Sweep, TaskSpec, TrialId, WorkerId,
+};
 use kappa_store::PlanSync;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,12 +30,12 @@ pub struct Coordinator {
 impl Coordinator {
     /// A coordinator over the state root `root` (sweeps are reloaded from it with
     /// [`Coordinator::load_all`] and submitted into it), or over none (`kappa run`: one sweep,
-    /// opened with [`Coordinator::open`]). `code_version` names the code that computes a task's
-    /// results (part of trial ids).
+    /// opened with [`Coordinator::open`]). `code_version` names the code this build computes a
+    /// task's results with (part of the ids of the sweeps it plans afresh).
     pub fn new(
         root: Option<PathBuf>,
         cfg: CoordinatorConfig,
-        code_version: fn(&TaskSpec) -> &'static str,
+        code_version: fn(&TaskSpec) -> CodeVersion,
     ) -> Coordinator {
         let work = Arc::new(Notify::new());
         let workers = WorkerRegistry::new();
@@ -46,15 +48,17 @@ impl Coordinator {
         self.sweeps.config()
     }
 
-    /// Plans `sweep` into the state directory `dir` and serves it (what `kappa run` does).
+    /// Plans `sweep` into the state directory `dir` and serves it (what `kappa run` does);
+    /// `on_new` says what to do when the directory was planned with other code.
     pub fn open(
         &self,
         dir: &Path,
         sweep: &Sweep,
         spec: &str,
         file: &str,
+        on_new: OnNewVersion,
     ) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
-        self.sweeps.open(dir, sweep, spec, file)
+        self.sweeps.open(dir, sweep, spec, file, on_new)
     }
 
     /// Reloads every sweep under the state root (after a restart). Returns their names.
@@ -63,9 +67,11 @@ impl Coordinator {
     }
 
     /// Plans a sweep from its file text into `<root>/<name>/` and serves it. Submitting the same
-    /// sweep again is harmless; an edited one replaces it once it is finished.
-    pub fn submit(&self, spec: &str, file: &str) -> Result<Submitted, CoordinatorError> {
-        self.sweeps.submit(spec, file)
+    /// sweep again is harmless; an edited one replaces it once it is finished or cancelled. A
+    /// sweep planned with other code keeps its ids (its trials go to workers that compute with
+    /// that code) unless `rerun` plans it afresh.
+    pub fn submit(&self, spec: &str, file: &str, rerun: bool) -> Result<Submitted, CoordinatorError> {
+        self.sweeps.submit(spec, file, rerun)
     }
 
     /// Cancels a sweep (empty name: the latest); returns its name and its unfinished trials.
@@ -87,10 +93,12 @@ impl Coordinator {
         self.sweeps.results(name)
     }
 
-    /// Registers a worker with `slots` slots and `gpus` GPUs.
-    pub fn register(&self, name: &str, slots: u32, gpus: u32) -> WorkerId {
-        let (id, full) = self.workers.register(name, gpus);
-        tracing::info!(worker = %full, id = id.0, slots, gpus, "worker registered");
+    /// Registers a worker with `slots` slots and `gpus` GPUs that computes with the code
+    /// `versions`.
+    pub fn register(&self, name: &str, slots: u32, gpus: u32, versions: Vec<String>) -> WorkerId {
+        let shown = versions.join(",");
+        let (id, full) = self.workers.register(name, slots, gpus, versions);
+        tracing::info!(worker = %full, id = id.0, slots, gpus, versions = %shown, "worker registered");
         self.refresh();
         id
     }
@@ -132,6 +140,50 @@ impl Coordinator {
         })
     }
 
+    /// A warning for a sweep planned with code no registered worker computes with (its trials
+    /// wait for one); none while no worker is registered.
+    pub fn version_warning(&self, sweep: &str) -> Option<String> {
+        let r = self.sweeps.find(sweep).ok()?;
+        let needs = r.requires()?;
+        if self.workers.count() == 0 || self.workers.any_computes(needs) {
+            return None;
+        }
+        Some(format!(
+            "trials of `{sweep}` were planned with {needs} and no registered worker computes with it (they have {}); \
+             they wait for a worker of that kappa version, or submit again with --rerun-on-new-version to plan \
+             them afresh",
+            self.workers.versions().join(", ")
+        ))
+    }
+
+    /// Every registered worker, with the sweeps it cannot run for want of their code version.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        let mut all = self.workers.list();
+        let waiting: Vec<(String, String, u64)> = self
+            .sweeps
+            .read()
+            .iter()
+            .filter(|e| !e.runner.is_cancelled())
+            .filter_map(|e| {
+                let pending = e.runner.progress().counts.pending;
+                let needs = e.runner.requires()?;
+                (pending > 0).then(|| (e.runner.name().to_string(), needs.to_string(), pending))
+            })
+            .collect();
+        for w in &mut all {
+            w.blocked = waiting
+                .iter()
+                .filter(|(_, needs, _)| !w.code_versions.contains(needs))
+                .map(|(sweep, needs, pending)| Blocked {
+                    sweep: sweep.clone(),
+                    needs: needs.clone(),
+                    pending: *pending,
+                })
+                .collect();
+        }
+        all
+    }
+
     fn refresh(&self) {
         for e in self.sweeps.read().iter() {
             e.runner.refresh();
@@ -139,11 +191,12 @@ impl Coordinator {
     }
 
     /// Leases up to `max` trials from the sweeps in submission order, waiting up to `wait` for
-    /// work; trials that need GPUs only within the worker's `free_gpus`. Returns the leases and
+    /// work; trials that need GPUs only within the worker's `free_gpus`, and trials of a sweep
+    /// planned with some code only to a worker that computes with it. Returns the leases and
     /// whether every sweep is finished.
     pub async fn lease(&self, worker: WorkerId, max: usize, wait: Duration, free_gpus: u32) -> (Vec<Lease>, bool) {
         let deadline = tokio::time::Instant::now() + wait;
-        let name = self.workers.name(worker);
+        let (name, versions) = self.workers.identity(worker);
         loop {
             let notified = self.work.notified();
             tokio::pin!(notified);
@@ -160,7 +213,7 @@ impl Coordinator {
                         0 => max - out.len(),
                         g => (max - out.len()).min((gpus_left / g) as usize),
                     };
-                    if room > 0 {
+                    if room > 0 && r.runs_on(&versions) {
                         let granted = r.try_lease(worker, &name, room);
                         gpus_left -= gpus * granted.len() as u32;
                         out.extend(granted);

@@ -28,6 +28,7 @@ pub use coordinator::Coordinator;
 pub use runner::SweepRunner;
 pub use server::{ServeOptions, Server};
 pub use sweeps::{Submitted, plan_into};
+pub use workers::{Blocked, WorkerInfo};
 pub use writer::StoreWriter;
 
 use kappa_core::{SchedulerConfig, SpecError};
@@ -68,8 +69,21 @@ pub enum CoordinatorError {
     #[error(transparent)]
     InvalidSweep(#[from] SpecError),
     /// The sweep exists and is running with another definition.
-    #[error("sweep `{0}` is running with a different definition: wait for it to finish, or submit under another name")]
+    #[error(
+        "sweep `{0}` is running with a different definition: wait for it to finish, cancel it (kappa cancel), or \
+         submit under another name"
+    )]
     Conflict(String),
+    /// The sweep's state directory was planned with other code than this process computes with.
+    #[error("sweep `{sweep}` in {}: {mismatch}", .dir.display())]
+    NewVersion {
+        /// The sweep.
+        sweep: String,
+        /// Its state directory.
+        dir: PathBuf,
+        /// The versions.
+        mismatch: kappa_core::VersionMismatch,
+    },
     /// No sweep by that name (empty: none submitted yet).
     #[error("{}", if .0.is_empty() { "no sweep submitted yet".to_string() } else { format!("no sweep named `{}` here", .0) })]
     NoSuchSweep(String),

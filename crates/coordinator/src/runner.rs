@@ -17,6 +17,8 @@ struct Inner {
     name: String,
     /// GPUs each trial needs (`execution.resources.gpus`).
     gpus: u32,
+    /// The code version a worker must compute with to be leased its trials (`None`: any).
+    requires: Option<String>,
     sched: Mutex<Scheduler>,
     writer: StoreWriter,
     /// Shared with every sweep of a coordinator: rung when trials become pending or a sweep finishes.
@@ -48,6 +50,8 @@ impl SweepRunner {
     /// `in_flight` are attempts that were running when an earlier coordinator stopped: their
     /// workers may still be running them, and a result they report while the lease is current
     /// (renewed or reported within a lease timeout) is accepted instead of running it again.
+    /// `requires` is the code version its trials' ids are made with, when some code of kappa's
+    /// computes them: only workers that compute with it are leased them.
     pub(crate) fn new(
         store: Store,
         cfg: &CoordinatorConfig,
@@ -55,6 +59,7 @@ impl SweepRunner {
         work: Arc<Notify>,
         workers: Arc<AtomicU32>,
         in_flight: Vec<InFlight>,
+        requires: Option<String>,
     ) -> Result<SweepRunner, CoordinatorError> {
         let name = store.sweep_info()?.map(|i| i.name).unwrap_or_default();
         let counts = store.counts()?;
@@ -90,6 +95,7 @@ impl SweepRunner {
             writer: StoreWriter::start(store, &name),
             name,
             gpus,
+            requires,
             sched: Mutex::new(sched),
             work,
             workers,
@@ -112,6 +118,16 @@ impl SweepRunner {
     /// GPUs each of its trials needs: they go only to workers with that many free.
     pub fn gpus(&self) -> u32 {
         self.inner.gpus
+    }
+
+    /// The code version a worker must compute with to be leased its trials (`None`: any).
+    pub fn requires(&self) -> Option<&str> {
+        self.inner.requires.as_deref()
+    }
+
+    /// Whether a worker that computes with `versions` may be leased its trials.
+    pub fn runs_on(&self, versions: &[String]) -> bool {
+        self.requires().is_none_or(|v| versions.iter().any(|w| w == v))
     }
 
     fn now_ms(&self) -> u64 {

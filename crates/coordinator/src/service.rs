@@ -22,6 +22,8 @@ const MAX_LEASE_BATCH: u32 = 1024;
 const MAX_REPORT_BATCH: usize = 4096;
 /// Largest request accepted (a sweep file, a report with its curve).
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Most code versions a worker may register.
+const MAX_CODE_VERSIONS: usize = 16;
 /// Trials per `Results` message.
 const RESULTS_CHUNK: usize = 200;
 
@@ -30,7 +32,9 @@ impl From<CoordinatorError> for Status {
         match e {
             CoordinatorError::InvalidSweep(_) => Status::invalid_argument(e.to_string()),
             CoordinatorError::Conflict(_) => Status::already_exists(e.to_string()),
-            CoordinatorError::NoStateRoot => Status::failed_precondition(e.to_string()),
+            CoordinatorError::NoStateRoot | CoordinatorError::NewVersion { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
             CoordinatorError::NoSuchSweep(_) => Status::not_found(e.to_string()),
             CoordinatorError::StateRoot { .. }
             | CoordinatorError::Socket(_)
@@ -68,6 +72,22 @@ impl Service {
     }
 }
 
+fn worker_to_pb(w: &crate::WorkerInfo) -> pb::WorkerStatus {
+    pb::WorkerStatus {
+        name: w.name.clone(),
+        slots: w.slots,
+        gpus: w.gpus,
+        code_versions: w.code_versions.clone(),
+        silent_s: w.silent_s,
+        lost: w.lost,
+        blocked: w
+            .blocked
+            .iter()
+            .map(|b| pb::BlockedSweep { sweep: b.sweep.clone(), needs: b.needs.clone(), pending: b.pending })
+            .collect(),
+    }
+}
+
 fn check_version(v: u32) -> Result<(), Status> {
     if v == PROTOCOL_VERSION {
         Ok(())
@@ -90,7 +110,12 @@ impl CoordinatorRpc for Service {
             return Err(Status::invalid_argument("slots must be at least 1"));
         }
         let name = if r.name.trim().is_empty() { "worker".to_string() } else { r.name.chars().take(128).collect() };
-        let id = self.coordinator.register(&name, r.slots, r.gpus);
+        if r.code_versions.len() > MAX_CODE_VERSIONS || r.code_versions.iter().any(|v| v.len() > 128) {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_CODE_VERSIONS} code versions of at most 128 bytes each"
+            )));
+        }
+        let id = self.coordinator.register(&name, r.slots, r.gpus, r.code_versions);
         let cfg = self.coordinator.config();
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.0,
@@ -157,9 +182,15 @@ impl CoordinatorRpc for Service {
         let r = req.into_inner();
         let file = if r.file_name.trim().is_empty() { "sweep.toml".to_string() } else { r.file_name };
         // Planning writes the store: keep it off the async threads.
-        let done = self.blocking("planning", move |c| c.submit(&r.spec, &file)).await?;
+        let rerun = r.rerun_on_new_version;
+        let done = self.blocking("planning", move |c| c.submit(&r.spec, &file, rerun)).await?;
+        let warnings: Vec<String> =
+            [self.coordinator.gpu_warning(&done.sweep), self.coordinator.version_warning(&done.sweep)]
+                .into_iter()
+                .flatten()
+                .collect();
         Ok(Response::new(pb::SubmitResponse {
-            warning: self.coordinator.gpu_warning(&done.sweep).unwrap_or_default(),
+            warning: warnings.join("\n"),
             sweep: done.sweep,
             total: done.sync.total,
             new_trials: done.sync.new,
@@ -190,7 +221,11 @@ impl CoordinatorRpc for Service {
         } else {
             Some((&self.coordinator.sweep(&sweep)?.progress()).into())
         };
-        Ok(Response::new(pb::StatusResponse { progress, sweeps: all.iter().map(Into::into).collect() }))
+        Ok(Response::new(pb::StatusResponse {
+            progress,
+            sweeps: all.iter().map(Into::into).collect(),
+            workers: self.coordinator.workers().iter().map(worker_to_pb).collect(),
+        }))
     }
 
     type ResultsStream = ResultsStream;
@@ -215,6 +250,7 @@ impl CoordinatorRpc for Service {
         }
         if let Some(Ok(first)) = chunks.first_mut() {
             (first.spec, first.spec_path) = (info.spec, info.spec_path);
+            first.code_version = info.code_version.map(|v| v.to_string()).unwrap_or_default();
         }
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }

@@ -4,7 +4,7 @@
 
 use crate::runner::SweepRunner;
 use crate::{CoordinatorConfig, CoordinatorError};
-use kappa_core::{Plan, Sweep, TaskSpec};
+use kappa_core::{CodeVersion, OnNewVersion, Plan, Sweep, TaskSpec, version};
 use kappa_store::{InFlight, PlanSync, StateLock, Store, StoreError};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -33,33 +33,53 @@ pub struct Planned {
     pub in_flight: Vec<InFlight>,
     /// What `prepare` returned.
     pub prepared: u64,
+    /// The code version its ids are made with (recorded in the store).
+    pub version: CodeVersion,
+    /// The code version a worker must compute with to be leased its trials (`None`: any
+    /// worker; no code of kappa's computes them).
+    pub requires: Option<String>,
 }
 
 /// Plans `sweep` (its file text `spec`, known as `file`) into the state directory `dir`: takes
 /// the directory's lock, opens or creates its store, lets `prepare` change it first (e.g. reset
-/// failed trials), notes the attempts a stopped process left running, and syncs the plan for
-/// `code_version` (new trials inserted, finished ones kept, interrupted ones re-queued), in one
-/// transaction.
+/// failed trials), notes the attempts a stopped process left running, and syncs the plan (new
+/// trials inserted, finished ones kept, interrupted ones re-queued), in one transaction. Its ids
+/// are made with the code version the directory recorded at its first plan, chosen against
+/// `current` (the running code's version for the sweep's task) by [`version::choose`].
 pub fn plan_into(
     dir: &Path,
     sweep: &Sweep,
     spec: &str,
     file: &str,
-    code_version: &str,
+    current: &CodeVersion,
+    on_new: OnNewVersion,
     prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
 ) -> Result<Planned, CoordinatorError> {
     let lock = StateLock::acquire(dir)?;
     let mut store = Store::create(dir)?;
+    let version = version::choose(store.code_version()?.as_ref(), current, on_new).map_err(|mismatch| {
+        CoordinatorError::NewVersion { sweep: sweep.name.clone(), dir: dir.to_path_buf(), mismatch }
+    })?;
     let prepared = prepare(&mut store)?;
     let in_flight = store.in_flight()?;
-    let plan = Plan::new(sweep, code_version);
-    let sync = store.sync_plan(&sweep.name, file, spec, &plan.task_jsons(), plan.trials())?;
-    Ok(Planned { store, lock, sync, in_flight, prepared })
+    let plan = Plan::new(sweep, version.clone());
+    let sync = store.sync_plan(&sweep.name, file, spec, &version, &plan.task_jsons(), plan.trials())?;
+    // A command's ids may carry a version (an old store's) that no worker needs to have.
+    let requires = current.get().and(version.get()).map(str::to_string);
+    if requires.as_deref().is_some_and(|v| Some(v) != current.get()) {
+        tracing::warn!(
+            sweep = %sweep.name, recorded = %version, current = %current,
+            "sweep planned with other code: its trials go only to workers that compute with the recorded version"
+        );
+    }
+    Ok(Planned { store, lock, sync, in_flight, prepared, version, requires })
 }
 
 pub(crate) struct Entry {
     pub(crate) runner: SweepRunner,
     spec: String,
+    /// The code version its ids are made with.
+    version: CodeVersion,
     /// Held for the sweep's life: no other process may write its store.
     _lock: StateLock,
 }
@@ -68,7 +88,7 @@ pub(crate) struct Entry {
 pub(crate) struct SweepRegistry {
     root: Option<PathBuf>,
     cfg: CoordinatorConfig,
-    code_version: fn(&TaskSpec) -> &'static str,
+    code_version: fn(&TaskSpec) -> CodeVersion,
     entries: RwLock<Vec<Entry>>,
     /// Sweeps being planned (outside the lock of `entries`).
     planning: Mutex<HashSet<String>>,
@@ -102,7 +122,7 @@ impl SweepRegistry {
     pub(crate) fn new(
         root: Option<PathBuf>,
         cfg: CoordinatorConfig,
-        code_version: fn(&TaskSpec) -> &'static str,
+        code_version: fn(&TaskSpec) -> CodeVersion,
         work: Arc<Notify>,
         workers: Arc<AtomicU32>,
     ) -> SweepRegistry {
@@ -129,6 +149,11 @@ impl SweepRegistry {
         found.map(|e| e.runner.clone()).ok_or_else(|| CoordinatorError::NoSuchSweep(name.to_string()))
     }
 
+    /// The running code's version for a sweep's task.
+    pub(crate) fn current_version(&self, sweep: &Sweep) -> CodeVersion {
+        (self.code_version)(&sweep.task)
+    }
+
     /// Plans a sweep into `dir` and starts serving it. `prepare` may change the store first.
     fn start(
         &self,
@@ -136,9 +161,10 @@ impl SweepRegistry {
         sweep: &Sweep,
         spec: &str,
         file: &str,
+        on_new: OnNewVersion,
         prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
     ) -> Result<(Entry, PlanSync, u64), CoordinatorError> {
-        let p = plan_into(dir, sweep, spec, file, (self.code_version)(&sweep.task), prepare)?;
+        let p = plan_into(dir, sweep, spec, file, &self.current_version(sweep), on_new, prepare)?;
         let in_flight = if self.cfg.adopt_in_flight { p.in_flight } else { Vec::new() };
         let runner = SweepRunner::new(
             p.store,
@@ -147,12 +173,13 @@ impl SweepRegistry {
             self.work.clone(),
             self.workers.clone(),
             in_flight,
+            p.requires,
         )?;
         tracing::info!(
             sweep = %sweep.name, total = p.sync.total, new = p.sync.new, reused = p.sync.reused,
-            requeued = p.sync.requeued, state = %dir.display(), "sweep submitted"
+            requeued = p.sync.requeued, version = %p.version, state = %dir.display(), "sweep submitted"
         );
-        Ok((Entry { runner, spec: spec.to_string(), _lock: p.lock }, p.sync, p.prepared))
+        Ok((Entry { runner, spec: spec.to_string(), version: p.version, _lock: p.lock }, p.sync, p.prepared))
     }
 
     fn push(&self, entry: Entry) {
@@ -161,16 +188,18 @@ impl SweepRegistry {
     }
 
     /// Plans a sweep into the state directory `dir` (not under the root) and serves it: what
-    /// `kappa run` does with its `--state`.
+    /// `kappa run` does with its `--state`. `on_new` says what to do when the directory was
+    /// planned with other code.
     pub(crate) fn open(
         &self,
         dir: &Path,
         sweep: &Sweep,
         spec: &str,
         file: &str,
+        on_new: OnNewVersion,
     ) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
         let planning = Planning::claim(&self.planning, &sweep.name)?;
-        let (entry, sync, _) = self.start(dir, sweep, spec, file, |_| Ok(0))?;
+        let (entry, sync, _) = self.start(dir, sweep, spec, file, on_new, |_| Ok(0))?;
         let runner = entry.runner.clone();
         self.push(entry);
         drop(planning);
@@ -195,7 +224,7 @@ impl SweepRegistry {
             let Some(info) = store.sweep_info()? else { continue };
             let cancelled = store.cancelled()?;
             drop(store);
-            let submitted = self.submit(&info.spec, &info.spec_path)?;
+            let submitted = self.submit(&info.spec, &info.spec_path, false)?;
             if cancelled && let Ok(r) = self.find(&submitted.sweep) {
                 r.set_cancelled(true);
             }
@@ -205,30 +234,40 @@ impl SweepRegistry {
     }
 
     /// Plans a sweep from its file text into `<root>/<name>/` and starts serving it. Submitting
-    /// the same sweep again is harmless; an edited one replaces it once it is finished. Planning
+    /// the same sweep again is harmless; an edited one replaces it once it is finished or
+    /// cancelled. A sweep planned with other code keeps its ids, and its trials go to workers
+    /// that compute with that code, unless `rerun` plans it afresh with this process's. Planning
     /// (which takes about a second per 100,000 trials) happens outside the registry's lock, so
     /// the other sweeps keep leasing meanwhile.
-    pub(crate) fn submit(&self, spec: &str, file: &str) -> Result<Submitted, CoordinatorError> {
+    pub(crate) fn submit(&self, spec: &str, file: &str, rerun: bool) -> Result<Submitted, CoordinatorError> {
         let root = self.root()?;
         let sweep = Sweep::parse(file, spec)?;
-        if let Some(done) = self.resubmitted(root, &sweep, spec)? {
+        if let Some(done) = self.resubmitted(root, &sweep, spec, rerun)? {
             return Ok(done);
         }
         let planning = Planning::claim(&self.planning, &sweep.name)?;
-        let (entry, sync, _) = self.start(&root.join(&sweep.name), &sweep, spec, file, |_| Ok(0))?;
+        let on_new = if rerun { OnNewVersion::Rerun } else { OnNewVersion::Keep };
+        let (entry, sync, _) = self.start(&root.join(&sweep.name), &sweep, spec, file, on_new, |_| Ok(0))?;
         self.push(entry);
         drop(planning);
         Ok(Submitted { sweep: sweep.name, sync })
     }
 
     /// A submission of a sweep already served: the same definition is a no-op (resuming it if
-    /// cancelled); an edited one replaces a finished sweep (`None`: plan it) and conflicts with a
-    /// running one.
-    fn resubmitted(&self, root: &Path, sweep: &Sweep, spec: &str) -> Result<Option<Submitted>, CoordinatorError> {
+    /// cancelled); an edited one, or one to plan afresh with new code (`rerun`), replaces a
+    /// finished or cancelled sweep (`None`: plan it) and conflicts with a running one.
+    fn resubmitted(
+        &self,
+        root: &Path,
+        sweep: &Sweep,
+        spec: &str,
+        rerun: bool,
+    ) -> Result<Option<Submitted>, CoordinatorError> {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let Some(i) = entries.iter().position(|e| e.runner.name() == sweep.name) else { return Ok(None) };
         let e = &entries[i];
-        if e.spec == spec {
+        let new_code = rerun && e.version != self.current_version(sweep);
+        if e.spec == spec && !new_code {
             if e.runner.is_cancelled() {
                 // Submitting a cancelled sweep again resumes it.
                 e.runner.set_cancelled(false);
@@ -240,11 +279,16 @@ impl SweepRegistry {
                 sync: PlanSync { total: c.total, new: 0, reused: c.done(), requeued: 0 },
             }));
         }
-        if !e.runner.is_finished() {
+        if !e.runner.is_finished() && !e.runner.is_cancelled() {
             return Err(CoordinatorError::Conflict(sweep.name.clone()));
         }
         let old = entries.remove(i);
         old.runner.shutdown()?;
+        if old.runner.is_cancelled() {
+            // The new definition runs: a restarted coordinator must not find it cancelled.
+            drop(old);
+            Store::open(&root.join(&sweep.name))?.set_cancelled(false)?;
+        }
         Ok(None)
     }
 
@@ -278,7 +322,7 @@ impl SweepRegistry {
         let dir = root.join(&sweep_name);
         let file = Store::open(&dir)?.sweep_info()?.map(|i| i.spec_path).unwrap_or_default();
         let sweep = Sweep::parse(&file, &spec)?;
-        let (entry, _, requeued) = self.start(&dir, &sweep, &spec, &file, |s| s.reset_failed())?;
+        let (entry, _, requeued) = self.start(&dir, &sweep, &spec, &file, OnNewVersion::Keep, |s| s.reset_failed())?;
         entries.push(entry);
         drop(entries);
         self.work.notify_waiters();

@@ -11,10 +11,44 @@ use tokio::time::Instant;
 struct Worker {
     /// `name#id`, as the store and logs show it.
     name: String,
+    slots: u32,
     gpus: u32,
+    /// The code versions it computes with.
+    versions: Arc<[String]>,
     last_seen: Instant,
     /// Marked lost (silent for longer than a lease); logged once.
     lost: bool,
+}
+
+/// A registered worker, as `kappa status --coordinator` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerInfo {
+    /// `name#id`.
+    pub name: String,
+    /// Trials it runs at once.
+    pub slots: u32,
+    /// GPUs it has.
+    pub gpus: u32,
+    /// The code versions it computes with.
+    pub code_versions: Vec<String>,
+    /// Seconds since it was last heard from.
+    pub silent_s: f64,
+    /// Silent for longer than a lease.
+    pub lost: bool,
+    /// Sweeps with trials waiting that it cannot be leased, because they were planned with code
+    /// it does not compute with.
+    pub blocked: Vec<Blocked>,
+}
+
+/// A sweep a worker cannot run: planned with code it does not compute with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    /// The sweep.
+    pub sweep: String,
+    /// The code version its trials need.
+    pub needs: String,
+    /// Its trials waiting.
+    pub pending: u64,
 }
 
 /// Registered workers.
@@ -35,11 +69,12 @@ impl WorkerRegistry {
     }
 
     /// Registers a worker; returns its id and the name the store and logs know it by.
-    pub(crate) fn register(&self, name: &str, gpus: u32) -> (WorkerId, String) {
+    pub(crate) fn register(&self, name: &str, slots: u32, gpus: u32, versions: Vec<String>) -> (WorkerId, String) {
         let id = WorkerId(self.next.fetch_add(1, Ordering::Relaxed));
         let full = format!("{name}#{}", id.0);
         let mut w = self.lock();
-        w.insert(id, Worker { name: full.clone(), gpus, last_seen: Instant::now(), lost: false });
+        let versions = versions.into();
+        w.insert(id, Worker { name: full.clone(), slots, gpus, versions, last_seen: Instant::now(), lost: false });
         self.count.store(w.len() as u32, Ordering::Relaxed);
         (id, full)
     }
@@ -71,6 +106,50 @@ impl WorkerRegistry {
     /// A worker's name (its id when it is not registered, e.g. after a coordinator restart).
     pub(crate) fn name(&self, id: WorkerId) -> String {
         self.lock().get(&id).map(|w| w.name.clone()).unwrap_or_else(|| id.to_string())
+    }
+
+    /// A worker's name and the code versions it computes with (none when it is not registered).
+    pub(crate) fn identity(&self, id: WorkerId) -> (String, Arc<[String]>) {
+        match self.lock().get(&id) {
+            Some(w) => (w.name.clone(), w.versions.clone()),
+            None => (id.to_string(), Arc::from(Vec::new())),
+        }
+    }
+
+    /// Every registered worker, by id.
+    pub(crate) fn list(&self) -> Vec<WorkerInfo> {
+        let now = Instant::now();
+        let mut all: Vec<(WorkerId, WorkerInfo)> = self
+            .lock()
+            .iter()
+            .map(|(id, w)| {
+                let info = WorkerInfo {
+                    name: w.name.clone(),
+                    slots: w.slots,
+                    gpus: w.gpus,
+                    code_versions: w.versions.to_vec(),
+                    silent_s: now.duration_since(w.last_seen).as_secs_f64(),
+                    lost: w.lost,
+                    blocked: Vec::new(),
+                };
+                (*id, info)
+            })
+            .collect();
+        all.sort_by_key(|(id, _)| *id);
+        all.into_iter().map(|(_, w)| w).collect()
+    }
+
+    /// Whether some registered worker computes with `version`.
+    pub(crate) fn any_computes(&self, version: &str) -> bool {
+        self.lock().values().any(|w| w.versions.iter().any(|v| v == version))
+    }
+
+    /// Every code version the registered workers compute with, sorted.
+    pub(crate) fn versions(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.lock().values().flat_map(|w| w.versions.iter().cloned()).collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     /// Marks (and logs, once) the workers not heard from for longer than `silence`.

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::Code;
 
-fn version(_: &TaskSpec) -> &'static str {
-    "test"
+/// Noop trials: no code version (every worker may run them).
+fn version(_: &TaskSpec) -> kappa_core::CodeVersion {
+    kappa_core::CodeVersion::NONE
 }
 
 /// `n` noop trials (seeds 0..n).
@@ -52,7 +53,7 @@ async fn client(url: &str, token: Option<&str>) -> Client {
 }
 
 async fn register(c: &mut Client, name: &str) -> kappa_core::WorkerId {
-    let r = c.register(kappa_proto::register_request(name, 1, 0)).await.unwrap().into_inner();
+    let r = c.register(kappa_proto::register_request(name, 1, 0, &[])).await.unwrap().into_inner();
     kappa_core::WorkerId(r.worker_id)
 }
 
@@ -92,7 +93,9 @@ fn succeeded() -> kappa_core::AttemptOutcome {
 }
 
 async fn submit(c: &mut Client, text: &str) {
-    c.submit(pb::SubmitRequest { spec: text.to_string(), file_name: "s.toml".into() }).await.unwrap();
+    c.submit(pb::SubmitRequest { spec: text.to_string(), file_name: "s.toml".into(), ..Default::default() })
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -254,7 +257,10 @@ async fn a_submitted_sweep_file_error_keeps_its_file_line_and_column() {
     let s = serve(Auth::default()).await;
     let mut c = client(&s.url, None).await;
     let bad = noop_sweep("bad", 2, "").replace("lr = [0.01]", "lr = [0.01, -1.0]");
-    let e = c.submit(pb::SubmitRequest { spec: bad, file_name: "sweeps/bad.toml".into() }).await.unwrap_err();
+    let e = c
+        .submit(pb::SubmitRequest { spec: bad, file_name: "sweeps/bad.toml".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().starts_with("sweeps/bad.toml:7:"), "{}", e.message());
     assert!(e.message().contains("grid.lr[1]"), "{}", e.message());

@@ -6,8 +6,14 @@
 //! value, serialised compactly with object keys sorted (serde_json's default map is ordered):
 //!
 //! ```json
-//! {"canon":1,"params":{...Hyperparams...},"sim":"<simulator version>","task":{...TaskSpec...}}
+//! {"canon":1,"params":{...Hyperparams...},"sim":"<code version>","task":{...TaskSpec...}}
 //! ```
+//!
+//! `sim` is the [`CodeVersion`] of the code that computes the result (the simulator's or the
+//! trainer's); a task no code of kappa's computes (a command, a noop) has none, and its value has
+//! no `sim` key, so a kappa upgrade keeps its ids. (Before state directories recorded their
+//! version, commands and noop carried the simulator's: such stores keep those ids, see
+//! [`crate::version`].)
 //!
 //! `task` is the trial's effective typed task (`[task]` with its `task.*` axis values applied)
 //! *after* defaults are filled in, and `params` holds every built-in hyperparameter the trial
@@ -20,6 +26,7 @@
 
 use crate::params::Params;
 use crate::task::TaskSpec;
+use crate::version::CodeVersion;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -78,14 +85,16 @@ pub fn canonical_task(task: &TaskSpec) -> serde_json::Value {
     serde_json::to_value(task).unwrap_or(serde_json::Value::Null)
 }
 
-/// Computes a trial id from the canonical task JSON, the parameters and the simulator version.
-pub fn trial_id(task: &serde_json::Value, params: &Params, sim_version: &str) -> TrialId {
-    let canon = serde_json::json!({
+/// Computes a trial id from the canonical task JSON, the parameters and the code version.
+pub fn trial_id(task: &serde_json::Value, params: &Params, version: &CodeVersion) -> TrialId {
+    let mut canon = serde_json::json!({
         "canon": CANONICAL_FORM,
         "params": params.identity(),
-        "sim": sim_version,
         "task": task,
     });
+    if let (Some(v), Some(map)) = (version.get(), canon.as_object_mut()) {
+        map.insert("sim".into(), v.into());
+    }
     let text = canon.to_string();
     let digest = Sha256::digest(text.as_bytes());
     let mut first = [0u8; 8];

@@ -15,6 +15,7 @@ pub mod sched;
 pub mod spec;
 pub mod task;
 pub mod trial;
+pub mod version;
 
 pub use grid::{Axis, AxisName, AxisValues, Grid};
 pub use id::{TrialId, canonical_task, trial_id};
@@ -29,3 +30,4 @@ pub use trial::{
     AttemptOutcome, Counts, CurvePoint, Estimate, FailureClass, LeaseEnd, PlannedTrial, Progress, RetryPolicy, Theory,
     TheoryPoint, TrialMetrics, TrialResult, TrialStatus,
 };
+pub use version::{CodeVersion, OnNewVersion, VersionMismatch};

@@ -3,12 +3,13 @@
 use crate::id::trial_id;
 use crate::spec::Sweep;
 use crate::trial::PlannedTrial;
+use crate::version::CodeVersion;
 
-/// The trials of one sweep for one simulator version.
+/// The trials of one sweep, their ids made with one code version.
 #[derive(Clone, Debug)]
 pub struct Plan<'a> {
     sweep: &'a Sweep,
-    sim_version: String,
+    version: CodeVersion,
     /// Whether two plan entries can be the same trial: scaled variants that agree, task axes
     /// left out of the trials whose kind does not read them, or task values that make the same
     /// task.
@@ -16,13 +17,18 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    /// Plans `sweep` for the simulator version `sim_version` (part of every id).
-    pub fn new(sweep: &'a Sweep, sim_version: &str) -> Plan<'a> {
+    /// Plans `sweep` with ids made with the code version `version` (see [`crate::version`]).
+    pub fn new(sweep: &'a Sweep, version: impl Into<CodeVersion>) -> Plan<'a> {
         // Two task values written differently (`1` and `1.0`) make the same task, too.
         let mut tasks = std::collections::HashSet::new();
         let same_task = !sweep.variants.iter().all(|v| tasks.insert(v.json.to_string()));
         let repeats = sweep.scaling.is_some() || same_task || sweep.variants.iter().any(|v| !v.left_out.is_empty());
-        Plan { sweep, sim_version: sim_version.to_string(), repeats }
+        Plan { sweep, version: version.into(), repeats }
+    }
+
+    /// The code version its ids are made with.
+    pub fn version(&self) -> &CodeVersion {
+        &self.version
     }
 
     /// Whether plan entries can repeat a trial (then [`Plan::trials`] yields fewer than
@@ -79,7 +85,7 @@ impl<'a> Plan<'a> {
             }
             _ => (base, None, combo),
         };
-        let id = trial_id(&self.sweep.variants[task].json, &params, &self.sim_version);
+        let id = trial_id(&self.sweep.variants[task].json, &params, &self.version);
         PlannedTrial { id, seq, params, variant, task }
     }
 

@@ -276,13 +276,14 @@ pub fn lease_refs_from_pb(refs: &[pb::LeaseRef]) -> Result<Vec<(TrialId, u32)>, 
     refs.iter().map(|l| Ok((parse_trial_id(&l.trial_id)?, l.attempt))).collect()
 }
 
-/// A worker's registration.
-pub fn register_request(name: &str, slots: usize, gpus: usize) -> pb::RegisterRequest {
+/// A worker's registration: it computes with the code `versions`.
+pub fn register_request(name: &str, slots: usize, gpus: usize, versions: &[String]) -> pb::RegisterRequest {
     pb::RegisterRequest {
         protocol_version: PROTOCOL_VERSION,
         name: name.to_string(),
         slots: slots.min(u32::MAX as usize) as u32,
         gpus: gpus.min(u32::MAX as usize) as u32,
+        code_versions: versions.to_vec(),
     }
 }
 

@@ -31,8 +31,9 @@ pub use convert::{
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kappa_descriptor.bin"));
 
 /// The protocol version peers exchange on register and heartbeat; a mismatch is refused with
-/// FAILED_PRECONDITION.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// FAILED_PRECONDITION. Version 4: workers register the code versions they compute with (a
+/// version 3 worker would be leased simulations it may compute differently).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A message that does not convert to a valid core value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -105,7 +105,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kappa_core::{AttemptOutcome, Hyperparams, OptimizerKind, PlannedTrial, TrialId, TrialMetrics, TrialStatus};
+    use kappa_core::{
+        AttemptOutcome, CodeVersion, Hyperparams, OptimizerKind, PlannedTrial, TrialId, TrialMetrics, TrialStatus,
+    };
 
     fn tasks() -> Vec<String> {
         vec!["{}".to_string()]
@@ -146,7 +148,7 @@ mod tests {
     fn plan_run_resume_and_replan() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        let sync = s.sync_plan("demo", "f.toml", "spec", &tasks(), (0..3).map(trial)).unwrap();
+        let sync = s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..3).map(trial)).unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 3, reused: 0, requeued: 0 });
         let lease = |i: u64, a: u32| StoreOp::Leased { id: TrialId(1000 + i), attempt: a, worker: "w".into(), at: 0.0 };
         s.apply(&[lease(0, 1), lease(1, 1), report(0, 1, ReportEffect::Final)]).unwrap();
@@ -167,7 +169,7 @@ mod tests {
 
         // Resume: the running trial is requeued, the finished one reused.
         let mut s = Store::open(dir.path()).unwrap();
-        let sync = s.sync_plan("demo", "f.toml", "spec", &tasks(), (0..3).map(trial)).unwrap();
+        let sync = s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..3).map(trial)).unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 1, requeued: 1 });
         let open = s.open_trials().unwrap();
         assert_eq!(open.iter().map(|t| (t.id.0, t.attempts)).collect::<Vec<_>>(), vec![(1001, 1), (1002, 0)]);
@@ -175,11 +177,13 @@ mod tests {
         assert_eq!(log[1].outcome.as_deref(), Some("lost"));
 
         // Replan with one trial dropped and one added.
-        let sync = s.sync_plan("demo", "f.toml", "spec", &tasks(), [1, 2, 3].into_iter().map(trial)).unwrap();
+        let sync = s
+            .sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), [1, 2, 3].into_iter().map(trial))
+            .unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 1, reused: 0, requeued: 0 });
         assert_eq!(s.trials().unwrap().len(), 3);
         assert!(matches!(
-            s.sync_plan("other", "f.toml", "spec", &tasks(), std::iter::empty()),
+            s.sync_plan("other", "f.toml", "spec", &CodeVersion::NONE, &tasks(), std::iter::empty()),
             Err(StoreError::OtherSweep { .. })
         ));
     }
@@ -209,7 +213,7 @@ mod tests {
         use kappa_core::LeaseEnd;
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        s.sync_plan("demo", "f.toml", "spec", &tasks(), (0..3).map(trial)).unwrap();
+        s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..3).map(trial)).unwrap();
         let lease = |i: u64, a: u32| StoreOp::Leased { id: TrialId(1000 + i), attempt: a, worker: "w".into(), at: 0.0 };
         s.apply(&[
             lease(0, 1),
@@ -240,7 +244,7 @@ mod tests {
     fn a_version_1_store_is_migrated_in_place_and_counts_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        s.sync_plan("demo", "f.toml", "spec", &tasks(), (0..2).map(trial)).unwrap();
+        s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..2).map(trial)).unwrap();
         s.conn
             .execute_batch(
                 "UPDATE meta SET value = '1' WHERE key = 'schema_version';
@@ -254,7 +258,7 @@ mod tests {
             .unwrap();
         drop(s);
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("2"));
+        assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
         let log: Vec<_> =
             s.attempts().unwrap().into_iter().map(|a| (a.outcome.unwrap_or_default(), a.class, a.error)).collect();
         let expired = Some(kappa_core::LeaseEnd::Expired.reason().to_string());
@@ -268,5 +272,35 @@ mod tests {
         drop(s);
         // Opening it again changes nothing more.
         assert_eq!(Store::open(dir.path()).unwrap().attempts().unwrap().len(), 5);
+    }
+
+    /// Copies a state directory made by an earlier kappa (tests/fixtures/stores/) to a temporary one.
+    fn fixture(name: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/stores").join(name);
+        std::fs::copy(Store::db_path(&from), Store::db_path(dir.path())).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_version_2_store_records_the_version_its_ids_carry() {
+        for (name, kind) in [("sim", "optimizer"), ("command", "command"), ("noop", "noop")] {
+            let dir = fixture(name);
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
+            assert_eq!(s.code_version().unwrap(), Some(CodeVersion::legacy(kind)), "{name}");
+            assert_eq!(s.code_version().unwrap().unwrap().get(), Some("kappa-sim/3"));
+            // Every trial and its result are still there.
+            assert!(s.trials().unwrap().iter().all(|t| t.result.status == TrialStatus::Succeeded), "{name}");
+        }
+        // A store that never held a plan records nothing; its first plan does.
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::create(dir.path()).unwrap();
+        s.conn.execute_batch("UPDATE meta SET value = '2' WHERE key = 'schema_version'").unwrap();
+        drop(s);
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.code_version().unwrap(), None);
+        s.sync_plan("demo", "f.toml", "spec", &"kappa-sim/9".into(), &tasks(), (0..1).map(trial)).unwrap();
+        assert_eq!(s.code_version().unwrap(), Some(CodeVersion::code("kappa-sim/9")));
     }
 }

@@ -1,8 +1,8 @@
 //! Recording a plan: the trials of the current sweep file, new ones added, known ones kept.
 
-use crate::schema::TERMINAL;
+use crate::schema::{CODE_VERSION, TERMINAL};
 use crate::{Store, StoreError, now_s};
-use kappa_core::{LeaseEnd, PlannedTrial};
+use kappa_core::{CodeVersion, LeaseEnd, PlannedTrial};
 use rusqlite::params;
 
 /// What [`Store::sync_plan`] found.
@@ -23,12 +23,14 @@ impl Store {
     /// reused; their parameters are rewritten as this plan names them, so an axis added since
     /// shows in their exports too), and trials a dead run left `running` go back to pending (their open attempts are
     /// logged as lost, abandoned). `tasks` holds the canonical JSON of each of the sweep's
-    /// tasks, which [`PlannedTrial::task`] indexes. One transaction.
+    /// tasks, which [`PlannedTrial::task`] indexes; `version` is the code version the trials' ids
+    /// were made with (recorded: see [`Store::code_version`]). One transaction.
     pub fn sync_plan(
         &mut self,
         sweep: &str,
         spec_path: &str,
         spec: &str,
+        version: &CodeVersion,
         tasks: &[String],
         trials: impl Iterator<Item = PlannedTrial>,
     ) -> Result<PlanSync, StoreError> {
@@ -60,6 +62,7 @@ impl Store {
                 ("spec_path", spec_path.to_string()),
                 ("generation", generation.to_string()),
                 ("task", first_hash),
+                (CODE_VERSION, version.to_string()),
             ] {
                 tx.execute(set_meta, params![k, v]).map_err(sql)?;
             }

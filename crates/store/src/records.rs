@@ -2,7 +2,7 @@
 
 use crate::schema::{FAILED_ATTEMPT, TERMINAL};
 use crate::{Store, StoreError};
-use kappa_core::{Counts, Params, TrialId, TrialResult, TrialStatus};
+use kappa_core::{CodeVersion, Counts, Params, TrialId, TrialResult, TrialStatus};
 use rusqlite::OptionalExtension;
 
 /// A trial that still has to run, as the scheduler needs it.
@@ -90,6 +90,8 @@ pub struct SweepInfo {
     pub spec: String,
     /// The sweep file path of the latest plan.
     pub spec_path: String,
+    /// The code version its trial ids are made with.
+    pub code_version: Option<CodeVersion>,
 }
 
 impl Store {
@@ -104,6 +106,7 @@ impl Store {
             generation,
             spec: self.meta("spec")?.unwrap_or_default(),
             spec_path: self.meta("spec_path")?.unwrap_or_default(),
+            code_version: self.code_version()?,
         }))
     }
 

@@ -3,13 +3,16 @@
 //! Version 1 kept three words for an attempt that ended without a report (`expired`,
 //! `released`, `lost`); version 2 records every such attempt as `lost`, with the reason in
 //! `error` and `class = 'lost'` when it counts as a failed attempt (its lease expired).
+//! Version 3 records in `meta.code_version` the code version the store's ids are made with
+//! (written at its first plan); a version 2 store is given the version its ids carry (see
+//! [`CodeVersion::legacy`]).
 
 use crate::{Store, StoreError};
-use kappa_core::LeaseEnd;
+use kappa_core::{CodeVersion, LeaseEnd};
 use rusqlite::OptionalExtension;
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +50,9 @@ CREATE TABLE IF NOT EXISTS attempts (
 ) WITHOUT ROWID;
 "#;
 
+/// The `meta` key of the code version the store's ids are made with.
+pub(crate) const CODE_VERSION: &str = "code_version";
+
 /// Terminal trial statuses, as SQL.
 pub(crate) const TERMINAL: &str = "('succeeded','failed','diverged')";
 
@@ -78,7 +84,11 @@ impl Store {
         }
         let version = self.meta("schema_version")?;
         match version.as_deref().map(str::parse::<i64>) {
-            Some(Ok(1)) => self.migrate_from_1(),
+            Some(Ok(1)) => {
+                self.migrate_from_1()?;
+                self.migrate_from_2()
+            }
+            Some(Ok(2)) => self.migrate_from_2(),
             Some(Ok(SCHEMA_VERSION)) => Ok(()),
             Some(Ok(v)) => Err(self.corrupt(format!("schema version {v}, this kappa reads {SCHEMA_VERSION}"))),
             _ => Err(self.corrupt("missing or malformed schema_version")),
@@ -107,6 +117,38 @@ impl Store {
                WHERE outcome = 'expired-before-retry';
              UPDATE attempts SET outcome = 'lost', error = coalesce(error, '{left}') WHERE outcome = 'released';
              UPDATE attempts SET error = coalesce(error, '{abandoned}') WHERE outcome = 'lost' AND class IS NULL;
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';
+             COMMIT;"
+        );
+        self.conn.execute_batch(&sql).map_err(|e| {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.sql(e)
+        })
+    }
+
+    /// Version 2 → 3: a store that holds a sweep records the version its ids were made with, the
+    /// one kappa gave every id of its task's kind before stores recorded theirs.
+    fn migrate_from_2(&self) -> Result<(), StoreError> {
+        let kind: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT json_extract(t.json, '$.kind') FROM meta m JOIN tasks t ON t.hash = m.value WHERE m.key = 'task'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?
+            .flatten();
+        let record = match kind {
+            Some(kind) => format!(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('{CODE_VERSION}', '{}');",
+                CodeVersion::legacy(&kind)
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "BEGIN IMMEDIATE;
+             {record}
              UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
              COMMIT;"
         );
@@ -114,6 +156,11 @@ impl Store {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.sql(e)
         })
+    }
+
+    /// The code version this store's ids are made with (`None`: never planned).
+    pub fn code_version(&self) -> Result<Option<CodeVersion>, StoreError> {
+        Ok(self.meta(CODE_VERSION)?.map(|v| CodeVersion::from_record(&v)))
     }
 
     pub(crate) fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -21,19 +21,41 @@ mod trial;
 pub use command::CommandEnv;
 pub use executor::execute;
 
-use kappa_core::TaskSpec;
+use kappa_core::{CodeVersion, TaskSpec};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// The version of the code that computes `task`'s results, part of every trial id: simulations
-/// are `kappa_sim::VERSION`, training `kappa_train::VERSION` (commands and noops carry the
-/// simulator's, which never changes what they run).
-pub fn code_version(task: &TaskSpec) -> &'static str {
+/// The version of the code that computes `task`'s results, part of its trial ids: simulations
+/// are `kappa_sim::VERSION`, training `kappa_train::VERSION`; commands and noops have none (no
+/// code of kappa's computes them, so an upgrade never re-runs them).
+pub fn code_version(task: &TaskSpec) -> CodeVersion {
     match task {
-        TaskSpec::Train(_) => kappa_train::VERSION,
-        _ => kappa_sim::VERSION,
+        TaskSpec::Optimizer(_) | TaskSpec::Sde(_) => CodeVersion::code(sim_version()),
+        TaskSpec::Train(_) => CodeVersion::code(kappa_train::VERSION),
+        TaskSpec::Command(_) | TaskSpec::Noop { .. } => CodeVersion::NONE,
     }
+}
+
+/// The code versions this build computes with, as a worker registers them.
+pub fn code_versions() -> Vec<String> {
+    vec![sim_version().to_string(), kappa_train::VERSION.to_string()]
+}
+
+/// Names the simulator's version as something else, for tests of upgrades and mixed-version
+/// clusters only (it changes nothing that is computed, only what this process claims).
+const TEST_SIM_VERSION: &str = "KAPPA_TEST_SIM_VERSION";
+
+/// `kappa_sim::VERSION`, or what `KAPPA_TEST_SIM_VERSION` names.
+fn sim_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| match std::env::var(TEST_SIM_VERSION) {
+        Ok(v) if !v.is_empty() => {
+            tracing::warn!(version = %v, "{TEST_SIM_VERSION} is set: this process claims a simulator version it does not have (tests only)");
+            Box::leak(v.into_boxed_str())
+        }
+        _ => kappa_sim::VERSION,
+    })
 }
 
 /// Worker settings.
@@ -60,6 +82,9 @@ pub struct WorkerConfig {
     pub gpus: Vec<u32>,
     /// Where simulations run, over the task's `backend` (`--backend`); `None` follows the task.
     pub backend: Option<kappa_core::task::Backend>,
+    /// The code versions it computes with ([`code_versions`]): it is leased only trials planned
+    /// with one of them (and trials no code of kappa's computes).
+    pub code_versions: Vec<String>,
     /// On shutdown, stop leasing, pass SIGTERM to command trials, and let running trials end
     /// for up to this long before stopping the rest (zero: at once); stopped attempts are
     /// reported as preempted.

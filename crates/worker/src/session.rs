@@ -124,7 +124,7 @@ async fn session(
     reconnect: bool,
 ) -> Result<SessionEnd, WorkerError> {
     let rpc = |s: tonic::Status| WorkerError::Rpc(cfg.coordinator.clone(), s);
-    let reg = match client.register(register_request(&cfg.name, cfg.slots, cfg.gpus.len())).await {
+    let reg = match client.register(register_request(&cfg.name, cfg.slots, cfg.gpus.len(), &cfg.code_versions)).await {
         Ok(r) => r.into_inner(),
         Err(s) if CallFailure::of(&s) != CallFailure::Fatal => return Ok(SessionEnd::Lost(s.message().to_string())),
         Err(s) => return Err(rpc(s)),

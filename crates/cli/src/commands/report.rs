@@ -41,21 +41,28 @@ fn trial_results(store: &Store) -> anyhow::Result<Vec<TrialResult>> {
 
 pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     // The sweep file and every trial, from a state directory or a coordinator.
-    let (source, spec_path, spec, trials) = match args.source.coordinator() {
+    let (source, spec_path, spec, version, trials) = match args.source.coordinator() {
         Some(c) => {
             let r = client::fetch_results(&c, args.source.sweep.as_deref().unwrap_or(""))?;
-            (format!("sweep `{}` of {}", r.name, c.coordinator), r.spec_path, r.spec, r.trials)
+            (format!("sweep `{}` of {}", r.name, c.coordinator), r.spec_path, r.spec, r.code_version, r.trials)
         }
         None => {
             let dir = state::resolve(&args.source.state)?;
             let store = Store::open(&dir)?;
             let info = store.sweep_info()?.ok_or_else(|| anyhow!("{} holds no planned sweep yet", dir.display()))?;
-            (dir.display().to_string(), info.spec_path, info.spec, trial_results(&store)?)
+            (dir.display().to_string(), info.spec_path, info.spec, info.code_version, trial_results(&store)?)
         }
     };
     let sweep = Sweep::parse(&spec_path, &spec)
         .map_err(|e| anyhow!("the sweep file stored in {source} no longer parses: {e}"))?;
-    let plan = Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
+    // The ids were made with the code version the state directory recorded, whatever this
+    // binary's is: a new kappa reports an old sweep.
+    let current = kappa_worker::code_version(&sweep.task);
+    let version = version.unwrap_or_else(|| current.clone());
+    if current.get().is_some() && version != current {
+        eprintln!("note: {source} was computed with {version} (this kappa computes {current})");
+    }
+    let plan = Plan::new(&sweep, version);
     let results: HashMap<_, _> = trials.iter().map(|t| (t.id, t.clone())).collect();
     let mut report = kappa_report::build(&sweep, &plan, &results);
     if !args.overlay.is_empty() {

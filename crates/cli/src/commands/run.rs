@@ -6,6 +6,7 @@ use crate::signal::interrupted;
 use crate::{progress, summary, sweep_file};
 use anyhow::{Context, anyhow};
 use kappa_coordinator::{Coordinator, CoordinatorConfig, ServeOptions, Server, SweepRunner};
+use kappa_core::OnNewVersion;
 use kappa_store::Store;
 use kappa_worker::WorkerConfig;
 use std::path::PathBuf;
@@ -38,6 +39,12 @@ pub struct RunArgs {
     /// Working directory of `kind = "command"` trials (their logs go to STATE/logs/).
     #[arg(long, value_name = "DIR", default_value = ".", env = "KAPPA_WORKDIR")]
     workdir: PathBuf,
+    /// Plan the sweep afresh when its state directory was planned by a kappa that computes it
+    /// with other code (a simulator or trainer version): every trial runs again, and the old
+    /// results stay in the store outside the plan. Without it such a run is refused; command
+    /// sweeps never need it.
+    #[arg(long)]
+    rerun_on_new_version: bool,
 }
 
 /// How the local workers run their trials.
@@ -62,7 +69,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     // at once, not waited for.
     let cfg = CoordinatorConfig { adopt_in_flight: false, ..CoordinatorConfig::default() };
     let coordinator = Arc::new(Coordinator::new(None, cfg, kappa_worker::code_version));
-    let (runner, sync) = coordinator.open(&state, &sweep, &text, &args.file.display().to_string())?;
+    let on_new = if args.rerun_on_new_version { OnNewVersion::Rerun } else { OnNewVersion::Refuse };
+    let (runner, sync) =
+        coordinator.open(&state, &sweep, &text, &args.file.display().to_string(), on_new).map_err(|e| match e {
+            // The user chooses: this binary, the one that planned it, or a fresh plan.
+            kappa_coordinator::CoordinatorError::NewVersion { .. } => invalid(e.to_string()),
+            e => e.into(),
+        })?;
     if !args.quiet {
         eprintln!(
             "sweep `{}`: {} trials ({} new, {} finished earlier and reused, {} interrupted and re-queued); state in {}",
@@ -144,6 +157,7 @@ async fn drive(
             commands: Some(workers.commands.clone()),
             gpus: workers.gpus.iter().copied().skip(i as usize).step_by(workers.count as usize).collect(),
             backend: workers.backend,
+            code_versions: kappa_worker::code_versions(),
             drain: Duration::ZERO,
         };
         pool.spawn(kappa_worker::run(cfg, stop_rx.clone()));

@@ -49,6 +49,7 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
             "diverged": counts.diverged,
             "done": counts.done(),
             "preempted_attempts": preempted,
+            "code_version": info.as_ref().and_then(|i| i.code_version.as_ref()).map(|v| v.to_string()),
             "finished": counts.total > 0 && counts.done() == counts.total,
             "logs": Some(dir.join("logs")).filter(|l| l.is_dir()).map(|l| l.display().to_string()),
             "failures": failed
@@ -62,6 +63,9 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     println!("sweep `{name}` in {}", dir.display());
     if let Some(i) = &info {
         println!("  sweep file     {}", i.spec_path);
+        if let Some(v) = i.code_version.as_ref().and_then(|v| v.get()) {
+            println!("  computed with  {v} (its trial ids carry it)");
+        }
     }
     let logs = dir.join("logs");
     if logs.is_dir() {
@@ -104,7 +108,9 @@ fn remote(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow::Res
         let sweeps: Vec<Progress> = r.sweeps.into_iter().map(Progress::from).collect();
         if as_json {
             let all: Vec<_> = sweeps.iter().map(progress_json).collect();
-            println!("{}", serde_json::to_string_pretty(&json!({ "coordinator": c.coordinator, "sweeps": all }))?);
+            let workers: Vec<_> = r.workers.iter().map(worker_json).collect();
+            let out = json!({ "coordinator": c.coordinator, "sweeps": all, "workers": workers });
+            println!("{}", serde_json::to_string_pretty(&out)?);
             return Ok(exit::OK);
         }
         if sweeps.is_empty() {
@@ -131,7 +137,44 @@ fn remote(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow::Res
                 }
             );
         }
+        print_workers(&r.workers);
         Ok(exit::OK)
+    })
+}
+
+/// The registered workers: what they compute with, and the sweeps they wait beside because
+/// those were planned with other code.
+fn print_workers(workers: &[pb::WorkerStatus]) {
+    if workers.is_empty() {
+        println!("no worker registered");
+        return;
+    }
+    println!("{} workers:", workers.len());
+    for w in workers {
+        let heard =
+            if w.lost { format!("lost, silent {:.0} s", w.silent_s) } else { format!("seen {:.0} s ago", w.silent_s) };
+        println!(
+            "  {}  {} slots, {} GPUs, computes with {}; {heard}",
+            w.name,
+            w.slots,
+            w.gpus,
+            if w.code_versions.is_empty() { "-".to_string() } else { w.code_versions.join(", ") },
+        );
+        for b in &w.blocked {
+            println!(
+                "    not leased `{}`: its {} pending trials were planned with {}, which this worker does not compute with",
+                b.sweep, b.pending, b.needs
+            );
+        }
+    }
+}
+
+fn worker_json(w: &pb::WorkerStatus) -> serde_json::Value {
+    json!({
+        "name": w.name, "slots": w.slots, "gpus": w.gpus, "code_versions": w.code_versions,
+        "silent_s": w.silent_s, "lost": w.lost,
+        "blocked": w.blocked.iter().map(|b| json!({"sweep": b.sweep, "needs": b.needs, "pending": b.pending}))
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -18,6 +18,11 @@ pub struct SubmitArgs {
     /// Follow progress until the sweep finishes.
     #[arg(long)]
     watch: bool,
+    /// Plan the sweep afresh with the coordinator's code when it was planned with other code (a
+    /// simulator or trainer version): every trial runs again. Without it the sweep keeps its
+    /// ids and its trials wait for workers that compute with the code it was planned with.
+    #[arg(long)]
+    rerun_on_new_version: bool,
 }
 
 /// `kappa submit`: validates the file here (for its error messages), then hands it to the coordinator.
@@ -26,7 +31,11 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
         let mut c = connect(&args.coordinator).await?;
         let r = c
-            .submit(pb::SubmitRequest { spec: text, file_name: args.file.display().to_string() })
+            .submit(pb::SubmitRequest {
+                spec: text,
+                file_name: args.file.display().to_string(),
+                rerun_on_new_version: args.rerun_on_new_version,
+            })
             .await
             .map_err(status_error)?
             .into_inner();
@@ -34,8 +43,8 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
             "submitted sweep `{}`: {} trials ({} new, {} finished earlier and reused)",
             r.sweep, r.total, r.new_trials, r.reused
         );
-        if !r.warning.is_empty() {
-            eprintln!("warning: {}", r.warning);
+        for w in r.warning.lines().filter(|w| !w.is_empty()) {
+            eprintln!("warning: {w}");
         }
         if args.watch {
             return follow_to_end(&args.coordinator, &sweep.name).await;

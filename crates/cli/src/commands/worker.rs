@@ -87,6 +87,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         },
         gpus: parse_gpus(&args.gpus)?,
         backend: args.backend,
+        code_versions: kappa_worker::code_versions(),
         drain: args.drain_timeout.unwrap_or_default(),
     };
     announce_backend(args.backend);

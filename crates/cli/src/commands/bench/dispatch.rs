@@ -110,6 +110,7 @@ pub(super) fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
             .submit(kappa_proto::pb::SubmitRequest {
                 spec: noop_sweep("dispatch", b.trials),
                 file_name: "noop.toml".into(),
+                ..Default::default()
             })
             .await?;
         let planned = started.elapsed().as_secs_f64();
@@ -162,6 +163,7 @@ pub(super) fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
                 .submit(kappa_proto::pb::SubmitRequest {
                     spec: noop_sweep("memory", b.memory_trials),
                     file_name: "noop.toml".into(),
+                    ..Default::default()
                 })
                 .await?;
             Ok::<(), anyhow::Error>(())
@@ -201,6 +203,7 @@ async fn probe_lease_latency(url: String) -> Vec<f64> {
         name: "probe".into(),
         slots: 1,
         gpus: 0,
+        code_versions: Vec::new(),
     };
     let Ok(r) = c.register(reg).await else { return out };
     let worker_id = r.into_inner().worker_id;
