@@ -144,6 +144,15 @@ fn check_worker<'a>(what: &str, d: &'a Value, secret: &str, service_url: &str) -
     let drain = seconds(env(c, "KAPPA_DRAIN_TIMEOUT").unwrap_or_else(|| panic!("{what}: KAPPA_DRAIN_TIMEOUT")));
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
     assert!(grace > drain + 10, "{what}: terminationGracePeriodSeconds {grace} must exceed the drain timeout {drain}s");
+    // Trial directories on the claim every worker shares.
+    let root = env(c, "KAPPA_TRIAL_ROOT").unwrap_or_else(|| panic!("{what}: KAPPA_TRIAL_ROOT"));
+    let mount = c["volumeMounts"].as_array().unwrap().iter().find(|m| m["mountPath"] == root);
+    let mount = mount.unwrap_or_else(|| panic!("{what}: nothing is mounted at KAPPA_TRIAL_ROOT {root}"));
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).expect("volume");
+    assert_eq!(
+        volume["persistentVolumeClaim"]["claimName"], "kappa-trials",
+        "{what}: the trial root is the shared claim"
+    );
     c
 }
 
@@ -229,6 +238,10 @@ fn kubernetes_manifests_have_what_the_readme_relies_on() {
     );
     assert!(gpu["image"].as_str().unwrap().starts_with("kappa-cuda"), "GPU workers run the CUDA image");
 
+    let trials = object(&all, "PersistentVolumeClaim", "kappa-trials");
+    assert_eq!(trials["spec"]["accessModes"][0], "ReadWriteMany", "every worker pod mounts the trial claim");
+    assert!(read("deploy/README.md").contains("kappa-trials"), "deploy/README.md explains the trial claim");
+
     // The Secret they mount is the one the README creates and the example shows.
     assert_eq!(object(&all, "Secret", "kappa-token")["stringData"]["token"], "REPLACE-WITH-A-RANDOM-TOKEN");
     let readme = read("deploy/README.md");
@@ -241,11 +254,20 @@ fn kubernetes_manifests_have_what_the_readme_relies_on() {
 fn kustomize_renders_the_base_and_the_gpu_variant() {
     let has_kubectl = Command::new("kubectl").args(["version", "--client"]).output().is_ok_and(|o| o.status.success());
     if !has_kubectl {
-        eprintln!("skipped: kubectl is not installed, so `kubectl kustomize deploy/k8s` is not checked");
+        assert!(std::env::var_os("CI").is_none(), "CI must install kubectl (see .ci/run)");
+        eprintln!("SKIPPED: kubectl is not installed, so `kubectl kustomize deploy/k8s` is not checked");
         return;
     }
     for (dir, expected) in [
-        ("deploy/k8s", &["Service/kappa-coordinator", "StatefulSet/kappa-coordinator", "Deployment/kappa-worker"][..]),
+        (
+            "deploy/k8s",
+            &[
+                "Service/kappa-coordinator",
+                "StatefulSet/kappa-coordinator",
+                "Deployment/kappa-worker",
+                "PersistentVolumeClaim/kappa-trials",
+            ][..],
+        ),
         (
             "deploy/k8s/gpu",
             &[
@@ -253,6 +275,7 @@ fn kustomize_renders_the_base_and_the_gpu_variant() {
                 "StatefulSet/kappa-coordinator",
                 "Deployment/kappa-worker",
                 "Deployment/kappa-worker-gpu",
+                "PersistentVolumeClaim/kappa-trials",
             ][..],
         ),
     ] {
