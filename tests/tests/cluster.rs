@@ -193,6 +193,23 @@ fn prometheus_metrics_count_trials_workers_and_reports() {
     assert!(body.contains("kappa_workers 1"), "{body}");
     assert!(body.contains("kappa_reports_total 4"), "{body}");
     assert!(get("/other").starts_with("HTTP/1.1 404"));
+
+    // Prometheus' own linter accepts the exposition (promtool, from Debian's prometheus package).
+    let exposition = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut promtool) = promtool else {
+        assert!(std::env::var_os("CI").is_none(), "CI must install promtool (Debian's prometheus, see .ci/run)");
+        eprintln!("SKIPPED: promtool is not installed, so the exposition is not linted (apt-get install prometheus)");
+        return;
+    };
+    promtool.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool check metrics: {}\n{exposition}", show(&out));
 }
 
 /// The wire contract checked by an independent client (Python, grpcio, stubs generated from

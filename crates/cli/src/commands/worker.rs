@@ -29,7 +29,7 @@ pub struct WorkerArgs {
     backend: Option<kappa_core::task::Backend>,
     /// Run `kind = "command"` trials (programs named by sweep files) as child processes.
     /// Without it such trials are refused with that reason.
-    #[arg(long, env = "KAPPA_ALLOW_COMMANDS")]
+    #[arg(long, env = "KAPPA_ALLOW_COMMANDS", value_parser = clap::builder::BoolishValueParser::new())]
     allow_commands: bool,
     /// Working directory of command trials; their per-attempt logs go to `kappa-logs/` in it.
     #[arg(long, value_name = "DIR", default_value = ".", env = "KAPPA_WORKDIR")]
