@@ -344,6 +344,92 @@ fn a_trial_killed_with_its_worker_resumes_from_its_checkpoint_on_another() {
     assert_eq!(by_b, 1, "the counted attempt is b's");
 }
 
+/// Waits until the one running trial of `state` has printed more than `steps` lines.
+fn wait_for_steps(sb: &Sandbox, state: &str, steps: usize) {
+    sb.wait_for(state, "the trial running", Duration::from_secs(60), |c| count(c, "running") == 1);
+    let started = std::time::Instant::now();
+    loop {
+        let logs = std::fs::read_dir(sb.path().join("kappa-logs")).ok().into_iter().flatten().flatten();
+        let lines = logs
+            .filter(|e| e.path().extension().is_some_and(|x| x == "stdout"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default().lines().count())
+            .max()
+            .unwrap_or(0);
+        if lines > steps {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the trial printed no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The children of process `pid` (from /proc).
+fn children(pid: u32) -> Vec<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    tasks
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+/// Whether `pid` has exited (gone, or a zombie not reaped yet).
+fn exited(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+}
+
+/// A scheduler's SIGTERM reaches the program before its worker (SLURM's `--signal` signals every
+/// process of the step): the program checkpoints and exits 143 before the worker knows it is
+/// draining. The attempt is still preempted, not an error (found by the real SLURM test).
+#[test]
+fn a_program_stopped_by_the_scheduler_before_its_worker_is_preempted() {
+    let sb = Sandbox::new();
+    checkpoint_sweep(&sb, "race", 1000, "retries = { error = 0, crash = 0 }");
+    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &["--heartbeat", "200ms", "--missed-heartbeats", "3"]);
+    let workdir = sb.path().to_str().unwrap();
+    let mut a = sb.worker(&addr, "a", &["--allow-commands", "--workdir", workdir, "--drain-timeout", "30s"]);
+    let out = sb.kappa(&["submit", "race.toml", "--coordinator", &format!("http://{addr}")]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    wait_for_steps(&sb, "cluster/race", 20);
+    let program = children(a.child.id());
+    assert_eq!(program.len(), 1, "the worker runs one program: {program:?}");
+    // SAFETY: signalling the program our worker started.
+    unsafe { libc::kill(program[0], libc::SIGTERM) };
+    let started = std::time::Instant::now();
+    while !exited(program[0]) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the program did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    a.signal(libc::SIGTERM);
+    let started = std::time::Instant::now();
+    while a.child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(30), "worker a did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let attempts = |db: &rusqlite::Connection| -> Vec<(String, i64)> {
+        let mut stmt = db.prepare("SELECT coalesce(outcome, ''), counted FROM attempts ORDER BY attempt").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let first = "the first attempt recorded";
+    sb.wait_for("cluster/race", first, Duration::from_secs(10), |c| attempts(c).first().is_some_and(|a| !a.0.is_empty()));
+    let a_log = std::fs::read_to_string(sb.path().join(".worker-a")).unwrap_or_default();
+    assert_eq!(attempts(&sb.db("cluster/race"))[0].0, "preempted", "worker a:\n{a_log}");
+    let _b = sb.worker(&addr, "b", &["--allow-commands", "--workdir", workdir]);
+    sb.wait_for("cluster/race", "the trial done", Duration::from_secs(90), |c| count(c, "succeeded") == 1);
+    let log = attempts(&sb.db("cluster/race"));
+    assert_eq!(
+        log,
+        [("preempted".to_string(), 0), ("succeeded".to_string(), 1)],
+        "retries = 0: an error would have failed it"
+    );
+}
+
 /// Preemption is not failure: a worker draining on SIGTERM passes SIGTERM to its command trial at
 /// once, the program checkpoints and exits, and the attempt is `preempted`: the trial's failure
 /// count stays 0, and the next attempt resumes from exactly where the drain stopped it.
@@ -361,21 +447,7 @@ fn a_drained_trial_is_preempted_not_failed_and_resumes_where_it_stopped() {
     let out = sb.kappa(&["submit", "pre.toml", "--coordinator", &format!("http://{addr}")]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     // It checkpoints only when stopped (every 1000 steps otherwise): wait for 30 steps of output.
-    sb.wait_for("cluster/pre", "the trial running", Duration::from_secs(60), |c| count(c, "running") == 1);
-    let started = std::time::Instant::now();
-    loop {
-        let logs = std::fs::read_dir(sb.path().join("kappa-logs")).ok().into_iter().flatten().flatten();
-        let lines = logs
-            .filter(|e| e.path().extension().is_some_and(|x| x == "stdout"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default().lines().count())
-            .max()
-            .unwrap_or(0);
-        if lines > 30 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "the trial printed no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_steps(&sb, "cluster/pre", 30);
     a.signal(libc::SIGTERM);
     let started = std::time::Instant::now();
     while a.child.try_wait().unwrap().is_none() {

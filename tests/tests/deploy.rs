@@ -385,8 +385,8 @@ fn sbatch_script_is_valid_bash_and_drains_before_the_time_limit() {
 // The sbatch script run for real, with stand-ins for the Slurm commands it calls.
 
 /// `srun` (run the command once per node here, forward SIGTERM), `scancel --signal=SIG JOB`
-/// (signal the steps, as Slurm does) and `scontrol` (records the requeue KAPPA_RESUBMIT asks
-/// for). Step pids go to `$FAKE_SLURM/steps`. tests/tests/slurm.rs runs it on a real cluster.
+/// (signal the steps, as Slurm does), `scontrol` (records the requeue KAPPA_RESUBMIT asks for)
+/// and `squeue` (4 minutes left). Step pids go to `$FAKE_SLURM/steps`. tests/tests/slurm.rs runs it on a real cluster.
 const FAKE_SLURM: &[(&str, &str)] = &[
     (
         "srun",
@@ -413,6 +413,8 @@ exit 0
 "#,
     ),
     ("scontrol", "#!/usr/bin/env bash\necho \"$*\" >>\"$FAKE_SLURM/scontrol.log\"\n"),
+    // Time left in the allocation: near its limit (the stand-in for the limit's signal).
+    ("squeue", "#!/usr/bin/env bash\necho 4:00\n"),
 ];
 
 /// A run of the sbatch script as Slurm would start it, in its own process group (killed whole

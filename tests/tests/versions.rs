@@ -101,7 +101,7 @@ fn a_simulator_upgrade_refuses_to_mix_results_until_asked_to_rerun() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("4 of 4 trials finished"), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("computed with {planned_with}")), "{}", show(&out));
     let out = sb.kappa_env(&["status", "--state", "st"], &[NEW_SIM]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("computed with  {planned_with}")), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("ids made with  {planned_with}")), "{}", show(&out));
 
     // Asked to, it plans afresh: every trial runs again under the new version.
     let out = sb.kappa_env(&["run", "s.toml", "--state", "st", "--workers", "2", "--rerun-on-new-version"], &[NEW_SIM]);
@@ -193,7 +193,8 @@ fn a_mixed_version_cluster_leases_simulations_only_to_matching_workers() {
     // A worker of the coordinator's version runs them all.
     let _same = sb.worker(&addr, "same", &["--allow-commands"]);
     sb.wait_for("cluster/sim", "the simulations", Duration::from_secs(60), |c| count(c, "succeeded") == 8);
-    assert_eq!(attempts_by_worker(&sb.db("cluster/sim")), vec![("same".to_string(), 8)]);
+    let by = attempts_by_worker(&sb.db("cluster/sim"));
+    assert!(by.len() == 1 && by[0].0 == "same" && by[0].1 >= 8, "only the matching worker ran simulations: {by:?}");
 
     // Commands go to both.
     sb.write(

@@ -18,7 +18,8 @@ pub const HELP: &str = "\
 Exit codes:
   0    every trial succeeded (diverged trials count as results)
   1    an error stopped kappa (I/O, state database, network)
-  2    invalid input: bad arguments, or a sweep file that is missing, unreadable or invalid
+  2    invalid input: bad arguments, a sweep file that is missing, unreadable or invalid, or
+       a state directory planned with another simulator version (--rerun-on-new-version)
   3    the sweep finished but some trials failed on every attempt
   4    kappa report --check: a scaling rule's verdict is not the one the sweep expects
   130  interrupted (Ctrl-C / SIGTERM): run the same command again to resume";

@@ -145,7 +145,7 @@ impl Coordinator {
     pub fn version_warning(&self, sweep: &str) -> Option<String> {
         let r = self.sweeps.find(sweep).ok()?;
         let needs = r.requires()?;
-        if self.workers.count() == 0 || self.workers.any_computes(needs) {
+        if r.progress().counts.pending == 0 || self.workers.count() == 0 || self.workers.any_computes(needs) {
             return None;
         }
         Some(format!(

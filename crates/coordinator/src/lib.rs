@@ -84,6 +84,12 @@ pub enum CoordinatorError {
         /// The versions.
         mismatch: kappa_core::VersionMismatch,
     },
+    /// `--rerun-on-new-version` for a sweep still running with its recorded version.
+    #[error(
+        "sweep `{0}` is still running with the code version it was planned with: wait for it to finish or cancel \
+         it (kappa cancel), then submit it again with --rerun-on-new-version"
+    )]
+    RerunConflict(String),
     /// No sweep by that name (empty: none submitted yet).
     #[error("{}", if .0.is_empty() { "no sweep submitted yet".to_string() } else { format!("no sweep named `{}` here", .0) })]
     NoSuchSweep(String),

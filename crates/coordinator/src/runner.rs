@@ -107,7 +107,17 @@ impl SweepRunner {
         };
         // The store shows them running again, as the scheduler does.
         inner.writer.send_all(resumed);
-        Ok(SweepRunner { inner: Arc::new(inner) })
+        let runner = SweepRunner { inner: Arc::new(inner) };
+        {
+            // A restart with the failure budget already used up fails what is left at once (not
+            // at the first lease: a sweep no registered worker may run is never leased).
+            let mut sched = runner.sched();
+            if sched.halt_if_over_budget() {
+                runner.record_halted(&mut sched);
+                runner.publish(&sched);
+            }
+        }
+        Ok(runner)
     }
 
     /// The sweep's name.

@@ -31,7 +31,7 @@ impl From<CoordinatorError> for Status {
     fn from(e: CoordinatorError) -> Status {
         match e {
             CoordinatorError::InvalidSweep(_) => Status::invalid_argument(e.to_string()),
-            CoordinatorError::Conflict(_) => Status::already_exists(e.to_string()),
+            CoordinatorError::Conflict(_) | CoordinatorError::RerunConflict(_) => Status::already_exists(e.to_string()),
             CoordinatorError::NoStateRoot | CoordinatorError::NewVersion { .. } => {
                 Status::failed_precondition(e.to_string())
             }

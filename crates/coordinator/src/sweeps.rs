@@ -57,7 +57,12 @@ pub fn plan_into(
 ) -> Result<Planned, CoordinatorError> {
     let lock = StateLock::acquire(dir)?;
     let mut store = Store::create(dir)?;
-    let version = version::choose(store.code_version()?.as_ref(), current, on_new).map_err(|mismatch| {
+    // A store that holds a sweep and no record was made before stores recorded their version.
+    let recorded = match store.code_version()? {
+        None if store.sweep_info()?.is_some() => Some(CodeVersion::legacy_of(&sweep.task)),
+        recorded => recorded,
+    };
+    let version = version::choose(recorded.as_ref(), current, on_new).map_err(|mismatch| {
         CoordinatorError::NewVersion { sweep: sweep.name.clone(), dir: dir.to_path_buf(), mismatch }
     })?;
     let prepared = prepare(&mut store)?;
@@ -266,7 +271,9 @@ impl SweepRegistry {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let Some(i) = entries.iter().position(|e| e.runner.name() == sweep.name) else { return Ok(None) };
         let e = &entries[i];
-        let new_code = rerun && e.version != self.current_version(sweep);
+        let new_code = rerun
+            && version::choose(Some(&e.version), &self.current_version(sweep), OnNewVersion::Rerun)
+                .is_ok_and(|v| v != e.version);
         if e.spec == spec && !new_code {
             if e.runner.is_cancelled() {
                 // Submitting a cancelled sweep again resumes it.
@@ -280,7 +287,11 @@ impl SweepRegistry {
             }));
         }
         if !e.runner.is_finished() && !e.runner.is_cancelled() {
-            return Err(CoordinatorError::Conflict(sweep.name.clone()));
+            return Err(if e.spec == spec {
+                CoordinatorError::RerunConflict(sweep.name.clone())
+            } else {
+                CoordinatorError::Conflict(sweep.name.clone())
+            });
         }
         let old = entries.remove(i);
         old.runner.shutdown()?;

@@ -347,6 +347,16 @@ impl Scheduler {
         Disposition::Accepted { status }
     }
 
+    /// Fails every pending trial if the failure budget is used up (a sweep restarted after its
+    /// budget ran out); returns whether it did.
+    pub fn halt_if_over_budget(&mut self) -> bool {
+        let over = self.is_halted();
+        if over {
+            self.halt();
+        }
+        over
+    }
+
     /// Fails every pending trial: the failure budget is used up.
     fn halt(&mut self) {
         for id in std::mem::take(&mut self.queue) {

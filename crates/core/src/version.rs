@@ -31,6 +31,11 @@ impl CodeVersion {
         self.0.as_deref()
     }
 
+    /// Which code it names, without the version: `kappa-sim` of `kappa-sim/3`.
+    pub fn code_name(&self) -> Option<&str> {
+        self.get().map(|v| v.split_once('/').map_or(v, |(name, _)| name))
+    }
+
     /// Parses what [`fmt::Display`] wrote (a store's record).
     pub fn from_record(text: &str) -> CodeVersion {
         if text == NONE_TEXT { CodeVersion::NONE } else { CodeVersion::code(text) }
@@ -88,23 +93,27 @@ pub enum OnNewVersion {
 }
 
 /// The version a plan's ids are made with: the one its state directory recorded (`None`: never
-/// planned), unless that names other code than `current` (the running code's version for the
-/// sweep's task). A task no code of kappa's computes keeps what was recorded (its ids stay); a
-/// directory that recorded none takes `current` (a command sweep whose task became a
-/// simulation: none of its old trials is in the new plan).
+/// planned), unless that is another version of the code `current` names (the running code's
+/// version for the sweep's task): then `on_new` decides. A task no code of kappa's computes
+/// (commands, noop) always keeps what was recorded, so its ids stay whatever runs it. A record
+/// of other code (none, or the simulator's for a sweep that became a training) takes `current`:
+/// none of the old trials can be in the new plan.
 pub fn choose(
     recorded: Option<&CodeVersion>,
     current: &CodeVersion,
     on_new: OnNewVersion,
 ) -> Result<CodeVersion, VersionMismatch> {
     let Some(recorded) = recorded else { return Ok(current.clone()) };
-    if recorded == current || on_new == OnNewVersion::Rerun || recorded.get().is_none() {
-        return Ok(current.clone());
-    }
-    if current.get().is_none() || on_new == OnNewVersion::Keep {
+    if current.get().is_none() {
         return Ok(recorded.clone());
     }
-    Err(VersionMismatch { recorded: recorded.clone(), current: current.clone() })
+    if recorded == current || recorded.code_name() != current.code_name() || on_new == OnNewVersion::Rerun {
+        return Ok(current.clone());
+    }
+    match on_new {
+        OnNewVersion::Keep => Ok(recorded.clone()),
+        _ => Err(VersionMismatch { recorded: recorded.clone(), current: current.clone() }),
+    }
 }
 
 #[cfg(test)]
@@ -138,10 +147,23 @@ mod tests {
         let legacy = CodeVersion::legacy("command");
         assert_eq!(legacy.get(), Some(SIM3));
         assert_eq!(choose(Some(&legacy), &CodeVersion::NONE, OnNewVersion::Refuse), Ok(legacy.clone()));
-        // Asked to plan afresh, they take the new form.
-        assert_eq!(choose(Some(&legacy), &CodeVersion::NONE, OnNewVersion::Rerun), Ok(CodeVersion::NONE));
+        // Even when asked to plan afresh: no new code changes what they compute.
+        assert_eq!(choose(Some(&legacy), &CodeVersion::NONE, OnNewVersion::Rerun), Ok(legacy.clone()));
         // A command sweep whose task became a simulation takes the simulator's version.
         assert_eq!(choose(Some(&CodeVersion::NONE), &SIM3.into(), OnNewVersion::Refuse), Ok(SIM3.into()));
+        // An old command store (its ids carried kappa-sim/3) edited into a simulation after a
+        // simulator upgrade looks like an old simulation: refused, as one would be.
+        assert_eq!(choose(Some(&legacy), &SIM4.into(), OnNewVersion::Refuse).unwrap_err().recorded, legacy);
+    }
+
+    #[test]
+    fn a_record_of_other_code_is_no_version_change() {
+        // A simulation sweep edited into a training one: none of its trials is in the new plan.
+        let train = CodeVersion::code("kappa-train/1");
+        assert_eq!(choose(Some(&SIM3.into()), &train, OnNewVersion::Refuse), Ok(train.clone()));
+        assert_eq!(choose(Some(&train), &SIM4.into(), OnNewVersion::Keep), Ok(SIM4.into()));
+        assert_eq!(CodeVersion::code(SIM3).code_name(), Some("kappa-sim"));
+        assert_eq!(CodeVersion::NONE.code_name(), None);
     }
 
     #[test]

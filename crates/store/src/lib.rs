@@ -189,6 +189,30 @@ mod tests {
     }
 
     #[test]
+    fn a_retried_failure_is_logged_but_not_the_trials_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path()).unwrap();
+        s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..1).map(trial)).unwrap();
+        let lease = |a: u32| StoreOp::Leased { id: TrialId(1000), attempt: a, worker: "w".into(), at: 0.0 };
+        let failed = |effect| StoreOp::Reported {
+            id: TrialId(1000),
+            attempt: 1,
+            worker: "w".into(),
+            at: 1.0,
+            duration_s: 0.5,
+            outcome: AttemptOutcome::Failed { error: "boom".into(), class: kappa_core::FailureClass::Error },
+            effect,
+        };
+        s.apply(&[lease(1), failed(ReportEffect::Retry), lease(2), report(0, 2, ReportEffect::Final)]).unwrap();
+        // A late duplicate of the failed attempt leaves its record (and the failure count) alone.
+        s.apply(&[report(0, 1, ReportEffect::Late)]).unwrap();
+        let log: Vec<(Option<String>, bool)> =
+            s.attempts().unwrap().into_iter().map(|a| (a.outcome, a.counted)).collect();
+        assert_eq!(log, [(Some("failed".into()), false), (Some("succeeded".into()), true)]);
+        assert_eq!(s.failed_attempts().unwrap(), 1);
+    }
+
+    #[test]
     fn bad_state_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(Store::open(dir.path()), Err(StoreError::NotFound(_))));

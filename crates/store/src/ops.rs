@@ -112,10 +112,11 @@ impl Store {
                         AttemptOutcome::Preempted { .. } => "preempted".to_string(),
                         _ => status.to_string(),
                     };
+                    // `counted`: this attempt's result is the trial's (a retried failure is not).
                     let (logged, counted) = match effect {
                         ReportEffect::Late => (format!("late-{name}"), false),
-                        ReportEffect::Requeue => (name, false),
-                        _ => (name, true),
+                        ReportEffect::Requeue | ReportEffect::Retry => (name, false),
+                        ReportEffect::Final => (name, true),
                     };
                     tx.prepare_cached(
                         "INSERT INTO attempts(trial_id, attempt, worker, started_at, ended_at, outcome, error, counted, class)
@@ -123,7 +124,8 @@ impl Store {
                          ON CONFLICT(trial_id, attempt) DO UPDATE SET
                            ended_at = excluded.ended_at, outcome = excluded.outcome,
                            error = excluded.error, counted = excluded.counted, class = excluded.class
-                         WHERE attempts.counted = 0 AND attempts.outcome IS NOT 'preempted'",
+                         WHERE attempts.counted = 0 AND attempts.outcome IS NOT 'preempted'
+                           AND attempts.outcome IS NOT 'failed'",
                     )
                     .and_then(|mut s| s.execute(params![id, attempt, worker, at, logged, error, counted, class]))
                     .map_err(sql)?;

@@ -129,30 +129,29 @@ impl Store {
     /// Version 2 → 3: a store that holds a sweep records the version its ids were made with, the
     /// one kappa gave every id of its task's kind before stores recorded theirs.
     fn migrate_from_2(&self) -> Result<(), StoreError> {
-        let kind: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT json_extract(t.json, '$.kind') FROM meta m JOIN tasks t ON t.hash = m.value WHERE m.key = 'task'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.sql(e))?
-            .flatten();
-        let record = match kind {
-            Some(kind) => format!(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('{CODE_VERSION}', '{}');",
-                CodeVersion::legacy(&kind)
-            ),
-            None => String::new(),
+        let migrate = || -> Result<(), rusqlite::Error> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let kind: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT json_extract(t.json, '$.kind') FROM meta m JOIN tasks t ON t.hash = m.value
+                     WHERE m.key = 'task'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            if let Some(kind) = kind {
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES (?1, ?2)",
+                    [CODE_VERSION.to_string(), CodeVersion::legacy(&kind).to_string()],
+                )?;
+            }
+            self.conn
+                .execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION.to_string()])?;
+            self.conn.execute_batch("COMMIT")
         };
-        let sql = format!(
-            "BEGIN IMMEDIATE;
-             {record}
-             UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
-             COMMIT;"
-        );
-        self.conn.execute_batch(&sql).map_err(|e| {
+        migrate().map_err(|e| {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.sql(e)
         })

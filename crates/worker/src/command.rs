@@ -65,6 +65,9 @@ impl CommandEnv {
 
 /// How long a process group has between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long a program that ended by SIGTERM waits for its worker to start draining before the
+/// attempt is classified: a scheduler's SIGTERM to the whole job reaches both nearly at once.
+const TERM_RACE: Duration = Duration::from_secs(2);
 
 /// Bytes of stderr quoted in a failure message.
 const STDERR_TAIL: usize = 2000;
@@ -198,8 +201,19 @@ async fn run_inner(
     // worker drains (the scheduler's SIGTERM reached the program too): preempted. A program that
     // exits 0 finished, drain or not; one that timed out, crashed otherwise or was cancelled
     // keeps that class.
-    let by_term = std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGTERM);
-    let draining_now = draining.load(std::sync::atomic::Ordering::Relaxed);
+    // (Ended by SIGTERM: killed by it, or exited 143 = 128 + SIGTERM after catching it.)
+    let by_term = std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGTERM)
+        || status.code() == Some(128 + libc::SIGTERM);
+    let mut draining_now = draining.load(std::sync::atomic::Ordering::Relaxed);
+    if by_term && !draining_now && !preempted && stopped.is_none() {
+        // A scheduler may signal every process of a job at once (SLURM's --signal does): the
+        // program can end before this worker has handled its own SIGTERM. Give it a moment.
+        let until = tokio::time::Instant::now() + TERM_RACE;
+        while !draining_now && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            draining_now = draining.load(std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     if !status.success() && (preempted || (by_term && draining_now && stopped.is_none())) {
         return Ok(Some(AttemptOutcome::Preempted {
             reason: format!("its worker was draining and stopped it ({where_logs})"),

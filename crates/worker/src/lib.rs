@@ -51,7 +51,9 @@ fn sim_version() -> &'static str {
     static VERSION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     VERSION.get_or_init(|| match std::env::var(TEST_SIM_VERSION) {
         Ok(v) if !v.is_empty() => {
-            tracing::warn!(version = %v, "{TEST_SIM_VERSION} is set: this process claims a simulator version it does not have (tests only)");
+            eprintln!(
+                "warning: {TEST_SIM_VERSION}={v}: this process claims a simulator version it does not have (tests only)"
+            );
             Box::leak(v.into_boxed_str())
         }
         _ => kappa_sim::VERSION,

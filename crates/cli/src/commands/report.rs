@@ -57,8 +57,9 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
         .map_err(|e| anyhow!("the sweep file stored in {source} no longer parses: {e}"))?;
     // The ids were made with the code version the state directory recorded, whatever this
     // binary's is: a new kappa reports an old sweep.
+    // (A source that names none predates recorded versions: its ids carry the legacy one.)
     let current = kappa_worker::code_version(&sweep.task);
-    let version = version.unwrap_or_else(|| current.clone());
+    let version = version.unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
     if current.get().is_some() && version != current {
         eprintln!("note: {source} was computed with {version} (this kappa computes {current})");
     }

@@ -64,7 +64,7 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     if let Some(i) = &info {
         println!("  sweep file     {}", i.spec_path);
         if let Some(v) = i.code_version.as_ref().and_then(|v| v.get()) {
-            println!("  computed with  {v} (its trial ids carry it)");
+            println!("  ids made with  {v} (the code version its trial ids carry)");
         }
     }
     let logs = dir.join("logs");
