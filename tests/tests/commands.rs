@@ -417,7 +417,9 @@ fn a_program_stopped_by_the_scheduler_before_its_worker_is_preempted() {
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
     };
     let first = "the first attempt recorded";
-    sb.wait_for("cluster/race", first, Duration::from_secs(10), |c| attempts(c).first().is_some_and(|a| !a.0.is_empty()));
+    sb.wait_for("cluster/race", first, Duration::from_secs(10), |c| {
+        attempts(c).first().is_some_and(|a| !a.0.is_empty())
+    });
     let a_log = std::fs::read_to_string(sb.path().join(".worker-a")).unwrap_or_default();
     assert_eq!(attempts(&sb.db("cluster/race"))[0].0, "preempted", "worker a:\n{a_log}");
     let _b = sb.worker(&addr, "b", &["--allow-commands", "--workdir", workdir]);
