@@ -464,3 +464,30 @@ fn backend_parses_and_only_a_non_cpu_backend_changes_ids() {
     assert_eq!("auto".parse::<Backend>(), Ok(Backend::Auto));
     assert!("gpu".parse::<Backend>().unwrap_err().contains("\"cpu\", \"cuda\" or \"auto\""));
 }
+
+#[test]
+fn analysis_settings_parse_and_bad_ones_are_named() {
+    let with = |t: &str| VALID.replace("[execution]", &format!("[analysis]\n{t}\n\n[execution]"));
+    let s =
+        parse(&with("target_loss = 0.05\nobjective = \"samples_to_target\"\nexpect_exponent = [0.4, 0.6]")).unwrap();
+    assert_eq!(s.analysis.target_loss, Some(0.05));
+    assert_eq!(s.analysis.objective, kappa_core::spec::AnalysisObjective::SamplesToTarget);
+    assert_eq!(s.analysis.metric, "loss");
+    assert_eq!(parse(VALID).unwrap().analysis, kappa_core::spec::Analysis::default());
+    let base = with("target_loss = 0.05");
+    // [analysis] is on line 20 and its first key on line 21 of `base`.
+    assert_rejected(
+        &base,
+        &[
+            ("target_loss = 0.05", "target_loss = -1.0", 21, "target_loss must be positive"),
+            ("target_loss = 0.05", "objective = \"samples_to_target\"", 21, "needs a target_loss"),
+            ("target_loss = 0.05", "objective = \"best\"", 21, "unknown variant"),
+            ("target_loss = 0.05", "metric = \"test loss\"", 21, "must name a curve metric"),
+            ("target_loss = 0.05", "objective = \"stationary\"\nmetric = \"test_loss\"", 22, "training loss only"),
+            ("target_loss = 0.05", "expect_exponent = [0.6, 0.4]", 21, "low < high"),
+            ("target_loss = 0.05", "expect_b_crit = [1.0, 10.0]", 21, "needs a target_loss"),
+            ("target_loss = 0.05", "target_loss = 0.05\nexpect_b_crit = [0.0, 10.0]", 22, "positive numbers"),
+            ("target_loss = 0.05", "target = 0.05", 21, "unknown field"),
+        ],
+    );
+}

@@ -21,9 +21,11 @@
 
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod render;
 mod tracking;
 
+pub use analysis::{CriticalBatch, LrScaling};
 pub use tracking::Tracking;
 
 use kappa_core::{Estimate, Params, Plan, Sweep, TrialId, TrialStatus, Verdict};
@@ -65,6 +67,16 @@ pub struct Report {
     /// The same parameters run several ways: an optimizer and its SDEs in one sweep (tracking),
     /// or the same setting across sweeps (`kappa report --overlay`).
     pub overlays: Vec<Overlay>,
+    /// The best learning rate per batch size and its exponent, per group (`analysis`).
+    pub lr_scaling: Vec<LrScaling>,
+    /// Steps and samples to `[analysis] target_loss` and the critical batch size, per group.
+    pub critical_batch: Vec<CriticalBatch>,
+    /// `[analysis] expect_exponent`, checked by `--check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_exponent: Option<[f64; 2]>,
+    /// `[analysis] expect_b_crit`, checked by `--check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_b_crit: Option<[f64; 2]>,
 }
 
 /// One hyperparameter setting's loss curve in several sweeps.
@@ -207,6 +219,7 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
     let rules =
         sweep.scaling.as_ref().map(|s| s.rules.iter().map(|r| rule_report(r, &classes)).collect()).unwrap_or_default();
     let (tracking, overlays) = tracking::tracking(sweep, plan, results);
+    let (lr_scaling, critical_batch) = analysis::analyse(sweep, plan, results);
     Report {
         sweep: sweep.name.clone(),
         trials,
@@ -218,6 +231,10 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         noise_slopes: noise_slopes(sweep, plan, results),
         tracking,
         overlays,
+        lr_scaling,
+        critical_batch,
+        expect_exponent: sweep.analysis.expect_exponent,
+        expect_b_crit: sweep.analysis.expect_b_crit,
     }
 }
 
@@ -572,6 +589,36 @@ pub fn check(report: &Report) -> Result<(), Vec<String>> {
                 problems.push(format!("rule `{}` {} but the sweep expects it {}", r.name, v.as_str(), expect.as_str()))
             }
             Some(_) => {}
+        }
+    }
+    if let Some([lo, hi]) = report.expect_exponent {
+        if report.lr_scaling.is_empty() {
+            problems.push("expect_exponent: no group has two batch sizes with two learning rates each".into());
+        }
+        for l in &report.lr_scaling {
+            match l.exponent {
+                Some(a) if (lo..=hi).contains(&a) => {}
+                Some(a) => problems.push(format!("{}: learning-rate exponent {a:.3} is outside [{lo}, {hi}]", l.group)),
+                None => problems.push(format!(
+                    "{}: no learning-rate exponent ({})",
+                    l.group,
+                    l.note.as_deref().unwrap_or("?")
+                )),
+            }
+        }
+    }
+    if let Some([lo, hi]) = report.expect_b_crit {
+        if report.critical_batch.is_empty() {
+            problems.push("expect_b_crit: no group has two batch sizes with two learning rates each".into());
+        }
+        for c in &report.critical_batch {
+            match c.b_crit {
+                Some(b) if (lo..=hi).contains(&b) => {}
+                Some(b) => problems.push(format!("{}: critical batch size {b:.1} is outside [{lo}, {hi}]", c.group)),
+                None => {
+                    problems.push(format!("{}: no critical batch size ({})", c.group, c.note.as_deref().unwrap_or("?")))
+                }
+            }
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems) }

@@ -85,7 +85,12 @@ pub fn verdict_table(r: &Report) -> String {
             );
         }
     }
-    for f in &r.noise_slopes {
+    // Many settings (a learning-rate axis gives one each): the full list is in summary.json.
+    let shown = if r.noise_slopes.len() > 8 { &r.noise_slopes[..0] } else { &r.noise_slopes[..] };
+    if shown.len() < r.noise_slopes.len() {
+        let _ = writeln!(s, "noise slopes of {} settings: see summary.json and report.html", r.noise_slopes.len());
+    }
+    for f in shown {
         let _ = writeln!(
             s,
             "noise slope {}: d log L / d log σ = {:.3}{}",
@@ -93,6 +98,10 @@ pub fn verdict_table(r: &Report) -> String {
             f.slope,
             f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.3})"))
         );
+    }
+    s.push_str(&analysis_lines(r).join("\n"));
+    if !r.lr_scaling.is_empty() {
+        s.push('\n');
     }
     if !r.tracking.is_empty() {
         let rows: Vec<[String; 4]> = r
@@ -121,6 +130,72 @@ pub fn verdict_table(r: &Report) -> String {
         }
     }
     s
+}
+
+fn interval(ci: Option<[f64; 2]>) -> String {
+    ci.map_or(String::new(), |[lo, hi]| format!(" [{}, {}]", short(lo), short(hi)))
+}
+
+/// One line per batch size's optimum: `B=64 lr*=2.1e-3 [1.9e-3, 2.4e-3]` (`at the edge` when the
+/// optimum is the grid's first or last learning rate).
+fn optimum(p: &crate::analysis::LrPoint) -> String {
+    match p.best_lr {
+        Some(lr) => format!(
+            "B={} lr*={}{}{}",
+            p.batch_size,
+            short(lr),
+            interval(p.best_lr_ci),
+            if p.at_edge { " (at the grid's edge)" } else { "" }
+        ),
+        None => format!("B={} no finite objective", p.batch_size),
+    }
+}
+
+/// The learning-rate exponents and critical batch sizes, as text lines (terminal and HTML).
+pub fn analysis_lines(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in &r.lr_scaling {
+        let rules: Vec<String> = l.rule_exponents.iter().map(|(n, e)| format!("{n} {}", short(*e))).collect();
+        out.push(format!(
+            "learning-rate scaling {} (best lr minimises the {}): exponent {}{} (theory {}; rules: {})",
+            l.group,
+            l.objective,
+            l.exponent.map_or("-".into(), |a| format!("{a:.3}")),
+            interval(l.exponent_ci),
+            short(l.theory_exponent),
+            if rules.is_empty() { "-".into() } else { rules.join(", ") }
+        ));
+        out.push(format!("  {}", l.points.iter().map(optimum).collect::<Vec<_>>().join("; ")));
+        if let Some(n) = &l.note {
+            out.push(format!("  note: {n}"));
+        }
+    }
+    for c in &r.critical_batch {
+        out.push(format!(
+            "critical batch size {} (target {}): B_crit {}{}, S_min {}, E_min {}{}{}",
+            c.group,
+            short(c.target_loss),
+            c.b_crit.map_or("-".into(), short),
+            interval(c.b_crit_ci),
+            c.s_min.map_or("-".into(), short),
+            c.e_min.map_or("-".into(), short),
+            c.noise_scale_at_target.map_or(String::new(), |b| format!("; B_simple at the target {}", short(b))),
+            if c.unreached.is_empty() { String::new() } else { format!("; never reached at B = {:?}", c.unreached) }
+        ));
+        let pts: Vec<String> = c
+            .points
+            .iter()
+            .map(|p| {
+                let edge = if p.lr_at_edge { " (fastest lr at the grid's edge)" } else { "" };
+                format!("B={} S={} E={}{edge}", p.batch_size, short(p.steps), short(p.samples))
+            })
+            .collect();
+        out.push(format!("  {}", pts.join("; ")));
+        if let Some(n) = &c.note {
+            out.push(format!("  note: {n}"));
+        }
+    }
+    out
 }
 
 /// A tracking row's mean deviation with its SE, as a percentage.
@@ -569,6 +644,12 @@ fn html(r: &Report, svgs: &[(String, String)]) -> String {
             );
         }
         h.push_str("</table>");
+    }
+    let lines = analysis_lines(r);
+    if !lines.is_empty() {
+        h.push_str("<h2>Learning-rate scaling and critical batch size</h2><pre id=\"analysis\">");
+        h.push_str(&escape(&lines.join("\n")));
+        h.push_str("</pre>");
     }
     if !r.tracking.is_empty() {
         h.push_str("<h2>SDE tracking</h2><p>Relative deviation of each SDE's seed-averaged loss curve from the optimizer's, at the optimizer's record points.</p><table id=\"tracking\"><tr><th>setting</th><th>SDE model</th><th>mean |ΔL|/L (± SE)</th><th>max |ΔL|/L</th><th>points</th></tr>");

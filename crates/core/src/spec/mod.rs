@@ -8,8 +8,9 @@
 //!
 //! Module map: `error` (errors and how they are located), `raw` (the serde types), `task` (each
 //! task kind's checks), `grid` (axes and zips), `scaling` (`[scaling]`), `execution`
-//! (`[execution]`, durations), `budget` (checks across tables).
+//! (`[execution]`, durations), `analysis` (`[analysis]`), `budget` (checks across tables).
 
+mod analysis;
 mod axes;
 mod budget;
 mod error;
@@ -19,6 +20,7 @@ mod raw;
 mod scaling;
 mod task;
 
+pub use analysis::{Analysis, AnalysisObjective};
 pub use axes::MAX_TASK_VARIANTS;
 pub use error::{SpecError, SpecErrorDetail};
 pub use execution::parse_duration;
@@ -60,6 +62,8 @@ pub struct Sweep {
     pub scaling: Option<Scaling>,
     /// How trials are executed.
     pub execution: Execution,
+    /// What the report's learning-rate and batch-size analysis measures (`[analysis]`).
+    pub analysis: Analysis,
 }
 
 /// One task of a sweep: `[task]` with one combination of the `task.*` axes applied.
@@ -138,6 +142,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     }
     validate_name(ctx, &raw.name)?;
     let execution = execution::validate_execution(ctx, raw.execution)?;
+    let analysis = analysis::validate_analysis(ctx, raw.analysis)?;
     let (grid, sources) = grid::build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials)?;
     let scaling = match &raw.scaling {
         Some(t) => Some(scaling::scaling(ctx, t, &grid, &raw.zip)?),
@@ -182,7 +187,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     }
     let scaled_tasks = axes::scaled_variants(ctx, &mut variants, &tables, &grid, &raw.zip, scaling.as_ref())?;
     let task = variants[0].task.clone();
-    Ok(Sweep { name: raw.name, task, variants, scaled_tasks, grid, scaling, execution })
+    Ok(Sweep { name: raw.name, task, variants, scaled_tasks, grid, scaling, execution, analysis })
 }
 
 fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {

@@ -17,6 +17,17 @@ pub(super) struct RawSweep {
     pub(super) scaling: Option<toml::Table>,
     #[serde(default)]
     pub(super) execution: RawExecution,
+    pub(super) analysis: Option<RawAnalysis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnalysis {
+    pub(super) target_loss: Option<f64>,
+    pub(super) objective: Option<super::analysis::AnalysisObjective>,
+    pub(super) metric: Option<String>,
+    pub(super) expect_exponent: Option<[f64; 2]>,
+    pub(super) expect_b_crit: Option<[f64; 2]>,
 }
 
 // The `[task]` table as written. Tagged enums are avoided here on purpose: serde buffers them,

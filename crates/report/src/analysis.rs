@@ -1,0 +1,567 @@
+//! Where rules break: the best learning rate per batch size and its exponent, and the critical
+//! batch size (THEORY.md §7), from an ordinary sweep over batch size × learning rate (× seeds).
+//!
+//! Groups: the base trials (κ = 1) equal in everything but batch size, learning rate and seed
+//! (task axes and user parameters included). Within a group, for each batch size:
+//! - each learning rate's *objective* (`[analysis] objective`): the seed-mean of the metric at the
+//!   last record point (`final`), of the stationary estimate (`stationary`), or the samples until
+//!   the seed-mean curve first reaches `target_loss` (`samples_to_target`, linear interpolation
+//!   between record points); a diverged trial is worse than any finite value;
+//! - the best learning rate: the grid's argmin, refined by the vertex of the parabola through it and
+//!   its two neighbours in (log lr, log objective), kept inside the neighbours' interval; when the
+//!   argmin is the grid's first or last learning rate it is reported as is and flagged `at_edge`
+//!   (never extrapolated);
+//! - with `target_loss`: the fewest steps S(B) to reach it over the learning rates and the samples
+//!   E(B) = B·S(B); batch sizes that never reach it are listed as `unreached`.
+//!
+//! Fits: the exponent a of η*(B) ∝ B^a by least squares on log-log over the batch sizes whose
+//! optimum is inside the grid; `S(B) = S_min + E_min/B` by linear least squares in 1/B, giving
+//! B_crit = E_min/S_min. Intervals are 2.5-97.5% percentiles of a bootstrap that resamples each
+//! cell's seeds with replacement and moves each resampled trial by its own standard error over
+//! paths (one normal draw per trial and replicate, the same along its curve), refitting everything.
+
+use kappa_core::spec::{Analysis, AnalysisObjective};
+use kappa_core::{OptimizerKind, Params, Plan, Sweep, TrialId, TrialResult, TrialStatus};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Bootstrap replicates behind every interval.
+pub const BOOTSTRAP: usize = 400;
+
+/// One batch size's best learning rate.
+#[derive(Clone, Debug, Serialize)]
+pub struct LrPoint {
+    /// The batch size.
+    pub batch_size: u64,
+    /// The best learning rate (`None`: no learning rate gave a finite objective).
+    pub best_lr: Option<f64>,
+    /// Its 95% bootstrap interval.
+    pub best_lr_ci: Option<[f64; 2]>,
+    /// The optimum is the grid's smallest or largest learning rate: the true one may lie beyond.
+    pub at_edge: bool,
+    /// Seeds per learning rate (the fewest).
+    pub seeds: usize,
+    /// (learning rate, objective, its SE) for every learning rate of the grid.
+    pub objective: Vec<[f64; 3]>,
+}
+
+/// The learning-rate scaling of one group.
+#[derive(Clone, Debug, Serialize)]
+pub struct LrScaling {
+    /// What the group's trials share (optimizer, other hyperparameters, task axes, parameters).
+    pub group: String,
+    /// The optimizer.
+    pub optimizer: String,
+    /// What the best learning rate minimises, and on which metric.
+    pub objective: String,
+    /// One per batch size, ascending.
+    pub points: Vec<LrPoint>,
+    /// Fitted exponent a of η*(B) ∝ B^a (`None`: fewer than two optima inside the grid).
+    pub exponent: Option<f64>,
+    /// Its 95% bootstrap interval.
+    pub exponent_ci: Option<[f64; 2]>,
+    /// The theory's exponent in the noise-dominated regime (SGD 1; SignSGD, RMSprop, Adam 0.5).
+    pub theory_exponent: f64,
+    /// The learning-rate exponents of the sweep's rules, or of the preset for this optimizer.
+    pub rule_exponents: Vec<(String, f64)>,
+    /// Why something is missing.
+    pub note: Option<String>,
+}
+
+/// One batch size's steps and samples to the target.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetPoint {
+    /// The batch size.
+    pub batch_size: u64,
+    /// Fewest steps to the target over the learning rates.
+    pub steps: f64,
+    /// Samples seen by then (B × steps).
+    pub samples: f64,
+    /// The learning rate that got there first.
+    pub lr: f64,
+    /// That learning rate is the grid's smallest or largest: fewer steps may need one beyond it.
+    pub lr_at_edge: bool,
+}
+
+/// The critical batch size of one group.
+#[derive(Clone, Debug, Serialize)]
+pub struct CriticalBatch {
+    /// What the group's trials share.
+    pub group: String,
+    /// The optimizer.
+    pub optimizer: String,
+    /// The loss aimed for.
+    pub target_loss: f64,
+    /// Batch sizes that reached it, ascending.
+    pub points: Vec<TargetPoint>,
+    /// Fitted S_min (steps with an infinite batch).
+    pub s_min: Option<f64>,
+    /// Fitted E_min (samples with a tiny batch).
+    pub e_min: Option<f64>,
+    /// E_min / S_min.
+    pub b_crit: Option<f64>,
+    /// Its 95% bootstrap interval.
+    pub b_crit_ci: Option<[f64; 2]>,
+    /// The gradient noise scale B_simple where the best trials reach the target (median over
+    /// batch sizes), when the trials record `noise_scale`.
+    pub noise_scale_at_target: Option<f64>,
+    /// Batch sizes no learning rate brought to the target.
+    pub unreached: Vec<u64>,
+    /// Why something is missing.
+    pub note: Option<String>,
+}
+
+/// The theory's learning-rate exponent for an optimizer (THEORY.md §5).
+pub fn theory_exponent(o: OptimizerKind) -> f64 {
+    if o == OptimizerKind::Sgd { 1.0 } else { 0.5 }
+}
+
+/// One finished trial, as the analysis reads it.
+#[derive(Clone, Debug)]
+struct Obs {
+    /// The objective's value and SE (`+∞` diverged; `None` for samples-to-target).
+    value: Option<(f64, f64)>,
+    /// (samples, step, metric mean, SE, noise scale) per record point.
+    curve: Vec<[f64; 5]>,
+    diverged: bool,
+}
+
+/// A group: batch size → learning rate → seeds.
+struct Group {
+    label: String,
+    optimizer: OptimizerKind,
+    cells: BTreeMap<u64, BTreeMap<OrdF64, Vec<Obs>>>,
+}
+
+/// A learning rate as a map key (ordered by `total_cmp`).
+#[derive(Clone, Copy, Debug)]
+struct OrdF64(f64);
+impl PartialEq for OrdF64 {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.total_cmp(&o.0).is_eq()
+    }
+}
+impl Eq for OrdF64 {}
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for OrdF64 {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for the bootstrap: reports are reproducible.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn uniform(&mut self) -> f64 {
+        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        (-2.0 * self.uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
+    }
+}
+
+fn metric_point(p: &kappa_core::CurvePoint, metric: &str) -> Option<(f64, f64)> {
+    if metric == "loss" { Some((p.loss_mean, p.loss_se)) } else { p.extra.get(metric).map(|v| (*v, 0.0)) }
+}
+
+fn observe(r: &TrialResult, a: &Analysis) -> Option<Obs> {
+    match (r.status, &r.metrics) {
+        (TrialStatus::Diverged, _) => {
+            Some(Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true })
+        }
+        (TrialStatus::Succeeded, Some(m)) => {
+            let curve: Vec<[f64; 5]> = m
+                .curve
+                .iter()
+                .filter_map(|p| {
+                    let (v, se) = metric_point(p, &a.metric)?;
+                    let ns = p.extra.get("noise_scale").copied().unwrap_or(f64::NAN);
+                    Some([p.samples as f64, p.step as f64, v, se, ns])
+                })
+                .collect();
+            let value = match a.objective {
+                AnalysisObjective::Final => curve.last().map(|p| (p[2], p[3])),
+                AnalysisObjective::Stationary => m.stationary_loss.map(|e| (e.mean, e.se)),
+                AnalysisObjective::SamplesToTarget => None,
+            };
+            let usable = value.is_some() || (a.objective == AnalysisObjective::SamplesToTarget && !curve.is_empty());
+            usable.then_some(Obs { value, curve, diverged: false })
+        }
+        _ => None,
+    }
+}
+
+/// The first (samples, step) at which a curve of (samples, step, mean, ...) reaches `target`,
+/// linearly interpolated between record points, and the noise scale there.
+fn crossing(curve: &[[f64; 5]], target: f64) -> Option<(f64, f64, f64)> {
+    let j = curve.iter().position(|p| p[2] <= target)?;
+    if j == 0 {
+        return Some((curve[0][0], curve[0][1], curve[0][4]));
+    }
+    let (a, b) = (curve[j - 1], curve[j]);
+    let w = if b[2] == a[2] { 1.0 } else { (target - a[2]) / (b[2] - a[2]) };
+    Some((a[0] + w * (b[0] - a[0]), a[1] + w * (b[1] - a[1]), a[4] + w * (b[4] - a[4])))
+}
+
+/// The seed-mean curve of `obs` (each moved by `shift[i]` of its SE), over the points all share.
+fn mean_curve(obs: &[&Obs], shift: &[f64]) -> Vec<[f64; 5]> {
+    let n = obs.iter().map(|o| o.curve.len()).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let k = obs.len() as f64;
+            let m = obs.iter().zip(shift).map(|(o, z)| o.curve[i][2] + z * o.curve[i][3]).sum::<f64>() / k;
+            let ns = obs.iter().map(|o| o.curve[i][4]).sum::<f64>() / k;
+            let c = obs[0].curve[i];
+            [c[0], c[1], m, 0.0, ns]
+        })
+        .collect()
+}
+
+/// A cell's objective from the seeds `obs` (resampled, shifted by `shift` SEs), and its SE.
+fn objective(obs: &[&Obs], shift: &[f64], a: &Analysis) -> (f64, f64) {
+    if obs.iter().any(|o| o.diverged) {
+        return (f64::INFINITY, 0.0);
+    }
+    let k = obs.len() as f64;
+    match a.objective {
+        AnalysisObjective::SamplesToTarget => {
+            let target = a.target_loss.unwrap_or(0.0);
+            (crossing(&mean_curve(obs, shift), target).map_or(f64::INFINITY, |c| c.0), 0.0)
+        }
+        _ => {
+            let vals: Vec<(f64, f64)> = obs.iter().filter_map(|o| o.value).collect();
+            let mean = vals.iter().zip(shift).map(|((v, se), z)| v + z * se).sum::<f64>() / k;
+            let se = vals.iter().map(|(_, se)| se * se).sum::<f64>().sqrt() / k;
+            (mean, se)
+        }
+    }
+}
+
+/// The best learning rate of (lr, objective) pairs (lr ascending): the refined minimum and
+/// whether it is at the grid's edge.
+pub fn best_lr(points: &[(f64, f64)]) -> Option<(f64, bool)> {
+    let (i, &(lr, y)) =
+        points.iter().enumerate().filter(|(_, p)| p.1.is_finite()).min_by(|a, b| a.1.1.total_cmp(&b.1.1))?;
+    if i == 0 || i + 1 == points.len() {
+        return Some((lr, points.len() > 1));
+    }
+    let (l, r) = (points[i - 1], points[i + 1]);
+    if !(l.1.is_finite() && r.1.is_finite() && l.1 > 0.0 && y > 0.0 && r.1 > 0.0) {
+        return Some((lr, false));
+    }
+    let (x0, x1, x2) = (l.0.ln(), lr.ln(), r.0.ln());
+    let (y0, y1, y2) = (l.1.ln(), y.ln(), r.1.ln());
+    let num = (x1 - x0).powi(2) * (y1 - y2) - (x1 - x2).powi(2) * (y1 - y0);
+    let den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0);
+    if den == 0.0 || !num.is_finite() {
+        return Some((lr, false));
+    }
+    let vertex = (x1 - 0.5 * num / den).clamp(x0, x2);
+    Some((vertex.exp(), false))
+}
+
+/// Least squares y = a + b x: (a, b); `None` with fewer than two distinct x.
+pub fn linear_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    weighted_fit(&points.iter().map(|&(x, y)| (x, y, 1.0)).collect::<Vec<_>>())
+}
+
+/// Weighted least squares y = a + b x over (x, y, weight).
+fn weighted_fit(points: &[(f64, f64, f64)]) -> Option<(f64, f64)> {
+    let w: f64 = points.iter().map(|p| p.2).sum();
+    if points.len() < 2 || w <= 0.0 {
+        return None;
+    }
+    let mx = points.iter().map(|p| p.2 * p.0).sum::<f64>() / w;
+    let my = points.iter().map(|p| p.2 * p.1).sum::<f64>() / w;
+    let sxx: f64 = points.iter().map(|p| p.2 * (p.0 - mx).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let b = points.iter().map(|p| p.2 * (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+    Some((my - b * mx, b))
+}
+
+/// S(B) = S_min + E_min/B through (batch size, steps), by least squares in 1/B on relative
+/// residuals (weights 1/S², so the largest batch sizes, with the fewest steps, count as much as
+/// the smallest): `Ok((S_min, E_min, B_crit))`, or `Err(why)` when S_min or E_min is not positive.
+pub fn critical_fit(points: &[(f64, f64)]) -> Result<(f64, f64, f64), String> {
+    let weighted: Vec<(f64, f64, f64)> = points.iter().map(|&(b, s)| (1.0 / b, s, 1.0 / (s * s))).collect();
+    let Some((s_min, e_min)) = weighted_fit(&weighted) else {
+        return Err(format!("{} batch size(s) reached the target: the fit needs two", points.len()));
+    };
+    let largest = points.iter().map(|p| p.0).fold(0.0, f64::max);
+    match (s_min > 0.0, e_min > 0.0) {
+        (true, true) => Ok((s_min, e_min, e_min / s_min)),
+        (false, true) => Err(format!(
+            "the steps fall as 1/B over every batch size: the critical batch size is beyond the largest ({largest}); \
+             add larger ones"
+        )),
+        _ => Err("the steps to the target do not fall with the batch size".into()),
+    }
+}
+
+fn percentiles(mut v: Vec<f64>, wanted: usize) -> Option<[f64; 2]> {
+    // Fewer than half the replicates give a value: no interval worth the name.
+    if v.len() * 2 < wanted || v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+    Some([at(0.025), at(0.975)])
+}
+
+/// One batch size's evaluation: the batch size, (lr, objective, SE) per lr, the best lr and
+/// whether it is at the edge, and the fewest seeds of a cell.
+type BestOf = (u64, Vec<[f64; 3]>, Option<(f64, bool)>, usize);
+
+/// One evaluation of a group (the data, or a bootstrap replicate of it).
+struct Eval {
+    /// Per batch size, ascending.
+    best: Vec<BestOf>,
+    exponent: Option<f64>,
+    targets: Vec<TargetPoint>,
+    unreached: Vec<u64>,
+    fit: Result<(f64, f64, f64), String>,
+    noise_scale: Option<f64>,
+}
+
+fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
+    let mut best = Vec::new();
+    let mut targets = Vec::new();
+    let mut unreached = Vec::new();
+    let mut scales = Vec::new();
+    for (&b, lrs) in &g.cells {
+        let mut objective_points = Vec::new();
+        let mut fewest = usize::MAX;
+        let mut first: Option<(f64, f64, f64, bool)> = None; // (steps, lr, noise scale, at edge)
+        for (i, (&OrdF64(lr), seeds)) in lrs.iter().enumerate() {
+            fewest = fewest.min(seeds.len());
+            let (chosen, shift): (Vec<&Obs>, Vec<f64>) = match rng.as_deref_mut() {
+                Some(r) => (0..seeds.len()).map(|_| (&seeds[r.below(seeds.len())], r.normal())).unzip(),
+                None => (seeds.iter().collect(), vec![0.0; seeds.len()]),
+            };
+            let (y, se) = objective(&chosen, &shift, a);
+            objective_points.push([lr, y, se]);
+            if let Some(target) = a.target_loss
+                && !chosen.iter().any(|o| o.diverged)
+                && let Some((_, steps, ns)) = crossing(&mean_curve(&chosen, &shift), target)
+                && first.is_none_or(|f| steps < f.0)
+            {
+                first = Some((steps, lr, ns, i == 0 || i + 1 == lrs.len()));
+            }
+        }
+        let pairs: Vec<(f64, f64)> = objective_points.iter().map(|p| (p[0], p[1])).collect();
+        best.push((b, objective_points, best_lr(&pairs), fewest));
+        if a.target_loss.is_some() {
+            match first {
+                Some((steps, lr, ns, lr_at_edge)) => {
+                    targets.push(TargetPoint { batch_size: b, steps, samples: steps * b as f64, lr, lr_at_edge });
+                    if ns.is_finite() {
+                        scales.push(ns);
+                    }
+                }
+                None => unreached.push(b),
+            }
+        }
+    }
+    let inside: Vec<(f64, f64)> =
+        best.iter().filter_map(|(b, _, opt, _)| opt.filter(|o| !o.1).map(|o| ((*b as f64).ln(), o.0.ln()))).collect();
+    let exponent = linear_fit(&inside).map(|f| f.1);
+    let fit = critical_fit(&targets.iter().map(|t| (t.batch_size as f64, t.steps)).collect::<Vec<_>>());
+    scales.sort_by(f64::total_cmp);
+    let noise_scale = (!scales.is_empty()).then(|| scales[scales.len() / 2]);
+    Eval { best, exponent, targets, unreached, fit, noise_scale }
+}
+
+/// The exponent the sweep's rules give the learning rate, or the preset for `o`.
+fn rule_exponents(sweep: &Sweep, o: OptimizerKind) -> Vec<(String, f64)> {
+    if let Some(s) = &sweep.scaling {
+        return s.rules.iter().map(|r| (r.name.clone(), r.lr)).collect();
+    }
+    let preset = match o {
+        OptimizerKind::Sgd => "sgd-linear",
+        OptimizerKind::SignSgd => "signsgd-sqrt",
+        OptimizerKind::Adam | OptimizerKind::Rmsprop => "adam-sqrt",
+        OptimizerKind::AdamW | OptimizerKind::RmspropW => "adamw-sqrt",
+    };
+    kappa_core::ScalingRule::preset(preset).map(|r| vec![(r.name, r.lr)]).unwrap_or_default()
+}
+
+fn group_label(p: &Params) -> String {
+    let o = p.hyper.optimizer;
+    let parts: Vec<String> = p
+        .entries()
+        .into_iter()
+        // What varies within a group, and hyperparameters the optimizer does not read, are left out.
+        .filter(|(k, _)| match k.as_str() {
+            "batch_size" | "lr" | "seed" => false,
+            "beta1" => o.uses_beta1(),
+            "beta2" | "eps" => o.uses_beta2(),
+            "weight_decay" => matches!(o, OptimizerKind::AdamW | OptimizerKind::RmspropW),
+            _ => true,
+        })
+        .map(|(k, _)| format!("{k}={}", p.display(&k)))
+        .collect();
+    parts.join(" ")
+}
+
+fn hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The learning-rate scaling and critical batch size of every group of `sweep` with at least two
+/// batch sizes and two learning rates.
+pub fn analyse(
+    sweep: &Sweep,
+    plan: &Plan<'_>,
+    results: &HashMap<TrialId, TrialResult>,
+) -> (Vec<LrScaling>, Vec<CriticalBatch>) {
+    let a = &sweep.analysis;
+    let builtins = sweep.grid.builtins();
+    if !(builtins.has(kappa_core::AxisName::BatchSize) && builtins.has(kappa_core::AxisName::Lr)) {
+        return (Vec::new(), Vec::new());
+    }
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    for t in plan.base_trials() {
+        let label = group_label(&t.params);
+        let key = format!("{label}#{}", t.task);
+        let g = groups.entry(key.clone()).or_insert_with(|| {
+            order.push(key.clone());
+            Group { label: label.clone(), optimizer: t.params.hyper.optimizer, cells: BTreeMap::new() }
+        });
+        let cell = g.cells.entry(t.params.hyper.batch_size).or_default().entry(OrdF64(t.params.hyper.lr)).or_default();
+        if let Some(obs) = results.get(&t.id).and_then(|r| observe(r, a)) {
+            cell.push(obs);
+        }
+    }
+    let mut lr_out = Vec::new();
+    let mut crit_out = Vec::new();
+    for key in order {
+        let mut g = groups.remove(&key).expect("grouped above");
+        // Only cells with results; a batch size needs two learning rates, the group two batch sizes.
+        for lrs in g.cells.values_mut() {
+            lrs.retain(|_, seeds| !seeds.is_empty());
+        }
+        g.cells.retain(|_, lrs| lrs.len() >= 2);
+        if g.cells.len() < 2 {
+            continue;
+        }
+        let data = evaluate(&g, a, None);
+        let mut rng = Rng(hash(&key));
+        let reps: Vec<Eval> = (0..BOOTSTRAP).map(|_| evaluate(&g, a, Some(&mut rng))).collect();
+        let points: Vec<LrPoint> = data
+            .best
+            .iter()
+            .enumerate()
+            .map(|(i, (b, objective, opt, seeds))| LrPoint {
+                batch_size: *b,
+                best_lr: opt.map(|o| o.0),
+                best_lr_ci: percentiles(reps.iter().filter_map(|r| r.best[i].2.map(|o| o.0)).collect(), BOOTSTRAP),
+                at_edge: opt.is_some_and(|o| o.1),
+                seeds: *seeds,
+                objective: objective.clone(),
+            })
+            .collect();
+        let note = data.exponent.is_none().then(|| {
+            "fewer than two batch sizes have their best learning rate inside the grid: widen the lr axis".to_string()
+        });
+        let objective = match a.objective {
+            AnalysisObjective::SamplesToTarget => format!("samples to {} = {}", a.metric, a.target_loss.unwrap_or(0.0)),
+            o => format!("{} {}", o.as_str(), a.metric),
+        };
+        lr_out.push(LrScaling {
+            group: g.label.clone(),
+            optimizer: g.optimizer.as_str().to_string(),
+            objective,
+            points,
+            exponent: data.exponent,
+            exponent_ci: data.exponent.and(percentiles(reps.iter().filter_map(|r| r.exponent).collect(), BOOTSTRAP)),
+            theory_exponent: theory_exponent(g.optimizer),
+            rule_exponents: rule_exponents(sweep, g.optimizer),
+            note,
+        });
+        if let Some(target) = a.target_loss {
+            let note = data.fit.as_ref().err().cloned();
+            let fit = data.fit.as_ref().ok().copied();
+            crit_out.push(CriticalBatch {
+                group: g.label.clone(),
+                optimizer: g.optimizer.as_str().to_string(),
+                target_loss: target,
+                points: data.targets,
+                s_min: fit.map(|f| f.0),
+                e_min: fit.map(|f| f.1),
+                b_crit: fit.map(|f| f.2),
+                b_crit_ci: fit.and(percentiles(
+                    reps.iter().filter_map(|r| r.fit.as_ref().ok().map(|f| f.2)).collect(),
+                    BOOTSTRAP,
+                )),
+                noise_scale_at_target: data.noise_scale,
+                unreached: data.unreached,
+                note,
+            });
+        }
+    }
+    (lr_out, crit_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_lr_of_a_parabola_is_its_vertex_and_an_edge_minimum_is_flagged() {
+        // log y = (log lr − log 3e-3)² + 1: the vertex is at 3e-3 exactly.
+        let lrs = [1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2];
+        let y = |lr: f64| ((lr / 3e-3f64).ln().powi(2) + 1.0).exp();
+        let pts: Vec<(f64, f64)> = lrs.iter().map(|&l| (l, y(l))).collect();
+        let (best, edge) = best_lr(&pts).unwrap();
+        assert!((best / 3e-3 - 1.0).abs() < 1e-9 && !edge, "{best}");
+        // Falling all the way: the minimum is the last lr, flagged, not extrapolated.
+        let falling: Vec<(f64, f64)> = lrs.iter().map(|&l| (l, 1.0 / l)).collect();
+        assert_eq!(best_lr(&falling), Some((1.6e-2, true)));
+        // A diverged neighbour: the grid's argmin as is.
+        let mut div = pts.clone();
+        div[3].1 = f64::INFINITY;
+        assert_eq!(best_lr(&div), Some((4e-3, false)));
+    }
+
+    #[test]
+    fn a_power_law_and_a_hyperbola_are_fitted_exactly() {
+        let pts: Vec<(f64, f64)> =
+            [16.0, 32.0, 64.0, 128.0].iter().map(|b: &f64| (b.ln(), (2e-4 * b.powf(0.5)).ln())).collect();
+        let (_, slope) = linear_fit(&pts).unwrap();
+        assert!((slope - 0.5).abs() < 1e-12);
+        // S(B) = 1000 (1 + 64/B): S_min 1000, E_min 64 000, B_crit 64.
+        let s: Vec<(f64, f64)> = [8.0, 16.0, 64.0, 256.0].iter().map(|b| (*b, 1000.0 * (1.0 + 64.0 / b))).collect();
+        let (s_min, e_min, b_crit) = critical_fit(&s).unwrap();
+        assert!((s_min - 1000.0).abs() < 1e-6 && (e_min - 64_000.0).abs() < 1e-3 && (b_crit - 64.0).abs() < 1e-9);
+        // Steps that grow with the batch have no critical batch size; steps that fall as 1/B over
+        // every batch size put it beyond the largest.
+        assert!(critical_fit(&[(8.0, 100.0), (64.0, 200.0)]).unwrap_err().contains("do not fall"));
+        let perfect: Vec<(f64, f64)> = [8.0, 64.0, 512.0].iter().map(|b| (*b, 5000.0 / b - 0.1)).collect();
+        assert!(critical_fit(&perfect).unwrap_err().contains("beyond the largest (512)"));
+    }
+
+    #[test]
+    fn a_crossing_is_interpolated_and_an_unreached_target_is_none() {
+        let curve = [[0.0, 0.0, 1.0, 0.0, 5.0], [100.0, 10.0, 0.5, 0.0, 7.0], [200.0, 20.0, 0.1, 0.0, 9.0]];
+        let (s, k, ns) = crossing(&curve, 0.3).unwrap();
+        assert!((s - 150.0).abs() < 1e-9 && (k - 15.0).abs() < 1e-9 && (ns - 8.0).abs() < 1e-9);
+        assert_eq!(crossing(&curve, 0.05), None);
+    }
+}
