@@ -146,6 +146,11 @@ pub struct RuleReport {
     pub worst_plateau_ratio: Option<f64>,
     /// Largest curve deviation over classes and κ.
     pub max_deviation: Option<f64>,
+    /// The largest κ up to which it holds in every class (every κ up to it within tolerance;
+    /// `None` while classes are undecided).
+    pub holds_up_to_kappa: Option<u64>,
+    /// The smallest batch size at which a class stops holding: the batch at its largest holding κ.
+    pub holds_up_to_batch: Option<u64>,
 }
 
 /// One equivalence class: a base point (seed dropped) under one rule.
@@ -163,6 +168,8 @@ pub struct ClassReport {
     pub note: Option<String>,
     /// κ = 1 first, then each scaled κ.
     pub kappas: Vec<KappaReport>,
+    /// (κ, batch size) up to which every κ holds, once decided.
+    pub holds_up_to: Option<(u64, u64)>,
 }
 
 /// One κ of a class.
@@ -450,7 +457,29 @@ fn class_report(
         };
         (Some(v), Some(note))
     };
-    ClassReport { rule: rule.to_string(), base: base.clone(), seeds: kappas[0].2.len(), verdict, note, kappas: reports }
+    // Where it breaks: the largest κ up to which every κ holds on its own.
+    let holds_up_to = verdict.map(|_| {
+        let mut by_kappa: Vec<&KappaReport> = reports.iter().collect();
+        by_kappa.sort_by_key(|k| k.kappa);
+        let mut up = (by_kappa[0].kappa, by_kappa[0].params.hyper.batch_size);
+        for k in &by_kappa[1..] {
+            let plateau = k.plateau_ratio.is_none_or(|r| (r.mean - 1.0).abs() - 2.0 * r.se <= tol);
+            if !(plateau && k.holds_from.is_some_and(|f| f <= HOLDS_LATE_BY)) {
+                break;
+            }
+            up = (k.kappa, k.params.hyper.batch_size);
+        }
+        up
+    });
+    ClassReport {
+        rule: rule.to_string(),
+        base: base.clone(),
+        seeds: kappas[0].2.len(),
+        verdict,
+        note,
+        kappas: reports,
+        holds_up_to,
+    }
 }
 
 fn rule_report(rule: &kappa_core::ScalingRule, classes: &[ClassReport]) -> RuleReport {
@@ -483,8 +512,13 @@ fn rule_report(rule: &kappa_core::ScalingRule, classes: &[ClassReport]) -> RuleR
         .filter(|c| matches!(c.verdict, Some(Verdict::Holds | Verdict::HoldsLate)))
         .flat_map(|c| c.kappas.iter().skip(1).filter_map(|k| k.holds_from))
         .max_by(f64::total_cmp);
+    let decided = !mine.is_empty() && mine.iter().all(|c| c.holds_up_to.is_some());
+    let holds_up_to_kappa = mine.iter().filter_map(|c| c.holds_up_to.map(|h| h.0)).min().filter(|_| decided);
+    let holds_up_to_batch = mine.iter().filter_map(|c| c.holds_up_to.map(|h| h.1)).min().filter(|_| decided);
     RuleReport {
         name: rule.name.clone(),
+        holds_up_to_kappa,
+        holds_up_to_batch,
         exponents: [rule.lr, rule.one_minus_beta, rule.eps, rule.weight_decay],
         expect: rule.expect,
         verdict,

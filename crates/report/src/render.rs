@@ -65,19 +65,23 @@ pub fn verdict_table(r: &Report) -> String {
         let w = r.rules.iter().map(|x| x.name.chars().count()).max().unwrap_or(4).max(4);
         let _ = writeln!(
             s,
-            "{:<w$}  {:<11} {:<11} {:>14} {:>14} {:>11}  classes (holds/late/fails/open)",
-            "rule", "verdict", "expected", "plateau ratio", "max deviation", "holds from"
+            "{:<w$}  {:<11} {:<11} {:>14} {:>14} {:>11} {:>16}  classes (holds/late/fails/open)",
+            "rule", "verdict", "expected", "plateau ratio", "max deviation", "holds from", "holds up to κ"
         );
         for rule in &r.rules {
             let _ = writeln!(
                 s,
-                "{:<w$}  {:<11} {:<11} {:>14} {:>14} {:>11}  {}/{}/{}/{}",
+                "{:<w$}  {:<11} {:<11} {:>14} {:>14} {:>11} {:>16}  {}/{}/{}/{}",
                 rule.name,
                 verdict_name(rule.verdict),
                 rule.expect.map_or("-", Verdict::as_str),
                 rule.worst_plateau_ratio.map_or("-".into(), |x| format!("{x:.4}")),
                 rule.max_deviation.map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
                 rule.holds_from.map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+                match (rule.holds_up_to_kappa, rule.holds_up_to_batch) {
+                    (Some(k), Some(b)) => format!("{k} (B = {b})"),
+                    _ => "-".into(),
+                },
                 rule.classes[0],
                 rule.classes[1],
                 rule.classes[2],
@@ -170,6 +174,14 @@ pub fn analysis_lines(r: &Report) -> Vec<String> {
             out.push(format!("  note: {n}"));
         }
     }
+    let breaks: Vec<String> = r
+        .rules
+        .iter()
+        .filter_map(|rule| {
+            let (k, b) = (rule.holds_up_to_kappa?, rule.holds_up_to_batch?);
+            Some(format!("{} up to κ = {k} (batch {b})", rule.name))
+        })
+        .collect();
     for c in &r.critical_batch {
         out.push(format!(
             "critical batch size {} (target {}): B_crit {}{}, S_min {}, E_min {}{}{}",
@@ -182,6 +194,9 @@ pub fn analysis_lines(r: &Report) -> Vec<String> {
             c.noise_scale_at_target.map_or(String::new(), |b| format!("; B_simple at the target {}", short(b))),
             if c.unreached.is_empty() { String::new() } else { format!("; never reached at B = {:?}", c.unreached) }
         ));
+        if !breaks.is_empty() {
+            out.push(format!("  the rules hold {}", breaks.join(", ")));
+        }
         let pts: Vec<String> = c
             .points
             .iter()

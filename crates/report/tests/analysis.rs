@@ -124,6 +124,8 @@ fn sgd_on_the_quadratic_matches_the_closed_form_exponent_and_critical_batch() {
     let ci = crit.b_crit_ci.unwrap();
     eprintln!("B_crit {:?} {ci:?}, oracle {b_crit} (S_min {s_min}, E_min {e_min}); {:?}", crit.b_crit, crit.points);
     assert!(ci[0] <= b_crit && b_crit <= ci[1], "B_crit interval {ci:?} misses the oracle {b_crit}");
+    // CPU simulations record the gradient noise scale: it is read where the target is reached.
+    assert!(crit.noise_scale_at_target.is_some_and(|b| b > 0.0), "{crit:?}");
     for (p, (_, s)) in crit.points.iter().zip(&oracle_steps) {
         assert!((p.steps / s - 1.0).abs() < 0.1, "B = {}: {} steps to the target, oracle {s}", p.batch_size, p.steps);
     }

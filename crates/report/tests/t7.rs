@@ -76,5 +76,12 @@ fn t7_adamw_sqrt_holds_and_theta_fixed_fails() {
     eprintln!("{:?}", report.rules);
     assert!(matches!(verdict("adamw-sqrt"), Some(Verdict::Holds)), "{:?}", class("adamw-sqrt").note);
     assert_eq!(verdict("theta-fixed"), Some(Verdict::Fails));
+    // Where each rule breaks: adamw-sqrt holds up to the largest κ (batch 4), θ fixed only at κ = 1.
+    let upto = |name: &str| {
+        let r = report.rules.iter().find(|r| r.name == name).unwrap();
+        (r.holds_up_to_kappa, r.holds_up_to_batch)
+    };
+    assert_eq!(upto("adamw-sqrt"), (Some(4), Some(4)));
+    assert_eq!(upto("theta-fixed"), (Some(1), Some(1)));
     assert_eq!(check(&report), Ok(()));
 }

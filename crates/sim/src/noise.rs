@@ -53,6 +53,12 @@ impl Noise {
         Ok(Noise { sigma, family, std })
     }
 
+    /// tr Σ₁, the trace of the per-sample gradient-noise covariance (B · Σ Var(Z_i) for this
+    /// batch size `batch_size`); `None` when the variance is infinite.
+    pub fn per_sample_trace(&self, batch_size: u64) -> Option<f64> {
+        self.std.as_ref().map(|s| batch_size.max(1) as f64 * s.iter().map(|x| x * x).sum::<f64>())
+    }
+
     /// Writes one standardised draw per coordinate into `z`.
     #[inline]
     pub fn standard(&self, rng: &mut StreamRng, z: &mut [f64]) {

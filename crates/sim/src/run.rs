@@ -75,6 +75,8 @@ pub(crate) struct BlockResult {
     pub(crate) phase_counts: Vec<[u64; 3]>,
     /// Records written before divergence (all of them if none).
     pub(crate) recorded: usize,
+    /// Sum over the block's paths of |∇f|² at each record point (empty: not measured).
+    pub(crate) grad_sq: Vec<f64>,
     /// First step at which a path of the block diverged.
     pub(crate) diverged_at: Option<u64>,
 }
@@ -118,7 +120,8 @@ pub fn run_sim(
     let form = if sde { Form::Sde } else { Form::Discrete };
     let (theory, notes) =
         theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &sched.record_steps, params.batch_size);
-    Ok(summarise(&results, &sched, params.batch_size, d, theory, notes))
+    let trace = noise.per_sample_trace(params.batch_size);
+    Ok(summarise(&results, &sched, params.batch_size, d, trace, theory, notes))
 }
 
 /// Runs one block, compiled for the widest vector instructions the CPU has. Rust never fuses
@@ -171,6 +174,7 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     }
     let mut losses = vec![f64::NAN; n * records];
     let mut phase_counts = vec![[0u64; 3]; if s.phases { records } else { 0 }];
+    let mut grad_sq = vec![0.0; records];
     let mut sums = vec![0.0; n];
     let mut next_record = 0;
     let mut diverged_at = None;
@@ -181,10 +185,14 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
                   step_losses: &[f64],
                   losses: &mut [f64],
                   phase_counts: &mut [[u64; 3]],
+                  grad_sq: &mut [f64],
                   next: &mut usize| {
         if *next < records && sched.record_steps[*next] == step {
             for p in 0..n {
                 losses[p * records + *next] = step_losses[p];
+                // |∇f|² on the diagonal quadratic: Σ (λ_i x_i)² (for the gradient noise scale).
+                grad_sq[*next] +=
+                    x[p * d..(p + 1) * d].iter().zip(lambda).map(|(xi, l)| (l * xi) * (l * xi)).sum::<f64>();
                 if s.phases {
                     count_phases(&x[p * d..(p + 1) * d], lambda, &s.noise.sigma, &mut phase_counts[*next]);
                 }
@@ -192,7 +200,7 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
             *next += 1;
         }
     };
-    record(0, &x, &step_losses, &mut losses, &mut phase_counts, &mut next_record);
+    record(0, &x, &step_losses, &mut losses, &mut phase_counts, &mut grad_sq, &mut next_record);
     'steps: for step in 1..=sched.steps {
         if step % 64 == 0 && s.cancel.is_cancelled() {
             return Err(SimError::Cancelled);
@@ -226,11 +234,11 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
             }
             step_losses[p] = loss;
         }
-        record(step, &x, &step_losses, &mut losses, &mut phase_counts, &mut next_record);
+        record(step, &x, &step_losses, &mut losses, &mut phase_counts, &mut grad_sq, &mut next_record);
     }
     let averaged = (sched.steps - sched.burn_in_steps).max(1) as f64;
     let stationary = sums.iter().map(|s| s / averaged).collect();
-    Ok(BlockResult { losses, stationary, phase_counts, recorded: next_record, diverged_at })
+    Ok(BlockResult { losses, stationary, phase_counts, recorded: next_record, diverged_at, grad_sq })
 }
 
 /// Adds each coordinate of `x` to its SignSGD phase by |Y| = |λx|/(√2σ) (THEORY.md §3).
@@ -253,11 +261,15 @@ fn count_phases(x: &[f64], lambda: &[f64], sigma: &[f64], counts: &mut [u64; 3])
     }
 }
 
+/// `trace` is tr Σ₁ (per-sample noise covariance): with it, each record point carries the
+/// gradient noise scale `noise_scale` = B_simple = tr Σ₁ / |∇f|² (THEORY.md §7), |∇f|² averaged
+/// over paths before dividing (a ratio of path means).
 pub(crate) fn summarise(
     blocks: &[BlockResult],
     sched: &Schedule,
     batch_size: u64,
     d: usize,
+    trace: Option<f64>,
     theory: Option<kappa_core::Theory>,
     mut notes: Vec<String>,
 ) -> AttemptOutcome {
@@ -284,6 +296,15 @@ pub(crate) fn summarise(
             c.map(|v| v as f64 / total)
         });
         let step = sched.record_steps[r];
+        let mut extra = std::collections::BTreeMap::new();
+        if let Some(trace) = trace
+            && blocks.iter().all(|b| b.grad_sq.len() > r)
+        {
+            let mean = blocks.iter().map(|b| b.grad_sq[r]).sum::<f64>() / paths.max(1) as f64;
+            if mean > 0.0 && (trace / mean).is_finite() {
+                extra.insert("noise_scale".to_string(), trace / mean);
+            }
+        }
         curve.push(CurvePoint {
             samples: step * batch_size,
             step,
@@ -293,7 +314,7 @@ pub(crate) fn summarise(
             loss_q50: quantile(&column, 0.5),
             loss_q90: quantile(&column, 0.9),
             phases,
-            extra: Default::default(),
+            extra,
         });
     }
     let diverged = blocks.iter().filter_map(|b| b.diverged_at).min();

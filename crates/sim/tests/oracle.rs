@@ -300,3 +300,27 @@ fn per_coordinate_sigma_and_batch_scaling() {
     assert_eq!(m.curve.last().unwrap().step, 5_000);
     assert_eq!(m.curve.last().unwrap().samples, 20_000);
 }
+
+/// The gradient noise scale B_simple = tr Σ₁ / E|∇f|² (THEORY.md §7) that CPU trials record as
+/// `noise_scale`: exact at the start (every path at x₀), and at stationarity it matches SGD's
+/// closed form E x_i² = η σ₁²/(B λ_i (2 − ηλ_i)).
+#[test]
+fn the_gradient_noise_scale_is_recorded_and_matches_sgd_at_stationarity() {
+    if test_backend() != Backend::Cpu {
+        eprintln!("SKIPPED: the GPU backend records no noise scale");
+        return;
+    }
+    let (sigma, eta, batch) = (1.0, 0.05, 4u64);
+    let mut s = sim(sigma, 40_000, 2000, 0.5);
+    s.x0 = 0.5;
+    let mut p = params(OptimizerKind::Sgd, eta);
+    p.batch_size = batch;
+    let m = metrics(&TaskSpec::Optimizer(s), &p);
+    let ns = |i: usize| m.curve[i].extra["noise_scale"];
+    let trace = LAMBDA.len() as f64 * sigma * sigma;
+    let start: f64 = LAMBDA.iter().map(|l| (l * 0.5) * (l * 0.5)).sum();
+    assert!((ns(0) / (trace / start) - 1.0).abs() < 1e-12, "{} vs {}", ns(0), trace / start);
+    let grad_sq: f64 = LAMBDA.iter().map(|l| l * eta * sigma * sigma / (batch as f64 * (2.0 - eta * l))).sum();
+    let last = ns(m.curve.len() - 1);
+    assert!((last / (trace / grad_sq) - 1.0).abs() < 0.05, "stationary noise scale {last} vs {}", trace / grad_sq);
+}

@@ -396,12 +396,14 @@ fn run_on(
         phase_counts: if p.phases == 1 { counts.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect() } else { vec![] },
         recorded,
         diverged_at,
+        // The kernel keeps no positions at record points: no gradient noise scale on the GPU.
+        grad_sq: Vec::new(),
     };
     let form = if sde { Form::Sde } else { Form::Discrete };
     let (theory, mut notes) =
         theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &sched.record_steps, params.batch_size);
     notes.push(format!("ran on the GPU: {} (float32 state, Philox-4x32-10 normals)", dev.description));
-    Ok(crate::run::summarise(&[block], &sched, params.batch_size, d, theory, notes))
+    Ok(crate::run::summarise(&[block], &sched, params.batch_size, d, None, theory, notes))
 }
 
 /// Philox-4x32-10 on the device for the known-answer tests: each input is a counter (4 words)
