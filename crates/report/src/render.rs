@@ -254,6 +254,15 @@ pub fn write_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>, RenderErro
     if !report.noise_slopes.is_empty() {
         plots.push(("noise-slope".into(), Plot::Slopes));
     }
+    for (i, l) in report.lr_scaling.iter().enumerate() {
+        plots.push((format!("lr-{}-{}", slug(&l.optimizer), i + 1), Plot::LrCurves(l)));
+    }
+    if report.lr_scaling.iter().any(|l| l.points.iter().any(|p| p.best_lr.is_some())) {
+        plots.push(("lr-exponent".into(), Plot::LrExponent));
+    }
+    if report.critical_batch.iter().any(|c| !c.points.is_empty()) {
+        plots.push(("critical-batch".into(), Plot::Critical));
+    }
     for o in &report.overlays {
         let mut name = format!("overlay-{}-lr{}", o.params.hyper.optimizer, slug(&short(o.params.hyper.lr)));
         for (axis, v) in &o.params.named {
@@ -301,6 +310,12 @@ enum Plot<'a> {
     Slopes,
     /// One setting across sweeps.
     Overlay(&'a crate::Overlay),
+    /// The objective vs learning rate of one group, a line per batch size, optima marked.
+    LrCurves(&'a crate::LrScaling),
+    /// The best learning rate vs batch size, with the fitted power law.
+    LrExponent,
+    /// Steps vs samples to the target, with the fitted hyperbola and B_crit.
+    Critical,
 }
 
 impl Plot<'_> {
@@ -310,6 +325,9 @@ impl Plot<'_> {
             Plot::Plateau => plateau_chart(area, report),
             Plot::Slopes => slope_chart(area, report),
             Plot::Overlay(o) => overlay_chart(area, o),
+            Plot::LrCurves(l) => lr_curves_chart(area, l),
+            Plot::LrExponent => lr_exponent_chart(area, report),
+            Plot::Critical => critical_chart(area, report),
         }
     }
 }
@@ -563,6 +581,163 @@ fn slope_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Repor
     }
     legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     Ok(())
+}
+
+/// A chart with both axes logarithmic.
+type LogLogChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+
+/// A log-log chart with the report's axes style.
+fn log_chart<'a, DB: DrawingBackend + 'a>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    xs: (f64, f64),
+    ys: (f64, f64),
+    (x_desc, y_desc): (&str, &str),
+) -> Result<LogLogChart<'a, DB>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d((xs.0 * 0.8..xs.1 * 1.25).log_scale(), (ys.0 * 0.7..ys.1 * 1.4).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(8)
+        .x_label_formatter(&|x| short(*x))
+        .y_label_formatter(&|y| short(*y))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
+fn lr_curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, l: &crate::LrScaling) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let finite = |p: &&[f64; 3]| p[1].is_finite() && p[1] > 0.0;
+    let xs = bounds(l.points.iter().flat_map(|p| p.objective.iter().map(|o| o[0]))).unwrap_or((1e-3, 1.0));
+    let ys =
+        bounds(l.points.iter().flat_map(|p| p.objective.iter().filter(finite).map(|o| o[1]))).unwrap_or((1e-3, 1.0));
+    let caption = format!("{} vs learning rate: {}", l.objective, l.group);
+    let mut chart = log_chart(root, &caption, xs, ys, ("learning rate", &l.objective))?;
+    for (i, p) in l.points.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = p.objective.iter().filter(finite).map(|o| (o[0], o[1])).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!(
+                "B = {}: lr* {}{}",
+                p.batch_size,
+                p.best_lr.map_or("-".into(), short),
+                if p.at_edge { " (grid's edge)" } else { "" }
+            ))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|q| Circle::new(*q, 3, color.filled()))).map_err(err)?;
+        // The optimum: a cross at the best learning rate, at the lowest objective.
+        if let (Some(best), Some(low)) = (p.best_lr, pts.iter().map(|q| q.1).min_by(f64::total_cmp)) {
+            chart.draw_series(std::iter::once(Cross::new((best, low), 8, color.stroke_width(3)))).map_err(err)?;
+        }
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
+}
+
+fn lr_exponent_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let (area, strip) = root.split_vertically(SIZE.1 - 26);
+    strip
+        .draw(&Text::new(
+            "filled: optimum inside the lr grid (fitted); hollow: at its edge; bars: 95% bootstrap",
+            (12, 4),
+            (FAMILY, 14),
+        ))
+        .map_err(err)?;
+    let points = || report.lr_scaling.iter().flat_map(|l| l.points.iter());
+    let xs = bounds(points().map(|p| p.batch_size as f64)).unwrap_or((1.0, 10.0));
+    let ys = bounds(points().flat_map(|p| p.best_lr.into_iter().chain(p.best_lr_ci.into_iter().flatten())))
+        .unwrap_or((1e-3, 1.0));
+    let mut chart = log_chart(&area, "best learning rate vs batch size", xs, ys, ("batch size", "best learning rate"))?;
+    for (i, l) in report.lr_scaling.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let inside: Vec<(f64, f64)> =
+            l.points.iter().filter(|p| !p.at_edge).filter_map(|p| Some((p.batch_size as f64, p.best_lr?))).collect();
+        let fit = crate::analysis::linear_fit(&inside.iter().map(|(b, e)| (b.ln(), e.ln())).collect::<Vec<_>>());
+        let label = format!(
+            "{}: a = {}{} (theory {})",
+            l.optimizer,
+            l.exponent.map_or("-".into(), |a| format!("{a:.2}")),
+            l.exponent_ci.map_or(String::new(), |[lo, hi]| format!(" [{lo:.2}, {hi:.2}]")),
+            short(l.theory_exponent)
+        );
+        let marker = chart.draw_series(inside.iter().map(|q| Circle::new(*q, 5, color.filled()))).map_err(err)?;
+        marker.label(label).legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
+        let edge: Vec<(f64, f64)> =
+            l.points.iter().filter(|p| p.at_edge).filter_map(|p| Some((p.batch_size as f64, p.best_lr?))).collect();
+        chart.draw_series(edge.iter().map(|q| Circle::new(*q, 5, color.stroke_width(2)))).map_err(err)?;
+        for p in &l.points {
+            if let Some([lo, hi]) = p.best_lr_ci {
+                let b = p.batch_size as f64;
+                chart
+                    .draw_series(std::iter::once(PathElement::new(vec![(b, lo), (b, hi)], color.stroke_width(1))))
+                    .map_err(err)?;
+            }
+        }
+        if let Some((a, slope)) = fit {
+            let line: Vec<(f64, f64)> = [xs.0, xs.1].iter().map(|b| (*b, (a + slope * b.ln()).exp())).collect();
+            chart.draw_series(DashedLineSeries::new(line, 6, 4, color.stroke_width(1))).map_err(err)?;
+        }
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
+}
+
+fn critical_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let (area, strip) = root.split_vertically(SIZE.1 - 26);
+    strip
+        .draw(&Text::new(
+            "points: fewest steps per batch size; dashed: S = S_min(1 + B_crit/B); cross: B = B_crit",
+            (12, 4),
+            (FAMILY, 14),
+        ))
+        .map_err(err)?;
+    let pts = || report.critical_batch.iter().flat_map(|c| c.points.iter());
+    let xs = bounds(pts().map(|p| p.samples)).unwrap_or((1.0, 10.0));
+    let ys = bounds(pts().map(|p| p.steps)).unwrap_or((1.0, 10.0));
+    let target = report.critical_batch.first().map_or(String::new(), |c| short(c.target_loss));
+    let caption = format!("steps vs samples to the target loss {target}");
+    let mut chart = log_chart(&area, &caption, xs, ys, ("samples to the target", "steps to the target"))?;
+    for (i, c) in report.critical_batch.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> = c.points.iter().map(|p| (p.samples, p.steps)).collect();
+        let label = format!(
+            "{}: B_crit {}{}",
+            c.optimizer,
+            c.b_crit.map_or("-".into(), short),
+            c.b_crit_ci.map_or(String::new(), |[lo, hi]| format!(" [{}, {}]", short(lo), short(hi)))
+        );
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(1)))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.iter().map(|q| Circle::new(*q, 5, color.filled()))).map_err(err)?;
+        if let (Some(s_min), Some(b_crit)) = (c.s_min, c.b_crit) {
+            let (b0, b1) = (
+                c.points.first().map_or(1.0, |p| p.batch_size as f64),
+                c.points.last().map_or(1.0, |p| p.batch_size as f64),
+            );
+            let curve: Vec<(f64, f64)> = (0..=60)
+                .map(|k| b0 * (b1 / b0).powf(k as f64 / 60.0))
+                .map(|b| (b * s_min * (1.0 + b_crit / b), s_min * (1.0 + b_crit / b)))
+                .collect();
+            chart.draw_series(DashedLineSeries::new(curve, 6, 4, color.stroke_width(1))).map_err(err)?;
+            let at = (2.0 * b_crit * s_min, 2.0 * s_min);
+            chart.draw_series(std::iter::once(Cross::new(at, 8, color.stroke_width(3)))).map_err(err)?;
+        }
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// The legend every chart draws, in one style.

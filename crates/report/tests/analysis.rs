@@ -133,6 +133,15 @@ fn sgd_on_the_quadratic_matches_the_closed_form_exponent_and_critical_batch() {
     check(&report).unwrap();
     let text = render(&report);
     assert!(text.contains("learning-rate scaling") && text.contains("critical batch size"), "{text}");
+    // The plots: loss vs lr for the group, the exponent fit, and the steps-samples front.
+    let dir = std::env::temp_dir().join(format!("kappa-analysis-test-{}", std::process::id()));
+    let files = kappa_report::render::write_all(&report, &dir).unwrap();
+    for name in ["lr-sgd-1.png", "lr-exponent.svg", "critical-batch.png"] {
+        assert!(files.iter().any(|f| f.ends_with(name)), "{name} not written: {files:?}");
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("id=\"analysis\"") && html.contains("B_crit"), "report.html shows the analysis");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn render(r: &kappa_report::Report) -> String {
