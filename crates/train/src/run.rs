@@ -57,6 +57,8 @@ pub(crate) struct Setup<'a> {
     pub sched: Schedule,
     pub id: TrialId,
     pub seed: u64,
+    /// The trial's batch size B.
+    pub batch_size: u64,
     pub cancel: &'a Cancel,
     /// The earliest step at which some replicate diverged (`u64::MAX`: none yet). Replicates
     /// past it stop early; the outcome cannot depend on it (see [`summarise`]).
@@ -70,8 +72,50 @@ pub(crate) struct ReplicateResult {
     pub test_loss: Vec<f64>,
     pub train_accuracy: Vec<f64>,
     pub test_accuracy: Vec<f64>,
+    /// The gradient-noise probe at each record point (see [`Replicate::probe`]).
+    pub probe: Vec<Probe>,
     /// The step at which this replicate diverged.
     pub diverged_at: Option<u64>,
+}
+
+/// What the gradient noise scale is estimated from at one record point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Probe {
+    /// Minibatch training: mean |G_b|² and |G_B|² over [`PROBE_PAIRS`] fresh minibatches of
+    /// b = B and 4B samples (McCandlish et al. 2018, App. A).
+    TwoBatch { small: f64, big: f64, b: f64, big_b: f64 },
+    /// Injected noise of known trace: the full-batch |G|².
+    Exact { grad_sq: f64, trace: f64 },
+    /// Not measured (the training split is too small for a second, larger batch).
+    None,
+}
+
+/// Pairs of minibatches each probe averages.
+const PROBE_PAIRS: usize = 4;
+
+/// The random stream of replicate `r`'s probes: apart from its training stream, so measuring the
+/// noise scale changes nothing the replicate computes.
+const PROBE_STREAM: u64 = 1 << 40;
+
+/// The gradient noise scale B_simple at one record point, from every replicate's probe: the
+/// unbiased estimates of |G|² and tr Σ₁ are averaged over replicates before dividing.
+fn noise_scale(probes: impl Iterator<Item = Probe>) -> Option<f64> {
+    let (mut g2, mut tr, mut n) = (0.0, 0.0, 0usize);
+    for p in probes {
+        match p {
+            Probe::TwoBatch { small, big, b, big_b } => {
+                g2 += (big_b * big - b * small) / (big_b - b);
+                tr += (small - big) / (1.0 / b - 1.0 / big_b);
+            }
+            Probe::Exact { grad_sq, trace } => {
+                g2 += grad_sq;
+                tr += trace;
+            }
+            Probe::None => return None,
+        }
+        n += 1;
+    }
+    (n > 0 && g2 > 0.0 && tr > 0.0).then(|| tr / g2)
 }
 
 /// Runs a `kind = "train"` trial: `task.paths` replicates on the rayon pool.
@@ -177,6 +221,7 @@ pub(crate) fn setup<'a>(
         sched: Schedule::new(task, params.batch_size),
         id,
         seed: params.seed,
+        batch_size: params.batch_size,
         cancel,
         diverged: AtomicU64::new(u64::MAX),
     })
@@ -190,6 +235,7 @@ pub(crate) struct Replicate<'s, 'a> {
     z: Vec<f64>,
     ws: Workspace,
     rng: rng::StreamRng,
+    probe_rng: rng::StreamRng,
     opt: Optimizer,
     sde_state: Option<kappa_sim::sde::SdeState>,
     order: Vec<u32>,
@@ -201,6 +247,7 @@ impl<'s, 'a> Replicate<'s, 'a> {
     pub fn new(s: &'s Setup<'a>, r: u64) -> Replicate<'s, 'a> {
         let d = s.net.dim();
         let mut rng = rng::stream(s.id, s.seed, r);
+        let probe_rng = rng::stream(s.id, s.seed, PROBE_STREAM + r);
         let mut params = vec![0.0; d];
         s.net.init(&mut params, &mut rng.normal);
         let n = s.split.train.len();
@@ -211,6 +258,7 @@ impl<'s, 'a> Replicate<'s, 'a> {
             z: vec![0.0; d],
             ws: s.net.workspace(),
             rng,
+            probe_rng,
             opt: Optimizer::new(s.optimizer, d),
             sde_state: None,
             order: (0..n as u32).collect(),
@@ -235,6 +283,42 @@ impl<'s, 'a> Replicate<'s, 'a> {
                 loss
             },
         )
+    }
+
+    /// The gradient-noise probe at the current parameters, from the probe stream (the training
+    /// state is untouched: the next step recomputes the gradient).
+    pub fn probe(&mut self) -> Probe {
+        let s = self.s;
+        let train = &s.split.train;
+        match &s.method {
+            Method::Minibatch { batch } => {
+                let (b, big_b) = (*batch, 4 * *batch);
+                if big_b > train.len() {
+                    return Probe::None;
+                }
+                let mut draw: Vec<u32> = (0..train.len() as u32).collect();
+                let (mut small, mut big) = (0.0, 0.0);
+                for _ in 0..PROBE_PAIRS {
+                    // A fresh sample of b + 4b distinct indices (partial Fisher-Yates).
+                    for i in 0..b + big_b {
+                        let j = i + data::below(&mut self.probe_rng.scalar, draw.len() - i);
+                        draw.swap(i, j);
+                    }
+                    s.net.batch_gradient(&self.params, train, &draw[..b], &mut self.ws, &mut self.grad);
+                    small += self.grad.iter().map(|g| g * g).sum::<f64>();
+                    s.net.batch_gradient(&self.params, train, &draw[b..b + big_b], &mut self.ws, &mut self.grad);
+                    big += self.grad.iter().map(|g| g * g).sum::<f64>();
+                }
+                let k = PROBE_PAIRS as f64;
+                Probe::TwoBatch { small: small / k, big: big / k, b: b as f64, big_b: big_b as f64 }
+            }
+            Method::Injected { noise } | Method::Sde { noise, .. } => {
+                s.net.full_gradient(&self.params, train, &mut self.ws, &mut self.grad);
+                let grad_sq = self.grad.iter().map(|g| g * g).sum::<f64>();
+                let trace = noise.per_sample_trace(s.batch_size).unwrap_or(f64::NAN);
+                Probe::Exact { grad_sq, trace }
+            }
+        }
     }
 
     /// One optimizer step (or `refine` SDE substeps); returns the loss the gradient was
@@ -332,6 +416,7 @@ fn run_replicate_inner(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimErro
         s.diverged.fetch_min(0, Ordering::Relaxed);
         return Ok(out);
     }
+    out.probe.push(rep.probe());
     let mut next_record = 1;
     for step in 1..=s.sched.steps {
         if s.cancel.is_cancelled() {
@@ -345,6 +430,9 @@ fn run_replicate_inner(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimErro
         let mut ok = finite_loss(loss) && all_finite(&rep.params);
         if ok && s.sched.record_steps.get(next_record) == Some(&step) {
             ok = record(&rep.params, &mut out);
+            if ok {
+                out.probe.push(rep.probe());
+            }
             next_record += 1;
         }
         if !ok {
@@ -385,6 +473,9 @@ pub(crate) fn summarise(
         if classification {
             extra.insert("test_accuracy".to_string(), mean(|x| &x.test_accuracy));
             extra.insert("train_accuracy".to_string(), mean(|x| &x.train_accuracy));
+        }
+        if let Some(b) = noise_scale(results.iter().map(|x| x.probe.get(r).copied().unwrap_or(Probe::None))) {
+            extra.insert("noise_scale".to_string(), b);
         }
         curve.push(CurvePoint {
             samples: step * params.batch_size,
@@ -593,5 +684,66 @@ mod tests {
         }
         assert_eq!(orders.len(), 2);
         assert_ne!(orders[0], orders[1]);
+    }
+
+    /// McCandlish's two-batch estimates are unbiased: over many probes, the trace and |G|²
+    /// estimates of a linear-regression task match their exact values from per-sample gradients
+    /// within their standard errors (drawn without replacement from N samples, their expectations
+    /// are tr Σ₁ · N/(N − 1) and |G|² − tr Σ₁/(N − 1), tr Σ₁ the per-sample gradients' variance).
+    #[test]
+    fn the_two_batch_noise_scale_estimates_are_unbiased_on_linear_regression() {
+        let mut task = regression_task(None);
+        if let DataSpec::TeacherStudent { samples, .. } = &mut task.data {
+            *samples = 2000;
+        }
+        let split = data::load(&task.data, task.holdout).unwrap();
+        let cancel = Cancel::new();
+        let s = setup(&task, &hyper(OptimizerKind::Sgd, 8), TrialId(5), &cancel, &split).unwrap();
+        let mut rep = Replicate::new(&s, 0);
+        let train = &split.train;
+        let n = train.len();
+        // Exact: the full gradient and the per-sample gradients' variance at these parameters.
+        let mut ws = s.net.workspace();
+        let mut g = vec![0.0; s.net.dim()];
+        s.net.full_gradient(&rep.params, train, &mut ws, &mut g);
+        let g2: f64 = g.iter().map(|x| x * x).sum();
+        let mut gi = vec![0.0; s.net.dim()];
+        let trace = (0..n as u32)
+            .map(|i| {
+                s.net.batch_gradient(&rep.params, train, &[i], &mut ws, &mut gi);
+                gi.iter().zip(&g).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
+            })
+            .sum::<f64>()
+            / n as f64;
+        let nf = n as f64;
+        let (want_tr, want_g2) = (trace * nf / (nf - 1.0), g2 - trace / (nf - 1.0));
+        let (mut trs, mut g2s) = (Vec::new(), Vec::new());
+        for _ in 0..1600 {
+            let Probe::TwoBatch { small, big, b, big_b } = rep.probe() else { panic!("a two-batch probe") };
+            g2s.push((big_b * big - b * small) / (big_b - b));
+            trs.push((small - big) / (1.0 / b - 1.0 / big_b));
+        }
+        let mean_se = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64;
+            (m, (var / v.len() as f64).sqrt())
+        };
+        let (tr, tr_se) = mean_se(&trs);
+        let (gg, gg_se) = mean_se(&g2s);
+        eprintln!(
+            "tr {tr} ± {tr_se} (exact {want_tr}); |G|² {gg} ± {gg_se} (exact {want_g2}); B_simple {}",
+            want_tr / want_g2
+        );
+        assert!((tr - want_tr).abs() < 4.0 * tr_se, "trace {tr} ± {tr_se} vs {want_tr}");
+        assert!((gg - want_g2).abs() < 4.0 * gg_se, "|G|² {gg} ± {gg_se} vs {want_g2}");
+        assert!(tr_se < 0.05 * want_tr && gg_se < 0.1 * want_g2, "the check is sharp enough to mean something");
+        // A trial records it as `noise_scale` at every record point.
+        let mut task = task.clone();
+        task.paths = 2;
+        let out = crate::run_train(&task, &hyper(OptimizerKind::Sgd, 8), TrialId(5), &cancel).unwrap();
+        let AttemptOutcome::Succeeded(m) = out else { panic!("{out:?}") };
+        // (Where the unbiased estimates of one point come out negative, it has none.)
+        let measured = m.curve.iter().filter_map(|p| p.extra.get("noise_scale")).collect::<Vec<_>>();
+        assert!(measured.len() * 2 >= m.curve.len() && measured.iter().all(|b| **b > 0.0), "{measured:?}");
     }
 }
