@@ -299,9 +299,11 @@ fn weighted_fit(points: &[(f64, f64, f64)]) -> Option<(f64, f64)> {
 /// residuals (weights 1/S², so the largest batch sizes, with the fewest steps, count as much as
 /// the smallest): `Ok((S_min, E_min, B_crit))`, or `Err(why)` when S_min or E_min is not positive.
 pub fn critical_fit(points: &[(f64, f64)]) -> Result<(f64, f64, f64), String> {
-    let weighted: Vec<(f64, f64, f64)> = points.iter().map(|&(b, s)| (1.0 / b, s, 1.0 / (s * s))).collect();
+    // (A target met at the start takes 0 steps at every batch size: nothing to fit there.)
+    let weighted: Vec<(f64, f64, f64)> =
+        points.iter().filter(|p| p.1 > 0.0).map(|&(b, s)| (1.0 / b, s, 1.0 / (s * s))).collect();
     let Some((s_min, e_min)) = weighted_fit(&weighted) else {
-        return Err(format!("{} batch size(s) reached the target: the fit needs two", points.len()));
+        return Err(format!("{} batch size(s) reached the target after the start: the fit needs two", weighted.len()));
     };
     let largest = points.iter().map(|p| p.0).fold(0.0, f64::max);
     match (s_min > 0.0, e_min > 0.0) {
@@ -553,6 +555,7 @@ mod tests {
         // Steps that grow with the batch have no critical batch size; steps that fall as 1/B over
         // every batch size put it beyond the largest.
         assert!(critical_fit(&[(8.0, 100.0), (64.0, 200.0)]).unwrap_err().contains("do not fall"));
+        assert!(critical_fit(&[(8.0, 0.0), (64.0, 0.0)]).unwrap_err().contains("the fit needs two"));
         let perfect: Vec<(f64, f64)> = [8.0, 64.0, 512.0].iter().map(|b| (*b, 5000.0 / b - 0.1)).collect();
         assert!(critical_fit(&perfect).unwrap_err().contains("beyond the largest (512)"));
     }
