@@ -520,3 +520,20 @@ fn a_program_that_finishes_within_the_drain_counts() {
     assert_eq!(rows[0]["metrics"]["curve"].as_array().unwrap().len(), 20, "the whole curve");
     assert_eq!(rows[0]["preempted"], 0);
 }
+
+/// Single-path trials (every command trial) pooled over seeds carry their seeds' spread as SE,
+/// not 0: the `kappa run` table says `1.0000e0 ± 1.0e-1` for final losses 0.9 and 1.1.
+#[test]
+fn seeds_of_single_path_trials_have_an_honest_se() {
+    let sb = Sandbox::new();
+    sb.write(
+        "seeds.toml",
+        "version = 1\nname = \"seeds\"\n[task]\nkind = \"command\"\n\
+         argv = [\"python3\", \"-c\", \"import sys; print('{{\\\"loss\\\": %s}}' % (0.9 + 0.2 * int(sys.argv[1])))\", \"{seed}\"]\n\
+         [grid]\nlr = [0.1]\nseed = [0, 1]\n",
+    );
+    let out = sb.kappa(&["run", "seeds.toml", "--state", "s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("1.0000e0 ± 1.0e-1"), "{table}");
+}

@@ -131,14 +131,12 @@ fn status_cell(members: &[&TrialRecord]) -> String {
     by.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Mean over seeds of per-trial means, with the SE of that mean from the per-trial SEs.
+/// Mean over seeds of per-trial means, with the SE of that mean from the seeds' spread and the
+/// trials' own SEs ([`kappa_core::Estimate::pooled`]).
 fn estimate_cell(values: impl Iterator<Item = (f64, f64)>) -> String {
-    let v: Vec<(f64, f64)> = values.collect();
-    if v.is_empty() {
-        return "-".into();
+    let v: Vec<kappa_core::Estimate> = values.map(|(mean, se)| kappa_core::Estimate { mean, se }).collect();
+    match kappa_core::Estimate::pooled(&v) {
+        Some(e) => format!("{:.4e} ± {:.1e}", e.mean, e.se),
+        None => "-".into(),
     }
-    let n = v.len() as f64;
-    let mean = v.iter().map(|x| x.0).sum::<f64>() / n;
-    let se = v.iter().map(|x| x.1 * x.1).sum::<f64>().sqrt() / n;
-    format!("{mean:.4e} ± {se:.1e}")
 }

@@ -159,6 +159,47 @@ pub struct Estimate {
     pub se: f64,
 }
 
+impl Estimate {
+    /// The mean of replicate estimates (one per seed), with the SE of that mean: the larger of
+    /// the SE from the replicates' spread (sd of their means / √n, which holds their path noise
+    /// too; n ≥ 2) and the SE from their own SEs (√Σse² / n). So replicates of single-path trials
+    /// (commands: SE 0 each) get their seeds' spread, and two seeds that happen to agree still
+    /// carry their paths' noise. `None` for no replicate.
+    pub fn pooled(replicates: &[Estimate]) -> Option<Estimate> {
+        if replicates.is_empty() {
+            return None;
+        }
+        let n = replicates.len() as f64;
+        let mean = replicates.iter().map(|e| e.mean).sum::<f64>() / n;
+        let within = replicates.iter().map(|e| e.se * e.se).sum::<f64>().sqrt() / n;
+        let between = if replicates.len() > 1 {
+            (replicates.iter().map(|e| (e.mean - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt()
+        } else {
+            0.0
+        };
+        Some(Estimate { mean, se: within.max(between) })
+    }
+}
+
+#[cfg(test)]
+mod estimate_tests {
+    use super::Estimate;
+
+    #[test]
+    fn pooled_replicates_carry_their_seeds_spread_and_their_paths_noise() {
+        let e = |mean, se| Estimate { mean, se };
+        // Two single-path trials (SE 0 each): the SE is their spread's, not 0.
+        let p = Estimate::pooled(&[e(1.08e-4, 0.0), e(7.9e-5, 0.0)]).unwrap();
+        assert!((p.mean - 9.35e-5).abs() < 1e-12);
+        assert!((p.se - 1.45e-5).abs() < 1e-12, "{p:?}");
+        // Two agreeing seeds still carry their paths' noise.
+        let q = Estimate::pooled(&[e(1.0, 0.1), e(1.0, 0.1)]).unwrap();
+        assert!((q.se - 0.1 / 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(Estimate::pooled(&[e(2.0, 0.3)]), Some(e(2.0, 0.3)));
+        assert_eq!(Estimate::pooled(&[]), None);
+    }
+}
+
 /// One recorded point of a loss curve.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {

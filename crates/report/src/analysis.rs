@@ -245,8 +245,10 @@ fn objective(obs: &[&Obs], shift: &[f64], a: &Analysis) -> (f64, f64) {
         _ => {
             let vals: Vec<(f64, f64)> = obs.iter().filter_map(|o| o.value).collect();
             let mean = vals.iter().zip(shift).map(|((v, se), z)| v + z * se).sum::<f64>() / k;
-            let se = vals.iter().map(|(_, se)| se * se).sum::<f64>().sqrt() / k;
-            (mean, se)
+            // The SE shown: the seeds' spread or their paths' noise, whichever is larger.
+            let seeds: Vec<kappa_core::Estimate> =
+                vals.iter().map(|&(mean, se)| kappa_core::Estimate { mean, se }).collect();
+            (mean, kappa_core::Estimate::pooled(&seeds).map_or(0.0, |e| e.se))
         }
     }
 }

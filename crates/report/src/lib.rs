@@ -320,21 +320,18 @@ fn aggregate(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>) -> Aggreg
     if metrics.is_empty() {
         return agg;
     }
-    let n = metrics.len() as f64;
     let stationary: Vec<Estimate> = metrics.iter().filter_map(|m| m.stationary_loss).collect();
     if stationary.len() == metrics.len() {
-        agg.stationary = Some(Estimate {
-            mean: stationary.iter().map(|e| e.mean).sum::<f64>() / n,
-            se: stationary.iter().map(|e| e.se * e.se).sum::<f64>().sqrt() / n,
-        });
+        agg.stationary = Estimate::pooled(&stationary);
     }
     agg.theory = metrics[0].theory.as_ref().and_then(|t| t.stationary_loss);
     let points = metrics.iter().map(|m| m.curve.len()).min().unwrap_or(0);
     agg.curve = (0..points)
         .map(|i| {
-            let mean = metrics.iter().map(|m| m.curve[i].loss_mean).sum::<f64>() / n;
-            let se = metrics.iter().map(|m| m.curve[i].loss_se.powi(2)).sum::<f64>().sqrt() / n;
-            [metrics[0].curve[i].samples as f64, mean, se]
+            let seeds: Vec<Estimate> =
+                metrics.iter().map(|m| Estimate { mean: m.curve[i].loss_mean, se: m.curve[i].loss_se }).collect();
+            let e = Estimate::pooled(&seeds).unwrap_or(Estimate { mean: f64::NAN, se: f64::NAN });
+            [metrics[0].curve[i].samples as f64, e.mean, e.se]
         })
         .collect();
     agg
