@@ -446,7 +446,7 @@ fn loss_chart<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .build_cartesian_2d((xs.0 * 0.9..xs.1 * 1.1).log_scale(), (ys.0 * 0.8..ys.1 * 1.25).log_scale())
+        .build_cartesian_2d(log_axis(xs.0 * 0.9, xs.1 * 1.1), log_axis(ys.0 * 0.8, ys.1 * 1.25))
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -459,7 +459,7 @@ fn loss_chart<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     for (i, (label, curve)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = palette(i);
         let pts: Vec<(f64, f64)> = curve.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0).map(|q| (q[0], q[1])).collect();
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
@@ -486,7 +486,7 @@ fn plateau_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Rep
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d((1.0..kmax * 1.2).log_scale(), lo - 0.02..hi + 0.02)
+        .build_cartesian_2d(log_axis(1.0, kmax * 1.2), lo - 0.02..hi + 0.02)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -506,7 +506,7 @@ fn plateau_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Rep
         .label(format!("1 ± tolerance ({:.0}%)", band * 100.0))
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], GREEN.mix(0.3).filled()));
     for (i, rule) in report.rules.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = palette(i);
         let mut pts = vec![(1.0, 1.0)];
         let mut bars = Vec::new();
         for c in report.classes.iter().filter(|c| c.rule == rule.name).take(1) {
@@ -549,7 +549,7 @@ fn slope_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Repor
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .build_cartesian_2d((xs.0 * 0.8..xs.1 * 1.25).log_scale(), (ys.0 * 0.7..ys.1 * 1.4).log_scale())
+        .build_cartesian_2d(log_axis(xs.0 * 0.8, xs.1 * 1.25), log_axis(ys.0 * 0.7, ys.1 * 1.4))
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -562,7 +562,7 @@ fn slope_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Repor
         .draw()
         .map_err(err)?;
     for (i, f) in report.noise_slopes.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = palette(i);
         let pts: Vec<(f64, f64)> = f.points.iter().map(|p| (p[0], p[1])).collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
@@ -583,8 +583,64 @@ fn slope_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Repor
     Ok(())
 }
 
+/// The Okabe–Ito colour-blind-safe palette (its yellow left out: unreadable on white), for every
+/// line of every plot, in this order.
+const OKABE_ITO: [(u8, u8, u8); 7] =
+    [(0, 114, 178), (213, 94, 0), (0, 158, 115), (230, 159, 0), (204, 121, 167), (86, 180, 233), (0, 0, 0)];
+
+/// The colour of the `i`-th line.
+fn palette(i: usize) -> RGBAColor {
+    let (r, g, b) = OKABE_ITO[i % OKABE_ITO.len()];
+    RGBColor(r, g, b).to_rgba()
+}
+
+/// Tick values for a log axis over [lo, hi] (both > 0): whole decades when the span is wide,
+/// 1-2-5 steps, then denser mantissas, and evenly spaced round values for a span of less than
+/// about two (so an axis always has labels); 3 to 12 of them.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi > lo && hi.is_finite()) {
+        return Vec::new();
+    }
+    let decades = |mantissas: &[f64]| -> Vec<f64> {
+        let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        (first..=last)
+            .flat_map(|k| mantissas.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|v| *v >= lo * (1.0 - 1e-12) && *v <= hi * (1.0 + 1e-12))
+            .collect()
+    };
+    let whole = decades(&[1.0]);
+    if whole.len() > 12 {
+        let every = whole.len().div_ceil(10);
+        return whole.into_iter().step_by(every).collect();
+    }
+    for m in [&[1.0][..], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 5.0, 7.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]]
+    {
+        let t = decades(m);
+        if (3..=12).contains(&t.len()) {
+            return t;
+        }
+    }
+    // A short span: round values every 1, 2 or 5 × 10^k, 3 to 12 of them.
+    let raw = (hi - lo) / 5.0;
+    let base = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * base).find(|st| (hi - lo) / st <= 8.0).unwrap_or(10.0 * base);
+    let mut v = (lo / step).ceil() * step;
+    let mut out = Vec::new();
+    while v <= hi * (1.0 + 1e-12) && out.len() < 12 {
+        out.push(v);
+        v += step;
+    }
+    out
+}
+
+/// A log axis over [lo, hi] with [`log_ticks`] as its labelled points.
+fn log_axis(lo: f64, hi: f64) -> plotters::coord::combinators::WithKeyPoints<LogCoord<f64>> {
+    (lo..hi).log_scale().with_key_points(log_ticks(lo, hi))
+}
+
 /// A chart with both axes logarithmic.
-type LogLogChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+type LogAxis = plotters::coord::combinators::WithKeyPoints<LogCoord<f64>>;
+type LogLogChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<LogAxis, LogAxis>>;
 
 /// A log-log chart with the report's axes style.
 fn log_chart<'a, DB: DrawingBackend + 'a>(
@@ -599,11 +655,10 @@ fn log_chart<'a, DB: DrawingBackend + 'a>(
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .build_cartesian_2d((xs.0 * 0.8..xs.1 * 1.25).log_scale(), (ys.0 * 0.7..ys.1 * 1.4).log_scale())
+        .build_cartesian_2d(log_axis(xs.0 * 0.8, xs.1 * 1.25), log_axis(ys.0 * 0.7, ys.1 * 1.4))
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_labels(8)
         .x_label_formatter(&|x| short(*x))
         .y_label_formatter(&|y| short(*y))
         .x_desc(x_desc)
@@ -623,7 +678,7 @@ fn lr_curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, l: &crate:
     let caption = format!("{} vs learning rate: {}", l.objective, l.group);
     let mut chart = log_chart(root, &caption, xs, ys, ("learning rate", &l.objective))?;
     for (i, p) in l.points.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = palette(i);
         let pts: Vec<(f64, f64)> = p.objective.iter().filter(finite).map(|o| (o[0], o[1])).collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
@@ -660,7 +715,7 @@ fn lr_exponent_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: 
         .unwrap_or((1e-3, 1.0));
     let mut chart = log_chart(&area, "best learning rate vs batch size", xs, ys, ("batch size", "best learning rate"))?;
     for (i, l) in report.lr_scaling.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = palette(i);
         let inside: Vec<(f64, f64)> =
             l.points.iter().filter(|p| !p.at_edge).filter_map(|p| Some((p.batch_size as f64, p.best_lr?))).collect();
         let fit = crate::analysis::linear_fit(&inside.iter().map(|(b, e)| (b.ln(), e.ln())).collect::<Vec<_>>());
@@ -709,7 +764,7 @@ fn critical_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Re
     let caption = format!("steps vs samples to the target loss {target}");
     let mut chart = log_chart(&area, &caption, xs, ys, ("samples to the target", "steps to the target"))?;
     for (i, c) in report.critical_batch.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = palette(i);
         let points: Vec<(f64, f64)> = c.points.iter().map(|p| (p.samples, p.steps)).collect();
         let label = format!(
             "{}: B_crit {}{}",

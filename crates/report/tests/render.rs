@@ -149,3 +149,41 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Numeric tick labels of an SVG plot: (labels sharing an x position, labels sharing a y
+/// position), the largest group of each (the y axis's and the x axis's).
+fn tick_labels(svg: &str) -> (usize, usize) {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    let mut by_x: HashMap<String, usize> = HashMap::new();
+    let mut by_y: HashMap<String, usize> = HashMap::new();
+    for n in doc.descendants().filter(|n| n.tag_name().name() == "text") {
+        let t = n.text().unwrap_or("").trim().trim_end_matches('k');
+        if t.parse::<f64>().is_err() {
+            continue;
+        }
+        *by_x.entry(n.attribute("x").unwrap_or("").to_string()).or_default() += 1;
+        *by_y.entry(n.attribute("y").unwrap_or("").to_string()).or_default() += 1;
+    }
+    (by_x.values().copied().max().unwrap_or(0), by_y.values().copied().max().unwrap_or(0))
+}
+
+#[test]
+fn every_log_axis_has_tick_labels_whatever_its_span() {
+    use kappa_report::render::log_ticks;
+    for (lo, hi) in [(0.02, 0.03), (1.0, 10.0), (1e-4, 1.0), (3.7e-2, 4.1e-2), (1.0, 1e30)] {
+        let t = log_ticks(lo, hi);
+        assert!((3..=12).contains(&t.len()), "[{lo}, {hi}]: {t:?}");
+        assert!(t.windows(2).all(|w| w[0] < w[1]) && t.iter().all(|v| *v >= lo * 0.999 && *v <= hi * 1.001), "{t:?}");
+    }
+    // The plots themselves: both axes of the curve and noise plots carry numbers.
+    let sweep = Sweep::parse("synthetic.toml", SWEEP).unwrap();
+    let plan = Plan::new(&sweep, "test");
+    let results: HashMap<_, _> = plan.trials().map(|t| (t.id, succeeded(&t))).collect();
+    let dir = tempfile_dir().join("ticks");
+    write_all(&build(&sweep, &plan, &results), &dir).unwrap();
+    for name in ["curves-sgd-linear.svg", "plateau-ratio.svg", "noise-slope.svg"] {
+        let (y, x) = tick_labels(&std::fs::read_to_string(dir.join(name)).unwrap());
+        assert!(y >= 2 && x >= 2, "{name}: {y} y-axis and {x} x-axis tick labels");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
