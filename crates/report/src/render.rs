@@ -475,7 +475,14 @@ fn loss_chart<DB: DrawingBackend>(
 fn plateau_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
     area.fill(&WHITE).map_err(err)?;
     let kmax = report.classes.iter().flat_map(|c| c.kappas.iter().map(|k| k.kappa)).max().unwrap_or(2) as f64;
-    let ys = report.classes.iter().flat_map(|c| c.kappas.iter().filter_map(|k| k.plateau_ci95)).flatten();
+    // The κ values themselves label the axis.
+    let mut kappas: Vec<f64> = report.classes.iter().flat_map(|c| c.kappas.iter().map(|k| k.kappa as f64)).collect();
+    kappas.sort_by(f64::total_cmp);
+    kappas.dedup();
+    let ys = report
+        .classes
+        .iter()
+        .flat_map(|c| c.kappas.iter().flat_map(|k| k.plateau_ci95.into_iter().flatten().chain(k.theory_ratio)));
     let (mut lo, mut hi) = (1.0 - 2.0 * report.tolerance, 1.0 + 2.0 * report.tolerance);
     for y in ys.filter(|y| y.is_finite()) {
         lo = lo.min(y);
@@ -486,7 +493,7 @@ fn plateau_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Rep
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(log_axis(1.0, kmax * 1.2), lo - 0.02..hi + 0.02)
+        .build_cartesian_2d((1.0..kmax * 1.2).log_scale().with_key_points(kappas), lo - 0.02..hi + 0.02)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -509,11 +516,15 @@ fn plateau_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Rep
         let color = palette(i);
         let mut pts = vec![(1.0, 1.0)];
         let mut bars = Vec::new();
+        let mut theory = Vec::new();
         for c in report.classes.iter().filter(|c| c.rule == rule.name).take(1) {
             for k in c.kappas.iter().skip(1) {
                 if let (Some(r), Some(ci)) = (k.plateau_ratio, k.plateau_ci95) {
                     pts.push((k.kappa as f64, r.mean));
                     bars.push((k.kappa as f64, ci));
+                }
+                if let Some(t) = k.theory_ratio.filter(|t| t.is_finite()) {
+                    theory.push((k.kappa as f64, t));
                 }
             }
         }
@@ -523,10 +534,23 @@ fn plateau_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Rep
             .label(format!("{} ({})", rule.name, verdict_name(rule.verdict)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled()))).map_err(err)?;
+        // 95% intervals as error bars, capped (caps in pixels).
         for (x, [a, b]) in bars {
             chart
                 .draw_series(std::iter::once(PathElement::new(vec![(x, a), (x, b)], color.stroke_width(1))))
                 .map_err(err)?;
+            for end in [a, b] {
+                let cap = EmptyElement::at((x, end)) + PathElement::new(vec![(-5, 0), (5, 0)], color.stroke_width(1));
+                chart.draw_series(std::iter::once(cap)).map_err(err)?;
+            }
+        }
+        // The closed forms' ratio, where THEORY.md has one: a hollow triangle.
+        if !theory.is_empty() {
+            chart
+                .draw_series(theory.iter().map(|p| TriangleMarker::new(*p, 7, color.stroke_width(2))))
+                .map_err(err)?
+                .label(format!("{}: closed form", rule.name))
+                .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, color.stroke_width(2)));
         }
     }
     legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
