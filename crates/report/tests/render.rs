@@ -179,7 +179,8 @@ fn every_log_axis_has_tick_labels_whatever_its_span() {
     let sweep = Sweep::parse("synthetic.toml", SWEEP).unwrap();
     let plan = Plan::new(&sweep, "test");
     let results: HashMap<_, _> = plan.trials().map(|t| (t.id, succeeded(&t))).collect();
-    let dir = tempfile_dir().join("ticks");
+    // Its own directory: the other test of this binary removes tempfile_dir() when it ends.
+    let dir = std::env::temp_dir().join(format!("kappa-report-ticks-{}", std::process::id()));
     write_all(&build(&sweep, &plan, &results), &dir).unwrap();
     for name in ["curves-sgd-linear.svg", "plateau-ratio.svg", "noise-slope.svg"] {
         let (y, x) = tick_labels(&std::fs::read_to_string(dir.join(name)).unwrap());
