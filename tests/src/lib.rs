@@ -172,6 +172,18 @@ impl Drop for Proc {
 }
 
 impl Proc {
+    /// Waits for the process to exit, at most `limit`; `what` names it in the failure.
+    pub fn wait_exit(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(started.elapsed() < limit, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends a signal (e.g. `libc::SIGKILL`, `libc::SIGSTOP`).
     pub fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child process.

@@ -407,11 +407,7 @@ fn a_program_stopped_by_the_scheduler_before_its_worker_is_preempted() {
         std::thread::sleep(Duration::from_millis(5));
     }
     a.signal(libc::SIGTERM);
-    let started = std::time::Instant::now();
-    while a.child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(30), "worker a did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    a.wait_exit(Duration::from_secs(30), "worker a did not exit after SIGTERM");
     let attempts = |db: &rusqlite::Connection| -> Vec<(String, i64)> {
         let mut stmt = db.prepare("SELECT coalesce(outcome, ''), counted FROM attempts ORDER BY attempt").unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
@@ -451,11 +447,7 @@ fn a_drained_trial_is_preempted_not_failed_and_resumes_where_it_stopped() {
     // It checkpoints only when stopped (every 1000 steps otherwise): wait for 30 steps of output.
     wait_for_steps(&sb, "cluster/pre", 30);
     a.signal(libc::SIGTERM);
-    let started = std::time::Instant::now();
-    while a.child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(30), "worker a did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    a.wait_exit(Duration::from_secs(30), "worker a did not exit after SIGTERM");
     let preempted = "SELECT count(*) FROM attempts WHERE worker LIKE 'a#%' AND outcome = 'preempted' AND counted = 0";
     sb.wait_for("cluster/pre", "a's attempt recorded as preempted", Duration::from_secs(10), |c| {
         c.query_row(preempted, [], |r| r.get::<_, i64>(0)).unwrap_or(0) == 1
@@ -510,11 +502,7 @@ fn a_program_that_finishes_within_the_drain_counts() {
         std::thread::sleep(Duration::from_millis(20));
     }
     a.signal(libc::SIGTERM);
-    let started = std::time::Instant::now();
-    while a.child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(30), "worker a did not exit within its drain");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    a.wait_exit(Duration::from_secs(30), "worker a did not exit within its drain");
     sb.wait_for("cluster/stubborn", "the trial done", Duration::from_secs(10), |c| count(c, "succeeded") == 1);
     let rows = jsonl(&sb, "cluster/stubborn");
     assert_eq!(rows[0]["metrics"]["curve"].as_array().unwrap().len(), 20, "the whole curve");

@@ -566,14 +566,7 @@ fn a_worker_stopped_by_sigterm_hands_its_trials_back_to_another_worker() {
     };
     sb.wait_for("cluster/sigterm", "worker a running two trials", Duration::from_secs(60), |c| held_by_a(c) == 2);
     a.signal(libc::SIGTERM);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = a.child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "worker a did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = a.wait_exit(Duration::from_secs(30), "worker a did not exit after SIGTERM");
     let a_log = std::fs::read_to_string(sb.path().join(".worker-a")).unwrap_or_default();
     assert!(matches!(status.code(), Some(0 | 130)), "worker a: {status:?}\n{a_log}");
     // The coordinator records the hand-back (its writer commits in batches, so wait for it).

@@ -383,8 +383,8 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
         }
     }
     let inside: Vec<(f64, f64)> =
-        best.iter().filter_map(|(b, _, opt, _)| opt.filter(|o| !o.1).map(|o| ((*b as f64).ln(), o.0.ln()))).collect();
-    let exponent = linear_fit(&inside).map(|f| f.1);
+        best.iter().filter_map(|(b, _, opt, _)| opt.filter(|o| !o.1).map(|o| (*b as f64, o.0))).collect();
+    let exponent = crate::log_log_slope(&inside);
     let fit = critical_fit(&targets.iter().map(|t| (t.batch_size as f64, t.steps)).collect::<Vec<_>>());
     scales.sort_by(f64::total_cmp);
     let noise_scale = (!scales.is_empty()).then(|| scales[scales.len() / 2]);

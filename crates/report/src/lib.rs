@@ -530,17 +530,7 @@ fn rule_report(rule: &kappa_core::ScalingRule, classes: &[ClassReport]) -> RuleR
 pub fn log_log_slope(points: &[(f64, f64)]) -> Option<f64> {
     let pts: Vec<(f64, f64)> =
         points.iter().filter(|(x, y)| *x > 0.0 && *y > 0.0).map(|(x, y)| (x.ln(), y.ln())).collect();
-    if pts.len() < 2 {
-        return None;
-    }
-    let n = pts.len() as f64;
-    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if sxx == 0.0 {
-        return None;
-    }
-    Some(pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx)
+    analysis::linear_fit(&pts).map(|(_, slope)| slope)
 }
 
 fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>) -> Vec<SlopeFit> {

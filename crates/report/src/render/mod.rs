@@ -8,8 +8,13 @@ use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+mod analysis;
+
+pub use analysis::analysis_lines;
+use analysis::{critical_chart, lr_curves_chart, lr_exponent_chart};
+
 /// The embedded font (DejaVu Sans, Bitstream Vera license: assets/DejaVuSans-LICENSE.txt).
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 /// Plot size in pixels.
 pub const SIZE: (u32, u32) = (960, 600);
@@ -134,83 +139,6 @@ pub fn verdict_table(r: &Report) -> String {
         }
     }
     s
-}
-
-fn interval(ci: Option<[f64; 2]>) -> String {
-    ci.map_or(String::new(), |[lo, hi]| format!(" [{}, {}]", short(lo), short(hi)))
-}
-
-/// One line per batch size's optimum: `B=64 lr*=2.1e-3 [1.9e-3, 2.4e-3]` (`at the edge` when the
-/// optimum is the grid's first or last learning rate).
-fn optimum(p: &crate::analysis::LrPoint) -> String {
-    match p.best_lr {
-        Some(lr) => format!(
-            "B={} lr*={}{}{}",
-            p.batch_size,
-            short(lr),
-            interval(p.best_lr_ci),
-            if p.at_edge { " (at the grid's edge)" } else { "" }
-        ),
-        None => format!("B={} no finite objective", p.batch_size),
-    }
-}
-
-/// The learning-rate exponents and critical batch sizes, as text lines (terminal and HTML).
-pub fn analysis_lines(r: &Report) -> Vec<String> {
-    let mut out = Vec::new();
-    for l in &r.lr_scaling {
-        let rules: Vec<String> = l.rule_exponents.iter().map(|(n, e)| format!("{n} {}", short(*e))).collect();
-        out.push(format!(
-            "learning-rate scaling {} (best lr minimises the {}): exponent {}{} (theory {}; rules: {})",
-            l.group,
-            l.objective,
-            l.exponent.map_or("-".into(), |a| format!("{a:.3}")),
-            interval(l.exponent_ci),
-            short(l.theory_exponent),
-            if rules.is_empty() { "-".into() } else { rules.join(", ") }
-        ));
-        out.push(format!("  {}", l.points.iter().map(optimum).collect::<Vec<_>>().join("; ")));
-        if let Some(n) = &l.note {
-            out.push(format!("  note: {n}"));
-        }
-    }
-    let breaks: Vec<String> = r
-        .rules
-        .iter()
-        .filter_map(|rule| {
-            let (k, b) = (rule.holds_up_to_kappa?, rule.holds_up_to_batch?);
-            Some(format!("{} up to κ = {k} (batch {b})", rule.name))
-        })
-        .collect();
-    for c in &r.critical_batch {
-        out.push(format!(
-            "critical batch size {} (target {}): B_crit {}{}, S_min {}, E_min {}{}{}",
-            c.group,
-            short(c.target_loss),
-            c.b_crit.map_or("-".into(), short),
-            interval(c.b_crit_ci),
-            c.s_min.map_or("-".into(), short),
-            c.e_min.map_or("-".into(), short),
-            c.noise_scale_at_target.map_or(String::new(), |b| format!("; B_simple at the target {}", short(b))),
-            if c.unreached.is_empty() { String::new() } else { format!("; never reached at B = {:?}", c.unreached) }
-        ));
-        if !breaks.is_empty() {
-            out.push(format!("  the rules hold {}", breaks.join(", ")));
-        }
-        let pts: Vec<String> = c
-            .points
-            .iter()
-            .map(|p| {
-                let edge = if p.lr_at_edge { " (fastest lr at the grid's edge)" } else { "" };
-                format!("B={} S={} E={}{edge}", p.batch_size, short(p.steps), short(p.samples))
-            })
-            .collect();
-        out.push(format!("  {}", pts.join("; ")));
-        if let Some(n) = &c.note {
-            out.push(format!("  note: {n}"));
-        }
-    }
-    out
 }
 
 /// A tracking row's mean deviation with its SE, as a percentage.
@@ -435,9 +363,7 @@ fn loss_chart<DB: DrawingBackend>(
     subtitle: &str,
     series: &[(String, Vec<[f64; 3]>)],
 ) -> Result<(), String> {
-    root.fill(&WHITE).map_err(err)?;
-    let (area, strip) = root.split_vertically(SIZE.1 - 26);
-    strip.draw(&Text::new(subtitle.to_string(), (12, 4), (FAMILY, 14))).map_err(err)?;
+    let area = with_note(root, subtitle)?;
     let plotted = || series.iter().flat_map(|(_, c)| c.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0));
     let xs = bounds(plotted().map(|q| q[0])).unwrap_or((1.0, 2.0));
     let ys = bounds(plotted().map(|q| q[1])).unwrap_or((1e-3, 1.0));
@@ -559,32 +485,12 @@ fn plateau_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Rep
 
 /// Stationary loss against σ_B on log-log axes, with fitted and theory slopes.
 fn slope_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
-    root.fill(&WHITE).map_err(err)?;
-    let (area, strip) = root.split_vertically(SIZE.1 - 26);
-    strip
-        .draw(&Text::new("solid: measured; dashed: the closed forms of THEORY.md §4", (12, 4), (FAMILY, 14)))
-        .map_err(err)?;
-    let area = &area;
+    let area = with_note(root, "solid: measured; dashed: the closed forms of THEORY.md §4")?;
     let xs = bounds(report.noise_slopes.iter().flat_map(|f| f.points.iter().map(|p| p[0]))).unwrap_or((0.1, 1.0));
     let ys = bounds(report.noise_slopes.iter().flat_map(|f| f.points.iter().flat_map(|p| [p[1], p[2]])))
         .unwrap_or((1e-3, 1.0));
-    let mut chart = ChartBuilder::on(area)
-        .caption("stationary loss vs minibatch noise σ_B = σ₁/√B", (FAMILY, 22))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(log_axis(xs.0 * 0.8, xs.1 * 1.25), log_axis(ys.0 * 0.7, ys.1 * 1.4))
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_labels(8)
-        .x_label_formatter(&|x| short(*x))
-        .y_label_formatter(&|y| short(*y))
-        .x_desc("σ_B")
-        .y_desc("stationary loss")
-        .label_style((FAMILY, 14))
-        .draw()
-        .map_err(err)?;
+    let caption = "stationary loss vs minibatch noise σ_B = σ₁/√B";
+    let mut chart = log_chart(&area, caption, xs, ys, ("σ_B", "stationary loss"))?;
     for (i, f) in report.noise_slopes.iter().enumerate() {
         let color = palette(i);
         let pts: Vec<(f64, f64)> = f.points.iter().map(|p| (p[0], p[1])).collect();
@@ -666,6 +572,14 @@ fn log_axis(lo: f64, hi: f64) -> plotters::coord::combinators::WithKeyPoints<Log
 type LogAxis = plotters::coord::combinators::WithKeyPoints<LogCoord<f64>>;
 type LogLogChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<LogAxis, LogAxis>>;
 
+/// Fills `root` white and writes `note` in a strip along its bottom; returns the area above.
+fn with_note<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, note: &str) -> Result<DrawingArea<DB, Shift>, String> {
+    root.fill(&WHITE).map_err(err)?;
+    let (area, strip) = root.split_vertically(SIZE.1 - 26);
+    strip.draw(&Text::new(note.to_string(), (12, 4), (FAMILY, 14))).map_err(err)?;
+    Ok(area)
+}
+
 /// A log-log chart with the report's axes style.
 fn log_chart<'a, DB: DrawingBackend + 'a>(
     area: &'a DrawingArea<DB, Shift>,
@@ -675,7 +589,7 @@ fn log_chart<'a, DB: DrawingBackend + 'a>(
     (x_desc, y_desc): (&str, &str),
 ) -> Result<LogLogChart<'a, DB>, String> {
     let mut chart = ChartBuilder::on(area)
-        .caption(caption, (FAMILY, 20))
+        .caption(caption, (FAMILY, 22))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(80)
@@ -691,132 +605,6 @@ fn log_chart<'a, DB: DrawingBackend + 'a>(
         .draw()
         .map_err(err)?;
     Ok(chart)
-}
-
-fn lr_curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, l: &crate::LrScaling) -> Result<(), String> {
-    root.fill(&WHITE).map_err(err)?;
-    let finite = |p: &&[f64; 3]| p[1].is_finite() && p[1] > 0.0;
-    let xs = bounds(l.points.iter().flat_map(|p| p.objective.iter().map(|o| o[0]))).unwrap_or((1e-3, 1.0));
-    let ys =
-        bounds(l.points.iter().flat_map(|p| p.objective.iter().filter(finite).map(|o| o[1]))).unwrap_or((1e-3, 1.0));
-    let caption = format!("{} vs learning rate: {}", l.objective, l.group);
-    let mut chart = log_chart(root, &caption, xs, ys, ("learning rate", &l.objective))?;
-    for (i, p) in l.points.iter().enumerate() {
-        let color = palette(i);
-        let pts: Vec<(f64, f64)> = p.objective.iter().filter(finite).map(|o| (o[0], o[1])).collect();
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!(
-                "B = {}: lr* {}{}",
-                p.batch_size,
-                p.best_lr.map_or("-".into(), short),
-                if p.at_edge { " (grid's edge)" } else { "" }
-            ))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|q| Circle::new(*q, 3, color.filled()))).map_err(err)?;
-        // The optimum: a cross at the best learning rate, at the lowest objective.
-        if let (Some(best), Some(low)) = (p.best_lr, pts.iter().map(|q| q.1).min_by(f64::total_cmp)) {
-            chart.draw_series(std::iter::once(Cross::new((best, low), 8, color.stroke_width(3)))).map_err(err)?;
-        }
-    }
-    legend(&mut chart, SeriesLabelPosition::UpperRight)
-}
-
-fn lr_exponent_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
-    root.fill(&WHITE).map_err(err)?;
-    let (area, strip) = root.split_vertically(SIZE.1 - 26);
-    strip
-        .draw(&Text::new(
-            "filled: optimum inside the lr grid (fitted); hollow: at its edge; bars: 95% bootstrap",
-            (12, 4),
-            (FAMILY, 14),
-        ))
-        .map_err(err)?;
-    let points = || report.lr_scaling.iter().flat_map(|l| l.points.iter());
-    let xs = bounds(points().map(|p| p.batch_size as f64)).unwrap_or((1.0, 10.0));
-    let ys = bounds(points().flat_map(|p| p.best_lr.into_iter().chain(p.best_lr_ci.into_iter().flatten())))
-        .unwrap_or((1e-3, 1.0));
-    let mut chart = log_chart(&area, "best learning rate vs batch size", xs, ys, ("batch size", "best learning rate"))?;
-    for (i, l) in report.lr_scaling.iter().enumerate() {
-        let color = palette(i);
-        let inside: Vec<(f64, f64)> =
-            l.points.iter().filter(|p| !p.at_edge).filter_map(|p| Some((p.batch_size as f64, p.best_lr?))).collect();
-        let fit = crate::analysis::linear_fit(&inside.iter().map(|(b, e)| (b.ln(), e.ln())).collect::<Vec<_>>());
-        let label = format!(
-            "{}: a = {}{} (theory {})",
-            l.optimizer,
-            l.exponent.map_or("-".into(), |a| format!("{a:.2}")),
-            l.exponent_ci.map_or(String::new(), |[lo, hi]| format!(" [{lo:.2}, {hi:.2}]")),
-            short(l.theory_exponent)
-        );
-        let marker = chart.draw_series(inside.iter().map(|q| Circle::new(*q, 5, color.filled()))).map_err(err)?;
-        marker.label(label).legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
-        let edge: Vec<(f64, f64)> =
-            l.points.iter().filter(|p| p.at_edge).filter_map(|p| Some((p.batch_size as f64, p.best_lr?))).collect();
-        chart.draw_series(edge.iter().map(|q| Circle::new(*q, 5, color.stroke_width(2)))).map_err(err)?;
-        for p in &l.points {
-            if let Some([lo, hi]) = p.best_lr_ci {
-                let b = p.batch_size as f64;
-                chart
-                    .draw_series(std::iter::once(PathElement::new(vec![(b, lo), (b, hi)], color.stroke_width(1))))
-                    .map_err(err)?;
-            }
-        }
-        if let Some((a, slope)) = fit {
-            let line: Vec<(f64, f64)> = [xs.0, xs.1].iter().map(|b| (*b, (a + slope * b.ln()).exp())).collect();
-            chart.draw_series(DashedLineSeries::new(line, 6, 4, color.stroke_width(1))).map_err(err)?;
-        }
-    }
-    legend(&mut chart, SeriesLabelPosition::UpperLeft)
-}
-
-fn critical_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
-    root.fill(&WHITE).map_err(err)?;
-    let (area, strip) = root.split_vertically(SIZE.1 - 26);
-    strip
-        .draw(&Text::new(
-            "points: fewest steps per batch size; dashed: S = S_min(1 + B_crit/B); cross: B = B_crit",
-            (12, 4),
-            (FAMILY, 14),
-        ))
-        .map_err(err)?;
-    let pts = || report.critical_batch.iter().flat_map(|c| c.points.iter());
-    let xs = bounds(pts().map(|p| p.samples)).unwrap_or((1.0, 10.0));
-    let ys = bounds(pts().map(|p| p.steps)).unwrap_or((1.0, 10.0));
-    let target = report.critical_batch.first().map_or(String::new(), |c| short(c.target_loss));
-    let caption = format!("steps vs samples to the target loss {target}");
-    let mut chart = log_chart(&area, &caption, xs, ys, ("samples to the target", "steps to the target"))?;
-    for (i, c) in report.critical_batch.iter().enumerate() {
-        let color = palette(i);
-        let points: Vec<(f64, f64)> = c.points.iter().map(|p| (p.samples, p.steps)).collect();
-        let label = format!(
-            "{}: B_crit {}{}",
-            c.optimizer,
-            c.b_crit.map_or("-".into(), short),
-            c.b_crit_ci.map_or(String::new(), |[lo, hi]| format!(" [{}, {}]", short(lo), short(hi)))
-        );
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(1)))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|q| Circle::new(*q, 5, color.filled()))).map_err(err)?;
-        if let (Some(s_min), Some(b_crit)) = (c.s_min, c.b_crit) {
-            let (b0, b1) = (
-                c.points.first().map_or(1.0, |p| p.batch_size as f64),
-                c.points.last().map_or(1.0, |p| p.batch_size as f64),
-            );
-            let curve: Vec<(f64, f64)> = (0..=60)
-                .map(|k| b0 * (b1 / b0).powf(k as f64 / 60.0))
-                .map(|b| (b * s_min * (1.0 + b_crit / b), s_min * (1.0 + b_crit / b)))
-                .collect();
-            chart.draw_series(DashedLineSeries::new(curve, 6, 4, color.stroke_width(1))).map_err(err)?;
-            let at = (2.0 * b_crit * s_min, 2.0 * s_min);
-            chart.draw_series(std::iter::once(Cross::new(at, 8, color.stroke_width(3)))).map_err(err)?;
-        }
-    }
-    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// The legend every chart draws, in one style.
