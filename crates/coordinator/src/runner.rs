@@ -182,6 +182,11 @@ impl SweepRunner {
         }
     }
 
+    /// Waits until every store operation queued so far is committed.
+    pub async fn flushed(&self) {
+        self.inner.writer.flushed().await
+    }
+
     /// A receiver of progress snapshots.
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.inner.progress.subscribe()

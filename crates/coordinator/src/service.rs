@@ -232,6 +232,10 @@ impl CoordinatorRpc for Service {
 
     async fn results(&self, req: Request<pb::ResultsRequest>) -> Result<Response<Self::ResultsStream>, Status> {
         let sweep = req.into_inner().sweep;
+        // Every result reported so far is read, not only those the writer got to.
+        if let Ok(runner) = self.coordinator.sweep(&sweep) {
+            runner.flushed().await;
+        }
         let (info, trials) = self.blocking("reading results", move |c| c.results(&sweep)).await?;
         // Chunks of at most RESULTS_CHUNK trials keep every message well under the 4 MiB that
         // gRPC clients accept by default; the first carries the sweep file.
@@ -259,12 +263,17 @@ impl CoordinatorRpc for Service {
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let sweep = req.into_inner().sweep;
-        let mut rx = self.coordinator.sweep(&sweep)?.subscribe();
+        let runner = self.coordinator.sweep(&sweep)?;
+        let mut rx = runner.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             loop {
                 let p = rx.borrow_and_update().clone();
                 let finished = p.finished || p.cancelled;
+                if finished {
+                    // A watcher told "finished" may read the store next: every result is in it.
+                    runner.flushed().await;
+                }
                 if tx.send(Ok((&p).into())).await.is_err() || finished {
                     break;
                 }

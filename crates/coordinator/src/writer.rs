@@ -2,6 +2,7 @@
 //! since its last commit in one transaction (group commit), so the scheduler never waits on disk.
 
 use kappa_store::{Store, StoreError, StoreOp};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -14,6 +15,9 @@ pub struct StoreWriter {
     tx: Mutex<Option<Sender<StoreOp>>>,
     thread: Mutex<Option<JoinHandle<Result<Store, StoreError>>>>,
     failed: Arc<Mutex<Option<String>>>,
+    /// Operations queued so far, and (from the thread) operations committed so far.
+    sent: AtomicU64,
+    committed: tokio::sync::watch::Receiver<u64>,
 }
 
 impl StoreWriter {
@@ -23,6 +27,7 @@ impl StoreWriter {
         let (tx, rx): (Sender<StoreOp>, Receiver<StoreOp>) = channel();
         let failed = Arc::new(Mutex::new(None));
         let flag = failed.clone();
+        let (done, committed) = tokio::sync::watch::channel(0u64);
         let thread = std::thread::Builder::new()
             .name("kappa-store-writer".into())
             .spawn(move || {
@@ -47,6 +52,7 @@ impl StoreWriter {
                         }
                         return Err(e);
                     }
+                    done.send_modify(|n| *n += batch.len() as u64);
                     batch.clear();
                     if closed {
                         break;
@@ -60,7 +66,16 @@ impl StoreWriter {
         {
             *f = Some("could not start the store writer thread".into());
         }
-        StoreWriter { tx: Mutex::new(Some(tx)), thread: Mutex::new(thread), failed }
+        StoreWriter { tx: Mutex::new(Some(tx)), thread: Mutex::new(thread), failed, sent: AtomicU64::new(0), committed }
+    }
+
+    /// Waits until everything queued before the call is committed (or the writer stopped), so a
+    /// reader of the store that is told afterwards sees it.
+    pub async fn flushed(&self) {
+        let target = self.sent.load(Ordering::SeqCst);
+        let mut rx = self.committed.clone();
+        // An error means the thread is gone (closed or failed): nothing more will be committed.
+        let _ = rx.wait_for(|n| *n >= target).await;
     }
 
     /// Queues an operation. Never blocks on disk.
@@ -69,7 +84,9 @@ impl StoreWriter {
             && let Some(tx) = guard.as_ref()
         {
             // A send fails only when the writer died; `failure()` reports why.
-            let _ = tx.send(op);
+            if tx.send(op).is_ok() {
+                self.sent.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
 
