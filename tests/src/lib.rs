@@ -59,6 +59,13 @@ impl Sandbox {
         c
     }
 
+    /// Every trial of the state directory `state`, as `kappa export --format jsonl` writes them.
+    pub fn export_jsonl(&self, state: &str) -> Vec<serde_json::Value> {
+        let out = self.kappa(&["export", "--state", state, "--format", "jsonl"]);
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    }
+
     /// Runs `kappa` to completion; a run that takes longer than [`RUN_LIMIT`] is killed and fails
     /// the test (a hang is a bug, never a reason to wait).
     pub fn kappa(&self, args: &[&str]) -> Output {

@@ -48,12 +48,6 @@ lr = [{lrs}]
     )
 }
 
-fn jsonl(sb: &Sandbox, state: &str) -> Vec<serde_json::Value> {
-    let out = sb.kappa(&["export", "--state", state, "--format", "jsonl"]);
-    assert!(out.status.success(), "{}", show(&out));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("jsonl line")).collect()
-}
-
 #[test]
 fn a_command_sweep_reports_its_metrics_lines() {
     let sb = Sandbox::new();
@@ -61,7 +55,7 @@ fn a_command_sweep_reports_its_metrics_lines() {
     sb.write("ok.toml", &command_sweep("ok", "ok", "0.1, 0.2", ""));
     let out = sb.kappa(&["run", "ok.toml", "--quiet"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let rows = jsonl(&sb, "runs/ok");
+    let rows = sb.export_jsonl("runs/ok");
     assert_eq!(rows.len(), 2);
     for r in &rows {
         let lr = r["params"]["lr"].as_f64().unwrap();
@@ -241,7 +235,7 @@ params.act = ["relu", "gelu"]
     );
     let out = sb.kappa(&["run", "own.toml", "--quiet"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let rows = jsonl(&sb, "runs/own");
+    let rows = sb.export_jsonl("runs/own");
     assert_eq!(rows.len(), 4);
     for r in &rows {
         let p = &r["params"];
@@ -325,7 +319,7 @@ fn a_trial_killed_with_its_worker_resumes_from_its_checkpoint_on_another() {
     let frozen = std::fs::read_to_string(&checkpoint).unwrap();
     let _b = sb.worker(&addr, "b", &common);
     sb.wait_for("cluster/ck", "the trial done", Duration::from_secs(90), |c| count(c, "succeeded") == 1);
-    let rows = jsonl(&sb, "cluster/ck");
+    let rows = sb.export_jsonl("cluster/ck");
     assert_eq!(rows.len(), 1);
     let curve = rows[0]["metrics"]["curve"].as_array().unwrap();
     let steps: Vec<u64> = curve.iter().map(|p| p["step"].as_u64().unwrap()).collect();
@@ -463,7 +457,7 @@ fn a_drained_trial_is_preempted_not_failed_and_resumes_where_it_stopped() {
     let db = sb.db("cluster/pre");
     let failures: i64 = db.query_row("SELECT failures FROM trials", [], |r| r.get(0)).unwrap();
     assert_eq!(failures, 0, "a preemption is not a failure (retries = 0 would have failed the trial)");
-    let rows = jsonl(&sb, "cluster/pre");
+    let rows = sb.export_jsonl("cluster/pre");
     let curve = rows[0]["metrics"]["curve"].as_array().unwrap();
     let steps: Vec<u64> = curve.iter().map(|p| p["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, (0..=150).collect::<Vec<u64>>(), "continuous from step 0");
@@ -504,7 +498,7 @@ fn a_program_that_finishes_within_the_drain_counts() {
     a.signal(libc::SIGTERM);
     a.wait_exit(Duration::from_secs(30), "worker a did not exit within its drain");
     sb.wait_for("cluster/stubborn", "the trial done", Duration::from_secs(10), |c| count(c, "succeeded") == 1);
-    let rows = jsonl(&sb, "cluster/stubborn");
+    let rows = sb.export_jsonl("cluster/stubborn");
     assert_eq!(rows[0]["metrics"]["curve"].as_array().unwrap().len(), 20, "the whole curve");
     assert_eq!(rows[0]["preempted"], 0);
 }

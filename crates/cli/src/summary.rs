@@ -44,13 +44,19 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
         header.push("theory".into());
     }
     let mut rows = Vec::new();
+    let mut unsettled_groups = 0usize;
     for (key, members) in groups.iter() {
         let mut row = key.clone();
         row.push(members.len().to_string());
         row.push(status_cell(members));
-        row.push(estimate_cell(
+        let mut stationary = estimate_cell(
             members.iter().filter_map(|t| t.result.metrics.as_ref()?.stationary_loss.map(|e| (e.mean, e.se))),
-        ));
+        );
+        if members.iter().any(|t| unsettled(t)) {
+            stationary.push_str(" not settled");
+            unsettled_groups += 1;
+        }
+        row.push(stationary);
         row.push(estimate_cell(
             members.iter().filter_map(|t| t.result.metrics.as_ref()?.curve.last().map(|c| (c.loss_mean, c.loss_se))),
         ));
@@ -70,6 +76,14 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
     if rows.len() > MAX_ROWS {
         println!("… {} more groups: kappa export --format csv for all of them", rows.len() - MAX_ROWS);
     }
+    if unsettled_groups > 0 {
+        println!(
+            "not settled ({unsettled_groups} of {} groups): the loss was still moving during the averaging window (its \
+             second half differs from its first by more than 3 SE and 5%), so that stationary loss is not a \
+             stationary value; raise the budget (samples) or burn_in",
+            rows.len()
+        );
+    }
     let mut notes: Vec<&str> = trials
         .iter()
         .filter_map(|t| t.result.metrics.as_ref())
@@ -81,6 +95,11 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
         println!("note: {n}");
     }
     Ok(())
+}
+
+/// Whether a trial's stationary loss was measured before its loss settled.
+fn unsettled(t: &TrialRecord) -> bool {
+    t.result.metrics.as_ref().and_then(|m| m.settled()) == Some(false)
 }
 
 /// The closed-form stationary loss of a trial, where THEORY.md has one.

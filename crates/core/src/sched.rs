@@ -449,6 +449,7 @@ mod tests {
     const SUCCEEDED: AttemptOutcome = AttemptOutcome::Succeeded(TrialMetrics {
         curve: Vec::new(),
         stationary_loss: None,
+        stationary_drift: None,
         theory: None,
         notes: Vec::new(),
     });

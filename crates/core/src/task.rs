@@ -171,6 +171,11 @@ pub struct CommandTask {
     /// Extra environment variables (placeholders allowed in values).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Fraction of the curve (by step) discarded before its remaining points are averaged into
+    /// the stationary loss. Left out of the canonical form at its default, so the ids of command
+    /// sweeps written before it existed are unchanged.
+    #[serde(default = "default_burn_in", skip_serializing_if = "is_default_burn_in")]
+    pub burn_in: f64,
 }
 
 /// A simulation over many independent paths.
@@ -271,6 +276,10 @@ fn default_paths() -> u32 {
 
 fn default_burn_in() -> f64 {
     SimTask::DEFAULT_BURN_IN
+}
+
+fn is_default_burn_in(b: &f64) -> bool {
+    *b == SimTask::DEFAULT_BURN_IN
 }
 
 fn default_true() -> bool {

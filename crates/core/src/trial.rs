@@ -160,6 +160,32 @@ pub struct Estimate {
 }
 
 impl Estimate {
+    /// Mean and standard error of the mean of samples (Welford, in iteration order; SE 0 for
+    /// fewer than two samples, NaN mean for none).
+    pub fn of_samples(values: impl Iterator<Item = f64>) -> Estimate {
+        let (mut n, mut mean, mut m2) = (0u64, 0.0f64, 0.0f64);
+        for v in values {
+            n += 1;
+            let delta = v - mean;
+            mean += delta / n as f64;
+            m2 += delta * (v - mean);
+        }
+        let se = if n > 1 { (m2 / (n - 1) as f64 / n as f64).sqrt() } else { 0.0 };
+        Estimate { mean: if n > 0 { mean } else { f64::NAN }, se }
+    }
+
+    /// How a series moved across it: the mean of its second half minus the mean of its first
+    /// half, with the SE of that difference from each half's spread. `None` for fewer than four
+    /// values (two per half).
+    pub fn drift_of(series: &[f64]) -> Option<Estimate> {
+        if series.len() < 4 {
+            return None;
+        }
+        let (first, second) = series.split_at(series.len() / 2);
+        let (a, b) = (Estimate::of_samples(first.iter().copied()), Estimate::of_samples(second.iter().copied()));
+        Some(Estimate { mean: b.mean - a.mean, se: a.se.hypot(b.se) })
+    }
+
     /// The mean of replicate estimates (one per seed), with the SE of that mean: the larger of
     /// the SE from the replicates' spread (sd of their means / √n, which holds their path noise
     /// too; n ≥ 2) and the SE from their own SEs (√Σse² / n). So replicates of single-path trials
@@ -197,6 +223,37 @@ mod estimate_tests {
         assert!((q.se - 0.1 / 2f64.sqrt()).abs() < 1e-12);
         assert_eq!(Estimate::pooled(&[e(2.0, 0.3)]), Some(e(2.0, 0.3)));
         assert_eq!(Estimate::pooled(&[]), None);
+    }
+
+    #[test]
+    fn drift_compares_the_halves_of_a_series() {
+        let flat = Estimate::drift_of(&[1.0, 1.2, 0.8, 1.1, 0.9, 1.0]).unwrap();
+        assert!(flat.mean.abs() < 0.1 && flat.se > 0.05, "{flat:?}");
+        let falling = Estimate::drift_of(&[4.0, 3.9, 2.0, 1.9]).unwrap();
+        assert!((falling.mean + 2.0).abs() < 1e-12 && (falling.se - 0.05_f64.hypot(0.05)).abs() < 1e-12);
+        assert_eq!(Estimate::drift_of(&[1.0, 2.0, 3.0]), None);
+        let e = Estimate::of_samples([1.0, 2.0, 3.0].into_iter());
+        assert_eq!(e.mean, 2.0);
+        assert!((e.se - (1.0f64 / 3.0).sqrt()).abs() < 1e-15);
+        assert!(Estimate::of_samples(std::iter::empty()).mean.is_nan());
+    }
+
+    #[test]
+    fn settled_means_the_halves_agree_within_their_noise_or_within_a_few_percent() {
+        let e = |mean, se| Estimate { mean, se };
+        let m = |stationary: Estimate, drift: Option<Estimate>| super::TrialMetrics {
+            stationary_loss: Some(stationary),
+            stationary_drift: drift,
+            ..Default::default()
+        };
+        // Noise: a difference of 2 SE is no evidence of a trend.
+        assert_eq!(m(e(1.0, 0.01), Some(e(-0.2, 0.1))).settled(), Some(true));
+        // A real but small trend (1% of the loss) still settled.
+        assert_eq!(m(e(1.0, 0.001), Some(e(-0.01, 0.0001))).settled(), Some(true));
+        // The quickstart's case: still falling by far more than its noise and a few percent.
+        assert_eq!(m(e(2.6e-2, 1e-4), Some(e(-1.5e-2, 2e-4))).settled(), Some(false));
+        assert_eq!(m(e(1.0, 0.01), None).settled(), None);
+        assert_eq!(super::TrialMetrics::default().settled(), None);
     }
 }
 
@@ -238,12 +295,53 @@ pub struct TrialMetrics {
     /// Time average of the loss after the burn-in, averaged over paths; SE from per-path averages.
     /// `None` where no finite stationary loss exists (then `notes` says why).
     pub stationary_loss: Option<Estimate>,
+    /// How the loss moved during that averaging window: the mean over the window's second half
+    /// minus the mean over its first half, per path (or per replicate), then pooled over paths
+    /// ([`Estimate::pooled`]; a single-path trial's SE comes from its record points' spread).
+    /// With `stationary_loss` it says whether the loss had settled ([`TrialMetrics::settled`]).
+    /// `None` where it was not measured (results from before kappa measured it, GPU runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stationary_drift: Option<Estimate>,
     /// What THEORY.md §4 predicts for this trial, where it has a closed form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub theory: Option<Theory>,
     /// Remarks about the result a reader needs (e.g. "no finite stationary loss").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// A drift beyond this many standard errors is a trend, not noise.
+pub const SETTLED_Z: f64 = 3.0;
+/// A trend of at most this fraction of the stationary loss (between the halves of the window)
+/// still counts as settled: it moves the average by less than that.
+pub const SETTLED_REL: f64 = 0.05;
+
+impl TrialMetrics {
+    /// Whether the loss had settled during the averaging window, so that `stationary_loss` is a
+    /// stationary value and not a point on the way down (or up): the window's two halves agree
+    /// within [`SETTLED_Z`] standard errors of their difference, or within [`SETTLED_REL`] of the
+    /// loss. `None` when there is no stationary loss or its drift was not measured.
+    pub fn settled(&self) -> Option<bool> {
+        let (s, d) = (self.stationary_loss?, self.stationary_drift?);
+        Some(d.mean.abs() <= SETTLED_Z * d.se || d.mean.abs() <= SETTLED_REL * s.mean.abs())
+    }
+
+    /// Why the stationary loss is not a stationary value, in words (`None` when settled or not
+    /// checked).
+    pub fn unsettled_note(&self) -> Option<String> {
+        if self.settled()? {
+            return None;
+        }
+        let (s, d) = (self.stationary_loss?, self.stationary_drift?);
+        Some(format!(
+            "the loss {} by {:.0}% between the halves of the averaging window ({:.2e} ± {:.1e}); \
+             raise the budget or burn_in",
+            if d.mean < 0.0 { "still fell" } else { "rose" },
+            100.0 * d.mean.abs() / s.mean.abs(),
+            d.mean,
+            d.se
+        ))
+    }
 }
 
 /// Closed-form predictions (THEORY.md §4).

@@ -95,6 +95,7 @@ impl From<&TrialMetrics> for pb::TrialMetrics {
                 })
                 .collect(),
             stationary_loss: m.stationary_loss.map(|e| pb::Estimate { mean: e.mean, se: e.se }),
+            stationary_drift: m.stationary_drift.map(|e| pb::Estimate { mean: e.mean, se: e.se }),
             theory: m.theory.as_ref().map(|t| pb::Theory {
                 stationary_loss: t.stationary_loss,
                 curve: t
@@ -127,6 +128,7 @@ impl From<pb::TrialMetrics> for TrialMetrics {
                 })
                 .collect(),
             stationary_loss: m.stationary_loss.map(|e| Estimate { mean: e.mean, se: e.se }),
+            stationary_drift: m.stationary_drift.map(|e| Estimate { mean: e.mean, se: e.se }),
             theory: m.theory.map(|t| Theory {
                 stationary_loss: t.stationary_loss,
                 curve: t
@@ -425,6 +427,7 @@ mod tests {
                 extra: [("test_accuracy".to_string(), 0.75)].into(),
             }],
             stationary_loss: Some(Estimate { mean: 0.2, se: 0.01 }),
+            stationary_drift: Some(Estimate { mean: -0.001, se: 0.002 }),
             theory: Some(Theory {
                 stationary_loss: Some(0.19),
                 curve: vec![TheoryPoint { samples: 4, step: 1, loss: 0.45 }],

@@ -142,7 +142,7 @@ pub struct RuleReport {
     pub classes: [usize; 4],
     /// Latest fraction of the budget from which a class's curves hold (holding classes only).
     pub holds_from: Option<f64>,
-    /// Plateau ratio furthest from 1 over classes and κ.
+    /// Plateau ratio furthest from 1 over classes and κ (settled plateaus only).
     pub worst_plateau_ratio: Option<f64>,
     /// Largest curve deviation over classes and κ.
     pub max_deviation: Option<f64>,
@@ -151,6 +151,8 @@ pub struct RuleReport {
     pub holds_up_to_kappa: Option<u64>,
     /// The smallest batch size at which a class stops holding: the batch at its largest holding κ.
     pub holds_up_to_batch: Option<u64>,
+    /// Classes left undecided because a plateau ratio rests on trials whose loss had not settled.
+    pub unsettled_classes: usize,
 }
 
 /// One equivalence class: a base point (seed dropped) under one rule.
@@ -181,16 +183,26 @@ pub struct KappaReport {
     pub params: Params,
     /// Stationary loss averaged over seeds.
     pub stationary: Option<Estimate>,
+    /// Whether the stationary loss of every trial here was taken after its loss settled
+    /// ([`kappa_core::TrialMetrics::settled`]): `false` if any was not, `None` if not checked.
+    pub settled: Option<bool>,
     /// Stationary loss ÷ κ = 1's.
     pub plateau_ratio: Option<Estimate>,
+    /// The plateau ratio rests on a trial (here or at κ = 1) whose loss had not settled: it is
+    /// not a ratio of stationary values, and no verdict rests on it.
+    pub plateau_unsettled: bool,
     /// 95% interval of the plateau ratio.
     pub plateau_ci95: Option<[f64; 2]>,
+    /// The closed form's stationary loss at this κ (THEORY.md §4), where it has one.
+    pub theory: Option<f64>,
     /// The closed forms' ratio, where both have one.
     pub theory_ratio: Option<f64>,
     /// Largest |L_κ(s)/L_1(s) − 1| over the aligned curve (s > 0).
     pub max_deviation: Option<f64>,
     /// Earliest fraction of the budget from which the curve stays within tolerance.
     pub holds_from: Option<f64>,
+    /// The same point in samples seen (the first point of the curve when it holds from the start).
+    pub holds_from_samples: Option<f64>,
     /// Seed-averaged curve: (samples, mean loss, SE).
     pub curve: Vec<[f64; 3]>,
 }
@@ -298,6 +310,7 @@ fn classes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResul
 
 struct Aggregate {
     stationary: Option<Estimate>,
+    settled: Option<bool>,
     theory: Option<f64>,
     curve: Vec<[f64; 3]>,
     complete: bool,
@@ -306,8 +319,15 @@ struct Aggregate {
 }
 
 fn aggregate(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>) -> Aggregate {
-    let mut agg =
-        Aggregate { stationary: None, theory: None, curve: Vec::new(), complete: true, diverged: false, failed: false };
+    let mut agg = Aggregate {
+        stationary: None,
+        settled: None,
+        theory: None,
+        curve: Vec::new(),
+        complete: true,
+        diverged: false,
+        failed: false,
+    };
     let mut metrics = Vec::new();
     for id in ids {
         match results.get(id) {
@@ -323,6 +343,14 @@ fn aggregate(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>) -> Aggreg
     let stationary: Vec<Estimate> = metrics.iter().filter_map(|m| m.stationary_loss).collect();
     if stationary.len() == metrics.len() {
         agg.stationary = Estimate::pooled(&stationary);
+        let settled: Vec<Option<bool>> = metrics.iter().map(|m| m.settled()).collect();
+        agg.settled = if settled.contains(&Some(false)) {
+            Some(false)
+        } else if settled.iter().all(Option::is_some) {
+            Some(true)
+        } else {
+            None
+        };
     }
     agg.theory = metrics[0].theory.as_ref().and_then(|t| t.stationary_loss);
     let points = metrics.iter().map(|m| m.curve.len()).min().unwrap_or(0);
@@ -343,7 +371,7 @@ fn ratio(a: Estimate, b: Estimate) -> Estimate {
 }
 
 /// Linear interpolation of `curve` (samples ascending) at `s`, with its SE; `None` outside.
-fn interpolate(curve: &[[f64; 3]], s: f64) -> Option<(f64, f64)> {
+pub(crate) fn interpolate(curve: &[[f64; 3]], s: f64) -> Option<(f64, f64)> {
     let i = curve.partition_point(|p| p[0] < s);
     if i < curve.len() && curve[i][0] == s {
         return Some((curve[i][1], curve[i][2]));
@@ -408,14 +436,21 @@ fn class_report(
             (Some(x), Some(y)) if *kappa != 1 => Some(ratio(x, y)),
             _ => None,
         };
+        let plateau_unsettled = plateau_ratio.is_some() && (a.settled == Some(false) || b.settled == Some(false));
         let (max_deviation, holds_from) =
             if *kappa == 1 { (None, None) } else { compare_curves(&b.curve, &a.curve, tol, budget) };
         reports.push(KappaReport {
             kappa: *kappa,
             params: params.clone(),
             stationary: a.stationary,
+            settled: a.settled,
             plateau_ratio,
+            plateau_unsettled,
             plateau_ci95: plateau_ratio.map(|r| [r.mean - 1.96 * r.se, r.mean + 1.96 * r.se]),
+            theory: a.theory,
+            holds_from_samples: holds_from.map(|f| {
+                if f > 0.0 { f * budget } else { a.curve.iter().map(|p| p[0]).find(|s| *s > 0.0).unwrap_or(0.0) }
+            }),
             theory_ratio: match (a.theory, b.theory) {
                 (Some(x), Some(y)) if *kappa != 1 && y != 0.0 => Some(x / y),
                 _ => None,
@@ -436,8 +471,8 @@ fn class_report(
         (None, Some(format!("{missing} of {} κ values still have unfinished trials", aggs.len())))
     } else {
         let scaled = &reports[1..];
-        let plateau_ok =
-            scaled.iter().all(|k| k.plateau_ratio.is_none_or(|r| (r.mean - 1.0).abs() - 2.0 * r.se <= tol));
+        // Only plateaus of settled losses are evidence either way.
+        let plateau_ok = scaled.iter().all(|k| k.plateau_unsettled || plateau_within(k, tol));
         let latest = scaled.iter().map(|k| k.holds_from.unwrap_or(f64::INFINITY)).fold(0.0, f64::max);
         let v = if !plateau_ok || latest > HOLDS_LATE_BY {
             Verdict::Fails
@@ -446,21 +481,38 @@ fn class_report(
         } else {
             Verdict::Holds
         };
-        let note = match v {
-            Verdict::Fails if !plateau_ok => "a plateau ratio is off by more than the tolerance".to_string(),
-            Verdict::Fails => "the curves never settle within tolerance".to_string(),
-            Verdict::HoldsLate => format!("holds after {:.0}% of training", latest * 100.0),
-            Verdict::Holds => "within tolerance over the run".to_string(),
-        };
-        (Some(v), Some(note))
+        let unsettled: Vec<String> =
+            scaled.iter().filter(|k| k.plateau_unsettled).map(|k| k.kappa.to_string()).collect();
+        match v {
+            Verdict::Fails if !plateau_ok => {
+                (Some(v), Some("a plateau ratio is off by more than the tolerance".to_string()))
+            }
+            Verdict::Fails => (Some(v), Some("the curves never settle within tolerance".to_string())),
+            // The curves hold, but a plateau would decide it and cannot: no verdict.
+            _ if !unsettled.is_empty() => (
+                None,
+                Some(format!(
+                    "undecided: the plateau ratio at κ = {} rests on trials whose loss had not settled during the \
+                     averaging window (raise samples or burn_in)",
+                    unsettled.join(", ")
+                )),
+            ),
+            Verdict::HoldsLate => (Some(v), Some(format!("holds after {:.0}% of training", latest * 100.0))),
+            Verdict::Holds => (Some(v), Some("within tolerance over the run".to_string())),
+        }
     };
+    // Every trial finished: where it holds up to is known even when an unsettled plateau leaves
+    // the verdict open.
+    let finished = aggs.iter().all(|a| a.complete && !a.failed && !a.diverged);
+    let decided = verdict.is_some() || (finished && reports.iter().skip(1).any(|k| k.plateau_unsettled));
     // Where it breaks: the largest κ up to which every κ holds on its own.
-    let holds_up_to = verdict.map(|_| {
+    // A κ whose plateau rests on unsettled trials does not count as holding.
+    let holds_up_to = decided.then(|| {
         let mut by_kappa: Vec<&KappaReport> = reports.iter().collect();
         by_kappa.sort_by_key(|k| k.kappa);
         let mut up = (by_kappa[0].kappa, by_kappa[0].params.hyper.batch_size);
         for k in &by_kappa[1..] {
-            let plateau = k.plateau_ratio.is_none_or(|r| (r.mean - 1.0).abs() - 2.0 * r.se <= tol);
+            let plateau = !k.plateau_unsettled && plateau_within(k, tol);
             if !(plateau && k.holds_from.is_some_and(|f| f <= HOLDS_LATE_BY)) {
                 break;
             }
@@ -477,6 +529,11 @@ fn class_report(
         kappas: reports,
         holds_up_to,
     }
+}
+
+/// Whether a κ's plateau ratio (if it has one) is within tolerance of 1, allowing 2 SE.
+fn plateau_within(k: &KappaReport, tol: f64) -> bool {
+    k.plateau_ratio.is_none_or(|r| (r.mean - 1.0).abs() - 2.0 * r.se <= tol)
 }
 
 fn rule_report(rule: &kappa_core::ScalingRule, classes: &[ClassReport]) -> RuleReport {
@@ -501,6 +558,7 @@ fn rule_report(rule: &kappa_core::ScalingRule, classes: &[ClassReport]) -> RuleR
     };
     let scaled = || mine.iter().flat_map(|c| c.kappas.iter().skip(1));
     let worst_plateau_ratio = scaled()
+        .filter(|k| !k.plateau_unsettled)
         .filter_map(|k| k.plateau_ratio.map(|r| r.mean))
         .max_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()));
     let max_deviation = scaled().filter_map(|k| k.max_deviation).max_by(f64::total_cmp);
@@ -512,8 +570,11 @@ fn rule_report(rule: &kappa_core::ScalingRule, classes: &[ClassReport]) -> RuleR
     let decided = !mine.is_empty() && mine.iter().all(|c| c.holds_up_to.is_some());
     let holds_up_to_kappa = mine.iter().filter_map(|c| c.holds_up_to.map(|h| h.0)).min().filter(|_| decided);
     let holds_up_to_batch = mine.iter().filter_map(|c| c.holds_up_to.map(|h| h.1)).min().filter(|_| decided);
+    let unsettled_classes =
+        mine.iter().filter(|c| c.verdict.is_none() && c.kappas.iter().any(|k| k.plateau_unsettled)).count();
     RuleReport {
         name: rule.name.clone(),
+        unsettled_classes,
         holds_up_to_kappa,
         holds_up_to_batch,
         exponents: [rule.lr, rule.one_minus_beta, rule.eps, rule.weight_decay],
@@ -605,6 +666,11 @@ pub fn check(report: &Report) -> Result<(), Vec<String>> {
     for r in &report.rules {
         let Some(expect) = r.expect else { continue };
         match r.verdict {
+            None if r.unsettled_classes > 0 => problems.push(format!(
+                "rule `{}`: no verdict: {} of its classes rest on plateaus of trials whose loss had not settled \
+                 (kappa status lists them; raise samples or burn_in)",
+                r.name, r.unsettled_classes
+            )),
             None => problems.push(format!("rule `{}`: no verdict yet ({} trials missing)", r.name, report.missing)),
             Some(v) if v != expect => {
                 problems.push(format!("rule `{}` {} but the sweep expects it {}", r.name, v.as_str(), expect.as_str()))

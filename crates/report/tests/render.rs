@@ -47,6 +47,7 @@ fn metrics(batch: u64, lr: f64) -> TrialMetrics {
     TrialMetrics {
         curve,
         stationary_loss: Some(Estimate { mean: plateau, se: plateau * 1e-3 }),
+        stationary_drift: Some(Estimate { mean: 0.0, se: plateau * 1e-3 }),
         theory: Some(Theory { stationary_loss: Some(plateau), curve: Vec::new() }),
         notes: Vec::new(),
     }
@@ -186,5 +187,50 @@ fn every_log_axis_has_tick_labels_whatever_its_span() {
         let (y, x) = tick_labels(&std::fs::read_to_string(dir.join(name)).unwrap());
         assert!(y >= 2 && x >= 2, "{name}: {y} y-axis and {x} x-axis tick labels");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn curve_plots_carry_se_bands_closed_form_levels_and_the_holds_from_mark() {
+    let sweep = Sweep::parse("synthetic.toml", SWEEP).unwrap();
+    let plan = Plan::new(&sweep, "test");
+    let results: HashMap<_, _> = plan.trials().map(|t| (t.id, succeeded(&t))).collect();
+    let dir = std::env::temp_dir().join(format!("kappa-report-bands-{}", std::process::id()));
+    write_all(&build(&sweep, &plan, &results), &dir).unwrap();
+    let svg = std::fs::read_to_string(dir.join("curves-sgd-linear.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let elements = |tag: &'static str| doc.descendants().filter(move |n| n.tag_name().name() == tag);
+    // One translucent ±2 SE band per line (κ = 1, 2, 4), each wider than nothing.
+    let bands: Vec<_> = elements("polygon").filter(|n| n.attribute("opacity") == Some("0.18")).collect();
+    assert_eq!(bands.len(), 3, "{} bands", bands.len());
+    for b in &bands {
+        let ys: Vec<f64> = b
+            .attribute("points")
+            .unwrap()
+            .split_whitespace()
+            .filter_map(|p| p.split(',').nth(1)?.parse().ok())
+            .collect();
+        let (lo, hi) = ys.iter().fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(*y), b.max(*y)));
+        assert!(hi > lo, "a band with no height");
+    }
+    // The closed form's plateau: a thin dashed level (many short segments) in each line's colour.
+    let strokes = |width: &str| {
+        let mut by: HashMap<String, usize> = HashMap::new();
+        for n in elements("polyline").filter(|n| n.attribute("stroke-width") == Some(width)) {
+            *by.entry(n.attribute("stroke").unwrap_or("").to_string()).or_default() += 1;
+        }
+        by
+    };
+    let thin = strokes("1");
+    for colour in ["#0072B2", "#D55E00", "#009E73"] {
+        assert!(thin.get(colour).copied().unwrap_or(0) > 10, "no dashed level in {colour}: {thin:?}");
+    }
+    // Lines differ by dash pattern too: κ = 1 solid (one polyline), the others in dashes.
+    let thick = strokes("2");
+    assert_eq!(thick.get("#0072B2").copied(), Some(2), "solid line and its legend: {thick:?}");
+    assert!(thick.get("#D55E00").copied().unwrap_or(0) > 5, "{thick:?}");
+    // "Holds from": a cross on each scaled line (two strokes each) and one in the legend.
+    assert_eq!(elements("line").filter(|n| n.attribute("stroke-width") == Some("3")).count(), 6);
+    assert!(svg.contains("holds from here on"), "the legend explains the mark");
     std::fs::remove_dir_all(&dir).ok();
 }

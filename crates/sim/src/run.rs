@@ -71,6 +71,9 @@ pub(crate) struct BlockResult {
     pub(crate) losses: Vec<f64>,
     /// Per-path mean loss over the post-burn-in steps.
     pub(crate) stationary: Vec<f64>,
+    /// Per path, the mean loss over the second half of those steps minus the mean over the
+    /// first half (empty: not measured).
+    pub(crate) drift: Vec<f64>,
     /// Counts of (path, coordinate) pairs in phases 1, 2, 3 at each record point.
     pub(crate) phase_counts: Vec<[u64; 3]>,
     /// Records written before divergence (all of them if none).
@@ -176,6 +179,9 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     let mut phase_counts = vec![[0u64; 3]; if s.phases { records } else { 0 }];
     let mut grad_sq = vec![0.0; records];
     let mut sums = vec![0.0; n];
+    // The averaging window's second half, for the settled check (TrialMetrics::settled).
+    let mid = sched.burn_in_steps + (sched.steps - sched.burn_in_steps) / 2;
+    let mut late = vec![0.0; n];
     let mut next_record = 0;
     let mut diverged_at = None;
     // Records reuse the loss each path computed in its step (the same bits as recomputing it).
@@ -231,6 +237,9 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
             }
             if step > sched.burn_in_steps {
                 sums[p] += loss;
+                if step > mid {
+                    late[p] += loss;
+                }
             }
             step_losses[p] = loss;
         }
@@ -238,7 +247,13 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     }
     let averaged = (sched.steps - sched.burn_in_steps).max(1) as f64;
     let stationary = sums.iter().map(|s| s / averaged).collect();
-    Ok(BlockResult { losses, stationary, phase_counts, recorded: next_record, diverged_at, grad_sq })
+    let (early_steps, late_steps) = ((mid - sched.burn_in_steps) as f64, (sched.steps - mid) as f64);
+    let drift = if early_steps > 0.0 && late_steps > 0.0 {
+        sums.iter().zip(&late).map(|(all, late)| late / late_steps - (all - late) / early_steps).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(BlockResult { losses, stationary, drift, phase_counts, recorded: next_record, diverged_at, grad_sq })
 }
 
 /// Adds each coordinate of `x` to its SignSGD phase by |Y| = |λx|/(√2σ) (THEORY.md §3).
@@ -325,13 +340,27 @@ pub(crate) fn summarise(
                 t
             });
             notes.push(format!("the loss overflowed at step {step}"));
-            AttemptOutcome::Diverged { step, metrics: TrialMetrics { curve, stationary_loss: None, theory, notes } }
+            AttemptOutcome::Diverged {
+                step,
+                metrics: TrialMetrics { curve, stationary_loss: None, stationary_drift: None, theory, notes },
+            }
         }
         None => {
             // Without a finite stationary loss (noted by the theory), the time average measures nothing.
             let finite = !notes.iter().any(|n| n.starts_with("no finite stationary loss"));
             let stationary = finite.then(|| mean_se(blocks.iter().flat_map(|b| b.stationary.iter().copied())));
-            AttemptOutcome::Succeeded(TrialMetrics { curve, stationary_loss: stationary, theory, notes })
+            // Each path's drift is exact (every step summed): the SE comes from their spread.
+            let measured = blocks.iter().all(|b| b.drift.len() == b.stationary.len());
+            let stationary_drift = (finite && measured)
+                .then(|| mean_se(blocks.iter().flat_map(|b| b.drift.iter().copied())))
+                .filter(|d| d.mean.is_finite());
+            AttemptOutcome::Succeeded(TrialMetrics {
+                curve,
+                stationary_loss: stationary,
+                stationary_drift,
+                theory,
+                notes,
+            })
         }
     }
 }
@@ -347,15 +376,7 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// Mean and standard error of the mean (Welford, in iteration order).
+/// Mean and standard error of the mean (Welford, in iteration order): [`Estimate::of_samples`].
 pub fn mean_se(values: impl Iterator<Item = f64>) -> Estimate {
-    let (mut n, mut mean, mut m2) = (0u64, 0.0f64, 0.0f64);
-    for v in values {
-        n += 1;
-        let delta = v - mean;
-        mean += delta / n as f64;
-        m2 += delta * (v - mean);
-    }
-    let se = if n > 1 { (m2 / (n - 1) as f64 / n as f64).sqrt() } else { 0.0 };
-    Estimate { mean: if n > 0 { mean } else { f64::NAN }, se }
+    Estimate::of_samples(values)
 }

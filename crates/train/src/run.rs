@@ -4,7 +4,7 @@
 use crate::data::{self, Split};
 use crate::model::{Network, Workspace};
 use kappa_core::task::{NoiseSpec, Objective, SdeModel, Sigma, TrainTask};
-use kappa_core::{AttemptOutcome, CurvePoint, Hyperparams, TrialId, TrialMetrics};
+use kappa_core::{AttemptOutcome, CurvePoint, Estimate, Hyperparams, TrialId, TrialMetrics};
 use kappa_sim::noise::Noise;
 use kappa_sim::optim::{Optimizer, OptimizerConfig};
 use kappa_sim::run::{DIVERGENCE_LOSS, mean_se, quantile};
@@ -495,7 +495,7 @@ pub(crate) fn summarise(
             notes.push(format!("the loss or the parameters stopped being finite at step {step}"));
             AttemptOutcome::Diverged {
                 step,
-                metrics: TrialMetrics { curve, stationary_loss: None, theory: None, notes },
+                metrics: TrialMetrics { curve, stationary_loss: None, stationary_drift: None, theory: None, notes },
             }
         }
         None => {
@@ -507,6 +507,13 @@ pub(crate) fn summarise(
                     results.iter().map(|x| after.iter().map(|&r| x.train_loss[r]).sum::<f64>() / after.len() as f64),
                 )
             });
+            // The settled check: each replicate's record points after the burn-in, second half
+            // against first half, pooled over replicates.
+            let drifts: Option<Vec<Estimate>> = results
+                .iter()
+                .map(|x| Estimate::drift_of(&after.iter().map(|&r| x.train_loss[r]).collect::<Vec<f64>>()))
+                .collect();
+            let stationary_drift = drifts.and_then(|d| Estimate::pooled(&d));
             if stationary.is_some() {
                 notes.push(format!(
                     "stationary loss: the train loss averaged over the {} record points after step {}, then over {} \
@@ -518,7 +525,13 @@ pub(crate) fn summarise(
                     curve.last().and_then(|c| c.extra.get("test_loss")).copied().unwrap_or(f64::NAN)
                 ));
             }
-            AttemptOutcome::Succeeded(TrialMetrics { curve, stationary_loss: stationary, theory: None, notes })
+            AttemptOutcome::Succeeded(TrialMetrics {
+                curve,
+                stationary_loss: stationary,
+                stationary_drift,
+                theory: None,
+                notes,
+            })
         }
     }
 }

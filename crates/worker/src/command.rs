@@ -21,7 +21,7 @@
 //! task error; death by a signal the worker did not send is a crash. A timeout or a cancel kills
 //! the whole process group (SIGTERM, then SIGKILL after a grace period).
 
-use kappa_core::{AttemptOutcome, CurvePoint, FailureClass, Lease, TrialMetrics};
+use kappa_core::{AttemptOutcome, CurvePoint, Estimate, FailureClass, Lease, TrialMetrics};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -230,7 +230,7 @@ async fn run_inner(
         }
         None => {}
     }
-    let mut metrics = parser.finish();
+    let mut metrics = parser.finish(task.burn_in);
     if status.success() {
         return Ok(Some(match metrics.curve.iter().position(|p| !p.loss_mean.is_finite()) {
             Some(i) => {
@@ -321,12 +321,41 @@ impl MetricsParser {
         });
     }
 
-    fn finish(self) -> TrialMetrics {
+    /// The metrics of the run, with the stationary loss from the curve's tail: the mean of its
+    /// points after `burn_in` of the last step (SE from their spread: one path), and the same
+    /// settled check as simulations (the tail's second half against its first). Needs four
+    /// points in the tail.
+    fn finish(self, burn_in: f64) -> TrialMetrics {
         let mut notes = Vec::new();
         if self.curve.is_empty() {
             notes.push("the command printed no metrics line (a JSON object with a numeric `loss`)".to_string());
         }
-        TrialMetrics { curve: self.curve, stationary_loss: None, theory: None, notes }
+        let last = self.curve.iter().map(|p| p.step).max().unwrap_or(0);
+        let tail: Vec<f64> =
+            self.curve.iter().filter(|p| p.step as f64 > burn_in * last as f64).map(|p| p.loss_mean).collect();
+        let finite = tail.iter().all(|l| l.is_finite());
+        let (stationary_loss, stationary_drift) = match Estimate::drift_of(&tail) {
+            Some(drift) if finite => (Some(Estimate::of_samples(tail.iter().copied())), Some(drift)),
+            _ => {
+                if !self.curve.is_empty() {
+                    notes.push(format!(
+                        "no stationary loss: {} metrics lines after the burn-in (step > {:.0}), 4 needed",
+                        tail.len(),
+                        burn_in * last as f64
+                    ));
+                }
+                (None, None)
+            }
+        };
+        if stationary_loss.is_some() {
+            notes.push(format!(
+                "stationary loss: the mean of the {} metrics lines after step {:.0} (burn_in {burn_in}), SE from their \
+                 spread",
+                tail.len(),
+                burn_in * last as f64
+            ));
+        }
+        TrialMetrics { curve: self.curve, stationary_loss, stationary_drift, theory: None, notes }
     }
 }
 
@@ -367,14 +396,36 @@ mod tests {
         p.line(r#"{"test_loss": 0.3}"#);
         p.line("{not json}");
         p.line(r#"{"step": 40, "loss": NaN}"#);
-        let m = p.finish();
+        let m = p.finish(0.5);
         let pts: Vec<(u64, u64, f64)> = m.curve.iter().map(|c| (c.step, c.samples, c.loss_mean)).collect();
         assert_eq!(pts[..3], [(10, 320, 0.5), (20, 640, 0.25), (3, 96, 0.2)]);
         assert_eq!(m.curve[0].extra.get("test_accuracy"), Some(&0.8));
         assert!(!m.curve[0].extra.contains_key("tag"));
         assert_eq!(m.curve.len(), 4);
         assert!(m.curve[3].loss_mean.is_nan());
-        assert!(m.notes.is_empty());
-        assert!(MetricsParser::new(1).finish().notes[0].contains("no metrics line"));
+        // One line after step 20 (and its loss NaN): no stationary loss, and a note says why.
+        assert_eq!(m.stationary_loss, None);
+        assert!(m.notes[0].contains("no stationary loss"), "{:?}", m.notes);
+        assert!(MetricsParser::new(1).finish(0.5).notes[0].contains("no metrics line"));
+    }
+
+    #[test]
+    fn a_command_gets_a_stationary_loss_and_a_settled_check_from_its_curves_tail() {
+        let run = |losses: &[f64]| {
+            let mut p = MetricsParser::new(8);
+            for (i, l) in losses.iter().enumerate() {
+                p.line(&format!(r#"{{"step": {}, "loss": {l}}}"#, (i + 1) * 10));
+            }
+            p.finish(0.5)
+        };
+        // Settled: the tail (steps 60..100) fluctuates around 0.1.
+        let m = run(&[1.0, 0.5, 0.3, 0.2, 0.15, 0.11, 0.09, 0.1, 0.12, 0.08]);
+        let s = m.stationary_loss.unwrap();
+        assert!((s.mean - 0.1).abs() < 1e-12 && s.se > 0.0, "{s:?}");
+        assert_eq!(m.settled(), Some(true));
+        // Still falling through the tail: flagged.
+        let m = run(&[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]);
+        assert_eq!(m.settled(), Some(false));
+        assert!(m.unsettled_note().unwrap().contains("still fell"));
     }
 }

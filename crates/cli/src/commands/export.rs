@@ -72,6 +72,8 @@ pub fn trial_json(t: &TrialRecord, preempted: u32) -> serde_json::Value {
         "attempts": t.attempts,
         "preempted": preempted,
         "metrics": r.metrics,
+        // Whether the loss had settled during the averaging window (null: not checked).
+        "settled": r.metrics.as_ref().and_then(|m| m.settled()),
         "error": r.error,
         "diverged_step": t.diverged_step,
         "worker": t.worker,
@@ -102,6 +104,7 @@ const CSV_TAIL: &[&str] = &[
     "finished_at",
     "duration_s",
     "preempted",
+    "settled",
 ];
 
 /// CSV: one row per trial; a column per built-in hyperparameter (empty where a trial does not
@@ -148,6 +151,7 @@ fn write_csv(
             opt(t.finished_at),
             opt(t.duration_s),
             preempted.get(&r.id).copied().unwrap_or(0).to_string(),
+            r.metrics.as_ref().and_then(|m| m.settled()).map(|s| s.to_string()).unwrap_or_default(),
         ]);
         let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         writeln!(w, "{}", line.join(","))?;

@@ -34,6 +34,9 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     let counts = store.counts()?;
     let trials = store.trials()?;
     let failed: Vec<&TrialRecord> = trials.iter().filter(|t| t.result.status == TrialStatus::Failed).collect();
+    // Succeeded trials whose stationary loss was taken before the loss settled.
+    let unsettled: Vec<(&TrialRecord, String)> =
+        trials.iter().filter_map(|t| Some((t, t.result.metrics.as_ref()?.unsettled_note()?))).collect();
     let preempted: u32 = store.preempted()?.values().sum();
     let name = info.as_ref().map_or("", |i| i.name.as_str());
     if args.json {
@@ -55,6 +58,10 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
             "failures": failed
                 .iter()
                 .map(|t| json!({"id": t.result.id, "attempts": t.attempts, "error": t.result.error}))
+                .collect::<Vec<_>>(),
+            "unsettled": unsettled
+                .iter()
+                .map(|(t, why)| json!({"id": t.result.id, "params": t.result.params, "why": why}))
                 .collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -93,7 +100,31 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     if failed.len() > 10 {
         println!("  … {} more failed trials (kappa export --format jsonl)", failed.len() - 10);
     }
+    if !unsettled.is_empty() {
+        println!(
+            "  not settled    {} trials: their stationary loss was taken while the loss still moved",
+            unsettled.len()
+        );
+    }
+    for (t, why) in unsettled.iter().take(10) {
+        println!("  not settled {} ({}): {why}", t.result.id, short_params(&t.result.params));
+    }
+    if unsettled.len() > 10 {
+        println!("  … {} more (kappa export --format jsonl: \"settled\": false)", unsettled.len() - 10);
+    }
     Ok(exit::OK)
+}
+
+/// A trial's optimizer, batch size, learning rate, seed and named axes, as `name=value` words.
+fn short_params(p: &kappa_core::Params) -> String {
+    use kappa_core::AxisName as A;
+    let builtins = [A::Optimizer, A::BatchSize, A::Lr, A::Seed].into_iter().filter(|a| p.builtins.has(*a));
+    builtins
+        .map(|a| a.as_str().to_string())
+        .chain(p.named.keys().cloned())
+        .map(|k| format!("{k}={}", p.display(&k)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Every sweep's counts (or one sweep's), from a coordinator.

@@ -102,7 +102,7 @@ impl TaskKind {
                 "sde_model",
             ]
             .contains(&field),
-            TaskKind::Command => ["argv", "env"].contains(&field),
+            TaskKind::Command => ["argv", "env", "burn_in"].contains(&field),
             TaskKind::Noop => field == "sleep",
         }
     }

@@ -97,7 +97,8 @@ pub(super) fn command_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, Spec
         }
         crate::command::check(value).map_err(|m| ctx.err(&p, m))?;
     }
-    Ok(TaskSpec::Command(CommandTask { argv, env }))
+    let burn_in = burn_in(ctx, raw.burn_in)?;
+    Ok(TaskSpec::Command(CommandTask { argv, env, burn_in }))
 }
 
 pub(super) fn train_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {

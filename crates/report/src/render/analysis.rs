@@ -1,7 +1,7 @@
 //! The report's learning-rate and critical-batch analysis, rendered: its text lines (terminal and
 //! HTML) and its three plots.
 
-use super::{bounds, err, legend, log_chart, palette, short, with_note};
+use super::{bounds, err, legend, log_chart, markers, palette, short, styled_line, with_note};
 use crate::Report;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -97,16 +97,13 @@ pub(super) fn lr_curves_chart<DB: DrawingBackend>(
     for (i, p) in l.points.iter().enumerate() {
         let color = palette(i);
         let pts: Vec<(f64, f64)> = p.objective.iter().filter(finite).map(|o| (o[0], o[1])).collect();
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!(
-                "B = {}: lr* {}{}",
-                p.batch_size,
-                p.best_lr.map_or("-".into(), short),
-                if p.at_edge { " (grid's edge)" } else { "" }
-            ))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        let label = format!(
+            "B = {}: lr* {}{}",
+            p.batch_size,
+            p.best_lr.map_or("-".into(), short),
+            if p.at_edge { " (grid's edge)" } else { "" }
+        );
+        styled_line(&mut chart, pts.clone(), i, color, 2, Some(label))?;
         chart.draw_series(pts.iter().map(|q| Circle::new(*q, 3, color.filled()))).map_err(err)?;
         // The optimum: a cross at the best learning rate, at the lowest objective.
         if let (Some(best), Some(low)) = (p.best_lr, pts.iter().map(|q| q.1).min_by(f64::total_cmp)) {
@@ -139,11 +136,10 @@ pub(super) fn lr_exponent_chart<DB: DrawingBackend>(
             l.exponent_ci.map_or(String::new(), |[lo, hi]| format!(" [{lo:.2}, {hi:.2}]")),
             short(l.theory_exponent)
         );
-        let marker = chart.draw_series(inside.iter().map(|q| Circle::new(*q, 5, color.filled()))).map_err(err)?;
-        marker.label(label).legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
+        markers(&mut chart, &inside, i, color, true, Some(label))?;
         let edge: Vec<(f64, f64)> =
             l.points.iter().filter(|p| p.at_edge).filter_map(|p| Some((p.batch_size as f64, p.best_lr?))).collect();
-        chart.draw_series(edge.iter().map(|q| Circle::new(*q, 5, color.stroke_width(2)))).map_err(err)?;
+        markers(&mut chart, &edge, i, color, false, None)?;
         for p in &l.points {
             if let Some([lo, hi]) = p.best_lr_ci {
                 let b = p.batch_size as f64;
@@ -178,12 +174,8 @@ pub(super) fn critical_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, 
             c.b_crit.map_or("-".into(), short),
             c.b_crit_ci.map_or(String::new(), |[lo, hi]| format!(" [{}, {}]", short(lo), short(hi)))
         );
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(1)))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|q| Circle::new(*q, 5, color.filled()))).map_err(err)?;
+        chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(1))).map_err(err)?;
+        markers(&mut chart, &points, i, color, true, Some(label))?;
         if let (Some(s_min), Some(b_crit)) = (c.s_min, c.b_crit) {
             let (b0, b1) = (
                 c.points.first().map_or(1.0, |p| p.batch_size as f64),

@@ -4,6 +4,7 @@
 use crate::{ClassReport, Report};
 use kappa_core::Verdict;
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,14 @@ pub fn verdict_table(r: &Report) -> String {
             f.label,
             f.slope,
             f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.3})"))
+        );
+    }
+    for rule in r.rules.iter().filter(|x| x.unsettled_classes > 0) {
+        let _ = writeln!(
+            s,
+            "rule `{}`: {} classes undecided: a plateau ratio rests on trials whose loss had not settled during the \
+             averaging window (kappa status lists them; raise samples or burn_in)",
+            rule.name, rule.unsettled_classes
         );
     }
     s.push_str(&analysis_lines(r).join("\n"));
@@ -326,53 +335,68 @@ pub fn short(x: f64) -> String {
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
+/// One line of a loss chart.
+struct Line {
+    /// Legend text.
+    label: String,
+    /// (samples, mean, SE) points.
+    curve: Vec<[f64; 3]>,
+    /// The closed form's plateau, drawn as a thin dashed level.
+    theory: Option<f64>,
+    /// Samples from which it holds (the scaled curves of a class), marked on the line.
+    holds_from: Option<f64>,
+}
+
 /// Loss against samples seen, one line per κ, for one class.
 fn curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, class: &ClassReport) -> Result<(), String> {
-    let series = class
+    let lines = class
         .kappas
         .iter()
-        .map(|k| {
-            let label =
-                format!("κ = {} (B = {}, lr = {})", k.kappa, k.params.hyper.batch_size, short(k.params.hyper.lr));
-            (label, k.curve.clone())
+        .map(|k| Line {
+            label: format!("κ = {} (B = {}, lr = {})", k.kappa, k.params.hyper.batch_size, short(k.params.hyper.lr)),
+            curve: k.curve.clone(),
+            theory: k.theory,
+            holds_from: k.holds_from_samples,
         })
         .collect::<Vec<_>>();
     let caption = format!("rule {}: loss vs samples seen ({})", class.rule, verdict_name(class.verdict));
-    loss_chart(root, &caption, &params_label(&class.base), &series)
+    loss_chart(root, &caption, &params_label(&class.base), &lines)
 }
 
 /// One setting's curves run several ways: the optimizer and its SDEs (tracking), or across sweeps.
 fn overlay_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &crate::Overlay) -> Result<(), String> {
-    let series = o
+    let lines = o
         .series
         .iter()
         .map(|(name, curve, stationary)| {
             let plateau = stationary.map_or(String::new(), |e| format!(" (plateau {})", short(e.mean)));
-            (format!("{name}{plateau}"), curve.clone())
+            Line { label: format!("{name}{plateau}"), curve: curve.clone(), theory: None, holds_from: None }
         })
         .collect::<Vec<_>>();
     let caption = format!("{}: one setting, run several ways", o.params.hyper.optimizer);
-    loss_chart(root, &caption, &params_label(&o.params), &series)
+    loss_chart(root, &caption, &params_label(&o.params), &lines)
 }
 
-/// Loss curves ((samples, mean, SE) points) on log-log axes, one labelled line each, with a
+/// Loss curves on log-log axes, one labelled line each (colour and dash pattern), with a ±2 SE
+/// band, the closed form's plateau as a thin dashed level, the "holds from" point marked, and a
 /// subtitle strip at the bottom.
 fn loss_chart<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     caption: &str,
     subtitle: &str,
-    series: &[(String, Vec<[f64; 3]>)],
+    lines: &[Line],
 ) -> Result<(), String> {
     let area = with_note(root, subtitle)?;
-    let plotted = || series.iter().flat_map(|(_, c)| c.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0));
+    let plotted = || lines.iter().flat_map(|l| l.curve.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0));
     let xs = bounds(plotted().map(|q| q[0])).unwrap_or((1.0, 2.0));
-    let ys = bounds(plotted().map(|q| q[1])).unwrap_or((1e-3, 1.0));
+    let ys = bounds(plotted().map(|q| q[1]).chain(lines.iter().filter_map(|l| l.theory))).unwrap_or((1e-3, 1.0));
+    let (y_lo, y_hi) = (ys.0 * 0.8, ys.1 * 1.25);
     let mut chart = ChartBuilder::on(&area)
         .caption(caption, (FAMILY, 22))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .build_cartesian_2d(log_axis(xs.0 * 0.9, xs.1 * 1.1), log_axis(ys.0 * 0.8, ys.1 * 1.25))
+        .build_cartesian_2d(log_axis(xs.0 * 0.9, xs.1 * 1.1), log_axis(y_lo, y_hi))
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -380,20 +404,114 @@ fn loss_chart<DB: DrawingBackend>(
         .x_label_formatter(&|x| short(*x))
         .y_label_formatter(&|y| short(*y))
         .x_desc("samples seen (log scale; the first point after the start)")
-        .y_desc("loss (mean over paths and seeds)")
+        .y_desc("loss (mean over paths and seeds; band ±2 SE)")
         .label_style((FAMILY, 14))
         .draw()
         .map_err(err)?;
-    for (i, (label, curve)) in series.iter().enumerate() {
+    let clamp = |y: f64| y.clamp(y_lo, y_hi);
+    for (i, l) in lines.iter().enumerate() {
         let color = palette(i);
-        let pts: Vec<(f64, f64)> = curve.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0).map(|q| (q[0], q[1])).collect();
+        let shown: Vec<&[f64; 3]> = l.curve.iter().filter(|q| q[0] > 0.0 && q[1] > 0.0).collect();
+        // ±2 SE: the upper edge out, the lower edge back (clamped to the axis: a log axis has no 0).
+        let band: Vec<(f64, f64)> = shown
+            .iter()
+            .map(|q| (q[0], clamp(q[1] + 2.0 * q[2])))
+            .chain(shown.iter().rev().map(|q| (q[0], clamp(q[1] - 2.0 * q[2]))))
+            .collect();
+        if shown.iter().any(|q| q[2] > 0.0) {
+            chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18).filled()))).map_err(err)?;
+        }
+        let pts: Vec<(f64, f64)> = shown.iter().map(|q| (q[0], q[1])).collect();
+        styled_line(&mut chart, pts, i, color, 2, Some(l.label.clone()))?;
+        if let Some(t) = l.theory.filter(|t| *t > 0.0) {
+            let level = vec![(xs.0 * 0.9, t), (xs.1 * 1.1, t)];
+            chart.draw_series(DashedLineSeries::new(level, 3, 5, color.stroke_width(1))).map_err(err)?;
+        }
+        if let Some(s) = l.holds_from
+            && let Some((y, _)) = crate::interpolate(&l.curve, s)
+        {
+            chart.draw_series(std::iter::once(Cross::new((s, y), 7, color.stroke_width(3)))).map_err(err)?;
+        }
+    }
+    if lines.iter().any(|l| l.theory.is_some()) {
         chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())
             .map_err(err)?
-            .label(label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .label("closed-form plateau (THEORY §4)")
+            .legend(|(x, y)| DashedPathElement::new(vec![(x, y), (x + 24, y)], 3, 5, BLACK.stroke_width(1)));
+    }
+    if lines.iter().any(|l| l.holds_from.is_some()) {
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())
+            .map_err(err)?
+            .label("holds from here on (within tolerance)")
+            .legend(|(x, y)| Cross::new((x + 12, y), 6, BLACK.stroke_width(3)));
     }
     legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    Ok(())
+}
+
+/// The dash pattern of the `i`-th line (`None`: solid), so lines differ in greyscale too.
+fn dash(i: usize) -> Option<(u32, u32)> {
+    [None, Some((12, 6)), Some((3, 4)), Some((20, 6)), Some((7, 4)), Some((2, 8))][i % 6]
+}
+
+/// Draws the `i`-th line of a chart in its colour and dash pattern, with a legend entry.
+fn styled_line<DB: DrawingBackend, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    pts: Vec<(f64, f64)>,
+    i: usize,
+    color: RGBAColor,
+    width: u32,
+    label: Option<String>,
+) -> Result<(), String>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    let style = color.stroke_width(width);
+    let anno = match dash(i) {
+        None => chart.draw_series(LineSeries::new(pts, style)).map_err(err)?,
+        Some((on, off)) => chart.draw_series(DashedLineSeries::new(pts, on, off, style)).map_err(err)?,
+    };
+    if let Some(label) = label {
+        anno.label(label).legend(move |(x, y)| match dash(i) {
+            None => DashedPathElement::new(vec![(x, y), (x + 24, y)], 24, 0, style),
+            Some((on, off)) => DashedPathElement::new(vec![(x, y), (x + 24, y)], on.min(10), off.min(5), style),
+        });
+    }
+    Ok(())
+}
+
+/// Draws the `i`-th series' points with its marker (circle, triangle, square, in turn, so
+/// series differ in greyscale too), filled or hollow, with a legend entry if labelled.
+fn markers<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    pts: &[(f64, f64)],
+    i: usize,
+    color: RGBAColor,
+    filled: bool,
+    label: Option<String>,
+) -> Result<(), String>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    let style = if filled { color.filled() } else { color.stroke_width(2) };
+    // Each shape is its own element type: the macro writes the drawing and the legend per shape.
+    macro_rules! draw {
+        ($shape:expr) => {{
+            let anno = chart.draw_series(pts.iter().map(|p| $shape(*p))).map_err(err)?;
+            if let Some(label) = label {
+                anno.label(label).legend(move |(x, y)| $shape((x + 10, y)));
+            }
+        }};
+    }
+    match i % 3 {
+        0 => draw!(|p| Circle::new(p, 5, style)),
+        1 => draw!(|p| TriangleMarker::new(p, 7, style)),
+        _ => draw!(|p| EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], style)),
+    }
     Ok(())
 }
 
@@ -443,23 +561,41 @@ fn plateau_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Rep
         let mut pts = vec![(1.0, 1.0)];
         let mut bars = Vec::new();
         let mut theory = Vec::new();
+        let mut unsettled = Vec::new();
         for c in report.classes.iter().filter(|c| c.rule == rule.name).take(1) {
             for k in c.kappas.iter().skip(1) {
                 if let (Some(r), Some(ci)) = (k.plateau_ratio, k.plateau_ci95) {
                     pts.push((k.kappa as f64, r.mean));
                     bars.push((k.kappa as f64, ci));
+                    if k.plateau_unsettled {
+                        unsettled.push((k.kappa as f64, r.mean));
+                    }
                 }
                 if let Some(t) = k.theory_ratio.filter(|t| t.is_finite()) {
                     theory.push((k.kappa as f64, t));
                 }
             }
         }
+        styled_line(
+            &mut chart,
+            pts.clone(),
+            i,
+            color,
+            2,
+            Some(format!("{} ({})", rule.name, verdict_name(rule.verdict))),
+        )?;
+        // A ratio of unsettled losses: a hollow marker (no verdict rests on it).
         chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("{} ({})", rule.name, verdict_name(rule.verdict)))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled()))).map_err(err)?;
+            .draw_series(pts.iter().filter(|p| !unsettled.contains(p)).map(|p| Circle::new(*p, 4, color.filled())))
+            .map_err(err)?;
+        if !unsettled.is_empty() {
+            chart.draw_series(unsettled.iter().map(|p| Circle::new(*p, 6, WHITE.filled()))).map_err(err)?;
+            chart
+                .draw_series(unsettled.iter().map(|p| Circle::new(*p, 6, color.stroke_width(2))))
+                .map_err(err)?
+                .label(format!("{}: not settled (hollow; no verdict rests on it)", rule.name))
+                .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.stroke_width(2)));
+        }
         // 95% intervals as error bars, capped (caps in pixels).
         for (x, [a, b]) in bars {
             chart
@@ -494,17 +630,14 @@ fn slope_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, report: &Repor
     for (i, f) in report.noise_slopes.iter().enumerate() {
         let color = palette(i);
         let pts: Vec<(f64, f64)> = f.points.iter().map(|p| (p[0], p[1])).collect();
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!(
-                "{}: slope {:.2}{}",
-                f.label.split(' ').next().unwrap_or(""),
-                f.slope,
-                f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.2})"))
-            ))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled()))).map_err(err)?;
+        chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2))).map_err(err)?;
+        let label = format!(
+            "{}: slope {:.2}{}",
+            f.label.split(' ').next().unwrap_or(""),
+            f.slope,
+            f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.2})"))
+        );
+        markers(&mut chart, &pts, i, color, true, Some(label))?;
         let theory: Vec<(f64, f64)> =
             f.points.iter().filter(|p| p[2].is_finite() && p[2] > 0.0).map(|p| (p[0], p[2])).collect();
         chart.draw_series(DashedLineSeries::new(theory, 6, 4, color.stroke_width(1))).map_err(err)?;
@@ -636,6 +769,7 @@ fn html(r: &Report, svgs: &[(String, String)]) -> String {
          table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
          th{{background:#f4f4f4}}td:first-child,th:first-child{{text-align:left}}\
          .holds{{color:#1a7f37;font-weight:bold}}.fails{{color:#b3261e;font-weight:bold}}.late{{color:#9a6700;font-weight:bold}}\
+         .unsettled{{color:#b3261e}}\
          </style></head><body><h1>Sweep <code>{0}</code></h1><p>{1} of {2} trials finished{3}; tolerance {4:.0}%.</p>",
         escape(&r.sweep),
         r.finished,
@@ -677,6 +811,11 @@ fn html(r: &Report, svgs: &[(String, String)]) -> String {
                     escape(&params_label(&c.base)),
                     k.kappa,
                     match (k.plateau_ratio, k.plateau_ci95) {
+                        (Some(p), Some([a, b])) if k.plateau_unsettled => format!(
+                            "{:.4} ({a:.4}–{b:.4}) <span class=\"unsettled\" title=\"the loss of a trial behind it had \
+                             not settled during the averaging window\">not settled</span>",
+                            p.mean
+                        ),
                         (Some(p), Some([a, b])) => format!("{:.4} ({a:.4}–{b:.4})", p.mean),
                         _ => "-".into(),
                     },

@@ -393,6 +393,8 @@ fn run_on(
     let block = BlockResult {
         losses,
         stationary: sums.iter().map(|s| s / averaged).collect(),
+        // The kernel sums the whole window only: the settled check is not measured on the GPU.
+        drift: Vec::new(),
         phase_counts: if p.phases == 1 { counts.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect() } else { vec![] },
         recorded,
         diverged_at,
