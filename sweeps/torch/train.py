@@ -3,7 +3,10 @@
 
 It speaks kappa's metrics format: one JSON object per line on stdout with `step`, `samples` and
 `loss` (the training loss of the minibatch, averaged since the previous line), plus `test_loss` and
-`test_accuracy` on a fixed held-out split. Any other output is only logged by kappa.
+`test_accuracy` on a fixed held-out split, and `noise_scale`: the gradient noise scale
+B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018), estimated from the gradients of a fresh
+probe minibatch and of the whole training split, which kappa's report reads at the target loss
+next to the critical batch size. Any other output is only logged by kappa.
 
     python3 sweeps/torch/train.py --optimizer adamw --lr 1e-3 --batch-size 64 --samples 200000
 
@@ -78,6 +81,28 @@ class Net(nn.Module):
         return self.head(self.features(x))
 
 
+def noise_scale(model, loss_fn, x, y, batch, gen):
+    """B_simple = tr(Sigma) / |G|^2 from two batch sizes (McCandlish et al. 2018, appendix A): with
+    |g_b|^2 the squared norm of a batch-b gradient, E|g_b|^2 = |G|^2 + tr(Sigma)/b, so a probe batch
+    of `batch` samples and the whole split of n give unbiased estimates of both. The probe batch
+    comes from its own generator and no parameter's .grad is touched: training is unchanged.
+    None when an estimate is not positive (noise at this point)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def squared_norm(xs, ys):
+        grads = torch.autograd.grad(loss_fn(model(xs), ys), params)
+        return sum((g * g).sum() for g in grads).item()
+
+    n = len(y)
+    if batch >= n:
+        return None
+    idx = torch.randperm(n, generator=gen)[:batch].to(x.device)
+    small, full = squared_norm(x[idx], y[idx]), squared_norm(x, y)
+    g2 = (n * full - batch * small) / (n - batch)
+    trace = (small - full) / (1.0 / batch - 1.0 / n)
+    return trace / g2 if g2 > 0 and trace > 0 else None
+
+
 def make_optimizer(name, params, a):
     if name == "sgd":
         return torch.optim.SGD(params, lr=a.lr)
@@ -130,6 +155,7 @@ def main():
     steps = max(1, a.samples // a.batch_size)
     every = max(1, steps // a.records)
     gen = torch.Generator(device="cpu").manual_seed(a.seed)
+    probe_gen = torch.Generator(device="cpu").manual_seed(a.seed + 1_000_003)
     order, pos = torch.randperm(len(ytr), generator=gen), 0
     running, count = 0.0, 0
     start, curve, lines = 1, [], 0
@@ -139,6 +165,8 @@ def main():
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["gen"])
+        if "probe_gen" in state:
+            probe_gen.set_state(state["probe_gen"])
         torch.set_rng_state(state["torch_rng"])
         cuda_rng = state.get("cuda_rng")
         if cuda_rng is not None and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
@@ -169,6 +197,10 @@ def main():
                 acc = (logits.argmax(1) == yte).float().mean().item()
             line = {"step": step, "samples": step * a.batch_size, "loss": train_loss,
                     "test_loss": test_loss, "test_accuracy": acc, "resumed_from": resumed}
+            if math.isfinite(train_loss):
+                b_simple = noise_scale(model, loss_fn, xtr, ytr, a.batch_size, probe_gen)
+                if b_simple is not None:
+                    line["noise_scale"] = b_simple
             print(json.dumps(line), flush=True)
             if not math.isfinite(train_loss):
                 break  # kappa records the trial as diverged
@@ -177,6 +209,7 @@ def main():
             if ckpt and (lines % a.checkpoint_every == 0 or step == steps):
                 state = {
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "gen": gen.get_state(),
+                    "probe_gen": probe_gen.get_state(),
                     "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                     "order": order, "pos": pos, "step": step, "curve": curve,

@@ -224,7 +224,9 @@ fn mean_curve(obs: &[&Obs], shift: &[f64]) -> Vec<[f64; 5]> {
         .map(|i| {
             let k = obs.len() as f64;
             let m = obs.iter().zip(shift).map(|(o, z)| o.curve[i][2] + z * o.curve[i][3]).sum::<f64>() / k;
-            let ns = obs.iter().map(|o| o.curve[i][4]).sum::<f64>() / k;
+            // The noise scale over the seeds that have one here (a probe may give none at a point).
+            let scales: Vec<f64> = obs.iter().map(|o| o.curve[i][4]).filter(|v| v.is_finite()).collect();
+            let ns = if scales.is_empty() { f64::NAN } else { scales.iter().sum::<f64>() / scales.len() as f64 };
             let c = obs[0].curve[i];
             [c[0], c[1], m, 0.0, ns]
         })
@@ -466,8 +468,16 @@ pub fn analyse(
             continue;
         }
         let data = evaluate(&g, a, None);
+        // Nothing to resample (one seed of single-path trials, every SE 0): an interval would
+        // only repeat the estimate, so there is none.
+        let varies = g.cells.values().flat_map(|lrs| lrs.values()).any(|seeds| {
+            seeds.len() > 1
+                || seeds.iter().any(|o| o.value.is_some_and(|v| v.1 > 0.0) || o.curve.iter().any(|p| p[3] > 0.0))
+        });
         let mut rng = Rng(hash(&key));
-        let reps: Vec<Eval> = (0..BOOTSTRAP).map(|_| evaluate(&g, a, Some(&mut rng))).collect();
+        let reps: Vec<Eval> =
+            if varies { (0..BOOTSTRAP).map(|_| evaluate(&g, a, Some(&mut rng))).collect() } else { Vec::new() };
+        let no_interval = (!varies).then(|| "one seed of single-path trials: no interval (add seeds)".to_string());
         let points: Vec<LrPoint> = data
             .best
             .iter()
@@ -481,9 +491,14 @@ pub fn analyse(
                 objective: objective.clone(),
             })
             .collect();
-        let note = data.exponent.is_none().then(|| {
-            "fewer than two batch sizes have their best learning rate inside the grid: widen the lr axis".to_string()
-        });
+        let note = data
+            .exponent
+            .is_none()
+            .then(|| {
+                "fewer than two batch sizes have their best learning rate inside the grid: widen the lr axis"
+                    .to_string()
+            })
+            .or_else(|| no_interval.clone());
         let objective = match a.objective {
             AnalysisObjective::SamplesToTarget => format!("samples to {} = {}", a.metric, a.target_loss.unwrap_or(0.0)),
             o => format!("{} {}", o.as_str(), a.metric),
@@ -500,7 +515,7 @@ pub fn analyse(
             note,
         });
         if let Some(target) = a.target_loss {
-            let note = data.fit.as_ref().err().cloned();
+            let note = data.fit.as_ref().err().cloned().or_else(|| no_interval.clone());
             let fit = data.fit.as_ref().ok().copied();
             crit_out.push(CriticalBatch {
                 group: g.label.clone(),
@@ -568,5 +583,13 @@ mod tests {
         let (s, k, ns) = crossing(&curve, 0.3).unwrap();
         assert!((s - 150.0).abs() < 1e-9 && (k - 15.0).abs() < 1e-9 && (ns - 8.0).abs() < 1e-9);
         assert_eq!(crossing(&curve, 0.05), None);
+    }
+
+    #[test]
+    fn a_seed_without_a_noise_scale_at_a_point_does_not_hide_the_others() {
+        let obs = |ns: f64| Obs { value: None, curve: vec![[10.0, 1.0, 0.5, 0.0, ns]], diverged: false };
+        let (a, b) = (obs(20.0), obs(f64::NAN));
+        assert_eq!(mean_curve(&[&a, &b], &[0.0, 0.0])[0][4], 20.0);
+        assert!(mean_curve(&[&b, &b], &[0.0, 0.0])[0][4].is_nan());
     }
 }
