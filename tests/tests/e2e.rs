@@ -328,6 +328,72 @@ fn plan_prints_counts_and_trials_without_running() {
 }
 
 #[test]
+fn plan_shows_named_axes_the_trials_run_once_and_roundings() {
+    let sb = Sandbox::new();
+    // kind × sde_model: the optimizer trials do not read sde_model, so two grid points are one trial.
+    sb.write(
+        "axes.toml",
+        r#"version = 1
+name = "axes"
+[task]
+kind = "optimizer"
+landscape = { kind = "quadratic", eigenvalues = [1.0] }
+noise = { kind = "gaussian", sigma = 1.0 }
+samples = 1000
+[grid]
+optimizer = ["adam"]
+lr = [0.01]
+task.kind = ["optimizer", "sde"]
+task.sde_model = ["compagnoni", "malladi"]
+task.noise.sigma = [1.0, 2.0]
+"#,
+    );
+    let out = sb.kappa(&["plan", "axes.toml", "--show", "10"]);
+    assert_eq!(code(&out), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("6 trials = 8 grid points")
+            && text.contains("2 of them the same trial as another and run once (task.sde_model left out where")
+            && text.contains("first 6 trials"),
+        "{text}"
+    );
+    let header = text.lines().find(|l| l.trim_start().starts_with("id ")).unwrap();
+    for column in ["task.kind", "task.noise.sigma", "task.sde_model"] {
+        assert!(header.contains(column), "{header}");
+    }
+    // Values equal as numbers (1 and 1.0) make one trial, and say so.
+    sb.write("same.toml", &std::fs::read_to_string(sb.path().join("axes.toml")).unwrap().replace(
+        "task.kind = [\"optimizer\", \"sde\"]\ntask.sde_model = [\"compagnoni\", \"malladi\"]\ntask.noise.sigma = [1.0, 2.0]",
+        "task.noise.sigma = [1, 1.0]",
+    ));
+    let text = String::from_utf8_lossy(&sb.kappa(&["plan", "same.toml"]).stdout).to_string();
+    assert!(text.contains("1 of them the same trial as another and run once (their values are equal)"), "{text}");
+    // A rule's exponent for a whole-number parameter rounds it, and plan shows the rounding.
+    sb.write(
+        "warm.toml",
+        r#"version = 1
+name = "warm"
+[task]
+kind = "command"
+argv = ["true", "{warmup}"]
+[grid]
+optimizer = ["sgd"]
+lr = [0.01]
+params.warmup = [1000]
+[scaling]
+kappa = [1, 3]
+rules = [{ name = "w", lr = 0.5, params = { warmup = -1.0 } }]
+"#,
+    );
+    let out = sb.kappa(&["plan", "warm.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("params.warmup ∝ κ^-1") && text.contains("w κ=3 (rounded: params.warmup 333.333 → 333)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn report_judges_scaling_rules_and_gates_on_expectations() {
     let sb = Sandbox::new();
     let text = r#"version = 1

@@ -54,11 +54,11 @@ impl Coordinator {
         &self,
         dir: &Path,
         sweep: &Sweep,
-        spec: &str,
+        sweep_text: &str,
         file: &str,
         on_new: OnNewVersion,
     ) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
-        self.sweeps.open(dir, sweep, spec, file, on_new)
+        self.sweeps.open(dir, sweep, sweep_text, file, on_new)
     }
 
     /// Reloads every sweep under the state root (after a restart). Returns their names.
@@ -70,8 +70,8 @@ impl Coordinator {
     /// sweep again is harmless; an edited one replaces it once it is finished or cancelled. A
     /// sweep planned with other code keeps its ids (its trials go to workers that compute with
     /// that code) unless `rerun` plans it afresh.
-    pub fn submit(&self, spec: &str, file: &str, rerun: bool) -> Result<Submitted, CoordinatorError> {
-        self.sweeps.submit(spec, file, rerun)
+    pub fn submit(&self, sweep_text: &str, file: &str, rerun: bool) -> Result<Submitted, CoordinatorError> {
+        self.sweeps.submit(sweep_text, file, rerun)
     }
 
     /// Cancels a sweep (empty name: the latest); returns its name and its unfinished trials.

@@ -40,7 +40,7 @@ pub struct Planned {
     pub requires: Option<String>,
 }
 
-/// Plans `sweep` (its file text `spec`, known as `file`) into the state directory `dir`: takes
+/// Plans `sweep` (its file text `sweep_text`, known as `file`) into the state directory `dir`: takes
 /// the directory's lock, opens or creates its store, lets `prepare` change it first (e.g. reset
 /// failed trials), notes the attempts a stopped process left running, and syncs the plan (new
 /// trials inserted, finished ones kept, interrupted ones re-queued), in one transaction. Its ids
@@ -49,7 +49,7 @@ pub struct Planned {
 pub fn plan_into(
     dir: &Path,
     sweep: &Sweep,
-    spec: &str,
+    sweep_text: &str,
     file: &str,
     current: &CodeVersion,
     on_new: OnNewVersion,
@@ -68,7 +68,7 @@ pub fn plan_into(
     let prepared = prepare(&mut store)?;
     let in_flight = store.in_flight()?;
     let plan = Plan::new(sweep, version.clone());
-    let sync = store.sync_plan(&sweep.name, file, spec, &version, &plan.task_jsons(), plan.trials())?;
+    let sync = store.sync_plan(&sweep.name, file, sweep_text, &version, &plan.task_jsons(), plan.trials())?;
     // A command's ids may carry a version (an old store's) that no worker needs to have.
     let requires = current.get().and(version.get()).map(str::to_string);
     if requires.as_deref().is_some_and(|v| Some(v) != current.get()) {
@@ -82,7 +82,7 @@ pub fn plan_into(
 
 pub(crate) struct Entry {
     pub(crate) runner: SweepRunner,
-    spec: String,
+    sweep_text: String,
     /// The code version its ids are made with.
     version: CodeVersion,
     /// Held for the sweep's life: no other process may write its store.
@@ -164,12 +164,12 @@ impl SweepRegistry {
         &self,
         dir: &Path,
         sweep: &Sweep,
-        spec: &str,
+        sweep_text: &str,
         file: &str,
         on_new: OnNewVersion,
         prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
     ) -> Result<(Entry, PlanSync, u64), CoordinatorError> {
-        let p = plan_into(dir, sweep, spec, file, &self.current_version(sweep), on_new, prepare)?;
+        let p = plan_into(dir, sweep, sweep_text, file, &self.current_version(sweep), on_new, prepare)?;
         let in_flight = if self.cfg.adopt_in_flight { p.in_flight } else { Vec::new() };
         let runner = SweepRunner::new(
             p.store,
@@ -184,7 +184,11 @@ impl SweepRegistry {
             sweep = %sweep.name, total = p.sync.total, new = p.sync.new, reused = p.sync.reused,
             requeued = p.sync.requeued, version = %p.version, state = %dir.display(), "sweep submitted"
         );
-        Ok((Entry { runner, spec: spec.to_string(), version: p.version, _lock: p.lock }, p.sync, p.prepared))
+        Ok((
+            Entry { runner, sweep_text: sweep_text.to_string(), version: p.version, _lock: p.lock },
+            p.sync,
+            p.prepared,
+        ))
     }
 
     fn push(&self, entry: Entry) {
@@ -199,12 +203,12 @@ impl SweepRegistry {
         &self,
         dir: &Path,
         sweep: &Sweep,
-        spec: &str,
+        sweep_text: &str,
         file: &str,
         on_new: OnNewVersion,
     ) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
         let planning = Planning::claim(&self.planning, &sweep.name)?;
-        let (entry, sync, _) = self.start(dir, sweep, spec, file, on_new, |_| Ok(0))?;
+        let (entry, sync, _) = self.start(dir, sweep, sweep_text, file, on_new, |_| Ok(0))?;
         let runner = entry.runner.clone();
         self.push(entry);
         drop(planning);
@@ -244,15 +248,15 @@ impl SweepRegistry {
     /// that compute with that code, unless `rerun` plans it afresh with this process's. Planning
     /// (which takes about a second per 100,000 trials) happens outside the registry's lock, so
     /// the other sweeps keep leasing meanwhile.
-    pub(crate) fn submit(&self, spec: &str, file: &str, rerun: bool) -> Result<Submitted, CoordinatorError> {
+    pub(crate) fn submit(&self, sweep_text: &str, file: &str, rerun: bool) -> Result<Submitted, CoordinatorError> {
         let root = self.root()?;
-        let sweep = Sweep::parse(file, spec)?;
-        if let Some(done) = self.resubmitted(root, &sweep, spec, rerun)? {
+        let sweep = Sweep::parse(file, sweep_text)?;
+        if let Some(done) = self.resubmitted(root, &sweep, sweep_text, rerun)? {
             return Ok(done);
         }
         let planning = Planning::claim(&self.planning, &sweep.name)?;
         let on_new = if rerun { OnNewVersion::Rerun } else { OnNewVersion::Keep };
-        let (entry, sync, _) = self.start(&root.join(&sweep.name), &sweep, spec, file, on_new, |_| Ok(0))?;
+        let (entry, sync, _) = self.start(&root.join(&sweep.name), &sweep, sweep_text, file, on_new, |_| Ok(0))?;
         self.push(entry);
         drop(planning);
         Ok(Submitted { sweep: sweep.name, sync })
@@ -265,7 +269,7 @@ impl SweepRegistry {
         &self,
         root: &Path,
         sweep: &Sweep,
-        spec: &str,
+        sweep_text: &str,
         rerun: bool,
     ) -> Result<Option<Submitted>, CoordinatorError> {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
@@ -274,7 +278,7 @@ impl SweepRegistry {
         let new_code = rerun
             && version::choose(Some(&e.version), &self.current_version(sweep), OnNewVersion::Rerun)
                 .is_ok_and(|v| v != e.version);
-        if e.spec == spec && !new_code {
+        if e.sweep_text == sweep_text && !new_code {
             if e.runner.is_cancelled() {
                 // Submitting a cancelled sweep again resumes it.
                 e.runner.set_cancelled(false);
@@ -287,7 +291,7 @@ impl SweepRegistry {
             }));
         }
         if !e.runner.is_finished() && !e.runner.is_cancelled() {
-            return Err(if e.spec == spec {
+            return Err(if e.sweep_text == sweep_text {
                 CoordinatorError::RerunConflict(sweep.name.clone())
             } else {
                 CoordinatorError::Conflict(sweep.name.clone())
@@ -328,12 +332,13 @@ impl SweepRegistry {
         .ok_or_else(|| CoordinatorError::NoSuchSweep(name.to_string()))?;
         let old = entries.remove(i);
         old.runner.shutdown()?;
-        let (spec, sweep_name) = (old.spec.clone(), old.runner.name().to_string());
+        let (sweep_text, sweep_name) = (old.sweep_text.clone(), old.runner.name().to_string());
         drop(old);
         let dir = root.join(&sweep_name);
         let file = Store::open(&dir)?.sweep_info()?.map(|i| i.spec_path).unwrap_or_default();
-        let sweep = Sweep::parse(&file, &spec)?;
-        let (entry, _, requeued) = self.start(&dir, &sweep, &spec, &file, OnNewVersion::Keep, |s| s.reset_failed())?;
+        let sweep = Sweep::parse(&file, &sweep_text)?;
+        let (entry, _, requeued) =
+            self.start(&dir, &sweep, &sweep_text, &file, OnNewVersion::Keep, |s| s.reset_failed())?;
         entries.push(entry);
         drop(entries);
         self.work.notify_waiters();

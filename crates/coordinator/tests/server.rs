@@ -233,7 +233,20 @@ async fn without_the_token_every_call_is_unauthenticated_whatever_its_body() {
     let s = serve(Auth::new(Some("secret")).unwrap()).await;
     let garbage = vec![0xff, 0xff, 0xff];
     let oversized = vec![0xff; 17 << 20];
-    for method in ["Status", "Lease", "Register", "Submit", "ReportBatch"] {
+    for method in [
+        "Register",
+        "Lease",
+        "Heartbeat",
+        "Report",
+        "ReportBatch",
+        "Deregister",
+        "Submit",
+        "Cancel",
+        "RetryFailed",
+        "Status",
+        "Watch",
+        "Results",
+    ] {
         for (what, body) in [("garbage", &garbage), ("17 MiB", &oversized)] {
             let code = raw::call(&s.url, method, body.clone(), None).await;
             assert_eq!(code, Code::Unauthenticated, "{method} with a {what} body and no token");

@@ -37,17 +37,18 @@ fn with_axes(extra: &str) -> String {
 
 /// Each case appends to `[grid]` of `base` (or, with a `from`, replaces it) and must be rejected
 /// at `line` with `fragment` in the error.
-fn assert_rejected(base: &str, cases: &[(&str, &str, usize, &str)]) {
+/// Each case: (text replaced, replacement or appended line, line, column, message fragment).
+fn assert_rejected(base: &str, cases: &[(&str, &str, usize, usize, &str)]) {
     let mut wrong = Vec::new();
-    for (from, to, line, fragment) in cases {
+    for (from, to, line, column, fragment) in cases {
         let text = if from.is_empty() { format!("{base}{to}\n") } else { base.replacen(from, to, 1) };
         assert!(from.is_empty() || base.contains(from), "case setup: {from}");
         match parse(&text) {
             Ok(_) => wrong.push(format!("{to:?} was accepted")),
             Err(err) => {
                 let shown = err.to_string();
-                if !shown.contains(fragment) || err.line != Some(*line) {
-                    wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
+                if !shown.contains(fragment) || err.line != Some(*line) || err.column != Some(*column) {
+                    wrong.push(format!("{to:?}: expected {line}:{column} and {fragment:?}, got:\n{shown}"));
                 }
             }
         }
@@ -66,26 +67,28 @@ fn bad_named_axes_are_named_with_their_line() {
                 "",
                 "task.noise.sigmaa = [1.0]",
                 17,
+                21,
                 "unknown task field `task.noise.sigmaa` (the nearest task field is `task.noise.sigma`)",
             ),
-            ("", "task.nosie.sigma = [1.0]", 17, "nearest task field is `task.noise.sigma`"),
-            ("", "task.argv = [[\"a\"]]", 17, "cannot be an axis"),
-            ("", "params.lr = [1, 2]", 17, "clashes with the built-in placeholder {lr}"),
-            ("", "params.trial_id = [1]", 17, "clashes with the built-in placeholder {trial_id}"),
-            ("", "params.a.b = [1]", 17, "must be one word"),
-            ("", "params.mode = [1, \"a\"]", 17, "mixes values of different kinds"),
-            ("", "params.mode = [[1], [2]]", 17, "numbers, strings or booleans"),
-            ("", "params.width = [64, 64]", 17, "repeats the value 64"),
-            ("", "params.width = []", 17, "is empty"),
-            ("", "task.noise.sigma = [1.0, -2.0]", 17, "task.noise.sigma = -2 makes the task invalid"),
-            ("", "task.paths = [64, \"many\"]", 17, "task.paths = many is not a valid value here"),
-            ("", "task.kind = [\"optimizer\", \"train\"]", 17, "may vary between \"optimizer\" and \"sde\" only"),
-            ("", "task = 3", 17, "takes dotted keys"),
-            ("", "params = 3", 17, "takes dotted keys"),
+            ("", "task.nosie.sigma = [1.0]", 17, 20, "nearest task field is `task.noise.sigma`"),
+            ("", "task.argv = [[\"a\"]]", 17, 13, "cannot be an axis"),
+            ("", "params.lr = [1, 2]", 17, 13, "clashes with the built-in placeholder {lr}"),
+            ("", "params.trial_id = [1]", 17, 19, "clashes with the built-in placeholder {trial_id}"),
+            ("", "params.a.b = [1]", 17, 14, "must be one word"),
+            ("", "params.mode = [1, \"a\"]", 17, 19, "mixes values of different kinds"),
+            ("", "params.mode = [[1], [2]]", 17, 16, "numbers, strings or booleans"),
+            ("", "params.width = [64, 64]", 17, 16, "repeats the value 64"),
+            ("", "params.width = []", 17, 16, "is empty"),
+            ("", "task.noise.sigma = [1.0, -2.0]", 17, 26, "task.noise.sigma = -2 makes the task invalid"),
+            ("", "task.paths = [64, \"many\"]", 17, 19, "task.paths = many is not a valid value here"),
+            ("", "task.kind = [\"optimizer\", \"train\"]", 17, 13, "may vary between \"optimizer\" and \"sde\" only"),
+            ("", "task = 3", 17, 8, "takes dotted keys"),
+            ("", "params = 3", 17, 10, "takes dotted keys"),
             (
                 "optimizer = [\"sgd\", \"signsgd\"]",
                 "optimizer = [\"sgd\"]\ntask.noise.sigma = [1.0]\ntask.noise.sigma = [2.0]",
                 16,
+                12,
                 "duplicate key",
             ),
         ],
@@ -116,6 +119,7 @@ fn rule_exponents_for_named_parameters_are_checked() {
     let err = parse(&scaled("{ name = \"r\", lr = 0.5, params = { act = 1.0 } }", "params.act = [\"relu\", \"gelu\"]"))
         .unwrap_err();
     assert!(err.to_string().contains("`params.act` is not numeric"), "{err}");
+    assert_eq!((err.line, err.column), (Some(20), Some(51)), "at the exponent: {err}");
     let err = parse(&scaled("{ name = \"r\", params = { warmup = 1.0 } }", "")).unwrap_err();
     assert!(err.to_string().contains("`params.warmup`, which is not an axis"), "{err}");
     let err = parse(&scaled("{ name = \"r\", task = { burn_in = 1.0 } }", "")).unwrap_err();
@@ -333,11 +337,11 @@ task.samples = [100]
     assert_rejected(
         BASE,
         &[
-            ("", "task.landscape.eigenvalues = { log = [1, 100], num = 4 }", 17, "give a list of spectra"),
-            ("", "params.width = [1]\nparams.Width = [2]", 17, "both would be KAPPA_PARAM_WIDTH"),
-            ("", "params.x = {}", 17, "is an empty table"),
-            ("", "task = {}", 17, "takes dotted keys"),
-            ("", "foo = [1]", 17, "a [task] field is `task.<field>`"),
+            ("", "task.landscape.eigenvalues = { log = [1, 100], num = 4 }", 17, 30, "give a list of spectra"),
+            ("", "params.width = [1]\nparams.Width = [2]", 17, 16, "both would be KAPPA_PARAM_WIDTH"),
+            ("", "params.x = {}", 17, 12, "is an empty table"),
+            ("", "task = {}", 17, 8, "takes dotted keys"),
+            ("", "foo = [1]", 17, 7, "a [task] field is `task.<field>`"),
         ],
     );
 }

@@ -132,6 +132,25 @@ fn one_sweep_tracks_the_optimizer_against_both_sdes() {
     // One overlay per pairing: the optimizer and both SDEs.
     assert_eq!(report.overlays.len(), 2);
     assert!(report.overlays.iter().all(|o| o.series.len() == 3));
+    // What a reader gets: the terminal table, summary.json, the HTML table and an overlay plot
+    // per pairing.
+    let table = kappa_report::render::verdict_table(&report);
+    assert!(table.contains("SDE tracking: setting") && table.contains("malladi"), "{table}");
+    let dir = std::env::temp_dir().join(format!("kappa-report-tracking-{}", std::process::id()));
+    let files = kappa_report::render::write_all(&report, &dir).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let rows = json["tracking"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for key in ["optimizer", "params", "sde_model", "mean_rel_error", "max_rel_error", "mean_rel_error_se"] {
+        assert!(rows.iter().all(|r| !r[key].is_null()), "{key} in {rows:?}");
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<table id=\"tracking\">") && html.contains("compagnoni"));
+    let overlays =
+        files.iter().filter(|f| f.to_string_lossy().contains("overlay-") && f.extension().is_some_and(|e| e == "png"));
+    assert_eq!(overlays.count(), 2, "{files:?}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -116,20 +116,24 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         })
         .collect();
     let n = plan.distinct();
-    let left_out = || {
+    // Why grid points coincide: fields a kind does not read, or values equal as numbers (1, 1.0).
+    let why_same = || {
         let names: std::collections::BTreeSet<&str> =
             sweep.variants.iter().flat_map(|v| v.left_out.iter().map(String::as_str)).collect();
-        names.into_iter().collect::<Vec<_>>().join(", ")
+        if names.is_empty() {
+            "their values are equal".to_string()
+        } else {
+            format!("{} left out where the kind does not read it", names.into_iter().collect::<Vec<_>>().join(", "))
+        }
     };
     match &sweep.scaling {
         None if n < plan.len() => println!(
-            "sweep `{}`: {n} trials = {} grid points ({}), {} of them the same trial as another and run once \
-             ({} left out where the kind does not read it)",
+            "sweep `{}`: {n} trials = {} grid points ({}), {} of them the same trial as another and run once ({})",
             sweep.name,
             plan.len(),
             factors.join(" × "),
             plan.len() - n,
-            left_out()
+            why_same()
         ),
         None => println!("sweep `{}`: {} trials = {}", sweep.name, plan.len(), factors.join(" × ")),
         Some(sc) => {

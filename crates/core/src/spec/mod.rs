@@ -7,7 +7,8 @@
 
 //!
 //! Module map: `error` (errors and how they are located), `raw` (the serde types), `task` (each
-//! task kind's checks), `grid` (axes and zips), `scaling` (`[scaling]`), `execution`
+//! task kind's checks), `grid` (axes and zips), `axes` (the `task.*` and `params.*` axes: their
+//! names, values and each combination's task), `scaling` (`[scaling]`), `execution`
 //! (`[execution]`, durations), `analysis` (`[analysis]`), `budget` (checks across tables).
 
 mod analysis;
