@@ -9,7 +9,8 @@ use kappa_core::{
 };
 use kappa_store::{InFlight, ReportEffect, Store, StoreOp, now_s};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -34,6 +35,58 @@ struct Inner {
     started: Instant,
     /// Cancelled: nothing is leased.
     cancelled: AtomicBool,
+    /// Asks the loader for the next chunk of pending trials (see [`Loader`]).
+    load_more: SyncSender<()>,
+    /// Set when the runner shuts down: the loader stops.
+    stopped: AtomicBool,
+}
+
+/// Pending trials read from the store per chunk, and the queue length below which the loader
+/// reads the next one: a sweep of 10⁷ trials leases after reading its first chunk, and holds
+/// about a chunk of pending trials in memory rather than all of them.
+const LOAD_CHUNK: usize = 20_000;
+const LOAD_LOW: usize = 10_000;
+
+/// The thread that feeds a runner's scheduler its pending trials in plan order, a chunk at a
+/// time, from a connection of its own (the writer owns the other).
+struct Loader {
+    runner: Weak<Inner>,
+    store: Store,
+    wake: Receiver<()>,
+}
+
+impl Loader {
+    fn run(self) {
+        while self.wake.recv().is_ok() {
+            loop {
+                let Some(inner) = self.runner.upgrade() else { return };
+                let runner = SweepRunner { inner };
+                if runner.inner.stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let after = {
+                    let sched = runner.sched();
+                    if sched.unloaded() == 0 {
+                        return;
+                    }
+                    if sched.queued() >= LOAD_LOW {
+                        break;
+                    }
+                    sched.loaded_through()
+                };
+                match runner.load_chunk(&self.store, after) {
+                    Ok(0) => return,
+                    Ok(_) => runner.inner.work.notify_waiters(),
+                    Err(e) => {
+                        // The trials it could not read stay pending in the store for the next run.
+                        tracing::error!(sweep = %runner.inner.name, error = %e, "reading pending trials failed");
+                        runner.inner.writer.fail(format!("reading pending trials: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The runner of one sweep: its scheduler and its store writer. Cheap to clone. Workers and
@@ -62,8 +115,12 @@ impl SweepRunner {
         requires: Option<String>,
     ) -> Result<SweepRunner, CoordinatorError> {
         let name = store.sweep_info()?.map(|i| i.name).unwrap_or_default();
-        let counts = store.counts()?;
-        let open = store.open_trials()?;
+        let mut counts = store.counts()?;
+        // Open trials are loaded as the queue drains (see `Loader`): counted now, read later.
+        let open = counts.pending + counts.running;
+        counts.total -= open;
+        (counts.pending, counts.running) = (0, 0);
+        let reader = store.reopen()?;
         let gpus = execution.gpus;
         let mut sched = Scheduler::new(SchedulerConfig {
             sweep: Arc::from(name.as_str()),
@@ -72,8 +129,15 @@ impl SweepRunner {
             execution,
         });
         sched.set_failed_attempts(store.failed_attempts()?);
-        for t in open {
-            sched.add(t.id, t.params, t.task, t.attempts, t.failures, TrialStatus::Pending);
+        sched.expect(open);
+        let ids: Vec<TrialId> = in_flight.iter().map(|f| f.id).collect();
+        for t in reader.open_trials_by_id(&ids)? {
+            sched.load(None, t.id, t.params, t.task, t.attempts, t.failures);
+        }
+        // The first chunk now, so the first lease finds work (and before the writer starts: a
+        // store that cannot be read starts nothing).
+        for t in reader.pending_after(None, LOAD_CHUNK)? {
+            sched.load(Some(t.seq), t.id, t.params, t.task, t.attempts, t.failures);
         }
         let resumed: Vec<StoreOp> = in_flight
             .into_iter()
@@ -91,8 +155,9 @@ impl SweepRunner {
             cancelled: false,
         };
         let (tx, _) = watch::channel(progress);
+        let (load_more, wake) = std::sync::mpsc::sync_channel(1);
         let inner = Inner {
-            writer: StoreWriter::start(store, &name),
+            writer: StoreWriter::start(store, &name, work.clone()),
             name,
             gpus,
             requires,
@@ -104,10 +169,19 @@ impl SweepRunner {
             stored: counts,
             started: Instant::now(),
             cancelled: AtomicBool::new(false),
+            load_more,
+            stopped: AtomicBool::new(false),
         };
         // The store shows them running again, as the scheduler does.
         inner.writer.send_all(resumed);
         let runner = SweepRunner { inner: Arc::new(inner) };
+        // The rest as the queue drains.
+        let loader = Loader { runner: Arc::downgrade(&runner.inner), store: reader, wake };
+        std::thread::Builder::new()
+            .name("kappa-loader".into())
+            .spawn(move || loader.run())
+            .map_err(|e| CoordinatorError::WriteFailed(format!("could not start the loader thread: {e}")))?;
+        runner.wake_loader();
         {
             // A restart with the failure budget already used up fails what is left at once (not
             // at the first lease: a sweep no registered worker may run is never leased).
@@ -118,6 +192,36 @@ impl SweepRunner {
             }
         }
         Ok(runner)
+    }
+
+    /// Reads the next chunk of pending trials after plan position `after` and loads it; returns
+    /// how many were read. A trial already here (adopted in flight) is skipped.
+    fn load_chunk(&self, store: &Store, after: Option<u64>) -> Result<usize, CoordinatorError> {
+        if self.sched().unloaded() == 0 {
+            return Ok(0);
+        }
+        let chunk = store.pending_after(after, LOAD_CHUNK)?;
+        let n = chunk.len();
+        let mut sched = self.sched();
+        for t in chunk {
+            sched.load(Some(t.seq), t.id, t.params, t.task, t.attempts, t.failures);
+        }
+        if n == 0 && sched.unloaded() > 0 {
+            // The store holds fewer pending trials than it counted: nothing is left to load.
+            tracing::warn!(sweep = %self.inner.name, missing = sched.unloaded(), "pending trials missing from the store");
+            return Err(CoordinatorError::WriteFailed(format!(
+                "the store holds {} fewer pending trials than it counts",
+                sched.unloaded()
+            )));
+        }
+        Ok(n)
+    }
+
+    /// Asks the loader for more pending trials (it reads a chunk when the queue runs low).
+    fn wake_loader(&self) {
+        match self.inner.load_more.try_send(()) {
+            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+        }
     }
 
     /// The sweep's name.
@@ -214,11 +318,15 @@ impl SweepRunner {
 
     /// Leases up to `max` pending trials to `worker` (named `name` in the store); never waits.
     pub fn try_lease(&self, worker: WorkerId, name: &str, max: usize) -> Vec<Lease> {
-        if self.is_cancelled() {
+        if self.is_cancelled() || self.inner.writer.backlog() > crate::writer::MAX_BACKLOG {
+            // Cancelled, or the store is behind: nothing until it catches up (it rings `work`).
             return Vec::new();
         }
         let mut sched = self.sched();
         let leases = sched.lease(worker, self.now_ms(), max);
+        if sched.unloaded() > 0 && sched.queued() < LOAD_LOW {
+            self.wake_loader();
+        }
         if sched.is_halted() {
             // A restart with the failure budget already used up fails what is left.
             self.record_halted(&mut sched);
@@ -330,12 +438,13 @@ impl SweepRunner {
     /// Records the trials the scheduler failed because the failure budget ran out.
     fn record_halted(&self, sched: &mut Scheduler) {
         let halted = sched.take_halted();
-        if halted.is_empty() {
+        let tail = sched.take_halted_tail();
+        if halted.is_empty() && tail.is_none() {
             return;
         }
         let budget = sched.config().execution.failure_budget.unwrap_or_default();
         tracing::warn!(
-            sweep = %self.inner.name, budget, not_run = halted.len(),
+            sweep = %self.inner.name, budget, not_run = halted.len() as u64 + tail.map_or(0, |t| t.count),
             "sweep halted: its failure budget is used up"
         );
         let error = format!(
@@ -343,6 +452,9 @@ impl SweepRunner {
              `kappa retry --failed` runs them again)"
         );
         self.inner.writer.send_all(halted.into_iter().map(|(id, _)| StoreOp::Halted { id, error: error.clone() }));
+        if let Some(t) = tail {
+            self.inner.writer.send(StoreOp::HaltedAfter { after_seq: t.after_seq, error });
+        }
     }
 
     fn requeue(&self, revoked: Vec<Revoked>, end: LeaseEnd) {
@@ -391,6 +503,8 @@ impl SweepRunner {
 
     /// Commits everything queued and closes the store.
     pub fn shutdown(&self) -> Result<(), CoordinatorError> {
+        self.inner.stopped.store(true, Ordering::Relaxed);
+        self.wake_loader();
         let failure = self.inner.writer.failure();
         self.inner.writer.close()?;
         match failure {

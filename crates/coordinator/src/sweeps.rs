@@ -5,7 +5,7 @@
 use crate::runner::SweepRunner;
 use crate::{CoordinatorConfig, CoordinatorError};
 use kappa_core::{CodeVersion, OnNewVersion, Plan, Sweep, TaskSpec, version};
-use kappa_store::{InFlight, PlanSync, StateLock, Store, StoreError};
+use kappa_store::{InFlight, PlanHeader, PlanRow, PlanSync, StateLock, Store, StoreError};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
@@ -68,7 +68,20 @@ pub fn plan_into(
     let prepared = prepare(&mut store)?;
     let in_flight = store.in_flight()?;
     let plan = Plan::new(sweep, version.clone());
-    let sync = store.sync_plan(&sweep.name, file, sweep_text, &version, &plan.task_jsons(), plan.trials())?;
+    let tasks = plan.task_jsons();
+    let fingerprint = plan.fingerprint(sweep_text);
+    let header = PlanHeader {
+        sweep: &sweep.name,
+        spec_path: file,
+        spec: sweep_text,
+        version: &version,
+        tasks: &tasks,
+        fingerprint: &fingerprint,
+        len: plan.len(),
+    };
+    let started = std::time::Instant::now();
+    let sync = std::thread::scope(|scope| store.sync_plan(&header, || plan_rows(&plan, scope)))?;
+    tracing::debug!(sweep = %sweep.name, secs = started.elapsed().as_secs_f64(), "plan stored");
     // A command's ids may carry a version (an old store's) that no worker needs to have.
     let requires = current.get().and(version.get()).map(str::to_string);
     if requires.as_deref().is_some_and(|v| Some(v) != current.get()) {
@@ -78,6 +91,31 @@ pub fn plan_into(
         );
     }
     Ok(Planned { store, lock, sync, in_flight, prepared, version, requires })
+}
+
+/// Plan entries computed per chunk, on the rayon pool, while the store writes the chunk before.
+const PLAN_CHUNK: u64 = 1 << 20;
+
+/// Every distinct trial of `plan` as the store records it, in plan order (a repeated id keeps
+/// its first position), computed a chunk ahead on `scope`'s thread and the rayon pool.
+fn plan_rows<'s>(plan: &'s Plan<'s>, scope: &'s std::thread::Scope<'s, '_>) -> impl Iterator<Item = PlanRow> + 's {
+    use rayon::prelude::*;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PlanRow>>(2);
+    scope.spawn(move || {
+        for start in (0..plan.len()).step_by(PLAN_CHUNK as usize) {
+            let end = (start + PLAN_CHUNK).min(plan.len());
+            // In plan order: trials are leased in plan order, so their rows are then read and
+            // written in the order they lie in the table.
+            let rows: Vec<PlanRow> = (start..end).into_par_iter().map(|seq| PlanRow::from(plan.trial(seq))).collect();
+            if tx.send(rows).is_err() {
+                // The store stopped reading (an error): nothing more to compute.
+                return;
+            }
+        }
+    });
+    let mut seen = HashSet::new();
+    let repeats = plan.repeats();
+    rx.into_iter().flatten().filter(move |r| !repeats || seen.insert(r.id))
 }
 
 pub(crate) struct Entry {
@@ -246,8 +284,8 @@ impl SweepRegistry {
     /// the same sweep again is harmless; an edited one replaces it once it is finished or
     /// cancelled. A sweep planned with other code keeps its ids, and its trials go to workers
     /// that compute with that code, unless `rerun` plans it afresh with this process's. Planning
-    /// (which takes about a second per 100,000 trials) happens outside the registry's lock, so
-    /// the other sweeps keep leasing meanwhile.
+    /// (about 10 s per 10⁶ new trials on 2 cores; next to nothing for an unchanged sweep) happens
+    /// outside the registry's lock, so the other sweeps keep leasing meanwhile.
     pub(crate) fn submit(&self, sweep_text: &str, file: &str, rerun: bool) -> Result<Submitted, CoordinatorError> {
         let root = self.root()?;
         let sweep = Sweep::parse(file, sweep_text)?;

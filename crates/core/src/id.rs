@@ -87,19 +87,48 @@ pub fn canonical_task(task: &TaskSpec) -> serde_json::Value {
 
 /// Computes a trial id from the canonical task JSON, the parameters and the code version.
 pub fn trial_id(task: &serde_json::Value, params: &Params, version: &CodeVersion) -> TrialId {
-    let mut canon = serde_json::json!({
-        "canon": CANONICAL_FORM,
-        "params": params.identity(),
-        "task": task,
-    });
-    if let (Some(v), Some(map)) = (version.get(), canon.as_object_mut()) {
-        map.insert("sim".into(), v.into());
+    IdHasher::new(task, version).id(params)
+}
+
+/// Makes the ids of many trials of one task and code version: the canonical form's text around
+/// the parameters is written once, and each id hashes its parameters straight into SHA-256
+/// (the same bytes as the [canonical form](self), keys in order: `canon`, `params`, `sim`,
+/// `task`).
+#[derive(Clone, Debug)]
+pub struct IdHasher {
+    /// `,"sim":…,"task":…}`.
+    suffix: String,
+}
+
+impl IdHasher {
+    /// The hasher of trials of `task` (canonical JSON) made with `version`.
+    pub fn new(task: &serde_json::Value, version: &CodeVersion) -> IdHasher {
+        let sim = version.get().map(|v| format!(",\"sim\":{}", serde_json::Value::from(v))).unwrap_or_default();
+        IdHasher { suffix: format!("{sim},\"task\":{task}}}") }
     }
-    let text = canon.to_string();
-    let digest = Sha256::digest(text.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    TrialId(u64::from_be_bytes(first))
+
+    /// The id of the trial with parameters `params`.
+    pub fn id(&self, params: &Params) -> TrialId {
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut h = Hashing(Sha256::new());
+        h.0.update(format!("{{\"canon\":{CANONICAL_FORM},\"params\":").as_bytes());
+        // Writing plain values into a hasher cannot fail.
+        let _ = serde_json::to_writer(&mut h, &params.identity_ref());
+        h.0.update(self.suffix.as_bytes());
+        let digest = h.0.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        TrialId(u64::from_be_bytes(first))
+    }
 }
 
 /// SHA-256 of `text`, first 16 bytes in hex: a content key for deduplicated blobs.
@@ -110,6 +139,35 @@ pub fn content_hash(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The canonical form as first written: a JSON value built and printed, then hashed.
+    fn reference_id(task: &serde_json::Value, params: &Params, version: &CodeVersion) -> TrialId {
+        let mut canon = serde_json::json!({ "canon": CANONICAL_FORM, "params": params.identity(), "task": task });
+        if let (Some(v), Some(map)) = (version.get(), canon.as_object_mut()) {
+            map.insert("sim".into(), v.into());
+        }
+        let digest = Sha256::digest(canon.to_string().as_bytes());
+        TrialId(u64::from_be_bytes(digest[..8].try_into().unwrap()))
+    }
+
+    #[test]
+    fn the_hasher_gives_the_ids_of_the_canonical_form() {
+        use crate::params::{Builtins, Hyperparams, OptimizerKind};
+        let task = serde_json::json!({"kind": "command", "argv": ["python", "t.py", "--x=\"1\""], "env": {"A": "é"}});
+        let mut named = std::collections::BTreeMap::new();
+        named.insert("params.width".to_string(), serde_json::json!(512));
+        named.insert("params.act".to_string(), serde_json::json!("gelu"));
+        named.insert("params.layers".to_string(), serde_json::json!([64, 64.5, true]));
+        named.insert("task.steps".to_string(), serde_json::json!(1000));
+        let hyper = Hyperparams { optimizer: OptimizerKind::Adam, lr: 3e-4, seed: 7, ..Hyperparams::defaults() };
+        let all = Params { hyper: hyper.clone(), builtins: Builtins::ALL, named: named.clone() };
+        let some = Params { hyper: hyper.clone(), builtins: Builtins::SEED, named };
+        for params in [&all, &some, &Params::from(hyper)] {
+            for version in [CodeVersion::NONE, CodeVersion::code("kappa-sim/3")] {
+                assert_eq!(trial_id(&task, params, &version), reference_id(&task, params, &version));
+            }
+        }
+    }
 
     #[test]
     fn display_and_parse_round_trip() {

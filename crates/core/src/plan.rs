@@ -1,9 +1,14 @@
 //! A plan: the trials of a sweep, with their ids, produced lazily from the grid.
 
-use crate::id::trial_id;
+use crate::id::IdHasher;
 use crate::spec::Sweep;
 use crate::trial::PlannedTrial;
 use crate::version::CodeVersion;
+
+/// How plans expand into trials. Bump it with any change to what a sweep file plans (which
+/// trials, their positions, their parameters as stored): a store planned by an earlier format
+/// is then re-synced on its next run instead of resumed as it is (see [`Plan::fingerprint`]).
+pub const PLAN_FORMAT: u32 = 1;
 
 /// The trials of one sweep, their ids made with one code version.
 #[derive(Clone, Debug)]
@@ -14,6 +19,8 @@ pub struct Plan<'a> {
     /// left out of the trials whose kind does not read them, or task values that make the same
     /// task.
     repeats: bool,
+    /// The id hasher of each task.
+    hashers: Vec<IdHasher>,
 }
 
 impl<'a> Plan<'a> {
@@ -23,7 +30,26 @@ impl<'a> Plan<'a> {
         let mut tasks = std::collections::HashSet::new();
         let same_task = !sweep.variants.iter().all(|v| tasks.insert(v.json.to_string()));
         let repeats = sweep.scaling.is_some() || same_task || sweep.variants.iter().any(|v| !v.left_out.is_empty());
-        Plan { sweep, version: version.into(), repeats }
+        let version = version.into();
+        let hashers = sweep.variants.iter().map(|v| IdHasher::new(&v.json, &version)).collect();
+        Plan { sweep, version, repeats, hashers }
+    }
+
+    /// A digest of everything this plan's trials follow from: the sweep file's text
+    /// (`sweep_text`, the text `sweep` was parsed from), the code version, the canonical form of
+    /// ids, [`PLAN_FORMAT`] and this kappa's version. Two plans with the same fingerprint hold
+    /// the same trials in the same order, so a store records it and resumes an unchanged sweep
+    /// without planning it again.
+    pub fn fingerprint(&self, sweep_text: &str) -> String {
+        let text = serde_json::json!({
+            "canon": crate::id::CANONICAL_FORM,
+            "kappa": env!("CARGO_PKG_VERSION"),
+            "plan": PLAN_FORMAT,
+            "sweep": sweep_text,
+            "version": self.version.to_string(),
+        })
+        .to_string();
+        crate::id::content_hash(&text)
     }
 
     /// The code version its ids are made with.
@@ -85,7 +111,7 @@ impl<'a> Plan<'a> {
             }
             _ => (base, None, combo),
         };
-        let id = trial_id(&self.sweep.variants[task].json, &params, &self.version);
+        let id = self.hashers[task].id(&params);
         PlannedTrial { id, seq, params, variant, task }
     }
 

@@ -6,13 +6,19 @@
 //! - every lease carries a fresh attempt number (attempts only grow);
 //! - only a report for the *current* lease of a trial changes state; any other report is late;
 //! - a terminal trial never changes again.
+//!
+//! It holds only what it needs: open trials (pending, leased, backing off) in full, finished
+//! ones as a bare id (a late report for one is recognised as late). A large plan's pending
+//! trials need not all be in memory: the caller declares how many it has not loaded yet
+//! ([`Scheduler::expect`]) and feeds them in plan order ([`Scheduler::load`]) as the queue
+//! drains, so a sweep of 10⁷ trials starts leasing after its first chunk is read.
 
 use crate::id::TrialId;
 use crate::lease::Lease;
 use crate::params::Params;
 use crate::spec::Execution;
 use crate::trial::{AttemptOutcome, Counts, FailureClass, TrialStatus};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +72,6 @@ impl SchedulerConfig {
 enum State {
     Pending,
     Leased { worker: WorkerId, deadline: u64 },
-    Done(TrialStatus),
 }
 
 #[derive(Debug)]
@@ -121,12 +126,29 @@ pub enum GaveUp {
     Budget,
 }
 
+/// Pending trials the failure budget failed before the caller loaded them (see
+/// [`Scheduler::take_halted_tail`]): the caller fails them in its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HaltedTail {
+    /// They come after this plan position (`None`: none was loaded).
+    pub after_seq: Option<u64>,
+    /// How many there were.
+    pub count: u64,
+}
+
 /// The state machine.
 #[derive(Debug)]
 pub struct Scheduler {
     cfg: SchedulerConfig,
+    /// Open trials: pending, leased or backing off.
     entries: HashMap<TrialId, Entry>,
+    /// Finished trials (a report for one is late).
+    done: HashSet<TrialId>,
     queue: VecDeque<TrialId>,
+    /// Pending trials counted but not loaded yet, and the plan position of the last one loaded.
+    unloaded: u64,
+    loaded_through: Option<u64>,
+    halted_tail: Option<HaltedTail>,
     counts: Counts,
     /// The latest time the scheduler was told (reports carry none; they use this).
     clock: u64,
@@ -142,7 +164,11 @@ impl Scheduler {
         Scheduler {
             cfg,
             entries: HashMap::new(),
+            done: HashSet::new(),
             queue: VecDeque::new(),
+            unloaded: 0,
+            loaded_through: None,
+            halted_tail: None,
             counts: Counts::default(),
             clock: 0,
             failed_attempts: 0,
@@ -176,6 +202,61 @@ impl Scheduler {
         std::mem::take(&mut self.halted)
     }
 
+    /// The unloaded pending trials the failure budget failed since the last call, if any.
+    pub fn take_halted_tail(&mut self) -> Option<HaltedTail> {
+        self.halted_tail.take()
+    }
+
+    /// Counts `n` more pending trials that the caller will [`Scheduler::load`] later, in plan
+    /// order (until then they are pending, and the sweep is not finished).
+    pub fn expect(&mut self, n: u64) {
+        self.counts.add(TrialStatus::Pending, n);
+        self.unloaded += n;
+    }
+
+    /// Pending trials counted by [`Scheduler::expect`] and not loaded yet.
+    pub fn unloaded(&self) -> u64 {
+        self.unloaded
+    }
+
+    /// The plan position of the last trial loaded (`None`: none yet).
+    pub fn loaded_through(&self) -> Option<u64> {
+        self.loaded_through
+    }
+
+    /// Trials waiting in the queue (pending, or backing off before a retry).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Loads one of the expected trials: like [`Scheduler::add`] for a pending trial, without
+    /// counting it again. `seq` is its plan position, after every one loaded before (`None`: a
+    /// trial loaded out of order, one to adopt in flight). Returns whether it was new here (a
+    /// trial already here is skipped and does not count as loaded); nothing is loaded once the
+    /// expected ones are.
+    pub fn load(
+        &mut self,
+        seq: Option<u64>,
+        id: TrialId,
+        params: Params,
+        task: Arc<str>,
+        attempts: u32,
+        failures: [u32; 4],
+    ) -> bool {
+        if let Some(seq) = seq {
+            // Read, loaded or not: the next read starts after it.
+            self.loaded_through = Some(self.loaded_through.map_or(seq, |s| s.max(seq)));
+        }
+        if self.unloaded == 0 || self.entries.contains_key(&id) || self.done.contains(&id) {
+            return false;
+        }
+        self.unloaded -= 1;
+        self.queue.push_back(id);
+        self.entries
+            .insert(id, Entry { params, task, attempt: attempts, failures, not_before: 0, state: State::Pending });
+        true
+    }
+
     /// Adds a trial as the store knows it: its parameters and its task (canonical JSON),
     /// `attempts` leases so far, `failures` of them failed by class. A non-terminal status
     /// (pending, or running from a process that is gone) becomes pending.
@@ -188,16 +269,18 @@ impl Scheduler {
         failures: [u32; 4],
         status: TrialStatus,
     ) {
-        if self.entries.contains_key(&id) {
+        if self.entries.contains_key(&id) || self.done.contains(&id) {
             return;
         }
-        let state = if status.is_terminal() { State::Done(status) } else { State::Pending };
-        let counted = if status.is_terminal() { status } else { TrialStatus::Pending };
-        self.counts.add(counted, 1);
-        if state == State::Pending {
-            self.queue.push_back(id);
+        if status.is_terminal() {
+            self.counts.add(status, 1);
+            self.done.insert(id);
+            return;
         }
-        self.entries.insert(id, Entry { params, task, attempt: attempts, failures, not_before: 0, state });
+        self.counts.add(TrialStatus::Pending, 1);
+        self.queue.push_back(id);
+        self.entries
+            .insert(id, Entry { params, task, attempt: attempts, failures, not_before: 0, state: State::Pending });
     }
 
     /// How much longer than a lease an in-flight attempt recovered after a restart waits for its
@@ -305,7 +388,7 @@ impl Scheduler {
         let backoff = self.cfg.retry_backoff.as_millis() as u64;
         let clock = self.clock;
         let Some(e) = self.entries.get_mut(&id) else {
-            return Disposition::Unknown;
+            return if self.done.contains(&id) { Disposition::Late } else { Disposition::Unknown };
         };
         let current = matches!(e.state, State::Leased { worker: w, .. } if w == worker || w == WorkerId::ORPHAN)
             && e.attempt == attempt;
@@ -339,7 +422,8 @@ impl Scheduler {
             e.not_before = clock + (backoff << doublings).min(SchedulerConfig::MAX_RETRY_BACKOFF.as_millis() as u64);
             self.queue.push_back(id);
         } else {
-            e.state = State::Done(status);
+            self.entries.remove(&id);
+            self.done.insert(id);
         }
         if self.is_halted() {
             self.halt();
@@ -360,13 +444,22 @@ impl Scheduler {
     /// Fails every pending trial: the failure budget is used up.
     fn halt(&mut self) {
         for id in std::mem::take(&mut self.queue) {
-            if let Some(e) = self.entries.get_mut(&id)
+            if let Some(e) = self.entries.get(&id)
                 && e.state == State::Pending
             {
-                e.state = State::Done(TrialStatus::Failed);
                 self.counts.shift(TrialStatus::Pending, TrialStatus::Failed);
                 self.halted.push((id, e.attempt));
+                self.entries.remove(&id);
+                self.done.insert(id);
             }
+        }
+        if self.unloaded > 0 {
+            let count = std::mem::take(&mut self.unloaded);
+            self.counts.pending -= count;
+            self.counts.failed += count;
+            let after_seq = self.loaded_through;
+            let earlier = self.halted_tail.map_or(0, |t| t.count);
+            self.halted_tail = Some(HaltedTail { after_seq, count: earlier + count });
         }
     }
 
@@ -401,7 +494,7 @@ impl Scheduler {
                 }
                 let over_budget = lost && self.cfg.execution.failure_budget.is_some_and(|b| self.failed_attempts >= b);
                 let gave_up = e.failures[lost_i] > allowed || over_budget;
-                e.state = if gave_up { State::Done(TrialStatus::Failed) } else { State::Pending };
+                e.state = State::Pending;
                 out.push(Revoked { id: *id, attempt: e.attempt, worker, expired: lost, gave_up });
             }
         }
@@ -409,6 +502,8 @@ impl Scheduler {
         out.sort_by_key(|r| r.id);
         for r in &out {
             if r.gave_up {
+                self.entries.remove(&r.id);
+                self.done.insert(r.id);
                 self.counts.shift(TrialStatus::Running, TrialStatus::Failed);
             } else {
                 self.counts.shift(TrialStatus::Running, TrialStatus::Pending);
@@ -520,6 +615,36 @@ mod tests {
         let later = 1000 + Scheduler::RECONNECT_GRACE_MS;
         assert_eq!(s.expire(later).len(), 1);
         assert_eq!(s.lease(W1, later, 1)[0].attempt, 2);
+    }
+
+    #[test]
+    fn expected_trials_count_as_pending_until_loaded_in_order_and_a_halt_fails_the_rest() {
+        let mut s = new(config(100, RetryPolicy::default(), Some(1), 0));
+        s.expect(4);
+        assert_eq!((s.counts().total, s.counts().pending, s.unloaded()), (4, 4, 4));
+        assert!(!s.is_finished());
+        // One adopted in flight (out of order), then the first two in plan order.
+        assert!(s.load(None, TrialId(3), params(), task(), 1, [0; 4]));
+        assert!(s.load(Some(0), TrialId(0), params(), task(), 0, [0; 4]));
+        assert!(s.load(Some(1), TrialId(1), params(), task(), 0, [0; 4]));
+        // Read again at its place in the plan: skipped, and the next read starts after it.
+        assert!(!s.load(Some(2), TrialId(3), params(), task(), 1, [0; 4]), "loaded twice");
+        assert_eq!((s.unloaded(), s.loaded_through(), s.queued()), (1, Some(2), 3));
+        assert_eq!(s.counts().pending, 4, "loading does not count a trial again");
+        // The only failure the budget allows halts the sweep: the unloaded trial fails too.
+        let g = s.lease(W1, 0, 1);
+        assert_eq!(g[0].id, TrialId(3));
+        assert_eq!(
+            s.report(W1, TrialId(3), g[0].attempt, &failed(FailureClass::Error)),
+            Disposition::Accepted { status: TrialStatus::Failed }
+        );
+        assert_eq!(s.take_halted().len(), 2);
+        assert_eq!(s.take_halted_tail(), Some(HaltedTail { after_seq: Some(2), count: 1 }));
+        assert_eq!((s.counts().failed, s.counts().pending, s.unloaded()), (4, 0, 0));
+        assert!(s.is_finished());
+        // A finished trial is remembered by id only: its late report is late, not unknown.
+        assert_eq!(s.report(W1, TrialId(3), g[0].attempt, &SUCCEEDED), Disposition::Late);
+        assert_eq!(s.report(W1, TrialId(9), 1, &SUCCEEDED), Disposition::Unknown);
     }
 
     #[test]

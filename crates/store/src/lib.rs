@@ -24,7 +24,7 @@ mod schema;
 pub use error::StoreError;
 pub use lock::StateLock;
 pub use ops::{ReportEffect, StoreOp};
-pub use plan::PlanSync;
+pub use plan::{PlanHeader, PlanRow, PlanSync};
 pub use records::{AttemptRecord, InFlight, OpenTrial, SweepInfo, TrialRecord};
 pub use schema::SCHEMA_VERSION;
 
@@ -86,6 +86,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Another connection to the same store (a reader beside the writer, say).
+    pub fn reopen(&self) -> Result<Store, StoreError> {
+        Store::open(self.path.parent().unwrap_or(Path::new(".")))
+    }
+
     fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Corrupt { path: self.path.clone(), reason: e.to_string() }
     }
@@ -106,11 +111,19 @@ impl Store {
 mod tests {
     use super::*;
     use kappa_core::{
-        AttemptOutcome, CodeVersion, Hyperparams, OptimizerKind, PlannedTrial, TrialId, TrialMetrics, TrialStatus,
+        AttemptOutcome, CodeVersion, Counts, Hyperparams, OptimizerKind, PlannedTrial, TrialId, TrialMetrics,
+        TrialStatus,
     };
 
-    fn tasks() -> Vec<String> {
-        vec!["{}".to_string()]
+    static TASKS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| vec!["{}".to_string()]);
+
+    /// A plan header of sweep `name` (one task), the plan it names told by `fingerprint`.
+    fn header<'a>(name: &'a str, version: &'a CodeVersion, fingerprint: &'a str) -> PlanHeader<'a> {
+        PlanHeader { sweep: name, spec_path: "f.toml", spec: "spec", version, tasks: &TASKS, fingerprint, len: 3 }
+    }
+
+    fn rows(trials: impl Iterator<Item = PlannedTrial>) -> Vec<PlanRow> {
+        trials.map(PlanRow::from).collect()
     }
 
     fn trial(i: u64) -> PlannedTrial {
@@ -148,7 +161,7 @@ mod tests {
     fn plan_run_resume_and_replan() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        let sync = s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..3).map(trial)).unwrap();
+        let sync = s.sync_plan(&header("demo", &CodeVersion::NONE, "p1"), || rows((0..3).map(trial))).unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 3, reused: 0, requeued: 0 });
         let lease = |i: u64, a: u32| StoreOp::Leased { id: TrialId(1000 + i), attempt: a, worker: "w".into(), at: 0.0 };
         s.apply(&[lease(0, 1), lease(1, 1), report(0, 1, ReportEffect::Final)]).unwrap();
@@ -169,7 +182,7 @@ mod tests {
 
         // Resume: the running trial is requeued, the finished one reused.
         let mut s = Store::open(dir.path()).unwrap();
-        let sync = s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..3).map(trial)).unwrap();
+        let sync = s.sync_plan(&header("demo", &CodeVersion::NONE, "p1"), || rows((0..3).map(trial))).unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 1, requeued: 1 });
         let open = s.open_trials().unwrap();
         assert_eq!(open.iter().map(|t| (t.id.0, t.attempts)).collect::<Vec<_>>(), vec![(1001, 1), (1002, 0)]);
@@ -177,13 +190,12 @@ mod tests {
         assert_eq!(log[1].outcome.as_deref(), Some("lost"));
 
         // Replan with one trial dropped and one added.
-        let sync = s
-            .sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), [1, 2, 3].into_iter().map(trial))
-            .unwrap();
+        let sync =
+            s.sync_plan(&header("demo", &CodeVersion::NONE, "p2"), || rows([1, 2, 3].into_iter().map(trial))).unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 1, reused: 0, requeued: 0 });
         assert_eq!(s.trials().unwrap().len(), 3);
         assert!(matches!(
-            s.sync_plan("other", "f.toml", "spec", &CodeVersion::NONE, &tasks(), std::iter::empty()),
+            s.sync_plan(&header("other", &CodeVersion::NONE, "p1"), || rows(std::iter::empty())),
             Err(StoreError::OtherSweep { .. })
         ));
     }
@@ -192,7 +204,7 @@ mod tests {
     fn a_retried_failure_is_logged_but_not_the_trials_result() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..1).map(trial)).unwrap();
+        s.sync_plan(&header("demo", &CodeVersion::NONE, "p1"), || rows((0..1).map(trial))).unwrap();
         let lease = |a: u32| StoreOp::Leased { id: TrialId(1000), attempt: a, worker: "w".into(), at: 0.0 };
         let failed = |effect| StoreOp::Reported {
             id: TrialId(1000),
@@ -237,7 +249,7 @@ mod tests {
         use kappa_core::LeaseEnd;
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..3).map(trial)).unwrap();
+        s.sync_plan(&header("demo", &CodeVersion::NONE, "p1"), || rows((0..3).map(trial))).unwrap();
         let lease = |i: u64, a: u32| StoreOp::Leased { id: TrialId(1000 + i), attempt: a, worker: "w".into(), at: 0.0 };
         s.apply(&[
             lease(0, 1),
@@ -268,7 +280,7 @@ mod tests {
     fn a_version_1_store_is_migrated_in_place_and_counts_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(dir.path()).unwrap();
-        s.sync_plan("demo", "f.toml", "spec", &CodeVersion::NONE, &tasks(), (0..2).map(trial)).unwrap();
+        s.sync_plan(&header("demo", &CodeVersion::NONE, "p1"), || rows((0..2).map(trial))).unwrap();
         s.conn
             .execute_batch(
                 "UPDATE meta SET value = '1' WHERE key = 'schema_version';
@@ -277,7 +289,9 @@ mod tests {
                    ('00000000000003e8', 2, 'w', 1, 2, 'released', 0),
                    ('00000000000003e8', 3, 'w', 2, 3, 'lost', 0),
                    ('00000000000003e9', 1, 'w', 0, 1, 'expired-before-retry', 0),
-                   ('00000000000003e9', 2, 'w', 1, 2, 'failed', 0);",
+                   ('00000000000003e9', 2, 'w', 1, 2, 'failed', 0);
+                 UPDATE trials SET attempts = 3 WHERE id = '00000000000003e8';
+                 UPDATE trials SET attempts = 2 WHERE id = '00000000000003e9';",
             )
             .unwrap();
         drop(s);
@@ -316,6 +330,7 @@ mod tests {
             assert_eq!(s.code_version().unwrap().unwrap().get(), Some("kappa-sim/3"));
             // Every trial and its result are still there.
             assert!(s.trials().unwrap().iter().all(|t| t.result.status == TrialStatus::Succeeded), "{name}");
+            assert_counts_agree(&s);
         }
         // A store that never held a plan records nothing; its first plan does.
         let dir = tempfile::tempdir().unwrap();
@@ -324,7 +339,143 @@ mod tests {
         drop(s);
         let mut s = Store::open(dir.path()).unwrap();
         assert_eq!(s.code_version().unwrap(), None);
-        s.sync_plan("demo", "f.toml", "spec", &"kappa-sim/9".into(), &tasks(), (0..1).map(trial)).unwrap();
+        s.sync_plan(&header("demo", &"kappa-sim/9".into(), "p1"), || rows((0..1).map(trial))).unwrap();
         assert_eq!(s.code_version().unwrap(), Some(CodeVersion::code("kappa-sim/9")));
+    }
+    /// The trigger-kept counts agree with a count of the rows.
+    fn assert_counts_agree(s: &Store) {
+        let g = s.generation().unwrap();
+        let mut by_scan = Counts::default();
+        let mut stmt =
+            s.conn.prepare("SELECT status, count(*) FROM trials WHERE generation = ?1 GROUP BY status").unwrap();
+        for row in stmt.query_map([g], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap() {
+            let (status, n) = row.unwrap();
+            by_scan.add(status.parse().unwrap(), n as u64);
+        }
+        assert_eq!(s.counts().unwrap(), by_scan);
+    }
+
+    fn header_of(len: u64, fingerprint: &str) -> PlanHeader<'_> {
+        PlanHeader { len, ..header("demo", &CodeVersion::NONE, fingerprint) }
+    }
+
+    #[test]
+    fn an_unchanged_plan_is_resumed_without_reading_its_rows_and_a_changed_one_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path()).unwrap();
+        s.sync_plan(&header_of(3, "p1"), || rows((0..3).map(trial))).unwrap();
+        let lease = StoreOp::Leased { id: TrialId(1000), attempt: 1, worker: "w".into(), at: 0.0 };
+        s.apply(&[lease, report(1, 1, ReportEffect::Final)]).unwrap();
+        let generation = s.generation().unwrap();
+        // Same fingerprint: the rows are not asked for, the interrupted trial is re-queued.
+        let sync = s.sync_plan(&header_of(3, "p1"), || -> Vec<PlanRow> { panic!("the rows were read") }).unwrap();
+        assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 1, requeued: 1 });
+        assert_eq!(s.generation().unwrap(), generation, "a resume is not a new plan");
+        assert_eq!(s.attempts().unwrap()[0].outcome.as_deref(), Some("lost"));
+        // Another fingerprint: every row is written again, results kept.
+        let sync = s.sync_plan(&header_of(4, "p2"), || rows((0..4).map(trial))).unwrap();
+        assert_eq!(sync, PlanSync { total: 4, new: 1, reused: 1, requeued: 0 });
+        assert_eq!(s.generation().unwrap(), generation + 1);
+        assert_counts_agree(&s);
+    }
+
+    /// Rows that stop (a panic, as a crash would) after `n`.
+    fn rows_failing_after(n: u64, total: u64) -> impl Iterator<Item = PlanRow> {
+        (0..total).map(move |i| if i == n { panic!("crash while planning") } else { PlanRow::from(trial(i)) })
+    }
+
+    #[test]
+    fn a_crash_part_way_through_a_plan_leaves_the_store_as_it_was() {
+        let n = 3 * plan::BULK_MIN;
+        let dir = tempfile::tempdir().unwrap();
+        // A first plan, written beside the store: the store keeps no trial, and the next plan works.
+        let mut s = Store::create(dir.path()).unwrap();
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.sync_plan(&header_of(n, "p1"), || rows_failing_after(n / 2, n))
+        }));
+        assert!(crashed.is_err());
+        drop(s);
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.counts().unwrap().total, 0);
+        assert_eq!(s.sweep_info().unwrap(), None, "the crashed plan left a sweep behind");
+        let sync = s.sync_plan(&header_of(n, "p1"), || rows((0..n).map(trial))).unwrap();
+        assert_eq!(sync, PlanSync { total: n, new: n, reused: 0, requeued: 0 });
+        assert!(!dir.path().join("kappa.db.new").exists());
+        let pending = s.pending_after(None, usize::MAX).unwrap();
+        assert_eq!(pending.iter().map(|t| t.seq).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+        // A changed plan synced in place: the old plan stays whole.
+        s.apply(&[
+            StoreOp::Leased { id: TrialId(1000), attempt: 1, worker: "w".into(), at: 0.0 },
+            report(0, 1, ReportEffect::Final),
+        ])
+        .unwrap();
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.sync_plan(&header_of(n + 1, "p2"), || rows_failing_after(n / 2, n + 1))
+        }));
+        assert!(crashed.is_err());
+        drop(s);
+        let mut s = Store::open(dir.path()).unwrap();
+        let c = s.counts().unwrap();
+        assert_eq!((c.total, c.succeeded), (n, 1));
+        let sync = s.sync_plan(&header_of(n + 1, "p2"), || rows((0..n + 1).map(trial))).unwrap();
+        assert_eq!(sync, PlanSync { total: n + 1, new: 1, reused: 1, requeued: 0 });
+        // Every trial once.
+        let ids: std::collections::HashSet<TrialId> = s.trials().unwrap().iter().map(|t| t.result.id).collect();
+        assert_eq!(ids.len() as u64, n + 1);
+        assert_counts_agree(&s);
+    }
+
+    #[test]
+    fn pending_trials_are_read_in_plan_order_after_a_position_and_the_rest_can_be_halted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path()).unwrap();
+        s.sync_plan(&header_of(6, "p1"), || rows((0..6).map(trial))).unwrap();
+        s.apply(&[
+            StoreOp::Leased { id: TrialId(1001), attempt: 1, worker: "w".into(), at: 0.0 },
+            report(1, 1, ReportEffect::Final),
+        ])
+        .unwrap();
+        let seqs = |v: Vec<OpenTrial>| v.iter().map(|t| t.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(s.pending_after(None, 2).unwrap()), [0, 2]);
+        assert_eq!(seqs(s.pending_after(Some(2), 10).unwrap()), [3, 4, 5]);
+        s.apply(&[StoreOp::HaltedAfter { after_seq: Some(3), error: "budget".into() }]).unwrap();
+        let c = s.counts().unwrap();
+        assert_eq!((c.pending, c.failed, c.succeeded), (3, 2, 1));
+        assert_eq!(s.failed_trials().unwrap().iter().map(|t| t.seq).collect::<Vec<_>>(), [4, 5]);
+        assert_counts_agree(&s);
+    }
+
+    #[test]
+    fn a_version_3_store_gets_its_unsettled_trials_indexed() {
+        use kappa_core::trial::Estimate;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path()).unwrap();
+        s.sync_plan(&header_of(2, "p1"), || rows((0..2).map(trial))).unwrap();
+        let metrics = |drift: f64| TrialMetrics {
+            stationary_loss: Some(Estimate { mean: 1.0, se: 0.01 }),
+            stationary_drift: Some(Estimate { mean: drift, se: 0.01 }),
+            ..TrialMetrics::default()
+        };
+        let done = |i: u64, m: TrialMetrics| StoreOp::Reported {
+            id: TrialId(1000 + i),
+            attempt: 1,
+            worker: "w".into(),
+            at: 1.0,
+            duration_s: 0.5,
+            outcome: AttemptOutcome::Succeeded(m),
+            effect: ReportEffect::Final,
+        };
+        s.apply(&[done(0, metrics(0.5)), done(1, metrics(0.0))]).unwrap();
+        assert_eq!(s.unsettled_trials().unwrap().iter().map(|t| t.seq).collect::<Vec<_>>(), [0]);
+        // As version 3 left it: no column values (the column is there, as this build made it).
+        s.conn
+            .execute_batch(
+                "UPDATE trials SET unsettled = NULL; UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+            )
+            .unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
+        assert_eq!(s.unsettled_trials().unwrap().iter().map(|t| t.seq).collect::<Vec<_>>(), [0]);
     }
 }

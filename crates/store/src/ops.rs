@@ -57,6 +57,14 @@ pub enum StoreOp {
         /// Why, in words.
         error: String,
     },
+    /// Every pending trial of the current plan after a plan position failed for good, like
+    /// [`StoreOp::Halted`]: the ones a scheduler had not loaded yet when the budget ran out.
+    HaltedAfter {
+        /// Trials after this plan position (`None`: every pending one).
+        after_seq: Option<u64>,
+        /// Why, in words.
+        error: String,
+    },
 }
 
 /// What a report did to its trial.
@@ -79,8 +87,21 @@ impl Store {
         let path = self.path.clone();
         let sql = |e| StoreError::Sqlite { path: path.clone(), source: e };
         let tx = self.conn.transaction().map_err(sql)?;
+        // An attempt leased and finished within one batch (short trials at a high rate) is
+        // written once, with its lease time, rather than written and then rewritten.
+        let finished: std::collections::HashSet<(TrialId, u32)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::Reported { id, attempt, effect: ReportEffect::Final, .. } => Some((*id, *attempt)),
+                _ => None,
+            })
+            .collect();
+        let mut leased_at: std::collections::HashMap<(TrialId, u32), f64> = std::collections::HashMap::new();
         for op in ops {
             match op {
+                StoreOp::Leased { id, attempt, at, .. } if finished.contains(&(*id, *attempt)) => {
+                    leased_at.insert((*id, *attempt), *at);
+                }
                 StoreOp::Leased { id, attempt, worker, at } => {
                     let id = id.to_string();
                     tx.prepare_cached(
@@ -96,8 +117,16 @@ impl Store {
                     .map_err(sql)?;
                 }
                 StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect } => {
+                    let lease_at = leased_at.remove(&(*id, *attempt));
                     let id = id.to_string();
                     let status = outcome.status();
+                    // Found by `kappa status` through an index: no need to read every result.
+                    let unsettled = match outcome {
+                        AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } => {
+                            (m.settled() == Some(false)).then_some(1)
+                        }
+                        _ => None,
+                    };
                     let (metrics, error, class, diverged_step) = match outcome {
                         AttemptOutcome::Succeeded(m) => (serde_json::to_string(m).ok(), None, None, None),
                         AttemptOutcome::Diverged { step, metrics } => {
@@ -120,21 +149,25 @@ impl Store {
                     };
                     tx.prepare_cached(
                         "INSERT INTO attempts(trial_id, attempt, worker, started_at, ended_at, outcome, error, counted, class)
-                         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)
+                         VALUES (?1, ?2, ?3, coalesce(?9, ?4), ?4, ?5, ?6, ?7, ?8)
                          ON CONFLICT(trial_id, attempt) DO UPDATE SET
                            ended_at = excluded.ended_at, outcome = excluded.outcome,
                            error = excluded.error, counted = excluded.counted, class = excluded.class
                          WHERE attempts.counted = 0 AND attempts.outcome IS NOT 'preempted'
                            AND attempts.outcome IS NOT 'failed'",
                     )
-                    .and_then(|mut s| s.execute(params![id, attempt, worker, at, logged, error, counted, class]))
+                    .and_then(|mut s| {
+                        s.execute(params![id, attempt, worker, at, logged, error, counted, class, lease_at])
+                    })
                     .map_err(sql)?;
                     match effect {
                         ReportEffect::Final => {
                             tx.prepare_cached(&format!(
                                 "UPDATE trials SET status = ?2, metrics = ?3, error = ?4, diverged_step = ?5,
                                    worker = ?6, finished_at = ?7, duration_s = ?8,
-                                   failures = failures + (?2 = 'failed')
+                                   failures = failures + (?2 = 'failed'),
+                                   attempts = max(attempts, ?9), started_at = coalesce(?10, started_at),
+                                   unsettled = ?11
                                  WHERE id = ?1 AND status NOT IN {TERMINAL}"
                             ))
                             .and_then(|mut s| {
@@ -146,7 +179,10 @@ impl Store {
                                     diverged_step,
                                     worker,
                                     at,
-                                    duration_s
+                                    duration_s,
+                                    attempt,
+                                    lease_at,
+                                    unsettled
                                 ])
                             })
                             .map_err(sql)?;
@@ -198,6 +234,15 @@ impl Store {
                         "UPDATE trials SET status = 'failed', error = ?2 WHERE id = ?1 AND status NOT IN {TERMINAL}"
                     ))
                     .and_then(|mut s| s.execute(params![id.to_string(), error]))
+                    .map_err(sql)?;
+                }
+                StoreOp::HaltedAfter { after_seq, error } => {
+                    tx.execute(
+                        "UPDATE trials SET status = 'failed', error = ?2
+                         WHERE generation = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation')
+                           AND status = 'pending' AND seq > ?1",
+                        params![after_seq.map_or(-1, |s| s as i64), error],
+                    )
                     .map_err(sql)?;
                 }
             }

@@ -10,6 +10,8 @@ use rusqlite::OptionalExtension;
 pub struct OpenTrial {
     /// The trial.
     pub id: TrialId,
+    /// Its position in the plan.
+    pub seq: u64,
     /// Its parameters.
     pub params: Params,
     /// Its task's canonical JSON (one allocation per distinct task).
@@ -169,8 +171,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT a.trial_id, count(*) FROM attempts a JOIN trials t ON t.id = a.trial_id
-                 WHERE a.outcome = 'preempted' AND t.generation = ?1
+                // Driven from the preempted attempts (their partial index), not from every trial.
+                "SELECT a.trial_id, count(*) FROM attempts a
+                 WHERE a.outcome = 'preempted' AND (SELECT t.generation FROM trials t WHERE t.id = a.trial_id) = ?1
                  GROUP BY a.trial_id",
             )
             .map_err(|e| self.sql(e))?;
@@ -185,49 +188,90 @@ impl Store {
         Ok(out)
     }
 
-    /// Trials of the current plan that are not finished.
+    /// Trials of the current plan that are not finished, in plan order.
     pub fn open_trials(&self) -> Result<Vec<OpenTrial>, StoreError> {
+        let mut out: Vec<OpenTrial> = Vec::new();
+        loop {
+            let chunk = self.pending_after(out.last().map(|t| t.seq), 100_000)?;
+            if chunk.is_empty() {
+                return Ok(out);
+            }
+            out.extend(chunk);
+        }
+    }
+
+    /// Up to `limit` pending trials of the current plan after plan position `after` (`None`:
+    /// from the start), in plan order: what a scheduler loads as its queue drains. Right after
+    /// [`Store::sync_plan`] every unfinished trial is pending (it re-queues running ones).
+    pub fn pending_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<OpenTrial>, StoreError> {
+        let after = after.map_or(-1, |s| s as i64);
+        self.open_where(
+            "t.generation = ?1 AND t.status = 'pending' AND t.seq > ?2 ORDER BY t.seq LIMIT ?3",
+            |stmt, g| stmt.query(rusqlite::params![g, after, limit as i64]),
+        )
+    }
+
+    /// The trials `ids`, those of them that are open in the current plan (in plan order).
+    pub fn open_trials_by_id(&self, ids: &[TrialId]) -> Result<Vec<OpenTrial>, StoreError> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(self.open_where(
+                &format!("t.generation = ?1 AND t.id = ?2 AND t.status NOT IN {TERMINAL}"),
+                |stmt, g| stmt.query(rusqlite::params![g, id.to_string()]),
+            )?);
+        }
+        out.sort_by_key(|t| t.seq);
+        Ok(out)
+    }
+
+    /// Open trials chosen by `filter` (a WHERE clause over `trials t`, `?1` the generation),
+    /// with their failed attempts by class.
+    fn open_where(
+        &self,
+        filter: &str,
+        query: impl for<'s> FnOnce(&'s mut rusqlite::Statement<'_>, i64) -> rusqlite::Result<rusqlite::Rows<'s>>,
+    ) -> Result<Vec<OpenTrial>, StoreError> {
         let generation = self.generation()?;
         let mut stmt = self
             .conn
-            .prepare(&format!(
-                "SELECT id, params, task, attempts,
-                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
-                      AND coalesce(a.class, 'error') = 'error'),
-                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
-                      AND a.class = 'crash'),
-                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'failed'
-                      AND a.class = 'timeout'),
-                   (SELECT count(*) FROM attempts a WHERE a.trial_id = trials.id AND a.outcome = 'lost'
-                      AND a.class = 'lost')
-                 FROM trials WHERE generation = ?1 AND status NOT IN {TERMINAL} ORDER BY seq"
+            .prepare_cached(&format!(
+                // A trial never leased (most of a large plan) has no attempt to count.
+                "SELECT t.id, t.seq, t.params, t.task, t.attempts,
+                   CASE WHEN t.attempts = 0 THEN 0 ELSE (SELECT count(*) FROM attempts a
+                     WHERE a.trial_id = t.id AND a.outcome = 'failed' AND coalesce(a.class, 'error') = 'error') END,
+                   CASE WHEN t.attempts = 0 THEN 0 ELSE (SELECT count(*) FROM attempts a
+                     WHERE a.trial_id = t.id AND a.outcome = 'failed' AND a.class = 'crash') END,
+                   CASE WHEN t.attempts = 0 THEN 0 ELSE (SELECT count(*) FROM attempts a
+                     WHERE a.trial_id = t.id AND a.outcome = 'failed' AND a.class = 'timeout') END,
+                   CASE WHEN t.attempts = 0 THEN 0 ELSE (SELECT count(*) FROM attempts a
+                     WHERE a.trial_id = t.id AND a.outcome = 'lost' AND a.class = 'lost') END
+                 FROM trials t WHERE {filter}"
             ))
             .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([generation], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, u32>(3)?,
-                    [r.get::<_, u32>(4)?, r.get::<_, u32>(5)?, r.get::<_, u32>(6)?, r.get::<_, u32>(7)?],
-                ))
-            })
-            .map_err(|e| self.sql(e))?;
         let tasks = self.tasks()?;
+        let mut rows = query(&mut stmt, generation).map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
-        for row in rows {
-            let (id, params, task, attempts, failures) = row.map_err(|e| self.sql(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
+            let get = |e: rusqlite::Error| self.sql(e);
+            let id: String = r.get(0).map_err(get)?;
+            let task: String = r.get(3).map_err(get)?;
             let task = tasks
                 .get(&task)
                 .cloned()
                 .ok_or_else(|| self.corrupt(format!("trial {id} names task {task}, which the store lacks")))?;
+            let params: String = r.get(2).map_err(get)?;
             out.push(OpenTrial {
                 id: self.parse_id(&id)?,
+                seq: r.get::<_, i64>(1).map_err(get)? as u64,
                 params: self.parse_params(&params)?,
                 task,
-                attempts,
-                failures,
+                attempts: r.get(4).map_err(get)?,
+                failures: [
+                    r.get(5).map_err(get)?,
+                    r.get(6).map_err(get)?,
+                    r.get(7).map_err(get)?,
+                    r.get(8).map_err(get)?,
+                ],
             });
         }
         Ok(out)
@@ -272,8 +316,9 @@ impl Store {
         self.conn
             .query_row(
                 &format!(
-                    "SELECT count(*) FROM attempts a JOIN trials t ON t.id = a.trial_id
-                     WHERE t.generation = ?1 AND {FAILED_ATTEMPT}"
+                    // Driven from the failed attempts (their partial index), not from every trial.
+                    "SELECT count(*) FROM attempts a
+                     WHERE {FAILED_ATTEMPT} AND (SELECT t.generation FROM trials t WHERE t.id = a.trial_id) = ?1"
                 ),
                 [generation],
                 |r| r.get::<_, i64>(0),
@@ -295,6 +340,7 @@ impl Store {
         let generation = self.generation()?;
         let mut stmt = self
             .conn
+            // From the plan index alone (covering): about a second per 10⁷ trials.
             .prepare("SELECT status, count(*) FROM trials WHERE generation = ?1 GROUP BY status")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
@@ -311,44 +357,101 @@ impl Store {
 
     /// Every trial of the current plan, in plan order.
     pub fn trials(&self) -> Result<Vec<TrialRecord>, StoreError> {
+        let mut out = Vec::new();
+        self.each_trial(|t| {
+            out.push(t);
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands every trial of the current plan to `f`, in plan order, one at a time (an export of
+    /// 10⁷ trials never holds them all); stops at the first error `f` returns.
+    pub fn each_trial<E: From<StoreError>>(&self, f: impl FnMut(TrialRecord) -> Result<(), E>) -> Result<(), E> {
+        self.trials_where("generation = ?1 ORDER BY seq", f)
+    }
+
+    /// The current plan's failed trials, in plan order.
+    pub fn failed_trials(&self) -> Result<Vec<TrialRecord>, StoreError> {
+        self.collect_where("generation = ?1 AND status = 'failed' ORDER BY seq")
+    }
+
+    /// The current plan's trials whose stationary loss was taken before the loss settled (see
+    /// [`kappa_core::TrialMetrics::settled`]), in plan order; read by their index.
+    pub fn unsettled_trials(&self) -> Result<Vec<TrialRecord>, StoreError> {
+        self.collect_where("generation = ?1 AND unsettled = 1 ORDER BY seq")
+    }
+
+    fn collect_where(&self, filter: &str) -> Result<Vec<TrialRecord>, StoreError> {
+        let mut out = Vec::new();
+        self.trials_where(filter, |t| {
+            out.push(t);
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// The trials `filter` chooses (a WHERE clause, `?1` the generation), handed to `f`.
+    fn trials_where<E: From<StoreError>>(
+        &self,
+        filter: &str,
+        mut f: impl FnMut(TrialRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let generation = self.generation()?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT id, seq, params, status, attempts, metrics, error, diverged_step, worker, started_at, finished_at, duration_s
+                 FROM trials WHERE {filter}"
+            ))
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query([generation]).map_err(|e| self.sql(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
+            f(self.trial_record(r)?)?;
+        }
+        Ok(())
+    }
+
+    fn trial_record(&self, r: &rusqlite::Row<'_>) -> Result<TrialRecord, StoreError> {
+        let get = |e: rusqlite::Error| self.sql(e);
+        let id: String = r.get(0).map_err(get)?;
+        let metrics: Option<String> = r.get(5).map_err(get)?;
+        let metrics = match metrics {
+            Some(m) => Some(serde_json::from_str(&m).map_err(|e| self.corrupt(format!("metrics of {id}: {e}")))?),
+            None => None,
+        };
+        let status: String = r.get(3).map_err(get)?;
+        let params: String = r.get(2).map_err(get)?;
+        Ok(TrialRecord {
+            result: TrialResult {
+                id: self.parse_id(&id)?,
+                params: self.parse_params(&params)?,
+                status: status.parse().map_err(|e| self.corrupt(e))?,
+                metrics,
+                error: r.get(6).map_err(get)?,
+            },
+            seq: r.get::<_, i64>(1).map_err(get)? as u64,
+            attempts: r.get(4).map_err(get)?,
+            diverged_step: r.get::<_, Option<i64>>(7).map_err(get)?.map(|s| s as u64),
+            worker: r.get(8).map_err(get)?,
+            started_at: r.get(9).map_err(get)?,
+            finished_at: r.get(10).map_err(get)?,
+            duration_s: r.get(11).map_err(get)?,
+        })
+    }
+
+    /// The named axes (`params.*`, `task.*`) any trial of the current plan carries, sorted.
+    pub fn named_axes(&self) -> Result<Vec<String>, StoreError> {
         let generation = self.generation()?;
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, seq, params, status, attempts, metrics, error, diverged_step, worker, started_at, finished_at, duration_s
-                 FROM trials WHERE generation = ?1 ORDER BY seq",
+                "SELECT DISTINCT j.key FROM trials t, json_each(t.params) j
+                 WHERE t.generation = ?1 AND (j.key LIKE 'params.%' OR j.key LIKE 'task.%') ORDER BY j.key",
             )
             .map_err(|e| self.sql(e))?;
-        let mut rows = stmt.query([generation]).map_err(|e| self.sql(e))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
-            let get = |e: rusqlite::Error| self.sql(e);
-            let id: String = r.get(0).map_err(get)?;
-            let metrics: Option<String> = r.get(5).map_err(get)?;
-            let metrics = match metrics {
-                Some(m) => Some(serde_json::from_str(&m).map_err(|e| self.corrupt(format!("metrics of {id}: {e}")))?),
-                None => None,
-            };
-            let status: String = r.get(3).map_err(get)?;
-            let params: String = r.get(2).map_err(get)?;
-            out.push(TrialRecord {
-                result: TrialResult {
-                    id: self.parse_id(&id)?,
-                    params: self.parse_params(&params)?,
-                    status: status.parse().map_err(|e| self.corrupt(e))?,
-                    metrics,
-                    error: r.get(6).map_err(get)?,
-                },
-                seq: r.get::<_, i64>(1).map_err(get)? as u64,
-                attempts: r.get(4).map_err(get)?,
-                diverged_step: r.get::<_, Option<i64>>(7).map_err(get)?.map(|s| s as u64),
-                worker: r.get(8).map_err(get)?,
-                started_at: r.get(9).map_err(get)?,
-                finished_at: r.get(10).map_err(get)?,
-                duration_s: r.get(11).map_err(get)?,
-            });
-        }
-        Ok(out)
+        let rows = stmt.query_map([generation], |r| r.get::<_, String>(0)).map_err(|e| self.sql(e))?;
+        rows.map(|r| r.map_err(|e| self.sql(e))).collect()
     }
 
     /// The attempt log of every trial, ordered by trial and attempt.

@@ -6,15 +6,21 @@
 //! Version 3 records in `meta.code_version` the code version the store's ids are made with
 //! (written at its first plan); a version 2 store is given the version its ids carry (see
 //! [`CodeVersion::legacy`]).
+//! Version 4 indexes what large sweeps read: a current plan's trials by status in plan order
+//! (`trials_by_plan`, replacing `trials_by_generation`), and the attempts still open and the
+//! failed and preempted ones (partial indexes), so a resume reads only what it needs; and
+//! `trials.unsettled` (1: the stationary loss was taken before the loss settled), written with
+//! each result and filled in from the metrics of earlier ones, so `kappa status` finds those
+//! trials by an index rather than by reading every result.
 
 use crate::{Store, StoreError};
 use kappa_core::{CodeVersion, LeaseEnd};
 use rusqlite::OptionalExtension;
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
-const SCHEMA: &str = r#"
+pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (hash TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
@@ -33,9 +39,9 @@ CREATE TABLE IF NOT EXISTS trials (
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
-    duration_s REAL
+    duration_s REAL,
+    unsettled INTEGER
 );
-CREATE INDEX IF NOT EXISTS trials_by_generation ON trials(generation, status);
 CREATE TABLE IF NOT EXISTS attempts (
     trial_id TEXT NOT NULL,
     attempt INTEGER NOT NULL,
@@ -48,6 +54,16 @@ CREATE TABLE IF NOT EXISTS attempts (
     class TEXT,
     PRIMARY KEY (trial_id, attempt)
 ) WITHOUT ROWID;
+"#;
+
+/// The indexes of version 4 (see the module docs).
+pub(crate) const INDEXES_4: &str = r#"
+CREATE INDEX IF NOT EXISTS trials_by_plan ON trials(generation, status, seq);
+CREATE INDEX IF NOT EXISTS attempts_open ON attempts(trial_id) WHERE ended_at IS NULL;
+CREATE INDEX IF NOT EXISTS attempts_failed ON attempts(trial_id)
+    WHERE outcome = 'failed' OR (outcome = 'lost' AND class = 'lost');
+CREATE INDEX IF NOT EXISTS attempts_preempted ON attempts(trial_id) WHERE outcome = 'preempted';
+CREATE INDEX IF NOT EXISTS trials_unsettled ON trials(generation, seq) WHERE unsettled = 1;
 "#;
 
 /// The `meta` key of the code version the store's ids are made with.
@@ -76,8 +92,20 @@ impl Store {
         }
         self.conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| self.sql(e))?;
         self.conn.pragma_update(None, "synchronous", "FULL").map_err(|e| self.sql(e))?;
+        // A checkpoint truncates the WAL back to this size, so a large plan's transaction does
+        // not leave a WAL as big as the database behind it.
+        self.conn.pragma_update(None, "journal_size_limit", 64 << 20).map_err(|e| self.sql(e))?;
+        // Checkpoint every 40 MB of WAL rather than every 4: fewer, longer runs of page copies.
+        self.conn.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(|e| self.sql(e))?;
+        if create {
+            // The writer's connection: trial ids are hashes, so a sweep's writes land all over
+            // the id index; keep up to 128 MiB of it in memory (the cache grows only as pages
+            // are read). Readers (status, export) keep SQLite's small default.
+            self.conn.pragma_update(None, "cache_size", -(128 << 10)).map_err(|e| self.sql(e))?;
+        }
         if !has_meta {
             self.conn.execute_batch(SCHEMA).map_err(|e| self.sql(e))?;
+            self.conn.execute_batch(INDEXES_4).map_err(|e| self.sql(e))?;
             self.conn
                 .execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
                 .map_err(|e| self.sql(e))?;
@@ -86,9 +114,14 @@ impl Store {
         match version.as_deref().map(str::parse::<i64>) {
             Some(Ok(1)) => {
                 self.migrate_from_1()?;
-                self.migrate_from_2()
+                self.migrate_from_2()?;
+                self.migrate_from_3()
             }
-            Some(Ok(2)) => self.migrate_from_2(),
+            Some(Ok(2)) => {
+                self.migrate_from_2()?;
+                self.migrate_from_3()
+            }
+            Some(Ok(3)) => self.migrate_from_3(),
             Some(Ok(SCHEMA_VERSION)) => Ok(()),
             Some(Ok(v)) => Err(self.corrupt(format!("schema version {v}, this kappa reads {SCHEMA_VERSION}"))),
             _ => Err(self.corrupt("missing or malformed schema_version")),
@@ -147,9 +180,53 @@ impl Store {
                     [CODE_VERSION.to_string(), CodeVersion::legacy(&kind).to_string()],
                 )?;
             }
-            self.conn
-                .execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION.to_string()])?;
+            self.conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'", [])?;
             self.conn.execute_batch("COMMIT")
+        };
+        migrate().map_err(|e| {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.sql(e)
+        })
+    }
+
+    /// Version 3 → 4: the `unsettled` column, filled in from the results' metrics, and the
+    /// indexes large sweeps read by. One transaction.
+    fn migrate_from_3(&self) -> Result<(), StoreError> {
+        let migrate = || -> Result<(), rusqlite::Error> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            // A store made by this build and marked older (in tests) has the column already.
+            let has: bool = self.conn.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('trials') WHERE name = 'unsettled'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has {
+                self.conn.execute_batch("ALTER TABLE trials ADD COLUMN unsettled INTEGER")?;
+            }
+            let unsettled: Vec<String> = {
+                let mut stmt = self.conn.prepare(
+                    "SELECT id, metrics FROM trials WHERE json_extract(metrics, '$.stationary_drift') IS NOT NULL",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, metrics) = row?;
+                    let m: Option<kappa_core::TrialMetrics> = serde_json::from_str(&metrics).ok();
+                    if m.and_then(|m| m.settled()) == Some(false) {
+                        out.push(id);
+                    }
+                }
+                out
+            };
+            for id in unsettled {
+                self.conn.execute("UPDATE trials SET unsettled = 1 WHERE id = ?1", [id])?;
+            }
+            self.conn.execute_batch(&format!(
+                "DROP INDEX IF EXISTS trials_by_generation;
+                 {INDEXES_4}
+                 UPDATE meta SET value = '4' WHERE key = 'schema_version';
+                 COMMIT;"
+            ))
         };
         migrate().map_err(|e| {
             let _ = self.conn.execute_batch("ROLLBACK");

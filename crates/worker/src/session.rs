@@ -3,7 +3,7 @@
 //! is told to stop (drain, then hand back), or the sweep is finished (local workers).
 
 use crate::reporter::{Outbox, ReportQueue, heartbeat, reporter};
-use crate::trial::{GpuPool, Held, TaskCache, TrialEnv};
+use crate::trial::{AHEAD_WAIT, GpuPool, Held, TaskCache, TrialEnv};
 use crate::{WorkerConfig, WorkerError, WorkerStats};
 use kappa_core::WorkerId;
 use kappa_proto::{CallFailure, deregister_request, lease_from_pb, lease_request, register_request};
@@ -34,6 +34,8 @@ impl Local {
                 commands: cfg.commands.clone(),
                 backend: cfg.backend,
                 draining: Arc::default(),
+                recent_us: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+                ahead: Arc::default(),
             },
             tasks: tokio::task::JoinSet::new(),
             outbox: Arc::new(tokio::sync::Mutex::new(outbox)),
@@ -49,8 +51,9 @@ impl Local {
         }
     }
 
-    /// Cancels whatever still runs and waits for it to stop.
+    /// Cancels whatever still runs and waits for it to stop; trials leased ahead are handed back.
     pub(crate) async fn abandon(&mut self) {
+        self.env.hand_back_queued(Duration::ZERO, "its worker was stopping before it started it");
         self.cancel_all();
         while self.tasks.join_next().await.is_some() {}
     }
@@ -164,7 +167,11 @@ async fn session(
     result
 }
 
-/// Leases as many trials as there are free slots and starts each, until the session ends.
+/// Most trials asked for in one lease call (the coordinator's limit).
+const MAX_LEASE: usize = 1024;
+
+/// Leases as many trials as there are free slots (and short ones ahead of them) and starts
+/// each, until the session ends.
 /// `delivered` counts the reports the reporter has delivered; it closes when the reporter gives up.
 async fn lease_loop(
     cfg: &WorkerConfig,
@@ -179,14 +186,36 @@ async fn lease_loop(
         if *shutdown.borrow() {
             return Ok(SessionEnd::Stop);
         }
-        // Wait for a free slot, then take every free slot at once.
-        let first = tokio::select! {
-            p = local.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Ok(SessionEnd::Stop) },
-            _ = shutdown.changed() => continue,
+        // Wait for a free slot, then take every free slot at once. Meanwhile, trials leased
+        // ahead that wait too long behind a long one are handed back for other workers.
+        let first = loop {
+            tokio::select! {
+                p = local.slots.clone().acquire_owned() => match p {
+                    Ok(p) => break Some(p),
+                    Err(_) => return Ok(SessionEnd::Stop),
+                },
+                _ = tokio::time::sleep(AHEAD_WAIT / 4), if local.env.queued() > 0 => {
+                    local.env.hand_back_queued(AHEAD_WAIT, "leased ahead, and the trial before it ran long: handed back unstarted");
+                    continue;
+                }
+                _ = shutdown.changed() => break None,
+            }
         };
+        let Some(first) = first else { continue };
         let mut permits = vec![first];
         while let Ok(p) = local.slots.clone().try_acquire_owned() {
             permits.push(p);
+        }
+        // Trials leased ahead run first, in lease order, in the slots just freed.
+        while !permits.is_empty()
+            && let Some((w, trial)) = local.env.next_queued()
+        {
+            if let Some(p) = permits.pop() {
+                local.tasks.spawn(local.env.clone().run(w, trial, p));
+            }
+        }
+        if permits.is_empty() {
+            continue;
         }
         // Ask for more work only once the coordinator has the reports of the trials that ended
         // before: it counts them first (a failure budget used up, a retry's backoff), so a slot
@@ -203,8 +232,11 @@ async fn lease_loop(
         // GPUs and miss the ones freed meanwhile.
         let free = local.free_gpus();
         let wait = if free < cfg.gpus.len() as u32 { Duration::from_millis(200) } else { cfg.lease_wait };
+        // Short trials are leased ahead of the free slots (not on GPU workers: a trial leased
+        // ahead would hold its GPUs while it waits).
+        let ahead = if cfg.gpus.is_empty() { local.env.lease_ahead(permits.len(), MAX_LEASE) } else { 0 };
         let resp = tokio::select! {
-            r = client.lease(lease_request(worker, permits.len(), wait, free)) => r,
+            r = client.lease(lease_request(worker, permits.len() + ahead, wait, free)) => r,
             _ = shutdown.changed() => continue,
         };
         let resp = match resp {
@@ -214,6 +246,11 @@ async fn lease_loop(
             }
             Err(s) => return Err(s),
         };
+        if resp.leases.is_empty() {
+            // Idle: the next trials may be another sweep's, of another length (lease none ahead
+            // until some of them have run).
+            local.env.forget_durations();
+        }
         if resp.leases.is_empty() && resp.sweep_finished {
             if cfg.exit_when_finished {
                 return Ok(SessionEnd::Stop);
@@ -227,8 +264,8 @@ async fn lease_loop(
             }
             continue;
         }
+        let mut prepared = Vec::with_capacity(resp.leases.len());
         for lease in resp.leases {
-            let Some(permit) = permits.pop() else { break };
             let lease = match lease_from_pb(lease) {
                 Ok(l) => l,
                 Err(bad) => {
@@ -241,8 +278,17 @@ async fn lease_loop(
                 }
             };
             if let Some(trial) = local.env.prepare(worker, lease, &mut tasks) {
-                local.tasks.spawn(local.env.clone().run(worker, trial, permit));
+                prepared.push(trial);
             }
+        }
+        // Those beyond the free slots are queued before the others start (a slot that finishes
+        // at once runs the next of them, in lease order).
+        let extra = prepared.split_off(permits.len().min(prepared.len()));
+        for trial in extra {
+            local.env.queue(worker, trial);
+        }
+        for (trial, p) in prepared.into_iter().zip(permits.drain(..)) {
+            local.tasks.spawn(local.env.clone().run(worker, trial, p));
         }
         // Reap finished tasks so the set does not grow.
         while local.tasks.try_join_next().is_some() {}

@@ -9,6 +9,8 @@ use crate::reporter::ReportQueue;
 use kappa_core::{AttemptOutcome, AttemptReport, FailureClass, Lease, TaskSpec, TrialId, WorkerId};
 use kappa_sim::Cancel;
 use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
@@ -31,7 +33,30 @@ pub(crate) struct TrialEnv {
     pub(crate) backend: Option<kappa_core::task::Backend>,
     /// The worker is stopping: command trials get SIGTERM, and what it stops is preempted.
     pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
+    /// How long its recent trials ran (a moving average, microseconds; `u64::MAX`: none yet).
+    pub(crate) recent_us: Arc<AtomicU64>,
+    /// Trials leased ahead of the free slots, in lease order: each slot that finishes a trial
+    /// runs the next one.
+    pub(crate) ahead: Arc<Mutex<VecDeque<Queued>>>,
 }
+
+/// A trial leased ahead, waiting for a slot.
+pub(crate) struct Queued {
+    since: Instant,
+    worker: WorkerId,
+    trial: Trial,
+}
+
+/// Leasing ahead: while trials take this little time, a worker leases enough of them at once to
+/// keep each slot busy for about this long, so a lease call and a report flush per batch, not
+/// per trial, bound how fast trials go; slow trials are never leased ahead (they would wait on
+/// one worker while another is idle).
+const AHEAD_WINDOW_US: u64 = 100_000;
+/// Most trials leased ahead per slot.
+const AHEAD_PER_SLOT: u64 = 255;
+/// A trial leased ahead that waited this long for a slot (the one before it ran long) is handed
+/// back, for another worker to run.
+pub(crate) const AHEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A leased trial, ready to run.
 pub(crate) struct Trial {
@@ -103,9 +128,90 @@ impl TrialEnv {
         self.report(worker, attempt, AttemptOutcome::Failed { error, class: FailureClass::Error }, 0.0);
     }
 
-    /// Runs `trial` to its end holding the slot `permit`, and queues its report as session
-    /// `worker` (nothing when it was revoked or cancelled).
+    /// How many trials to lease beyond `free` free slots (see [`AHEAD_WINDOW_US`]), at most
+    /// `cap` in all.
+    pub(crate) fn lease_ahead(&self, free: usize, cap: usize) -> usize {
+        let recent = self.recent_us.load(Ordering::Relaxed);
+        if recent == u64::MAX || self.draining.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let per_slot = (AHEAD_WINDOW_US / recent.max(1)).min(AHEAD_PER_SLOT) as usize;
+        // Trials leased ahead earlier and still waiting for a slot count against the window.
+        (free * per_slot).saturating_sub(self.queued()).min(cap.saturating_sub(free))
+    }
+
+    /// Forgets how long recent trials took (the worker went idle).
+    pub(crate) fn forget_durations(&self) {
+        self.recent_us.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    /// Trials leased ahead and waiting for a slot.
+    pub(crate) fn queued(&self) -> usize {
+        self.ahead.lock().map_or(0, |q| q.len())
+    }
+
+    /// Queues a trial leased ahead of the free slots (as session `worker`).
+    pub(crate) fn queue(&self, worker: WorkerId, trial: Trial) {
+        if let Ok(mut q) = self.ahead.lock() {
+            q.push_back(Queued { since: Instant::now(), worker, trial });
+        }
+    }
+
+    /// Hands back the trials leased ahead that waited longer than `limit` for a slot (every one
+    /// with zero): reported as preempted, they are pending again at once for any worker.
+    pub(crate) fn hand_back_queued(&self, limit: std::time::Duration, why: &str) -> usize {
+        let stale: Vec<Queued> = match self.ahead.lock() {
+            Ok(mut q) => {
+                // The oldest are at the front.
+                let stale = q.iter().take_while(|t| t.since.elapsed() >= limit).count();
+                q.drain(..stale).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for t in &stale {
+            let key = (t.trial.lease.id, t.trial.lease.attempt);
+            let still_held = self.held.lock().map(|mut h| h.remove(&key).is_some()).unwrap_or(false);
+            if let Ok(mut pool) = self.gpu_pool.lock() {
+                pool.extend(&t.trial.gpus);
+            }
+            if still_held {
+                self.report(t.worker, key, AttemptOutcome::Preempted { reason: why.to_string() }, 0.0);
+            }
+        }
+        stale.len()
+    }
+
+    /// Runs `trial` to its end holding the slot `permit`, then, in the same slot, the trials
+    /// leased ahead, in order, until none is left; queues each report as its session
+    /// (nothing when it was revoked or cancelled).
     pub(crate) async fn run(self, worker: WorkerId, trial: Trial, permit: OwnedSemaphorePermit) {
+        self.run_one(worker, trial).await;
+        while let Some((worker, trial)) = self.next_queued() {
+            self.run_one(worker, trial).await;
+        }
+        drop(permit);
+    }
+
+    /// The next trial leased ahead that is still this worker's to run: one whose lease was
+    /// revoked meanwhile is dropped; a stopping worker hands the rest back instead.
+    pub(crate) fn next_queued(&self) -> Option<(WorkerId, Trial)> {
+        if self.draining.load(Ordering::Relaxed) {
+            self.hand_back_queued(std::time::Duration::ZERO, "its worker was stopping before it started it");
+            return None;
+        }
+        loop {
+            let t = self.ahead.lock().ok()?.pop_front()?;
+            let key = (t.trial.lease.id, t.trial.lease.attempt);
+            if self.held.lock().is_ok_and(|h| h.contains_key(&key)) {
+                return Some((t.worker, t.trial));
+            }
+            if let Ok(mut pool) = self.gpu_pool.lock() {
+                pool.extend(&t.trial.gpus);
+            }
+        }
+    }
+
+    async fn run_one(&self, worker: WorkerId, trial: Trial) {
         let lease = &trial.lease;
         let key = (lease.id, lease.attempt);
         let cancel = trial.cancel.clone();
@@ -123,6 +229,10 @@ impl TrialEnv {
         if let Ok(mut pool) = self.gpu_pool.lock() {
             pool.extend(&trial.gpus);
         }
+        let took = started.elapsed().as_micros().min(u128::from(u64::MAX - 1)) as u64;
+        let _ = self.recent_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+            Some(if r == u64::MAX { took } else { (r * 7 + took) / 8 })
+        });
         let still_held = self.held.lock().map(|mut h| h.remove(&key).is_some()).unwrap_or(false);
         // Stopped by the worker's own shutdown while still its lease: handed back as preempted.
         let draining = self.draining.load(std::sync::atomic::Ordering::Relaxed);
@@ -152,7 +262,6 @@ impl TrialEnv {
                 }
             }
         }
-        drop(permit);
     }
 }
 
@@ -164,9 +273,13 @@ async fn run_on_pool(
     cancel: Cancel,
     backend: Option<kappa_core::task::Backend>,
 ) -> Option<AttemptOutcome> {
+    let opts = kappa_sim::RunOptions { backend, gpu: trial.gpus.first().copied() };
+    if let TaskSpec::Noop { sleep_ms: 0 } = &*trial.task {
+        // Nothing to compute: a hand-off to the pool would cost more than the trial.
+        return execute(&trial.task, &trial.lease.params.hyper, trial.lease.id, &cancel, &opts);
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (task, params, id, c) = (trial.task.clone(), trial.lease.params.clone(), trial.lease.id, cancel.clone());
-    let opts = kappa_sim::RunOptions { backend, gpu: trial.gpus.first().copied() };
     rayon::spawn(move || {
         let _ = tx.send(execute(&task, &params.hyper, id, &c, &opts));
     });
@@ -184,4 +297,65 @@ async fn run_on_pool(
         None => rx.await,
     };
     result.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(recent_us: u64, queued: usize) -> TrialEnv {
+        let (reports, _outbox) = ReportQueue::new();
+        TrialEnv {
+            held: Arc::default(),
+            reports,
+            stats: Arc::default(),
+            gpu_pool: Arc::default(),
+            commands: None,
+            backend: None,
+            draining: Arc::default(),
+            recent_us: Arc::new(AtomicU64::new(recent_us)),
+            ahead: Arc::default(),
+        }
+        .with_queued(queued)
+    }
+
+    impl TrialEnv {
+        fn with_queued(self, n: usize) -> TrialEnv {
+            let lease = Lease {
+                id: TrialId(1),
+                sweep: Arc::from("s"),
+                attempt: 1,
+                params: kappa_core::Params::from(kappa_core::Hyperparams::defaults()),
+                task: Arc::from("{}"),
+                timeout: None,
+                gpus: 0,
+            };
+            let trial = || Trial {
+                lease: lease.clone(),
+                task: Arc::new(TaskSpec::Noop { sleep_ms: 0 }),
+                gpus: Vec::new(),
+                cancel: Cancel::new(),
+            };
+            for _ in 0..n {
+                self.queue(WorkerId(1), trial());
+            }
+            self
+        }
+    }
+
+    #[test]
+    fn only_short_trials_are_leased_ahead_and_only_up_to_a_window_per_slot() {
+        // Nothing known yet, or trials longer than the window: only the free slots.
+        assert_eq!(env(u64::MAX, 0).lease_ahead(4, 1024), 0);
+        assert_eq!(env(200_000, 0).lease_ahead(4, 1024), 0);
+        // 10 ms trials: 10 more per free slot; noop-like ones: the per-slot cap, within the call's.
+        assert_eq!(env(10_000, 0).lease_ahead(4, 1024), 40);
+        assert_eq!(env(1, 0).lease_ahead(2, 1024), 2 * AHEAD_PER_SLOT as usize);
+        assert_eq!(env(1, 0).lease_ahead(8, 1024), 1024 - 8);
+        // Trials already waiting for a slot count against the window.
+        assert_eq!(env(10_000, 30).lease_ahead(4, 1024), 10);
+        let draining = env(1, 0);
+        draining.draining.store(true, Ordering::Relaxed);
+        assert_eq!(draining.lease_ahead(4, 1024), 0);
+    }
 }

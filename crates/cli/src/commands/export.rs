@@ -39,7 +39,6 @@ pub struct ExportArgs {
 pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
     let dir = state::resolve(&args.state)?;
     let store = Store::open(&dir)?;
-    let trials = store.trials()?;
     let preempted = store.preempted()?;
     let sink: Box<dyn Write> = match &args.out {
         Some(path) => {
@@ -49,13 +48,13 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
     };
     let mut w = BufWriter::new(sink);
     match args.format {
-        Format::Jsonl => {
-            for t in &trials {
-                serde_json::to_writer(&mut w, &trial_json(t, preempted.get(&t.result.id).copied().unwrap_or(0)))?;
-                w.write_all(b"\n")?;
-            }
-        }
-        Format::Csv => write_csv(&mut w, &trials, &preempted)?,
+        // Streamed: one trial in memory at a time, whatever the sweep's size.
+        Format::Jsonl => store.each_trial(|t| -> anyhow::Result<()> {
+            serde_json::to_writer(&mut w, &trial_json(&t, preempted.get(&t.result.id).copied().unwrap_or(0)))?;
+            w.write_all(b"\n")?;
+            Ok(())
+        })?,
+        Format::Csv => write_csv(&mut w, &store, &preempted)?,
     }
     w.flush()?;
     Ok(exit::OK)
@@ -111,11 +110,12 @@ const CSV_TAIL: &[&str] = &[
 /// carry it) and one per named axis any trial has (`task.noise.sigma`, `params.width`).
 fn write_csv(
     w: &mut impl Write,
-    trials: &[TrialRecord],
+    store: &Store,
     preempted: &std::collections::HashMap<kappa_core::TrialId, u32>,
-) -> std::io::Result<()> {
-    let named: std::collections::BTreeSet<&str> =
-        trials.iter().flat_map(|t| t.result.params.named.keys().map(String::as_str)).collect();
+) -> anyhow::Result<()> {
+    // The columns first (from the store, without reading every trial into memory), then the rows.
+    let named = store.named_axes()?;
+    let named: Vec<&str> = named.iter().map(String::as_str).collect();
     let header: Vec<&str> = CSV_HEAD
         .iter()
         .copied()
@@ -125,7 +125,7 @@ fn write_csv(
         .collect();
     writeln!(w, "{}", header.join(","))?;
     let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
-    for t in trials {
+    store.each_trial(|t| -> anyhow::Result<()> {
         let (r, p) = (&t.result, &t.result.params);
         let stationary = r.metrics.as_ref().and_then(|m| m.stationary_loss);
         let last = r.metrics.as_ref().and_then(|m| m.curve.last());
@@ -155,8 +155,8 @@ fn write_csv(
         ]);
         let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         writeln!(w, "{}", line.join(","))?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Quotes a CSV cell when it holds a comma, quote or line break (RFC 4180).

@@ -3,7 +3,7 @@
 use crate::args::{CoordinatorArg, SourceArg};
 use crate::client::{connect, runtime, status_error};
 use crate::{exit, state};
-use kappa_core::{Progress, TrialStatus};
+use kappa_core::Progress;
 use kappa_proto::pb;
 use kappa_store::{Store, TrialRecord};
 use serde_json::json;
@@ -32,11 +32,12 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     let store = Store::open(&dir)?;
     let info = store.sweep_info()?;
     let counts = store.counts()?;
-    let trials = store.trials()?;
-    let failed: Vec<&TrialRecord> = trials.iter().filter(|t| t.result.status == TrialStatus::Failed).collect();
-    // Succeeded trials whose stationary loss was taken before the loss settled.
+    // Read by their indexes: a store of 10⁷ trials answers as fast as one of 10.
+    let failed = store.failed_trials()?;
+    // Trials whose stationary loss was taken before the loss settled.
+    let unsettled_trials = store.unsettled_trials()?;
     let unsettled: Vec<(&TrialRecord, String)> =
-        trials.iter().filter_map(|t| Some((t, t.result.metrics.as_ref()?.unsettled_note()?))).collect();
+        unsettled_trials.iter().filter_map(|t| Some((t, t.result.metrics.as_ref()?.unsettled_note()?))).collect();
     let preempted: u32 = store.preempted()?.values().sum();
     let name = info.as_ref().map_or("", |i| i.name.as_str());
     if args.json {

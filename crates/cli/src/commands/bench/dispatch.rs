@@ -31,7 +31,7 @@ pub struct DispatchBench {
 }
 
 /// A child process killed on drop.
-struct Child(std::process::Child);
+pub(super) struct Child(pub(super) std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -40,7 +40,7 @@ impl Drop for Child {
     }
 }
 
-fn noop_sweep(name: &str, n: u64) -> String {
+pub(super) fn noop_sweep(name: &str, n: u64) -> String {
     format!(
         "version = 1\nname = \"{name}\"\n[task]\nkind = \"noop\"\n[grid]\noptimizer = [\"sgd\"]\nlr = [0.01]\n\
          seed = {{ linspace = [0, {}], num = {n} }}\n[execution]\nmax_trials = {n}\n",
@@ -48,11 +48,15 @@ fn noop_sweep(name: &str, n: u64) -> String {
     )
 }
 
-fn start_coordinator(dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
+/// Starts `kappa coordinator` on a free port with its state in `dir` and the flags `extra`;
+/// returns it and its address.
+pub(super) fn start_coordinator(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<(Child, String)> {
     use std::io::BufRead;
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["coordinator", "--listen", "127.0.0.1:0", "--state"])
+        .args(["coordinator", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--state")
         .arg(dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -69,7 +73,7 @@ fn start_coordinator(dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
     Ok((Child(child), addr))
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(super) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
@@ -78,7 +82,7 @@ pub(super) fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
     let dir = std::env::temp_dir().join(format!("kappa-bench-dispatch-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (coord, addr) = start_coordinator(&dir.join("dispatch"))?;
+    let (coord, addr) = start_coordinator(&dir.join("dispatch"), &[])?;
     let exe = std::env::current_exe()?;
     let url = format!("http://{addr}");
     let _workers: Vec<Child> = (0..2)
@@ -153,7 +157,7 @@ pub(super) fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {
     })?;
     drop(coord);
     if b.memory_trials > 0 {
-        let (coord, addr) = start_coordinator(&dir.join("memory"))?;
+        let (coord, addr) = start_coordinator(&dir.join("memory"), &[])?;
         let pid = coord.0.id();
         std::thread::sleep(std::time::Duration::from_millis(300));
         let before = rss_kib(pid).unwrap_or(0);

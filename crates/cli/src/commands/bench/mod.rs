@@ -2,11 +2,15 @@
 //! machine is shared and noisy, so only the ratio means something). One file per benchmark:
 //! `sim` (simulator vs NumPy), `gpu` (CUDA backend vs PyTorch eager), `train` (native training vs
 //! NumPy), `dispatch` (noop trials through a coordinator vs Optuna), `commands` (process-per-trial
-//! dispatch vs HyperQueue); [`Baseline`] runs a baseline script and reads its JSON.
+//! dispatch vs HyperQueue), `scale` (1,000 simulated workers against one coordinator, a third
+//! killed mid-sweep), `large` (10⁶ and 10⁷ trials planned, resumed, read; local dispatch against
+//! targets); [`Baseline`] runs a baseline script and reads its JSON.
 
 mod commands;
 mod dispatch;
 mod gpu;
+mod large;
+mod scale;
 mod sim;
 mod train;
 
@@ -84,6 +88,17 @@ enum BenchWhat {
     /// with 2 slots, against HyperQueue running N `true` tasks on one local 2-core worker
     /// (`python3 -m pip install hyperqueue`).
     Commands(commands::CommandsBench),
+    /// Scale: one `kappa coordinator` and 1,000 simulated workers (lightweight clients in this
+    /// process, each registering, heartbeating, leasing and reporting noop trials over gRPC on
+    /// loopback), a third of them killed abruptly mid-sweep; throughput, lease and report
+    /// latency, coordinator CPU and memory per worker, lease expiries, and exactly-once from the
+    /// store.
+    Scale(scale::ScaleBench),
+    /// Large sweeps: 10⁶ and 10⁷ noop trials planned and stored by `kappa run`, killed, resumed
+    /// to the first lease (time, and coordinator memory per pending trial), `kappa status` and
+    /// `kappa export` on them, their size on disk; and a local `kappa run`'s dispatch rate with
+    /// every result committed.
+    Large(large::LargeBench),
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
@@ -93,5 +108,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         BenchWhat::Train(b) => train::bench_train(b),
         BenchWhat::Dispatch(b) => dispatch::bench_dispatch(b),
         BenchWhat::Commands(b) => commands::bench_commands(b),
+        BenchWhat::Scale(b) => scale::bench_scale(b),
+        BenchWhat::Large(b) => large::bench_large(b),
     }
 }
