@@ -7,7 +7,7 @@ use kappa_core::{
     AttemptOutcome, AttemptReport, Counts, Execution, Lease, LeaseEnd, Progress, Scheduler, SchedulerConfig, TrialId,
     TrialStatus, WorkerId,
 };
-use kappa_store::{InFlight, ReportEffect, Store, StoreOp, now_s};
+use kappa_store::{InFlight, OpenTrial, ReportEffect, Store, StoreOp, now_s};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -136,9 +136,7 @@ impl SweepRunner {
         }
         // The first chunk now, so the first lease finds work (and before the writer starts: a
         // store that cannot be read starts nothing).
-        for t in reader.pending_after(None, LOAD_CHUNK)? {
-            sched.load(Some(t.seq), t.id, t.params, t.task, t.attempts, t.failures);
-        }
+        feed(&mut sched, reader.pending_after(None, LOAD_CHUNK)?);
         let resumed: Vec<StoreOp> = in_flight
             .into_iter()
             .filter(|f| sched.resume_in_flight(f.id, f.attempt))
@@ -201,11 +199,8 @@ impl SweepRunner {
             return Ok(0);
         }
         let chunk = store.pending_after(after, LOAD_CHUNK)?;
-        let n = chunk.len();
         let mut sched = self.sched();
-        for t in chunk {
-            sched.load(Some(t.seq), t.id, t.params, t.task, t.attempts, t.failures);
-        }
+        let n = feed(&mut sched, chunk);
         if n == 0 && sched.unloaded() > 0 {
             // The store holds fewer pending trials than it counted: nothing is left to load.
             tracing::warn!(sweep = %self.inner.name, missing = sched.unloaded(), "pending trials missing from the store");
@@ -512,6 +507,15 @@ impl SweepRunner {
             None => Ok(()),
         }
     }
+}
+
+/// Loads a chunk of pending trials read in plan order; returns how many were read.
+fn feed(sched: &mut Scheduler, chunk: Vec<OpenTrial>) -> usize {
+    let n = chunk.len();
+    for t in chunk {
+        sched.load(Some(t.seq), t.id, t.params, t.task, t.attempts, t.failures);
+    }
+    n
 }
 
 /// Adds the in-memory counts of open trials to the store's counts of finished ones.

@@ -256,10 +256,7 @@ impl Params {
 
     /// Every carried value by name: the built-ins in canonical order, then the named axes.
     pub fn entries(&self) -> Vec<(String, serde_json::Value)> {
-        let mut out: Vec<(String, serde_json::Value)> =
-            self.builtins.axes().map(|a| (a.as_str().to_string(), self.builtin_value(a))).collect();
-        out.extend(self.named.iter().map(|(k, v)| (k.clone(), v.clone())));
-        out
+        self.borrowed_entries().into_iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect()
     }
 
     /// The user parameters (`params.*`), by their short names (`width`).
@@ -286,7 +283,7 @@ impl Params {
         Entries { params: self, identity: true }
     }
 
-    /// Every entry, the built-ins' values computed and the named ones borrowed.
+    /// [`Params::entries`], the built-ins' values computed and the named ones borrowed.
     fn borrowed_entries(&self) -> Vec<(&str, std::borrow::Cow<'_, serde_json::Value>)> {
         use std::borrow::Cow;
         let builtins = self.builtins.axes().map(|a| (a.as_str(), Cow::Owned(self.builtin_value(a))));

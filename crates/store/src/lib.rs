@@ -184,7 +184,7 @@ mod tests {
         let mut s = Store::open(dir.path()).unwrap();
         let sync = s.sync_plan(&header("demo", &CodeVersion::NONE, "p1"), || rows((0..3).map(trial))).unwrap();
         assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 1, requeued: 1 });
-        let open = s.open_trials().unwrap();
+        let open = s.pending_after(None, usize::MAX).unwrap();
         assert_eq!(open.iter().map(|t| (t.id.0, t.attempts)).collect::<Vec<_>>(), vec![(1001, 1), (1002, 0)]);
         let log = s.attempts().unwrap();
         assert_eq!(log[1].outcome.as_deref(), Some("lost"));
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(log.iter().map(|a| a.class.as_deref()).collect::<Vec<_>>(), [Some("lost"), None, Some("lost")]);
         assert_eq!(log[1].error.as_deref(), Some(LeaseEnd::WorkerLeft.reason()));
         assert!(log[2].counted, "the attempt that failed the trial is its counted one");
-        let open = s.open_trials().unwrap();
+        let open = s.pending_after(None, usize::MAX).unwrap();
         assert_eq!(open.iter().map(|t| (t.id.0, t.failures[3])).collect::<Vec<_>>(), [(1000, 1), (1001, 0)]);
         assert_eq!(s.failed_attempts().unwrap(), 2);
         let failed = &s.trials().unwrap()[2];
@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(log[3], ("lost-before-retry".into(), Some("lost".into()), expired));
         // The same failures count as before: one expired lease, one failed attempt.
         assert_eq!(s.failed_attempts().unwrap(), 2);
-        assert_eq!(s.open_trials().unwrap()[0].failures, [0, 0, 0, 1]);
+        assert_eq!(s.pending_after(None, usize::MAX).unwrap()[0].failures, [0, 0, 0, 1]);
         drop(s);
         // Opening it again changes nothing more.
         assert_eq!(Store::open(dir.path()).unwrap().attempts().unwrap().len(), 5);

@@ -5,6 +5,9 @@ use crate::{Store, StoreError};
 use kappa_core::{CodeVersion, Counts, Params, TrialId, TrialResult, TrialStatus};
 use rusqlite::OptionalExtension;
 
+/// Every trial of the current plan, in plan order (a filter for `trials_where`).
+const PLAN_ORDER: &str = "generation = ?1 ORDER BY seq";
+
 /// A trial that still has to run, as the scheduler needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpenTrial {
@@ -188,18 +191,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Trials of the current plan that are not finished, in plan order.
-    pub fn open_trials(&self) -> Result<Vec<OpenTrial>, StoreError> {
-        let mut out: Vec<OpenTrial> = Vec::new();
-        loop {
-            let chunk = self.pending_after(out.last().map(|t| t.seq), 100_000)?;
-            if chunk.is_empty() {
-                return Ok(out);
-            }
-            out.extend(chunk);
-        }
-    }
-
     /// Up to `limit` pending trials of the current plan after plan position `after` (`None`:
     /// from the start), in plan order: what a scheduler loads as its queue drains. Right after
     /// [`Store::sync_plan`] every unfinished trial is pending (it re-queues running ones).
@@ -357,18 +348,13 @@ impl Store {
 
     /// Every trial of the current plan, in plan order.
     pub fn trials(&self) -> Result<Vec<TrialRecord>, StoreError> {
-        let mut out = Vec::new();
-        self.each_trial(|t| {
-            out.push(t);
-            Ok::<(), StoreError>(())
-        })?;
-        Ok(out)
+        self.collect_where(PLAN_ORDER)
     }
 
     /// Hands every trial of the current plan to `f`, in plan order, one at a time (an export of
     /// 10⁷ trials never holds them all); stops at the first error `f` returns.
     pub fn each_trial<E: From<StoreError>>(&self, f: impl FnMut(TrialRecord) -> Result<(), E>) -> Result<(), E> {
-        self.trials_where("generation = ?1 ORDER BY seq", f)
+        self.trials_where(PLAN_ORDER, f)
     }
 
     /// The current plan's failed trials, in plan order.

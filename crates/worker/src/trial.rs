@@ -171,9 +171,7 @@ impl TrialEnv {
         for t in &stale {
             let key = (t.trial.lease.id, t.trial.lease.attempt);
             let still_held = self.held.lock().map(|mut h| h.remove(&key).is_some()).unwrap_or(false);
-            if let Ok(mut pool) = self.gpu_pool.lock() {
-                pool.extend(&t.trial.gpus);
-            }
+            self.return_gpus(&t.trial);
             if still_held {
                 self.report(t.worker, key, AttemptOutcome::Preempted { reason: why.to_string() }, 0.0);
             }
@@ -205,9 +203,14 @@ impl TrialEnv {
             if self.held.lock().is_ok_and(|h| h.contains_key(&key)) {
                 return Some((t.worker, t.trial));
             }
-            if let Ok(mut pool) = self.gpu_pool.lock() {
-                pool.extend(&t.trial.gpus);
-            }
+            self.return_gpus(&t.trial);
+        }
+    }
+
+    /// Puts the GPUs `trial` was handed back in the pool.
+    fn return_gpus(&self, trial: &Trial) {
+        if let Ok(mut pool) = self.gpu_pool.lock() {
+            pool.extend(&trial.gpus);
         }
     }
 
@@ -226,9 +229,7 @@ impl TrialEnv {
             },
             _ => run_on_pool(&trial, cancel, self.backend).await,
         };
-        if let Ok(mut pool) = self.gpu_pool.lock() {
-            pool.extend(&trial.gpus);
-        }
+        self.return_gpus(&trial);
         let took = started.elapsed().as_micros().min(u128::from(u64::MAX - 1)) as u64;
         let _ = self.recent_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
             Some(if r == u64::MAX { took } else { (r * 7 + took) / 8 })

@@ -73,9 +73,15 @@ pub(super) fn start_coordinator(dir: &std::path::Path, extra: &[&str]) -> anyhow
     Ok((Child(child), addr))
 }
 
+/// A process's resident memory (KiB).
 pub(super) fn rss_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A figure in KiB from `/proc/PID/status` (`VmRSS:`, `VmHWM:`).
+pub(super) fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub(super) fn bench_dispatch(b: DispatchBench) -> anyhow::Result<u8> {

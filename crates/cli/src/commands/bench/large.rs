@@ -6,7 +6,7 @@
 //! store's size on disk is read. Then a local `kappa run` of a smaller sweep runs to the end, for
 //! its dispatch rate with every result committed. Each figure is printed beside its target.
 
-use super::dispatch::{Child, noop_sweep, rss_kib};
+use super::dispatch::{Child, noop_sweep, proc_status_kib, rss_kib};
 use anyhow::{Context, anyhow};
 use kappa_coordinator::{Coordinator, CoordinatorConfig};
 use kappa_core::{OnNewVersion, Sweep, WorkerId};
@@ -132,15 +132,9 @@ fn timed(args: &[&str]) -> anyhow::Result<(Duration, u64)> {
             }
             return Ok((started.elapsed(), peak));
         }
-        peak = peak.max(hwm_kib(pid).unwrap_or(0));
+        peak = peak.max(proc_status_kib(pid, "VmHWM:").unwrap_or(0));
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Peak resident memory of a process (KiB).
-fn hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn disk_mb(state: &Path) -> (f64, f64) {
