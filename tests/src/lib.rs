@@ -1,6 +1,9 @@
 //! Helpers for kappa's end-to-end tests: the real `kappa` binary, run as a user would, in a
 //! scratch directory, with its state database read back directly.
 
+pub mod browser;
+pub mod http;
+
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -165,6 +168,50 @@ pub fn ledger(db: &Connection) -> Vec<(String, i64, i64)> {
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("query").map(Result::unwrap).collect()
 }
 
+/// The lines a background process prints on one of its pipes, collected by a thread.
+#[derive(Clone)]
+pub struct Lines {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Lines {
+    /// Collects the lines of `pipe` until it closes.
+    pub fn follow(pipe: impl std::io::Read + Send + 'static) -> Lines {
+        use std::io::BufRead;
+        let lines = Lines { lines: Default::default() };
+        let into = lines.lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                into.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        lines
+    }
+
+    /// Everything printed so far.
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+    }
+
+    /// Waits (at most `limit`) for a line starting with `prefix`; returns the rest of it.
+    pub fn wait_for(&self, prefix: &str, limit: Duration) -> Option<String> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let found = self
+                .lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix).map(str::to_string));
+            if found.is_some() {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
 /// A background `kappa` process, killed when dropped.
 pub struct Proc {
     /// The process.
@@ -204,7 +251,12 @@ impl Sandbox {
     /// Starts `kappa coordinator` on `listen` (use `127.0.0.1:0` for any port) and returns it with
     /// the address it listens on, read from its first line of output.
     pub fn coordinator(&self, listen: &str, extra: &[&str]) -> (Proc, String) {
-        use std::io::BufRead;
+        let (proc, addr, _) = self.coordinator_out(listen, extra);
+        (proc, addr)
+    }
+
+    /// [`Sandbox::coordinator`], with every line it prints on stdout (e.g. the dashboard's URL).
+    pub fn coordinator_out(&self, listen: &str, extra: &[&str]) -> (Proc, String, Lines) {
         let mut args = vec!["coordinator", "--listen", listen, "--state", "cluster"];
         args.extend_from_slice(extra);
         let mut child = self
@@ -213,28 +265,28 @@ impl Sandbox {
             .stderr(std::fs::File::create(self.path().join(".coordinator-stderr")).expect("stderr file"))
             .spawn()
             .expect("start coordinator");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = std::io::BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
+        let lines = Lines::follow(child.stdout.take().expect("stdout"));
         let proc = Proc { child };
-        let first = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+        let first = lines.wait_for("kappa coordinator listening on ", Duration::from_secs(30)).unwrap_or_else(|| {
             panic!(
                 "coordinator did not start: {}",
                 std::fs::read_to_string(self.path().join(".coordinator-stderr")).unwrap_or_default()
             )
         });
-        let addr = first
-            .strip_prefix("kappa coordinator listening on ")
-            .and_then(|r| r.split(',').next())
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-            .to_string();
-        (proc, addr)
+        let addr = first.split(',').next().unwrap_or_default().to_string();
+        (proc, addr, lines)
+    }
+
+    /// Starts `kappa` with `args` in the background, following what it prints on stderr.
+    pub fn spawn_stderr(&self, args: &[&str]) -> (Proc, Lines) {
+        let mut child = self
+            .command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start kappa");
+        let lines = Lines::follow(child.stderr.take().expect("stderr"));
+        (Proc { child }, lines)
     }
 
     /// Starts `kappa worker` against `addr` (`host:port` for plain HTTP, or a full URL).

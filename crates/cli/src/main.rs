@@ -4,7 +4,7 @@
 //! by several commands), `state` (state-directory resolution and locking), `sweep_file`
 //! (reading a sweep file), `client` (talking to a coordinator), `signal` (Ctrl-C / SIGTERM),
 //! `logging` (tracing on stderr), `progress` (the live bar), `summary` (the table after a run),
-//! `exit` (exit codes).
+//! `ui` (the web dashboard beside a coordinator), `exit` (exit codes).
 
 mod args;
 mod client;
@@ -16,6 +16,7 @@ mod signal;
 mod state;
 mod summary;
 mod sweep_file;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use commands::*;

@@ -16,6 +16,8 @@ use tokio::time::Instant;
 
 struct Inner {
     name: String,
+    /// The state directory of its store.
+    dir: std::path::PathBuf,
     /// GPUs each trial needs (`execution.resources.gpus`).
     gpus: u32,
     /// The code version a worker must compute with to be leased its trials (`None`: any).
@@ -121,6 +123,7 @@ impl SweepRunner {
         counts.total -= open;
         (counts.pending, counts.running) = (0, 0);
         let reader = store.reopen()?;
+        let dir = store.dir().to_path_buf();
         let gpus = execution.gpus;
         let mut sched = Scheduler::new(SchedulerConfig {
             sweep: Arc::from(name.as_str()),
@@ -157,6 +160,7 @@ impl SweepRunner {
         let inner = Inner {
             writer: StoreWriter::start(store, &name, work.clone()),
             name,
+            dir,
             gpus,
             requires,
             sched: Mutex::new(sched),
@@ -222,6 +226,11 @@ impl SweepRunner {
     /// The sweep's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The state directory of its store (readers open their own connection to it).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.inner.dir
     }
 
     /// GPUs each of its trials needs: they go only to workers with that many free.

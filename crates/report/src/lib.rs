@@ -220,6 +220,25 @@ pub struct SlopeFit {
     pub theory_slope: Option<f64>,
 }
 
+/// Builds the report of a stored sweep from what its store keeps: the sweep file (`file`, its
+/// text `sweep_text`, parsed again), the code version its ids were made with (`None`: a store
+/// from before versions were recorded, whose ids carry the legacy version) and its trials'
+/// results. Returns the parsed sweep with the report. `kappa report` and the dashboard build
+/// reports through here.
+pub fn build_stored(
+    file: &str,
+    sweep_text: &str,
+    version: Option<kappa_core::CodeVersion>,
+    trials: impl IntoIterator<Item = TrialResult>,
+) -> Result<(Sweep, Report), kappa_core::SpecError> {
+    let sweep = Sweep::parse(file, sweep_text)?;
+    let version = version.unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
+    let plan = Plan::new(&sweep, version);
+    let results: HashMap<_, _> = trials.into_iter().map(|t| (t.id, t)).collect();
+    let report = build(&sweep, &plan, &results);
+    Ok((sweep, report))
+}
+
 /// Builds the report of `sweep` from the results of its trials (missing ids count as not run).
 pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>) -> Report {
     let mut trials = 0u64;

@@ -9,21 +9,26 @@
 //! later report (every terminal update is guarded by `status NOT IN (terminal)`).
 //!
 //! Module map: `schema` (tables, version, migrations), `ops` (writes: [`StoreOp`] and
-//! [`Store::apply`]), `plan` (recording a plan: [`Store::sync_plan`]), `records` (reads), `lock`
+//! [`Store::apply`]), `plan` (recording a plan: [`Store::sync_plan`]), `records` (reads), `page` (pages of
+//! trials, filtered and sorted, for the dashboard), `export` (CSV and JSON lines), `lock`
 //! (the state directory's [`StateLock`]), `error`.
 
 #![warn(missing_docs)]
 
 mod error;
+mod export;
 mod lock;
 mod ops;
+mod page;
 mod plan;
 mod records;
 mod schema;
 
 pub use error::StoreError;
+pub use export::{ExportError, trial_json, write_csv, write_jsonl};
 pub use lock::StateLock;
 pub use ops::{ReportEffect, StoreOp};
+pub use page::{SortKey, TrialPage, TrialQuery, valid_param_name};
 pub use plan::{PlanHeader, PlanRow, PlanSync};
 pub use records::{AttemptRecord, InFlight, OpenTrial, SweepInfo, TrialRecord};
 pub use schema::SCHEMA_VERSION;
@@ -86,9 +91,14 @@ impl Store {
         Ok(store)
     }
 
+    /// The state directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// Another connection to the same store (a reader beside the writer, say).
     pub fn reopen(&self) -> Result<Store, StoreError> {
-        Store::open(self.path.parent().unwrap_or(Path::new(".")))
+        Store::open(self.dir())
     }
 
     fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
@@ -198,6 +208,80 @@ mod tests {
             s.sync_plan(&header("other", &CodeVersion::NONE, "p1"), || rows(std::iter::empty())),
             Err(StoreError::OtherSweep { .. })
         ));
+    }
+
+    #[test]
+    fn a_page_of_trials_is_filtered_sorted_counted_and_offset() {
+        use kappa_core::Estimate;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(dir.path()).unwrap();
+        // lr 0.1, 0.2, 0.3, 0.1, 0.2, 0.3; seeds 0..6.
+        let planned = |i: u64| {
+            let mut t = trial(i);
+            t.params.hyper.lr = 0.1 * ((i % 3) + 1) as f64;
+            t
+        };
+        s.sync_plan(&header("demo", &CodeVersion::NONE, "p1"), || rows((0..6).map(planned))).unwrap();
+        let lease = |i: u64| StoreOp::Leased { id: TrialId(1000 + i), attempt: 1, worker: "w".into(), at: 0.0 };
+        let done = |i: u64| StoreOp::Reported {
+            id: TrialId(1000 + i),
+            attempt: 1,
+            worker: "w".into(),
+            at: 1.0,
+            duration_s: i as f64,
+            outcome: AttemptOutcome::Succeeded(TrialMetrics {
+                stationary_loss: Some(Estimate { mean: 10.0 - i as f64, se: 0.1 }),
+                ..TrialMetrics::default()
+            }),
+            effect: ReportEffect::Final,
+        };
+        let failed = StoreOp::Reported {
+            id: TrialId(1004),
+            attempt: 1,
+            worker: "w".into(),
+            at: 1.0,
+            duration_s: 0.1,
+            outcome: AttemptOutcome::Failed { error: "boom".into(), class: kappa_core::FailureClass::Error },
+            effect: ReportEffect::Final,
+        };
+        s.apply(&[lease(0), done(0), lease(1), done(1), lease(2), done(2), lease(3), done(3), lease(4), failed])
+            .unwrap();
+        let page = |q: TrialQuery| {
+            let p = s.trial_page(&q).unwrap();
+            (p.total, p.trials.iter().map(|t| t.seq).collect::<Vec<_>>())
+        };
+        assert_eq!(page(TrialQuery::default()), (6, vec![0, 1, 2, 3, 4, 5]));
+        assert_eq!(page(TrialQuery { offset: 2, limit: 3, ..TrialQuery::default() }), (6, vec![2, 3, 4]));
+        assert_eq!(page(TrialQuery { descending: true, limit: 2, ..TrialQuery::default() }), (6, vec![5, 4]));
+        let status = |st| TrialQuery { status: Some(st), ..TrialQuery::default() };
+        assert_eq!(page(status(TrialStatus::Succeeded)), (4, vec![0, 1, 2, 3]));
+        assert_eq!(page(status(TrialStatus::Pending)), (1, vec![5]));
+        // A parameter filter (a number; a string), alone and with a status.
+        let lr = |v: f64| vec![("lr".to_string(), serde_json::json!(v))];
+        assert_eq!(page(TrialQuery { filters: lr(0.2), ..TrialQuery::default() }), (2, vec![1, 4]));
+        assert_eq!(
+            page(TrialQuery { filters: lr(0.2), status: Some(TrialStatus::Failed), ..TrialQuery::default() }),
+            (1, vec![4])
+        );
+        let sgd = vec![("optimizer".to_string(), serde_json::json!("sgd"))];
+        assert_eq!(page(TrialQuery { filters: sgd, ..TrialQuery::default() }).0, 6);
+        let seed = vec![("seed".to_string(), serde_json::json!(3))];
+        assert_eq!(page(TrialQuery { filters: seed, ..TrialQuery::default() }), (1, vec![3]));
+        // A name that is not a parameter name matches nothing, rather than reaching the SQL.
+        let bad = vec![("lr') OR 1=1 --".to_string(), serde_json::json!(1))];
+        assert_eq!(page(TrialQuery { filters: bad, ..TrialQuery::default() }), (0, vec![]));
+        // Sorted by loss (missing ones last, either way), by a parameter, ties in plan order.
+        let by = |sort, descending| TrialQuery { sort, descending, ..TrialQuery::default() };
+        assert_eq!(page(by(SortKey::Stationary, false)), (6, vec![3, 2, 1, 0, 4, 5]));
+        assert_eq!(page(by(SortKey::Stationary, true)), (6, vec![0, 1, 2, 3, 5, 4]));
+        assert_eq!(page(by(SortKey::Param("lr".into()), false)), (6, vec![0, 3, 1, 4, 2, 5]));
+        assert_eq!(page(by(SortKey::Duration, true)).1[..2], [3, 2]);
+        assert_eq!(page(by(SortKey::Status, false)).1, vec![4, 5, 0, 1, 2, 3]);
+        // One trial and its attempts.
+        assert_eq!(s.trial(TrialId(1004)).unwrap().map(|t| t.result.status), Some(TrialStatus::Failed));
+        assert!(s.trial(TrialId(9)).unwrap().is_none());
+        let log = s.attempts_of(TrialId(1004)).unwrap();
+        assert_eq!(log.iter().map(|a| (a.attempt, a.class.as_deref())).collect::<Vec<_>>(), [(1, Some("error"))]);
     }
 
     #[test]

@@ -381,9 +381,19 @@ impl Store {
     fn trials_where<E: From<StoreError>>(
         &self,
         filter: &str,
-        mut f: impl FnMut(TrialRecord) -> Result<(), E>,
+        f: impl FnMut(TrialRecord) -> Result<(), E>,
     ) -> Result<(), E> {
         let generation = self.generation()?;
+        self.records_where(filter, &[rusqlite::types::Value::Integer(generation)], f)
+    }
+
+    /// The trials `filter` chooses (a WHERE clause over `args`), handed to `f`.
+    pub(crate) fn records_where<E: From<StoreError>>(
+        &self,
+        filter: &str,
+        args: &[rusqlite::types::Value],
+        mut f: impl FnMut(TrialRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut stmt = self
             .conn
             .prepare(&format!(
@@ -391,7 +401,7 @@ impl Store {
                  FROM trials WHERE {filter}"
             ))
             .map_err(|e| self.sql(e))?;
-        let mut rows = stmt.query([generation]).map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(|e| self.sql(e))?;
         while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
             f(self.trial_record(r)?)?;
         }
@@ -442,14 +452,23 @@ impl Store {
 
     /// The attempt log of every trial, ordered by trial and attempt.
     pub fn attempts(&self) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.attempts_where("1 ORDER BY trial_id, attempt", &[])
+    }
+
+    /// The attempts `filter` chooses (a WHERE clause over `args`).
+    pub(crate) fn attempts_where(
+        &self,
+        filter: &str,
+        args: &[rusqlite::types::Value],
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT trial_id, attempt, worker, started_at, ended_at, outcome, error, class, counted
-                 FROM attempts ORDER BY trial_id, attempt",
-            )
+                 FROM attempts WHERE {filter}"
+            ))
             .map_err(|e| self.sql(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
             let get = |e: rusqlite::Error| self.sql(e);

@@ -29,6 +29,11 @@ pub struct CoordinatorArgs {
     /// Also serve Prometheus metrics (GET /metrics) on this address.
     #[arg(long, value_name = "ADDR", env = "KAPPA_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Also serve the web dashboard on this address (e.g. 127.0.0.1:8080): progress, trials,
+    /// curves and reports, live. With a token (--token-file) it asks for it and allows cancel and
+    /// retry; without one it is read-only.
+    #[arg(long, value_name = "ADDR", env = "KAPPA_UI_LISTEN")]
+    ui_listen: Option<String>,
     /// PEM certificate to serve TLS with (clients then use https:// and --tls-ca).
     #[arg(long, value_name = "FILE", env = "KAPPA_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -88,6 +93,14 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
             println!("metrics on http://{}/metrics", l.local_addr()?);
             tokio::spawn(kappa_coordinator::metrics::serve_metrics(l, coordinator.clone(), std::future::pending()));
         }
+        let ui = match &args.ui_listen {
+            Some(addr) => {
+                let ui = crate::ui::start(coordinator.clone(), addr, token.as_deref()).await?;
+                println!("dashboard on {}", ui.url());
+                Some(ui)
+            }
+            None => None,
+        };
         // Serve until Ctrl-C/SIGTERM, or until results stop being written (a full disk, say):
         // a coordinator that cannot record results must not keep handing out trials.
         let failure = tokio::select! {
@@ -98,6 +111,9 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
             }
         };
         tracing::info!("coordinator stopping");
+        if let Some(ui) = ui {
+            ui.stop(Duration::from_secs(2)).await;
+        }
         let stopped = server.stop(STOP_GRACE).await;
         if let Some(f) = failure {
             return Err(anyhow!("writing results failed: {f} (fix it and start the coordinator again)"));

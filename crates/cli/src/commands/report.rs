@@ -4,9 +4,8 @@
 use crate::args::SourceArg;
 use crate::{client, exit, state};
 use anyhow::{Context, anyhow};
-use kappa_core::{Plan, Sweep, TrialResult};
+use kappa_core::{Sweep, TrialResult};
 use kappa_store::Store;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Arguments of `kappa report`.
@@ -53,7 +52,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
             (dir.display().to_string(), info.spec_path, info.spec, info.code_version, trial_results(&store)?)
         }
     };
-    let sweep = Sweep::parse(&spec_path, &spec)
+    let (sweep, mut report) = kappa_report::build_stored(&spec_path, &spec, version.clone(), trials.iter().cloned())
         .map_err(|e| anyhow!("the sweep file stored in {source} no longer parses: {e}"))?;
     // The ids were made with the code version the state directory recorded, whatever this
     // binary's is: a new kappa reports an old sweep.
@@ -63,9 +62,6 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     if current.get().is_some() && version != current {
         eprintln!("note: {source} was computed with {version} (this kappa computes {current})");
     }
-    let plan = Plan::new(&sweep, version);
-    let results: HashMap<_, _> = trials.iter().map(|t| (t.id, t.clone())).collect();
-    let mut report = kappa_report::build(&sweep, &plan, &results);
     if !args.overlay.is_empty() {
         let mut sweeps = vec![(label(&sweep.name, &sweep), trials)];
         for dir in &args.overlay {

@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// sweeps never need it.
     #[arg(long)]
     rerun_on_new_version: bool,
+    /// Serve the web dashboard while the sweep runs (progress, trials, curves, the report, live),
+    /// on ADDR (default: 127.0.0.1 on a free port; the URL is printed). It stays up after the
+    /// sweep finishes, until Ctrl-C. Read-only.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::ui::DEFAULT_ADDR)]
+    ui: Option<String>,
 }
 
 /// How the local workers run their trials.
@@ -105,6 +110,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     announce_backend(args.backend);
     let workers = Workers { count, commands, gpus, backend: args.backend };
+    let ui = match &args.ui {
+        Some(addr) => {
+            let ui = runtime.block_on(crate::ui::start(coordinator.clone(), addr, None))?;
+            // The line a user (or a test) looks for.
+            eprintln!("dashboard on {}", ui.url());
+            Some(ui)
+        }
+        None => None,
+    };
     let ended = runtime.block_on(drive(coordinator.clone(), runner, workers, args.quiet));
     // Whatever `drive` did not get to (it failed early): commit what is queued.
     coordinator.shutdown().context("could not save every result")?;
@@ -112,6 +126,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let store = Store::open(&state)?;
     summary::print_run_summary(&store, &sweep, sync.reused, started.elapsed())?;
     let counts = store.counts()?;
+    if let Some(ui) = ui {
+        // The dashboard outlives the sweep: its results are what people come to look at.
+        if matches!(ended, Ended::Finished) {
+            eprintln!("the dashboard stays up on {} until Ctrl-C", ui.url());
+            runtime.block_on(interrupted());
+        }
+        runtime.block_on(ui.stop(Duration::from_secs(2)));
+    }
     Ok(match ended {
         Ended::Interrupted => {
             eprintln!(
@@ -189,7 +211,7 @@ async fn drive(
         }
     };
     // A second Ctrl-C while shutting down leaves at once; the store is consistent at any instant.
-    tokio::spawn(async {
+    let second = tokio::spawn(async {
         interrupted().await;
         eprintln!("interrupted again: exiting now");
         std::process::exit(i32::from(exit::INTERRUPTED));
@@ -211,5 +233,7 @@ async fn drive(
     }
     // Whatever a worker still held when it stopped goes back to pending; every result is saved.
     server.stop(Duration::from_secs(5)).await.context("could not save every result")?;
+    // Shut down: a Ctrl-C from now on is the caller's (it ends a lingering dashboard).
+    second.abort();
     ended
 }

@@ -177,6 +177,34 @@ pub fn write_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>, RenderErro
     let json = serde_json::to_vec_pretty(report).unwrap_or_default();
     write("summary.json", &json, &mut files)?;
     let mut svgs: Vec<(String, String)> = Vec::new();
+    for (name, plot) in &plots(report) {
+        let svg = svg(name, plot, report)?;
+        write(&format!("{name}.svg"), svg.as_bytes(), &mut files)?;
+        let png = out.join(format!("{name}.png"));
+        {
+            let area = BitMapBackend::new(&png, SIZE).into_drawing_area();
+            plot.draw(&area, report).map_err(|reason| RenderError::Draw { what: name.clone(), reason })?;
+            area.present().map_err(|e| RenderError::Draw { what: name.clone(), reason: e.to_string() })?;
+        }
+        files.push(png);
+        svgs.push((name.clone(), svg));
+    }
+    write("report.html", html(report, &svgs).as_bytes(), &mut files)?;
+    Ok(files)
+}
+
+/// `report.html` alone, in memory (its plots inline as SVG), as the dashboard serves it.
+pub fn html_report(report: &Report) -> Result<String, RenderError> {
+    register_font();
+    let svgs = plots(report)
+        .iter()
+        .map(|(name, plot)| Ok((name.clone(), svg(name, plot, report)?)))
+        .collect::<Result<Vec<_>, RenderError>>()?;
+    Ok(html(report, &svgs))
+}
+
+/// Every plot of a report, with its file name (without extension).
+fn plots(report: &Report) -> Vec<(String, Plot<'_>)> {
     let mut plots: Vec<(String, Plot<'_>)> = Vec::new();
     let mut seen_rules = Vec::new();
     for class in &report.classes {
@@ -216,25 +244,18 @@ pub fn write_all(report: &Report, out: &Path) -> Result<Vec<PathBuf>, RenderErro
         }
         plots.push((name, Plot::Overlay(o)));
     }
-    for (name, plot) in &plots {
-        let mut svg = String::new();
-        {
-            let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-            plot.draw(&area, report).map_err(|reason| RenderError::Draw { what: name.clone(), reason })?;
-            area.present().map_err(|e| RenderError::Draw { what: name.clone(), reason: e.to_string() })?;
-        }
-        write(&format!("{name}.svg"), svg.as_bytes(), &mut files)?;
-        let png = out.join(format!("{name}.png"));
-        {
-            let area = BitMapBackend::new(&png, SIZE).into_drawing_area();
-            plot.draw(&area, report).map_err(|reason| RenderError::Draw { what: name.clone(), reason })?;
-            area.present().map_err(|e| RenderError::Draw { what: name.clone(), reason: e.to_string() })?;
-        }
-        files.push(png);
-        svgs.push((name.clone(), svg));
+    plots
+}
+
+/// One plot drawn as SVG.
+fn svg(name: &str, plot: &Plot<'_>, report: &Report) -> Result<String, RenderError> {
+    let mut svg = String::new();
+    {
+        let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        plot.draw(&area, report).map_err(|reason| RenderError::Draw { what: name.to_string(), reason })?;
+        area.present().map_err(|e| RenderError::Draw { what: name.to_string(), reason: e.to_string() })?;
     }
-    write("report.html", html(report, &svgs).as_bytes(), &mut files)?;
-    Ok(files)
+    Ok(svg)
 }
 
 /// The plots a report draws.

@@ -1,0 +1,732 @@
+//! The JSON API under `/api/` (documented in the README), which the page uses and scripts can
+//! too, and the one table of how its errors become HTTP statuses.
+
+use crate::{Dashboard, assets, auth, live};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kappa_coordinator::{CoordinatorError, SweepRunner};
+use kappa_core::{TrialId, TrialStatus};
+use kappa_report::Report;
+use kappa_store::{SortKey, Store, StoreError, TrialQuery, TrialRecord};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
+
+/// The most trials one page holds.
+pub(crate) const MAX_LIMIT: u64 = 1000;
+/// The most curves one call returns.
+const MAX_CURVES: usize = 50;
+/// A report is rebuilt at most this often while results arrive (it reads every trial).
+const REPORT_EVERY: Duration = Duration::from_secs(3);
+/// Bytes of a command's stderr shown with its trial.
+const STDERR_TAIL: u64 = 4096;
+
+/// An API error: a status and a message in words, answered as `{"error": "..."}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<CoordinatorError> for ApiError {
+    fn from(e: CoordinatorError) -> ApiError {
+        let status = match &e {
+            CoordinatorError::NoSuchSweep(_) => StatusCode::NOT_FOUND,
+            CoordinatorError::InvalidSweep(_) => StatusCode::BAD_REQUEST,
+            CoordinatorError::Conflict(_) | CoordinatorError::RerunConflict(_) | CoordinatorError::NoStateRoot => {
+                StatusCode::CONFLICT
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let status = match e {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs store reads on tokio's blocking pool: the runtime's threads serve the scheduler.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the request crashed: {e}"))))
+}
+
+/// Every route of the dashboard.
+pub(crate) fn router(d: Arc<Dashboard>) -> Router {
+    let mut r = Router::new();
+    for path in assets::paths() {
+        r = r.route(
+            path,
+            get(move || async move { assets::asset(path).unwrap_or_else(|| StatusCode::NOT_FOUND.into_response()) }),
+        );
+    }
+    r.route("/api/session", get(session))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/sweeps", get(sweeps))
+        .route("/api/events", get(events))
+        .route("/api/sweeps/{name}", get(sweep))
+        .route("/api/sweeps/{name}/trials", get(trials))
+        .route("/api/sweeps/{name}/trials/{id}", get(trial))
+        .route("/api/sweeps/{name}/curves", get(curves))
+        .route("/api/sweeps/{name}/report", get(report))
+        .route("/api/sweeps/{name}/report.html", get(report_html))
+        .route("/api/sweeps/{name}/export.csv", get(export_csv))
+        .route("/api/sweeps/{name}/export.jsonl", get(export_jsonl))
+        .route("/api/sweeps/{name}/cancel", post(cancel))
+        .route("/api/sweeps/{name}/retry", post(retry))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page") })
+        .layer(axum::middleware::from_fn_with_state(d.clone(), guard))
+        .with_state(d)
+}
+
+/// Paths served without the token: the page itself (it holds no data) and the session calls.
+fn public(path: &str) -> bool {
+    !path.starts_with("/api/") || matches!(path, "/api/session" | "/api/login" | "/api/logout")
+}
+
+/// The token check before any handler, and the headers every answer carries: a strict content
+/// security policy (no inline or foreign scripts, whatever a sweep file holds), no sniffing, no
+/// framing, no referrer.
+async fn guard(State(d): State<Arc<Dashboard>>, req: Request, next: Next) -> Response {
+    let mut res = if public(req.uri().path()) || d.auth.may_read(req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "log in with the coordinator's token (or send `Authorization: Bearer TOKEN`)",
+        )
+        .into_response()
+    };
+    let h = res.headers_mut();
+    for (k, v) in [
+        (
+            "content-security-policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    res
+}
+
+async fn session(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> axum::Json<Value> {
+    axum::Json(json!({
+        "token_required": d.auth.required(),
+        "authenticated": d.auth.authenticated(&headers),
+        "can_change": d.auth.may_change(&headers),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn login(State(d): State<Arc<Dashboard>>, body: Bytes) -> ApiResult<Response> {
+    #[derive(serde::Deserialize)]
+    struct Login {
+        token: String,
+    }
+    let login: Login = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("the login body must be JSON {{\"token\": \"...\"}}: {e}")))?;
+    let Some(cookie) = d.auth.login_cookie() else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "this dashboard has no token: there is nothing to log in to"));
+    };
+    if !d.auth.is_token(&login.token) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong token"));
+    }
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie)]).into_response())
+}
+
+async fn logout() -> Response {
+    (StatusCode::NO_CONTENT, [(SET_COOKIE, auth::logout_cookie())]).into_response()
+}
+
+async fn sweeps(State(d): State<Arc<Dashboard>>) -> axum::Json<Value> {
+    axum::Json(live::overview(&d))
+}
+
+/// The overview at connect, then whenever it changes (at most once per [`live::TICK`]); the
+/// stream ends when the server stops.
+async fn events(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
+    enum Msg {
+        Overview(Arc<str>),
+        Stop,
+    }
+    let overview = WatchStream::new(d.live.subscribe()).filter(|s| !s.is_empty()).map(Msg::Overview);
+    let stop = WatchStream::new(d.stopping.subscribe()).filter(|s| *s).map(|_| Msg::Stop);
+    let stream = overview.merge(stop).take_while(|m| matches!(m, Msg::Overview(_))).map(|m| match m {
+        Msg::Overview(s) => Ok::<Event, Infallible>(Event::default().event("progress").data(&*s)),
+        Msg::Stop => Ok(Event::default().comment("stopping")),
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn runner(d: &Dashboard, name: &str) -> ApiResult<SweepRunner> {
+    if name.is_empty() {
+        return Err(CoordinatorError::NoSuchSweep(String::new()).into());
+    }
+    Ok(d.coordinator.sweep(name)?)
+}
+
+/// The most a read waits for the sweep's writer to commit what it has queued.
+const FLUSH_WAIT: Duration = Duration::from_millis(500);
+
+/// A sweep's runner once what it queued before the call is in its store (or [`FLUSH_WAIT`] has
+/// passed), so the rows a page reads agree with the counts the page shows.
+async fn flushed(d: &Dashboard, name: &str) -> ApiResult<SweepRunner> {
+    let r = runner(d, name)?;
+    let _ = tokio::time::timeout(FLUSH_WAIT, r.flushed()).await;
+    Ok(r)
+}
+
+/// A connection of the request's own to a sweep's store.
+fn open(r: &SweepRunner) -> ApiResult<Store> {
+    Ok(Store::open(r.dir())?)
+}
+
+async fn sweep(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
+    let r = runner(&d, &name)?;
+    let mut out = live::sweep_json(&d.live, &r.progress());
+    let extra = blocking(move || {
+        let store = open(&r)?;
+        let info = store.sweep_info()?.ok_or_else(|| CoordinatorError::NoSuchSweep(name.clone()))?;
+        let first = store.trial_page(&TrialQuery { limit: 1, ..TrialQuery::default() })?.trials;
+        // The built-ins in their usual order, then the named axes.
+        let mut columns: Vec<String> = match first.first().map(|t| serde_json::to_value(&t.result.params)) {
+            Some(Ok(Value::Object(m))) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let rank = |c: &String| kappa_core::AxisName::ALL.iter().position(|a| a.as_str() == c).unwrap_or(usize::MAX);
+        columns.sort_by_key(|c| rank(c));
+        let mut axes = serde_json::Map::new();
+        let mut rules = Vec::new();
+        let mut kind = Value::Null;
+        if let Ok(sweep) = kappa_core::Sweep::parse(&info.spec_path, &info.spec) {
+            kind = json!(sweep.task.kind_name());
+            for dim in sweep.grid.dims() {
+                for (axis, values) in &dim.axes {
+                    axes.insert(axis.name().to_string(), axis_values(values));
+                }
+            }
+            rules = sweep.scaling.iter().flat_map(|s| s.rules.iter().map(|r| r.name.clone())).collect();
+        }
+        Ok(json!({
+            "file": info.spec_path, "sweep_text": info.spec, "kind": kind, "columns": columns, "axes": axes,
+            "rules": rules,
+        }))
+    })
+    .await?;
+    if let (Value::Object(o), Value::Object(e)) = (&mut out, extra) {
+        o.extend(e);
+    }
+    Ok(axum::Json(out))
+}
+
+/// An axis's values as JSON.
+fn axis_values(v: &kappa_core::grid::AxisValues) -> Value {
+    use kappa_core::grid::AxisValues;
+    match v {
+        AxisValues::Optimizer(v) => json!(v.iter().map(|o| o.to_string()).collect::<Vec<_>>()),
+        AxisValues::Int(v) => json!(v),
+        AxisValues::Real(v) => json!(v),
+        AxisValues::Named(v) => json!(v),
+    }
+}
+
+/// A trial as a table row.
+fn row_json(t: &TrialRecord) -> Value {
+    let r = &t.result;
+    let m = r.metrics.as_ref();
+    json!({
+        "id": r.id, "seq": t.seq, "status": r.status, "attempts": t.attempts, "params": r.params,
+        "stationary": m.and_then(|m| m.stationary_loss), "settled": m.and_then(|m| m.settled()),
+        "error": r.error, "worker": t.worker, "duration_s": t.duration_s, "finished_at": t.finished_at,
+    })
+}
+
+/// The query of `/trials`: `status`, `offset`, `limit`, `sort`, `order` and `p.NAME=VALUE`.
+pub(crate) fn parse_query(pairs: &[(String, String)]) -> ApiResult<TrialQuery> {
+    let mut q = TrialQuery::default();
+    let number = |key: &str, v: &str| {
+        v.parse::<u64>().map_err(|_| ApiError::bad(format!("`{key}` must be a whole number, not `{v}`")))
+    };
+    for (key, v) in pairs {
+        match key.as_str() {
+            "status" if v.is_empty() => {}
+            "status" => {
+                q.status = Some(v.parse::<TrialStatus>().map_err(|_| {
+                    ApiError::bad(format!("unknown status `{v}`: one of pending, running, succeeded, failed, diverged"))
+                })?)
+            }
+            "offset" => q.offset = number(key, v)?,
+            "limit" => {
+                q.limit = number(key, v)?;
+                if q.limit == 0 || q.limit > MAX_LIMIT {
+                    return Err(ApiError::bad(format!("`limit` must be between 1 and {MAX_LIMIT}, not {v}")));
+                }
+            }
+            "sort" => {
+                q.sort = match v.as_str() {
+                    "" | "seq" => SortKey::Seq,
+                    "status" => SortKey::Status,
+                    "attempts" => SortKey::Attempts,
+                    "duration_s" => SortKey::Duration,
+                    "stationary" => SortKey::Stationary,
+                    p if kappa_store::valid_param_name(p) => SortKey::Param(p.to_string()),
+                    p => return Err(ApiError::bad(format!("cannot sort by `{p}`: not a parameter name"))),
+                }
+            }
+            "order" => {
+                q.descending = match v.as_str() {
+                    "" | "asc" => false,
+                    "desc" => true,
+                    o => return Err(ApiError::bad(format!("`order` is asc or desc, not `{o}`"))),
+                }
+            }
+            k => {
+                let Some(name) = k.strip_prefix("p.") else {
+                    return Err(ApiError::bad(format!(
+                        "unknown query parameter `{k}` (status, offset, limit, sort, order, p.NAME=VALUE)"
+                    )));
+                };
+                if !kappa_store::valid_param_name(name) {
+                    return Err(ApiError::bad(format!("cannot filter on `{name}`: not a parameter name")));
+                }
+                let value = match v.as_str() {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    s => match s.parse::<f64>() {
+                        Ok(x) if x.is_finite() => s.parse::<i64>().map_or_else(|_| json!(x), |i| json!(i)),
+                        _ => Value::String(s.to_string()),
+                    },
+                };
+                q.filters.push((name.to_string(), value));
+            }
+        }
+    }
+    Ok(q)
+}
+
+async fn trials(
+    State(d): State<Arc<Dashboard>>,
+    Path(name): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult<axum::Json<Value>> {
+    let r = flushed(&d, &name).await?;
+    let q = parse_query(&pairs)?;
+    blocking(move || {
+        let page = open(&r)?.trial_page(&q)?;
+        let rows: Vec<Value> = page.trials.iter().map(row_json).collect();
+        Ok(axum::Json(json!({ "total": page.total, "offset": q.offset, "limit": q.limit, "trials": rows })))
+    })
+    .await
+}
+
+fn parse_id(id: &str) -> ApiResult<TrialId> {
+    id.parse().map_err(|e| ApiError::bad(format!("`{id}` is not a trial id: {e}")))
+}
+
+fn found(t: Option<TrialRecord>, id: TrialId, sweep: &str) -> ApiResult<TrialRecord> {
+    t.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("sweep `{sweep}` has no trial {id}")))
+}
+
+/// A trial's loss curve as `[samples, mean, se]` points.
+fn curve(t: &TrialRecord) -> Vec<[f64; 3]> {
+    t.result
+        .metrics
+        .as_ref()
+        .map(|m| m.curve.iter().map(|p| [p.samples as f64, p.loss_mean, p.loss_se]).collect())
+        .unwrap_or_default()
+}
+
+async fn trial(
+    State(d): State<Arc<Dashboard>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Value>> {
+    let r = flushed(&d, &name).await?;
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let store = open(&r)?;
+        let t = found(store.trial(id)?, id, &name)?;
+        let attempts = store.attempts_of(id)?;
+        let mut out = row_json(&t);
+        let m = t.result.metrics.as_ref();
+        let mut extra: HashMap<&str, Vec<[f64; 2]>> = HashMap::new();
+        for p in m.map(|m| m.curve.as_slice()).unwrap_or_default() {
+            for (k, v) in &p.extra {
+                extra.entry(k.as_str()).or_default().push([p.samples as f64, *v]);
+            }
+        }
+        let stderr = attempts.last().and_then(|a| stderr_tail(r.dir(), id, a.attempt, a.error.as_deref()));
+        let attempts: Vec<Value> = attempts
+            .iter()
+            .map(|a| {
+                json!({
+                    "attempt": a.attempt, "worker": a.worker, "started_at": a.started_at, "ended_at": a.ended_at,
+                    "outcome": a.outcome, "error": a.error, "class": a.class, "counted": a.counted,
+                })
+            })
+            .collect();
+        if let Value::Object(o) = &mut out {
+            o.insert("curve".into(), json!(curve(&t)));
+            o.insert("extra".into(), json!(extra));
+            o.insert("theory".into(), json!(m.and_then(|m| m.theory.as_ref()?.stationary_loss)));
+            o.insert("notes".into(), json!(m.map(|m| m.notes.clone()).unwrap_or_default()));
+            o.insert("attempts".into(), json!(attempts));
+            o.insert("stderr_tail".into(), json!(stderr));
+        }
+        Ok(axum::Json(out))
+    })
+    .await
+}
+
+/// The end of a command trial's stderr: its log file where this process can read it (`kappa
+/// run` keeps logs in the state directory), else what the failure message quoted.
+fn stderr_tail(dir: &std::path::Path, id: TrialId, attempt: u32, error: Option<&str>) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = dir.join("logs").join(format!("{id}.{attempt}.stderr"));
+    if let Ok(mut f) = std::fs::File::open(&path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut tail = Vec::new();
+        if f.seek(SeekFrom::Start(len.saturating_sub(STDERR_TAIL))).is_ok() && f.read_to_end(&mut tail).is_ok() {
+            let text = String::from_utf8_lossy(&tail).into_owned();
+            return (!text.trim().is_empty()).then_some(text);
+        }
+    }
+    error.and_then(|e| e.split_once("stderr ends with:\n")).map(|(_, tail)| tail.to_string())
+}
+
+/// A short label of a trial's parameters (`sgd B=64 lr=0.003 seed=0`).
+fn label(t: &TrialRecord) -> String {
+    let Ok(Value::Object(m)) = serde_json::to_value(&t.result.params) else { return t.result.id.to_string() };
+    m.iter()
+        .map(|(k, v)| {
+            let v = kappa_core::grid::display_value(v);
+            match k.as_str() {
+                "optimizer" => v,
+                "batch_size" => format!("B={v}"),
+                k => format!("{}={v}", k.rsplit('.').next().unwrap_or(k)),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn curves(
+    State(d): State<Arc<Dashboard>>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::Json<Value>> {
+    let r = flushed(&d, &name).await?;
+    let ids: Vec<TrialId> = q
+        .get("ids")
+        .map(|s| s.split(',').filter(|s| !s.is_empty()).map(parse_id).collect::<ApiResult<_>>())
+        .transpose()?
+        .unwrap_or_default();
+    if ids.len() > MAX_CURVES {
+        return Err(ApiError::bad(format!("at most {MAX_CURVES} curves at once, not {}", ids.len())));
+    }
+    blocking(move || {
+        let store = open(&r)?;
+        let mut series = Vec::new();
+        for id in ids {
+            let t = found(store.trial(id)?, id, &name)?;
+            series.push(json!({ "id": id, "label": label(&t), "curve": curve(&t) }));
+        }
+        Ok(axum::Json(json!({ "series": series })))
+    })
+    .await
+}
+
+/// Reports by sweep, rebuilt when results arrived and the last one is older than
+/// [`REPORT_EVERY`] and than [`REPORT_COST`] times what it took to build (a report reads every
+/// trial: on a sweep of 10⁶ that takes seconds, and it must not take a core from the scheduler).
+#[derive(Default)]
+pub(crate) struct ReportCache {
+    reports: Mutex<HashMap<String, Cached>>,
+    /// One build at a time, whatever the number of browsers asking.
+    building: tokio::sync::Mutex<()>,
+}
+
+/// A rebuild waits at least this many times as long as the last build took.
+const REPORT_COST: u32 = 5;
+
+struct Cached {
+    done: u64,
+    at: Instant,
+    took: Duration,
+    computed_at: f64,
+    report: Arc<Report>,
+}
+
+impl ReportCache {
+    /// The cached report of `name`, if it is still good for `done` finished trials.
+    fn fresh(&self, name: &str, done: u64) -> Option<(Arc<Report>, f64)> {
+        let cache = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        let c = cache.get(name)?;
+        let due = c.at.elapsed() >= REPORT_EVERY.max(c.took * REPORT_COST);
+        (c.done == done || !due).then(|| (c.report.clone(), c.computed_at))
+    }
+}
+
+/// A sweep's report, built from its store.
+fn build_report(r: &SweepRunner) -> ApiResult<Report> {
+    let store = open(r)?;
+    let info =
+        store.sweep_info()?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "the sweep holds no plan yet"))?;
+    let mut results = Vec::new();
+    store.each_trial(|t| {
+        results.push(t.result);
+        Ok::<(), StoreError>(())
+    })?;
+    let (_, report) = kappa_report::build_stored(&info.spec_path, &info.spec, info.code_version, results)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the stored sweep file: {e}")))?;
+    Ok(report)
+}
+
+/// The cached report of a sweep, rebuilt when due; with when it was built.
+async fn cached_report(d: &Arc<Dashboard>, r: SweepRunner) -> ApiResult<(Arc<Report>, f64)> {
+    let name = r.name().to_string();
+    if let Some(hit) = d.reports.fresh(&name, r.progress().counts.done()) {
+        return Ok(hit);
+    }
+    let _building = d.reports.building.lock().await;
+    // Another request may have built it meanwhile.
+    if let Some(hit) = d.reports.fresh(&name, r.progress().counts.done()) {
+        return Ok(hit);
+    }
+    // Counted before the flush, so every result it counts is in the store the build reads.
+    let done = r.progress().counts.done();
+    let _ = tokio::time::timeout(FLUSH_WAIT, r.flushed()).await;
+    let started = Instant::now();
+    let report = Arc::new(blocking(move || build_report(&r)).await?);
+    let computed_at = kappa_store::now_s();
+    let entry = Cached { done, at: Instant::now(), took: started.elapsed(), computed_at, report: report.clone() };
+    d.reports.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(name, entry);
+    Ok((report, computed_at))
+}
+
+async fn report(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
+    let r = runner(&d, &name)?;
+    let (report, computed_at) = cached_report(&d, r).await?;
+    let mut v = serde_json::to_value(&*report)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the report: {e}")))?;
+    if let Value::Object(o) = &mut v {
+        o.insert("computed_at".into(), json!(computed_at));
+    }
+    Ok(axum::Json(v))
+}
+
+async fn report_html(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<Response> {
+    let r = runner(&d, &name)?;
+    let (report, _) = cached_report(&d, r).await?;
+    let html = blocking(move || {
+        kappa_report::render::html_report(&report)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("drawing the report: {e}")))
+    })
+    .await?;
+    Ok(([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+}
+
+/// A writer that hands what is written to a response body in chunks (the export streams: one
+/// trial in memory at a time).
+struct ChunkWriter {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 << 10 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the download was cancelled"))
+    }
+}
+
+/// A streamed export download.
+fn export(d: &Dashboard, name: &str, csv: bool) -> ApiResult<Response> {
+    let r = runner(d, name)?;
+    let store = open(&r)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChunkWriter { buf: Vec::new(), tx: tx.clone() };
+        let written =
+            if csv { kappa_store::write_csv(&store, &mut w) } else { kappa_store::write_jsonl(&store, &mut w) };
+        let flushed = std::io::Write::flush(&mut w);
+        // A failure part way ends the body with an error, so the download is seen to be cut short.
+        if let Some(e) = written.err().map(|e| e.to_string()).or(flushed.err().map(|e| e.to_string())) {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        }
+    });
+    let (ext, ty) = if csv { ("csv", "text/csv; charset=utf-8") } else { ("jsonl", "application/x-ndjson") };
+    let file: String =
+        r.name().chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    Ok((
+        [(CONTENT_TYPE, ty.to_string()), (CONTENT_DISPOSITION, format!("attachment; filename=\"{file}.{ext}\""))],
+        Body::from_stream(ReceiverStream::new(rx)),
+    )
+        .into_response())
+}
+
+async fn export_csv(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<Response> {
+    export(&d, &name, true)
+}
+
+async fn export_jsonl(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<Response> {
+    export(&d, &name, false)
+}
+
+/// Refuses a change unless the session may make it.
+fn may_change(d: &Dashboard, headers: &HeaderMap) -> ApiResult<()> {
+    if d.auth.may_change(headers) {
+        Ok(())
+    } else if d.auth.required() {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "log in to change sweeps"))
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this dashboard is read-only: serve it with a token (--token-file) to cancel or retry from the browser",
+        ))
+    }
+}
+
+/// What a session may change in a sweep.
+#[derive(Clone, Copy)]
+enum Change {
+    Cancel,
+    RetryFailed,
+}
+
+/// Cancels a sweep or retries its failed trials, through the coordinator as the RPCs do.
+async fn change(d: Arc<Dashboard>, headers: HeaderMap, name: String, what: Change) -> ApiResult<axum::Json<Value>> {
+    may_change(&d, &headers)?;
+    runner(&d, &name)?;
+    let c = d.coordinator.clone();
+    let (sweep, n) = blocking(move || match what {
+        Change::Cancel => Ok(c.cancel(&name)?),
+        Change::RetryFailed => Ok(c.retry_failed(&name)?),
+    })
+    .await?;
+    match what {
+        Change::Cancel => tracing::info!(sweep = %sweep, trials = n, "sweep cancelled from the dashboard"),
+        Change::RetryFailed => tracing::info!(sweep = %sweep, trials = n, "failed trials retried from the dashboard"),
+    }
+    Ok(axum::Json(json!({ "sweep": sweep, "trials": n })))
+}
+
+async fn cancel(
+    State(d): State<Arc<Dashboard>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    change(d, h, name, Change::Cancel).await
+}
+
+async fn retry(
+    State(d): State<Arc<Dashboard>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    change(d, h, name, Change::RetryFailed).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_trial_query_is_parsed_and_bad_ones_are_named() {
+        let q = parse_query(&pairs(&[
+            ("status", "failed"),
+            ("offset", "100"),
+            ("limit", "20"),
+            ("sort", "lr"),
+            ("order", "desc"),
+            ("p.optimizer", "sgd"),
+            ("p.batch_size", "64"),
+            ("p.lr", "0.001"),
+            ("p.params.flag", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(q.status, Some(TrialStatus::Failed));
+        assert_eq!((q.offset, q.limit, q.descending), (100, 20, true));
+        assert_eq!(q.sort, SortKey::Param("lr".into()));
+        assert_eq!(
+            q.filters,
+            vec![
+                ("optimizer".into(), json!("sgd")),
+                ("batch_size".into(), json!(64)),
+                ("lr".into(), json!(0.001)),
+                ("params.flag".into(), json!(true)),
+            ]
+        );
+        for (bad, says) in [
+            (("status", "done"), "unknown status `done`"),
+            (("limit", "0"), "between 1 and 1000"),
+            (("limit", "1001"), "between 1 and 1000"),
+            (("offset", "-1"), "whole number"),
+            (("order", "up"), "asc or desc"),
+            (("sort", "lr;drop"), "cannot sort by"),
+            (("p.a\"b", "1"), "cannot filter on"),
+            (("colour", "red"), "unknown query parameter `colour`"),
+        ] {
+            let e = parse_query(&pairs(&[bad])).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.contains(says), "{bad:?}: {}", e.message);
+        }
+    }
+}
