@@ -348,6 +348,10 @@ fn a_browser_watches_a_sweep_finish_reads_its_verdicts_and_never_runs_what_a_swe
         let found = ok(b.wait_for(&format!("{cell} === {}", js(verdict)), LIMIT, &format!("{rule} {verdict}")));
         assert_eq!(found, true);
     }
+    // One scaling class's curves, a line per κ, drawn by uPlot.
+    let class = "(() => { const c = document.querySelector('#class-curves'); \
+                 return !!c && !!c.querySelector('canvas') && ['κ=1', 'κ=2', 'κ=4', 'κ=8'].every(k => c.textContent.includes(k)); })()";
+    ok(b.wait_for(class, LIMIT, "a class's curves, one per κ"));
     ok(b.screenshot(&shots.join("dashboard-sweep.png"), false));
     ok(b.screenshot(&shots.join("dashboard-sweep-full.png"), true));
     // A trial's page, from the table.
@@ -378,6 +382,10 @@ fn a_browser_watches_a_sweep_finish_reads_its_verdicts_and_never_runs_what_a_swe
     ok(b.wait_for("document.querySelectorAll('#trials tr.trial').length === 12", LIMIT, "12 rows"));
     let text = format!("document.querySelector('#trials').textContent.includes({})", js("<script>window.pwned=1"));
     assert_eq!(ok(b.eval(&text)), true, "the hostile value is shown as text");
+    // Filtered in the page: the failed half.
+    ok(b.eval("const s = document.querySelector('#filter-status'); s.value = 'failed'; s.dispatchEvent(new Event('change')); true"));
+    ok(b.wait_for("document.querySelector('#trials-total')?.textContent === '6'", LIMIT, "6 failed trials"));
+    ok(b.wait_for("document.querySelectorAll('#trials tr.trial').length === 6", LIMIT, "6 rows"));
     let failed = ok(b.eval(
         "[...document.querySelectorAll('#trials tr.trial')].find(r => r.textContent.includes('failed')).dataset.id",
     ));

@@ -132,6 +132,16 @@ impl Store {
         Ok(TrialPage { total: total as u64, trials })
     }
 
+    /// The current plan's first trial (what a sweep's trials carry: its parameter names).
+    pub fn first_trial(&self) -> Result<Option<TrialRecord>, StoreError> {
+        let mut found = None;
+        self.records_where("generation = ?1 ORDER BY seq LIMIT 1", &[Value::Integer(self.generation()?)], |t| {
+            found = Some(t);
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(found)
+    }
+
     /// One trial of the current plan by id.
     pub fn trial(&self, id: TrialId) -> Result<Option<TrialRecord>, StoreError> {
         let args = [Value::Integer(self.generation()?), Value::Text(id.to_string())];

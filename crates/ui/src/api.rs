@@ -228,9 +228,8 @@ async fn sweep(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> Api
     let extra = blocking(move || {
         let store = open(&r)?;
         let info = store.sweep_info()?.ok_or_else(|| CoordinatorError::NoSuchSweep(name.clone()))?;
-        let first = store.trial_page(&TrialQuery { limit: 1, ..TrialQuery::default() })?.trials;
         // The built-ins in their usual order, then the named axes.
-        let mut columns: Vec<String> = match first.first().map(|t| serde_json::to_value(&t.result.params)) {
+        let mut columns: Vec<String> = match store.first_trial()?.map(|t| serde_json::to_value(&t.result.params)) {
             Some(Ok(Value::Object(m))) => m.keys().cloned().collect(),
             _ => Vec::new(),
         };
@@ -498,11 +497,12 @@ struct Cached {
 }
 
 impl ReportCache {
-    /// The cached report of `name`, if it is still good for `done` finished trials.
-    fn fresh(&self, name: &str, done: u64) -> Option<(Arc<Report>, f64)> {
+    /// The cached report of `name`, if it is still good for `done` finished trials (a finished
+    /// sweep's final report is built at once, whatever it costs: it is built once).
+    fn fresh(&self, name: &str, done: u64, finished: bool) -> Option<(Arc<Report>, f64)> {
         let cache = self.reports.lock().unwrap_or_else(|e| e.into_inner());
         let c = cache.get(name)?;
-        let due = c.at.elapsed() >= REPORT_EVERY.max(c.took * REPORT_COST);
+        let due = finished || c.at.elapsed() >= REPORT_EVERY.max(c.took * REPORT_COST);
         (c.done == done || !due).then(|| (c.report.clone(), c.computed_at))
     }
 }
@@ -525,12 +525,12 @@ fn build_report(r: &SweepRunner) -> ApiResult<Report> {
 /// The cached report of a sweep, rebuilt when due; with when it was built.
 async fn cached_report(d: &Arc<Dashboard>, r: SweepRunner) -> ApiResult<(Arc<Report>, f64)> {
     let name = r.name().to_string();
-    if let Some(hit) = d.reports.fresh(&name, r.progress().counts.done()) {
+    if let Some(hit) = d.reports.fresh(&name, r.progress().counts.done(), r.is_finished()) {
         return Ok(hit);
     }
     let _building = d.reports.building.lock().await;
     // Another request may have built it meanwhile.
-    if let Some(hit) = d.reports.fresh(&name, r.progress().counts.done()) {
+    if let Some(hit) = d.reports.fresh(&name, r.progress().counts.done(), r.is_finished()) {
         return Ok(hit);
     }
     // Counted before the flush, so every result it counts is in the store the build reads.
