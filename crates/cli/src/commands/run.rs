@@ -46,9 +46,15 @@ pub struct RunArgs {
     #[arg(long)]
     rerun_on_new_version: bool,
     /// Serve the web dashboard while the sweep runs (progress, trials, curves, the report, live),
-    /// on ADDR (default: 127.0.0.1 on a free port; the URL is printed). It stays up after the
-    /// sweep finishes, until Ctrl-C. Read-only.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::ui::DEFAULT_ADDR)]
+    /// on 127.0.0.1 on a free port, or on ADDR with `--ui=ADDR` (the URL is printed). It stays up
+    /// after the sweep finishes, until Ctrl-C. Read-only.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = crate::ui::DEFAULT_ADDR
+    )]
     ui: Option<String>,
 }
 
