@@ -45,7 +45,10 @@ fn connect(base: &str) -> TcpStream {
 }
 
 fn head(s: &mut TcpStream, method: &str, base: &str, path: &str, headers: &[(&str, &str)], body: &str) {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", host(base));
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {}\r\n", host(base)));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

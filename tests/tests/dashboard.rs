@@ -184,6 +184,11 @@ fn the_api_pages_filters_sorts_and_details_trials_and_never_serves_their_text_as
         assert_eq!(r.status, status, "{path}: {}", r.text());
         assert!(error_of(&r).contains(says), "{path}: {}", r.text());
     }
+    // Without a token, a request addressed by a name (DNS rebinding) is refused.
+    let r = http::get_with(&url, "/api/sweeps", &[("Host", "rebound.example:80")]);
+    assert_eq!(r.status, 403);
+    assert!(error_of(&r).contains("`rebound.example:80`"), "{}", r.text());
+    assert_eq!(http::get_with(&url, "/api/sweeps", &[("Host", "localhost")]).status, 200);
     // Read-only without a token.
     let r = http::request(&url, "POST", "/api/sweeps/escape/cancel", &[], "");
     assert_eq!(r.status, 403);

@@ -227,6 +227,16 @@
     const [m, e] = x.toExponential(3).split('e');
     return `${trimZeros(m)}e${e.replace('+', '')}`;
   }
+  /** Axis ticks: shorter still (160k, 2.5M, 0.001). */
+  function fmtAxis(x) {
+    if (!isNum(x)) return '';
+    const a = Math.abs(x);
+    if (a >= 1e3 && a < 1e12) {
+      const [d, u] = a >= 1e9 ? [1e9, 'G'] : a >= 1e6 ? [1e6, 'M'] : [1e3, 'k'];
+      return `${trimZeros((x / d).toPrecision(3))}${u}`;
+    }
+    return fmtNum(x);
+  }
   const fmtInt = (n) => (isNum(n) ? n.toLocaleString('en-US') : '–');
   const fmtFixed = (x, d) => (isNum(x) ? x.toFixed(d) : '–');
   const fmtPct = (x, d = 1) => (isNum(x) ? `${(x * 100).toFixed(d)}%` : '–');
@@ -237,6 +247,7 @@
 
   function fmtDuration(s) {
     if (!isNum(s)) return '–';
+    if (s === 0) return '0 s';
     if (s < 0.01) return `${(s * 1000).toFixed(1)} ms`;
     if (s < 60) return `${s < 10 ? s.toFixed(2) : s.toFixed(1)} s`;
     if (s < 3600) return `${Math.floor(s / 60)}m ${pad2(Math.floor(s % 60))}s`;
@@ -334,7 +345,7 @@
     const fmtVal = (u, v) => (v === null || v === undefined ? '–' : fmtNum(v));
     const axis = (label, extra) => Object.assign({
       label, stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 },
-      values: (u, splits) => splits.map((v) => (v === null || v === undefined ? '' : fmtNum(v))),
+      values: (u, splits) => splits.map(fmtAxis),
     }, extra);
     const hasY2 = c.spec.series.some((s) => s.scale === 'y2');
     const opts = {
@@ -541,6 +552,7 @@
       state: el('span'),
       progress: el('div', { id: 'progress', class: 'progress big' }),
       stats: el('div', { class: 'stats' }),
+      chips: el('div', { class: 'chips' }),
       meta: el('div', { class: 'meta muted' }),
       actions: el('div', { class: 'actions' }),
       notice: el('p', { class: 'notice', hidden: true }),
@@ -562,7 +574,7 @@
     fill($('app'),
       el('section', { class: 'card head' },
         el('div', { class: 'title-row' }, ui.title, ui.state, el('span', { class: 'spacer' }), ui.actions),
-        ui.progress, ui.stats, ui.meta, ui.notice),
+        ui.progress, ui.stats, ui.chips, ui.meta, ui.notice),
       el('section', { class: 'card' },
         el('h2', null, 'Trials ', el('span', { class: 'muted small' }, '(', ui.total, ' matching)')),
         ui.filters, ui.table, ui.pager),
@@ -683,9 +695,11 @@
       ui.total.textContent = String(total);
       const columns = arr(detail.columns);
       const numeric = new Set(columns.filter((c) => rows.some((r) => r.params && typeof r.params[c] === 'number')));
-      const headers = [el('th', { title: 'add to the loss-curve chart' }, 'plot'), sortHeader('#', 'seq', 'num'), sortHeader('status', 'status')]
+      // Results first (readable without scrolling sideways), then every parameter, then the error.
+      const headers = [el('th', { title: 'add to the loss-curve chart' }, 'plot'), sortHeader('#', 'seq', 'num'), sortHeader('status', 'status'),
+        sortHeader('stationary loss', 'stationary', 'num'), el('th', null, 'settled'), sortHeader('attempts', 'attempts', 'num'), sortHeader('duration', 'duration_s', 'num')]
         .concat(columns.map((c) => sortHeader(c, c, numeric.has(c) ? 'num' : '')))
-        .concat([sortHeader('stationary loss', 'stationary', 'num'), el('th', null, 'settled'), sortHeader('attempts', 'attempts', 'num'), sortHeader('duration', 'duration_s', 'num'), el('th', null, 'error')]);
+        .concat([el('th', null, 'error')]);
       const body = rows.map((t) => {
         const p = t.params || {};
         const box = el('input', { type: 'checkbox', checked: ts.checked.has(t.id), title: 'show its loss curve', 'aria-label': `curve of trial ${t.seq}` });
@@ -695,11 +709,11 @@
           el('td', null, box),
           num(el('a', { href: trialHref(name, t.id), title: t.id }, String(t.seq ?? '?'))),
           el('td', null, el('a', { href: trialHref(name, t.id), class: 'plain' }, statusPill(t.status))),
-          columns.map((c) => (numeric.has(c) ? num(fmtParam(p[c])) : el('td', null, fmtParam(p[c])))),
           num(fmtEst(t.stationary)),
           el('td', null, t.settled === false ? el('span', { class: 'unsettled', title: 'the stationary loss was taken before the loss settled' }, 'unsettled') : t.settled === true ? el('span', { class: 'muted' }, 'yes') : '–'),
           num(fmtInt(t.attempts)),
           num(fmtDuration(t.duration_s)),
+          columns.map((c) => (numeric.has(c) ? num(fmtParam(p[c])) : el('td', { class: 'str', title: fmtParam(p[c]) }, fmtParam(p[c])))),
           el('td', { class: 'error-cell', title: err || null }, err.length > 80 ? `${err.slice(0, 80)}…` : err));
       });
       fill(ui.table, table({ id: 'trials' }, headers, body.length ? body
@@ -787,6 +801,8 @@
       }
       if (gen !== state.gen) return;
       fill(ui.report, renderReport(rep || {}, ts, () => { fill(ui.report, renderReport(rep || {}, ts, null)); }));
+      // At a glance: one chip per rule in the header.
+      fill(ui.chips, arr(rep && rep.rules).map((r) => el('span', { class: `pill verdict-chip ${verdictClass(r.verdict)}`, title: `rule ${r.name}` }, `${r.name}: ${verdictText(r.verdict)}`)));
       renderClassPicker(rep);
     }
 
@@ -876,8 +892,8 @@
             j === 0 ? el('td', { rowSpan: ks.length }, paramsLabel(c.base, keys), el('div', { class: 'muted small' }, `${fmtInt(c.seeds)} seed${c.seeds === 1 ? '' : 's'}`)) : null,
             num(fmtInt(k.kappa)),
             num(fmtParam(k.params && k.params.batch_size)),
-            num(fmtEst(k.stationary), k.settled === false ? { class: 'num unsettled', title: 'not settled: taken before the loss settled' } : null),
-            num(j === 0 ? '1' : ratio, k.plateau_unsettled ? { class: 'num unsettled', title: 'rests on a trial whose loss had not settled; no verdict rests on it' } : null),
+            num([fmtEst(k.stationary), k.settled === false ? el('span', { class: 'flag' }, ' unsettled') : null], k.settled === false ? { class: 'num unsettled', title: 'not settled: taken before the loss settled' } : null),
+            num(j === 0 ? '1' : [ratio, k.plateau_unsettled ? el('span', { class: 'flag' }, ' not settled') : null], k.plateau_unsettled ? { class: 'num unsettled', title: 'rests on a trial whose loss had not settled; no verdict rests on it' } : null),
             num(fmtFixed(k.theory_ratio, 4)),
             num(j === 0 ? '–' : fmtPct(k.max_deviation)),
             num(j === 0 ? '–' : fmtPct(k.holds_from, 0)),

@@ -117,6 +117,16 @@ pub(crate) fn router(d: Arc<Dashboard>) -> Router {
         .with_state(d)
 }
 
+/// Whether a `Host` header names this machine by `localhost` or by an IP address (not a name a
+/// stranger's DNS could point here).
+fn local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next().is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.parse::<u16>().is_ok() { h } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// Paths served without the token: the page itself (it holds no data) and the session calls.
 fn public(path: &str) -> bool {
     !path.starts_with("/api/") || matches!(path, "/api/session" | "/api/login" | "/api/logout")
@@ -126,7 +136,16 @@ fn public(path: &str) -> bool {
 /// security policy (no inline or foreign scripts, whatever a sweep file holds), no sniffing, no
 /// framing, no referrer.
 async fn guard(State(d): State<Arc<Dashboard>>, req: Request, next: Next) -> Response {
-    let mut res = if public(req.uri().path()) || d.auth.may_read(req.headers()) {
+    let host = req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let mut res = if d.loopback_only && !local_host(host) {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this dashboard has no token and answers only requests to localhost or an IP address, not to `{host}`"
+            ),
+        )
+        .into_response()
+    } else if public(req.uri().path()) || d.auth.may_read(req.headers()) {
         next.run(req).await
     } else {
         ApiError::new(
@@ -686,6 +705,17 @@ mod tests {
 
     fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
         q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn only_localhost_and_ip_addresses_are_local_hosts() {
+        for h in ["localhost", "LOCALHOST:8080", "127.0.0.1:41234", "127.0.0.1", "[::1]:8080", "[::1]", "10.0.0.2:80"] {
+            assert!(local_host(h), "{h}");
+        }
+        for h in ["", "evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.nip.io:80", "[evil]:80"]
+        {
+            assert!(!local_host(h), "{h}");
+        }
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Dashboard {
     reports: api::ReportCache,
     /// Set when the server stops: event streams end, so a graceful stop does not wait on them.
     stopping: watch::Sender<bool>,
+    /// Served on loopback without a token: only requests addressed to localhost or an IP are
+    /// answered, so a web page whose name was rebound to 127.0.0.1 cannot read the sweeps.
+    loopback_only: bool,
 }
 
 impl Dashboard {
@@ -48,6 +51,7 @@ impl Dashboard {
             live: live::Live::new(),
             reports: api::ReportCache::default(),
             stopping: watch::channel(false).0,
+            loopback_only: false,
         }
     }
 }
@@ -65,6 +69,8 @@ impl UiServer {
     /// starts its sampler.
     pub fn start(listener: TcpListener, dashboard: Dashboard) -> std::io::Result<UiServer> {
         let addr = listener.local_addr()?;
+        let mut dashboard = dashboard;
+        dashboard.loopback_only = addr.ip().is_loopback() && !dashboard.auth.required();
         let dashboard = Arc::new(dashboard);
         let sampler = tokio::spawn(live::sample(dashboard.clone()));
         let app = api::router(dashboard.clone());
