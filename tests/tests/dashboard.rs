@@ -223,7 +223,7 @@ fn the_api_pages_filters_sorts_and_details_trials_and_never_serves_their_text_as
 fn the_coordinator_dashboard_asks_for_its_token_and_lets_a_session_cancel_and_retry() {
     let sb = Sandbox::new();
     sb.write("token", "t0ken-for-the-dashboard\n");
-    sb.write("wait.toml", &kappa_tests::noop_sweep("waiting", 20, "10ms"));
+    sb.write("wait.toml", &kappa_tests::noop_sweep("waiting", 150, "10ms"));
     let (_coord, addr, out) =
         sb.coordinator_out("127.0.0.1:0", &["--token-file", "token", "--ui-listen", "127.0.0.1:0"]);
     let url = out.wait_for("dashboard on ", Duration::from_secs(30)).unwrap_or_else(|| panic!("{}", out.text()));
@@ -243,7 +243,11 @@ fn the_coordinator_dashboard_asks_for_its_token_and_lets_a_session_cancel_and_re
     }
     let bearer = [("Authorization", "Bearer t0ken-for-the-dashboard")];
     let ov = wait_overview(&url, "the submitted sweep", &bearer, |v| v["sweeps"][0]["name"] == "waiting");
-    assert_eq!(ov["sweeps"][0]["counts"]["total"], 20);
+    assert_eq!(ov["sweeps"][0]["counts"]["total"], 150);
+    // Axes short enough for a menu are listed; 150 seeds are not.
+    let sweep = http::get_with(&url, "/api/sweeps/waiting", &bearer).json();
+    assert_eq!(sweep["axes"]["lr"], serde_json::json!([0.01]), "{sweep}");
+    assert!(sweep["axes"].get("seed").is_none(), "{sweep}");
     let r = http::request(&url, "POST", "/api/sweeps/waiting/cancel", &[], "");
     assert_eq!(r.status, 401, "a change needs the token too");
 
@@ -267,7 +271,7 @@ fn the_coordinator_dashboard_asks_for_its_token_and_lets_a_session_cancel_and_re
     // No workers: everything is pending. Cancel, then retry-failed (nothing failed), as a session.
     let r = http::request(&url, "POST", "/api/sweeps/waiting/cancel", &with_cookie, "");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), serde_json::json!({"sweep": "waiting", "trials": 20}));
+    assert_eq!(r.json(), serde_json::json!({"sweep": "waiting", "trials": 150}));
     wait_overview(&url, "the sweep cancelled", &with_cookie, |v| v["sweeps"][0]["cancelled"] == true);
     let r = http::request(&url, "POST", "/api/sweeps/waiting/retry", &with_cookie, "");
     assert_eq!(r.status, 200, "{}", r.text());

@@ -25,6 +25,8 @@ use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 
 /// The most trials one page holds.
 pub(crate) const MAX_LIMIT: u64 = 1000;
+/// The longest axis whose values a sweep's description lists.
+const MAX_AXIS_VALUES: usize = 100;
 /// The most curves one call returns.
 const MAX_CURVES: usize = 50;
 /// A report is rebuilt at most this often while results arrive (it reads every trial).
@@ -260,7 +262,8 @@ async fn sweep(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> Api
         if let Ok(sweep) = kappa_core::Sweep::parse(&info.spec_path, &info.spec) {
             kind = json!(sweep.task.kind_name());
             for dim in sweep.grid.dims() {
-                for (axis, values) in &dim.axes {
+                // A filter menu of 10⁶ seeds helps nobody: long axes are filtered by typing.
+                for (axis, values) in dim.axes.iter().filter(|(_, v)| v.len() <= MAX_AXIS_VALUES) {
                     axes.insert(axis.name().to_string(), axis_values(values));
                 }
             }
