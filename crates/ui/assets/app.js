@@ -787,7 +787,8 @@
     }
 
     const refreshReport = throttled(() => {
-      if (gen !== state.gen) return;
+      // Not for a page left since, nor while the event stream is down (the server may be gone).
+      if (gen !== state.gen || !$('live').hidden) return;
       loadReport().catch((e) => report(e, gen));
     }, REPORT_EVERY_MS);
 
