@@ -1,10 +1,11 @@
-//! The `kappa.v1.Coordinator` gRPC service over a [`Coordinator`], with one table from errors to
-//! status codes: malformed input INVALID_ARGUMENT, version mismatch FAILED_PRECONDITION, unknown
-//! worker NOT_FOUND (register again), conflicting submission ALREADY_EXISTS, storage trouble
-//! INTERNAL. A missing or wrong token is UNAUTHENTICATED, refused by the server's interceptor
-//! before a request body is read (see [`crate::Server`]). None of them stops the server.
+//! The `kappa.v1.Coordinator` gRPC service over a [`Coordinator`]. Its errors are classified by
+//! [`crate::ErrorCode`], the table the dashboard's HTTP API reads too: malformed input
+//! INVALID_ARGUMENT, version mismatch FAILED_PRECONDITION, unknown worker NOT_FOUND (register
+//! again), conflicting submission ALREADY_EXISTS, storage trouble INTERNAL. A missing or wrong
+//! token is UNAUTHENTICATED, refused by the server's interceptor before a request body is read
+//! (see [`crate::Server`]). None of them stops the server.
 
-use crate::{Coordinator, CoordinatorError};
+use crate::{Coordinator, CoordinatorError, ErrorCode, blocking};
 use kappa_core::{AttemptReport, WorkerId};
 use kappa_proto::pb::coordinator_server::Coordinator as CoordinatorRpc;
 use kappa_proto::{PROTOCOL_VERSION, disposition_to_pb, lease_refs_from_pb, lease_refs_to_pb, pb};
@@ -27,24 +28,6 @@ const MAX_CODE_VERSIONS: usize = 16;
 /// Trials per `Results` message.
 const RESULTS_CHUNK: usize = 200;
 
-impl From<CoordinatorError> for Status {
-    fn from(e: CoordinatorError) -> Status {
-        match e {
-            CoordinatorError::InvalidSweep(_) => Status::invalid_argument(e.to_string()),
-            CoordinatorError::Conflict(_) | CoordinatorError::RerunConflict(_) => Status::already_exists(e.to_string()),
-            CoordinatorError::NoStateRoot | CoordinatorError::NewVersion { .. } => {
-                Status::failed_precondition(e.to_string())
-            }
-            CoordinatorError::NoSuchSweep(_) => Status::not_found(e.to_string()),
-            CoordinatorError::StateRoot { .. }
-            | CoordinatorError::Socket(_)
-            | CoordinatorError::Store(_)
-            | CoordinatorError::WriteFailed(_)
-            | CoordinatorError::Transport(_) => Status::internal(e.to_string()),
-        }
-    }
-}
-
 pub(crate) struct Service {
     pub(crate) coordinator: Arc<Coordinator>,
 }
@@ -55,20 +38,18 @@ impl Service {
         if self.coordinator.knows(w) {
             Ok(w)
         } else {
-            Err(Status::not_found(format!("unknown worker id {id}: register again")))
+            Err(ErrorCode::NotFound.status(format!("unknown worker id {id}: register again")))
         }
     }
 
-    /// Runs blocking work (planning, store reads) off the async threads.
+    /// Runs `f` on the coordinator off the async threads (planning, store reads).
     async fn blocking<T: Send + 'static>(
         &self,
-        what: &str,
+        what: &'static str,
         f: impl FnOnce(&Coordinator) -> Result<T, CoordinatorError> + Send + 'static,
     ) -> Result<T, Status> {
         let c = self.coordinator.clone();
-        Ok(tokio::task::spawn_blocking(move || f(&c))
-            .await
-            .map_err(|e| Status::internal(format!("{what} crashed: {e}")))??)
+        Ok(blocking(what, move || f(&c)).await?)
     }
 }
 
@@ -92,7 +73,7 @@ fn check_version(v: u32) -> Result<(), Status> {
     if v == PROTOCOL_VERSION {
         Ok(())
     } else {
-        Err(Status::failed_precondition(format!(
+        Err(ErrorCode::FailedPrecondition.status(format!(
             "protocol version {v} is not supported: this coordinator speaks version {PROTOCOL_VERSION}"
         )))
     }
@@ -107,13 +88,12 @@ impl CoordinatorRpc for Service {
         let r = req.into_inner();
         check_version(r.protocol_version)?;
         if r.slots == 0 {
-            return Err(Status::invalid_argument("slots must be at least 1"));
+            return Err(ErrorCode::InvalidArgument.status("slots must be at least 1"));
         }
         let name = if r.name.trim().is_empty() { "worker".to_string() } else { r.name.chars().take(128).collect() };
         if r.code_versions.len() > MAX_CODE_VERSIONS || r.code_versions.iter().any(|v| v.len() > 128) {
-            return Err(Status::invalid_argument(format!(
-                "at most {MAX_CODE_VERSIONS} code versions of at most 128 bytes each"
-            )));
+            return Err(ErrorCode::InvalidArgument
+                .status(format!("at most {MAX_CODE_VERSIONS} code versions of at most 128 bytes each")));
         }
         let id = self.coordinator.register(&name, r.slots, r.gpus, r.code_versions);
         let cfg = self.coordinator.config();
@@ -128,7 +108,7 @@ impl CoordinatorRpc for Service {
         let r = req.into_inner();
         let worker = self.worker(r.worker_id)?;
         if r.max_trials == 0 || r.max_trials > MAX_LEASE_BATCH {
-            return Err(Status::invalid_argument(format!("max_trials must be in 1..={MAX_LEASE_BATCH}")));
+            return Err(ErrorCode::InvalidArgument.status(format!("max_trials must be in 1..={MAX_LEASE_BATCH}")));
         }
         let wait = Duration::from_millis(u64::from(r.wait_ms)).min(MAX_LEASE_WAIT);
         let (leases, finished) = self.coordinator.lease(worker, r.max_trials as usize, wait, r.free_gpus).await;
@@ -161,7 +141,7 @@ impl CoordinatorRpc for Service {
     ) -> Result<Response<pb::ReportBatchResponse>, Status> {
         let reports = req.into_inner().reports;
         if reports.len() > MAX_REPORT_BATCH {
-            return Err(Status::invalid_argument(format!("at most {MAX_REPORT_BATCH} reports per batch")));
+            return Err(ErrorCode::InvalidArgument.status(format!("at most {MAX_REPORT_BATCH} reports per batch")));
         }
         // Validate the whole batch before applying any of it.
         let parsed = reports.into_iter().map(AttemptReport::try_from).collect::<Result<Vec<_>, _>>()?;

@@ -1,11 +1,21 @@
 //! The dashboard's token: the coordinator's shared token, presented as a bearer header (scripts)
 //! or as a session cookie set by the login form (browsers). Without a token the dashboard is
 //! read-only and nobody is authenticated; with one, nothing but the page itself, the session
-//! query and the login is served without it.
+//! query and the login is served without it. The guard every request passes, and the session
+//! calls (`/api/session`, `/api/login`, `/api/logout`), are here.
 
-use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use crate::Dashboard;
+use crate::error::{ApiError, ApiResult};
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use kappa_coordinator::ErrorCode;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// The name of the session cookie the login sets.
 pub const SESSION_COOKIE: &str = "kappa_session";
@@ -96,6 +106,104 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Whether a `Host` header names this machine by `localhost` or by an IP address (not a name a
+/// stranger's DNS could point here).
+pub(crate) fn local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next().is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.parse::<u16>().is_ok() { h } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Paths served without the token: the page itself (it holds no data) and the session calls.
+fn public(path: &str) -> bool {
+    !path.starts_with("/api/") || matches!(path, "/api/session" | "/api/login" | "/api/logout")
+}
+
+/// The token check before any handler, and the headers every answer carries: a strict content
+/// security policy (no inline or foreign scripts, whatever a sweep file holds), no sniffing, no
+/// framing, no referrer.
+pub(crate) async fn guard(State(d): State<Arc<Dashboard>>, req: Request, next: Next) -> Response {
+    let host = req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let mut res = if d.loopback_only && !local_host(host) {
+        ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "this dashboard has no token and answers only requests to localhost or an IP address, not to `{host}`"
+            ),
+        )
+        .into_response()
+    } else if public(req.uri().path()) || d.auth.may_read(req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            "log in with the coordinator's token (or send `Authorization: Bearer TOKEN`)",
+        )
+        .into_response()
+    };
+    let h = res.headers_mut();
+    for (k, v) in [
+        (
+            "content-security-policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    res
+}
+
+pub(crate) async fn session(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> axum::Json<Value> {
+    axum::Json(json!({
+        "token_required": d.auth.required(),
+        "authenticated": d.auth.authenticated(&headers),
+        "can_change": d.auth.may_change(&headers),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+pub(crate) async fn login(State(d): State<Arc<Dashboard>>, body: Bytes) -> ApiResult<Response> {
+    #[derive(serde::Deserialize)]
+    struct Login {
+        token: String,
+    }
+    let login: Login = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("the login body must be JSON {{\"token\": \"...\"}}: {e}")))?;
+    let Some(cookie) = d.auth.login_cookie() else {
+        return Err(ApiError::new(
+            ErrorCode::FailedPrecondition,
+            "this dashboard has no token: there is nothing to log in to",
+        ));
+    };
+    if !d.auth.is_token(&login.token) {
+        return Err(ApiError::new(ErrorCode::Unauthenticated, "wrong token"));
+    }
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie)]).into_response())
+}
+
+pub(crate) async fn logout() -> Response {
+    (StatusCode::NO_CONTENT, [(SET_COOKIE, logout_cookie())]).into_response()
+}
+
+/// Refuses a change unless the session may make it.
+pub(crate) fn may_change(d: &Dashboard, headers: &HeaderMap) -> ApiResult<()> {
+    if d.auth.may_change(headers) {
+        Ok(())
+    } else if d.auth.required() {
+        Err(ApiError::new(ErrorCode::PermissionDenied, "log in to change sweeps"))
+    } else {
+        Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "this dashboard is read-only: serve it with a token (--token-file) to cancel or retry from the browser",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +243,16 @@ mod tests {
         assert!(!check.may_change(&headers(&[(AUTHORIZATION, "Bearer anything")])));
         assert!(check.login_cookie().is_none());
         assert!(!check.is_token(""));
+    }
+
+    #[test]
+    fn only_localhost_and_ip_addresses_are_local_hosts() {
+        for h in ["localhost", "LOCALHOST:8080", "127.0.0.1:41234", "127.0.0.1", "[::1]:8080", "[::1]", "10.0.0.2:80"] {
+            assert!(local_host(h), "{h}");
+        }
+        for h in ["", "evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.nip.io:80", "[evil]:80"]
+        {
+            assert!(!local_host(h), "{h}");
+        }
     }
 }

@@ -7,16 +7,20 @@
 //! a whole sweep: the server pages, filters, sorts and aggregates. Live updates go out as
 //! server-sent events from one sampler task, at most once a second.
 //!
-//! Module map: `api` (the JSON API under `/api/` and its errors), `auth` (the token: login
-//! cookie or bearer header), `live` (the sampler: rates, ETAs and the event stream), `assets`
-//! (the page, its script and style, and the vendored uPlot, embedded in the binary).
+//! Module map: `api` (the JSON API under `/api/`), `error` (its errors, classified by the
+//! coordinator's `ErrorCode` like the gRPC service's), `auth` (the token: login cookie or bearer
+//! header, the guard every request passes, the session calls), `reports` (reports built from
+//! the store and cached), `live` (the sampler: rates, ETAs and the event stream), `assets` (the
+//! page, its script and style, and the vendored uPlot, embedded in the binary).
 
 #![warn(missing_docs)]
 
 mod api;
 mod assets;
 mod auth;
+mod error;
 mod live;
+mod reports;
 
 use kappa_coordinator::Coordinator;
 use std::net::SocketAddr;
@@ -32,7 +36,7 @@ pub struct Dashboard {
     coordinator: Arc<Coordinator>,
     auth: auth::TokenCheck,
     live: live::Live,
-    reports: api::ReportCache,
+    reports: reports::ReportCache,
     /// Set when the server stops: event streams end, so a graceful stop does not wait on them.
     stopping: watch::Sender<bool>,
     /// Served on loopback without a token: only requests addressed to localhost or an IP are
@@ -49,7 +53,7 @@ impl Dashboard {
             coordinator,
             auth: auth::TokenCheck::new(token),
             live: live::Live::new(),
-            reports: api::ReportCache::default(),
+            reports: reports::ReportCache::default(),
             stopping: watch::channel(false).0,
             loopback_only: false,
         }
