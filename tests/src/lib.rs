@@ -177,15 +177,29 @@ pub struct Lines {
 impl Lines {
     /// Collects the lines of `pipe` until it closes.
     pub fn follow(pipe: impl std::io::Read + Send + 'static) -> Lines {
-        use std::io::BufRead;
+        Lines::follow_into(pipe, None)
+    }
+
+    /// [`Lines::follow`], also appending each line to the file `copy`.
+    pub fn follow_into(pipe: impl std::io::Read + Send + 'static, copy: Option<std::fs::File>) -> Lines {
+        use std::io::{BufRead, Write};
         let lines = Lines { lines: Default::default() };
         let into = lines.lines.clone();
         std::thread::spawn(move || {
+            let mut copy = copy;
             for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(f) = &mut copy {
+                    let _ = writeln!(f, "{line}");
+                }
                 into.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
         lines
+    }
+
+    /// Every line printed so far.
+    pub fn all(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Everything printed so far.
@@ -195,16 +209,16 @@ impl Lines {
 
     /// Waits (at most `limit`) for a line starting with `prefix`; returns the rest of it.
     pub fn wait_for(&self, prefix: &str, limit: Duration) -> Option<String> {
+        self.wait_for_line(limit, |l| l.strip_prefix(prefix).map(str::to_string))
+    }
+
+    /// Waits (at most `limit`) for a line `found` makes something of; returns that.
+    pub fn wait_for_line<T>(&self, limit: Duration, found: impl Fn(&str) -> Option<T>) -> Option<T> {
         let started = Instant::now();
         while started.elapsed() < limit {
-            let found = self
-                .lines
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .find_map(|l| l.strip_prefix(prefix).map(str::to_string));
-            if found.is_some() {
-                return found;
+            let hit = self.lines.lock().unwrap_or_else(|e| e.into_inner()).iter().find_map(|l| found(l));
+            if hit.is_some() {
+                return hit;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -256,24 +270,46 @@ impl Sandbox {
     }
 
     /// [`Sandbox::coordinator`], with every line it prints on stdout (e.g. the dashboard's URL).
+    /// With `--log-format json` among `extra` it prints nothing there: the lines are its stderr's
+    /// (JSON objects; the address is the `addr` field of the listening line), also written to
+    /// `.coordinator-stderr` as in text mode.
     pub fn coordinator_out(&self, listen: &str, extra: &[&str]) -> (Proc, String, Lines) {
+        const LISTENING: &str = "kappa coordinator listening on ";
+        let json = extra.windows(2).any(|w| w == ["--log-format", "json"]);
         let mut args = vec!["coordinator", "--listen", listen, "--state", "cluster"];
         args.extend_from_slice(extra);
-        let mut child = self
-            .command(&args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(self.path().join(".coordinator-stderr")).expect("stderr file"))
-            .spawn()
-            .expect("start coordinator");
-        let lines = Lines::follow(child.stdout.take().expect("stdout"));
+        let stderr_file = || std::fs::File::create(self.path().join(".coordinator-stderr")).expect("stderr file");
+        let mut command = self.command(&args);
+        if json {
+            let stdout = std::fs::File::create(self.path().join(".coordinator-stdout")).expect("stdout file");
+            command.stdout(stdout).stderr(std::process::Stdio::piped());
+        } else {
+            command.stdout(std::process::Stdio::piped()).stderr(stderr_file());
+        }
+        let mut child = command.spawn().expect("start coordinator");
+        let lines = if json {
+            Lines::follow_into(child.stderr.take().expect("stderr"), Some(stderr_file()))
+        } else {
+            Lines::follow(child.stdout.take().expect("stdout"))
+        };
         let proc = Proc { child };
-        let first = lines.wait_for("kappa coordinator listening on ", Duration::from_secs(30)).unwrap_or_else(|| {
+        let addr = if json {
+            lines.wait_for_line(Duration::from_secs(30), |l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                let message = v["fields"]["message"].as_str()?;
+                message.starts_with(LISTENING).then(|| v["fields"]["addr"].as_str().map(str::to_string))?
+            })
+        } else {
+            lines
+                .wait_for(LISTENING, Duration::from_secs(30))
+                .map(|l| l.split(',').next().unwrap_or_default().to_string())
+        };
+        let addr = addr.unwrap_or_else(|| {
             panic!(
                 "coordinator did not start: {}",
                 std::fs::read_to_string(self.path().join(".coordinator-stderr")).unwrap_or_default()
             )
         });
-        let addr = first.split(',').next().unwrap_or_default().to_string();
         (proc, addr, lines)
     }
 

@@ -381,28 +381,50 @@ fn report_from_a_coordinator_matches_the_report_from_its_state() {
 }
 
 /// Structured logs: with `--log-format json` the coordinator and the worker write one JSON object
-/// per line on stderr, with the event's fields.
+/// per line on stderr, with the event's fields, and nothing else: the listening address, the
+/// dashboard's and the metrics' URLs, warnings and the goodbye are JSON lines too, and stdout
+/// stays empty.
 #[test]
 fn the_coordinator_and_its_workers_log_json_lines_an_operator_can_follow() {
     let sb = Sandbox::new();
     sb.write("s.toml", &sweep("logs", &[0.01], 1, 200, 4));
-    let json = ["--log-format", "json"];
-    let (_coord, addr) = sb.coordinator("127.0.0.1:0", &json);
-    let _w = sb.worker(&addr, "w", &json);
+    let (mut coord, addr) = sb.coordinator(
+        "127.0.0.1:0",
+        &["--log-format", "json", "--ui-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+    );
+    let mut w = sb.worker(&addr, "w", &["--log-format", "json", "--gpus", "1"]);
     assert_eq!(submit(&sb, &addr, "s.toml", &["--watch"]).status.code(), Some(0));
+    // Stopped as a supervisor stops them, so their last lines are written too.
+    w.signal(libc::SIGTERM);
+    assert!(w.wait_exit(Duration::from_secs(30), "the worker stops on SIGTERM").success());
+    coord.signal(libc::SIGTERM);
+    assert!(coord.wait_exit(Duration::from_secs(60), "the coordinator stops on SIGTERM").success());
     let events = |file: &str| -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(sb.path().join(file)).unwrap_or_default();
+        assert!(!text.trim().is_empty(), "{file} is empty");
         text.lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: not JSON ({e}): {l}")))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: a line that is not JSON ({e}): {l}")))
+            .inspect(|e: &serde_json::Value| assert!(e.is_object() && e["level"].is_string(), "{file}: {e}"))
             .collect()
     };
     let find = |events: &[serde_json::Value], message: &str| {
-        events.iter().find(|e| e["fields"]["message"] == message).cloned().unwrap_or_else(|| {
-            panic!("no `{message}` event in:\n{}", events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
-        })
+        events
+            .iter()
+            .find(|e| e["fields"]["message"].as_str().is_some_and(|m| m.starts_with(message)))
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!(
+                    "no `{message}` event in:\n{}",
+                    events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+                )
+            })
     };
     let coordinator = events(".coordinator-stderr");
+    let listening = find(&coordinator, "kappa coordinator listening on ");
+    assert_eq!(listening["fields"]["addr"], addr.as_str(), "{listening}");
+    assert!(find(&coordinator, "dashboard on http://")["fields"]["url"].is_string());
+    assert!(find(&coordinator, "metrics on http://")["fields"]["url"].is_string());
+    assert_eq!(find(&coordinator, "no token")["level"], "WARN");
     let registered = find(&coordinator, "worker registered");
     assert_eq!(registered["level"], "INFO");
     assert!(registered["fields"]["worker"].as_str().is_some_and(|w| w.starts_with("w#")), "{registered}");
@@ -414,6 +436,11 @@ fn the_coordinator_and_its_workers_log_json_lines_an_operator_can_follow() {
         (finished["fields"]["sweep"].as_str(), finished["fields"]["succeeded"].as_u64()),
         (Some("logs"), Some(2))
     );
+    find(&coordinator, "coordinator stopped; every result is saved");
+    let stdout = std::fs::read_to_string(sb.path().join(".coordinator-stdout")).unwrap_or_default();
+    assert_eq!(stdout, "", "in JSON mode nothing goes to stdout");
     let worker = events(".worker-w");
     assert_eq!(find(&worker, "registered")["fields"]["worker"], "w");
+    find(&worker, "worker GPUs: [0]");
+    find(&worker, "worker stopped: 2 attempts reported");
 }

@@ -129,9 +129,13 @@ pub fn announce_backend(backend: Option<Backend>) {
     match backend {
         None | Some(Backend::Cpu) => {}
         Some(b) => match kappa_sim::gpu_available(0) {
-            Ok(()) => eprintln!("simulations: --backend {b}, GPU 0 usable"),
-            Err(why) if b == Backend::Auto => eprintln!("simulations: --backend auto, on the CPU ({why})"),
-            Err(why) => eprintln!("simulations: --backend cuda, but no usable NVIDIA GPU: {why} (trials will fail)"),
+            Ok(()) => crate::logging::note(&format!("simulations: --backend {b}, GPU 0 usable")),
+            Err(why) if b == Backend::Auto => {
+                crate::logging::note(&format!("simulations: --backend auto, on the CPU ({why})"))
+            }
+            Err(why) => crate::logging::warning(&format!(
+                "simulations: --backend cuda, but no usable NVIDIA GPU: {why} (trials will fail)"
+            )),
         },
     }
 }

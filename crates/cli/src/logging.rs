@@ -1,8 +1,17 @@
 //! Structured logs (tracing) on stderr: `--log-level` / `KAPPA_LOG` and `--log-format` for
 //! `kappa coordinator` and `kappa worker`; `kappa run` shows only warnings and errors.
+//!
+//! What a process tells its operator outside of events (the address it listens on, the
+//! dashboard's URL, warnings, the error it exits with) goes through [`out`], [`note`],
+//! [`warning`] and [`error`]: as plain lines in text mode, and in JSON mode as one JSON object
+//! per line on stderr, shaped like the events (`timestamp`, `level`, `fields` with `message`,
+//! `target`), whatever `--log-level` says, so that every line a log collector reads parses.
 
 use crate::exit::invalid;
+use serde_json::{Map, Value, json};
+use std::io::Write;
 use std::str::FromStr;
+use std::sync::OnceLock;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -50,6 +59,8 @@ fn filter(spec: &str) -> anyhow::Result<Targets> {
 
 /// Installs the subscriber of a long-running process.
 pub fn init(args: &LogArgs) -> anyhow::Result<()> {
+    // Set first, so that even a bad --log-level is reported in the format asked for.
+    let _ = FORMAT.set(args.log_format);
     install(filter(&args.log_level)?, args.log_format);
     Ok(())
 }
@@ -63,7 +74,72 @@ pub fn init_quiet() {
     install(t, LogFormat::Text);
 }
 
+/// The format installed ([`LogFormat::Text`] until a subscriber is).
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+fn json_mode() -> bool {
+    FORMAT.get() == Some(&LogFormat::Json)
+}
+
+/// The target of the lines written outside of events.
+const CONSOLE_TARGET: &str = "kappa";
+
+/// One line as a JSON object shaped like the subscriber's events.
+fn json_line(level: &str, message: &str, fields: &[(&str, Value)]) -> String {
+    use tracing_subscriber::fmt::time::FormatTime;
+    let mut timestamp = String::new();
+    let _ = tracing_subscriber::fmt::time::SystemTime
+        .format_time(&mut tracing_subscriber::fmt::format::Writer::new(&mut timestamp));
+    let mut f = Map::new();
+    f.insert("message".into(), json!(message));
+    for (k, v) in fields {
+        f.insert((*k).to_string(), v.clone());
+    }
+    json!({ "timestamp": timestamp, "level": level, "fields": f, "target": CONSOLE_TARGET }).to_string()
+}
+
+/// Writes a line whole (so it does not interleave with events).
+fn write_line(mut to: impl Write, line: &str) {
+    let _ = to.write_all(format!("{line}\n").as_bytes());
+}
+
+fn console(level: &str, message: &str, fields: &[(&str, Value)], text: impl FnOnce()) {
+    if json_mode() {
+        write_line(std::io::stderr().lock(), &json_line(level, message, fields));
+    } else {
+        text();
+    }
+}
+
+/// What the operator (or a supervisor) waits for: on stdout in text mode; an INFO line with
+/// `fields` on stderr in JSON mode.
+pub fn out(message: &str, fields: &[(&str, Value)]) {
+    console("INFO", message, fields, || write_line(std::io::stdout().lock(), message));
+}
+
+/// A remark on stderr (an INFO line in JSON mode).
+pub fn note(message: &str) {
+    console("INFO", message, &[], || write_line(std::io::stderr().lock(), message));
+}
+
+/// `warning: ...` on stderr (a WARN line in JSON mode).
+pub fn warning(message: &str) {
+    console("WARN", message, &[], || write_line(std::io::stderr().lock(), &format!("warning: {message}")));
+}
+
+/// `error: ...` on stderr (an ERROR line in JSON mode): how a process says why it exits.
+pub fn error(message: &str) {
+    console("ERROR", message, &[], || write_line(std::io::stderr().lock(), &format!("error: {message}")));
+}
+
 fn install(filter: Targets, format: LogFormat) {
+    let _ = FORMAT.set(format);
+    if format == LogFormat::Json {
+        // A panic's message is one JSON line too (the default hook writes two plain ones).
+        std::panic::set_hook(Box::new(|info| {
+            write_line(std::io::stderr().lock(), &json_line("ERROR", &format!("kappa panicked: {info}"), &[]));
+        }));
+    }
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true);
     let registry = tracing_subscriber::registry().with(filter);
     // A second subscriber (there is none in the binary) would be refused; nothing to do then.
@@ -77,6 +153,19 @@ fn install(filter: Targets, format: LogFormat) {
 mod tests {
     use super::*;
     use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn a_console_line_in_json_is_shaped_like_an_event() {
+        let line = json_line("WARN", "no token: \"any\" client", &[("addr", json!("127.0.0.1:1"))]);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["target"], "kappa");
+        assert_eq!(v["fields"]["message"], "no token: \"any\" client");
+        assert_eq!(v["fields"]["addr"], "127.0.0.1:1");
+        let ts = v["timestamp"].as_str().unwrap();
+        assert!(ts.len() >= 20 && ts.ends_with('Z') && ts.contains('T'), "{ts}");
+        assert!(!line.contains('\n'));
+    }
 
     #[test]
     fn a_bare_level_is_kappas_and_directives_are_read_as_written() {

@@ -102,7 +102,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            logging::error(&format!("{e:#}"));
             ExitCode::from(exit::of(&e))
         }
     }

@@ -18,11 +18,11 @@ pub async fn start(coordinator: Arc<Coordinator>, addr: &str, token: Option<&str
         .map_err(|e| invalid(format!("the dashboard cannot listen on {addr}: {e}")))?;
     let server = UiServer::start(listener, Dashboard::new(coordinator, token))?;
     if token.is_none() && !kappa_ui::is_loopback(&server.addr()) {
-        eprintln!(
-            "warning: the dashboard on {} has no token (--token-file): anyone who reaches it can read every sweep \
-             (it is read-only)",
+        crate::logging::warning(&format!(
+            "the dashboard on {} has no token (--token-file): anyone who reaches it can read every sweep (it is \
+             read-only)",
             server.addr()
-        );
+        ));
     }
     Ok(server)
 }

@@ -51,8 +51,10 @@ fn sim_version() -> &'static str {
     static VERSION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     VERSION.get_or_init(|| match std::env::var(TEST_SIM_VERSION) {
         Ok(v) if !v.is_empty() => {
-            eprintln!(
-                "warning: {TEST_SIM_VERSION}={v}: this process claims a simulator version it does not have (tests only)"
+            tracing::warn!(
+                variable = TEST_SIM_VERSION,
+                version = %v,
+                "this process claims a simulator version it does not have (tests only)"
             );
             Box::leak(v.into_boxed_str())
         }

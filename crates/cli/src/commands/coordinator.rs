@@ -2,10 +2,11 @@
 
 use crate::args::{TokenArg, duration};
 use crate::exit::{self, invalid};
-use crate::logging::LogArgs;
+use crate::logging::{self, LogArgs};
 use crate::signal::interrupted;
 use anyhow::{Context, anyhow};
 use kappa_coordinator::{Coordinator, CoordinatorConfig, ServeOptions, Server};
+use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +53,7 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// `kappa coordinator`: serves until Ctrl-C or SIGTERM, then commits everything and exits.
 pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
-    crate::logging::init(&args.log)?;
+    logging::init(&args.log)?;
     let token = args.token.token()?;
     let auth = kappa_proto::Auth::new(token.as_deref()).map_err(|e| invalid(e.to_string()))?;
     let cfg = CoordinatorConfig {
@@ -79,24 +80,28 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         let server = Server::start(listener, coordinator.clone(), ServeOptions { auth, tls }).await?;
         let addr = server.addr();
         // The first line a supervisor (or a test) can wait for.
-        println!("kappa coordinator listening on {addr}, state in {} ({scheme})", args.state.display());
+        logging::out(
+            &format!("kappa coordinator listening on {addr}, state in {} ({scheme})", args.state.display()),
+            &[("addr", json!(addr.to_string())), ("state", json!(args.state.display().to_string())), ("tls", json!(scheme == "https"))],
+        );
         for name in &loaded {
-            println!("resumed sweep `{name}`");
+            logging::out(&format!("resumed sweep `{name}`"), &[("sweep", json!(name))]);
         }
         tracing::info!(%addr, state = %args.state.display(), tls = scheme == "https", sweeps = loaded.len(), "coordinator started");
         if token.is_none() {
-            eprintln!("warning: no token (--token-file or KAPPA_TOKEN): any client that reaches {addr} is trusted");
+            logging::warning(&format!("no token (--token-file or KAPPA_TOKEN): any client that reaches {addr} is trusted"));
         }
         if let Some(m) = &args.metrics_listen {
             let l =
                 tokio::net::TcpListener::bind(m).await.map_err(|e| invalid(format!("cannot listen on {m}: {e}")))?;
-            println!("metrics on http://{}/metrics", l.local_addr()?);
+            let url = format!("http://{}/metrics", l.local_addr()?);
+            logging::out(&format!("metrics on {url}"), &[("url", json!(url))]);
             tokio::spawn(kappa_coordinator::metrics::serve_metrics(l, coordinator.clone(), std::future::pending()));
         }
         let ui = match &args.ui_listen {
             Some(addr) => {
                 let ui = crate::ui::start(coordinator.clone(), addr, token.as_deref()).await?;
-                println!("dashboard on {}", ui.url());
+                logging::out(&format!("dashboard on {}", ui.url()), &[("url", json!(ui.url()))]);
                 Some(ui)
             }
             None => None,
@@ -106,7 +111,7 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         let failure = tokio::select! {
             _ = interrupted() => None,
             f = server.write_failed() => {
-                eprintln!("error: writing results failed: {f}; stopping");
+                logging::error(&format!("writing results failed: {f}; stopping"));
                 Some(f)
             }
         };
@@ -120,6 +125,6 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         }
         stopped.context("could not save every result")
     })?;
-    println!("coordinator stopped; every result is saved");
+    logging::out("coordinator stopped; every result is saved", &[]);
     Ok(exit::OK)
 }

@@ -2,7 +2,7 @@
 
 use crate::args::{CoordinatorArg, announce_backend, backend, command_workdir, duration, parse_gpus};
 use crate::exit::{self, invalid};
-use crate::logging::LogArgs;
+use crate::logging::{self, LogArgs};
 use crate::signal::interrupted;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,7 +51,7 @@ pub struct WorkerArgs {
 
 /// `kappa worker`: pulls trials until Ctrl-C or SIGTERM, then hands its leases back.
 pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
-    crate::logging::init(&args.log)?;
+    logging::init(&args.log)?;
     if args.slots == 0 {
         return Err(invalid("--slots must be at least 1"));
     }
@@ -92,7 +92,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     };
     announce_backend(args.backend);
     if !cfg.gpus.is_empty() {
-        eprintln!("worker GPUs: {:?}", cfg.gpus);
+        logging::note(&format!("worker GPUs: {:?}", cfg.gpus));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let stats = runtime.block_on(async {
@@ -104,6 +104,6 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         kappa_worker::run(cfg, stop_rx).await
     })?;
     tracing::info!(reported = stats.reported, handed_back = stats.abandoned, "worker stopped");
-    eprintln!("worker stopped: {} attempts reported, {} handed back", stats.reported, stats.abandoned);
+    logging::note(&format!("worker stopped: {} attempts reported, {} handed back", stats.reported, stats.abandoned));
     Ok(exit::OK)
 }
