@@ -3,6 +3,9 @@
 
 pub mod browser;
 pub mod http;
+pub mod skip;
+
+pub use skip::{skip, skip_here};
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};

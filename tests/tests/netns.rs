@@ -12,8 +12,8 @@
 //!
 //! The bridge lives in a namespace of its own, so the host's network (its routes, its firewall,
 //! `br_netfilter`) is never touched. Creating namespaces needs root (CAP_NET_ADMIN and
-//! CAP_SYS_ADMIN) and the `ip` tool; where the machine does not allow it the test prints
-//! `skipped: <reason>` and passes.
+//! CAP_SYS_ADMIN) and the `ip` tool; where the machine does not allow it the test passes and
+//! says so after the summary (`kappa_tests::skip_here`).
 
 use kappa_tests::{Proc, Sandbox, count, kappa_bin, noop_sweep};
 use rusqlite::Connection;
@@ -175,7 +175,10 @@ fn a_worker_cut_off_the_network_and_reconnected_leaves_every_trial_counted_once(
     let mut net = match Net::new(&["c", "a", "b"]) {
         Ok(net) => net,
         Err(why) => {
-            eprintln!("skipped: network namespaces are not available here ({why}); run as root with iproute2");
+            kappa_tests::skip_here(
+                &format!("network namespaces are not available here ({why})"),
+                "run the tests as root, with iproute2",
+            );
             return;
         }
     };

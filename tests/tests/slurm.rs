@@ -164,8 +164,7 @@ fn sbatch(cluster: &Cluster, sb: &Sandbox, options: &[&str], file: &str, env: &[
 #[test]
 fn the_sbatch_script_runs_and_resumes_sweeps_on_a_real_slurm_cluster() {
     if let Some(why) = unavailable() {
-        assert!(std::env::var_os("CI").is_none(), "CI must be able to run a SLURM cluster: {why}");
-        eprintln!("SKIPPED: no SLURM cluster can run here: {why}");
+        kappa_tests::skip(&format!("no SLURM cluster can run here: {why}"), "apt-get install slurm-wlm munge, as root");
         return;
     }
     let sb = Sandbox::new();

@@ -9,8 +9,7 @@ fn the_pytorch_example_reports_its_noise_scale_to_the_analysis() {
     let has_torch =
         std::process::Command::new("python3").args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
     if !has_torch {
-        assert!(std::env::var_os("CI").is_none(), "CI must install PyTorch (see .ci/run)");
-        eprintln!("SKIPPED: python3 with PyTorch is not installed (pip install torch)");
+        kappa_tests::skip("python3 with PyTorch is not installed", "python3 -m pip install torch");
         return;
     }
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");

@@ -91,7 +91,10 @@ fn kernel_compiles_with_nvrtc() {
                 eprintln!("NVRTC compiled the kernel for {arch}: {} bytes of PTX", src.len());
             }
             Err(why) if why.contains("cannot be loaded") && std::env::var_os("KAPPA_REQUIRE_NVRTC").is_none() => {
-                eprintln!("SKIPPED: the kernel was not compiled: {why}");
+                kappa_tests::skip_here(
+                    &format!("the kernel was not compiled: {why}"),
+                    "install NVRTC as the message says; .ci/run does",
+                );
                 return;
             }
             Err(why) => panic!("{arch}: {why}"),
@@ -103,7 +106,7 @@ fn kernel_compiles_with_nvrtc() {
 #[test]
 fn philox_known_answers_on_the_gpu() {
     if gpu_available(0).is_err() {
-        eprintln!("SKIPPED: no usable GPU");
+        kappa_tests::skip_here("no usable GPU", "tests/bench/gpu-check.sh on a machine with an NVIDIA GPU");
         return;
     }
     let inputs = [
@@ -123,7 +126,7 @@ fn philox_known_answers_on_the_gpu() {
 #[test]
 fn gpu_results_have_the_cpu_shape_and_agree_roughly() {
     if gpu_available(0).is_err() {
-        eprintln!("SKIPPED: no usable GPU");
+        kappa_tests::skip_here("no usable GPU", "tests/bench/gpu-check.sh on a machine with an NVIDIA GPU");
         return;
     }
     for opt in OptimizerKind::ALL {

@@ -307,7 +307,7 @@ fn per_coordinate_sigma_and_batch_scaling() {
 #[test]
 fn the_gradient_noise_scale_is_recorded_and_matches_sgd_at_stationarity() {
     if test_backend() != Backend::Cpu {
-        eprintln!("SKIPPED: the GPU backend records no noise scale");
+        kappa_tests::skip_here("the GPU backend records no noise scale", "run it on the CPU backend");
         return;
     }
     let (sigma, eta, batch) = (1.0, 0.05, 4u64);
