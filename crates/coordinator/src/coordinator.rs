@@ -10,7 +10,7 @@ use crate::workers::{Blocked, WorkerInfo, WorkerRegistry};
 use crate::{CoordinatorConfig, CoordinatorError};
 use kappa_core::sched::Disposition;
 use kappa_core::{
-    AttemptReport, CodeVersion, Lease, LeaseEnd, OnNewVersion, Progress, Sweep, TaskSpec, TrialId, WorkerId,
+    AttemptRef, AttemptReport, CodeVersion, Lease, LeaseEnd, OnNewVersion, Progress, Sweep, TaskSpec, WorkerId,
 };
 use kappa_store::PlanSync;
 use std::path::{Path, PathBuf};
@@ -243,8 +243,8 @@ impl Coordinator {
     }
 
     /// Renews leases; returns those no sweep considers current.
-    pub fn heartbeat(&self, worker: WorkerId, held: &[(TrialId, u32)]) -> Vec<(TrialId, u32)> {
-        let mut stale: Option<Vec<(TrialId, u32)>> = None;
+    pub fn heartbeat(&self, worker: WorkerId, held: &[AttemptRef]) -> Vec<AttemptRef> {
+        let mut stale: Option<Vec<AttemptRef>> = None;
         for e in self.sweeps.read().iter() {
             let s = e.runner.heartbeat(worker, held);
             stale = Some(match stale {

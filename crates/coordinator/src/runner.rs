@@ -4,8 +4,8 @@ use crate::writer::StoreWriter;
 use crate::{CoordinatorConfig, CoordinatorError};
 use kappa_core::sched::{Disposition, Revoked};
 use kappa_core::{
-    AttemptOutcome, AttemptReport, Counts, Execution, Lease, LeaseEnd, Progress, Scheduler, SchedulerConfig, TrialId,
-    TrialStatus, WorkerId,
+    AttemptOutcome, AttemptRef, AttemptReport, Counts, Execution, Lease, LeaseEnd, Progress, Scheduler,
+    SchedulerConfig, TrialId, TrialStatus, WorkerId,
 };
 use kappa_store::{InFlight, OpenTrial, ReportEffect, Store, StoreOp, now_s};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -350,7 +350,7 @@ impl SweepRunner {
     }
 
     /// Renews leases; returns the ones this sweep does not consider current (unknown ids included).
-    pub fn heartbeat(&self, worker: WorkerId, held: &[(TrialId, u32)]) -> Vec<(TrialId, u32)> {
+    pub fn heartbeat(&self, worker: WorkerId, held: &[AttemptRef]) -> Vec<AttemptRef> {
         if self.is_cancelled() {
             return held.to_vec();
         }
@@ -455,7 +455,7 @@ impl SweepRunner {
             "not run: the sweep's failure budget of {budget} failed attempts is used up (see the other failures; \
              `kappa retry --failed` runs them again)"
         );
-        self.inner.writer.send_all(halted.into_iter().map(|(id, _)| StoreOp::Halted { id, error: error.clone() }));
+        self.inner.writer.send_all(halted.into_iter().map(|a| StoreOp::Halted { id: a.trial, error: error.clone() }));
         if let Some(t) = tail {
             self.inner.writer.send(StoreOp::HaltedAfter { after_seq: t.after_seq, error });
         }

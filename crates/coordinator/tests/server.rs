@@ -4,6 +4,7 @@
 //! body is read, and a submission's sweep-file error keeps its position across the wire.
 
 use kappa_coordinator::{Coordinator, CoordinatorConfig, ServeOptions, Server};
+use kappa_core::AttemptRef;
 use kappa_core::TaskSpec;
 use kappa_proto::{Auth, Client, pb};
 use std::sync::Arc;
@@ -68,11 +69,7 @@ async fn lease_within(c: &mut Client, w: kappa_core::WorkerId, wait: Duration) -
     r.leases.into_iter().map(|l| kappa_proto::lease_from_pb(l).unwrap()).collect()
 }
 
-async fn heartbeat(
-    c: &mut Client,
-    w: kappa_core::WorkerId,
-    held: &[(kappa_core::TrialId, u32)],
-) -> Vec<(kappa_core::TrialId, u32)> {
+async fn heartbeat(c: &mut Client, w: kappa_core::WorkerId, held: &[AttemptRef]) -> Vec<AttemptRef> {
     let r = c.heartbeat(kappa_proto::heartbeat_request(w, held)).await.unwrap().into_inner();
     kappa_proto::lease_refs_from_pb(&r.revoked).unwrap()
 }
@@ -107,7 +104,7 @@ async fn renewed_leases_last_and_unrenewed_ones_expire_on_the_lease_clock() {
     tokio::time::pause();
     let first = lease_now(&mut c, a).await;
     assert_eq!((first.len(), first[0].attempt), (1, 1));
-    let held = [(first[0].id, 1)];
+    let held = [AttemptRef::new(first[0].id, 1)];
     // Renewed every 2 s, the lease outlives many lease timeouts (3 s) of virtual time.
     for _ in 0..10 {
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -141,7 +138,7 @@ async fn a_failed_attempt_is_retried_after_its_backoff_and_a_cancel_revokes_leas
     assert!(lease_now(&mut c, w).await.is_empty(), "retried before its backoff");
     // (Paused time moves in whole milliseconds: the checks keep clear of the exact boundary.
     // The other trial's lease is renewed meanwhile, as its worker would.)
-    let other = [(leases[1].id, 1)];
+    let other = [AttemptRef::new(leases[1].id, 1)];
     tokio::time::advance(Duration::from_millis(990)).await;
     assert!(heartbeat(&mut c, w, &other).await.is_empty());
     assert!(lease_now(&mut c, w).await.is_empty(), "retried before its backoff");
@@ -158,7 +155,7 @@ async fn a_failed_attempt_is_retried_after_its_backoff_and_a_cancel_revokes_leas
     let again = lease_now(&mut c, w).await;
     assert_eq!((again[0].id, again[0].attempt), (leases[0].id, 3));
     // Cancelling the sweep revokes both leases still held.
-    let held = [(leases[1].id, 1), (again[0].id, 3)];
+    let held = [AttemptRef::new(leases[1].id, 1), AttemptRef::new(again[0].id, 3)];
     assert!(heartbeat(&mut c, w, &held).await.is_empty());
     c.cancel(pb::CancelRequest { sweep: "backoff".into() }).await.unwrap();
     let mut revoked = heartbeat(&mut c, w, &held).await;

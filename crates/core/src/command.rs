@@ -9,8 +9,8 @@
 //! Numbers are written in Rust's shortest round-trip form (`0.001`, `1e-8`), which Python's
 //! `float()` and every other common parser reads back exactly.
 
-use crate::grid::AxisName;
 use crate::id::TrialId;
+use crate::params::AxisName;
 use crate::params::{Builtins, Params, value_text};
 
 /// Every built-in placeholder name, in the order `KAPPA_*` variables are listed.

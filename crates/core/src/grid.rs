@@ -5,73 +5,10 @@
 //! point `i` is decoded in mixed radix (the last dimension varies fastest), so nothing proportional
 //! to the number of points is ever materialised.
 
-use crate::params::{Builtins, Hyperparams, OptimizerKind, PARAM_PREFIX, Params, TASK_PREFIX, value_text};
+use crate::params::{
+    AxisName, Builtins, Hyperparams, OptimizerKind, PARAM_PREFIX, Params, TASK_PREFIX, display_value, format_real,
+};
 use std::fmt;
-
-/// The axes a grid may vary, in canonical order (which fixes dimension order and so trial order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AxisName {
-    /// `optimizer`
-    Optimizer,
-    /// `batch_size`
-    BatchSize,
-    /// `lr`
-    Lr,
-    /// `beta1`
-    Beta1,
-    /// `beta2`
-    Beta2,
-    /// `eps`
-    Eps,
-    /// `weight_decay`
-    WeightDecay,
-    /// `seed`
-    Seed,
-}
-
-impl AxisName {
-    /// Every axis, in canonical order.
-    pub const ALL: [AxisName; 8] = [
-        AxisName::Optimizer,
-        AxisName::BatchSize,
-        AxisName::Lr,
-        AxisName::Beta1,
-        AxisName::Beta2,
-        AxisName::Eps,
-        AxisName::WeightDecay,
-        AxisName::Seed,
-    ];
-
-    /// The key used in sweep files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AxisName::Optimizer => "optimizer",
-            AxisName::BatchSize => "batch_size",
-            AxisName::Lr => "lr",
-            AxisName::Beta1 => "beta1",
-            AxisName::Beta2 => "beta2",
-            AxisName::Eps => "eps",
-            AxisName::WeightDecay => "weight_decay",
-            AxisName::Seed => "seed",
-        }
-    }
-
-    /// Looks an axis up by its sweep-file key.
-    pub fn from_key(key: &str) -> Option<AxisName> {
-        AxisName::ALL.into_iter().find(|a| a.as_str() == key)
-    }
-
-    /// The known keys, comma separated, for error messages.
-    pub fn known_keys() -> String {
-        AxisName::ALL.map(AxisName::as_str).join(", ")
-    }
-}
-
-impl fmt::Display for AxisName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
 
 /// A grid axis: a built-in hyperparameter, or a named axis by its full dotted name (a `[task]`
 /// field override `task.noise.sigma`, a user parameter `params.width`).
@@ -175,31 +112,6 @@ impl AxisValues {
             AxisValues::Named(v) => display_value(&v[i]),
         }
     }
-}
-
-/// A named axis's value for tables: numbers compact (as [`format_real`]), strings bare.
-pub fn display_value(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), format_real),
-        other => value_text(other),
-    }
-}
-
-/// Formats a real number compactly for tables, to 6 significant digits (`0.001`, `1e-8`,
-/// `0.00141421`). Exact values live in exports and the store, never in these strings.
-pub fn format_real(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() {
-        return format!("{x}");
-    }
-    if x.abs() < 1e-3 || x.abs() >= 1e6 {
-        let s = format!("{x:.5e}");
-        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let m = m.trim_end_matches('0').trim_end_matches('.');
-        return format!("{m}e{e}");
-    }
-    let digits = (5 - x.abs().log10().floor() as i32).max(0) as usize;
-    let s = format!("{x:.digits$}");
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 /// One dimension of the product: a single axis or a zip group of equal-length axes.
@@ -444,17 +356,6 @@ mod tests {
         let big = AxisValues::Int((0..1 << 16).collect());
         let dims = (0..5).map(|_| dim(vec![(AxisName::Seed, big.clone())])).collect();
         assert!(Grid::new(dims).is_none());
-    }
-
-    #[test]
-    fn reals_are_short_and_round_trip_where_short() {
-        assert_eq!(format_real(0.001), "0.001");
-        assert_eq!(format_real(1e-8), "1e-8");
-        assert_eq!(format_real(0.0014142135623730952), "0.00141421");
-        assert_eq!(format_real(0.6000000000000001), "0.6");
-        assert_eq!(format_real(3.535533905932738e-9), "3.53553e-9");
-        assert_eq!(format_real(2.0), "2");
-        assert_eq!(format_real(0.0), "0");
     }
 
     #[test]

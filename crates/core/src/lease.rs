@@ -1,12 +1,53 @@
 //! What passes between the coordinator and a worker about one attempt: the [`Lease`] that hands
-//! it out and the [`AttemptReport`] that ends it. kappa-proto converts both to and from the wire.
+//! it out, the [`AttemptReport`] that ends it, the [`AttemptRef`] that names it meanwhile
+//! (renewed, revoked), and the [`WorkerId`] of its holder. kappa-proto converts them to and from
+//! the wire.
 
 use crate::id::TrialId;
 use crate::params::Params;
-use crate::sched::WorkerId;
 use crate::trial::AttemptOutcome;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A registered worker, numbered by the coordinator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(pub u64);
+
+impl WorkerId {
+    /// The holder of a lease recovered after a coordinator restart: the worker that held it is
+    /// not known yet. The first worker to renew or report that exact (trial, attempt) adopts it.
+    pub const ORPHAN: WorkerId = WorkerId(0);
+}
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "w{}", self.0)
+    }
+}
+
+/// One attempt of one trial: what a held lease is renewed and revoked by, and what a report is
+/// fenced by (only the current attempt's counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttemptRef {
+    /// The trial.
+    pub trial: TrialId,
+    /// The attempt (1 for the first; attempt numbers only grow).
+    pub attempt: u32,
+}
+
+impl AttemptRef {
+    /// Attempt `attempt` of `trial`.
+    pub fn new(trial: TrialId, attempt: u32) -> AttemptRef {
+        AttemptRef { trial, attempt }
+    }
+}
+
+impl fmt::Display for AttemptRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} attempt {}", self.trial, self.attempt)
+    }
+}
 
 /// One attempt of one trial, handed to a worker: what to run and under which limits.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +70,13 @@ pub struct Lease {
     pub gpus: u32,
 }
 
+impl Lease {
+    /// The attempt it hands out.
+    pub fn attempt_ref(&self) -> AttemptRef {
+        AttemptRef::new(self.id, self.attempt)
+    }
+}
+
 /// How an attempt ended, as the worker that ran it reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttemptReport {
@@ -42,4 +90,11 @@ pub struct AttemptReport {
     pub outcome: AttemptOutcome,
     /// How long the attempt ran, as the worker measured it (seconds, finite and ≥ 0).
     pub duration_s: f64,
+}
+
+impl AttemptReport {
+    /// The attempt it reports.
+    pub fn attempt_ref(&self) -> AttemptRef {
+        AttemptRef::new(self.id, self.attempt)
+    }
 }

@@ -17,17 +17,17 @@ pub mod task;
 pub mod trial;
 pub mod version;
 
-pub use grid::{Axis, AxisName, AxisValues, Grid};
+pub use grid::{Axis, AxisValues, Grid};
 pub use id::{TrialId, canonical_task, trial_id};
-pub use lease::{AttemptReport, Lease};
-pub use params::{Builtins, Hyperparams, OptimizerKind, Params};
+pub use lease::{AttemptRef, AttemptReport, Lease, WorkerId};
+pub use params::{AxisName, Builtins, Hyperparams, OptimizerKind, Params, display_value, format_real};
 pub use plan::Plan;
 pub use scaling::{Scaling, ScalingRule, Verdict};
-pub use sched::{Scheduler, SchedulerConfig, WorkerId};
+pub use sched::{Scheduler, SchedulerConfig};
 pub use spec::{Execution, SpecError, Sweep, TaskVariant};
 pub use task::TaskSpec;
 pub use trial::{
-    AttemptOutcome, Counts, CurvePoint, Estimate, FailureClass, LeaseEnd, PlannedTrial, Progress, RetryPolicy, Theory,
-    TheoryPoint, TrialMetrics, TrialResult, TrialStatus,
+    AttemptOutcome, Counts, CurvePoint, Estimate, FailureClass, FailureCounts, LeaseEnd, PlannedTrial, Progress,
+    RetryPolicy, Theory, TheoryPoint, TrialMetrics, TrialResult, TrialStatus,
 };
 pub use version::{CodeVersion, OnNewVersion, VersionMismatch};

@@ -79,6 +79,72 @@ impl FromStr for OptimizerKind {
     }
 }
 
+/// The built-in hyperparameters, as the axes a grid may vary, in canonical order (which fixes
+/// dimension order and so trial order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AxisName {
+    /// `optimizer`
+    Optimizer,
+    /// `batch_size`
+    BatchSize,
+    /// `lr`
+    Lr,
+    /// `beta1`
+    Beta1,
+    /// `beta2`
+    Beta2,
+    /// `eps`
+    Eps,
+    /// `weight_decay`
+    WeightDecay,
+    /// `seed`
+    Seed,
+}
+
+impl AxisName {
+    /// Every axis, in canonical order.
+    pub const ALL: [AxisName; 8] = [
+        AxisName::Optimizer,
+        AxisName::BatchSize,
+        AxisName::Lr,
+        AxisName::Beta1,
+        AxisName::Beta2,
+        AxisName::Eps,
+        AxisName::WeightDecay,
+        AxisName::Seed,
+    ];
+
+    /// The key used in sweep files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AxisName::Optimizer => "optimizer",
+            AxisName::BatchSize => "batch_size",
+            AxisName::Lr => "lr",
+            AxisName::Beta1 => "beta1",
+            AxisName::Beta2 => "beta2",
+            AxisName::Eps => "eps",
+            AxisName::WeightDecay => "weight_decay",
+            AxisName::Seed => "seed",
+        }
+    }
+
+    /// Looks an axis up by its sweep-file key.
+    pub fn from_key(key: &str) -> Option<AxisName> {
+        AxisName::ALL.into_iter().find(|a| a.as_str() == key)
+    }
+
+    /// The known keys, comma separated, for error messages.
+    pub fn known_keys() -> String {
+        AxisName::ALL.map(AxisName::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for AxisName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One point of a sweep grid. Fields that an optimizer does not read are still part of the point
 /// (and of its id), exactly as the grid produced them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,17 +208,17 @@ impl Builtins {
     /// Only the seed.
     pub const SEED: Builtins = Builtins(1 << 7);
 
-    fn bit(axis: crate::grid::AxisName) -> u8 {
-        1 << (crate::grid::AxisName::ALL.iter().position(|a| *a == axis).unwrap_or(7) as u8)
+    fn bit(axis: AxisName) -> u8 {
+        1 << (AxisName::ALL.iter().position(|a| *a == axis).unwrap_or(7) as u8)
     }
 
     /// These and `axis`.
-    pub fn with(self, axis: crate::grid::AxisName) -> Builtins {
+    pub fn with(self, axis: AxisName) -> Builtins {
         Builtins(self.0 | Builtins::bit(axis))
     }
 
     /// Whether `axis` is carried.
-    pub fn has(self, axis: crate::grid::AxisName) -> bool {
+    pub fn has(self, axis: AxisName) -> bool {
         self.0 & Builtins::bit(axis) != 0
     }
 
@@ -175,8 +241,8 @@ impl Builtins {
     }
 
     /// The carried axes, in canonical order.
-    pub fn axes(self) -> impl Iterator<Item = crate::grid::AxisName> {
-        crate::grid::AxisName::ALL.into_iter().filter(move |a| self.has(*a))
+    pub fn axes(self) -> impl Iterator<Item = AxisName> {
+        AxisName::ALL.into_iter().filter(move |a| self.has(*a))
     }
 }
 
@@ -211,8 +277,8 @@ impl From<Hyperparams> for Params {
 
 impl Params {
     /// The value of a built-in axis, as written in exports.
-    pub fn builtin_value(&self, axis: crate::grid::AxisName) -> serde_json::Value {
-        use crate::grid::AxisName as A;
+    pub fn builtin_value(&self, axis: AxisName) -> serde_json::Value {
+        use AxisName as A;
         let h = &self.hyper;
         match axis {
             A::Optimizer => h.optimizer.as_str().into(),
@@ -228,8 +294,8 @@ impl Params {
 
     /// The value of a built-in axis as text, as command placeholders and CSV cells write it
     /// (Rust's shortest round-trip form: `0.001`, `0.00000001`).
-    pub fn builtin_text(&self, axis: crate::grid::AxisName) -> String {
-        use crate::grid::AxisName as A;
+    pub fn builtin_text(&self, axis: AxisName) -> String {
+        use AxisName as A;
         let h = &self.hyper;
         match axis {
             A::Optimizer => h.optimizer.as_str().to_string(),
@@ -246,7 +312,7 @@ impl Params {
     /// The value of axis `name` (`lr`, `params.width`) as tables show it: whole numbers and names
     /// as they are, reals to 6 significant digits; empty where the trial has no such named axis.
     pub fn display(&self, name: &str) -> String {
-        use crate::grid::{AxisName as A, display_value, format_real};
+        use AxisName as A;
         match A::from_key(name) {
             Some(a @ (A::Optimizer | A::BatchSize | A::Seed)) => self.builtin_text(a),
             Some(a) => format_real(self.builtin_value(a).as_f64().unwrap_or(f64::NAN)),
@@ -323,6 +389,31 @@ pub fn value_text(v: &serde_json::Value) -> String {
     }
 }
 
+/// A named axis's value for tables: numbers compact (as [`format_real`]), strings bare.
+pub fn display_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), format_real),
+        other => value_text(other),
+    }
+}
+
+/// Formats a real number compactly for tables, to 6 significant digits (`0.001`, `1e-8`,
+/// `0.00141421`). Exact values live in exports and the store, never in these strings.
+pub fn format_real(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    if x.abs() < 1e-3 || x.abs() >= 1e6 {
+        let s = format!("{x:.5e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let m = m.trim_end_matches('0').trim_end_matches('.');
+        return format!("{m}e{e}");
+    }
+    let digits = (5 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.digits$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}
+
 impl Serialize for Params {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         Entries { params: self, identity: false }.serialize(s)
@@ -331,7 +422,6 @@ impl Serialize for Params {
 
 impl<'de> Deserialize<'de> for Params {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use crate::grid::AxisName;
         use serde::de::Error;
         let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
         let mut builtins = Builtins::SEED;
@@ -375,5 +465,21 @@ impl<'de> Deserialize<'de> for Params {
         h.weight_decay = get_f(&hyper, "weight_decay", h.weight_decay)?;
         h.seed = get_u(&hyper, "seed", h.seed)?;
         Ok(Params { hyper: h, builtins, named })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reals_are_short_and_round_trip_where_short() {
+        assert_eq!(format_real(0.001), "0.001");
+        assert_eq!(format_real(1e-8), "1e-8");
+        assert_eq!(format_real(0.0014142135623730952), "0.00141421");
+        assert_eq!(format_real(0.6000000000000001), "0.6");
+        assert_eq!(format_real(3.535533905932738e-9), "3.53553e-9");
+        assert_eq!(format_real(2.0), "2");
+        assert_eq!(format_real(0.0), "0");
     }
 }

@@ -445,6 +445,35 @@ impl FromStr for FailureClass {
     }
 }
 
+/// A trial's failed attempts so far, by class: what its retries (per class), its retry backoff
+/// and the sweep's failure budget are counted against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FailureCounts([u32; 4]);
+
+impl FailureCounts {
+    /// Counts by class, one per [`FailureClass`] in the order of [`FailureClass::ALL`].
+    pub fn new(error: u32, crash: u32, timeout: u32, lost: u32) -> FailureCounts {
+        FailureCounts([error, crash, timeout, lost])
+    }
+
+    /// Failed attempts of `class`.
+    pub fn of(&self, class: FailureClass) -> u32 {
+        self.0[class.index()]
+    }
+
+    /// Counts one more failed attempt of `class`; returns how many of that class there are now.
+    pub fn add(&mut self, class: FailureClass) -> u32 {
+        self.0[class.index()] += 1;
+        self.0[class.index()]
+    }
+
+    /// The failed attempts the trial ran to an end (every class but lost leases): what its
+    /// retry backoff doubles with.
+    pub fn ran(&self) -> u32 {
+        [FailureClass::Error, FailureClass::Crash, FailureClass::Timeout].into_iter().map(|c| self.of(c)).sum()
+    }
+}
+
 /// Retries allowed per failure class: a trial fails for good on its `n + 1`-th failure of a class
 /// allowing `n` retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

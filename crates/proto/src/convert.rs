@@ -3,8 +3,8 @@
 use crate::{ConvertError, PROTOCOL_VERSION, pb};
 use kappa_core::sched::Disposition;
 use kappa_core::{
-    AttemptOutcome, AttemptReport, Builtins, Counts, CurvePoint, Estimate, FailureClass, Hyperparams, Lease, Params,
-    Progress, Theory, TheoryPoint, TrialId, TrialMetrics, TrialResult, WorkerId,
+    AttemptOutcome, AttemptRef, AttemptReport, Builtins, Counts, CurvePoint, Estimate, FailureClass, Hyperparams,
+    Lease, Params, Progress, Theory, TheoryPoint, TrialId, TrialMetrics, TrialResult, WorkerId,
 };
 use std::time::Duration;
 
@@ -244,7 +244,7 @@ impl From<&Lease> for pb::TrialLease {
 #[error("{error}")]
 pub struct InvalidLease {
     /// The attempt, if its trial id parsed.
-    pub trial: Option<(TrialId, u32)>,
+    pub trial: Option<AttemptRef>,
     /// What is wrong.
     pub error: ConvertError,
 }
@@ -252,7 +252,7 @@ pub struct InvalidLease {
 /// A lease from the wire.
 pub fn lease_from_pb(l: pb::TrialLease) -> Result<Lease, InvalidLease> {
     let id = parse_trial_id(&l.trial_id).map_err(|error| InvalidLease { trial: None, error })?;
-    let bad = |error| InvalidLease { trial: Some((id, l.attempt)), error };
+    let bad = |error| InvalidLease { trial: Some(AttemptRef::new(id, l.attempt)), error };
     let params = params_from_pb(l.params).map_err(bad)?;
     if l.task_json.is_empty() {
         return Err(bad(ConvertError::Missing("task_json")));
@@ -269,13 +269,13 @@ pub fn lease_from_pb(l: pb::TrialLease) -> Result<Lease, InvalidLease> {
 }
 
 /// References to leases (held or revoked), on the wire.
-pub fn lease_refs_to_pb(refs: &[(TrialId, u32)]) -> Vec<pb::LeaseRef> {
-    refs.iter().map(|(id, attempt)| pb::LeaseRef { trial_id: id.to_string(), attempt: *attempt }).collect()
+pub fn lease_refs_to_pb(refs: &[AttemptRef]) -> Vec<pb::LeaseRef> {
+    refs.iter().map(|r| pb::LeaseRef { trial_id: r.trial.to_string(), attempt: r.attempt }).collect()
 }
 
 /// References to leases from the wire.
-pub fn lease_refs_from_pb(refs: &[pb::LeaseRef]) -> Result<Vec<(TrialId, u32)>, ConvertError> {
-    refs.iter().map(|l| Ok((parse_trial_id(&l.trial_id)?, l.attempt))).collect()
+pub fn lease_refs_from_pb(refs: &[pb::LeaseRef]) -> Result<Vec<AttemptRef>, ConvertError> {
+    refs.iter().map(|l| Ok(AttemptRef::new(parse_trial_id(&l.trial_id)?, l.attempt))).collect()
 }
 
 /// A worker's registration: it computes with the code `versions`.
@@ -300,7 +300,7 @@ pub fn lease_request(worker: WorkerId, max: usize, wait: Duration, free_gpus: u3
 }
 
 /// A worker renewing the leases it holds.
-pub fn heartbeat_request(worker: WorkerId, held: &[(TrialId, u32)]) -> pb::HeartbeatRequest {
+pub fn heartbeat_request(worker: WorkerId, held: &[AttemptRef]) -> pb::HeartbeatRequest {
     pb::HeartbeatRequest { protocol_version: PROTOCOL_VERSION, worker_id: worker.0, held: lease_refs_to_pb(held) }
 }
 
@@ -459,7 +459,11 @@ mod tests {
         let no_limit = Lease { timeout: None, ..lease.clone() };
         assert_eq!(lease_from_pb((&no_limit).into()).unwrap(), no_limit);
         let bad = pb::TrialLease { params: None, ..(&lease).into() };
-        assert_eq!(lease_from_pb(bad).unwrap_err().trial, Some((TrialId(0xabc), 3)), "the attempt is still named");
+        assert_eq!(
+            lease_from_pb(bad).unwrap_err().trial,
+            Some(AttemptRef::new(TrialId(0xabc), 3)),
+            "the attempt is still named"
+        );
         let bad = pb::TrialLease { trial_id: "zz".into(), ..(&lease).into() };
         assert_eq!(lease_from_pb(bad).unwrap_err().trial, None);
 
@@ -496,7 +500,7 @@ mod tests {
             cancelled: true,
         };
         assert_eq!(Progress::from(pb::Progress::from(&progress)), progress);
-        let refs = vec![(TrialId(1), 1), (TrialId(2), 4)];
+        let refs = vec![AttemptRef::new(TrialId(1), 1), AttemptRef::new(TrialId(2), 4)];
         assert_eq!(lease_refs_from_pb(&lease_refs_to_pb(&refs)).unwrap(), refs);
     }
 }

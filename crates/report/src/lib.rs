@@ -638,7 +638,7 @@ fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, Trial
             h.optimizer, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay
         );
         for (name, v) in &key.named {
-            label.push_str(&format!(" {name}={}", kappa_core::grid::display_value(v)));
+            label.push_str(&format!(" {name}={}", kappa_core::display_value(v)));
         }
         let slot = match groups.iter().position(|(l, _)| *l == label) {
             Some(i) => i,

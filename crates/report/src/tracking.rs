@@ -47,7 +47,7 @@ fn shared(p: &Params, drop: &[String]) -> (Params, String) {
     let mut label = String::new();
     for name in drop {
         if let Some(v) = q.named.remove(name) {
-            label.push_str(&format!(", {name} = {}", kappa_core::grid::display_value(&v)));
+            label.push_str(&format!(", {name} = {}", kappa_core::display_value(&v)));
         }
     }
     (q, label)

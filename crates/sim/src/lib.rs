@@ -14,12 +14,14 @@ pub mod optim;
 pub mod rng;
 pub mod run;
 pub mod sde;
+pub mod steps;
 pub mod theory;
 
 use kappa_core::task::{Backend, SimTask};
 use kappa_core::{AttemptOutcome, Hyperparams, TaskSpec, TrialId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+pub use steps::Steps;
 
 /// The simulator's version: part of every trial id, so a change in what the simulator computes
 /// must bump it (old results then stop being reused).

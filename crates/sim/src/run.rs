@@ -9,6 +9,7 @@ use crate::landscape::{self, Landscape};
 use crate::noise::Noise;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::sde::{Scratch, Sde, SdeState};
+use crate::steps::Steps;
 use crate::theory::{self, Form};
 use crate::{Cancel, SimError, rng};
 use kappa_core::task::SimTask;
@@ -21,29 +22,9 @@ pub const BLOCK: usize = 16;
 /// A loss above this (or not finite) means the run diverged.
 pub const DIVERGENCE_LOSS: f64 = 1e150;
 
-/// The steps a trial takes and where it records.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Schedule {
-    /// Total optimizer steps: ⌊samples / B⌋.
-    pub steps: u64,
-    /// Steps at which the loss is recorded (0 and the last step included).
-    pub record_steps: Vec<u64>,
-    /// Steps up to and including this one are burn-in.
-    pub burn_in_steps: u64,
-}
-
-impl Schedule {
-    /// The schedule of `task` at batch size `batch_size`.
-    pub fn new(task: &SimTask, batch_size: u64) -> Schedule {
-        let steps = task.samples / batch_size.max(1);
-        let every = task.record_every.interval(steps);
-        let mut record_steps: Vec<u64> = (0..=steps).step_by(every as usize).collect();
-        if record_steps.last() != Some(&steps) {
-            record_steps.push(steps);
-        }
-        let burn_in_steps = ((steps as f64) * task.burn_in).floor() as u64;
-        Schedule { steps, record_steps, burn_in_steps }
-    }
+/// The steps of a simulation of `task` at batch size `batch_size`: ⌊samples / B⌋.
+pub fn steps_of(task: &SimTask, batch_size: u64) -> Steps {
+    Steps::new(task.samples / batch_size.max(1), task.record_every, task.burn_in)
 }
 
 /// How paths move: the discrete optimizer, or its SDE.
@@ -58,7 +39,7 @@ struct Setup<'a> {
     noise: &'a Noise,
     method: &'a Method,
     x0: f64,
-    sched: &'a Schedule,
+    steps: &'a Steps,
     id: TrialId,
     seed: u64,
     phases: bool,
@@ -102,13 +83,13 @@ pub fn run_sim(
         cfg.bias_correction = task.bias_correction;
         Method::Discrete(cfg)
     };
-    let sched = Schedule::new(task, params.batch_size);
+    let steps = steps_of(task, params.batch_size);
     let setup = Setup {
         land: &land,
         noise: &noise,
         method: &method,
         x0: task.x0,
-        sched: &sched,
+        steps: &steps,
         id,
         seed: params.seed,
         phases: params.optimizer == OptimizerKind::SignSgd,
@@ -122,9 +103,9 @@ pub fn run_sim(
         .collect::<Result<_, _>>()?;
     let form = if sde { Form::Sde } else { Form::Discrete };
     let (theory, notes) =
-        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &sched.record_steps, params.batch_size);
+        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &steps.record_steps, params.batch_size);
     let trace = noise.per_sample_trace(params.batch_size);
-    Ok(summarise(&results, &sched, params.batch_size, d, trace, theory, notes))
+    Ok(summarise(&results, &steps, params.batch_size, d, trace, theory, notes))
 }
 
 /// Runs one block, compiled for the widest vector instructions the CPU has. Rust never fuses
@@ -161,8 +142,8 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     let land = s.land;
     let lambda = &land.eigenvalues[..];
     let d = land.dim();
-    let sched = s.sched;
-    let records = sched.record_steps.len();
+    let steps = s.steps;
+    let records = steps.record_steps.len();
     let mut rng = rng::stream(s.id, s.seed, block);
     let mut x = vec![s.x0; n * d];
     let mut scratch = Scratch::new(d);
@@ -180,7 +161,7 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     let mut grad_sq = vec![0.0; records];
     let mut sums = vec![0.0; n];
     // The averaging window's second half, for the settled check (TrialMetrics::settled).
-    let mid = sched.burn_in_steps + (sched.steps - sched.burn_in_steps) / 2;
+    let mid = steps.burn_in_steps + (steps.total - steps.burn_in_steps) / 2;
     let mut late = vec![0.0; n];
     let mut next_record = 0;
     let mut diverged_at = None;
@@ -193,7 +174,7 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
                   phase_counts: &mut [[u64; 3]],
                   grad_sq: &mut [f64],
                   next: &mut usize| {
-        if *next < records && sched.record_steps[*next] == step {
+        if *next < records && steps.record_steps[*next] == step {
             for p in 0..n {
                 losses[p * records + *next] = step_losses[p];
                 // |∇f|² on the diagonal quadratic: Σ (λ_i x_i)² (for the gradient noise scale).
@@ -207,7 +188,7 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
         }
     };
     record(0, &x, &step_losses, &mut losses, &mut phase_counts, &mut grad_sq, &mut next_record);
-    'steps: for step in 1..=sched.steps {
+    'steps: for step in 1..=steps.total {
         if step % 64 == 0 && s.cancel.is_cancelled() {
             return Err(SimError::Cancelled);
         }
@@ -235,7 +216,7 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
                 diverged_at = Some(step);
                 break 'steps;
             }
-            if step > sched.burn_in_steps {
+            if step > steps.burn_in_steps {
                 sums[p] += loss;
                 if step > mid {
                     late[p] += loss;
@@ -245,9 +226,9 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
         }
         record(step, &x, &step_losses, &mut losses, &mut phase_counts, &mut grad_sq, &mut next_record);
     }
-    let averaged = (sched.steps - sched.burn_in_steps).max(1) as f64;
+    let averaged = (steps.total - steps.burn_in_steps).max(1) as f64;
     let stationary = sums.iter().map(|s| s / averaged).collect();
-    let (early_steps, late_steps) = ((mid - sched.burn_in_steps) as f64, (sched.steps - mid) as f64);
+    let (early_steps, late_steps) = ((mid - steps.burn_in_steps) as f64, (steps.total - mid) as f64);
     let drift = if early_steps > 0.0 && late_steps > 0.0 {
         sums.iter().zip(&late).map(|(all, late)| late / late_steps - (all - late) / early_steps).collect()
     } else {
@@ -281,14 +262,14 @@ fn count_phases(x: &[f64], lambda: &[f64], sigma: &[f64], counts: &mut [u64; 3])
 /// over paths before dividing (a ratio of path means).
 pub(crate) fn summarise(
     blocks: &[BlockResult],
-    sched: &Schedule,
+    steps: &Steps,
     batch_size: u64,
     d: usize,
     trace: Option<f64>,
     theory: Option<kappa_core::Theory>,
     mut notes: Vec<String>,
 ) -> AttemptOutcome {
-    let records = sched.record_steps.len();
+    let records = steps.record_steps.len();
     let recorded = blocks.iter().map(|b| b.recorded).min().unwrap_or(records);
     let paths: usize = blocks.iter().map(|b| b.stationary.len()).sum();
     let mut curve = Vec::with_capacity(recorded);
@@ -310,7 +291,7 @@ pub(crate) fn summarise(
             let total = (paths * d).max(1) as f64;
             c.map(|v| v as f64 / total)
         });
-        let step = sched.record_steps[r];
+        let step = steps.record_steps[r];
         let mut extra = std::collections::BTreeMap::new();
         if let Some(trace) = trace
             && blocks.iter().all(|b| b.grad_sq.len() > r)

@@ -121,8 +121,7 @@ impl Store {
 mod tests {
     use super::*;
     use kappa_core::{
-        AttemptOutcome, CodeVersion, Counts, Hyperparams, OptimizerKind, PlannedTrial, TrialId, TrialMetrics,
-        TrialStatus,
+        AttemptOutcome, CodeVersion, Counts, Hyperparams, PlannedTrial, TrialId, TrialMetrics, TrialStatus,
     };
 
     static TASKS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| vec!["{}".to_string()]);
@@ -142,16 +141,7 @@ mod tests {
             seq: i,
             variant: None,
             task: 0,
-            params: kappa_core::Params::from(Hyperparams {
-                optimizer: OptimizerKind::Sgd,
-                batch_size: 1,
-                lr: 0.1,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.0,
-                seed: i,
-            }),
+            params: kappa_core::Params::from(Hyperparams { lr: 0.1, seed: i, ..Hyperparams::defaults() }),
         }
     }
 
@@ -349,7 +339,10 @@ mod tests {
         assert_eq!(log[1].error.as_deref(), Some(LeaseEnd::WorkerLeft.reason()));
         assert!(log[2].counted, "the attempt that failed the trial is its counted one");
         let open = s.pending_after(None, usize::MAX).unwrap();
-        assert_eq!(open.iter().map(|t| (t.id.0, t.failures[3])).collect::<Vec<_>>(), [(1000, 1), (1001, 0)]);
+        assert_eq!(
+            open.iter().map(|t| (t.id.0, t.failures.of(kappa_core::FailureClass::Lost))).collect::<Vec<_>>(),
+            [(1000, 1), (1001, 0)]
+        );
         assert_eq!(s.failed_attempts().unwrap(), 2);
         let failed = &s.trials().unwrap()[2];
         assert_eq!(failed.result.status, TrialStatus::Failed);
@@ -390,7 +383,7 @@ mod tests {
         assert_eq!(log[3], ("lost-before-retry".into(), Some("lost".into()), expired));
         // The same failures count as before: one expired lease, one failed attempt.
         assert_eq!(s.failed_attempts().unwrap(), 2);
-        assert_eq!(s.pending_after(None, usize::MAX).unwrap()[0].failures, [0, 0, 0, 1]);
+        assert_eq!(s.pending_after(None, usize::MAX).unwrap()[0].failures, kappa_core::FailureCounts::new(0, 0, 0, 1));
         drop(s);
         // Opening it again changes nothing more.
         assert_eq!(Store::open(dir.path()).unwrap().attempts().unwrap().len(), 5);

@@ -2,8 +2,9 @@
 
 use crate::schema::TERMINAL;
 use crate::{Store, StoreError};
-use kappa_core::{AttemptOutcome, FailureClass, LeaseEnd, TrialId};
-use rusqlite::params;
+use kappa_core::{AttemptOutcome, AttemptRef, FailureClass, LeaseEnd, TrialId};
+use rusqlite::{Transaction, params};
+use std::collections::{HashMap, HashSet};
 
 /// One change to the record, produced by the coordinator.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,164 +90,200 @@ impl Store {
         let tx = self.conn.transaction().map_err(sql)?;
         // An attempt leased and finished within one batch (short trials at a high rate) is
         // written once, with its lease time, rather than written and then rewritten.
-        let finished: std::collections::HashSet<(TrialId, u32)> = ops
-            .iter()
-            .filter_map(|op| match op {
-                StoreOp::Reported { id, attempt, effect: ReportEffect::Final, .. } => Some((*id, *attempt)),
-                _ => None,
-            })
-            .collect();
-        let mut leased_at: std::collections::HashMap<(TrialId, u32), f64> = std::collections::HashMap::new();
+        let finished = finished_in(ops);
+        let mut leased_at: HashMap<AttemptRef, f64> = HashMap::new();
         for op in ops {
             match op {
-                StoreOp::Leased { id, attempt, at, .. } if finished.contains(&(*id, *attempt)) => {
-                    leased_at.insert((*id, *attempt), *at);
+                StoreOp::Leased { id, attempt, at, .. } if finished.contains(&AttemptRef::new(*id, *attempt)) => {
+                    leased_at.insert(AttemptRef::new(*id, *attempt), *at);
+                    Ok(())
                 }
-                StoreOp::Leased { id, attempt, worker, at } => {
-                    let id = id.to_string();
-                    tx.prepare_cached(
-                        "INSERT OR REPLACE INTO attempts(trial_id, attempt, worker, started_at) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut s| s.execute(params![id, attempt, worker, at]))
-                    .map_err(sql)?;
-                    tx.prepare_cached(&format!(
-                        "UPDATE trials SET status = 'running', attempts = max(attempts, ?2), worker = ?3, started_at = ?4
-                         WHERE id = ?1 AND status NOT IN {TERMINAL}"
-                    ))
-                    .and_then(|mut s| s.execute(params![id, attempt, worker, at]))
-                    .map_err(sql)?;
-                }
+                StoreOp::Leased { id, attempt, worker, at } => write_lease(&tx, *id, *attempt, worker, *at),
                 StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect } => {
-                    let lease_at = leased_at.remove(&(*id, *attempt));
-                    let id = id.to_string();
-                    let status = outcome.status();
-                    // Found by `kappa status` through an index: no need to read every result.
-                    let unsettled = match outcome {
-                        AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } => {
-                            (m.settled() == Some(false)).then_some(1)
-                        }
-                        _ => None,
-                    };
-                    let (metrics, error, class, diverged_step) = match outcome {
-                        AttemptOutcome::Succeeded(m) => (serde_json::to_string(m).ok(), None, None, None),
-                        AttemptOutcome::Diverged { step, metrics } => {
-                            (serde_json::to_string(metrics).ok(), None, None, Some(*step as i64))
-                        }
-                        AttemptOutcome::Failed { error, class } => {
-                            (None, Some(error.as_str()), Some(FailureClass::as_str(*class)), None)
-                        }
-                        AttemptOutcome::Preempted { reason } => (None, Some(reason.as_str()), None, None),
-                    };
-                    let name = match outcome {
-                        AttemptOutcome::Preempted { .. } => "preempted".to_string(),
-                        _ => status.to_string(),
-                    };
-                    // `counted`: this attempt's result is the trial's (a retried failure is not).
-                    let (logged, counted) = match effect {
-                        ReportEffect::Late => (format!("late-{name}"), false),
-                        ReportEffect::Requeue | ReportEffect::Retry => (name, false),
-                        ReportEffect::Final => (name, true),
-                    };
-                    tx.prepare_cached(
-                        "INSERT INTO attempts(trial_id, attempt, worker, started_at, ended_at, outcome, error, counted, class)
-                         VALUES (?1, ?2, ?3, coalesce(?9, ?4), ?4, ?5, ?6, ?7, ?8)
-                         ON CONFLICT(trial_id, attempt) DO UPDATE SET
-                           ended_at = excluded.ended_at, outcome = excluded.outcome,
-                           error = excluded.error, counted = excluded.counted, class = excluded.class
-                         WHERE attempts.counted = 0 AND attempts.outcome IS NOT 'preempted'
-                           AND attempts.outcome IS NOT 'failed'",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![id, attempt, worker, at, logged, error, counted, class, lease_at])
-                    })
-                    .map_err(sql)?;
-                    match effect {
-                        ReportEffect::Final => {
-                            tx.prepare_cached(&format!(
-                                "UPDATE trials SET status = ?2, metrics = ?3, error = ?4, diverged_step = ?5,
-                                   worker = ?6, finished_at = ?7, duration_s = ?8,
-                                   failures = failures + (?2 = 'failed'),
-                                   attempts = max(attempts, ?9), started_at = coalesce(?10, started_at),
-                                   unsettled = ?11
-                                 WHERE id = ?1 AND status NOT IN {TERMINAL}"
-                            ))
-                            .and_then(|mut s| {
-                                s.execute(params![
-                                    id,
-                                    status.as_str(),
-                                    metrics,
-                                    error,
-                                    diverged_step,
-                                    worker,
-                                    at,
-                                    duration_s,
-                                    attempt,
-                                    lease_at,
-                                    unsettled
-                                ])
-                            })
-                            .map_err(sql)?;
-                        }
-                        ReportEffect::Retry => {
-                            tx.prepare_cached(&format!(
-                                "UPDATE trials SET status = 'pending', failures = failures + 1, error = ?2
-                                 WHERE id = ?1 AND status NOT IN {TERMINAL}"
-                            ))
-                            .and_then(|mut s| s.execute(params![id, error]))
-                            .map_err(sql)?;
-                        }
-                        ReportEffect::Requeue => {
-                            tx.prepare_cached(&format!(
-                                "UPDATE trials SET status = 'pending' WHERE id = ?1 AND status NOT IN {TERMINAL}"
-                            ))
-                            .and_then(|mut s| s.execute(params![id]))
-                            .map_err(sql)?;
-                        }
-                        ReportEffect::Late => {}
-                    }
+                    let lease_at = leased_at.remove(&AttemptRef::new(*id, *attempt));
+                    let report =
+                        Report { id: *id, attempt: *attempt, worker, at: *at, duration_s: *duration_s, outcome };
+                    write_report(&tx, &report, *effect, lease_at)
                 }
                 StoreOp::Lost { id, attempt, at, end, failed } => {
-                    let id = id.to_string();
-                    let class = end.is_failure().then_some(FailureClass::Lost.as_str());
-                    tx.prepare_cached(
-                        "UPDATE attempts SET ended_at = ?3, outcome = 'lost', error = ?4, class = ?5, counted = ?6
-                         WHERE trial_id = ?1 AND attempt = ?2 AND ended_at IS NULL",
-                    )
-                    // The attempt that made a trial fail for good is the one its result stands for.
-                    .and_then(|mut s| s.execute(params![id, attempt, at, end.reason(), class, failed.is_some()]))
-                    .map_err(sql)?;
-                    match failed {
-                        None => tx
-                            .prepare_cached("UPDATE trials SET status = 'pending' WHERE id = ?1 AND status = 'running'")
-                            .and_then(|mut s| s.execute(params![id])),
-                        Some(why) => tx
-                            .prepare_cached(&format!(
-                                "UPDATE trials SET status = 'failed', error = ?2, finished_at = ?3, duration_s = 0,
-                                   failures = failures + 1
-                                 WHERE id = ?1 AND status NOT IN {TERMINAL}"
-                            ))
-                            .and_then(|mut s| s.execute(params![id, why, at])),
-                    }
-                    .map_err(sql)?;
+                    write_lost(&tx, *id, *attempt, *at, *end, failed.as_deref())
                 }
-                StoreOp::Halted { id, error } => {
-                    tx.prepare_cached(&format!(
+                StoreOp::Halted { id, error } => tx
+                    .prepare_cached(&format!(
                         "UPDATE trials SET status = 'failed', error = ?2 WHERE id = ?1 AND status NOT IN {TERMINAL}"
                     ))
                     .and_then(|mut s| s.execute(params![id.to_string(), error]))
-                    .map_err(sql)?;
-                }
-                StoreOp::HaltedAfter { after_seq, error } => {
-                    tx.execute(
+                    .map(drop),
+                StoreOp::HaltedAfter { after_seq, error } => tx
+                    .execute(
                         "UPDATE trials SET status = 'failed', error = ?2
                          WHERE generation = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation')
                            AND status = 'pending' AND seq > ?1",
                         params![after_seq.map_or(-1, |s| s as i64), error],
                     )
-                    .map_err(sql)?;
-                }
+                    .map(drop),
             }
+            .map_err(sql)?;
         }
         tx.commit().map_err(sql)
     }
+}
+
+/// The attempts a batch reports final results of.
+fn finished_in(ops: &[StoreOp]) -> HashSet<AttemptRef> {
+    ops.iter()
+        .filter_map(|op| match op {
+            StoreOp::Reported { id, attempt, effect: ReportEffect::Final, .. } => Some(AttemptRef::new(*id, *attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A lease: its attempt logged, its trial running.
+fn write_lease(tx: &Transaction<'_>, id: TrialId, attempt: u32, worker: &str, at: f64) -> rusqlite::Result<()> {
+    let id = id.to_string();
+    tx.prepare_cached("INSERT OR REPLACE INTO attempts(trial_id, attempt, worker, started_at) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut s| s.execute(params![id, attempt, worker, at]))?;
+    tx.prepare_cached(&format!(
+        "UPDATE trials SET status = 'running', attempts = max(attempts, ?2), worker = ?3, started_at = ?4
+         WHERE id = ?1 AND status NOT IN {TERMINAL}"
+    ))
+    .and_then(|mut s| s.execute(params![id, attempt, worker, at]))?;
+    Ok(())
+}
+
+/// A [`StoreOp::Reported`], borrowed.
+struct Report<'a> {
+    id: TrialId,
+    attempt: u32,
+    worker: &'a str,
+    at: f64,
+    duration_s: f64,
+    outcome: &'a AttemptOutcome,
+}
+
+/// The columns a reported outcome fills: metrics JSON, error, failure class, divergence step.
+fn outcome_columns(outcome: &AttemptOutcome) -> (Option<String>, Option<&str>, Option<&'static str>, Option<i64>) {
+    match outcome {
+        AttemptOutcome::Succeeded(m) => (serde_json::to_string(m).ok(), None, None, None),
+        AttemptOutcome::Diverged { step, metrics } => {
+            (serde_json::to_string(metrics).ok(), None, None, Some(*step as i64))
+        }
+        AttemptOutcome::Failed { error, class } => {
+            (None, Some(error.as_str()), Some(FailureClass::as_str(*class)), None)
+        }
+        AttemptOutcome::Preempted { reason } => (None, Some(reason.as_str()), None, None),
+    }
+}
+
+/// A report: its attempt logged (with `lease_at` when the lease was not written on its own), and
+/// its trial updated as `effect` says.
+fn write_report(
+    tx: &Transaction<'_>,
+    r: &Report<'_>,
+    effect: ReportEffect,
+    lease_at: Option<f64>,
+) -> rusqlite::Result<()> {
+    let id = r.id.to_string();
+    let status = r.outcome.status();
+    // Found by `kappa status` through an index: no need to read every result.
+    let unsettled = match r.outcome {
+        AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } => {
+            (m.settled() == Some(false)).then_some(1)
+        }
+        _ => None,
+    };
+    let (metrics, error, class, diverged_step) = outcome_columns(r.outcome);
+    let name = match r.outcome {
+        AttemptOutcome::Preempted { .. } => "preempted".to_string(),
+        _ => status.to_string(),
+    };
+    // `counted`: this attempt's result is the trial's (a retried failure is not).
+    let (logged, counted) = match effect {
+        ReportEffect::Late => (format!("late-{name}"), false),
+        ReportEffect::Requeue | ReportEffect::Retry => (name, false),
+        ReportEffect::Final => (name, true),
+    };
+    tx.prepare_cached(
+        "INSERT INTO attempts(trial_id, attempt, worker, started_at, ended_at, outcome, error, counted, class)
+         VALUES (?1, ?2, ?3, coalesce(?9, ?4), ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(trial_id, attempt) DO UPDATE SET
+           ended_at = excluded.ended_at, outcome = excluded.outcome,
+           error = excluded.error, counted = excluded.counted, class = excluded.class
+         WHERE attempts.counted = 0 AND attempts.outcome IS NOT 'preempted'
+           AND attempts.outcome IS NOT 'failed'",
+    )
+    .and_then(|mut s| s.execute(params![id, r.attempt, r.worker, r.at, logged, error, counted, class, lease_at]))?;
+    match effect {
+        ReportEffect::Final => tx
+            .prepare_cached(&format!(
+                "UPDATE trials SET status = ?2, metrics = ?3, error = ?4, diverged_step = ?5,
+                   worker = ?6, finished_at = ?7, duration_s = ?8,
+                   failures = failures + (?2 = 'failed'),
+                   attempts = max(attempts, ?9), started_at = coalesce(?10, started_at),
+                   unsettled = ?11
+                 WHERE id = ?1 AND status NOT IN {TERMINAL}"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    status.as_str(),
+                    metrics,
+                    error,
+                    diverged_step,
+                    r.worker,
+                    r.at,
+                    r.duration_s,
+                    r.attempt,
+                    lease_at,
+                    unsettled
+                ])
+            })
+            .map(drop),
+        ReportEffect::Retry => tx
+            .prepare_cached(&format!(
+                "UPDATE trials SET status = 'pending', failures = failures + 1, error = ?2
+                 WHERE id = ?1 AND status NOT IN {TERMINAL}"
+            ))
+            .and_then(|mut s| s.execute(params![id, error]))
+            .map(drop),
+        ReportEffect::Requeue => tx
+            .prepare_cached(&format!("UPDATE trials SET status = 'pending' WHERE id = ?1 AND status NOT IN {TERMINAL}"))
+            .and_then(|mut s| s.execute(params![id]))
+            .map(drop),
+        ReportEffect::Late => Ok(()),
+    }
+}
+
+/// A lease that ended without a report: its attempt logged as lost, its trial pending again or,
+/// with `failed`, failed for good.
+fn write_lost(
+    tx: &Transaction<'_>,
+    id: TrialId,
+    attempt: u32,
+    at: f64,
+    end: LeaseEnd,
+    failed: Option<&str>,
+) -> rusqlite::Result<()> {
+    let id = id.to_string();
+    let class = end.is_failure().then_some(FailureClass::Lost.as_str());
+    tx.prepare_cached(
+        "UPDATE attempts SET ended_at = ?3, outcome = 'lost', error = ?4, class = ?5, counted = ?6
+         WHERE trial_id = ?1 AND attempt = ?2 AND ended_at IS NULL",
+    )
+    // The attempt that made a trial fail for good is the one its result stands for.
+    .and_then(|mut s| s.execute(params![id, attempt, at, end.reason(), class, failed.is_some()]))?;
+    match failed {
+        None => tx
+            .prepare_cached("UPDATE trials SET status = 'pending' WHERE id = ?1 AND status = 'running'")
+            .and_then(|mut s| s.execute(params![id])),
+        Some(why) => tx
+            .prepare_cached(&format!(
+                "UPDATE trials SET status = 'failed', error = ?2, finished_at = ?3, duration_s = 0,
+                   failures = failures + 1
+                 WHERE id = ?1 AND status NOT IN {TERMINAL}"
+            ))
+            .and_then(|mut s| s.execute(params![id, why, at])),
+    }
+    .map(drop)
 }

@@ -2,7 +2,7 @@
 
 use crate::schema::{FAILED_ATTEMPT, TERMINAL};
 use crate::{Store, StoreError};
-use kappa_core::{CodeVersion, Counts, Params, TrialId, TrialResult, TrialStatus};
+use kappa_core::{CodeVersion, Counts, FailureCounts, Params, TrialId, TrialResult, TrialStatus};
 use rusqlite::OptionalExtension;
 
 /// Every trial of the current plan, in plan order (a filter for `trials_where`).
@@ -21,9 +21,8 @@ pub struct OpenTrial {
     pub task: std::sync::Arc<str>,
     /// Attempts leased so far.
     pub attempts: u32,
-    /// Failed attempts so far by class (error, crash, timeout, lost: see
-    /// [`kappa_core::FailureClass::index`]); lost ones are leases that expired.
-    pub failures: [u32; 4],
+    /// Failed attempts so far by class; lost ones are leases that expired.
+    pub failures: FailureCounts,
 }
 
 /// An attempt the store shows still running (its lease was open when the coordinator stopped).
@@ -257,12 +256,12 @@ impl Store {
                 params: self.parse_params(&params)?,
                 task,
                 attempts: r.get(4).map_err(get)?,
-                failures: [
+                failures: FailureCounts::new(
                     r.get(5).map_err(get)?,
                     r.get(6).map_err(get)?,
                     r.get(7).map_err(get)?,
                     r.get(8).map_err(get)?,
-                ],
+                ),
             });
         }
         Ok(out)

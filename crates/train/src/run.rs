@@ -9,34 +9,9 @@ use kappa_sim::noise::Noise;
 use kappa_sim::optim::{Optimizer, OptimizerConfig};
 use kappa_sim::run::{DIVERGENCE_LOSS, mean_se, quantile};
 use kappa_sim::sde::Sde;
-use kappa_sim::{Cancel, SimError, rng};
+use kappa_sim::{Cancel, SimError, Steps, rng};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// The steps a trial takes and where it records.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Schedule {
-    /// Optimizer steps: ⌊samples / B⌋, at least 1.
-    pub steps: u64,
-    /// Steps at which the metrics are recorded (0 and the last step included).
-    pub record_steps: Vec<u64>,
-    /// Record points at steps up to and including this one are burn-in.
-    pub burn_in_steps: u64,
-}
-
-impl Schedule {
-    /// The schedule of `task` at batch size `batch_size`.
-    pub fn new(task: &TrainTask, batch_size: u64) -> Schedule {
-        let steps = (task.samples / batch_size.max(1)).max(1);
-        let every = task.record_every.interval(steps);
-        let mut record_steps: Vec<u64> = (0..=steps).step_by(every as usize).collect();
-        if record_steps.last() != Some(&steps) {
-            record_steps.push(steps);
-        }
-        let burn_in_steps = ((steps as f64) * task.burn_in).floor() as u64;
-        Schedule { steps, record_steps, burn_in_steps }
-    }
-}
 
 /// Where gradients come from.
 pub(crate) enum Method {
@@ -54,7 +29,7 @@ pub(crate) struct Setup<'a> {
     pub split: &'a Split,
     pub method: Method,
     pub optimizer: OptimizerConfig,
-    pub sched: Schedule,
+    pub steps: Steps,
     pub id: TrialId,
     pub seed: u64,
     /// The trial's batch size B.
@@ -218,7 +193,7 @@ pub(crate) fn setup<'a>(
         split,
         method,
         optimizer,
-        sched: Schedule::new(task, params.batch_size),
+        steps: Steps::new((task.samples / params.batch_size.max(1)).max(1), task.record_every, task.burn_in),
         id,
         seed: params.seed,
         batch_size: params.batch_size,
@@ -418,7 +393,7 @@ fn run_replicate_inner(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimErro
     }
     out.probe.push(rep.probe());
     let mut next_record = 1;
-    for step in 1..=s.sched.steps {
+    for step in 1..=s.steps.total {
         if s.cancel.is_cancelled() {
             return Err(SimError::Cancelled);
         }
@@ -428,7 +403,7 @@ fn run_replicate_inner(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimErro
         }
         let loss = rep.step();
         let mut ok = finite_loss(loss) && all_finite(&rep.params);
-        if ok && s.sched.record_steps.get(next_record) == Some(&step) {
+        if ok && s.steps.record_steps.get(next_record) == Some(&step) {
             ok = record(&rep.params, &mut out);
             if ok {
                 out.probe.push(rep.probe());
@@ -453,16 +428,16 @@ pub(crate) fn summarise(
     params: &Hyperparams,
     results: &[ReplicateResult],
 ) -> AttemptOutcome {
-    let sched = &s.sched;
+    let steps = &s.steps;
     let diverged = results.iter().filter_map(|r| r.diverged_at).min();
     let recorded = match diverged {
-        Some(step) => sched.record_steps.iter().take_while(|&&r| r < step).count(),
-        None => sched.record_steps.len(),
+        Some(step) => steps.record_steps.iter().take_while(|&&r| r < step).count(),
+        None => steps.record_steps.len(),
     };
     let classification = s.split.objective() == Objective::Classification;
     let mut curve = Vec::with_capacity(recorded);
     let mut column = Vec::with_capacity(results.len());
-    for (r, &step) in sched.record_steps.iter().enumerate().take(recorded) {
+    for (r, &step) in steps.record_steps.iter().enumerate().take(recorded) {
         column.clear();
         column.extend(results.iter().map(|x| x.train_loss[r]));
         let est = mean_se(column.iter().copied());
@@ -501,7 +476,7 @@ pub(crate) fn summarise(
         None => {
             // Per replicate: the mean train loss over the record points after the burn-in.
             let after: Vec<usize> =
-                (0..sched.record_steps.len()).filter(|&r| sched.record_steps[r] > sched.burn_in_steps).collect();
+                (0..steps.record_steps.len()).filter(|&r| steps.record_steps[r] > steps.burn_in_steps).collect();
             let stationary = (!after.is_empty()).then(|| {
                 mean_se(
                     results.iter().map(|x| after.iter().map(|&r| x.train_loss[r]).sum::<f64>() / after.len() as f64),
@@ -519,7 +494,7 @@ pub(crate) fn summarise(
                     "stationary loss: the train loss averaged over the {} record points after step {}, then over {} \
                      replicate{}; test loss at the end {:.4}",
                     after.len(),
-                    sched.burn_in_steps,
+                    steps.burn_in_steps,
                     results.len(),
                     if results.len() == 1 { "" } else { "s" },
                     curve.last().and_then(|c| c.extra.get("test_loss")).copied().unwrap_or(f64::NAN)
@@ -545,7 +520,7 @@ fn method_note(s: &Setup<'_>, task: &TrainTask, params: &Hyperparams) -> String 
              epoch, the last {} samples of each epoch unused); {} steps, {} replicates",
             s.split.train.len() / batch,
             s.split.train.len() % batch,
-            s.sched.steps,
+            s.steps.total,
             task.paths
         ),
         Method::Injected { noise } => format!(
@@ -553,7 +528,7 @@ fn method_note(s: &Setup<'_>, task: &TrainTask, params: &Hyperparams) -> String 
              {} replicates",
             task.noise.unwrap_or(0.0),
             sigma_b(noise),
-            s.sched.steps,
+            s.steps.total,
             task.paths
         ),
         Method::Sde { noise, refine, .. } => format!(
@@ -568,7 +543,7 @@ fn method_note(s: &Setup<'_>, task: &TrainTask, params: &Hyperparams) -> String 
             if *refine == 1 { "" } else { "s" },
             task.noise.unwrap_or(0.0),
             sigma_b(noise),
-            s.sched.steps,
+            s.steps.total,
             task.paths
         ),
     }

@@ -327,7 +327,7 @@ fn label(t: &TrialRecord) -> String {
     let Ok(Value::Object(m)) = serde_json::to_value(&t.result.params) else { return t.result.id.to_string() };
     m.iter()
         .map(|(k, v)| {
-            let v = kappa_core::grid::display_value(v);
+            let v = kappa_core::display_value(v);
             match k.as_str() {
                 "optimizer" => v,
                 "batch_size" => format!("B={v}"),

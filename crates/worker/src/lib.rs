@@ -6,7 +6,8 @@
 //! panic inside a simulation is a failed trial, never a dead worker.
 //!
 //! Module map: `session` (connecting, registering, the lease loop, draining), `trial` (running
-//! one leased trial to its report), `reporter` (reports in batches, and the heartbeat),
+//! one leased trial to its report), `held` (the leases held and their trials' cancel switches),
+//! `reporter` (reports in batches, and the heartbeat),
 //! `executor` (a task kind → the code that runs it), `command` (`kind = "command"` child
 //! processes).
 
@@ -14,6 +15,7 @@
 
 mod command;
 mod executor;
+mod held;
 mod reporter;
 mod session;
 mod trial;

@@ -1,7 +1,7 @@
 //! The calls a session makes besides leasing: reports, sent in batches, and the heartbeat that
 //! renews the leases held.
 
-use crate::trial::Held;
+use crate::held::Held;
 use kappa_core::{AttemptReport, WorkerId};
 use kappa_proto::{CallFailure, heartbeat_request, lease_refs_from_pb, report_batch_request};
 use std::sync::{Arc, Mutex};
@@ -11,38 +11,47 @@ use tokio::sync::{mpsc, watch};
 /// Where finished trials queue their reports, numbered in the order they are queued, so a lease
 /// call can wait until every report queued before it has been delivered.
 #[derive(Clone)]
-pub(crate) struct ReportQueue(Arc<Mutex<Numbered>>);
+pub(crate) struct ReportQueue(Arc<Mutex<Numbering>>);
 
 /// The count of reports queued so far, and the channel they go down, numbered.
-type Numbered = (u64, mpsc::UnboundedSender<(u64, AttemptReport)>);
+struct Numbering {
+    queued: u64,
+    tx: mpsc::UnboundedSender<Numbered>,
+}
+
+/// A report and its number in the order reports were queued (from 1).
+struct Numbered {
+    seq: u64,
+    report: AttemptReport,
+}
 
 impl ReportQueue {
     /// A queue and the outbox it feeds.
     pub(crate) fn new() -> (ReportQueue, Outbox) {
         let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Outbox { rx, unsent: Vec::new(), unsent_last: 0, delivered: 0 };
-        (ReportQueue(Arc::new(Mutex::new((0, tx)))), outbox)
+        (ReportQueue(Arc::new(Mutex::new(Numbering { queued: 0, tx }))), outbox)
     }
 
     /// Queues a report (numbering and sending under one lock keeps the channel in number order).
     pub(crate) fn push(&self, report: AttemptReport) {
         if let Ok(mut q) = self.0.lock() {
-            q.0 += 1;
-            let seq = q.0;
-            let _ = q.1.send((seq, report));
+            q.queued += 1;
+            let seq = q.queued;
+            let _ = q.tx.send(Numbered { seq, report });
         }
     }
 
     /// How many reports were ever queued.
     pub(crate) fn queued(&self) -> u64 {
-        self.0.lock().map(|q| q.0).unwrap_or(0)
+        self.0.lock().map(|q| q.queued).unwrap_or(0)
     }
 }
 
 /// Reports not yet delivered: queued ones, and a batch whose delivery was cut off. It outlives
 /// sessions: the next session delivers what the last one could not.
 pub(crate) struct Outbox {
-    rx: mpsc::UnboundedReceiver<(u64, AttemptReport)>,
+    rx: mpsc::UnboundedReceiver<Numbered>,
     unsent: Vec<AttemptReport>,
     /// The number of the last report in `unsent`.
     unsent_last: u64,
@@ -51,9 +60,9 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    fn take(&mut self, (seq, report): (u64, AttemptReport)) {
-        self.unsent.push(report);
-        self.unsent_last = seq;
+    fn take(&mut self, r: Numbered) {
+        self.unsent.push(r.report);
+        self.unsent_last = r.seq;
     }
 }
 
@@ -139,18 +148,11 @@ pub(crate) async fn heartbeat(mut client: kappa_proto::Client, worker: WorkerId,
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let leases: Vec<_> = match held.lock() {
-            Ok(h) => h.keys().copied().collect(),
-            Err(_) => continue,
-        };
-        let Ok(resp) = client.heartbeat(heartbeat_request(worker, &leases)).await else { continue };
+        let Ok(resp) = client.heartbeat(heartbeat_request(worker, &held.attempts())).await else { continue };
         let Ok(revoked) = lease_refs_from_pb(&resp.into_inner().revoked) else { continue };
-        if let Ok(mut h) = held.lock() {
-            for key in revoked {
-                if let Some(c) = h.remove(&key) {
-                    tracing::info!(trial = %key.0, attempt = key.1, "lease revoked by the coordinator; trial stopped");
-                    c.cancel();
-                }
+        for a in revoked {
+            if held.revoke(a) {
+                tracing::info!(trial = %a.trial, attempt = a.attempt, "lease revoked by the coordinator; trial stopped");
             }
         }
     }

@@ -2,8 +2,9 @@
 //! there are free slots and start each, until the coordinator goes away (reconnect), the worker
 //! is told to stop (drain, then hand back), or the sweep is finished (local workers).
 
+use crate::held::Held;
 use crate::reporter::{Outbox, ReportQueue, heartbeat, reporter};
-use crate::trial::{AHEAD_WAIT, GpuPool, Held, TaskCache, TrialEnv};
+use crate::trial::{AHEAD_WAIT, GpuPool, TaskCache, TrialEnv};
 use crate::{WorkerConfig, WorkerError, WorkerStats};
 use kappa_core::WorkerId;
 use kappa_proto::{CallFailure, deregister_request, lease_from_pb, lease_request, register_request};
@@ -23,7 +24,7 @@ pub(crate) struct Local {
 impl Local {
     pub(crate) fn new(cfg: &WorkerConfig, stats: Arc<Mutex<WorkerStats>>) -> Local {
         let (reports, outbox) = ReportQueue::new();
-        let held: Held = Arc::default();
+        let held = Held::default();
         let gpu_pool: GpuPool = Arc::new(Mutex::new(cfg.gpus.clone()));
         Local {
             env: TrialEnv {
@@ -44,11 +45,7 @@ impl Local {
     }
 
     fn cancel_all(&self) {
-        if let Ok(h) = self.env.held.lock() {
-            for c in h.values() {
-                c.cancel();
-            }
-        }
+        self.env.held.cancel_all();
     }
 
     /// Cancels whatever still runs and waits for it to stop; trials leased ahead are handed back.

@@ -5,8 +5,9 @@
 use crate::WorkerStats;
 use crate::command::{self, CommandEnv};
 use crate::executor::execute;
+use crate::held::Held;
 use crate::reporter::ReportQueue;
-use kappa_core::{AttemptOutcome, AttemptReport, FailureClass, Lease, TaskSpec, TrialId, WorkerId};
+use kappa_core::{AttemptOutcome, AttemptRef, AttemptReport, FailureClass, Lease, TaskSpec, WorkerId};
 use kappa_sim::Cancel;
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -14,9 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
-
-/// The leases a worker holds, each with the cancel switch of its running trial.
-pub(crate) type Held = Arc<Mutex<HashMap<(TrialId, u32), Cancel>>>;
 
 /// The GPUs not in use by a trial.
 pub(crate) type GpuPool = Arc<Mutex<Vec<u32>>>;
@@ -81,7 +79,8 @@ impl TaskCache {
 
 impl TrialEnv {
     /// Queues a report as session `worker` (the reporter sends it as whichever session is current).
-    fn report(&self, worker: WorkerId, (id, attempt): (TrialId, u32), outcome: AttemptOutcome, duration_s: f64) {
+    fn report(&self, worker: WorkerId, attempt: AttemptRef, outcome: AttemptOutcome, duration_s: f64) {
+        let AttemptRef { trial: id, attempt } = attempt;
         self.reports.push(AttemptReport { worker, id, attempt, outcome, duration_s });
     }
 
@@ -102,7 +101,7 @@ impl TrialEnv {
                 task
             }
             Err(e) => {
-                self.refuse(worker, (lease.id, lease.attempt), format!("this worker cannot read the task: {e}"));
+                self.refuse(worker, lease.attempt_ref(), format!("this worker cannot read the task: {e}"));
                 return None;
             }
         };
@@ -111,20 +110,18 @@ impl TrialEnv {
             Ok(mut p) if p.len() >= need => p.drain(..need).collect(),
             _ => {
                 let error = format!("the trial needs {need} GPU(s) and this worker has none free");
-                self.refuse(worker, (lease.id, lease.attempt), error);
+                self.refuse(worker, lease.attempt_ref(), error);
                 return None;
             }
         };
         let cancel = Cancel::new();
-        if let Ok(mut h) = self.held.lock() {
-            h.insert((lease.id, lease.attempt), cancel.clone());
-        }
+        self.held.insert(lease.attempt_ref(), cancel.clone());
         Some(Trial { lease, task, gpus, cancel })
     }
 
     /// Fails an attempt this worker cannot run, with the reason.
-    pub(crate) fn refuse(&self, worker: WorkerId, attempt: (TrialId, u32), error: String) {
-        tracing::error!(trial = %attempt.0, attempt = attempt.1, error = %error, "cannot run the trial");
+    pub(crate) fn refuse(&self, worker: WorkerId, attempt: AttemptRef, error: String) {
+        tracing::error!(trial = %attempt.trial, attempt = attempt.attempt, error = %error, "cannot run the trial");
         self.report(worker, attempt, AttemptOutcome::Failed { error, class: FailureClass::Error }, 0.0);
     }
 
@@ -169,8 +166,8 @@ impl TrialEnv {
             Err(_) => Vec::new(),
         };
         for t in &stale {
-            let key = (t.trial.lease.id, t.trial.lease.attempt);
-            let still_held = self.held.lock().map(|mut h| h.remove(&key).is_some()).unwrap_or(false);
+            let key = t.trial.lease.attempt_ref();
+            let still_held = self.held.release(key);
             self.return_gpus(&t.trial);
             if still_held {
                 self.report(t.worker, key, AttemptOutcome::Preempted { reason: why.to_string() }, 0.0);
@@ -199,8 +196,7 @@ impl TrialEnv {
         }
         loop {
             let t = self.ahead.lock().ok()?.pop_front()?;
-            let key = (t.trial.lease.id, t.trial.lease.attempt);
-            if self.held.lock().is_ok_and(|h| h.contains_key(&key)) {
+            if self.held.contains(t.trial.lease.attempt_ref()) {
                 return Some((t.worker, t.trial));
             }
             self.return_gpus(&t.trial);
@@ -216,7 +212,7 @@ impl TrialEnv {
 
     async fn run_one(&self, worker: WorkerId, trial: Trial) {
         let lease = &trial.lease;
-        let key = (lease.id, lease.attempt);
+        let key = lease.attempt_ref();
         let cancel = trial.cancel.clone();
         let started = Instant::now();
         let outcome = match &*trial.task {
@@ -234,7 +230,7 @@ impl TrialEnv {
         let _ = self.recent_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
             Some(if r == u64::MAX { took } else { (r * 7 + took) / 8 })
         });
-        let still_held = self.held.lock().map(|mut h| h.remove(&key).is_some()).unwrap_or(false);
+        let still_held = self.held.release(key);
         // Stopped by the worker's own shutdown while still its lease: handed back as preempted.
         let draining = self.draining.load(std::sync::atomic::Ordering::Relaxed);
         let outcome = match outcome {
@@ -303,11 +299,12 @@ async fn run_on_pool(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kappa_core::TrialId;
 
     fn env(recent_us: u64, queued: usize) -> TrialEnv {
         let (reports, _outbox) = ReportQueue::new();
         TrialEnv {
-            held: Arc::default(),
+            held: Held::default(),
             reports,
             stats: Arc::default(),
             gpu_pool: Arc::default(),

@@ -1,7 +1,7 @@
 //! `kappa plan`: the expansion of a sweep file, without running anything.
 
 use crate::{exit, sweep_file};
-use kappa_core::grid::format_real;
+use kappa_core::format_real;
 use kappa_core::{Plan, Sweep};
 use serde_json::json;
 use std::path::PathBuf;

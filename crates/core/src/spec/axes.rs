@@ -9,7 +9,8 @@ use super::grid::spaced_values;
 use super::raw::{RawTask, TaskKind};
 use super::task::validate_task;
 use super::{Scaling, TaskVariant};
-use crate::grid::{AxisValues, Grid, display_value};
+use crate::display_value;
+use crate::grid::{AxisValues, Grid};
 use crate::id::canonical_task;
 use crate::params::{PARAM_PREFIX, TASK_PREFIX};
 use crate::task::TaskSpec;
@@ -177,7 +178,7 @@ pub(super) fn check_name(ctx: &Ctx<'_>, path: &[Seg], name: &str) -> Result<(), 
             path,
             format!(
                 "parameter name `{short}` clashes with the built-in placeholder {{{short}}}: pick another name{}",
-                if crate::grid::AxisName::from_key(short).is_some() {
+                if crate::AxisName::from_key(short).is_some() {
                     format!(" (or use the built-in axis `{short}` itself)")
                 } else {
                     String::new()

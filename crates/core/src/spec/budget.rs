@@ -3,7 +3,8 @@
 
 use super::SpecError;
 use super::error::{Ctx, Seg, k};
-use crate::grid::{AxisName, AxisValues, Grid};
+use crate::AxisName;
+use crate::grid::{AxisValues, Grid};
 use crate::params::OptimizerKind;
 use crate::scaling::Scaling;
 use crate::task::{SdeModel, TaskSpec};

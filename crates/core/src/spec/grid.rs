@@ -3,7 +3,8 @@
 use super::SpecError;
 use super::axes::{AxisSource, check_name, flatten, parse_named};
 use super::error::{Ctx, Seg, k, path_string};
-use crate::grid::{Axis, AxisName, AxisValues, Dimension, Grid, spaced};
+use crate::AxisName;
+use crate::grid::{Axis, AxisValues, Dimension, Grid, spaced};
 use crate::params::OptimizerKind;
 
 /// An axis as written: its key path, the axis, and its value.

@@ -3,7 +3,8 @@
 use super::SpecError;
 use super::error::{Ctx, Seg, k};
 use super::grid::as_f64;
-use crate::grid::{AxisName, AxisValues, Grid};
+use crate::AxisName;
+use crate::grid::{AxisValues, Grid};
 use crate::params::Hyperparams;
 use crate::scaling::{Scaling, ScalingRule, Verdict};
 

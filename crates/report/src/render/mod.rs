@@ -234,7 +234,7 @@ fn plots(report: &Report) -> Vec<(String, Plot<'_>)> {
             name.push_str(&format!(
                 "-{}{}",
                 slug(axis.rsplit('.').next().unwrap_or(axis)),
-                slug(&kappa_core::grid::display_value(v))
+                slug(&kappa_core::display_value(v))
             ));
         }
         // Settings that differ only in what a name leaves out still get a file each.
@@ -326,12 +326,12 @@ fn params_label(params: &kappa_core::Params) -> String {
             .builtins
             .axes()
             .filter(|a| *a != kappa_core::AxisName::Seed)
-            .map(|a| format!("{a}={}", kappa_core::grid::display_value(&params.builtin_value(a))))
+            .map(|a| format!("{a}={}", kappa_core::display_value(&params.builtin_value(a))))
             .collect::<Vec<_>>()
             .join(" ")
     };
     for (name, v) in &params.named {
-        label.push_str(&format!(" {name}={}", kappa_core::grid::display_value(v)));
+        label.push_str(&format!(" {name}={}", kappa_core::display_value(v)));
     }
     label.trim().to_string()
 }

@@ -13,7 +13,7 @@
 
 use crate::landscape::{self, Landscape};
 use crate::noise::{Family, Noise};
-use crate::run::{BlockResult, Schedule};
+use crate::run::{BlockResult, steps_of};
 use crate::theory::{self, Form};
 use crate::{Cancel, SimError};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
@@ -304,12 +304,12 @@ fn run_on(
     let land = landscape::build(&task.landscape);
     let d = land.dim();
     let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
-    let sched = Schedule::new(task, params.batch_size);
+    let steps = steps_of(task, params.batch_size);
     let mut p = lower(task, sde, params, &noise, id, d);
     let paths = task.paths as usize;
-    let records = sched.record_steps.len();
+    let records = steps.record_steps.len();
     p.records = u32::try_from(records).map_err(|_| SimError::Invalid("too many record points".into()))?;
-    p.burn_in = sched.burn_in_steps;
+    p.burn_in = steps.burn_in_steps;
     let threads = paths as u64 * u64::from(p.tpp);
     let blocks = threads.div_ceil(u64::from(BLOCK_THREADS));
     if blocks > u64::from(i32::MAX as u32) {
@@ -328,7 +328,7 @@ fn run_on(
     let lambda = stream.clone_htod(&f32s(&land.eigenvalues)).map_err(driver)?;
     let sigma = stream.clone_htod(&f32s(&noise.sigma)).map_err(driver)?;
     let std = stream.clone_htod(&f32s(noise.std.as_deref().unwrap_or(&noise.sigma))).map_err(driver)?;
-    let record_steps = stream.clone_htod(&sched.record_steps).map_err(driver)?;
+    let record_steps = stream.clone_htod(&steps.record_steps).map_err(driver)?;
     let n = threads as usize * K;
     let mut state = stream.alloc_zeros::<f32>(3 * n).map_err(driver)?;
     let mut losses = stream.alloc_zeros::<f64>(paths * records).map_err(driver)?;
@@ -345,13 +345,13 @@ fn run_on(
         if cancel.is_cancelled() {
             return Err(SimError::Cancelled);
         }
-        let end = (begin + steps_per_launch).min(sched.steps);
+        let end = (begin + steps_per_launch).min(steps.total);
         p.step_begin = begin;
         p.step_end = end;
-        p.rec_start = sched.record_steps.partition_point(|&s| s < begin) as u32;
+        p.rec_start = steps.record_steps.partition_point(|&s| s < begin) as u32;
         if begin == 0 {
             p.rec_start = 0;
-        } else if sched.record_steps.get(p.rec_start as usize) == Some(&begin) {
+        } else if steps.record_steps.get(p.rec_start as usize) == Some(&begin) {
             p.rec_start += 1; // recorded by the previous launch
         }
         p.b1pow0 = params.beta1.powf(begin as f64) as f32;
@@ -377,7 +377,7 @@ fn run_on(
             diverged_at = Some(first);
             break;
         }
-        if end >= sched.steps {
+        if end >= steps.total {
             break;
         }
         begin = end;
@@ -385,9 +385,9 @@ fn run_on(
     let losses = stream.clone_dtoh(&losses).map_err(driver)?;
     let sums = stream.clone_dtoh(&stationary).map_err(driver)?;
     let counts = stream.clone_dtoh(&phase_counts).map_err(driver)?;
-    let averaged = (sched.steps - sched.burn_in_steps).max(1) as f64;
+    let averaged = (steps.total - steps.burn_in_steps).max(1) as f64;
     let recorded = match diverged_at {
-        Some(step) => sched.record_steps.partition_point(|&s| s < step),
+        Some(step) => steps.record_steps.partition_point(|&s| s < step),
         None => records,
     };
     let block = BlockResult {
@@ -403,9 +403,9 @@ fn run_on(
     };
     let form = if sde { Form::Sde } else { Form::Discrete };
     let (theory, mut notes) =
-        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &sched.record_steps, params.batch_size);
+        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &steps.record_steps, params.batch_size);
     notes.push(format!("ran on the GPU: {} (float32 state, Philox-4x32-10 normals)", dev.description));
-    Ok(crate::run::summarise(&[block], &sched, params.batch_size, d, None, theory, notes))
+    Ok(crate::run::summarise(&[block], &steps, params.batch_size, d, None, theory, notes))
 }
 
 /// Philox-4x32-10 on the device for the known-answer tests: each input is a counter (4 words)

@@ -1,0 +1,28 @@
+//! The steps a trial takes and where it records: what simulation and native training both run
+//! by (kappa-train reuses it).
+
+use kappa_core::task::RecordEvery;
+
+/// A trial's optimizer steps, its record points and its burn-in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Steps {
+    /// Optimizer steps in all.
+    pub total: u64,
+    /// Steps at which the loss is recorded (0 and the last step included).
+    pub record_steps: Vec<u64>,
+    /// Steps up to and including this one are burn-in (a fraction of `total`, rounded down).
+    pub burn_in_steps: u64,
+}
+
+impl Steps {
+    /// `total` steps, recorded every `record_every`, the first `burn_in` of them burn-in.
+    pub fn new(total: u64, record_every: RecordEvery, burn_in: f64) -> Steps {
+        let every = record_every.interval(total);
+        let mut record_steps: Vec<u64> = (0..=total).step_by(every as usize).collect();
+        if record_steps.last() != Some(&total) {
+            record_steps.push(total);
+        }
+        let burn_in_steps = ((total as f64) * burn_in).floor() as u64;
+        Steps { total, record_steps, burn_in_steps }
+    }
+}
