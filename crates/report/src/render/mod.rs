@@ -449,7 +449,7 @@ fn loss_chart<DB: DrawingBackend>(
             chart.draw_series(DashedLineSeries::new(level, 3, 5, color.stroke_width(1))).map_err(err)?;
         }
         if let Some(s) = l.holds_from
-            && let Some((y, _)) = crate::interpolate(&l.curve, s)
+            && let Some((y, _)) = crate::aggregate::interpolate(&l.curve, s)
         {
             chart.draw_series(std::iter::once(Cross::new((s, y), 7, color.stroke_width(3)))).map_err(err)?;
         }
