@@ -283,6 +283,13 @@ pub fn linear_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     weighted_fit(&points.iter().map(|&(x, y)| (x, y, 1.0)).collect::<Vec<_>>())
 }
 
+/// Least-squares slope of log y on log x.
+pub fn log_log_slope(points: &[(f64, f64)]) -> Option<f64> {
+    let pts: Vec<(f64, f64)> =
+        points.iter().filter(|(x, y)| *x > 0.0 && *y > 0.0).map(|(x, y)| (x.ln(), y.ln())).collect();
+    linear_fit(&pts).map(|(_, slope)| slope)
+}
+
 /// Weighted least squares y = a + b x over (x, y, weight).
 fn weighted_fit(points: &[(f64, f64, f64)]) -> Option<(f64, f64)> {
     let w: f64 = points.iter().map(|p| p.2).sum();
@@ -386,7 +393,7 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
     }
     let inside: Vec<(f64, f64)> =
         best.iter().filter_map(|(b, _, opt, _)| opt.filter(|o| !o.1).map(|o| (*b as f64, o.0))).collect();
-    let exponent = crate::log_log_slope(&inside);
+    let exponent = log_log_slope(&inside);
     let fit = critical_fit(&targets.iter().map(|t| (t.batch_size as f64, t.steps)).collect::<Vec<_>>());
     scales.sort_by(f64::total_cmp);
     let noise_scale = (!scales.is_empty()).then(|| scales[scales.len() / 2]);
@@ -575,6 +582,13 @@ mod tests {
         assert!(critical_fit(&[(8.0, 0.0), (64.0, 0.0)]).unwrap_err().contains("the fit needs two"));
         let perfect: Vec<(f64, f64)> = [8.0, 64.0, 512.0].iter().map(|b| (*b, 5000.0 / b - 0.1)).collect();
         assert!(critical_fit(&perfect).unwrap_err().contains("beyond the largest (512)"));
+    }
+
+    #[test]
+    fn slopes() {
+        let pts: Vec<(f64, f64)> = [1.0, 0.5, 0.25].iter().map(|&s: &f64| (s, 3.0 * s * s)).collect();
+        assert!((log_log_slope(&pts).unwrap() - 2.0).abs() < 1e-12);
+        assert_eq!(log_log_slope(&pts[..1]), None);
     }
 
     #[test]

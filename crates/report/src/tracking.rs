@@ -4,8 +4,9 @@
 //! points (THEORY.md §3: Compagnoni's SDEs track the optimizer, Malladi's only where the noise
 //! dominates the gradient).
 
-use crate::{Overlay, TrialResult, aggregate, interpolate};
-use kappa_core::{Params, Plan, Sweep, TaskSpec, TrialId};
+use crate::aggregate::{aggregate, interpolate};
+use crate::overlay::Overlay;
+use kappa_core::{Params, Plan, Sweep, TaskSpec, TrialId, TrialResult};
 use serde::Serialize;
 use std::collections::HashMap;
 

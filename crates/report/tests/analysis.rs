@@ -5,10 +5,12 @@
 //! steps, the 1/B fit) on those exact values on the same grid; the report's estimates from
 //! simulated trials must contain it in their bootstrap intervals.
 
-use kappa_core::{AttemptOutcome, Plan, Sweep};
+mod common;
+
+use common::run_trials;
+use kappa_core::{Plan, Sweep};
 use kappa_report::analysis::{best_lr, critical_fit, linear_fit};
-use kappa_report::{TrialResult, build, check};
-use std::collections::HashMap;
+use kappa_report::{build, check};
 
 const LAMBDA: [f64; 2] = [1.0, 2.0];
 const SIGMA: f64 = 1.0;
@@ -54,26 +56,12 @@ fn exact_loss(eta: f64, b: f64, k: f64) -> f64 {
         .sum()
 }
 
-fn simulate(sweep: &Sweep, plan: &Plan<'_>) -> HashMap<kappa_core::TrialId, TrialResult> {
-    let mut results = HashMap::new();
-    for t in plan.trials() {
-        let out = kappa_sim::run_trial(&sweep.task, &t.params.hyper, t.id, &kappa_sim::Cancel::new()).unwrap();
-        let (status, metrics) = match out {
-            AttemptOutcome::Succeeded(m) => (kappa_core::TrialStatus::Succeeded, Some(m)),
-            AttemptOutcome::Diverged { metrics, .. } => (kappa_core::TrialStatus::Diverged, Some(metrics)),
-            other => panic!("{other:?}"),
-        };
-        results.insert(t.id, TrialResult { id: t.id, params: t.params.clone(), status, metrics, error: None });
-    }
-    results
-}
-
 #[test]
 fn sgd_on_the_quadratic_matches_the_closed_form_exponent_and_critical_batch() {
     let text = sweep("expect_exponent = [0.8, 1.2]");
     let sweep = Sweep::parse("oracle.toml", &text).unwrap();
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
-    let results = simulate(&sweep, &plan);
+    let results = run_trials(&sweep, &plan);
     let report = build(&sweep, &plan, &results);
     assert_eq!(report.lr_scaling.len(), 1, "one group: sgd");
     let lr = &report.lr_scaling[0];
@@ -153,7 +141,7 @@ fn check_fails_an_exponent_outside_the_expected_range() {
     let text = sweep("expect_exponent = [0.4, 0.6]\nexpect_b_crit = [1.0, 2.0]");
     let sweep = Sweep::parse("oracle.toml", &text).unwrap();
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
-    let results = simulate(&sweep, &plan);
+    let results = run_trials(&sweep, &plan);
     let problems = check(&build(&sweep, &plan, &results)).unwrap_err();
     assert!(problems.iter().any(|p| p.contains("learning-rate exponent")), "{problems:?}");
     assert!(problems.iter().any(|p| p.contains("critical batch size")), "{problems:?}");

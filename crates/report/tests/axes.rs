@@ -3,30 +3,11 @@
 //! optimizer-against-SDE sweep in one file whose tracking table shows THEORY.md §3's claim:
 //! far from the minimum, Compagnoni's SDE tracks Adam and Malladi's does not.
 
-use kappa_core::{AttemptOutcome, Plan, Sweep};
-use kappa_report::{TrialResult, build};
-use std::collections::HashMap;
+mod common;
 
-/// Runs every trial of `sweep` in process, each on its own task.
-fn run(sweep: &Sweep, plan: &Plan<'_>) -> HashMap<kappa_core::TrialId, TrialResult> {
-    let mut results = HashMap::new();
-    for t in plan.trials() {
-        let task = &sweep.variants[t.task].task;
-        let out = kappa_sim::run_trial(task, &t.params.hyper, t.id, &kappa_sim::Cancel::new()).unwrap();
-        let AttemptOutcome::Succeeded(m) = out else { panic!("{out:?}") };
-        results.insert(
-            t.id,
-            TrialResult {
-                id: t.id,
-                params: t.params.clone(),
-                status: kappa_core::TrialStatus::Succeeded,
-                metrics: Some(m),
-                error: None,
-            },
-        );
-    }
-    results
-}
+use common::run_trials;
+use kappa_core::{Plan, Sweep};
+use kappa_report::build;
 
 const SIGMA: &str = r#"
 version = 1
@@ -53,7 +34,7 @@ seed = [0]
 fn a_sigma_axis_matches_the_closed_forms_at_each_sigma_and_in_slope() {
     let sweep = Sweep::parse("sigma.toml", SIGMA).unwrap();
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
-    let results = run(&sweep, &plan);
+    let results = run_trials(&sweep, &plan);
     assert_eq!(results.len(), 6);
     for r in results.values() {
         let m = r.metrics.as_ref().unwrap();
@@ -102,7 +83,7 @@ seed = [0]
 fn one_sweep_tracks_the_optimizer_against_both_sdes() {
     let sweep = Sweep::parse("tracking.toml", TRACKING).unwrap();
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
-    let results = run(&sweep, &plan);
+    let results = run_trials(&sweep, &plan);
     assert_eq!(results.len(), 2 * 3, "per x0: the optimizer and two SDEs");
     let report = build(&sweep, &plan, &results);
     assert_eq!(report.tracking.len(), 4, "two models at two starting points");
@@ -177,7 +158,7 @@ rules = ["sgd-linear"]
 "#;
     let sweep = Sweep::parse("repeats.toml", text).unwrap();
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
-    let report = build(&sweep, &plan, &run(&sweep, &plan));
+    let report = build(&sweep, &plan, &run_trials(&sweep, &plan));
     assert_eq!(report.classes.len(), 3, "gaussian, and student_t at two nu");
     assert!(
         report.classes.iter().all(|c| c.seeds == 2),
@@ -191,7 +172,7 @@ rules = ["sgd-linear"]
         .replace("samples = 3_000", "samples = 300");
     let sweep = Sweep::parse("refine.toml", &refine).unwrap();
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
-    let report = build(&sweep, &plan, &run(&sweep, &plan));
+    let report = build(&sweep, &plan, &run_trials(&sweep, &plan));
     let models: Vec<&str> = report.tracking.iter().map(|t| t.sde_model.as_str()).collect();
     assert_eq!(models.len(), 4, "{models:?}");
     assert!(models.contains(&"malladi, task.refine = 2"), "{models:?}");

@@ -1,9 +1,11 @@
 //! THEORY.md §6 T7 end to end through the report: AdamW at κ = 4 under `adamw-sqrt` keeps its
 //! plateau (ratio 1 ± 1%); the square-root rule with θ fixed (`adam-sqrt`) moves it by ≈ +24%.
 
-use kappa_core::{AttemptOutcome, Plan, Sweep, Verdict};
-use kappa_report::{TrialResult, build, check};
-use std::collections::HashMap;
+mod common;
+
+use common::run_trials;
+use kappa_core::{Plan, Sweep, Verdict};
+use kappa_report::{build, check};
 
 const SWEEP: &str = r#"
 version = 1
@@ -36,21 +38,7 @@ rules = [{ preset = "adamw-sqrt", expect = "holds" }, { preset = "adam-sqrt", na
 fn t7_adamw_sqrt_holds_and_theta_fixed_fails() {
     let sweep = Sweep::parse("t7.toml", SWEEP).unwrap();
     let plan = Plan::new(&sweep, kappa_sim::VERSION);
-    let mut results = HashMap::new();
-    for t in plan.trials() {
-        let out = kappa_sim::run_trial(&sweep.task, &t.params.hyper, t.id, &kappa_sim::Cancel::new()).unwrap();
-        let AttemptOutcome::Succeeded(m) = out else { panic!("{out:?}") };
-        results.insert(
-            t.id,
-            TrialResult {
-                id: t.id,
-                params: t.params.clone(),
-                status: kappa_core::TrialStatus::Succeeded,
-                metrics: Some(m),
-                error: None,
-            },
-        );
-    }
+    let results = run_trials(&sweep, &plan);
     assert_eq!(results.len(), 3, "base + one trial per rule");
     let report = build(&sweep, &plan, &results);
     assert_eq!(report.missing, 0);

@@ -1,8 +1,9 @@
 //! The report's learning-rate and critical-batch analysis, rendered: its text lines (terminal and
 //! HTML) and its three plots.
 
-use super::{bounds, err, legend, log_chart, markers, palette, short, styled_line, with_note};
-use crate::Report;
+use super::chart::{bounds, err, legend, log_chart, markers, palette, styled_line, with_note};
+use super::text::short;
+use crate::report::Report;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -85,7 +86,7 @@ pub fn analysis_lines(r: &Report) -> Vec<String> {
 
 pub(super) fn lr_curves_chart<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    l: &crate::LrScaling,
+    l: &crate::analysis::LrScaling,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(err)?;
     let finite = |p: &&[f64; 3]| p[1].is_finite() && p[1] > 0.0;

@@ -1,0 +1,104 @@
+//! The report: what [`build`] makes of a sweep's plan and its results, by putting together the
+//! classes and their rules' verdicts, the noise slopes, SDE tracking and the analysis.
+
+use crate::analysis::{self, CriticalBatch, LrScaling};
+use crate::classes::{ClassReport, RuleReport, classes, rule_report};
+use crate::noise::{SlopeFit, noise_slopes};
+use crate::overlay::Overlay;
+use crate::tracking::{self, Tracking};
+use kappa_core::{Plan, Sweep, TrialId, TrialResult, TrialStatus};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The whole report (also written as summary.json).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Sweep name.
+    pub sweep: String,
+    /// Distinct trials in the plan.
+    pub trials: u64,
+    /// Trials that finished (succeeded or diverged).
+    pub finished: u64,
+    /// Trials not finished yet, or failed (their classes have no verdict).
+    pub missing: u64,
+    /// Tolerance used for verdicts.
+    pub tolerance: f64,
+    /// One entry per rule.
+    pub rules: Vec<RuleReport>,
+    /// One entry per (base point, rule).
+    pub classes: Vec<ClassReport>,
+    /// Stationary loss against the minibatch noise σ_B = σ₁/√B, per optimizer setting.
+    pub noise_slopes: Vec<SlopeFit>,
+    /// Each discrete optimizer against the SDEs of the same setting, when the sweep has a
+    /// `task.kind` axis.
+    pub tracking: Vec<Tracking>,
+    /// The same parameters run several ways: an optimizer and its SDEs in one sweep (tracking),
+    /// or the same setting across sweeps (`kappa report --overlay`).
+    pub overlays: Vec<Overlay>,
+    /// The best learning rate per batch size and its exponent, per group (`analysis`).
+    pub lr_scaling: Vec<LrScaling>,
+    /// Steps and samples to `[analysis] target_loss` and the critical batch size, per group.
+    pub critical_batch: Vec<CriticalBatch>,
+    /// `[analysis] expect_exponent`, checked by `--check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_exponent: Option<[f64; 2]>,
+    /// `[analysis] expect_b_crit`, checked by `--check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_b_crit: Option<[f64; 2]>,
+}
+
+/// Builds the report of a stored sweep from what its store keeps: the sweep file (`file`, its
+/// text `sweep_text`, parsed again), the code version its ids were made with (`None`: a store
+/// from before versions were recorded, whose ids carry the legacy version) and its trials'
+/// results. Returns the parsed sweep with the report. `kappa report` and the dashboard build
+/// reports through here.
+pub fn build_stored(
+    file: &str,
+    sweep_text: &str,
+    version: Option<kappa_core::CodeVersion>,
+    trials: impl IntoIterator<Item = TrialResult>,
+) -> Result<(Sweep, Report), kappa_core::SpecError> {
+    let sweep = Sweep::parse(file, sweep_text)?;
+    let version = version.unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
+    let plan = Plan::new(&sweep, version);
+    let results: HashMap<_, _> = trials.into_iter().map(|t| (t.id, t)).collect();
+    let report = build(&sweep, &plan, &results);
+    Ok((sweep, report))
+}
+
+/// Builds the report of `sweep` from the results of its trials (missing ids count as not run).
+pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>) -> Report {
+    let mut trials = 0u64;
+    let mut finished = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    for t in plan.trials() {
+        if seen.insert(t.id) {
+            trials += 1;
+            if results.get(&t.id).is_some_and(|r| matches!(r.status, TrialStatus::Succeeded | TrialStatus::Diverged)) {
+                finished += 1;
+            }
+        }
+    }
+    let tolerance = sweep.scaling.as_ref().map_or(kappa_core::Scaling::DEFAULT_TOLERANCE, |s| s.tolerance);
+    let classes = classes(sweep, plan, results, tolerance);
+    let rules =
+        sweep.scaling.as_ref().map(|s| s.rules.iter().map(|r| rule_report(r, &classes)).collect()).unwrap_or_default();
+    let (tracking, overlays) = tracking::tracking(sweep, plan, results);
+    let (lr_scaling, critical_batch) = analysis::analyse(sweep, plan, results);
+    Report {
+        sweep: sweep.name.clone(),
+        trials,
+        finished,
+        missing: trials - finished,
+        tolerance,
+        rules,
+        classes,
+        noise_slopes: noise_slopes(sweep, plan, results),
+        tracking,
+        overlays,
+        lr_scaling,
+        critical_batch,
+        expect_exponent: sweep.analysis.expect_exponent,
+        expect_b_crit: sweep.analysis.expect_b_crit,
+    }
+}
