@@ -5,15 +5,13 @@
 //! sweep found there (finished trials are kept, interrupted ones re-queued).
 
 use crate::runner::SweepRunner;
-use crate::sweeps::{Submitted, SweepRegistry};
+use crate::sweeps::{PlanRequest, Submitted, SweepRegistry};
 use crate::workers::{Blocked, WorkerInfo, WorkerRegistry};
 use crate::{CoordinatorConfig, CoordinatorError};
 use kappa_core::sched::Disposition;
-use kappa_core::{
-    AttemptRef, AttemptReport, CodeVersion, Lease, LeaseEnd, OnNewVersion, Progress, Sweep, TaskSpec, WorkerId,
-};
+use kappa_core::{AttemptRef, AttemptReport, CodeVersion, Lease, LeaseEnd, Progress, TaskSpec, WorkerId};
 use kappa_store::PlanSync;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -48,17 +46,9 @@ impl Coordinator {
         self.sweeps.config()
     }
 
-    /// Plans `sweep` into the state directory `dir` and serves it (what `kappa run` does);
-    /// `on_new` says what to do when the directory was planned with other code.
-    pub fn open(
-        &self,
-        dir: &Path,
-        sweep: &Sweep,
-        sweep_text: &str,
-        file: &str,
-        on_new: OnNewVersion,
-    ) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
-        self.sweeps.open(dir, sweep, sweep_text, file, on_new)
+    /// Plans a sweep into its state directory and serves it (what `kappa run` does).
+    pub fn open(&self, req: PlanRequest<'_>) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
+        self.sweeps.open(req)
     }
 
     /// Reloads every sweep under the state root (after a restart). Returns their names.

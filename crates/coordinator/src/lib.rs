@@ -35,6 +35,6 @@ pub use coordinator::Coordinator;
 pub use error::{CoordinatorError, ErrorCode, ServiceError};
 pub use runner::SweepRunner;
 pub use server::{ServeOptions, Server};
-pub use sweeps::{Submitted, plan_into};
+pub use sweeps::{PlanRequest, Submitted, plan_into};
 pub use workers::{Blocked, WorkerInfo};
 pub use writer::StoreWriter;

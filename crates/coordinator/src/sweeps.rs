@@ -21,6 +21,21 @@ pub struct Submitted {
     pub sync: PlanSync,
 }
 
+/// A sweep to plan into a state directory: what [`plan_into`] and the registry take.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanRequest<'a> {
+    /// The state directory.
+    pub dir: &'a Path,
+    /// The sweep.
+    pub sweep: &'a Sweep,
+    /// Its file's text (stored, and part of the plan's fingerprint).
+    pub sweep_text: &'a str,
+    /// What its file is called (in errors and the store).
+    pub file: &'a str,
+    /// What to do when the directory was planned with other code.
+    pub on_new: OnNewVersion,
+}
+
 /// A sweep's state directory, planned and ready to serve.
 pub struct Planned {
     /// Its store, with the plan synced.
@@ -40,21 +55,18 @@ pub struct Planned {
     pub requires: Option<String>,
 }
 
-/// Plans `sweep` (its file text `sweep_text`, known as `file`) into the state directory `dir`: takes
-/// the directory's lock, opens or creates its store, lets `prepare` change it first (e.g. reset
-/// failed trials), notes the attempts a stopped process left running, and syncs the plan (new
-/// trials inserted, finished ones kept, interrupted ones re-queued), in one transaction. Its ids
-/// are made with the code version the directory recorded at its first plan, chosen against
-/// `current` (the running code's version for the sweep's task) by [`version::choose`].
+/// Plans a sweep into its state directory: takes the directory's lock, opens or creates its
+/// store, lets `prepare` change it first (e.g. reset failed trials), notes the attempts a stopped
+/// process left running, and syncs the plan (new trials inserted, finished ones kept,
+/// interrupted ones re-queued), in one transaction. Its ids are made with the code version the
+/// directory recorded at its first plan, chosen against `current` (the running code's version
+/// for the sweep's task) by [`version::choose`].
 pub fn plan_into(
-    dir: &Path,
-    sweep: &Sweep,
-    sweep_text: &str,
-    file: &str,
+    req: PlanRequest<'_>,
     current: &CodeVersion,
-    on_new: OnNewVersion,
     prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
 ) -> Result<Planned, CoordinatorError> {
+    let PlanRequest { dir, sweep, sweep_text, file, on_new } = req;
     let lock = StateLock::acquire(dir)?;
     let mut store = Store::create(dir)?;
     // A store that holds a sweep and no record was made before stores recorded their version.
@@ -197,17 +209,14 @@ impl SweepRegistry {
         (self.code_version)(&sweep.task)
     }
 
-    /// Plans a sweep into `dir` and starts serving it. `prepare` may change the store first.
+    /// Plans a sweep into its directory and starts serving it. `prepare` may change the store first.
     fn start(
         &self,
-        dir: &Path,
-        sweep: &Sweep,
-        sweep_text: &str,
-        file: &str,
-        on_new: OnNewVersion,
+        req: PlanRequest<'_>,
         prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
     ) -> Result<(Entry, PlanSync, u64), CoordinatorError> {
-        let p = plan_into(dir, sweep, sweep_text, file, &self.current_version(sweep), on_new, prepare)?;
+        let PlanRequest { dir, sweep, sweep_text, .. } = req;
+        let p = plan_into(req, &self.current_version(sweep), prepare)?;
         let in_flight = if self.cfg.adopt_in_flight { p.in_flight } else { Vec::new() };
         let runner = SweepRunner::new(
             p.store,
@@ -234,19 +243,11 @@ impl SweepRegistry {
         self.work.notify_waiters();
     }
 
-    /// Plans a sweep into the state directory `dir` (not under the root) and serves it: what
-    /// `kappa run` does with its `--state`. `on_new` says what to do when the directory was
-    /// planned with other code.
-    pub(crate) fn open(
-        &self,
-        dir: &Path,
-        sweep: &Sweep,
-        sweep_text: &str,
-        file: &str,
-        on_new: OnNewVersion,
-    ) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
-        let planning = Planning::claim(&self.planning, &sweep.name)?;
-        let (entry, sync, _) = self.start(dir, sweep, sweep_text, file, on_new, |_| Ok(0))?;
+    /// Plans a sweep into its state directory (not under the root) and serves it: what `kappa
+    /// run` does with its `--state`.
+    pub(crate) fn open(&self, req: PlanRequest<'_>) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
+        let planning = Planning::claim(&self.planning, &req.sweep.name)?;
+        let (entry, sync, _) = self.start(req, |_| Ok(0))?;
         let runner = entry.runner.clone();
         self.push(entry);
         drop(planning);
@@ -294,7 +295,9 @@ impl SweepRegistry {
         }
         let planning = Planning::claim(&self.planning, &sweep.name)?;
         let on_new = if rerun { OnNewVersion::Rerun } else { OnNewVersion::Keep };
-        let (entry, sync, _) = self.start(&root.join(&sweep.name), &sweep, sweep_text, file, on_new, |_| Ok(0))?;
+        let dir = root.join(&sweep.name);
+        let (entry, sync, _) =
+            self.start(PlanRequest { dir: &dir, sweep: &sweep, sweep_text, file, on_new }, |_| Ok(0))?;
         self.push(entry);
         drop(planning);
         Ok(Submitted { sweep: sweep.name, sync })
@@ -375,8 +378,9 @@ impl SweepRegistry {
         let dir = root.join(&sweep_name);
         let file = Store::open(&dir)?.sweep_info()?.map(|i| i.spec_path).unwrap_or_default();
         let sweep = Sweep::parse(&file, &sweep_text)?;
-        let (entry, _, requeued) =
-            self.start(&dir, &sweep, &sweep_text, &file, OnNewVersion::Keep, |s| s.reset_failed())?;
+        let req =
+            PlanRequest { dir: &dir, sweep: &sweep, sweep_text: &sweep_text, file: &file, on_new: OnNewVersion::Keep };
+        let (entry, _, requeued) = self.start(req, |s| s.reset_failed())?;
         entries.push(entry);
         drop(entries);
         self.work.notify_waiters();

@@ -103,6 +103,16 @@ impl AxisValues {
         }
     }
 
+    /// The values as a JSON array (optimizers by name), as exports and the dashboard write them.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            AxisValues::Optimizer(v) => v.iter().map(|o| o.as_str()).collect(),
+            AxisValues::Int(v) => v.iter().copied().collect(),
+            AxisValues::Real(v) => v.iter().copied().collect(),
+            AxisValues::Named(v) => v.iter().cloned().collect(),
+        }
+    }
+
     /// Value `i` formatted for display.
     pub fn display(&self, i: usize) -> String {
         match self {

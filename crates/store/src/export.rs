@@ -6,7 +6,7 @@
 use crate::{Store, StoreError, TrialRecord};
 use kappa_core::AxisName;
 use kappa_core::params::value_text;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use std::io::Write;
 
 /// Why an export stopped.
@@ -33,28 +33,39 @@ pub fn write_jsonl(store: &Store, w: &mut impl Write) -> Result<(), ExportError>
     })
 }
 
-/// The export object of one trial (`preempted`: its attempts handed back by draining workers).
-pub fn trial_json(t: &TrialRecord, preempted: u32) -> serde_json::Value {
+/// What every JSON view of a trial holds (the export's object and the dashboard's table row):
+/// id, plan position, parameters, status, attempts, whether its loss settled, error, worker.
+pub fn trial_fields(t: &TrialRecord) -> Map<String, Value> {
     let r = &t.result;
-    json!({
+    let fields = json!({
         "id": r.id,
         "seq": t.seq,
         "params": r.params,
         "status": r.status,
         "attempts": t.attempts,
-        "preempted": preempted,
-        "metrics": r.metrics,
         // Whether the loss had settled during the averaging window (null: not checked).
         "settled": r.metrics.as_ref().and_then(|m| m.settled()),
         "error": r.error,
-        "diverged_step": t.diverged_step,
         "worker": t.worker,
-        "timings": {
-            "started_at": t.started_at,
-            "finished_at": t.finished_at,
-            "duration_s": t.duration_s,
-        },
-    })
+    });
+    match fields {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The export object of one trial (`preempted`: its attempts handed back by draining workers):
+/// [`trial_fields`], its metrics, its divergence step and its timings.
+pub fn trial_json(t: &TrialRecord, preempted: u32) -> Value {
+    let mut o = trial_fields(t);
+    o.insert("preempted".into(), json!(preempted));
+    o.insert("metrics".into(), json!(t.result.metrics));
+    o.insert("diverged_step".into(), json!(t.diverged_step));
+    o.insert(
+        "timings".into(),
+        json!({ "started_at": t.started_at, "finished_at": t.finished_at, "duration_s": t.duration_s }),
+    );
+    Value::Object(o)
 }
 
 /// The columns before the parameters.

@@ -25,7 +25,7 @@ mod records;
 mod schema;
 
 pub use error::StoreError;
-pub use export::{ExportError, trial_json, write_csv, write_jsonl};
+pub use export::{ExportError, trial_fields, trial_json, write_csv, write_jsonl};
 pub use lock::StateLock;
 pub use ops::{ReportEffect, StoreOp};
 pub use page::{SortKey, TrialPage, TrialQuery, valid_param_name};

@@ -131,7 +131,7 @@ async fn sweep(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> Api
             for dim in sweep.grid.dims() {
                 // A filter menu of 10⁶ seeds helps nobody: long axes are filtered by typing.
                 for (axis, values) in dim.axes.iter().filter(|(_, v)| v.len() <= MAX_AXIS_VALUES) {
-                    axes.insert(axis.name().to_string(), axis_values(values));
+                    axes.insert(axis.name().to_string(), values.to_json());
                 }
             }
             rules = sweep.scaling.iter().flat_map(|s| s.rules.iter().map(|r| r.name.clone())).collect();
@@ -148,26 +148,13 @@ async fn sweep(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> Api
     Ok(axum::Json(out))
 }
 
-/// An axis's values as JSON.
-fn axis_values(v: &kappa_core::grid::AxisValues) -> Value {
-    use kappa_core::grid::AxisValues;
-    match v {
-        AxisValues::Optimizer(v) => json!(v.iter().map(|o| o.to_string()).collect::<Vec<_>>()),
-        AxisValues::Int(v) => json!(v),
-        AxisValues::Real(v) => json!(v),
-        AxisValues::Named(v) => json!(v),
-    }
-}
-
 /// A trial as a table row.
 fn row_json(t: &TrialRecord) -> Value {
-    let r = &t.result;
-    let m = r.metrics.as_ref();
-    json!({
-        "id": r.id, "seq": t.seq, "status": r.status, "attempts": t.attempts, "params": r.params,
-        "stationary": m.and_then(|m| m.stationary_loss), "settled": m.and_then(|m| m.settled()),
-        "error": r.error, "worker": t.worker, "duration_s": t.duration_s, "finished_at": t.finished_at,
-    })
+    let mut o = kappa_store::trial_fields(t);
+    o.insert("stationary".into(), json!(t.result.metrics.as_ref().and_then(|m| m.stationary_loss)));
+    o.insert("duration_s".into(), json!(t.duration_s));
+    o.insert("finished_at".into(), json!(t.finished_at));
+    Value::Object(o)
 }
 
 /// The query of `/trials`: `status`, `offset`, `limit`, `sort`, `order` and `p.NAME=VALUE`.

@@ -53,55 +53,63 @@ fn roundings(sweep: &Sweep, t: &kappa_core::PlannedTrial) -> Vec<String> {
     out
 }
 
+/// `kappa plan`: prints the sweep's expansion (text, or JSON with `--json`); runs nothing.
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     let (sweep, _) = sweep_file::load(&args.file)?;
     let plan = Plan::new(&sweep, kappa_worker::code_version(&sweep.task));
-    let shown = args.show.min(plan.len());
+    let shown = args.show.min(plan.len()) as usize;
     if args.json {
-        let dims: Vec<_> = sweep
-            .grid
-            .dims()
-            .iter()
-            .map(|d| {
-                let axes: Vec<_> = d
-                    .axes
-                    .iter()
-                    .map(|(name, values)| {
-                        let v: Vec<serde_json::Value> = match values {
-                            kappa_core::AxisValues::Optimizer(v) => v.iter().map(|o| json!(o.as_str())).collect(),
-                            kappa_core::AxisValues::Int(v) => v.iter().map(|x| json!(x)).collect(),
-                            kappa_core::AxisValues::Real(v) => v.iter().map(|x| json!(x)).collect(),
-                            kappa_core::AxisValues::Named(v) => v.clone(),
-                        };
-                        json!({ "name": name.name(), "values": v })
-                    })
-                    .collect();
-                json!({ "len": d.len, "axes": axes })
-            })
-            .collect();
-        let trials: Vec<_> = plan
-            .trials()
-            .take(shown as usize)
-            .map(|t| {
-                let variant = t.variant.map(|(r, kappa)| {
-                    json!({ "rule": sweep.scaling.as_ref().map(|s| s.rules[r].name.clone()), "kappa": kappa })
-                });
-                json!({ "id": t.id, "seq": t.seq, "params": t.params, "scaled": variant, "task": t.task })
-            })
-            .collect();
-        let out = json!({
-            "name": sweep.name,
-            "task": sweep.variants[0].json,
-            "tasks": sweep.variants.iter().map(|v| &v.json).collect::<Vec<_>>(),
-            "total": plan.distinct(),
-            "grid_points": sweep.grid.len(),
-            "dimensions": dims,
-            "scaling": sweep.scaling,
-            "trials": trials,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&plan_json(&sweep, &plan, shown))?);
         return Ok(exit::OK);
     }
+    print_counts(&sweep, &plan);
+    print_tasks(&sweep);
+    print_axes(&sweep);
+    if shown > 0 {
+        print_trials(&sweep, &plan, shown);
+    }
+    Ok(exit::OK)
+}
+
+/// The expansion as JSON: the sweep, its dimensions, its tasks and the first `shown` trials.
+fn plan_json(sweep: &Sweep, plan: &Plan<'_>, shown: usize) -> serde_json::Value {
+    let dims: Vec<_> = sweep
+        .grid
+        .dims()
+        .iter()
+        .map(|d| {
+            let axes: Vec<_> = d
+                .axes
+                .iter()
+                .map(|(name, values)| json!({ "name": name.name(), "values": values.to_json() }))
+                .collect();
+            json!({ "len": d.len, "axes": axes })
+        })
+        .collect();
+    let trials: Vec<_> = plan
+        .trials()
+        .take(shown)
+        .map(|t| {
+            let variant = t.variant.map(
+                |(r, kappa)| json!({ "rule": sweep.scaling.as_ref().map(|s| s.rules[r].name.clone()), "kappa": kappa }),
+            );
+            json!({ "id": t.id, "seq": t.seq, "params": t.params, "scaled": variant, "task": t.task })
+        })
+        .collect();
+    json!({
+        "name": sweep.name,
+        "task": sweep.variants[0].json,
+        "tasks": sweep.variants.iter().map(|v| &v.json).collect::<Vec<_>>(),
+        "total": plan.distinct(),
+        "grid_points": sweep.grid.len(),
+        "dimensions": dims,
+        "scaling": sweep.scaling,
+        "trials": trials,
+    })
+}
+
+/// The count of trials and how it comes about (dimensions, rules, trials run once), and the rules.
+fn print_counts(sweep: &Sweep, plan: &Plan<'_>) {
     let factors: Vec<String> = sweep
         .grid
         .dims()
@@ -165,6 +173,10 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             }
         }
     }
+}
+
+/// The task, or how many variants the task axes make.
+fn print_tasks(sweep: &Sweep) {
     if sweep.variants.len() == 1 {
         println!("task: {}", sweep.variants[0].json);
     } else {
@@ -176,6 +188,10 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         };
         println!("tasks: {} ({what}); the first: {}", sweep.variants.len(), sweep.variants[0].json);
     }
+}
+
+/// Each axis with its first values.
+fn print_axes(sweep: &Sweep) {
     for d in sweep.grid.dims() {
         for (name, values) in &d.axes {
             let n = values.len();
@@ -186,40 +202,38 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             println!("  {:<13} {}", name.name(), v.join(", "));
         }
     }
-    if shown > 0 {
-        let cols = columns(&sweep);
-        let rows: Vec<(kappa_core::PlannedTrial, Vec<String>, String)> = plan
-            .trials()
-            .take(shown as usize)
-            .map(|t| {
-                let cells = cols.iter().map(|c| t.params.display(c)).collect();
-                let scaled = match (t.variant, &sweep.scaling) {
-                    (Some((r, kappa)), Some(sc)) => {
-                        let rounded = roundings(&sweep, &t);
-                        let note = if rounded.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (rounded: {})", rounded.join(", "))
-                        };
-                        format!("{} κ={kappa}{note}", sc.rules[r].name)
-                    }
-                    _ => "base".into(),
-                };
-                (t, cells, scaled)
-            })
-            .collect();
-        let widths: Vec<usize> = cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| rows.iter().map(|r| r.1[i].chars().count()).chain([c.chars().count()]).max().unwrap_or(0))
-            .collect();
-        println!("first {} trials:", rows.len());
-        let head: Vec<String> = cols.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
-        println!("  {:<16}  {:>6}  {}  scaled by", "id", "seq", head.join(" "));
-        for (t, cells, scaled) in &rows {
-            let line: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
-            println!("  {}  {:>6}  {}  {scaled}", t.id, t.seq, line.join(" "));
-        }
+}
+
+/// The first `shown` trials as a table: id, plan position, parameters, and the rule that scaled them.
+fn print_trials(sweep: &Sweep, plan: &Plan<'_>, shown: usize) {
+    let cols = columns(sweep);
+    let rows: Vec<(kappa_core::PlannedTrial, Vec<String>, String)> = plan
+        .trials()
+        .take(shown)
+        .map(|t| {
+            let cells = cols.iter().map(|c| t.params.display(c)).collect();
+            let scaled = match (t.variant, &sweep.scaling) {
+                (Some((r, kappa)), Some(sc)) => {
+                    let rounded = roundings(sweep, &t);
+                    let note =
+                        if rounded.is_empty() { String::new() } else { format!(" (rounded: {})", rounded.join(", ")) };
+                    format!("{} κ={kappa}{note}", sc.rules[r].name)
+                }
+                _ => "base".into(),
+            };
+            (t, cells, scaled)
+        })
+        .collect();
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| rows.iter().map(|r| r.1[i].chars().count()).chain([c.chars().count()]).max().unwrap_or(0))
+        .collect();
+    println!("first {} trials:", rows.len());
+    let head: Vec<String> = cols.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
+    println!("  {:<16}  {:>6}  {}  scaled by", "id", "seq", head.join(" "));
+    for (t, cells, scaled) in &rows {
+        let line: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
+        println!("  {}  {:>6}  {}  {scaled}", t.id, t.seq, line.join(" "));
     }
-    Ok(exit::OK)
 }

@@ -5,7 +5,7 @@ use crate::exit::{self, invalid};
 use crate::signal::interrupted;
 use crate::{progress, summary, sweep_file};
 use anyhow::{Context, anyhow};
-use kappa_coordinator::{Coordinator, CoordinatorConfig, ServeOptions, Server, SweepRunner};
+use kappa_coordinator::{Coordinator, CoordinatorConfig, PlanRequest, ServeOptions, Server, SweepRunner};
 use kappa_core::OnNewVersion;
 use kappa_store::Store;
 use kappa_worker::WorkerConfig;
@@ -81,12 +81,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let cfg = CoordinatorConfig { adopt_in_flight: false, ..CoordinatorConfig::default() };
     let coordinator = Arc::new(Coordinator::new(None, cfg, kappa_worker::code_version));
     let on_new = if args.rerun_on_new_version { OnNewVersion::Rerun } else { OnNewVersion::Refuse };
-    let (runner, sync) =
-        coordinator.open(&state, &sweep, &text, &args.file.display().to_string(), on_new).map_err(|e| match e {
-            // The user chooses: this binary, the one that planned it, or a fresh plan.
-            kappa_coordinator::CoordinatorError::NewVersion { .. } => invalid(e.to_string()),
-            e => e.into(),
-        })?;
+    let file = args.file.display().to_string();
+    let req = PlanRequest { dir: &state, sweep: &sweep, sweep_text: &text, file: &file, on_new };
+    let (runner, sync) = coordinator.open(req).map_err(|e| match e {
+        // The user chooses: this binary, the one that planned it, or a fresh plan.
+        kappa_coordinator::CoordinatorError::NewVersion { .. } => invalid(e.to_string()),
+        e => e.into(),
+    })?;
     if !args.quiet {
         eprintln!(
             "sweep `{}`: {} trials ({} new, {} finished earlier and reused, {} interrupted and re-queued); state in {}",

@@ -8,7 +8,7 @@
 
 use super::dispatch::{Child, noop_sweep, proc_status_kib, rss_kib};
 use anyhow::{Context, anyhow};
-use kappa_coordinator::{Coordinator, CoordinatorConfig};
+use kappa_coordinator::{Coordinator, CoordinatorConfig, PlanRequest};
 use kappa_core::{OnNewVersion, Sweep, WorkerId};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -169,7 +169,9 @@ fn size(root: &Path, n: u64, run_for: f64) -> anyhow::Result<()> {
     let started = Instant::now();
     let cfg = CoordinatorConfig { adopt_in_flight: false, ..CoordinatorConfig::default() };
     let coordinator = Coordinator::new(None, cfg, kappa_worker::code_version);
-    let (runner, sync) = coordinator.open(&state, &sweep, &text, &file.display().to_string(), OnNewVersion::Refuse)?;
+    let file = file.display().to_string();
+    let req = PlanRequest { dir: &state, sweep: &sweep, sweep_text: &text, file: &file, on_new: OnNewVersion::Refuse };
+    let (runner, sync) = coordinator.open(req)?;
     let leases = runner.try_lease(WorkerId(1), "bench", 1);
     let resumed = started.elapsed().as_secs_f64();
     if leases.is_empty() {
