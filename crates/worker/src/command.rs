@@ -98,22 +98,88 @@ async fn run_inner(
     cancel: &kappa_sim::Cancel,
     draining: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<AttemptOutcome>, String> {
-    let (params, id, attempt, timeout) = (&lease.params, lease.id, lease.attempt, lease.timeout);
+    let (params, id, attempt) = (&lease.params, lease.id, lease.attempt);
     let trial_dir = env.trial_dir(lease)?;
     let trial_dir = trial_dir.to_string_lossy();
     let at = kappa_core::command::Attempt { id, attempt, trial_dir: &trial_dir };
     let argv: Vec<String> =
         task.argv.iter().map(|a| kappa_core::command::render(a, params, &at)).collect::<Result<_, _>>()?;
-    let logs = &env.logs;
-    std::fs::create_dir_all(logs).map_err(|e| format!("cannot create the log directory {}: {e}", logs.display()))?;
-    let out_path = logs.join(format!("{id}.{attempt}.stdout"));
-    let err_path = logs.join(format!("{id}.{attempt}.stderr"));
-    let where_logs = format!("logs: {}:{} and .stderr", env.host, out_path.display());
-    let create =
-        |p: &Path| std::fs::File::create(p).map_err(|e| format!("cannot create the log file {}: {e}", p.display()));
-    let mut out_log = tokio::fs::File::from_std(create(&out_path)?);
-    let err_log = create(&err_path)?;
+    let logs = Logs::create(env, lease)?;
+    let out_log = tokio::fs::File::from_std(logs.out_file()?);
+    let mut child = spawn(env, task, &argv, lease, &at, gpus, logs.err_file()?)?;
+    let mut parser = MetricsParser::new(params.hyper.batch_size);
+    let watch = Watch { timeout: lease.timeout, cancel, draining };
+    let (status, ended) = supervise(&mut child, &mut parser, out_log, &watch).await;
+    let status = status.map_err(|e| format!("waiting for `{}` failed: {e}", argv[0]))?;
+    if let Some(outcome) = stopped_early(&status, &ended, &watch, &logs).await {
+        return Ok(outcome);
+    }
+    let mut metrics = parser.finish(task.burn_in);
+    if status.success() {
+        return Ok(Some(match metrics.curve.iter().position(|p| !p.loss_mean.is_finite()) {
+            Some(i) => {
+                // The curve keeps what came before, as the simulator's does.
+                let step = metrics.curve[i].step;
+                metrics.curve.truncate(i);
+                AttemptOutcome::Diverged { step, metrics }
+            }
+            None => AttemptOutcome::Succeeded(metrics),
+        }));
+    }
+    let tail = stderr_tail(&logs.err_path).await;
+    let (what, class) = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        (Some(code), _) => (format!("exited with status {code}"), FailureClass::Error),
+        (None, Some(sig)) => (format!("was killed by signal {sig}"), FailureClass::Crash),
+        (None, None) => ("ended abnormally".to_string(), FailureClass::Crash),
+    };
+    let tail = if tail.is_empty() { String::new() } else { format!("; stderr ends with:\n{tail}") };
+    Ok(Some(AttemptOutcome::Failed { error: format!("`{}` {what} ({}){tail}", argv[0], logs.named), class }))
+}
 
+/// An attempt's log files: `<logs>/<trial>.<attempt>.{stdout,stderr}`.
+struct Logs {
+    out_path: PathBuf,
+    err_path: PathBuf,
+    /// Where they are, for messages: `logs: HOST:PATH.stdout and .stderr`.
+    named: String,
+}
+
+impl Logs {
+    fn create(env: &CommandEnv, lease: &Lease) -> Result<Logs, String> {
+        let logs = &env.logs;
+        std::fs::create_dir_all(logs)
+            .map_err(|e| format!("cannot create the log directory {}: {e}", logs.display()))?;
+        let out_path = logs.join(format!("{}.{}.stdout", lease.id, lease.attempt));
+        let err_path = logs.join(format!("{}.{}.stderr", lease.id, lease.attempt));
+        let named = format!("logs: {}:{} and .stderr", env.host, out_path.display());
+        Ok(Logs { out_path, err_path, named })
+    }
+
+    fn file(p: &Path) -> Result<std::fs::File, String> {
+        std::fs::File::create(p).map_err(|e| format!("cannot create the log file {}: {e}", p.display()))
+    }
+
+    fn out_file(&self) -> Result<std::fs::File, String> {
+        Logs::file(&self.out_path)
+    }
+
+    fn err_file(&self) -> Result<std::fs::File, String> {
+        Logs::file(&self.err_path)
+    }
+}
+
+/// Starts the program `argv` of `task` for `lease`: in its own process group in the working
+/// directory, its stdout piped, its stderr to `err_log`, the `KAPPA_*` variables and the task's
+/// own set, `CUDA_VISIBLE_DEVICES` naming `gpus`; it dies with the worker.
+fn spawn(
+    env: &CommandEnv,
+    task: &kappa_core::task::CommandTask,
+    argv: &[String],
+    lease: &Lease,
+    at: &kappa_core::command::Attempt<'_>,
+    gpus: &[u32],
+    err_log: std::fs::File,
+) -> Result<tokio::process::Child, String> {
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(&env.workdir)
@@ -122,11 +188,11 @@ async fn run_inner(
         .stderr(Stdio::from(err_log))
         .process_group(0)
         .kill_on_drop(true);
-    for (k, v) in kappa_core::command::env_vars(params, &at) {
+    for (k, v) in kappa_core::command::env_vars(&lease.params, at) {
         cmd.env(k, v);
     }
     for (k, v) in &task.env {
-        cmd.env(k, kappa_core::command::render(v, params, &at)?);
+        cmd.env(k, kappa_core::command::render(v, &lease.params, at)?);
     }
     // A worker that dies (kill -9, out of memory) takes its programs with it: the next attempt
     // must not share the trial directory with one still running.
@@ -142,16 +208,43 @@ async fn run_inner(
         let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
         cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start `{}` in {}: {e}", argv[0], env.workdir.display()))?;
+    cmd.spawn().map_err(|e| format!("cannot start `{}` in {}: {e}", argv[0], env.workdir.display()))
+}
+
+/// What may stop a running program: its timeout, a cancel, the worker draining.
+struct Watch<'a> {
+    timeout: Option<Duration>,
+    cancel: &'a kappa_sim::Cancel,
+    draining: &'a std::sync::atomic::AtomicBool,
+}
+
+/// Whether the worker stopped a program, and why.
+struct Ended {
+    /// Why the worker stopped it, if it did (`cancelled` or `timeout`).
+    stopped: Option<&'static str>,
+    /// Whether the worker asked it to stop because the worker is draining (preemption).
+    preempted: bool,
+}
+
+/// Reads the program's stdout into `parser` and `out_log` until it ends, stopping it (its whole
+/// process group) on a cancel or its timeout, and asking it to stop (SIGTERM) when the worker
+/// drains. Returns its exit status, and whether and why the worker stopped it.
+async fn supervise(
+    child: &mut tokio::process::Child,
+    parser: &mut MetricsParser,
+    mut out_log: tokio::fs::File,
+    watch: &Watch<'_>,
+) -> (std::io::Result<std::process::ExitStatus>, Ended) {
     let pgid = child.id();
-    let stdout = child.stdout.take().ok_or("the child's stdout was not captured")?;
+    let Some(stdout) = child.stdout.take() else {
+        kill_group(pgid, libc::SIGKILL);
+        let ended = Ended { stopped: None, preempted: false };
+        return (Err(std::io::Error::other("its stdout was not captured")), ended);
+    };
     let mut lines = BufReader::new(stdout).lines();
-    let mut parser = MetricsParser::new(params.hyper.batch_size);
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let deadline = watch.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut poll = tokio::time::interval(Duration::from_millis(50));
-    // Why the worker stopped the child, if it did.
-    let mut stopped: Option<&str> = None;
-    // Whether the worker asked it to stop because the worker is draining (preemption).
+    let mut stopped: Option<&'static str> = None;
     let mut preempted = false;
     let mut stdout_open = true;
     let status = loop {
@@ -168,11 +261,11 @@ async fn run_inner(
             _ = poll.tick() => {
                 // A draining worker asks the program to stop at once (SIGTERM: time to save a
                 // checkpoint), and waits for it to end until the drain runs out.
-                if !preempted && stopped.is_none() && draining.load(std::sync::atomic::Ordering::Relaxed) {
+                if !preempted && stopped.is_none() && watch.draining.load(std::sync::atomic::Ordering::Relaxed) {
                     preempted = true;
                     kill_group(pgid, libc::SIGTERM);
                 }
-                let why = if cancel.is_cancelled() {
+                let why = if watch.cancel.is_cancelled() {
                     Some("cancelled")
                 } else if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                     Some("timeout")
@@ -196,60 +289,50 @@ async fn run_inner(
     let _ = out_log.flush().await;
     // Whatever else is in the group goes with the leader.
     kill_group(pgid, libc::SIGKILL);
-    let status = status.map_err(|e| format!("waiting for `{}` failed: {e}", argv[0]))?;
+    (status, Ended { stopped, preempted })
+}
+
+/// The outcome of a program the worker stopped, or that a drain stopped: preempted, cancelled
+/// (`Some(None)`: no report), or timed out; `None` when it ended on its own.
+async fn stopped_early(
+    status: &std::process::ExitStatus,
+    ended: &Ended,
+    watch: &Watch<'_>,
+    logs: &Logs,
+) -> Option<Option<AttemptOutcome>> {
     // Asked to stop for a drain and stopped short of success, or ended by SIGTERM while the
     // worker drains (the scheduler's SIGTERM reached the program too): preempted. A program that
     // exits 0 finished, drain or not; one that timed out, crashed otherwise or was cancelled
     // keeps that class.
     // (Ended by SIGTERM: killed by it, or exited 143 = 128 + SIGTERM after catching it.)
-    let by_term = std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGTERM)
+    let by_term = std::os::unix::process::ExitStatusExt::signal(status) == Some(libc::SIGTERM)
         || status.code() == Some(128 + libc::SIGTERM);
-    let mut draining_now = draining.load(std::sync::atomic::Ordering::Relaxed);
-    if by_term && !draining_now && !preempted && stopped.is_none() {
+    let mut draining_now = watch.draining.load(std::sync::atomic::Ordering::Relaxed);
+    if by_term && !draining_now && !ended.preempted && ended.stopped.is_none() {
         // A scheduler may signal every process of a job at once (SLURM's --signal does): the
         // program can end before this worker has handled its own SIGTERM. Give it a moment.
         let until = tokio::time::Instant::now() + TERM_RACE;
         while !draining_now && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            draining_now = draining.load(std::sync::atomic::Ordering::Relaxed);
+            draining_now = watch.draining.load(std::sync::atomic::Ordering::Relaxed);
         }
     }
-    if !status.success() && (preempted || (by_term && draining_now && stopped.is_none())) {
-        return Ok(Some(AttemptOutcome::Preempted {
-            reason: format!("its worker was draining and stopped it ({where_logs})"),
+    if !status.success() && (ended.preempted || (by_term && draining_now && ended.stopped.is_none())) {
+        return Some(Some(AttemptOutcome::Preempted {
+            reason: format!("its worker was draining and stopped it ({})", logs.named),
         }));
     }
-    match stopped {
-        Some("cancelled") => return Ok(None),
+    match ended.stopped {
+        Some("cancelled") => Some(None),
         Some(_) => {
-            let limit = timeout.unwrap_or_default();
-            return Ok(Some(AttemptOutcome::Failed {
-                error: format!("timed out after {limit:.1?}; the process group was killed ({where_logs})"),
+            let limit = watch.timeout.unwrap_or_default();
+            Some(Some(AttemptOutcome::Failed {
+                error: format!("timed out after {limit:.1?}; the process group was killed ({})", logs.named),
                 class: FailureClass::Timeout,
-            }));
+            }))
         }
-        None => {}
+        None => None,
     }
-    let mut metrics = parser.finish(task.burn_in);
-    if status.success() {
-        return Ok(Some(match metrics.curve.iter().position(|p| !p.loss_mean.is_finite()) {
-            Some(i) => {
-                // The curve keeps what came before, as the simulator's does.
-                let step = metrics.curve[i].step;
-                metrics.curve.truncate(i);
-                AttemptOutcome::Diverged { step, metrics }
-            }
-            None => AttemptOutcome::Succeeded(metrics),
-        }));
-    }
-    let tail = stderr_tail(&err_path).await;
-    let (what, class) = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
-        (Some(code), _) => (format!("exited with status {code}"), FailureClass::Error),
-        (None, Some(sig)) => (format!("was killed by signal {sig}"), FailureClass::Crash),
-        (None, None) => ("ended abnormally".to_string(), FailureClass::Crash),
-    };
-    let tail = if tail.is_empty() { String::new() } else { format!("; stderr ends with:\n{tail}") };
-    Ok(Some(AttemptOutcome::Failed { error: format!("`{}` {what} ({where_logs}){tail}", argv[0]), class }))
 }
 
 fn kill_group(pgid: Option<u32>, sig: i32) {
