@@ -6,7 +6,7 @@ use super::SpecError;
 use super::budget::check_budget;
 use super::error::{Ctx, Seg, k};
 use super::grid::spaced_values;
-use super::raw::{RawTask, TaskKind};
+use super::raw::{RawAxis, RawGrid, RawNamed, RawTask, TaskKind};
 use super::task::validate_task;
 use super::{Scaling, TaskVariant};
 use crate::grid::{AxisValues, Grid, display_value};
@@ -100,25 +100,23 @@ impl AxisSource {
     }
 }
 
-/// The leaves under `task` or `params` in a `[grid]` or `[[zip]]` table: dotted keys
-/// (`task.noise.sigma = [...]`) are nested tables in TOML; a leaf is any value that is not a
-/// table, or a range table (`{ log = [lo, hi], num = n }`).
+/// The leaves under `task` or `params` in a `[grid]` or `[[zip]]` table (or under `task` in a
+/// rule): each value, with its key path and its dotted name (`task.noise.sigma`).
 pub(super) fn flatten<'v>(
     path: Vec<Seg>,
     name: String,
-    value: &'v toml::Value,
-    out: &mut Vec<(Vec<Seg>, String, &'v toml::Value)>,
+    named: &'v RawNamed,
+    out: &mut Vec<(Vec<Seg>, String, &'v RawAxis)>,
 ) {
-    match value {
-        // An empty table is a leaf: its parse says it is empty.
-        toml::Value::Table(t) if !(t.is_empty() || t.contains_key("log") || t.contains_key("linspace")) => {
-            for (key, v) in t {
+    match named {
+        RawNamed::Keys(keys) => {
+            for (key, v) in keys {
                 let mut p = path.clone();
                 p.push(k(key));
                 flatten(p, format!("{name}.{key}"), v, out);
             }
         }
-        _ => out.push((path, name, value)),
+        RawNamed::Value(value) => out.push((path, name, value)),
     }
 }
 
@@ -177,7 +175,7 @@ pub(super) fn check_name(ctx: &Ctx<'_>, path: &[Seg], name: &str) -> Result<(), 
             path,
             format!(
                 "parameter name `{short}` clashes with the built-in placeholder {{{short}}}: pick another name{}",
-                if crate::grid::AxisName::from_key(short).is_some() {
+                if crate::AxisName::from_key(short).is_some() {
                     format!(" (or use the built-in axis `{short}` itself)")
                 } else {
                     String::new()
@@ -196,23 +194,23 @@ pub(super) fn parse_named(
     ctx: &Ctx<'_>,
     path: &[Seg],
     name: &str,
-    value: &toml::Value,
+    value: &RawAxis,
 ) -> Result<(AxisValues, bool), SpecError> {
     let user = name.starts_with(PARAM_PREFIX);
     let (items, listed): (Vec<(Vec<Seg>, serde_json::Value)>, bool) = match value {
-        toml::Value::Table(_) if name == "task.landscape.eigenvalues" => {
+        RawAxis::Range(_) if name == "task.landscape.eigenvalues" => {
             return Err(ctx.err(
                 path,
                 "a range here would make an axis of single numbers; to vary the spectrum, give a list of \
                  spectra: task.landscape.eigenvalues = [{ log = [1, 100], num = 4 }, [0.5, 1.0]]",
             ));
         }
-        toml::Value::Table(t) if !(t.contains_key("log") || t.contains_key("linspace")) => {
+        RawAxis::Range(range) if !range.has_bounds() => {
             return Err(ctx.err(path, format!("axis `{name}` is an empty table: give a list of values")));
         }
-        toml::Value::Table(t) => {
+        RawAxis::Range(range) => {
             // Whole numbers: a user parameter whose range ends are whole, a whole-number task field.
-            let whole_ends = ["log", "linspace"].iter().filter_map(|r| t.get(*r)).all(|ends| match ends {
+            let whole_ends = [&range.log, &range.linspace].into_iter().flatten().all(|ends| match ends {
                 toml::Value::Array(a) => a.iter().all(|v| matches!(v, toml::Value::Integer(_))),
                 _ => false,
             });
@@ -220,14 +218,14 @@ pub(super) fn parse_named(
                 Some(field) => WHOLE_FIELDS.contains(&field),
                 None => whole_ends,
             };
-            let values = spaced_values(ctx, path, t, ints)?;
+            let values = spaced_values(ctx, path, range, ints)?;
             let items = values
                 .into_iter()
                 .map(|x| (path.to_vec(), if ints { serde_json::Value::from(x as i64) } else { x.into() }))
                 .collect();
             (items, false)
         }
-        toml::Value::Array(a) => {
+        RawAxis::List(a) => {
             let mut items = Vec::with_capacity(a.len());
             for (i, v) in a.iter().enumerate() {
                 let mut p = path.to_vec();
@@ -236,7 +234,7 @@ pub(super) fn parse_named(
             }
             (items, true)
         }
-        other => (vec![(path.to_vec(), to_json(ctx, path, other)?)], false),
+        RawAxis::One(one) => (vec![(path.to_vec(), to_json(ctx, path, one)?)], false),
     };
     if items.is_empty() {
         return Err(ctx.err(path, format!("axis `{name}` is empty: give at least one value")));
@@ -312,7 +310,7 @@ pub(super) fn task_variants(
     base: &toml::Table,
     grid: &Grid,
     sources: &[AxisSource],
-    zips: &[toml::Table],
+    zips: &[RawGrid],
     scaling: Option<&Scaling>,
 ) -> Result<(Vec<TaskVariant>, Vec<toml::Table>), SpecError> {
     let combos = grid.task_combinations();
@@ -479,7 +477,7 @@ pub(super) fn scaled_variants(
     variants: &mut Vec<TaskVariant>,
     tables: &[toml::Table],
     grid: &Grid,
-    zips: &[toml::Table],
+    zips: &[RawGrid],
     scaling: Option<&Scaling>,
 ) -> Result<std::collections::BTreeMap<(usize, usize, u64), usize>, SpecError> {
     let mut map = std::collections::BTreeMap::new();

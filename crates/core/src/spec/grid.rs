@@ -3,36 +3,41 @@
 use super::SpecError;
 use super::axes::{AxisSource, check_name, flatten, parse_named};
 use super::error::{Ctx, Seg, k, path_string};
-use crate::grid::{Axis, AxisName, AxisValues, Dimension, Grid, spaced};
+use super::raw::{RawAxis, RawGrid, RawGridEntry, RawRange};
+use crate::AxisName;
+use crate::grid::{Axis, AxisValues, Dimension, Grid, spaced};
 use crate::params::OptimizerKind;
 
 /// An axis as written: its key path, the axis, and its value.
-type Written<'v> = (Vec<Seg>, Axis, &'v toml::Value);
+type Written<'v> = (Vec<Seg>, Axis, &'v RawAxis);
 
 /// The axes of one `[grid]` or `[[zip]]` table: built-in keys, and the leaves under `task` and
 /// `params` (named axes), each with its key path and name.
-fn axes_of<'v>(ctx: &Ctx<'_>, base: &[Seg], table: &'v toml::Table) -> Result<Vec<Written<'v>>, SpecError> {
+fn axes_of<'v>(ctx: &Ctx<'_>, base: &[Seg], table: &'v RawGrid) -> Result<Vec<Written<'v>>, SpecError> {
     let mut out = Vec::new();
-    for (key, value) in table {
+    for (key, entry) in &table.0 {
         let mut path = base.to_vec();
         path.push(k(key));
-        if matches!(key.as_str(), "task" | "params") {
-            if value.as_table().is_none_or(|t| t.is_empty()) {
-                return Err(ctx.err(
-                    &path,
-                    format!(
-                        "`{key}` takes dotted keys: `{key}.name = [...]` (for example task.noise.sigma, params.width)"
-                    ),
-                ));
+        match entry {
+            RawGridEntry::Builtin(axis, value) => out.push((path, Axis::Builtin(*axis), value)),
+            RawGridEntry::Named(named) => {
+                if !named.has_keys() {
+                    return Err(ctx.err(
+                        &path,
+                        format!(
+                            "`{key}` takes dotted keys: `{key}.name = [...]` (for example task.noise.sigma, \
+                             params.width)"
+                        ),
+                    ));
+                }
+                let mut leaves = Vec::new();
+                flatten(path, key.clone(), named, &mut leaves);
+                for (p, name, v) in leaves {
+                    check_name(ctx, &p, &name)?;
+                    out.push((p, Axis::Named(name), v));
+                }
             }
-            let mut leaves = Vec::new();
-            flatten(path, key.clone(), value, &mut leaves);
-            for (p, name, v) in leaves {
-                check_name(ctx, &p, &name)?;
-                out.push((p, Axis::Named(name), v));
-            }
-        } else {
-            out.push((path.clone(), Axis::Builtin(axis_name(ctx, &path, key)?), value));
+            RawGridEntry::Unknown => return Err(unknown_axis(ctx, &path, key)),
         }
     }
     Ok(out)
@@ -42,7 +47,7 @@ fn parse_any(
     ctx: &Ctx<'_>,
     path: &[Seg],
     axis: &Axis,
-    value: &toml::Value,
+    value: &RawAxis,
     sources: &mut Vec<AxisSource>,
 ) -> Result<AxisValues, SpecError> {
     match axis {
@@ -58,8 +63,8 @@ fn parse_any(
 /// The grid, and where each named axis is written (for errors about its values).
 pub(super) fn build_grid(
     ctx: &Ctx<'_>,
-    grid: &toml::Table,
-    zips: &[toml::Table],
+    grid: &RawGrid,
+    zips: &[RawGrid],
     max: u64,
 ) -> Result<(Grid, Vec<AxisSource>), SpecError> {
     let mut dims = Vec::new();
@@ -150,17 +155,16 @@ pub(super) fn require_optimizer(ctx: &Ctx<'_>, grid: &Grid) -> Result<(), SpecEr
     Ok(())
 }
 
-pub(super) fn axis_name(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> Result<AxisName, SpecError> {
-    AxisName::from_key(key).ok_or_else(|| {
-        ctx.err(
-            path,
-            format!(
-                "unknown grid axis `{key}` (known axes: {}; a [task] field is `task.<field>`, a parameter of \
-                 your own `params.<name>`)",
-                AxisName::known_keys()
-            ),
-        )
-    })
+/// The error for a key of `[grid]` or `[[zip]]` that names no axis.
+fn unknown_axis(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> SpecError {
+    ctx.err(
+        path,
+        format!(
+            "unknown grid axis `{key}` (known axes: {}; a [task] field is `task.<field>`, a parameter of your own \
+             `params.<name>`)",
+            AxisName::known_keys()
+        ),
+    )
 }
 
 /// Parses one axis: a list, a single value, `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`.
@@ -168,26 +172,27 @@ pub(super) fn parse_axis(
     ctx: &Ctx<'_>,
     path: &[Seg],
     axis: AxisName,
-    value: &toml::Value,
+    value: &RawAxis,
 ) -> Result<AxisValues, SpecError> {
     let items: Vec<(Vec<Seg>, ItemValue)> = match value {
-        toml::Value::Array(items) => items
+        RawAxis::List(items) => items
             .iter()
             .enumerate()
             .map(|(i, v)| {
                 let mut p = path.to_vec();
                 p.push(Seg::Index(i));
-                (p, ItemValue::Toml(v.clone()))
+                (p, ItemValue::Toml(v))
             })
             .collect(),
-        toml::Value::Table(t) => {
+        RawAxis::Range(range) => {
             if axis == AxisName::Optimizer {
                 return Err(ctx.err(path, "the optimizer axis takes a list of names, not a range"));
             }
             let whole = matches!(axis, AxisName::BatchSize | AxisName::Seed);
-            spaced_values(ctx, path, t, whole)?.into_iter().map(|x| (path.to_vec(), ItemValue::Generated(x))).collect()
+            let values = spaced_values(ctx, path, range, whole)?;
+            values.into_iter().map(|x| (path.to_vec(), ItemValue::Generated(x))).collect()
         }
-        other => vec![(path.to_vec(), ItemValue::Toml(other.clone()))],
+        RawAxis::One(one) => vec![(path.to_vec(), ItemValue::Toml(one))],
     };
     if items.is_empty() {
         return Err(ctx.err(path, format!("axis `{axis}` is empty: give at least one value")));
@@ -213,39 +218,36 @@ pub(super) fn parse_axis(
     Ok(values)
 }
 
-pub(super) enum ItemValue {
-    Toml(toml::Value),
+/// One value of a built-in axis: as written, or generated by a range.
+pub(super) enum ItemValue<'v> {
+    Toml(&'v toml::Value),
     Generated(f64),
 }
 
 /// The values of a range axis `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`,
 /// rounded to whole numbers when `whole`.
-pub(super) fn spaced_values(ctx: &Ctx<'_>, path: &[Seg], t: &toml::Table, whole: bool) -> Result<Vec<f64>, SpecError> {
+pub(super) fn spaced_values(ctx: &Ctx<'_>, path: &[Seg], range: &RawRange, whole: bool) -> Result<Vec<f64>, SpecError> {
     let sub = |key: &str| {
         let mut p = path.to_vec();
         p.push(k(key));
         p
     };
-    for key in t.keys() {
-        if !matches!(key.as_str(), "log" | "linspace" | "num") {
-            return Err(ctx.err(
-                &sub(key),
-                format!("unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)"),
-            ));
-        }
+    if let Some(key) = range.unknown.keys().next() {
+        return Err(ctx
+            .err(&sub(key), format!("unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)")));
     }
-    let (kind, log) = match (t.get("log"), t.get("linspace")) {
+    let (kind, log, ends) = match (&range.log, &range.linspace) {
         (Some(_), Some(_)) => {
             return Err(ctx.err(path, "give either `log` or `linspace`, not both"));
         }
-        (Some(_), None) => ("log", true),
-        (None, Some(_)) => ("linspace", false),
+        (Some(ends), None) => ("log", true, ends),
+        (None, Some(ends)) => ("linspace", false, ends),
         (None, None) => {
             return Err(ctx.err(path, "a range axis needs `log = [lo, hi]` or `linspace = [lo, hi]`, and `num`"));
         }
     };
-    let ends = match t.get(kind) {
-        Some(toml::Value::Array(a)) if a.len() == 2 => {
+    let ends = match ends {
+        toml::Value::Array(a) if a.len() == 2 => {
             let mut out = [0.0; 2];
             for (i, v) in a.iter().enumerate() {
                 out[i] = as_f64(v).ok_or_else(|| {
@@ -260,7 +262,7 @@ pub(super) fn spaced_values(ctx: &Ctx<'_>, path: &[Seg], t: &toml::Table, whole:
             return Err(ctx.err(&sub(kind), format!("`{kind}` must be a list of two numbers [lo, hi]")));
         }
     };
-    let num = match t.get("num") {
+    let num = match &range.num {
         Some(toml::Value::Integer(n)) if *n >= 1 && *n <= 1_000_000 => *n as usize,
         Some(_) => {
             return Err(ctx.err(&sub("num"), "`num` must be a whole number from 1 to 1000000"));
