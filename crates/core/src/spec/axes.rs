@@ -12,6 +12,7 @@ use super::{Scaling, TaskVariant};
 use crate::grid::{AxisValues, Grid, display_value};
 use crate::id::canonical_task;
 use crate::params::{PARAM_PREFIX, TASK_PREFIX};
+use crate::scaling::ScalingRule;
 use crate::task::TaskSpec;
 
 /// Most task variants (combinations of `task.*` values) one sweep may have.
@@ -196,8 +197,25 @@ pub(super) fn parse_named(
     name: &str,
     value: &RawAxis,
 ) -> Result<(AxisValues, bool), SpecError> {
-    let user = name.starts_with(PARAM_PREFIX);
-    let (items, listed): (Vec<(Vec<Seg>, serde_json::Value)>, bool) = match value {
+    let (items, listed) = named_items(ctx, path, name, value)?;
+    if items.is_empty() {
+        return Err(ctx.err(path, format!("axis `{name}` is empty: give at least one value")));
+    }
+    let values = if name.starts_with(PARAM_PREFIX) {
+        user_values(ctx, name, items)?
+    } else {
+        items.into_iter().map(|(_, v)| v).collect()
+    };
+    check_distinct_values(ctx, path, name, &values)?;
+    Ok((AxisValues::Named(values), listed))
+}
+
+/// The values of a named axis as JSON, each with its key path.
+type Items = Vec<(Vec<Seg>, serde_json::Value)>;
+
+/// The values of a named axis, and whether they are a list (so value `i` is at `path[i]`).
+fn named_items(ctx: &Ctx<'_>, path: &[Seg], name: &str, value: &RawAxis) -> Result<(Items, bool), SpecError> {
+    Ok(match value {
         RawAxis::Range(_) if name == "task.landscape.eigenvalues" => {
             return Err(ctx.err(
                 path,
@@ -235,34 +253,43 @@ pub(super) fn parse_named(
             (items, true)
         }
         RawAxis::One(one) => (vec![(path.to_vec(), to_json(ctx, path, one)?)], false),
+    })
+}
+
+/// The values of a user parameter: numbers, strings or booleans, one kind per axis (whole
+/// numbers mixed with reals are reals).
+fn user_values(ctx: &Ctx<'_>, name: &str, items: Items) -> Result<Vec<serde_json::Value>, SpecError> {
+    for (p, v) in &items {
+        if !(v.is_number() || v.is_string() || v.is_boolean()) {
+            return Err(ctx.err(p, format!("`{name}` values must be numbers, strings or booleans")));
+        }
+    }
+    let kind = |v: &serde_json::Value| {
+        if v.is_number() {
+            0
+        } else if v.is_string() {
+            1
+        } else {
+            2
+        }
     };
-    if items.is_empty() {
-        return Err(ctx.err(path, format!("axis `{name}` is empty: give at least one value")));
+    if let Some((p, _)) = items.iter().find(|(_, v)| kind(v) != kind(&items[0].1)) {
+        return Err(ctx.err(p, format!("`{name}` mixes values of different kinds: give one kind per axis")));
     }
-    let mut values: Vec<serde_json::Value> = items.iter().map(|(_, v)| v.clone()).collect();
-    if user {
-        for (p, v) in &items {
-            if !(v.is_number() || v.is_string() || v.is_boolean()) {
-                return Err(ctx.err(p, format!("`{name}` values must be numbers, strings or booleans")));
-            }
-        }
-        let kind = |v: &serde_json::Value| {
-            if v.is_number() {
-                0
-            } else if v.is_string() {
-                1
-            } else {
-                2
-            }
-        };
-        if let Some((p, _)) = items.iter().find(|(_, v)| kind(v) != kind(&values[0])) {
-            return Err(ctx.err(p, format!("`{name}` mixes values of different kinds: give one kind per axis")));
-        }
-        if values.iter().any(|v| v.is_f64()) {
-            values = values.into_iter().map(|v| v.as_f64().map_or(v, serde_json::Value::from)).collect();
-        }
+    let values: Vec<serde_json::Value> = items.into_iter().map(|(_, v)| v).collect();
+    if values.iter().any(|v| v.is_f64()) {
+        return Ok(values.into_iter().map(|v| v.as_f64().map_or(v, serde_json::Value::from)).collect());
     }
-    // Distinct values: compare their JSON text (sorted, so n log n).
+    Ok(values)
+}
+
+/// A named axis repeats no value: their JSON texts differ (compared sorted, so n log n).
+fn check_distinct_values(
+    ctx: &Ctx<'_>,
+    path: &[Seg],
+    name: &str,
+    values: &[serde_json::Value],
+) -> Result<(), SpecError> {
     let mut order: Vec<(String, usize)> = values.iter().enumerate().map(|(i, v)| (v.to_string(), i)).collect();
     order.sort();
     for w in order.windows(2) {
@@ -274,7 +301,7 @@ pub(super) fn parse_named(
             ));
         }
     }
-    Ok((AxisValues::Named(values), listed))
+    Ok(())
 }
 
 fn to_json(ctx: &Ctx<'_>, path: &[Seg], v: &toml::Value) -> Result<serde_json::Value, SpecError> {
@@ -320,153 +347,205 @@ pub(super) fn task_variants(
         let json = canonical_task(&task);
         return Ok((vec![TaskVariant { task, json, left_out: Vec::new(), scaled: Vec::new() }], vec![base.clone()]));
     }
-    if combos > MAX_TASK_VARIANTS {
-        return Err(ctx.err(
-            &[k("grid")],
-            format!(
-                "the task axes make {combos} different tasks, more than {MAX_TASK_VARIANTS}: vary fewer task \
-                 fields, or give the rest to the program as parameters (`params.*`)"
-            ),
-        ));
-    }
-    let source = |name: &str| sources.iter().find(|s| s.name == name);
-    // One code version per sweep: a kind axis may mix the two simulations only.
-    if let Some(AxisValues::Named(kinds)) = grid.named_axis("task.kind")
-        && kinds.len() > 1
-        && !kinds.iter().all(|k| k == "optimizer" || k == "sde")
-    {
-        let at = source("task.kind").map(|s| s.path.clone()).unwrap_or_else(|| vec![k("grid")]);
-        return Err(ctx.err(
-            &at,
-            "`task.kind` may vary between \"optimizer\" and \"sde\" only (the simulations); other kinds \
-             run different code and belong in sweeps of their own",
-        ));
-    }
+    let axes = TaskAxes { ctx, base, grid, sources };
+    axes.check_count(combos)?;
+    axes.check_kinds()?;
     let mut variants = Vec::with_capacity(combos as usize);
     let mut tables = Vec::with_capacity(combos as usize);
     for c in 0..combos {
-        let picks: Vec<(&str, usize, &serde_json::Value)> = grid
+        let picks = axes.picks(c);
+        let (table, applied, left_out) = axes.apply(&picks)?;
+        tables.push(table.clone());
+        let raw = axes.raw_task(table, &applied)?;
+        let relocate = |e: SpecError| axes.relocate(e, c, &picks, &applied);
+        let task = validate_task(ctx, raw).map_err(relocate)?;
+        check_budget(ctx, &task, grid, c, zips, scaling).map_err(relocate)?;
+        let json = canonical_task(&task);
+        variants.push(TaskVariant { task, json, left_out, scaled: Vec::new() });
+    }
+    axes.check_left_out(&variants)?;
+    Ok((variants, tables))
+}
+
+/// One value of a task axis in a combination: the axis, the value's position, and the value.
+type Pick<'g> = (&'g str, usize, &'g serde_json::Value);
+
+/// What building the tasks of the `task.*` axes reads: the `[task]` table as written, the grid,
+/// and where each named axis is written.
+struct TaskAxes<'a> {
+    ctx: &'a Ctx<'a>,
+    base: &'a toml::Table,
+    grid: &'a Grid,
+    sources: &'a [AxisSource],
+}
+
+impl<'a> TaskAxes<'a> {
+    /// The task axes make at most [`MAX_TASK_VARIANTS`] tasks.
+    fn check_count(&self, combos: u64) -> Result<(), SpecError> {
+        if combos > MAX_TASK_VARIANTS {
+            return Err(self.ctx.err(
+                &[k("grid")],
+                format!(
+                    "the task axes make {combos} different tasks, more than {MAX_TASK_VARIANTS}: vary fewer task \
+                     fields, or give the rest to the program as parameters (`params.*`)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One code version per sweep: a kind axis may mix the two simulations only.
+    fn check_kinds(&self) -> Result<(), SpecError> {
+        if let Some(AxisValues::Named(kinds)) = self.grid.named_axis("task.kind")
+            && kinds.len() > 1
+            && !kinds.iter().all(|k| k == "optimizer" || k == "sde")
+        {
+            return Err(self.ctx.err(
+                &self.axis_path("task.kind"),
+                "`task.kind` may vary between \"optimizer\" and \"sde\" only (the simulations); other kinds \
+                 run different code and belong in sweeps of their own",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where axis `name` is written (the grid, if it is not found).
+    fn axis_path(&self, name: &str) -> Vec<Seg> {
+        self.sources.iter().find(|s| s.name == name).map(|s| s.path.clone()).unwrap_or_else(|| vec![k("grid")])
+    }
+
+    /// Where value `i` of axis `name` is written (the grid, if it is not found).
+    fn value_path(&self, name: &str, i: usize) -> Vec<Seg> {
+        self.sources.iter().find(|s| s.name == name).map(|s| s.value_path(i)).unwrap_or_else(|| vec![k("grid")])
+    }
+
+    /// The value of each task axis in combination `c`.
+    fn picks(&self, c: u64) -> Vec<Pick<'a>> {
+        self.grid
             .task_combination(c)
             .into_iter()
-            .filter_map(|(name, i)| match grid.named_axis(name) {
+            .filter_map(|(name, i)| match self.grid.named_axis(name) {
                 Some(AxisValues::Named(v)) => Some((name, i, &v[i])),
                 _ => None,
             })
-            .collect();
-        let locate = |name: &str, i: usize| source(name).map(|s| s.value_path(i)).unwrap_or_else(|| vec![k("grid")]);
-        let with = || {
-            picks
-                .iter()
-                .map(|(n, i, v)| {
-                    let line = ctx.line_of(&locate(n, *i)).map_or(String::new(), |l| format!(", line {l}"));
-                    format!("{n} = {}{line}", display_value(v))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        // The effective kind decides which overrides apply; the others are left out.
-        let mut table = base.clone();
-        // The kinds go first: they decide what the other fields mean.
+            .collect()
+    }
+
+    /// `[task]` with the picked values set: the kinds first (they decide what the other fields
+    /// mean), then every field the effective kind reads. Returns the table, the picks applied,
+    /// and the axes left out (a field the kind does not read, such as `sde_model` of an
+    /// optimizer, or the degrees of freedom of noise that has none).
+    fn apply(&self, picks: &[Pick<'a>]) -> Result<(toml::Table, Vec<Pick<'a>>, Vec<String>), SpecError> {
         const KINDS: [&str; 2] = ["task.kind", "task.noise.kind"];
+        let mut table = self.base.clone();
         for (n, i, v) in picks.iter().filter(|(n, _, _)| KINDS.contains(n)) {
-            set(&mut table, n, v).map_err(|m| ctx.err(&locate(n, *i), m))?;
+            set(&mut table, n, v).map_err(|m| self.ctx.err(&self.value_path(n, *i), m))?;
         }
         let kind = kind_of(&table);
         let noise_kind = get(&table, "task.noise.kind").and_then(|k| k.as_str()).map(String::from);
         let mut left_out = Vec::new();
         let mut applied = Vec::new();
-        for (n, i, v) in &picks {
+        for &(n, i, v) in picks {
             let field = &n[TASK_PREFIX.len()..];
             let top = field.split('.').next().unwrap_or(field);
-            if KINDS.contains(n) {
-                applied.push((*n, *i, *v));
+            if KINDS.contains(&n) {
+                applied.push((n, i, v));
                 continue;
             }
-            // A field the kind does not read (`sde_model` of an optimizer), or the degrees of
-            // freedom of noise that has none (Gaussian), is left out of this task's trials.
             let unread = kind.is_some_and(|kind| !kind.reads(top))
                 || (field == "noise.nu" && noise_kind.as_deref().is_some_and(|k| k != "student_t"));
             if unread {
                 left_out.push(n.to_string());
                 continue;
             }
-            set(&mut table, n, v).map_err(|m| ctx.err(&locate(n, *i), m))?;
-            applied.push((*n, *i, *v));
+            set(&mut table, n, v).map_err(|m| self.ctx.err(&self.value_path(n, i), m))?;
+            applied.push((n, i, v));
         }
-        tables.push(table.clone());
-        let raw = match toml::Value::Table(table).try_into::<RawTask>() {
-            Ok(raw) => raw,
-            Err(e) => {
-                // Name the override that breaks the table: the first that breaks it alone.
-                let culprit = applied.iter().find(|(n, _, v)| {
-                    let mut alone = base.clone();
-                    set(&mut alone, n, v).is_err() || toml::Value::Table(alone).try_into::<RawTask>().is_err()
-                });
-                let (n, i, v) = culprit.or(applied.first()).copied().unwrap_or(("task", 0, &serde_json::Value::Null));
-                return Err(ctx.err(
-                    &locate(n, i),
-                    format!("{n} = {} is not a valid value here: {}", display_value(v), e.message().trim()),
+        Ok((table, applied, left_out))
+    }
+
+    /// The typed task of `table`; where it has no such type, the error names the override that
+    /// breaks it: the first that breaks `[task]` alone.
+    fn raw_task(&self, table: toml::Table, applied: &[Pick<'a>]) -> Result<RawTask, SpecError> {
+        toml::Value::Table(table).try_into::<RawTask>().map_err(|e| {
+            let culprit = applied.iter().find(|(n, _, v)| {
+                let mut alone = self.base.clone();
+                set(&mut alone, n, v).is_err() || toml::Value::Table(alone).try_into::<RawTask>().is_err()
+            });
+            let (n, i, v) = culprit.or(applied.first()).copied().unwrap_or(("task", 0, &serde_json::Value::Null));
+            self.ctx.err(
+                &self.value_path(n, i),
+                format!("{n} = {} is not a valid value here: {}", display_value(v), e.message().trim()),
+            )
+        })
+    }
+
+    /// An error in the task of combination `c`, moved to the axis value that caused it: the
+    /// override of the field it is about; else, past the first combination (which passed), a
+    /// value other than its axis's first, naming where the check failed; else the error as it is,
+    /// saying which values the task has.
+    fn relocate(&self, e: SpecError, c: u64, picks: &[Pick<'a>], applied: &[Pick<'a>]) -> SpecError {
+        let key = e.key.clone().unwrap_or_default();
+        let hit = applied
+            .iter()
+            .filter(|(n, _, _)| key == *n || key.starts_with(&format!("{n}.")) || key.starts_with(&format!("{n}[")))
+            .max_by_key(|(n, _, _)| n.len());
+        if let Some((n, i, v)) = hit {
+            return self.ctx.err(
+                &self.value_path(n, *i),
+                format!("{n} = {} makes the task invalid: {}", display_value(v), e.message),
+            );
+        }
+        if c > 0 && picks.iter().any(|(_, i, _)| *i != 0) {
+            let (n, i, v) = picks.iter().rev().find(|(_, i, _)| *i != 0).copied().unwrap_or(picks[0]);
+            return self.ctx.err(
+                &self.value_path(n, i),
+                format!(
+                    "{n} = {} makes the task invalid{}: {}",
+                    display_value(v),
+                    e.key.as_ref().map_or(String::new(), |k| format!(" (at `{k}`)")),
+                    e.message
+                ),
+            );
+        }
+        let hint = if picks.iter().any(|(n, _, _)| *n == "task.kind") && e.message.contains("does not apply to kind") {
+            " (a field that applies to some kinds only can be a one-value axis instead, e.g. `task.refine = [2]` in \
+             [grid]: it is left out of the trials whose kind does not read it)"
+        } else {
+            ""
+        };
+        let with = self.describe(picks);
+        e.map_message(|m| format!("with {with}: {m}{hint}"))
+    }
+
+    /// The values of a combination, each with its line: `task.x0 = 1, line 17, ...`.
+    fn describe(&self, picks: &[Pick<'a>]) -> String {
+        picks
+            .iter()
+            .map(|(n, i, v)| {
+                let line = self.ctx.line_of(&self.value_path(n, *i)).map_or(String::new(), |l| format!(", line {l}"));
+                format!("{n} = {}{line}", display_value(v))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// An axis left out of every task is a mistake, not a no-op.
+    fn check_left_out(&self, variants: &[TaskVariant]) -> Result<(), SpecError> {
+        for (name, _) in self.grid.named_axes().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
+            if variants.iter().all(|v| v.left_out.iter().any(|l| l == name)) {
+                return Err(self.ctx.err(
+                    &self.axis_path(name),
+                    format!(
+                        "`{name}` applies to none of the trials (kind = \"{}\"{})",
+                        variants[0].task.kind_name(),
+                        if name == "task.noise.nu" { ", and `nu` is for student_t noise" } else { "" }
+                    ),
                 ));
             }
-        };
-        let relocate = |e: SpecError| -> SpecError {
-            let key = e.key.clone().unwrap_or_default();
-            let hit = applied
-                .iter()
-                .filter(|(n, _, _)| key == *n || key.starts_with(&format!("{n}.")) || key.starts_with(&format!("{n}[")))
-                .max_by_key(|(n, _, _)| n.len());
-            match hit {
-                Some((n, i, v)) => {
-                    ctx.err(&locate(n, *i), format!("{n} = {} makes the task invalid: {}", display_value(v), e.message))
-                }
-                // Not about an overridden field, but this combination breaks a check: blame a
-                // value other than its axis's first (the first combination passed), naming where
-                // the check failed.
-                None if c > 0 && picks.iter().any(|(_, i, _)| *i != 0) => {
-                    let (n, i, v) = picks.iter().rev().find(|(_, i, _)| *i != 0).copied().unwrap_or(picks[0]);
-                    ctx.err(
-                        &locate(n, i),
-                        format!(
-                            "{n} = {} makes the task invalid{}: {}",
-                            display_value(v),
-                            e.key.as_ref().map_or(String::new(), |k| format!(" (at `{k}`)")),
-                            e.message
-                        ),
-                    )
-                }
-                None => {
-                    let hint = if picks.iter().any(|(n, _, _)| *n == "task.kind")
-                        && e.message.contains("does not apply to kind")
-                    {
-                        " (a field that applies to some kinds only can be a one-value axis instead, e.g. \
-                         `task.refine = [2]` in [grid]: it is left out of the trials whose kind does not read it)"
-                    } else {
-                        ""
-                    };
-                    e.map_message(|m| format!("with {}: {m}{hint}", with()))
-                }
-            }
-        };
-        let task = validate_task(ctx, raw).map_err(relocate)?;
-        check_budget(ctx, &task, grid, c, zips, scaling).map_err(relocate)?;
-        let json = canonical_task(&task);
-        variants.push(TaskVariant { task, json, left_out, scaled: Vec::new() });
-    }
-    // An axis left out of every task is a mistake, not a no-op.
-    for (name, _) in grid.named_axes().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
-        if variants.iter().all(|v| v.left_out.iter().any(|l| l == name)) {
-            let at = source(name).map(|s| s.path.clone()).unwrap_or_else(|| vec![k("grid")]);
-            return Err(ctx.err(
-                &at,
-                format!(
-                    "`{name}` applies to none of the trials (kind = \"{}\"{})",
-                    variants[0].task.kind_name(),
-                    if name == "task.noise.nu" { ", and `nu` is for student_t noise" } else { "" }
-                ),
-            ));
         }
+        Ok(())
     }
-    Ok((variants, tables))
 }
 
 /// The tasks of the trials that rules scaling `[task]` fields derive: for every task, rule and
@@ -491,51 +570,11 @@ pub(super) fn scaled_variants(
         ));
     }
     for (c, table) in tables.iter().enumerate() {
-        let kind = kind_of(table);
         for &r in &rules {
             let rule = &sc.rules[r];
             let at = vec![k("scaling"), k("rules"), Seg::Index(r)];
             for &kappa in &sc.kappas[1..] {
-                let mut t = table.clone();
-                let mut scaled = Vec::new();
-                for (name, e) in rule.named.iter().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
-                    let field = &name[TASK_PREFIX.len()..];
-                    let top = field.split('.').next().unwrap_or(field);
-                    if top != "kind" && kind.is_some_and(|kind| !kind.reads(top)) {
-                        continue;
-                    }
-                    let factor = (kappa as f64).powf(*e);
-                    let (x, whole) = match get(&t, name) {
-                        Some(toml::Value::Integer(i)) => (*i as f64 * factor, true),
-                        Some(toml::Value::Float(x)) => (x * factor, false),
-                        Some(_) => {
-                            return Err(ctx.err(
-                                &at,
-                                format!("rule `{}` scales `{name}`, which is not a number in the task", rule.name),
-                            ));
-                        }
-                        None => {
-                            return Err(ctx.err(
-                                &at,
-                                format!(
-                                    "rule `{}` scales `{name}`, which the task does not set: give it a value in [task] \
-                                     (or as an axis) to scale",
-                                    rule.name
-                                ),
-                            ));
-                        }
-                    };
-                    if !x.is_finite() || (whole && x.abs() >= 9.0e15) {
-                        return Err(ctx.err(
-                            &at,
-                            format!("rule `{}` at κ = {kappa} makes {name} = {x}: not a usable number", rule.name),
-                        ));
-                    }
-                    let value =
-                        if whole { serde_json::Value::from(x.round() as i64) } else { serde_json::Value::from(x) };
-                    set(&mut t, name, &value).map_err(|m| ctx.err(&at, m))?;
-                    scaled.push((name.clone(), value));
-                }
+                let (t, scaled) = scale_task(ctx, &at, table, rule, kappa)?;
                 let why = |m: &str| {
                     let values: Vec<String> =
                         scaled.iter().map(|(n, v)| format!("{n} = {}", display_value(v))).collect();
@@ -552,6 +591,56 @@ pub(super) fn scaled_variants(
         }
     }
     Ok(map)
+}
+
+/// A task's `table` with each field `rule` scales (and the task's kind reads) × κ^exponent,
+/// whole numbers rounded; and the fields set, with their values. Errors are at the rule (`at`).
+fn scale_task(
+    ctx: &Ctx<'_>,
+    at: &[Seg],
+    table: &toml::Table,
+    rule: &ScalingRule,
+    kappa: u64,
+) -> Result<(toml::Table, Vec<(String, serde_json::Value)>), SpecError> {
+    let kind = kind_of(table);
+    let mut t = table.clone();
+    let mut scaled = Vec::new();
+    for (name, e) in rule.named.iter().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
+        let field = &name[TASK_PREFIX.len()..];
+        let top = field.split('.').next().unwrap_or(field);
+        if top != "kind" && kind.is_some_and(|kind| !kind.reads(top)) {
+            continue;
+        }
+        let factor = (kappa as f64).powf(*e);
+        let (x, whole) = match get(&t, name) {
+            Some(toml::Value::Integer(i)) => (*i as f64 * factor, true),
+            Some(toml::Value::Float(x)) => (x * factor, false),
+            Some(_) => {
+                return Err(
+                    ctx.err(at, format!("rule `{}` scales `{name}`, which is not a number in the task", rule.name))
+                );
+            }
+            None => {
+                return Err(ctx.err(
+                    at,
+                    format!(
+                        "rule `{}` scales `{name}`, which the task does not set: give it a value in [task] \
+                         (or as an axis) to scale",
+                        rule.name
+                    ),
+                ));
+            }
+        };
+        if !x.is_finite() || (whole && x.abs() >= 9.0e15) {
+            return Err(
+                ctx.err(at, format!("rule `{}` at κ = {kappa} makes {name} = {x}: not a usable number", rule.name))
+            );
+        }
+        let value = if whole { serde_json::Value::from(x.round() as i64) } else { serde_json::Value::from(x) };
+        set(&mut t, name, &value).map_err(|m| ctx.err(at, m))?;
+        scaled.push((name.clone(), value));
+    }
+    Ok((t, scaled))
 }
 
 /// The kind a `[task]` table names, if it names a known one.

@@ -69,67 +69,15 @@ pub(super) fn build_grid(
 ) -> Result<(Grid, Vec<AxisSource>), SpecError> {
     let mut dims = Vec::new();
     let mut sources = Vec::new();
-    let mut seen: Vec<(Axis, Vec<Seg>)> = Vec::new();
-    let mut claim = |axis: &Axis, path: Vec<Seg>| -> Result<(), SpecError> {
-        if let Some((_, first)) = seen.iter().find(|(a, _)| a == axis) {
-            return Err(ctx.err(
-                &path,
-                format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
-            ));
-        }
-        // Parameters become KAPPA_PARAM_<NAME>: names equal but for case would clash there.
-        if let Axis::Named(n) = axis
-            && n.starts_with(crate::params::PARAM_PREFIX)
-            && let Some((other, _)) =
-                seen.iter().find(|(a, _)| a.name() != n && a.name().to_uppercase() == n.to_uppercase())
-        {
-            return Err(ctx.err(
-                &path,
-                format!(
-                    "`{n}` and `{other}` differ only in case: both would be KAPPA_PARAM_{} in the environment",
-                    n[crate::params::PARAM_PREFIX.len()..].to_uppercase()
-                ),
-            ));
-        }
-        seen.push((axis.clone(), path));
-        Ok(())
-    };
+    let mut claims = Claims::default();
     for (path, axis, value) in axes_of(ctx, &[k("grid")], grid)? {
-        claim(&axis, path.clone())?;
+        claims.claim(ctx, &axis, &path)?;
         let values = parse_any(ctx, &path, &axis, value, &mut sources)?;
         dims.push(Dimension { len: values.len(), axes: vec![(axis, values)] });
     }
     for (z, table) in zips.iter().enumerate() {
-        let base = vec![k("zip"), Seg::Index(z)];
-        let zipped = axes_of(ctx, &base, table)?;
-        if zipped.len() < 2 {
-            return Err(ctx.err(&base, "a [[zip]] group needs at least two axes to zip together"));
-        }
-        let mut axes = Vec::new();
-        let mut len: Option<(usize, String)> = None;
-        for (path, axis, value) in zipped {
-            let key = axis.name().to_string();
-            claim(&axis, path.clone())?;
-            let values = parse_any(ctx, &path, &axis, value, &mut sources)?;
-            match &len {
-                Some((n, first)) if *n != values.len() => {
-                    return Err(ctx.err(
-                        &path,
-                        format!(
-                            "zipped axes must have equal lengths: `{key}` has {} values but `{first}` has {n}",
-                            values.len()
-                        ),
-                    ));
-                }
-                None => len = Some((values.len(), key.clone())),
-                _ => {}
-            }
-            axes.push((axis, values));
-        }
-        let len = len.map_or(0, |(n, _)| n);
-        dims.push(Dimension { axes, len });
+        dims.push(zip_dimension(ctx, z, table, &mut claims, &mut sources)?);
     }
-
     let grid =
         Grid::new(dims).ok_or_else(|| ctx.err(&[k("grid")], format!("the grid has more than {} points", u64::MAX)))?;
     if grid.len() > max {
@@ -142,6 +90,76 @@ pub(super) fn build_grid(
         ));
     }
     Ok((grid, sources))
+}
+
+/// The axes set so far, each with where it is set.
+#[derive(Default)]
+struct Claims(Vec<(Axis, Vec<Seg>)>);
+
+impl Claims {
+    /// Records that `path` sets `axis`: an axis may be set once, and parameters may not differ
+    /// only in case (they become KAPPA_PARAM_<NAME>, where they would clash).
+    fn claim(&mut self, ctx: &Ctx<'_>, axis: &Axis, path: &[Seg]) -> Result<(), SpecError> {
+        if let Some((_, first)) = self.0.iter().find(|(a, _)| a == axis) {
+            return Err(ctx.err(
+                path,
+                format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
+            ));
+        }
+        if let Axis::Named(n) = axis
+            && n.starts_with(crate::params::PARAM_PREFIX)
+            && let Some((other, _)) =
+                self.0.iter().find(|(a, _)| a.name() != n && a.name().to_uppercase() == n.to_uppercase())
+        {
+            return Err(ctx.err(
+                path,
+                format!(
+                    "`{n}` and `{other}` differ only in case: both would be KAPPA_PARAM_{} in the environment",
+                    n[crate::params::PARAM_PREFIX.len()..].to_uppercase()
+                ),
+            ));
+        }
+        self.0.push((axis.clone(), path.to_vec()));
+        Ok(())
+    }
+}
+
+/// The dimension of `[[zip]]` group `z`: at least two axes, of equal lengths.
+fn zip_dimension(
+    ctx: &Ctx<'_>,
+    z: usize,
+    table: &RawGrid,
+    claims: &mut Claims,
+    sources: &mut Vec<AxisSource>,
+) -> Result<Dimension, SpecError> {
+    let base = vec![k("zip"), Seg::Index(z)];
+    let zipped = axes_of(ctx, &base, table)?;
+    if zipped.len() < 2 {
+        return Err(ctx.err(&base, "a [[zip]] group needs at least two axes to zip together"));
+    }
+    let mut axes = Vec::new();
+    let mut len: Option<(usize, String)> = None;
+    for (path, axis, value) in zipped {
+        let key = axis.name().to_string();
+        claims.claim(ctx, &axis, &path)?;
+        let values = parse_any(ctx, &path, &axis, value, sources)?;
+        match &len {
+            Some((n, first)) if *n != values.len() => {
+                return Err(ctx.err(
+                    &path,
+                    format!(
+                        "zipped axes must have equal lengths: `{key}` has {} values but `{first}` has {n}",
+                        values.len()
+                    ),
+                ));
+            }
+            None => len = Some((values.len(), key.clone())),
+            _ => {}
+        }
+        axes.push((axis, values));
+    }
+    let len = len.map_or(0, |(n, _)| n);
+    Ok(Dimension { axes, len })
 }
 
 /// Simulations and training read the optimizer and its learning rate (a command or noop sweep
