@@ -6,61 +6,45 @@ use super::SpecError;
 use super::budget::check_budget;
 use super::error::{Ctx, Seg, k};
 use super::grid::spaced_values;
-use super::raw::{RawAxis, RawGrid, RawNamed, RawTask, TaskKind};
-use super::task::validate_task;
+use super::raw::{RawAxis, RawData, RawGrid, RawLandscape, RawModel, RawNamed, RawNoise, RawTask, TaskKind, fields_of};
+use super::task::{SPECTRUM_KEYS, validate_task};
 use super::{Scaling, TaskVariant};
 use crate::grid::{AxisValues, Grid, display_value};
 use crate::id::canonical_task;
 use crate::params::{PARAM_PREFIX, TASK_PREFIX};
 use crate::scaling::ScalingRule;
 use crate::task::TaskSpec;
+use std::sync::LazyLock;
 
 /// Most task variants (combinations of `task.*` values) one sweep may have.
 pub const MAX_TASK_VARIANTS: u64 = 10_000;
 
-/// The `[task]` fields an axis may override, by dotted path.
-const TASK_FIELDS: &[&str] = &[
-    "kind",
-    "landscape",
-    "landscape.kind",
-    "landscape.eigenvalues",
-    "landscape.eigenvalues.linspace",
-    "landscape.eigenvalues.log",
-    "landscape.eigenvalues.power_law",
-    "landscape.eigenvalues.num",
-    "landscape.eigenvalues.max",
-    "noise",
-    "noise.kind",
-    "noise.sigma",
-    "noise.nu",
-    "x0",
-    "paths",
-    "samples",
-    "record_every",
-    "burn_in",
-    "bias_correction",
-    "refine",
-    "sde_model",
-    "backend",
-    "sleep",
-    "model",
-    "model.hidden",
-    "model.activation",
-    "data",
-    "data.kind",
-    "data.path",
-    "data.target",
-    "data.header",
-    "data.objective",
-    "data.inputs",
-    "data.outputs",
-    "data.teacher_hidden",
-    "data.samples",
-    "data.label_noise",
-    "data.seed",
-    "holdout",
-    "sde",
-];
+/// The `[task]` fields an axis may override, by dotted path (`noise.sigma`), in the order
+/// `RawTask` and the tables in it declare them.
+static TASK_FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut out = Vec::new();
+    for field in fields_of::<RawTask>().iter().filter(|f| !NOT_AXES.contains(f)) {
+        out.push(field.to_string());
+        let inner = match *field {
+            "landscape" => fields_of::<RawLandscape>(),
+            "noise" => fields_of::<RawNoise>(),
+            "model" => fields_of::<RawModel>(),
+            "data" => fields_of::<RawData>(),
+            _ => &[],
+        };
+        for key in inner {
+            out.push(format!("{field}.{key}"));
+            if (*field, *key) == ("landscape", "eigenvalues") {
+                out.extend(SPECTRUM_KEYS.map(|k| format!("{field}.{key}.{k}")));
+            }
+        }
+    }
+    out
+});
+
+/// The `[task]` fields no axis may set: a command's arguments and environment (what varies in
+/// them is a parameter of the user's own, written as a placeholder).
+const NOT_AXES: [&str; 2] = ["argv", "env"];
 
 /// The task fields that hold whole numbers: a range over one of them gives whole numbers.
 const WHOLE_FIELDS: &[&str] = &[
@@ -140,7 +124,7 @@ fn distance(a: &str, b: &str) -> usize {
 /// Checks a named axis's name (`task.noise.sigma`, `params.width`).
 pub(super) fn check_name(ctx: &Ctx<'_>, path: &[Seg], name: &str) -> Result<(), SpecError> {
     if let Some(field) = name.strip_prefix(TASK_PREFIX) {
-        if field == "argv" || field.starts_with("argv.") || field == "env" || field.starts_with("env.") {
+        if NOT_AXES.iter().any(|f| field == *f || field.strip_prefix(f).is_some_and(|rest| rest.starts_with('.'))) {
             return Err(ctx.err(
                 path,
                 format!(
@@ -149,8 +133,8 @@ pub(super) fn check_name(ctx: &Ctx<'_>, path: &[Seg], name: &str) -> Result<(), 
                 ),
             ));
         }
-        if !TASK_FIELDS.contains(&field) {
-            let nearest = TASK_FIELDS.iter().min_by_key(|f| distance(field, f)).copied().unwrap_or("kind");
+        if !TASK_FIELDS.iter().any(|f| f == field) {
+            let nearest = TASK_FIELDS.iter().min_by_key(|f| distance(field, f)).map_or("kind", String::as_str);
             return Err(
                 ctx.err(path, format!("unknown task field `{name}` (the nearest task field is `task.{nearest}`)"))
             );
@@ -681,4 +665,22 @@ fn set(table: &mut toml::Table, name: &str, value: &serde_json::Value) -> Result
     }
     t.insert(last.to_string(), value);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TASK_FIELDS;
+
+    #[test]
+    fn task_fields_are_those_of_task_and_its_tables_but_argv_and_env() {
+        assert_eq!(
+            TASK_FIELDS[..5],
+            ["kind", "landscape", "landscape.kind", "landscape.eigenvalues", "landscape.eigenvalues.linspace"]
+        );
+        for field in ["landscape.eigenvalues.max", "noise.nu", "x0", "model.activation", "data.label_noise", "sde"] {
+            assert!(TASK_FIELDS.iter().any(|f| f == field), "{field}");
+        }
+        assert!(TASK_FIELDS.iter().all(|f| !["argv", "env"].contains(&f.split('.').next().unwrap_or(f))));
+        assert_eq!(TASK_FIELDS.len(), 40);
+    }
 }
