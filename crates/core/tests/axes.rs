@@ -1,34 +1,21 @@
 //! Named axes: `task.*` overrides and `params.*` user parameters in the grid, their errors, the
 //! tasks they make, and what they do (and do not do) to trial ids.
 
-use kappa_core::{Plan, Sweep, TaskSpec, TrialId};
+use kappa_core::{Plan, TaskSpec};
 
-const BASE: &str = r#"
-version = 1
-name = "axes"
+mod common;
 
-[task]
-kind = "optimizer"
-landscape = { kind = "quadratic", eigenvalues = [0.5, 1.0, 2.0, 4.0] }
-noise = { kind = "gaussian", sigma = 1.0 }
-x0 = 0.5
-paths = 64
-samples = 10_000
+use common::{ids, parse};
 
+const BASE: &str = common::sweep!(
+    "axes",
+    r#"
 [grid]
 optimizer = ["sgd", "signsgd"]
 lr = [1e-2]
 seed = [0, 1]
-"#;
-
-fn parse(text: &str) -> Result<Sweep, kappa_core::SpecError> {
-    Sweep::parse("sweep.toml", text)
-}
-
-fn ids(text: &str) -> Vec<TrialId> {
-    let s = parse(text).unwrap_or_else(|e| panic!("{e}"));
-    Plan::new(&s, "v").trials().map(|t| t.id).collect()
-}
+"#
+);
 
 /// `BASE` with `extra` appended to `[grid]` (the last table).
 fn with_axes(extra: &str) -> String {

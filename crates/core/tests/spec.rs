@@ -1,19 +1,14 @@
 //! Sweep-file parsing and validation: every invalid input gives its own message, at its place.
 
-use kappa_core::{AxisName, Hyperparams, OptimizerKind, Plan, Sweep, TrialId};
+use kappa_core::{AxisName, Hyperparams, OptimizerKind, Plan};
 
-const VALID: &str = r#"
-version = 1
-name = "demo"
+mod common;
 
-[task]
-kind = "optimizer"
-landscape = { kind = "quadratic", eigenvalues = [0.5, 1.0, 2.0, 4.0] }
-noise = { kind = "gaussian", sigma = 1.0 }
-x0 = 0.5
-paths = 64
-samples = 10_000
-record_every = "5%"
+use common::{ids, parse};
+
+const VALID: &str = common::sweep!(
+    "demo",
+    r#"record_every = "5%"
 
 [grid]
 optimizer = ["sgd", "signsgd"]
@@ -24,11 +19,8 @@ seed = [0, 1]
 [execution]
 retries = 1
 timeout = "10m"
-"#;
-
-fn parse(text: &str) -> Result<Sweep, kappa_core::SpecError> {
-    Sweep::parse("sweep.toml", text)
-}
+"#
+);
 
 /// Each case edits `base` (first occurrence of `from` → `to`) and must be rejected with an error at
 /// `line` of sweep.toml whose text contains `fragment`; every wrong case is listed at once.
@@ -131,11 +123,6 @@ fn zip_groups_vary_together() {
     let twice = text.replace("seed = [0, 1]", "seed = [0, 1]\nlr = [0.5]");
     let err = parse(&twice).unwrap_err();
     assert!(err.to_string().contains("axis `lr` is already set"), "{err}");
-}
-
-fn ids(text: &str) -> Vec<TrialId> {
-    let s = parse(text).unwrap();
-    Plan::new(&s, "test-sim/1").trials().map(|t| t.id).collect()
 }
 
 #[test]

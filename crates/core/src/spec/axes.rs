@@ -6,61 +6,46 @@ use super::SpecError;
 use super::budget::check_budget;
 use super::error::{Ctx, Seg, k};
 use super::grid::spaced_values;
-use super::raw::{RawTask, TaskKind};
-use super::task::validate_task;
+use super::raw::{RawAxis, RawData, RawGrid, RawLandscape, RawModel, RawNamed, RawNoise, RawTask, TaskKind, fields_of};
+use super::task::{SPECTRUM_KEYS, validate_task};
 use super::{Scaling, TaskVariant};
 use crate::display_value;
 use crate::grid::{AxisValues, Grid};
 use crate::id::canonical_task;
 use crate::params::{PARAM_PREFIX, TASK_PREFIX};
+use crate::scaling::ScalingRule;
 use crate::task::TaskSpec;
+use std::sync::LazyLock;
 
 /// Most task variants (combinations of `task.*` values) one sweep may have.
 pub const MAX_TASK_VARIANTS: u64 = 10_000;
 
-/// The `[task]` fields an axis may override, by dotted path.
-const TASK_FIELDS: &[&str] = &[
-    "kind",
-    "landscape",
-    "landscape.kind",
-    "landscape.eigenvalues",
-    "landscape.eigenvalues.linspace",
-    "landscape.eigenvalues.log",
-    "landscape.eigenvalues.power_law",
-    "landscape.eigenvalues.num",
-    "landscape.eigenvalues.max",
-    "noise",
-    "noise.kind",
-    "noise.sigma",
-    "noise.nu",
-    "x0",
-    "paths",
-    "samples",
-    "record_every",
-    "burn_in",
-    "bias_correction",
-    "refine",
-    "sde_model",
-    "backend",
-    "sleep",
-    "model",
-    "model.hidden",
-    "model.activation",
-    "data",
-    "data.kind",
-    "data.path",
-    "data.target",
-    "data.header",
-    "data.objective",
-    "data.inputs",
-    "data.outputs",
-    "data.teacher_hidden",
-    "data.samples",
-    "data.label_noise",
-    "data.seed",
-    "holdout",
-    "sde",
-];
+/// The `[task]` fields an axis may override, by dotted path (`noise.sigma`), in the order
+/// `RawTask` and the tables in it declare them.
+static TASK_FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut out = Vec::new();
+    for field in fields_of::<RawTask>().iter().filter(|f| !NOT_AXES.contains(f)) {
+        out.push(field.to_string());
+        let inner = match *field {
+            "landscape" => fields_of::<RawLandscape>(),
+            "noise" => fields_of::<RawNoise>(),
+            "model" => fields_of::<RawModel>(),
+            "data" => fields_of::<RawData>(),
+            _ => &[],
+        };
+        for key in inner {
+            out.push(format!("{field}.{key}"));
+            if (*field, *key) == ("landscape", "eigenvalues") {
+                out.extend(SPECTRUM_KEYS.map(|k| format!("{field}.{key}.{k}")));
+            }
+        }
+    }
+    out
+});
+
+/// The `[task]` fields no axis may set: a command's arguments and environment (what varies in
+/// them is a parameter of the user's own, written as a placeholder).
+const NOT_AXES: [&str; 2] = ["argv", "env"];
 
 /// The task fields that hold whole numbers: a range over one of them gives whole numbers.
 const WHOLE_FIELDS: &[&str] = &[
@@ -101,25 +86,23 @@ impl AxisSource {
     }
 }
 
-/// The leaves under `task` or `params` in a `[grid]` or `[[zip]]` table: dotted keys
-/// (`task.noise.sigma = [...]`) are nested tables in TOML; a leaf is any value that is not a
-/// table, or a range table (`{ log = [lo, hi], num = n }`).
+/// The leaves under `task` or `params` in a `[grid]` or `[[zip]]` table (or under `task` in a
+/// rule): each value, with its key path and its dotted name (`task.noise.sigma`).
 pub(super) fn flatten<'v>(
     path: Vec<Seg>,
     name: String,
-    value: &'v toml::Value,
-    out: &mut Vec<(Vec<Seg>, String, &'v toml::Value)>,
+    named: &'v RawNamed,
+    out: &mut Vec<(Vec<Seg>, String, &'v RawAxis)>,
 ) {
-    match value {
-        // An empty table is a leaf: its parse says it is empty.
-        toml::Value::Table(t) if !(t.is_empty() || t.contains_key("log") || t.contains_key("linspace")) => {
-            for (key, v) in t {
+    match named {
+        RawNamed::Keys(keys) => {
+            for (key, v) in keys {
                 let mut p = path.clone();
                 p.push(k(key));
                 flatten(p, format!("{name}.{key}"), v, out);
             }
         }
-        _ => out.push((path, name, value)),
+        RawNamed::Value(value) => out.push((path, name, value)),
     }
 }
 
@@ -142,7 +125,7 @@ fn distance(a: &str, b: &str) -> usize {
 /// Checks a named axis's name (`task.noise.sigma`, `params.width`).
 pub(super) fn check_name(ctx: &Ctx<'_>, path: &[Seg], name: &str) -> Result<(), SpecError> {
     if let Some(field) = name.strip_prefix(TASK_PREFIX) {
-        if field == "argv" || field.starts_with("argv.") || field == "env" || field.starts_with("env.") {
+        if NOT_AXES.iter().any(|f| field == *f || field.strip_prefix(f).is_some_and(|rest| rest.starts_with('.'))) {
             return Err(ctx.err(
                 path,
                 format!(
@@ -151,8 +134,8 @@ pub(super) fn check_name(ctx: &Ctx<'_>, path: &[Seg], name: &str) -> Result<(), 
                 ),
             ));
         }
-        if !TASK_FIELDS.contains(&field) {
-            let nearest = TASK_FIELDS.iter().min_by_key(|f| distance(field, f)).copied().unwrap_or("kind");
+        if !TASK_FIELDS.iter().any(|f| f == field) {
+            let nearest = TASK_FIELDS.iter().min_by_key(|f| distance(field, f)).map_or("kind", String::as_str);
             return Err(
                 ctx.err(path, format!("unknown task field `{name}` (the nearest task field is `task.{nearest}`)"))
             );
@@ -197,23 +180,40 @@ pub(super) fn parse_named(
     ctx: &Ctx<'_>,
     path: &[Seg],
     name: &str,
-    value: &toml::Value,
+    value: &RawAxis,
 ) -> Result<(AxisValues, bool), SpecError> {
-    let user = name.starts_with(PARAM_PREFIX);
-    let (items, listed): (Vec<(Vec<Seg>, serde_json::Value)>, bool) = match value {
-        toml::Value::Table(_) if name == "task.landscape.eigenvalues" => {
+    let (items, listed) = named_items(ctx, path, name, value)?;
+    if items.is_empty() {
+        return Err(ctx.err(path, format!("axis `{name}` is empty: give at least one value")));
+    }
+    let values = if name.starts_with(PARAM_PREFIX) {
+        user_values(ctx, name, items)?
+    } else {
+        items.into_iter().map(|(_, v)| v).collect()
+    };
+    check_distinct_values(ctx, path, name, &values)?;
+    Ok((AxisValues::Named(values), listed))
+}
+
+/// The values of a named axis as JSON, each with its key path.
+type Items = Vec<(Vec<Seg>, serde_json::Value)>;
+
+/// The values of a named axis, and whether they are a list (so value `i` is at `path[i]`).
+fn named_items(ctx: &Ctx<'_>, path: &[Seg], name: &str, value: &RawAxis) -> Result<(Items, bool), SpecError> {
+    Ok(match value {
+        RawAxis::Range(_) if name == "task.landscape.eigenvalues" => {
             return Err(ctx.err(
                 path,
                 "a range here would make an axis of single numbers; to vary the spectrum, give a list of \
                  spectra: task.landscape.eigenvalues = [{ log = [1, 100], num = 4 }, [0.5, 1.0]]",
             ));
         }
-        toml::Value::Table(t) if !(t.contains_key("log") || t.contains_key("linspace")) => {
+        RawAxis::Range(range) if !range.has_bounds() => {
             return Err(ctx.err(path, format!("axis `{name}` is an empty table: give a list of values")));
         }
-        toml::Value::Table(t) => {
+        RawAxis::Range(range) => {
             // Whole numbers: a user parameter whose range ends are whole, a whole-number task field.
-            let whole_ends = ["log", "linspace"].iter().filter_map(|r| t.get(*r)).all(|ends| match ends {
+            let whole_ends = [&range.log, &range.linspace].into_iter().flatten().all(|ends| match ends {
                 toml::Value::Array(a) => a.iter().all(|v| matches!(v, toml::Value::Integer(_))),
                 _ => false,
             });
@@ -221,14 +221,14 @@ pub(super) fn parse_named(
                 Some(field) => WHOLE_FIELDS.contains(&field),
                 None => whole_ends,
             };
-            let values = spaced_values(ctx, path, t, ints)?;
+            let values = spaced_values(ctx, path, range, ints)?;
             let items = values
                 .into_iter()
                 .map(|x| (path.to_vec(), if ints { serde_json::Value::from(x as i64) } else { x.into() }))
                 .collect();
             (items, false)
         }
-        toml::Value::Array(a) => {
+        RawAxis::List(a) => {
             let mut items = Vec::with_capacity(a.len());
             for (i, v) in a.iter().enumerate() {
                 let mut p = path.to_vec();
@@ -237,35 +237,44 @@ pub(super) fn parse_named(
             }
             (items, true)
         }
-        other => (vec![(path.to_vec(), to_json(ctx, path, other)?)], false),
+        RawAxis::One(one) => (vec![(path.to_vec(), to_json(ctx, path, one)?)], false),
+    })
+}
+
+/// The values of a user parameter: numbers, strings or booleans, one kind per axis (whole
+/// numbers mixed with reals are reals).
+fn user_values(ctx: &Ctx<'_>, name: &str, items: Items) -> Result<Vec<serde_json::Value>, SpecError> {
+    for (p, v) in &items {
+        if !(v.is_number() || v.is_string() || v.is_boolean()) {
+            return Err(ctx.err(p, format!("`{name}` values must be numbers, strings or booleans")));
+        }
+    }
+    let kind = |v: &serde_json::Value| {
+        if v.is_number() {
+            0
+        } else if v.is_string() {
+            1
+        } else {
+            2
+        }
     };
-    if items.is_empty() {
-        return Err(ctx.err(path, format!("axis `{name}` is empty: give at least one value")));
+    if let Some((p, _)) = items.iter().find(|(_, v)| kind(v) != kind(&items[0].1)) {
+        return Err(ctx.err(p, format!("`{name}` mixes values of different kinds: give one kind per axis")));
     }
-    let mut values: Vec<serde_json::Value> = items.iter().map(|(_, v)| v.clone()).collect();
-    if user {
-        for (p, v) in &items {
-            if !(v.is_number() || v.is_string() || v.is_boolean()) {
-                return Err(ctx.err(p, format!("`{name}` values must be numbers, strings or booleans")));
-            }
-        }
-        let kind = |v: &serde_json::Value| {
-            if v.is_number() {
-                0
-            } else if v.is_string() {
-                1
-            } else {
-                2
-            }
-        };
-        if let Some((p, _)) = items.iter().find(|(_, v)| kind(v) != kind(&values[0])) {
-            return Err(ctx.err(p, format!("`{name}` mixes values of different kinds: give one kind per axis")));
-        }
-        if values.iter().any(|v| v.is_f64()) {
-            values = values.into_iter().map(|v| v.as_f64().map_or(v, serde_json::Value::from)).collect();
-        }
+    let values: Vec<serde_json::Value> = items.into_iter().map(|(_, v)| v).collect();
+    if values.iter().any(|v| v.is_f64()) {
+        return Ok(values.into_iter().map(|v| v.as_f64().map_or(v, serde_json::Value::from)).collect());
     }
-    // Distinct values: compare their JSON text (sorted, so n log n).
+    Ok(values)
+}
+
+/// A named axis repeats no value: their JSON texts differ (compared sorted, so n log n).
+fn check_distinct_values(
+    ctx: &Ctx<'_>,
+    path: &[Seg],
+    name: &str,
+    values: &[serde_json::Value],
+) -> Result<(), SpecError> {
     let mut order: Vec<(String, usize)> = values.iter().enumerate().map(|(i, v)| (v.to_string(), i)).collect();
     order.sort();
     for w in order.windows(2) {
@@ -277,7 +286,7 @@ pub(super) fn parse_named(
             ));
         }
     }
-    Ok((AxisValues::Named(values), listed))
+    Ok(())
 }
 
 fn to_json(ctx: &Ctx<'_>, path: &[Seg], v: &toml::Value) -> Result<serde_json::Value, SpecError> {
@@ -313,7 +322,7 @@ pub(super) fn task_variants(
     base: &toml::Table,
     grid: &Grid,
     sources: &[AxisSource],
-    zips: &[toml::Table],
+    zips: &[RawGrid],
     scaling: Option<&Scaling>,
 ) -> Result<(Vec<TaskVariant>, Vec<toml::Table>), SpecError> {
     let combos = grid.task_combinations();
@@ -323,153 +332,205 @@ pub(super) fn task_variants(
         let json = canonical_task(&task);
         return Ok((vec![TaskVariant { task, json, left_out: Vec::new(), scaled: Vec::new() }], vec![base.clone()]));
     }
-    if combos > MAX_TASK_VARIANTS {
-        return Err(ctx.err(
-            &[k("grid")],
-            format!(
-                "the task axes make {combos} different tasks, more than {MAX_TASK_VARIANTS}: vary fewer task \
-                 fields, or give the rest to the program as parameters (`params.*`)"
-            ),
-        ));
-    }
-    let source = |name: &str| sources.iter().find(|s| s.name == name);
-    // One code version per sweep: a kind axis may mix the two simulations only.
-    if let Some(AxisValues::Named(kinds)) = grid.named_axis("task.kind")
-        && kinds.len() > 1
-        && !kinds.iter().all(|k| k == "optimizer" || k == "sde")
-    {
-        let at = source("task.kind").map(|s| s.path.clone()).unwrap_or_else(|| vec![k("grid")]);
-        return Err(ctx.err(
-            &at,
-            "`task.kind` may vary between \"optimizer\" and \"sde\" only (the simulations); other kinds \
-             run different code and belong in sweeps of their own",
-        ));
-    }
+    let axes = TaskAxes { ctx, base, grid, sources };
+    axes.check_count(combos)?;
+    axes.check_kinds()?;
     let mut variants = Vec::with_capacity(combos as usize);
     let mut tables = Vec::with_capacity(combos as usize);
     for c in 0..combos {
-        let picks: Vec<(&str, usize, &serde_json::Value)> = grid
+        let picks = axes.picks(c);
+        let (table, applied, left_out) = axes.apply(&picks)?;
+        tables.push(table.clone());
+        let raw = axes.raw_task(table, &applied)?;
+        let relocate = |e: SpecError| axes.relocate(e, c, &picks, &applied);
+        let task = validate_task(ctx, raw).map_err(relocate)?;
+        check_budget(ctx, &task, grid, c, zips, scaling).map_err(relocate)?;
+        let json = canonical_task(&task);
+        variants.push(TaskVariant { task, json, left_out, scaled: Vec::new() });
+    }
+    axes.check_left_out(&variants)?;
+    Ok((variants, tables))
+}
+
+/// One value of a task axis in a combination: the axis, the value's position, and the value.
+type Pick<'g> = (&'g str, usize, &'g serde_json::Value);
+
+/// What building the tasks of the `task.*` axes reads: the `[task]` table as written, the grid,
+/// and where each named axis is written.
+struct TaskAxes<'a> {
+    ctx: &'a Ctx<'a>,
+    base: &'a toml::Table,
+    grid: &'a Grid,
+    sources: &'a [AxisSource],
+}
+
+impl<'a> TaskAxes<'a> {
+    /// The task axes make at most [`MAX_TASK_VARIANTS`] tasks.
+    fn check_count(&self, combos: u64) -> Result<(), SpecError> {
+        if combos > MAX_TASK_VARIANTS {
+            return Err(self.ctx.err(
+                &[k("grid")],
+                format!(
+                    "the task axes make {combos} different tasks, more than {MAX_TASK_VARIANTS}: vary fewer task \
+                     fields, or give the rest to the program as parameters (`params.*`)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One code version per sweep: a kind axis may mix the two simulations only.
+    fn check_kinds(&self) -> Result<(), SpecError> {
+        if let Some(AxisValues::Named(kinds)) = self.grid.named_axis("task.kind")
+            && kinds.len() > 1
+            && !kinds.iter().all(|k| k == "optimizer" || k == "sde")
+        {
+            return Err(self.ctx.err(
+                &self.axis_path("task.kind"),
+                "`task.kind` may vary between \"optimizer\" and \"sde\" only (the simulations); other kinds \
+                 run different code and belong in sweeps of their own",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where axis `name` is written (the grid, if it is not found).
+    fn axis_path(&self, name: &str) -> Vec<Seg> {
+        self.sources.iter().find(|s| s.name == name).map(|s| s.path.clone()).unwrap_or_else(|| vec![k("grid")])
+    }
+
+    /// Where value `i` of axis `name` is written (the grid, if it is not found).
+    fn value_path(&self, name: &str, i: usize) -> Vec<Seg> {
+        self.sources.iter().find(|s| s.name == name).map(|s| s.value_path(i)).unwrap_or_else(|| vec![k("grid")])
+    }
+
+    /// The value of each task axis in combination `c`.
+    fn picks(&self, c: u64) -> Vec<Pick<'a>> {
+        self.grid
             .task_combination(c)
             .into_iter()
-            .filter_map(|(name, i)| match grid.named_axis(name) {
+            .filter_map(|(name, i)| match self.grid.named_axis(name) {
                 Some(AxisValues::Named(v)) => Some((name, i, &v[i])),
                 _ => None,
             })
-            .collect();
-        let locate = |name: &str, i: usize| source(name).map(|s| s.value_path(i)).unwrap_or_else(|| vec![k("grid")]);
-        let with = || {
-            picks
-                .iter()
-                .map(|(n, i, v)| {
-                    let line = ctx.line_of(&locate(n, *i)).map_or(String::new(), |l| format!(", line {l}"));
-                    format!("{n} = {}{line}", display_value(v))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        // The effective kind decides which overrides apply; the others are left out.
-        let mut table = base.clone();
-        // The kinds go first: they decide what the other fields mean.
+            .collect()
+    }
+
+    /// `[task]` with the picked values set: the kinds first (they decide what the other fields
+    /// mean), then every field the effective kind reads. Returns the table, the picks applied,
+    /// and the axes left out (a field the kind does not read, such as `sde_model` of an
+    /// optimizer, or the degrees of freedom of noise that has none).
+    fn apply(&self, picks: &[Pick<'a>]) -> Result<(toml::Table, Vec<Pick<'a>>, Vec<String>), SpecError> {
         const KINDS: [&str; 2] = ["task.kind", "task.noise.kind"];
+        let mut table = self.base.clone();
         for (n, i, v) in picks.iter().filter(|(n, _, _)| KINDS.contains(n)) {
-            set(&mut table, n, v).map_err(|m| ctx.err(&locate(n, *i), m))?;
+            set(&mut table, n, v).map_err(|m| self.ctx.err(&self.value_path(n, *i), m))?;
         }
         let kind = kind_of(&table);
         let noise_kind = get(&table, "task.noise.kind").and_then(|k| k.as_str()).map(String::from);
         let mut left_out = Vec::new();
         let mut applied = Vec::new();
-        for (n, i, v) in &picks {
+        for &(n, i, v) in picks {
             let field = &n[TASK_PREFIX.len()..];
             let top = field.split('.').next().unwrap_or(field);
-            if KINDS.contains(n) {
-                applied.push((*n, *i, *v));
+            if KINDS.contains(&n) {
+                applied.push((n, i, v));
                 continue;
             }
-            // A field the kind does not read (`sde_model` of an optimizer), or the degrees of
-            // freedom of noise that has none (Gaussian), is left out of this task's trials.
             let unread = kind.is_some_and(|kind| !kind.reads(top))
                 || (field == "noise.nu" && noise_kind.as_deref().is_some_and(|k| k != "student_t"));
             if unread {
                 left_out.push(n.to_string());
                 continue;
             }
-            set(&mut table, n, v).map_err(|m| ctx.err(&locate(n, *i), m))?;
-            applied.push((*n, *i, *v));
+            set(&mut table, n, v).map_err(|m| self.ctx.err(&self.value_path(n, i), m))?;
+            applied.push((n, i, v));
         }
-        tables.push(table.clone());
-        let raw = match toml::Value::Table(table).try_into::<RawTask>() {
-            Ok(raw) => raw,
-            Err(e) => {
-                // Name the override that breaks the table: the first that breaks it alone.
-                let culprit = applied.iter().find(|(n, _, v)| {
-                    let mut alone = base.clone();
-                    set(&mut alone, n, v).is_err() || toml::Value::Table(alone).try_into::<RawTask>().is_err()
-                });
-                let (n, i, v) = culprit.or(applied.first()).copied().unwrap_or(("task", 0, &serde_json::Value::Null));
-                return Err(ctx.err(
-                    &locate(n, i),
-                    format!("{n} = {} is not a valid value here: {}", display_value(v), e.message().trim()),
+        Ok((table, applied, left_out))
+    }
+
+    /// The typed task of `table`; where it has no such type, the error names the override that
+    /// breaks it: the first that breaks `[task]` alone.
+    fn raw_task(&self, table: toml::Table, applied: &[Pick<'a>]) -> Result<RawTask, SpecError> {
+        toml::Value::Table(table).try_into::<RawTask>().map_err(|e| {
+            let culprit = applied.iter().find(|(n, _, v)| {
+                let mut alone = self.base.clone();
+                set(&mut alone, n, v).is_err() || toml::Value::Table(alone).try_into::<RawTask>().is_err()
+            });
+            let (n, i, v) = culprit.or(applied.first()).copied().unwrap_or(("task", 0, &serde_json::Value::Null));
+            self.ctx.err(
+                &self.value_path(n, i),
+                format!("{n} = {} is not a valid value here: {}", display_value(v), e.message().trim()),
+            )
+        })
+    }
+
+    /// An error in the task of combination `c`, moved to the axis value that caused it: the
+    /// override of the field it is about; else, past the first combination (which passed), a
+    /// value other than its axis's first, naming where the check failed; else the error as it is,
+    /// saying which values the task has.
+    fn relocate(&self, e: SpecError, c: u64, picks: &[Pick<'a>], applied: &[Pick<'a>]) -> SpecError {
+        let key = e.key.clone().unwrap_or_default();
+        let hit = applied
+            .iter()
+            .filter(|(n, _, _)| key == *n || key.starts_with(&format!("{n}.")) || key.starts_with(&format!("{n}[")))
+            .max_by_key(|(n, _, _)| n.len());
+        if let Some((n, i, v)) = hit {
+            return self.ctx.err(
+                &self.value_path(n, *i),
+                format!("{n} = {} makes the task invalid: {}", display_value(v), e.message),
+            );
+        }
+        if c > 0 && picks.iter().any(|(_, i, _)| *i != 0) {
+            let (n, i, v) = picks.iter().rev().find(|(_, i, _)| *i != 0).copied().unwrap_or(picks[0]);
+            return self.ctx.err(
+                &self.value_path(n, i),
+                format!(
+                    "{n} = {} makes the task invalid{}: {}",
+                    display_value(v),
+                    e.key.as_ref().map_or(String::new(), |k| format!(" (at `{k}`)")),
+                    e.message
+                ),
+            );
+        }
+        let hint = if picks.iter().any(|(n, _, _)| *n == "task.kind") && e.message.contains("does not apply to kind") {
+            " (a field that applies to some kinds only can be a one-value axis instead, e.g. `task.refine = [2]` in \
+             [grid]: it is left out of the trials whose kind does not read it)"
+        } else {
+            ""
+        };
+        let with = self.describe(picks);
+        e.map_message(|m| format!("with {with}: {m}{hint}"))
+    }
+
+    /// The values of a combination, each with its line: `task.x0 = 1, line 17, ...`.
+    fn describe(&self, picks: &[Pick<'a>]) -> String {
+        picks
+            .iter()
+            .map(|(n, i, v)| {
+                let line = self.ctx.line_of(&self.value_path(n, *i)).map_or(String::new(), |l| format!(", line {l}"));
+                format!("{n} = {}{line}", display_value(v))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// An axis left out of every task is a mistake, not a no-op.
+    fn check_left_out(&self, variants: &[TaskVariant]) -> Result<(), SpecError> {
+        for (name, _) in self.grid.named_axes().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
+            if variants.iter().all(|v| v.left_out.iter().any(|l| l == name)) {
+                return Err(self.ctx.err(
+                    &self.axis_path(name),
+                    format!(
+                        "`{name}` applies to none of the trials (kind = \"{}\"{})",
+                        variants[0].task.kind_name(),
+                        if name == "task.noise.nu" { ", and `nu` is for student_t noise" } else { "" }
+                    ),
                 ));
             }
-        };
-        let relocate = |e: SpecError| -> SpecError {
-            let key = e.key.clone().unwrap_or_default();
-            let hit = applied
-                .iter()
-                .filter(|(n, _, _)| key == *n || key.starts_with(&format!("{n}.")) || key.starts_with(&format!("{n}[")))
-                .max_by_key(|(n, _, _)| n.len());
-            match hit {
-                Some((n, i, v)) => {
-                    ctx.err(&locate(n, *i), format!("{n} = {} makes the task invalid: {}", display_value(v), e.message))
-                }
-                // Not about an overridden field, but this combination breaks a check: blame a
-                // value other than its axis's first (the first combination passed), naming where
-                // the check failed.
-                None if c > 0 && picks.iter().any(|(_, i, _)| *i != 0) => {
-                    let (n, i, v) = picks.iter().rev().find(|(_, i, _)| *i != 0).copied().unwrap_or(picks[0]);
-                    ctx.err(
-                        &locate(n, i),
-                        format!(
-                            "{n} = {} makes the task invalid{}: {}",
-                            display_value(v),
-                            e.key.as_ref().map_or(String::new(), |k| format!(" (at `{k}`)")),
-                            e.message
-                        ),
-                    )
-                }
-                None => {
-                    let hint = if picks.iter().any(|(n, _, _)| *n == "task.kind")
-                        && e.message.contains("does not apply to kind")
-                    {
-                        " (a field that applies to some kinds only can be a one-value axis instead, e.g. \
-                         `task.refine = [2]` in [grid]: it is left out of the trials whose kind does not read it)"
-                    } else {
-                        ""
-                    };
-                    e.map_message(|m| format!("with {}: {m}{hint}", with()))
-                }
-            }
-        };
-        let task = validate_task(ctx, raw).map_err(relocate)?;
-        check_budget(ctx, &task, grid, c, zips, scaling).map_err(relocate)?;
-        let json = canonical_task(&task);
-        variants.push(TaskVariant { task, json, left_out, scaled: Vec::new() });
-    }
-    // An axis left out of every task is a mistake, not a no-op.
-    for (name, _) in grid.named_axes().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
-        if variants.iter().all(|v| v.left_out.iter().any(|l| l == name)) {
-            let at = source(name).map(|s| s.path.clone()).unwrap_or_else(|| vec![k("grid")]);
-            return Err(ctx.err(
-                &at,
-                format!(
-                    "`{name}` applies to none of the trials (kind = \"{}\"{})",
-                    variants[0].task.kind_name(),
-                    if name == "task.noise.nu" { ", and `nu` is for student_t noise" } else { "" }
-                ),
-            ));
         }
+        Ok(())
     }
-    Ok((variants, tables))
 }
 
 /// The tasks of the trials that rules scaling `[task]` fields derive: for every task, rule and
@@ -480,7 +541,7 @@ pub(super) fn scaled_variants(
     variants: &mut Vec<TaskVariant>,
     tables: &[toml::Table],
     grid: &Grid,
-    zips: &[toml::Table],
+    zips: &[RawGrid],
     scaling: Option<&Scaling>,
 ) -> Result<std::collections::BTreeMap<(usize, usize, u64), usize>, SpecError> {
     let mut map = std::collections::BTreeMap::new();
@@ -494,51 +555,11 @@ pub(super) fn scaled_variants(
         ));
     }
     for (c, table) in tables.iter().enumerate() {
-        let kind = kind_of(table);
         for &r in &rules {
             let rule = &sc.rules[r];
             let at = vec![k("scaling"), k("rules"), Seg::Index(r)];
             for &kappa in &sc.kappas[1..] {
-                let mut t = table.clone();
-                let mut scaled = Vec::new();
-                for (name, e) in rule.named.iter().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
-                    let field = &name[TASK_PREFIX.len()..];
-                    let top = field.split('.').next().unwrap_or(field);
-                    if top != "kind" && kind.is_some_and(|kind| !kind.reads(top)) {
-                        continue;
-                    }
-                    let factor = (kappa as f64).powf(*e);
-                    let (x, whole) = match get(&t, name) {
-                        Some(toml::Value::Integer(i)) => (*i as f64 * factor, true),
-                        Some(toml::Value::Float(x)) => (x * factor, false),
-                        Some(_) => {
-                            return Err(ctx.err(
-                                &at,
-                                format!("rule `{}` scales `{name}`, which is not a number in the task", rule.name),
-                            ));
-                        }
-                        None => {
-                            return Err(ctx.err(
-                                &at,
-                                format!(
-                                    "rule `{}` scales `{name}`, which the task does not set: give it a value in [task] \
-                                     (or as an axis) to scale",
-                                    rule.name
-                                ),
-                            ));
-                        }
-                    };
-                    if !x.is_finite() || (whole && x.abs() >= 9.0e15) {
-                        return Err(ctx.err(
-                            &at,
-                            format!("rule `{}` at κ = {kappa} makes {name} = {x}: not a usable number", rule.name),
-                        ));
-                    }
-                    let value =
-                        if whole { serde_json::Value::from(x.round() as i64) } else { serde_json::Value::from(x) };
-                    set(&mut t, name, &value).map_err(|m| ctx.err(&at, m))?;
-                    scaled.push((name.clone(), value));
-                }
+                let (t, scaled) = scale_task(ctx, &at, table, rule, kappa)?;
                 let why = |m: &str| {
                     let values: Vec<String> =
                         scaled.iter().map(|(n, v)| format!("{n} = {}", display_value(v))).collect();
@@ -555,6 +576,56 @@ pub(super) fn scaled_variants(
         }
     }
     Ok(map)
+}
+
+/// A task's `table` with each field `rule` scales (and the task's kind reads) × κ^exponent,
+/// whole numbers rounded; and the fields set, with their values. Errors are at the rule (`at`).
+fn scale_task(
+    ctx: &Ctx<'_>,
+    at: &[Seg],
+    table: &toml::Table,
+    rule: &ScalingRule,
+    kappa: u64,
+) -> Result<(toml::Table, Vec<(String, serde_json::Value)>), SpecError> {
+    let kind = kind_of(table);
+    let mut t = table.clone();
+    let mut scaled = Vec::new();
+    for (name, e) in rule.named.iter().filter(|(n, _)| n.starts_with(TASK_PREFIX)) {
+        let field = &name[TASK_PREFIX.len()..];
+        let top = field.split('.').next().unwrap_or(field);
+        if top != "kind" && kind.is_some_and(|kind| !kind.reads(top)) {
+            continue;
+        }
+        let factor = (kappa as f64).powf(*e);
+        let (x, whole) = match get(&t, name) {
+            Some(toml::Value::Integer(i)) => (*i as f64 * factor, true),
+            Some(toml::Value::Float(x)) => (x * factor, false),
+            Some(_) => {
+                return Err(
+                    ctx.err(at, format!("rule `{}` scales `{name}`, which is not a number in the task", rule.name))
+                );
+            }
+            None => {
+                return Err(ctx.err(
+                    at,
+                    format!(
+                        "rule `{}` scales `{name}`, which the task does not set: give it a value in [task] \
+                         (or as an axis) to scale",
+                        rule.name
+                    ),
+                ));
+            }
+        };
+        if !x.is_finite() || (whole && x.abs() >= 9.0e15) {
+            return Err(
+                ctx.err(at, format!("rule `{}` at κ = {kappa} makes {name} = {x}: not a usable number", rule.name))
+            );
+        }
+        let value = if whole { serde_json::Value::from(x.round() as i64) } else { serde_json::Value::from(x) };
+        set(&mut t, name, &value).map_err(|m| ctx.err(at, m))?;
+        scaled.push((name.clone(), value));
+    }
+    Ok((t, scaled))
 }
 
 /// The kind a `[task]` table names, if it names a known one.
@@ -595,4 +666,22 @@ fn set(table: &mut toml::Table, name: &str, value: &serde_json::Value) -> Result
     }
     t.insert(last.to_string(), value);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TASK_FIELDS;
+
+    #[test]
+    fn task_fields_are_those_of_task_and_its_tables_but_argv_and_env() {
+        assert_eq!(
+            TASK_FIELDS[..5],
+            ["kind", "landscape", "landscape.kind", "landscape.eigenvalues", "landscape.eigenvalues.linspace"]
+        );
+        for field in ["landscape.eigenvalues.max", "noise.nu", "x0", "model.activation", "data.label_noise", "sde"] {
+            assert!(TASK_FIELDS.iter().any(|f| f == field), "{field}");
+        }
+        assert!(TASK_FIELDS.iter().all(|f| !["argv", "env"].contains(&f.split('.').next().unwrap_or(f))));
+        assert_eq!(TASK_FIELDS.len(), 40);
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::SpecError;
 use super::error::{Ctx, Seg, k};
+use super::raw::RawGrid;
 use crate::AxisName;
 use crate::grid::{AxisValues, Grid};
 use crate::params::OptimizerKind;
@@ -16,11 +17,11 @@ pub(super) fn check_budget(
     task: &TaskSpec,
     grid: &Grid,
     combo: u64,
-    zips: &[toml::Table],
+    zips: &[RawGrid],
     scaling: Option<&Scaling>,
 ) -> Result<(), SpecError> {
     let Some(samples) = task.samples() else { return Ok(()) };
-    let axis_path = |key: &str| match zips.iter().position(|z| z.contains_key(key)) {
+    let axis_path = |key: &str| match zips.iter().position(|z| z.sets(key)) {
         Some(z) => vec![k("zip"), Seg::Index(z), k(key)],
         None => vec![k("grid"), k(key)],
     };

@@ -3,37 +3,41 @@
 use super::SpecError;
 use super::axes::{AxisSource, check_name, flatten, parse_named};
 use super::error::{Ctx, Seg, k, path_string};
+use super::raw::{RawAxis, RawGrid, RawGridEntry, RawRange};
 use crate::AxisName;
 use crate::grid::{Axis, AxisValues, Dimension, Grid, spaced};
 use crate::params::OptimizerKind;
 
 /// An axis as written: its key path, the axis, and its value.
-type Written<'v> = (Vec<Seg>, Axis, &'v toml::Value);
+type Written<'v> = (Vec<Seg>, Axis, &'v RawAxis);
 
 /// The axes of one `[grid]` or `[[zip]]` table: built-in keys, and the leaves under `task` and
 /// `params` (named axes), each with its key path and name.
-fn axes_of<'v>(ctx: &Ctx<'_>, base: &[Seg], table: &'v toml::Table) -> Result<Vec<Written<'v>>, SpecError> {
+fn axes_of<'v>(ctx: &Ctx<'_>, base: &[Seg], table: &'v RawGrid) -> Result<Vec<Written<'v>>, SpecError> {
     let mut out = Vec::new();
-    for (key, value) in table {
+    for (key, entry) in &table.0 {
         let mut path = base.to_vec();
         path.push(k(key));
-        if matches!(key.as_str(), "task" | "params") {
-            if value.as_table().is_none_or(|t| t.is_empty()) {
-                return Err(ctx.err(
-                    &path,
-                    format!(
-                        "`{key}` takes dotted keys: `{key}.name = [...]` (for example task.noise.sigma, params.width)"
-                    ),
-                ));
+        match entry {
+            RawGridEntry::Builtin(axis, value) => out.push((path, Axis::Builtin(*axis), value)),
+            RawGridEntry::Named(named) => {
+                if !named.has_keys() {
+                    return Err(ctx.err(
+                        &path,
+                        format!(
+                            "`{key}` takes dotted keys: `{key}.name = [...]` (for example task.noise.sigma, \
+                             params.width)"
+                        ),
+                    ));
+                }
+                let mut leaves = Vec::new();
+                flatten(path, key.clone(), named, &mut leaves);
+                for (p, name, v) in leaves {
+                    check_name(ctx, &p, &name)?;
+                    out.push((p, Axis::Named(name), v));
+                }
             }
-            let mut leaves = Vec::new();
-            flatten(path, key.clone(), value, &mut leaves);
-            for (p, name, v) in leaves {
-                check_name(ctx, &p, &name)?;
-                out.push((p, Axis::Named(name), v));
-            }
-        } else {
-            out.push((path.clone(), Axis::Builtin(axis_name(ctx, &path, key)?), value));
+            RawGridEntry::Unknown => return Err(unknown_axis(ctx, &path, key)),
         }
     }
     Ok(out)
@@ -43,7 +47,7 @@ fn parse_any(
     ctx: &Ctx<'_>,
     path: &[Seg],
     axis: &Axis,
-    value: &toml::Value,
+    value: &RawAxis,
     sources: &mut Vec<AxisSource>,
 ) -> Result<AxisValues, SpecError> {
     match axis {
@@ -59,73 +63,21 @@ fn parse_any(
 /// The grid, and where each named axis is written (for errors about its values).
 pub(super) fn build_grid(
     ctx: &Ctx<'_>,
-    grid: &toml::Table,
-    zips: &[toml::Table],
+    grid: &RawGrid,
+    zips: &[RawGrid],
     max: u64,
 ) -> Result<(Grid, Vec<AxisSource>), SpecError> {
     let mut dims = Vec::new();
     let mut sources = Vec::new();
-    let mut seen: Vec<(Axis, Vec<Seg>)> = Vec::new();
-    let mut claim = |axis: &Axis, path: Vec<Seg>| -> Result<(), SpecError> {
-        if let Some((_, first)) = seen.iter().find(|(a, _)| a == axis) {
-            return Err(ctx.err(
-                &path,
-                format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
-            ));
-        }
-        // Parameters become KAPPA_PARAM_<NAME>: names equal but for case would clash there.
-        if let Axis::Named(n) = axis
-            && n.starts_with(crate::params::PARAM_PREFIX)
-            && let Some((other, _)) =
-                seen.iter().find(|(a, _)| a.name() != n && a.name().to_uppercase() == n.to_uppercase())
-        {
-            return Err(ctx.err(
-                &path,
-                format!(
-                    "`{n}` and `{other}` differ only in case: both would be KAPPA_PARAM_{} in the environment",
-                    n[crate::params::PARAM_PREFIX.len()..].to_uppercase()
-                ),
-            ));
-        }
-        seen.push((axis.clone(), path));
-        Ok(())
-    };
+    let mut claims = Claims::default();
     for (path, axis, value) in axes_of(ctx, &[k("grid")], grid)? {
-        claim(&axis, path.clone())?;
+        claims.claim(ctx, &axis, &path)?;
         let values = parse_any(ctx, &path, &axis, value, &mut sources)?;
         dims.push(Dimension { len: values.len(), axes: vec![(axis, values)] });
     }
     for (z, table) in zips.iter().enumerate() {
-        let base = vec![k("zip"), Seg::Index(z)];
-        let zipped = axes_of(ctx, &base, table)?;
-        if zipped.len() < 2 {
-            return Err(ctx.err(&base, "a [[zip]] group needs at least two axes to zip together"));
-        }
-        let mut axes = Vec::new();
-        let mut len: Option<(usize, String)> = None;
-        for (path, axis, value) in zipped {
-            let key = axis.name().to_string();
-            claim(&axis, path.clone())?;
-            let values = parse_any(ctx, &path, &axis, value, &mut sources)?;
-            match &len {
-                Some((n, first)) if *n != values.len() => {
-                    return Err(ctx.err(
-                        &path,
-                        format!(
-                            "zipped axes must have equal lengths: `{key}` has {} values but `{first}` has {n}",
-                            values.len()
-                        ),
-                    ));
-                }
-                None => len = Some((values.len(), key.clone())),
-                _ => {}
-            }
-            axes.push((axis, values));
-        }
-        let len = len.map_or(0, |(n, _)| n);
-        dims.push(Dimension { axes, len });
+        dims.push(zip_dimension(ctx, z, table, &mut claims, &mut sources)?);
     }
-
     let grid =
         Grid::new(dims).ok_or_else(|| ctx.err(&[k("grid")], format!("the grid has more than {} points", u64::MAX)))?;
     if grid.len() > max {
@@ -140,6 +92,76 @@ pub(super) fn build_grid(
     Ok((grid, sources))
 }
 
+/// The axes set so far, each with where it is set.
+#[derive(Default)]
+struct Claims(Vec<(Axis, Vec<Seg>)>);
+
+impl Claims {
+    /// Records that `path` sets `axis`: an axis may be set once, and parameters may not differ
+    /// only in case (they become KAPPA_PARAM_<NAME>, where they would clash).
+    fn claim(&mut self, ctx: &Ctx<'_>, axis: &Axis, path: &[Seg]) -> Result<(), SpecError> {
+        if let Some((_, first)) = self.0.iter().find(|(a, _)| a == axis) {
+            return Err(ctx.err(
+                path,
+                format!("axis `{axis}` is already set at `{}`; an axis may appear once", path_string(first)),
+            ));
+        }
+        if let Axis::Named(n) = axis
+            && n.starts_with(crate::params::PARAM_PREFIX)
+            && let Some((other, _)) =
+                self.0.iter().find(|(a, _)| a.name() != n && a.name().to_uppercase() == n.to_uppercase())
+        {
+            return Err(ctx.err(
+                path,
+                format!(
+                    "`{n}` and `{other}` differ only in case: both would be KAPPA_PARAM_{} in the environment",
+                    n[crate::params::PARAM_PREFIX.len()..].to_uppercase()
+                ),
+            ));
+        }
+        self.0.push((axis.clone(), path.to_vec()));
+        Ok(())
+    }
+}
+
+/// The dimension of `[[zip]]` group `z`: at least two axes, of equal lengths.
+fn zip_dimension(
+    ctx: &Ctx<'_>,
+    z: usize,
+    table: &RawGrid,
+    claims: &mut Claims,
+    sources: &mut Vec<AxisSource>,
+) -> Result<Dimension, SpecError> {
+    let base = vec![k("zip"), Seg::Index(z)];
+    let zipped = axes_of(ctx, &base, table)?;
+    if zipped.len() < 2 {
+        return Err(ctx.err(&base, "a [[zip]] group needs at least two axes to zip together"));
+    }
+    let mut axes = Vec::new();
+    let mut len: Option<(usize, String)> = None;
+    for (path, axis, value) in zipped {
+        let key = axis.name().to_string();
+        claims.claim(ctx, &axis, &path)?;
+        let values = parse_any(ctx, &path, &axis, value, sources)?;
+        match &len {
+            Some((n, first)) if *n != values.len() => {
+                return Err(ctx.err(
+                    &path,
+                    format!(
+                        "zipped axes must have equal lengths: `{key}` has {} values but `{first}` has {n}",
+                        values.len()
+                    ),
+                ));
+            }
+            None => len = Some((values.len(), key.clone())),
+            _ => {}
+        }
+        axes.push((axis, values));
+    }
+    let len = len.map_or(0, |(n, _)| n);
+    Ok(Dimension { axes, len })
+}
+
 /// Simulations and training read the optimizer and its learning rate (a command or noop sweep
 /// needs no built-in axis at all): the grid must name both when any of the sweep's tasks is one.
 pub(super) fn require_optimizer(ctx: &Ctx<'_>, grid: &Grid) -> Result<(), SpecError> {
@@ -151,17 +173,16 @@ pub(super) fn require_optimizer(ctx: &Ctx<'_>, grid: &Grid) -> Result<(), SpecEr
     Ok(())
 }
 
-pub(super) fn axis_name(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> Result<AxisName, SpecError> {
-    AxisName::from_key(key).ok_or_else(|| {
-        ctx.err(
-            path,
-            format!(
-                "unknown grid axis `{key}` (known axes: {}; a [task] field is `task.<field>`, a parameter of \
-                 your own `params.<name>`)",
-                AxisName::known_keys()
-            ),
-        )
-    })
+/// The error for a key of `[grid]` or `[[zip]]` that names no axis.
+fn unknown_axis(ctx: &Ctx<'_>, path: &[Seg], key: &str) -> SpecError {
+    ctx.err(
+        path,
+        format!(
+            "unknown grid axis `{key}` (known axes: {}; a [task] field is `task.<field>`, a parameter of your own \
+             `params.<name>`)",
+            AxisName::known_keys()
+        ),
+    )
 }
 
 /// Parses one axis: a list, a single value, `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`.
@@ -169,26 +190,27 @@ pub(super) fn parse_axis(
     ctx: &Ctx<'_>,
     path: &[Seg],
     axis: AxisName,
-    value: &toml::Value,
+    value: &RawAxis,
 ) -> Result<AxisValues, SpecError> {
     let items: Vec<(Vec<Seg>, ItemValue)> = match value {
-        toml::Value::Array(items) => items
+        RawAxis::List(items) => items
             .iter()
             .enumerate()
             .map(|(i, v)| {
                 let mut p = path.to_vec();
                 p.push(Seg::Index(i));
-                (p, ItemValue::Toml(v.clone()))
+                (p, ItemValue::Toml(v))
             })
             .collect(),
-        toml::Value::Table(t) => {
+        RawAxis::Range(range) => {
             if axis == AxisName::Optimizer {
                 return Err(ctx.err(path, "the optimizer axis takes a list of names, not a range"));
             }
             let whole = matches!(axis, AxisName::BatchSize | AxisName::Seed);
-            spaced_values(ctx, path, t, whole)?.into_iter().map(|x| (path.to_vec(), ItemValue::Generated(x))).collect()
+            let values = spaced_values(ctx, path, range, whole)?;
+            values.into_iter().map(|x| (path.to_vec(), ItemValue::Generated(x))).collect()
         }
-        other => vec![(path.to_vec(), ItemValue::Toml(other.clone()))],
+        RawAxis::One(one) => vec![(path.to_vec(), ItemValue::Toml(one))],
     };
     if items.is_empty() {
         return Err(ctx.err(path, format!("axis `{axis}` is empty: give at least one value")));
@@ -214,39 +236,36 @@ pub(super) fn parse_axis(
     Ok(values)
 }
 
-pub(super) enum ItemValue {
-    Toml(toml::Value),
+/// One value of a built-in axis: as written, or generated by a range.
+pub(super) enum ItemValue<'v> {
+    Toml(&'v toml::Value),
     Generated(f64),
 }
 
 /// The values of a range axis `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`,
 /// rounded to whole numbers when `whole`.
-pub(super) fn spaced_values(ctx: &Ctx<'_>, path: &[Seg], t: &toml::Table, whole: bool) -> Result<Vec<f64>, SpecError> {
+pub(super) fn spaced_values(ctx: &Ctx<'_>, path: &[Seg], range: &RawRange, whole: bool) -> Result<Vec<f64>, SpecError> {
     let sub = |key: &str| {
         let mut p = path.to_vec();
         p.push(k(key));
         p
     };
-    for key in t.keys() {
-        if !matches!(key.as_str(), "log" | "linspace" | "num") {
-            return Err(ctx.err(
-                &sub(key),
-                format!("unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)"),
-            ));
-        }
+    if let Some(key) = range.unknown.keys().next() {
+        return Err(ctx
+            .err(&sub(key), format!("unknown key `{key}` in a range axis (expected `log` or `linspace`, and `num`)")));
     }
-    let (kind, log) = match (t.get("log"), t.get("linspace")) {
+    let (kind, log, ends) = match (&range.log, &range.linspace) {
         (Some(_), Some(_)) => {
             return Err(ctx.err(path, "give either `log` or `linspace`, not both"));
         }
-        (Some(_), None) => ("log", true),
-        (None, Some(_)) => ("linspace", false),
+        (Some(ends), None) => ("log", true, ends),
+        (None, Some(ends)) => ("linspace", false, ends),
         (None, None) => {
             return Err(ctx.err(path, "a range axis needs `log = [lo, hi]` or `linspace = [lo, hi]`, and `num`"));
         }
     };
-    let ends = match t.get(kind) {
-        Some(toml::Value::Array(a)) if a.len() == 2 => {
+    let ends = match ends {
+        toml::Value::Array(a) if a.len() == 2 => {
             let mut out = [0.0; 2];
             for (i, v) in a.iter().enumerate() {
                 out[i] = as_f64(v).ok_or_else(|| {
@@ -261,7 +280,7 @@ pub(super) fn spaced_values(ctx: &Ctx<'_>, path: &[Seg], t: &toml::Table, whole:
             return Err(ctx.err(&sub(kind), format!("`{kind}` must be a list of two numbers [lo, hi]")));
         }
     };
-    let num = match t.get("num") {
+    let num = match &range.num {
         Some(toml::Value::Integer(n)) if *n >= 1 && *n <= 1_000_000 => *n as usize,
         Some(_) => {
             return Err(ctx.err(&sub("num"), "`num` must be a whole number from 1 to 1000000"));

@@ -4,6 +4,8 @@
 //! panics. Parsing goes in two passes over the same text: serde deserialises the typed structure
 //! (so unknown keys and wrong types are caught with their position), then `validate` checks
 //! values, locating each offending key through a span-preserving parse of the document.
+//! `[grid]`, `[[zip]]` and `[scaling]` are typed leniently (see `raw`): serde sorts out their
+//! keys, and their checks report their unknown keys with the rest.
 
 //!
 //! Module map: `error` (errors and how they are located), `raw` (the serde types), `task` (each

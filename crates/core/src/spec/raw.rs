@@ -1,8 +1,19 @@
 //! The sweep file as written: serde types that catch unknown keys and wrong types with their
 //! positions. Values are checked afterwards, by the other modules of `spec`.
+//!
+//! `[grid]`, `[[zip]]` and `[scaling]` are typed here too, but leniently: serde matches their keys
+//! (keeping a key that nothing takes as unknown) and the shape of their values, which are kept as
+//! written, so that their checks (`grid.rs`, `axes.rs`, `scaling.rs`) report every problem, an
+//! unknown key included, in the order, words and place the sweep-file format has always given:
+//! at the value, naming its whole key path. (`deny_unknown_fields` would report an unknown key
+//! here, at the key, in serde's words, before any check of another table; and a table under
+//! `task` or `params` is only known to be a range once all its keys are read.)
 
+use crate::AxisName;
 use crate::task::{Activation, Backend, Objective, RecordEvery, SdeModel};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
+use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -11,13 +22,202 @@ pub(super) struct RawSweep {
     pub(super) name: String,
     #[serde(default)]
     pub(super) task: RawTask,
-    pub(super) grid: toml::Table,
+    pub(super) grid: RawGrid,
     #[serde(default)]
-    pub(super) zip: Vec<toml::Table>,
-    pub(super) scaling: Option<toml::Table>,
+    pub(super) zip: Vec<RawGrid>,
+    pub(super) scaling: Option<RawScaling>,
     #[serde(default)]
     pub(super) execution: RawExecution,
     pub(super) analysis: Option<RawAnalysis>,
+}
+
+/// A `[grid]` or `[[zip]]` table: its keys in order (the order its checks go in), each with what
+/// it holds.
+pub(super) struct RawGrid(pub(super) Vec<(String, RawGridEntry)>);
+
+impl RawGrid {
+    /// Whether the table has the key `key` (sets the axis of that key).
+    pub(super) fn sets(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+}
+
+/// One key of a `[grid]` or `[[zip]]` table.
+pub(super) enum RawGridEntry {
+    /// A built-in axis and its value.
+    Builtin(AxisName, RawAxis),
+    /// `task` or `params`: the named axes under it.
+    Named(RawNamed),
+    /// A key that names no axis.
+    Unknown,
+}
+
+impl<'de> Deserialize<'de> for RawGrid {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = RawGrid;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawGrid, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let entry = match AxisName::from_key(&key) {
+                        Some(axis) => RawGridEntry::Builtin(axis, map.next_value()?),
+                        None if matches!(key.as_str(), "task" | "params") => RawGridEntry::Named(map.next_value()?),
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                            RawGridEntry::Unknown
+                        }
+                    };
+                    entries.push((key, entry));
+                }
+                Ok(RawGrid(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+/// An axis's value: a list, a range, or one value (any table is a range).
+#[derive(Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub(super) enum RawAxis {
+    /// `[a, b, ...]`
+    List(Vec<toml::Value>),
+    /// `{ log = [lo, hi], num = n }` or `{ linspace = [lo, hi], num = n }`
+    Range(RawRange),
+    /// A single value.
+    One(toml::Value),
+}
+
+impl TryFrom<toml::Value> for RawAxis {
+    type Error = toml::de::Error;
+    fn try_from(value: toml::Value) -> Result<Self, Self::Error> {
+        Ok(match value {
+            toml::Value::Array(items) => RawAxis::List(items),
+            range @ toml::Value::Table(_) => RawAxis::Range(range.try_into::<RawRange>()?),
+            one => RawAxis::One(one),
+        })
+    }
+}
+
+/// A range axis as written.
+#[derive(Deserialize, Default)]
+pub(super) struct RawRange {
+    pub(super) log: Option<toml::Value>,
+    pub(super) linspace: Option<toml::Value>,
+    pub(super) num: Option<toml::Value>,
+    /// Keys a range does not take.
+    #[serde(flatten)]
+    pub(super) unknown: BTreeMap<String, IgnoredAny>,
+}
+
+impl RawRange {
+    /// Whether it gives its bounds (`log` or `linspace`): what makes a table under `task` or
+    /// `params` a range rather than more dotted keys.
+    pub(super) fn has_bounds(&self) -> bool {
+        self.log.is_some() || self.linspace.is_some()
+    }
+}
+
+/// What `task` or `params` holds in `[grid]` (and `task` in a custom rule): dotted keys
+/// (`task.noise.sigma = [...]`) are nested tables, down to their values.
+#[derive(Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub(super) enum RawNamed {
+    /// A table of more keys, in order.
+    Keys(Vec<(String, RawNamed)>),
+    /// A value: a list, one value, a range, or an empty table (an empty range).
+    Value(RawAxis),
+}
+
+impl RawNamed {
+    /// Whether it is a table with keys (`{}` has none).
+    pub(super) fn has_keys(&self) -> bool {
+        match self {
+            RawNamed::Keys(_) => true,
+            RawNamed::Value(RawAxis::Range(range)) => range.has_bounds(),
+            RawNamed::Value(_) => false,
+        }
+    }
+}
+
+impl TryFrom<toml::Value> for RawNamed {
+    type Error = toml::de::Error;
+    fn try_from(value: toml::Value) -> Result<Self, Self::Error> {
+        match value {
+            toml::Value::Table(t)
+                if !t.is_empty() && !toml::Value::Table(t.clone()).try_into::<RawRange>()?.has_bounds() =>
+            {
+                let keys = t.into_iter().map(|(k, v)| Ok((k, RawNamed::try_from(v)?)));
+                Ok(RawNamed::Keys(keys.collect::<Result<_, Self::Error>>()?))
+            }
+            value => Ok(RawNamed::Value(RawAxis::try_from(value)?)),
+        }
+    }
+}
+
+/// The `[scaling]` table as written.
+#[derive(Deserialize)]
+#[serde(expecting = "a map")]
+pub(super) struct RawScaling {
+    pub(super) kappa: Option<toml::Value>,
+    pub(super) rules: Option<RawRules>,
+    pub(super) tolerance: Option<toml::Value>,
+    /// Keys `[scaling]` does not take.
+    #[serde(flatten)]
+    pub(super) unknown: BTreeMap<String, IgnoredAny>,
+}
+
+/// `rules = [...]` as written: a list of rules, or something else.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawRules {
+    List(Vec<RawRule>),
+    Other(IgnoredAny),
+}
+
+/// One rule of `rules` as written.
+#[derive(Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub(super) enum RawRule {
+    /// A preset by name: `"adamw-sqrt"`.
+    Preset(String),
+    /// A table: a custom rule, or a preset renamed or given an expectation.
+    Custom(Box<RawCustomRule>),
+    /// Neither.
+    Other,
+}
+
+impl TryFrom<toml::Value> for RawRule {
+    type Error = toml::de::Error;
+    fn try_from(value: toml::Value) -> Result<Self, Self::Error> {
+        Ok(match value {
+            toml::Value::String(name) => RawRule::Preset(name),
+            rule @ toml::Value::Table(_) => RawRule::Custom(Box::new(rule.try_into::<RawCustomRule>()?)),
+            _ => RawRule::Other,
+        })
+    }
+}
+
+/// A rule's table as written: `{ name, lr, one_minus_beta, eps, weight_decay }` (exponents of κ),
+/// or `preset` instead of those; exponents of `params.*` axes and `[task]` fields; `expect`.
+#[derive(Deserialize)]
+pub(super) struct RawCustomRule {
+    pub(super) preset: Option<toml::Value>,
+    pub(super) name: Option<toml::Value>,
+    pub(super) lr: Option<toml::Value>,
+    pub(super) one_minus_beta: Option<toml::Value>,
+    pub(super) eps: Option<toml::Value>,
+    pub(super) weight_decay: Option<toml::Value>,
+    pub(super) expect: Option<toml::Value>,
+    pub(super) params: Option<toml::Value>,
+    pub(super) task: Option<RawNamed>,
+    /// Keys a rule does not take.
+    #[serde(flatten)]
+    pub(super) unknown: BTreeMap<String, IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +375,47 @@ pub(super) struct RawNoise {
 pub(super) enum NoiseKind {
     Gaussian,
     StudentT,
+}
+
+/// The keys serde reads for the struct `T`, in the order it declares them (to list them).
+pub(super) fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    /// A deserializer that records the fields of the struct asked of it, and stops there.
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the fields are recorded")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for Fields<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
 }
 
 /// Largest dimension a generated spectrum may have.

@@ -351,6 +351,10 @@ pub(super) fn finite_positive(ctx: &Ctx<'_>, path: &[Seg], what: &str, v: &toml:
     if x > 0.0 && x.is_finite() { Ok(x) } else { Err(ctx.err(path, format!("{what} must be finite and > 0, got {x}"))) }
 }
 
+/// The keys of a generated spectrum: its rule (`linspace`, `log` or `power_law`), its dimension
+/// `num`, and `max` (for power_law).
+pub(super) const SPECTRUM_KEYS: [&str; 5] = ["linspace", "log", "power_law", "num", "max"];
+
 pub(super) fn eigenvalues(ctx: &Ctx<'_>, path: &[Seg], value: &toml::Value) -> Result<Eigenvalues, SpecError> {
     let sub = |key: &str| {
         let mut p = path.to_vec();
@@ -374,7 +378,7 @@ pub(super) fn eigenvalues(ctx: &Ctx<'_>, path: &[Seg], value: &toml::Value) -> R
             let rules: Vec<&str> =
                 ["linspace", "log", "power_law"].into_iter().filter(|r| t.contains_key(*r)).collect();
             for key in t.keys() {
-                if !matches!(key.as_str(), "linspace" | "log" | "power_law" | "num" | "max") {
+                if !SPECTRUM_KEYS.contains(&key.as_str()) {
                     return Err(ctx.err(
                         &sub(key),
                         format!("unknown key `{key}` in a generated spectrum (expected linspace, log or power_law, with num)"),
