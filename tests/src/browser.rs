@@ -335,12 +335,8 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.call_browser("Browser.close", json!({}));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if crate::try_wait_until(Duration::from_secs(5), || matches!(self.child.try_wait(), Ok(Some(_)))).is_some() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

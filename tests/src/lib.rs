@@ -4,13 +4,15 @@
 pub mod browser;
 pub mod http;
 pub mod skip;
+pub mod wait;
 
 pub use skip::{skip, skip_here};
+pub use wait::{lazy, try_wait_every, try_wait_until, wait_until};
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest a single `kappa` invocation may take in a test.
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -89,20 +91,13 @@ impl Sandbox {
             .stderr(std::fs::File::create(&err).expect("stderr file"))
             .spawn()
             .expect("run kappa");
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if started.elapsed() > RUN_LIMIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "kappa {args:?} did not finish within {RUN_LIMIT:?}\n--- stderr\n{}",
-                    std::fs::read_to_string(&err).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = try_wait_until(RUN_LIMIT, || child.try_wait().expect("wait")) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "kappa {args:?} did not finish within {RUN_LIMIT:?}\n--- stderr\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
         };
         Output {
             status,
@@ -217,15 +212,7 @@ impl Lines {
 
     /// Waits (at most `limit`) for a line `found` makes something of; returns that.
     pub fn wait_for_line<T>(&self, limit: Duration, found: impl Fn(&str) -> Option<T>) -> Option<T> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            let hit = self.lines.lock().unwrap_or_else(|e| e.into_inner()).iter().find_map(|l| found(l));
-            if hit.is_some() {
-                return hit;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        try_wait_until(limit, || self.lines.lock().unwrap_or_else(|e| e.into_inner()).iter().find_map(|l| found(l)))
     }
 }
 
@@ -245,14 +232,7 @@ impl Drop for Proc {
 impl Proc {
     /// Waits for the process to exit, at most `limit`; `what` names it in the failure.
     pub fn wait_exit(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(started.elapsed() < limit, "{what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(what, limit, || self.child.try_wait().expect("wait"))
     }
 
     /// Sends a signal (e.g. `libc::SIGKILL`, `libc::SIGSTOP`).
@@ -350,19 +330,18 @@ impl Sandbox {
 
     /// Polls the state database of a coordinator-run sweep until `done` says so, or panics.
     pub fn wait_for(&self, state: &str, what: &str, limit: Duration, done: impl Fn(&Connection) -> bool) {
-        let started = Instant::now();
-        let db = self.path().join(state).join("kappa.db");
-        while started.elapsed() < limit {
-            if db.exists()
-                && let Ok(c) = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                && done(&c)
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("timed out after {limit:?} waiting for {what}");
+        wait_for_db(&self.path().join(state), what, limit, done)
     }
+}
+
+/// Polls the state database in `dir` until `done` says so, or panics naming `what` (with
+/// whatever `what` shows at that moment).
+pub fn wait_for_db(dir: &Path, what: impl std::fmt::Display, limit: Duration, done: impl Fn(&Connection) -> bool) {
+    let db = dir.join("kappa.db");
+    wait_until(what, limit, || {
+        db.exists()
+            && Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).is_ok_and(|c| done(&c))
+    })
 }
 
 /// Trials by status in a state database.

@@ -2,7 +2,7 @@
 //! processes: metrics parsed, crashes and hangs handled, refusal without `--allow-commands`, and
 //! GPUs handed out through CUDA_VISIBLE_DEVICES only by workers that have them.
 
-use kappa_tests::{Sandbox, count, show};
+use kappa_tests::{Sandbox, count, show, wait_until};
 use std::time::Duration;
 
 const SCRIPT: &str = r#"
@@ -115,11 +115,11 @@ fn crashing_diverging_and_hanging_commands() {
             .map(|s| !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')))
             .unwrap_or(false)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while alive() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!alive(), "the grandchild `sleep` (pid {pid}) outlived the timeout: the process group was not killed");
+    wait_until(
+        format!("the grandchild `sleep` (pid {pid}) to end with the timeout (the process group was not killed)"),
+        Duration::from_secs(10),
+        || !alive(),
+    );
 }
 
 #[test]
@@ -301,19 +301,12 @@ fn a_trial_killed_with_its_worker_resumes_from_its_checkpoint_on_another() {
     let out = sb.kappa(&["submit", "ck.toml", "--coordinator", &format!("http://{addr}")]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     // Wait (on the checkpoint itself) until the trial is a few checkpoints in, then kill `a`.
-    let started = std::time::Instant::now();
-    let checkpoint = loop {
-        let found = std::fs::read_dir(root.join("ck")).ok().and_then(|mut d| d.next()).and_then(|e| e.ok());
-        if let Some(dir) = found
-            && let Ok(text) = std::fs::read_to_string(dir.path().join("checkpoint.json"))
-            && let Ok(state) = serde_json::from_str::<serde_json::Value>(&text)
-            && state["step"].as_u64().is_some_and(|s| s >= 30)
-        {
-            break dir.path().join("checkpoint.json");
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint appeared under {}", root.display());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let checkpoint = wait_until(format!("a checkpoint under {}", root.display()), Duration::from_secs(60), || {
+        let dir = std::fs::read_dir(root.join("ck")).ok()?.next()?.ok()?;
+        let text = std::fs::read_to_string(dir.path().join("checkpoint.json")).ok()?;
+        let state = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+        state["step"].as_u64().is_some_and(|s| s >= 30).then(|| dir.path().join("checkpoint.json"))
+    });
     a.signal(libc::SIGKILL);
     drop(a);
     let frozen = std::fs::read_to_string(&checkpoint).unwrap();
@@ -341,20 +334,15 @@ fn a_trial_killed_with_its_worker_resumes_from_its_checkpoint_on_another() {
 /// Waits until the one running trial of `state` has printed more than `steps` lines.
 fn wait_for_steps(sb: &Sandbox, state: &str, steps: usize) {
     sb.wait_for(state, "the trial running", Duration::from_secs(60), |c| count(c, "running") == 1);
-    let started = std::time::Instant::now();
-    loop {
+    wait_until("the trial to print its progress", Duration::from_secs(60), || {
         let logs = std::fs::read_dir(sb.path().join("kappa-logs")).ok().into_iter().flatten().flatten();
         let lines = logs
             .filter(|e| e.path().extension().is_some_and(|x| x == "stdout"))
             .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default().lines().count())
             .max()
             .unwrap_or(0);
-        if lines > steps {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "the trial printed no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        lines > steps
+    });
 }
 
 /// The children of process `pid` (from /proc).
@@ -395,11 +383,7 @@ fn a_program_stopped_by_the_scheduler_before_its_worker_is_preempted() {
     assert_eq!(program.len(), 1, "the worker runs one program: {program:?}");
     // SAFETY: signalling the program our worker started.
     unsafe { libc::kill(program[0], libc::SIGTERM) };
-    let started = std::time::Instant::now();
-    while !exited(program[0]) {
-        assert!(started.elapsed() < Duration::from_secs(10), "the program did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("the program to stop on SIGTERM", Duration::from_secs(10), || exited(program[0]));
     a.signal(libc::SIGTERM);
     a.wait_exit(Duration::from_secs(30), "worker a did not exit after SIGTERM");
     let attempts = |db: &rusqlite::Connection| -> Vec<(String, i64)> {
@@ -487,14 +471,12 @@ fn a_program_that_finishes_within_the_drain_counts() {
     let out = sb.kappa(&["submit", "stubborn.toml", "--coordinator", &format!("http://{addr}")]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     // Once it prints, it ignores SIGTERM (before that, SIGTERM would end it: preempted).
-    let started = std::time::Instant::now();
-    while !std::fs::read_dir(sb.path().join("kappa-logs")).into_iter().flatten().flatten().any(|e| {
-        e.path().extension().is_some_and(|x| x == "stdout")
-            && std::fs::read_to_string(e.path()).is_ok_and(|t| t.lines().count() >= 2)
-    }) {
-        assert!(started.elapsed() < Duration::from_secs(60), "the program printed nothing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the program to print", Duration::from_secs(60), || {
+        std::fs::read_dir(sb.path().join("kappa-logs")).into_iter().flatten().flatten().any(|e| {
+            e.path().extension().is_some_and(|x| x == "stdout")
+                && std::fs::read_to_string(e.path()).is_ok_and(|t| t.lines().count() >= 2)
+        })
+    });
     a.signal(libc::SIGTERM);
     a.wait_exit(Duration::from_secs(30), "worker a did not exit within its drain");
     sb.wait_for("cluster/stubborn", "the trial done", Duration::from_secs(10), |c| count(c, "succeeded") == 1);

@@ -6,7 +6,7 @@
 
 use kappa_tests::browser::Browser;
 use kappa_tests::http::{self, Response};
-use kappa_tests::{Lines, Proc, Sandbox, show};
+use kappa_tests::{Lines, Proc, Sandbox, lazy, show, wait_until};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -43,17 +43,16 @@ fn run_ui(sb: &Sandbox, file: &str) -> (Proc, Lines, String) {
 
 /// Polls the overview until `done` says so.
 fn wait_overview(url: &str, what: &str, headers: &[(&str, &str)], done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
+    let last = std::cell::RefCell::new(Value::Null);
+    let what = lazy(|| format!("{what}: {}", last.borrow()));
+    wait_until(what, Duration::from_secs(120), || {
         let r = http::get_with(url, "/api/sweeps", headers);
         assert_eq!(r.status, 200, "{}", r.text());
         let v = r.json();
-        if done(&v) {
-            return v;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "timed out waiting for {what}: {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        let done = done(&v);
+        last.replace(v.clone());
+        done.then_some(v)
+    })
 }
 
 fn finished(v: &Value) -> bool {

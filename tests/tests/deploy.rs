@@ -7,12 +7,12 @@
 //! also rendered by `kubectl kustomize` and the compose file checked by `docker compose config`
 //! where those clients exist (otherwise those steps say why they skip).
 
-use kappa_tests::{Proc, Sandbox, count, kappa_bin, ledger, noop_sweep, show};
+use kappa_tests::{Proc, Sandbox, count, kappa_bin, lazy, ledger, noop_sweep, show, wait_until};
 use rusqlite::Connection;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
@@ -475,14 +475,8 @@ impl Job {
 
     /// Its exit code, waiting at most two minutes.
     fn wait(&mut self, sb: &Sandbox, log: &str) -> Option<i32> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(started.elapsed() < Duration::from_secs(120), "the sbatch script hangs: {}", job_log(sb, log));
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let hangs = lazy(|| format!("the sbatch script to end (it hangs: {})", job_log(sb, log)));
+        wait_until(hangs, Duration::from_secs(120), || self.child.try_wait().expect("wait")).code()
     }
 }
 

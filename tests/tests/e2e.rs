@@ -1,9 +1,9 @@
 //! End to end with the real binary: run, resume, edit, kill -9, bad input.
 
-use kappa_tests::{Sandbox, show, sweep};
+use kappa_tests::{Sandbox, show, sweep, wait_until};
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `trials` command trials of which seeds `0..open` finish at once and the rest wait until a file
 /// `gate` exists in the working directory (or the sweep file is gone, with the sandbox): a run of
@@ -167,23 +167,16 @@ fn kill_9_mid_run_then_resume_runs_each_trial_once() {
         .spawn()
         .unwrap();
     let db_path = sb.path().join("runs/crash/kappa.db");
-    let started = Instant::now();
-    let mut finished_before: HashMap<String, f64> = HashMap::new();
-    while started.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(100));
+    let finished_before: HashMap<String, f64> = wait_until("4 trials to finish", Duration::from_secs(60), || {
         if !db_path.exists() {
-            continue;
+            return None;
         }
         let db = sb.db("runs/crash");
-        let Ok(mut stmt) = db.prepare("SELECT id, finished_at FROM trials WHERE status = 'succeeded'") else {
-            continue;
-        };
-        finished_before = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
-        if finished_before.len() >= 4 {
-            break;
-        }
-    }
-    assert!(finished_before.len() >= 4, "the run made no progress");
+        let mut stmt = db.prepare("SELECT id, finished_at FROM trials WHERE status = 'succeeded'").ok()?;
+        let done: HashMap<String, f64> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        (done.len() >= 4).then_some(done)
+    });
     assert!(child.try_wait().unwrap().is_none(), "the run ended although its gate is closed");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -220,14 +213,9 @@ fn interrupt_stops_cleanly_and_resumes() {
     let child =
         sb.command(&["run", "s.toml", "--workers", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let db_path = sb.path().join("runs/intr/kappa.db");
-    let started = Instant::now();
-    loop {
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
-        std::thread::sleep(Duration::from_millis(100));
-        if db_path.exists() && statuses(&sb, "runs/intr").values().any(|s| s == "succeeded") {
-            break;
-        }
-    }
+    wait_until("a trial to succeed", Duration::from_secs(60), || {
+        db_path.exists() && statuses(&sb, "runs/intr").values().any(|s| s == "succeeded")
+    });
     // SAFETY: sending SIGINT to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);

@@ -1,9 +1,9 @@
 //! Sweeps larger than the store's bulk threshold and the coordinator's load chunk, from the
 //! `kappa` command: planned beside the store, killed, resumed, edited.
 
-use kappa_tests::{Sandbox, ledger, show};
+use kappa_tests::{Sandbox, ledger, show, wait_until};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// More trials than a bulk plan needs (10,000) and than the coordinator reads at once (20,000).
 const N: u64 = 45_000;
@@ -34,11 +34,8 @@ fn a_large_sweep_killed_mid_run_resumes_without_replanning_and_counts_each_trial
     let mut child =
         sb.command(&["run", "big.toml", "--quiet"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let db = sb.path().join("runs/big/kappa.db");
-    let started = Instant::now();
     // Killed once some results are in, and before the last chunk of pending trials is read.
-    while started.elapsed() < Duration::from_secs(120) && !(db.exists() && succeeded(&sb, "runs/big") >= 100) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("100 trials to succeed", Duration::from_secs(120), || db.exists() && succeeded(&sb, "runs/big") >= 100);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let done_before = succeeded(&sb, "runs/big");

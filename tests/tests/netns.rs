@@ -15,11 +15,11 @@
 //! CAP_SYS_ADMIN) and the `ip` tool; where the machine does not allow it the test passes and
 //! says so after the summary (`kappa_tests::skip_here`).
 
-use kappa_tests::{Proc, Sandbox, count, kappa_bin, noop_sweep};
+use kappa_tests::{Proc, Sandbox, count, kappa_bin, lazy, noop_sweep, try_wait_until, wait_for_db, wait_until};
 use rusqlite::Connection;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Trials in the sweep, and how long each sleeps: with 2 workers × 2 slots the sweep takes about
 /// 12 s, long enough that the cut and the restore both land in the middle of it.
@@ -141,17 +141,13 @@ impl Net {
     /// Runs `kappa` to completion in `host`'s namespace (at most a minute) and returns its exit code.
     fn run(&self, sb: &Sandbox, host: &str, args: &[&str], log: &str) -> Option<i32> {
         let mut child = self.command(sb, host, args, log).stdout(Stdio::null()).spawn().expect("run kappa");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status.code();
-            }
-            if started.elapsed() > Duration::from_secs(60) {
+        match try_wait_until(Duration::from_secs(60), || child.try_wait().expect("wait")) {
+            Some(status) => status.code(),
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("kappa {args:?} in {host} did not finish within a minute: {}", logs(sb, &[log]));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -193,26 +189,13 @@ fn a_worker_cut_off_the_network_and_reconnected_leaves_every_trial_counted_once(
     net.spawn(&sb, "b", &["worker", "--coordinator", url, "--name", "b", "--slots", "2"], "worker-b");
     // Submitting from worker b's host also proves the hosts reach each other by address. The
     // coordinator may still be starting: retry for a bounded time.
-    let started = Instant::now();
-    while net.run(&sb, "b", &["submit", "s.toml", "--coordinator", url], "submit") != Some(0) {
-        assert!(started.elapsed() < Duration::from_secs(30), "submit failed: {}", logs(&sb, &all_logs));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(lazy(|| format!("a submission to succeed: {}", logs(&sb, &all_logs))), Duration::from_secs(30), || {
+        net.run(&sb, "b", &["submit", "s.toml", "--coordinator", url], "submit") == Some(0)
+    });
     let state = "cluster/netns";
     let limit = Duration::from_secs(60);
     let wait = |what: &str, done: &dyn Fn(&Connection) -> bool| {
-        let started = Instant::now();
-        let db = sb.path().join(state).join("kappa.db");
-        while started.elapsed() < limit {
-            if db.exists()
-                && let Ok(c) = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                && done(&c)
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("timed out after {limit:?} waiting for {what}{}", logs(&sb, &all_logs));
+        wait_for_db(&sb.path().join(state), lazy(|| format!("{what}{}", logs(&sb, &all_logs))), limit, done)
     };
     let running_on = |c: &Connection, w: &str| {
         scalar(c, &format!("SELECT count(*) FROM attempts WHERE worker LIKE '{w}#%' AND outcome IS NULL"))

@@ -8,7 +8,7 @@
 //! Needs root and slurm-wlm + munge (`.ci/run` installs them); elsewhere it says why it skips.
 //! The stand-in test in deploy.rs covers the script where no SLURM exists.
 
-use kappa_tests::{Sandbox, count, kappa_bin, ledger, show};
+use kappa_tests::{Sandbox, count, kappa_bin, ledger, show, try_wait_every};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -81,19 +81,19 @@ impl Cluster {
     /// Waits until job `id` has ended for good (COMPLETED; anything else that is final fails).
     fn wait_completed(&self, id: &str, limit: Duration, log: &Path) {
         let started = Instant::now();
-        let mut last = String::new();
-        loop {
+        let last = std::cell::RefCell::new(String::new());
+        let completed = try_wait_every(Duration::from_millis(500), limit, || {
             let state = self.field(id, "JobState");
-            if state != last {
+            if *last.borrow() != state {
                 eprintln!(
                     "[slurm] job {id}: {state} after {:.0} s (restarts {})",
                     started.elapsed().as_secs_f64(),
                     self.field(id, "Restarts")
                 );
-                last = state.clone();
+                last.replace(state.clone());
             }
             match state.as_str() {
-                "COMPLETED" => return,
+                "COMPLETED" => true,
                 "FAILED" | "CANCELLED" | "TIMEOUT" | "NODE_FAIL" | "OUT_OF_MEMORY" | "BOOT_FAIL" | "DEADLINE" => {
                     panic!(
                         "job {id} ended {state}\n--- job log\n{}\n{}",
@@ -101,16 +101,16 @@ impl Cluster {
                         self.logs()
                     )
                 }
-                _ => {}
+                _ => false,
             }
-            assert!(
-                started.elapsed() < limit,
-                "job {id} did not complete within {limit:?} (state {state})\n--- job log\n{}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default(),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        });
+        assert!(
+            completed.is_some(),
+            "job {id} did not complete within {limit:?} (state {})\n--- job log\n{}\n{}",
+            last.borrow(),
+            std::fs::read_to_string(log).unwrap_or_default(),
+            self.logs()
+        );
     }
 }
 

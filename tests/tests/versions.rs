@@ -4,7 +4,7 @@
 //! with the sweep's code. Versions are injected with `KAPPA_TEST_SIM_VERSION` (what a process
 //! claims its simulator is), never by editing the binary.
 
-use kappa_tests::{Sandbox, count, show};
+use kappa_tests::{Sandbox, count, show, wait_until};
 use rusqlite::Connection;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -151,11 +151,7 @@ fn status_json(sb: &Sandbox, url: &str) -> serde_json::Value {
 }
 
 fn wait(what: &str, done: impl Fn() -> bool) {
-    let started = std::time::Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(what, Duration::from_secs(60), done)
 }
 
 /// Workers (name prefix → attempts) of a sweep's attempt log.
