@@ -150,6 +150,27 @@ seed = [{}]
     )
 }
 
+/// `trials` command trials (seeds 0..trials) of which the first `open` end at once and the rest
+/// wait until a file `gate` exists in the working directory (or the sweep file `s.toml` is gone,
+/// so that none outlives its test): trials that are sure to be running at a given moment.
+pub fn gated_sweep(name: &str, trials: u64, open: u64) -> String {
+    format!(
+        r#"version = 1
+name = "{name}"
+
+[task]
+kind = "command"
+argv = ["sh", "-c", "[ {{seed}} -lt {open} ] || until [ -e gate ] || [ ! -e s.toml ]; do sleep 0.02; done"]
+
+[grid]
+optimizer = ["sgd"]
+lr = [0.01]
+seed = {{ linspace = [0, {}], num = {trials} }}
+"#,
+        trials - 1
+    )
+}
+
 /// `trials` noop trials (seeds 0..trials) that each sleep `sleep` (e.g. `"300ms"`).
 pub fn noop_sweep(name: &str, trials: u64, sleep: &str) -> String {
     format!(

@@ -1,7 +1,7 @@
 //! Cluster end to end: separate coordinator and worker processes on 127.0.0.1, killed and
 //! restarted mid-sweep; every trial must end exactly once.
 
-use kappa_tests::{Sandbox, count, show, sweep};
+use kappa_tests::{Sandbox, count, gated_sweep, show, sweep};
 use std::time::Duration;
 
 /// 12 learning rates × 2 optimizers: 24 trials of about 0.1–0.2 s each.
@@ -86,14 +86,16 @@ fn a_stopped_worker_is_fenced_when_it_comes_back() {
 #[test]
 fn a_coordinator_killed_and_restarted_finishes_the_sweep_exactly_once() {
     let sb = Sandbox::new();
-    sb.write("s.toml", &slow_sweep("kill-coordinator"));
+    // Four trials end at once; the others run until the gate opens, so the attempts in flight at
+    // the kill cannot have ended before it. (A trial that ends in the last moment before a kill
+    // can have its report acknowledged and not yet committed: the restarted coordinator then
+    // runs it again, which is exactly once too, but not the adoption this test is about.)
+    sb.write("s.toml", &gated_sweep("kill-coordinator", 24, 4));
     let (coord, addr) = sb.coordinator("127.0.0.1:0", FAST_LEASES);
-    let _w = sb.worker(&addr, "w", &["--slots", "2"]);
+    let _w = sb.worker(&addr, "w", &["--slots", "2", "--allow-commands"]);
     assert_eq!(submit(&sb, &addr, "s.toml", &[]).status.code(), Some(0));
-    // Kill it while the store shows attempts in flight (a worker asks for its next trial only
-    // once its reports are in, so right after a report there can be a moment with none).
-    sb.wait_for("cluster/kill-coordinator", "some trials done and one running", Duration::from_secs(60), |c| {
-        count(c, "succeeded") >= 4 && count(c, "running") >= 1
+    sb.wait_for("cluster/kill-coordinator", "four trials done and two running", Duration::from_secs(60), |c| {
+        count(c, "succeeded") >= 4 && count(c, "running") >= 2
     });
     coord.signal(libc::SIGKILL);
     drop(coord);
@@ -113,6 +115,7 @@ fn a_coordinator_killed_and_restarted_finishes_the_sweep_exactly_once() {
     // Same command, same address: the worker reconnects on its own.
     let (_coord2, addr2) = sb.coordinator(&addr, FAST_LEASES);
     assert_eq!(addr2, addr);
+    sb.write("gate", "");
     sb.wait_for("cluster/kill-coordinator", "every trial done", Duration::from_secs(90), |c| {
         count(c, "succeeded") == 24
     });

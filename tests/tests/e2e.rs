@@ -1,6 +1,6 @@
 //! End to end with the real binary: run, resume, edit, kill -9, bad input.
 
-use kappa_tests::{Sandbox, show, sweep, wait_until};
+use kappa_tests::{Sandbox, gated_sweep, show, sweep, wait_until};
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,24 +8,6 @@ use std::time::Duration;
 /// `trials` command trials of which seeds `0..open` finish at once and the rest wait until a file
 /// `gate` exists in the working directory (or the sweep file is gone, with the sandbox): a run of
 /// it cannot finish, however fast the machine, before the test opens the gate.
-fn gated_sweep(name: &str, trials: u64, open: u64) -> String {
-    format!(
-        r#"version = 1
-name = "{name}"
-
-[task]
-kind = "command"
-argv = ["sh", "-c", "[ {{seed}} -lt {open} ] || until [ -e gate ] || [ ! -e s.toml ]; do sleep 0.02; done"]
-
-[grid]
-optimizer = ["sgd"]
-lr = [0.01]
-seed = {{ linspace = [0, {}], num = {trials} }}
-"#,
-        trials - 1
-    )
-}
-
 fn code(o: &std::process::Output) -> Option<i32> {
     o.status.code()
 }

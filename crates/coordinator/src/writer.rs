@@ -25,7 +25,9 @@ const MAX_BATCH: usize = 8192;
 /// An idle writer commits the first operation at once.
 const COMMIT_EVERY: Duration = Duration::from_millis(20);
 
-/// How long a lease is held back waiting for its trial's result (see the module docs).
+/// How long a lease is held back under load waiting for its trial's result, so that a short
+/// trial's lease and result are written once (see the module docs). It is also what a crash can
+/// lose: the leases of the last 2 s, whose trials are then pending again on resume.
 pub const LEASE_BEHIND: Duration = Duration::from_secs(2);
 
 /// A commit this large means load: leases are written behind until commits are small again.

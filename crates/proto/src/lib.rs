@@ -5,7 +5,7 @@
 //!
 //! Module map: `convert` (wire ⇄ core), `auth` (the bearer token, client and server side),
 //! `client` (connecting, and the table of what a failed call means), `codec` (decode errors as
-//! INVALID_ARGUMENT).
+//! INVALID_ARGUMENT), `error` ([`ConvertError`]).
 
 #![warn(missing_docs)]
 
@@ -13,6 +13,7 @@ mod auth;
 mod client;
 pub mod codec;
 mod convert;
+mod error;
 
 /// Code generated from `proto/kappa/v1/kappa.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -26,6 +27,7 @@ pub use convert::{
     InvalidLease, deregister_request, disposition_to_pb, heartbeat_request, lease_from_pb, lease_refs_from_pb,
     lease_refs_to_pb, lease_request, parse_trial_id, register_request, report_batch_request, sanitize_duration,
 };
+pub use error::ConvertError;
 
 /// The encoded `FileDescriptorSet` of `kappa.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kappa_descriptor.bin"));
@@ -34,25 +36,3 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// FAILED_PRECONDITION. Version 4: workers register the code versions they compute with (a
 /// version 3 worker would be leased simulations it may compute differently).
 pub const PROTOCOL_VERSION: u32 = 4;
-
-/// A message that does not convert to a valid core value.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConvertError {
-    /// A required field is absent.
-    #[error("missing field `{0}`")]
-    Missing(&'static str),
-    /// A field holds an invalid value.
-    #[error("invalid `{field}`: {reason}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl From<ConvertError> for tonic::Status {
-    fn from(e: ConvertError) -> tonic::Status {
-        tonic::Status::invalid_argument(e.to_string())
-    }
-}

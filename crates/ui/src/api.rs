@@ -4,7 +4,9 @@
 
 use crate::auth::may_change;
 use crate::error::{ApiError, ApiResult};
-use crate::{Dashboard, assets, auth, live, reports};
+use crate::reports::cached_report;
+use crate::sweeps::{flushed, open, read, runner};
+use crate::{Dashboard, assets, auth, live};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -13,14 +15,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kappa_coordinator::{CoordinatorError, ErrorCode, SweepRunner};
+use kappa_coordinator::{CoordinatorError, ErrorCode};
 use kappa_core::{TrialId, TrialStatus};
-use kappa_store::{SortKey, Store, TrialQuery, TrialRecord};
+use kappa_store::{SortKey, TrialQuery, TrialRecord};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 
@@ -33,11 +34,6 @@ const MAX_CURVES: usize = 50;
 /// Bytes of a command's stderr shown with its trial.
 const STDERR_TAIL: u64 = 4096;
 
-/// Runs a handler's store reads off the runtime's threads (they serve the scheduler).
-pub(crate) async fn read<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    kappa_coordinator::blocking("the request", f).await
-}
-
 /// Every route of the dashboard.
 pub(crate) fn router(d: Arc<Dashboard>) -> Router {
     let mut r = Router::new();
@@ -47,28 +43,26 @@ pub(crate) fn router(d: Arc<Dashboard>) -> Router {
             get(move || async move { assets::asset(path).unwrap_or_else(|| StatusCode::NOT_FOUND.into_response()) }),
         );
     }
-    r.route("/api/session", get(auth::session))
-        .route("/api/login", post(auth::login))
-        .route("/api/logout", post(auth::logout))
+    r.merge(auth::routes(d.auth.clone()))
         .route("/api/sweeps", get(sweeps))
         .route("/api/events", get(events))
         .route("/api/sweeps/{name}", get(sweep))
         .route("/api/sweeps/{name}/trials", get(trials))
         .route("/api/sweeps/{name}/trials/{id}", get(trial))
         .route("/api/sweeps/{name}/curves", get(curves))
-        .route("/api/sweeps/{name}/report", get(reports::report))
-        .route("/api/sweeps/{name}/report.html", get(reports::report_html))
+        .route("/api/sweeps/{name}/report", get(report))
+        .route("/api/sweeps/{name}/report.html", get(report_html))
         .route("/api/sweeps/{name}/export.csv", get(export_csv))
         .route("/api/sweeps/{name}/export.jsonl", get(export_jsonl))
         .route("/api/sweeps/{name}/cancel", post(cancel))
         .route("/api/sweeps/{name}/retry", post(retry))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
-        .layer(axum::middleware::from_fn_with_state(d.clone(), auth::guard))
+        .layer(axum::middleware::from_fn_with_state(d.auth.clone(), auth::guard))
         .with_state(d)
 }
 
 async fn sweeps(State(d): State<Arc<Dashboard>>) -> axum::Json<Value> {
-    axum::Json(live::overview(&d))
+    axum::Json(live::overview(&d.coordinator, &d.live))
 }
 
 /// The overview at connect, then whenever it changes (at most once per [`live::TICK`]); the
@@ -87,31 +81,8 @@ async fn events(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-pub(crate) fn runner(d: &Dashboard, name: &str) -> ApiResult<SweepRunner> {
-    if name.is_empty() {
-        return Err(CoordinatorError::NoSuchSweep(String::new()).into());
-    }
-    Ok(d.coordinator.sweep(name)?)
-}
-
-/// The most a read waits for the sweep's writer to commit what it has queued.
-pub(crate) const FLUSH_WAIT: Duration = Duration::from_millis(500);
-
-/// A sweep's runner once what it queued before the call is in its store (or [`FLUSH_WAIT`] has
-/// passed), so the rows a page reads agree with the counts the page shows.
-async fn flushed(d: &Dashboard, name: &str) -> ApiResult<SweepRunner> {
-    let r = runner(d, name)?;
-    let _ = tokio::time::timeout(FLUSH_WAIT, r.flushed()).await;
-    Ok(r)
-}
-
-/// A connection of the request's own to a sweep's store.
-pub(crate) fn open(r: &SweepRunner) -> ApiResult<Store> {
-    Ok(Store::open(r.dir())?)
-}
-
 async fn sweep(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
-    let r = runner(&d, &name)?;
+    let r = runner(&d.coordinator, &name)?;
     let mut out = live::sweep_json(&d.live, &r.progress());
     let extra = read(move || {
         let store = open(&r)?;
@@ -225,7 +196,7 @@ async fn trials(
     Path(name): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<axum::Json<Value>> {
-    let r = flushed(&d, &name).await?;
+    let r = flushed(&d.coordinator, &name).await?;
     let q = parse_query(&pairs)?;
     read(move || {
         let page = open(&r)?.trial_page(&q)?;
@@ -256,7 +227,7 @@ async fn trial(
     State(d): State<Arc<Dashboard>>,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<Value>> {
-    let r = flushed(&d, &name).await?;
+    let r = flushed(&d.coordinator, &name).await?;
     let id = parse_id(&id)?;
     read(move || {
         let store = open(&r)?;
@@ -330,7 +301,7 @@ async fn curves(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<axum::Json<Value>> {
-    let r = flushed(&d, &name).await?;
+    let r = flushed(&d.coordinator, &name).await?;
     let ids: Vec<TrialId> = q
         .get("ids")
         .map(|s| s.split(',').filter(|s| !s.is_empty()).map(parse_id).collect::<ApiResult<_>>())
@@ -349,6 +320,26 @@ async fn curves(
         Ok(axum::Json(json!({ "series": series })))
     })
     .await
+}
+
+async fn report(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
+    let r = runner(&d.coordinator, &name)?;
+    let (report, computed_at) = cached_report(&d.reports, r).await?;
+    let mut v = serde_json::to_value(&*report).map_err(|e| ApiError::internal(format!("the report: {e}")))?;
+    if let Value::Object(o) = &mut v {
+        o.insert("computed_at".into(), json!(computed_at));
+    }
+    Ok(axum::Json(v))
+}
+
+async fn report_html(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<Response> {
+    let r = runner(&d.coordinator, &name)?;
+    let (report, _) = cached_report(&d.reports, r).await?;
+    let html = read(move || {
+        kappa_report::render::html_report(&report).map_err(|e| ApiError::internal(format!("drawing the report: {e}")))
+    })
+    .await?;
+    Ok(([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }
 
 /// A writer that hands what is written to a response body in chunks (the export streams: one
@@ -380,7 +371,7 @@ impl std::io::Write for ChunkWriter {
 
 /// A streamed export download.
 fn export(d: &Dashboard, name: &str, csv: bool) -> ApiResult<Response> {
-    let r = runner(d, name)?;
+    let r = runner(&d.coordinator, name)?;
     let store = open(&r)?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
@@ -420,8 +411,8 @@ enum Change {
 
 /// Cancels a sweep or retries its failed trials, through the coordinator as the RPCs do.
 async fn change(d: Arc<Dashboard>, headers: HeaderMap, name: String, what: Change) -> ApiResult<axum::Json<Value>> {
-    may_change(&d, &headers)?;
-    runner(&d, &name)?;
+    may_change(&d.auth, &headers)?;
+    runner(&d.coordinator, &name)?;
     let c = d.coordinator.clone();
     let (sweep, n) = read(move || match what {
         Change::Cancel => Ok(c.cancel(&name)?),

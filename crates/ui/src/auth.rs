@@ -4,21 +4,48 @@
 //! query and the login is served without it. The guard every request passes, and the session
 //! calls (`/api/session`, `/api/login`, `/api/logout`), are here.
 
-use crate::Dashboard;
 use crate::error::{ApiError, ApiResult};
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use kappa_coordinator::ErrorCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The name of the session cookie the login sets.
 pub const SESSION_COOKIE: &str = "kappa_session";
+
+/// What the guard and the session calls read: the token, and whether only requests to local
+/// names are answered.
+pub(crate) struct Auth {
+    pub(crate) token: TokenCheck,
+    /// Served on loopback without a token: only requests addressed to localhost or an IP are
+    /// answered, so a web page whose name was rebound to 127.0.0.1 cannot read the sweeps (set
+    /// once the address is bound).
+    pub(crate) loopback_only: AtomicBool,
+}
+
+impl Auth {
+    pub(crate) fn new(token: Option<&str>) -> Auth {
+        Auth { token: TokenCheck::new(token), loopback_only: AtomicBool::new(false) }
+    }
+}
+
+/// The session calls: `/api/session`, `/api/login`, `/api/logout`.
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(auth: Arc<Auth>) -> Router<S> {
+    Router::new()
+        .route("/api/session", get(session))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .with_state(auth)
+}
 
 /// Checks requests against the token.
 pub(crate) struct TokenCheck {
@@ -124,9 +151,9 @@ fn public(path: &str) -> bool {
 /// The token check before any handler, and the headers every answer carries: a strict content
 /// security policy (no inline or foreign scripts, whatever a sweep file holds), no sniffing, no
 /// framing, no referrer.
-pub(crate) async fn guard(State(d): State<Arc<Dashboard>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(a): State<Arc<Auth>>, req: Request, next: Next) -> Response {
     let host = req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let mut res = if d.loopback_only && !local_host(host) {
+    let mut res = if a.loopback_only.load(Ordering::Relaxed) && !local_host(host) {
         ApiError::new(
             ErrorCode::PermissionDenied,
             format!(
@@ -134,7 +161,7 @@ pub(crate) async fn guard(State(d): State<Arc<Dashboard>>, req: Request, next: N
             ),
         )
         .into_response()
-    } else if public(req.uri().path()) || d.auth.may_read(req.headers()) {
+    } else if public(req.uri().path()) || a.token.may_read(req.headers()) {
         next.run(req).await
     } else {
         ApiError::new(
@@ -158,43 +185,43 @@ pub(crate) async fn guard(State(d): State<Arc<Dashboard>>, req: Request, next: N
     res
 }
 
-pub(crate) async fn session(State(d): State<Arc<Dashboard>>, headers: HeaderMap) -> axum::Json<Value> {
+async fn session(State(a): State<Arc<Auth>>, headers: HeaderMap) -> axum::Json<Value> {
     axum::Json(json!({
-        "token_required": d.auth.required(),
-        "authenticated": d.auth.authenticated(&headers),
-        "can_change": d.auth.may_change(&headers),
+        "token_required": a.token.required(),
+        "authenticated": a.token.authenticated(&headers),
+        "can_change": a.token.may_change(&headers),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
 
-pub(crate) async fn login(State(d): State<Arc<Dashboard>>, body: Bytes) -> ApiResult<Response> {
+async fn login(State(a): State<Arc<Auth>>, body: Bytes) -> ApiResult<Response> {
     #[derive(serde::Deserialize)]
     struct Login {
         token: String,
     }
     let login: Login = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("the login body must be JSON {{\"token\": \"...\"}}: {e}")))?;
-    let Some(cookie) = d.auth.login_cookie() else {
+    let Some(cookie) = a.token.login_cookie() else {
         return Err(ApiError::new(
             ErrorCode::FailedPrecondition,
             "this dashboard has no token: there is nothing to log in to",
         ));
     };
-    if !d.auth.is_token(&login.token) {
+    if !a.token.is_token(&login.token) {
         return Err(ApiError::new(ErrorCode::Unauthenticated, "wrong token"));
     }
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie)]).into_response())
 }
 
-pub(crate) async fn logout() -> Response {
+async fn logout() -> Response {
     (StatusCode::NO_CONTENT, [(SET_COOKIE, logout_cookie())]).into_response()
 }
 
 /// Refuses a change unless the session may make it.
-pub(crate) fn may_change(d: &Dashboard, headers: &HeaderMap) -> ApiResult<()> {
-    if d.auth.may_change(headers) {
+pub(crate) fn may_change(a: &Auth, headers: &HeaderMap) -> ApiResult<()> {
+    if a.token.may_change(headers) {
         Ok(())
-    } else if d.auth.required() {
+    } else if a.token.required() {
         Err(ApiError::new(ErrorCode::PermissionDenied, "log in to change sweeps"))
     } else {
         Err(ApiError::new(

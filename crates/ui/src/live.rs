@@ -2,7 +2,7 @@
 //! history of finished counts (for the rate and the ETA) and publishes the overview when it
 //! changed; every event stream follows that one publication, however many browsers watch.
 
-use crate::Dashboard;
+use kappa_coordinator::Coordinator;
 use kappa_core::Progress;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -88,10 +88,9 @@ pub(crate) fn sweep_json(live: &Live, p: &Progress) -> Value {
 }
 
 /// Every sweep and worker, as `/api/sweeps` and the event stream give them.
-pub(crate) fn overview(d: &Dashboard) -> Value {
-    let sweeps: Vec<Value> = d.coordinator.progress().iter().map(|p| sweep_json(&d.live, p)).collect();
-    let workers: Vec<Value> = d
-        .coordinator
+pub(crate) fn overview(coordinator: &Coordinator, live: &Live) -> Value {
+    let sweeps: Vec<Value> = coordinator.progress().iter().map(|p| sweep_json(live, p)).collect();
+    let workers: Vec<Value> = coordinator
         .workers()
         .into_iter()
         .map(|w| {
@@ -115,18 +114,18 @@ fn change_key(overview: &Value) -> String {
 }
 
 /// The sampler: once a tick, records progress and publishes the overview if it changed.
-pub(crate) async fn sample(d: Arc<Dashboard>) {
+pub(crate) async fn sample(coordinator: Arc<Coordinator>, live: Arc<Live>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = String::new();
     loop {
         tick.tick().await;
-        d.live.record(&d.coordinator.progress(), Instant::now());
-        let ov = overview(&d);
+        live.record(&coordinator.progress(), Instant::now());
+        let ov = overview(&coordinator, &live);
         let key = change_key(&ov);
         if key != last {
             last = key;
-            d.live.overview.send_replace(Arc::from(ov.to_string()));
+            live.overview.send_replace(Arc::from(ov.to_string()));
         }
     }
 }

@@ -1,16 +1,11 @@
-//! Reports of sweeps, built from their stores and cached: `/api/sweeps/NAME/report` (JSON) and
-//! `report.html`.
+//! Reports of sweeps, built from their stores and cached (`/api/sweeps/NAME/report` and
+//! `report.html` answer with them).
 
-use crate::Dashboard;
-use crate::api::{FLUSH_WAIT, open, read, runner};
 use crate::error::{ApiError, ApiResult};
-use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{IntoResponse, Response};
+use crate::sweeps::{FLUSH_WAIT, open, read};
 use kappa_coordinator::{ErrorCode, SweepRunner};
 use kappa_report::Report;
 use kappa_store::StoreError;
-use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,14 +60,14 @@ fn build_report(r: &SweepRunner) -> ApiResult<Report> {
 }
 
 /// The cached report of a sweep, rebuilt when due; with when it was built.
-async fn cached_report(d: &Arc<Dashboard>, r: SweepRunner) -> ApiResult<(Arc<Report>, f64)> {
+pub(crate) async fn cached_report(cache: &ReportCache, r: SweepRunner) -> ApiResult<(Arc<Report>, f64)> {
     let name = r.name().to_string();
-    if let Some(hit) = d.reports.fresh(&name, r.progress().counts.done(), r.is_finished()) {
+    if let Some(hit) = cache.fresh(&name, r.progress().counts.done(), r.is_finished()) {
         return Ok(hit);
     }
-    let _building = d.reports.building.lock().await;
+    let _building = cache.building.lock().await;
     // Another request may have built it meanwhile.
-    if let Some(hit) = d.reports.fresh(&name, r.progress().counts.done(), r.is_finished()) {
+    if let Some(hit) = cache.fresh(&name, r.progress().counts.done(), r.is_finished()) {
         return Ok(hit);
     }
     // Counted before the flush, so every result it counts is in the store the build reads.
@@ -82,26 +77,6 @@ async fn cached_report(d: &Arc<Dashboard>, r: SweepRunner) -> ApiResult<(Arc<Rep
     let report = Arc::new(read(move || build_report(&r)).await?);
     let computed_at = kappa_store::now_s();
     let entry = Cached { done, at: Instant::now(), took: started.elapsed(), computed_at, report: report.clone() };
-    d.reports.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(name, entry);
+    cache.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(name, entry);
     Ok((report, computed_at))
-}
-
-pub(crate) async fn report(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
-    let r = runner(&d, &name)?;
-    let (report, computed_at) = cached_report(&d, r).await?;
-    let mut v = serde_json::to_value(&*report).map_err(|e| ApiError::internal(format!("the report: {e}")))?;
-    if let Value::Object(o) = &mut v {
-        o.insert("computed_at".into(), json!(computed_at));
-    }
-    Ok(axum::Json(v))
-}
-
-pub(crate) async fn report_html(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<Response> {
-    let r = runner(&d, &name)?;
-    let (report, _) = cached_report(&d, r).await?;
-    let html = read(move || {
-        kappa_report::render::html_report(&report).map_err(|e| ApiError::internal(format!("drawing the report: {e}")))
-    })
-    .await?;
-    Ok(([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }

@@ -12,6 +12,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
+/// Runs a worker until `shutdown` turns true or (with `exit_when_finished`) the sweep finishes.
+/// A coordinator that goes away (restart, network) is reconnected to with backoff, forever for a
+/// cluster worker; a local worker (`exit_when_finished`) gives up if the first connection fails.
+pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Result<WorkerStats, WorkerError> {
+    let stats = Arc::new(Mutex::new(WorkerStats::default()));
+    let mut local = Local::new(&cfg, stats.clone());
+    let result = serve(&cfg, &mut shutdown, &mut local).await;
+    // Whatever still runs (the worker is refused or stopping) is abandoned.
+    local.abandon().await;
+    result?;
+    let stats = stats.lock().map(|s| *s).unwrap_or_default();
+    Ok(stats)
+}
+
 /// What outlives a session with the coordinator: trials keep running while the worker
 /// reconnects, and their reports wait in the outbox for the next session to deliver.
 pub(crate) struct Local {

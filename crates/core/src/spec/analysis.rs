@@ -2,8 +2,18 @@
 
 use super::SpecError;
 use super::error::{Ctx, k};
-use super::raw::RawAnalysis;
 use serde::{Deserialize, Serialize};
+
+/// The `[analysis]` table as written (its values are checked by [`analysis`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnalysis {
+    pub(super) target_loss: Option<f64>,
+    pub(super) objective: Option<AnalysisObjective>,
+    pub(super) metric: Option<String>,
+    pub(super) expect_exponent: Option<[f64; 2]>,
+    pub(super) expect_b_crit: Option<[f64; 2]>,
+}
 
 /// What the best learning rate of a batch size minimises.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 use super::SpecError;
 use super::budget::check_budget;
 use super::error::{Ctx, Seg, k};
-use super::grid::spaced_values;
+use super::range::spaced_values;
 use super::raw::{RawAxis, RawData, RawGrid, RawLandscape, RawModel, RawNamed, RawNoise, RawTask, TaskKind, fields_of};
 use super::task::{SPECTRUM_KEYS, validate_task};
 use super::{Scaling, TaskVariant};

@@ -19,6 +19,7 @@ mod budget;
 mod error;
 mod execution;
 mod grid;
+mod range;
 mod raw;
 mod scaling;
 mod task;

@@ -28,7 +28,7 @@ pub(super) struct RawSweep {
     pub(super) scaling: Option<RawScaling>,
     #[serde(default)]
     pub(super) execution: RawExecution,
-    pub(super) analysis: Option<RawAnalysis>,
+    pub(super) analysis: Option<super::analysis::RawAnalysis>,
 }
 
 /// A `[grid]` or `[[zip]]` table: its keys in order (the order its checks go in), each with what
@@ -218,16 +218,6 @@ pub(super) struct RawCustomRule {
     /// Keys a rule does not take.
     #[serde(flatten)]
     pub(super) unknown: BTreeMap<String, IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAnalysis {
-    pub(super) target_loss: Option<f64>,
-    pub(super) objective: Option<super::analysis::AnalysisObjective>,
-    pub(super) metric: Option<String>,
-    pub(super) expect_exponent: Option<[f64; 2]>,
-    pub(super) expect_b_crit: Option<[f64; 2]>,
 }
 
 // The `[task]` table as written. Tagged enums are avoided here on purpose: serde buffers them,

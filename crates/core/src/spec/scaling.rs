@@ -3,7 +3,7 @@
 use super::SpecError;
 use super::axes::{check_name, flatten};
 use super::error::{Ctx, Seg, k};
-use super::grid::as_f64;
+use super::range::as_f64;
 use super::raw::{RawAxis, RawCustomRule, RawGrid, RawNamed, RawRule, RawRules, RawScaling};
 use crate::AxisName;
 use crate::grid::{AxisValues, Grid};

@@ -3,7 +3,7 @@
 use super::SpecError;
 use super::error::{Ctx, Seg, k};
 use super::execution::parse_duration;
-use super::grid::as_f64;
+use super::range::as_f64;
 use super::raw::{DataKind, LandscapeKind, MAX_DIM, NoiseKind, RawData, RawTask, TaskKind};
 use crate::task::{
     CommandTask, DataSpec, Eigenvalues, LandscapeSpec, ModelSpec, NoiseSpec, Objective, Sigma, SimTask, Spectrum,
