@@ -1,11 +1,12 @@
 //! kappa-ui: the live web dashboard, served by the processes that already run (`kappa coordinator
 //! --ui-listen`, `kappa run --ui`) on the same tokio runtime as the gRPC service.
 //!
-//! It is a reader: it takes progress and workers from the [`Coordinator`]'s memory and pages of
-//! trials, trial details, reports and exports from each sweep's store through a connection of its
-//! own (on tokio's blocking pool, so the scheduler never waits on it). The browser never receives
-//! a whole sweep: the server pages, filters, sorts and aggregates. Live updates go out as
-//! server-sent events from one sampler task, at most once a second.
+//! It is a reader: it takes progress and workers from the
+//! [`Coordinator`](kappa_coordinator::Coordinator)'s memory and pages of trials, trial details,
+//! reports and exports from each sweep's store through a connection of its own (on tokio's blocking
+//! pool, so the scheduler never waits on it). The browser never receives a whole sweep: the server
+//! pages, filters, sorts and aggregates. Live updates go out as server-sent events from one sampler
+//! task, at most once a second.
 //!
 //! Module map: `api` (the JSON API under `/api/`), `error` (its errors, classified by the
 //! coordinator's `ErrorCode` like the gRPC service's), `auth` (the token: login cookie or bearer

@@ -27,7 +27,7 @@ pub struct WorkerConfig {
     pub gpus: Vec<u32>,
     /// Where simulations run, over the task's `backend` (`--backend`); `None` follows the task.
     pub backend: Option<kappa_core::task::Backend>,
-    /// The code versions it computes with ([`code_versions`]): it is leased only trials planned
+    /// The code versions it computes with ([`code_versions`](crate::code_versions)): it is leased only trials planned
     /// with one of them (and trials no code of kappa's computes).
     pub code_versions: Vec<String>,
     /// On shutdown, stop leasing, pass SIGTERM to command trials, and let running trials end
