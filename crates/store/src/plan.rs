@@ -58,7 +58,8 @@ pub struct PlanSync {
     pub new: u64,
     /// Trials already finished in an earlier run (kept, not re-run).
     pub reused: u64,
-    /// Trials left running by a run that is gone, put back to pending.
+    /// Trials a run that is gone left unfinished: left running (put back to pending now) or
+    /// handed back preempted by its draining workers.
     pub requeued: u64,
 }
 
@@ -335,13 +336,20 @@ fn write_plan(
 }
 
 /// Puts the trials a dead run left running back to pending and logs their open attempts as
-/// lost (abandoned). Returns how many trials.
+/// lost (abandoned). Returns how many trials were interrupted: those, and the pending ones a
+/// draining run handed back unfinished (preempted: Ctrl-C, SIGTERM), which are pending already.
 fn close_interrupted(tx: &rusqlite::Transaction<'_>, generation: i64) -> rusqlite::Result<u64> {
+    let handed_back: i64 = tx.query_row(
+        "SELECT count(*) FROM trials WHERE generation = ?1 AND status = 'pending'
+           AND id IN (SELECT trial_id FROM attempts WHERE outcome = 'preempted')",
+        [generation],
+        |r| r.get(0),
+    )?;
     let requeued =
         tx.execute("UPDATE trials SET status = 'pending' WHERE generation = ?1 AND status = 'running'", [generation])?;
     tx.execute(
         "UPDATE attempts SET ended_at = ?1, outcome = 'lost', error = ?2 WHERE ended_at IS NULL",
         params![now_s(), LeaseEnd::Abandoned.reason()],
     )?;
-    Ok(requeued as u64)
+    Ok(requeued as u64 + handed_back as u64)
 }

@@ -425,3 +425,34 @@ fn a_version_3_store_gets_its_unsettled_trials_indexed() {
     assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
     assert_eq!(s.unsettled_trials().unwrap().iter().map(|t| t.seq).collect::<Vec<_>>(), [0]);
 }
+
+#[test]
+fn a_resume_counts_the_trials_a_draining_run_handed_back_as_interrupted() {
+    // Ctrl-C or SIGTERM: the workers hand their attempts back (preempted), so those trials are
+    // pending already when the run resumes; they were interrupted all the same.
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    s.sync_plan(&header_of(3, "p1"), || rows((0..3).map(trial))).unwrap();
+    let lease = |i: u64| StoreOp::Leased { id: TrialId(1000 + i), attempt: 1, worker: "w".into(), at: 0.0 };
+    let handed_back = |i: u64| StoreOp::Reported {
+        id: TrialId(1000 + i),
+        attempt: 1,
+        worker: "w".into(),
+        at: 1.0,
+        duration_s: 0.5,
+        outcome: AttemptOutcome::Preempted { reason: "draining".into() },
+        effect: ReportEffect::Requeue,
+    };
+    s.apply(&[lease(0), lease(1), lease(2), handed_back(0), handed_back(1), report(2, 1, ReportEffect::Final)])
+        .unwrap();
+    let sync = s.sync_plan(&header_of(3, "p1"), Vec::new).unwrap();
+    assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 1, requeued: 2 });
+    // Once one of them has run again, it is no longer interrupted.
+    s.apply(&[
+        StoreOp::Leased { id: TrialId(1000), attempt: 2, worker: "w".into(), at: 2.0 },
+        report(0, 2, ReportEffect::Final),
+    ])
+    .unwrap();
+    let sync = s.sync_plan(&header_of(3, "p1"), Vec::new).unwrap();
+    assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 2, requeued: 1 });
+}
