@@ -216,11 +216,6 @@ impl Lines {
         lines
     }
 
-    /// Every line printed so far.
-    pub fn all(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
     /// Everything printed so far.
     pub fn text(&self) -> String {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")

@@ -11,9 +11,10 @@ use std::sync::{Mutex, Once};
 /// The tests of this binary that skipped, as lines of the list printed at exit.
 static SKIPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Whether tests that need outside tools must run them (`CI=true`, as `.ci/run` sets).
+/// Whether tests that need outside tools must run them: `CI` is set (`.ci/run` sets `CI=true`),
+/// to anything but empty, `0` or `false`.
 pub fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
 /// Skips the running test because `missing` is not on this machine; `fix` says how to get it.
@@ -23,7 +24,8 @@ pub fn skip(missing: &str, fix: &str) {
     skip_here(missing, fix);
 }
 
-/// [`skip`] for what no CI machine has either (a GPU): never a failure.
+/// [`skip`] for what no CI machine has either (a GPU, NVRTC, docker compose, network
+/// namespaces where the kernel refuses them): listed, never a failure.
 pub fn skip_here(missing: &str, fix: &str) {
     let test = std::thread::current().name().unwrap_or("a test").to_string();
     let line = format!("  {test}: {missing} (to run it: {fix})");

@@ -391,7 +391,7 @@ fn report_from_a_coordinator_matches_the_report_from_its_state() {
 fn the_coordinator_and_its_workers_log_json_lines_an_operator_can_follow() {
     let sb = Sandbox::new();
     sb.write("s.toml", &sweep("logs", &[0.01], 1, 200, 4));
-    let (mut coord, addr) = sb.coordinator(
+    let (mut coord, addr, lines) = sb.coordinator_out(
         "127.0.0.1:0",
         &["--log-format", "json", "--ui-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
     );
@@ -402,6 +402,9 @@ fn the_coordinator_and_its_workers_log_json_lines_an_operator_can_follow() {
     assert!(w.wait_exit(Duration::from_secs(30), "the worker stops on SIGTERM").success());
     coord.signal(libc::SIGTERM);
     assert!(coord.wait_exit(Duration::from_secs(60), "the coordinator stops on SIGTERM").success());
+    // Its stderr reaches .coordinator-stderr through a copying thread: wait for the last line.
+    let goodbye = |l: &str| l.contains("coordinator stopped").then_some(());
+    assert!(lines.wait_for_line(Duration::from_secs(30), goodbye).is_some(), "no goodbye: {}", lines.text());
     let events = |file: &str| -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(sb.path().join(file)).unwrap_or_default();
         assert!(!text.trim().is_empty(), "{file} is empty");

@@ -91,10 +91,3 @@ pub struct AttemptReport {
     /// How long the attempt ran, as the worker measured it (seconds, finite and ≥ 0).
     pub duration_s: f64,
 }
-
-impl AttemptReport {
-    /// The attempt it reports.
-    pub fn attempt_ref(&self) -> AttemptRef {
-        AttemptRef::new(self.id, self.attempt)
-    }
-}

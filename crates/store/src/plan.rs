@@ -339,9 +339,11 @@ fn write_plan(
 /// lost (abandoned). Returns how many trials were interrupted: those, and the pending ones a
 /// draining run handed back unfinished (preempted: Ctrl-C, SIGTERM), which are pending already.
 fn close_interrupted(tx: &rusqlite::Transaction<'_>, generation: i64) -> rusqlite::Result<u64> {
+    // From the (few) preempted attempts, through their partial index: the trials whose last
+    // attempt was handed back and that are still pending.
     let handed_back: i64 = tx.query_row(
-        "SELECT count(*) FROM trials WHERE generation = ?1 AND status = 'pending'
-           AND id IN (SELECT trial_id FROM attempts WHERE outcome = 'preempted')",
+        "SELECT count(*) FROM attempts a JOIN trials t ON t.id = a.trial_id
+          WHERE a.outcome = 'preempted' AND a.attempt = t.attempts AND t.status = 'pending' AND t.generation = ?1",
         [generation],
         |r| r.get(0),
     )?;

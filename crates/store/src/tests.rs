@@ -455,4 +455,17 @@ fn a_resume_counts_the_trials_a_draining_run_handed_back_as_interrupted() {
     .unwrap();
     let sync = s.sync_plan(&header_of(3, "p1"), Vec::new).unwrap();
     assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 2, requeued: 1 });
+    // One whose later attempt failed and waits for its retry was not interrupted by this run.
+    let failed = StoreOp::Reported {
+        id: TrialId(1001),
+        attempt: 2,
+        worker: "w".into(),
+        at: 3.0,
+        duration_s: 0.5,
+        outcome: AttemptOutcome::Failed { error: "boom".into(), class: kappa_core::FailureClass::Error },
+        effect: ReportEffect::Retry,
+    };
+    s.apply(&[StoreOp::Leased { id: TrialId(1001), attempt: 2, worker: "w".into(), at: 2.5 }, failed]).unwrap();
+    let sync = s.sync_plan(&header_of(3, "p1"), Vec::new).unwrap();
+    assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 2, requeued: 0 });
 }

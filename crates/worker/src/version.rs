@@ -27,11 +27,13 @@ fn sim_version() -> &'static str {
     static VERSION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     VERSION.get_or_init(|| match std::env::var(TEST_SIM_VERSION) {
         Ok(v) if !v.is_empty() => {
-            tracing::warn!(
-                variable = TEST_SIM_VERSION,
-                version = %v,
-                "this process claims a simulator version it does not have (tests only)"
-            );
+            const CLAIM: &str = "this process claims a simulator version it does not have (tests only)";
+            // Commands without a log subscriber (plan, report, status) still say so.
+            if tracing::dispatcher::has_been_set() {
+                tracing::warn!(variable = TEST_SIM_VERSION, version = %v, "{CLAIM}");
+            } else {
+                eprintln!("warning: {TEST_SIM_VERSION}={v}: {CLAIM}");
+            }
             Box::leak(v.into_boxed_str())
         }
         _ => kappa_sim::VERSION,
