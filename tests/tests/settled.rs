@@ -158,10 +158,10 @@ fn a_command_trial_gets_a_stationary_loss_and_no_verdict_rests_on_an_unsettled_o
     let out = sb.kappa(&["report", "--state", "s", "--out", "rep", "--check"]);
     let report = show(&out);
     assert_eq!(out.status.code(), Some(4), "--check fails: {report}");
-    assert!(
-        report.contains("1 classes undecided: a plateau ratio rests on trials whose loss had not settled"),
-        "{report}"
-    );
+    assert!(report.contains("1 of its classes undecided: a plateau ratio rests on"), "{report}");
+    // What would settle them, in the table and in --check's message.
+    assert!(report.contains("whose loss had not settled during the averaging window; raise"), "{report}");
+    assert!(report.contains("plateau ratio: stationary loss at κ over κ = 1's"), "{report}");
     assert!(
         report.contains("no verdict: 1 of its classes rest on plateaus of trials whose loss had not settled"),
         "{report}"

@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod grid;
+pub mod health;
 pub mod id;
 pub mod lease;
 pub mod params;
@@ -18,6 +19,7 @@ pub mod trial;
 pub mod version;
 
 pub use grid::{Axis, AxisValues, Grid};
+pub use health::Health;
 pub use id::{TrialId, canonical_task, trial_id};
 pub use lease::{AttemptRef, AttemptReport, Lease, WorkerId};
 pub use params::{AxisName, Builtins, Hyperparams, OptimizerKind, Params, display_value, format_real};

@@ -56,6 +56,22 @@ impl OptimizerKind {
     pub fn uses_beta2(self) -> bool {
         matches!(self, OptimizerKind::Rmsprop | OptimizerKind::RmspropW | OptimizerKind::Adam | OptimizerKind::AdamW)
     }
+
+    /// Whether the optimizer reads `weight_decay` (decoupled weight decay θ).
+    pub fn uses_weight_decay(self) -> bool {
+        matches!(self, OptimizerKind::RmspropW | OptimizerKind::AdamW)
+    }
+
+    /// Whether the optimizer reads the built-in hyperparameter `axis`: tables and labels show
+    /// only those (an SGD row has no β, an Adam row no weight decay).
+    pub fn reads(self, axis: AxisName) -> bool {
+        match axis {
+            AxisName::Beta1 => self.uses_beta1(),
+            AxisName::Beta2 | AxisName::Eps => self.uses_beta2(),
+            AxisName::WeightDecay => self.uses_weight_decay(),
+            AxisName::Optimizer | AxisName::BatchSize | AxisName::Lr | AxisName::Seed => true,
+        }
+    }
 }
 
 impl fmt::Display for OptimizerKind {
@@ -323,6 +339,20 @@ impl Params {
     /// Every carried value by name: the built-ins in canonical order, then the named axes.
     pub fn entries(&self) -> Vec<(String, serde_json::Value)> {
         self.borrowed_entries().into_iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect()
+    }
+
+    /// [`Params::entries`] without the built-ins the trial's optimizer does not read (an SGD
+    /// trial's β₁, β₂, ε and weight decay; [`OptimizerKind::reads`]): what labels and tables
+    /// show. A trial that carries no optimizer (a command's own) keeps every entry.
+    pub fn read_entries(&self) -> Vec<(String, serde_json::Value)> {
+        let o = self.builtins.has(AxisName::Optimizer).then_some(self.hyper.optimizer);
+        self.entries()
+            .into_iter()
+            .filter(|(k, _)| match (o, AxisName::from_key(k)) {
+                (Some(o), Some(a)) => o.reads(a),
+                _ => true,
+            })
+            .collect()
     }
 
     /// The user parameters (`params.*`), by their short names (`width`).

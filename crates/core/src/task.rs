@@ -56,6 +56,17 @@ impl TaskSpec {
             TaskSpec::Command(_) | TaskSpec::Noop { .. } => None,
         }
     }
+
+    /// The fraction of the run discarded before the stationary loss is averaged, for the kinds
+    /// that report one.
+    pub fn burn_in(&self) -> Option<f64> {
+        match self {
+            TaskSpec::Optimizer(s) | TaskSpec::Sde(s) => Some(s.burn_in),
+            TaskSpec::Train(t) => Some(t.burn_in),
+            TaskSpec::Command(c) => Some(c.burn_in),
+            TaskSpec::Noop { .. } => None,
+        }
+    }
 }
 
 /// Native training of a small network (`kind = "train"`).

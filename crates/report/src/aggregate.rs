@@ -3,6 +3,7 @@
 //! overlays and SDE tracking all read trials through here.
 
 use kappa_core::{Estimate, Params, TrialId, TrialResult, TrialStatus};
+use serde::Serialize;
 use std::collections::HashMap;
 
 /// Every parameter but the seed (named axes included), as a key.
@@ -90,4 +91,67 @@ pub(crate) fn interpolate(curve: &[[f64; 3]], s: f64) -> Option<(f64, f64)> {
     let (a, b) = (curve[i - 1], curve[i]);
     let w = (s - a[0]) / (b[0] - a[0]);
     Some((a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2])))
+}
+
+/// What would settle the trials whose stationary loss was taken before their loss settled
+/// ([`kappa_core::TrialMetrics::settled`]): the budget and the burn-in their curves suggest
+/// ([`kappa_core::TrialMetrics::samples_to_settle`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct SettleHint {
+    /// Trials whose loss had not settled.
+    pub trials: usize,
+    /// The sample budget at which the slowest of them would settle (same burn-in), where a
+    /// curve tells.
+    pub samples: Option<u64>,
+    /// The burn-in at which every one of them would settle within its budget, where one does.
+    pub burn_in: Option<f64>,
+}
+
+impl SettleHint {
+    /// The hint over the trials `ids` that finished, with the burn-in their task uses.
+    pub(crate) fn of(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>, burn_in: f64) -> SettleHint {
+        let metrics = ids.iter().filter_map(|id| results.get(id)?.metrics.as_ref());
+        let mut hint = SettleHint::default();
+        let mut all_burn_in = true;
+        for m in metrics.filter(|m| m.settled() == Some(false)) {
+            hint.trials += 1;
+            hint.samples = hint.samples.max(m.samples_to_settle(burn_in));
+            match m.burn_in_to_settle(burn_in) {
+                Some(b) => hint.burn_in = Some(hint.burn_in.map_or(b, |h| h.max(b))),
+                None => all_burn_in = false,
+            }
+        }
+        if !all_burn_in {
+            hint.burn_in = None;
+        }
+        hint
+    }
+
+    /// Both hints together: the larger budget, and a burn-in only where both have one.
+    pub fn merge(self, o: SettleHint) -> SettleHint {
+        if self.trials == 0 {
+            return o;
+        }
+        if o.trials == 0 {
+            return self;
+        }
+        SettleHint {
+            trials: self.trials + o.trials,
+            samples: self.samples.max(o.samples),
+            burn_in: self.burn_in.zip(o.burn_in).map(|(a, b)| a.max(b)),
+        }
+    }
+
+    /// What to change, in words: `raise samples to ~60k (now 30k) or burn_in to 0.8`.
+    pub fn advice(&self, samples_now: Option<u64>) -> String {
+        let now = samples_now.map_or(String::new(), |n| format!(" (now {})", crate::render::short(n as f64)));
+        match (self.samples, self.burn_in) {
+            (Some(n), Some(b)) => {
+                format!("raise samples to ~{}{now} or burn_in to {b:.2}", crate::render::short(n as f64))
+            }
+            (Some(n), None) => format!("raise samples to ~{}{now}", crate::render::short(n as f64)),
+            (None, Some(b)) => format!("raise burn_in to {b:.2} or samples"),
+            (None, None) => "raise samples or burn_in (the curves do not tell how far)".to_string(),
+        }
+    }
 }

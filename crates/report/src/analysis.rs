@@ -415,18 +415,11 @@ fn rule_exponents(sweep: &Sweep, o: OptimizerKind) -> Vec<(String, f64)> {
 }
 
 fn group_label(p: &Params) -> String {
-    let o = p.hyper.optimizer;
+    // What varies within a group, and hyperparameters the optimizer does not read, are left out.
     let parts: Vec<String> = p
-        .entries()
+        .read_entries()
         .into_iter()
-        // What varies within a group, and hyperparameters the optimizer does not read, are left out.
-        .filter(|(k, _)| match k.as_str() {
-            "batch_size" | "lr" | "seed" => false,
-            "beta1" => o.uses_beta1(),
-            "beta2" | "eps" => o.uses_beta2(),
-            "weight_decay" => matches!(o, OptimizerKind::AdamW | OptimizerKind::RmspropW),
-            _ => true,
-        })
+        .filter(|(k, _)| !matches!(k.as_str(), "batch_size" | "lr" | "seed"))
         .map(|(k, _)| format!("{k}={}", p.display(&k)))
         .collect();
     parts.join(" ")

@@ -11,9 +11,10 @@ pub fn check(report: &Report) -> Result<(), Vec<String>> {
         let Some(expect) = r.expect else { continue };
         match r.verdict {
             None if r.unsettled_classes > 0 => problems.push(format!(
-                "rule `{}`: no verdict: {} of its classes rest on plateaus of trials whose loss had not settled \
-                 (kappa status lists them; raise samples or burn_in)",
-                r.name, r.unsettled_classes
+                "rule `{}`: no verdict: {} of its classes rest on plateaus of trials whose loss had not settled; {}",
+                r.name,
+                r.unsettled_classes,
+                r.settle.advice(report.samples)
             )),
             None => problems.push(format!("rule `{}`: no verdict yet ({} trials missing)", r.name, report.missing)),
             Some(v) if v != expect => {
@@ -53,4 +54,26 @@ pub fn check(report: &Report) -> Result<(), Vec<String>> {
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+/// The rules without `expect` whose verdict stayed undecided, and why: not failures of
+/// `--check`, but a reader must see them.
+pub fn undecided(report: &Report) -> Vec<String> {
+    report
+        .rules
+        .iter()
+        .filter(|r| r.expect.is_none() && r.verdict.is_none())
+        .map(|r| {
+            let why = if r.unsettled_classes > 0 {
+                format!(
+                    "{} of its classes rest on plateaus of trials whose loss had not settled; {}",
+                    r.unsettled_classes,
+                    r.settle.advice(report.samples)
+                )
+            } else {
+                format!("{} trials missing or failed", report.missing)
+            };
+            format!("rule `{}` (no expect) stayed undecided: {why}", r.name)
+        })
+        .collect()
 }

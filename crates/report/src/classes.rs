@@ -3,7 +3,7 @@
 //! the curve holds from), each class gets a verdict, and each rule the worst of its classes'.
 //! The crate docs state the rules.
 
-use crate::aggregate::{Aggregate, aggregate, interpolate, key_without_seed};
+use crate::aggregate::{Aggregate, SettleHint, aggregate, interpolate, key_without_seed};
 use kappa_core::{Estimate, Params, Plan, Sweep, TrialId, TrialResult, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -32,8 +32,15 @@ pub struct RuleReport {
     pub holds_from: Option<f64>,
     /// Plateau ratio furthest from 1 over classes and κ (settled plateaus only).
     pub worst_plateau_ratio: Option<f64>,
-    /// Largest curve deviation over classes and κ.
+    /// The plateau ratio furthest from 1 over classes and κ, settled or not, with its interval:
+    /// what the table shows (marked when it rests on unsettled trials).
+    pub plateau: Option<PlateauRatio>,
+    /// Largest curve deviation over classes and κ, over the whole curve.
     pub max_deviation: Option<f64>,
+    /// Largest [`KappaReport::deviation`] over classes and κ: the deviation the verdict judges.
+    pub deviation: Option<f64>,
+    /// What would settle the trials its undecided classes rest on.
+    pub settle: SettleHint,
     /// The largest κ up to which it holds in every class (every κ up to it within tolerance;
     /// `None` while classes are undecided).
     pub holds_up_to_kappa: Option<u64>,
@@ -41,6 +48,19 @@ pub struct RuleReport {
     pub holds_up_to_batch: Option<u64>,
     /// Classes left undecided because a plateau ratio rests on trials whose loss had not settled.
     pub unsettled_classes: usize,
+}
+
+/// A plateau ratio as the table shows it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PlateauRatio {
+    /// Stationary loss at κ ÷ at κ = 1, seeds pooled.
+    pub ratio: f64,
+    /// Its 95% interval.
+    pub ci95: [f64; 2],
+    /// The κ it was measured at.
+    pub kappa: u64,
+    /// It rests on a trial whose loss had not settled: no verdict rests on it.
+    pub unsettled: bool,
 }
 
 /// One equivalence class: a base point (seed dropped) under one rule.
@@ -60,6 +80,8 @@ pub struct ClassReport {
     pub kappas: Vec<KappaReport>,
     /// (κ, batch size) up to which every κ holds, once decided.
     pub holds_up_to: Option<(u64, u64)>,
+    /// What would settle the trials an undecided verdict rests on.
+    pub settle: SettleHint,
 }
 
 /// One κ of a class.
@@ -87,6 +109,10 @@ pub struct KappaReport {
     pub theory_ratio: Option<f64>,
     /// Largest |L_κ(s)/L_1(s) − 1| over the aligned curve (s > 0).
     pub max_deviation: Option<f64>,
+    /// The deviation the verdict judges: |L_κ(s)/L_1(s) − 1| less 2 SE (at least 0), over the
+    /// curve from [`HOLDS_FROM`] of the budget on, the largest once the [`OFF_FRACTION`] largest
+    /// are set aside as noise. A curve that holds has it within the tolerance.
+    pub deviation: Option<f64>,
     /// Earliest fraction of the budget from which the curve stays within tolerance.
     pub holds_from: Option<f64>,
     /// The same point in samples seen (the first point of the curve when it holds from the start).
@@ -97,6 +123,13 @@ pub struct KappaReport {
 
 /// Per κ: the multiplier, the parameters at that κ, and the trial of every seed.
 type KappaMembers = Vec<(u64, Params, Vec<TrialId>)>;
+
+/// A class's budget: its samples (none for commands) and the burn-in of its stationary loss.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    samples: Option<u64>,
+    burn_in: f64,
+}
 
 /// The classes of `sweep` (none without `[scaling]`), in plan order, judged at tolerance `tol`.
 pub(crate) fn classes(
@@ -109,12 +142,13 @@ pub(crate) fn classes(
     let per = 1 + scaling.variants();
     // (base key, rule) → κ → trial ids over seeds, in plan order.
     let mut order: Vec<(String, usize)> = Vec::new();
-    let mut members: HashMap<(String, usize), (Params, KappaMembers, f64)> = HashMap::new();
+    let mut members: HashMap<(String, usize), (Params, KappaMembers, Budget)> = HashMap::new();
     // A grid point that repeats an earlier one (a task axis left out) adds no replicate.
     for base in plan.base_trials() {
         let key = key_without_seed(&base.params);
         // "Holds from" is a fraction of the class's own sample budget.
-        let budget = sweep.variants[base.task].task.samples().map_or(1.0, |s| s as f64);
+        let task = &sweep.variants[base.task].task;
+        let budget = Budget { samples: task.samples(), burn_in: task.burn_in().unwrap_or(0.5) };
         for (r, _) in scaling.rules.iter().enumerate() {
             let entry = members.entry((key.clone(), r)).or_insert_with(|| {
                 order.push((key.clone(), r));
@@ -140,7 +174,7 @@ pub(crate) fn classes(
         .into_iter()
         .map(|key| {
             let (base, kappas, budget) = &members[&key];
-            class_report(&scaling.rules[key.1].name, base, kappas, results, tol, *budget)
+            class_report(&scaling.rules[key.1].name, base, kappas, results, tol, budget)
         })
         .collect()
 }
@@ -150,8 +184,20 @@ fn ratio(a: Estimate, b: Estimate) -> Estimate {
     Estimate { mean: r, se: r.abs() * ((a.se / a.mean).powi(2) + (b.se / b.mean).powi(2)).sqrt() }
 }
 
-/// Compares a scaled curve with the base curve: (largest deviation, fraction from which it holds).
-pub fn compare_curves(base: &[[f64; 3]], scaled: &[[f64; 3]], tol: f64, budget: f64) -> (Option<f64>, Option<f64>) {
+/// A scaled curve against its base curve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CurveComparison {
+    /// Largest |L_κ(s)/L_1(s) − 1| over the aligned points.
+    pub max_deviation: f64,
+    /// The deviation the verdict judges ([`KappaReport::deviation`]); `None` with no point
+    /// from [`HOLDS_FROM`] on.
+    pub deviation: Option<f64>,
+    /// The fraction of the budget from which the curve holds (0 from the start), if it does.
+    pub holds_from: Option<f64>,
+}
+
+/// Compares a scaled curve with the base curve (`None` without a point in common).
+pub fn compare_curves(base: &[[f64; 3]], scaled: &[[f64; 3]], tol: f64, budget: f64) -> Option<CurveComparison> {
     let mut points = Vec::new();
     for p in base.iter().filter(|p| p[0] > 0.0) {
         if let Some((l, se)) = interpolate(scaled, p[0]) {
@@ -161,9 +207,9 @@ pub fn compare_curves(base: &[[f64; 3]], scaled: &[[f64; 3]], tol: f64, budget: 
         }
     }
     if points.is_empty() {
-        return (None, None);
+        return None;
     }
-    let max_dev = points.iter().map(|(_, r, _)| (r - 1.0).abs()).fold(0.0, f64::max);
+    let max_deviation = points.iter().map(|(_, r, _)| (r - 1.0).abs()).fold(0.0, f64::max);
     // Earliest point from which the later ones are within tolerance, allowing a few stray points
     // (OFF_FRACTION of them) so one noisy point near the end does not decide a verdict. The
     // last point itself must hold.
@@ -181,9 +227,22 @@ pub fn compare_curves(base: &[[f64; 3]], scaled: &[[f64; 3]], tol: f64, budget: 
             from = Some(*s);
         }
     }
+    // The judged deviation: beyond noise, from HOLDS_FROM on, the OFF_FRACTION largest set aside.
+    let mut judged: Vec<f64> = points
+        .iter()
+        .filter(|(s, _, _)| *s >= HOLDS_FROM * budget)
+        .map(|(_, r, se)| ((r - 1.0).abs() - 2.0 * se).max(0.0))
+        .collect();
+    judged.sort_by(f64::total_cmp);
+    let stray = (OFF_FRACTION * judged.len() as f64).floor() as usize;
+    let deviation = judged.len().checked_sub(stray + 1).map(|i| judged[i]);
     // A curve within tolerance from its first point holds from the start.
     let first = points[0].0;
-    (Some(max_dev), from.map(|s| if s == first { 0.0 } else { s / budget }))
+    Some(CurveComparison {
+        max_deviation,
+        deviation,
+        holds_from: from.map(|s| if s == first { 0.0 } else { s / budget }),
+    })
 }
 
 fn class_report(
@@ -192,8 +251,9 @@ fn class_report(
     kappas: &[(u64, Params, Vec<TrialId>)],
     results: &HashMap<TrialId, TrialResult>,
     tol: f64,
-    budget: f64,
+    class_budget: &Budget,
 ) -> ClassReport {
+    let budget = class_budget.samples.map_or(1.0, |s| s as f64);
     let aggs: Vec<Aggregate> = kappas.iter().map(|(_, _, ids)| aggregate(ids, results)).collect();
     let b = &aggs[0];
     let mut reports = Vec::new();
@@ -203,8 +263,8 @@ fn class_report(
             _ => None,
         };
         let plateau_unsettled = plateau_ratio.is_some() && (a.settled == Some(false) || b.settled == Some(false));
-        let (max_deviation, holds_from) =
-            if *kappa == 1 { (None, None) } else { compare_curves(&b.curve, &a.curve, tol, budget) };
+        let compared = if *kappa == 1 { None } else { compare_curves(&b.curve, &a.curve, tol, budget) };
+        let holds_from = compared.and_then(|c| c.holds_from);
         reports.push(KappaReport {
             kappa: *kappa,
             params: params.clone(),
@@ -221,11 +281,13 @@ fn class_report(
                 (Some(x), Some(y)) if *kappa != 1 && y != 0.0 => Some(x / y),
                 _ => None,
             },
-            max_deviation,
+            max_deviation: compared.map(|c| c.max_deviation),
+            deviation: compared.and_then(|c| c.deviation),
             holds_from,
             curve: a.curve.clone(),
         });
     }
+    let mut settle = SettleHint::default();
     let (verdict, note) = if aggs.iter().any(|a| a.failed) {
         (None, Some("some trials failed: no verdict (kappa status shows why)".to_string()))
     } else if b.diverged {
@@ -255,14 +317,23 @@ fn class_report(
             }
             Verdict::Fails => (Some(v), Some("the curves never settle within tolerance".to_string())),
             // The curves hold, but a plateau would decide it and cannot: no verdict.
-            _ if !unsettled.is_empty() => (
-                None,
-                Some(format!(
-                    "undecided: the plateau ratio at κ = {} rests on trials whose loss had not settled during the \
-                     averaging window (raise samples or burn_in)",
-                    unsettled.join(", ")
-                )),
-            ),
+            _ if !unsettled.is_empty() => {
+                settle = kappas
+                    .iter()
+                    .zip(&reports)
+                    .filter(|(_, k)| k.kappa == 1 || k.plateau_unsettled)
+                    .map(|((_, _, ids), _)| SettleHint::of(ids, results, class_budget.burn_in))
+                    .fold(SettleHint::default(), SettleHint::merge);
+                (
+                    None,
+                    Some(format!(
+                        "undecided: the plateau ratio at κ = {} rests on trials whose loss had not settled during \
+                         the averaging window: {}",
+                        unsettled.join(", "),
+                        settle.advice(class_budget.samples)
+                    )),
+                )
+            }
             Verdict::HoldsLate => (Some(v), Some(format!("holds after {:.0}% of training", latest * 100.0))),
             Verdict::Holds => (Some(v), Some("within tolerance over the run".to_string())),
         }
@@ -294,6 +365,7 @@ fn class_report(
         note,
         kappas: reports,
         holds_up_to,
+        settle,
     }
 }
 
@@ -328,7 +400,15 @@ pub(crate) fn rule_report(rule: &kappa_core::ScalingRule, classes: &[ClassReport
         .filter(|k| !k.plateau_unsettled)
         .filter_map(|k| k.plateau_ratio.map(|r| r.mean))
         .max_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()));
+    let plateau = scaled()
+        .filter_map(|k| {
+            let r = k.plateau_ratio?;
+            Some(PlateauRatio { ratio: r.mean, ci95: k.plateau_ci95?, kappa: k.kappa, unsettled: k.plateau_unsettled })
+        })
+        .max_by(|a, b| (a.ratio - 1.0).abs().total_cmp(&(b.ratio - 1.0).abs()));
     let max_deviation = scaled().filter_map(|k| k.max_deviation).max_by(f64::total_cmp);
+    let deviation = scaled().filter_map(|k| k.deviation).max_by(f64::total_cmp);
+    let settle = mine.iter().map(|c| c.settle).fold(SettleHint::default(), SettleHint::merge);
     let holds_from = mine
         .iter()
         .filter(|c| matches!(c.verdict, Some(Verdict::Holds | Verdict::HoldsLate)))
@@ -350,7 +430,10 @@ pub(crate) fn rule_report(rule: &kappa_core::ScalingRule, classes: &[ClassReport
         classes: counts,
         holds_from,
         worst_plateau_ratio,
+        plateau,
         max_deviation,
+        deviation,
+        settle,
     }
 }
 
@@ -365,9 +448,8 @@ mod tests {
     #[test]
     fn identical_curves_hold_from_the_start() {
         let base = curve(|s| 1.0 + (-s / 1000.0).exp());
-        let (dev, from) = compare_curves(&base, &base, 0.05, 10_000.0);
-        assert_eq!(dev, Some(0.0));
-        assert_eq!(from, Some(0.0));
+        let c = compare_curves(&base, &base, 0.05, 10_000.0).unwrap();
+        assert_eq!((c.max_deviation, c.deviation, c.holds_from), (0.0, Some(0.0), Some(0.0)));
     }
 
     #[test]
@@ -375,19 +457,21 @@ mod tests {
         let base = curve(|s| 0.1 + (-s / 1000.0).exp());
         // The scaled run lags early (slower decay), then meets the same plateau.
         let scaled = curve(|s| 0.1 + (-s / 1500.0).exp());
-        let (dev, from) = compare_curves(&base, &scaled, 0.05, 10_000.0);
-        assert!(dev.unwrap() > 0.5);
-        let from = from.unwrap();
+        let c = compare_curves(&base, &scaled, 0.05, 10_000.0).unwrap();
+        assert!(c.max_deviation > 0.5);
+        let from = c.holds_from.unwrap();
         assert!(from > HOLDS_FROM && from < HOLDS_LATE_BY, "{from}");
+        // The deviation judged (from 10% of the budget on) is beyond the tolerance: it holds late.
+        assert!(c.deviation.unwrap() > 0.05, "{c:?}");
     }
 
     #[test]
     fn a_different_plateau_never_holds() {
         let base = curve(|s| 0.1 + (-s / 1000.0).exp());
         let scaled = curve(|s| 0.124 + (-s / 1000.0).exp());
-        let (dev, from) = compare_curves(&base, &scaled, 0.05, 10_000.0);
-        assert!((dev.unwrap() - 0.24).abs() < 1e-3, "{dev:?}");
-        assert_eq!(from, None);
+        let c = compare_curves(&base, &scaled, 0.05, 10_000.0).unwrap();
+        assert!((c.max_deviation - 0.24).abs() < 1e-3, "{c:?}");
+        assert_eq!(c.holds_from, None);
     }
 
     #[test]
@@ -395,9 +479,13 @@ mod tests {
         let base: Vec<[f64; 3]> = (0..=100).map(|i| [i as f64, 1.0, 1e-4]).collect();
         let mut scaled = base.clone();
         scaled[70][1] = 1.2;
-        assert_eq!(compare_curves(&base, &scaled, 0.05, 100.0).1, Some(0.0));
+        let c = compare_curves(&base, &scaled, 0.05, 100.0).unwrap();
+        assert_eq!(c.holds_from, Some(0.0));
+        // The stray point is set aside in the judged deviation too: it holds, and the deviation
+        // says so (within the tolerance), though the largest one is 20%.
+        assert!((c.max_deviation - 0.2).abs() < 1e-9 && c.deviation.unwrap() <= 0.05, "{c:?}");
         scaled[100][1] = 1.2;
-        assert_eq!(compare_curves(&base, &scaled, 0.05, 100.0).1, None);
+        assert_eq!(compare_curves(&base, &scaled, 0.05, 100.0).unwrap().holds_from, None);
     }
 
     #[test]
@@ -405,7 +493,8 @@ mod tests {
         let base: Vec<[f64; 3]> = (0..=10).map(|i| [i as f64, 1.0, 0.05]).collect();
         let scaled: Vec<[f64; 3]> = (0..=10).map(|i| [i as f64, 1.1, 0.05]).collect();
         // 10% apart, but each point's SE is 5%: the ratio's SE is about 7.4%, so 10% - 2 SE < 5%.
-        let (_, from) = compare_curves(&base, &scaled, 0.05, 10.0);
-        assert_eq!(from, Some(0.0));
+        let c = compare_curves(&base, &scaled, 0.05, 10.0).unwrap();
+        assert_eq!(c.holds_from, Some(0.0));
+        assert_eq!(c.deviation, Some(0.0));
     }
 }

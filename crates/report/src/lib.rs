@@ -46,9 +46,13 @@ pub mod render;
 mod report;
 mod tracking;
 
+pub use aggregate::SettleHint;
 pub use analysis::{CriticalBatch, LrScaling, log_log_slope};
-pub use check::check;
-pub use classes::{ClassReport, HOLDS_FROM, HOLDS_LATE_BY, KappaReport, OFF_FRACTION, RuleReport, compare_curves};
+pub use check::{check, undecided};
+pub use classes::{
+    ClassReport, CurveComparison, HOLDS_FROM, HOLDS_LATE_BY, KappaReport, OFF_FRACTION, PlateauRatio, RuleReport,
+    compare_curves,
+};
 pub use noise::SlopeFit;
 pub use overlay::{Overlay, overlays};
 pub use report::{Report, build, build_stored};

@@ -40,14 +40,14 @@ pub(crate) fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<Tri
         let Some(s1) = sigma1(&sweep.variants[t.task].task) else { continue };
         let mut key = t.params.clone();
         key.named.remove("task.noise.sigma");
-        let h = &key.hyper;
-        let mut label = format!(
-            "{} lr={} beta1={} beta2={} eps={} wd={}",
-            h.optimizer, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay
-        );
-        for (name, v) in &key.named {
-            label.push_str(&format!(" {name}={}", kappa_core::display_value(v)));
-        }
+        // What the optimizer reads, but the noise level and the seed.
+        let label = key
+            .read_entries()
+            .into_iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "batch_size" | "seed"))
+            .map(|(k, _)| if k == "optimizer" { key.display(&k) } else { format!("{k}={}", key.display(&k)) })
+            .collect::<Vec<_>>()
+            .join(" ");
         let slot = match groups.iter().position(|(l, _)| *l == label) {
             Some(i) => i,
             None => {

@@ -2,7 +2,7 @@
 //! classes and their rules' verdicts, the noise slopes, SDE tracking and the analysis.
 
 use crate::analysis::{self, CriticalBatch, LrScaling};
-use crate::classes::{ClassReport, RuleReport, classes, rule_report};
+use crate::classes::{ClassReport, HOLDS_FROM, OFF_FRACTION, RuleReport, classes, rule_report};
 use crate::noise::{SlopeFit, noise_slopes};
 use crate::overlay::Overlay;
 use crate::tracking::{self, Tracking};
@@ -23,8 +23,13 @@ pub struct Report {
     pub missing: u64,
     /// Tolerance used for verdicts.
     pub tolerance: f64,
+    /// The sweep's sample budget per trial (`[task] samples`), for the kinds that have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
     /// One entry per rule.
     pub rules: Vec<RuleReport>,
+    /// Under the rules' table: what its columns measure, and why each undecided rule is.
+    pub rule_notes: Vec<String>,
     /// One entry per (base point, rule).
     pub classes: Vec<ClassReport>,
     /// Stationary loss against the minibatch noise σ_B = σ₁/√B, per optimizer setting.
@@ -85,13 +90,15 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         sweep.scaling.as_ref().map(|s| s.rules.iter().map(|r| rule_report(r, &classes)).collect()).unwrap_or_default();
     let (tracking, overlays) = tracking::tracking(sweep, plan, results);
     let (lr_scaling, critical_batch) = analysis::analyse(sweep, plan, results);
-    Report {
+    let mut report = Report {
         sweep: sweep.name.clone(),
         trials,
         finished,
         missing: trials - finished,
         tolerance,
+        samples: sweep.task.samples(),
         rules,
+        rule_notes: Vec::new(),
         classes,
         noise_slopes: noise_slopes(sweep, plan, results),
         tracking,
@@ -100,5 +107,50 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         critical_batch,
         expect_exponent: sweep.analysis.expect_exponent,
         expect_b_crit: sweep.analysis.expect_b_crit,
+    };
+    if !report.rules.is_empty() {
+        report.rule_notes = rule_footnotes(&report).into_iter().chain(undecided_lines(&report)).collect();
     }
+    report
+}
+/// What the rules' table's columns measure, one line each.
+fn rule_footnotes(r: &Report) -> Vec<String> {
+    let unsettled = r.rules.iter().any(|x| x.plateau.is_some_and(|p| p.unsettled));
+    vec![
+        format!(
+            "plateau ratio: stationary loss at κ over κ = 1's (seeds pooled), the one furthest from 1, with its 95% \
+             interval{}",
+            if unsettled {
+                "; ~: it rests on trials whose loss had not settled, so no verdict rests on it"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "deviation: |L_κ(s)/L_1(s) − 1| less 2 SE at equal samples seen s, from {:.0}% of the budget on, the \
+             largest once the {:.0}% largest are set aside as noise; `holds` needs it and the plateau ratio within \
+             the tolerance ({:.0}%), `holds late` only from later on (`holds from`)",
+            HOLDS_FROM * 100.0,
+            OFF_FRACTION * 100.0,
+            r.tolerance * 100.0
+        ),
+    ]
+}
+
+/// Why each undecided rule is, and what would decide it.
+fn undecided_lines(r: &Report) -> Vec<String> {
+    r.rules
+        .iter()
+        .filter(|x| x.unsettled_classes > 0)
+        .map(|rule| {
+            format!(
+                "rule `{}`: {} of its classes undecided: a plateau ratio rests on {} trials whose loss had not \
+                 settled during the averaging window; {}",
+                rule.name,
+                rule.unsettled_classes,
+                rule.settle.trials,
+                rule.settle.advice(r.samples)
+            )
+        })
+        .collect()
 }

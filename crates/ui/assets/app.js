@@ -862,19 +862,23 @@
     const rules = arr(r.rules);
     if (rules.length) {
       out.push(el('h3', null, 'Verdicts'), el('div', { class: 'scroll' }, table({ id: 'verdicts' },
-        ['rule', 'verdict', 'expected', 'worst plateau ratio', 'max deviation', 'holds from', 'holds up to κ / batch', 'classes holds/late/fails/open', 'unsettled classes'],
+        ['rule', 'verdict', 'expected', 'plateau ratio [95%]', 'deviation', 'holds from', 'holds up to κ / batch', 'classes holds/late/fails/open', 'unsettled classes'],
         rules.map((rule) => {
           const cl = arr(rule.classes);
           return el('tr', { dataset: { rule: rule.name } },
             el('td', null, rule.name), verdictCell(rule.verdict),
             el('td', null, rule.expect ? verdictText(rule.expect) : '–'),
-            num(fmtFixed(rule.worst_plateau_ratio, 4)),
-            num(fmtPct(rule.max_deviation)),
+            num(rule.plateau && isNum(rule.plateau.ratio)
+              ? [`${fmtFixed(rule.plateau.ratio, 3)} (${fmtCi(rule.plateau.ci95, (x) => fmtFixed(x, 3))})`,
+                rule.plateau.unsettled ? el('span', { class: 'flag' }, ' not settled') : null]
+              : '–', rule.plateau && rule.plateau.unsettled ? { class: 'num unsettled', title: 'rests on trials whose loss had not settled; no verdict rests on it' } : null),
+            num(fmtPct(rule.deviation)),
             num(fmtPct(rule.holds_from, 0)),
             num(isNum(rule.holds_up_to_kappa) ? `κ ≤ ${fmtInt(rule.holds_up_to_kappa)} / B ${isNum(rule.holds_up_to_batch) ? fmtInt(rule.holds_up_to_batch) : '–'}` : '–'),
             num([0, 1, 2, 3].map((i) => (isNum(cl[i]) ? cl[i] : 0)).join(' / ')),
             num(rule.unsettled_classes ? el('span', { class: 'unsettled' }, fmtInt(rule.unsettled_classes)) : '0'));
         }))));
+      for (const note of arr(r.rule_notes)) out.push(el('p', { class: 'muted small' }, note));
     }
 
     const classes = arr(r.classes);
@@ -896,14 +900,14 @@
             num([fmtEst(k.stationary), k.settled === false ? el('span', { class: 'flag' }, ' unsettled') : null], k.settled === false ? { class: 'num unsettled', title: 'not settled: taken before the loss settled' } : null),
             num(j === 0 ? '1' : [ratio, k.plateau_unsettled ? el('span', { class: 'flag' }, ' not settled') : null], k.plateau_unsettled ? { class: 'num unsettled', title: 'rests on a trial whose loss had not settled; no verdict rests on it' } : null),
             num(fmtFixed(k.theory_ratio, 4)),
-            num(j === 0 ? '–' : fmtPct(k.max_deviation)),
+            num(j === 0 ? '–' : fmtPct(k.deviation)),
             num(j === 0 ? '–' : fmtPct(k.holds_from, 0)),
             j === 0 ? verdictCell(c.verdict, { rowSpan: ks.length }) : null,
             j === 0 ? el('td', { rowSpan: ks.length, class: 'note' }, c.note || '') : null));
         });
       }
       out.push(el('h3', null, 'Plateau ratios'), el('div', { class: 'scroll' }, table({ id: 'plateaus' },
-        ['rule', 'base point', 'κ', 'B', 'stationary ± SE', 'ratio (95% CI)', 'theory ratio', 'max deviation', 'holds from', 'verdict', 'note'], rows)));
+        ['rule', 'base point', 'κ', 'B', 'stationary ± SE', 'ratio (95% CI)', 'theory ratio', 'deviation', 'holds from', 'verdict', 'note'], rows)));
       if (shown.length < classes.length) {
         out.push(el('button', { type: 'button', class: 'ghost', on: { click: () => { ts.allClasses = true; more(); } } }, `show all ${fmtInt(classes.length)} classes`));
       }

@@ -80,6 +80,9 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     let files = kappa_report::render::write_all(&report, &args.out).context("cannot write the report")?;
     println!("wrote {} files to {} (open {})", files.len(), args.out.display(), args.out.join("report.html").display());
     if args.check {
+        for note in kappa_report::undecided(&report) {
+            eprintln!("check: {note}");
+        }
         if let Err(problems) = kappa_report::check(&report) {
             for p in problems {
                 eprintln!("check failed: {p}");

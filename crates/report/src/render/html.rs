@@ -4,7 +4,7 @@ use super::RenderError;
 use super::analysis::analysis_lines;
 use super::chart::register_font;
 use super::plot::{plots, svg};
-use super::text::{params_label, tracking_max, tracking_mean, verdict_name};
+use super::text::{RULE_HEAD, params_label, percent, rule_cells, tracking_max, tracking_mean, verdict_name};
 use crate::report::Report;
 use kappa_core::Verdict;
 use std::fmt::Write as _;
@@ -43,7 +43,11 @@ pub(super) fn html(r: &Report, svgs: &[(String, String)]) -> String {
         r.tolerance * 100.0
     );
     if !r.rules.is_empty() {
-        h.push_str("<h2>Verdicts</h2><table id=\"verdicts\"><tr><th>rule</th><th>verdict</th><th>expected</th><th>worst plateau ratio</th><th>max curve deviation</th><th>holds from</th><th>classes holds/late/fails/open</th></tr>");
+        h.push_str("<h2>Verdicts</h2><table id=\"verdicts\"><tr>");
+        for head in RULE_HEAD {
+            let _ = write!(h, "<th>{}</th>", escape(head));
+        }
+        h.push_str("</tr>");
         for rule in &r.rules {
             let class = match rule.verdict {
                 Some(Verdict::Holds) => "holds",
@@ -51,22 +55,18 @@ pub(super) fn html(r: &Report, svgs: &[(String, String)]) -> String {
                 Some(Verdict::Fails) => "fails",
                 None => "",
             };
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}/{}/{}</td></tr>",
-                escape(&rule.name),
-                verdict_name(rule.verdict),
-                rule.expect.map_or("-", Verdict::as_str),
-                rule.worst_plateau_ratio.map_or("-".into(), |x| format!("{x:.4}")),
-                rule.max_deviation.map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
-                rule.holds_from.map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
-                rule.classes[0],
-                rule.classes[1],
-                rule.classes[2],
-                rule.classes[3]
-            );
+            h.push_str("<tr>");
+            for (i, cell) in rule_cells(rule).iter().enumerate() {
+                let attr = if i == 1 { format!(" class=\"{class}\"") } else { String::new() };
+                let _ = write!(h, "<td{attr}>{}</td>", escape(cell));
+            }
+            h.push_str("</tr>");
         }
-        h.push_str("</table><h2>Classes</h2><table><tr><th>rule</th><th>base point</th><th>κ</th><th>plateau ratio (95% CI)</th><th>theory ratio</th><th>max deviation</th><th>holds from</th><th>verdict</th></tr>");
+        h.push_str("</table>");
+        for line in &r.rule_notes {
+            let _ = write!(h, "<p class=\"note\">{}</p>", escape(line));
+        }
+        h.push_str("<h2>Classes</h2><table><tr><th>rule</th><th>base point</th><th>κ</th><th>plateau ratio (95% CI)</th><th>theory ratio</th><th>deviation</th><th>holds from</th><th>verdict</th></tr>");
         for c in &r.classes {
             for k in c.kappas.iter().skip(1) {
                 let _ = write!(
@@ -85,7 +85,7 @@ pub(super) fn html(r: &Report, svgs: &[(String, String)]) -> String {
                         _ => "-".into(),
                     },
                     k.theory_ratio.map_or("-".into(), |x| format!("{x:.4}")),
-                    k.max_deviation.map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
+                    percent(k.deviation),
                     k.holds_from.map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
                     escape(&format!("{} {}", verdict_name(c.verdict), c.note.as_deref().unwrap_or("")))
                 );

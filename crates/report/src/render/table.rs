@@ -1,9 +1,8 @@
 //! The verdict table printed in the terminal.
 
 use super::analysis::analysis_lines;
-use super::text::{params_label, tracking_max, tracking_mean, verdict_name};
+use super::text::{RULE_HEAD, params_label, rule_cells, tracking_max, tracking_mean};
 use crate::report::Report;
-use kappa_core::Verdict;
 use std::fmt::Write as _;
 
 /// The verdict table printed in the terminal.
@@ -21,31 +20,24 @@ pub fn verdict_table(r: &Report) -> String {
     if r.rules.is_empty() {
         let _ = writeln!(s, "no [scaling] section: no rules to judge");
     } else {
-        let w = r.rules.iter().map(|x| x.name.chars().count()).max().unwrap_or(4).max(4);
-        let _ = writeln!(
-            s,
-            "{:<w$}  {:<11} {:<11} {:>14} {:>14} {:>11} {:>16}  classes (holds/late/fails/open)",
-            "rule", "verdict", "expected", "plateau ratio", "max deviation", "holds from", "holds up to κ"
-        );
-        for rule in &r.rules {
-            let _ = writeln!(
-                s,
-                "{:<w$}  {:<11} {:<11} {:>14} {:>14} {:>11} {:>16}  {}/{}/{}/{}",
-                rule.name,
-                verdict_name(rule.verdict),
-                rule.expect.map_or("-", Verdict::as_str),
-                rule.worst_plateau_ratio.map_or("-".into(), |x| format!("{x:.4}")),
-                rule.max_deviation.map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
-                rule.holds_from.map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
-                match (rule.holds_up_to_kappa, rule.holds_up_to_batch) {
-                    (Some(k), Some(b)) => format!("{k} (B = {b})"),
-                    _ => "-".into(),
-                },
-                rule.classes[0],
-                rule.classes[1],
-                rule.classes[2],
-                rule.classes[3]
-            );
+        let rows: Vec<[String; 8]> = r.rules.iter().map(rule_cells).collect();
+        let head = RULE_HEAD.map(String::from);
+        let w: Vec<usize> =
+            (0..8).map(|i| rows.iter().chain([&head]).map(|row| row[i].chars().count()).max().unwrap_or(0)).collect();
+        for row in std::iter::once(&head).chain(&rows) {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let pad = w[i].saturating_sub(c.chars().count());
+                    // Names and verdicts to the left, numbers to the right.
+                    if i < 3 || i == 7 { format!("{c}{}", " ".repeat(pad)) } else { format!("{}{c}", " ".repeat(pad)) }
+                })
+                .collect();
+            let _ = writeln!(s, "{}", cells.join("  ").trim_end());
+        }
+        for line in &r.rule_notes {
+            let _ = writeln!(s, "  {line}");
         }
     }
     // Many settings (a learning-rate axis gives one each): the full list is in summary.json.
@@ -60,14 +52,6 @@ pub fn verdict_table(r: &Report) -> String {
             f.label,
             f.slope,
             f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.3})"))
-        );
-    }
-    for rule in r.rules.iter().filter(|x| x.unsettled_classes > 0) {
-        let _ = writeln!(
-            s,
-            "rule `{}`: {} classes undecided: a plateau ratio rests on trials whose loss had not settled during the \
-             averaging window (kappa status lists them; raise samples or burn_in)",
-            rule.name, rule.unsettled_classes
         );
     }
     s.push_str(&analysis_lines(r).join("\n"));

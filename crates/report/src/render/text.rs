@@ -2,7 +2,47 @@
 //! the plots.
 
 use crate::tracking::Tracking;
+use crate::{PlateauRatio, RuleReport};
 use kappa_core::Verdict;
+
+/// The columns of the rules' table (terminal and HTML).
+pub(super) const RULE_HEAD: [&str; 8] = [
+    "rule",
+    "verdict",
+    "expected",
+    "plateau ratio [95%]",
+    "deviation",
+    "holds from",
+    "holds up to κ",
+    "classes (holds/late/fails/open)",
+];
+
+/// One rule's row of the rules' table.
+pub(super) fn rule_cells(rule: &RuleReport) -> [String; 8] {
+    [
+        rule.name.clone(),
+        verdict_name(rule.verdict).to_string(),
+        rule.expect.map_or("-", Verdict::as_str).to_string(),
+        rule.plateau.map_or("-".into(), |p| plateau_cell(&p)),
+        percent(rule.deviation),
+        rule.holds_from.map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+        match (rule.holds_up_to_kappa, rule.holds_up_to_batch) {
+            (Some(k), Some(b)) => format!("{k} (B = {b})"),
+            _ => "-".into(),
+        },
+        format!("{}/{}/{}/{}", rule.classes[0], rule.classes[1], rule.classes[2], rule.classes[3]),
+    ]
+}
+
+/// A plateau ratio with its interval, `~` when it rests on unsettled trials.
+pub(super) fn plateau_cell(p: &PlateauRatio) -> String {
+    format!("{:.3} [{:.3}, {:.3}]{}", p.ratio, p.ci95[0], p.ci95[1], if p.unsettled { "~" } else { "" })
+}
+
+/// A fraction as a percentage with one decimal, `-` for none.
+pub(super) fn percent(x: Option<f64>) -> String {
+    x.map_or("-".into(), |x| format!("{:.1}%", x * 100.0))
+}
 
 /// A verdict's name (`undecided` for none).
 pub(super) fn verdict_name(v: Option<Verdict>) -> &'static str {
@@ -22,33 +62,32 @@ pub(super) fn tracking_max(t: &Tracking) -> String {
     t.max_rel_error.map_or("-".into(), |m| format!("{:.2}%", m * 100.0))
 }
 
-/// A trial's parameters as one line (`sgd B=64 lr=0.01 …`, named axes last), seed left out.
+/// A trial's parameters as one line (`sgd B=64 lr=0.01 …`, named axes last), seed and the
+/// hyperparameters its optimizer does not read left out.
 pub(super) fn params_label(params: &kappa_core::Params) -> String {
-    let p = &params.hyper;
-    let mut label = if params.builtins.is_all() {
-        format!(
-            "{} B={} lr={} β=({}, {}) ε={} θ={}",
-            p.optimizer,
-            p.batch_size,
-            short(p.lr),
-            short(p.beta1),
-            short(p.beta2),
-            short(p.eps),
-            short(p.weight_decay)
-        )
-    } else {
-        params
-            .builtins
-            .axes()
-            .filter(|a| *a != kappa_core::AxisName::Seed)
-            .map(|a| format!("{a}={}", kappa_core::display_value(&params.builtin_value(a))))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    for (name, v) in &params.named {
-        label.push_str(&format!(" {name}={}", kappa_core::display_value(v)));
+    fn short_name(k: &str) -> &str {
+        match k {
+            "batch_size" => "B",
+            "beta1" => "β₁",
+            "beta2" => "β₂",
+            "eps" => "ε",
+            "weight_decay" => "θ",
+            k => k,
+        }
     }
-    label.trim().to_string()
+    params
+        .read_entries()
+        .into_iter()
+        .filter(|(k, _)| k != "seed")
+        .map(|(k, v)| {
+            let value = match kappa_core::AxisName::from_key(&k) {
+                Some(a) if v.is_f64() => short(params.builtin_value(a).as_f64().unwrap_or(f64::NAN)),
+                _ => kappa_core::display_value(&v),
+            };
+            if k == "optimizer" { value } else { format!("{}={value}", short_name(&k)) }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A number in at most 4 significant digits (`0.001414`, `2.5e-9`, `160k`).
