@@ -2,7 +2,7 @@
 
 use crate::progress::fmt_secs;
 use anyhow::Context;
-use kappa_core::Sweep;
+use kappa_core::{Health, Sweep};
 use kappa_store::{Store, TrialRecord};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,23 +14,44 @@ const MAX_ROWS: usize = 40;
 pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Duration) -> anyhow::Result<()> {
     let trials = store.trials().context("cannot read results")?;
     let counts = store.counts()?;
+    let unhealthy = |h: Health| trials.iter().filter(|t| health(t) == Some(h)).count();
+    let (did_not_train, unstable) = (unhealthy(Health::DidNotTrain), unhealthy(Health::Unstable));
     println!(
-        "sweep `{}`: {} trials: {} succeeded, {} failed, {} diverged, {} not finished ({} reused from earlier runs) in {}",
+        "sweep `{}`: {} trials: {} succeeded{}, {} failed, {} diverged, {} not finished ({} reused from earlier runs) in {}",
         sweep.name,
         counts.total,
         counts.succeeded,
+        if did_not_train + unstable > 0 {
+            format!(" ({did_not_train} of them did not train, {unstable} unstable)")
+        } else {
+            String::new()
+        },
         counts.failed,
         counts.diverged,
         counts.pending + counts.running,
         reused,
         fmt_secs(elapsed.as_secs_f64())
     );
+    // Which rule and κ made each trial, from the plan its ids were made with.
+    let version = store
+        .sweep_info()?
+        .and_then(|i| i.code_version)
+        .unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
+    let plan = kappa_core::Plan::new(sweep, version);
+    let rule_of = |t: &TrialRecord| -> [String; 2] {
+        match (&sweep.scaling, plan.trial(t.seq).variant) {
+            (Some(s), Some((rule, kappa))) => [s.rules[rule].name.clone(), kappa.to_string()],
+            _ => ["(base)".to_string(), "1".to_string()],
+        }
+    };
+    let scaled = sweep.scaling.is_some();
     let varying = varying_columns(&trials);
     // Groups in plan order (trials come sorted by seq), averaging over seeds.
     let mut groups: Vec<(Vec<String>, Vec<&TrialRecord>)> = Vec::new();
     let mut index: std::collections::HashMap<Vec<String>, usize> = std::collections::HashMap::new();
     for t in &trials {
-        let key: Vec<String> = varying.iter().map(|(_, axis)| t.result.params.display(axis)).collect();
+        let mut key: Vec<String> = if scaled { rule_of(t).to_vec() } else { Vec::new() };
+        key.extend(varying.iter().map(|(_, axis)| shown(&t.result.params, axis)));
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
             groups.len() - 1
@@ -38,7 +59,8 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
         groups[i].1.push(t);
     }
     let with_theory = trials.iter().any(|t| theory_of(t).is_some());
-    let mut header: Vec<String> = varying.iter().map(|(n, _)| n.to_string()).collect();
+    let mut header: Vec<String> = if scaled { vec!["rule".into(), "κ".into()] } else { Vec::new() };
+    header.extend(varying.iter().map(|(n, _)| n.to_string()));
     header.extend(["seeds", "status", "stationary loss", "final loss"].map(String::from));
     if with_theory {
         header.push("theory".into());
@@ -76,12 +98,23 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
     if rows.len() > MAX_ROWS {
         println!("… {} more groups: kappa export --format csv for all of them", rows.len() - MAX_ROWS);
     }
+    if did_not_train + unstable > 0 {
+        for h in [Health::DidNotTrain, Health::Unstable] {
+            println!("{}", h.definition());
+        }
+    }
     if unsettled_groups > 0 {
+        let hint = kappa_report::SettleHint::over(
+            trials.iter().filter_map(|t| t.result.metrics.as_ref()),
+            sweep.task.burn_in().unwrap_or(0.5),
+        );
+        let file = store.sweep_info()?.map(|i| i.spec_path).unwrap_or_default();
         println!(
             "not settled ({unsettled_groups} of {} groups): the loss was still moving during the averaging window (its \
              second half differs from its first by more than 3 SE and 5%), so that stationary loss is not a \
-             stationary value; raise the budget (samples) or burn_in",
-            rows.len()
+             stationary value; in [task], {} and run `kappa run {file}` again",
+            rows.len(),
+            hint.advice(sweep.task.samples())
         );
     }
     let mut notes: Vec<&str> = trials
@@ -95,6 +128,22 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
         println!("note: {n}");
     }
     Ok(())
+}
+
+/// Whether a succeeded trial trained.
+fn health(t: &TrialRecord) -> Option<Health> {
+    match t.result.status {
+        kappa_core::TrialStatus::Succeeded => t.result.metrics.as_ref().map(|m| m.health()),
+        _ => None,
+    }
+}
+
+/// A trial's value of `axis` in the table: `-` for a built-in its optimizer does not read.
+fn shown(p: &kappa_core::Params, axis: &str) -> String {
+    match kappa_core::AxisName::from_key(axis) {
+        Some(a) if p.builtins.has(kappa_core::AxisName::Optimizer) && !p.hyper.optimizer.reads(a) => "-".into(),
+        _ => p.display(axis),
+    }
 }
 
 /// Whether a trial's stationary loss was measured before its loss settled.
@@ -142,7 +191,11 @@ fn varying_columns(trials: &[TrialRecord]) -> Vec<Column> {
 fn status_cell(members: &[&TrialRecord]) -> String {
     let mut by: BTreeMap<&str, usize> = BTreeMap::new();
     for t in members {
-        *by.entry(t.result.status.as_str()).or_default() += 1;
+        let name = match health(t) {
+            Some(h @ (Health::DidNotTrain | Health::Unstable)) => h.label(),
+            _ => t.result.status.as_str(),
+        };
+        *by.entry(name).or_default() += 1;
     }
     if by.len() == 1 && by.contains_key("succeeded") {
         return "ok".into();

@@ -26,8 +26,17 @@ pub enum Health {
 }
 
 impl Health {
-    /// The name in tables, exports and the API.
+    /// The name in exports and the API (as it serialises).
     pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Trained => "trained",
+            Health::DidNotTrain => "did_not_train",
+            Health::Unstable => "unstable",
+        }
+    }
+
+    /// The name in tables and prose.
+    pub fn label(self) -> &'static str {
         match self {
             Health::Trained => "trained",
             Health::DidNotTrain => "did not train",

@@ -110,7 +110,11 @@ pub struct SettleHint {
 impl SettleHint {
     /// The hint over the trials `ids` that finished, with the burn-in their task uses.
     pub(crate) fn of(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>, burn_in: f64) -> SettleHint {
-        let metrics = ids.iter().filter_map(|id| results.get(id)?.metrics.as_ref());
+        SettleHint::over(ids.iter().filter_map(|id| results.get(id)?.metrics.as_ref()), burn_in)
+    }
+
+    /// The hint over the metrics of finished trials whose task uses `burn_in`.
+    pub fn over<'a>(metrics: impl Iterator<Item = &'a kappa_core::TrialMetrics>, burn_in: f64) -> SettleHint {
         let mut hint = SettleHint::default();
         let mut all_burn_in = true;
         for m in metrics.filter(|m| m.settled() == Some(false)) {

@@ -6,7 +6,8 @@
 //! - each learning rate's *objective* (`[analysis] objective`): the seed-mean of the metric at the
 //!   last record point (`final`), of the stationary estimate (`stationary`), or the samples until
 //!   the seed-mean curve first reaches `target_loss` (`samples_to_target`, linear interpolation
-//!   between record points); a diverged trial is worse than any finite value;
+//!   between record points); a diverged trial is worse than any finite value, and so is one that
+//!   did not train or was unstable ([`kappa_core::Health`]);
 //! - the best learning rate: the grid's argmin, refined by the vertex of the parabola through it and
 //!   its two neighbours in (log lr, log objective), kept inside the neighbours' interval; when the
 //!   argmin is the grid's first or last learning rate it is reported as is and flagged `at_edge`
@@ -60,12 +61,53 @@ pub struct LrScaling {
     pub exponent: Option<f64>,
     /// Its 95% bootstrap interval.
     pub exponent_ci: Option<[f64; 2]>,
+    /// Local slopes Δ log η* / Δ log B between consecutive batch sizes whose optimum is inside
+    /// the grid: (smaller B, larger B, slope).
+    pub local_slopes: Vec<(u64, u64, f64)>,
+    /// Where the local slopes change (by more than [`SLOPE_CHANGE`] from the mean of those
+    /// before): the batch sizes up to that point, their exponent and its interval. `None` when
+    /// the exponent holds over every batch size (or fewer than three have an inside optimum).
+    pub stable: Option<StableRange>,
     /// The theory's exponent in the noise-dominated regime (SGD 1; SignSGD, RMSprop, Adam 0.5).
     pub theory_exponent: f64,
     /// The learning-rate exponents of the sweep's rules, or of the preset for this optimizer.
     pub rule_exponents: Vec<(String, f64)>,
     /// Why something is missing.
     pub note: Option<String>,
+}
+
+/// A local slope that differs from the mean of the slopes at smaller batch sizes by more than
+/// this ends the range where one exponent describes the optimum (the batch has left the regime
+/// the exponent belongs to, e.g. the noise-dominated one).
+pub const SLOPE_CHANGE: f64 = 0.25;
+
+/// The batch sizes over which one exponent describes the best learning rate.
+#[derive(Clone, Debug, Serialize)]
+pub struct StableRange {
+    /// The smallest and the largest batch size of the range.
+    pub batch_sizes: [u64; 2],
+    /// The exponent fitted over them.
+    pub exponent: f64,
+    /// Its 95% bootstrap interval.
+    pub exponent_ci: Option<[f64; 2]>,
+}
+
+/// Local slopes between consecutive (batch size, best lr) points, and how many points from the
+/// smallest batch size on share one exponent (at least 3 to say so; all when none changes).
+fn local_slopes(inside: &[(f64, f64)]) -> (Vec<(u64, u64, f64)>, usize) {
+    let slopes: Vec<(u64, u64, f64)> = inside
+        .windows(2)
+        .map(|w| (w[0].0 as u64, w[1].0 as u64, (w[1].1 / w[0].1).ln() / (w[1].0 / w[0].0).ln()))
+        .collect();
+    let mut kept = 1;
+    while kept < slopes.len() {
+        let mean = slopes[..kept].iter().map(|s| s.2).sum::<f64>() / kept as f64;
+        if (slopes[kept].2 - mean).abs() > SLOPE_CHANGE {
+            break;
+        }
+        kept += 1;
+    }
+    (slopes, kept + 1)
 }
 
 /// One batch size's steps and samples to the target.
@@ -81,6 +123,10 @@ pub struct TargetPoint {
     pub lr: f64,
     /// That learning rate is the grid's smallest or largest: fewer steps may need one beyond it.
     pub lr_at_edge: bool,
+    /// The target was reached within the first record interval: `steps` and `samples` are
+    /// upper bounds (the first record point after the start), not measurements, and the fit
+    /// leaves the point out.
+    pub within_first_record: bool,
 }
 
 /// The critical batch size of one group.
@@ -179,10 +225,11 @@ fn metric_point(p: &kappa_core::CurvePoint, metric: &str) -> Option<(f64, f64)> 
 }
 
 fn observe(r: &TrialResult, a: &Analysis) -> Option<Obs> {
+    let diverged = || Some(Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true });
     match (r.status, &r.metrics) {
-        (TrialStatus::Diverged, _) => {
-            Some(Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true })
-        }
+        (TrialStatus::Diverged, _) => diverged(),
+        // A run that did not train, or whose loss exploded short of overflowing, is no optimum.
+        (TrialStatus::Succeeded, Some(m)) if m.health() != kappa_core::Health::Trained => diverged(),
         (TrialStatus::Succeeded, Some(m)) => {
             let curve: Vec<[f64; 5]> = m
                 .curve
@@ -205,16 +252,38 @@ fn observe(r: &TrialResult, a: &Analysis) -> Option<Obs> {
     }
 }
 
+/// Where a curve first reaches its target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Crossing {
+    samples: f64,
+    steps: f64,
+    noise_scale: f64,
+    /// Within the first record interval (or at the first point of a curve that does not start
+    /// at step 0): `samples` and `steps` are those of that record point, an upper bound.
+    bound: bool,
+}
+
 /// The first (samples, step) at which a curve of (samples, step, mean, ...) reaches `target`,
-/// linearly interpolated between record points, and the noise scale there.
-fn crossing(curve: &[[f64; 5]], target: f64) -> Option<(f64, f64, f64)> {
+/// linearly interpolated between record points, and the noise scale there. Within the first
+/// record interval nothing tells where: the record point is given, as a bound.
+fn crossing(curve: &[[f64; 5]], target: f64) -> Option<Crossing> {
     let j = curve.iter().position(|p| p[2] <= target)?;
+    let at = |p: [f64; 5], bound| Crossing { samples: p[0], steps: p[1], noise_scale: p[4], bound };
     if j == 0 {
-        return Some((curve[0][0], curve[0][1], curve[0][4]));
+        // Met at the start (step 0: nothing to bound), or by the first record point.
+        return Some(at(curve[0], curve[0][1] > 0.0));
+    }
+    if j == 1 && curve[0][1] == 0.0 {
+        return Some(at(curve[1], true));
     }
     let (a, b) = (curve[j - 1], curve[j]);
     let w = if b[2] == a[2] { 1.0 } else { (target - a[2]) / (b[2] - a[2]) };
-    Some((a[0] + w * (b[0] - a[0]), a[1] + w * (b[1] - a[1]), a[4] + w * (b[4] - a[4])))
+    Some(Crossing {
+        samples: a[0] + w * (b[0] - a[0]),
+        steps: a[1] + w * (b[1] - a[1]),
+        noise_scale: a[4] + w * (b[4] - a[4]),
+        bound: false,
+    })
 }
 
 /// The seed-mean curve of `obs` (each moved by `shift[i]` of its SE), over the points all share.
@@ -242,7 +311,7 @@ fn objective(obs: &[&Obs], shift: &[f64], a: &Analysis) -> (f64, f64) {
     match a.objective {
         AnalysisObjective::SamplesToTarget => {
             let target = a.target_loss.unwrap_or(0.0);
-            (crossing(&mean_curve(obs, shift), target).map_or(f64::INFINITY, |c| c.0), 0.0)
+            (crossing(&mean_curve(obs, shift), target).map_or(f64::INFINITY, |c| c.samples), 0.0)
         }
         _ => {
             let vals: Vec<(f64, f64)> = obs.iter().filter_map(|o| o.value).collect();
@@ -360,7 +429,7 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
     for (&b, lrs) in &g.cells {
         let mut objective_points = Vec::new();
         let mut fewest = usize::MAX;
-        let mut first: Option<(f64, f64, f64, bool)> = None; // (steps, lr, noise scale, at edge)
+        let mut first: Option<(Crossing, f64, bool)> = None; // (where, lr, at edge)
         for (i, (&OrdF64(lr), seeds)) in lrs.iter().enumerate() {
             fewest = fewest.min(seeds.len());
             let (chosen, shift): (Vec<&Obs>, Vec<f64>) = match rng.as_deref_mut() {
@@ -371,20 +440,27 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
             objective_points.push([lr, y, se]);
             if let Some(target) = a.target_loss
                 && !chosen.iter().any(|o| o.diverged)
-                && let Some((_, steps, ns)) = crossing(&mean_curve(&chosen, &shift), target)
-                && first.is_none_or(|f| steps < f.0)
+                && let Some(c) = crossing(&mean_curve(&chosen, &shift), target)
+                && first.is_none_or(|f| c.steps < f.0.steps)
             {
-                first = Some((steps, lr, ns, i == 0 || i + 1 == lrs.len()));
+                first = Some((c, lr, i == 0 || i + 1 == lrs.len()));
             }
         }
         let pairs: Vec<(f64, f64)> = objective_points.iter().map(|p| (p[0], p[1])).collect();
         best.push((b, objective_points, best_lr(&pairs), fewest));
         if a.target_loss.is_some() {
             match first {
-                Some((steps, lr, ns, lr_at_edge)) => {
-                    targets.push(TargetPoint { batch_size: b, steps, samples: steps * b as f64, lr, lr_at_edge });
-                    if ns.is_finite() {
-                        scales.push(ns);
+                Some((c, lr, lr_at_edge)) => {
+                    targets.push(TargetPoint {
+                        batch_size: b,
+                        steps: c.steps,
+                        samples: c.steps * b as f64,
+                        lr,
+                        lr_at_edge,
+                        within_first_record: c.bound,
+                    });
+                    if c.noise_scale.is_finite() {
+                        scales.push(c.noise_scale);
                     }
                 }
                 None => unreached.push(b),
@@ -394,7 +470,10 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
     let inside: Vec<(f64, f64)> =
         best.iter().filter_map(|(b, _, opt, _)| opt.filter(|o| !o.1).map(|o| (*b as f64, o.0))).collect();
     let exponent = log_log_slope(&inside);
-    let fit = critical_fit(&targets.iter().map(|t| (t.batch_size as f64, t.steps)).collect::<Vec<_>>());
+    // Bounds are not measurements: the fit rests on the crossings it can place.
+    let measured: Vec<(f64, f64)> =
+        targets.iter().filter(|t| !t.within_first_record).map(|t| (t.batch_size as f64, t.steps)).collect();
+    let fit = critical_fit(&measured);
     scales.sort_by(f64::total_cmp);
     let noise_scale = (!scales.is_empty()).then(|| scales[scales.len() / 2]);
     Eval { best, exponent, targets, unreached, fit, noise_scale }
@@ -491,6 +570,24 @@ pub fn analyse(
                 objective: objective.clone(),
             })
             .collect();
+        let inside = |e: &Eval| -> Vec<(f64, f64)> {
+            e.best.iter().filter_map(|(b, _, opt, _)| opt.filter(|o| !o.1).map(|o| (*b as f64, o.0))).collect()
+        };
+        let (slopes, stable_n) = local_slopes(&inside(&data));
+        let stable = (stable_n >= 3 && stable_n < slopes.len() + 1).then(|| {
+            let points = &inside(&data)[..stable_n];
+            let range = [points[0].0 as u64, points[stable_n - 1].0 as u64];
+            let within = |e: &Eval| {
+                let pts: Vec<(f64, f64)> =
+                    inside(e).into_iter().filter(|(b, _)| (range[0]..=range[1]).contains(&(*b as u64))).collect();
+                log_log_slope(&pts)
+            };
+            StableRange {
+                batch_sizes: range,
+                exponent: log_log_slope(points).unwrap_or(f64::NAN),
+                exponent_ci: percentiles(reps.iter().filter_map(within).collect(), BOOTSTRAP),
+            }
+        });
         let note = data
             .exponent
             .is_none()
@@ -510,12 +607,25 @@ pub fn analyse(
             points,
             exponent: data.exponent,
             exponent_ci: data.exponent.and(percentiles(reps.iter().filter_map(|r| r.exponent).collect(), BOOTSTRAP)),
+            local_slopes: slopes,
+            stable,
             theory_exponent: theory_exponent(g.optimizer),
             rule_exponents: rule_exponents(sweep, g.optimizer),
             note,
         });
         if let Some(target) = a.target_loss {
-            let note = data.fit.as_ref().err().cloned().or_else(|| no_interval.clone());
+            let bounds: Vec<u64> =
+                data.targets.iter().filter(|t| t.within_first_record).map(|t| t.batch_size).collect();
+            let bounds = (!bounds.is_empty()).then(|| {
+                format!(
+                    "B = {bounds:?} reach the target within their first record interval (S≤, E≤: the first \
+                     record point after the start): upper bounds, left out of the fit"
+                )
+            });
+            let note = [data.fit.as_ref().err().cloned(), bounds, no_interval.clone()]
+                .into_iter()
+                .flatten()
+                .reduce(|a, b| format!("{a}; {b}"));
             let fit = data.fit.as_ref().ok().copied();
             crit_out.push(CriticalBatch {
                 group: g.label.clone(),
@@ -578,6 +688,19 @@ mod tests {
     }
 
     #[test]
+    fn the_exponent_is_stable_until_a_local_slope_departs_from_the_ones_before() {
+        // η* ∝ B^0.5 up to B = 1024, then a jump (the quadratic's 1/λ shortcut at B = 4096).
+        let mut pts: Vec<(f64, f64)> =
+            [16.0, 64.0, 256.0, 1024.0].iter().map(|b: &f64| (*b, 1e-3 * b.sqrt())).collect();
+        pts.push((4096.0, 0.25));
+        let (slopes, n) = local_slopes(&pts);
+        assert_eq!(n, 4, "{slopes:?}");
+        assert!(slopes[..3].iter().all(|s| (s.2 - 0.5).abs() < 1e-9) && slopes[3].2 > 1.4, "{slopes:?}");
+        // One exponent throughout: every point.
+        assert_eq!(local_slopes(&pts[..4]).1, 4);
+    }
+
+    #[test]
     fn slopes() {
         let pts: Vec<(f64, f64)> = [1.0, 0.5, 0.25].iter().map(|&s: &f64| (s, 3.0 * s * s)).collect();
         assert!((log_log_slope(&pts).unwrap() - 2.0).abs() < 1e-12);
@@ -587,9 +710,18 @@ mod tests {
     #[test]
     fn a_crossing_is_interpolated_and_an_unreached_target_is_none() {
         let curve = [[0.0, 0.0, 1.0, 0.0, 5.0], [100.0, 10.0, 0.5, 0.0, 7.0], [200.0, 20.0, 0.1, 0.0, 9.0]];
-        let (s, k, ns) = crossing(&curve, 0.3).unwrap();
-        assert!((s - 150.0).abs() < 1e-9 && (k - 15.0).abs() < 1e-9 && (ns - 8.0).abs() < 1e-9);
+        let c = crossing(&curve, 0.3).unwrap();
+        assert!(
+            (c.samples - 150.0).abs() < 1e-9 && (c.steps - 15.0).abs() < 1e-9 && (c.noise_scale - 8.0).abs() < 1e-9
+        );
+        assert!(!c.bound);
         assert_eq!(crossing(&curve, 0.05), None);
+        // Reached between the start and the first record point: that point, as a bound, never a
+        // fraction of a record interval.
+        let c = crossing(&curve, 0.7).unwrap();
+        assert_eq!((c.samples, c.steps, c.bound), (100.0, 10.0, true));
+        // Met at the start: zero steps, nothing to bound.
+        assert_eq!(crossing(&curve, 1.5).map(|c| (c.steps, c.bound)), Some((0.0, false)));
     }
 
     #[test]

@@ -47,7 +47,7 @@ mod report;
 mod tracking;
 
 pub use aggregate::SettleHint;
-pub use analysis::{CriticalBatch, LrScaling, log_log_slope};
+pub use analysis::{CriticalBatch, LrScaling, StableRange, log_log_slope};
 pub use check::{check, undecided};
 pub use classes::{
     ClassReport, CurveComparison, HOLDS_FROM, HOLDS_LATE_BY, KappaReport, OFF_FRACTION, PlateauRatio, RuleReport,

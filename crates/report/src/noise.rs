@@ -18,6 +18,9 @@ pub struct SlopeFit {
     pub slope: f64,
     /// The closed forms' slope over the same points, where they exist.
     pub theory_slope: Option<f64>,
+    /// Points whose stationary loss rests on a trial whose loss had not settled: the slope is
+    /// not one of stationary values where there are any.
+    pub unsettled: usize,
 }
 
 /// The noise slopes of `sweep`: one fit per setting with at least two noise levels.
@@ -69,10 +72,12 @@ pub(crate) fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<Tri
         .filter_map(|(label, mut by_noise)| {
             by_noise.sort_by(|a, b| a.1.total_cmp(&b.1));
             let mut points = Vec::new();
+            let mut unsettled = 0;
             for (_, sigma_b, ids) in &by_noise {
                 let a = aggregate(ids, results);
                 if let Some(st) = a.stationary {
                     points.push([*sigma_b, st.mean, a.theory.unwrap_or(f64::NAN)]);
+                    unsettled += usize::from(a.settled == Some(false));
                 }
             }
             let slope = log_log_slope(&points.iter().map(|p| (p[0], p[1])).collect::<Vec<_>>())?;
@@ -81,7 +86,7 @@ pub(crate) fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<Tri
             } else {
                 None
             };
-            Some(SlopeFit { label, points, slope, theory_slope })
+            Some(SlopeFit { label, points, slope, theory_slope, unsettled })
         })
         .collect()
 }

@@ -41,6 +41,19 @@ pub fn analysis_lines(r: &Report) -> Vec<String> {
             if rules.is_empty() { "-".into() } else { rules.join(", ") }
         ));
         out.push(format!("  {}", l.points.iter().map(optimum).collect::<Vec<_>>().join("; ")));
+        if let Some(st) = &l.stable {
+            let slopes: Vec<String> = l.local_slopes.iter().map(|(a, b, s)| format!("{a}→{b} {s:.2}")).collect();
+            out.push(format!(
+                "  the exponent changes beyond B = {}: over B = {}..{} it is {:.3}{} (local slopes: {}); the fit over \
+                 every batch size mixes regimes",
+                st.batch_sizes[1],
+                st.batch_sizes[0],
+                st.batch_sizes[1],
+                st.exponent,
+                interval(st.exponent_ci),
+                slopes.join(", ")
+            ));
+        }
         if let Some(n) = &l.note {
             out.push(format!("  note: {n}"));
         }
@@ -54,15 +67,42 @@ pub fn analysis_lines(r: &Report) -> Vec<String> {
         })
         .collect();
     for c in &r.critical_batch {
+        // A B_crit outside the batch sizes measured is an extrapolation, and says so.
+        let (smallest, largest) = (
+            c.points.iter().map(|p| p.batch_size).min().unwrap_or(0) as f64,
+            c.points.iter().map(|p| p.batch_size).max().unwrap_or(0) as f64,
+        );
+        let b_crit = match c.b_crit {
+            Some(b) if b > largest => {
+                format!(
+                    "> {} (beyond the largest batch size: the fit gives {}{})",
+                    short(largest),
+                    short(b),
+                    interval(c.b_crit_ci)
+                )
+            }
+            Some(b) if b < smallest => {
+                format!(
+                    "< {} (below the smallest batch size: the fit gives {}{})",
+                    short(smallest),
+                    short(b),
+                    interval(c.b_crit_ci)
+                )
+            }
+            Some(b) => format!("{}{}", short(b), interval(c.b_crit_ci)),
+            None => "-".into(),
+        };
         out.push(format!(
-            "critical batch size {} (target {}): B_crit {}{}, S_min {}, E_min {}{}{}",
+            "critical batch size {} (target {}): B_crit {b_crit}, S_min {}, E_min {}{}{}",
             c.group,
             short(c.target_loss),
-            c.b_crit.map_or("-".into(), short),
-            interval(c.b_crit_ci),
             c.s_min.map_or("-".into(), short),
             c.e_min.map_or("-".into(), short),
-            c.noise_scale_at_target.map_or(String::new(), |b| format!("; B_simple at the target {}", short(b))),
+            c.noise_scale_at_target.map_or(String::new(), |b| format!(
+                "; B_simple at the target {} (the gradient noise scale the trials measured; McCandlish et al.: \
+                 B_crit is comparable to it, not equal)",
+                short(b)
+            )),
             if c.unreached.is_empty() { String::new() } else { format!("; never reached at B = {:?}", c.unreached) }
         ));
         if !breaks.is_empty() {
@@ -73,7 +113,16 @@ pub fn analysis_lines(r: &Report) -> Vec<String> {
             .iter()
             .map(|p| {
                 let edge = if p.lr_at_edge { " (fastest lr at the grid's edge)" } else { "" };
-                format!("B={} S={} E={}{edge}", p.batch_size, short(p.steps), short(p.samples))
+                if p.within_first_record {
+                    format!(
+                        "B={} S≤{} E≤{} (within the first record interval){edge}",
+                        p.batch_size,
+                        short(p.steps),
+                        short(p.samples)
+                    )
+                } else {
+                    format!("B={} S={} E={}{edge}", p.batch_size, short(p.steps), short(p.samples))
+                }
             })
             .collect();
         out.push(format!("  {}", pts.join("; ")));

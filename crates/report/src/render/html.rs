@@ -98,9 +98,18 @@ pub(super) fn html(r: &Report, svgs: &[(String, String)]) -> String {
         for f in &r.noise_slopes {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{:.3}{}</td><td>{}</td></tr>",
                 escape(&f.label),
                 f.slope,
+                if f.unsettled > 0 {
+                    format!(
+                        " <span class=\"unsettled\">({} of {} points not settled)</span>",
+                        f.unsettled,
+                        f.points.len()
+                    )
+                } else {
+                    String::new()
+                },
                 f.theory_slope.map_or("-".into(), |t| format!("{t:.3}"))
             );
         }

@@ -48,10 +48,19 @@ pub fn verdict_table(r: &Report) -> String {
     for f in shown {
         let _ = writeln!(
             s,
-            "noise slope {}: d log L / d log σ = {:.3}{}",
+            "noise slope {}: d log L / d log σ = {:.3}{}{}",
             f.label,
             f.slope,
-            f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.3})"))
+            f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.3})")),
+            if f.unsettled > 0 {
+                format!(
+                    "; {} of its {} points rest on trials whose loss had not settled: not a slope of stationary values",
+                    f.unsettled,
+                    f.points.len()
+                )
+            } else {
+                String::new()
+            }
         );
     }
     s.push_str(&analysis_lines(r).join("\n"));
