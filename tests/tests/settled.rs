@@ -159,8 +159,10 @@ fn a_command_trial_gets_a_stationary_loss_and_no_verdict_rests_on_an_unsettled_o
     let report = show(&out);
     assert_eq!(out.status.code(), Some(4), "--check fails: {report}");
     assert!(report.contains("1 of its classes undecided: a plateau ratio rests on"), "{report}");
-    // What would settle them, in the table and in --check's message.
-    assert!(report.contains("whose loss had not settled during the averaging window; raise"), "{report}");
+    // What would settle them, in the table and in --check's message: a command has no budget
+    // of kappa's, so it is told how much longer to run.
+    assert!(report.contains("whose loss had not settled during the averaging window; run ~"), "{report}");
+    assert!(report.contains("× longer"), "{report}");
     assert!(report.contains("plateau ratio: stationary loss at κ over κ = 1's"), "{report}");
     assert!(
         report.contains("no verdict: 1 of its classes rest on plateaus of trials whose loss had not settled"),

@@ -84,6 +84,9 @@ impl View {
         if c.diverged > 0 {
             s.push_str(&format!(" · {} diverged", c.diverged));
         }
+        if c.did_not_train + c.unstable > 0 {
+            s.push_str(&format!(" · {} did not train · {} unstable", c.did_not_train, c.unstable));
+        }
         s.push_str(&format!(" · {rate:.1} trials/s · {eta}"));
         s
     }

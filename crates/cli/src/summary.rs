@@ -14,18 +14,12 @@ const MAX_ROWS: usize = 40;
 pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Duration) -> anyhow::Result<()> {
     let trials = store.trials().context("cannot read results")?;
     let counts = store.counts()?;
-    let unhealthy = |h: Health| trials.iter().filter(|t| health(t) == Some(h)).count();
-    let (did_not_train, unstable) = (unhealthy(Health::DidNotTrain), unhealthy(Health::Unstable));
     println!(
         "sweep `{}`: {} trials: {} succeeded{}, {} failed, {} diverged, {} not finished ({} reused from earlier runs) in {}",
         sweep.name,
         counts.total,
         counts.succeeded,
-        if did_not_train + unstable > 0 {
-            format!(" ({did_not_train} of them did not train, {unstable} unstable)")
-        } else {
-            String::new()
-        },
+        counts.unhealthy_note(),
         counts.failed,
         counts.diverged,
         counts.pending + counts.running,
@@ -38,25 +32,41 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
         .and_then(|i| i.code_version)
         .unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
     let plan = kappa_core::Plan::new(sweep, version);
-    let rule_of = |t: &TrialRecord| -> [String; 2] {
-        match (&sweep.scaling, plan.trial(t.seq).variant) {
-            (Some(s), Some((rule, kappa))) => [s.rules[rule].name.clone(), kappa.to_string()],
-            _ => ["(base)".to_string(), "1".to_string()],
+    // Every (rule, κ) that makes each trial: a trial two rules derive identically (or a κ that
+    // changes nothing) is stored once, under its first plan entry, and shown under each.
+    let mut made_by: std::collections::HashMap<kappa_core::TrialId, Vec<[String; 2]>> =
+        std::collections::HashMap::new();
+    if let Some(scaling) = &sweep.scaling {
+        for seq in 0..plan.len() {
+            let t = plan.trial(seq);
+            let label = match t.variant {
+                Some((rule, kappa)) => [scaling.rules[rule].name.clone(), kappa.to_string()],
+                None => ["(base)".to_string(), "1".to_string()],
+            };
+            let entry = made_by.entry(t.id).or_default();
+            if !entry.contains(&label) {
+                entry.push(label);
+            }
         }
-    };
+    }
     let scaled = sweep.scaling.is_some();
     let varying = varying_columns(&trials);
     // Groups in plan order (trials come sorted by seq), averaging over seeds.
     let mut groups: Vec<(Vec<String>, Vec<&TrialRecord>)> = Vec::new();
     let mut index: std::collections::HashMap<Vec<String>, usize> = std::collections::HashMap::new();
+    let unlabelled: Vec<Vec<String>> = vec![if scaled { vec!["-".into(), "-".into()] } else { Vec::new() }];
     for t in &trials {
-        let mut key: Vec<String> = if scaled { rule_of(t).to_vec() } else { Vec::new() };
-        key.extend(varying.iter().map(|(_, axis)| shown(&t.result.params, axis)));
-        let i = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
-        });
-        groups[i].1.push(t);
+        let values: Vec<String> = varying.iter().map(|(_, axis)| shown(&t.result.params, axis)).collect();
+        let labels: Vec<Vec<String>> =
+            made_by.get(&t.result.id).map_or_else(|| unlabelled.clone(), |l| l.iter().map(|x| x.to_vec()).collect());
+        for label in labels {
+            let key: Vec<String> = label.into_iter().chain(values.iter().cloned()).collect();
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(t);
+        }
     }
     let with_theory = trials.iter().any(|t| theory_of(t).is_some());
     let mut header: Vec<String> = if scaled { vec!["rule".into(), "κ".into()] } else { Vec::new() };
@@ -98,8 +108,8 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
     if rows.len() > MAX_ROWS {
         println!("… {} more groups: kappa export --format csv for all of them", rows.len() - MAX_ROWS);
     }
-    if did_not_train + unstable > 0 {
-        for h in [Health::DidNotTrain, Health::Unstable] {
+    for (h, n) in [(Health::DidNotTrain, counts.did_not_train), (Health::Unstable, counts.unstable)] {
+        if n > 0 {
             println!("{}", h.definition());
         }
     }
@@ -108,11 +118,11 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
             trials.iter().filter_map(|t| t.result.metrics.as_ref()),
             sweep.task.burn_in().unwrap_or(0.5),
         );
-        let file = store.sweep_info()?.map(|i| i.spec_path).unwrap_or_default();
+        let file = store.sweep_info()?.map(|i| i.spec_path).filter(|p| !p.is_empty()).unwrap_or_else(|| "FILE".into());
         println!(
             "not settled ({unsettled_groups} of {} groups): the loss was still moving during the averaging window (its \
              second half differs from its first by more than 3 SE and 5%), so that stationary loss is not a \
-             stationary value; in [task], {} and run `kappa run {file}` again",
+             stationary value; {} in the sweep file, then run `kappa run {file}` again",
             rows.len(),
             hint.advice(sweep.task.samples())
         );

@@ -536,5 +536,7 @@ fn merge(open: Counts, stored: Counts) -> Counts {
         succeeded: open.succeeded + stored.succeeded,
         failed: open.failed + stored.failed,
         diverged: open.diverged + stored.diverged,
+        did_not_train: open.did_not_train + stored.did_not_train,
+        unstable: open.unstable + stored.unstable,
     }
 }

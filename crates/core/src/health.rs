@@ -1,11 +1,11 @@
 //! What a finished run's loss curve says about the run itself: whether it trained at all
 //! ([`Health`]), and, when its stationary loss was taken before the loss settled, what budget
-//! would have let it settle ([`TrialMetrics::samples_to_settle`]).
+//! would have let it settle ([`TrialMetrics::settle_factor`]).
 
 use crate::trial::{SETTLED_REL, TrialMetrics};
 use serde::{Deserialize, Serialize};
 
-/// The loss grew by this factor over its first recorded value (two orders of magnitude) without
+/// The loss grew by this factor over its value at step 0 (two orders of magnitude) without
 /// overflowing: the run is unstable, whatever it ends at.
 pub const UNSTABLE_GROWTH: f64 = 100.0;
 
@@ -16,11 +16,11 @@ pub const UNSTABLE_GROWTH: f64 = 100.0;
 pub enum Health {
     /// The loss came down from where it started.
     Trained,
-    /// It ended at or above its initial loss (its final loss, or its stationary estimate), or
-    /// its loss was rising during the averaging window. A run that starts at a minimum (initial
-    /// loss 0) has nothing to come down from and is never counted here.
+    /// It ended above its loss at step 0 (its stationary estimate, else its final loss, by more
+    /// than 2 SE), or its loss was rising during the averaging window. A run that starts at a
+    /// minimum (loss 0) has nothing to come down from and is judged only by the rise.
     DidNotTrain,
-    /// Its loss grew to [`UNSTABLE_GROWTH`] times its first recorded value or more, without
+    /// Its loss grew to [`UNSTABLE_GROWTH`] times its value at step 0 or more, without
     /// overflowing (an overflow is a divergence).
     Unstable,
 }
@@ -49,47 +49,57 @@ impl Health {
         match self {
             Health::Trained => "the loss came down from where it started",
             Health::DidNotTrain => {
-                "did not train: ended at or above its initial loss (final or stationary), or rising during the \
-                 averaging window"
+                "did not train: ended above its loss at step 0 (stationary estimate, else final loss; beyond 2 SE), \
+                 or rising during the averaging window"
             }
-            Health::Unstable => "unstable: the loss grew 100× above its first recorded value without overflowing",
+            Health::Unstable => "unstable: the loss grew to 100× its value at step 0 without overflowing",
         }
     }
 }
 
 impl TrialMetrics {
-    /// Whether the run trained ([`Health`]), from its curve and stationary estimate. A run with
-    /// no curve is taken as trained: there is nothing to judge it by.
+    /// Whether the run trained ([`Health`]), from its curve and stationary estimate. It is judged
+    /// against the loss at step 0, so a curve that does not start there (a command's first
+    /// printed line comes after some training) is judged only by a rise during the averaging
+    /// window; so is a run that starts at a minimum (initial loss 0). A run with fewer than two
+    /// record points is taken as trained: there is nothing to judge it by.
     pub fn health(&self) -> Health {
         let losses = || self.curve.iter().map(|p| p.loss_mean).filter(|l| l.is_finite());
-        let Some(initial) = self.curve.first().map(|p| p.loss_mean) else { return Health::Trained };
-        // Against the first positive loss: a run started at the minimum is judged from its first
-        // record point on.
-        if let Some(reference) = losses().find(|l| *l > 0.0)
-            && losses().fold(f64::NEG_INFINITY, f64::max) >= UNSTABLE_GROWTH * reference
+        let first = match self.curve.as_slice() {
+            [first, _, ..] => first,
+            _ => return Health::Trained,
+        };
+        let initial = (first.step == 0 && first.loss_mean > 0.0 && first.loss_mean.is_finite()).then_some(first);
+        if let Some(p) = initial
+            && losses().fold(f64::NEG_INFINITY, f64::max) >= UNSTABLE_GROWTH * p.loss_mean
         {
             return Health::Unstable;
         }
-        if !(initial > 0.0 && initial.is_finite()) {
-            return Health::Trained;
-        }
-        let end = self.stationary_loss.map(|e| e.mean).or_else(|| losses().next_back());
+        // The end: the stationary estimate, else the last point; above the start beyond 2 SE.
+        let end = self
+            .stationary_loss
+            .map(|e| (e.mean, e.se))
+            .or_else(|| self.curve.iter().rev().find(|p| p.loss_mean.is_finite()).map(|p| (p.loss_mean, p.loss_se)));
+        let ended_higher = initial.zip(end).is_some_and(|(p, (e, se))| e >= p.loss_mean + 2.0 * se.hypot(p.loss_se));
         let rising = self.settled() == Some(false) && self.stationary_drift.is_some_and(|d| d.mean > 0.0);
-        if end.is_some_and(|e| e >= initial) || rising { Health::DidNotTrain } else { Health::Trained }
+        if ended_higher || rising { Health::DidNotTrain } else { Health::Trained }
     }
 
-    /// The sample budget at which this run's stationary loss would have settled
-    /// ([`TrialMetrics::settled`]: the averaging window's halves within [`SETTLED_REL`]) with the
-    /// same `burn_in` fraction, from an exponential fitted to the curve's second half
+    /// How many times this run's sample budget it would have taken for its stationary loss to
+    /// settle ([`TrialMetrics::settled`]: the averaging window's halves within [`SETTLED_REL`])
+    /// with the same `burn_in` fraction, from an exponential fitted to the curve's second half
     /// (L(s) = P + A·e^(−s/τ)). `None` when it settled, was not checked, or the fit cannot say
-    /// (no such exponential, or beyond a thousand times this budget).
-    pub fn samples_to_settle(&self, burn_in: f64) -> Option<u64> {
+    /// (no such exponential, one that says it settled already, or beyond a thousand times).
+    pub fn settle_factor(&self, burn_in: f64) -> Option<f64> {
         if self.settled()? {
             return None;
         }
         let budget = self.curve.last()?.samples as f64;
         let fit = Relaxation::fit(&self.curve, budget * 0.5)?;
         let settles = |n: f64| fit.relative_drift(burn_in * n, n) <= SETTLED_REL;
+        if settles(budget) {
+            return None;
+        }
         let (mut lo, mut hi) = (budget, budget * 2.0);
         while !settles(hi) {
             (lo, hi) = (hi, hi * 2.0);
@@ -101,12 +111,12 @@ impl TrialMetrics {
             let mid = 0.5 * (lo + hi);
             if settles(mid) { hi = mid } else { lo = mid }
         }
-        Some(round_up(hi))
+        Some(hi / budget)
     }
 
     /// The burn-in fraction at which this run's stationary loss would have settled within the same
     /// budget (at most 0.9, so the window keeps a tenth of the run); `None` as for
-    /// [`TrialMetrics::samples_to_settle`], or when no burn-in up to 0.9 is enough.
+    /// [`TrialMetrics::settle_factor`], or when no burn-in up to 0.9 is enough.
     pub fn burn_in_to_settle(&self, burn_in: f64) -> Option<f64> {
         if self.settled()? {
             return None;
@@ -121,7 +131,7 @@ impl TrialMetrics {
 }
 
 /// Rounds a budget up to two significant digits (`123_456` → `130_000`).
-fn round_up(x: f64) -> u64 {
+pub fn round_up(x: f64) -> u64 {
     if x < 100.0 {
         return x.ceil() as u64;
     }
@@ -242,10 +252,23 @@ mod tests {
         // 1 → 1.2e4 without overflowing: unstable (SGD at η·λ > 2 held at a large plateau).
         let exploding = run(10_000, 0.5, |s| (s / 1000.0).exp().min(1.2e4));
         assert_eq!(exploding.health(), Health::Unstable);
-        // Started at the minimum (loss 0) and rose to its noise floor: nothing to train.
+        // Started at the minimum (loss 0) and rose to its noise floor: nothing to train, and a
+        // rise from 0 is no instability.
         let at_minimum = run(10_000, 0.5, |s| 0.01 * (1.0 - (-s / 1000.0).exp()));
         assert_eq!(at_minimum.health(), Health::Trained);
+        // A command's curve starts at its first printed line, not at step 0: a flat one is not
+        // judged against that line.
+        let mut flat = run(10_000, 0.5, |_| 0.1);
+        flat.curve.remove(0);
+        assert_eq!(flat.health(), Health::Trained);
+        // Within noise of the start is not "ended higher".
+        let mut noisy = run(10_000, 0.5, |s| if s == 0.0 { 1.0 } else { 1.001 });
+        noisy.stationary_loss = Some(Estimate { mean: 1.001, se: 0.01 });
+        assert_eq!(noisy.health(), Health::Trained);
         assert_eq!(TrialMetrics::default().health(), Health::Trained);
+        // One record point: nothing to compare the end with.
+        let one = TrialMetrics { curve: vec![point(1, 0.5)], ..Default::default() };
+        assert_eq!(one.health(), Health::Trained);
     }
 
     #[test]
@@ -255,7 +278,7 @@ mod tests {
         let f = |s: f64| 0.01 + (-s / 4000.0).exp();
         let m = run(10_000, 0.5, f);
         assert_eq!(m.settled(), Some(false));
-        let n = m.samples_to_settle(0.5).unwrap();
+        let n = (m.settle_factor(0.5).unwrap() * 10_000.0).ceil() as u64;
         // At the suggested budget the same run settles, and at 80% of it it does not.
         assert_eq!(run(n, 0.5, f).settled(), Some(true), "{n}");
         assert_eq!(run(n * 8 / 10, 0.5, f).settled(), Some(false), "{n}");
@@ -268,7 +291,7 @@ mod tests {
         let b = m.burn_in_to_settle(0.3).unwrap();
         assert_eq!(run(10_000, b, g).settled(), Some(true), "{b}");
         // Settled runs need nothing.
-        assert_eq!(run(10_000, 0.5, |s| 0.1 + (-s / 100.0).exp()).samples_to_settle(0.5), None);
+        assert_eq!(run(10_000, 0.5, |s| 0.1 + (-s / 100.0).exp()).settle_factor(0.5), None);
     }
 
     #[test]

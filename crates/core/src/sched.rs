@@ -391,6 +391,9 @@ impl Scheduler {
             }
         };
         self.counts.shift(TrialStatus::Running, status);
+        if let AttemptOutcome::Succeeded(m) = outcome {
+            self.counts.add_health(m.health(), 1);
+        }
         if let AttemptOutcome::Preempted { .. } = outcome {
             e.state = State::Pending;
             e.not_before = clock;

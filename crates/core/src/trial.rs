@@ -547,9 +547,35 @@ pub struct Counts {
     pub failed: u64,
     /// Diverged.
     pub diverged: u64,
+    /// Of the succeeded ones, those that did not train ([`crate::Health::DidNotTrain`]).
+    #[serde(default)]
+    pub did_not_train: u64,
+    /// Of the succeeded ones, those whose loss exploded short of overflowing
+    /// ([`crate::Health::Unstable`]).
+    #[serde(default)]
+    pub unstable: u64,
 }
 
 impl Counts {
+    /// Counts `n` succeeded trials of health `h` among the ones that did not train or were
+    /// unstable (trained ones need no count of their own).
+    pub fn add_health(&mut self, h: crate::Health, n: u64) {
+        match h {
+            crate::Health::Trained => {}
+            crate::Health::DidNotTrain => self.did_not_train += n,
+            crate::Health::Unstable => self.unstable += n,
+        }
+    }
+
+    /// What follows the succeeded count in one-line summaries: ` (2 of them did not train, 1
+    /// unstable)`, empty when every succeeded trial trained.
+    pub fn unhealthy_note(&self) -> String {
+        if self.did_not_train + self.unstable == 0 {
+            return String::new();
+        }
+        format!(" ({} of them did not train, {} unstable)", self.did_not_train, self.unstable)
+    }
+
     /// Trials that reached a terminal status.
     pub fn done(&self) -> u64 {
         self.succeeded + self.failed + self.diverged

@@ -95,14 +95,14 @@ pub(crate) fn interpolate(curve: &[[f64; 3]], s: f64) -> Option<(f64, f64)> {
 
 /// What would settle the trials whose stationary loss was taken before their loss settled
 /// ([`kappa_core::TrialMetrics::settled`]): the budget and the burn-in their curves suggest
-/// ([`kappa_core::TrialMetrics::samples_to_settle`]).
+/// ([`kappa_core::TrialMetrics::settle_factor`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct SettleHint {
     /// Trials whose loss had not settled.
     pub trials: usize,
-    /// The sample budget at which the slowest of them would settle (same burn-in), where a
-    /// curve tells.
-    pub samples: Option<u64>,
+    /// How many times its budget the slowest of them would need to settle (same burn-in), where
+    /// every one's curve tells (`None` if one's does not).
+    pub factor: Option<f64>,
     /// The burn-in at which every one of them would settle within its budget, where one does.
     pub burn_in: Option<f64>,
 }
@@ -115,23 +115,19 @@ impl SettleHint {
 
     /// The hint over the metrics of finished trials whose task uses `burn_in`.
     pub fn over<'a>(metrics: impl Iterator<Item = &'a kappa_core::TrialMetrics>, burn_in: f64) -> SettleHint {
-        let mut hint = SettleHint::default();
-        let mut all_burn_in = true;
+        let mut hint = SettleHint { trials: 0, factor: Some(1.0), burn_in: Some(0.0) };
         for m in metrics.filter(|m| m.settled() == Some(false)) {
             hint.trials += 1;
-            hint.samples = hint.samples.max(m.samples_to_settle(burn_in));
-            match m.burn_in_to_settle(burn_in) {
-                Some(b) => hint.burn_in = Some(hint.burn_in.map_or(b, |h| h.max(b))),
-                None => all_burn_in = false,
-            }
+            hint.factor = hint.factor.zip(m.settle_factor(burn_in)).map(|(a, b)| a.max(b));
+            hint.burn_in = hint.burn_in.zip(m.burn_in_to_settle(burn_in)).map(|(a, b)| a.max(b));
         }
-        if !all_burn_in {
-            hint.burn_in = None;
+        if hint.trials == 0 {
+            return SettleHint::default();
         }
         hint
     }
 
-    /// Both hints together: the larger budget, and a burn-in only where both have one.
+    /// Both hints together: the larger factor and burn-in, each only where both have one.
     pub fn merge(self, o: SettleHint) -> SettleHint {
         if self.trials == 0 {
             return o;
@@ -141,21 +137,28 @@ impl SettleHint {
         }
         SettleHint {
             trials: self.trials + o.trials,
-            samples: self.samples.max(o.samples),
+            factor: self.factor.zip(o.factor).map(|(a, b)| a.max(b)),
             burn_in: self.burn_in.zip(o.burn_in).map(|(a, b)| a.max(b)),
         }
     }
 
-    /// What to change, in words: `raise samples to ~60k (now 30k) or burn_in to 0.8`.
-    pub fn advice(&self, samples_now: Option<u64>) -> String {
-        let now = samples_now.map_or(String::new(), |n| format!(" (now {})", crate::render::short(n as f64)));
-        match (self.samples, self.burn_in) {
-            (Some(n), Some(b)) => {
-                format!("raise samples to ~{}{now} or burn_in to {b:.2}", crate::render::short(n as f64))
-            }
-            (Some(n), None) => format!("raise samples to ~{}{now}", crate::render::short(n as f64)),
-            (None, Some(b)) => format!("raise burn_in to {b:.2} or samples"),
-            (None, None) => "raise samples or burn_in (the curves do not tell how far)".to_string(),
+    /// What to change, in words, for a sweep of `samples` per trial (`None`: a command, which
+    /// has no budget of kappa's): `raise samples to ~60k (now 30k) or burn_in to 0.8`.
+    pub fn advice(&self, samples: Option<u64>) -> String {
+        let more = match (self.factor, samples) {
+            (Some(f), Some(n)) => Some(format!(
+                "raise samples to ~{} (now {})",
+                crate::render::short(kappa_core::health::round_up(f * n as f64) as f64),
+                crate::render::short(n as f64)
+            )),
+            (Some(f), None) => Some(format!("run ~{:.1}× longer", f)),
+            (None, _) => None,
+        };
+        match (more, self.burn_in) {
+            (Some(m), Some(b)) => format!("{m} or burn_in to {b:.2}"),
+            (Some(m), None) => m,
+            (None, Some(b)) => format!("raise burn_in to {b:.2} or the budget"),
+            (None, None) => "raise the budget or burn_in (the curves do not tell how far)".to_string(),
         }
     }
 }

@@ -255,12 +255,14 @@ fn observe(r: &TrialResult, a: &Analysis) -> Option<Obs> {
 /// Where a curve first reaches its target.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Crossing {
+    /// Samples and steps there, linearly interpolated between record points (what the
+    /// samples-to-target objective compares learning rates by).
     samples: f64,
     steps: f64,
     noise_scale: f64,
     /// Within the first record interval (or at the first point of a curve that does not start
-    /// at step 0): `samples` and `steps` are those of that record point, an upper bound.
-    bound: bool,
+    /// at step 0), the (samples, steps) of that record point: an upper bound, all that is known.
+    bound: Option<(f64, f64)>,
 }
 
 /// The first (samples, step) at which a curve of (samples, step, mean, ...) reaches `target`,
@@ -268,13 +270,15 @@ struct Crossing {
 /// record interval nothing tells where: the record point is given, as a bound.
 fn crossing(curve: &[[f64; 5]], target: f64) -> Option<Crossing> {
     let j = curve.iter().position(|p| p[2] <= target)?;
-    let at = |p: [f64; 5], bound| Crossing { samples: p[0], steps: p[1], noise_scale: p[4], bound };
     if j == 0 {
         // Met at the start (step 0: nothing to bound), or by the first record point.
-        return Some(at(curve[0], curve[0][1] > 0.0));
-    }
-    if j == 1 && curve[0][1] == 0.0 {
-        return Some(at(curve[1], true));
+        let p = curve[0];
+        return Some(Crossing {
+            samples: p[0],
+            steps: p[1],
+            noise_scale: p[4],
+            bound: (p[1] > 0.0).then_some((p[0], p[1])),
+        });
     }
     let (a, b) = (curve[j - 1], curve[j]);
     let w = if b[2] == a[2] { 1.0 } else { (target - a[2]) / (b[2] - a[2]) };
@@ -282,7 +286,7 @@ fn crossing(curve: &[[f64; 5]], target: f64) -> Option<Crossing> {
         samples: a[0] + w * (b[0] - a[0]),
         steps: a[1] + w * (b[1] - a[1]),
         noise_scale: a[4] + w * (b[4] - a[4]),
-        bound: false,
+        bound: (j == 1 && a[1] == 0.0).then_some((b[0], b[1])),
     })
 }
 
@@ -451,13 +455,14 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
         if a.target_loss.is_some() {
             match first {
                 Some((c, lr, lr_at_edge)) => {
+                    let steps = c.bound.map_or(c.steps, |(_, steps)| steps);
                     targets.push(TargetPoint {
                         batch_size: b,
-                        steps: c.steps,
-                        samples: c.steps * b as f64,
+                        steps,
+                        samples: steps * b as f64,
                         lr,
                         lr_at_edge,
-                        within_first_record: c.bound,
+                        within_first_record: c.bound.is_some(),
                     });
                     if c.noise_scale.is_finite() {
                         scales.push(c.noise_scale);
@@ -577,10 +582,12 @@ pub fn analyse(
         let stable = (stable_n >= 3 && stable_n < slopes.len() + 1).then(|| {
             let points = &inside(&data)[..stable_n];
             let range = [points[0].0 as u64, points[stable_n - 1].0 as u64];
+            // A replicate counts only with the same batch sizes' optima inside its grid.
+            let sizes: Vec<u64> = points.iter().map(|p| p.0 as u64).collect();
             let within = |e: &Eval| {
                 let pts: Vec<(f64, f64)> =
-                    inside(e).into_iter().filter(|(b, _)| (range[0]..=range[1]).contains(&(*b as u64))).collect();
-                log_log_slope(&pts)
+                    inside(e).into_iter().filter(|(b, _)| sizes.contains(&(*b as u64))).collect();
+                (pts.len() == sizes.len()).then(|| log_log_slope(&pts)).flatten()
             };
             StableRange {
                 batch_sizes: range,
@@ -714,14 +721,14 @@ mod tests {
         assert!(
             (c.samples - 150.0).abs() < 1e-9 && (c.steps - 15.0).abs() < 1e-9 && (c.noise_scale - 8.0).abs() < 1e-9
         );
-        assert!(!c.bound);
+        assert_eq!(c.bound, None);
         assert_eq!(crossing(&curve, 0.05), None);
-        // Reached between the start and the first record point: that point, as a bound, never a
-        // fraction of a record interval.
+        // Reached between the start and the first record point: that point is the bound shown,
+        // never a fraction of a record interval (the interpolation only orders learning rates).
         let c = crossing(&curve, 0.7).unwrap();
-        assert_eq!((c.samples, c.steps, c.bound), (100.0, 10.0, true));
+        assert!((c.samples - 60.0).abs() < 1e-9 && c.bound == Some((100.0, 10.0)), "{c:?}");
         // Met at the start: zero steps, nothing to bound.
-        assert_eq!(crossing(&curve, 1.5).map(|c| (c.steps, c.bound)), Some((0.0, false)));
+        assert_eq!(crossing(&curve, 1.5).map(|c| (c.steps, c.bound)), Some((0.0, None)));
     }
 
     #[test]

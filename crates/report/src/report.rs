@@ -127,9 +127,10 @@ fn rule_footnotes(r: &Report) -> Vec<String> {
             }
         ),
         format!(
-            "deviation: |L_κ(s)/L_1(s) − 1| less 2 SE at equal samples seen s, from {:.0}% of the budget on, the \
-             largest once the {:.0}% largest are set aside as noise; `holds` needs it and the plateau ratio within \
-             the tolerance ({:.0}%), `holds late` only from later on (`holds from`)",
+            "deviation: the smallest tolerance at which the curves would hold from {:.0}% of the budget on \
+             (|L_κ(s)/L_1(s) − 1| less 2 SE at equal samples seen s, up to {:.0}% of the later points set aside as \
+             noise, never the last); `holds` needs it and the plateau ratio within the tolerance ({:.0}%), `holds \
+             late` only from later on (`holds from`)",
             HOLDS_FROM * 100.0,
             OFF_FRACTION * 100.0,
             r.tolerance * 100.0

@@ -176,6 +176,15 @@ fn outcome_columns(outcome: &AttemptOutcome) -> (Option<String>, Option<&str>, O
     }
 }
 
+/// The `health` column of a succeeded trial with these metrics: null when it trained, so the
+/// index holds only the others.
+pub(crate) fn health_column(m: &kappa_core::TrialMetrics) -> Option<&'static str> {
+    match m.health() {
+        kappa_core::Health::Trained => None,
+        h => Some(h.as_str()),
+    }
+}
+
 /// A report: its attempt logged (with `lease_at` when the lease was not written on its own), and
 /// its trial updated as `effect` says.
 fn write_report(
@@ -191,6 +200,10 @@ fn write_report(
         AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } => {
             (m.settled() == Some(false)).then_some(1)
         }
+        _ => None,
+    };
+    let health = match r.outcome {
+        AttemptOutcome::Succeeded(m) => health_column(m),
         _ => None,
     };
     let (metrics, error, class, diverged_step) = outcome_columns(r.outcome);
@@ -221,7 +234,7 @@ fn write_report(
                    worker = ?6, finished_at = ?7, duration_s = ?8,
                    failures = failures + (?2 = 'failed'),
                    attempts = max(attempts, ?9), started_at = coalesce(?10, started_at),
-                   unsettled = ?11
+                   unsettled = ?11, health = ?12
                  WHERE id = ?1 AND status NOT IN {TERMINAL}"
             ))
             .and_then(|mut s| {
@@ -236,7 +249,8 @@ fn write_report(
                     r.duration_s,
                     r.attempt,
                     lease_at,
-                    unsettled
+                    unsettled,
+                    health
                 ])
             })
             .map(drop),

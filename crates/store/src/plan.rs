@@ -189,7 +189,7 @@ impl Store {
             let tx = conn.unchecked_transaction().map_err(sql)?;
             let total = write_plan(&tx, header, rows, generation, false).map_err(|e| e.at(&side))?;
             // Indexed once at the end, by sorting, rather than entry by entry in plan order.
-            tx.execute_batch(crate::schema::INDEXES_4).map_err(sql)?;
+            tx.execute_batch(crate::schema::INDEXES).map_err(sql)?;
             tx.commit().map_err(sql)?;
             conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
             conn.close().map_err(|(_, e)| sql(e))?;

@@ -342,6 +342,20 @@ impl Store {
             let status: TrialStatus = status.parse().map_err(|e| self.corrupt(e))?;
             counts.add(status, n as u64);
         }
+        // Those that did not train, from their partial index.
+        let mut stmt = self
+            .conn
+            .prepare("SELECT health, count(*) FROM trials WHERE generation = ?1 AND health IS NOT NULL GROUP BY health")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([generation], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.sql(e))?;
+        for row in rows {
+            let (health, n) = row.map_err(|e| self.sql(e))?;
+            let health: kappa_core::Health = serde_json::from_value(serde_json::Value::String(health))
+                .map_err(|e| self.corrupt(format!("trial health: {e}")))?;
+            counts.add_health(health, n as u64);
+        }
         Ok(counts)
     }
 

@@ -12,13 +12,17 @@
 //! `trials.unsettled` (1: the stationary loss was taken before the loss settled), written with
 //! each result and filled in from the metrics of earlier ones, so `kappa status` finds those
 //! trials by an index rather than by reading every result.
+//! Version 5 adds `trials.health` (`did_not_train` or `unstable` for a succeeded trial that did
+//! not train, see [`kappa_core::Health`]; null otherwise), written with each result and filled in
+//! from the metrics of earlier ones, and a partial index on it, so counts of them are read
+//! without reading results.
 
 use crate::{Store, StoreError};
 use kappa_core::{CodeVersion, LeaseEnd};
 use rusqlite::OptionalExtension;
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,7 +44,8 @@ CREATE TABLE IF NOT EXISTS trials (
     started_at REAL,
     finished_at REAL,
     duration_s REAL,
-    unsettled INTEGER
+    unsettled INTEGER,
+    health TEXT
 );
 CREATE TABLE IF NOT EXISTS attempts (
     trial_id TEXT NOT NULL,
@@ -56,14 +61,15 @@ CREATE TABLE IF NOT EXISTS attempts (
 ) WITHOUT ROWID;
 "#;
 
-/// The indexes of version 4 (see the module docs).
-pub(crate) const INDEXES_4: &str = r#"
+/// The indexes of the current version (see the module docs).
+pub(crate) const INDEXES: &str = r#"
 CREATE INDEX IF NOT EXISTS trials_by_plan ON trials(generation, status, seq);
 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(trial_id) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS attempts_failed ON attempts(trial_id)
     WHERE outcome = 'failed' OR (outcome = 'lost' AND class = 'lost');
 CREATE INDEX IF NOT EXISTS attempts_preempted ON attempts(trial_id) WHERE outcome = 'preempted';
 CREATE INDEX IF NOT EXISTS trials_unsettled ON trials(generation, seq) WHERE unsettled = 1;
+CREATE INDEX IF NOT EXISTS trials_unhealthy ON trials(generation, health) WHERE health IS NOT NULL;
 "#;
 
 /// The `meta` key of the code version the store's ids are made with.
@@ -105,7 +111,7 @@ impl Store {
         }
         if !has_meta {
             self.conn.execute_batch(SCHEMA).map_err(|e| self.sql(e))?;
-            self.conn.execute_batch(INDEXES_4).map_err(|e| self.sql(e))?;
+            self.conn.execute_batch(INDEXES).map_err(|e| self.sql(e))?;
             self.conn
                 .execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
                 .map_err(|e| self.sql(e))?;
@@ -115,13 +121,19 @@ impl Store {
             Some(Ok(1)) => {
                 self.migrate_from_1()?;
                 self.migrate_from_2()?;
-                self.migrate_from_3()
+                self.migrate_from_3()?;
+                self.migrate_from_4()
             }
             Some(Ok(2)) => {
                 self.migrate_from_2()?;
-                self.migrate_from_3()
+                self.migrate_from_3()?;
+                self.migrate_from_4()
             }
-            Some(Ok(3)) => self.migrate_from_3(),
+            Some(Ok(3)) => {
+                self.migrate_from_3()?;
+                self.migrate_from_4()
+            }
+            Some(Ok(4)) => self.migrate_from_4(),
             Some(Ok(SCHEMA_VERSION)) => Ok(()),
             Some(Ok(v)) => Err(self.corrupt(format!("schema version {v}, this kappa reads {SCHEMA_VERSION}"))),
             _ => Err(self.corrupt("missing or malformed schema_version")),
@@ -221,10 +233,59 @@ impl Store {
             for id in unsettled {
                 self.conn.execute("UPDATE trials SET unsettled = 1 WHERE id = ?1", [id])?;
             }
-            self.conn.execute_batch(&format!(
+            self.conn.execute_batch(
                 "DROP INDEX IF EXISTS trials_by_generation;
-                 {INDEXES_4}
+                 CREATE INDEX IF NOT EXISTS trials_by_plan ON trials(generation, status, seq);
+                 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(trial_id) WHERE ended_at IS NULL;
+                 CREATE INDEX IF NOT EXISTS attempts_failed ON attempts(trial_id)
+                     WHERE outcome = 'failed' OR (outcome = 'lost' AND class = 'lost');
+                 CREATE INDEX IF NOT EXISTS attempts_preempted ON attempts(trial_id) WHERE outcome = 'preempted';
+                 CREATE INDEX IF NOT EXISTS trials_unsettled ON trials(generation, seq) WHERE unsettled = 1;
                  UPDATE meta SET value = '4' WHERE key = 'schema_version';
+                 COMMIT;",
+            )
+        };
+        migrate().map_err(|e| {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.sql(e)
+        })
+    }
+
+    /// Version 4 → 5: the `health` column, filled in from the succeeded results' metrics, and its
+    /// index. One transaction.
+    fn migrate_from_4(&self) -> Result<(), StoreError> {
+        let migrate = || -> Result<(), rusqlite::Error> {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            // A store made by this build and marked older (in tests) has the column already.
+            let has: bool = self.conn.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('trials') WHERE name = 'health'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has {
+                self.conn.execute_batch("ALTER TABLE trials ADD COLUMN health TEXT")?;
+            }
+            let unhealthy: Vec<(String, &str)> = {
+                let mut stmt = self
+                    .conn
+                    .prepare("SELECT id, metrics FROM trials WHERE status = 'succeeded' AND metrics IS NOT NULL")?;
+                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, metrics) = row?;
+                    let m: Option<kappa_core::TrialMetrics> = serde_json::from_str(&metrics).ok();
+                    if let Some(h) = m.as_ref().and_then(|m| crate::ops::health_column(m)) {
+                        out.push((id, h));
+                    }
+                }
+                out
+            };
+            for (id, h) in unhealthy {
+                self.conn.execute("UPDATE trials SET health = ?2 WHERE id = ?1", [id.as_str(), h])?;
+            }
+            self.conn.execute_batch(&format!(
+                "{INDEXES}
+                 UPDATE meta SET value = '5' WHERE key = 'schema_version';
                  COMMIT;"
             ))
         };

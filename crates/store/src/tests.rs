@@ -292,7 +292,8 @@ fn a_version_2_store_records_the_version_its_ids_carry() {
     s.sync_plan(&header("demo", &"kappa-sim/9".into(), "p1"), || rows((0..1).map(trial))).unwrap();
     assert_eq!(s.code_version().unwrap(), Some(CodeVersion::code("kappa-sim/9")));
 }
-/// The trigger-kept counts agree with a count of the rows.
+/// The counts read through the indexes agree with a count of the rows and of their results'
+/// health.
 fn assert_counts_agree(s: &Store) {
     let g = s.generation().unwrap();
     let mut by_scan = Counts::default();
@@ -300,6 +301,12 @@ fn assert_counts_agree(s: &Store) {
     for row in stmt.query_map([g], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap() {
         let (status, n) = row.unwrap();
         by_scan.add(status.parse().unwrap(), n as u64);
+    }
+    let mut stmt = s.conn.prepare("SELECT metrics FROM trials WHERE generation = ?1 AND status = 'succeeded'").unwrap();
+    for row in stmt.query_map([g], |r| r.get::<_, Option<String>>(0)).unwrap() {
+        if let Some(m) = row.unwrap().and_then(|m| serde_json::from_str::<TrialMetrics>(&m).ok()) {
+            by_scan.add_health(m.health(), 1);
+        }
     }
     assert_eq!(s.counts().unwrap(), by_scan);
 }
@@ -468,4 +475,56 @@ fn a_resume_counts_the_trials_a_draining_run_handed_back_as_interrupted() {
     s.apply(&[StoreOp::Leased { id: TrialId(1001), attempt: 2, worker: "w".into(), at: 2.5 }, failed]).unwrap();
     let sync = s.sync_plan(&header_of(3, "p1"), Vec::new).unwrap();
     assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 2, requeued: 0 });
+}
+
+#[test]
+fn trials_that_did_not_train_are_counted_from_their_index_and_a_version_4_store_gets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    s.sync_plan(&header_of(3, "p1"), || rows((0..3).map(trial))).unwrap();
+    let curve = |losses: &[f64]| TrialMetrics {
+        curve: losses
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| kappa_core::CurvePoint {
+                samples: i as u64 * 10,
+                step: i as u64,
+                loss_mean: l,
+                loss_se: 0.0,
+                loss_q10: l,
+                loss_q50: l,
+                loss_q90: l,
+                phases: None,
+                extra: Default::default(),
+            })
+            .collect(),
+        ..TrialMetrics::default()
+    };
+    let done = |i: u64, m: TrialMetrics| StoreOp::Reported {
+        id: TrialId(1000 + i),
+        attempt: 1,
+        worker: "w".into(),
+        at: 1.0,
+        duration_s: 0.5,
+        outcome: AttemptOutcome::Succeeded(m),
+        effect: ReportEffect::Final,
+    };
+    // Trained (came down), unstable (1 → 1e3 without overflowing), did not train (ended higher).
+    s.apply(&[done(0, curve(&[1.0, 0.5, 0.1])), done(1, curve(&[1.0, 30.0, 1e3])), done(2, curve(&[1.0, 1.5, 2.0]))])
+        .unwrap();
+    let c = s.counts().unwrap();
+    assert_eq!((c.succeeded, c.did_not_train, c.unstable), (3, 1, 1));
+    // As version 4 left it: no column values (the column is there, as this build made it).
+    s.conn
+        .execute_batch(
+            "UPDATE trials SET health = NULL; DROP INDEX trials_unhealthy;
+             UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    assert_eq!(s.counts().unwrap().unstable, 0);
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
+    assert_eq!(s.counts().unwrap(), c);
+    assert_counts_agree(&s);
 }

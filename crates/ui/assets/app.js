@@ -419,9 +419,16 @@
     if (n('running')) parts.push(`${fmtInt(n('running'))} running`);
     if (n('failed')) parts.push(`${fmtInt(n('failed'))} failed`);
     if (n('diverged')) parts.push(`${fmtInt(n('diverged'))} diverged`);
+    if (n('did_not_train')) parts.push(`${fmtInt(n('did_not_train'))} did not train`);
+    if (n('unstable')) parts.push(`${fmtInt(n('unstable'))} unstable`);
     if (n('pending')) parts.push(`${fmtInt(n('pending'))} pending`);
     fill(node, bar, el('div', { class: 'progress-label' }, parts.join(' · ')));
   }
+
+  /** A succeeded trial that did not train, or was unstable, flagged beside its status. */
+  const healthFlag = (h) => (h === 'did_not_train' || h === 'unstable'
+    ? el('span', { class: 'flag unsettled', title: h === 'unstable' ? 'its loss grew 100× above its value at step 0 without overflowing' : 'it ended above its loss at step 0, or its loss rose during the averaging window' }, h === 'unstable' ? ' unstable' : ' did not train')
+    : null);
 
   const statePill = (sp) => el('span', { class: `pill state-${sweepState(sp)}` }, sweepState(sp));
   const statusPill = (s) => el('span', { class: `pill status-${STATUSES.includes(s) ? s : 'other'}` }, s || '–');
@@ -708,7 +715,7 @@
         return el('tr', { class: `trial status-row-${t.status}`, dataset: { id: t.id } },
           el('td', null, box),
           num(el('a', { href: trialHref(name, t.id), title: t.id }, String(t.seq ?? '?'))),
-          el('td', null, el('a', { href: trialHref(name, t.id), class: 'plain' }, statusPill(t.status))),
+          el('td', null, el('a', { href: trialHref(name, t.id), class: 'plain' }, statusPill(t.status)), healthFlag(t.health)),
           num(fmtEst(t.stationary)),
           el('td', null, t.settled === false ? el('span', { class: 'unsettled', title: 'the stationary loss was taken before the loss settled' }, 'unsettled') : t.settled === true ? el('span', { class: 'muted' }, 'yes') : '–'),
           num(fmtInt(t.attempts)),
@@ -999,7 +1006,7 @@
           section('Parameters', table({ id: 'trial-params', class: 'data kv' }, ['parameter', 'value'],
             Object.keys(p).map((k) => el('tr', null, el('td', null, k), typeof p[k] === 'number' ? num(fmtParam(p[k])) : el('td', null, fmtParam(p[k])))))),
           section('Result', el('table', { class: 'data kv', id: 'trial-result' }, el('tbody', null,
-            kv('status', statusPill(t.status)),
+            kv('status', [statusPill(t.status), healthFlag(t.health)]),
             kv('stationary loss', fmtEst(t.stationary)),
             kv('settled', t.settled === false ? el('span', { class: 'unsettled' }, 'no: taken before the loss settled') : t.settled === true ? 'yes' : '–'),
             kv('theory', fmtNum(t.theory)),

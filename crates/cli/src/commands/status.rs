@@ -51,6 +51,8 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
             "succeeded": counts.succeeded,
             "failed": counts.failed,
             "diverged": counts.diverged,
+            "did_not_train": counts.did_not_train,
+            "unstable": counts.unstable,
             "done": counts.done(),
             "preempted_attempts": preempted,
             "code_version": info.as_ref().and_then(|i| i.code_version.as_ref()).map(|v| v.to_string()),
@@ -80,9 +82,22 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
         println!("  command logs   {}/<trial>.<attempt>.stdout|.stderr", logs.display());
     }
     println!(
-        "  trials         {} total: {} succeeded, {} failed, {} diverged, {} running, {} pending",
-        counts.total, counts.succeeded, counts.failed, counts.diverged, counts.running, counts.pending
+        "  trials         {} total: {} succeeded{}, {} failed, {} diverged, {} running, {} pending",
+        counts.total,
+        counts.succeeded,
+        counts.unhealthy_note(),
+        counts.failed,
+        counts.diverged,
+        counts.running,
+        counts.pending
     );
+    for (h, n) in
+        [(kappa_core::Health::DidNotTrain, counts.did_not_train), (kappa_core::Health::Unstable, counts.unstable)]
+    {
+        if n > 0 {
+            println!("                 {}", h.definition());
+        }
+    }
     if preempted > 0 {
         println!(
             "  preempted      {preempted} attempts handed back by draining workers (not failures: their trials run again)"
@@ -151,10 +166,11 @@ fn remote(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow::Res
         for p in &sweeps {
             let n = &p.counts;
             println!(
-                "sweep `{}`: {} trials: {} succeeded, {} failed, {} diverged, {} running, {} pending; {} workers{}",
+                "sweep `{}`: {} trials: {} succeeded{}, {} failed, {} diverged, {} running, {} pending; {} workers{}",
                 p.sweep,
                 n.total,
                 n.succeeded,
+                n.unhealthy_note(),
                 n.failed,
                 n.diverged,
                 n.running,
@@ -215,6 +231,7 @@ fn progress_json(p: &Progress) -> serde_json::Value {
     json!({
         "sweep": p.sweep, "total": n.total, "pending": n.pending, "running": n.running,
         "succeeded": n.succeeded, "failed": n.failed, "diverged": n.diverged,
+        "did_not_train": n.did_not_train, "unstable": n.unstable,
         "workers": p.workers, "finished": p.finished, "cancelled": p.cancelled,
     })
 }
