@@ -14,14 +14,20 @@ fn code(o: &std::process::Output) -> Option<i32> {
 
 /// (trial id → status) of the current plan.
 fn statuses(sb: &Sandbox, state: &str) -> HashMap<String, String> {
+    try_statuses(sb, state).expect("a planned store")
+}
+
+/// [`statuses`], or `None` while the store is still being created (its file exists before its
+/// tables do).
+fn try_statuses(sb: &Sandbox, state: &str) -> Option<HashMap<String, String>> {
     let db = sb.db(state);
     let generation: i64 = db
         .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get::<_, String>(0))
-        .unwrap()
+        .ok()?
         .parse()
-        .unwrap();
-    let mut stmt = db.prepare("SELECT id, status FROM trials WHERE generation = ?1").unwrap();
-    stmt.query_map([generation], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+        .ok()?;
+    let mut stmt = db.prepare("SELECT id, status FROM trials WHERE generation = ?1").ok()?;
+    stmt.query_map([generation], |r| Ok((r.get(0)?, r.get(1)?))).ok()?.collect::<Result<_, _>>().ok()
 }
 
 /// (trial id → number of attempts logged, number counted).
@@ -196,7 +202,7 @@ fn interrupt_stops_cleanly_and_resumes() {
         sb.command(&["run", "s.toml", "--workers", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let db_path = sb.path().join("runs/intr/kappa.db");
     wait_until("a trial to succeed", Duration::from_secs(60), || {
-        db_path.exists() && statuses(&sb, "runs/intr").values().any(|s| s == "succeeded")
+        db_path.exists() && try_statuses(&sb, "runs/intr").is_some_and(|st| st.values().any(|s| s == "succeeded"))
     });
     // SAFETY: sending SIGINT to our own child process.
     unsafe {

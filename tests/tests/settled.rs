@@ -125,9 +125,12 @@ fn a_command_trial_gets_a_stationary_loss_and_no_verdict_rests_on_an_unsettled_o
     let out = sb.kappa(&["run", "s.toml", "--state", "s"]);
     assert!(out.status.success(), "{}", show(&out));
     let table = String::from_utf8_lossy(&out.stdout).to_string();
-    let line = |shape: &str| table.lines().find(|l| l.contains(shape) && l.contains("ok")).unwrap_or("").to_string();
-    assert!(line("falling").contains("not settled"), "{table}");
+    let line = |shape: &str| table.lines().find(|l| l.contains(shape)).unwrap_or("").to_string();
+    assert!(line("falling").contains("not settled") && line("falling").contains(" ok "), "{table}");
     assert!(!line("flat").contains("not settled") && line("flat").contains("1.0"), "{table}");
+    // A loss that never moved from its first printed lines did not train, and the table says so.
+    assert!(line("flat").contains("1 did not train"), "{table}");
+    assert!(table.contains("2 of them did not train, 0 unstable"), "{table}");
 
     let trials = sb.export_jsonl("s");
     assert_eq!(trials.len(), 4);
@@ -150,6 +153,8 @@ fn a_command_trial_gets_a_stationary_loss_and_no_verdict_rests_on_an_unsettled_o
         assert!((s - 0.1).abs() < 1e-9, "{flat}");
         assert!(flat["metrics"]["stationary_loss"]["se"].as_f64().unwrap() > 0.0, "SE from the points' spread");
         assert_eq!(flat["settled"], true);
+        assert_eq!(flat["health"], "did_not_train", "{flat}");
+        assert_eq!(by[&("falling".to_string(), b)]["health"], "trained");
         assert_eq!(by[&("falling".to_string(), b)]["settled"], false);
     }
 

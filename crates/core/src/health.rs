@@ -5,9 +5,13 @@
 use crate::trial::{SETTLED_REL, TrialMetrics};
 use serde::{Deserialize, Serialize};
 
-/// The loss grew by this factor over its value at step 0 (two orders of magnitude) without
-/// overflowing: the run is unstable, whatever it ends at.
+/// The loss grew by this factor over its start (two orders of magnitude) without overflowing:
+/// the run is unstable, whatever it ends at.
 pub const UNSTABLE_GROWTH: f64 = 100.0;
+
+/// A rise during the averaging window counts as "rising at the end" from this fraction of the
+/// run's start on.
+pub const RISE: f64 = 0.01;
 
 /// Whether a run that ended without overflowing trained. Diverged runs (the loss overflowed) are
 /// a status of their own; these are finished runs that a table must not show as fine.
@@ -16,12 +20,13 @@ pub const UNSTABLE_GROWTH: f64 = 100.0;
 pub enum Health {
     /// The loss came down from where it started.
     Trained,
-    /// It ended above its loss at step 0 (its stationary estimate, else its final loss, by more
-    /// than 2 SE), or its loss was rising during the averaging window. A run that starts at a
-    /// minimum (loss 0) has nothing to come down from and is judged only by the rise.
+    /// It did not end below where it started (its stationary estimate, else its final loss, is
+    /// not lower than its start by more than 2 SE), or its loss was rising during the averaging
+    /// window. A run that starts at a minimum (loss 0) has nothing to come down from and is
+    /// judged only by the rise.
     DidNotTrain,
-    /// Its loss grew to [`UNSTABLE_GROWTH`] times its value at step 0 or more, without
-    /// overflowing (an overflow is a divergence).
+    /// Its loss grew to [`UNSTABLE_GROWTH`] times its start or more, without overflowing (an
+    /// overflow is a divergence).
     Unstable,
 }
 
@@ -49,40 +54,43 @@ impl Health {
         match self {
             Health::Trained => "the loss came down from where it started",
             Health::DidNotTrain => {
-                "did not train: ended above its loss at step 0 (stationary estimate, else final loss; beyond 2 SE), \
-                 or rising during the averaging window"
+                "did not train: did not end below its first recorded loss by more than 2 SE (stationary estimate, \
+                 else final loss), or rising during the averaging window"
             }
-            Health::Unstable => "unstable: the loss grew to 100× its value at step 0 without overflowing",
+            Health::Unstable => "unstable: the loss grew to 100× its start without overflowing",
         }
     }
 }
 
 impl TrialMetrics {
-    /// Whether the run trained ([`Health`]), from its curve and stationary estimate. It is judged
-    /// against the loss at step 0, so a curve that does not start there (a command's first
-    /// printed line comes after some training) is judged only by a rise during the averaging
-    /// window; so is a run that starts at a minimum (initial loss 0). A run with fewer than two
-    /// record points is taken as trained: there is nothing to judge it by.
+    /// Whether the run trained ([`Health`]), from its curve and stationary estimate. Its start
+    /// is its first recorded loss (at step 0 for simulations and training; a command's first
+    /// printed line may come after some training). A run that starts at a minimum (loss 0) is
+    /// judged only by a rise during the averaging window. A run with fewer than two record points
+    /// is taken as trained: there is nothing to judge it by.
     pub fn health(&self) -> Health {
-        let losses = || self.curve.iter().map(|p| p.loss_mean).filter(|l| l.is_finite());
-        let first = match self.curve.as_slice() {
-            [first, _, ..] => first,
-            _ => return Health::Trained,
-        };
-        let initial = (first.step == 0 && first.loss_mean > 0.0 && first.loss_mean.is_finite()).then_some(first);
-        if let Some(p) = initial
-            && losses().fold(f64::NEG_INFINITY, f64::max) >= UNSTABLE_GROWTH * p.loss_mean
-        {
+        let finite: Vec<&crate::trial::CurvePoint> = self.curve.iter().filter(|p| p.loss_mean.is_finite()).collect();
+        if finite.len() < 2 {
+            return Health::Trained;
+        }
+        let (start, start_se) = (finite[0].loss_mean, finite[0].loss_se);
+        // Rising: the window's halves differ beyond noise ([`TrialMetrics::settled`]), upwards, by
+        // at least RISE of the start (a loss trained close to 0 that creeps up by a hair is not a
+        // run going wrong); a run started at 0 is measured against its plateau instead.
+        let scale = if start > 0.0 && start.is_finite() { start } else { self.stationary_loss.map_or(0.0, |e| e.mean) };
+        let rising = self.settled() == Some(false)
+            && self.stationary_drift.is_some_and(|d| d.mean > 0.0 && d.mean >= RISE * scale);
+        if !(start > 0.0 && start.is_finite()) {
+            return if rising { Health::DidNotTrain } else { Health::Trained };
+        }
+        if finite.iter().map(|p| p.loss_mean).fold(f64::NEG_INFINITY, f64::max) >= UNSTABLE_GROWTH * start {
             return Health::Unstable;
         }
-        // The end: the stationary estimate, else the last point; above the start beyond 2 SE.
-        let end = self
-            .stationary_loss
-            .map(|e| (e.mean, e.se))
-            .or_else(|| self.curve.iter().rev().find(|p| p.loss_mean.is_finite()).map(|p| (p.loss_mean, p.loss_se)));
-        let ended_higher = initial.zip(end).is_some_and(|(p, (e, se))| e >= p.loss_mean + 2.0 * se.hypot(p.loss_se));
-        let rising = self.settled() == Some(false) && self.stationary_drift.is_some_and(|d| d.mean > 0.0);
-        if ended_higher || rising { Health::DidNotTrain } else { Health::Trained }
+        // The end: the stationary estimate, else the last point; not below the start beyond 2 SE.
+        let last = finite[finite.len() - 1];
+        let (end, end_se) = self.stationary_loss.map_or((last.loss_mean, last.loss_se), |e| (e.mean, e.se));
+        let came_down = end < start - 2.0 * end_se.hypot(start_se);
+        if !came_down || rising { Health::DidNotTrain } else { Health::Trained }
     }
 
     /// How many times this run's sample budget it would have taken for its stationary loss to
@@ -256,14 +264,24 @@ mod tests {
         // rise from 0 is no instability.
         let at_minimum = run(10_000, 0.5, |s| 0.01 * (1.0 - (-s / 1000.0).exp()));
         assert_eq!(at_minimum.health(), Health::Trained);
-        // A command's curve starts at its first printed line, not at step 0: a flat one is not
-        // judged against that line.
-        let mut flat = run(10_000, 0.5, |_| 0.1);
+        // A loss that never moved (a command at chance level from its first printed line on) did
+        // not train; its start is its first printed loss.
+        let mut flat = run(10_000, 0.5, |s| 2.3 + 0.01 * (s * 0.37).sin());
         flat.curve.remove(0);
-        assert_eq!(flat.health(), Health::Trained);
-        // Within noise of the start is not "ended higher".
-        let mut noisy = run(10_000, 0.5, |s| if s == 0.0 { 1.0 } else { 1.001 });
-        noisy.stationary_loss = Some(Estimate { mean: 1.001, se: 0.01 });
+        assert_eq!(flat.health(), Health::DidNotTrain);
+        // One that came down from its first printed line trained.
+        let mut falling = run(10_000, 0.5, |s| 0.1 + (-s / 1000.0).exp());
+        falling.curve.remove(0);
+        assert_eq!(falling.health(), Health::Trained);
+        // A loss trained close to 0 that creeps up by a hair at the end still trained.
+        let creeping = run(10_000, 0.5, |s| 0.001 + (-s / 500.0).exp() + s * 1e-7);
+        assert_eq!(creeping.settled(), Some(false));
+        assert_eq!(creeping.health(), Health::Trained);
+        // Down by less than its noise is not down.
+        let mut noisy = run(10_000, 0.5, |s| if s == 0.0 { 1.0 } else { 0.999 });
+        noisy.stationary_loss = Some(Estimate { mean: 0.999, se: 0.01 });
+        assert_eq!(noisy.health(), Health::DidNotTrain);
+        noisy.stationary_loss = Some(Estimate { mean: 0.9, se: 0.01 });
         assert_eq!(noisy.health(), Health::Trained);
         assert_eq!(TrialMetrics::default().health(), Health::Trained);
         // One record point: nothing to compare the end with.

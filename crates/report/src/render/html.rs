@@ -4,7 +4,9 @@ use super::RenderError;
 use super::analysis::analysis_lines;
 use super::chart::register_font;
 use super::plot::{plots, svg};
-use super::text::{RULE_HEAD, params_label, percent, rule_cells, tracking_max, tracking_mean, verdict_name};
+use super::text::{
+    RULE_HEAD, TRACKING_NOTE, params_label, percent, rule_cells, tracking_max, tracking_mean, verdict_name,
+};
 use crate::report::Report;
 use kappa_core::Verdict;
 use std::fmt::Write as _;
@@ -122,7 +124,11 @@ pub(super) fn html(r: &Report, svgs: &[(String, String)]) -> String {
         h.push_str("</pre>");
     }
     if !r.tracking.is_empty() {
-        h.push_str("<h2>SDE tracking</h2><p>Relative deviation of each SDE's seed-averaged loss curve from the optimizer's, at the optimizer's record points.</p><table id=\"tracking\"><tr><th>setting</th><th>SDE model</th><th>mean |ΔL|/L (± SE)</th><th>max |ΔL|/L</th><th>points</th></tr>");
+        let _ = write!(
+            h,
+            "<h2>SDE tracking</h2><p>{}</p><table id=\"tracking\"><tr><th>setting</th><th>SDE model</th><th>mean |ΔL|/L (± SE)</th><th>max |ΔL|/L</th><th>points</th></tr>",
+            escape(TRACKING_NOTE)
+        );
         for t in &r.tracking {
             let _ = write!(
                 h,

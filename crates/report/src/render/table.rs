@@ -92,6 +92,7 @@ pub fn verdict_table(r: &Report) -> String {
                 d = w[3]
             );
         }
+        let _ = writeln!(s, "  {}", super::text::TRACKING_NOTE);
     }
     s
 }

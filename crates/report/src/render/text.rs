@@ -49,6 +49,11 @@ pub(super) fn verdict_name(v: Option<Verdict>) -> &'static str {
     v.map_or("undecided", Verdict::as_str)
 }
 
+/// What the tracking table's columns measure, in one line under it.
+pub(super) const TRACKING_NOTE: &str = "|ΔL|/L: the SDE's seed-mean loss against the optimizer's, relative, at the \
+     optimizer's record points after the start (mean ± SE over them, and the largest); the largest is usually \
+     in the fast early descent, where a small lag in time is a large relative difference";
+
 /// A tracking row's mean deviation with its SE, as a percentage.
 pub(super) fn tracking_mean(t: &Tracking) -> String {
     match (t.mean_rel_error, t.mean_rel_error_se) {
