@@ -29,7 +29,8 @@ struct Header {
 fn header(text: &str) -> Result<Header, String> {
     let mut seconds = None;
     let mut figures = Vec::new();
-    for line in text.lines().take_while(|l| l.starts_with('#')) {
+    // The header: every comment line before the first line of TOML (blank lines included).
+    for line in text.lines().take_while(|l| l.starts_with('#') || l.trim().is_empty()) {
         let line = line.trim_start_matches('#').trim();
         if let Some(t) = line.strip_prefix("time:") {
             let t = t.trim().trim_start_matches('~');
@@ -54,16 +55,32 @@ fn header(text: &str) -> Result<Header, String> {
     Ok(Header { seconds, figures, torch: text.contains("python3\", \"sweeps/torch/") })
 }
 
-/// The value at `path` in `v`: keys separated by `.`, `key[field=value]` picks the element of
-/// the array `key` whose `field` is `value`, `key[i]` its i-th element.
+/// The value at `path` in `v`: keys separated by `.` (outside brackets), `key[field=value]` picks
+/// the first element of the array `key` whose `field` reads `value` (a string as is, a number as
+/// JSON writes it), `key[i]` its i-th element.
 fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(v, |v, seg| match seg.split_once('[') {
+    let mut segments = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in path.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            '.' if depth == 0 => {
+                segments.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    segments.push(&path[start..]);
+    segments.into_iter().try_fold(v, |v, seg| match seg.split_once('[') {
         None => v.get(seg),
         Some((key, sel)) => {
             let arr = v.get(key)?.as_array()?;
             let sel = sel.strip_suffix(']')?;
+            let text = |x: &Value| x.as_str().map_or_else(|| x.to_string(), str::to_string);
             match sel.split_once('=') {
-                Some((field, want)) => arr.iter().find(|e| e.get(field).and_then(Value::as_str) == Some(want)),
+                Some((field, want)) => arr.iter().find(|e| e.get(field).is_some_and(|x| text(x) == want)),
                 None => arr.get(sel.parse::<usize>().ok()?),
             }
         }
@@ -87,6 +104,13 @@ fn headers_and_figure_paths_read_as_written() {
     assert_eq!(lookup(&v, "rules[name=a].plateau.ratio"), Some(&Value::from(1.0)));
     assert_eq!(lookup(&v, "xs[0].b"), Some(&Value::from(2)));
     assert_eq!(lookup(&v, "rules[name=b].plateau"), None);
+    // Selectors may hold dots and numbers.
+    let v: Value = serde_json::json!({"slopes": [{"label": "sgd lr=0.01", "kappa": 4, "slope": 2.0}]});
+    assert_eq!(lookup(&v, "slopes[label=sgd lr=0.01].slope"), Some(&Value::from(2.0)));
+    assert_eq!(lookup(&v, "slopes[kappa=4].slope"), Some(&Value::from(2.0)));
+    // A blank line in a header does not end it.
+    let h = header("# time: ~1 s on 2 cores\n\n# figure: a in [1, 2]\nversion = 1\n# figure: b in [1, 2]\n").unwrap();
+    assert_eq!(h.figures.len(), 1);
 }
 
 #[test]

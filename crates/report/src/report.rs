@@ -21,6 +21,10 @@ pub struct Report {
     pub finished: u64,
     /// Trials not finished yet, or failed (their classes have no verdict).
     pub missing: u64,
+    /// Of the succeeded trials, those that did not train ([`kappa_core::Health`]).
+    pub did_not_train: u64,
+    /// Of the succeeded trials, those whose loss exploded short of overflowing.
+    pub unstable: u64,
     /// Tolerance used for verdicts.
     pub tolerance: f64,
     /// The sweep's sample budget per trial (`[task] samples`), for the kinds that have one.
@@ -75,12 +79,17 @@ pub fn build_stored(
 pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>) -> Report {
     let mut trials = 0u64;
     let mut finished = 0u64;
+    let mut health = kappa_core::Counts::default();
     let mut seen = std::collections::HashSet::new();
     for t in plan.trials() {
         if seen.insert(t.id) {
             trials += 1;
-            if results.get(&t.id).is_some_and(|r| matches!(r.status, TrialStatus::Succeeded | TrialStatus::Diverged)) {
+            let result = results.get(&t.id);
+            if result.is_some_and(|r| matches!(r.status, TrialStatus::Succeeded | TrialStatus::Diverged)) {
                 finished += 1;
+            }
+            if let Some(TrialResult { status: TrialStatus::Succeeded, metrics: Some(m), .. }) = result {
+                health.add_health(m.health(), 1);
             }
         }
     }
@@ -95,6 +104,8 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         trials,
         finished,
         missing: trials - finished,
+        did_not_train: health.did_not_train,
+        unstable: health.unstable,
         tolerance,
         samples: sweep.task.samples(),
         rules,

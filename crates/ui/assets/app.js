@@ -427,7 +427,7 @@
 
   /** A succeeded trial that did not train, or was unstable, flagged beside its status. */
   const healthFlag = (h) => (h === 'did_not_train' || h === 'unstable'
-    ? el('span', { class: 'flag unsettled', title: h === 'unstable' ? 'its loss grew 100× above its value at step 0 without overflowing' : 'it ended above its loss at step 0, or its loss rose during the averaging window' }, h === 'unstable' ? ' unstable' : ' did not train')
+    ? el('span', { class: 'flag unsettled', title: h === 'unstable' ? 'its loss grew to 100× its first recorded loss without overflowing' : 'it did not end below its first recorded loss by more than 2 SE, or its loss rose during the averaging window' }, h === 'unstable' ? ' unstable' : ' did not train')
     : null);
 
   const statePill = (sp) => el('span', { class: `pill state-${sweepState(sp)}` }, sweepState(sp));

@@ -78,6 +78,7 @@ pub(crate) fn sweep_json(live: &Live, p: &Progress) -> Value {
         "counts": {
             "total": c.total, "pending": c.pending, "running": c.running, "succeeded": c.succeeded,
             "failed": c.failed, "diverged": c.diverged, "done": c.done(),
+            "did_not_train": c.did_not_train, "unstable": c.unstable,
         },
         "reused": p.reused,
         "finished": p.finished,
@@ -164,5 +165,18 @@ mod tests {
         assert_eq!(rate, Some(0.0), "stalled: nothing finished in the window");
         assert_eq!(eta, None);
         assert_eq!(live.rate(&progress(100, 100)), (None, Some(0.0)), "finished");
+    }
+
+    #[test]
+    fn a_sweep_gives_its_counts_with_those_that_did_not_train() {
+        let mut p = progress(10, 12);
+        (p.counts.did_not_train, p.counts.unstable) = (3, 1);
+        let v = sweep_json(&Live::new(), &p);
+        assert_eq!(v["counts"]["succeeded"], 10);
+        assert_eq!(
+            (v["counts"]["did_not_train"].as_u64(), v["counts"]["unstable"].as_u64()),
+            (Some(3), Some(1)),
+            "{v}"
+        );
     }
 }

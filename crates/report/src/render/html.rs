@@ -37,12 +37,17 @@ pub(super) fn html(r: &Report, svgs: &[(String, String)]) -> String {
          th{{background:#f4f4f4}}td:first-child,th:first-child{{text-align:left}}\
          .holds{{color:#1a7f37;font-weight:bold}}.fails{{color:#b3261e;font-weight:bold}}.late{{color:#9a6700;font-weight:bold}}\
          .unsettled{{color:#b3261e}}\
-         </style></head><body><h1>Sweep <code>{0}</code></h1><p>{1} of {2} trials finished{3}; tolerance {4:.0}%.</p>",
+         </style></head><body><h1>Sweep <code>{0}</code></h1><p>{1} of {2} trials finished{3}{5}; tolerance {4:.0}%.</p>",
         escape(&r.sweep),
         r.finished,
         r.trials,
         if r.missing > 0 { format!(", <b>{} missing</b>: verdicts wait for them", r.missing) } else { String::new() },
-        r.tolerance * 100.0
+        r.tolerance * 100.0,
+        if r.did_not_train + r.unstable > 0 {
+            format!(" ({} did not train, {} unstable)", r.did_not_train, r.unstable)
+        } else {
+            String::new()
+        }
     );
     if !r.rules.is_empty() {
         h.push_str("<h2>Verdicts</h2><table id=\"verdicts\"><tr>");

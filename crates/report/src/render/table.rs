@@ -10,10 +10,15 @@ pub fn verdict_table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "sweep `{}`: {} of {} trials finished{} (tolerance {:.0}%)",
+        "sweep `{}`: {} of {} trials finished{}{} (tolerance {:.0}%)",
         r.sweep,
         r.finished,
         r.trials,
+        if r.did_not_train + r.unstable > 0 {
+            format!(" ({} did not train, {} unstable: see kappa status)", r.did_not_train, r.unstable)
+        } else {
+            String::new()
+        },
         if r.missing > 0 { format!(", {} missing: verdicts wait for them", r.missing) } else { String::new() },
         r.tolerance * 100.0
     );
