@@ -11,7 +11,8 @@
 //! - the best learning rate: the grid's argmin, refined by the vertex of the parabola through it and
 //!   its two neighbours in (log lr, log objective), kept inside the neighbours' interval; when the
 //!   argmin is the grid's first or last learning rate it is reported as is and flagged `at_edge`
-//!   (never extrapolated);
+//!   (never extrapolated), and when a neighbour diverged, did not train or was unstable it is
+//!   reported as is and flagged `at_stability_edge` (no parabola through a cliff);
 //! - with `target_loss`: the fewest steps S(B) to reach it over the learning rates and the samples
 //!   E(B) = B·S(B); batch sizes that never reach it are listed as `unreached`.
 //!
@@ -40,6 +41,9 @@ pub struct LrPoint {
     pub best_lr_ci: Option<[f64; 2]>,
     /// The optimum is the grid's smallest or largest learning rate: the true one may lie beyond.
     pub at_edge: bool,
+    /// The optimum is next to a learning rate that diverged, did not train or was unstable: it is
+    /// limited by stability, not by noise ([`Edge::Stability`]); the grid's value, not refined.
+    pub at_stability_edge: bool,
     /// Seeds per learning rate (the fewest).
     pub seeds: usize,
     /// (learning rate, objective, its SE) for every learning rate of the grid.
@@ -328,27 +332,42 @@ fn objective(obs: &[&Obs], shift: &[f64], a: &Analysis) -> (f64, f64) {
     }
 }
 
-/// The best learning rate of (lr, objective) pairs (lr ascending): the refined minimum and
-/// whether it is at the grid's edge.
-pub fn best_lr(points: &[(f64, f64)]) -> Option<(f64, bool)> {
+/// Where a best learning rate lies among the grid's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edge {
+    /// Between two learning rates that trained: refined by the parabola through the three.
+    Inside,
+    /// The grid's first or last learning rate: the optimum may lie beyond.
+    Grid,
+    /// Next to a learning rate that diverged, did not train or was unstable: the optimum is
+    /// limited by stability, not by noise, and no parabola is drawn through the cliff.
+    Stability,
+}
+
+/// The best learning rate of (lr, objective) pairs (lr ascending; a diverged, untrained or
+/// unstable trial's objective is +∞): the refined minimum and where it lies ([`Edge`]).
+pub fn best_lr(points: &[(f64, f64)]) -> Option<(f64, Edge)> {
     let (i, &(lr, y)) =
         points.iter().enumerate().filter(|(_, p)| p.1.is_finite()).min_by(|a, b| a.1.1.total_cmp(&b.1.1))?;
     if i == 0 || i + 1 == points.len() {
-        return Some((lr, points.len() > 1));
+        return Some((lr, if points.len() > 1 { Edge::Grid } else { Edge::Inside }));
     }
     let (l, r) = (points[i - 1], points[i + 1]);
-    if !(l.1.is_finite() && r.1.is_finite() && l.1 > 0.0 && y > 0.0 && r.1 > 0.0) {
-        return Some((lr, false));
+    if !(l.1.is_finite() && r.1.is_finite()) {
+        return Some((lr, Edge::Stability));
+    }
+    if !(l.1 > 0.0 && y > 0.0 && r.1 > 0.0) {
+        return Some((lr, Edge::Inside));
     }
     let (x0, x1, x2) = (l.0.ln(), lr.ln(), r.0.ln());
     let (y0, y1, y2) = (l.1.ln(), y.ln(), r.1.ln());
     let num = (x1 - x0).powi(2) * (y1 - y2) - (x1 - x2).powi(2) * (y1 - y0);
     let den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0);
     if den == 0.0 || !num.is_finite() {
-        return Some((lr, false));
+        return Some((lr, Edge::Inside));
     }
     let vertex = (x1 - 0.5 * num / den).clamp(x0, x2);
-    Some((vertex.exp(), false))
+    Some((vertex.exp(), Edge::Inside))
 }
 
 /// Least squares y = a + b x: (a, b); `None` with fewer than two distinct x.
@@ -412,7 +431,7 @@ fn percentiles(mut v: Vec<f64>, wanted: usize) -> Option<[f64; 2]> {
 
 /// One batch size's evaluation: the batch size, (lr, objective, SE) per lr, the best lr and
 /// whether it is at the edge, and the fewest seeds of a cell.
-type BestOf = (u64, Vec<[f64; 3]>, Option<(f64, bool)>, usize);
+type BestOf = (u64, Vec<[f64; 3]>, Option<(f64, Edge)>, usize);
 
 /// One evaluation of a group (the data, or a bootstrap replicate of it).
 struct Eval {
@@ -472,8 +491,10 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
             }
         }
     }
-    let inside: Vec<(f64, f64)> =
-        best.iter().filter_map(|(b, _, opt, _)| opt.filter(|o| !o.1).map(|o| (*b as f64, o.0))).collect();
+    let inside: Vec<(f64, f64)> = best
+        .iter()
+        .filter_map(|(b, _, opt, _)| opt.filter(|o| o.1 == Edge::Inside).map(|o| (*b as f64, o.0)))
+        .collect();
     let exponent = log_log_slope(&inside);
     // Bounds are not measurements: the fit rests on the crossings it can place.
     let measured: Vec<(f64, f64)> =
@@ -570,13 +591,17 @@ pub fn analyse(
                 batch_size: *b,
                 best_lr: opt.map(|o| o.0),
                 best_lr_ci: percentiles(reps.iter().filter_map(|r| r.best[i].2.map(|o| o.0)).collect(), BOOTSTRAP),
-                at_edge: opt.is_some_and(|o| o.1),
+                at_edge: opt.is_some_and(|o| o.1 == Edge::Grid),
+                at_stability_edge: opt.is_some_and(|o| o.1 == Edge::Stability),
                 seeds: *seeds,
                 objective: objective.clone(),
             })
             .collect();
         let inside = |e: &Eval| -> Vec<(f64, f64)> {
-            e.best.iter().filter_map(|(b, _, opt, _)| opt.filter(|o| !o.1).map(|o| (*b as f64, o.0))).collect()
+            e.best
+                .iter()
+                .filter_map(|(b, _, opt, _)| opt.filter(|o| o.1 == Edge::Inside).map(|o| (*b as f64, o.0)))
+                .collect()
         };
         let (slopes, stable_n) = local_slopes(&inside(&data));
         let stable = (stable_n >= 3 && stable_n < slopes.len() + 1).then(|| {
@@ -595,14 +620,26 @@ pub fn analyse(
                 exponent_ci: percentiles(reps.iter().filter_map(within).collect(), BOOTSTRAP),
             }
         });
-        let note = data
-            .exponent
-            .is_none()
-            .then(|| {
-                "fewer than two batch sizes have their best learning rate inside the grid: widen the lr axis"
+        let cliffs: Vec<u64> = points.iter().filter(|p| p.at_stability_edge).map(|p| p.batch_size).collect();
+        let cliff_note = (!cliffs.is_empty()).then(|| {
+            format!(
+                "B = {cliffs:?} have their best learning rate at a stability edge (a neighbouring one diverged, did not \
+                 train or was unstable): limited by stability, not noise, and left out of the fit; a finer lr grid \
+                 below the cliff would place it"
+            )
+        });
+        let note = [
+            data.exponent.is_none().then(|| {
+                "fewer than two batch sizes have their best learning rate inside the grid (away from its edges and \
+                 from stability edges): widen the lr axis"
                     .to_string()
-            })
-            .or_else(|| no_interval.clone());
+            }),
+            cliff_note,
+            no_interval.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| format!("{a}; {b}"));
         let objective = match a.objective {
             AnalysisObjective::SamplesToTarget => format!("samples to {} = {}", a.metric, a.target_loss.unwrap_or(0.0)),
             o => format!("{} {}", o.as_str(), a.metric),
@@ -666,14 +703,15 @@ mod tests {
         let y = |lr: f64| ((lr / 3e-3f64).ln().powi(2) + 1.0).exp();
         let pts: Vec<(f64, f64)> = lrs.iter().map(|&l| (l, y(l))).collect();
         let (best, edge) = best_lr(&pts).unwrap();
-        assert!((best / 3e-3 - 1.0).abs() < 1e-9 && !edge, "{best}");
+        assert!((best / 3e-3 - 1.0).abs() < 1e-9 && edge == Edge::Inside, "{best}");
         // Falling all the way: the minimum is the last lr, flagged, not extrapolated.
         let falling: Vec<(f64, f64)> = lrs.iter().map(|&l| (l, 1.0 / l)).collect();
-        assert_eq!(best_lr(&falling), Some((1.6e-2, true)));
-        // A diverged neighbour: the grid's argmin as is.
+        assert_eq!(best_lr(&falling), Some((1.6e-2, Edge::Grid)));
+        // A diverged (or untrained, or unstable) neighbour: the grid's argmin as is, at the
+        // stability edge, never a parabola through the cliff.
         let mut div = pts.clone();
         div[3].1 = f64::INFINITY;
-        assert_eq!(best_lr(&div), Some((4e-3, false)));
+        assert_eq!(best_lr(&div), Some((4e-3, Edge::Stability)));
     }
 
     #[test]

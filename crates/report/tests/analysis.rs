@@ -80,7 +80,11 @@ fn sgd_on_the_quadratic_matches_the_closed_form_exponent_and_critical_batch() {
         let finals: Vec<(f64, f64)> =
             lrs.iter().map(|&eta| (eta, exact_loss(eta, b, *steps_of(p.batch_size, eta).last().unwrap()))).collect();
         let (best, edge) = best_lr(&finals).unwrap();
-        assert!(!edge, "B = {}: the oracle's optimum is inside the grid", p.batch_size);
+        assert!(
+            edge == kappa_report::analysis::Edge::Inside,
+            "B = {}: the oracle's optimum is inside the grid",
+            p.batch_size
+        );
         let ci = p.best_lr_ci.unwrap();
         eprintln!("B={} best lr {:?} {ci:?}, oracle {best}", p.batch_size, p.best_lr);
         assert!(!p.at_edge && ci[0] <= best && best <= ci[1], "B = {}: {ci:?} misses the oracle {best}", p.batch_size);

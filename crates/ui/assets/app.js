@@ -944,7 +944,7 @@
               num(fmtCi(g.exponent_ci, (x) => fmtFixed(x, 3)), span),
               num(fmtNum(g.theory_exponent), span),
               el('td', span, arr(g.rule_exponents).map((re) => `${re[0]}: ${fmtNum(re[1])}`).join(', ') || '–')] : null,
-            p ? [num(fmtInt(p.batch_size)), num(fmtNum(p.best_lr), p.at_edge ? { class: 'num late', title: 'at the edge of the grid: the optimum may lie beyond' } : null),
+            p ? [num(fmtInt(p.batch_size)), num(fmtNum(p.best_lr), p.at_edge ? { class: 'num late', title: 'at the edge of the grid: the optimum may lie beyond' } : p.at_stability_edge ? { class: 'num late', title: 'at a stability edge: a neighbouring learning rate diverged, did not train or was unstable' } : null),
               num(fmtCi(p.best_lr_ci)), num(fmtInt(p.seeds))] : [el('td', { colSpan: 4, class: 'muted' }, 'no points')]));
         });
       }

@@ -20,7 +20,13 @@ fn optimum(p: &crate::analysis::LrPoint) -> String {
             p.batch_size,
             short(lr),
             interval(p.best_lr_ci),
-            if p.at_edge { " (at the grid's edge)" } else { "" }
+            if p.at_edge {
+                " (at the grid's edge)"
+            } else if p.at_stability_edge {
+                " (at the stability edge)"
+            } else {
+                ""
+            }
         ),
         None => format!("B={} no finite objective", p.batch_size),
     }
@@ -151,7 +157,13 @@ pub(super) fn lr_curves_chart<DB: DrawingBackend>(
             "B = {}: lr* {}{}",
             p.batch_size,
             p.best_lr.map_or("-".into(), short),
-            if p.at_edge { " (grid's edge)" } else { "" }
+            if p.at_edge {
+                " (grid's edge)"
+            } else if p.at_stability_edge {
+                " (stability edge)"
+            } else {
+                ""
+            }
         );
         styled_line(&mut chart, pts.clone(), i, color, 2, Some(label))?;
         chart.draw_series(pts.iter().map(|q| Circle::new(*q, 3, color.filled()))).map_err(err)?;
@@ -167,8 +179,10 @@ pub(super) fn lr_exponent_chart<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     report: &Report,
 ) -> Result<(), String> {
-    let area =
-        with_note(root, "filled: optimum inside the lr grid (fitted); hollow: at its edge; bars: 95% bootstrap")?;
+    let area = with_note(
+        root,
+        "filled: optimum inside the lr grid (fitted); hollow: at its edge or a stability edge; bars: 95% bootstrap",
+    )?;
     let points = || report.lr_scaling.iter().flat_map(|l| l.points.iter());
     let xs = bounds(points().map(|p| p.batch_size as f64)).unwrap_or((1.0, 10.0));
     let ys = bounds(points().flat_map(|p| p.best_lr.into_iter().chain(p.best_lr_ci.into_iter().flatten())))
@@ -176,8 +190,12 @@ pub(super) fn lr_exponent_chart<DB: DrawingBackend>(
     let mut chart = log_chart(&area, "best learning rate vs batch size", xs, ys, ("batch size", "best learning rate"))?;
     for (i, l) in report.lr_scaling.iter().enumerate() {
         let color = palette(i);
-        let inside: Vec<(f64, f64)> =
-            l.points.iter().filter(|p| !p.at_edge).filter_map(|p| Some((p.batch_size as f64, p.best_lr?))).collect();
+        let inside: Vec<(f64, f64)> = l
+            .points
+            .iter()
+            .filter(|p| !p.at_edge && !p.at_stability_edge)
+            .filter_map(|p| Some((p.batch_size as f64, p.best_lr?)))
+            .collect();
         let fit = crate::analysis::linear_fit(&inside.iter().map(|(b, e)| (b.ln(), e.ln())).collect::<Vec<_>>());
         let label = format!(
             "{}: a = {}{} (theory {})",
@@ -187,8 +205,12 @@ pub(super) fn lr_exponent_chart<DB: DrawingBackend>(
             short(l.theory_exponent)
         );
         markers(&mut chart, &inside, i, color, true, Some(label))?;
-        let edge: Vec<(f64, f64)> =
-            l.points.iter().filter(|p| p.at_edge).filter_map(|p| Some((p.batch_size as f64, p.best_lr?))).collect();
+        let edge: Vec<(f64, f64)> = l
+            .points
+            .iter()
+            .filter(|p| p.at_edge || p.at_stability_edge)
+            .filter_map(|p| Some((p.batch_size as f64, p.best_lr?)))
+            .collect();
         markers(&mut chart, &edge, i, color, false, None)?;
         for p in &l.points {
             if let Some([lo, hi]) = p.best_lr_ci {
