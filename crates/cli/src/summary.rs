@@ -108,10 +108,8 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
     if rows.len() > MAX_ROWS {
         println!("… {} more groups: kappa export --format csv for all of them", rows.len() - MAX_ROWS);
     }
-    for (h, n) in [(Health::DidNotTrain, counts.did_not_train), (Health::Unstable, counts.unstable)] {
-        if n > 0 {
-            println!("{}", h.definition());
-        }
+    for definition in counts.health_definitions() {
+        println!("{definition}");
     }
     if unsettled_groups > 0 {
         let hint = kappa_report::SettleHint::over(
@@ -138,14 +136,6 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
         println!("note: {n}");
     }
     Ok(())
-}
-
-/// Whether a succeeded trial trained.
-fn health(t: &TrialRecord) -> Option<Health> {
-    match t.result.status {
-        kappa_core::TrialStatus::Succeeded => t.result.metrics.as_ref().map(|m| m.health()),
-        _ => None,
-    }
 }
 
 /// A trial's value of `axis` in the table: `-` for a built-in its optimizer does not read.
@@ -201,7 +191,7 @@ fn varying_columns(trials: &[TrialRecord]) -> Vec<Column> {
 fn status_cell(members: &[&TrialRecord]) -> String {
     let mut by: BTreeMap<&str, usize> = BTreeMap::new();
     for t in members {
-        let name = match health(t) {
+        let name = match t.result.health() {
             Some(h @ (Health::DidNotTrain | Health::Unstable)) => h.label(),
             _ => t.result.status.as_str(),
         };

@@ -217,17 +217,7 @@ mod tests {
     use crate::trial::{CurvePoint, Estimate};
 
     fn point(samples: u64, loss: f64) -> CurvePoint {
-        CurvePoint {
-            samples,
-            step: samples,
-            loss_mean: loss,
-            loss_se: 0.0,
-            loss_q10: loss,
-            loss_q50: loss,
-            loss_q90: loss,
-            phases: None,
-            extra: Default::default(),
-        }
+        CurvePoint::single(samples, samples, loss)
     }
 
     /// A run of `budget` samples recorded every 1%, its loss `f`, its stationary loss and drift

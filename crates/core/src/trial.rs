@@ -37,6 +37,17 @@ pub struct TrialResult {
     pub error: Option<String>,
 }
 
+impl TrialResult {
+    /// Whether a succeeded trial trained ([`crate::Health`]); `None` for any other status (an
+    /// overflow is a status of its own) and without metrics.
+    pub fn health(&self) -> Option<crate::Health> {
+        match self.status {
+            TrialStatus::Succeeded => self.metrics.as_ref().map(TrialMetrics::health),
+            _ => None,
+        }
+    }
+}
+
 /// How far a sweep is: what the coordinator publishes and the Watch stream carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -285,6 +296,24 @@ pub struct CurvePoint {
     /// `train_accuracy`; command tasks: every other numeric key of the metrics line).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub extra: std::collections::BTreeMap<String, f64>,
+}
+
+impl CurvePoint {
+    /// A point of one loss value with no spread (a single path, a command's printed line): SE 0
+    /// and every quantile the loss itself, no phases, no further metrics.
+    pub fn single(samples: u64, step: u64, loss: f64) -> CurvePoint {
+        CurvePoint {
+            samples,
+            step,
+            loss_mean: loss,
+            loss_se: 0.0,
+            loss_q10: loss,
+            loss_q50: loss,
+            loss_q90: loss,
+            phases: None,
+            extra: Default::default(),
+        }
+    }
 }
 
 /// What a successful trial reports. New fields are added, never renamed.
@@ -574,6 +603,16 @@ impl Counts {
             return String::new();
         }
         format!(" ({} of them did not train, {} unstable)", self.did_not_train, self.unstable)
+    }
+
+    /// The definitions of the kinds of untrained trials counted here, one line each, for the foot
+    /// of a table that counts them.
+    pub fn health_definitions(&self) -> Vec<&'static str> {
+        [(crate::Health::DidNotTrain, self.did_not_train), (crate::Health::Unstable, self.unstable)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(h, _)| h.definition())
+            .collect()
     }
 
     /// Trials that reached a terminal status.

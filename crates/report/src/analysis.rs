@@ -433,6 +433,12 @@ fn percentiles(mut v: Vec<f64>, wanted: usize) -> Option<[f64; 2]> {
 /// whether it is at the edge, and the fewest seeds of a cell.
 type BestOf = (u64, Vec<[f64; 3]>, Option<(f64, Edge)>, usize);
 
+/// (batch size, best learning rate) of the batch sizes whose optimum lies inside the grid
+/// ([`Edge::Inside`]): what the exponent is fitted to.
+fn inside(best: &[BestOf]) -> Vec<(f64, f64)> {
+    best.iter().filter_map(|(b, _, opt, _)| opt.filter(|o| o.1 == Edge::Inside).map(|o| (*b as f64, o.0))).collect()
+}
+
 /// One evaluation of a group (the data, or a bootstrap replicate of it).
 struct Eval {
     /// Per batch size, ascending.
@@ -491,11 +497,7 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
             }
         }
     }
-    let inside: Vec<(f64, f64)> = best
-        .iter()
-        .filter_map(|(b, _, opt, _)| opt.filter(|o| o.1 == Edge::Inside).map(|o| (*b as f64, o.0)))
-        .collect();
-    let exponent = log_log_slope(&inside);
+    let exponent = log_log_slope(&inside(&best));
     // Bounds are not measurements: the fit rests on the crossings it can place.
     let measured: Vec<(f64, f64)> =
         targets.iter().filter(|t| !t.within_first_record).map(|t| (t.batch_size as f64, t.steps)).collect();
@@ -597,21 +599,16 @@ pub fn analyse(
                 objective: objective.clone(),
             })
             .collect();
-        let inside = |e: &Eval| -> Vec<(f64, f64)> {
-            e.best
-                .iter()
-                .filter_map(|(b, _, opt, _)| opt.filter(|o| o.1 == Edge::Inside).map(|o| (*b as f64, o.0)))
-                .collect()
-        };
-        let (slopes, stable_n) = local_slopes(&inside(&data));
+        let optima = inside(&data.best);
+        let (slopes, stable_n) = local_slopes(&optima);
         let stable = (stable_n >= 3 && stable_n < slopes.len() + 1).then(|| {
-            let points = &inside(&data)[..stable_n];
+            let points = &optima[..stable_n];
             let range = [points[0].0 as u64, points[stable_n - 1].0 as u64];
             // A replicate counts only with the same batch sizes' optima inside its grid.
             let sizes: Vec<u64> = points.iter().map(|p| p.0 as u64).collect();
             let within = |e: &Eval| {
                 let pts: Vec<(f64, f64)> =
-                    inside(e).into_iter().filter(|(b, _)| sizes.contains(&(*b as u64))).collect();
+                    inside(&e.best).into_iter().filter(|(b, _)| sizes.contains(&(*b as u64))).collect();
                 (pts.len() == sizes.len()).then(|| log_log_slope(&pts)).flatten()
             };
             StableRange {

@@ -81,17 +81,7 @@ mod tests {
             status: TrialStatus::Succeeded,
             error: None,
             metrics: Some(TrialMetrics {
-                curve: vec![CurvePoint {
-                    samples: 10,
-                    step: 10,
-                    loss_mean: loss,
-                    loss_se: 0.0,
-                    loss_q10: loss,
-                    loss_q50: loss,
-                    loss_q90: loss,
-                    phases: None,
-                    extra: Default::default(),
-                }],
+                curve: vec![CurvePoint::single(10, 10, loss)],
                 stationary_loss: Some(Estimate { mean: loss, se: 0.0 }),
                 ..TrialMetrics::default()
             }),

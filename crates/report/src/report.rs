@@ -88,8 +88,8 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
             if result.is_some_and(|r| matches!(r.status, TrialStatus::Succeeded | TrialStatus::Diverged)) {
                 finished += 1;
             }
-            if let Some(TrialResult { status: TrialStatus::Succeeded, metrics: Some(m), .. }) = result {
-                health.add_health(m.health(), 1);
+            if let Some(h) = result.and_then(TrialResult::health) {
+                health.add_health(h, 1);
             }
         }
     }

@@ -31,17 +31,7 @@ fn metrics(batch: u64, lr: f64) -> TrialMetrics {
         .map(|i| {
             let samples = i * 50;
             let loss = plateau + (-(samples as f64) * lr / batch as f64).exp();
-            CurvePoint {
-                samples,
-                step: samples / batch,
-                loss_mean: loss,
-                loss_se: loss * 1e-3,
-                loss_q10: loss,
-                loss_q50: loss,
-                loss_q90: loss,
-                phases: None,
-                extra: Default::default(),
-            }
+            CurvePoint { loss_se: loss * 1e-3, ..CurvePoint::single(samples, samples / batch, loss) }
         })
         .collect();
     TrialMetrics {

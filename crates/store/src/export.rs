@@ -47,7 +47,7 @@ pub fn trial_fields(t: &TrialRecord) -> Map<String, Value> {
         // Whether the loss had settled during the averaging window (null: not checked).
         "settled": r.metrics.as_ref().and_then(|m| m.settled()),
         // Whether it trained: "trained", "did_not_train" or "unstable" (null: no metrics).
-        "health": health(t),
+        "health": t.result.health(),
         "error": r.error,
         "worker": t.worker,
     });
@@ -94,15 +94,6 @@ const CSV_TAIL: &[&str] = &[
     "health",
 ];
 
-/// Whether a finished trial trained (`None` without metrics, and for diverged trials: an overflow
-/// is its own status).
-fn health(t: &TrialRecord) -> Option<kappa_core::Health> {
-    match t.result.status {
-        kappa_core::TrialStatus::Succeeded => t.result.metrics.as_ref().map(|m| m.health()),
-        _ => None,
-    }
-}
-
 /// CSV: one row per trial; a column per built-in hyperparameter (empty where a trial does not
 /// carry it) and one per named axis any trial has (`task.noise.sigma`, `params.width`).
 pub fn write_csv(store: &Store, w: &mut impl Write) -> Result<(), ExportError> {
@@ -146,7 +137,7 @@ pub fn write_csv(store: &Store, w: &mut impl Write) -> Result<(), ExportError> {
             opt(t.duration_s),
             preempted.get(&r.id).copied().unwrap_or(0).to_string(),
             r.metrics.as_ref().and_then(|m| m.settled()).map(|s| s.to_string()).unwrap_or_default(),
-            health(&t).map(|h| h.as_str().to_string()).unwrap_or_default(),
+            t.result.health().map(|h| h.as_str().to_string()).unwrap_or_default(),
         ]);
         let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         writeln!(w, "{}", line.join(","))?;

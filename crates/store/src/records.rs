@@ -328,35 +328,31 @@ impl Store {
     /// Counts of the current plan's trials by status.
     pub fn counts(&self) -> Result<Counts, StoreError> {
         let generation = self.generation()?;
-        let mut stmt = self
-            .conn
-            // From the plan index alone (covering): about a second per 10⁷ trials.
-            .prepare("SELECT status, count(*) FROM trials WHERE generation = ?1 GROUP BY status")
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([generation], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(|e| self.sql(e))?;
         let mut counts = Counts::default();
-        for row in rows {
-            let (status, n) = row.map_err(|e| self.sql(e))?;
+        // From the plan index alone (covering): about a second per 10⁷ trials.
+        for (status, n) in
+            self.grouped("SELECT status, count(*) FROM trials WHERE generation = ?1 GROUP BY status", generation)?
+        {
             let status: TrialStatus = status.parse().map_err(|e| self.corrupt(e))?;
-            counts.add(status, n as u64);
+            counts.add(status, n);
         }
         // Those that did not train, from their partial index.
-        let mut stmt = self
-            .conn
-            .prepare("SELECT health, count(*) FROM trials WHERE generation = ?1 AND health IS NOT NULL GROUP BY health")
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([generation], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(|e| self.sql(e))?;
-        for row in rows {
-            let (health, n) = row.map_err(|e| self.sql(e))?;
+        let health = "SELECT health, count(*) FROM trials WHERE generation = ?1 AND health IS NOT NULL GROUP BY health";
+        for (health, n) in self.grouped(health, generation)? {
             let health: kappa_core::Health = serde_json::from_value(serde_json::Value::String(health))
                 .map_err(|e| self.corrupt(format!("trial health: {e}")))?;
-            counts.add_health(health, n as u64);
+            counts.add_health(health, n);
         }
         Ok(counts)
+    }
+
+    /// The (value, count) rows of a `GROUP BY` query over one plan generation.
+    fn grouped(&self, sql: &str, generation: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([generation], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
     /// Every trial of the current plan, in plan order.

@@ -20,6 +20,7 @@
 use crate::{Store, StoreError};
 use kappa_core::{CodeVersion, LeaseEnd};
 use rusqlite::OptionalExtension;
+use rusqlite::types::Value;
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: i64 = 5;
@@ -61,16 +62,28 @@ CREATE TABLE IF NOT EXISTS attempts (
 ) WITHOUT ROWID;
 "#;
 
-/// The indexes of the current version (see the module docs).
-pub(crate) const INDEXES: &str = r#"
+/// The indexes of version 4 (see the module docs), as a literal both constants are made of.
+macro_rules! indexes_4 {
+    () => {
+        r#"
 CREATE INDEX IF NOT EXISTS trials_by_plan ON trials(generation, status, seq);
 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(trial_id) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS attempts_failed ON attempts(trial_id)
     WHERE outcome = 'failed' OR (outcome = 'lost' AND class = 'lost');
 CREATE INDEX IF NOT EXISTS attempts_preempted ON attempts(trial_id) WHERE outcome = 'preempted';
 CREATE INDEX IF NOT EXISTS trials_unsettled ON trials(generation, seq) WHERE unsettled = 1;
-CREATE INDEX IF NOT EXISTS trials_unhealthy ON trials(generation, health) WHERE health IS NOT NULL;
-"#;
+"#
+    };
+}
+
+/// The indexes of version 4: what a version 3 store is brought up to before version 5's column.
+const INDEXES_4: &str = indexes_4!();
+
+/// The indexes of the current version (see the module docs).
+pub(crate) const INDEXES: &str = concat!(
+    indexes_4!(),
+    "CREATE INDEX IF NOT EXISTS trials_unhealthy ON trials(generation, health) WHERE health IS NOT NULL;\n"
+);
 
 /// The `meta` key of the code version the store's ids are made with.
 pub(crate) const CODE_VERSION: &str = "code_version";
@@ -174,8 +187,7 @@ impl Store {
     /// Version 2 → 3: a store that holds a sweep records the version its ids were made with, the
     /// one kappa gave every id of its task's kind before stores recorded theirs.
     fn migrate_from_2(&self) -> Result<(), StoreError> {
-        let migrate = || -> Result<(), rusqlite::Error> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.in_transaction(|| {
             let kind: Option<String> = self
                 .conn
                 .query_row(
@@ -192,107 +204,87 @@ impl Store {
                     [CODE_VERSION.to_string(), CodeVersion::legacy(&kind).to_string()],
                 )?;
             }
-            self.conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'", [])?;
-            self.conn.execute_batch("COMMIT")
-        };
-        migrate().map_err(|e| {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.sql(e)
+            self.conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'", []).map(drop)
         })
     }
 
     /// Version 3 → 4: the `unsettled` column, filled in from the results' metrics, and the
     /// indexes large sweeps read by. One transaction.
     fn migrate_from_3(&self) -> Result<(), StoreError> {
-        let migrate = || -> Result<(), rusqlite::Error> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            // A store made by this build and marked older (in tests) has the column already.
-            let has: bool = self.conn.query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info('trials') WHERE name = 'unsettled'",
-                [],
-                |r| r.get(0),
-            )?;
-            if !has {
-                self.conn.execute_batch("ALTER TABLE trials ADD COLUMN unsettled INTEGER")?;
-            }
-            let unsettled: Vec<String> = {
-                let mut stmt = self.conn.prepare(
-                    "SELECT id, metrics FROM trials WHERE json_extract(metrics, '$.stationary_drift') IS NOT NULL",
-                )?;
-                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (id, metrics) = row?;
-                    let m: Option<kappa_core::TrialMetrics> = serde_json::from_str(&metrics).ok();
-                    if m.and_then(|m| m.settled()) == Some(false) {
-                        out.push(id);
-                    }
-                }
-                out
-            };
-            for id in unsettled {
-                self.conn.execute("UPDATE trials SET unsettled = 1 WHERE id = ?1", [id])?;
-            }
-            self.conn.execute_batch(
+        self.in_transaction(|| {
+            self.fill_column("unsettled", "INTEGER", "json_extract(metrics, '$.stationary_drift') IS NOT NULL", |m| {
+                (m.settled() == Some(false)).then_some(Value::Integer(1))
+            })?;
+            self.conn.execute_batch(&format!(
                 "DROP INDEX IF EXISTS trials_by_generation;
-                 CREATE INDEX IF NOT EXISTS trials_by_plan ON trials(generation, status, seq);
-                 CREATE INDEX IF NOT EXISTS attempts_open ON attempts(trial_id) WHERE ended_at IS NULL;
-                 CREATE INDEX IF NOT EXISTS attempts_failed ON attempts(trial_id)
-                     WHERE outcome = 'failed' OR (outcome = 'lost' AND class = 'lost');
-                 CREATE INDEX IF NOT EXISTS attempts_preempted ON attempts(trial_id) WHERE outcome = 'preempted';
-                 CREATE INDEX IF NOT EXISTS trials_unsettled ON trials(generation, seq) WHERE unsettled = 1;
-                 UPDATE meta SET value = '4' WHERE key = 'schema_version';
-                 COMMIT;",
-            )
-        };
-        migrate().map_err(|e| {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.sql(e)
+                 {INDEXES_4}
+                 UPDATE meta SET value = '4' WHERE key = 'schema_version';"
+            ))
         })
     }
 
     /// Version 4 → 5: the `health` column, filled in from the succeeded results' metrics, and its
     /// index. One transaction.
     fn migrate_from_4(&self) -> Result<(), StoreError> {
-        let migrate = || -> Result<(), rusqlite::Error> {
+        self.in_transaction(|| {
+            self.fill_column("health", "TEXT", "status = 'succeeded' AND metrics IS NOT NULL", |m| {
+                crate::ops::health_column(m).map(|h| Value::Text(h.to_string()))
+            })?;
+            self.conn.execute_batch(&format!("{INDEXES} UPDATE meta SET value = '5' WHERE key = 'schema_version';"))
+        })
+    }
+
+    /// Runs one migration in one transaction: committed when `step` succeeds, rolled back when
+    /// it fails.
+    fn in_transaction(&self, step: impl FnOnce() -> rusqlite::Result<()>) -> Result<(), StoreError> {
+        let run = || {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            // A store made by this build and marked older (in tests) has the column already.
-            let has: bool = self.conn.query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info('trials') WHERE name = 'health'",
-                [],
-                |r| r.get(0),
-            )?;
-            if !has {
-                self.conn.execute_batch("ALTER TABLE trials ADD COLUMN health TEXT")?;
-            }
-            let unhealthy: Vec<(String, &str)> = {
-                let mut stmt = self
-                    .conn
-                    .prepare("SELECT id, metrics FROM trials WHERE status = 'succeeded' AND metrics IS NOT NULL")?;
-                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (id, metrics) = row?;
-                    let m: Option<kappa_core::TrialMetrics> = serde_json::from_str(&metrics).ok();
-                    if let Some(h) = m.as_ref().and_then(|m| crate::ops::health_column(m)) {
-                        out.push((id, h));
-                    }
-                }
-                out
-            };
-            for (id, h) in unhealthy {
-                self.conn.execute("UPDATE trials SET health = ?2 WHERE id = ?1", [id.as_str(), h])?;
-            }
-            self.conn.execute_batch(&format!(
-                "{INDEXES}
-                 UPDATE meta SET value = '5' WHERE key = 'schema_version';
-                 COMMIT;"
-            ))
+            step()?;
+            self.conn.execute_batch("COMMIT")
         };
-        migrate().map_err(|e| {
+        run().map_err(|e| {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.sql(e)
         })
+    }
+
+    /// Adds the column `column` (of type `decl`) to `trials` where it is missing, and fills it
+    /// in from the metrics of the rows `filter` selects: `value` gives a row's value (`None`
+    /// leaves it null).
+    fn fill_column(
+        &self,
+        column: &str,
+        decl: &str,
+        filter: &str,
+        value: impl Fn(&kappa_core::TrialMetrics) -> Option<Value>,
+    ) -> rusqlite::Result<()> {
+        // A store made by this build and marked older (in tests) has the column already.
+        let has: bool = self.conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('trials') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            self.conn.execute_batch(&format!("ALTER TABLE trials ADD COLUMN {column} {decl}"))?;
+        }
+        let values: Vec<(String, Value)> = {
+            let mut stmt = self.conn.prepare(&format!("SELECT id, metrics FROM trials WHERE {filter}"))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, metrics) = row?;
+                let m: Option<kappa_core::TrialMetrics> = serde_json::from_str(&metrics).ok();
+                if let Some(v) = m.as_ref().and_then(&value) {
+                    out.push((id, v));
+                }
+            }
+            out
+        };
+        let mut update = self.conn.prepare(&format!("UPDATE trials SET {column} = ?2 WHERE id = ?1"))?;
+        for (id, v) in values {
+            update.execute(rusqlite::params![id, v])?;
+        }
+        Ok(())
     }
 
     /// The code version this store's ids are made with (`None`: never planned).

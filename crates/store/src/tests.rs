@@ -26,15 +26,17 @@ fn trial(i: u64) -> PlannedTrial {
 }
 
 fn report(i: u64, attempt: u32, effect: ReportEffect) -> StoreOp {
-    StoreOp::Reported {
-        id: TrialId(1000 + i),
-        attempt,
-        worker: "w".into(),
-        at: 1.0,
-        duration_s: 0.5,
-        outcome: AttemptOutcome::Succeeded(TrialMetrics::default()),
-        effect,
-    }
+    reported(i, attempt, effect, AttemptOutcome::Succeeded(TrialMetrics::default()))
+}
+
+/// Worker `w`'s report of trial `i`'s `attempt`.
+fn reported(i: u64, attempt: u32, effect: ReportEffect, outcome: AttemptOutcome) -> StoreOp {
+    StoreOp::Reported { id: TrialId(1000 + i), attempt, worker: "w".into(), at: 1.0, duration_s: 0.5, outcome, effect }
+}
+
+/// Trial `i`'s first attempt succeeded with `metrics`, its final result.
+fn finished(i: u64, metrics: TrialMetrics) -> StoreOp {
+    reported(i, 1, ReportEffect::Final, AttemptOutcome::Succeeded(metrics))
 }
 
 #[test]
@@ -412,16 +414,7 @@ fn a_version_3_store_gets_its_unsettled_trials_indexed() {
         stationary_drift: Some(Estimate { mean: drift, se: 0.01 }),
         ..TrialMetrics::default()
     };
-    let done = |i: u64, m: TrialMetrics| StoreOp::Reported {
-        id: TrialId(1000 + i),
-        attempt: 1,
-        worker: "w".into(),
-        at: 1.0,
-        duration_s: 0.5,
-        outcome: AttemptOutcome::Succeeded(m),
-        effect: ReportEffect::Final,
-    };
-    s.apply(&[done(0, metrics(0.5)), done(1, metrics(0.0))]).unwrap();
+    s.apply(&[finished(0, metrics(0.5)), finished(1, metrics(0.0))]).unwrap();
     assert_eq!(s.unsettled_trials().unwrap().iter().map(|t| t.seq).collect::<Vec<_>>(), [0]);
     // As version 3 left it: no column values (the column is there, as this build made it).
     s.conn
@@ -441,15 +434,8 @@ fn a_resume_counts_the_trials_a_draining_run_handed_back_as_interrupted() {
     let mut s = Store::create(dir.path()).unwrap();
     s.sync_plan(&header_of(3, "p1"), || rows((0..3).map(trial))).unwrap();
     let lease = |i: u64| StoreOp::Leased { id: TrialId(1000 + i), attempt: 1, worker: "w".into(), at: 0.0 };
-    let handed_back = |i: u64| StoreOp::Reported {
-        id: TrialId(1000 + i),
-        attempt: 1,
-        worker: "w".into(),
-        at: 1.0,
-        duration_s: 0.5,
-        outcome: AttemptOutcome::Preempted { reason: "draining".into() },
-        effect: ReportEffect::Requeue,
-    };
+    let handed_back =
+        |i: u64| reported(i, 1, ReportEffect::Requeue, AttemptOutcome::Preempted { reason: "draining".into() });
     s.apply(&[lease(0), lease(1), lease(2), handed_back(0), handed_back(1), report(2, 1, ReportEffect::Final)])
         .unwrap();
     let sync = s.sync_plan(&header_of(3, "p1"), Vec::new).unwrap();
@@ -463,16 +449,13 @@ fn a_resume_counts_the_trials_a_draining_run_handed_back_as_interrupted() {
     let sync = s.sync_plan(&header_of(3, "p1"), Vec::new).unwrap();
     assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 2, requeued: 1 });
     // One whose later attempt failed and waits for its retry was not interrupted by this run.
-    let failed = StoreOp::Reported {
-        id: TrialId(1001),
-        attempt: 2,
-        worker: "w".into(),
-        at: 3.0,
-        duration_s: 0.5,
-        outcome: AttemptOutcome::Failed { error: "boom".into(), class: kappa_core::FailureClass::Error },
-        effect: ReportEffect::Retry,
-    };
-    s.apply(&[StoreOp::Leased { id: TrialId(1001), attempt: 2, worker: "w".into(), at: 2.5 }, failed]).unwrap();
+    let failed = reported(
+        1,
+        2,
+        ReportEffect::Retry,
+        AttemptOutcome::Failed { error: "boom".into(), class: kappa_core::FailureClass::Error },
+    );
+    s.apply(&[StoreOp::Leased { id: TrialId(1001), attempt: 2, worker: "w".into(), at: 0.5 }, failed]).unwrap();
     let sync = s.sync_plan(&header_of(3, "p1"), Vec::new).unwrap();
     assert_eq!(sync, PlanSync { total: 3, new: 0, reused: 2, requeued: 0 });
 }
@@ -486,32 +469,17 @@ fn trials_that_did_not_train_are_counted_from_their_index_and_a_version_4_store_
         curve: losses
             .iter()
             .enumerate()
-            .map(|(i, &l)| kappa_core::CurvePoint {
-                samples: i as u64 * 10,
-                step: i as u64,
-                loss_mean: l,
-                loss_se: 0.0,
-                loss_q10: l,
-                loss_q50: l,
-                loss_q90: l,
-                phases: None,
-                extra: Default::default(),
-            })
+            .map(|(i, &l)| kappa_core::CurvePoint::single(i as u64 * 10, i as u64, l))
             .collect(),
         ..TrialMetrics::default()
     };
-    let done = |i: u64, m: TrialMetrics| StoreOp::Reported {
-        id: TrialId(1000 + i),
-        attempt: 1,
-        worker: "w".into(),
-        at: 1.0,
-        duration_s: 0.5,
-        outcome: AttemptOutcome::Succeeded(m),
-        effect: ReportEffect::Final,
-    };
     // Trained (came down), unstable (1 → 1e3 without overflowing), did not train (ended higher).
-    s.apply(&[done(0, curve(&[1.0, 0.5, 0.1])), done(1, curve(&[1.0, 30.0, 1e3])), done(2, curve(&[1.0, 1.5, 2.0]))])
-        .unwrap();
+    s.apply(&[
+        finished(0, curve(&[1.0, 0.5, 0.1])),
+        finished(1, curve(&[1.0, 30.0, 1e3])),
+        finished(2, curve(&[1.0, 1.5, 2.0])),
+    ])
+    .unwrap();
     let c = s.counts().unwrap();
     assert_eq!((c.succeeded, c.did_not_train, c.unstable), (3, 1, 1));
     // As version 4 left it: no column, no index.

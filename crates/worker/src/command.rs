@@ -391,17 +391,7 @@ impl MetricsParser {
             (None, Some(n)) => (n / self.batch, n),
             (None, None) => (self.lines, self.lines * self.batch),
         };
-        self.curve.push(CurvePoint {
-            samples,
-            step,
-            loss_mean: loss,
-            loss_se: 0.0,
-            loss_q10: loss,
-            loss_q50: loss,
-            loss_q90: loss,
-            phases: None,
-            extra,
-        });
+        self.curve.push(CurvePoint { extra, ..CurvePoint::single(samples, step, loss) });
     }
 
     /// The metrics of the run, with the stationary loss from the curve's tail: the mean of its

@@ -91,12 +91,8 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
         counts.running,
         counts.pending
     );
-    for (h, n) in
-        [(kappa_core::Health::DidNotTrain, counts.did_not_train), (kappa_core::Health::Unstable, counts.unstable)]
-    {
-        if n > 0 {
-            println!("                 {}", h.definition());
-        }
+    for definition in counts.health_definitions() {
+        println!("                 {definition}");
     }
     if preempted > 0 {
         println!(

@@ -426,17 +426,7 @@ fn succeeded_trials_that_did_not_train_are_counted_as_such() {
     let mut s = sched(2);
     let leases = s.lease(W1, 0, 2);
     assert_eq!(leases.len(), 2);
-    let point = |step: u64, loss: f64| crate::trial::CurvePoint {
-        samples: step,
-        step,
-        loss_mean: loss,
-        loss_se: 0.0,
-        loss_q10: loss,
-        loss_q50: loss,
-        loss_q90: loss,
-        phases: None,
-        extra: Default::default(),
-    };
+    let point = |step: u64, loss: f64| crate::trial::CurvePoint::single(step, step, loss);
     let unstable = AttemptOutcome::Succeeded(TrialMetrics {
         curve: vec![point(0, 1.0), point(1, 50.0), point(2, 2e3)],
         ..TrialMetrics::default()

@@ -108,15 +108,8 @@ pub(super) fn html(r: &Report, svgs: &[(String, String)]) -> String {
                 "<tr><td>{}</td><td>{:.3}{}</td><td>{}</td></tr>",
                 escape(&f.label),
                 f.slope,
-                if f.unsettled > 0 {
-                    format!(
-                        " <span class=\"unsettled\">({} of {} points not settled)</span>",
-                        f.unsettled,
-                        f.points.len()
-                    )
-                } else {
-                    String::new()
-                },
+                super::text::slope_unsettled(f)
+                    .map_or(String::new(), |n| format!(" <span class=\"unsettled\">({})</span>", escape(&n))),
                 f.theory_slope.map_or("-".into(), |t| format!("{t:.3}"))
             );
         }

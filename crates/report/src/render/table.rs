@@ -57,15 +57,8 @@ pub fn verdict_table(r: &Report) -> String {
             f.label,
             f.slope,
             f.theory_slope.map_or(String::new(), |t| format!(" (theory {t:.3})")),
-            if f.unsettled > 0 {
-                format!(
-                    "; {} of its {} points rest on trials whose loss had not settled: not a slope of stationary values",
-                    f.unsettled,
-                    f.points.len()
-                )
-            } else {
-                String::new()
-            }
+            super::text::slope_unsettled(f)
+                .map_or(String::new(), |n| format!("; {n}: not a slope of stationary values"))
         );
     }
     s.push_str(&analysis_lines(r).join("\n"));

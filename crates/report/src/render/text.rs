@@ -54,6 +54,12 @@ pub(super) const TRACKING_NOTE: &str = "|ΔL|/L: the SDE's seed-mean loss agains
      optimizer's record points after the start (mean ± SE over them, and the largest); the largest is usually \
      in the fast early descent, where a small lag in time is a large relative difference";
 
+/// How many of a noise slope's points rest on unsettled trials, in words (`None`: none do).
+pub(super) fn slope_unsettled(f: &crate::SlopeFit) -> Option<String> {
+    (f.unsettled > 0)
+        .then(|| format!("{} of its {} points rest on trials whose loss had not settled", f.unsettled, f.points.len()))
+}
+
 /// A tracking row's mean deviation with its SE, as a percentage.
 pub(super) fn tracking_mean(t: &Tracking) -> String {
     match (t.mean_rel_error, t.mean_rel_error_se) {
