@@ -62,6 +62,23 @@ impl OptimizerKind {
         matches!(self, OptimizerKind::RmspropW | OptimizerKind::AdamW)
     }
 
+    /// The preset scaling rule for this optimizer (THEORY.md §5): what keeps it invariant when
+    /// the batch grows.
+    pub fn default_rule(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd-linear",
+            OptimizerKind::SignSgd => "signsgd-sqrt",
+            OptimizerKind::Adam | OptimizerKind::Rmsprop => "adam-sqrt",
+            OptimizerKind::AdamW | OptimizerKind::RmspropW => "adamw-sqrt",
+        }
+    }
+
+    /// The theory's learning-rate exponent in the noise-dominated regime (η* ∝ B^a, THEORY.md
+    /// §5 and §7): SGD 1; SignSGD, RMSprop and Adam 0.5.
+    pub fn theory_lr_exponent(self) -> f64 {
+        if self == OptimizerKind::Sgd { 1.0 } else { 0.5 }
+    }
+
     /// Whether the optimizer reads the built-in hyperparameter `axis`: tables and labels show
     /// only those (an SGD row has no β, an Adam row no weight decay).
     pub fn reads(self, axis: AxisName) -> bool {

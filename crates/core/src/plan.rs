@@ -1,6 +1,8 @@
 //! A plan: the trials of a sweep, with their ids, produced lazily from the grid.
 
-use crate::id::IdHasher;
+use crate::id::{IdHasher, TrialId};
+use crate::origin::Origin;
+use crate::params::Params;
 use crate::spec::Sweep;
 use crate::trial::PlannedTrial;
 use crate::version::CodeVersion;
@@ -21,6 +23,8 @@ pub struct Plan<'a> {
     repeats: bool,
     /// The id hasher of each task.
     hashers: Vec<IdHasher>,
+    /// A search's first proposals, made on first use.
+    initial: std::sync::OnceLock<Vec<PlannedTrial>>,
 }
 
 impl<'a> Plan<'a> {
@@ -29,10 +33,13 @@ impl<'a> Plan<'a> {
         // Two task values written differently (`1` and `1.0`) make the same task, too.
         let mut tasks = std::collections::HashSet::new();
         let same_task = !sweep.variants.iter().all(|v| tasks.insert(v.json.to_string()));
-        let repeats = sweep.scaling.is_some() || same_task || sweep.variants.iter().any(|v| !v.left_out.is_empty());
+        let repeats = sweep.scaling.is_some()
+            || sweep.search.is_some()
+            || same_task
+            || sweep.variants.iter().any(|v| !v.left_out.is_empty());
         let version = version.into();
         let hashers = sweep.variants.iter().map(|v| IdHasher::new(&v.json, &version)).collect();
-        Plan { sweep, version, repeats, hashers }
+        Plan { sweep, version, repeats, hashers, initial: std::sync::OnceLock::new() }
     }
 
     /// A digest of everything this plan's trials follow from: the sweep file's text
@@ -73,11 +80,14 @@ impl<'a> Plan<'a> {
         self.sweep.variants.iter().map(|v| v.json.to_string()).collect()
     }
 
-    /// Number of plan entries: grid points × (1 + scaled variants). Entries can repeat a trial
-    /// (two rules that agree for an optimizer, a task axis left out); [`Plan::trials`] yields
-    /// each id once.
+    /// Number of plan entries: grid points × (1 + scaled variants), or a search's first
+    /// proposals. Entries can repeat a trial (two rules that agree for an optimizer, a task axis
+    /// left out); [`Plan::trials`] yields each id once.
     pub fn len(&self) -> u64 {
-        self.sweep.grid.len() * self.per_point()
+        match self.initial() {
+            Some(first) => first.len() as u64,
+            None => self.sweep.grid.len() * self.per_point(),
+        }
     }
 
     fn per_point(&self) -> u64 {
@@ -89,8 +99,24 @@ impl<'a> Plan<'a> {
         self.len() == 0
     }
 
-    /// Plan entry `seq`: each grid point is followed by its scaled variants.
+    /// Plan entry `seq`: each grid point is followed by its scaled variants; for a search, the
+    /// search's first proposals ([`crate::search::Search::start`]).
     pub fn trial(&self, seq: u64) -> PlannedTrial {
+        match self.initial() {
+            Some(first) => first[seq as usize].clone(),
+            None => self.grid_trial(seq),
+        }
+    }
+
+    /// A search's first proposals (`None`: the sweep has no search), made once.
+    fn initial(&self) -> Option<&[PlannedTrial]> {
+        self.sweep.search.as_ref()?;
+        Some(self.initial.get_or_init(|| crate::search::Search::new(self).map(|mut s| s.start()).unwrap_or_default()))
+    }
+
+    /// Grid entry `seq`: each grid point followed by its scaled variants (for a search, the
+    /// searched axis holds its placeholder: the search sets it).
+    pub(crate) fn grid_trial(&self, seq: u64) -> PlannedTrial {
         let per = self.per_point();
         let (mut base, combo) = self.sweep.grid.point(seq / per);
         let combo = combo as usize;
@@ -98,31 +124,57 @@ impl<'a> Plan<'a> {
             base.named.remove(name);
         }
         let v = seq % per;
-        let (params, variant, task) = match (&self.sweep.scaling, v) {
+        let (params, variant, task, origin) = match (&self.sweep.scaling, v) {
             (Some(s), v) if v > 0 => {
                 let (rule, kappa) = s.variant(v);
-                let mut params = s.rules[rule].apply(&base, kappa);
-                // A rule that scales task fields gives the trial a task of its own.
-                let task = self.sweep.scaled_tasks.get(&(combo, rule, kappa)).copied().unwrap_or(combo);
-                for (name, value) in &self.sweep.variants[task].scaled {
-                    params.named.insert(name.clone(), value.clone());
-                }
-                (params, Some((rule, kappa)), task)
+                let (params, task) = self.scaled(&base, combo, rule, kappa);
+                let origin = Origin::Scaled { base: self.id(combo, &base), rule: s.rules[rule].name.clone(), kappa };
+                (params, Some((rule, kappa)), task, origin)
             }
-            _ => (base, None, combo),
+            _ => (base, None, combo, Origin::Grid),
         };
-        let id = self.hashers[task].id(&params);
-        PlannedTrial { id, seq, params, variant, task }
+        let id = self.id(task, &params);
+        PlannedTrial { id, seq, params, variant, task, origin }
     }
 
-    /// Every distinct base trial (a grid point's own trial, κ = 1), lazily, in plan order; its
-    /// scaled variants follow it at `seq + 1 ..`. A grid point that repeats an earlier one (a
+    /// The grid points' own trials (κ = 1), in grid order, repeats included.
+    pub(crate) fn grid_points(&self) -> impl Iterator<Item = PlannedTrial> + '_ {
+        let per = self.per_point();
+        (0..self.sweep.grid.len()).map(move |g| self.grid_trial(g * per))
+    }
+
+    /// The parameters and task of rule `rule`'s variant at `kappa` of a base point with task
+    /// `combo` (a rule that scales task fields gives the trial a task of its own).
+    pub(crate) fn scaled(&self, base: &Params, combo: usize, rule: usize, kappa: u64) -> (Params, usize) {
+        let Some(s) = &self.sweep.scaling else { return (base.clone(), combo) };
+        let mut params = s.rules[rule].apply(base, kappa);
+        let task = self.sweep.scaled_tasks.get(&(combo, rule, kappa)).copied().unwrap_or(combo);
+        for (name, value) in &self.sweep.variants[task].scaled {
+            params.named.insert(name.clone(), value.clone());
+        }
+        (params, task)
+    }
+
+    /// The id of the trial with `params` running task `task`.
+    pub fn id(&self, task: usize, params: &Params) -> TrialId {
+        self.hashers[task].id(params)
+    }
+
+    /// The sweep planned.
+    pub fn sweep(&self) -> &'a Sweep {
+        self.sweep
+    }
+
+    /// Every distinct base trial (a grid point's own trial, κ = 1, or a search's first
+    /// proposal), lazily, in plan order; a grid point's scaled variants follow it at `seq + 1 ..`. A grid point that repeats an earlier one (a
     /// task axis left out) is yielded once.
     pub fn base_trials(&self) -> impl Iterator<Item = PlannedTrial> + '_ {
-        let per = self.per_point();
+        // A search's first proposals are all base trials.
+        let (per, points) =
+            if self.initial().is_some() { (1, self.len()) } else { (self.per_point(), self.sweep.grid.len()) };
         let mut seen = std::collections::HashSet::new();
         let dedupe = self.repeats;
-        (0..self.sweep.grid.len()).map(move |g| self.trial(g * per)).filter(move |t| !dedupe || seen.insert(t.id))
+        (0..points).map(move |g| self.trial(g * per)).filter(move |t| !dedupe || seen.insert(t.id))
     }
 
     /// Every distinct trial, lazily, in plan order (a repeated id keeps its first position).

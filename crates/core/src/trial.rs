@@ -19,6 +19,8 @@ pub struct PlannedTrial {
     pub variant: Option<(usize, u64)>,
     /// Which of the sweep's tasks it runs (an index into [`crate::Sweep::variants`]).
     pub task: usize,
+    /// Where it comes from (recorded with it).
+    pub origin: crate::origin::Origin,
 }
 
 /// A trial's result as far as it got: what kappa status, export and report read, from the store

@@ -22,8 +22,10 @@
 //! cell's seeds with replacement and moves each resampled trial by its own standard error over
 //! paths (one normal draw per trial and replicate, the same along its curve), refitting everything.
 
+use kappa_core::objective::{Crossing, Obs, crossing, mean_curve, objective, observe, weighted_fit};
+pub use kappa_core::objective::{Edge, best_lr, linear_fit, log_log_slope};
 use kappa_core::spec::{Analysis, AnalysisObjective};
-use kappa_core::{OptimizerKind, Params, Plan, Sweep, TrialId, TrialResult, TrialStatus};
+use kappa_core::{OptimizerKind, Params, Plan, Sweep, TrialId, TrialResult};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -161,21 +163,6 @@ pub struct CriticalBatch {
     pub note: Option<String>,
 }
 
-/// The theory's learning-rate exponent for an optimizer (THEORY.md §5).
-pub fn theory_exponent(o: OptimizerKind) -> f64 {
-    if o == OptimizerKind::Sgd { 1.0 } else { 0.5 }
-}
-
-/// One finished trial, as the analysis reads it.
-#[derive(Clone, Debug)]
-struct Obs {
-    /// The objective's value and SE (`+∞` diverged; `None` for samples-to-target).
-    value: Option<(f64, f64)>,
-    /// (samples, step, metric mean, SE, noise scale) per record point.
-    curve: Vec<[f64; 5]>,
-    diverged: bool,
-}
-
 /// A group: batch size → learning rate → seeds.
 struct Group {
     label: String,
@@ -222,180 +209,6 @@ impl Rng {
     fn normal(&mut self) -> f64 {
         (-2.0 * self.uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
     }
-}
-
-fn metric_point(p: &kappa_core::CurvePoint, metric: &str) -> Option<(f64, f64)> {
-    if metric == "loss" { Some((p.loss_mean, p.loss_se)) } else { p.extra.get(metric).map(|v| (*v, 0.0)) }
-}
-
-fn observe(r: &TrialResult, a: &Analysis) -> Option<Obs> {
-    let diverged = || Some(Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true });
-    match (r.status, &r.metrics) {
-        (TrialStatus::Diverged, _) => diverged(),
-        // A run that did not train, or whose loss exploded short of overflowing, is no optimum.
-        (TrialStatus::Succeeded, Some(m)) if m.health() != kappa_core::Health::Trained => diverged(),
-        (TrialStatus::Succeeded, Some(m)) => {
-            let curve: Vec<[f64; 5]> = m
-                .curve
-                .iter()
-                .filter_map(|p| {
-                    let (v, se) = metric_point(p, &a.metric)?;
-                    let ns = p.extra.get("noise_scale").copied().unwrap_or(f64::NAN);
-                    Some([p.samples as f64, p.step as f64, v, se, ns])
-                })
-                .collect();
-            let value = match a.objective {
-                AnalysisObjective::Final => curve.last().map(|p| (p[2], p[3])),
-                AnalysisObjective::Stationary => m.stationary_loss.map(|e| (e.mean, e.se)),
-                AnalysisObjective::SamplesToTarget => None,
-            };
-            let usable = value.is_some() || (a.objective == AnalysisObjective::SamplesToTarget && !curve.is_empty());
-            usable.then_some(Obs { value, curve, diverged: false })
-        }
-        _ => None,
-    }
-}
-
-/// Where a curve first reaches its target.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Crossing {
-    /// Samples and steps there, linearly interpolated between record points (what the
-    /// samples-to-target objective compares learning rates by).
-    samples: f64,
-    steps: f64,
-    noise_scale: f64,
-    /// Within the first record interval (or at the first point of a curve that does not start
-    /// at step 0), the (samples, steps) of that record point: an upper bound, all that is known.
-    bound: Option<(f64, f64)>,
-}
-
-/// The first (samples, step) at which a curve of (samples, step, mean, ...) reaches `target`,
-/// linearly interpolated between record points, and the noise scale there. Within the first
-/// record interval nothing tells where: the record point is given, as a bound.
-fn crossing(curve: &[[f64; 5]], target: f64) -> Option<Crossing> {
-    let j = curve.iter().position(|p| p[2] <= target)?;
-    if j == 0 {
-        // Met at the start (step 0: nothing to bound), or by the first record point.
-        let p = curve[0];
-        return Some(Crossing {
-            samples: p[0],
-            steps: p[1],
-            noise_scale: p[4],
-            bound: (p[1] > 0.0).then_some((p[0], p[1])),
-        });
-    }
-    let (a, b) = (curve[j - 1], curve[j]);
-    let w = if b[2] == a[2] { 1.0 } else { (target - a[2]) / (b[2] - a[2]) };
-    Some(Crossing {
-        samples: a[0] + w * (b[0] - a[0]),
-        steps: a[1] + w * (b[1] - a[1]),
-        noise_scale: a[4] + w * (b[4] - a[4]),
-        bound: (j == 1 && a[1] == 0.0).then_some((b[0], b[1])),
-    })
-}
-
-/// The seed-mean curve of `obs` (each moved by `shift[i]` of its SE), over the points all share.
-fn mean_curve(obs: &[&Obs], shift: &[f64]) -> Vec<[f64; 5]> {
-    let n = obs.iter().map(|o| o.curve.len()).min().unwrap_or(0);
-    (0..n)
-        .map(|i| {
-            let k = obs.len() as f64;
-            let m = obs.iter().zip(shift).map(|(o, z)| o.curve[i][2] + z * o.curve[i][3]).sum::<f64>() / k;
-            // The noise scale over the seeds that have one here (a probe may give none at a point).
-            let scales: Vec<f64> = obs.iter().map(|o| o.curve[i][4]).filter(|v| v.is_finite()).collect();
-            let ns = if scales.is_empty() { f64::NAN } else { scales.iter().sum::<f64>() / scales.len() as f64 };
-            let c = obs[0].curve[i];
-            [c[0], c[1], m, 0.0, ns]
-        })
-        .collect()
-}
-
-/// A cell's objective from the seeds `obs` (resampled, shifted by `shift` SEs), and its SE.
-fn objective(obs: &[&Obs], shift: &[f64], a: &Analysis) -> (f64, f64) {
-    if obs.iter().any(|o| o.diverged) {
-        return (f64::INFINITY, 0.0);
-    }
-    let k = obs.len() as f64;
-    match a.objective {
-        AnalysisObjective::SamplesToTarget => {
-            let target = a.target_loss.unwrap_or(0.0);
-            (crossing(&mean_curve(obs, shift), target).map_or(f64::INFINITY, |c| c.samples), 0.0)
-        }
-        _ => {
-            let vals: Vec<(f64, f64)> = obs.iter().filter_map(|o| o.value).collect();
-            let mean = vals.iter().zip(shift).map(|((v, se), z)| v + z * se).sum::<f64>() / k;
-            // The SE shown: the seeds' spread or their paths' noise, whichever is larger.
-            let seeds: Vec<kappa_core::Estimate> =
-                vals.iter().map(|&(mean, se)| kappa_core::Estimate { mean, se }).collect();
-            (mean, kappa_core::Estimate::pooled(&seeds).map_or(0.0, |e| e.se))
-        }
-    }
-}
-
-/// Where a best learning rate lies among the grid's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Edge {
-    /// Between two learning rates that trained: refined by the parabola through the three.
-    Inside,
-    /// The grid's first or last learning rate: the optimum may lie beyond.
-    Grid,
-    /// Next to a learning rate that diverged, did not train or was unstable: the optimum is
-    /// limited by stability, not by noise, and no parabola is drawn through the cliff.
-    Stability,
-}
-
-/// The best learning rate of (lr, objective) pairs (lr ascending; a diverged, untrained or
-/// unstable trial's objective is +∞): the refined minimum and where it lies ([`Edge`]).
-pub fn best_lr(points: &[(f64, f64)]) -> Option<(f64, Edge)> {
-    let (i, &(lr, y)) =
-        points.iter().enumerate().filter(|(_, p)| p.1.is_finite()).min_by(|a, b| a.1.1.total_cmp(&b.1.1))?;
-    if i == 0 || i + 1 == points.len() {
-        return Some((lr, if points.len() > 1 { Edge::Grid } else { Edge::Inside }));
-    }
-    let (l, r) = (points[i - 1], points[i + 1]);
-    if !(l.1.is_finite() && r.1.is_finite()) {
-        return Some((lr, Edge::Stability));
-    }
-    if !(l.1 > 0.0 && y > 0.0 && r.1 > 0.0) {
-        return Some((lr, Edge::Inside));
-    }
-    let (x0, x1, x2) = (l.0.ln(), lr.ln(), r.0.ln());
-    let (y0, y1, y2) = (l.1.ln(), y.ln(), r.1.ln());
-    let num = (x1 - x0).powi(2) * (y1 - y2) - (x1 - x2).powi(2) * (y1 - y0);
-    let den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0);
-    if den == 0.0 || !num.is_finite() {
-        return Some((lr, Edge::Inside));
-    }
-    let vertex = (x1 - 0.5 * num / den).clamp(x0, x2);
-    Some((vertex.exp(), Edge::Inside))
-}
-
-/// Least squares y = a + b x: (a, b); `None` with fewer than two distinct x.
-pub fn linear_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    weighted_fit(&points.iter().map(|&(x, y)| (x, y, 1.0)).collect::<Vec<_>>())
-}
-
-/// Least-squares slope of log y on log x.
-pub fn log_log_slope(points: &[(f64, f64)]) -> Option<f64> {
-    let pts: Vec<(f64, f64)> =
-        points.iter().filter(|(x, y)| *x > 0.0 && *y > 0.0).map(|(x, y)| (x.ln(), y.ln())).collect();
-    linear_fit(&pts).map(|(_, slope)| slope)
-}
-
-/// Weighted least squares y = a + b x over (x, y, weight).
-fn weighted_fit(points: &[(f64, f64, f64)]) -> Option<(f64, f64)> {
-    let w: f64 = points.iter().map(|p| p.2).sum();
-    if points.len() < 2 || w <= 0.0 {
-        return None;
-    }
-    let mx = points.iter().map(|p| p.2 * p.0).sum::<f64>() / w;
-    let my = points.iter().map(|p| p.2 * p.1).sum::<f64>() / w;
-    let sxx: f64 = points.iter().map(|p| p.2 * (p.0 - mx).powi(2)).sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let b = points.iter().map(|p| p.2 * (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
-    Some((my - b * mx, b))
 }
 
 /// S(B) = S_min + E_min/B through (batch size, steps), by least squares in 1/B on relative
@@ -512,13 +325,7 @@ fn rule_exponents(sweep: &Sweep, o: OptimizerKind) -> Vec<(String, f64)> {
     if let Some(s) = &sweep.scaling {
         return s.rules.iter().map(|r| (r.name.clone(), r.lr)).collect();
     }
-    let preset = match o {
-        OptimizerKind::Sgd => "sgd-linear",
-        OptimizerKind::SignSgd => "signsgd-sqrt",
-        OptimizerKind::Adam | OptimizerKind::Rmsprop => "adam-sqrt",
-        OptimizerKind::AdamW | OptimizerKind::RmspropW => "adamw-sqrt",
-    };
-    kappa_core::ScalingRule::preset(preset).map(|r| vec![(r.name, r.lr)]).unwrap_or_default()
+    kappa_core::ScalingRule::preset(o.default_rule()).map(|r| vec![(r.name, r.lr)]).unwrap_or_default()
 }
 
 fn group_label(p: &Params) -> String {
@@ -650,7 +457,7 @@ pub fn analyse(
             exponent_ci: data.exponent.and(percentiles(reps.iter().filter_map(|r| r.exponent).collect(), BOOTSTRAP)),
             local_slopes: slopes,
             stable,
-            theory_exponent: theory_exponent(g.optimizer),
+            theory_exponent: g.optimizer.theory_lr_exponent(),
             rule_exponents: rule_exponents(sweep, g.optimizer),
             note,
         });
@@ -694,24 +501,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_best_lr_of_a_parabola_is_its_vertex_and_an_edge_minimum_is_flagged() {
-        // log y = (log lr − log 3e-3)² + 1: the vertex is at 3e-3 exactly.
-        let lrs = [1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2];
-        let y = |lr: f64| ((lr / 3e-3f64).ln().powi(2) + 1.0).exp();
-        let pts: Vec<(f64, f64)> = lrs.iter().map(|&l| (l, y(l))).collect();
-        let (best, edge) = best_lr(&pts).unwrap();
-        assert!((best / 3e-3 - 1.0).abs() < 1e-9 && edge == Edge::Inside, "{best}");
-        // Falling all the way: the minimum is the last lr, flagged, not extrapolated.
-        let falling: Vec<(f64, f64)> = lrs.iter().map(|&l| (l, 1.0 / l)).collect();
-        assert_eq!(best_lr(&falling), Some((1.6e-2, Edge::Grid)));
-        // A diverged (or untrained, or unstable) neighbour: the grid's argmin as is, at the
-        // stability edge, never a parabola through the cliff.
-        let mut div = pts.clone();
-        div[3].1 = f64::INFINITY;
-        assert_eq!(best_lr(&div), Some((4e-3, Edge::Stability)));
-    }
-
-    #[test]
     fn a_power_law_and_a_hyperbola_are_fitted_exactly() {
         let pts: Vec<(f64, f64)> =
             [16.0, 32.0, 64.0, 128.0].iter().map(|b: &f64| (b.ln(), (2e-4 * b.powf(0.5)).ln())).collect();
@@ -740,37 +529,5 @@ mod tests {
         assert!(slopes[..3].iter().all(|s| (s.2 - 0.5).abs() < 1e-9) && slopes[3].2 > 1.4, "{slopes:?}");
         // One exponent throughout: every point.
         assert_eq!(local_slopes(&pts[..4]).1, 4);
-    }
-
-    #[test]
-    fn slopes() {
-        let pts: Vec<(f64, f64)> = [1.0, 0.5, 0.25].iter().map(|&s: &f64| (s, 3.0 * s * s)).collect();
-        assert!((log_log_slope(&pts).unwrap() - 2.0).abs() < 1e-12);
-        assert_eq!(log_log_slope(&pts[..1]), None);
-    }
-
-    #[test]
-    fn a_crossing_is_interpolated_and_an_unreached_target_is_none() {
-        let curve = [[0.0, 0.0, 1.0, 0.0, 5.0], [100.0, 10.0, 0.5, 0.0, 7.0], [200.0, 20.0, 0.1, 0.0, 9.0]];
-        let c = crossing(&curve, 0.3).unwrap();
-        assert!(
-            (c.samples - 150.0).abs() < 1e-9 && (c.steps - 15.0).abs() < 1e-9 && (c.noise_scale - 8.0).abs() < 1e-9
-        );
-        assert_eq!(c.bound, None);
-        assert_eq!(crossing(&curve, 0.05), None);
-        // Reached between the start and the first record point: that point is the bound shown,
-        // never a fraction of a record interval (the interpolation only orders learning rates).
-        let c = crossing(&curve, 0.7).unwrap();
-        assert!((c.samples - 60.0).abs() < 1e-9 && c.bound == Some((100.0, 10.0)), "{c:?}");
-        // Met at the start: zero steps, nothing to bound.
-        assert_eq!(crossing(&curve, 1.5).map(|c| (c.steps, c.bound)), Some((0.0, None)));
-    }
-
-    #[test]
-    fn a_seed_without_a_noise_scale_at_a_point_does_not_hide_the_others() {
-        let obs = |ns: f64| Obs { value: None, curve: vec![[10.0, 1.0, 0.5, 0.0, ns]], diverged: false };
-        let (a, b) = (obs(20.0), obs(f64::NAN));
-        assert_eq!(mean_curve(&[&a, &b], &[0.0, 0.0])[0][4], 20.0);
-        assert!(mean_curve(&[&b, &b], &[0.0, 0.0])[0][4].is_nan());
     }
 }

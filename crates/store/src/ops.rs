@@ -58,6 +58,15 @@ pub enum StoreOp {
         /// Why, in words.
         error: String,
     },
+    /// A search proposed trials (before any is leased): each is inserted as pending in the
+    /// current plan, or, already known (an earlier run proposed it, or it is in the plan), made
+    /// part of the current plan with its result kept.
+    Proposed {
+        /// The trials, as rows of a plan.
+        rows: Vec<crate::PlanRow>,
+        /// The content hash of each task a row's `task` indexes (the plan's tasks).
+        tasks: std::sync::Arc<[String]>,
+    },
     /// Every pending trial of the current plan after a plan position failed for good, like
     /// [`StoreOp::Halted`]: the ones a scheduler had not loaded yet when the budget ran out.
     HaltedAfter {
@@ -114,6 +123,7 @@ impl Store {
                     ))
                     .and_then(|mut s| s.execute(params![id.to_string(), error]))
                     .map(drop),
+                StoreOp::Proposed { rows, tasks } => write_proposed(&tx, rows, tasks),
                 StoreOp::HaltedAfter { after_seq, error } => tx
                     .execute(
                         "UPDATE trials SET status = 'failed', error = ?2
@@ -127,6 +137,23 @@ impl Store {
         }
         tx.commit().map_err(sql)
     }
+}
+
+/// A search's proposals: inserted pending, or brought into the current plan with their results.
+fn write_proposed(tx: &Transaction<'_>, rows: &[crate::PlanRow], tasks: &[String]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO trials(id, seq, generation, task, params, status, created_at, origin)
+         VALUES (?1, ?2, (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'), ?3, ?4, 'pending', ?5, ?6)
+         ON CONFLICT(id) DO UPDATE SET generation = excluded.generation, origin = coalesce(origin, excluded.origin)",
+    )?;
+    let now = crate::now_s();
+    for r in rows {
+        // A row of a task the plan does not have cannot be proposed: the search makes rows from
+        // the plan's tasks.
+        let Some(task) = tasks.get(r.task) else { continue };
+        insert.execute(params![r.id.to_string(), r.seq as i64, task, r.params, now, r.origin])?;
+    }
+    Ok(())
 }
 
 /// The attempts a batch reports final results of.

@@ -2,7 +2,7 @@
 
 use crate::schema::{CODE_VERSION, TERMINAL};
 use crate::{Store, StoreError, now_s};
-use kappa_core::{CodeVersion, LeaseEnd, PlannedTrial, TrialId};
+use kappa_core::{CodeVersion, LeaseEnd, Origin, PlannedTrial, TrialId};
 use rusqlite::params;
 
 /// What identifies a plan, recorded with it.
@@ -37,12 +37,21 @@ pub struct PlanRow {
     pub task: usize,
     /// Its parameters, as JSON.
     pub params: String,
+    /// Where it comes from, as JSON (`None`: a grid point).
+    pub origin: Option<String>,
 }
 
 impl From<PlannedTrial> for PlanRow {
     fn from(t: PlannedTrial) -> PlanRow {
+        let origin = (t.origin != Origin::Grid).then(|| t.origin.to_json());
         // Serialising parameters (strings and JSON values) cannot fail.
-        PlanRow { id: t.id, seq: t.seq, task: t.task, params: serde_json::to_string(&t.params).unwrap_or_default() }
+        PlanRow {
+            id: t.id,
+            seq: t.seq,
+            task: t.task,
+            params: serde_json::to_string(&t.params).unwrap_or_default(),
+            origin,
+        }
     }
 }
 
@@ -315,12 +324,13 @@ fn write_plan(
         tx.execute("INSERT OR IGNORE INTO tasks(hash, json) VALUES (?1, ?2)", params![hash, json])?;
     }
     let mut insert = tx.prepare(if upsert {
-        "INSERT INTO trials(id, seq, generation, task, params, status, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)
-         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, generation = excluded.generation, params = excluded.params"
+        "INSERT INTO trials(id, seq, generation, task, params, status, created_at, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)
+         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, generation = excluded.generation, params = excluded.params,
+           origin = excluded.origin"
     } else {
-        "INSERT INTO trials(id, seq, generation, task, params, status, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)"
+        "INSERT INTO trials(id, seq, generation, task, params, status, created_at, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)"
     })?;
     let now = now_s();
     let mut id = String::with_capacity(16);
@@ -329,7 +339,7 @@ fn write_plan(
         let task = hashes.get(t.task).ok_or(PlanWriteError::BadTask { id: t.id, task: t.task, tasks: hashes.len() })?;
         id.clear();
         std::fmt::Write::write_fmt(&mut id, format_args!("{}", t.id)).map_err(|_| PlanWriteError::NoTask)?;
-        insert.execute(params![id, t.seq as i64, generation, task, t.params, now])?;
+        insert.execute(params![id, t.seq as i64, generation, task, t.params, now, t.origin])?;
         n += 1;
     }
     Ok(n)

@@ -57,6 +57,9 @@ pub struct TrialRecord {
     pub finished_at: Option<f64>,
     /// Run time of the counted attempt.
     pub duration_s: Option<f64>,
+    /// Where it comes from (`None`: a grid point, or a store made before origins were
+    /// recorded).
+    pub origin: Option<kappa_core::Origin>,
 }
 
 /// One row of the attempt log.
@@ -406,7 +409,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT id, seq, params, status, attempts, metrics, error, diverged_step, worker, started_at, finished_at, duration_s
+                "SELECT id, seq, params, status, attempts, metrics, error, diverged_step, worker, started_at, finished_at, duration_s,
+                        origin
                  FROM trials WHERE {filter}"
             ))
             .map_err(|e| self.sql(e))?;
@@ -442,6 +446,7 @@ impl Store {
             started_at: r.get(9).map_err(get)?,
             finished_at: r.get(10).map_err(get)?,
             duration_s: r.get(11).map_err(get)?,
+            origin: r.get::<_, Option<String>>(12).map_err(get)?.and_then(|o| kappa_core::Origin::from_json(&o)),
         })
     }
 

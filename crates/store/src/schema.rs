@@ -23,7 +23,7 @@ use rusqlite::OptionalExtension;
 use rusqlite::types::Value;
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS trials (
     finished_at REAL,
     duration_s REAL,
     unsettled INTEGER,
-    health TEXT
+    health TEXT,
+    origin TEXT
 );
 CREATE TABLE IF NOT EXISTS attempts (
     trial_id TEXT NOT NULL,
@@ -135,18 +136,25 @@ impl Store {
                 self.migrate_from_1()?;
                 self.migrate_from_2()?;
                 self.migrate_from_3()?;
-                self.migrate_from_4()
+                self.migrate_from_4()?;
+                self.migrate_from_5()
             }
             Some(Ok(2)) => {
                 self.migrate_from_2()?;
                 self.migrate_from_3()?;
-                self.migrate_from_4()
+                self.migrate_from_4()?;
+                self.migrate_from_5()
             }
             Some(Ok(3)) => {
                 self.migrate_from_3()?;
-                self.migrate_from_4()
+                self.migrate_from_4()?;
+                self.migrate_from_5()
             }
-            Some(Ok(4)) => self.migrate_from_4(),
+            Some(Ok(4)) => {
+                self.migrate_from_4()?;
+                self.migrate_from_5()
+            }
+            Some(Ok(5)) => self.migrate_from_5(),
             Some(Ok(SCHEMA_VERSION)) => Ok(()),
             Some(Ok(v)) => Err(self.corrupt(format!("schema version {v}, this kappa reads {SCHEMA_VERSION}"))),
             _ => Err(self.corrupt("missing or malformed schema_version")),
@@ -231,6 +239,17 @@ impl Store {
                 crate::ops::health_column(m).map(|h| Value::Text(h.to_string()))
             })?;
             self.conn.execute_batch(&format!("{INDEXES} UPDATE meta SET value = '5' WHERE key = 'schema_version';"))
+        })
+    }
+
+    /// Version 5 → 6: the `origin` column (where a trial comes from, as JSON; null for a grid
+    /// point, and for every trial of a store made before origins were recorded: those are all
+    /// grid trials, and their scaled variants are known from the plan of the stored sweep
+    /// text). One transaction.
+    fn migrate_from_5(&self) -> Result<(), StoreError> {
+        self.in_transaction(|| {
+            self.fill_column("origin", "TEXT", "0", |_| None)?;
+            self.conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'", []).map(drop)
         })
     }
 

@@ -22,6 +22,7 @@ fn trial(i: u64) -> PlannedTrial {
         variant: None,
         task: 0,
         params: kappa_core::Params::from(Hyperparams { lr: 0.1, seed: i, ..Hyperparams::defaults() }),
+        origin: kappa_core::Origin::Grid,
     }
 }
 
@@ -495,4 +496,56 @@ fn trials_that_did_not_train_are_counted_from_their_index_and_a_version_4_store_
     assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
     assert_eq!(s.counts().unwrap(), c);
     assert_counts_agree(&s);
+}
+
+#[test]
+fn a_search_records_its_proposals_before_they_run_and_a_known_one_keeps_its_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    let v = CodeVersion::from("v");
+    s.sync_plan(&header("s", &v, "f1"), || rows((0..2).map(trial))).unwrap();
+    s.apply(&[finished(0, TrialMetrics::default())]).unwrap();
+    let probe = |i: u64, round: u32| PlannedTrial {
+        origin: kappa_core::Origin::Probe { group: 0, round, reason: kappa_core::Reason::Refine, start: None },
+        ..trial(i)
+    };
+    let tasks: std::sync::Arc<[String]> = TASKS.iter().map(|t| kappa_core::id::content_hash(t)).collect();
+    // A new trial is pending with its origin; trial 0 (finished) proposed again keeps its result.
+    s.apply(&[StoreOp::Proposed { rows: rows([probe(5, 1), probe(0, 1)].into_iter()), tasks: tasks.clone() }]).unwrap();
+    let all = s.trials().unwrap();
+    let five = all.iter().find(|t| t.result.id == TrialId(1005)).unwrap();
+    assert_eq!(five.result.status, TrialStatus::Pending);
+    assert_eq!(five.origin.as_ref().and_then(|o| o.group()), Some(0));
+    let zero = all.iter().find(|t| t.result.id == TrialId(1000)).unwrap();
+    assert_eq!(zero.result.status, TrialStatus::Succeeded);
+    assert_eq!(zero.origin, Some(probe(0, 1).origin), "a grid row proposed by a search is its probe now");
+    assert_eq!(s.counts().unwrap().total, 3);
+    // A new plan (another generation): proposed again, the trial is part of it, result kept.
+    s.sync_plan(&header("s", &v, "f2"), || rows((0..1).map(trial))).unwrap();
+    assert_eq!(s.counts().unwrap().total, 1);
+    s.apply(&[StoreOp::Proposed { rows: rows([probe(5, 1)].into_iter()), tasks }]).unwrap();
+    assert_eq!(s.counts().unwrap().total, 2);
+    assert_counts_agree(&s);
+}
+
+#[test]
+fn a_version_5_store_gets_the_origin_column_with_its_trials_and_ids_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    let v = CodeVersion::from("v");
+    s.sync_plan(&header("s", &v, "f1"), || rows((0..3).map(trial))).unwrap();
+    s.apply(&[finished(1, TrialMetrics::default())]).unwrap();
+    let before: Vec<_> = s.trials().unwrap().into_iter().map(|t| (t.result.id, t.result.status)).collect();
+    s.conn
+        .execute_batch(
+            "ALTER TABLE trials DROP COLUMN origin; UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    assert!(s.trials().is_err(), "a version 5 store has no origin column");
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
+    let after: Vec<_> = s.trials().unwrap().into_iter().map(|t| (t.result.id, t.result.status)).collect();
+    assert_eq!(before, after);
+    assert!(s.trials().unwrap().iter().all(|t| t.origin.is_none()), "grid trials, from before origins were kept");
 }

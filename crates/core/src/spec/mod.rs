@@ -22,6 +22,7 @@ mod grid;
 mod range;
 mod raw;
 mod scaling;
+mod search;
 mod task;
 
 pub use analysis::{Analysis, AnalysisObjective};
@@ -29,6 +30,7 @@ pub use axes::MAX_TASK_VARIANTS;
 pub use error::{SpecError, SpecErrorDetail};
 pub use execution::parse_duration;
 pub use raw::MAX_DIM;
+pub use search::{BracketSpec, SearchStart};
 
 use crate::grid::Grid;
 use crate::scaling::Scaling;
@@ -68,6 +70,10 @@ pub struct Sweep {
     pub execution: Execution,
     /// What the report's learning-rate and batch-size analysis measures (`[analysis]`).
     pub analysis: Analysis,
+    /// Where the trials come from beyond the grid: a bracketing search over one axis
+    /// (`[search] kind = "bracket"`; `None`: the grid's points are the trials). Its axis is in
+    /// `grid` as a dimension of one value, which each probe replaces.
+    pub search: Option<BracketSpec>,
 }
 
 /// One task of a sweep: `[task]` with one combination of the `task.*` axes applied.
@@ -148,6 +154,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     let execution = execution::validate_execution(ctx, raw.execution)?;
     let analysis = analysis::validate_analysis(ctx, raw.analysis)?;
     let (grid, sources) = grid::build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials)?;
+    let (search, grid) = search::validate_search(ctx, raw.search, grid)?;
     let scaling = match &raw.scaling {
         Some(t) => Some(scaling::scaling(ctx, t, &grid, &raw.zip)?),
         None => None,
@@ -191,7 +198,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     }
     let scaled_tasks = axes::scaled_variants(ctx, &mut variants, &tables, &grid, &raw.zip, scaling.as_ref())?;
     let task = variants[0].task.clone();
-    Ok(Sweep { name: raw.name, task, variants, scaled_tasks, grid, scaling, execution, analysis })
+    Ok(Sweep { name: raw.name, task, variants, scaled_tasks, grid, scaling, execution, analysis, search })
 }
 
 fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {

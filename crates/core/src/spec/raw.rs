@@ -29,6 +29,7 @@ pub(super) struct RawSweep {
     #[serde(default)]
     pub(super) execution: RawExecution,
     pub(super) analysis: Option<super::analysis::RawAnalysis>,
+    pub(super) search: Option<super::search::RawSearch>,
 }
 
 /// A `[grid]` or `[[zip]]` table: its keys in order (the order its checks go in), each with what
