@@ -80,7 +80,10 @@ impl View {
         } else {
             "ETA -".into()
         };
-        let mut s = format!("done · {} running · {} failed", c.running, c.failed);
+        let mut s = match p.at_most {
+            Some(m) => format!("done (a search: at most {m}) · {} running · {} failed", c.running, c.failed),
+            None => format!("done · {} running · {} failed", c.running, c.failed),
+        };
         if c.diverged > 0 {
             s.push_str(&format!(" · {} diverged", c.diverged));
         }

@@ -9,8 +9,8 @@
 //!
 //! Module map: `coordinator` (the sweeps and workers of a process: leasing across sweeps,
 //! report routing), `sweeps` (the sweep registry, and [`plan_into`], the one way a sweep is
-//! planned into a store), `workers` (the worker registry), `runner` (one sweep), `writer` (group
-//! commit), `service` (the gRPC service), `server` (hosting: serve, the lease clock,
+//! planned into a store), `workers` (the worker registry), `runner` (one sweep), `search` (a
+//! sweep's search: replayed at its start, fed its final results), `writer` (group commit), `service` (the gRPC service), `server` (hosting: serve, the lease clock,
 //! write-failure watch, shutdown), `metrics` (Prometheus), `config` ([`CoordinatorConfig`]),
 //! `error` ([`CoordinatorError`] and [`ErrorCode`], the one classification of errors that gRPC
 //! and the dashboard's HTTP API both read), `blocking` (work run off the async threads).
@@ -23,6 +23,7 @@ mod coordinator;
 mod error;
 pub mod metrics;
 mod runner;
+mod search;
 mod server;
 mod service;
 mod sweeps;

@@ -1,5 +1,6 @@
 //! One sweep: its scheduler, its store writer and its published progress.
 
+use crate::search::SearchDriver;
 use crate::writer::StoreWriter;
 use crate::{CoordinatorConfig, CoordinatorError};
 use kappa_core::sched::{Disposition, Revoked};
@@ -41,6 +42,8 @@ struct Inner {
     load_more: SyncSender<()>,
     /// Set when the runner shuts down: the loader stops.
     stopped: AtomicBool,
+    /// The sweep's search, when its trials come from one: fed every final result.
+    search: Option<SearchDriver>,
 }
 
 /// Pending trials read from the store per chunk, and the queue length below which the loader
@@ -115,6 +118,7 @@ impl SweepRunner {
         workers: Arc<AtomicU32>,
         in_flight: Vec<InFlight>,
         requires: Option<String>,
+        search: Option<SearchDriver>,
     ) -> Result<SweepRunner, CoordinatorError> {
         let name = store.sweep_info()?.map(|i| i.name).unwrap_or_default();
         let mut counts = store.counts()?;
@@ -154,6 +158,7 @@ impl SweepRunner {
             workers: workers.load(Ordering::Relaxed),
             finished: sched.is_finished(),
             cancelled: false,
+            at_most: search.as_ref().map(SearchDriver::bound),
         };
         let (tx, _) = watch::channel(progress);
         let (load_more, wake) = std::sync::mpsc::sync_channel(1);
@@ -173,6 +178,7 @@ impl SweepRunner {
             cancelled: AtomicBool::new(false),
             load_more,
             stopped: AtomicBool::new(false),
+            search,
         };
         // The store shows them running again, as the scheduler does.
         inner.writer.send_all(resumed);
@@ -308,6 +314,7 @@ impl SweepRunner {
             workers: self.inner.workers.load(Ordering::Relaxed),
             finished: sched.is_finished(),
             cancelled: self.is_cancelled(),
+            at_most: self.inner.search.as_ref().map(SearchDriver::bound),
         };
         let was_finished = self.inner.progress.borrow().finished;
         if p.finished && !was_finished {
@@ -394,6 +401,17 @@ impl SweepRunner {
                 "attempt failed"
             );
         }
+        // A search decides from final results; what it proposes is recorded after the result.
+        let proposed = match (disposition, &self.inner.search) {
+            (Disposition::Accepted { status }, Some(search)) if effect == ReportEffect::Final => {
+                let metrics = match &report.outcome {
+                    AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } => Some(m),
+                    _ => None,
+                };
+                search.record(&mut sched, report.id, status, metrics)
+            }
+            _ => None,
+        };
         self.inner.writer.send(StoreOp::Reported {
             id: report.id,
             attempt: report.attempt,
@@ -403,13 +421,17 @@ impl SweepRunner {
             outcome: report.outcome,
             effect,
         });
+        let proposed_any = proposed.is_some();
+        if let Some(op) = proposed {
+            self.inner.writer.send(op);
+        }
         self.record_halted(&mut sched);
         if effect != ReportEffect::Late {
             self.publish(&sched);
         }
         let finished = sched.is_finished();
         drop(sched);
-        if matches!(effect, ReportEffect::Retry | ReportEffect::Requeue) || finished {
+        if matches!(effect, ReportEffect::Retry | ReportEffect::Requeue) || finished || proposed_any {
             self.inner.work.notify_waiters();
         }
         (disposition, None)

@@ -3,6 +3,7 @@
 //! store, for `kappa run` and `kappa coordinator` alike.
 
 use crate::runner::SweepRunner;
+use crate::search::SearchDriver;
 use crate::{CoordinatorConfig, CoordinatorError};
 use kappa_core::{CodeVersion, OnNewVersion, Plan, Sweep, TaskSpec, version};
 use kappa_store::{InFlight, PlanHeader, PlanRow, PlanSync, StateLock, Store, StoreError};
@@ -216,7 +217,8 @@ impl SweepRegistry {
         prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
     ) -> Result<(Entry, PlanSync, u64), CoordinatorError> {
         let PlanRequest { dir, sweep, sweep_text, .. } = req;
-        let p = plan_into(req, &self.current_version(sweep), prepare)?;
+        let mut p = plan_into(req, &self.current_version(sweep), prepare)?;
+        let search = SearchDriver::prepare(&mut p.store, sweep, &p.version)?;
         let in_flight = if self.cfg.adopt_in_flight { p.in_flight } else { Vec::new() };
         let runner = SweepRunner::new(
             p.store,
@@ -226,6 +228,7 @@ impl SweepRegistry {
             self.workers.clone(),
             in_flight,
             p.requires,
+            search,
         )?;
         tracing::info!(
             sweep = %sweep.name, total = p.sync.total, new = p.sync.new, reused = p.sync.reused,

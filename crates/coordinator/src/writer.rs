@@ -98,7 +98,7 @@ fn trial_of(op: &StoreOp) -> Option<TrialId> {
         | StoreOp::Reported { id, .. }
         | StoreOp::Lost { id, .. }
         | StoreOp::Halted { id, .. } => Some(*id),
-        StoreOp::HaltedAfter { .. } => None,
+        StoreOp::HaltedAfter { .. } | StoreOp::Proposed { .. } => None,
     }
 }
 
@@ -283,7 +283,8 @@ mod tests {
             fingerprint: "f",
             len: n,
         };
-        let rows = || (0..n).map(|i| PlanRow { id: TrialId(i + 1), seq: i, task: 0, params: "{}".into() });
+        let rows =
+            || (0..n).map(|i| PlanRow { id: TrialId(i + 1), seq: i, task: 0, params: "{}".into(), origin: None });
         store.sync_plan(&header, rows).unwrap();
         let writer = StoreWriter::start(store, "w", Arc::default());
         // Enough leases for a busy commit, then more while busy, then every result.

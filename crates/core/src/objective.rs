@@ -27,8 +27,13 @@ fn metric_point(p: &crate::CurvePoint, metric: &str) -> Option<(f64, f64)> {
 
 /// A finished trial as the objective reads it (`None`: nothing to read: failed, or no metric).
 pub fn observe(r: &TrialResult, a: &Analysis) -> Option<Obs> {
+    observe_parts(r.status, r.metrics.as_ref(), a)
+}
+
+/// [`observe`] of a trial that ended with `status` and `metrics`.
+pub fn observe_parts(status: TrialStatus, metrics: Option<&crate::TrialMetrics>, a: &Analysis) -> Option<Obs> {
     let diverged = || Some(Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true });
-    match (r.status, &r.metrics) {
+    match (status, metrics) {
         (TrialStatus::Diverged, _) => diverged(),
         // A run that did not train, or whose loss exploded short of overflowing, is no optimum.
         (TrialStatus::Succeeded, Some(m)) if m.health() != crate::Health::Trained => diverged(),

@@ -145,7 +145,7 @@ impl<'a> Plan<'a> {
 
     /// The parameters and task of rule `rule`'s variant at `kappa` of a base point with task
     /// `combo` (a rule that scales task fields gives the trial a task of its own).
-    pub(crate) fn scaled(&self, base: &Params, combo: usize, rule: usize, kappa: u64) -> (Params, usize) {
+    pub fn scaled(&self, base: &Params, combo: usize, rule: usize, kappa: u64) -> (Params, usize) {
         let Some(s) = &self.sweep.scaling else { return (base.clone(), combo) };
         let mut params = s.rules[rule].apply(base, kappa);
         let task = self.sweep.scaled_tasks.get(&(combo, rule, kappa)).copied().unwrap_or(combo);

@@ -31,12 +31,12 @@
 
 use crate::grid::Axis;
 use crate::id::TrialId;
-use crate::objective::{Edge, Obs, best_lr, log_log_slope, objective, observe};
+use crate::objective::{Edge, Obs, best_lr, log_log_slope, objective, observe_parts};
 use crate::origin::{Origin, Reason};
 use crate::params::{AxisName, OptimizerKind, Params};
 use crate::plan::Plan;
 use crate::spec::{BracketSpec, SearchStart};
-use crate::trial::{PlannedTrial, TrialResult, TrialStatus};
+use crate::trial::{PlannedTrial, TrialMetrics, TrialResult, TrialStatus};
 use std::collections::{BTreeMap, HashMap};
 
 /// One probe's value and objective (seed mean, `+∞` when it failed in any way) and its SE.
@@ -387,6 +387,11 @@ impl Search {
         self.groups.len()
     }
 
+    /// The task group `group` runs (`None`: no such group).
+    pub fn group_task(&self, group: u32) -> Option<usize> {
+        Some(self.groups.get(group as usize)?.seeds.first()?.task)
+    }
+
     /// Groups that run one after another (`start = "rule"`: those that differ only in batch
     /// size), as chains of group numbers.
     pub fn chains(&self) -> &[Vec<usize>] {
@@ -429,13 +434,23 @@ impl Search {
     /// until a round is complete). A trial the search did not propose, or one recorded before,
     /// changes nothing.
     pub fn record(&mut self, id: TrialId, result: &TrialResult) -> Vec<PlannedTrial> {
-        if !result.status.is_terminal() || self.results.contains_key(&id) || !self.roles.contains_key(&id) {
+        self.record_parts(id, result.status, result.metrics.as_ref())
+    }
+
+    /// [`Search::record`] of a trial that ended with `status` and `metrics`.
+    pub fn record_parts(
+        &mut self,
+        id: TrialId,
+        status: TrialStatus,
+        metrics: Option<&TrialMetrics>,
+    ) -> Vec<PlannedTrial> {
+        if !status.is_terminal() || self.results.contains_key(&id) || !self.roles.contains_key(&id) {
             return Vec::new();
         }
         let analysis = &self.sweep.analysis;
-        let obs = match result.status {
+        let obs = match status {
             TrialStatus::Failed => failed_obs(),
-            _ => observe(result, analysis).unwrap_or_else(failed_obs),
+            _ => observe_parts(status, metrics, analysis).unwrap_or_else(failed_obs),
         };
         self.results.insert(id, obs);
         let mut out = Vec::new();
@@ -603,6 +618,20 @@ impl Search {
         }
         self.groups[group].state = State::Running { round, open: out.len() };
         out
+    }
+}
+
+/// The searched axis's value in `params` (`None`: a named axis it does not carry as a number).
+pub fn value_of(params: &Params, axis: &Axis) -> Option<f64> {
+    let h = &params.hyper;
+    match axis {
+        Axis::Builtin(AxisName::Lr) => Some(h.lr),
+        Axis::Builtin(AxisName::Beta1) => Some(h.beta1),
+        Axis::Builtin(AxisName::Beta2) => Some(h.beta2),
+        Axis::Builtin(AxisName::Eps) => Some(h.eps),
+        Axis::Builtin(AxisName::WeightDecay) => Some(h.weight_decay),
+        Axis::Builtin(_) => None,
+        Axis::Named(n) => params.named.get(n)?.as_f64(),
     }
 }
 

@@ -37,6 +37,9 @@ pub struct TrialResult {
     pub metrics: Option<TrialMetrics>,
     /// The last failure message, if any.
     pub error: Option<String>,
+    /// Where it comes from (`None`: a grid point, or a store made before origins were
+    /// recorded, whose scaled trials the plan of its sweep text names).
+    pub origin: Option<crate::origin::Origin>,
 }
 
 impl TrialResult {
@@ -65,6 +68,9 @@ pub struct Progress {
     pub finished: bool,
     /// Cancelled: nothing more is leased until the sweep is submitted again.
     pub cancelled: bool,
+    /// A search's sweep: the most trials it can run (`counts.total` is the trials it proposed
+    /// so far). `None`: the plan is fixed.
+    pub at_most: Option<u64>,
 }
 
 /// How an attempt ended without a report: its lease ended. The attempt log records every such

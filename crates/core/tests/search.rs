@@ -63,6 +63,7 @@ fn run(t: &PlannedTrial) -> TrialResult {
         status: if diverges { TrialStatus::Diverged } else { TrialStatus::Succeeded },
         metrics: (!diverges).then_some(metrics),
         error: None,
+        origin: None,
     }
 }
 

@@ -317,6 +317,7 @@ impl From<&TrialResult> for pb::TrialResult {
             status: r.status.as_str().to_string(),
             metrics: r.metrics.as_ref().map(Into::into),
             error: r.error.clone().unwrap_or_default(),
+            origin: r.origin.as_ref().map(kappa_core::Origin::to_json).unwrap_or_default(),
         }
     }
 }
@@ -333,6 +334,13 @@ impl TryFrom<pb::TrialResult> for TrialResult {
             })?,
             metrics: r.metrics.map(Into::into),
             error: Some(r.error).filter(|e| !e.is_empty()),
+            origin: match r.origin.as_str() {
+                "" => None,
+                o => Some(kappa_core::Origin::from_json(o).ok_or_else(|| ConvertError::Invalid {
+                    field: "origin",
+                    reason: format!("not a trial origin: {o}"),
+                })?),
+            },
         })
     }
 }
@@ -354,6 +362,7 @@ impl From<&Progress> for pb::Progress {
             workers: p.workers,
             finished: p.finished,
             cancelled: p.cancelled,
+            at_most: p.at_most.unwrap_or(0),
         }
     }
 }
@@ -376,6 +385,7 @@ impl From<pb::Progress> for Progress {
             workers: p.workers,
             finished: p.finished,
             cancelled: p.cancelled,
+            at_most: (p.at_most > 0).then_some(p.at_most),
         }
     }
 }
@@ -490,9 +500,15 @@ mod tests {
             status: kappa_core::TrialStatus::Failed,
             metrics: None,
             error: Some("boom".into()),
+            origin: Some(kappa_core::Origin::Probe {
+                group: 2,
+                round: 1,
+                reason: kappa_core::Reason::Refine,
+                start: None,
+            }),
         };
         assert_eq!(TrialResult::try_from(pb::TrialResult::from(&result)).unwrap(), result);
-        let ok = TrialResult { status: kappa_core::TrialStatus::Succeeded, error: None, ..result };
+        let ok = TrialResult { status: kappa_core::TrialStatus::Succeeded, error: None, origin: None, ..result };
         assert_eq!(TrialResult::try_from(pb::TrialResult::from(&ok)).unwrap(), ok);
 
         let progress = Progress {
@@ -511,6 +527,7 @@ mod tests {
             workers: 3,
             finished: false,
             cancelled: true,
+            at_most: Some(40),
         };
         assert_eq!(Progress::from(pb::Progress::from(&progress)), progress);
         let refs = vec![AttemptRef::new(TrialId(1), 1), AttemptRef::new(TrialId(2), 4)];

@@ -22,10 +22,11 @@
 //! cell's seeds with replacement and moves each resampled trial by its own standard error over
 //! paths (one normal draw per trial and replicate, the same along its curve), refitting everything.
 
+use crate::trials::Trials;
 use kappa_core::objective::{Crossing, Obs, crossing, mean_curve, objective, observe, weighted_fit};
 pub use kappa_core::objective::{Edge, best_lr, linear_fit, log_log_slope};
 use kappa_core::spec::{Analysis, AnalysisObjective};
-use kappa_core::{OptimizerKind, Params, Plan, Sweep, TrialId, TrialResult};
+use kappa_core::{OptimizerKind, Params, Sweep, TrialId, TrialResult};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -78,8 +79,37 @@ pub struct LrScaling {
     pub theory_exponent: f64,
     /// The learning-rate exponents of the sweep's rules, or of the preset for this optimizer.
     pub rule_exponents: Vec<(String, f64)>,
+    /// The held-out check: the exponent fitted without the largest batch size predicts that
+    /// batch size's best learning rate (`None`: fewer than three optima inside).
+    pub held_out: Option<HeldOut>,
     /// Why something is missing.
     pub note: Option<String>,
+}
+
+/// The held-out check of an exponent.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeldOut {
+    /// The batch size left out of the fit (the largest with an inside optimum).
+    pub batch_size: u64,
+    /// Its best learning rate as the fit over the smaller batch sizes predicts it.
+    pub predicted: f64,
+    /// The prediction's 95% bootstrap interval.
+    pub predicted_ci: Option<[f64; 2]>,
+    /// The best learning rate found there.
+    pub found: f64,
+    /// found / predicted − 1.
+    pub miss: f64,
+}
+
+/// (held-out batch size, predicted, found) from the inside optima (batch size ascending): the
+/// fit without the largest, evaluated there.
+fn held_out(inside: &[(f64, f64)]) -> Option<(u64, f64, f64)> {
+    let (&(b, found), rest) = inside.split_last()?;
+    if rest.len() < 2 {
+        return None;
+    }
+    let (a, slope) = linear_fit(&rest.iter().map(|(b, e)| (b.ln(), e.ln())).collect::<Vec<_>>())?;
+    Some((b as u64, (a + slope * b.ln()).exp(), found))
 }
 
 /// A local slope that differs from the mean of the slopes at smaller batch sizes by more than
@@ -347,7 +377,7 @@ fn hash(s: &str) -> u64 {
 /// batch sizes and two learning rates.
 pub fn analyse(
     sweep: &Sweep,
-    plan: &Plan<'_>,
+    trials: &Trials<'_>,
     results: &HashMap<TrialId, TrialResult>,
 ) -> (Vec<LrScaling>, Vec<CriticalBatch>) {
     let a = &sweep.analysis;
@@ -357,7 +387,7 @@ pub fn analyse(
     }
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, Group> = HashMap::new();
-    for t in plan.base_trials() {
+    for t in trials.base_trials() {
         let label = group_label(&t.params);
         let key = format!("{label}#{}", t.task);
         let g = groups.entry(key.clone()).or_insert_with(|| {
@@ -459,6 +489,16 @@ pub fn analyse(
             stable,
             theory_exponent: g.optimizer.theory_lr_exponent(),
             rule_exponents: rule_exponents(sweep, g.optimizer),
+            held_out: held_out(&optima).map(|(b, predicted, found)| HeldOut {
+                batch_size: b,
+                predicted,
+                predicted_ci: percentiles(
+                    reps.iter().filter_map(|r| held_out(&inside(&r.best)).filter(|h| h.0 == b).map(|h| h.1)).collect(),
+                    BOOTSTRAP,
+                ),
+                found,
+                miss: found / predicted - 1.0,
+            }),
             note,
         });
         if let Some(target) = a.target_loss {

@@ -4,7 +4,8 @@
 //! The crate docs state the rules.
 
 use crate::aggregate::{Aggregate, SettleHint, aggregate, interpolate, key_without_seed};
-use kappa_core::{Estimate, Params, Plan, Sweep, TrialId, TrialResult, Verdict};
+use crate::trials::Trials;
+use kappa_core::{Estimate, Params, Sweep, TrialId, TrialResult, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -135,17 +136,16 @@ struct Budget {
 /// The classes of `sweep` (none without `[scaling]`), in plan order, judged at tolerance `tol`.
 pub(crate) fn classes(
     sweep: &Sweep,
-    plan: &Plan<'_>,
+    trials: &Trials<'_>,
     results: &HashMap<TrialId, TrialResult>,
     tol: f64,
 ) -> Vec<ClassReport> {
     let Some(scaling) = &sweep.scaling else { return Vec::new() };
-    let per = 1 + scaling.variants();
     // (base key, rule) → κ → trial ids over seeds, in plan order.
     let mut order: Vec<(String, usize)> = Vec::new();
     let mut members: HashMap<(String, usize), (Params, KappaMembers, Budget)> = HashMap::new();
     // A grid point that repeats an earlier one (a task axis left out) adds no replicate.
-    for base in plan.base_trials() {
+    for base in trials.base_trials() {
         let key = key_without_seed(&base.params);
         // "Holds from" is a fraction of the class's own sample budget.
         let task = &sweep.variants[base.task].task;
@@ -157,8 +157,7 @@ pub(crate) fn classes(
                 (base.params.clone(), kappas, budget)
             });
             entry.1[0].2.push(base.id);
-            for v in 1..per {
-                let t = plan.trial(base.seq + v);
+            for t in trials.variants(&base) {
                 if let Some((rule, kappa)) = t.variant
                     && rule == r
                     && let Some(slot) = entry.1.iter_mut().find(|(k, _, _)| *k == kappa)

@@ -44,10 +44,12 @@ mod noise;
 mod overlay;
 pub mod render;
 mod report;
+mod search;
 mod tracking;
+mod trials;
 
 pub use aggregate::SettleHint;
-pub use analysis::{CriticalBatch, LrScaling, StableRange, log_log_slope};
+pub use analysis::{CriticalBatch, HeldOut, LrScaling, StableRange, log_log_slope};
 pub use check::{check, undecided};
 pub use classes::{
     ClassReport, CurveComparison, HOLDS_FROM, HOLDS_LATE_BY, KappaReport, OFF_FRACTION, PlateauRatio, RuleReport,
@@ -56,7 +58,9 @@ pub use classes::{
 pub use noise::SlopeFit;
 pub use overlay::{Overlay, overlays};
 pub use report::{Report, build, build_stored};
+pub use search::{SearchGroup, SearchReport};
 pub use tracking::Tracking;
+pub use trials::Trials;
 
 /// What the store (or a coordinator) says about one trial: the report's input.
 pub use kappa_core::TrialResult;

@@ -3,7 +3,8 @@
 
 use crate::aggregate::aggregate;
 use crate::analysis::log_log_slope;
-use kappa_core::{Plan, Sweep, TrialId, TrialResult};
+use crate::trials::Trials;
+use kappa_core::{Sweep, TrialId, TrialResult};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -24,7 +25,11 @@ pub struct SlopeFit {
 }
 
 /// The noise slopes of `sweep`: one fit per setting with at least two noise levels.
-pub(crate) fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialResult>) -> Vec<SlopeFit> {
+pub(crate) fn noise_slopes(
+    sweep: &Sweep,
+    trials: &Trials<'_>,
+    results: &HashMap<TrialId, TrialResult>,
+) -> Vec<SlopeFit> {
     // Base points only (κ = 1), grouped by everything but the noise level (batch size, σ) and
     // the seed; each point's noise is the trial's own σ_B = σ₁/√B, so a σ axis and a batch
     // axis both feed a fit.
@@ -39,7 +44,7 @@ pub(crate) fn noise_slopes(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<Tri
     // label → noise points, each ((σ₁ bits, B), σ_B, trials).
     type NoisePoint = ((u64, u64), f64, Vec<TrialId>);
     let mut groups: Vec<(String, Vec<NoisePoint>)> = Vec::new();
-    for t in plan.base_trials() {
+    for t in trials.base_trials() {
         let Some(s1) = sigma1(&sweep.variants[t.task].task) else { continue };
         let mut key = t.params.clone();
         key.named.remove("task.noise.sigma");

@@ -80,6 +80,7 @@ mod tests {
             params,
             status: TrialStatus::Succeeded,
             error: None,
+            origin: None,
             metrics: Some(TrialMetrics {
                 curve: vec![CurvePoint::single(10, 10, loss)],
                 stationary_loss: Some(Estimate { mean: loss, se: 0.0 }),

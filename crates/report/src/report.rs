@@ -5,7 +5,9 @@ use crate::analysis::{self, CriticalBatch, LrScaling};
 use crate::classes::{ClassReport, HOLDS_FROM, OFF_FRACTION, RuleReport, classes, rule_report};
 use crate::noise::{SlopeFit, noise_slopes};
 use crate::overlay::Overlay;
+use crate::search::{SearchReport, search_report};
 use crate::tracking::{self, Tracking};
+use crate::trials::Trials;
 use kappa_core::{Plan, Sweep, TrialId, TrialResult, TrialStatus};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -48,6 +50,9 @@ pub struct Report {
     pub lr_scaling: Vec<LrScaling>,
     /// Steps and samples to `[analysis] target_loss` and the critical batch size, per group.
     pub critical_batch: Vec<CriticalBatch>,
+    /// A search's groups: probes, optimum, bracket, start, rounds (`None`: a grid sweep).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchReport>,
     /// `[analysis] expect_exponent`, checked by `--check`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_exponent: Option<[f64; 2]>,
@@ -81,7 +86,8 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
     let mut finished = 0u64;
     let mut health = kappa_core::Counts::default();
     let mut seen = std::collections::HashSet::new();
-    for t in plan.trials() {
+    let list = Trials::new(plan, results);
+    for t in list.trials() {
         if seen.insert(t.id) {
             trials += 1;
             let result = results.get(&t.id);
@@ -94,11 +100,11 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         }
     }
     let tolerance = sweep.scaling.as_ref().map_or(kappa_core::Scaling::DEFAULT_TOLERANCE, |s| s.tolerance);
-    let classes = classes(sweep, plan, results, tolerance);
+    let classes = classes(sweep, &list, results, tolerance);
     let rules =
         sweep.scaling.as_ref().map(|s| s.rules.iter().map(|r| rule_report(r, &classes)).collect()).unwrap_or_default();
-    let (tracking, overlays) = tracking::tracking(sweep, plan, results);
-    let (lr_scaling, critical_batch) = analysis::analyse(sweep, plan, results);
+    let (tracking, overlays) = tracking::tracking(sweep, &list, results);
+    let (lr_scaling, critical_batch) = analysis::analyse(sweep, &list, results);
     let mut report = Report {
         sweep: sweep.name.clone(),
         trials,
@@ -111,11 +117,12 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         rules,
         rule_notes: Vec::new(),
         classes,
-        noise_slopes: noise_slopes(sweep, plan, results),
+        noise_slopes: noise_slopes(sweep, &list, results),
         tracking,
         overlays,
         lr_scaling,
         critical_batch,
+        search: search_report(sweep, plan, &list, results),
         expect_exponent: sweep.analysis.expect_exponent,
         expect_b_crit: sweep.analysis.expect_b_crit,
     };

@@ -6,7 +6,8 @@
 
 use crate::aggregate::{aggregate, interpolate};
 use crate::overlay::Overlay;
-use kappa_core::{Params, Plan, Sweep, TaskSpec, TrialId, TrialResult};
+use crate::trials::Trials;
+use kappa_core::{Params, Sweep, TaskSpec, TrialId, TrialResult};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -74,7 +75,7 @@ fn left_out_of(sweep: &Sweep, optimizer: bool) -> Vec<String> {
 /// label the SDE.
 pub(crate) fn tracking(
     sweep: &Sweep,
-    plan: &Plan<'_>,
+    trials: &Trials<'_>,
     results: &HashMap<TrialId, TrialResult>,
 ) -> (Vec<Tracking>, Vec<Overlay>) {
     if sweep.grid.named_axis("task.kind").is_none() {
@@ -85,7 +86,7 @@ pub(crate) fn tracking(
     let mut pairings: Vec<Pairing> = Vec::new();
     // SDE settings: (common key, model label) → trials.
     let mut sdes: Vec<(String, String, Vec<TrialId>)> = Vec::new();
-    for t in plan.base_trials() {
+    for t in trials.base_trials() {
         match &sweep.variants[t.task].task {
             TaskSpec::Optimizer(_) => {
                 let (params, _) = shared(&t.params, &[]);

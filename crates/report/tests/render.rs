@@ -51,6 +51,7 @@ fn succeeded(t: &kappa_core::PlannedTrial) -> TrialResult {
         status: TrialStatus::Succeeded,
         metrics: Some(metrics(t.params.hyper.batch_size, t.params.hyper.lr)),
         error: None,
+        origin: None,
     }
 }
 

@@ -57,9 +57,6 @@ pub struct TrialRecord {
     pub finished_at: Option<f64>,
     /// Run time of the counted attempt.
     pub duration_s: Option<f64>,
-    /// Where it comes from (`None`: a grid point, or a store made before origins were
-    /// recorded).
-    pub origin: Option<kappa_core::Origin>,
 }
 
 /// One row of the attempt log.
@@ -363,6 +360,25 @@ impl Store {
         self.collect_where(PLAN_ORDER)
     }
 
+    /// The results of every finished trial the store holds, of any plan (a search resumed after
+    /// an edit reads the results its proposals already have), by id.
+    pub fn finished_results(&self) -> Result<std::collections::HashMap<TrialId, TrialResult>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        self.records_where(&format!("status IN {TERMINAL}"), &[], |t| {
+            out.insert(t.result.id, t.result);
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// The largest plan position of any trial the store holds (`None`: no trial).
+    pub fn max_seq(&self) -> Result<Option<u64>, StoreError> {
+        self.conn
+            .query_row("SELECT max(seq) FROM trials", [], |r| r.get::<_, Option<i64>>(0))
+            .map(|s| s.map(|s| s as u64))
+            .map_err(|e| self.sql(e))
+    }
+
     /// Hands every trial of the current plan to `f`, in plan order, one at a time (an export of
     /// 10⁷ trials never holds them all); stops at the first error `f` returns.
     pub fn each_trial<E: From<StoreError>>(&self, f: impl FnMut(TrialRecord) -> Result<(), E>) -> Result<(), E> {
@@ -438,6 +454,7 @@ impl Store {
                 status: status.parse().map_err(|e| self.corrupt(e))?,
                 metrics,
                 error: r.get(6).map_err(get)?,
+                origin: r.get::<_, Option<String>>(12).map_err(get)?.and_then(|o| kappa_core::Origin::from_json(&o)),
             },
             seq: r.get::<_, i64>(1).map_err(get)? as u64,
             attempts: r.get(4).map_err(get)?,
@@ -446,7 +463,6 @@ impl Store {
             started_at: r.get(9).map_err(get)?,
             finished_at: r.get(10).map_err(get)?,
             duration_s: r.get(11).map_err(get)?,
-            origin: r.get::<_, Option<String>>(12).map_err(get)?.and_then(|o| kappa_core::Origin::from_json(&o)),
         })
     }
 

@@ -515,10 +515,10 @@ fn a_search_records_its_proposals_before_they_run_and_a_known_one_keeps_its_resu
     let all = s.trials().unwrap();
     let five = all.iter().find(|t| t.result.id == TrialId(1005)).unwrap();
     assert_eq!(five.result.status, TrialStatus::Pending);
-    assert_eq!(five.origin.as_ref().and_then(|o| o.group()), Some(0));
+    assert_eq!(five.result.origin.as_ref().and_then(|o| o.group()), Some(0));
     let zero = all.iter().find(|t| t.result.id == TrialId(1000)).unwrap();
     assert_eq!(zero.result.status, TrialStatus::Succeeded);
-    assert_eq!(zero.origin, Some(probe(0, 1).origin), "a grid row proposed by a search is its probe now");
+    assert_eq!(zero.result.origin, Some(probe(0, 1).origin), "a grid row proposed by a search is its probe now");
     assert_eq!(s.counts().unwrap().total, 3);
     // A new plan (another generation): proposed again, the trial is part of it, result kept.
     s.sync_plan(&header("s", &v, "f2"), || rows((0..1).map(trial))).unwrap();
@@ -547,5 +547,8 @@ fn a_version_5_store_gets_the_origin_column_with_its_trials_and_ids_unchanged() 
     assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
     let after: Vec<_> = s.trials().unwrap().into_iter().map(|t| (t.result.id, t.result.status)).collect();
     assert_eq!(before, after);
-    assert!(s.trials().unwrap().iter().all(|t| t.origin.is_none()), "grid trials, from before origins were kept");
+    assert!(
+        s.trials().unwrap().iter().all(|t| t.result.origin.is_none()),
+        "grid trials, from before origins were kept"
+    );
 }

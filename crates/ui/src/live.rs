@@ -144,6 +144,7 @@ mod tests {
             workers: 1,
             finished: done == total,
             cancelled: false,
+            at_most: None,
         }
     }
 

@@ -2,7 +2,9 @@
 
 use crate::{exit, sweep_file};
 use kappa_core::format_real;
-use kappa_core::{Plan, Sweep};
+use kappa_core::search::Search;
+use kappa_core::spec::SearchStart;
+use kappa_core::{AxisName, Plan, Sweep};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -62,7 +64,10 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&plan_json(&sweep, &plan, shown))?);
         return Ok(exit::OK);
     }
-    print_counts(&sweep, &plan);
+    match Search::new(&plan) {
+        Some(search) => print_search(&sweep, &search),
+        None => print_counts(&sweep, &plan),
+    }
     print_tasks(&sweep);
     print_axes(&sweep);
     if shown > 0 {
@@ -104,8 +109,69 @@ fn plan_json(sweep: &Sweep, plan: &Plan<'_>, shown: usize) -> serde_json::Value 
         "grid_points": sweep.grid.len(),
         "dimensions": dims,
         "scaling": sweep.scaling,
+        "search": Search::new(plan).map(|s| search_json(&s)),
         "trials": trials,
     })
+}
+
+/// A search's settings and what it will do, as JSON.
+fn search_json(search: &Search) -> serde_json::Value {
+    let s = search.spec();
+    json!({
+        "kind": "bracket",
+        "axis": s.axis.name(),
+        "range": s.range,
+        "start": match s.start { SearchStart::Rule => json!("rule"), SearchStart::Value(v) => json!(v) },
+        "factor": s.factor,
+        "tolerance": s.tolerance,
+        "max_trials_per_group": s.max_trials,
+        "groups": search.groups(),
+        "chains": search.chains().iter().filter(|c| c.len() > 1).count(),
+        "at_most": search.bound(),
+    })
+}
+
+/// What a search will do: its groups, how they run, at most how many trials.
+fn print_search(sweep: &Sweep, search: &Search) {
+    let s = search.spec();
+    let seeds = sweep.grid.axis(AxisName::Seed).map_or(1, |v| v.len());
+    let axis = s.axis.name();
+    println!(
+        "sweep `{}`: a bracketing search for the best {axis} of each of {} groups (every combination of the grid's \
+         other axes, {seeds} seed(s) each): at most {} trials",
+        sweep.name,
+        search.groups(),
+        search.bound()
+    );
+    println!(
+        "search: {axis} in [{}, {}], factor {}, tolerance ±{}%, at most {} trials per group ({} probes × {seeds} seeds); \
+         each round runs up to 3 probes of a group at once, every seed",
+        format_real(s.range[0]),
+        format_real(s.range[1]),
+        s.factor,
+        s.tolerance * 100.0,
+        s.max_trials,
+        s.max_trials / seeds as u64
+    );
+    match s.start {
+        SearchStart::Rule => {
+            let chains = search.chains().iter().filter(|c| c.len() > 1).count();
+            println!(
+                "  start = \"rule\": the batch sizes of each of {chains} chain(s) run one after another from the smallest \
+                 (which starts at the range's middle, {}); each next one starts at the optimum before times (B'/B)^a, a \
+                 fitted over the optima found (the theory's exponent until two are)",
+                format_real(s.middle())
+            );
+        }
+        SearchStart::Value(v) => println!("  start = {}: every group starts there, all at once", format_real(v)),
+    }
+    if let Some(sc) = &sweep.scaling {
+        println!(
+            "  then each group's best probe is followed by its rules' variants: {} rule(s) × {} κ > 1 × {seeds} seed(s)",
+            sc.rules.len(),
+            sc.kappas.len() - 1
+        );
+    }
 }
 
 /// The count of trials and how it comes about (dimensions, rules, trials run once), and the rules.
@@ -192,8 +258,13 @@ fn print_tasks(sweep: &Sweep) {
 
 /// Each axis with its first values.
 fn print_axes(sweep: &Sweep) {
+    let searched = sweep.search.as_ref().map(|s| s.axis.name());
     for d in sweep.grid.dims() {
         for (name, values) in &d.axes {
+            if searched == Some(name.name()) {
+                println!("  {:<13} searched", name.name());
+                continue;
+            }
             let n = values.len();
             let mut v: Vec<String> = (0..n.min(8)).map(|i| values.display(i)).collect();
             if n > 8 {

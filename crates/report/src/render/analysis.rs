@@ -21,7 +21,7 @@ fn optimum(p: &crate::analysis::LrPoint) -> String {
             short(lr),
             interval(p.best_lr_ci),
             if p.at_edge {
-                " (at the grid's edge)"
+                " (at the edge of the lrs run)"
             } else if p.at_stability_edge {
                 " (at the stability edge)"
             } else {
@@ -32,9 +32,52 @@ fn optimum(p: &crate::analysis::LrPoint) -> String {
     }
 }
 
+/// A search's groups, as text lines: each group's optimum, its bracket, its rounds and trials,
+/// how it ended, and where it started against the optimum found.
+fn search_lines(s: &crate::search::SearchReport) -> Vec<String> {
+    let mut out = vec![format!(
+        "search: bracket over {} in [{}, {}] (best minimises the {}), tolerance ±{}%: {} trials of at most {}",
+        s.axis,
+        short(s.range[0]),
+        short(s.range[1]),
+        s.objective,
+        short(s.tolerance * 100.0),
+        s.trials,
+        s.at_most
+    )];
+    for g in &s.groups {
+        let best = match g.best {
+            Some(b) => {
+                let edge = if g.at_edge {
+                    " (at the range's edge)"
+                } else if g.at_stability_edge {
+                    " (at a stability edge)"
+                } else {
+                    ""
+                };
+                format!("{}* = {}{edge}{}", s.axis, short(b), interval(g.interval))
+            }
+            None => format!("no {} trained", s.axis),
+        };
+        let start = match (g.start, g.start_ratio) {
+            (Some(st), Some(r)) => format!("; started at {} ({}× the optimum)", short(st), short(r)),
+            (Some(st), None) => format!("; started at {}", short(st)),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "  {}: {best}, {} rounds, {} trials, {}{start}",
+            g.label,
+            g.rounds,
+            g.trials,
+            g.finish.as_deref().unwrap_or("still running")
+        ));
+    }
+    out
+}
+
 /// The learning-rate exponents and critical batch sizes, as text lines (terminal and HTML).
 pub fn analysis_lines(r: &Report) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = r.search.as_ref().map(search_lines).unwrap_or_default();
     for l in &r.lr_scaling {
         let rules: Vec<String> = l.rule_exponents.iter().map(|(n, e)| format!("{n} {}", short(*e))).collect();
         out.push(format!(
@@ -58,6 +101,21 @@ pub fn analysis_lines(r: &Report) -> Vec<String> {
                 st.exponent,
                 interval(st.exponent_ci),
                 slopes.join(", ")
+            ));
+        }
+        if let Some(h) = &l.held_out {
+            let within = match h.predicted_ci {
+                Some([lo, hi]) if (lo..=hi).contains(&h.found) => ", inside the prediction's interval",
+                Some(_) => ", outside the prediction's interval",
+                None => "",
+            };
+            out.push(format!(
+                "  held out: fitted without B = {b}, the exponent predicts lr* = {}{} there; found {} (miss {:+.1}%{within})",
+                short(h.predicted),
+                interval(h.predicted_ci),
+                short(h.found),
+                100.0 * h.miss,
+                b = h.batch_size,
             ));
         }
         if let Some(n) = &l.note {
@@ -118,7 +176,7 @@ pub fn analysis_lines(r: &Report) -> Vec<String> {
             .points
             .iter()
             .map(|p| {
-                let edge = if p.lr_at_edge { " (fastest lr at the grid's edge)" } else { "" };
+                let edge = if p.lr_at_edge { " (fastest lr at the edge of the lrs run)" } else { "" };
                 if p.within_first_record {
                     format!(
                         "B={} S≤{} E≤{} (within the first record interval){edge}",
@@ -158,7 +216,7 @@ pub(super) fn lr_curves_chart<DB: DrawingBackend>(
             p.batch_size,
             p.best_lr.map_or("-".into(), short),
             if p.at_edge {
-                " (grid's edge)"
+                " (edge of the lrs run)"
             } else if p.at_stability_edge {
                 " (stability edge)"
             } else {
@@ -167,9 +225,18 @@ pub(super) fn lr_curves_chart<DB: DrawingBackend>(
         );
         styled_line(&mut chart, pts.clone(), i, color, 2, Some(label))?;
         chart.draw_series(pts.iter().map(|q| Circle::new(*q, 3, color.filled()))).map_err(err)?;
-        // The optimum: a cross at the best learning rate, at the lowest objective.
+        // The optimum: a cross at the best learning rate, at the lowest objective; the bracket
+        // (the best learning rate's neighbours, between which the optimum lies) a bar under it.
         if let (Some(best), Some(low)) = (p.best_lr, pts.iter().map(|q| q.1).min_by(f64::total_cmp)) {
             chart.draw_series(std::iter::once(Cross::new((best, low), 8, color.stroke_width(3)))).map_err(err)?;
+            let at = p.objective.iter().position(|o| o[1] == low);
+            if let Some(i) = at {
+                let lo = p.objective[i.saturating_sub(1)][0];
+                let hi = p.objective.get(i + 1).map_or(p.objective[i][0], |o| o[0]);
+                let y = low * 0.9;
+                let bar = vec![(lo, y), (hi, y)];
+                chart.draw_series(std::iter::once(PathElement::new(bar, color.stroke_width(2)))).map_err(err)?;
+            }
         }
     }
     legend(&mut chart, SeriesLabelPosition::UpperRight)

@@ -16,7 +16,10 @@ pub fn run_trials(sweep: &Sweep, plan: &Plan<'_>) -> HashMap<TrialId, TrialResul
             AttemptOutcome::Diverged { metrics, .. } => (TrialStatus::Diverged, Some(metrics)),
             other => panic!("{other:?}"),
         };
-        results.insert(t.id, TrialResult { id: t.id, params: t.params.clone(), status, metrics, error: None });
+        results.insert(
+            t.id,
+            TrialResult { id: t.id, params: t.params.clone(), status, metrics, error: None, origin: None },
+        );
     }
     results
 }
