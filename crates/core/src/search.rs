@@ -405,6 +405,11 @@ impl Search {
         self.groups.iter().map(|g| self.spec.max_trials + followers * g.seeds.len() as u64).sum()
     }
 
+    /// Groups finished.
+    pub fn finished_groups(&self) -> usize {
+        self.groups.iter().filter(|g| matches!(g.state, State::Done(_))).count()
+    }
+
     /// Whether every group is finished.
     pub fn is_done(&self) -> bool {
         self.groups.iter().all(|g| matches!(g.state, State::Done(_)))

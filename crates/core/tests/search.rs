@@ -256,3 +256,68 @@ fn a_round_expands_towards_improvement_locates_a_cliff_and_stops_within_the_nois
         Step::Done(kappa_core::search::Finish::Budget)
     );
 }
+
+/// A bracketing search as a user writes it: line 12 is `[grid]`, line 17 `[search]`.
+const SEARCHED: &str = "
+version = 1
+name = \"s\"
+
+[task]
+kind = \"optimizer\"
+landscape = { kind = \"quadratic\", eigenvalues = [0.5, 1.0] }
+noise = { kind = \"gaussian\", sigma = 1.0 }
+x0 = 0.5
+paths = 64
+samples = 10_000
+[grid]
+optimizer = [\"sgd\"]
+batch_size = [16, 64]
+seed = [0, 1]
+
+[search]
+kind = \"bracket\"
+axis = \"lr\"
+range = [1e-4, 1.0]
+start = \"rule\"
+tolerance = 0.05
+max_trials = 40
+";
+
+#[test]
+fn bad_search_settings_are_named_with_their_file_key_line_and_value() {
+    assert!(Sweep::parse("sweep.toml", SEARCHED).is_ok());
+    let cases: &[(&str, &str, usize, &str)] = &[
+        // Searched and in [grid]: the error is at `axis` and names the grid's line.
+        ("seed = [0, 1]", "seed = [0, 1]\nlr = [0.1]", 20, "`lr` is searched, so it cannot also be a grid axis"),
+        ("axis = \"lr\"", "axis = \"optimizer\"", 19, "`optimizer` is not a real-valued axis"),
+        ("axis = \"lr\"", "axis = \"seed\"", 19, "`seed` is not a real-valued axis"),
+        ("axis = \"lr\"", "axis = \"task.x0\"", 19, "a search cannot search a task field yet"),
+        ("axis = \"lr\"", "axis = \"momentum\"", 19, "unknown axis `momentum`"),
+        ("range = [1e-4, 1.0]", "range = [1.0, 1e-4]", 20, "range must be [low, high] with 0 < low < high"),
+        ("range = [1e-4, 1.0]", "range = [0.1, 0.1]", 20, "got [0.1, 0.1]"),
+        ("range = [1e-4, 1.0]", "range = [0.0, 1.0]", 20, "0 < low < high"),
+        ("tolerance = 0.05", "tolerance = 0", 22, "tolerance is the ± ratio"),
+        ("tolerance = 0.05", "tolerance = -0.1", 22, "must be in (0, 1), got -0.1"),
+        ("start = \"rule\"", "start = 2.0", 21, "start = 2 is outside range = [0.0001, 1]"),
+        ("start = \"rule\"", "start = \"middle\"", 21, "start must be a number or \"rule\""),
+        ("batch_size = [16, 64]", "batch_size = [16]", 21, "start = \"rule\" starts each batch size"),
+        ("max_trials = 40", "max_trials = 4", 23, "cannot hold a group's first round: 3 probes × 2 seed(s) = 6"),
+        ("kind = \"bracket\"", "kind = \"random\"", 18, "unknown search kind \"random\""),
+        ("kind = \"bracket\"", "kind = \"grid\"", 19, "`axis` is a setting of kind = \"bracket\""),
+        ("tolerance = 0.05", "tolerance = 0.05\nfactr = 2", 23, "unknown field `factr`"),
+    ];
+    let mut wrong = Vec::new();
+    for (from, to, line, fragment) in cases {
+        assert!(SEARCHED.contains(from), "case setup: {from}");
+        let text = SEARCHED.replacen(from, to, 1);
+        let Err(err) = Sweep::parse("sweep.toml", &text) else {
+            wrong.push(format!("{to:?} was accepted"));
+            continue;
+        };
+        let shown = err.to_string();
+        if !shown.contains(fragment) || !shown.starts_with(&format!("sweep.toml:{line}:")) {
+            wrong.push(format!("{to:?}: expected line {line} and {fragment:?}, got:\n{shown}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}

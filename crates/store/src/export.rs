@@ -50,6 +50,10 @@ pub fn trial_fields(t: &TrialRecord) -> Map<String, Value> {
         "health": t.result.health(),
         "error": r.error,
         "worker": t.worker,
+        // Where it comes from: {"from": "probe", "group", "round", "reason"} for a search's
+        // probe, {"from": "scaled", "base", "rule", "kappa"} for a rule's variant, null for a
+        // grid point.
+        "origin": r.origin,
     });
     match fields {
         Value::Object(m) => m,
@@ -92,6 +96,13 @@ const CSV_TAIL: &[&str] = &[
     "preempted",
     "settled",
     "health",
+    "origin",
+    "group",
+    "round",
+    "reason",
+    "base",
+    "rule",
+    "kappa",
 ];
 
 /// CSV: one row per trial; a column per built-in hyperparameter (empty where a trial does not
@@ -139,10 +150,27 @@ pub fn write_csv(store: &Store, w: &mut impl Write) -> Result<(), ExportError> {
             r.metrics.as_ref().and_then(|m| m.settled()).map(|s| s.to_string()).unwrap_or_default(),
             t.result.health().map(|h| h.as_str().to_string()).unwrap_or_default(),
         ]);
+        cells.extend(origin_cells(r.origin.as_ref()));
         let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         writeln!(w, "{}", line.join(","))?;
         Ok(())
     })
+}
+
+/// The origin columns of a trial: origin, group, round, reason (a search's probe), base, rule,
+/// kappa (a rule's variant); a grid point's are `grid` and empty cells.
+fn origin_cells(o: Option<&kappa_core::Origin>) -> [String; 7] {
+    use kappa_core::Origin;
+    let e = String::new;
+    match o {
+        None | Some(Origin::Grid) => ["grid".into(), e(), e(), e(), e(), e(), e()],
+        Some(Origin::Probe { group, round, reason, .. }) => {
+            ["probe".into(), group.to_string(), round.to_string(), reason.as_str().into(), e(), e(), e()]
+        }
+        Some(Origin::Scaled { base, rule, kappa }) => {
+            ["scaled".into(), e(), e(), e(), base.to_string(), rule.clone(), kappa.to_string()]
+        }
+    }
 }
 
 /// Quotes a CSV cell when it holds a comma, quote or line break (RFC 4180).

@@ -426,6 +426,13 @@
   }
 
   /** A succeeded trial that did not train, or was unstable, flagged beside its status. */
+  // Where a trial comes from: a search's probe (group, round, why) or a rule's variant.
+  const fmtOrigin = (o) => {
+    if (!o || typeof o !== 'object') return '';
+    if (o.from === 'probe') return `group ${o.group} round ${o.round}: ${o.reason}`;
+    if (o.from === 'scaled') return `${o.rule} κ=${o.kappa}`;
+    return '';
+  };
   const healthFlag = (h) => (h === 'did_not_train' || h === 'unstable'
     ? el('span', { class: 'flag unsettled', title: h === 'unstable' ? 'its loss grew to 100× its first recorded loss without overflowing' : 'it did not end below its first recorded loss by more than 2 SE, or its loss rose during the averaging window' }, h === 'unstable' ? ' unstable' : ' did not train')
     : null);
@@ -704,7 +711,8 @@
       const numeric = new Set(columns.filter((c) => rows.some((r) => r.params && typeof r.params[c] === 'number')));
       // Results first (readable without scrolling sideways), then every parameter, then the error.
       const headers = [el('th', { title: 'add to the loss-curve chart' }, 'plot'), sortHeader('#', 'seq', 'num'), sortHeader('status', 'status'),
-        sortHeader('stationary loss', 'stationary', 'num'), el('th', null, 'settled'), sortHeader('attempts', 'attempts', 'num'), sortHeader('duration', 'duration_s', 'num')]
+        sortHeader('stationary loss', 'stationary', 'num'), el('th', null, 'settled'), sortHeader('attempts', 'attempts', 'num'), sortHeader('duration', 'duration_s', 'num'),
+        el('th', { title: 'a search\'s probe (group, round, why) or a scaling rule\'s variant' }, 'origin')]
         .concat(columns.map((c) => sortHeader(c, c, numeric.has(c) ? 'num' : '')))
         .concat([el('th', null, 'error')]);
       const body = rows.map((t) => {
@@ -720,6 +728,7 @@
           el('td', null, t.settled === false ? el('span', { class: 'unsettled', title: 'the stationary loss was taken before the loss settled' }, 'unsettled') : t.settled === true ? el('span', { class: 'muted' }, 'yes') : '–'),
           num(fmtInt(t.attempts)),
           num(fmtDuration(t.duration_s)),
+          el('td', { class: 'str' }, fmtOrigin(t.origin)),
           columns.map((c) => (numeric.has(c) ? num(fmtParam(p[c])) : el('td', { class: 'str', title: fmtParam(p[c]) }, fmtParam(p[c])))),
           el('td', { class: 'error-cell', title: err || null }, err.length > 80 ? `${err.slice(0, 80)}…` : err));
       });
@@ -1010,6 +1019,7 @@
             kv('stationary loss', fmtEst(t.stationary)),
             kv('settled', t.settled === false ? el('span', { class: 'unsettled' }, 'no: taken before the loss settled') : t.settled === true ? 'yes' : '–'),
             kv('theory', fmtNum(t.theory)),
+            t.origin ? kv('origin', fmtOrigin(t.origin)) : null,
             kv('attempts', fmtInt(attempts.length)),
             kv('worker', t.worker || '–'),
             kv('duration', fmtDuration(t.duration_s)),

@@ -40,6 +40,10 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
         unsettled_trials.iter().filter_map(|t| Some((t, t.result.metrics.as_ref()?.unsettled_note()?))).collect();
     let preempted: u32 = store.preempted()?.values().sum();
     let name = info.as_ref().map_or("", |i| i.name.as_str());
+    let search = match &info {
+        Some(i) => search_progress(i, &store)?,
+        None => None,
+    };
     if args.json {
         let out = json!({
             "sweep": name,
@@ -57,6 +61,10 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
             "preempted_attempts": preempted,
             "code_version": info.as_ref().and_then(|i| i.code_version.as_ref()).map(|v| v.to_string()),
             "finished": counts.total > 0 && counts.done() == counts.total,
+            "search": search.as_ref().map(|s| json!({
+                "axis": s.axis, "groups": s.groups, "finished_groups": s.finished, "rounds": s.rounds,
+                "at_most": s.at_most,
+            })),
             "logs": Some(dir.join("logs")).filter(|l| l.is_dir()).map(|l| l.display().to_string()),
             "failures": failed
                 .iter()
@@ -93,6 +101,12 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     );
     for definition in counts.health_definitions() {
         println!("                 {definition}");
+    }
+    if let Some(s) = &search {
+        println!(
+            "  search         bracket over {}: {} groups, {} finished, {} rounds run in all; {} trials of at most {}",
+            s.axis, s.groups, s.finished, s.rounds, counts.total, s.at_most
+        );
     }
     if preempted > 0 {
         println!(
@@ -162,9 +176,10 @@ fn remote(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow::Res
         for p in &sweeps {
             let n = &p.counts;
             println!(
-                "sweep `{}`: {} trials: {} succeeded{}, {} failed, {} diverged, {} running, {} pending; {} workers{}",
+                "sweep `{}`: {} trials{}: {} succeeded{}, {} failed, {} diverged, {} running, {} pending; {} workers{}",
                 p.sweep,
                 n.total,
+                p.at_most.map_or(String::new(), |m| format!(" (a search: at most {m})")),
                 n.succeeded,
                 n.unhealthy_note(),
                 n.failed,
@@ -228,6 +243,42 @@ fn progress_json(p: &Progress) -> serde_json::Value {
         "sweep": p.sweep, "total": n.total, "pending": n.pending, "running": n.running,
         "succeeded": n.succeeded, "failed": n.failed, "diverged": n.diverged,
         "did_not_train": n.did_not_train, "unstable": n.unstable,
-        "workers": p.workers, "finished": p.finished, "cancelled": p.cancelled,
+        "workers": p.workers, "finished": p.finished, "cancelled": p.cancelled, "at_most": p.at_most,
     })
+}
+
+/// Where a search stands, from its store.
+struct SearchProgress {
+    axis: String,
+    groups: usize,
+    finished: usize,
+    rounds: u64,
+    at_most: u64,
+}
+
+/// A search's groups, rounds and bound: its recorded results replayed through the search (the
+/// store's trials and their origins; `None` for a grid sweep, or a sweep file that no longer
+/// parses).
+fn search_progress(info: &kappa_store::SweepInfo, store: &Store) -> anyhow::Result<Option<SearchProgress>> {
+    let Ok(sweep) = kappa_core::Sweep::parse(&info.spec_path, &info.spec) else { return Ok(None) };
+    let version = info.code_version.clone().unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
+    let plan = kappa_core::Plan::new(&sweep, version);
+    let Some(mut search) = kappa_core::search::Search::new(&plan) else { return Ok(None) };
+    let results = store.finished_results()?;
+    search.replay(&|id| results.get(&id).cloned());
+    let mut rounds: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    store.each_trial(|t| {
+        if let Some(kappa_core::Origin::Probe { group, round, .. }) = t.result.origin {
+            let r = rounds.entry(group).or_default();
+            *r = (*r).max(u64::from(round) + 1);
+        }
+        Ok::<(), kappa_store::StoreError>(())
+    })?;
+    Ok(Some(SearchProgress {
+        axis: search.spec().axis.name().to_string(),
+        groups: search.groups(),
+        finished: search.finished_groups(),
+        rounds: rounds.values().sum(),
+        at_most: search.bound(),
+    }))
 }
