@@ -36,7 +36,17 @@ pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Dur
     // changes nothing) is stored once, under its first plan entry, and shown under each.
     let mut made_by: std::collections::HashMap<kappa_core::TrialId, Vec<[String; 2]>> =
         std::collections::HashMap::new();
-    if let Some(scaling) = &sweep.scaling {
+    if sweep.scaling.is_some() && sweep.search.is_some() {
+        // A search's trials say what made them: its probes are base trials, a rule's variants
+        // name their rule and κ.
+        for t in &trials {
+            let label = match &t.result.origin {
+                Some(kappa_core::Origin::Scaled { rule, kappa, .. }) => [rule.clone(), kappa.to_string()],
+                _ => ["(base)".to_string(), "1".to_string()],
+            };
+            made_by.entry(t.result.id).or_default().push(label);
+        }
+    } else if let Some(scaling) = &sweep.scaling {
         for seq in 0..plan.len() {
             let t = plan.trial(seq);
             let label = match t.variant {

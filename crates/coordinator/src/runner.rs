@@ -94,6 +94,21 @@ impl Loader {
     }
 }
 
+/// How a runner serves its sweep, besides its store.
+pub(crate) struct RunnerSetup {
+    /// The sweep's `[execution]`.
+    pub(crate) execution: Execution,
+    /// Attempts that were running when an earlier coordinator stopped: their workers may still
+    /// be running them, and a result they report while the lease is current (renewed or
+    /// reported within a lease timeout) is accepted instead of running it again.
+    pub(crate) in_flight: Vec<InFlight>,
+    /// The code version its trials' ids are made with, when some code of kappa's computes them:
+    /// only workers that compute with it are leased them.
+    pub(crate) requires: Option<String>,
+    /// Its search, when its trials come from one.
+    pub(crate) search: Option<SearchDriver>,
+}
+
 /// The runner of one sweep: its scheduler and its store writer. Cheap to clone. Workers and
 /// waiting are the [`crate::Coordinator`]'s business; this type never blocks.
 #[derive(Clone)]
@@ -103,23 +118,16 @@ pub struct SweepRunner {
 
 impl SweepRunner {
     /// A runner over a store whose plan is already synced: every unfinished trial of the current
-    /// plan is loaded as pending. `work` and `workers` are shared with its coordinator.
-    ///
-    /// `in_flight` are attempts that were running when an earlier coordinator stopped: their
-    /// workers may still be running them, and a result they report while the lease is current
-    /// (renewed or reported within a lease timeout) is accepted instead of running it again.
-    /// `requires` is the code version its trials' ids are made with, when some code of kappa's
-    /// computes them: only workers that compute with it are leased them.
+    /// plan is loaded as pending. `work` and `workers` are shared with its coordinator; `setup`
+    /// says how the sweep runs.
     pub(crate) fn new(
         store: Store,
         cfg: &CoordinatorConfig,
-        execution: Execution,
         work: Arc<Notify>,
         workers: Arc<AtomicU32>,
-        in_flight: Vec<InFlight>,
-        requires: Option<String>,
-        search: Option<SearchDriver>,
+        setup: RunnerSetup,
     ) -> Result<SweepRunner, CoordinatorError> {
+        let RunnerSetup { execution, in_flight, requires, search } = setup;
         let name = store.sweep_info()?.map(|i| i.name).unwrap_or_default();
         let mut counts = store.counts()?;
         // Open trials are loaded as the queue drains (see `Loader`): counted now, read later.

@@ -2,7 +2,7 @@
 //! there (after Ballista's task manager). [`plan_into`] is the one way a sweep is planned into a
 //! store, for `kappa run` and `kappa coordinator` alike.
 
-use crate::runner::SweepRunner;
+use crate::runner::{RunnerSetup, SweepRunner};
 use crate::search::SearchDriver;
 use crate::{CoordinatorConfig, CoordinatorError};
 use kappa_core::{CodeVersion, OnNewVersion, Plan, Sweep, TaskSpec, version};
@@ -223,12 +223,9 @@ impl SweepRegistry {
         let runner = SweepRunner::new(
             p.store,
             &self.cfg,
-            sweep.execution.clone(),
             self.work.clone(),
             self.workers.clone(),
-            in_flight,
-            p.requires,
-            search,
+            RunnerSetup { execution: sweep.execution.clone(), in_flight, requires: p.requires, search },
         )?;
         tracing::info!(
             sweep = %sweep.name, total = p.sync.total, new = p.sync.new, reused = p.sync.reused,

@@ -321,3 +321,36 @@ fn bad_search_settings_are_named_with_their_file_key_line_and_value() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
+
+#[test]
+fn with_scaling_each_groups_best_probe_is_followed_by_its_rules_variants() {
+    let text = sweep_text("kind = \"bracket\"\naxis = \"lr\"\nrange = [1e-4, 0.99]\nstart = \"rule\"")
+        .replace("[search]", "[scaling]\nkappa = [1, 2, 4]\nrules = [\"sgd-linear\", \"none\"]\n\n[search]");
+    let sweep = Sweep::parse("oracle.toml", &text).unwrap();
+    let plan = Plan::new(&sweep, "v");
+    let mut search = Search::new(&plan).unwrap();
+    let ran = drive(&mut search);
+    let followers: Vec<&PlannedTrial> =
+        ran.iter().filter(|t| matches!(t.origin, kappa_core::Origin::Scaled { .. })).collect();
+    // 5 groups × 1 seed × 2 rules × 2 κ > 1.
+    assert_eq!(followers.len(), 5 * 2 * 2);
+    assert!(search.bound() >= ran.len() as u64);
+    for f in followers {
+        let kappa_core::Origin::Scaled { base, rule, kappa } = &f.origin else { unreachable!() };
+        let b = ran.iter().find(|t| t.id == *base).expect("the base is a probe");
+        assert_eq!(f.params.hyper.batch_size, b.params.hyper.batch_size * kappa);
+        let factor = if rule == "sgd-linear" { *kappa as f64 } else { 1.0 };
+        assert!((f.params.hyper.lr / b.params.hyper.lr - factor).abs() < 1e-9, "{rule} κ = {kappa}");
+        // The base is its group's best probe.
+        let group: Vec<&PlannedTrial> =
+            ran.iter().filter(|t| t.origin.group() == b.origin.group() && t.origin.group().is_some()).collect();
+        let best = group
+            .iter()
+            .min_by(|x, y| {
+                final_loss(x.params.hyper.lr, x.params.hyper.batch_size)
+                    .total_cmp(&final_loss(y.params.hyper.lr, y.params.hyper.batch_size))
+            })
+            .unwrap();
+        assert_eq!(best.id, b.id);
+    }
+}

@@ -150,14 +150,19 @@ pub(crate) fn classes(
         // "Holds from" is a fraction of the class's own sample budget.
         let task = &sweep.variants[base.task].task;
         let budget = Budget { samples: task.samples(), burn_in: task.burn_in().unwrap_or(0.5) };
+        let variants = trials.variants(&base);
         for (r, _) in scaling.rules.iter().enumerate() {
+            // A search's probe that is not its group's best has no variants: no class.
+            if !variants.iter().any(|t| t.variant.is_some_and(|(rule, _)| rule == r)) {
+                continue;
+            }
             let entry = members.entry((key.clone(), r)).or_insert_with(|| {
                 order.push((key.clone(), r));
                 let kappas = scaling.kappas.iter().map(|&k| (k, base.params.clone(), Vec::new())).collect();
                 (base.params.clone(), kappas, budget)
             });
             entry.1[0].2.push(base.id);
-            for t in trials.variants(&base) {
+            for t in &variants {
                 if let Some((rule, kappa)) = t.variant
                     && rule == r
                     && let Some(slot) = entry.1.iter_mut().find(|(k, _, _)| *k == kappa)

@@ -129,3 +129,17 @@ pub fn signsgd_phase3_curve(
         })
         .collect()
 }
+
+/// SGD's exact expected loss on the diagonal quadratic with Gaussian noise σ per coordinate,
+/// batch `batch`, from x₀ in every coordinate, after `steps` steps of size `eta` (THEORY.md §7):
+/// `E f_k = ½ Σ λ_i (a_i^{2k} x₀² + (η²σ²/B)(1 − a_i^{2k})/(1 − a_i²))`, `a_i = 1 − ηλ_i`.
+pub fn sgd_expected_loss(eigenvalues: &[f64], sigma: f64, x0: f64, eta: f64, batch: f64, steps: f64) -> f64 {
+    eigenvalues
+        .iter()
+        .map(|&l| {
+            let a = 1.0 - eta * l;
+            let a2k = (a * a).powf(steps);
+            0.5 * l * (a2k * x0 * x0 + eta * eta * sigma * sigma / batch * (1.0 - a2k) / (1.0 - a * a))
+        })
+        .sum()
+}

@@ -4,13 +4,14 @@
 //! NumPy), `dispatch` (noop trials through a coordinator vs Optuna), `commands` (process-per-trial
 //! dispatch vs HyperQueue), `scale` (1,000 simulated workers against one coordinator, a third
 //! killed mid-sweep), `large` (10⁶ and 10⁷ trials planned, resumed, read; local dispatch against
-//! targets); [`Baseline`] runs a baseline script and reads its JSON.
+//! targets), `search` (the bracketing search against a log grid, in trials to an accuracy); [`Baseline`] runs a baseline script and reads its JSON.
 
 mod commands;
 mod dispatch;
 mod gpu;
 mod large;
 mod scale;
+mod search;
 mod sim;
 mod train;
 
@@ -99,6 +100,11 @@ enum BenchWhat {
     /// `kappa export` on them, their size on disk; and a local `kappa run`'s dispatch rate with
     /// every result committed.
     Large(large::LargeBench),
+    /// Searches: the bracketing search against a log grid refined by the parabola, for each batch
+    /// size's best learning rate within an accuracy (5%): trials each needs, on SGD's exact
+    /// expected loss (THEORY.md §7) and on the digits MLP trained natively; and what
+    /// `start = "rule"` saves over a fixed start. Target: the bracket needs ≤ 1/3 of the grid's.
+    Search(search::SearchBench),
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
@@ -110,5 +116,6 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         BenchWhat::Commands(b) => commands::bench_commands(b),
         BenchWhat::Scale(b) => scale::bench_scale(b),
         BenchWhat::Large(b) => large::bench_large(b),
+        BenchWhat::Search(b) => search::bench_search(b),
     }
 }
