@@ -607,7 +607,8 @@
         el('span', null, el('b', null, fmtRate(sp.rate)), ' rate'),
         el('span', null, el('b', null, sp.finished || sp.cancelled ? '–' : fmtDuration(sp.eta_s)), ' ETA'),
         el('span', null, el('b', null, fmtInt(c.succeeded || 0)), ' succeeded'),
-        sp.reused ? el('span', null, el('b', null, fmtInt(sp.reused)), ' reused from earlier runs') : null);
+        sp.reused ? el('span', null, el('b', null, fmtInt(sp.reused)), ' reused from earlier runs') : null,
+        isNum(sp.at_most) ? el('span', { title: 'a search proposes trials from the results so far: the total grows up to this' }, 'a search: at most ', el('b', null, fmtInt(sp.at_most)), ' trials') : null);
     }
 
     function renderMeta() {

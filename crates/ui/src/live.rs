@@ -83,6 +83,8 @@ pub(crate) fn sweep_json(live: &Live, p: &Progress) -> Value {
         "reused": p.reused,
         "finished": p.finished,
         "cancelled": p.cancelled,
+        // A search's sweep: the most trials it can run (`counts.total` is the ones proposed so far).
+        "at_most": p.at_most,
         "rate": rate,
         "eta_s": eta,
     })
