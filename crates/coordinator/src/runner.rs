@@ -494,10 +494,19 @@ impl SweepRunner {
     fn requeue(&self, revoked: Vec<Revoked>, end: LeaseEnd) {
         let at = now_s();
         let mut sched = self.sched();
+        // A trial that lost too many leases is failed for good: a final result for its search,
+        // recorded after the loss that made it.
+        let proposed: Vec<StoreOp> = match &self.inner.search {
+            Some(search) => revoked
+                .iter()
+                .filter(|r| r.gave_up)
+                .filter_map(|r| search.record(&mut sched, r.id, TrialStatus::Failed, None))
+                .collect(),
+            None => Vec::new(),
+        };
         self.record_halted(&mut sched);
         self.publish(&sched);
         let lost_allowed = sched.config().execution.retries.lost;
-        drop(sched);
         if revoked.is_empty() {
             return;
         }
@@ -514,6 +523,8 @@ impl SweepRunner {
                 )
             }),
         }));
+        self.inner.writer.send_all(proposed);
+        drop(sched);
         self.inner.work.notify_waiters();
     }
 

@@ -276,3 +276,36 @@ async fn a_submitted_sweep_file_error_keeps_its_file_line_and_column() {
     assert!(e.message().contains("grid.lr[1]"), "{}", e.message());
     s.server.stop(Duration::from_secs(1)).await.unwrap();
 }
+
+/// A finished run's metrics: loss 1 at the start, `end` at the end.
+fn trained(end: f64) -> kappa_core::AttemptOutcome {
+    kappa_core::AttemptOutcome::Succeeded(kappa_core::TrialMetrics {
+        curve: vec![kappa_core::CurvePoint::single(0, 0, 1.0), kappa_core::CurvePoint::single(100, 10, end)],
+        ..kappa_core::TrialMetrics::default()
+    })
+}
+
+#[tokio::test]
+async fn a_search_goes_on_when_a_probe_is_given_up_after_losing_its_leases() {
+    let s = serve(Auth::default()).await;
+    let mut c = client(&s.url, None).await;
+    let text = "version = 1\nname = \"search-lost\"\n[task]\nkind = \"noop\"\n[grid]\noptimizer = [\"sgd\"]\nseed = [0]\n\
+                [search]\nkind = \"bracket\"\naxis = \"lr\"\nrange = [1e-3, 1.0]\nstart = 0.01\n\
+                [execution]\nretries = { lost = 0 }\n";
+    submit(&mut c, text).await;
+    let (a, b) = (register(&mut c, "a").await, register(&mut c, "b").await);
+    tokio::time::pause();
+    let first = lease_now(&mut c, a).await;
+    assert_eq!(first.len(), 3, "the first round: start/2, start, start·2");
+    let mut by_lr = first.clone();
+    by_lr.sort_by(|x, y| x.params.hyper.lr.total_cmp(&y.params.hyper.lr));
+    // The two smaller learning rates end; the largest loses its lease, once, and is given up.
+    assert_eq!(report(&mut c, a, &by_lr[0], trained(0.5)).await, pb::Disposition::Accepted);
+    assert_eq!(report(&mut c, a, &by_lr[1], trained(0.2)).await, pb::Disposition::Accepted);
+    tokio::time::advance(Duration::from_secs(4)).await;
+    // The round is complete with a failure above the best: the search locates the edge.
+    let next = lease_within(&mut c, b, Duration::from_secs(5)).await;
+    assert_eq!(next.len(), 2, "{next:?}");
+    assert!(next.iter().all(|l| l.params.hyper.lr > 0.01 && l.params.hyper.lr < 0.02), "{next:?}");
+    s.server.stop(Duration::from_secs(1)).await.unwrap();
+}

@@ -1,7 +1,7 @@
 //! The bracketing search (`[search] kind = "bracket"`): for each group (every combination of the
 //! grid's axes but the seed), the best value of one axis, found by probing rather than by a grid.
 //!
-//! A group goes in rounds. Each round proposes up to three probes, each run with every seed of
+//! A group goes in rounds. Each round proposes two to four probes, each run with every seed of
 //! the group, and the next round is decided only once every trial of the round has a recorded
 //! result, from those results alone (seed means of the `[analysis]` objective, as the report's
 //! best-learning-rate analysis reads them). So a search that is interrupted and resumed makes
@@ -436,8 +436,8 @@ impl Search {
     }
 
     /// Records a finished trial's result; returns the trials this decides to run next (nothing
-    /// until a round is complete). A trial the search did not propose, or one recorded before,
-    /// changes nothing.
+    /// until a round is complete). A trial recorded before changes nothing; one the search has
+    /// not proposed is kept, and counts once the search proposes it.
     pub fn record(&mut self, id: TrialId, result: &TrialResult) -> Vec<PlannedTrial> {
         self.record_parts(id, result.status, result.metrics.as_ref())
     }
@@ -449,7 +449,7 @@ impl Search {
         status: TrialStatus,
         metrics: Option<&TrialMetrics>,
     ) -> Vec<PlannedTrial> {
-        if !status.is_terminal() || self.results.contains_key(&id) || !self.roles.contains_key(&id) {
+        if !status.is_terminal() || self.results.contains_key(&id) {
             return Vec::new();
         }
         let analysis = &self.sweep.analysis;
@@ -457,6 +457,7 @@ impl Search {
             TrialStatus::Failed => failed_obs(),
             _ => observe_parts(status, metrics, analysis).unwrap_or_else(failed_obs),
         };
+        // Kept even for a trial not proposed (yet): a later proposal of it reads it from here.
         self.results.insert(id, obs);
         let mut out = Vec::new();
         let mut queue = vec![id];

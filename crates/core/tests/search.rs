@@ -354,3 +354,30 @@ fn with_scaling_each_groups_best_probe_is_followed_by_its_rules_variants() {
         assert_eq!(best.id, b.id);
     }
 }
+
+#[test]
+fn a_result_recorded_before_its_trial_is_proposed_counts_once_the_search_proposes_it() {
+    let text = sweep_text("kind = \"bracket\"\naxis = \"lr\"\nrange = [1e-4, 0.99]\nstart = \"rule\"");
+    let sweep = Sweep::parse("oracle.toml", &text).unwrap();
+    let plan = Plan::new(&sweep, "v");
+    let ran = drive(&mut Search::new(&plan).unwrap());
+    // A trial of a later round finished early (a stale row of an earlier decision ran again).
+    let late = ran.iter().find(|t| matches!(t.origin, kappa_core::Origin::Probe { round: 2, .. })).unwrap();
+    let mut search = Search::new(&plan).unwrap();
+    let mut queue = search.start();
+    assert!(search.record(late.id, &run(late)).is_empty(), "nothing to decide from it yet");
+    let mut ids = Vec::new();
+    while !queue.is_empty() {
+        for t in std::mem::take(&mut queue) {
+            ids.push(t.id);
+            if t.id != late.id {
+                queue.extend(search.record(t.id, &run(&t)));
+            }
+        }
+    }
+    assert!(search.is_done(), "the early result completed its round when it was proposed");
+    let (mut a, mut b): (Vec<_>, Vec<_>) = (ran.iter().map(|t| t.id).collect(), ids);
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}

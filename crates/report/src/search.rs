@@ -6,7 +6,7 @@
 
 use crate::trials::Trials;
 use kappa_core::objective::{Edge, Obs, best_lr, objective, observe};
-use kappa_core::search::{Finish, Point, Step, step, value_of};
+use kappa_core::search::{Point, Step, step, value_of};
 use kappa_core::{Origin, Sweep, TrialId, TrialResult};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +34,8 @@ pub struct SearchGroup {
     pub probes: Vec<[f64; 3]>,
     /// The optimum.
     pub best: Option<f64>,
-    /// The optimum is at the range's edge (the true one may lie beyond).
+    /// The optimum is the smallest or largest value probed (the true one may lie beyond): at the
+    /// range's edge when `finish` says so, otherwise where the search stopped.
     pub at_edge: bool,
     /// The optimum is next to a probe that failed: limited by stability.
     pub at_stability_edge: bool,
@@ -127,11 +128,11 @@ pub(crate) fn search_report(
             });
             let points: Vec<Point> = probes.iter().map(|p| Point { value: p[0], y: p[1], se: p[2] }).collect();
             let left = (spec.max_trials / seeds).saturating_sub(g.probes.len() as u64);
-            let finish = complete.then(|| match step(&points, spec, left) {
-                Step::Done(f) => f,
-                // Stopped with a round still to go: the search's own end is the budget's.
-                Step::Probe(..) => Finish::Budget,
-            });
+            // A group whose next round is decided but not recorded yet is still running.
+            let finish = match step(&points, spec, left) {
+                Step::Done(f) if complete => Some(f),
+                _ => None,
+            };
             SearchGroup {
                 group,
                 label: g.label,

@@ -1,7 +1,7 @@
 //! Which trials a report covers, and which is which. A grid sweep's are its plan's (planned again
 //! from the stored sweep text: lazily, so a report of 10⁷ trials never holds them all); a
-//! search's are the ones it recorded, each read through its origin (a probe of a group, or a
-//! rule's variant of a base trial).
+//! search's are the ones its recorded results lead it to, each with its origin (a probe of a
+//! group, or a rule's variant of a base trial): the search's own decisions, replayed.
 
 use kappa_core::search::Search;
 use kappa_core::{Origin, Plan, PlannedTrial, TrialId, TrialResult};
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 pub enum Trials<'a> {
     /// A grid sweep: its plan.
     Planned(&'a Plan<'a>),
-    /// A search: the recorded trials.
+    /// A search: the trials its recorded results lead to.
     Recorded {
         /// Its probes (base trials), by group, value and seed.
         base: Vec<PlannedTrial>,
@@ -23,26 +23,18 @@ pub enum Trials<'a> {
 impl<'a> Trials<'a> {
     /// The trials of `plan`'s sweep: the plan's, or for a search the recorded ones in `results`.
     pub fn new(plan: &'a Plan<'a>, results: &HashMap<TrialId, TrialResult>) -> Trials<'a> {
-        let Some(search) = Search::new(plan) else { return Trials::Planned(plan) };
-        let sweep = plan.sweep();
+        let Some(mut search) = Search::new(plan) else { return Trials::Planned(plan) };
+        // The recorded results walked through the search from its first round: every trial it
+        // proposed, in every role (a probe of one group can be a rule's variant of another's
+        // best, one trial with two origins, of which the store keeps the first).
         let axis = search.spec().axis.clone();
         let mut base = Vec::new();
-        let mut scaled_of: Vec<(TrialId, String, u64, TrialId)> = Vec::new();
-        for r in results.values() {
-            match &r.origin {
-                Some(Origin::Probe { group, .. }) => {
-                    let Some(task) = search.group_task(*group) else { continue };
-                    base.push(PlannedTrial {
-                        id: r.id,
-                        seq: 0,
-                        params: r.params.clone(),
-                        variant: None,
-                        task,
-                        origin: r.origin.clone().unwrap_or(Origin::Grid),
-                    });
-                }
-                Some(Origin::Scaled { base, rule, kappa }) => scaled_of.push((r.id, rule.clone(), *kappa, *base)),
-                _ => {}
+        let mut scaled: HashMap<TrialId, Vec<PlannedTrial>> = HashMap::new();
+        for t in search.replay(&|id| results.get(&id).cloned()) {
+            match &t.origin {
+                Origin::Probe { .. } => base.push(t),
+                Origin::Scaled { base: of, .. } => scaled.entry(*of).or_default().push(t),
+                Origin::Grid => {}
             }
         }
         let value = |t: &PlannedTrial| kappa_core::search::value_of(&t.params, &axis).unwrap_or(f64::NAN);
@@ -55,25 +47,6 @@ impl<'a> Trials<'a> {
         });
         for (i, t) in base.iter_mut().enumerate() {
             t.seq = i as u64;
-        }
-        let by_id: HashMap<TrialId, &PlannedTrial> = base.iter().map(|t| (t.id, t)).collect();
-        let mut scaled: HashMap<TrialId, Vec<PlannedTrial>> = HashMap::new();
-        if let Some(s) = &sweep.scaling {
-            for (id, rule, kappa, of) in scaled_of {
-                let (Some(b), Some(r)) = (by_id.get(&of), s.rules.iter().position(|x| x.name == rule)) else {
-                    continue;
-                };
-                let Some(result) = results.get(&id) else { continue };
-                let (_, task) = plan.scaled(&b.params, b.task, r, kappa);
-                scaled.entry(of).or_default().push(PlannedTrial {
-                    id,
-                    seq: 0,
-                    params: result.params.clone(),
-                    variant: Some((r, kappa)),
-                    task,
-                    origin: result.origin.clone().unwrap_or(Origin::Grid),
-                });
-            }
         }
         Trials::Recorded { base, scaled }
     }

@@ -144,7 +144,16 @@ fn write_proposed(tx: &Transaction<'_>, rows: &[crate::PlanRow], tasks: &[String
     let mut insert = tx.prepare_cached(
         "INSERT INTO trials(id, seq, generation, task, params, status, created_at, origin)
          VALUES (?1, ?2, (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'), ?3, ?4, 'pending', ?5, ?6)
-         ON CONFLICT(id) DO UPDATE SET generation = excluded.generation, origin = coalesce(origin, excluded.origin)",
+         ON CONFLICT(id) DO UPDATE SET
+           -- A row of an earlier plan comes in with this plan's position and origin, and pending
+           -- if a run that is gone left it running (its attempts were closed when this plan was
+           -- synced).
+           seq = CASE WHEN generation = excluded.generation THEN seq ELSE excluded.seq END,
+           origin = CASE WHEN generation = excluded.generation THEN coalesce(origin, excluded.origin)
+                         ELSE excluded.origin END,
+           status = CASE WHEN status = 'running' AND generation <> excluded.generation THEN 'pending'
+                         ELSE status END,
+           generation = excluded.generation",
     )?;
     let now = crate::now_s();
     for r in rows {

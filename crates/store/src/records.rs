@@ -361,14 +361,56 @@ impl Store {
     }
 
     /// The results of every finished trial the store holds, of any plan (a search resumed after
-    /// an edit reads the results its proposals already have), by id.
+    /// an edit reads the results its proposals already have), by id. A trial failed without an
+    /// attempt of its own (the failure budget ran out before it ran) has no result.
     pub fn finished_results(&self) -> Result<std::collections::HashMap<TrialId, TrialResult>, StoreError> {
         let mut out = std::collections::HashMap::new();
-        self.records_where(&format!("status IN {TERMINAL}"), &[], |t| {
+        let filter = format!(
+            "status IN {TERMINAL} AND NOT (status = 'failed'
+               AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.trial_id = trials.id AND a.counted = 1))"
+        );
+        self.records_where(&filter, &[], |t| {
             out.insert(t.result.id, t.result);
             Ok::<(), StoreError>(())
         })?;
         Ok(out)
+    }
+
+    /// Unfinished trials of earlier plans, with their attempts so far (a search that proposes
+    /// one again continues its attempt numbers).
+    pub fn open_elsewhere(&self) -> Result<Vec<OpenTrial>, StoreError> {
+        self.open_where(&format!("t.generation <> ?1 AND t.status NOT IN {TERMINAL}"), |stmt, g| {
+            stmt.query(rusqlite::params![g])
+        })
+    }
+
+    /// Takes every trial of the current plan but `keep` out of it (into no plan: its row and
+    /// result stay, for a later plan that has it again). A search resumed after `kappa retry
+    /// --failed` decides again from the retried trials on: what it had decided from their
+    /// failures is no longer its plan.
+    pub fn retire_except(&mut self, keep: &std::collections::HashSet<TrialId>) -> Result<u64, StoreError> {
+        let generation = self.generation()?;
+        let ids: Vec<String> = {
+            let mut stmt = self.conn.prepare("SELECT id FROM trials WHERE generation = ?1").map_err(|e| self.sql(e))?;
+            let rows = stmt.query_map([generation], |r| r.get::<_, String>(0)).map_err(|e| self.sql(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?
+        };
+        let gone: Vec<&String> =
+            ids.iter().filter(|id| id.parse::<TrialId>().map_or(true, |t| !keep.contains(&t))).collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let path = self.path.clone();
+        let sql = |e| StoreError::Sqlite { path: path.clone(), source: e };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut retire = tx.prepare("UPDATE trials SET generation = -1 WHERE id = ?1").map_err(sql)?;
+            for id in &gone {
+                retire.execute([id]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(gone.len() as u64)
     }
 
     /// The largest plan position of any trial the store holds (`None`: no trial).

@@ -552,3 +552,48 @@ fn a_version_5_store_gets_the_origin_column_with_its_trials_and_ids_unchanged() 
         "grid trials, from before origins were kept"
     );
 }
+
+#[test]
+fn a_proposal_of_an_earlier_plans_running_trial_comes_in_pending_with_this_plans_position_and_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    let v = CodeVersion::from("v");
+    let tasks: std::sync::Arc<[String]> = TASKS.iter().map(|t| kappa_core::id::content_hash(t)).collect();
+    let probe = |i: u64, seq: u64, round: u32| PlannedTrial {
+        seq,
+        origin: kappa_core::Origin::Probe { group: 0, round, reason: kappa_core::Reason::Refine, start: None },
+        ..trial(i)
+    };
+    s.sync_plan(&header("s", &v, "f1"), || rows((0..2).map(trial))).unwrap();
+    s.apply(&[StoreOp::Proposed { rows: rows([probe(5, 10, 1)].into_iter()), tasks: tasks.clone() }]).unwrap();
+    // Running when its process was killed; then the file is edited (another plan).
+    s.apply(&[StoreOp::Leased { id: TrialId(1005), attempt: 1, worker: "w".into(), at: 1.0 }]).unwrap();
+    s.sync_plan(&header("s", &v, "f2"), || rows((0..1).map(trial))).unwrap();
+    // The edited search proposes it again, in another round, at another position.
+    s.apply(&[StoreOp::Proposed { rows: rows([probe(5, 20, 2)].into_iter()), tasks }]).unwrap();
+    let five = s.trials().unwrap().into_iter().find(|t| t.result.id == TrialId(1005)).unwrap();
+    assert_eq!(five.result.status, TrialStatus::Pending, "a dead run's running trial is pending again");
+    assert_eq!((five.seq, five.result.origin), (20, Some(probe(5, 20, 2).origin)));
+    assert_eq!(s.pending_after(None, 10).unwrap().len(), 2, "the loader finds it");
+    assert_counts_agree(&s);
+}
+
+#[test]
+fn a_trial_failed_by_the_failure_budget_has_no_result_and_a_retired_one_leaves_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    let v = CodeVersion::from("v");
+    s.sync_plan(&header("s", &v, "f1"), || rows((0..3).map(trial))).unwrap();
+    s.apply(&[
+        finished(0, TrialMetrics::default()),
+        StoreOp::Halted { id: TrialId(1001), error: "not run: the failure budget".into() },
+    ])
+    .unwrap();
+    let results = s.finished_results().unwrap();
+    assert!(results.contains_key(&TrialId(1000)) && !results.contains_key(&TrialId(1001)), "{results:?}");
+    let keep: std::collections::HashSet<TrialId> = [TrialId(1000)].into();
+    assert_eq!(s.retire_except(&keep).unwrap(), 2);
+    assert_eq!(s.counts().unwrap().total, 1);
+    assert!(s.finished_results().unwrap().contains_key(&TrialId(1000)));
+    assert_counts_agree(&s);
+}

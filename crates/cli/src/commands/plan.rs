@@ -145,7 +145,7 @@ fn print_search(sweep: &Sweep, search: &Search) {
     );
     println!(
         "search: {axis} in [{}, {}], factor {}, tolerance ±{}%, at most {} trials per group ({} probes × {seeds} seeds); \
-         each round runs up to 3 probes of a group at once, every seed",
+         each round runs 2–4 probes of a group at once, every seed",
         format_real(s.range[0]),
         format_real(s.range[1]),
         s.factor,

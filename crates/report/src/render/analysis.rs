@@ -48,8 +48,10 @@ fn search_lines(s: &crate::search::SearchReport) -> Vec<String> {
     for g in &s.groups {
         let best = match g.best {
             Some(b) => {
-                let edge = if g.at_edge {
+                let edge = if g.at_edge && g.finish.as_deref() == Some(kappa_core::search::Finish::RangeEdge.as_str()) {
                     " (at the range's edge)"
+                } else if g.at_edge {
+                    " (at the edge of the values probed)"
                 } else if g.at_stability_edge {
                     " (at a stability edge)"
                 } else {
