@@ -475,6 +475,32 @@ impl Search {
         out
     }
 
+    /// Runs the search to its end in this process, round by round as a cluster would: `run`
+    /// gets each round's trials at once (it may run them in parallel) and returns their results
+    /// in any order. Returns every trial with its result, in the order they ran (a trial
+    /// proposed in two roles runs once and is listed in both).
+    pub fn run_rounds(
+        &mut self,
+        mut run: impl FnMut(&[PlannedTrial]) -> Vec<TrialResult>,
+    ) -> Vec<(PlannedTrial, TrialResult)> {
+        let mut out = Vec::new();
+        let mut round = self.start();
+        while !round.is_empty() {
+            // A trial proposed in two roles runs once.
+            let mut seen = std::collections::HashSet::new();
+            let unique: Vec<PlannedTrial> = round.iter().filter(|t| seen.insert(t.id)).cloned().collect();
+            let results = run(&unique);
+            let mut next = Vec::new();
+            for r in &results {
+                next.extend(self.record(r.id, r));
+            }
+            let by_id: HashMap<TrialId, TrialResult> = results.into_iter().map(|r| (r.id, r)).collect();
+            out.extend(round.into_iter().filter_map(|t| Some((t.clone(), by_id.get(&t.id)?.clone()))));
+            round = next;
+        }
+        out
+    }
+
     /// Every trial the search proposes given `results` (the recorded ones, by id), from its
     /// first round on: what an uninterrupted search has proposed by the time those results are
     /// in, in the order it decided them (its first proposals first).

@@ -46,14 +46,7 @@ target_loss = {TARGET}
 }
 
 fn exact_loss(eta: f64, b: f64, k: f64) -> f64 {
-    LAMBDA
-        .iter()
-        .map(|&l| {
-            let a: f64 = 1.0 - eta * l;
-            let a2k = a.powf(2.0 * k);
-            0.5 * l * (a2k * X0 * X0 + eta * eta * SIGMA * SIGMA / b * (1.0 - a2k) / (1.0 - a * a))
-        })
-        .sum()
+    kappa_sim::theory::sgd_expected_loss(&LAMBDA, SIGMA, X0, eta, b, k)
 }
 
 #[test]

@@ -143,3 +143,21 @@ pub fn sgd_expected_loss(eigenvalues: &[f64], sigma: f64, x0: f64, eta: f64, bat
         })
         .sum()
 }
+
+/// The learning rate in `range` that minimises [`sgd_expected_loss`] after a budget of `samples`
+/// samples (samples/`batch` steps): golden-section search in log η, to machine precision (the
+/// loss has one minimum in η between too slow and too noisy).
+pub fn sgd_best_lr(eigenvalues: &[f64], sigma: f64, x0: f64, batch: f64, samples: f64, range: [f64; 2]) -> f64 {
+    let loss = |log_eta: f64| sgd_expected_loss(eigenvalues, sigma, x0, log_eta.exp(), batch, samples / batch);
+    let (mut lo, mut hi) = (range[0].ln(), range[1].ln());
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..200 {
+        let (c, d) = (hi - g * (hi - lo), lo + g * (hi - lo));
+        if loss(c) < loss(d) {
+            hi = d;
+        } else {
+            lo = c;
+        }
+    }
+    ((lo + hi) / 2.0).exp()
+}

@@ -132,16 +132,9 @@ fn train_trial(sweep: &Sweep, t: &PlannedTrial) -> TrialResult {
     TrialResult { id: t.id, params: t.params.clone(), status, metrics, error: None, origin: None }
 }
 
-/// Runs a search to its end in rounds (each round's trials in parallel); returns every trial.
+/// Runs a search to its end, each round's trials in parallel; returns every trial's result.
 fn drive(search: &mut Search, run: &(dyn Fn(&PlannedTrial) -> TrialResult + Sync)) -> Vec<TrialResult> {
-    let mut out = Vec::new();
-    let mut round = search.start();
-    while !round.is_empty() {
-        let results: Vec<TrialResult> = round.par_iter().map(run).collect();
-        round = results.iter().flat_map(|r| search.record(r.id, r)).collect();
-        out.extend(results);
-    }
-    out
+    search.run_rounds(|round| round.par_iter().map(run).collect()).into_iter().map(|(_, r)| r).collect()
 }
 
 /// Each batch size's optimum from trials (seed means of the objective, parabola-refined), as the
@@ -325,17 +318,7 @@ pub(super) fn bench_search(b: SearchBench) -> anyhow::Result<u8> {
     Ok(if ok { crate::exit::OK } else { crate::exit::CHECK_FAILED })
 }
 
-/// SGD's exact optimum at batch `b`: golden section in log η.
+/// SGD's exact optimum at batch `b` in the search's range.
 fn exact_optimum(b: u64) -> f64 {
-    let (mut lo, mut hi) = (1e-4f64.ln(), 0.99f64.ln());
-    let g = (5f64.sqrt() - 1.0) / 2.0;
-    for _ in 0..200 {
-        let (c, d) = (hi - g * (hi - lo), lo + g * (hi - lo));
-        if exact_final(c.exp(), b) < exact_final(d.exp(), b) {
-            hi = d;
-        } else {
-            lo = c;
-        }
-    }
-    ((lo + hi) / 2.0).exp()
+    kappa_sim::theory::sgd_best_lr(&LAMBDA, 1.0, X0, b as f64, SAMPLES, [1e-4, 0.99])
 }
