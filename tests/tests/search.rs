@@ -39,14 +39,20 @@ const LOSS: &str = r#"BEGIN {
 }
 "#;
 
-/// The ids of every trial a state directory holds, and whether each was counted exactly once.
+/// The ids of the trials of a state directory's current plan (all succeeded), each counted exactly
+/// once.
 fn trial_ids(sb: &Sandbox, state: &str) -> BTreeSet<String> {
     let db = sb.db(state);
     let rows = kappa_tests::ledger(&db);
     for (id, _, counted) in &rows {
         assert_eq!(*counted, 1, "trial {id} has {counted} counted results");
     }
-    let mut stmt = db.prepare("SELECT id, status FROM trials").unwrap();
+    let mut stmt = db
+        .prepare(
+            "SELECT id, status FROM trials
+             WHERE generation = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation')",
+        )
+        .unwrap();
     let all: Vec<(String, String)> =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
     assert!(all.iter().all(|(_, s)| s == "succeeded"), "{all:?}");
@@ -103,6 +109,14 @@ fn a_search_killed_mid_run_resumes_with_exactly_the_trials_of_an_uninterrupted_o
     let out = sb.kappa(&["run", "s.toml"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 new"), "{}", show(&out));
     assert_eq!(trial_ids(&sb, "runs/bracket"), reference);
+    // An edited file (a batch size more) reuses what the search proposes again and runs the rest.
+    sb.write("s.toml", &search_sweep("bracket").replace("batch_size = [16, 64]", "batch_size = [16, 64, 256]"));
+    let out = sb.kappa(&["run", "s.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let edited = trial_ids(&sb, "runs/bracket");
+    assert!(edited.len() > reference.len(), "the new batch size ran");
+    let reused = edited.intersection(&reference).count();
+    assert!(reused >= reference.len() / 2, "{reused} of {} reused", reference.len());
 }
 
 #[test]
