@@ -447,26 +447,29 @@ impl SweepRunner {
 
     /// A worker left: its leases go back to pending.
     pub fn release_worker(&self, worker: WorkerId) {
-        let revoked = self.sched().release_worker(worker);
-        self.requeue(revoked, LeaseEnd::WorkerLeft);
+        let mut sched = self.sched();
+        let revoked = sched.release_worker(worker);
+        self.requeue(sched, revoked, LeaseEnd::WorkerLeft);
     }
 
     /// Every lease goes back to pending (the sweep is cancelled, or the process is stopping).
     pub fn release_all(&self, end: LeaseEnd) {
-        let revoked = self.sched().release_all();
-        self.requeue(revoked, end);
+        let mut sched = self.sched();
+        let revoked = sched.release_all();
+        self.requeue(sched, revoked, end);
     }
 
     /// Expires overdue leases.
     pub fn expire(&self) {
-        let revoked = self.sched().expire(self.now_ms());
+        let mut sched = self.sched();
+        let revoked = sched.expire(self.now_ms());
         for r in &revoked {
             tracing::warn!(
                 sweep = %self.inner.name, trial = %r.id, attempt = r.attempt, worker = %r.worker, gave_up = r.gave_up,
                 "lease expired"
             );
         }
-        self.requeue(revoked, LeaseEnd::Expired);
+        self.requeue(sched, revoked, LeaseEnd::Expired);
     }
 
     /// Records the trials the scheduler failed because the failure budget ran out.
@@ -491,9 +494,11 @@ impl SweepRunner {
         }
     }
 
-    fn requeue(&self, revoked: Vec<Revoked>, end: LeaseEnd) {
+    /// Records leases that ended without a report (`revoked`, taken from `sched` under the same
+    /// lock, so that no report of theirs is recorded before their end) and what a search makes of
+    /// a trial given up.
+    fn requeue(&self, mut sched: MutexGuard<'_, Scheduler>, revoked: Vec<Revoked>, end: LeaseEnd) {
         let at = now_s();
-        let mut sched = self.sched();
         // A trial that lost too many leases is failed for good: a final result for its search,
         // recorded after the loss that made it.
         let proposed: Vec<StoreOp> = match &self.inner.search {

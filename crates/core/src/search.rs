@@ -484,18 +484,20 @@ impl Search {
         mut run: impl FnMut(&[PlannedTrial]) -> Vec<TrialResult>,
     ) -> Vec<(PlannedTrial, TrialResult)> {
         let mut out = Vec::new();
+        let mut done: HashMap<TrialId, TrialResult> = HashMap::new();
         let mut round = self.start();
         while !round.is_empty() {
-            // A trial proposed in two roles runs once.
+            // A trial proposed in two roles (in this round or an earlier one) runs once.
             let mut seen = std::collections::HashSet::new();
-            let unique: Vec<PlannedTrial> = round.iter().filter(|t| seen.insert(t.id)).cloned().collect();
+            let unique: Vec<PlannedTrial> =
+                round.iter().filter(|t| !done.contains_key(&t.id) && seen.insert(t.id)).cloned().collect();
             let results = run(&unique);
             let mut next = Vec::new();
             for r in &results {
                 next.extend(self.record(r.id, r));
             }
-            let by_id: HashMap<TrialId, TrialResult> = results.into_iter().map(|r| (r.id, r)).collect();
-            out.extend(round.into_iter().filter_map(|t| Some((t.clone(), by_id.get(&t.id)?.clone()))));
+            done.extend(results.into_iter().map(|r| (r.id, r)));
+            out.extend(round.into_iter().filter_map(|t| Some((t.clone(), done.get(&t.id)?.clone()))));
             round = next;
         }
         out

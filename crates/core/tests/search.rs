@@ -195,6 +195,16 @@ fn with_scaling_each_groups_best_probe_is_followed_by_its_rules_variants() {
     let plan = Plan::new(&sweep, "v");
     let mut search = Search::new(&plan).unwrap();
     let ran = drive(&mut search);
+    // A trial proposed in two roles (a probe of one group, a rule's variant of another's best)
+    // runs once.
+    let mut runs = 0;
+    Search::new(&plan).unwrap().run_rounds(|round| {
+        runs += round.len();
+        round.iter().map(run).collect()
+    });
+    let distinct: std::collections::HashSet<_> = ran.iter().map(|t| t.id).collect();
+    assert!(distinct.len() < ran.len(), "the sweep has a trial in two roles");
+    assert_eq!(runs, distinct.len());
     let followers: Vec<&PlannedTrial> =
         ran.iter().filter(|t| matches!(t.origin, kappa_core::Origin::Scaled { .. })).collect();
     // 5 groups × 1 seed × 2 rules × 2 κ > 1.

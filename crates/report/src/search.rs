@@ -84,9 +84,10 @@ pub(crate) fn search_report(
         probes: BTreeMap<u64, Vec<Option<Obs>>>,
     }
     let mut groups: BTreeMap<u32, Seen> = BTreeMap::new();
-    let mut total = 0;
+    let mut ids = std::collections::HashSet::new();
     for t in trials.trials() {
-        total += 1;
+        // A trial in two roles (a probe, and a rule's variant of another group's best) ran once.
+        ids.insert(t.id);
         let Origin::Probe { group, round, start, .. } = t.origin else { continue };
         let Some(value) = value_of(&t.params, &spec.axis) else { continue };
         let g = groups.entry(group).or_insert_with(|| Seen {
@@ -161,7 +162,7 @@ pub(crate) fn search_report(
         range: spec.range,
         tolerance: spec.tolerance,
         objective,
-        trials: total,
+        trials: ids.len(),
         at_most: search.bound(),
         groups: out,
     })

@@ -151,8 +151,11 @@ fn write_proposed(tx: &Transaction<'_>, rows: &[crate::PlanRow], tasks: &[String
            seq = CASE WHEN generation = excluded.generation THEN seq ELSE excluded.seq END,
            origin = CASE WHEN generation = excluded.generation THEN coalesce(origin, excluded.origin)
                          ELSE excluded.origin END,
-           status = CASE WHEN status = 'running' AND generation <> excluded.generation THEN 'pending'
-                         ELSE status END,
+           -- (and pending too if it failed without a result of its own: the failure budget
+           -- stopped it before it ran).
+           status = CASE WHEN generation <> excluded.generation AND (status = 'running' OR (status = 'failed'
+                           AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.trial_id = trials.id AND a.counted = 1)))
+                         THEN 'pending' ELSE status END,
            generation = excluded.generation",
     )?;
     let now = crate::now_s();

@@ -151,7 +151,7 @@ impl Store {
         // Their earlier failures stop counting against retries and the failure budget.
         tx.execute(
             &format!(
-                "UPDATE attempts AS a SET outcome = outcome || '-before-retry'
+                "UPDATE attempts AS a SET outcome = outcome || '-before-retry', counted = 0
                  WHERE {FAILED_ATTEMPT}
                    AND trial_id IN (SELECT id FROM trials WHERE generation = ?1 AND status = 'failed')"
             ),
@@ -376,12 +376,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Unfinished trials of earlier plans, with their attempts so far (a search that proposes
-    /// one again continues its attempt numbers).
+    /// Unfinished trials of earlier plans (and those the failure budget failed before they ran),
+    /// with their attempts so far (a search that proposes one again continues its attempt
+    /// numbers).
     pub fn open_elsewhere(&self) -> Result<Vec<OpenTrial>, StoreError> {
-        self.open_where(&format!("t.generation <> ?1 AND t.status NOT IN {TERMINAL}"), |stmt, g| {
-            stmt.query(rusqlite::params![g])
-        })
+        let open = format!(
+            "t.generation <> ?1 AND (t.status NOT IN {TERMINAL} OR (t.status = 'failed'
+               AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.trial_id = t.id AND a.counted = 1)))"
+        );
+        self.open_where(&open, |stmt, g| stmt.query(rusqlite::params![g]))
     }
 
     /// Takes every trial of the current plan but `keep` out of it (into no plan: its row and

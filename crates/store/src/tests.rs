@@ -1,7 +1,9 @@
 //! The store's unit tests: plans, writes, reads and resume, on databases in scratch directories.
 
 use super::*;
-use kappa_core::{AttemptOutcome, CodeVersion, Counts, Hyperparams, PlannedTrial, TrialId, TrialMetrics, TrialStatus};
+use kappa_core::{
+    AttemptOutcome, CodeVersion, Counts, FailureClass, Hyperparams, PlannedTrial, TrialId, TrialMetrics, TrialStatus,
+};
 use std::path::Path;
 
 static TASKS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| vec!["{}".to_string()]);
@@ -596,4 +598,55 @@ fn a_trial_failed_by_the_failure_budget_has_no_result_and_a_retired_one_leaves_t
     assert_eq!(s.counts().unwrap().total, 1);
     assert!(s.finished_results().unwrap().contains_key(&TrialId(1000)));
     assert_counts_agree(&s);
+}
+
+#[test]
+fn a_trial_the_failure_budget_stopped_comes_back_pending_when_a_later_plan_proposes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    let v = CodeVersion::from("v");
+    let tasks: std::sync::Arc<[String]> = TASKS.iter().map(|t| kappa_core::id::content_hash(t)).collect();
+    s.sync_plan(&header("s", &v, "f1"), || rows((0..2).map(trial))).unwrap();
+    // Trial 0 failed for real (retries spent); trial 1 never ran (the budget stopped it).
+    s.apply(&[
+        StoreOp::Leased { id: TrialId(1000), attempt: 1, worker: "w".into(), at: 1.0 },
+        reported(
+            0,
+            1,
+            ReportEffect::Final,
+            AttemptOutcome::Failed { error: "boom".into(), class: FailureClass::Error },
+        ),
+        StoreOp::Halted { id: TrialId(1001), error: "not run: the failure budget".into() },
+    ])
+    .unwrap();
+    s.sync_plan(&header("s", &v, "f2"), || rows(std::iter::empty())).unwrap();
+    let open: Vec<TrialId> = s.open_elsewhere().unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(open, vec![TrialId(1001)], "the one without a result of its own");
+    s.apply(&[StoreOp::Proposed { rows: rows((0..2).map(trial)), tasks }]).unwrap();
+    let st = |i: u64| s.trials().unwrap().into_iter().find(|t| t.result.id == TrialId(1000 + i)).unwrap().result.status;
+    assert_eq!((st(0), st(1)), (TrialStatus::Failed, TrialStatus::Pending));
+    assert_counts_agree(&s);
+}
+
+#[test]
+fn a_retried_failure_is_no_result_any_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    let v = CodeVersion::from("v");
+    s.sync_plan(&header("s", &v, "f1"), || rows((0..1).map(trial))).unwrap();
+    s.apply(&[
+        StoreOp::Leased { id: TrialId(1000), attempt: 1, worker: "w".into(), at: 1.0 },
+        reported(
+            0,
+            1,
+            ReportEffect::Final,
+            AttemptOutcome::Failed { error: "boom".into(), class: FailureClass::Error },
+        ),
+    ])
+    .unwrap();
+    assert!(s.finished_results().unwrap().contains_key(&TrialId(1000)));
+    s.reset_failed().unwrap();
+    // Then the failure budget stops it before it runs again: its old failure is not its result.
+    s.apply(&[StoreOp::Halted { id: TrialId(1000), error: "not run".into() }]).unwrap();
+    assert!(s.finished_results().unwrap().is_empty());
 }
