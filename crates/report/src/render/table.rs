@@ -10,7 +10,7 @@ pub fn verdict_table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "sweep `{}`: {} of {} trials finished{}{} (tolerance {:.0}%)",
+        "sweep `{}`: {} of {} trials finished{}{}{}",
         r.sweep,
         r.finished,
         r.trials,
@@ -20,7 +20,8 @@ pub fn verdict_table(r: &Report) -> String {
             String::new()
         },
         if r.missing > 0 { format!(", {} missing: verdicts wait for them", r.missing) } else { String::new() },
-        r.tolerance * 100.0
+        // The rules' tolerance, where there are rules to judge.
+        if r.rules.is_empty() { String::new() } else { format!(" (tolerance {:.0}%)", r.tolerance * 100.0) }
     );
     if r.rules.is_empty() {
         let _ = writeln!(s, "no [scaling] section: no rules to judge");
