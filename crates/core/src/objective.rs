@@ -21,6 +21,13 @@ pub struct Obs {
     pub diverged: bool,
 }
 
+impl Obs {
+    /// A run that failed in any way: worse than any finite objective.
+    pub fn failed() -> Obs {
+        Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true }
+    }
+}
+
 fn metric_point(p: &crate::CurvePoint, metric: &str) -> Option<(f64, f64)> {
     if metric == "loss" { Some((p.loss_mean, p.loss_se)) } else { p.extra.get(metric).map(|v| (*v, 0.0)) }
 }
@@ -32,7 +39,7 @@ pub fn observe(r: &TrialResult, a: &Analysis) -> Option<Obs> {
 
 /// [`observe`] of a trial that ended with `status` and `metrics`.
 pub fn observe_parts(status: TrialStatus, metrics: Option<&crate::TrialMetrics>, a: &Analysis) -> Option<Obs> {
-    let diverged = || Some(Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true });
+    let diverged = || Some(Obs::failed());
     match (status, metrics) {
         (TrialStatus::Diverged, _) => diverged(),
         // A run that did not train, or whose loss exploded short of overflowing, is no optimum.
@@ -113,6 +120,19 @@ pub fn mean_curve(obs: &[&Obs], shift: &[f64]) -> Vec<[f64; 5]> {
             [c[0], c[1], m, 0.0, ns]
         })
         .collect()
+}
+
+/// What a search decides by: [`observe_parts`], and a result the objective cannot read (failed,
+/// or without the metric) as a failure.
+pub fn observe_or_failed(status: TrialStatus, metrics: Option<&crate::TrialMetrics>, a: &Analysis) -> Obs {
+    observe_parts(status, metrics, a).unwrap_or_else(Obs::failed)
+}
+
+/// The objective of one setting's seeds `obs`, as they are (no resampling), and its SE; an
+/// objective that comes out undefined (NaN) counts as a failure (`+∞`).
+pub fn seed_mean(obs: &[&Obs], a: &Analysis) -> (f64, f64) {
+    let (y, se) = objective(obs, &vec![0.0; obs.len()], a);
+    (if y.is_nan() { f64::INFINITY } else { y }, se)
 }
 
 /// A cell's objective from the seeds `obs` (resampled, shifted by `shift` SEs), and its SE.

@@ -31,7 +31,7 @@
 
 use crate::grid::Axis;
 use crate::id::TrialId;
-use crate::objective::{Edge, Obs, best_lr, log_log_slope, objective, observe_parts};
+use crate::objective::{Edge, Obs, best_lr, log_log_slope, observe_or_failed, seed_mean};
 use crate::origin::{Origin, Reason};
 use crate::params::{AxisName, OptimizerKind, Params};
 use crate::plan::Plan;
@@ -183,23 +183,17 @@ pub fn step(points: &[Point], spec: &BracketSpec, left: u64) -> Step {
             _ => {}
         }
     }
+    // How the group ends when neither side is bracketed and nothing is left to probe.
+    let at_an_edge = if matches!(below, Side::Located) || matches!(above, Side::Located) {
+        Finish::StabilityEdge
+    } else {
+        Finish::RangeEdge
+    };
     if !values.is_empty() {
         values.sort_by(f64::total_cmp);
-        // (Both ends settled otherwise: this is what they come to.)
-        let otherwise = if matches!(below, Side::Located) || matches!(above, Side::Located) {
-            Finish::StabilityEdge
-        } else {
-            Finish::RangeEdge
-        };
-        return finish(values, reason, otherwise);
+        return finish(values, reason, at_an_edge);
     }
-    let (Side::Bracketed(l), Side::Bracketed(r)) = (below, above) else {
-        return Step::Done(if matches!(below, Side::Located) || matches!(above, Side::Located) {
-            Finish::StabilityEdge
-        } else {
-            Finish::RangeEdge
-        });
-    };
+    let (Side::Bracketed(l), Side::Bracketed(r)) = (below, above) else { return Step::Done(at_an_edge) };
     let within_noise = |n: Point| {
         let se = n.se.hypot(b.se);
         se > 0.0 && n.y - b.y <= se
@@ -211,18 +205,13 @@ pub fn step(points: &[Point], spec: &BracketSpec, left: u64) -> Step {
         return Step::Done(Finish::Tolerance);
     }
     let vertex = best_lr(&[(l.value, l.y), (b.value, b.y), (r.value, r.y)]).map_or(b.value, |o| o.0);
-    let inside = |v: &f64| *v > l.value && *v < r.value;
-    let mut refine: Vec<f64> = [vertex / (1.0 + tol), vertex, vertex * (1.0 + tol)]
-        .into_iter()
-        .map(|v| place(v, spec.range))
-        .filter(|v| inside(v) && fresh(v))
-        .collect();
+    // Placed values strictly inside the bracket and not yet probed.
+    let candidates = |values: &[f64]| -> Vec<f64> {
+        values.iter().map(|v| place(*v, spec.range)).filter(|v| *v > l.value && *v < r.value && fresh(v)).collect()
+    };
+    let mut refine = candidates(&[vertex / (1.0 + tol), vertex, vertex * (1.0 + tol)]);
     if refine.is_empty() {
-        refine = [(l.value * b.value).sqrt(), (b.value * r.value).sqrt()]
-            .into_iter()
-            .map(|v| place(v, spec.range))
-            .filter(|v| inside(v) && fresh(v))
-            .collect();
+        refine = candidates(&[(l.value * b.value).sqrt(), (b.value * r.value).sqrt()]);
     }
     finish(refine, Reason::Refine, Finish::Tolerance)
 }
@@ -279,8 +268,8 @@ impl Group {
             .iter()
             .filter_map(|(bits, p)| {
                 let obs: Vec<&Obs> = p.obs.iter().map(Option::as_ref).collect::<Option<Vec<_>>>()?;
-                let (y, se) = objective(&obs, &vec![0.0; obs.len()], analysis);
-                Some(Point { value: f64::from_bits(*bits), y: if y.is_nan() { f64::INFINITY } else { y }, se })
+                let (y, se) = seed_mean(&obs, analysis);
+                Some(Point { value: f64::from_bits(*bits), y, se })
             })
             .collect()
     }
@@ -309,11 +298,6 @@ pub struct Search {
     /// Results recorded so far (a trial proposed again later reads its result from here).
     results: HashMap<TrialId, Obs>,
     next_seq: u64,
-}
-
-/// A result that the objective cannot read (failed, or no metric) counts as a failure.
-fn failed_obs() -> Obs {
-    Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true }
 }
 
 impl Search {
@@ -412,7 +396,7 @@ impl Search {
 
     /// Whether every group is finished.
     pub fn is_done(&self) -> bool {
-        self.groups.iter().all(|g| matches!(g.state, State::Done(_)))
+        self.finished_groups() == self.groups.len()
     }
 
     /// Plan positions of the trials proposed from now on start at `seq`.
@@ -452,11 +436,7 @@ impl Search {
         if !status.is_terminal() || self.results.contains_key(&id) {
             return Vec::new();
         }
-        let analysis = &self.sweep.analysis;
-        let obs = match status {
-            TrialStatus::Failed => failed_obs(),
-            _ => observe_parts(status, metrics, analysis).unwrap_or_else(failed_obs),
-        };
+        let obs = observe_or_failed(status, metrics, &self.sweep.analysis);
         // Kept even for a trial not proposed (yet): a later proposal of it reads it from here.
         self.results.insert(id, obs);
         let mut out = Vec::new();

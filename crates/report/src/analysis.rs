@@ -358,12 +358,13 @@ fn rule_exponents(sweep: &Sweep, o: OptimizerKind) -> Vec<(String, f64)> {
     kappa_core::ScalingRule::preset(o.default_rule()).map(|r| vec![(r.name, r.lr)]).unwrap_or_default()
 }
 
-fn group_label(p: &Params) -> String {
-    // What varies within a group, and hyperparameters the optimizer does not read, are left out.
+/// What a group's trials share, as `key=value` pairs: what the optimizer reads but the axes that
+/// vary within the group (`varying`).
+pub(crate) fn group_label(p: &Params, varying: &[&str]) -> String {
     let parts: Vec<String> = p
         .read_entries()
         .into_iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "batch_size" | "lr" | "seed"))
+        .filter(|(k, _)| !varying.contains(&k.as_str()))
         .map(|(k, _)| format!("{k}={}", p.display(&k)))
         .collect();
     parts.join(" ")
@@ -388,7 +389,7 @@ pub fn analyse(
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, Group> = HashMap::new();
     for t in trials.base_trials() {
-        let label = group_label(&t.params);
+        let label = group_label(&t.params, &["batch_size", "lr", "seed"]);
         let key = format!("{label}#{}", t.task);
         let g = groups.entry(key.clone()).or_insert_with(|| {
             order.push(key.clone());

@@ -4,8 +4,9 @@
 //! group started and how far that was from the optimum, its rounds and how it ended. Read from
 //! the recorded trials and their origins.
 
+use crate::analysis::group_label;
 use crate::trials::Trials;
-use kappa_core::objective::{Edge, Obs, best_lr, objective, observe};
+use kappa_core::objective::{Edge, Obs, best_lr, observe_or_failed, seed_mean};
 use kappa_core::search::{Point, Step, step, value_of};
 use kappa_core::{Origin, Sweep, TrialId, TrialResult};
 use serde::Serialize;
@@ -91,7 +92,7 @@ pub(crate) fn search_report(
         let Origin::Probe { group, round, start, .. } = t.origin else { continue };
         let Some(value) = value_of(&t.params, &spec.axis) else { continue };
         let g = groups.entry(group).or_insert_with(|| Seen {
-            label: label(&t.params, spec.axis.name()),
+            label: group_label(&t.params, &["seed", spec.axis.name()]),
             batch_size: t.params.hyper.batch_size,
             start: None,
             rounds: 0,
@@ -101,9 +102,10 @@ pub(crate) fn search_report(
         g.start = g.start.or(start);
         g.rounds = g.rounds.max(round + 1);
         g.trials += 1;
-        let obs = results.get(&t.id).filter(|r| r.status.is_terminal()).map(|r| {
-            observe(r, a).unwrap_or(Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true })
-        });
+        let obs = results
+            .get(&t.id)
+            .filter(|r| r.status.is_terminal())
+            .map(|r| observe_or_failed(r.status, r.metrics.as_ref(), a));
         g.probes.entry(value.to_bits()).or_default().push(obs);
     }
     let seeds = sweep.grid.axis(kappa_core::AxisName::Seed).map_or(1, |v| v.len()) as u64;
@@ -116,8 +118,8 @@ pub(crate) fn search_report(
                 .iter()
                 .filter_map(|(bits, seeds)| {
                     let obs: Vec<&Obs> = seeds.iter().map(Option::as_ref).collect::<Option<Vec<_>>>()?;
-                    let (y, se) = objective(&obs, &vec![0.0; obs.len()], a);
-                    Some([f64::from_bits(*bits), if y.is_nan() { f64::INFINITY } else { y }, se])
+                    let (y, se) = seed_mean(&obs, a);
+                    Some([f64::from_bits(*bits), y, se])
                 })
                 .collect();
             let pairs: Vec<(f64, f64)> = probes.iter().map(|p| (p[0], p[1])).collect();
@@ -166,15 +168,4 @@ pub(crate) fn search_report(
         at_most: search.bound(),
         groups: out,
     })
-}
-
-/// What a group's trials share, as `key=value` pairs: what the optimizer reads, but the seed and
-/// the searched axis.
-fn label(p: &kappa_core::Params, axis: &str) -> String {
-    p.read_entries()
-        .into_iter()
-        .filter(|(k, _)| k != "seed" && k != axis)
-        .map(|(k, _)| format!("{k}={}", p.display(&k)))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

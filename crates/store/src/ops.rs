@@ -1,6 +1,6 @@
 //! Writes: the changes a coordinator makes to the record, committed in batches.
 
-use crate::schema::TERMINAL;
+use crate::schema::{TERMINAL, failed_without_result};
 use crate::{Store, StoreError};
 use kappa_core::{AttemptOutcome, AttemptRef, FailureClass, LeaseEnd, TrialId};
 use rusqlite::{Transaction, params};
@@ -141,7 +141,7 @@ impl Store {
 
 /// A search's proposals: inserted pending, or brought into the current plan with their results.
 fn write_proposed(tx: &Transaction<'_>, rows: &[crate::PlanRow], tasks: &[String]) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(
+    let mut insert = tx.prepare_cached(&format!(
         "INSERT INTO trials(id, seq, generation, task, params, status, created_at, origin)
          VALUES (?1, ?2, (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'), ?3, ?4, 'pending', ?5, ?6)
          ON CONFLICT(id) DO UPDATE SET
@@ -153,11 +153,11 @@ fn write_proposed(tx: &Transaction<'_>, rows: &[crate::PlanRow], tasks: &[String
                          ELSE excluded.origin END,
            -- (and pending too if it failed without a result of its own: the failure budget
            -- stopped it before it ran).
-           status = CASE WHEN generation <> excluded.generation AND (status = 'running' OR (status = 'failed'
-                           AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.trial_id = trials.id AND a.counted = 1)))
+           status = CASE WHEN generation <> excluded.generation AND (status = 'running' OR {not_run})
                          THEN 'pending' ELSE status END,
            generation = excluded.generation",
-    )?;
+        not_run = failed_without_result("trials")
+    ))?;
     let now = crate::now_s();
     for r in rows {
         // A row of a task the plan does not have cannot be proposed: the search makes rows from

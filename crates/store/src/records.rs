@@ -1,6 +1,6 @@
 //! Reads: what the store knows about the sweep, its trials and their attempts.
 
-use crate::schema::{FAILED_ATTEMPT, TERMINAL};
+use crate::schema::{FAILED_ATTEMPT, TERMINAL, failed_without_result};
 use crate::{Store, StoreError};
 use kappa_core::{CodeVersion, Counts, FailureCounts, Params, TrialId, TrialResult, TrialStatus};
 use rusqlite::OptionalExtension;
@@ -365,10 +365,7 @@ impl Store {
     /// attempt of its own (the failure budget ran out before it ran) has no result.
     pub fn finished_results(&self) -> Result<std::collections::HashMap<TrialId, TrialResult>, StoreError> {
         let mut out = std::collections::HashMap::new();
-        let filter = format!(
-            "status IN {TERMINAL} AND NOT (status = 'failed'
-               AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.trial_id = trials.id AND a.counted = 1))"
-        );
+        let filter = format!("status IN {TERMINAL} AND NOT {}", failed_without_result("trials"));
         self.records_where(&filter, &[], |t| {
             out.insert(t.result.id, t.result);
             Ok::<(), StoreError>(())
@@ -380,10 +377,7 @@ impl Store {
     /// with their attempts so far (a search that proposes one again continues its attempt
     /// numbers).
     pub fn open_elsewhere(&self) -> Result<Vec<OpenTrial>, StoreError> {
-        let open = format!(
-            "t.generation <> ?1 AND (t.status NOT IN {TERMINAL} OR (t.status = 'failed'
-               AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.trial_id = t.id AND a.counted = 1)))"
-        );
+        let open = format!("t.generation <> ?1 AND (t.status NOT IN {TERMINAL} OR {})", failed_without_result("t"));
         self.open_where(&open, |stmt, g| stmt.query(rusqlite::params![g]))
     }
 

@@ -92,6 +92,14 @@ pub(crate) const CODE_VERSION: &str = "code_version";
 /// Terminal trial statuses, as SQL.
 pub(crate) const TERMINAL: &str = "('succeeded','failed','diverged')";
 
+/// A trial failed without a result of its own (the failure budget stopped it before it ran, or
+/// before its retry), as SQL over the trial row named `t`.
+pub(crate) fn failed_without_result(t: &str) -> String {
+    format!(
+        "({t}.status = 'failed' AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.trial_id = {t}.id AND a.counted = 1))"
+    )
+}
+
 /// Attempts that count against retries and the failure budget: failed ones, and lost ones whose
 /// lease expired (attempts reset by `kappa retry --failed` carry a suffix and no longer match).
 pub(crate) const FAILED_ATTEMPT: &str = "(a.outcome = 'failed' OR (a.outcome = 'lost' AND a.class = 'lost'))";

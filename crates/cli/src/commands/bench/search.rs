@@ -15,7 +15,7 @@
 //! 3. What `start = "rule"` saves over a fixed start (the range's middle) in both.
 
 use anyhow::{Context, anyhow};
-use kappa_core::objective::{Edge, Obs, best_lr, objective, observe};
+use kappa_core::objective::{Edge, Obs, best_lr, observe_or_failed, seed_mean};
 use kappa_core::search::Search;
 use kappa_core::{Plan, PlannedTrial, Sweep, TrialResult, TrialStatus};
 use rayon::prelude::*;
@@ -142,8 +142,7 @@ fn drive(search: &mut Search, run: &(dyn Fn(&PlannedTrial) -> TrialResult + Sync
 fn optima(sweep: &Sweep, trials: &[TrialResult]) -> BTreeMap<u64, (f64, Edge, usize)> {
     let mut cells: BTreeMap<u64, BTreeMap<u64, Vec<Obs>>> = BTreeMap::new();
     for r in trials {
-        let failed = || Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true };
-        let obs = observe(r, &sweep.analysis).unwrap_or_else(failed);
+        let obs = observe_or_failed(r.status, r.metrics.as_ref(), &sweep.analysis);
         cells.entry(r.params.hyper.batch_size).or_default().entry(r.params.hyper.lr.to_bits()).or_default().push(obs);
     }
     cells
@@ -153,7 +152,7 @@ fn optima(sweep: &Sweep, trials: &[TrialResult]) -> BTreeMap<u64, (f64, Edge, us
                 .iter()
                 .map(|(bits, seeds)| {
                     let obs: Vec<&Obs> = seeds.iter().collect();
-                    (f64::from_bits(*bits), objective(&obs, &vec![0.0; obs.len()], &sweep.analysis).0)
+                    (f64::from_bits(*bits), seed_mean(&obs, &sweep.analysis).0)
                 })
                 .collect();
             let (lr, edge) = best_lr(&pts)?;
