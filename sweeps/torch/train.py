@@ -13,7 +13,13 @@ next to the critical batch size. Any other output is only logged by kappa.
 Checkpoints (kappa's checkpoint protocol): every `--checkpoint-every` metrics lines it saves the
 model, the optimizer, the RNG states, the data order, the step and the curve so far to
 $KAPPA_TRIAL_DIR/checkpoint.pt (written to a temporary file, then renamed); a later attempt of the
-same trial finds it, re-emits the curve and goes on from that step.
+same trial finds it, re-emits the curve and goes on from that step. Every line says which step
+this attempt started from (`resumed_from`).
+
+Successive halving (kappa's `[search] kind = "halving"`): `--stop-at {samples}` stops at the
+rung's budget (at the last metrics line within it, so the lines are the whole run's), checkpoints
+there and exits 0; the next rung's attempt continues from that checkpoint. `--samples` stays the
+whole budget: it sets where the lines are.
 
 Runs on the GPU when one is visible (kappa sets CUDA_VISIBLE_DEVICES for trials that ask for
 `resources.gpus`), on the CPU otherwise. The data is the copy kappa ships
@@ -132,9 +138,12 @@ def main():
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--checkpoint-every", type=int, default=5, help="metrics lines between checkpoints (0: none)")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="stop at this many samples, checkpointed (a rung of successive halving: kappa's {samples})")
     a = p.parse_args()
     trial_dir = os.environ.get("KAPPA_TRIAL_DIR")
-    ckpt = os.path.join(trial_dir, "checkpoint.pt") if trial_dir and a.checkpoint_every > 0 else None
+    wants_ckpt = a.checkpoint_every > 0 or a.stop_at is not None
+    ckpt = os.path.join(trial_dir, "checkpoint.pt") if trial_dir and wants_ckpt else None
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device {device}, optimizer {a.optimizer}, lr {a.lr}, batch {a.batch_size}", file=sys.stderr)
@@ -177,7 +186,11 @@ def main():
         for line in curve:  # the whole curve goes to the attempt kappa counts
             print(json.dumps(line), flush=True)
     resumed = start - 1
-    for step in range(start, steps + 1):
+    # A rung ends at the last metrics line within its budget (the first line's step at least).
+    stop = steps
+    if a.stop_at is not None and a.stop_at // a.batch_size < steps:
+        stop = max(every, (a.stop_at // a.batch_size) // every * every)
+    for step in range(start, stop + 1):
         if pos + a.batch_size > len(order):  # a new epoch: sampling without replacement
             order, pos = torch.randperm(len(ytr), generator=gen), 0
         idx = order[pos:pos + a.batch_size].to(device)
@@ -206,7 +219,8 @@ def main():
                 break  # kappa records the trial as diverged
             curve.append(line)
             lines += 1
-            if ckpt and (lines % a.checkpoint_every == 0 or step == steps):
+            every_ckpt = a.checkpoint_every > 0 and lines % a.checkpoint_every == 0
+            if ckpt and (every_ckpt or step == steps or step == stop):
                 state = {
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "gen": gen.get_state(),
                     "probe_gen": probe_gen.get_state(),

@@ -46,6 +46,7 @@ fn worker(addr: SocketAddr, workdir: &Path, slots: usize) -> kappa_worker::Worke
             trial_root: workdir.join("trials"),
             per_sweep: true,
         }),
+        trials: None,
         gpus: Vec::new(),
         backend: None,
         code_versions: kappa_worker::code_versions(),
@@ -183,6 +184,9 @@ impl pb::coordinator_server::Coordinator for Recorder {
                 timeout_ms: 0,
                 gpus: 0,
                 sweep: "recorded".into(),
+                rung: 0,
+                stop_samples: 0,
+                last_rung: false,
             }]
         } else {
             Vec::new()

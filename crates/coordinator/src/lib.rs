@@ -21,6 +21,7 @@ mod blocking;
 mod config;
 mod coordinator;
 mod error;
+mod halving;
 pub mod metrics;
 mod runner;
 mod search;

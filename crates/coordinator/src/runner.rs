@@ -1,5 +1,6 @@
 //! One sweep: its scheduler, its store writer and its published progress.
 
+use crate::halving::{HalvingDriver, HalvingStart};
 use crate::search::SearchDriver;
 use crate::writer::StoreWriter;
 use crate::{CoordinatorConfig, CoordinatorError};
@@ -44,6 +45,8 @@ struct Inner {
     stopped: AtomicBool,
     /// The sweep's search, when its trials come from one: fed every final result.
     search: Option<SearchDriver>,
+    /// The sweep's successive halving: fed every rung result.
+    halving: Option<HalvingDriver>,
 }
 
 /// Pending trials read from the store per chunk, and the queue length below which the loader
@@ -107,6 +110,8 @@ pub(crate) struct RunnerSetup {
     pub(crate) requires: Option<String>,
     /// Its search, when its trials come from one.
     pub(crate) search: Option<SearchDriver>,
+    /// Its successive halving, and where its trials' attempts stop.
+    pub(crate) halving: Option<(HalvingDriver, HalvingStart)>,
 }
 
 /// The runner of one sweep: its scheduler and its store writer. Cheap to clone. Workers and
@@ -127,7 +132,11 @@ impl SweepRunner {
         workers: Arc<AtomicU32>,
         setup: RunnerSetup,
     ) -> Result<SweepRunner, CoordinatorError> {
-        let RunnerSetup { execution, in_flight, requires, search } = setup;
+        let RunnerSetup { execution, in_flight, requires, search, halving } = setup;
+        let (halving, start) = match halving {
+            Some((driver, start)) => (Some(driver), Some(start)),
+            None => (None, None),
+        };
         let name = store.sweep_info()?.map(|i| i.name).unwrap_or_default();
         let mut counts = store.counts()?;
         // Open trials are loaded as the queue drains (see `Loader`): counted now, read later.
@@ -138,12 +147,22 @@ impl SweepRunner {
         let dir = store.dir().to_path_buf();
         let gpus = execution.gpus;
         let mut sched = Scheduler::new(SchedulerConfig {
+            first_stop: start.as_ref().map(|s| s.first_stop),
             sweep: Arc::from(name.as_str()),
             lease_timeout: cfg.lease_timeout,
             retry_backoff: cfg.retry_backoff,
             execution,
         });
         sched.set_failed_attempts(store.failed_attempts()?);
+        if let Some(start) = start {
+            for (id, stop) in start.stops {
+                sched.set_stop(id, stop);
+            }
+            // Stopped trials are held whole: a promotion takes them on.
+            let stopped = crate::halving::load_stopped(&reader, &mut sched)?;
+            counts.stopped -= stopped;
+            counts.total -= stopped;
+        }
         sched.expect(open);
         let ids: Vec<TrialId> = in_flight.iter().map(|f| f.id).collect();
         for t in reader.open_trials_by_id(&ids)? {
@@ -167,6 +186,7 @@ impl SweepRunner {
             finished: sched.is_finished(),
             cancelled: false,
             at_most: search.as_ref().map(SearchDriver::bound),
+            rungs: halving.as_ref().map(HalvingDriver::progress).unwrap_or_default(),
         };
         let (tx, _) = watch::channel(progress);
         let (load_more, wake) = std::sync::mpsc::sync_channel(1);
@@ -187,6 +207,7 @@ impl SweepRunner {
             load_more,
             stopped: AtomicBool::new(false),
             search,
+            halving,
         };
         // The store shows them running again, as the scheduler does.
         inner.writer.send_all(resumed);
@@ -323,6 +344,7 @@ impl SweepRunner {
             finished: sched.is_finished(),
             cancelled: self.is_cancelled(),
             at_most: self.inner.search.as_ref().map(SearchDriver::bound),
+            rungs: self.inner.halving.as_ref().map(HalvingDriver::progress).unwrap_or_default(),
         };
         let was_finished = self.inner.progress.borrow().finished;
         if p.finished && !was_finished {
@@ -410,16 +432,24 @@ impl SweepRunner {
             );
         }
         // A search decides from final results; what it proposes is recorded after the result.
+        let metrics = match &report.outcome {
+            AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } => Some(m),
+            _ => None,
+        };
         let proposed = match (disposition, &self.inner.search) {
             (Disposition::Accepted { status }, Some(search)) if effect == ReportEffect::Final => {
-                let metrics = match &report.outcome {
-                    AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } => Some(m),
-                    _ => None,
-                };
                 search.record(&mut sched, report.id, status, metrics)
             }
             _ => None,
         };
+        // Successive halving decides from each rung's result; its promotions follow it too.
+        let (rung, promoted) = match (disposition, &self.inner.halving) {
+            (Disposition::Accepted { status }, Some(h)) if effect == ReportEffect::Final => {
+                h.record(&mut sched, report.id, status, metrics)
+            }
+            _ => (None, None),
+        };
+        let proposed = proposed.or(promoted);
         self.inner.writer.send(StoreOp::Reported {
             id: report.id,
             attempt: report.attempt,
@@ -428,6 +458,7 @@ impl SweepRunner {
             duration_s: report.duration_s,
             outcome: report.outcome,
             effect,
+            rung,
         });
         let proposed_any = proposed.is_some();
         if let Some(op) = proposed {
@@ -501,7 +532,7 @@ impl SweepRunner {
         let at = now_s();
         // A trial that lost too many leases is failed for good: a final result for its search,
         // recorded after the loss that made it.
-        let proposed: Vec<StoreOp> = match &self.inner.search {
+        let mut proposed: Vec<StoreOp> = match &self.inner.search {
             Some(search) => revoked
                 .iter()
                 .filter(|r| r.gave_up)
@@ -509,6 +540,18 @@ impl SweepRunner {
                 .collect(),
             None => Vec::new(),
         };
+        // Successive halving: the rung of every lost attempt, and what a trial given up there
+        // makes of its group.
+        let mut rungs = std::collections::HashMap::new();
+        if let Some(h) = &self.inner.halving {
+            for r in &revoked {
+                if r.gave_up {
+                    let (end, promoted) = h.record(&mut sched, r.id, TrialStatus::Failed, None);
+                    rungs.extend(end.map(|e| (r.id, e.rung)));
+                    proposed.extend(promoted);
+                }
+            }
+        }
         self.record_halted(&mut sched);
         self.publish(&sched);
         let lost_allowed = sched.config().execution.retries.lost;
@@ -527,6 +570,7 @@ impl SweepRunner {
                     lost_allowed + 1
                 )
             }),
+            rung: rungs.get(&r.id).copied(),
         }));
         self.inner.writer.send_all(proposed);
         drop(sched);
@@ -582,6 +626,7 @@ fn merge(open: Counts, stored: Counts) -> Counts {
         succeeded: open.succeeded + stored.succeeded,
         failed: open.failed + stored.failed,
         diverged: open.diverged + stored.diverged,
+        stopped: open.stopped + stored.stopped,
         did_not_train: open.did_not_train + stored.did_not_train,
         unstable: open.unstable + stored.unstable,
     }

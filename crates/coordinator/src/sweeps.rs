@@ -219,13 +219,14 @@ impl SweepRegistry {
         let PlanRequest { dir, sweep, sweep_text, .. } = req;
         let mut p = plan_into(req, &self.current_version(sweep), prepare)?;
         let search = SearchDriver::prepare(&mut p.store, sweep, &p.version)?;
+        let halving = crate::halving::HalvingDriver::prepare(&mut p.store, sweep, &p.version)?;
         let in_flight = if self.cfg.adopt_in_flight { p.in_flight } else { Vec::new() };
         let runner = SweepRunner::new(
             p.store,
             &self.cfg,
             self.work.clone(),
             self.workers.clone(),
-            RunnerSetup { execution: sweep.execution.clone(), in_flight, requires: p.requires, search },
+            RunnerSetup { execution: sweep.execution.clone(), in_flight, requires: p.requires, search, halving },
         )?;
         tracing::info!(
             sweep = %sweep.name, total = p.sync.total, new = p.sync.new, reused = p.sync.reused,

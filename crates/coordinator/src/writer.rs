@@ -98,7 +98,7 @@ fn trial_of(op: &StoreOp) -> Option<TrialId> {
         | StoreOp::Reported { id, .. }
         | StoreOp::Lost { id, .. }
         | StoreOp::Halted { id, .. } => Some(*id),
-        StoreOp::HaltedAfter { .. } | StoreOp::Proposed { .. } => None,
+        StoreOp::HaltedAfter { .. } | StoreOp::Proposed { .. } | StoreOp::Promoted { .. } => None,
     }
 }
 
@@ -299,6 +299,7 @@ mod tests {
             duration_s: 0.1,
             outcome: AttemptOutcome::Succeeded(TrialMetrics::default()),
             effect: ReportEffect::Final,
+            rung: None,
         }));
         writer.close().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -3,7 +3,9 @@
 //!
 //! Placeholders: the built-in axes a trial carries (`{optimizer}`, `{batch_size}`, `{lr}`,
 //! `{beta1}`, `{beta2}`, `{eps}`, `{weight_decay}`, `{seed}`), `{trial_id}`, `{attempt}`,
-//! `{trial_dir}` (the trial's directory, kept across its attempts: checkpoints go there), and each
+//! `{trial_dir}` (the trial's directory, kept across its attempts: checkpoints go there),
+//! `{samples}` under successive halving (the budget this attempt runs to, in samples seen: its
+//! rung's, and `KAPPA_SAMPLES` in the environment), and each
 //! user parameter by its short name (`params.width` is `{width}`, and `KAPPA_PARAM_WIDTH` in the
 //! environment). `{{` and `}}` stand for literal braces.
 //! Numbers are written in Rust's shortest round-trip form (`0.001`, `1e-8`), which Python's
@@ -37,6 +39,8 @@ pub struct Attempt<'a> {
     pub attempt: u32,
     /// The trial's directory, kept across its attempts (checkpoints go there).
     pub trial_dir: &'a str,
+    /// Under successive halving, the budget this attempt runs to (its rung's), in samples seen.
+    pub samples: Option<u64>,
 }
 
 /// The value of every placeholder for one attempt: the built-ins the trial carries, its id,
@@ -47,6 +51,9 @@ pub fn values(params: &Params, at: &Attempt<'_>) -> Vec<(String, String)> {
     out.push(("trial_id".into(), at.id.to_string()));
     out.push(("attempt".into(), at.attempt.to_string()));
     out.push(("trial_dir".into(), at.trial_dir.to_string()));
+    if let Some(s) = at.samples {
+        out.push(("samples".into(), s.to_string()));
+    }
     out.extend(params.user().map(|(k, v)| (k.to_string(), value_text(v))));
     out
 }
@@ -83,10 +90,19 @@ pub fn names(template: &str) -> Vec<String> {
 /// Checks that every placeholder of a template names a value each trial has: a built-in the
 /// grid carries, `{trial_id}`, `{attempt}`, `{trial_dir}`, or one of `user` (the grid's
 /// `params.*` names).
-pub fn check_names(template: &str, builtins: Builtins, user: &[&str]) -> Result<(), String> {
+pub fn check_names(template: &str, builtins: Builtins, user: &[&str], halving: bool) -> Result<(), String> {
     for name in names(template) {
         if user.contains(&name.as_str()) || matches!(name.as_str(), "trial_id" | "attempt" | "trial_dir") {
             continue;
+        }
+        if name == "samples" {
+            if halving {
+                continue;
+            }
+            return Err(format!(
+                "`{{samples}}` in \"{template}\" is the budget of a rung of successive halving ([search] kind = \
+                 \"halving\"); this sweep has no rungs: write the budget itself"
+            ));
         }
         match AxisName::from_key(&name) {
             Some(a) if builtins.has(a) => continue,
@@ -160,7 +176,7 @@ mod tests {
     use crate::params::OptimizerKind;
 
     fn at(id: TrialId, attempt: u32) -> Attempt<'static> {
-        Attempt { id, attempt, trial_dir: "/t/dir" }
+        Attempt { id, attempt, trial_dir: "/t/dir", samples: None }
     }
 
     fn params() -> Params {
@@ -192,10 +208,13 @@ mod tests {
         assert!(check("{lr").unwrap_err().contains("unclosed"));
         assert!(check("lr}").unwrap_err().contains("unmatched"));
         assert!(check("{a b}").unwrap_err().contains("not a placeholder name"));
-        let err = check_names("{learning_rate}", Builtins::ALL, &[]).unwrap_err();
+        let err = check_names("{learning_rate}", Builtins::ALL, &[], false).unwrap_err();
         assert!(err.contains("unknown placeholder `{learning_rate}`") && err.contains("params.learning_rate"), "{err}");
-        assert!(check_names("{width}", Builtins::SEED, &["width"]).is_ok());
-        let err = check_names("{lr}", Builtins::SEED, &["width"]).unwrap_err();
+        assert!(check_names("{width}", Builtins::SEED, &["width"], false).is_ok());
+        assert!(check_names("--stop-at={samples}", Builtins::SEED, &[], true).is_ok());
+        let err = check_names("{samples}", Builtins::SEED, &[], false).unwrap_err();
+        assert!(err.contains("successive halving"), "{err}");
+        let err = check_names("{lr}", Builtins::SEED, &["width"], false).unwrap_err();
         assert!(err.contains("no `lr` axis"), "{err}");
     }
 

@@ -68,6 +68,22 @@ pub struct Lease {
     /// GPUs the trial needs (`execution.resources.gpus`): the worker gives it that many of its
     /// free devices.
     pub gpus: u32,
+    /// Under successive halving, the rung this attempt runs to (`None`: no halving).
+    pub stop: Option<Stop>,
+}
+
+/// Where an attempt of successive halving stops: its rung's budget. The trial's configuration
+/// (and id) is the one at the full budget: its record points and schedules are the full run's,
+/// and it continues from where the rung before left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stop {
+    /// The rung (0: the first).
+    pub rung: u32,
+    /// Its budget in samples seen: the attempt stops at the last record point within it
+    /// (a command gets it as `{samples}` and `KAPPA_SAMPLES`).
+    pub samples: u64,
+    /// The last rung: the whole budget (the trial succeeds there rather than stopping).
+    pub last: bool,
 }
 
 impl Lease {

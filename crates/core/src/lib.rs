@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod grid;
+pub mod halving;
 pub mod health;
 pub mod id;
 pub mod lease;
@@ -24,7 +25,7 @@ pub mod version;
 pub use grid::{Axis, AxisValues, Grid};
 pub use health::Health;
 pub use id::{TrialId, canonical_task, trial_id};
-pub use lease::{AttemptRef, AttemptReport, Lease, WorkerId};
+pub use lease::{AttemptRef, AttemptReport, Lease, Stop, WorkerId};
 pub use origin::{Origin, Reason};
 pub use params::{AxisName, Builtins, Hyperparams, OptimizerKind, Params, display_value, format_real};
 pub use plan::Plan;
@@ -34,6 +35,6 @@ pub use spec::{Execution, SpecError, Sweep, TaskVariant};
 pub use task::TaskSpec;
 pub use trial::{
     AttemptOutcome, Counts, CurvePoint, Estimate, FailureClass, FailureCounts, LeaseEnd, PlannedTrial, Progress,
-    RetryPolicy, Theory, TheoryPoint, TrialMetrics, TrialResult, TrialStatus,
+    RetryPolicy, RungCount, Theory, TheoryPoint, TrialMetrics, TrialResult, TrialStatus,
 };
 pub use version::{CodeVersion, OnNewVersion, VersionMismatch};

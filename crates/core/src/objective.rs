@@ -43,8 +43,9 @@ pub fn observe_parts(status: TrialStatus, metrics: Option<&crate::TrialMetrics>,
     match (status, metrics) {
         (TrialStatus::Diverged, _) => diverged(),
         // A run that did not train, or whose loss exploded short of overflowing, is no optimum.
-        (TrialStatus::Succeeded, Some(m)) if m.health() != crate::Health::Trained => diverged(),
-        (TrialStatus::Succeeded, Some(m)) => {
+        // A trial stopped at a rung of successive halving is read as far as it got.
+        (TrialStatus::Succeeded | TrialStatus::Stopped, Some(m)) if m.health() != crate::Health::Trained => diverged(),
+        (TrialStatus::Succeeded | TrialStatus::Stopped, Some(m)) => {
             let curve: Vec<[f64; 5]> = m
                 .curve
                 .iter()

@@ -14,7 +14,7 @@
 //! drains, so a sweep of 10⁷ trials starts leasing after its first chunk is read.
 
 use crate::id::TrialId;
-use crate::lease::{AttemptRef, Lease, WorkerId};
+use crate::lease::{AttemptRef, Lease, Stop, WorkerId};
 use crate::params::Params;
 use crate::spec::Execution;
 use crate::trial::{AttemptOutcome, Counts, FailureClass, FailureCounts, TrialStatus};
@@ -39,6 +39,9 @@ pub struct SchedulerConfig {
     /// once used up, the sweep halts: nothing more is retried and every pending trial fails with
     /// that reason. Its timeout and GPUs go out with every lease.
     pub execution: Execution,
+    /// Successive halving: the rung every trial starts at (its first lease stops there), unless
+    /// [`Scheduler::set_stop`] says otherwise. `None`: trials run their whole budget.
+    pub first_stop: Option<Stop>,
 }
 
 impl SchedulerConfig {
@@ -140,6 +143,10 @@ pub struct Scheduler {
     failed_attempts: u64,
     /// Trials failed because the failure budget ran out, not yet collected by the caller.
     halted: Vec<AttemptRef>,
+    /// Successive halving: where a trial's next attempt stops, when not at `cfg.first_stop`.
+    stops: HashMap<TrialId, Option<Stop>>,
+    /// Trials stopped at a rung, kept whole: a promotion takes them on ([`Scheduler::reopen`]).
+    stopped: HashMap<TrialId, Entry>,
 }
 
 impl Scheduler {
@@ -157,7 +164,39 @@ impl Scheduler {
             clock: 0,
             failed_attempts: 0,
             halted: Vec::new(),
+            stops: HashMap::new(),
+            stopped: HashMap::new(),
         }
+    }
+
+    /// Where `id`'s next attempt stops (successive halving; `None`: its whole budget).
+    pub fn stop_of(&self, id: TrialId) -> Option<Stop> {
+        self.stops.get(&id).copied().unwrap_or(self.cfg.first_stop)
+    }
+
+    /// Sets where `id`'s next attempt stops (successive halving: the rung it was promoted to;
+    /// `None`: the whole budget).
+    pub fn set_stop(&mut self, id: TrialId, stop: Option<Stop>) {
+        if stop == self.cfg.first_stop {
+            self.stops.remove(&id);
+        } else {
+            self.stops.insert(id, stop);
+        }
+    }
+
+    /// Takes a trial stopped at a rung on to the rung `stop` (successive halving's promotion):
+    /// pending again, ahead of trials that have not started, with its attempts so far. Returns
+    /// whether it was stopped here.
+    pub fn reopen(&mut self, id: TrialId, stop: Option<Stop>) -> bool {
+        let Some(mut e) = self.stopped.remove(&id) else { return false };
+        self.set_stop(id, stop);
+        self.done.remove(&id);
+        e.state = State::Pending;
+        e.not_before = 0;
+        self.entries.insert(id, e);
+        self.queue.push_front(id);
+        self.counts.shift(TrialStatus::Stopped, TrialStatus::Pending);
+        true
     }
 
     /// Counts `n` failed attempts from earlier runs against the failure budget.
@@ -259,6 +298,12 @@ impl Scheduler {
         if status.is_terminal() {
             self.counts.add(status, 1);
             self.done.insert(id);
+            if status == TrialStatus::Stopped {
+                self.stopped.insert(
+                    id,
+                    Entry { params, task, attempt: attempts, failures, not_before: 0, state: State::Pending },
+                );
+            }
             return;
         }
         self.counts.add(TrialStatus::Pending, 1);
@@ -336,6 +381,7 @@ impl Scheduler {
                 task: e.task.clone(),
                 timeout: self.cfg.execution.timeout,
                 gpus: self.cfg.execution.gpus,
+                stop: self.stops.get(&id).copied().unwrap_or(self.cfg.first_stop),
             });
         }
         for id in waiting.into_iter().rev() {
@@ -371,6 +417,7 @@ impl Scheduler {
         let budget_left = self.cfg.execution.failure_budget.is_none_or(|b| self.failed_attempts + 1 < b);
         let backoff = self.cfg.retry_backoff.as_millis() as u64;
         let clock = self.clock;
+        let at_rung = self.stops.get(&id).copied().unwrap_or(self.cfg.first_stop).is_some_and(|s| !s.last);
         let Some(e) = self.entries.get_mut(&id) else {
             return if self.done.contains(&id) { Disposition::Late } else { Disposition::Unknown };
         };
@@ -380,6 +427,8 @@ impl Scheduler {
             return Disposition::Late;
         }
         let status = match outcome {
+            // A rung reached: stopped there until a promotion takes it on.
+            AttemptOutcome::Succeeded(_) if at_rung => TrialStatus::Stopped,
             AttemptOutcome::Succeeded(_) => TrialStatus::Succeeded,
             AttemptOutcome::Diverged { .. } => TrialStatus::Diverged,
             // Handed back unfinished: pending again (at once, below), nothing counted.
@@ -391,7 +440,9 @@ impl Scheduler {
             }
         };
         self.counts.shift(TrialStatus::Running, status);
-        if let AttemptOutcome::Succeeded(m) = outcome {
+        if let AttemptOutcome::Succeeded(m) = outcome
+            && status == TrialStatus::Succeeded
+        {
             self.counts.add_health(m.health(), 1);
         }
         if let AttemptOutcome::Preempted { .. } = outcome {
@@ -404,7 +455,11 @@ impl Scheduler {
             e.not_before = clock + (backoff << doublings).min(SchedulerConfig::MAX_RETRY_BACKOFF.as_millis() as u64);
             self.queue.push_back(id);
         } else {
-            self.entries.remove(&id);
+            if let Some(e) = self.entries.remove(&id)
+                && status == TrialStatus::Stopped
+            {
+                self.stopped.insert(id, e);
+            }
             self.done.insert(id);
         }
         if self.is_halted() {

@@ -71,6 +71,18 @@ pub struct Progress {
     /// A search's sweep: the most trials it can run (`counts.total` is the trials it proposed
     /// so far). `None`: the plan is fixed.
     pub at_most: Option<u64>,
+    /// Successive halving: each rung's budget and how many trials have finished it (empty for
+    /// other sweeps).
+    pub rungs: Vec<RungCount>,
+}
+
+/// One rung of successive halving as progress shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RungCount {
+    /// Its budget in samples seen.
+    pub samples: u64,
+    /// Trials that have finished it (a trial that went on to the next rung counts in both).
+    pub reached: u64,
 }
 
 /// How an attempt ended without a report: its lease ended. The attempt log records every such
@@ -122,16 +134,20 @@ pub enum TrialStatus {
     Failed,
     /// The loss overflowed: a result, not an error (it is never retried).
     Diverged,
+    /// Successive halving stopped it at a rung: its result is what it reached there (a later
+    /// promotion may take it on from there).
+    Stopped,
 }
 
 impl TrialStatus {
     /// Every status.
-    pub const ALL: [TrialStatus; 5] = [
+    pub const ALL: [TrialStatus; 6] = [
         TrialStatus::Pending,
         TrialStatus::Running,
         TrialStatus::Succeeded,
         TrialStatus::Failed,
         TrialStatus::Diverged,
+        TrialStatus::Stopped,
     ];
 
     /// The name stored and printed.
@@ -142,12 +158,20 @@ impl TrialStatus {
             TrialStatus::Succeeded => "succeeded",
             TrialStatus::Failed => "failed",
             TrialStatus::Diverged => "diverged",
+            TrialStatus::Stopped => "stopped",
         }
     }
 
-    /// Whether the trial is finished for good.
+    /// Whether the trial is finished (for good, or stopped at a rung of successive halving
+    /// until a promotion takes it on).
     pub fn is_terminal(self) -> bool {
-        matches!(self, TrialStatus::Succeeded | TrialStatus::Failed | TrialStatus::Diverged)
+        matches!(self, TrialStatus::Succeeded | TrialStatus::Failed | TrialStatus::Diverged | TrialStatus::Stopped)
+    }
+
+    /// Whether the trial has a result of its own to read (succeeded, diverged, or stopped at a
+    /// rung with what it reached).
+    pub fn has_result(self) -> bool {
+        matches!(self, TrialStatus::Succeeded | TrialStatus::Diverged | TrialStatus::Stopped)
     }
 }
 
@@ -345,6 +369,10 @@ pub struct TrialMetrics {
     /// Remarks about the result a reader needs (e.g. "no finite stationary loss").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The step this attempt continued from (its checkpoint's), when it did not start at step 0:
+    /// the curve still runs from step 0, the attempt computed only the steps after this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
 }
 
 /// A drift beyond this many standard errors is a trend, not noise.
@@ -587,6 +615,9 @@ pub struct Counts {
     /// Of the succeeded ones, those that did not train ([`crate::Health::DidNotTrain`]).
     #[serde(default)]
     pub did_not_train: u64,
+    /// Stopped at a rung by successive halving.
+    #[serde(default)]
+    pub stopped: u64,
     /// Of the succeeded ones, those whose loss exploded short of overflowing
     /// ([`crate::Health::Unstable`]).
     #[serde(default)]
@@ -625,7 +656,7 @@ impl Counts {
 
     /// Trials that reached a terminal status.
     pub fn done(&self) -> u64 {
-        self.succeeded + self.failed + self.diverged
+        self.succeeded + self.failed + self.diverged + self.stopped
     }
 
     /// Adds one trial of `status`.
@@ -647,6 +678,7 @@ impl Counts {
             TrialStatus::Succeeded => &mut self.succeeded,
             TrialStatus::Failed => &mut self.failed,
             TrialStatus::Diverged => &mut self.diverged,
+            TrialStatus::Stopped => &mut self.stopped,
         }
     }
 }

@@ -105,6 +105,7 @@ impl From<&TrialMetrics> for pb::TrialMetrics {
                     .collect(),
             }),
             notes: m.notes.clone(),
+            resumed_from: m.resumed_from,
         }
     }
 }
@@ -138,6 +139,7 @@ impl From<pb::TrialMetrics> for TrialMetrics {
                     .collect(),
             }),
             notes: m.notes,
+            resumed_from: m.resumed_from,
         }
     }
 }
@@ -234,6 +236,9 @@ impl From<&Lease> for pb::TrialLease {
             timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
             gpus: l.gpus,
             sweep: l.sweep.to_string(),
+            rung: l.stop.map_or(0, |s| s.rung),
+            stop_samples: l.stop.map_or(0, |s| s.samples),
+            last_rung: l.stop.is_some_and(|s| s.last),
         }
     }
 }
@@ -265,6 +270,11 @@ pub fn lease_from_pb(l: pb::TrialLease) -> Result<Lease, InvalidLease> {
         task: l.task_json.into(),
         timeout: (l.timeout_ms > 0).then(|| Duration::from_millis(l.timeout_ms)),
         gpus: l.gpus,
+        stop: (l.stop_samples > 0).then_some(kappa_core::Stop {
+            rung: l.rung,
+            samples: l.stop_samples,
+            last: l.last_rung,
+        }),
     })
 }
 
@@ -363,6 +373,8 @@ impl From<&Progress> for pb::Progress {
             finished: p.finished,
             cancelled: p.cancelled,
             at_most: p.at_most.unwrap_or(0),
+            stopped: c.stopped,
+            rungs: p.rungs.iter().map(|r| pb::RungCount { samples: r.samples, reached: r.reached }).collect(),
         }
     }
 }
@@ -380,12 +392,14 @@ impl From<pb::Progress> for Progress {
                 diverged: p.diverged,
                 did_not_train: p.did_not_train,
                 unstable: p.unstable,
+                stopped: p.stopped,
             },
             reused: p.reused,
             workers: p.workers,
             finished: p.finished,
             cancelled: p.cancelled,
             at_most: (p.at_most > 0).then_some(p.at_most),
+            rungs: p.rungs.iter().map(|r| kappa_core::RungCount { samples: r.samples, reached: r.reached }).collect(),
         }
     }
 }
@@ -429,6 +443,7 @@ mod tests {
     #[test]
     fn outcomes_round_trip() {
         let m = TrialMetrics {
+            resumed_from: None,
             curve: vec![CurvePoint {
                 samples: 4,
                 step: 1,
@@ -468,9 +483,10 @@ mod tests {
             task: "{\"kind\":\"noop\"}".into(),
             timeout: Some(Duration::from_millis(1500)),
             gpus: 2,
+            stop: Some(kappa_core::Stop { rung: 1, samples: 60_000, last: false }),
         };
         assert_eq!(lease_from_pb((&lease).into()).unwrap(), lease);
-        let no_limit = Lease { timeout: None, ..lease.clone() };
+        let no_limit = Lease { timeout: None, stop: None, ..lease.clone() };
         assert_eq!(lease_from_pb((&no_limit).into()).unwrap(), no_limit);
         let bad = pb::TrialLease { params: None, ..(&lease).into() };
         assert_eq!(
@@ -512,8 +528,10 @@ mod tests {
         assert_eq!(TrialResult::try_from(pb::TrialResult::from(&ok)).unwrap(), ok);
 
         let progress = Progress {
+            rungs: Vec::new(),
             sweep: "s".into(),
             counts: Counts {
+                stopped: 0,
                 total: 6,
                 pending: 1,
                 running: 1,

@@ -35,6 +35,7 @@ fn metrics(batch: u64, lr: f64) -> TrialMetrics {
         })
         .collect();
     TrialMetrics {
+        resumed_from: None,
         curve,
         stationary_loss: Some(Estimate { mean: plateau, se: plateau * 1e-3 }),
         stationary_drift: Some(Estimate { mean: 0.0, se: plateau * 1e-3 }),

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod landscape;

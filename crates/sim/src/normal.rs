@@ -30,6 +30,16 @@ pub struct NormalStream {
 }
 
 impl NormalStream {
+    /// Its lanes' words and the normals not handed out yet (see [`crate::checkpoint`]).
+    pub(crate) fn parts(&self) -> (&[[u64; LANES]; 4], &[f64; CHUNK], usize) {
+        (&self.s, &self.spare, self.spare_len)
+    }
+
+    /// A stream from its parts.
+    pub(crate) fn from_parts(s: [[u64; LANES]; 4], spare: [f64; CHUNK], spare_len: usize) -> NormalStream {
+        NormalStream { s, spare, spare_len }
+    }
+
     /// A stream keyed by `key` (lanes are seeded through SplitMix64, as xoshiro's authors advise).
     pub fn new(key: u64) -> NormalStream {
         let mut sm = key;

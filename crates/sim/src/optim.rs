@@ -65,6 +65,26 @@ impl Optimizer {
         self.step
     }
 
+    /// Its state: moments, steps, and the bias corrections' β^k (see [`crate::checkpoint`]).
+    pub(crate) fn state(&self) -> (&[f64], &[f64], u64, f64, f64) {
+        (&self.m, &self.v, self.step, self.beta1_pow, self.beta2_pow)
+    }
+
+    /// Sets its state (moments of this optimizer's dimension).
+    pub(crate) fn set_state(&mut self, m: Vec<f64>, v: Vec<f64>, step: u64, b1: f64, b2: f64) -> Result<(), String> {
+        if m.len() != self.m.len() || v.len() != self.v.len() {
+            return Err(format!(
+                "optimizer moments of length {} and {}, this optimizer has {} and {}",
+                m.len(),
+                v.len(),
+                self.m.len(),
+                self.v.len()
+            ));
+        }
+        (self.m, self.v, self.step, self.beta1_pow, self.beta2_pow) = (m, v, step, b1, b2);
+        Ok(())
+    }
+
     /// Applies one update to `x` given the stochastic gradient `g` (same length).
     #[inline(always)]
     pub fn step(&mut self, x: &mut [f64], g: &[f64]) {

@@ -72,6 +72,7 @@ pub fn run_sim(
     params: &Hyperparams,
     id: TrialId,
     cancel: &Cancel,
+    stop: Option<u64>,
 ) -> Result<AttemptOutcome, SimError> {
     let land = landscape::build(&task.landscape);
     let d = land.dim();
@@ -83,7 +84,7 @@ pub fn run_sim(
         cfg.bias_correction = task.bias_correction;
         Method::Discrete(cfg)
     };
-    let steps = steps_of(task, params.batch_size);
+    let steps = steps_of(task, params.batch_size).until(stop, params.batch_size);
     let setup = Setup {
         land: &land,
         noise: &noise,
@@ -323,12 +324,21 @@ pub(crate) fn summarise(
             notes.push(format!("the loss overflowed at step {step}"));
             AttemptOutcome::Diverged {
                 step,
-                metrics: TrialMetrics { curve, stationary_loss: None, stationary_drift: None, theory, notes },
+                metrics: TrialMetrics {
+                    resumed_from: None,
+                    curve,
+                    stationary_loss: None,
+                    stationary_drift: None,
+                    theory,
+                    notes,
+                },
             }
         }
         None => {
             // Without a finite stationary loss (noted by the theory), the time average measures nothing.
-            let finite = !notes.iter().any(|n| n.starts_with("no finite stationary loss"));
+            // (Nor does a run stopped at a rung before its burn-in ended.)
+            let finite =
+                !notes.iter().any(|n| n.starts_with("no finite stationary loss")) && steps.total > steps.burn_in_steps;
             let stationary = finite.then(|| mean_se(blocks.iter().flat_map(|b| b.stationary.iter().copied())));
             // Each path's drift is exact (every step summed): the SE comes from their spread.
             let measured = blocks.iter().all(|b| b.drift.len() == b.stationary.len());
@@ -336,6 +346,7 @@ pub(crate) fn summarise(
                 .then(|| mean_se(blocks.iter().flat_map(|b| b.drift.iter().copied())))
                 .filter(|d| d.mean.is_finite());
             AttemptOutcome::Succeeded(TrialMetrics {
+                resumed_from: None,
                 curve,
                 stationary_loss: stationary,
                 stationary_drift,

@@ -41,6 +41,18 @@ pub struct SdeState {
     t: f64,
 }
 
+impl SdeState {
+    /// Its moments and model time (see [`crate::checkpoint`]).
+    pub(crate) fn parts(&self) -> (&[f64], &[f64], f64) {
+        (&self.m, &self.v, self.t)
+    }
+
+    /// A state from its parts.
+    pub(crate) fn from_parts(m: Vec<f64>, v: Vec<f64>, t: f64) -> SdeState {
+        SdeState { m, v, t }
+    }
+}
+
 /// A path's scratch buffers for one substep, length d each: the gradient and the normals.
 #[derive(Clone, Debug)]
 pub struct Scratch {

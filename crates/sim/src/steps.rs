@@ -25,4 +25,26 @@ impl Steps {
         let burn_in_steps = ((total as f64) * burn_in).floor() as u64;
         Steps { total, record_steps, burn_in_steps }
     }
+
+    /// The first steps of these, up to a rung of successive halving at `samples` samples seen
+    /// (`batch` per step): they end at the last record point within it (the first one after
+    /// step 0 if none is), so the rung's result is measured where the whole run records too and
+    /// the curve is the whole run's up to there, point for point. `None` keeps every step.
+    pub fn until(&self, samples: Option<u64>, batch: u64) -> Steps {
+        let Some(samples) = samples else { return self.clone() };
+        let within = samples / batch.max(1);
+        let last = self
+            .record_steps
+            .iter()
+            .copied()
+            .rev()
+            .find(|&s| s > 0 && s <= within)
+            .or_else(|| self.record_steps.get(1).copied())
+            .unwrap_or(self.total);
+        Steps {
+            total: last,
+            record_steps: self.record_steps.iter().copied().filter(|&s| s <= last).collect(),
+            burn_in_steps: self.burn_in_steps.min(last),
+        }
+    }
 }

@@ -11,6 +11,11 @@ pub struct RunOptions {
     pub backend: Option<Backend>,
     /// The GPU to use (a device ordinal, e.g. the one the worker handed the trial); default 0.
     pub gpu: Option<u32>,
+    /// Successive halving: stop at this rung's budget, in samples seen (see
+    /// [`crate::Steps::until`]). The run recomputes its steps from step 0: a simulation's
+    /// prefix is cheap next to a training run's and bit-identical to the whole run's, so the
+    /// curve of a promoted trial is exactly the uninterrupted one.
+    pub stop_samples: Option<u64>,
 }
 
 /// Runs one trial of a simulation task on the backend its task names.
@@ -38,12 +43,13 @@ pub fn run_trial_with(
             return Err(SimError::Invalid(format!("a {} task is not a simulation", task.kind_name())));
         }
     };
+    let stop = opts.stop_samples;
     match opts.backend.unwrap_or(sim.backend) {
-        Backend::Cpu => run::run_sim(sim, sde, params, id, cancel),
-        Backend::Cuda => run_cuda(sim, sde, params, id, cancel, opts.gpu.unwrap_or(0)),
+        Backend::Cpu => run::run_sim(sim, sde, params, id, cancel, stop),
+        Backend::Cuda => run_cuda(sim, sde, params, id, cancel, opts.gpu.unwrap_or(0), stop),
         Backend::Auto => match gpu_available(opts.gpu.unwrap_or(0)) {
-            Ok(()) => run_cuda(sim, sde, params, id, cancel, opts.gpu.unwrap_or(0)),
-            Err(_) => run::run_sim(sim, sde, params, id, cancel),
+            Ok(()) => run_cuda(sim, sde, params, id, cancel, opts.gpu.unwrap_or(0), stop),
+            Err(_) => run::run_sim(sim, sde, params, id, cancel, stop),
         },
     }
 }
@@ -69,14 +75,15 @@ fn run_cuda(
     id: TrialId,
     cancel: &Cancel,
     ordinal: u32,
+    stop: Option<u64>,
 ) -> Result<AttemptOutcome, SimError> {
     #[cfg(feature = "cuda")]
     {
-        crate::cuda::run_sim(sim, sde, params, id, cancel, ordinal as usize)
+        crate::cuda::run_sim(sim, sde, params, id, cancel, ordinal as usize, stop)
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (sim, sde, params, id, cancel);
+        let _ = (sim, sde, params, id, cancel, stop);
         Err(SimError::Invalid(format!(
             "backend = \"cuda\": no usable NVIDIA GPU: {}",
             gpu_available(ordinal).unwrap_err()

@@ -53,7 +53,7 @@ fn cuda_without_a_gpu_is_a_clear_error_not_a_panic() {
         assert!(msg.starts_with("backend = \"cuda\": no usable NVIDIA GPU: "), "{msg}");
     }
     // The worker's override asks for the same thing.
-    let opts = RunOptions { backend: Some(Backend::Cuda), gpu: None };
+    let opts = RunOptions { backend: Some(Backend::Cuda), gpu: None, stop_samples: None };
     let t = TaskSpec::Optimizer(task(Backend::Cpu));
     let err = run_trial_with(&t, &params(OptimizerKind::Sgd), TrialId(1), &Cancel::new(), &opts).unwrap_err();
     assert!(err.to_string().contains("no usable NVIDIA GPU"), "{err}");
@@ -70,10 +70,10 @@ fn auto_without_a_gpu_is_the_cpu_backend_bit_for_bit() {
         let cpu = run_trial(&make(Backend::Cpu), &p, TrialId(9), &Cancel::new()).unwrap();
         let auto = run_trial(&make(Backend::Auto), &p, TrialId(9), &Cancel::new()).unwrap();
         assert_eq!(cpu, auto, "{opt}");
-        let opts = RunOptions { backend: Some(Backend::Auto), gpu: None };
+        let opts = RunOptions { backend: Some(Backend::Auto), gpu: None, stop_samples: None };
         let worker = run_trial_with(&make(Backend::Cuda), &p, TrialId(9), &Cancel::new(), &opts).unwrap();
         assert_eq!(cpu, worker, "{opt}: --backend auto overrides the task");
-        let opts = RunOptions { backend: Some(Backend::Cpu), gpu: None };
+        let opts = RunOptions { backend: Some(Backend::Cpu), gpu: None, stop_samples: None };
         let worker = run_trial_with(&make(Backend::Cuda), &p, TrialId(9), &Cancel::new(), &opts).unwrap();
         assert_eq!(cpu, worker, "{opt}: --backend cpu overrides the task");
     }

@@ -36,6 +36,10 @@ pub enum StoreOp {
         outcome: AttemptOutcome,
         /// What the coordinator made of it.
         effect: ReportEffect,
+        /// Under successive halving, the rung the attempt ran to and what its final result made
+        /// of the trial (stopped there, succeeded at the last rung, diverged, failed): recorded
+        /// in the `rungs` table, in order, with the result.
+        rung: Option<RungEnd>,
     },
     /// A lease ended without a report (expired, handed back); the attempt log says `lost`.
     Lost {
@@ -50,6 +54,14 @@ pub enum StoreOp {
         /// `Some(why)`: the trial lost too many leases and is failed for good with this message;
         /// `None`: it is pending again.
         failed: Option<String>,
+        /// Under successive halving, the rung of the lost attempt (a trial failed for good
+        /// there is recorded in the `rungs` table).
+        rung: Option<u32>,
+    },
+    /// Successive halving promoted trials stopped at a rung: pending again, at their new rung.
+    Promoted {
+        /// Each trial and the rung it goes on to.
+        trials: Vec<(TrialId, u32)>,
     },
     /// A trial failed for good without an attempt of its own (the sweep's failure budget ran out).
     Halted {
@@ -75,6 +87,15 @@ pub enum StoreOp {
         /// Why, in words.
         error: String,
     },
+}
+
+/// How an attempt of successive halving ended at its rung.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RungEnd {
+    /// The rung it ran to.
+    pub rung: u32,
+    /// The trial's status after it (stopped, succeeded, diverged, failed).
+    pub status: kappa_core::TrialStatus,
 }
 
 /// What a report did to its trial.
@@ -108,15 +129,26 @@ impl Store {
                     Ok(())
                 }
                 StoreOp::Leased { id, attempt, worker, at } => write_lease(&tx, *id, *attempt, worker, *at),
-                StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect } => {
+                StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect, rung } => {
                     let lease_at = leased_at.remove(&AttemptRef::new(*id, *attempt));
                     let report =
                         Report { id: *id, attempt: *attempt, worker, at: *at, duration_s: *duration_s, outcome };
-                    write_report(&tx, &report, *effect, lease_at)
+                    write_report(&tx, &report, *effect, lease_at, *rung)
                 }
-                StoreOp::Lost { id, attempt, at, end, failed } => {
-                    write_lost(&tx, *id, *attempt, *at, *end, failed.as_deref())
+                StoreOp::Lost { id, attempt, at, end, failed, rung } => {
+                    write_lost(&tx, *id, *attempt, *at, *end, failed.as_deref()).and_then(|()| match (failed, rung) {
+                        (Some(_), Some(k)) => write_rung(
+                            &tx,
+                            *id,
+                            *attempt,
+                            RungEnd { rung: *k, status: kappa_core::TrialStatus::Failed },
+                            None,
+                            *at,
+                        ),
+                        _ => Ok(()),
+                    })
                 }
+                StoreOp::Promoted { trials } => write_promoted(&tx, trials),
                 StoreOp::Halted { id, error } => tx
                     .prepare_cached(&format!(
                         "UPDATE trials SET status = 'failed', error = ?2 WHERE id = ?1 AND status NOT IN {TERMINAL}"
@@ -231,9 +263,13 @@ fn write_report(
     r: &Report<'_>,
     effect: ReportEffect,
     lease_at: Option<f64>,
+    rung: Option<RungEnd>,
 ) -> rusqlite::Result<()> {
     let id = r.id.to_string();
-    let status = r.outcome.status();
+    let status = match (rung, effect) {
+        (Some(end), ReportEffect::Final) => end.status,
+        _ => r.outcome.status(),
+    };
     // Found by `kappa status` through an index: no need to read every result.
     let unsettled = match r.outcome {
         AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } => {
@@ -273,7 +309,7 @@ fn write_report(
                    worker = ?6, finished_at = ?7, duration_s = ?8,
                    failures = failures + (?2 = 'failed'),
                    attempts = max(attempts, ?9), started_at = coalesce(?10, started_at),
-                   unsettled = ?11, health = ?12
+                   unsettled = ?11, health = ?12, rung = coalesce(?13, rung)
                  WHERE id = ?1 AND status NOT IN {TERMINAL}"
             ))
             .and_then(|mut s| {
@@ -289,10 +325,15 @@ fn write_report(
                     r.attempt,
                     lease_at,
                     unsettled,
-                    health
+                    health,
+                    rung.map(|r| r.rung)
                 ])
             })
-            .map(drop),
+            .map(drop)
+            .and_then(|()| match rung {
+                Some(end) => write_rung(tx, r.id, r.attempt, end, metrics.as_deref(), r.at),
+                None => Ok(()),
+            }),
         ReportEffect::Retry => tx
             .prepare_cached(&format!(
                 "UPDATE trials SET status = 'pending', failures = failures + 1, error = ?2
@@ -306,6 +347,50 @@ fn write_report(
             .map(drop),
         ReportEffect::Late => Ok(()),
     }
+}
+
+/// Promotions of successive halving: stopped trials pending again, at their new rung.
+fn write_promoted(tx: &Transaction<'_>, trials: &[(TrialId, u32)]) -> rusqlite::Result<()> {
+    let mut s =
+        tx.prepare_cached("UPDATE trials SET status = 'pending', rung = ?2 WHERE id = ?1 AND status = 'stopped'")?;
+    for (id, rung) in trials {
+        s.execute(params![id.to_string(), rung])?;
+    }
+    Ok(())
+}
+
+/// One rung result of successive halving, appended to the `rungs` table (its order is the
+/// order a resumed search replays): with its metrics (as stored), the step the attempt resumed
+/// from and the step it reached.
+fn write_rung(
+    tx: &Transaction<'_>,
+    id: TrialId,
+    attempt: u32,
+    end: RungEnd,
+    metrics: Option<&str>,
+    at: f64,
+) -> rusqlite::Result<()> {
+    let parsed: Option<kappa_core::TrialMetrics> = metrics.and_then(|m| serde_json::from_str(m).ok());
+    let from = parsed.as_ref().and_then(|m| m.resumed_from).unwrap_or(0);
+    let to = parsed.as_ref().and_then(|m| m.curve.last()).map(|p| (p.step, p.samples));
+    // The samples this attempt computed: from the step it resumed at to the last it reached.
+    let samples = to.map(|(step, samples)| samples - samples.checked_div(step).unwrap_or(0) * from.min(step));
+    tx.prepare_cached(
+        "INSERT INTO rungs(trial_id, rung, attempt, status, metrics, from_step, to_step, samples, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        id.to_string(),
+        end.rung,
+        attempt,
+        end.status.as_str(),
+        metrics,
+        from as i64,
+        to.map(|t| t.0 as i64),
+        samples.map(|s| s as i64),
+        at
+    ])
+    .map(drop)
 }
 
 /// A lease that ended without a report: its attempt logged as lost, its trial pending again or,

@@ -25,6 +25,27 @@ pub struct OpenTrial {
     pub failures: FailureCounts,
 }
 
+/// One rung result of successive halving, as recorded (see [`Store::rung_results`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RungRecord {
+    /// The trial.
+    pub id: TrialId,
+    /// The rung its attempt ran to.
+    pub rung: u32,
+    /// The attempt.
+    pub attempt: u32,
+    /// What it made of the trial: stopped, succeeded (the last rung), diverged or failed.
+    pub status: kappa_core::TrialStatus,
+    /// Its metrics, as stored.
+    pub metrics: Option<kappa_core::TrialMetrics>,
+    /// The step the attempt continued from (0: from the start).
+    pub from_step: u64,
+    /// The last step it reached (`None`: no result).
+    pub to_step: Option<u64>,
+    /// The samples it computed (from `from_step` to `to_step`).
+    pub samples: Option<u64>,
+}
+
 /// An attempt the store shows still running (its lease was open when the coordinator stopped).
 #[derive(Clone, Debug, PartialEq)]
 pub struct InFlight {
@@ -371,6 +392,44 @@ impl Store {
             Ok::<(), StoreError>(())
         })?;
         Ok(out)
+    }
+
+    /// Every rung result of successive halving of the current plan's trials, in the order they
+    /// were recorded.
+    pub fn rung_results(&self) -> Result<Vec<RungRecord>, StoreError> {
+        let generation = self.generation()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.trial_id, r.rung, r.attempt, r.status, r.metrics, r.from_step, r.to_step, r.samples
+                 FROM rungs r JOIN trials t ON t.id = r.trial_id WHERE t.generation = ?1 ORDER BY r.seq",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query([generation]).map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
+            let get = |e: rusqlite::Error| self.sql(e);
+            let id: String = r.get(0).map_err(get)?;
+            let status: String = r.get(3).map_err(get)?;
+            let metrics: Option<String> = r.get(4).map_err(get)?;
+            out.push(RungRecord {
+                id: id.parse().map_err(|_| self.corrupt(format!("trial id {id:?} in the rungs table")))?,
+                rung: r.get(1).map_err(get)?,
+                attempt: r.get(2).map_err(get)?,
+                status: status.parse().map_err(|e| self.corrupt(format!("rung of {id}: {e}")))?,
+                metrics: metrics.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+                from_step: r.get::<_, i64>(5).map_err(get)? as u64,
+                to_step: r.get::<_, Option<i64>>(6).map_err(get)?.map(|s| s as u64),
+                samples: r.get::<_, Option<i64>>(7).map_err(get)?.map(|s| s as u64),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The current plan's trials stopped at a rung of successive halving, with what a promotion
+    /// needs to lease them again.
+    pub fn stopped_trials(&self) -> Result<Vec<OpenTrial>, StoreError> {
+        self.open_where("t.generation = ?1 AND t.status = 'stopped'", |stmt, g| stmt.query(rusqlite::params![g]))
     }
 
     /// Unfinished trials of earlier plans (and those the failure budget failed before they ran),

@@ -23,7 +23,7 @@ use rusqlite::OptionalExtension;
 use rusqlite::types::Value;
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS trials (
     duration_s REAL,
     unsettled INTEGER,
     health TEXT,
-    origin TEXT
+    origin TEXT,
+    rung INTEGER
 );
 CREATE TABLE IF NOT EXISTS attempts (
     trial_id TEXT NOT NULL,
@@ -61,6 +62,24 @@ CREATE TABLE IF NOT EXISTS attempts (
     class TEXT,
     PRIMARY KEY (trial_id, attempt)
 ) WITHOUT ROWID;
+"#;
+
+/// Version 7's table of successive halving's rung results, in the order they were recorded
+/// (`seq`): what a resumed search replays.
+pub(crate) const RUNGS: &str = r#"
+CREATE TABLE IF NOT EXISTS rungs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    trial_id TEXT NOT NULL,
+    rung INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    metrics TEXT,
+    from_step INTEGER NOT NULL DEFAULT 0,
+    to_step INTEGER,
+    samples INTEGER,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rungs_by_trial ON rungs(trial_id, rung);
 "#;
 
 /// The indexes of version 4 (see the module docs), as a literal both constants are made of.
@@ -90,7 +109,7 @@ pub(crate) const INDEXES: &str = concat!(
 pub(crate) const CODE_VERSION: &str = "code_version";
 
 /// Terminal trial statuses, as SQL.
-pub(crate) const TERMINAL: &str = "('succeeded','failed','diverged')";
+pub(crate) const TERMINAL: &str = "('succeeded','failed','diverged','stopped')";
 
 /// A trial failed without a result of its own (the failure budget stopped it before it ran, or
 /// before its retry), as SQL over the trial row named `t`.
@@ -133,6 +152,7 @@ impl Store {
         }
         if !has_meta {
             self.conn.execute_batch(SCHEMA).map_err(|e| self.sql(e))?;
+            self.conn.execute_batch(RUNGS).map_err(|e| self.sql(e))?;
             self.conn.execute_batch(INDEXES).map_err(|e| self.sql(e))?;
             self.conn
                 .execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
@@ -145,24 +165,32 @@ impl Store {
                 self.migrate_from_2()?;
                 self.migrate_from_3()?;
                 self.migrate_from_4()?;
-                self.migrate_from_5()
+                self.migrate_from_5()?;
+                self.migrate_from_6()
             }
             Some(Ok(2)) => {
                 self.migrate_from_2()?;
                 self.migrate_from_3()?;
                 self.migrate_from_4()?;
-                self.migrate_from_5()
+                self.migrate_from_5()?;
+                self.migrate_from_6()
             }
             Some(Ok(3)) => {
                 self.migrate_from_3()?;
                 self.migrate_from_4()?;
-                self.migrate_from_5()
+                self.migrate_from_5()?;
+                self.migrate_from_6()
             }
             Some(Ok(4)) => {
                 self.migrate_from_4()?;
-                self.migrate_from_5()
+                self.migrate_from_5()?;
+                self.migrate_from_6()
             }
-            Some(Ok(5)) => self.migrate_from_5(),
+            Some(Ok(5)) => {
+                self.migrate_from_5()?;
+                self.migrate_from_6()
+            }
+            Some(Ok(6)) => self.migrate_from_6(),
             Some(Ok(SCHEMA_VERSION)) => Ok(()),
             Some(Ok(v)) => Err(self.corrupt(format!("schema version {v}, this kappa reads {SCHEMA_VERSION}"))),
             _ => Err(self.corrupt("missing or malformed schema_version")),
@@ -258,6 +286,16 @@ impl Store {
         self.in_transaction(|| {
             self.fill_column("origin", "TEXT", "0", |_| None)?;
             self.conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'", []).map(drop)
+        })
+    }
+
+    /// Version 6 → 7: successive halving's `rung` column (null for every trial of a store made
+    /// before: none was halved) and its `rungs` table. One transaction.
+    fn migrate_from_6(&self) -> Result<(), StoreError> {
+        self.in_transaction(|| {
+            self.fill_column("rung", "INTEGER", "0", |_| None)?;
+            self.conn.execute_batch(RUNGS)?;
+            self.conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'", []).map(drop)
         })
     }
 

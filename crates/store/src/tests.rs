@@ -34,7 +34,16 @@ fn report(i: u64, attempt: u32, effect: ReportEffect) -> StoreOp {
 
 /// Worker `w`'s report of trial `i`'s `attempt`.
 fn reported(i: u64, attempt: u32, effect: ReportEffect, outcome: AttemptOutcome) -> StoreOp {
-    StoreOp::Reported { id: TrialId(1000 + i), attempt, worker: "w".into(), at: 1.0, duration_s: 0.5, outcome, effect }
+    StoreOp::Reported {
+        id: TrialId(1000 + i),
+        attempt,
+        worker: "w".into(),
+        at: 1.0,
+        duration_s: 0.5,
+        outcome,
+        effect,
+        rung: None,
+    }
 }
 
 /// Trial `i`'s first attempt succeeded with `metrics`, its final result.
@@ -99,6 +108,7 @@ fn a_page_of_trials_is_filtered_sorted_counted_and_offset() {
     s.sync_plan(&header("demo", &CodeVersion::NONE, "p1"), || rows((0..6).map(planned))).unwrap();
     let lease = |i: u64| StoreOp::Leased { id: TrialId(1000 + i), attempt: 1, worker: "w".into(), at: 0.0 };
     let done = |i: u64| StoreOp::Reported {
+        rung: None,
         id: TrialId(1000 + i),
         attempt: 1,
         worker: "w".into(),
@@ -111,6 +121,7 @@ fn a_page_of_trials_is_filtered_sorted_counted_and_offset() {
         effect: ReportEffect::Final,
     };
     let failed = StoreOp::Reported {
+        rung: None,
         id: TrialId(1004),
         attempt: 1,
         worker: "w".into(),
@@ -165,6 +176,7 @@ fn a_retried_failure_is_logged_but_not_the_trials_result() {
     s.sync_plan(&header("demo", &CodeVersion::NONE, "p1"), || rows((0..1).map(trial))).unwrap();
     let lease = |a: u32| StoreOp::Leased { id: TrialId(1000), attempt: a, worker: "w".into(), at: 0.0 };
     let failed = |effect| StoreOp::Reported {
+        rung: None,
         id: TrialId(1000),
         attempt: 1,
         worker: "w".into(),
@@ -198,7 +210,7 @@ fn bad_state_is_a_clear_error() {
 }
 
 fn lost(i: u64, attempt: u32, end: kappa_core::LeaseEnd, failed: Option<&str>) -> StoreOp {
-    StoreOp::Lost { id: TrialId(1000 + i), attempt, at: 2.0, end, failed: failed.map(str::to_string) }
+    StoreOp::Lost { id: TrialId(1000 + i), attempt, at: 2.0, end, failed: failed.map(str::to_string), rung: None }
 }
 
 #[test]

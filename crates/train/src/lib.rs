@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+mod checkpoint;
 pub mod data;
 pub mod model;
 pub mod run;
@@ -31,4 +32,4 @@ pub use bench::{BenchConfig, BenchResult, bench_mlp};
 /// The trainer's version: bump it when what a training trial computes changes (for trial ids, as
 /// `kappa_sim::VERSION` is for simulations).
 pub const VERSION: &str = "kappa-train/1";
-pub use run::run_train;
+pub use run::{CHECKPOINT, Continuation, run_train, run_train_with};

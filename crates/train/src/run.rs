@@ -119,11 +119,89 @@ pub fn run_train(
     id: TrialId,
     cancel: &Cancel,
 ) -> Result<AttemptOutcome, SimError> {
+    run_train_with(task, params, id, cancel, &Continuation::default())
+}
+
+/// How a training attempt of successive halving runs: it stops at its rung's budget and
+/// continues from the checkpoint the rung before left in the trial's directory.
+#[derive(Clone, Debug, Default)]
+pub struct Continuation {
+    /// The trial's directory (kept across its attempts): the checkpoint is read from and written
+    /// to [`CHECKPOINT`] there. `None`: every attempt starts at step 0.
+    pub dir: Option<std::path::PathBuf>,
+    /// Stop at this rung's budget, in samples seen (at the last record point within it; see
+    /// [`kappa_sim::Steps::until`]); `None`: the whole budget.
+    pub stop_samples: Option<u64>,
+}
+
+/// The checkpoint's file name in a trial's directory.
+pub const CHECKPOINT: &str = "kappa-train.checkpoint";
+
+/// [`run_train`], stopping at a rung and continuing from a checkpoint: an attempt that finds
+/// its trial's checkpoint (model, optimizer state, random streams, data order and position, the
+/// record points so far, for every replicate) at a step within its budget goes on from there;
+/// one that stops short of the whole budget writes the checkpoint at its last step. The curve
+/// is the whole run's from step 0 either way, bit for bit (`resumed_from` says where this
+/// attempt started). A checkpoint that cannot be read (another trial's, truncated) is not
+/// used: the attempt starts at step 0, and its notes say why.
+pub fn run_train_with(
+    task: &TrainTask,
+    params: &Hyperparams,
+    id: TrialId,
+    cancel: &Cancel,
+    cont: &Continuation,
+) -> Result<AttemptOutcome, SimError> {
     let split = data::load_shared(&task.data, task.holdout).map_err(|e| SimError::Invalid(e.to_string()))?;
-    let setup = setup(task, params, id, cancel, &split)?;
-    let results: Vec<ReplicateResult> =
-        (0..task.paths as u64).into_par_iter().map(|r| run_replicate(&setup, r)).collect::<Result<_, _>>()?;
-    Ok(summarise(&setup, task, params, &results))
+    let mut setup = setup(task, params, id, cancel, &split)?;
+    let full = setup.steps.total;
+    setup.steps = setup.steps.until(cont.stop_samples, params.batch_size);
+    let file = cont.dir.as_ref().map(|d| d.join(CHECKPOINT));
+    let mut notes = Vec::new();
+    let saved = match file.as_deref().map(|f| crate::checkpoint::read(f, id, full, task.paths)) {
+        Some(Ok(Some(c))) if c.step <= setup.steps.total => Some(c),
+        Some(Ok(Some(c))) => {
+            notes.push(format!("a checkpoint at step {} is past this rung's end: started at step 0", c.step));
+            None
+        }
+        Some(Err(e)) => {
+            notes.push(format!("the checkpoint could not be used ({e}): started at step 0"));
+            None
+        }
+        _ => None,
+    };
+    let from = saved.as_ref().map_or(0, |c| c.step);
+    let mut blobs = saved.map(|c| c.replicates).unwrap_or_default().into_iter().map(Some).collect::<Vec<_>>();
+    blobs.resize(task.paths as usize, None);
+    let keep = setup.steps.total < full;
+    let runs: Vec<(ReplicateResult, Option<Vec<u8>>)> = blobs
+        .into_par_iter()
+        .enumerate()
+        .map(|(r, blob)| run_replicate_from(&setup, r as u64, from, blob.as_deref(), keep))
+        .collect::<Result<_, _>>()?;
+    let (results, states): (Vec<ReplicateResult>, Vec<Option<Vec<u8>>>) = runs.into_iter().unzip();
+    let mut outcome = summarise(&setup, task, params, &results);
+    if keep
+        && let (Some(f), AttemptOutcome::Succeeded(_)) = (&file, &outcome)
+        && let Some(states) = states.into_iter().collect::<Option<Vec<Vec<u8>>>>()
+        && let Err(e) = crate::checkpoint::write(f, id, full, setup.steps.total, &states)
+    {
+        notes.push(format!("the checkpoint could not be written ({e}): the next rung starts at step 0"));
+    }
+    if !keep
+        && from > 0
+        && let Some(f) = &file
+    {
+        // The whole budget is run: the last rung's checkpoint is of no further use.
+        let _ = std::fs::remove_file(f);
+    }
+    if let AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } = &mut outcome {
+        m.resumed_from = (from > 0).then_some(from);
+        if from > 0 {
+            m.notes.push(format!("continued from its checkpoint at step {from}"));
+        }
+        m.notes.extend(notes);
+    }
+    Ok(outcome)
 }
 
 /// Checks the trial's settings and lowers them.
@@ -340,6 +418,82 @@ impl<'s, 'a> Replicate<'s, 'a> {
     }
 }
 
+impl Replicate<'_, '_> {
+    /// Writes its state and its record points so far (see [`crate::checkpoint`]).
+    fn save(&self, e: &mut kappa_sim::checkpoint::Encoder, out: &ReplicateResult) {
+        use kappa_sim::checkpoint::Checkpoint;
+        e.f64s(&self.params);
+        self.opt.save(e);
+        self.rng.save(e);
+        self.probe_rng.save(e);
+        match &self.sde_state {
+            Some(st) => {
+                e.u64(1);
+                st.save(e);
+            }
+            None => e.u64(0),
+        }
+        e.u32s(&self.order);
+        e.u64(self.cursor as u64);
+        for v in [&out.train_loss, &out.test_loss, &out.train_accuracy, &out.test_accuracy] {
+            e.f64s(v);
+        }
+        e.u64(out.probe.len() as u64);
+        for p in &out.probe {
+            let (tag, v) = match *p {
+                Probe::TwoBatch { small, big, b, big_b } => (1, [small, big, b, big_b]),
+                Probe::Exact { grad_sq, trace } => (2, [grad_sq, trace, 0.0, 0.0]),
+                Probe::None => (0, [0.0; 4]),
+            };
+            e.u64(tag);
+            for x in v {
+                e.f64(x);
+            }
+        }
+    }
+
+    /// Reads what [`Replicate::save`] wrote: its state into this replicate (made for the same
+    /// trial), its record points into `out`.
+    fn restore(&mut self, d: &mut kappa_sim::checkpoint::Decoder<'_>, out: &mut ReplicateResult) -> Result<(), String> {
+        use kappa_sim::checkpoint::Checkpoint;
+        let params = d.f64s()?;
+        if params.len() != self.params.len() {
+            return Err(format!("{} parameters, the model has {}", params.len(), self.params.len()));
+        }
+        self.params = params;
+        self.opt.restore(d)?;
+        self.rng = rng::StreamRng::load(d)?;
+        self.probe_rng = rng::StreamRng::load(d)?;
+        self.sde_state = match d.u64()? {
+            0 => None,
+            _ => Some(kappa_sim::sde::SdeState::load(d)?),
+        };
+        let order = d.u32s()?;
+        if order.len() != self.order.len() {
+            return Err(format!("a data order of {} samples, the split has {}", order.len(), self.order.len()));
+        }
+        self.order = order;
+        self.cursor = d.u64()? as usize;
+        out.train_loss = d.f64s()?;
+        out.test_loss = d.f64s()?;
+        out.train_accuracy = d.f64s()?;
+        out.test_accuracy = d.f64s()?;
+        let n = d.u64()?;
+        out.probe = (0..n)
+            .map(|_| {
+                let tag = d.u64()?;
+                let v = [d.f64()?, d.f64()?, d.f64()?, d.f64()?];
+                Ok(match tag {
+                    1 => Probe::TwoBatch { small: v[0], big: v[1], b: v[2], big_b: v[3] },
+                    2 => Probe::Exact { grad_sq: v[0], trace: v[1] },
+                    _ => Probe::None,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(())
+    }
+}
+
 /// Whether every value is finite (a sum is: NaN and ±∞ propagate; branch-free, so it vectorises).
 #[inline(always)]
 fn all_finite(v: &[f64]) -> bool {
@@ -358,18 +512,41 @@ fn finite_loss(l: f64) -> bool {
     l.is_finite() && l <= DIVERGENCE_LOSS
 }
 
-/// Runs replicate `r` to the end of the schedule, or until it diverges.
-pub(crate) fn run_replicate(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimError> {
+/// Runs replicate `r` from step `from` (its state and record points so far in `saved`, as
+/// [`Replicate::save`] wrote them; `None` with `from` = 0) to the end of the schedule, or until
+/// it diverges; with `keep`, returns its state at the end too.
+pub(crate) fn run_replicate_from(
+    s: &Setup<'_>,
+    r: u64,
+    from: u64,
+    saved: Option<&[u8]>,
+    keep: bool,
+) -> Result<(ReplicateResult, Option<Vec<u8>>), SimError> {
     crate::simd::dispatch(
         #[inline(always)]
-        || run_replicate_inner(s, r),
+        || run_replicate_inner(s, r, from, saved, keep),
     )
 }
 
 #[inline(always)]
-fn run_replicate_inner(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimError> {
+fn run_replicate_inner(
+    s: &Setup<'_>,
+    r: u64,
+    from: u64,
+    saved: Option<&[u8]>,
+    keep: bool,
+) -> Result<(ReplicateResult, Option<Vec<u8>>), SimError> {
     let mut rep = Replicate::new(s, r);
     let mut out = ReplicateResult::default();
+    let from = match saved {
+        Some(bytes) => {
+            let mut d = kappa_sim::checkpoint::Decoder::new(bytes);
+            rep.restore(&mut d, &mut out)
+                .map_err(|e| SimError::Invalid(format!("replicate {r} of the checkpoint: {e}")))?;
+            from
+        }
+        None => 0,
+    };
     let mut eval_ws = s.net.workspace();
     let classification = s.split.objective() == Objective::Classification;
     let mut record = |params: &[f64], out: &mut ReplicateResult| -> bool {
@@ -386,14 +563,17 @@ fn run_replicate_inner(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimErro
         }
         true
     };
-    if !(all_finite(&rep.params) && record(&rep.params, &mut out)) {
-        out.diverged_at = Some(0);
-        s.diverged.fetch_min(0, Ordering::Relaxed);
-        return Ok(out);
+    let mut next_record = s.steps.record_steps.iter().take_while(|&&t| t <= from).count();
+    if from == 0 {
+        if !(all_finite(&rep.params) && record(&rep.params, &mut out)) {
+            out.diverged_at = Some(0);
+            s.diverged.fetch_min(0, Ordering::Relaxed);
+            return Ok((out, None));
+        }
+        out.probe.push(rep.probe());
+        next_record = 1;
     }
-    out.probe.push(rep.probe());
-    let mut next_record = 1;
-    for step in 1..=s.steps.total {
+    for step in from + 1..=s.steps.total {
         if s.cancel.is_cancelled() {
             return Err(SimError::Cancelled);
         }
@@ -416,7 +596,12 @@ fn run_replicate_inner(s: &Setup<'_>, r: u64) -> Result<ReplicateResult, SimErro
             break;
         }
     }
-    Ok(out)
+    let state = (keep && out.diverged_at.is_none()).then(|| {
+        let mut e = kappa_sim::checkpoint::Encoder::new();
+        rep.save(&mut e, &out);
+        e.into_bytes()
+    });
+    Ok((out, state))
 }
 
 /// Combines the replicates in order. When some replicate diverged, the curve ends at the last
@@ -470,7 +655,14 @@ pub(crate) fn summarise(
             notes.push(format!("the loss or the parameters stopped being finite at step {step}"));
             AttemptOutcome::Diverged {
                 step,
-                metrics: TrialMetrics { curve, stationary_loss: None, stationary_drift: None, theory: None, notes },
+                metrics: TrialMetrics {
+                    resumed_from: None,
+                    curve,
+                    stationary_loss: None,
+                    stationary_drift: None,
+                    theory: None,
+                    notes,
+                },
             }
         }
         None => {
@@ -501,6 +693,7 @@ pub(crate) fn summarise(
                 ));
             }
             AttemptOutcome::Succeeded(TrialMetrics {
+                resumed_from: None,
                 curve,
                 stationary_loss: stationary,
                 stationary_drift,
@@ -640,8 +833,8 @@ mod tests {
         for (noise, sde) in [(None, false), (Some(0.3), false), (Some(0.3), true)] {
             let t = TrainTask { noise, sde, ..task.clone() };
             let s = setup(&t, &hyper(OptimizerKind::Adam, 8), TrialId(5), &cancel, &split).unwrap();
-            let dispatched = run_replicate(&s, 2).unwrap();
-            assert_eq!(dispatched, run_replicate_inner(&s, 2).unwrap());
+            let dispatched = run_replicate_from(&s, 2, 0, None, false).unwrap().0;
+            assert_eq!(dispatched, run_replicate_inner(&s, 2, 0, None, false).unwrap().0);
             assert_eq!(dispatched.train_loss.len(), 26);
         }
     }

@@ -257,3 +257,55 @@ fn a_trial_diverges_at_its_first_diverging_replicate() {
     let before: Vec<u64> = (0..step).step_by(100).collect();
     assert_eq!(metrics.curve.iter().map(|c| c.step).collect::<Vec<_>>(), before);
 }
+
+/// Successive halving's rungs: an attempt stopped at a rung writes a checkpoint, the next one
+/// continues from it (from a step > 0), and the last one's curve is the uninterrupted run's, bit
+/// for bit, for minibatches (data order and position), injected noise (normal stream) and the
+/// SDE (its moments); the steps every attempt computed add up to the whole run's.
+#[test]
+fn a_run_continued_rung_after_rung_is_the_uninterrupted_run() {
+    let cases = [
+        (digits_task(vec![16], 3000, 2), hyper(OptimizerKind::Adam, 16, 3e-3)),
+        (linear_task(2000, 2, Some(0.5), false, 1), hyper(OptimizerKind::AdamW, 8, 1e-2)),
+        (linear_task(2000, 2, Some(0.5), true, 2), hyper(OptimizerKind::Adam, 8, 1e-2)),
+    ];
+    for (task, params) in cases {
+        let whole = succeeded(run(&task, &params));
+        let dir = tempfile::tempdir().unwrap();
+        let mut computed = 0;
+        let mut last = None;
+        for stop in [Some(400), Some(1200), None] {
+            let cont = kappa_train::Continuation { dir: Some(dir.path().to_path_buf()), stop_samples: stop };
+            let m = succeeded(kappa_train::run_train_with(&task, &params, TrialId(42), &Cancel::new(), &cont));
+            let end = m.curve.last().unwrap();
+            let from = m.resumed_from.unwrap_or(0);
+            assert_eq!(from, last.unwrap_or(0), "each attempt continues where the one before stopped");
+            if let Some(s) = stop {
+                assert!(end.samples <= s && end.step > from, "stops within its rung: {} of {s}", end.samples);
+                assert!(dir.path().join(kappa_train::CHECKPOINT).exists());
+            }
+            computed += end.step - from;
+            last = Some(end.step);
+            if stop.is_none() {
+                assert!(from > 0);
+                assert_eq!(m.curve, whole.curve, "the continued curve is the uninterrupted one");
+                assert_eq!(m.stationary_loss, whole.stationary_loss);
+            }
+        }
+        assert_eq!(computed, whole.curve.last().unwrap().step, "the attempts' steps add up to the run's");
+        assert!(!dir.path().join(kappa_train::CHECKPOINT).exists(), "the whole run has no use for it any more");
+        // Another trial's checkpoint is not used: it starts at step 0 and says why.
+        let first = kappa_train::Continuation { dir: Some(dir.path().to_path_buf()), stop_samples: Some(400) };
+        succeeded(kappa_train::run_train_with(&task, &params, TrialId(42), &Cancel::new(), &first));
+        let other = kappa_train::run_train_with(
+            &task,
+            &params,
+            TrialId(43),
+            &Cancel::new(),
+            &kappa_train::Continuation { dir: Some(dir.path().to_path_buf()), stop_samples: None },
+        );
+        let m = succeeded(other);
+        assert_eq!(m.resumed_from, None);
+        assert!(m.notes.iter().any(|n| n.contains("another run's")), "{:?}", m.notes);
+    }
+}

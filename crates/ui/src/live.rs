@@ -140,6 +140,7 @@ mod tests {
 
     fn progress(done: u64, total: u64) -> Progress {
         Progress {
+            rungs: Vec::new(),
             sweep: "s".into(),
             counts: Counts { total, pending: total - done, succeeded: done, ..Counts::default() },
             reused: 0,

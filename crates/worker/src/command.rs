@@ -45,9 +45,40 @@ pub struct CommandEnv {
 }
 
 impl CommandEnv {
+    /// Where its trial directories are.
+    pub fn trial_dirs(&self) -> TrialDirs {
+        TrialDirs { root: self.trial_root.clone(), per_sweep: self.per_sweep }
+    }
+
     /// The directory of `lease`'s trial, kept across its attempts (created when missing).
     fn trial_dir(&self, lease: &Lease) -> Result<PathBuf, String> {
-        let mut dir = self.trial_root.clone();
+        self.trial_dirs().dir(lease)
+    }
+}
+
+/// Where a worker's trial directories are: each trial's is kept across its attempts (a
+/// command's checkpoints, `{trial_dir}`; a training trial's under successive halving), so an
+/// attempt on another worker that shares the root continues from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrialDirs {
+    /// `<root>/<sweep>/<trial id>/`, or with `per_sweep` false `<root>/<trial id>/`.
+    pub root: PathBuf,
+    /// Whether trial directories are grouped by sweep.
+    pub per_sweep: bool,
+}
+
+impl TrialDirs {
+    /// The directory of `lease`'s trial (created when missing).
+    pub fn dir(&self, lease: &Lease) -> Result<PathBuf, String> {
+        let dir = self.path(lease)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the trial directory {}: {e}", dir.display()))?;
+        std::path::absolute(&dir).map_err(|e| format!("cannot resolve the trial directory {}: {e}", dir.display()))
+    }
+
+    /// Where the directory of `lease`'s trial is (not created).
+    pub fn path(&self, lease: &Lease) -> Result<PathBuf, String> {
+        let mut dir = self.root.clone();
         if self.per_sweep {
             // The name comes over the wire: it must be one path component.
             let name = &*lease.sweep;
@@ -57,9 +88,7 @@ impl CommandEnv {
             dir.push(name);
         }
         dir.push(lease.id.to_string());
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create the trial directory {}: {e}", dir.display()))?;
-        std::path::absolute(&dir).map_err(|e| format!("cannot resolve the trial directory {}: {e}", dir.display()))
+        Ok(dir)
     }
 }
 
@@ -101,7 +130,8 @@ async fn run_inner(
     let (params, id, attempt) = (&lease.params, lease.id, lease.attempt);
     let trial_dir = env.trial_dir(lease)?;
     let trial_dir = trial_dir.to_string_lossy();
-    let at = kappa_core::command::Attempt { id, attempt, trial_dir: &trial_dir };
+    let at =
+        kappa_core::command::Attempt { id, attempt, trial_dir: &trial_dir, samples: lease.stop.map(|s| s.samples) };
     let argv: Vec<String> =
         task.argv.iter().map(|a| kappa_core::command::render(a, params, &at)).collect::<Result<_, _>>()?;
     let logs = Logs::create(env, lease)?;
@@ -358,11 +388,13 @@ struct MetricsParser {
     batch: u64,
     curve: Vec<CurvePoint>,
     lines: u64,
+    /// The step this attempt continued from, as its last line said (`resumed_from`).
+    resumed_from: Option<u64>,
 }
 
 impl MetricsParser {
     fn new(batch: u64) -> MetricsParser {
-        MetricsParser { batch: batch.max(1), curve: Vec::new(), lines: 0 }
+        MetricsParser { batch: batch.max(1), curve: Vec::new(), lines: 0, resumed_from: None }
     }
 
     fn line(&mut self, line: &str) {
@@ -371,13 +403,18 @@ impl MetricsParser {
             return;
         }
         let Some(map) = parse_object(t) else { return };
+        // Where this attempt started (a program continuing from its checkpoint says so): not a
+        // metric.
+        if let Some(Some(from)) = map.get("resumed_from") {
+            self.resumed_from = (*from >= 1.0).then_some(*from as u64);
+        }
         if !map.contains_key("loss") {
             return;
         }
         let loss = map.get("loss").copied().flatten().unwrap_or(f64::NAN);
         let mut extra = BTreeMap::new();
         for (k, v) in &map {
-            if !matches!(k.as_str(), "loss" | "step" | "samples")
+            if !matches!(k.as_str(), "loss" | "step" | "samples" | "resumed_from")
                 && let Some(v) = v
             {
                 extra.insert(k.clone(), *v);
@@ -398,7 +435,21 @@ impl MetricsParser {
     /// points after `burn_in` of the last step (SE from their spread: one path), and the same
     /// settled check as simulations (the tail's second half against its first). Needs four
     /// points in the tail.
-    fn finish(self, burn_in: f64) -> TrialMetrics {
+    fn finish(mut self, burn_in: f64) -> TrialMetrics {
+        // A step printed twice (a curve re-emitted from a checkpoint over lines already read):
+        // its last line counts, in the place of its first.
+        let mut at: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        let mut curve: Vec<CurvePoint> = Vec::with_capacity(self.curve.len());
+        for p in std::mem::take(&mut self.curve) {
+            match at.get(&p.step) {
+                Some(&i) => curve[i] = p,
+                None => {
+                    at.insert(p.step, curve.len());
+                    curve.push(p);
+                }
+            }
+        }
+        self.curve = curve;
         let mut notes = Vec::new();
         if self.curve.is_empty() {
             notes.push("the command printed no metrics line (a JSON object with a numeric `loss`)".to_string());
@@ -428,7 +479,14 @@ impl MetricsParser {
                 burn_in * last as f64
             ));
         }
-        TrialMetrics { curve: self.curve, stationary_loss, stationary_drift, theory: None, notes }
+        TrialMetrics {
+            resumed_from: self.resumed_from,
+            curve: self.curve,
+            stationary_loss,
+            stationary_drift,
+            theory: None,
+            notes,
+        }
     }
 }
 

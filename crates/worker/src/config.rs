@@ -23,6 +23,10 @@ pub struct WorkerConfig {
     pub tls_ca: Option<Vec<u8>>,
     /// Run `kind = "command"` trials (refused otherwise), in this working directory.
     pub commands: Option<CommandEnv>,
+    /// Where trial directories are, for training trials of successive halving (their
+    /// checkpoints between rungs); `None`: the command trials' directories, and without those
+    /// a training trial's every rung starts at step 0.
+    pub trials: Option<crate::TrialDirs>,
     /// GPU device ordinals this worker may hand to trials.
     pub gpus: Vec<u32>,
     /// Where simulations run, over the task's `backend` (`--backend`); `None` follows the task.

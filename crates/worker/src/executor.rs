@@ -13,6 +13,21 @@ pub fn execute(
     cancel: &Cancel,
     opts: &RunOptions,
 ) -> Option<AttemptOutcome> {
+    execute_in(task, params, id, cancel, opts, None)
+}
+
+/// [`execute`] with the trial's directory, where a training trial stopped at a rung of
+/// successive halving (`opts.stop_samples`) keeps its checkpoint and the next rung continues
+/// from it (`None`: every rung starts at step 0). Simulations recompute their steps from step 0
+/// instead: bit-identical, and cheap next to training.
+pub fn execute_in(
+    task: &TaskSpec,
+    params: &Hyperparams,
+    id: TrialId,
+    cancel: &Cancel,
+    opts: &RunOptions,
+    dir: Option<std::path::PathBuf>,
+) -> Option<AttemptOutcome> {
     let run = catch_unwind(AssertUnwindSafe(|| match task {
         TaskSpec::Noop { sleep_ms } => {
             // Sleep in short slices so a cancel (revocation, shutdown) is noticed.
@@ -26,7 +41,10 @@ pub fn execute(
             Ok(AttemptOutcome::Succeeded(kappa_core::TrialMetrics::default()))
         }
         TaskSpec::Optimizer(_) | TaskSpec::Sde(_) => kappa_sim::run_trial_with(task, params, id, cancel, opts),
-        TaskSpec::Train(t) => kappa_train::run_train(t, params, id, cancel),
+        TaskSpec::Train(t) => {
+            let cont = kappa_train::Continuation { dir: dir.clone(), stop_samples: opts.stop_samples };
+            kappa_train::run_train_with(t, params, id, cancel, &cont)
+        }
         TaskSpec::Command(_) => Err(SimError::Invalid("command tasks run as child processes, not here".into())),
     }));
     match run {

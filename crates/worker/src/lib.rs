@@ -23,8 +23,8 @@ mod session;
 mod trial;
 mod version;
 
-pub use command::CommandEnv;
+pub use command::{CommandEnv, TrialDirs};
 pub use config::{WorkerConfig, WorkerError, WorkerStats};
-pub use executor::execute;
+pub use executor::{execute, execute_in};
 pub use session::run;
 pub use version::{code_version, code_versions};

@@ -47,6 +47,7 @@ impl Local {
                 stats,
                 gpu_pool,
                 commands: cfg.commands.clone(),
+                trials: cfg.trials.clone().or_else(|| cfg.commands.as_ref().map(crate::CommandEnv::trial_dirs)),
                 backend: cfg.backend,
                 draining: Arc::default(),
                 recent_us: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),

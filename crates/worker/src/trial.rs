@@ -4,7 +4,7 @@
 
 use crate::WorkerStats;
 use crate::command::{self, CommandEnv};
-use crate::executor::execute;
+use crate::executor::{execute, execute_in};
 use crate::held::Held;
 use crate::reporter::ReportQueue;
 use kappa_core::{AttemptOutcome, AttemptRef, AttemptReport, FailureClass, Lease, TaskSpec, WorkerId};
@@ -28,6 +28,8 @@ pub(crate) struct TrialEnv {
     pub(crate) stats: Arc<Mutex<WorkerStats>>,
     pub(crate) gpu_pool: GpuPool,
     pub(crate) commands: Option<CommandEnv>,
+    /// Where trial directories are (training's checkpoints between rungs).
+    pub(crate) trials: Option<crate::TrialDirs>,
     pub(crate) backend: Option<kappa_core::task::Backend>,
     /// The worker is stopping: command trials get SIGTERM, and what it stops is preempted.
     pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
@@ -223,7 +225,13 @@ impl TrialEnv {
                     class: FailureClass::Error,
                 }),
             },
-            _ => run_on_pool(&trial, cancel, self.backend).await,
+            _ => {
+                let dir = match &*trial.task {
+                    TaskSpec::Train(_) => self.trials.as_ref().and_then(|t| t.path(lease).ok()),
+                    _ => None,
+                };
+                run_on_pool(&trial, cancel, self.backend, dir).await
+            }
         };
         self.return_gpus(&trial);
         let took = started.elapsed().as_micros().min(u128::from(u64::MAX - 1)) as u64;
@@ -269,8 +277,13 @@ async fn run_on_pool(
     trial: &Trial,
     cancel: Cancel,
     backend: Option<kappa_core::task::Backend>,
+    dir: Option<std::path::PathBuf>,
 ) -> Option<AttemptOutcome> {
-    let opts = kappa_sim::RunOptions { backend, gpu: trial.gpus.first().copied() };
+    let opts = kappa_sim::RunOptions {
+        backend,
+        gpu: trial.gpus.first().copied(),
+        stop_samples: trial.lease.stop.map(|s| s.samples),
+    };
     if let TaskSpec::Noop { sleep_ms: 0 } = &*trial.task {
         // Nothing to compute: a hand-off to the pool would cost more than the trial.
         return execute(&trial.task, &trial.lease.params.hyper, trial.lease.id, &cancel, &opts);
@@ -278,7 +291,7 @@ async fn run_on_pool(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (task, params, id, c) = (trial.task.clone(), trial.lease.params.clone(), trial.lease.id, cancel.clone());
     rayon::spawn(move || {
-        let _ = tx.send(execute(&task, &params.hyper, id, &c, &opts));
+        let _ = tx.send(execute_in(&task, &params.hyper, id, &c, &opts, dir));
     });
     let result = match trial.lease.timeout {
         Some(limit) => match tokio::time::timeout(limit, rx).await {
@@ -309,6 +322,7 @@ mod tests {
             stats: Arc::default(),
             gpu_pool: Arc::default(),
             commands: None,
+            trials: None,
             backend: None,
             draining: Arc::default(),
             recent_us: Arc::new(AtomicU64::new(recent_us)),
@@ -327,6 +341,7 @@ mod tests {
                 task: Arc::from("{}"),
                 timeout: None,
                 gpus: 0,
+                stop: None,
             };
             let trial = || Trial {
                 lease: lease.clone(),

@@ -184,6 +184,7 @@ async fn drive(
             token: None,
             tls_ca: None,
             commands: Some(workers.commands.clone()),
+            trials: Some(workers.commands.trial_dirs()),
             gpus: workers.gpus.iter().copied().skip(i as usize).step_by(workers.count as usize).collect(),
             backend: workers.backend,
             code_versions: kappa_worker::code_versions(),

@@ -35,9 +35,10 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "DIR", default_value = ".", env = "KAPPA_WORKDIR")]
     workdir: PathBuf,
     /// Where trial directories go: `DIR/<sweep>/<trial id>/`, kept across attempts (a command
-    /// trial's `KAPPA_TRIAL_DIR`, where it checkpoints). On a cluster, point it at storage every
-    /// node shares, so an attempt on another node resumes from the checkpoint. Default:
-    /// `kappa-trials/` in the working directory.
+    /// trial's `KAPPA_TRIAL_DIR`, where it checkpoints; a training trial's checkpoint between
+    /// rungs of successive halving). On a cluster, point it at storage every node shares, so an
+    /// attempt on another node resumes from the checkpoint. Default: `kappa-trials/` in the
+    /// working directory.
     #[arg(long, value_name = "DIR", env = "KAPPA_TRIAL_ROOT")]
     trial_root: Option<PathBuf>,
     /// On SIGTERM/Ctrl-C, stop leasing, pass SIGTERM to command trials (time to checkpoint) and
@@ -58,6 +59,10 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).ok();
     let name =
         args.name.clone().unwrap_or_else(|| format!("{}-{}", host.as_deref().unwrap_or("worker"), std::process::id()));
+    let trial_root = match &args.trial_root {
+        Some(dir) => std::path::absolute(dir).map_err(|e| invalid(format!("--trial-root {}: {e}", dir.display())))?,
+        None => command_workdir(&args.workdir)?.join("kappa-trials"),
+    };
     let cfg = kappa_worker::WorkerConfig {
         coordinator: args.coordinator.coordinator.clone(),
         name,
@@ -69,22 +74,17 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         commands: if args.allow_commands {
             let workdir = command_workdir(&args.workdir)?;
             let host = host.unwrap_or_else(|| "localhost".into());
-            let trial_root = match &args.trial_root {
-                Some(dir) => {
-                    std::path::absolute(dir).map_err(|e| invalid(format!("--trial-root {}: {e}", dir.display())))?
-                }
-                None => workdir.join("kappa-trials"),
-            };
             Some(kappa_worker::CommandEnv {
                 logs: workdir.join("kappa-logs"),
                 workdir,
                 host,
-                trial_root,
+                trial_root: trial_root.clone(),
                 per_sweep: true,
             })
         } else {
             None
         },
+        trials: Some(kappa_worker::TrialDirs { root: trial_root, per_sweep: true }),
         gpus: parse_gpus(&args.gpus)?,
         backend: args.backend,
         code_versions: kappa_worker::code_versions(),

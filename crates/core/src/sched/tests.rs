@@ -12,6 +12,7 @@ fn ms(n: u64) -> Duration {
 /// Scheduler settings as the tests write them: lease timeout and retry backoff in ms.
 fn config(lease_ms: u64, retries: RetryPolicy, failure_budget: Option<u64>, backoff_ms: u64) -> SchedulerConfig {
     SchedulerConfig {
+        first_stop: None,
         sweep: Arc::from("test"),
         lease_timeout: ms(lease_ms),
         retry_backoff: ms(backoff_ms),
@@ -29,6 +30,7 @@ const SUCCEEDED: AttemptOutcome = AttemptOutcome::Succeeded(TrialMetrics {
     stationary_drift: None,
     theory: None,
     notes: Vec::new(),
+    resumed_from: None,
 });
 
 fn diverged() -> AttemptOutcome {

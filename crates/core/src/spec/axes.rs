@@ -299,15 +299,15 @@ fn to_json(ctx: &Ctx<'_>, path: &[Seg], v: &toml::Value) -> Result<serde_json::V
 }
 
 /// Every placeholder of a command task names a value each trial has.
-pub(super) fn check_placeholders(ctx: &Ctx<'_>, task: &TaskSpec, grid: &Grid) -> Result<(), SpecError> {
+pub(super) fn check_placeholders(ctx: &Ctx<'_>, task: &TaskSpec, grid: &Grid, halving: bool) -> Result<(), SpecError> {
     let TaskSpec::Command(c) = task else { return Ok(()) };
     let user: Vec<&str> = grid.named_axes().filter_map(|(n, _)| n.strip_prefix(PARAM_PREFIX)).collect();
     for (i, a) in c.argv.iter().enumerate() {
-        crate::command::check_names(a, grid.builtins(), &user)
+        crate::command::check_names(a, grid.builtins(), &user, halving)
             .map_err(|m| ctx.err(&[k("task"), k("argv"), Seg::Index(i)], m))?;
     }
     for (name, v) in &c.env {
-        crate::command::check_names(v, grid.builtins(), &user)
+        crate::command::check_names(v, grid.builtins(), &user, halving)
             .map_err(|m| ctx.err(&[k("task"), k("env"), k(name)], m))?;
     }
     Ok(())

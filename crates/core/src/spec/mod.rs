@@ -30,7 +30,7 @@ pub use axes::MAX_TASK_VARIANTS;
 pub use error::{SpecError, SpecErrorDetail};
 pub use execution::parse_duration;
 pub use raw::MAX_DIM;
-pub use search::{BracketSpec, SearchStart};
+pub use search::{BracketSpec, HalvingSpec, SearchStart};
 
 use crate::grid::Grid;
 use crate::scaling::Scaling;
@@ -74,6 +74,8 @@ pub struct Sweep {
     /// (`[search] kind = "bracket"`; `None`: the grid's points are the trials). Its axis is in
     /// `grid` as a dimension of one value, which each probe replaces.
     pub search: Option<BracketSpec>,
+    /// Asynchronous successive halving over the grid's trials (`[search] kind = "halving"`).
+    pub halving: Option<HalvingSpec>,
 }
 
 /// One task of a sweep: `[task]` with one combination of the `task.*` axes applied.
@@ -154,7 +156,8 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
     let execution = execution::validate_execution(ctx, raw.execution)?;
     let analysis = analysis::validate_analysis(ctx, raw.analysis)?;
     let (grid, sources) = grid::build_grid(ctx, &raw.grid, &raw.zip, execution.max_trials)?;
-    let (search, grid) = search::validate_search(ctx, raw.search, grid)?;
+    let (searches, grid) = search::validate_search(ctx, raw.search, grid)?;
+    let search = searches.bracket;
     let scaling = match &raw.scaling {
         Some(t) => Some(scaling::scaling(ctx, t, &grid, &raw.zip)?),
         None => None,
@@ -183,7 +186,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
         .unwrap_or_default();
     let (mut variants, tables) =
         axes::task_variants(ctx, raw.task, &base, &grid, &sources, &raw.zip, scaling.as_ref())?;
-    axes::check_placeholders(ctx, &variants[0].task, &grid)?;
+    axes::check_placeholders(ctx, &variants[0].task, &grid, searches.halving.is_some())?;
     if variants.iter().any(|v| !matches!(v.task, TaskSpec::Command(_) | TaskSpec::Noop { .. })) {
         grid::require_optimizer(ctx, &grid)?;
     }
@@ -197,8 +200,12 @@ fn validate(ctx: &Ctx<'_>, raw: RawSweep) -> Result<Sweep, SpecError> {
         ));
     }
     let scaled_tasks = axes::scaled_variants(ctx, &mut variants, &tables, &grid, &raw.zip, scaling.as_ref())?;
+    if let Some(h) = &searches.halving {
+        search::check_halving(ctx, h, &variants, scaling.is_some())?;
+    }
     let task = variants[0].task.clone();
-    Ok(Sweep { name: raw.name, task, variants, scaled_tasks, grid, scaling, execution, analysis, search })
+    let halving = searches.halving;
+    Ok(Sweep { name: raw.name, task, variants, scaled_tasks, grid, scaling, execution, analysis, search, halving })
 }
 
 fn validate_name(ctx: &Ctx<'_>, name: &str) -> Result<(), SpecError> {

@@ -19,6 +19,10 @@ pub(super) struct RawSearch {
     factor: Option<toml::Value>,
     tolerance: Option<toml::Value>,
     max_trials: Option<toml::Value>,
+    min_samples: Option<toml::Value>,
+    reduction: Option<toml::Value>,
+    within: Option<toml::Value>,
+    max_samples: Option<toml::Value>,
 }
 
 /// Where a group's search starts.
@@ -68,8 +72,54 @@ impl BracketSpec {
     }
 }
 
+/// Asynchronous successive halving (`[search] kind = "halving"`, see [`crate::halving`]): every
+/// trial of the grid starts with the first rung's budget, and only the best 1/`reduction` of
+/// each comparison group go on to the next rung, continuing where they stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HalvingSpec {
+    /// The first rung's budget, in samples seen.
+    pub min_samples: u64,
+    /// Keep the best 1/reduction at each rung; rungs at min_samples · reduction^k.
+    pub reduction: u64,
+    /// Trials are compared only with trials equal in these axes (and the seed is never one:
+    /// a setting's seeds go on together).
+    pub within: Vec<Axis>,
+    /// The full budget of a command task (`max_samples`; other kinds have their task's
+    /// `samples`).
+    pub max_samples: Option<u64>,
+}
+
+impl HalvingSpec {
+    /// Default `reduction`.
+    pub const DEFAULT_REDUCTION: u64 = 3;
+
+    /// The rungs' budgets for a task whose full budget is `full` samples: min_samples ·
+    /// reduction^k below `full`, then `full` (the last rung: a trial that reaches it is complete).
+    pub fn rungs(&self, full: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut r = self.min_samples.max(1);
+        while r < full {
+            out.push(r);
+            r = r.saturating_mul(self.reduction.max(2));
+        }
+        out.push(full);
+        out
+    }
+}
+
+/// What `[search]` holds.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub(super) struct Searches {
+    pub(super) bracket: Option<BracketSpec>,
+    pub(super) halving: Option<HalvingSpec>,
+}
+
 /// The search kinds, as the sweep file names them.
-const KINDS: &str = "\"grid\" (every point of [grid], the default) or \"bracket\"";
+const KINDS: &str = "\"grid\" (every point of [grid], the default), \"bracket\" or \"halving\"";
+
+/// The settings of each kind, for the error that names a setting given to another kind.
+const BRACKET_KEYS: [&str; 6] = ["axis", "range", "start", "factor", "tolerance", "max_trials"];
+const HALVING_KEYS: [&str; 4] = ["min_samples", "reduction", "within", "max_samples"];
 
 /// Checks `[search]` against the grid; returns the bracketing search, if that is the kind, and
 /// the grid with the searched axis added as a dimension of one value (the range's middle: what
@@ -78,27 +128,37 @@ pub(super) fn validate_search(
     ctx: &Ctx<'_>,
     raw: Option<RawSearch>,
     grid: Grid,
-) -> Result<(Option<BracketSpec>, Grid), SpecError> {
-    let Some(raw) = raw else { return Ok((None, grid)) };
+) -> Result<(Searches, Grid), SpecError> {
+    let Some(raw) = raw else { return Ok((Searches::default(), grid)) };
     let at = |key: &str| [k("search"), k(key)];
     let kind = raw.kind.as_deref().unwrap_or("grid");
-    match kind {
-        "grid" => {
-            let given = [
-                ("axis", raw.axis.is_some()),
-                ("range", raw.range.is_some()),
-                ("start", raw.start.is_some()),
-                ("factor", raw.factor.is_some()),
-                ("tolerance", raw.tolerance.is_some()),
-                ("max_trials", raw.max_trials.is_some()),
-            ];
-            if let Some((key, _)) = given.iter().find(|g| g.1) {
-                return Err(ctx.err(&at(key), format!("`{key}` is a setting of kind = \"bracket\"; the grid has none")));
-            }
-            return Ok((None, grid));
-        }
-        "bracket" => {}
+    let given = [
+        ("axis", raw.axis.is_some()),
+        ("range", raw.range.is_some()),
+        ("start", raw.start.is_some()),
+        ("factor", raw.factor.is_some()),
+        ("tolerance", raw.tolerance.is_some()),
+        ("max_trials", raw.max_trials.is_some()),
+        ("min_samples", raw.min_samples.is_some()),
+        ("reduction", raw.reduction.is_some()),
+        ("within", raw.within.is_some()),
+        ("max_samples", raw.max_samples.is_some()),
+    ];
+    let own: &[&str] = match kind {
+        "grid" => &[],
+        "bracket" => &BRACKET_KEYS,
+        "halving" => &HALVING_KEYS,
         other => return Err(ctx.err(&at("kind"), format!("unknown search kind {other:?}: {KINDS}"))),
+    };
+    if let Some((key, _)) = given.iter().find(|(key, set)| *set && !own.contains(key)) {
+        let of = if BRACKET_KEYS.contains(key) { "bracket" } else { "halving" };
+        let has = if kind == "grid" { "the grid has none".to_string() } else { format!("kind = \"{kind}\" has none") };
+        return Err(ctx.err(&at(key), format!("`{key}` is a setting of kind = \"{of}\"; {has}")));
+    }
+    match kind {
+        "grid" => return Ok((Searches::default(), grid)),
+        "halving" => return Ok((Searches { bracket: None, halving: Some(halving(ctx, &raw, &grid)?) }, grid)),
+        _ => {}
     }
     let Some(name) = raw.axis else {
         return Err(ctx.err(&[k("search")], "a bracketing search needs `axis`, the axis it searches (e.g. \"lr\")"));
@@ -219,7 +279,142 @@ pub(super) fn validate_search(
     let mut dims = grid.dims().to_vec();
     dims.push(Dimension { axes: vec![(axis, values)], len: 1 });
     let grid = Grid::new(dims).ok_or_else(|| ctx.err(&[k("search")], "the grid is too large"))?;
-    Ok((Some(spec), grid))
+    Ok((Searches { bracket: Some(spec), halving: None }, grid))
+}
+
+/// A whole number of samples ≥ 1 (TOML integers, `20_000` included).
+fn count(ctx: &Ctx<'_>, key: &str, v: &toml::Value) -> Result<u64, SpecError> {
+    match v {
+        toml::Value::Integer(n) if *n > 0 => Ok(*n as u64),
+        other => Err(ctx.err(&[k("search"), k(key)], format!("`{key}` must be a positive whole number, got {other}"))),
+    }
+}
+
+/// The halving settings that need only the grid (the budget against the task is checked by
+/// [`check_halving`], once the tasks are known).
+fn halving(ctx: &Ctx<'_>, raw: &RawSearch, grid: &Grid) -> Result<HalvingSpec, SpecError> {
+    let at = |key: &str| [k("search"), k(key)];
+    let Some(min) = &raw.min_samples else {
+        return Err(ctx.err(
+            &[k("search")],
+            "successive halving needs `min_samples`, the first rung's budget in samples seen (e.g. min_samples = \
+             20_000: every trial runs that far, the best 1/reduction of them go on)",
+        ));
+    };
+    let min_samples = count(ctx, "min_samples", min)?;
+    let reduction = match &raw.reduction {
+        Some(toml::Value::Integer(n)) if *n >= 2 => *n as u64,
+        Some(v) => {
+            return Err(ctx.err(
+                &at("reduction"),
+                format!(
+                    "reduction must be a whole number ≥ 2 (each rung keeps the best 1/reduction of its trials), got {v}"
+                ),
+            ));
+        }
+        None => HalvingSpec::DEFAULT_REDUCTION,
+    };
+    let names: Vec<String> = match &raw.within {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                other => Err(ctx.err(&at("within"), format!("within lists axis names, got {other}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => return Err(ctx.err(&at("within"), format!("within must be a list of axis names, got {v}"))),
+    };
+    let mut within = Vec::new();
+    for name in &names {
+        let axis = match AxisName::from_key(name) {
+            Some(a) => Axis::Builtin(a),
+            None => Axis::Named(name.clone()),
+        };
+        let present = match &axis {
+            Axis::Builtin(a) => grid.axis(*a).is_some(),
+            Axis::Named(n) => grid.named_axis(n).is_some(),
+        };
+        if !present {
+            let axes: Vec<String> =
+                grid.dims().iter().flat_map(|d| d.axes.iter().map(|(a, _)| a.name().to_string())).collect();
+            return Err(ctx.err(
+                &at("within"),
+                format!("within names `{name}`, which is not an axis of [grid] (its axes: {})", axes.join(", ")),
+            ));
+        }
+        if axis == Axis::Builtin(AxisName::Seed) {
+            return Err(ctx.err(
+                &at("within"),
+                "within cannot name `seed`: a setting's seeds are judged together (by their mean) and go on together",
+            ));
+        }
+        if !within.contains(&axis) {
+            within.push(axis);
+        }
+    }
+    let max_samples = raw.max_samples.as_ref().map(|v| count(ctx, "max_samples", v)).transpose()?;
+    Ok(HalvingSpec { min_samples, reduction, within, max_samples })
+}
+
+/// Checks successive halving against the sweep's tasks: each must be a kind that can stop at a
+/// rung and go on, with a budget above the first rung's.
+pub(super) fn check_halving(
+    ctx: &Ctx<'_>,
+    spec: &HalvingSpec,
+    variants: &[super::TaskVariant],
+    scaling: bool,
+) -> Result<(), SpecError> {
+    let at = |key: &str| [k("search"), k(key)];
+    if scaling {
+        return Err(ctx.err(
+            &[k("scaling")],
+            "[scaling] with successive halving is not supported yet: the rules' variants would be stopped at rungs \
+             before their verdicts could judge them (run the rules as a grid, or search without [scaling])",
+        ));
+    }
+    for v in variants {
+        let full = match (&v.task, v.task.samples()) {
+            (crate::TaskSpec::Noop { .. }, _) => {
+                return Err(ctx.err(
+                    &[k("task"), k("kind")],
+                    "successive halving stops trials at rungs and continues them later: kind = \"noop\" has no \
+                     budget to stop at (use sde, optimizer, train or command)",
+                ));
+            }
+            (crate::TaskSpec::Command(_), _) => match spec.max_samples {
+                Some(m) => m,
+                None => {
+                    return Err(ctx.err(
+                        &[k("search")],
+                        "a command task has no budget kappa knows: give `max_samples` in [search], the full budget \
+                         in samples seen (each attempt gets its rung's budget as {samples} and KAPPA_SAMPLES)",
+                    ));
+                }
+            },
+            (_, Some(s)) => {
+                if spec.max_samples.is_some() {
+                    return Err(ctx.err(
+                        &at("max_samples"),
+                        format!("max_samples is for command tasks; this task's budget is its `samples` ({s})"),
+                    ));
+                }
+                s
+            }
+            (_, None) => continue,
+        };
+        if spec.min_samples >= full {
+            return Err(ctx.err(
+                &at("min_samples"),
+                format!(
+                    "min_samples = {} is not below the task's budget of {full} samples: there would be nothing to stop \
+                     early (the first rung must be a fraction of the budget)",
+                    spec.min_samples
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The axis `name` names, if a search can search it.

@@ -286,10 +286,11 @@ pub fn run_sim(
     id: TrialId,
     cancel: &Cancel,
     ordinal: usize,
+    stop: Option<u64>,
 ) -> Result<AttemptOutcome, SimError> {
     let dev =
         device(ordinal).map_err(|e| SimError::Invalid(format!("backend = \"cuda\": no usable NVIDIA GPU: {e}")))?;
-    catch_unwind(AssertUnwindSafe(|| run_on(&dev, task, sde, params, id, cancel)))
+    catch_unwind(AssertUnwindSafe(|| run_on(&dev, task, sde, params, id, cancel, stop)))
         .unwrap_or_else(|p| Err(SimError::Invalid(format!("the CUDA backend panicked: {}", panic_message(&p)))))
 }
 
@@ -300,11 +301,12 @@ fn run_on(
     params: &Hyperparams,
     id: TrialId,
     cancel: &Cancel,
+    stop: Option<u64>,
 ) -> Result<AttemptOutcome, SimError> {
     let land = landscape::build(&task.landscape);
     let d = land.dim();
     let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
-    let steps = steps_of(task, params.batch_size);
+    let steps = steps_of(task, params.batch_size).until(stop, params.batch_size);
     let mut p = lower(task, sde, params, &noise, id, d);
     let paths = task.paths as usize;
     let records = steps.record_steps.len();

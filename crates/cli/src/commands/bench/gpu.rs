@@ -80,7 +80,7 @@ pub(super) fn bench_gpu(b: GpuBench) -> anyhow::Result<u8> {
             weight_decay: 0.1,
             seed: 0,
         };
-        let opts = kappa_sim::RunOptions { backend: Some(Backend::Cuda), gpu: Some(b.device) };
+        let opts = kappa_sim::RunOptions { backend: Some(Backend::Cuda), gpu: Some(b.device), stop_samples: None };
         let mut best = f64::INFINITY;
         let mut stationary = f64::NAN;
         // The first run compiles nothing (gpu_available did) but warms the allocator: not timed.
