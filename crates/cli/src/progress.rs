@@ -90,6 +90,9 @@ impl View {
         if c.did_not_train + c.unstable > 0 {
             s.push_str(&format!(" · {} did not train · {} unstable", c.did_not_train, c.unstable));
         }
+        if !p.rungs.is_empty() {
+            s.push_str(&format!(" · {} stopped · rungs {}", c.stopped, rungs_text(&p.rungs)));
+        }
         s.push_str(&format!(" · {rate:.1} trials/s · {eta}"));
         s
     }
@@ -135,4 +138,32 @@ pub fn fmt_secs(s: f64) -> String {
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
+}
+
+/// Successive halving's rungs as progress shows them: how many trials finished each, by its
+/// budget (`10k:36 30k:12 90k:4`).
+pub(crate) fn rungs_text(rungs: &[kappa_core::RungCount]) -> String {
+    rungs.iter().map(|r| format!("{}:{}", short_samples(r.samples), r.reached)).collect::<Vec<_>>().join(" ")
+}
+
+/// A budget in samples, short: 900, 20k, 1.5M.
+pub(crate) fn short_samples(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{}M", kappa_core::format_real(n as f64 / 1e6)),
+        n if n >= 1_000 => format!("{}k", kappa_core::format_real(n as f64 / 1e3)),
+        n => n.to_string(),
+    }
+}
+
+/// Samples with thousands separated, as budgets are shown: 3,240,000.
+pub(crate) fn samples_text(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -14,8 +14,14 @@ const MAX_ROWS: usize = 40;
 pub fn print_run_summary(store: &Store, sweep: &Sweep, reused: u64, elapsed: Duration) -> anyhow::Result<()> {
     let trials = store.trials().context("cannot read results")?;
     let counts = store.counts()?;
+    let stopped = if counts.stopped > 0 {
+        format!(", {} stopped at a rung of successive halving", counts.stopped)
+    } else {
+        String::new()
+    };
     println!(
-        "sweep `{}`: {} trials: {} succeeded{}, {} failed, {} diverged, {} not finished ({} reused from earlier runs) in {}",
+        "sweep `{}`: {} trials: {} succeeded{}, {} failed, {} diverged{stopped}, {} not finished ({} reused from earlier \
+         runs) in {}",
         sweep.name,
         counts.total,
         counts.succeeded,
@@ -199,11 +205,12 @@ fn varying_columns(trials: &[TrialRecord]) -> Vec<Column> {
 }
 
 fn status_cell(members: &[&TrialRecord]) -> String {
-    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
     for t in members {
-        let name = match t.result.health() {
-            Some(h @ (Health::DidNotTrain | Health::Unstable)) => h.label(),
-            _ => t.result.status.as_str(),
+        let name = match (t.result.health(), t.result.status, t.rung) {
+            (Some(h @ (Health::DidNotTrain | Health::Unstable)), ..) => h.label().to_string(),
+            (_, kappa_core::TrialStatus::Stopped, Some(k)) => format!("stopped at rung {k}"),
+            _ => t.result.status.as_str().to_string(),
         };
         *by.entry(name).or_default() += 1;
     }

@@ -38,6 +38,9 @@ struct Setting {
     rungs: Vec<u64>,
     /// The rung it is at (running towards, or stopped at).
     rung: usize,
+    /// Whether its task continues from where a rung stopped (training, commands) rather than
+    /// recomputing from step 0 (simulations).
+    continues: bool,
     /// Per rung, each trial's observation there.
     results: Vec<HashMap<TrialId, Obs>>,
 }
@@ -128,7 +131,9 @@ impl Halving {
                     });
                     let full = full_budget(&spec, &sweep.variants[t.task].task);
                     let rungs = spec.rungs(full);
+                    let task = &sweep.variants[t.task].task;
                     settings.push(Setting {
+                        continues: matches!(task, crate::TaskSpec::Train(_) | crate::TaskSpec::Command(_)),
                         group: g,
                         trials: Vec::new(),
                         results: vec![HashMap::new(); rungs.len()],
@@ -191,8 +196,9 @@ impl Halving {
     }
 
     /// The most samples the search can spend: every trial through the first rung, the best
-    /// 1/reduction of each group's settings (at least one) through each next one, every budget
-    /// counted from step 0 of the rung before (continuation).
+    /// 1/reduction of each group's settings (at least one) through each next one; a rung costs
+    /// what it adds to the one before where trials continue (training, commands), its whole
+    /// budget where they recompute from step 0 (simulations).
     pub fn most_samples(&self) -> u64 {
         let r = self.spec.reduction as usize;
         let mut total = 0u64;
@@ -204,11 +210,30 @@ impl Halving {
             let mut before = 0u64;
             for &budget in &setting.rungs {
                 total += alive as u64 * seeds * (budget - before);
-                before = budget;
+                if setting.continues {
+                    before = budget;
+                }
                 alive = (alive / r).max(1);
             }
         }
         total
+    }
+
+    /// The samples the grid spends: every trial at its whole budget.
+    pub fn grid_samples(&self) -> u64 {
+        self.settings.iter().map(|s| s.trials.len() as u64 * s.rungs.last().copied().unwrap_or(0)).sum()
+    }
+
+    /// The settings (a trial's parameters but the seed).
+    pub fn settings(&self) -> usize {
+        self.settings.len()
+    }
+
+    /// The trials (one per seed) of each setting of group `g`, in plan order.
+    pub fn members(&self, g: usize) -> Vec<&[TrialId]> {
+        self.groups
+            .get(g)
+            .map_or_else(Vec::new, |grp| grp.settings.iter().map(|&s| &self.settings[s].trials[..]).collect())
     }
 
     /// Records `id`'s result at rung `rung` (its status there and metrics, as the store keeps

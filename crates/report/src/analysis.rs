@@ -25,7 +25,7 @@
 use crate::trials::Trials;
 use kappa_core::objective::{Crossing, Obs, crossing, mean_curve, objective, observe, weighted_fit};
 pub use kappa_core::objective::{Edge, best_lr, linear_fit, log_log_slope};
-use kappa_core::spec::{Analysis, AnalysisObjective};
+use kappa_core::spec::Analysis;
 use kappa_core::{OptimizerKind, Params, Sweep, TrialId, TrialResult};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -475,10 +475,7 @@ pub fn analyse(
         .into_iter()
         .flatten()
         .reduce(|a, b| format!("{a}; {b}"));
-        let objective = match a.objective {
-            AnalysisObjective::SamplesToTarget => format!("samples to {} = {}", a.metric, a.target_loss.unwrap_or(0.0)),
-            o => format!("{} {}", o.as_str(), a.metric),
-        };
+        let objective = a.describe();
         lr_out.push(LrScaling {
             group: g.label.clone(),
             optimizer: g.optimizer.as_str().to_string(),

@@ -40,6 +40,7 @@ mod aggregate;
 pub mod analysis;
 mod check;
 mod classes;
+mod halving;
 mod noise;
 mod overlay;
 pub mod render;
@@ -55,6 +56,7 @@ pub use classes::{
     ClassReport, CurveComparison, HOLDS_FROM, HOLDS_LATE_BY, KappaReport, OFF_FRACTION, PlateauRatio, RuleReport,
     compare_curves,
 };
+pub use halving::{HalvingGroup, HalvingReport, HalvingSetting};
 pub use noise::SlopeFit;
 pub use overlay::{Overlay, overlays};
 pub use report::{Report, build, build_stored};

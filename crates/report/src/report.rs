@@ -8,7 +8,7 @@ use crate::overlay::Overlay;
 use crate::search::{SearchReport, search_report};
 use crate::tracking::{self, Tracking};
 use crate::trials::Trials;
-use kappa_core::{Plan, Sweep, TrialId, TrialResult, TrialStatus};
+use kappa_core::{Plan, Sweep, TrialId, TrialResult};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -19,7 +19,7 @@ pub struct Report {
     pub sweep: String,
     /// Distinct trials in the plan.
     pub trials: u64,
-    /// Trials that finished (succeeded or diverged).
+    /// Trials that finished (succeeded, diverged, or stopped at a rung of successive halving).
     pub finished: u64,
     /// Trials not finished yet, or failed (their classes have no verdict).
     pub missing: u64,
@@ -53,6 +53,9 @@ pub struct Report {
     /// A search's groups: probes, optimum, bracket, start, rounds (`None`: a grid sweep).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchReport>,
+    /// Successive halving's groups: how far each setting went (`None`: no halving).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halving: Option<crate::halving::HalvingReport>,
     /// `[analysis] expect_exponent`, checked by `--check`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect_exponent: Option<[f64; 2]>,
@@ -91,7 +94,7 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         if seen.insert(t.id) {
             trials += 1;
             let result = results.get(&t.id);
-            if result.is_some_and(|r| matches!(r.status, TrialStatus::Succeeded | TrialStatus::Diverged)) {
+            if result.is_some_and(|r| r.status.has_result()) {
                 finished += 1;
             }
             if let Some(h) = result.and_then(TrialResult::health) {
@@ -123,6 +126,7 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         lr_scaling,
         critical_batch,
         search: search_report(sweep, plan, &list, results),
+        halving: crate::halving::halving_report(sweep, plan, results),
         expect_exponent: sweep.analysis.expect_exponent,
         expect_b_crit: sweep.analysis.expect_b_crit,
     };

@@ -153,12 +153,7 @@ pub(crate) fn search_report(
             }
         })
         .collect();
-    let objective = match a.objective {
-        kappa_core::spec::AnalysisObjective::SamplesToTarget => {
-            format!("samples to {} = {}", a.metric, a.target_loss.unwrap_or(0.0))
-        }
-        o => format!("{} {}", o.as_str(), a.metric),
-    };
+    let objective = a.describe();
     Some(SearchReport {
         axis: spec.axis.name().to_string(),
         range: spec.range,

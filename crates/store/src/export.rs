@@ -26,11 +26,34 @@ pub enum ExportError {
 /// JSON lines: one object per trial ([`trial_json`]), in plan order.
 pub fn write_jsonl(store: &Store, w: &mut impl Write) -> Result<(), ExportError> {
     let preempted = store.preempted()?;
+    let rungs = rungs_by_trial(store)?;
     store.each_trial(|t| -> Result<(), ExportError> {
-        serde_json::to_writer(&mut *w, &trial_json(&t, preempted.get(&t.result.id).copied().unwrap_or(0)))?;
+        let mut o = trial_json(&t, preempted.get(&t.result.id).copied().unwrap_or(0));
+        if let (Some(rows), Value::Object(m)) = (rungs.get(&t.result.id), &mut o) {
+            m.insert("rungs".into(), json!(rows));
+        }
+        serde_json::to_writer(&mut *w, &o)?;
         w.write_all(b"\n")?;
         Ok(())
     })
+}
+
+/// Each trial's rung results of successive halving, as the JSON export lists them: the rung,
+/// the attempt, what it made of the trial, the step it continued from, the step it reached and
+/// the samples it computed.
+fn rungs_by_trial(store: &Store) -> Result<std::collections::HashMap<kappa_core::TrialId, Vec<Value>>, ExportError> {
+    let mut out: std::collections::HashMap<kappa_core::TrialId, Vec<Value>> = std::collections::HashMap::new();
+    for r in store.rung_results()? {
+        out.entry(r.id).or_default().push(json!({
+            "rung": r.rung,
+            "attempt": r.attempt,
+            "status": r.status,
+            "from_step": r.from_step,
+            "to_step": r.to_step,
+            "samples": r.samples,
+        }));
+    }
+    Ok(out)
 }
 
 /// What every JSON view of a trial holds (the export's object and the dashboard's table row):
@@ -54,6 +77,9 @@ pub fn trial_fields(t: &TrialRecord) -> Map<String, Value> {
         // probe, {"from": "scaled", "base", "rule", "kappa"} for a rule's variant, null for a
         // grid point.
         "origin": r.origin,
+        // Successive halving: the rung it is at, stopped at or finished (its promotions so
+        // far); null when the sweep does not halve.
+        "rung": t.rung,
     });
     match fields {
         Value::Object(m) => m,
@@ -103,6 +129,7 @@ const CSV_TAIL: &[&str] = &[
     "base",
     "rule",
     "kappa",
+    "rung",
 ];
 
 /// CSV: one row per trial; a column per built-in hyperparameter (empty where a trial does not
@@ -151,6 +178,7 @@ pub fn write_csv(store: &Store, w: &mut impl Write) -> Result<(), ExportError> {
             t.result.health().map(|h| h.as_str().to_string()).unwrap_or_default(),
         ]);
         cells.extend(origin_cells(r.origin.as_ref()));
+        cells.push(t.rung.map(|k| k.to_string()).unwrap_or_default());
         let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         writeln!(w, "{}", line.join(","))?;
         Ok(())

@@ -78,6 +78,9 @@ pub struct TrialRecord {
     pub finished_at: Option<f64>,
     /// Run time of the counted attempt.
     pub duration_s: Option<f64>,
+    /// Successive halving: the rung it is at, stopped at or finished (its promotions so far;
+    /// `None`: not halved).
+    pub rung: Option<u32>,
 }
 
 /// One row of the attempt log.
@@ -524,7 +527,7 @@ impl Store {
             .conn
             .prepare(&format!(
                 "SELECT id, seq, params, status, attempts, metrics, error, diverged_step, worker, started_at, finished_at, duration_s,
-                        origin
+                        origin, rung
                  FROM trials WHERE {filter}"
             ))
             .map_err(|e| self.sql(e))?;
@@ -561,6 +564,7 @@ impl Store {
             started_at: r.get(9).map_err(get)?,
             finished_at: r.get(10).map_err(get)?,
             duration_s: r.get(11).map_err(get)?,
+            rung: r.get(13).map_err(get)?,
         })
     }
 

@@ -2,6 +2,7 @@
 
 use crate::{exit, sweep_file};
 use kappa_core::format_real;
+use kappa_core::halving::Halving;
 use kappa_core::search::Search;
 use kappa_core::spec::SearchStart;
 use kappa_core::{AxisName, Plan, Sweep};
@@ -68,6 +69,9 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         Some(search) => print_search(&sweep, &search),
         None => print_counts(&sweep, &plan),
     }
+    if let Some(h) = Halving::new(&plan) {
+        print_halving(&sweep, &h);
+    }
     print_tasks(&sweep);
     print_axes(&sweep);
     if shown > 0 {
@@ -109,7 +113,7 @@ fn plan_json(sweep: &Sweep, plan: &Plan<'_>, shown: usize) -> serde_json::Value 
         "grid_points": sweep.grid.len(),
         "dimensions": dims,
         "scaling": sweep.scaling,
-        "search": Search::new(plan).map(|s| search_json(&s)),
+        "search": Search::new(plan).map(|s| search_json(&s)).or_else(|| Halving::new(plan).map(|h| halving_json(&h))),
         "trials": trials,
     })
 }
@@ -129,6 +133,60 @@ fn search_json(search: &Search) -> serde_json::Value {
         "chains": search.chains().iter().filter(|c| c.len() > 1).count(),
         "at_most": search.bound(),
     })
+}
+
+/// Successive halving's settings and what it can spend, as JSON.
+fn halving_json(h: &Halving) -> serde_json::Value {
+    let s = h.spec();
+    json!({
+        "kind": "halving",
+        "min_samples": s.min_samples,
+        "reduction": s.reduction,
+        "within": kappa_core::halving::within_names(s),
+        "max_samples": s.max_samples,
+        "rungs": h.rungs(),
+        "groups": h.groups().len(),
+        "settings": h.settings(),
+        "most_samples": h.most_samples(),
+        "grid_samples": h.grid_samples(),
+    })
+}
+
+/// What successive halving will do: its rungs, its groups, the most samples it can spend.
+fn print_halving(sweep: &Sweep, h: &Halving) {
+    let s = h.spec();
+    let within = kappa_core::halving::within_names(s);
+    let groups = if within.is_empty() {
+        "one group (every setting compared with every other)".to_string()
+    } else {
+        format!("{} groups (settings compared only within equal {})", h.groups().len(), within.join(", "))
+    };
+    println!(
+        "successive halving: {} settings (every grid point but the seed; its seeds go on together, judged by their \
+         mean) in {groups}",
+        h.settings()
+    );
+    let rungs: Vec<String> = h.rungs().into_iter().map(crate::progress::samples_text).collect();
+    println!(
+        "  rungs: {} samples seen; at each, the best 1/{} of a group's settings that finished it go on (at least one \
+         per group), continuing where they stopped",
+        rungs.join(" → "),
+        s.reduction
+    );
+    let (most, grid) = (h.most_samples(), h.grid_samples());
+    println!(
+        "  at most {} samples, {:.0}% of the grid's {}",
+        crate::progress::samples_text(most),
+        100.0 * most as f64 / grid.max(1) as f64,
+        crate::progress::samples_text(grid)
+    );
+    if sweep.variants.iter().any(|v| matches!(v.task, kappa_core::TaskSpec::Command(_))) {
+        println!(
+            "  warning: rungs compare runs stopped at a fraction of their budget; if your program decays its learning \
+             rate over the whole budget, the stopped runs have not decayed and their ranking can differ from the \
+             finished ones' (README, \"Successive halving\")"
+        );
+    }
 }
 
 /// What a search will do: its groups, how they run, at most how many trials.

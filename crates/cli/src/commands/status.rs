@@ -44,6 +44,10 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
         Some(i) => search_progress(i, &store)?,
         None => None,
     };
+    let halving = match &info {
+        Some(i) => halving_progress(i, &store)?,
+        None => None,
+    };
     if args.json {
         let out = json!({
             "sweep": name,
@@ -64,6 +68,11 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
             "search": search.as_ref().map(|s| json!({
                 "axis": s.axis, "groups": s.groups, "finished_groups": s.finished, "rounds": s.rounds,
                 "at_most": s.at_most,
+            })),
+            "stopped": counts.stopped,
+            "halving": halving.as_ref().map(|h| json!({
+                "rungs": h.rungs.iter().map(|(samples, n)| json!({"samples": samples, "reached": n})).collect::<Vec<_>>(),
+                "samples_computed": h.computed, "samples_with_restarts": h.restarts, "grid_samples": h.grid,
             })),
             "logs": Some(dir.join("logs")).filter(|l| l.is_dir()).map(|l| l.display().to_string()),
             "failures": failed
@@ -90,15 +99,29 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
         println!("  command logs   {}/<trial>.<attempt>.stdout|.stderr", logs.display());
     }
     println!(
-        "  trials         {} total: {} succeeded{}, {} failed, {} diverged, {} running, {} pending",
+        "  trials         {} total: {} succeeded{}, {} failed, {} diverged,{} {} running, {} pending",
         counts.total,
         counts.succeeded,
         counts.unhealthy_note(),
         counts.failed,
         counts.diverged,
+        if counts.stopped > 0 { format!(" {} stopped at a rung,", counts.stopped) } else { String::new() },
         counts.running,
         counts.pending
     );
+    if let Some(h) = &halving {
+        let reached: Vec<String> =
+            h.rungs.iter().map(|(samples, n)| format!("{n} at {}", crate::progress::samples_text(*samples))).collect();
+        println!(
+            "  halving        rungs (trials that finished each, at its budget in samples): {}; {} samples computed, \
+             {:.0}% of the grid's {} ({} with restarts instead of continuation)",
+            reached.join(", "),
+            crate::progress::samples_text(h.computed),
+            100.0 * h.computed as f64 / h.grid.max(1) as f64,
+            crate::progress::samples_text(h.grid),
+            crate::progress::samples_text(h.restarts)
+        );
+    }
     for definition in counts.health_definitions() {
         println!("                 {definition}");
     }
@@ -176,7 +199,7 @@ fn remote(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow::Res
         for p in &sweeps {
             let n = &p.counts;
             println!(
-                "sweep `{}`: {} trials{}: {} succeeded{}, {} failed, {} diverged, {} running, {} pending; {} workers{}",
+                "sweep `{}`: {} trials{}: {} succeeded{}, {} failed, {} diverged,{} {} running, {} pending; {} workers{}",
                 p.sweep,
                 n.total,
                 p.at_most.map_or(String::new(), |m| format!(" (a search: at most {m})")),
@@ -184,6 +207,11 @@ fn remote(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow::Res
                 n.unhealthy_note(),
                 n.failed,
                 n.diverged,
+                if p.rungs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {} stopped (rungs {}),", n.stopped, crate::progress::rungs_text(&p.rungs))
+                },
                 n.running,
                 n.pending,
                 p.workers,
@@ -244,7 +272,48 @@ fn progress_json(p: &Progress) -> serde_json::Value {
         "succeeded": n.succeeded, "failed": n.failed, "diverged": n.diverged,
         "did_not_train": n.did_not_train, "unstable": n.unstable,
         "workers": p.workers, "finished": p.finished, "cancelled": p.cancelled, "at_most": p.at_most,
+        "stopped": n.stopped,
+        "rungs": p.rungs.iter().map(|r| json!({"samples": r.samples, "reached": r.reached})).collect::<Vec<_>>(),
     })
+}
+
+/// Where successive halving stands, from its store.
+struct HalvingProgress {
+    /// Each rung's budget and the trials that finished it.
+    rungs: Vec<(u64, u64)>,
+    /// Samples the attempts computed (continuing where the rung before stopped).
+    computed: u64,
+    /// What restarting every rung from step 0 would have computed.
+    restarts: u64,
+    /// What the grid computes: every trial at its whole budget.
+    grid: u64,
+}
+
+/// Successive halving's rungs and samples from the store's rung results (`None`: the sweep
+/// does not halve, or its file no longer parses).
+fn halving_progress(info: &kappa_store::SweepInfo, store: &Store) -> anyhow::Result<Option<HalvingProgress>> {
+    let Ok(sweep) = kappa_core::Sweep::parse(&info.spec_path, &info.spec) else { return Ok(None) };
+    let version = info.code_version.clone().unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
+    let plan = kappa_core::Plan::new(&sweep, version);
+    let Some(h) = kappa_core::halving::Halving::new(&plan) else { return Ok(None) };
+    let budgets = h.rungs();
+    let mut reached = vec![0u64; budgets.len()];
+    let (mut computed, mut restarts) = (0u64, 0u64);
+    for r in store.rung_results()? {
+        if let Some(n) = reached.get_mut(r.rung as usize)
+            && r.to_step.is_some()
+        {
+            *n += 1;
+        }
+        computed += r.samples.unwrap_or(0);
+        restarts += r.metrics.as_ref().and_then(|m| m.curve.last()).map_or(0, |p| p.samples);
+    }
+    Ok(Some(HalvingProgress {
+        rungs: budgets.into_iter().zip(reached).collect(),
+        computed,
+        restarts,
+        grid: h.grid_samples(),
+    }))
 }
 
 /// Where a search stands, from its store.

@@ -55,6 +55,18 @@ pub struct Analysis {
     pub expect_b_crit: Option<[f64; 2]>,
 }
 
+impl Analysis {
+    /// What the objective is, in words: `final loss`, `stationary test_loss`, `samples to loss = 0.1`.
+    pub fn describe(&self) -> String {
+        match self.objective {
+            AnalysisObjective::SamplesToTarget => {
+                format!("samples to {} = {}", self.metric, self.target_loss.unwrap_or(0.0))
+            }
+            o => format!("{} {}", o.as_str(), self.metric),
+        }
+    }
+}
+
 impl Default for Analysis {
     fn default() -> Self {
         Analysis {

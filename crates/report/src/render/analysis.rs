@@ -77,9 +77,84 @@ fn search_lines(s: &crate::search::SearchReport) -> Vec<String> {
     out
 }
 
+/// Successive halving, as text lines: its rungs, then per group the settings that ran the whole
+/// budget, and how many stopped at each rung.
+fn halving_lines(h: &crate::halving::HalvingReport) -> Vec<String> {
+    let rungs: Vec<String> = h.rungs.iter().map(|r| short(*r as f64)).collect();
+    let mut out = vec![format!(
+        "successive halving: rungs at {} samples, the best 1/{} of each group's settings going on ({}; judged by the \
+         {}): {} trials stopped at a rung",
+        rungs.join(" → "),
+        h.reduction,
+        if h.within.is_empty() { "one group".to_string() } else { format!("within {}", h.within.join(", ")) },
+        h.objective,
+        h.stopped
+    )];
+    for g in &h.groups {
+        let whole: Vec<String> = g
+            .settings
+            .iter()
+            .filter(|s| s.status == "whole budget")
+            .map(|s| format!("{} ({})", s.label, short(s.objective)))
+            .collect();
+        let mut tally: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for s in g.settings.iter().filter(|s| s.status != "whole budget") {
+            *tally.entry(s.status.as_str()).or_default() += 1;
+        }
+        let rest: Vec<String> = tally.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        out.push(format!(
+            "  {}: whole budget: {}{}",
+            if g.label.is_empty() { "every setting" } else { g.label.as_str() },
+            if whole.is_empty() { "none yet".to_string() } else { whole.join(", ") },
+            if rest.is_empty() { String::new() } else { format!("; {}", rest.join(", ")) }
+        ));
+    }
+    out
+}
+
+/// One group of successive halving: each setting's loss curve (seeds pooled), the ones that ran
+/// the whole budget in colour, the stopped ones grey, ending where they stopped.
+pub(super) fn halving_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    h: &crate::halving::HalvingReport,
+    g: &crate::halving::HalvingGroup,
+) -> Result<(), String> {
+    let area = with_note(root, "grey: stopped at a rung (a dot where it stopped); colour: ran the whole budget")?;
+    let positive = |p: &&[f64; 2]| p[0] > 0.0 && p[1].is_finite() && p[1] > 0.0;
+    let xs =
+        bounds(g.settings.iter().flat_map(|s| s.curve.iter().filter(positive).map(|p| p[0]))).unwrap_or((1.0, 10.0));
+    let ys =
+        bounds(g.settings.iter().flat_map(|s| s.curve.iter().filter(positive).map(|p| p[1]))).unwrap_or((1e-3, 1.0));
+    let caption =
+        format!("successive halving{}", if g.label.is_empty() { String::new() } else { format!(": {}", g.label) });
+    let mut chart = log_chart(&area, &caption, xs, ys, ("samples seen", "loss"))?;
+    let grey = RGBColor(175, 175, 175).to_rgba();
+    for s in g.settings.iter().filter(|s| s.status != "whole budget") {
+        let pts: Vec<(f64, f64)> = s.curve.iter().filter(positive).map(|p| (p[0], p[1])).collect();
+        chart.draw_series(LineSeries::new(pts.clone(), grey.stroke_width(1))).map_err(err)?;
+        if let Some(end) = pts.last() {
+            chart.draw_series(std::iter::once(Circle::new(*end, 3, grey.filled()))).map_err(err)?;
+        }
+    }
+    for (i, s) in g.settings.iter().filter(|s| s.status == "whole budget").enumerate() {
+        let pts: Vec<(f64, f64)> = s.curve.iter().filter(positive).map(|p| (p[0], p[1])).collect();
+        styled_line(&mut chart, pts, i, palette(i), 2, Some(s.label.clone()))?;
+    }
+    for r in &h.rungs {
+        let x = *r as f64;
+        if x >= xs.0 && x <= xs.1 {
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(x, ys.0), (x, ys.1)], grey.stroke_width(1))))
+                .map_err(err)?;
+        }
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
+}
+
 /// The learning-rate exponents and critical batch sizes, as text lines (terminal and HTML).
 pub fn analysis_lines(r: &Report) -> Vec<String> {
     let mut out = r.search.as_ref().map(search_lines).unwrap_or_default();
+    out.extend(r.halving.as_ref().map(halving_lines).unwrap_or_default());
     for l in &r.lr_scaling {
         let rules: Vec<String> = l.rule_exponents.iter().map(|(n, e)| format!("{n} {}", short(*e))).collect();
         out.push(format!(

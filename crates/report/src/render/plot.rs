@@ -3,7 +3,7 @@
 //! charts are in `analysis.rs`.
 
 use super::RenderError;
-use super::analysis::{critical_chart, lr_curves_chart, lr_exponent_chart};
+use super::analysis::{critical_chart, halving_chart, lr_curves_chart, lr_exponent_chart};
 use super::chart::{FAMILY, SIZE, bounds, err, legend, log_axis, log_chart, markers, palette, styled_line, with_note};
 use super::text::{params_label, short, verdict_name};
 use crate::aggregate::interpolate;
@@ -39,6 +39,11 @@ pub(super) fn plots(report: &Report) -> Vec<(String, Plot<'_>)> {
     }
     if report.critical_batch.iter().any(|c| !c.points.is_empty()) {
         plots.push(("critical-batch".into(), Plot::Critical));
+    }
+    if let Some(h) = &report.halving {
+        for (i, g) in h.groups.iter().enumerate() {
+            plots.push((format!("halving-{}", i + 1), Plot::Halving(h, g)));
+        }
     }
     for o in &report.overlays {
         let mut name = format!("overlay-{}-lr{}", o.params.hyper.optimizer, slug(&short(o.params.hyper.lr)));
@@ -86,6 +91,8 @@ pub(super) enum Plot<'a> {
     LrExponent,
     /// Steps vs samples to the target, with the fitted hyperbola and B_crit.
     Critical,
+    /// Successive halving: one group's loss curves, the stopped ones grey.
+    Halving(&'a crate::halving::HalvingReport, &'a crate::halving::HalvingGroup),
 }
 
 impl Plot<'_> {
@@ -102,6 +109,7 @@ impl Plot<'_> {
             Plot::LrCurves(l) => lr_curves_chart(area, l),
             Plot::LrExponent => lr_exponent_chart(area, report),
             Plot::Critical => critical_chart(area, report),
+            Plot::Halving(h, g) => halving_chart(area, h, g),
         }
     }
 }
