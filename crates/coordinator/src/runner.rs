@@ -154,9 +154,11 @@ impl SweepRunner {
             execution,
         });
         sched.set_failed_attempts(store.failed_attempts()?);
+        let mut promoted = Vec::new();
         if let Some(start) = start {
             for (id, stop) in start.stops {
                 sched.set_stop(id, stop);
+                promoted.push(id);
             }
             // Stopped trials are held whole: a promotion takes them on.
             let stopped = crate::halving::load_stopped(&reader, &mut sched)?;
@@ -167,6 +169,11 @@ impl SweepRunner {
         let ids: Vec<TrialId> = in_flight.iter().map(|f| f.id).collect();
         for t in reader.open_trials_by_id(&ids)? {
             sched.load(None, t.id, t.params, t.task, t.attempts, t.failures);
+        }
+        // Trials promoted past the first rung go first, as they did before the restart.
+        for t in reader.open_trials_by_id(&promoted)? {
+            sched.load(None, t.id, t.params, t.task, t.attempts, t.failures);
+            sched.prioritize(t.id);
         }
         // The first chunk now, so the first lease finds work (and before the writer starts: a
         // store that cannot be read starts nothing).

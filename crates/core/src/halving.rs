@@ -46,9 +46,13 @@ struct Setting {
 }
 
 impl Setting {
-    /// The seed mean at `rung` once every seed has finished it.
+    /// The seed mean at `rung` once every seed has finished it; `+∞` as soon as one seed ended
+    /// there for good (diverged or failed), as [`Halving::close`] takes it to be decided.
     fn objective(&self, rung: usize, a: &Analysis) -> Option<f64> {
         let r = self.results.get(rung)?;
+        if r.values().any(|o| o.diverged) {
+            return Some(f64::INFINITY);
+        }
         if r.len() < self.trials.len() {
             return None;
         }
@@ -195,25 +199,46 @@ impl Halving {
         out
     }
 
-    /// The most samples the search can spend: every trial through the first rung, the best
-    /// 1/reduction of each group's settings (at least one) through each next one; a rung costs
-    /// what it adds to the one before where trials continue (training, commands), its whole
-    /// budget where they recompute from step 0 (simulations).
+    /// The samples the search spends when each rung keeps exactly the best 1/reduction of each
+    /// group's settings (at least one), as synchronous halving does and asynchronous halving
+    /// does when results come best first: every trial through the first rung, then the kept
+    /// settings through each next one. A rung costs what it adds to the one before where trials
+    /// continue (training, commands), its whole budget where they recompute from step 0
+    /// (simulations).
+    pub fn expected_samples(&self) -> u64 {
+        let r = self.spec.reduction as usize;
+        self.spend(|n| (n / r).max(1))
+    }
+
+    /// The most samples the search can spend, whatever order results come in: a setting
+    /// promoted early stays promoted, so of n settings that finish a rung up to n − reduction + 1
+    /// go on (when results keep getting better), and the costliest of them are counted.
     pub fn most_samples(&self) -> u64 {
         let r = self.spec.reduction as usize;
+        self.spend(|n| if n >= r { n - r + 1 } else { n.min(1) })
+    }
+
+    /// The samples spent when, of n settings that finish a rung, `kept(n)` go on (the costliest
+    /// ones: a group's settings may have budgets of their own).
+    fn spend(&self, kept: impl Fn(usize) -> usize) -> u64 {
         let mut total = 0u64;
         for g in &self.groups {
             let mut alive = g.settings.len();
-            let Some(&first) = g.settings.first() else { continue };
-            let setting = &self.settings[first];
-            let seeds = setting.trials.len() as u64;
-            let mut before = 0u64;
-            for &budget in &setting.rungs {
-                total += alive as u64 * seeds * (budget - before);
-                if setting.continues {
-                    before = budget;
-                }
-                alive = (alive / r).max(1);
+            let deepest = g.settings.iter().map(|&s| self.settings[s].rungs.len()).max().unwrap_or(0);
+            for k in 0..deepest {
+                let mut costs: Vec<u64> = g
+                    .settings
+                    .iter()
+                    .filter_map(|&s| {
+                        let st = &self.settings[s];
+                        let budget = *st.rungs.get(k)?;
+                        let before = if st.continues && k > 0 { st.rungs[k - 1] } else { 0 };
+                        Some(st.trials.len() as u64 * (budget - before))
+                    })
+                    .collect();
+                costs.sort_unstable_by(|a, b| b.cmp(a));
+                total += costs.iter().take(alive).sum::<u64>();
+                alive = kept(alive.min(costs.len()));
             }
         }
         total

@@ -18,7 +18,8 @@ use crate::lease::{AttemptRef, Lease, Stop, WorkerId};
 use crate::params::Params;
 use crate::spec::Execution;
 use crate::trial::{AttemptOutcome, Counts, FailureClass, FailureCounts, TrialStatus};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,6 +148,9 @@ pub struct Scheduler {
     stops: HashMap<TrialId, Option<Stop>>,
     /// Trials stopped at a rung, kept whole: a promotion takes them on ([`Scheduler::reopen`]).
     stopped: HashMap<TrialId, Entry>,
+    /// Promoted trials waiting, leased before any other: the highest rung first, then by id (an
+    /// order the state alone decides, so a resumed sweep leases them as the uninterrupted one).
+    promoted: BTreeSet<(Reverse<u32>, TrialId)>,
 }
 
 impl Scheduler {
@@ -166,6 +170,7 @@ impl Scheduler {
             halted: Vec::new(),
             stops: HashMap::new(),
             stopped: HashMap::new(),
+            promoted: BTreeSet::new(),
         }
     }
 
@@ -194,9 +199,20 @@ impl Scheduler {
         e.state = State::Pending;
         e.not_before = 0;
         self.entries.insert(id, e);
-        self.queue.push_front(id);
+        self.promoted.insert((Reverse(stop.map_or(0, |s| s.rung)), id));
         self.counts.shift(TrialStatus::Stopped, TrialStatus::Pending);
         true
+    }
+
+    /// Leases pending trial `id` before the rest, as a promoted one (a resumed sweep's trials
+    /// promoted past the first rung): the highest rung first. Returns whether it is pending here.
+    pub fn prioritize(&mut self, id: TrialId) -> bool {
+        let pending = self.entries.get(&id).is_some_and(|e| e.state == State::Pending);
+        if pending {
+            let rung = self.stop_of(id).map_or(0, |s| s.rung);
+            self.promoted.insert((Reverse(rung), id));
+        }
+        pending
     }
 
     /// Counts `n` failed attempts from earlier runs against the failure budget.
@@ -249,7 +265,7 @@ impl Scheduler {
 
     /// Trials waiting in the queue (pending, or backing off before a retry).
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.promoted.len()
     }
 
     /// Loads one of the expected trials: like [`Scheduler::add`] for a pending trial, without
@@ -353,13 +369,25 @@ impl Scheduler {
             return out;
         }
         let mut waiting = Vec::new();
+        // Promoted trials first (a copy of one may also be in the queue: whichever comes
+        // second finds it leased and skips it).
+        while out.len() < max {
+            let Some((_, id)) = self.promoted.pop_first() else { break };
+            match self.entries.get(&id) {
+                Some(e) if e.state == State::Pending && e.not_before <= now_ms => {
+                    out.push(self.lease_one(id, worker, now_ms))
+                }
+                Some(e) if e.state == State::Pending => self.queue.push_back(id),
+                _ => {}
+            }
+        }
         let mut budget = self.queue.len();
         while out.len() < max && budget > 0 {
             budget -= 1;
             let Some(id) = self.queue.pop_front() else {
                 break;
             };
-            let Some(e) = self.entries.get_mut(&id) else {
+            let Some(e) = self.entries.get(&id) else {
                 continue;
             };
             if e.state != State::Pending {
@@ -370,24 +398,32 @@ impl Scheduler {
                 waiting.push(id);
                 continue;
             }
-            e.attempt += 1;
-            e.state = State::Leased { worker, deadline: now_ms + self.cfg.lease_timeout_ms() };
-            self.counts.shift(TrialStatus::Pending, TrialStatus::Running);
-            out.push(Lease {
-                id,
-                sweep: self.cfg.sweep.clone(),
-                attempt: e.attempt,
-                params: e.params.clone(),
-                task: e.task.clone(),
-                timeout: self.cfg.execution.timeout,
-                gpus: self.cfg.execution.gpus,
-                stop: self.stops.get(&id).copied().unwrap_or(self.cfg.first_stop),
-            });
+            out.push(self.lease_one(id, worker, now_ms));
         }
         for id in waiting.into_iter().rev() {
             self.queue.push_front(id);
         }
         out
+    }
+
+    /// Leases pending trial `id` (in `entries`) to `worker`.
+    fn lease_one(&mut self, id: TrialId, worker: WorkerId, now_ms: u64) -> Lease {
+        let stop = self.stop_of(id);
+        let deadline = now_ms + self.cfg.lease_timeout_ms();
+        let e = self.entries.get_mut(&id).expect("a pending entry");
+        e.attempt += 1;
+        e.state = State::Leased { worker, deadline };
+        self.counts.shift(TrialStatus::Pending, TrialStatus::Running);
+        Lease {
+            id,
+            sweep: self.cfg.sweep.clone(),
+            attempt: e.attempt,
+            params: e.params.clone(),
+            task: e.task.clone(),
+            timeout: self.cfg.execution.timeout,
+            gpus: self.cfg.execution.gpus,
+            stop,
+        }
     }
 
     /// Renews the leases `worker` says it holds; returns those that are no longer its current ones
@@ -480,7 +516,8 @@ impl Scheduler {
 
     /// Fails every pending trial: the failure budget is used up.
     fn halt(&mut self) {
-        for id in std::mem::take(&mut self.queue) {
+        let promoted: Vec<TrialId> = std::mem::take(&mut self.promoted).into_iter().map(|(_, id)| id).collect();
+        for id in promoted.into_iter().chain(std::mem::take(&mut self.queue)) {
             if let Some(e) = self.entries.get(&id)
                 && e.state == State::Pending
             {

@@ -286,16 +286,28 @@ const LRS: [f64; 9] = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0
 
 /// A halving sweep of `lrs` × batch sizes 4 and 16 × seeds 0 and 1 with a budget of
 /// [`FULL`] samples, rungs [`RUNGS`], its settings compared within equal batch sizes (or all
-/// together).
+/// together): simulations (which recompute a rung from step 0).
 fn asha_sweep(lrs: &[f64], within: bool) -> Sweep {
+    let task = format!(
+        "kind = \"optimizer\"\nlandscape = {{ kind = \"quadratic\", eigenvalues = [0.5, 1.0] }}\n\
+         noise = {{ kind = \"gaussian\", sigma = 1.0 }}\nx0 = 0.5\npaths = 8\nsamples = {FULL}\n"
+    );
+    halving_sweep(&task, "", lrs, within)
+}
+
+/// [`asha_sweep`] of a command (which continues a rung from where the one before stopped).
+fn command_sweep(lrs: &[f64], within: bool) -> Sweep {
+    let task = "kind = \"command\"\nargv = [\"python3\", \"train.py\", \"--lr={lr}\", \"--samples={samples}\"]\n";
+    halving_sweep(task, &format!("max_samples = {FULL}\n"), lrs, within)
+}
+
+fn halving_sweep(task: &str, search: &str, lrs: &[f64], within: bool) -> Sweep {
     let lrs: Vec<String> = lrs.iter().map(|lr| format!("{lr}")).collect();
     let within = if within { "within = [\"batch_size\"]\n" } else { "" };
     let text = format!(
-        "version = 1\nname = \"asha\"\n[task]\nkind = \"optimizer\"\n\
-         landscape = {{ kind = \"quadratic\", eigenvalues = [0.5, 1.0] }}\n\
-         noise = {{ kind = \"gaussian\", sigma = 1.0 }}\nx0 = 0.5\npaths = 8\nsamples = {FULL}\n\
+        "version = 1\nname = \"asha\"\n[task]\n{task}\
          [grid]\noptimizer = [\"sgd\"]\nlr = [{}]\nbatch_size = [4, 16]\nseed = [0, 1]\n\
-         [search]\nkind = \"halving\"\nmin_samples = {MIN}\nreduction = 3\n{within}",
+         [search]\nkind = \"halving\"\nmin_samples = {MIN}\nreduction = 3\n{within}{search}",
         lrs.join(", ")
     );
     Sweep::parse("f.toml", &text).unwrap_or_else(|e| panic!("{e}"))
@@ -318,6 +330,9 @@ fn metrics(t: &PlannedTrial, rung: u32) -> TrialMetrics {
     }
 }
 
+/// A setting (a trial's parameters but the seed) here: (lr's bits, batch size).
+type SettingKey = (u64, u64);
+
 /// The sweep's trials, found by (lr, batch size, seed).
 struct Trials(Vec<PlannedTrial>);
 
@@ -337,8 +352,8 @@ impl Trials {
         self.0.iter().find(|t| t.id == id).expect("a trial of the plan")
     }
 
-    /// A setting's key: (lr, batch size).
-    fn setting(&self, id: TrialId) -> (u64, u64) {
+    /// A setting's key.
+    fn setting(&self, id: TrialId) -> SettingKey {
         let t = self.of(id);
         (t.params.hyper.lr.to_bits(), t.params.hyper.batch_size)
     }
@@ -373,7 +388,7 @@ fn as_set(p: &[Promotion]) -> BTreeSet<Promoted> {
 }
 
 /// What ASHA promotes as results finish one rung in a group: after each finished setting, the
-/// best ⌊n/reduction⌋ of the n finished so far that are not promoted yet (`None`: diverged).
+/// best ⌊n/3⌋ of the n finished so far, those not promoted yet and finite (reduction 3).
 struct Asha {
     done: Vec<(f64, f64)>,
     promoted: Vec<f64>,
@@ -461,18 +476,26 @@ fn a_setting_goes_on_once_both_seeds_are_in_the_best_third_of_its_group() {
     assert_eq!(went4[5], [0.016]);
     assert_eq!(went4[8], [0.004]);
     assert_eq!(went4.iter().flatten().count(), 3, "{went4:?}");
-    // B = 16 (best at 0.04): the best of the first three (0.004) goes on at once, the best two of
-    // six (0.128, 0.008) at the sixth, the best three of nine, all new, at the ninth.
+    // B = 16 (best at 0.04) gets better and better settings: from the third on, each is in the
+    // best third of those finished when it finishes, and goes on at once: the best of the first
+    // three (0.004) at the third, 0.256 at the fourth (best of four), 0.008 at the fifth, 0.128 at
+    // the sixth (second of six), 0.016 at the seventh, 0.064 and 0.032 after. Seven of nine went
+    // on: what went on early stays promoted (ASHA), so a group can take more than ⌊n/3⌋ on.
     assert_eq!(went16[2], [0.004]);
-    assert_eq!(went16[5], [0.008, 0.128]);
-    assert_eq!(went16[8], [0.016, 0.032, 0.064]);
-    assert_eq!(went16.iter().filter(|w| **w == none).count(), 6);
+    assert_eq!(went16[3], [0.256]);
+    assert_eq!(went16[4], [0.008]);
+    assert_eq!(went16[5], [0.128]);
+    assert_eq!(went16[6], [0.016]);
+    assert_eq!(went16[7], [0.064]);
+    assert_eq!(went16[8], [0.032]);
+    assert_eq!(went16.iter().filter(|w| **w == none).count(), 2);
     // Each group is judged alone: B = 4's best third is not B = 16's.
     let at_rung = |h: &Halving, b: u64, rung: u32| -> Vec<f64> {
         LRS.iter().copied().filter(|&lr| h.standing(trials.get(lr, b, 0).id).unwrap().rung == rung).collect()
     };
     assert_eq!(at_rung(&h, 4, 1), [0.004, 0.008, 0.016]);
-    assert_eq!(at_rung(&h, 16, 1), [0.004, 0.008, 0.016, 0.032, 0.064, 0.128]);
+    assert_eq!(at_rung(&h, 16, 1), [0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256]);
+    assert_eq!(at_rung(&h, 16, 0), [0.001, 0.002]);
     for lr in at_rung(&h, 4, 1) {
         for seed in [0, 1] {
             let id = trials.get(lr, 4, seed).id;
@@ -555,6 +578,47 @@ fn a_diverged_seed_keeps_its_setting_from_ever_going_on() {
 }
 
 #[test]
+fn a_setting_with_a_diverged_seed_counts_as_finished_at_once_so_a_decided_rung_stays_decided() {
+    // B = 4, six lrs; the best (0.008) has its seed 0 diverge first, its seed 1 comes last.
+    let lrs = [0.002, 0.004, 0.008, 0.016, 0.032, 0.064];
+    let sweep = command_sweep(&lrs, true);
+    let plan = Plan::new(&sweep, "v");
+    let trials = Trials::new(&plan);
+    let mut h = Halving::new(&plan).unwrap();
+    assert_eq!(diverge(&mut h, trials.get(0.008, 4, 0), 0), []);
+    // Whatever its other seed does, 0.008 is +∞: it is one of the settings that finished rung 0,
+    // so with the others the best ⌊n/3⌋ of six: 0.016 (second best) as the third setting
+    // finishes, 0.004 (third) at the sixth.
+    let mut went = Vec::new();
+    for lr in [0.016, 0.004, 0.032, 0.002, 0.064] {
+        let p: Vec<Promotion> = [0, 1].iter().flat_map(|&s| record(&mut h, trials.get(lr, 4, s), 0)).collect();
+        went.push(promoted_lrs(&trials, &p, 4, 1));
+    }
+    assert_eq!(went, [vec![], vec![0.016], vec![], vec![], vec![0.004]]);
+    // At rung 1, 0.004 does better than 0.016 (a ranking that changes with the budget).
+    let at_rung_1 = |y: f64| TrialMetrics {
+        curve: vec![CurvePoint::single(0, 0, 100.0), CurvePoint::single(RUNGS[1], RUNGS[1] / 4, y)],
+        ..TrialMetrics::default()
+    };
+    let mut out = Vec::new();
+    for seed in [0, 1] {
+        let t = trials.get(0.016, 4, seed);
+        out.extend(h.record(t.id, 1, TrialStatus::Stopped, Some(&at_rung_1(2.0))));
+    }
+    assert_eq!(out, [], "0.004 has not finished rung 1: nothing is decided there yet");
+    // The diverged setting's other seed finishes rung 0, late and well: it changes nothing.
+    assert_eq!(record(&mut h, trials.get(0.008, 4, 1), 0), []);
+    for seed in [0, 1] {
+        let t = trials.get(0.004, 4, seed);
+        out.extend(h.record(t.id, 1, TrialStatus::Stopped, Some(&at_rung_1(1.0))));
+    }
+    // Rung 1 is decided with both: its best (0.004) goes on to the whole budget, alone.
+    assert_eq!(as_set(&out), both_seeds(&trials, 0.004, 4, 2));
+    let rungs: Vec<u32> = lrs.iter().map(|&lr| h.standing(trials.get(lr, 4, 0).id).unwrap().rung).collect();
+    assert_eq!(rungs, [0, 2, 0, 1, 0, 0]);
+}
+
+#[test]
 fn a_group_smaller_than_the_reduction_still_takes_its_best_to_the_whole_budget() {
     // Two lrs per batch size: ⌊2/3⌋ = 0 would promote nobody; once the group's rung is decided
     // its best goes on anyway, at every rung.
@@ -604,7 +668,7 @@ fn a_group_smaller_than_the_reduction_still_takes_its_best_to_the_whole_budget()
     }
     // The losses at the optimum of B = 4 and of B = 16 tie: the tie is broken by plan order, so
     // exactly one of the two optima goes on.
-    let went: BTreeSet<(u64, u64)> = out.iter().map(|p| trials.setting(p.id)).collect();
+    let went: BTreeSet<SettingKey> = out.iter().map(|p| trials.setting(p.id)).collect();
     assert_eq!(went.len(), 1, "{went:?}");
     assert_eq!(out.len(), 2);
     let (lr, b) = *went.iter().next().unwrap();
@@ -662,8 +726,11 @@ fn drive(
     (log, promoted)
 }
 
-/// Every trial's standing, stop and the rung counts: the search's state as it shows it.
-fn state(h: &Halving, trials: &Trials) -> (Vec<(TrialId, u32, u64, Option<Stop>)>, Vec<u64>) {
+/// Every trial's (id, rung, samples there, next stop), and the trials that finished each rung:
+/// the search's state as it shows it.
+type State = (Vec<(TrialId, u32, u64, Option<Stop>)>, Vec<u64>);
+
+fn state(h: &Halving, trials: &Trials) -> State {
     let standings = trials
         .0
         .iter()
@@ -689,7 +756,7 @@ fn searches_in_any_order_keep_seeds_together_and_take_a_setting_of_each_group_to
         let mut h = Halving::new(&plan).unwrap();
         let (log, promoted) = drive(&mut h, &trials, seed, &diverges);
         // Every trial finished rung 0, and only promoted trials finished a later one.
-        let mut finished: BTreeMap<(u64, u64), BTreeMap<u32, usize>> = BTreeMap::new();
+        let mut finished: BTreeMap<SettingKey, BTreeMap<u32, usize>> = BTreeMap::new();
         for r in &log {
             *finished.entry(trials.setting(r.id)).or_default().entry(r.rung).or_default() += 1;
         }
@@ -702,7 +769,7 @@ fn searches_in_any_order_keep_seeds_together_and_take_a_setting_of_each_group_to
         assert_eq!(promotions.len(), recorded_above_0, "order {seed}: every promoted trial ran its rung");
         for p in &promoted {
             // A setting's seeds are promoted together, in the same call.
-            let mut by_setting: BTreeMap<(u64, u64), Vec<TrialId>> = BTreeMap::new();
+            let mut by_setting: BTreeMap<SettingKey, Vec<TrialId>> = BTreeMap::new();
             for q in p {
                 by_setting.entry(trials.setting(q.id)).or_default().push(q.id);
                 assert_eq!(q.stop.map(|s| s.rung), Some(q.rung));
@@ -711,20 +778,18 @@ fn searches_in_any_order_keep_seeds_together_and_take_a_setting_of_each_group_to
             }
             assert!(by_setting.values().all(|ids| ids.len() == 2), "order {seed}: {by_setting:?}");
         }
-        let best_at = |b: u64| {
-            let settings: BTreeSet<(u64, u64)> = log
-                .iter()
+        let at_end = |b: u64| -> BTreeSet<SettingKey> {
+            log.iter()
                 .filter(|r| r.rung == 2 && trials.of(r.id).params.hyper.batch_size == b)
                 .map(|r| trials.setting(r.id))
-                .collect();
-            settings
+                .collect()
         };
         // The diverged setting never goes on; each group takes at least one setting to the whole
         // budget, never one that diverged.
         let dead = (0.016f64.to_bits(), 4);
         assert!(promotions.iter().all(|p| trials.setting(p.id) != dead), "order {seed}");
         for b in [4, 16] {
-            let at_end = best_at(b);
+            let at_end = at_end(b);
             assert!(!at_end.is_empty(), "order {seed}: B = {b} took nothing to the whole budget");
             for (lr, _) in &at_end {
                 let lr = f64::from_bits(*lr);
@@ -733,8 +798,10 @@ fn searches_in_any_order_keep_seeds_together_and_take_a_setting_of_each_group_to
         }
         // Whatever goes on from rung k was, when promoted, among the best ⌊n/3⌋ (at least one) of
         // the n settings of its group that had finished rung k.
-        let mut seen: HashMap<(u64, u32), Vec<(f64, (u64, u64))>> = HashMap::new();
-        let mut results: HashMap<((u64, u64), u32), Vec<f64>> = HashMap::new();
+        // (batch size, rung) → (objective, setting) of each setting that finished it, and each
+        // (setting, rung)'s results so far.
+        let mut seen: HashMap<(u64, u32), Vec<(f64, SettingKey)>> = HashMap::new();
+        let mut results: HashMap<(SettingKey, u32), Vec<f64>> = HashMap::new();
         for (r, p) in log.iter().zip(&promoted) {
             let t = trials.of(r.id);
             let y = if r.status == TrialStatus::Diverged {
@@ -757,7 +824,7 @@ fn searches_in_any_order_keep_seeds_together_and_take_a_setting_of_each_group_to
             for q in p {
                 let qt = trials.of(q.id);
                 let group = &seen[&(qt.params.hyper.batch_size, q.rung - 1)];
-                let mut ranked: Vec<&(f64, (u64, u64))> = group.iter().collect();
+                let mut ranked: Vec<&(f64, SettingKey)> = group.iter().collect();
                 ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let top = (group.len() / 3).max(1);
                 let setting = trials.setting(q.id);
@@ -786,25 +853,14 @@ fn a_replay_of_the_recorded_results_makes_the_same_promotions_and_repeats_change
         let mut live = Halving::new(&plan).unwrap();
         let (log, promoted) = drive(&mut live, &trials, seed, &diverges);
         assert!(promoted.iter().any(|p| !p.is_empty()), "order {seed}: something went on");
-        // Replayed into a fresh search, in the order recorded: the same promotions, each after the
-        // same result, and the same state.
+        // Replayed into a fresh search (its maps hashed differently), in the order recorded: the
+        // same promotions in the same order, each after the same result, and the same state.
         let mut replay = Halving::new(&plan).unwrap();
         for (i, r) in log.iter().enumerate() {
             let p = replay.record(r.id, r.rung, r.status, r.metrics.as_ref());
             assert_eq!(p, promoted[i], "order {seed}: result {i}");
         }
         assert!(state(&replay, &trials) == state(&live, &trials), "order {seed}");
-        // Cut anywhere: the replayed prefix stands where the live search stood then.
-        let cut = log.len() / 2;
-        let mut first = Halving::new(&plan).unwrap();
-        let mut again = Halving::new(&plan).unwrap();
-        for r in &log[..cut] {
-            first.record(r.id, r.rung, r.status, r.metrics.as_ref());
-        }
-        for r in &log[..cut] {
-            again.record(r.id, r.rung, r.status, r.metrics.as_ref());
-        }
-        assert!(state(&first, &trials) == state(&again, &trials));
         // Every result recorded a second time, and at every other rung, changes nothing.
         // (At its end every trial has its result at the rung it stands at: any result now is a
         // repeat, or for a rung it is not at.)
@@ -865,48 +921,65 @@ fn a_result_for_a_rung_the_trial_is_not_at_or_a_repeat_changes_nothing() {
 
 #[test]
 fn most_samples_counts_every_trial_to_the_first_rung_and_a_third_of_each_group_on() {
-    // 9 lrs × 2 seeds per batch size, rungs 10k → 30k → 90k, within batch size. Per group:
+    // 9 lrs × 2 seeds per batch size, rungs 10k → 30k → 90k, within batch size; 3 then 1 of a
+    // group's 9 settings go on. A command continues where it stopped: per group
     // 9 settings · 2 seeds · 10k + 3 · 2 · (30k − 10k) + 1 · 2 · (90k − 30k)
     // = 180k + 120k + 120k = 420k; two groups: 840k.
-    let sweep = asha_sweep(&LRS, true);
-    let plan = Plan::new(&sweep, "v");
-    assert_eq!(Halving::new(&plan).unwrap().most_samples(), 840_000);
+    let h = |sweep: &Sweep| Halving::new(&Plan::new(sweep, "v")).unwrap().expected_samples();
+    assert_eq!(h(&command_sweep(&LRS, true)), 840_000);
+    // A simulation recomputes each rung from step 0: 9 · 2 · 10k + 3 · 2 · 30k + 1 · 2 · 90k
+    // = 540k per group, 1080k in all.
+    assert_eq!(h(&asha_sweep(&LRS, true)), 1_080_000);
     // 4 lrs: per group 4 · 2 · 10k + 1 · 2 · 20k + 1 · 2 · 60k = 80k + 40k + 120k = 240k; two
     // groups: 480k. As one group of 8 settings: 8 · 2 · 10k + 2 · 2 · 20k + 1 · 2 · 60k
     // = 160k + 80k + 120k = 360k.
     let lrs = [0.004, 0.008, 0.016, 0.032];
-    let sweep = asha_sweep(&lrs, true);
-    assert_eq!(Halving::new(&Plan::new(&sweep, "v")).unwrap().most_samples(), 480_000);
-    let sweep = asha_sweep(&lrs, false);
-    assert_eq!(Halving::new(&Plan::new(&sweep, "v")).unwrap().most_samples(), 360_000);
-    // Two lrs: 2 · 2 · 10k + 1 · 2 · 20k + 1 · 2 · 60k = 200k per group.
-    let sweep = asha_sweep(&[0.008, 0.032], true);
-    assert_eq!(Halving::new(&Plan::new(&sweep, "v")).unwrap().most_samples(), 400_000);
+    assert_eq!(h(&command_sweep(&lrs, true)), 480_000);
+    assert_eq!(h(&command_sweep(&lrs, false)), 360_000);
+    // Simulated, one group: 8 · 2 · 10k + 2 · 2 · 30k + 1 · 2 · 90k = 160k + 120k + 180k.
+    assert_eq!(h(&asha_sweep(&lrs, false)), 460_000);
+    // Two lrs: 2 · 2 · 10k + 1 · 2 · 20k + 1 · 2 · 60k = 200k per group (at least one goes on).
+    assert_eq!(h(&command_sweep(&[0.008, 0.032], true)), 400_000);
 }
 
 #[test]
-fn a_search_that_runs_its_best_first_spends_most_samples_exactly() {
+fn a_search_whose_results_come_best_first_spends_the_expected_samples_exactly_and_worst_first_at_most_the_most() {
     // Results that arrive best first promote exactly the best third at each rung: the samples
-    // spent, rung by rung from where each trial stopped, are most_samples.
-    let sweep = asha_sweep(&LRS, true);
-    let plan = Plan::new(&sweep, "v");
-    let trials = Trials::new(&plan);
-    let mut h = Halving::new(&plan).unwrap();
-    let mut queue: Vec<(TrialId, u32)> = trials.0.iter().map(|t| (t.id, 0)).collect();
-    let mut spent = 0u64;
-    while !queue.is_empty() {
-        // The best result of the lowest rung first.
-        queue.sort_by(|a, b| {
-            let (ta, tb) = (trials.of(a.0), trials.of(b.0));
-            let ya = loss(ta.params.hyper.lr, ta.params.hyper.batch_size, a.1);
-            let yb = loss(tb.params.hyper.lr, tb.params.hyper.batch_size, b.1);
-            a.1.cmp(&b.1).then(ya.total_cmp(&yb)).then(a.0.cmp(&b.0))
-        });
-        let (id, rung) = queue.remove(0);
-        spent += RUNGS[rung as usize] - if rung == 0 { 0 } else { RUNGS[rung as usize - 1] };
-        let p = record(&mut h, trials.of(id), rung);
-        queue.extend(p.iter().map(|p| (p.id, p.rung)));
+    // spent, rung by rung (from where each trial stopped, or from step 0 for a simulation), are
+    // expected_samples. Results that arrive worst first (each better than every one before)
+    // promote the most asynchronous halving can, and spend no more than most_samples.
+    for (sweep, continues, best_first) in [
+        (asha_sweep(&LRS, true), false, true),
+        (command_sweep(&LRS, true), true, true),
+        (asha_sweep(&LRS, true), false, false),
+        (command_sweep(&LRS, true), true, false),
+    ] {
+        let plan = Plan::new(&sweep, "v");
+        let trials = Trials::new(&plan);
+        let mut h = Halving::new(&plan).unwrap();
+        let mut queue: Vec<(TrialId, u32)> = trials.0.iter().map(|t| (t.id, 0)).collect();
+        let mut spent = 0u64;
+        while !queue.is_empty() {
+            // The best result of the lowest rung first.
+            queue.sort_by(|a, b| {
+                let (ta, tb) = (trials.of(a.0), trials.of(b.0));
+                let ya = loss(ta.params.hyper.lr, ta.params.hyper.batch_size, a.1);
+                let yb = loss(tb.params.hyper.lr, tb.params.hyper.batch_size, b.1);
+                let by_loss = if best_first { ya.total_cmp(&yb) } else { yb.total_cmp(&ya) };
+                a.1.cmp(&b.1).then(by_loss).then(a.0.cmp(&b.0))
+            });
+            let (id, rung) = queue.remove(0);
+            let from = if rung == 0 || !continues { 0 } else { RUNGS[rung as usize - 1] };
+            spent += RUNGS[rung as usize] - from;
+            let p = record(&mut h, trials.of(id), rung);
+            queue.extend(p.iter().map(|p| (p.id, p.rung)));
+        }
+        if best_first {
+            assert_eq!(h.reached(), [36, 2 * 2 * 3, 2 * 2]);
+            assert_eq!(spent, h.expected_samples(), "continues: {continues}");
+        } else {
+            assert!(spent > h.expected_samples(), "worst first promotes more: {spent}");
+            assert!(spent <= h.most_samples(), "{spent} > {}", h.most_samples());
+        }
     }
-    assert_eq!(h.reached(), [36, 2 * 2 * 3, 2 * 2]);
-    assert_eq!(spent, h.most_samples());
 }

@@ -147,6 +147,7 @@ fn halving_json(h: &Halving) -> serde_json::Value {
         "rungs": h.rungs(),
         "groups": h.groups().len(),
         "settings": h.settings(),
+        "expected_samples": h.expected_samples(),
         "most_samples": h.most_samples(),
         "grid_samples": h.grid_samples(),
     })
@@ -173,12 +174,26 @@ fn print_halving(sweep: &Sweep, h: &Halving) {
         rungs.join(" → "),
         s.reduction
     );
-    let (most, grid) = (h.most_samples(), h.grid_samples());
+    let (expected, most, grid) = (h.expected_samples(), h.most_samples(), h.grid_samples());
+    let pct = |n: u64| 100.0 * n as f64 / grid.max(1) as f64;
     println!(
-        "  at most {} samples, {:.0}% of the grid's {}",
+        "  samples: {} ({:.0}% of the grid's {}) when each rung keeps exactly 1/{}; at most {} ({:.0}%) whatever \
+         order results come in (a trial promoted early stays promoted){}",
+        crate::progress::samples_text(expected),
+        pct(expected),
+        crate::progress::samples_text(grid),
+        s.reduction,
         crate::progress::samples_text(most),
-        100.0 * most as f64 / grid.max(1) as f64,
-        crate::progress::samples_text(grid)
+        pct(most),
+        if sweep
+            .variants
+            .iter()
+            .all(|v| matches!(v.task, kappa_core::TaskSpec::Train(_) | kappa_core::TaskSpec::Command(_)))
+        {
+            ""
+        } else {
+            "; simulations recompute each rung from step 0 (bit-identical, cheap next to training)"
+        }
     );
     if sweep.variants.iter().any(|v| matches!(v.task, kappa_core::TaskSpec::Command(_))) {
         println!(
