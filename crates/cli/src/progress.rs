@@ -154,16 +154,3 @@ pub(crate) fn short_samples(n: u64) -> String {
         n => n.to_string(),
     }
 }
-
-/// Samples with thousands separated, as budgets are shown: 3,240,000.
-pub(crate) fn samples_text(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}

@@ -177,7 +177,8 @@ impl SweepRunner {
         }
         // The first chunk now, so the first lease finds work (and before the writer starts: a
         // store that cannot be read starts nothing).
-        feed(&mut sched, reader.pending_after(None, LOAD_CHUNK)?);
+        let by_id = halving.is_some();
+        feed(&mut sched, reader.pending_after(None, LOAD_CHUNK)?, by_id);
         let resumed: Vec<StoreOp> = in_flight
             .into_iter()
             .filter(|f| sched.resume_in_flight(f.id, f.attempt))
@@ -246,7 +247,7 @@ impl SweepRunner {
         }
         let chunk = store.pending_after(after, LOAD_CHUNK)?;
         let mut sched = self.sched();
-        let n = feed(&mut sched, chunk);
+        let n = feed(&mut sched, chunk, self.inner.halving.is_some());
         if n == 0 && sched.unloaded() > 0 {
             // The store holds fewer pending trials than it counted: nothing is left to load.
             tracing::warn!(sweep = %self.inner.name, missing = sched.unloaded(), "pending trials missing from the store");
@@ -616,7 +617,14 @@ impl SweepRunner {
 }
 
 /// Loads a chunk of pending trials read in plan order; returns how many were read.
-fn feed(sched: &mut Scheduler, chunk: Vec<OpenTrial>) -> usize {
+/// With `by_id` (successive halving) a chunk is leased in the order of its trials' ids, which
+/// are hashes: a learning-rate axis leased in its own order (every result better than the ones
+/// before, below the optimum) would promote the most asynchronous halving can, and an order the
+/// ids alone decide is the same after a resume.
+fn feed(sched: &mut Scheduler, mut chunk: Vec<OpenTrial>, by_id: bool) -> usize {
+    if by_id {
+        chunk.sort_by_key(|t| t.id);
+    }
     let n = chunk.len();
     for t in chunk {
         sched.load(Some(t.seq), t.id, t.params, t.task, t.attempts, t.failures);

@@ -27,7 +27,7 @@ pub use health::Health;
 pub use id::{TrialId, canonical_task, trial_id};
 pub use lease::{AttemptRef, AttemptReport, Lease, Stop, WorkerId};
 pub use origin::{Origin, Reason};
-pub use params::{AxisName, Builtins, Hyperparams, OptimizerKind, Params, display_value, format_real};
+pub use params::{AxisName, Builtins, Hyperparams, OptimizerKind, Params, display_value, format_count, format_real};
 pub use plan::Plan;
 pub use scaling::{Scaling, ScalingRule, Verdict};
 pub use sched::{Scheduler, SchedulerConfig};

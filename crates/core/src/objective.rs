@@ -19,12 +19,15 @@ pub struct Obs {
     pub curve: Vec<[f64; 5]>,
     /// Diverged, did not train or was unstable: worse than any finite objective.
     pub diverged: bool,
+    /// Stopped at a rung of successive halving: read where it stopped, short of the budget the
+    /// trials that ran it all are read at.
+    pub stopped: bool,
 }
 
 impl Obs {
     /// A run that failed in any way: worse than any finite objective.
     pub fn failed() -> Obs {
-        Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true }
+        Obs { value: Some((f64::INFINITY, 0.0)), curve: Vec::new(), diverged: true, stopped: false }
     }
 }
 
@@ -61,7 +64,7 @@ pub fn observe_parts(status: TrialStatus, metrics: Option<&crate::TrialMetrics>,
                 AnalysisObjective::SamplesToTarget => None,
             };
             let usable = value.is_some() || (a.objective == AnalysisObjective::SamplesToTarget && !curve.is_empty());
-            usable.then_some(Obs { value, curve, diverged: false })
+            usable.then_some(Obs { value, curve, diverged: false, stopped: status == TrialStatus::Stopped })
         }
         _ => None,
     }
@@ -195,6 +198,29 @@ pub fn best_lr(points: &[(f64, f64)]) -> Option<(f64, Edge)> {
     Some((vertex.exp(), Edge::Inside))
 }
 
+/// [`best_lr`] of a sweep whose learning rates did not all run the whole budget (successive
+/// halving: `stopped[i]` says the i-th stopped at a rung). Only the ones that ran it all are
+/// compared; no parabola is drawn through a stopped neighbour (its objective is read at a
+/// smaller budget), and a stopped neighbour is no stability edge.
+pub fn best_finished_lr(points: &[(f64, f64)], stopped: &[bool]) -> Option<(f64, Edge)> {
+    if !stopped.iter().any(|s| *s) {
+        return best_lr(points);
+    }
+    let finished: Vec<(f64, f64)> =
+        points.iter().zip(stopped).map(|(&(lr, y), &s)| (lr, if s { f64::INFINITY } else { y })).collect();
+    let (lr, edge) = best_lr(&finished)?;
+    let i = finished.iter().position(|p| p.0 == lr);
+    match (edge, i) {
+        (Edge::Stability, Some(i)) => {
+            // A neighbour that really failed is an edge; one that only stopped is not.
+            let failed = |j: usize| points.get(j).is_some_and(|p| !p.1.is_finite());
+            let edge = if (i > 0 && failed(i - 1)) || failed(i + 1) { Edge::Stability } else { Edge::Inside };
+            Some((lr, edge))
+        }
+        _ => Some((lr, edge)),
+    }
+}
+
 /// Least squares y = a + b x: (a, b); `None` with fewer than two distinct x.
 pub fn linear_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     weighted_fit(&points.iter().map(|&(x, y)| (x, y, 1.0)).collect::<Vec<_>>())
@@ -271,7 +297,8 @@ mod tests {
 
     #[test]
     fn a_seed_without_a_noise_scale_at_a_point_does_not_hide_the_others() {
-        let obs = |ns: f64| Obs { value: None, curve: vec![[10.0, 1.0, 0.5, 0.0, ns]], diverged: false };
+        let obs =
+            |ns: f64| Obs { value: None, curve: vec![[10.0, 1.0, 0.5, 0.0, ns]], diverged: false, stopped: false };
         let (a, b) = (obs(20.0), obs(f64::NAN));
         assert_eq!(mean_curve(&[&a, &b], &[0.0, 0.0])[0][4], 20.0);
         assert!(mean_curve(&[&b, &b], &[0.0, 0.0])[0][4].is_nan());

@@ -444,6 +444,19 @@ pub fn display_value(v: &serde_json::Value) -> String {
     }
 }
 
+/// A whole number with its thousands separated, as budgets in samples are shown: `3,240,000`.
+pub fn format_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Formats a real number compactly for tables, to 6 significant digits (`0.001`, `1e-8`,
 /// `0.00141421`). Exact values live in exports and the store, never in these strings.
 pub fn format_real(x: f64) -> String {

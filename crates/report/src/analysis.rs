@@ -24,7 +24,7 @@
 
 use crate::trials::Trials;
 use kappa_core::objective::{Crossing, Obs, crossing, mean_curve, objective, observe, weighted_fit};
-pub use kappa_core::objective::{Edge, best_lr, linear_fit, log_log_slope};
+pub use kappa_core::objective::{Edge, best_finished_lr, best_lr, linear_fit, log_log_slope};
 use kappa_core::spec::Analysis;
 use kappa_core::{OptimizerKind, Params, Sweep, TrialId, TrialResult};
 use serde::Serialize;
@@ -300,6 +300,7 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
     let mut scales = Vec::new();
     for (&b, lrs) in &g.cells {
         let mut objective_points = Vec::new();
+        let mut stopped = Vec::new();
         let mut fewest = usize::MAX;
         let mut first: Option<(Crossing, f64, bool)> = None; // (where, lr, at edge)
         for (i, (&OrdF64(lr), seeds)) in lrs.iter().enumerate() {
@@ -310,6 +311,7 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
             };
             let (y, se) = objective(&chosen, &shift, a);
             objective_points.push([lr, y, se]);
+            stopped.push(seeds.iter().any(|o| o.stopped));
             if let Some(target) = a.target_loss
                 && !chosen.iter().any(|o| o.diverged)
                 && let Some(c) = crossing(&mean_curve(&chosen, &shift), target)
@@ -319,7 +321,7 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
             }
         }
         let pairs: Vec<(f64, f64)> = objective_points.iter().map(|p| (p[0], p[1])).collect();
-        best.push((b, objective_points, best_lr(&pairs), fewest));
+        best.push((b, objective_points, best_finished_lr(&pairs, &stopped), fewest));
         if a.target_loss.is_some() {
             match first {
                 Some((c, lr, lr_at_edge)) => {

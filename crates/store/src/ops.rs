@@ -277,8 +277,9 @@ fn write_report(
         }
         _ => None,
     };
+    // (A trial stopped at a rung is not a succeeded one: its health is read when it finishes.)
     let health = match r.outcome {
-        AttemptOutcome::Succeeded(m) => health_column(m),
+        AttemptOutcome::Succeeded(m) if status == kappa_core::TrialStatus::Succeeded => health_column(m),
         _ => None,
     };
     let (metrics, error, class, diverged_step) = outcome_columns(r.outcome);

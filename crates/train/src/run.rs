@@ -196,9 +196,6 @@ pub fn run_train_with(
     }
     if let AttemptOutcome::Succeeded(m) | AttemptOutcome::Diverged { metrics: m, .. } = &mut outcome {
         m.resumed_from = (from > 0).then_some(from);
-        if from > 0 {
-            m.notes.push(format!("continued from its checkpoint at step {from}"));
-        }
         m.notes.extend(notes);
     }
     Ok(outcome)

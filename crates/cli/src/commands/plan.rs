@@ -167,7 +167,7 @@ fn print_halving(sweep: &Sweep, h: &Halving) {
          mean) in {groups}",
         h.settings()
     );
-    let rungs: Vec<String> = h.rungs().into_iter().map(crate::progress::samples_text).collect();
+    let rungs: Vec<String> = h.rungs().into_iter().map(kappa_core::format_count).collect();
     println!(
         "  rungs: {} samples seen; at each, the best 1/{} of a group's settings that finished it go on (at least one \
          per group), continuing where they stopped",
@@ -179,11 +179,11 @@ fn print_halving(sweep: &Sweep, h: &Halving) {
     println!(
         "  samples: {} ({:.0}% of the grid's {}) when each rung keeps exactly 1/{}; at most {} ({:.0}%) whatever \
          order results come in (a trial promoted early stays promoted){}",
-        crate::progress::samples_text(expected),
+        kappa_core::format_count(expected),
         pct(expected),
-        crate::progress::samples_text(grid),
+        kappa_core::format_count(grid),
         s.reduction,
-        crate::progress::samples_text(most),
+        kappa_core::format_count(most),
         pct(most),
         if sweep
             .variants

@@ -111,15 +111,15 @@ fn local(args: &StatusArgs) -> anyhow::Result<u8> {
     );
     if let Some(h) = &halving {
         let reached: Vec<String> =
-            h.rungs.iter().map(|(samples, n)| format!("{n} at {}", crate::progress::samples_text(*samples))).collect();
+            h.rungs.iter().map(|(samples, n)| format!("{n} at {}", kappa_core::format_count(*samples))).collect();
         println!(
             "  halving        rungs (trials that finished each, at its budget in samples): {}; {} samples computed, \
              {:.0}% of the grid's {} ({} with restarts instead of continuation)",
             reached.join(", "),
-            crate::progress::samples_text(h.computed),
+            kappa_core::format_count(h.computed),
             100.0 * h.computed as f64 / h.grid.max(1) as f64,
-            crate::progress::samples_text(h.grid),
-            crate::progress::samples_text(h.restarts)
+            kappa_core::format_count(h.grid),
+            kappa_core::format_count(h.restarts)
         );
     }
     for definition in counts.health_definitions() {

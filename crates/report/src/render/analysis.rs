@@ -80,7 +80,7 @@ fn search_lines(s: &crate::search::SearchReport) -> Vec<String> {
 /// Successive halving, as text lines: its rungs, then per group the settings that ran the whole
 /// budget, and how many stopped at each rung.
 fn halving_lines(h: &crate::halving::HalvingReport) -> Vec<String> {
-    let rungs: Vec<String> = h.rungs.iter().map(|r| short(*r as f64)).collect();
+    let rungs: Vec<String> = h.rungs.iter().map(|r| kappa_core::format_count(*r)).collect();
     let mut out = vec![format!(
         "successive halving: rungs at {} samples, the best 1/{} of each group's settings going on ({}; judged by the \
          {}): {} trials stopped at a rung",

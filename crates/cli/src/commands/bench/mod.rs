@@ -4,11 +4,14 @@
 //! NumPy), `dispatch` (noop trials through a coordinator vs Optuna), `commands` (process-per-trial
 //! dispatch vs HyperQueue), `scale` (1,000 simulated workers against one coordinator, a third
 //! killed mid-sweep), `large` (10⁶ and 10⁷ trials planned, resumed, read; local dispatch against
-//! targets), `search` (the bracketing search against a log grid, in trials to an accuracy); [`Baseline`] runs a baseline script and reads its JSON.
+//! targets), `search` (the bracketing search against a log grid, in trials to an accuracy), `halving`
+//! (successive halving against the grid it halves, in samples to the same best learning rates);
+//! [`Baseline`] runs a baseline script and reads its JSON.
 
 mod commands;
 mod dispatch;
 mod gpu;
+mod halving;
 mod large;
 mod scale;
 mod search;
@@ -105,6 +108,12 @@ enum BenchWhat {
     /// expected loss (THEORY.md §7) and on the digits MLP trained natively; and what
     /// `start = "rule"` saves over a fixed start. Target: the bracket needs ≤ 1/3 of the grid's.
     Search(search::SearchBench),
+    /// Successive halving: sweeps/lr-scaling-digits.toml as a grid and as halving (and, with
+    /// --torch, sweeps/torch-lr-scaling.toml), locally and through a coordinator with two
+    /// workers: each batch size's best learning rate (the same within one grid step), the
+    /// samples each computed (target: halving ≤ 40% of the grid's), what restarting every rung
+    /// would have cost, and the wall times.
+    Halving(halving::HalvingBench),
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
@@ -117,5 +126,6 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<u8> {
         BenchWhat::Scale(b) => scale::bench_scale(b),
         BenchWhat::Large(b) => large::bench_large(b),
         BenchWhat::Search(b) => search::bench_search(b),
+        BenchWhat::Halving(b) => halving::bench_halving(b),
     }
 }
