@@ -317,7 +317,8 @@ fn a_trial_killed_with_its_worker_resumes_from_its_checkpoint_on_another() {
     let curve = rows[0]["metrics"]["curve"].as_array().unwrap();
     let steps: Vec<u64> = curve.iter().map(|p| p["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, (0..=150).collect::<Vec<u64>>(), "the counted curve runs from step 0 without a gap");
-    let resumed = curve.iter().filter_map(|p| p["extra"]["resumed_from"].as_f64()).fold(0.0, f64::max);
+    // Where the counted attempt continued from: its metrics line's `resumed_from`.
+    let resumed = rows[0]["metrics"]["resumed_from"].as_f64().unwrap_or(0.0);
     let at_kill: serde_json::Value = serde_json::from_str(&frozen).unwrap();
     assert!(resumed >= 30.0, "the second attempt resumed from step {resumed}, not from the checkpoint");
     assert!(resumed >= at_kill["step"].as_f64().unwrap(), "it resumed from the last checkpoint or a later one");
@@ -445,7 +446,8 @@ fn a_drained_trial_is_preempted_not_failed_and_resumes_where_it_stopped() {
     let curve = rows[0]["metrics"]["curve"].as_array().unwrap();
     let steps: Vec<u64> = curve.iter().map(|p| p["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, (0..=150).collect::<Vec<u64>>(), "continuous from step 0");
-    let resumed = curve.iter().filter_map(|p| p["extra"]["resumed_from"].as_f64()).fold(0.0, f64::max);
+    // Where the counted attempt continued from: its metrics line's `resumed_from`.
+    let resumed = rows[0]["metrics"]["resumed_from"].as_f64().unwrap_or(0.0);
     assert_eq!(resumed, stopped_at, "the next attempt went on from where the drain stopped it");
     let rows = kappa_tests::ledger(&db);
     assert!(rows.len() == 1 && rows[0].1 == 2 && rows[0].2 == 1, "{rows:?}");

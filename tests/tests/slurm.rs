@@ -220,7 +220,8 @@ fn the_sbatch_script_runs_and_resumes_sweeps_on_a_real_slurm_cluster() {
         let curve = t["metrics"]["curve"].as_array().unwrap();
         let steps: Vec<u64> = curve.iter().map(|p| p["step"].as_u64().unwrap()).collect();
         assert_eq!(steps, (0..=700).collect::<Vec<u64>>(), "the counted curve is continuous from step 0");
-        let resumed = curve.iter().filter_map(|p| p["extra"]["resumed_from"].as_f64()).fold(0.0, f64::max);
+        // Where the counted attempt continued from: its metrics lines' `resumed_from`.
+        let resumed = t["metrics"]["resumed_from"].as_f64().unwrap_or(0.0);
         resumed_max = resumed_max.max(resumed);
         eprintln!("[slurm] trial {} resumed from step {resumed}, preempted {} times", t["id"], t["preempted"]);
     }

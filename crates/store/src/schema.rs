@@ -25,7 +25,33 @@ use rusqlite::types::Value;
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: i64 = 7;
 
-pub(crate) const SCHEMA: &str = r#"
+/// Version 7's table of successive halving's rung results, in the order they were recorded
+/// (`seq`): what a resumed search replays. Part of [`SCHEMA`], and what a version 6 store gets.
+macro_rules! rungs_table {
+    () => {
+        r#"
+CREATE TABLE IF NOT EXISTS rungs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    trial_id TEXT NOT NULL,
+    rung INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    metrics TEXT,
+    from_step INTEGER NOT NULL DEFAULT 0,
+    to_step INTEGER,
+    samples INTEGER,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rungs_by_trial ON rungs(trial_id, rung);
+"#
+    };
+}
+
+/// [`rungs_table!`], for the migration.
+pub(crate) const RUNGS: &str = rungs_table!();
+
+pub(crate) const SCHEMA: &str = concat!(
+    r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (hash TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
@@ -62,25 +88,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     class TEXT,
     PRIMARY KEY (trial_id, attempt)
 ) WITHOUT ROWID;
-"#;
-
-/// Version 7's table of successive halving's rung results, in the order they were recorded
-/// (`seq`): what a resumed search replays.
-pub(crate) const RUNGS: &str = r#"
-CREATE TABLE IF NOT EXISTS rungs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    trial_id TEXT NOT NULL,
-    rung INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    metrics TEXT,
-    from_step INTEGER NOT NULL DEFAULT 0,
-    to_step INTEGER,
-    samples INTEGER,
-    at REAL NOT NULL
+"#,
+    rungs_table!()
 );
-CREATE INDEX IF NOT EXISTS rungs_by_trial ON rungs(trial_id, rung);
-"#;
 
 /// The indexes of version 4 (see the module docs), as a literal both constants are made of.
 macro_rules! indexes_4 {
@@ -152,7 +162,6 @@ impl Store {
         }
         if !has_meta {
             self.conn.execute_batch(SCHEMA).map_err(|e| self.sql(e))?;
-            self.conn.execute_batch(RUNGS).map_err(|e| self.sql(e))?;
             self.conn.execute_batch(INDEXES).map_err(|e| self.sql(e))?;
             self.conn
                 .execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])

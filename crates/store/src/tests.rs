@@ -662,3 +662,100 @@ fn a_retried_failure_is_no_result_any_more() {
     s.apply(&[StoreOp::Halted { id: TrialId(1000), error: "not run".into() }]).unwrap();
     assert!(s.finished_results().unwrap().is_empty());
 }
+
+#[test]
+fn a_version_6_store_gets_the_rungs_of_successive_halving_with_its_trials_and_ids_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    let v = CodeVersion::from("v");
+    s.sync_plan(&header("s", &v, "f1"), || rows((0..3).map(trial))).unwrap();
+    s.apply(&[finished(1, TrialMetrics::default())]).unwrap();
+    let before: Vec<_> = s.trials().unwrap().into_iter().map(|t| (t.result.id, t.result.status)).collect();
+    s.conn
+        .execute_batch(
+            "ALTER TABLE trials DROP COLUMN rung; DROP TABLE rungs; \
+             UPDATE meta SET value = '6' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    assert!(s.trials().is_err(), "a version 6 store has no rung column");
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
+    let after: Vec<_> = s.trials().unwrap().into_iter().map(|t| (t.result.id, t.result.status)).collect();
+    assert_eq!(before, after);
+    assert!(s.trials().unwrap().iter().all(|t| t.rung.is_none()), "no trial was halved");
+    assert!(s.rung_results().unwrap().is_empty());
+}
+
+/// A rung's result is recorded with its report, in order, with the samples its attempt computed;
+/// the trial is stopped there (no health of its own) until a promotion makes it pending again at
+/// its next rung; a promotion of a trial not stopped changes nothing.
+#[test]
+fn rung_results_are_recorded_in_order_with_their_reports_and_promotions_reopen_stopped_trials() {
+    use crate::RungEnd;
+    use kappa_core::{CurvePoint, TrialStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    s.sync_plan(&header("s", &CodeVersion::from("v"), "f1"), || rows((0..3).map(trial))).unwrap();
+    // Batch size 32 (the defaults): 100 steps are 3,200 samples.
+    let curve = |to: u64| (0..=to).step_by(50).map(|k| CurvePoint::single(k * 32, k, 2.0 - k as f64 / 100.0)).collect();
+    let at_rung = |i: u64, attempt: u32, to: u64, from: Option<u64>, status: TrialStatus, rung: u32| {
+        let metrics = TrialMetrics { curve: curve(to), resumed_from: from, ..Default::default() };
+        match reported(i, attempt, ReportEffect::Final, AttemptOutcome::Succeeded(metrics)) {
+            StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect, .. } => StoreOp::Reported {
+                id,
+                attempt,
+                worker,
+                at,
+                duration_s,
+                outcome,
+                effect,
+                rung: Some(RungEnd { rung, status }),
+            },
+            other => other,
+        }
+    };
+    s.apply(&[at_rung(2, 1, 100, None, TrialStatus::Stopped, 0), at_rung(0, 1, 100, None, TrialStatus::Stopped, 0)])
+        .unwrap();
+    let t = |s: &Store, i: u64| s.trials().unwrap().into_iter().find(|t| t.result.id == TrialId(1000 + i)).unwrap();
+    assert_eq!((t(&s, 0).result.status, t(&s, 0).rung), (TrialStatus::Stopped, Some(0)));
+    assert_eq!(s.counts().unwrap().stopped, 2);
+    assert_eq!(s.counts().unwrap().did_not_train, 0, "a stopped trial has no health of its own");
+    s.apply(&[StoreOp::Promoted { trials: vec![(TrialId(1000), 1), (TrialId(1001), 1)] }]).unwrap();
+    assert_eq!((t(&s, 0).result.status, t(&s, 0).rung), (TrialStatus::Pending, Some(1)), "promoted");
+    assert_eq!((t(&s, 1).result.status, t(&s, 1).rung), (TrialStatus::Pending, None), "not stopped: not promoted");
+    s.apply(&[at_rung(0, 2, 300, Some(100), TrialStatus::Succeeded, 1)]).unwrap();
+    assert_eq!((t(&s, 0).result.status, t(&s, 0).rung), (TrialStatus::Succeeded, Some(1)));
+    let r = s.rung_results().unwrap();
+    let got: Vec<_> =
+        r.iter().map(|r| (r.id.0, r.rung, r.attempt, r.status, r.from_step, r.to_step, r.samples)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (1002, 0, 1, TrialStatus::Stopped, 0, Some(100), Some(3_200)),
+            (1000, 0, 1, TrialStatus::Stopped, 0, Some(100), Some(3_200)),
+            (1000, 1, 2, TrialStatus::Succeeded, 100, Some(300), Some(6_400)),
+        ],
+        "in the order recorded, each attempt's own samples"
+    );
+    assert_eq!(r[2].metrics.as_ref().map(|m| m.curve.len()), Some(7));
+    // A trial given up at its rung is a rung result too.
+    s.apply(&[
+        StoreOp::Promoted { trials: vec![(TrialId(1002), 1)] },
+        StoreOp::Leased { id: TrialId(1002), attempt: 2, worker: "w".into(), at: 2.0 },
+    ])
+    .unwrap();
+    s.apply(&[StoreOp::Lost {
+        id: TrialId(1002),
+        attempt: 2,
+        at: 3.0,
+        end: kappa_core::LeaseEnd::Expired,
+        failed: Some("lost".into()),
+        rung: Some(1),
+    }])
+    .unwrap();
+    let last = s.rung_results().unwrap().pop().unwrap();
+    assert_eq!((last.id.0, last.rung, last.status, last.to_step), (1002, 1, TrialStatus::Failed, None));
+    assert_eq!(t(&s, 2).result.status, TrialStatus::Failed);
+    assert_counts_agree(&s);
+}

@@ -15,7 +15,7 @@
   const MAX_CURVES = 50; // the server's limit for /curves?ids=
   const REPORT_EVERY_MS = 5000; // the report is re-fetched at most this often
   const TRIAL_EVERY_MS = 2000; // a running trial's detail page, at most this often
-  const STATUSES = ['pending', 'running', 'succeeded', 'failed', 'diverged'];
+  const STATUSES = ['pending', 'running', 'succeeded', 'failed', 'diverged', 'stopped'];
   const CLASS_ROWS = 40; // classes shown in the plateau table before "show all"
 
   const state = {
@@ -400,7 +400,7 @@
 
   // ───────────────────────────── components ─────────────────────────────
 
-  const SEGMENTS = [['succeeded', 'ok'], ['diverged', 'diverged'], ['failed', 'failed'], ['running', 'running'], ['pending', 'pending']];
+  const SEGMENTS = [['succeeded', 'ok'], ['stopped', 'stopped'], ['diverged', 'diverged'], ['failed', 'failed'], ['running', 'running'], ['pending', 'pending']];
 
   /** Fills a progress element: stacked bar + counts, and data-* attributes (test hooks). */
   function renderProgress(node, counts) {
@@ -419,6 +419,7 @@
     if (n('running')) parts.push(`${fmtInt(n('running'))} running`);
     if (n('failed')) parts.push(`${fmtInt(n('failed'))} failed`);
     if (n('diverged')) parts.push(`${fmtInt(n('diverged'))} diverged`);
+    if (n('stopped')) parts.push(`${fmtInt(n('stopped'))} stopped at a rung`);
     if (n('did_not_train')) parts.push(`${fmtInt(n('did_not_train'))} did not train`);
     if (n('unstable')) parts.push(`${fmtInt(n('unstable'))} unstable`);
     if (n('pending')) parts.push(`${fmtInt(n('pending'))} pending`);
@@ -439,6 +440,10 @@
 
   const statePill = (sp) => el('span', { class: `pill state-${sweepState(sp)}` }, sweepState(sp));
   const statusPill = (s) => el('span', { class: `pill status-${STATUSES.includes(s) ? s : 'other'}` }, s || '–');
+  // Successive halving: the rung a trial is at, stopped at or finished (its promotions so far).
+  const rungNote = (t) => (isNum(t.rung)
+    ? el('span', { class: 'muted', title: t.status === 'stopped' ? 'stopped at this rung of successive halving (promoted this many times)' : 'its rung of successive halving (promoted this many times)' }, ` rung ${t.rung}`)
+    : null);
 
   // ───────────────────────────── pages: login ─────────────────────────────
 
@@ -608,7 +613,9 @@
         el('span', null, el('b', null, sp.finished || sp.cancelled ? '–' : fmtDuration(sp.eta_s)), ' ETA'),
         el('span', null, el('b', null, fmtInt(c.succeeded || 0)), ' succeeded'),
         sp.reused ? el('span', null, el('b', null, fmtInt(sp.reused)), ' reused from earlier runs') : null,
-        isNum(sp.at_most) ? el('span', { title: 'a search proposes trials from the results so far: the total grows up to this' }, 'a search: at most ', el('b', null, fmtInt(sp.at_most)), ' trials') : null);
+        isNum(sp.at_most) ? el('span', { title: 'a search proposes trials from the results so far: the total grows up to this' }, 'a search: at most ', el('b', null, fmtInt(sp.at_most)), ' trials') : null,
+        arr(sp.rungs).length ? el('span', { id: 'rungs', title: 'successive halving: the trials that finished each rung, by its budget in samples' }, 'rungs ',
+          arr(sp.rungs).map((r, i) => el('span', null, i ? ' → ' : '', el('b', null, fmtInt(r.reached)), ` at ${fmtInt(r.samples)}`))) : null);
     }
 
     function renderMeta() {
@@ -724,7 +731,7 @@
         return el('tr', { class: `trial status-row-${t.status}`, dataset: { id: t.id } },
           el('td', null, box),
           num(el('a', { href: trialHref(name, t.id), title: t.id }, String(t.seq ?? '?'))),
-          el('td', null, el('a', { href: trialHref(name, t.id), class: 'plain' }, statusPill(t.status)), healthFlag(t.health)),
+          el('td', null, el('a', { href: trialHref(name, t.id), class: 'plain' }, statusPill(t.status)), healthFlag(t.health), rungNote(t)),
           num(fmtEst(t.stationary)),
           el('td', null, t.settled === false ? el('span', { class: 'unsettled', title: 'the stationary loss was taken before the loss settled' }, 'unsettled') : t.settled === true ? el('span', { class: 'muted' }, 'yes') : '–'),
           num(fmtInt(t.attempts)),
@@ -1021,6 +1028,7 @@
             kv('settled', t.settled === false ? el('span', { class: 'unsettled' }, 'no: taken before the loss settled') : t.settled === true ? 'yes' : '–'),
             kv('theory', fmtNum(t.theory)),
             t.origin ? kv('origin', fmtOrigin(t.origin)) : null,
+            isNum(t.rung) ? kv('rung', `${t.rung} (${t.status === 'stopped' ? 'stopped here' : t.status === 'succeeded' ? 'the whole budget' : 'its current rung'}; promoted ${t.rung} time${t.rung === 1 ? '' : 's'})`) : null,
             kv('attempts', fmtInt(attempts.length)),
             kv('worker', t.worker || '–'),
             kv('duration', fmtDuration(t.duration_s)),

@@ -78,13 +78,15 @@ pub(crate) fn sweep_json(live: &Live, p: &Progress) -> Value {
         "counts": {
             "total": c.total, "pending": c.pending, "running": c.running, "succeeded": c.succeeded,
             "failed": c.failed, "diverged": c.diverged, "done": c.done(),
-            "did_not_train": c.did_not_train, "unstable": c.unstable,
+            "did_not_train": c.did_not_train, "unstable": c.unstable, "stopped": c.stopped,
         },
         "reused": p.reused,
         "finished": p.finished,
         "cancelled": p.cancelled,
         // A search's sweep: the most trials it can run (`counts.total` is the ones proposed so far).
         "at_most": p.at_most,
+        // Successive halving: each rung's budget and the trials that finished it.
+        "rungs": p.rungs.iter().map(|r| json!({ "samples": r.samples, "reached": r.reached })).collect::<Vec<_>>(),
         "rate": rate,
         "eta_s": eta,
     })
