@@ -96,6 +96,8 @@ impl HalvingDriver {
                 tracing::warn!(trial = %p.id, rung = p.rung, "a promoted trial was not stopped here");
             }
         }
+        // Promotions made as the failure budget ran out fail with the rest of what is pending.
+        sched.halt_if_over_budget();
         let op = (!trials.is_empty()).then_some(StoreOp::Promoted { trials });
         (Some(RungEnd { rung, status }), op)
     }

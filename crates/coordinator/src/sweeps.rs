@@ -220,6 +220,13 @@ impl SweepRegistry {
         let mut p = plan_into(req, &self.current_version(sweep), prepare)?;
         let search = SearchDriver::prepare(&mut p.store, sweep, &p.version)?;
         let halving = crate::halving::HalvingDriver::prepare(&mut p.store, sweep, &p.version)?;
+        if halving.is_none() {
+            // Trials a halving of this state stopped at a rung run their whole budget now.
+            let requeued = p.store.requeue_stopped()?;
+            if requeued > 0 {
+                tracing::info!(sweep = %sweep.name, requeued, "trials stopped at a rung of successive halving run their whole budget");
+            }
+        }
         let in_flight = if self.cfg.adopt_in_flight { p.in_flight } else { Vec::new() };
         let runner = SweepRunner::new(
             p.store,

@@ -22,7 +22,7 @@
 use crate::grid::Axis;
 use crate::id::TrialId;
 use crate::lease::Stop;
-use crate::objective::{Obs, observe_or_failed, seed_mean};
+use crate::objective::{Obs, observe_parts, seed_mean};
 use crate::plan::Plan;
 use crate::spec::{Analysis, HalvingSpec};
 use crate::trial::{TrialMetrics, TrialStatus};
@@ -41,29 +41,86 @@ struct Setting {
     /// Whether its task continues from where a rung stopped (training, commands) rather than
     /// recomputing from step 0 (simulations).
     continues: bool,
-    /// Per rung, each trial's observation there.
-    results: Vec<HashMap<TrialId, Obs>>,
+    /// Per rung, each trial's result there.
+    results: Vec<HashMap<TrialId, RungResult>>,
+}
+
+/// One trial's result at a rung.
+#[derive(Clone, Debug)]
+struct RungResult {
+    /// The `[analysis]` objective's observation (a failed one where it is not defined at this
+    /// budget: no stationary loss before the burn-in ends, a run that did not train yet).
+    obs: Obs,
+    /// The metric's value at the rung's last record point: what ranks settings the objective
+    /// cannot tell apart (none reached the target yet, none has a stationary loss yet).
+    last: f64,
+    /// It diverged, failed, or its metric is not finite: its setting goes no further.
+    dead: bool,
+    /// It failed (a retried attempt's result at the same rung replaces it).
+    failed: bool,
+}
+
+impl RungResult {
+    fn new(status: TrialStatus, metrics: Option<&TrialMetrics>, a: &Analysis) -> RungResult {
+        let ran = matches!(status, TrialStatus::Succeeded | TrialStatus::Stopped);
+        let obs = match metrics {
+            Some(m) if ran => observe_parts(TrialStatus::Succeeded, Some(m), a),
+            _ => None,
+        };
+        let last = metrics
+            .filter(|_| ran)
+            .and_then(|m| m.curve.last())
+            .and_then(|p| if a.metric == "loss" { Some(p.loss_mean) } else { p.extra.get(&a.metric).copied() })
+            .unwrap_or(f64::NAN);
+        RungResult {
+            obs: obs.unwrap_or_else(Obs::failed),
+            last,
+            dead: !ran || !last.is_finite(),
+            failed: status == TrialStatus::Failed,
+        }
+    }
+}
+
+/// How a setting ranks at a rung: a live one before a dead one, then by the objective, then by
+/// the metric's last value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Rank {
+    dead: bool,
+    objective: f64,
+    last: f64,
+}
+
+impl Rank {
+    fn cmp(&self, other: &Rank) -> std::cmp::Ordering {
+        self.dead
+            .cmp(&other.dead)
+            .then(self.objective.total_cmp(&other.objective))
+            .then(self.last.total_cmp(&other.last))
+    }
 }
 
 impl Setting {
-    /// The seed mean at `rung` once every seed has finished it; `+∞` as soon as one seed ended
-    /// there for good (diverged or failed), as [`Halving::close`] takes it to be decided.
-    fn objective(&self, rung: usize, a: &Analysis) -> Option<f64> {
+    /// How it ranks at `rung` once every seed has finished it (seed means), or dead as soon as
+    /// one seed ended there for good (diverged or failed), as [`Halving::close`] takes it to be
+    /// decided.
+    fn rank(&self, rung: usize, a: &Analysis) -> Option<Rank> {
         let r = self.results.get(rung)?;
-        if r.values().any(|o| o.diverged) {
-            return Some(f64::INFINITY);
+        if r.values().any(|o| o.dead) {
+            return Some(Rank { dead: true, objective: f64::INFINITY, last: f64::INFINITY });
         }
         if r.len() < self.trials.len() {
             return None;
         }
-        let obs: Vec<&Obs> = self.trials.iter().filter_map(|t| r.get(t)).collect();
-        Some(seed_mean(&obs, a).0)
+        let results: Vec<&RungResult> = self.trials.iter().filter_map(|t| r.get(t)).collect();
+        let obs: Vec<&Obs> = results.iter().map(|x| &x.obs).collect();
+        let last = results.iter().map(|x| x.last).sum::<f64>() / results.len().max(1) as f64;
+        Some(Rank { dead: false, objective: seed_mean(&obs, a).0, last })
     }
 
     /// Whether some seed ended for good at a rung up to `rung` (diverged or failed): the
     /// setting goes no further.
     fn dead_by(&self, rung: usize) -> bool {
-        self.results.iter().take(rung + 1).any(|r| r.values().any(|o| o.diverged))
+        self.results.iter().take(rung + 1).any(|r| r.values().any(|o| o.dead))
     }
 }
 
@@ -275,12 +332,13 @@ impl Halving {
         let k = rung as usize;
         {
             let s = &mut self.settings[si];
-            if k != s.rung || k >= s.results.len() || s.results[k].contains_key(&id) {
+            // A second result at the same rung counts only where it replaces a failure (the
+            // trial was retried, `kappa retry --failed`).
+            let replaces = |r: &RungResult| r.failed && status != TrialStatus::Failed;
+            if k != s.rung || k >= s.results.len() || s.results[k].get(&id).is_some_and(|r| !replaces(r)) {
                 return Vec::new();
             }
-            let status = if status == TrialStatus::Stopped { TrialStatus::Succeeded } else { status };
-            let obs = observe_or_failed(status, metrics, &self.analysis);
-            s.results[k].insert(id, obs);
+            s.results[k].insert(id, RungResult::new(status, metrics, &self.analysis));
         }
         let g = self.settings[si].group;
         let mut out = self.promote(g, k);
@@ -291,20 +349,20 @@ impl Halving {
     /// The settings of group `g` that finished rung `k` and are in its best 1/reduction, not
     /// promoted yet: promoted.
     fn promote(&mut self, g: usize, k: usize) -> Vec<Promotion> {
-        let mut done: Vec<(f64, usize)> = self.groups[g]
+        let mut done: Vec<(Rank, usize)> = self.groups[g]
             .settings
             .iter()
             .filter(|&&s| self.settings[s].rungs.len() > k + 1)
-            .filter_map(|&s| self.settings[s].objective(k, &self.analysis).map(|y| (y, s)))
+            .filter_map(|&s| self.settings[s].rank(k, &self.analysis).map(|r| (r, s)))
             .collect();
-        done.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        done.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         let top = done.len() / self.spec.reduction as usize;
-        let chosen: Vec<usize> = done.iter().take(top).filter(|(y, _)| y.is_finite()).map(|&(_, s)| s).collect();
+        let chosen: Vec<usize> = done.iter().take(top).filter(|(r, _)| !r.dead).map(|&(_, s)| s).collect();
         self.lift(chosen, k)
     }
 
     /// Closes the rungs of group `g` that nothing can reach undecided any more, in order; a
-    /// closed rung that promoted nobody promotes its best finite setting.
+    /// closed rung that promoted nobody promotes its best live setting.
     fn close(&mut self, g: usize) -> Vec<Promotion> {
         let mut out = Vec::new();
         loop {
@@ -318,7 +376,7 @@ impl Halving {
             // rungs below are closed: it never gets here), or finished it.
             let decided = members.iter().all(|&s| {
                 let st = &self.settings[s];
-                st.rung != k || st.dead_by(k) || st.objective(k, &self.analysis).is_some()
+                st.rung != k || st.dead_by(k) || st.rank(k, &self.analysis).is_some()
             });
             if !decided {
                 break;
@@ -329,9 +387,9 @@ impl Halving {
             }
             let best = members
                 .iter()
-                .filter_map(|&s| self.settings[s].objective(k, &self.analysis).map(|y| (y, s)))
-                .filter(|(y, _)| y.is_finite())
-                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                .filter_map(|&s| self.settings[s].rank(k, &self.analysis).map(|r| (r, s)))
+                .filter(|(r, _)| !r.dead)
+                .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
             match best {
                 Some((_, s)) => out.extend(self.lift(vec![s], k)),
                 None => break,

@@ -983,3 +983,99 @@ fn a_search_whose_results_come_best_first_spends_the_expected_samples_exactly_an
         }
     }
 }
+
+/// [`halving_sweep`] judged by the stationary loss (which a rung that ends before the burn-in
+/// does not have).
+fn stationary_sweep(lrs: &[f64]) -> Sweep {
+    let task = format!(
+        "kind = \"optimizer\"\nlandscape = {{ kind = \"quadratic\", eigenvalues = [0.5, 1.0] }}\n\
+         noise = {{ kind = \"gaussian\", sigma = 1.0 }}\nx0 = 0.5\npaths = 8\nsamples = {FULL}\n"
+    );
+    let text = halving_text(&task, lrs).replace("[search]", "[analysis]\nobjective = \"stationary\"\n[search]");
+    Sweep::parse("f.toml", &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn halving_text(task: &str, lrs: &[f64]) -> String {
+    let lrs: Vec<String> = lrs.iter().map(|lr| format!("{lr}")).collect();
+    format!(
+        "version = 1\nname = \"asha\"\n[task]\n{task}\
+         [grid]\noptimizer = [\"sgd\"]\nlr = [{}]\nbatch_size = [4, 16]\nseed = [0, 1]\n\
+         [search]\nkind = \"halving\"\nmin_samples = {MIN}\nreduction = 3\nwithin = [\"batch_size\"]\n",
+        lrs.join(", ")
+    )
+}
+
+/// Where the `[analysis]` objective is not defined at a rung (no stationary loss before the
+/// burn-in ends), settings are ranked by the metric's last value there: the best still go on,
+/// and every group still takes one to the whole budget, instead of all stopping at the first
+/// rung.
+#[test]
+fn settings_whose_objective_a_rung_cannot_read_are_ranked_by_their_last_loss() {
+    let sweep = stationary_sweep(&LRS);
+    let plan = Plan::new(&sweep, "v");
+    let trials = Trials::new(&plan);
+    let mut h = Halving::new(&plan).unwrap();
+    let mut promoted = Vec::new();
+    for t in &trials.0 {
+        // `metrics` has no stationary loss.
+        promoted.extend(record(&mut h, t, 0));
+    }
+    for b in [4, 16] {
+        let lrs = promoted_lrs(
+            &trials,
+            &promoted
+                .iter()
+                .filter(|p| p.rung == 1)
+                .filter(|p| trials.of(p.id).params.hyper.batch_size == b)
+                .copied()
+                .collect::<Vec<_>>(),
+            b,
+            1,
+        );
+        // At least the best third by their last loss (least at 0.0025·B; results in lr order
+        // may promote more: a setting promoted early stays promoted).
+        let best = 0.0025 * b as f64;
+        let mut ranked = LRS.to_vec();
+        ranked.sort_by(|x, y| (x / best).ln().abs().total_cmp(&(y / best).ln().abs()));
+        assert!(ranked[..3].iter().all(|lr| lrs.contains(lr)), "B = {b}: {lrs:?}");
+    }
+    // Rung 1, then the last: each group ends with a setting at the whole budget.
+    let mut at_last = 0;
+    let mut queue: Vec<Promotion> = promoted.into_iter().filter(|p| p.rung == 1).collect();
+    while let Some(p) = queue.pop() {
+        let next = record(&mut h, trials.of(p.id), p.rung);
+        at_last += next.iter().filter(|n| n.rung == 2).count();
+        queue.extend(next);
+    }
+    assert!(at_last >= 4, "both seeds of at least one setting per batch size: {at_last}");
+}
+
+/// A trial that failed at a rung and was retried (`kappa retry --failed`) counts with its new
+/// result: its setting goes on when it is among the best, in a replay as when it happened.
+#[test]
+fn a_retried_failure_is_replaced_by_its_new_result() {
+    let sweep = asha_sweep(&[0.004, 0.01, 0.03], true);
+    let plan = Plan::new(&sweep, "v");
+    let trials = Trials::new(&plan);
+    let run = |h: &mut Halving| {
+        let mut out = Vec::new();
+        // The best setting at B = 4 (lr 0.01) fails on seed 0 first; the others finish.
+        out.extend(h.record(trials.get(0.01, 4, 0).id, 0, TrialStatus::Failed, None));
+        for &lr in &[0.004, 0.03] {
+            for seed in [0, 1] {
+                out.extend(record(h, trials.get(lr, 4, seed), 0));
+            }
+        }
+        out.extend(record(h, trials.get(0.01, 4, 1), 0));
+        assert!(out.iter().all(|p| trials.of(p.id).params.hyper.lr != 0.01), "a failed setting does not go on");
+        // Retried, it finishes the rung: now it counts (a second failure or result would not).
+        out.extend(record(h, trials.get(0.01, 4, 0), 0));
+        out
+    };
+    let mut h = Halving::new(&plan).unwrap();
+    let live = run(&mut h);
+    assert!(live.iter().any(|p| trials.of(p.id).params.hyper.lr == 0.01), "the retried setting goes on: {live:?}");
+    assert!(record(&mut h, trials.get(0.01, 4, 0), 0).is_empty(), "a repeat changes nothing");
+    let mut again = Halving::new(&plan).unwrap();
+    assert_eq!(as_set(&run(&mut again)), as_set(&live), "a replay makes the same promotions");
+}

@@ -34,5 +34,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// The protocol version peers exchange on register and heartbeat; a mismatch is refused with
 /// FAILED_PRECONDITION. Version 4: workers register the code versions they compute with (a
-/// version 3 worker would be leased simulations it may compute differently).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// version 3 worker would be leased simulations it may compute differently). Version 5: leases
+/// carry the rung of successive halving an attempt stops at (a version 4 worker would run the
+/// whole budget, and a command's `{samples}` would be unknown to it).
+pub const PROTOCOL_VERSION: u32 = 5;

@@ -389,7 +389,9 @@ impl Store {
     /// attempt of its own (the failure budget ran out before it ran) has no result.
     pub fn finished_results(&self) -> Result<std::collections::HashMap<TrialId, TrialResult>, StoreError> {
         let mut out = std::collections::HashMap::new();
-        let filter = format!("status IN {TERMINAL} AND NOT {}", failed_without_result("trials"));
+        // (A trial stopped at a rung of successive halving has not run its budget: no result.)
+        let filter =
+            format!("status IN {TERMINAL} AND status <> 'stopped' AND NOT {}", failed_without_result("trials"));
         self.records_where(&filter, &[], |t| {
             out.insert(t.result.id, t.result);
             Ok::<(), StoreError>(())
@@ -433,6 +435,17 @@ impl Store {
     /// needs to lease them again.
     pub fn stopped_trials(&self) -> Result<Vec<OpenTrial>, StoreError> {
         self.open_where("t.generation = ?1 AND t.status = 'stopped'", |stmt, g| stmt.query(rusqlite::params![g]))
+    }
+
+    /// Makes the current plan's trials stopped at a rung of successive halving pending again, for
+    /// a sweep that no longer halves: they run their whole budget (training and commands from
+    /// the checkpoint their rung left). Returns how many.
+    pub fn requeue_stopped(&mut self) -> Result<u64, StoreError> {
+        let generation = self.generation()?;
+        self.conn
+            .execute("UPDATE trials SET status = 'pending' WHERE generation = ?1 AND status = 'stopped'", [generation])
+            .map(|n| n as u64)
+            .map_err(|e| self.sql(e))
     }
 
     /// Unfinished trials of earlier plans (and those the failure budget failed before they ran),

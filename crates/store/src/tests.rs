@@ -759,3 +759,33 @@ fn rung_results_are_recorded_in_order_with_their_reports_and_promotions_reopen_s
     assert_eq!(t(&s, 2).result.status, TrialStatus::Failed);
     assert_counts_agree(&s);
 }
+
+/// A sweep that no longer halves runs its stopped trials' whole budget: they are no result for
+/// a search's replay, and pending again once requeued.
+#[test]
+fn stopped_trials_are_no_results_and_a_sweep_that_no_longer_halves_requeues_them() {
+    use kappa_core::TrialStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::create(dir.path()).unwrap();
+    s.sync_plan(&header("s", &CodeVersion::from("v"), "f1"), || rows((0..3).map(trial))).unwrap();
+    let stopped = match finished(0, TrialMetrics::default()) {
+        StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect, .. } => StoreOp::Reported {
+            id,
+            attempt,
+            worker,
+            at,
+            duration_s,
+            outcome,
+            effect,
+            rung: Some(crate::RungEnd { rung: 0, status: TrialStatus::Stopped }),
+        },
+        other => other,
+    };
+    s.apply(&[stopped, finished(1, TrialMetrics::default())]).unwrap();
+    let known = s.finished_results().unwrap();
+    assert!(known.contains_key(&TrialId(1001)) && !known.contains_key(&TrialId(1000)), "{known:?}");
+    assert_eq!(s.requeue_stopped().unwrap(), 1);
+    assert_eq!((s.counts().unwrap().pending, s.counts().unwrap().stopped), (2, 0));
+    assert_eq!(s.requeue_stopped().unwrap(), 0);
+    assert_counts_agree(&s);
+}

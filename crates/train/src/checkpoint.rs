@@ -54,7 +54,11 @@ pub(crate) fn write(file: &Path, id: TrialId, full: u64, step: u64, replicates: 
     for r in replicates {
         e.bytes(r);
     }
-    let tmp = file.with_extension("tmp");
+    // A name of this writer's own: an attempt whose lease expired may still be writing beside
+    // the one that took over (on a shared trial root, from another node).
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = file.with_extension(format!("tmp.{}.{n}", std::process::id()));
     let write = || -> std::io::Result<()> {
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)?;
@@ -63,7 +67,15 @@ pub(crate) fn write(file: &Path, id: TrialId, full: u64, step: u64, replicates: 
         f.write_all(MAGIC)?;
         f.write_all(&e.into_bytes())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, file)
+        std::fs::rename(&tmp, file)?;
+        // The rename itself durable too.
+        if let Some(dir) = file.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     };
-    write().map_err(|e| format!("{}: {e}", file.display()))
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: {e}", file.display())
+    })
 }

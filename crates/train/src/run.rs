@@ -134,8 +134,14 @@ pub struct Continuation {
     pub stop_samples: Option<u64>,
 }
 
+/// A replicate run: its record points, and its state at the end when asked to keep it.
+type Ran = (ReplicateResult, Option<Vec<u8>>);
+
 /// The checkpoint's file name in a trial's directory.
 pub const CHECKPOINT: &str = "kappa-train.checkpoint";
+
+/// How an error restoring a replicate from the checkpoint begins (the attempt then starts over).
+const RESTORE_FAILED: &str = "the checkpoint could not be read back";
 
 /// [`run_train`], stopping at a rung and continuing from a checkpoint: an attempt that finds
 /// its trial's checkpoint (model, optimizer state, random streams, data order and position, the
@@ -169,15 +175,26 @@ pub fn run_train_with(
         }
         _ => None,
     };
-    let from = saved.as_ref().map_or(0, |c| c.step);
-    let mut blobs = saved.map(|c| c.replicates).unwrap_or_default().into_iter().map(Some).collect::<Vec<_>>();
-    blobs.resize(task.paths as usize, None);
     let keep = setup.steps.total < full;
-    let runs: Vec<(ReplicateResult, Option<Vec<u8>>)> = blobs
-        .into_par_iter()
-        .enumerate()
-        .map(|(r, blob)| run_replicate_from(&setup, r as u64, from, blob.as_deref(), keep))
-        .collect::<Result<_, _>>()?;
+    let run = |saved: Option<crate::checkpoint::Saved>| {
+        let from = saved.as_ref().map_or(0, |c| c.step);
+        let mut blobs = saved.map(|c| c.replicates).unwrap_or_default().into_iter().map(Some).collect::<Vec<_>>();
+        blobs.resize(task.paths as usize, None);
+        let runs: Result<Vec<Ran>, SimError> = blobs
+            .into_par_iter()
+            .enumerate()
+            .map(|(r, blob)| run_replicate_from(&setup, r as u64, from, blob.as_deref(), keep))
+            .collect();
+        runs.map(|r| (from, r))
+    };
+    let (from, runs) = match run(saved) {
+        // A replicate's state that does not read back (a damaged file): from step 0.
+        Err(SimError::Invalid(e)) if e.starts_with(RESTORE_FAILED) => {
+            notes.push(format!("{e}: started at step 0"));
+            run(None)?
+        }
+        other => other?,
+    };
     let (results, states): (Vec<ReplicateResult>, Vec<Option<Vec<u8>>>) = runs.into_iter().unzip();
     let mut outcome = summarise(&setup, task, params, &results);
     if keep
@@ -539,7 +556,7 @@ fn run_replicate_inner(
         Some(bytes) => {
             let mut d = kappa_sim::checkpoint::Decoder::new(bytes);
             rep.restore(&mut d, &mut out)
-                .map_err(|e| SimError::Invalid(format!("replicate {r} of the checkpoint: {e}")))?;
+                .map_err(|e| SimError::Invalid(format!("{RESTORE_FAILED} (replicate {r}: {e})")))?;
             from
         }
         None => 0,

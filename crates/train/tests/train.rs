@@ -309,3 +309,34 @@ fn a_run_continued_rung_after_rung_is_the_uninterrupted_run() {
         assert!(m.notes.iter().any(|n| n.contains("another run's")), "{:?}", m.notes);
     }
 }
+
+/// A checkpoint that does not read back (damaged in a replicate's state, or cut short) is not
+/// used: the attempt starts at step 0 and its notes say why, rather than failing for good.
+#[test]
+fn a_damaged_checkpoint_starts_the_attempt_over() {
+    let task = linear_task(2000, 2, Some(0.5), false, 1);
+    let params = hyper(OptimizerKind::Adam, 8, 1e-2);
+    let whole = succeeded(run(&task, &params));
+    let dir = tempfile::tempdir().unwrap();
+    let cont = |stop| kappa_train::Continuation { dir: Some(dir.path().to_path_buf()), stop_samples: stop };
+    let file = dir.path().join(kappa_train::CHECKPOINT);
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 2] = [
+        // The first replicate's parameter count (after the header line, 4 words and its length).
+        ("a replicate's state", |b| {
+            let at = b"kappa-train checkpoint 1\n".len() + 5 * 8;
+            b[at..at + 8].copy_from_slice(&3u64.to_le_bytes());
+        }),
+        ("cut short", |b| b.truncate(b.len() - 100)),
+    ];
+    for (what, damage) in damages {
+        succeeded(kappa_train::run_train_with(&task, &params, TrialId(42), &Cancel::new(), &cont(Some(800))));
+        let mut bytes = std::fs::read(&file).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&file, bytes).unwrap();
+        let m = succeeded(kappa_train::run_train_with(&task, &params, TrialId(42), &Cancel::new(), &cont(None)));
+        assert_eq!(m.resumed_from, None, "{what}");
+        assert!(m.notes.iter().any(|n| n.contains("started at step 0")), "{what}: {:?}", m.notes);
+        assert_eq!(m.curve, whole.curve, "{what}: the run from step 0 is the uninterrupted one");
+    }
+}

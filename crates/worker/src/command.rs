@@ -436,13 +436,18 @@ impl MetricsParser {
     /// settled check as simulations (the tail's second half against its first). Needs four
     /// points in the tail.
     fn finish(mut self, burn_in: f64) -> TrialMetrics {
-        // A step printed twice (a curve re-emitted from a checkpoint over lines already read):
-        // its last line counts, in the place of its first.
+        // A step printed twice (a curve re-emitted from a checkpoint over lines already read, or
+        // a program's train and eval lines): one point, in the place of its first line, its
+        // later line's values winning and its metrics the union of both.
         let mut at: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
         let mut curve: Vec<CurvePoint> = Vec::with_capacity(self.curve.len());
-        for p in std::mem::take(&mut self.curve) {
+        for mut p in std::mem::take(&mut self.curve) {
             match at.get(&p.step) {
-                Some(&i) => curve[i] = p,
+                Some(&i) => {
+                    let mut extra = std::mem::take(&mut curve[i].extra);
+                    extra.append(&mut p.extra);
+                    curve[i] = CurvePoint { extra, ..p };
+                }
                 None => {
                     at.insert(p.step, curve.len());
                     curve.push(p);
@@ -538,6 +543,27 @@ mod tests {
         assert_eq!(m.stationary_loss, None);
         assert!(m.notes[0].contains("no stationary loss"), "{:?}", m.notes);
         assert!(MetricsParser::new(1).finish(0.5).notes[0].contains("no metrics line"));
+    }
+
+    #[test]
+    fn a_curve_re_emitted_from_a_checkpoint_is_one_point_per_step_and_says_where_it_resumed() {
+        let mut p = MetricsParser::new(4);
+        // The first attempt's lines, re-emitted; then where this attempt resumed; then its own.
+        for (step, loss) in [(10, 0.9), (20, 0.7)] {
+            p.line(&format!(r#"{{"step": {step}, "loss": {loss}, "resumed_from": 0}}"#));
+        }
+        p.line(r#"{"resumed_from": 20}"#);
+        p.line(r#"{"step": 20, "loss": 0.7, "test_loss": 0.8, "resumed_from": 20}"#);
+        p.line(r#"{"step": 30, "loss": 0.5, "resumed_from": 20}"#);
+        let m = p.finish(0.5);
+        let pts: Vec<(u64, f64)> = m.curve.iter().map(|c| (c.step, c.loss_mean)).collect();
+        assert_eq!(pts, [(10, 0.9), (20, 0.7), (30, 0.5)]);
+        assert_eq!(m.curve[1].extra.get("test_loss"), Some(&0.8), "a step's lines are one point");
+        assert!(m.curve.iter().all(|c| !c.extra.contains_key("resumed_from")), "not a metric");
+        assert_eq!(m.resumed_from, Some(20));
+        let mut fresh = MetricsParser::new(4);
+        fresh.line(r#"{"step": 10, "loss": 0.9, "resumed_from": 0}"#);
+        assert_eq!(fresh.finish(0.5).resumed_from, None, "started at step 0");
     }
 
     #[test]

@@ -61,7 +61,10 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         args.name.clone().unwrap_or_else(|| format!("{}-{}", host.as_deref().unwrap_or("worker"), std::process::id()));
     let trial_root = match &args.trial_root {
         Some(dir) => std::path::absolute(dir).map_err(|e| invalid(format!("--trial-root {}: {e}", dir.display())))?,
-        None => command_workdir(&args.workdir)?.join("kappa-trials"),
+        // (Not checked here: a worker without commands may be started anywhere.)
+        None => std::path::absolute(&args.workdir)
+            .map_err(|e| invalid(format!("--workdir {}: {e}", args.workdir.display())))?
+            .join("kappa-trials"),
     };
     let cfg = kappa_worker::WorkerConfig {
         coordinator: args.coordinator.coordinator.clone(),

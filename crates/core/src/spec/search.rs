@@ -354,6 +354,13 @@ fn halving(ctx: &Ctx<'_>, raw: &RawSearch, grid: &Grid) -> Result<HalvingSpec, S
         }
     }
     let max_samples = raw.max_samples.as_ref().map(|v| count(ctx, "max_samples", v)).transpose()?;
+    if grid.named_axis("params.samples").is_some() {
+        return Err(ctx.err(
+            &[k("grid"), k("params"), k("samples")],
+            "a parameter named `samples` would be read as {samples}, the rung's budget under successive halving: \
+             give it another name",
+        ));
+    }
     Ok(HalvingSpec { min_samples, reduction, within, max_samples })
 }
 
