@@ -81,10 +81,7 @@ impl HalvingDriver {
         status: TrialStatus,
         metrics: Option<&TrialMetrics>,
     ) -> (Option<RungEnd>, Option<StoreOp>) {
-        // Decided on the metrics as the store keeps them (JSON), the ones a replay reads after a
-        // restart: the same numbers to the last bit, so the same decisions.
-        let stored: Option<TrialMetrics> =
-            metrics.and_then(|m| serde_json::to_string(m).ok()).and_then(|s| serde_json::from_str(&s).ok());
+        let stored = crate::search::as_stored(metrics);
         let mut h = self.lock();
         let Some(rung) = h.standing(id).map(|s| s.rung) else { return (None, None) };
         let promotions = h.record(id, rung, status, stored.as_ref());

@@ -11,6 +11,12 @@ use kappa_store::{PlanRow, Store, StoreOp};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+/// `metrics` as the store keeps them (JSON), the ones a replay reads after a restart: a search
+/// decides on these, so it makes the same decisions from the same numbers to the last bit.
+pub(crate) fn as_stored(metrics: Option<&TrialMetrics>) -> Option<TrialMetrics> {
+    metrics.and_then(|m| serde_json::to_string(m).ok()).and_then(|s| serde_json::from_str(&s).ok())
+}
+
 /// One sweep's search and what it needs to turn proposals into pending trials.
 pub(crate) struct SearchDriver {
     search: Mutex<Search>,
@@ -82,10 +88,7 @@ impl SearchDriver {
         status: TrialStatus,
         metrics: Option<&TrialMetrics>,
     ) -> Option<StoreOp> {
-        // Decided on the metrics as the store keeps them (JSON), the ones a replay reads after a
-        // restart: the same numbers to the last bit, so the same decisions.
-        let stored: Option<TrialMetrics> =
-            metrics.and_then(|m| serde_json::to_string(m).ok()).and_then(|s| serde_json::from_str(&s).ok());
+        let stored = as_stored(metrics);
         let metrics = stored.as_ref();
         let mut search = self.search.lock().unwrap_or_else(|e| e.into_inner());
         let mut planned = self.planned.lock().unwrap_or_else(|e| e.into_inner());

@@ -542,25 +542,32 @@ fn a_search_records_its_proposals_before_they_run_and_a_known_one_keeps_its_resu
     assert_counts_agree(&s);
 }
 
-#[test]
-fn a_version_5_store_gets_the_origin_column_with_its_trials_and_ids_unchanged() {
+/// A store of this build taken back to an older schema by `older` (SQL, which sets the schema
+/// version) and opened again: migrated to the current schema with its trials and ids unchanged.
+/// `missing` says what `older` removed (reading the trials fails without it).
+fn migrated(older: &str, missing: &str) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::create(dir.path()).unwrap();
     let v = CodeVersion::from("v");
     s.sync_plan(&header("s", &v, "f1"), || rows((0..3).map(trial))).unwrap();
     s.apply(&[finished(1, TrialMetrics::default())]).unwrap();
     let before: Vec<_> = s.trials().unwrap().into_iter().map(|t| (t.result.id, t.result.status)).collect();
-    s.conn
-        .execute_batch(
-            "ALTER TABLE trials DROP COLUMN origin; UPDATE meta SET value = '5' WHERE key = 'schema_version';",
-        )
-        .unwrap();
-    assert!(s.trials().is_err(), "a version 5 store has no origin column");
+    s.conn.execute_batch(older).unwrap();
+    assert!(s.trials().is_err(), "an older store has no {missing}");
     drop(s);
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
     let after: Vec<_> = s.trials().unwrap().into_iter().map(|t| (t.result.id, t.result.status)).collect();
     assert_eq!(before, after);
+    (dir, s)
+}
+
+#[test]
+fn a_version_5_store_gets_the_origin_column_with_its_trials_and_ids_unchanged() {
+    let (_dir, s) = migrated(
+        "ALTER TABLE trials DROP COLUMN origin; UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+        "origin column",
+    );
     assert!(
         s.trials().unwrap().iter().all(|t| t.result.origin.is_none()),
         "grid trials, from before origins were kept"
@@ -665,26 +672,30 @@ fn a_retried_failure_is_no_result_any_more() {
 
 #[test]
 fn a_version_6_store_gets_the_rungs_of_successive_halving_with_its_trials_and_ids_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::create(dir.path()).unwrap();
-    let v = CodeVersion::from("v");
-    s.sync_plan(&header("s", &v, "f1"), || rows((0..3).map(trial))).unwrap();
-    s.apply(&[finished(1, TrialMetrics::default())]).unwrap();
-    let before: Vec<_> = s.trials().unwrap().into_iter().map(|t| (t.result.id, t.result.status)).collect();
-    s.conn
-        .execute_batch(
-            "ALTER TABLE trials DROP COLUMN rung; DROP TABLE rungs; \
-             UPDATE meta SET value = '6' WHERE key = 'schema_version';",
-        )
-        .unwrap();
-    assert!(s.trials().is_err(), "a version 6 store has no rung column");
-    drop(s);
-    let s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.meta("schema_version").unwrap(), Some(SCHEMA_VERSION.to_string()));
-    let after: Vec<_> = s.trials().unwrap().into_iter().map(|t| (t.result.id, t.result.status)).collect();
-    assert_eq!(before, after);
+    let (_dir, s) = migrated(
+        "ALTER TABLE trials DROP COLUMN rung; DROP TABLE rungs; \
+         UPDATE meta SET value = '6' WHERE key = 'schema_version';",
+        "rung column",
+    );
     assert!(s.trials().unwrap().iter().all(|t| t.rung.is_none()), "no trial was halved");
     assert!(s.rung_results().unwrap().is_empty());
+}
+
+/// A report `op` as successive halving's result at `rung`, making its trial `status`.
+fn at(op: StoreOp, rung: u32, status: kappa_core::TrialStatus) -> StoreOp {
+    match op {
+        StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect, .. } => StoreOp::Reported {
+            id,
+            attempt,
+            worker,
+            at,
+            duration_s,
+            outcome,
+            effect,
+            rung: Some(crate::RungEnd { rung, status }),
+        },
+        other => other,
+    }
 }
 
 /// A rung's result is recorded with its report, in order, with the samples its attempt computed;
@@ -692,7 +703,6 @@ fn a_version_6_store_gets_the_rungs_of_successive_halving_with_its_trials_and_id
 /// its next rung; a promotion of a trial not stopped changes nothing.
 #[test]
 fn rung_results_are_recorded_in_order_with_their_reports_and_promotions_reopen_stopped_trials() {
-    use crate::RungEnd;
     use kappa_core::{CurvePoint, TrialStatus};
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::create(dir.path()).unwrap();
@@ -701,19 +711,7 @@ fn rung_results_are_recorded_in_order_with_their_reports_and_promotions_reopen_s
     let curve = |to: u64| (0..=to).step_by(50).map(|k| CurvePoint::single(k * 32, k, 2.0 - k as f64 / 100.0)).collect();
     let at_rung = |i: u64, attempt: u32, to: u64, from: Option<u64>, status: TrialStatus, rung: u32| {
         let metrics = TrialMetrics { curve: curve(to), resumed_from: from, ..Default::default() };
-        match reported(i, attempt, ReportEffect::Final, AttemptOutcome::Succeeded(metrics)) {
-            StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect, .. } => StoreOp::Reported {
-                id,
-                attempt,
-                worker,
-                at,
-                duration_s,
-                outcome,
-                effect,
-                rung: Some(RungEnd { rung, status }),
-            },
-            other => other,
-        }
+        at(reported(i, attempt, ReportEffect::Final, AttemptOutcome::Succeeded(metrics)), rung, status)
     };
     s.apply(&[at_rung(2, 1, 100, None, TrialStatus::Stopped, 0), at_rung(0, 1, 100, None, TrialStatus::Stopped, 0)])
         .unwrap();
@@ -768,19 +766,7 @@ fn stopped_trials_are_no_results_and_a_sweep_that_no_longer_halves_requeues_them
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::create(dir.path()).unwrap();
     s.sync_plan(&header("s", &CodeVersion::from("v"), "f1"), || rows((0..3).map(trial))).unwrap();
-    let stopped = match finished(0, TrialMetrics::default()) {
-        StoreOp::Reported { id, attempt, worker, at, duration_s, outcome, effect, .. } => StoreOp::Reported {
-            id,
-            attempt,
-            worker,
-            at,
-            duration_s,
-            outcome,
-            effect,
-            rung: Some(crate::RungEnd { rung: 0, status: TrialStatus::Stopped }),
-        },
-        other => other,
-    };
+    let stopped = at(finished(0, TrialMetrics::default()), 0, TrialStatus::Stopped);
     s.apply(&[stopped, finished(1, TrialMetrics::default())]).unwrap();
     let known = s.finished_results().unwrap();
     assert!(known.contains_key(&TrialId(1001)) && !known.contains_key(&TrialId(1000)), "{known:?}");

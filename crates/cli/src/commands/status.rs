@@ -277,6 +277,14 @@ fn progress_json(p: &Progress) -> serde_json::Value {
     })
 }
 
+/// The sweep a store holds, parsed again, with the code version its ids were made with (`None`:
+/// its file no longer parses).
+fn stored_sweep(info: &kappa_store::SweepInfo) -> Option<(kappa_core::Sweep, kappa_core::CodeVersion)> {
+    let sweep = kappa_core::Sweep::parse(&info.spec_path, &info.spec).ok()?;
+    let version = info.code_version.clone().unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
+    Some((sweep, version))
+}
+
 /// Where successive halving stands, from its store.
 struct HalvingProgress {
     /// Each rung's budget and the trials that finished it.
@@ -292,8 +300,7 @@ struct HalvingProgress {
 /// Successive halving's rungs and samples from the store's rung results (`None`: the sweep
 /// does not halve, or its file no longer parses).
 fn halving_progress(info: &kappa_store::SweepInfo, store: &Store) -> anyhow::Result<Option<HalvingProgress>> {
-    let Ok(sweep) = kappa_core::Sweep::parse(&info.spec_path, &info.spec) else { return Ok(None) };
-    let version = info.code_version.clone().unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
+    let Some((sweep, version)) = stored_sweep(info) else { return Ok(None) };
     let plan = kappa_core::Plan::new(&sweep, version);
     let Some(h) = kappa_core::halving::Halving::new(&plan) else { return Ok(None) };
     let budgets = h.rungs();
@@ -329,8 +336,7 @@ struct SearchProgress {
 /// store's trials and their origins; `None` for a grid sweep, or a sweep file that no longer
 /// parses).
 fn search_progress(info: &kappa_store::SweepInfo, store: &Store) -> anyhow::Result<Option<SearchProgress>> {
-    let Ok(sweep) = kappa_core::Sweep::parse(&info.spec_path, &info.spec) else { return Ok(None) };
-    let version = info.code_version.clone().unwrap_or_else(|| kappa_core::CodeVersion::legacy_of(&sweep.task));
+    let Some((sweep, version)) = stored_sweep(info) else { return Ok(None) };
     let plan = kappa_core::Plan::new(&sweep, version);
     let Some(mut search) = kappa_core::search::Search::new(&plan) else { return Ok(None) };
     let results = store.finished_results()?;

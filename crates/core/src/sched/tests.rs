@@ -438,3 +438,50 @@ fn succeeded_trials_that_did_not_train_are_counted_as_such() {
     let c = s.counts();
     assert_eq!((c.succeeded, c.unstable, c.did_not_train), (2, 1, 0));
 }
+
+/// Successive halving: a trial's lease stops at its rung; a result there stops the trial (a
+/// result at the last rung succeeds it); a promotion takes a stopped trial on, with its attempt
+/// numbers, leased before any trial that has not started (highest rung first, then by id); the
+/// failure budget halts promoted trials with the rest.
+#[test]
+fn halving_trials_stop_at_their_rung_and_promoted_ones_lease_first() {
+    use crate::lease::Stop;
+    let rung = |k: u32, last: bool| Some(Stop { rung: k, samples: 1000 * (k as u64 + 1), last });
+    let mut cfg = config(100, RetryPolicy::default(), Some(2), 0);
+    cfg.first_stop = rung(0, false);
+    let mut s = new(cfg);
+    for i in 0..4 {
+        s.add(TrialId(i), params(), task(), 0, FailureCounts::default(), TrialStatus::Pending);
+    }
+    let first = s.lease(W1, 0, 2);
+    assert!(first.iter().all(|l| l.stop == rung(0, false)), "{first:?}");
+    for l in &first {
+        assert_eq!(s.report(W1, l.id, l.attempt, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Stopped });
+    }
+    assert_eq!((s.counts().stopped, s.counts().succeeded, s.counts().done()), (2, 0, 2));
+    // Promotions: trial 1 to the last rung, trial 0 to rung 1; both before trials 2 and 3.
+    assert!(s.reopen(TrialId(0), rung(1, false)));
+    assert!(s.reopen(TrialId(1), rung(2, true)));
+    assert!(!s.reopen(TrialId(2), rung(1, false)), "not stopped");
+    assert_eq!((s.counts().stopped, s.counts().pending), (0, 4));
+    let next = s.lease(W1, 1, 3);
+    let got: Vec<(TrialId, u32, Option<Stop>)> = next.iter().map(|l| (l.id, l.attempt, l.stop)).collect();
+    assert_eq!(
+        got,
+        vec![(TrialId(1), 2, rung(2, true)), (TrialId(0), 2, rung(1, false)), (TrialId(2), 1, rung(0, false))],
+        "the highest rung first, attempts going on"
+    );
+    assert_eq!(s.report(W1, TrialId(1), 2, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Succeeded });
+    assert_eq!(s.report(W1, TrialId(0), 2, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Stopped });
+    assert_eq!(s.report(W1, TrialId(2), 1, &SUCCEEDED), Disposition::Accepted { status: TrialStatus::Stopped });
+    // A promoted trial waiting when the failure budget runs out fails with the rest.
+    assert!(s.reopen(TrialId(0), rung(2, true)));
+    assert!(s.prioritize(TrialId(3)));
+    for _ in 0..2 {
+        let l = s.lease(W1, 2, 1).pop().unwrap();
+        s.report(W1, l.id, l.attempt, &failed(FailureClass::Error));
+    }
+    assert!(s.is_halted());
+    s.lease(W1, 3, 1);
+    assert!(s.is_finished(), "{:?}", s.counts());
+}
