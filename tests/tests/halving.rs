@@ -247,6 +247,22 @@ fn a_halving_sweep_killed_mid_rung_resumes_with_the_promotions_of_an_uninterrupt
     assert_eq!(standings(&sb.db("runs/halving")), reference);
 }
 
+/// Waits until the coordinator at `url` says sweep `name` is finished and its store at `state`
+/// has committed it: no trial open. (The store alone can look finished for a moment: a promotion
+/// is committed after the result that made it.)
+fn finished(sb: &Sandbox, url: &str, state: &str, name: &str) {
+    wait_until(format!("the coordinator to finish `{name}`"), Duration::from_secs(300), || {
+        let out = sb.kappa(&["status", "--coordinator", url, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let sweeps = v["sweeps"].as_array()?;
+        sweeps.iter().any(|s| s["sweep"] == name && s["finished"] == true).then_some(())
+    });
+    sb.wait_for(state, "every trial committed", Duration::from_secs(60), |c| {
+        c.query_row("SELECT count(*) FROM trials WHERE status IN ('pending', 'running')", [], |r| r.get::<_, i64>(0))
+            .is_ok_and(|n| n == 0)
+    });
+}
+
 /// Native training under halving on a coordinator: a worker frozen between rungs loses its
 /// leases, and another worker continues its trials from the checkpoints in the shared trial root.
 #[test]
@@ -289,10 +305,7 @@ reduction = 3
     });
     a.signal(libc::SIGSTOP);
     let _b = sb.worker(&addr, "b", &["--slots", "2", "--trial-root", root]);
-    sb.wait_for("cluster/halving-train", "every trial", Duration::from_secs(300), |c| {
-        c.query_row("SELECT count(*) FROM trials WHERE status IN ('pending', 'running')", [], |r| r.get::<_, i64>(0))
-            .is_ok_and(|n| n == 0)
-    });
+    finished(&sb, &url, "cluster/halving-train", "halving-train");
     a.signal(libc::SIGKILL);
     let db = sb.db("cluster/halving-train");
     let rows = rungs(&db);
@@ -363,10 +376,7 @@ fn a_coordinator_killed_mid_halving_resumes_where_its_recorded_results_put_it() 
     drop(coord);
     let (_coord2, addr2) = sb.coordinator(&addr, &leases);
     assert_eq!(addr2, addr);
-    sb.wait_for(state, "every trial", Duration::from_secs(180), |c| {
-        c.query_row("SELECT count(*) FROM trials WHERE status IN ('pending', 'running')", [], |r| r.get::<_, i64>(0))
-            .is_ok_and(|n| n == 0)
-    });
+    finished(&sb, &format!("http://{addr}"), state, "halving-coordinator");
     consistent_with_its_rung_results(&sb, state, &text);
     let st = standings(&sb.db(state));
     assert!(st.values().any(|(s, r)| s == "succeeded" && *r == 2), "{st:?}");
