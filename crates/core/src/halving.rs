@@ -22,7 +22,7 @@
 use crate::grid::Axis;
 use crate::id::TrialId;
 use crate::lease::Stop;
-use crate::objective::{Obs, observe_parts, seed_mean};
+use crate::objective::{Obs, metric_point, observe_parts, seed_mean};
 use crate::plan::Plan;
 use crate::spec::{Analysis, HalvingSpec};
 use crate::trial::{TrialMetrics, TrialStatus};
@@ -70,8 +70,8 @@ impl RungResult {
         let last = metrics
             .filter(|_| ran)
             .and_then(|m| m.curve.last())
-            .and_then(|p| if a.metric == "loss" { Some(p.loss_mean) } else { p.extra.get(&a.metric).copied() })
-            .unwrap_or(f64::NAN);
+            .and_then(|p| metric_point(p, &a.metric))
+            .map_or(f64::NAN, |(v, _)| v);
         RungResult {
             obs: obs.unwrap_or_else(Obs::failed),
             last,
@@ -177,9 +177,7 @@ impl Halving {
         let mut by_group: HashMap<String, usize> = HashMap::new();
         let mut of_trial = HashMap::new();
         for t in plan.trials() {
-            let mut key_params = t.params.clone();
-            key_params.hyper.seed = 0;
-            let key = format!("{}#{}", key_params.identity(), t.task);
+            let key = t.setting_key();
             let s = match by_key.get(&key) {
                 Some(&s) => s,
                 None => {

@@ -31,7 +31,8 @@ impl Obs {
     }
 }
 
-fn metric_point(p: &crate::CurvePoint, metric: &str) -> Option<(f64, f64)> {
+/// A curve point's value of `metric` (`loss`, or a metric recorded beside it) and its SE.
+pub fn metric_point(p: &crate::CurvePoint, metric: &str) -> Option<(f64, f64)> {
     if metric == "loss" { Some((p.loss_mean, p.loss_se)) } else { p.extra.get(metric).map(|v| (*v, 0.0)) }
 }
 

@@ -312,10 +312,7 @@ impl Search {
             if !seen.insert(t.id) {
                 continue;
             }
-            let mut key_params = t.params.clone();
-            key_params.hyper.seed = 0;
-            let key = format!("{}#{}", key_params.identity(), t.task);
-            let g = *by_key.entry(key).or_insert_with(|| {
+            let g = *by_key.entry(t.setting_key()).or_insert_with(|| {
                 groups.push(Group {
                     seeds: Vec::new(),
                     batch_size: t.params.hyper.batch_size,

@@ -23,6 +23,16 @@ pub struct PlannedTrial {
     pub origin: crate::origin::Origin,
 }
 
+impl PlannedTrial {
+    /// Its setting, as a key: its parameters but the seed, and its task (the trials of one
+    /// setting are its seeds; searches judge them together).
+    pub fn setting_key(&self) -> String {
+        let mut p = self.params.clone();
+        p.hyper.seed = 0;
+        format!("{}#{}", p.identity(), self.task)
+    }
+}
+
 /// A trial's result as far as it got: what kappa status, export and report read, from the store
 /// or over the wire.
 #[derive(Clone, Debug, PartialEq)]

@@ -67,16 +67,22 @@ pub(crate) fn aggregate(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>
         };
     }
     agg.theory = metrics[0].theory.as_ref().and_then(|t| t.stationary_loss);
+    agg.curve = seed_curve(&metrics);
+    agg
+}
+
+/// The seeds' curves as one: (samples, mean loss, SE) pooled over the seeds
+/// ([`Estimate::pooled`]), over the points every seed has.
+pub(crate) fn seed_curve(metrics: &[&kappa_core::TrialMetrics]) -> Vec<[f64; 3]> {
     let points = metrics.iter().map(|m| m.curve.len()).min().unwrap_or(0);
-    agg.curve = (0..points)
+    (0..points)
         .map(|i| {
             let seeds: Vec<Estimate> =
                 metrics.iter().map(|m| Estimate { mean: m.curve[i].loss_mean, se: m.curve[i].loss_se }).collect();
             let e = Estimate::pooled(&seeds).unwrap_or(Estimate { mean: f64::NAN, se: f64::NAN });
             [metrics[0].curve[i].samples as f64, e.mean, e.se]
         })
-        .collect();
-    agg
+        .collect()
 }
 
 /// Linear interpolation of `curve` (samples ascending) at `s`, with its SE; `None` outside.

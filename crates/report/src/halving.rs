@@ -126,14 +126,7 @@ fn setting(
     };
     let obs: Vec<Obs> = rs.iter().map(|r| observe_or_failed(r.status, r.metrics.as_ref(), a)).collect();
     let objective = if rs.len() == ids.len() { seed_mean(&obs.iter().collect::<Vec<_>>(), a).0 } else { f64::NAN };
-    let curves: Vec<&Vec<kappa_core::CurvePoint>> =
-        rs.iter().filter_map(|r| r.metrics.as_ref().map(|m| &m.curve)).collect();
-    let n = curves.iter().map(|c| c.len()).min().unwrap_or(0);
-    let curve = (0..n)
-        .map(|i| {
-            let mean = curves.iter().map(|c| c[i].loss_mean).sum::<f64>() / curves.len() as f64;
-            [curves[0][i].samples as f64, mean]
-        })
-        .collect();
+    let metrics: Vec<&kappa_core::TrialMetrics> = rs.iter().filter_map(|r| r.metrics.as_ref()).collect();
+    let curve = crate::aggregate::seed_curve(&metrics).into_iter().map(|[s, mean, _]| [s, mean]).collect();
     HalvingSetting { label, status, rung, objective, curve }
 }
