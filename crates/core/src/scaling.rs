@@ -3,7 +3,7 @@
 //! A rule is data, not a code path: exponents `(a, b, c, d)` with `η ∝ κ^a`, `1−β ∝ κ^b`,
 //! `ε ∝ κ^c`, `θ ∝ κ^d`. The named presets are just values of this struct.
 
-use crate::params::{Hyperparams, OptimizerKind, Params};
+use crate::params::{Hyperparams, Params};
 use serde::{Deserialize, Serialize};
 
 /// What a sweep expects a rule to do (for `kappa report --check`).
@@ -111,20 +111,23 @@ impl ScalingRule {
     }
 
     /// The hyperparameters of `base` scaled by κ: batch × κ and the rule's powers of κ. Only what
-    /// the optimizer reads is scaled (β₁ for Adam; β₂ and ε for Adam and RMSprop; θ for the `W`
-    /// variants), so a trial never records a value its optimizer would not accept.
+    /// the optimizer reads is scaled ([`OptimizerKind::reads`]), so a trial never records a value
+    /// its optimizer would not accept.
     pub fn apply_hyper(&self, base: &Hyperparams, kappa: u64) -> Hyperparams {
         let k = kappa as f64;
         let o = base.optimizer;
-        let decoupled = matches!(o, OptimizerKind::AdamW | OptimizerKind::RmspropW);
         Hyperparams {
             optimizer: o,
             batch_size: base.batch_size * kappa,
             lr: base.lr * k.powf(self.lr),
             beta1: if o.uses_beta1() { self.scaled_beta(base.beta1, kappa) } else { base.beta1 },
             beta2: if o.uses_beta2() { self.scaled_beta(base.beta2, kappa) } else { base.beta2 },
-            eps: if o.uses_beta2() { base.eps * k.powf(self.eps) } else { base.eps },
-            weight_decay: if decoupled { base.weight_decay * k.powf(self.weight_decay) } else { base.weight_decay },
+            eps: if o.uses_eps() { base.eps * k.powf(self.eps) } else { base.eps },
+            weight_decay: if o.uses_weight_decay() {
+                base.weight_decay * k.powf(self.weight_decay)
+            } else {
+                base.weight_decay
+            },
             seed: base.seed,
         }
     }
@@ -161,6 +164,7 @@ impl Scaling {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::OptimizerKind;
 
     #[test]
     fn adamw_sqrt_reproduces_theory_t7() {
@@ -183,5 +187,27 @@ mod tests {
         let fixed = ScalingRule::preset("adam-sqrt").unwrap().apply_hyper(&base, 4);
         assert_eq!(fixed.weight_decay, 1.0);
         assert_eq!(ScalingRule::preset("none").unwrap().apply_hyper(&base, 8).lr, 1e-3);
+    }
+
+    /// `sgd-linear` on momentum and Nesterov: η × κ with μ (`beta1`) and θ fixed; `adam-sqrt` on
+    /// Lion scales both of its βs and leaves ε, which Lion does not read, alone.
+    #[test]
+    fn rules_on_the_momentum_optimizers() {
+        for o in [OptimizerKind::Momentum, OptimizerKind::Nesterov] {
+            let base = Hyperparams { optimizer: o, lr: 0.01, beta1: 0.9, weight_decay: 0.1, ..Hyperparams::defaults() };
+            let s = ScalingRule::preset(o.default_rule()).unwrap().apply_hyper(&base, 4);
+            assert_eq!((s.batch_size, s.beta1, s.weight_decay), (4 * base.batch_size, 0.9, 0.1), "{o}");
+            assert!((s.lr - 0.04).abs() < 1e-15);
+        }
+        let lion = Hyperparams {
+            optimizer: OptimizerKind::Lion,
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.99,
+            ..Hyperparams::defaults()
+        };
+        let s = ScalingRule::preset("adam-sqrt").unwrap().apply_hyper(&lion, 4);
+        assert!((s.beta1 - 0.6).abs() < 1e-12 && (s.beta2 - 0.96).abs() < 1e-12);
+        assert_eq!(s.eps, lion.eps);
     }
 }

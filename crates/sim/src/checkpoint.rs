@@ -251,15 +251,15 @@ mod tests {
         let cfg = OptimizerConfig::from_params(&p);
         let (mut x, g) = (vec![1.0, -2.0, 0.5], vec![0.3, -0.1, 0.7]);
         let mut opt = Optimizer::new(cfg, 3);
-        opt.step(&mut x, &g);
+        opt.step(&mut x, &g, cfg.lr);
         let mut e = Encoder::new();
         opt.save(&mut e);
         let bytes = e.into_bytes();
         let mut again = Optimizer::new(cfg, 3);
         again.restore(&mut Decoder::new(&bytes)).unwrap();
         let mut y = x.clone();
-        opt.step(&mut x, &g);
-        again.step(&mut y, &g);
+        opt.step(&mut x, &g, cfg.lr);
+        again.step(&mut y, &g, cfg.lr);
         assert_eq!(x, y);
         assert!(Optimizer::new(cfg, 2).restore(&mut Decoder::new(&bytes)).is_err(), "another dimension is refused");
         assert!(StreamRng::load(&mut Decoder::new(&bytes[..10])).is_err());

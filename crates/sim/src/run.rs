@@ -13,7 +13,7 @@ use crate::steps::Steps;
 use crate::theory::{self, Form};
 use crate::{Cancel, SimError, rng};
 use kappa_core::task::SimTask;
-use kappa_core::{AttemptOutcome, CurvePoint, Estimate, Hyperparams, OptimizerKind, TrialId, TrialMetrics};
+use kappa_core::{AttemptOutcome, CurvePoint, Estimate, Hyperparams, TrialId, TrialMetrics};
 use rayon::prelude::*;
 
 /// Paths per random stream. Part of the simulator's definition: changing it changes results.
@@ -78,7 +78,9 @@ pub fn run_sim(
     let d = land.dim();
     let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
     let method = if sde {
-        Method::Sde(Sde::new(params, task.sde_model, task.refine, &land.eigenvalues, &noise), task.refine)
+        let sde =
+            Sde::new(params, task.sde_model, task.refine, &land.eigenvalues, &noise).map_err(SimError::Invalid)?;
+        Method::Sde(sde, task.refine)
     } else {
         let mut cfg = OptimizerConfig::from_params(params);
         cfg.bias_correction = task.bias_correction;
@@ -93,7 +95,7 @@ pub fn run_sim(
         steps: &steps,
         id,
         seed: params.seed,
-        phases: params.optimizer == OptimizerKind::SignSgd,
+        phases: params.optimizer.sign_like(),
         cancel,
     };
     let paths = task.paths as usize;
@@ -197,14 +199,14 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
             let xp = &mut x[p * d..(p + 1) * d];
             let mut fused = None;
             match s.method {
-                Method::Discrete(_) => {
+                Method::Discrete(cfg) => {
                     let Scratch { g, z } = &mut scratch;
                     land.grad(xp, g);
                     s.noise.standard(&mut rng, z);
                     for ((gi, zi), si) in g.iter_mut().zip(z.iter()).zip(&s.noise.sigma) {
                         *gi += si * zi;
                     }
-                    opts[p].step(xp, g);
+                    opts[p].step(xp, g, cfg.lr);
                 }
                 Method::Sde(sde, refine) => {
                     for _ in 0..*refine {

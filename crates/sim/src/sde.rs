@@ -16,10 +16,19 @@ use crate::rng::StreamRng;
 use kappa_core::task::SdeModel;
 use kappa_core::{Hyperparams, OptimizerKind};
 
+/// The SDE families of THEORY.md §3 (the optimizers the table says have one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Sgd,
+    SignSgd,
+    Rmsprop,
+    Adam,
+}
+
 /// What one SDE needs, lowered from the trial.
 #[derive(Clone, Debug)]
 pub struct Sde {
-    kind: OptimizerKind,
+    kind: Family,
     model: SdeModel,
     eta: f64,
     beta1: f64,
@@ -71,32 +80,48 @@ impl Scratch {
 
 impl Sde {
     /// The SDE of `params.optimizer` under `model`, with `refine` substeps per optimizer step, on
-    /// a quadratic with Hessian diagonal `lambda` (which SGD's fused kernel needs).
-    pub fn new(params: &Hyperparams, model: SdeModel, refine: u32, lambda: &[f64], noise: &Noise) -> Sde {
-        let mut sde = Sde::generic(params, model, refine);
-        sde.sgd_coefs = (params.optimizer == OptimizerKind::Sgd).then(|| {
+    /// a quadratic with Hessian diagonal `lambda` (which SGD's fused kernel needs). `Err` says
+    /// why there is none (an optimizer without an SDE, or without one under `model`).
+    pub fn new(
+        params: &Hyperparams,
+        model: SdeModel,
+        refine: u32,
+        lambda: &[f64],
+        noise: &Noise,
+    ) -> Result<Sde, String> {
+        let mut sde = Sde::generic(params, model, refine)?;
+        sde.sgd_coefs = (sde.kind == Family::Sgd).then(|| {
             let c = (sde.eta * sde.dt).sqrt();
             let std = noise.std.as_deref().unwrap_or(&noise.sigma);
             (lambda.iter().map(|l| l * sde.dt).collect(), std.iter().map(|s| c * s).collect())
         });
-        sde
+        Ok(sde)
     }
 
     /// The SDE of `params.optimizer` under `model`, with `refine` substeps per optimizer step, for
     /// any loss: the caller computes the gradient and calls [`Sde::substep_with_grad`].
-    pub fn generic(params: &Hyperparams, model: SdeModel, refine: u32) -> Sde {
+    pub fn generic(params: &Hyperparams, model: SdeModel, refine: u32) -> Result<Sde, String> {
+        let o = params.optimizer;
+        let malladi = model == SdeModel::Malladi;
+        if !o.has_sde() || (malladi && !o.info().malladi_sde) {
+            return Err(o.no_sde(malladi));
+        }
+        let kind = match o {
+            OptimizerKind::Sgd => Family::Sgd,
+            OptimizerKind::SignSgd => Family::SignSgd,
+            OptimizerKind::Rmsprop | OptimizerKind::RmspropW => Family::Rmsprop,
+            OptimizerKind::Adam | OptimizerKind::AdamW => Family::Adam,
+            _ => return Err(o.no_sde(false)),
+        };
         let eta = params.lr;
         let unit = match model {
             SdeModel::Compagnoni => eta,
             SdeModel::Malladi => eta * eta,
         };
-        let theta = match params.optimizer {
-            OptimizerKind::RmspropW | OptimizerKind::AdamW => params.weight_decay,
-            _ => 0.0,
-        };
+        let theta = if o.uses_weight_decay() { params.weight_decay } else { 0.0 };
         let dt = unit / f64::from(refine.max(1));
-        Sde {
-            kind: params.optimizer,
+        Ok(Sde {
+            kind,
             model,
             eta,
             beta1: params.beta1,
@@ -105,7 +130,7 @@ impl Sde {
             theta,
             dt,
             sgd_coefs: None,
-        }
+        })
     }
 
     /// SGD's substep fused with the loss: `x ← x − λx Δ + √(ηΔ) s z`, returning `½ Σ λ x²` of the
@@ -151,12 +176,12 @@ impl Sde {
         let d = grad.len();
         let s = noise.std.as_deref();
         let (m, v) = match (self.kind, self.model) {
-            (OptimizerKind::Adam | OptimizerKind::AdamW, _) => (vec![0.0; d], vec![0.0; d]),
-            (OptimizerKind::Rmsprop | OptimizerKind::RmspropW, SdeModel::Compagnoni) => {
+            (Family::Adam, _) => (vec![0.0; d], vec![0.0; d]),
+            (Family::Rmsprop, SdeModel::Compagnoni) => {
                 let v = grad.iter().enumerate().map(|(i, g)| g * g + s.map_or(0.0, |s| s[i] * s[i])).collect();
                 (Vec::new(), v)
             }
-            (OptimizerKind::Rmsprop | OptimizerKind::RmspropW, SdeModel::Malladi) => (Vec::new(), vec![1.0; d]),
+            (Family::Rmsprop, SdeModel::Malladi) => (Vec::new(), vec![1.0; d]),
             _ => (Vec::new(), Vec::new()),
         };
         SdeState { m, v, t: 0.0 }
@@ -206,21 +231,21 @@ impl Sde {
         // noise to SignSGD, which uses the scale σ instead).
         let std = noise.std.as_deref().unwrap_or(&noise.sigma);
         match (self.kind, self.model) {
-            (OptimizerKind::Sgd, _) => {
+            (Family::Sgd, _) => {
                 // x ← x − gΔ + √(ηΔ) s z (the quadratic's SGD uses the fused kernel instead).
                 let c = (self.eta * dt).sqrt();
                 for i in 0..x.len() {
                     x[i] = x[i] - g[i] * dt + c * std[i] * z[i];
                 }
             }
-            (OptimizerKind::SignSgd, _) => {
+            (Family::SignSgd, _) => {
                 let c = self.eta.sqrt() * sqrt_dt;
                 for i in 0..x.len() {
                     let m = noise.sign_drift(g[i], noise.sigma[i]);
                     x[i] += -m * dt + c * (1.0 - m * m).max(0.0).sqrt() * z[i];
                 }
             }
-            (OptimizerKind::Rmsprop | OptimizerKind::RmspropW, SdeModel::Compagnoni) => {
+            (Family::Rmsprop, SdeModel::Compagnoni) => {
                 let rho = (1.0 - self.beta2) / self.eta;
                 let c = self.eta.sqrt() * sqrt_dt;
                 for i in 0..x.len() {
@@ -230,7 +255,7 @@ impl Sde {
                     st.v[i] += rho * (g[i] * g[i] + std[i] * std[i] - st.v[i]) * dt;
                 }
             }
-            (OptimizerKind::Rmsprop | OptimizerKind::RmspropW, SdeModel::Malladi) => {
+            (Family::Rmsprop, SdeModel::Malladi) => {
                 let c2 = (1.0 - self.beta2) / (self.eta * self.eta);
                 let decay = self.theta / self.eta;
                 for i in 0..x.len() {
@@ -241,7 +266,7 @@ impl Sde {
                     st.v[i] += c2 * (1.0 - st.v[i]) * dt;
                 }
             }
-            (OptimizerKind::Adam | OptimizerKind::AdamW, model) => {
+            (Family::Adam, model) => {
                 let t_end = st.t + dt;
                 let (r1, r2, sigma_unit, eps, decay) = match model {
                     SdeModel::Compagnoni => (
@@ -306,8 +331,8 @@ mod tests {
             seed: 0,
         };
         let (fused, generic) = (
-            Sde::new(&params, SdeModel::Compagnoni, 3, &lambda, &noise),
-            Sde::generic(&params, SdeModel::Compagnoni, 3),
+            Sde::new(&params, SdeModel::Compagnoni, 3, &lambda, &noise).unwrap(),
+            Sde::generic(&params, SdeModel::Compagnoni, 3).unwrap(),
         );
         let (mut x1, mut x2) = (vec![0.5; 5], vec![0.5; 5]);
         let (mut r1, mut r2) =

@@ -1,4 +1,4 @@
-//! Closed-form predictions of THEORY.md §4 on the diagonal quadratic.
+//! Closed-form predictions of THEORY.md §4 and §8 on the diagonal quadratic.
 
 use crate::noise::{Family, Noise, ell};
 use kappa_core::{Hyperparams, OptimizerKind, Theory, TheoryPoint};
@@ -24,7 +24,10 @@ pub fn predict(
 ) -> (Option<Theory>, Vec<String>) {
     let mut notes = Vec::new();
     let stationary = stationary(params, form, lambda, noise, &mut notes);
-    let curve = signsgd_phase3_curve(params, lambda, noise, x0, record_steps, batch_size);
+    let mut curve = signsgd_phase3_curve(params, lambda, noise, x0, record_steps, batch_size);
+    if form == Form::Discrete && curve.is_empty() {
+        curve = linear_curve(params, lambda, noise, x0, record_steps, batch_size, |_| params.lr);
+    }
     if stationary.is_none() && curve.is_empty() {
         return (None, notes);
     }
@@ -85,8 +88,168 @@ pub fn stationary(
                 rms
             })
         }
+        OptimizerKind::Momentum | OptimizerKind::Nesterov => {
+            let Some(s) = std else {
+                notes.push(format!(
+                    "no finite stationary loss: {} under Student-t noise with nu <= 2 (infinite variance) has none",
+                    params.optimizer
+                ));
+                return None;
+            };
+            let mut total = 0.0;
+            for (l, s) in lambda.iter().zip(s) {
+                let Some(c) = Momentum::of(params, *l, eta).stationary(s * s) else {
+                    notes.push(format!(
+                        "{} is unstable here (eta = {eta}, beta1 = {}, lambda = {l}): no stationary loss",
+                        params.optimizer, params.beta1
+                    ));
+                    return None;
+                };
+                total += 0.5 * l * c[0];
+            }
+            Some(total)
+        }
+        OptimizerKind::Signum | OptimizerKind::Lion if is_signsgd(params) => {
+            let sign = Hyperparams { optimizer: OptimizerKind::SignSgd, ..params.clone() };
+            stationary(&sign, form, lambda, noise, notes)
+        }
+        OptimizerKind::Signum | OptimizerKind::Lion => None,
     }
 }
+
+/// Whether the optimizer is SignSGD: SignSGD itself, or Signum and Lion with β₁ = 0 and no
+/// weight decay, which are SignSGD exactly (THEORY.md §8).
+fn is_signsgd(params: &Hyperparams) -> bool {
+    match params.optimizer {
+        OptimizerKind::SignSgd => true,
+        OptimizerKind::Signum | OptimizerKind::Lion => params.beta1 == 0.0 && params.weight_decay == 0.0,
+        _ => false,
+    }
+}
+
+/// One coordinate of SGD, heavy-ball or Nesterov momentum on the quadratic as a linear system
+/// (THEORY.md §8): the state (x, b) moves as `(x, b)' = A (x, b) + v z`, z the gradient noise.
+/// SGD is heavy ball with μ = 0 (and no weight decay: SGD does not read θ).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Momentum {
+    /// The transition matrix A, row-major.
+    pub a: [[f64; 2]; 2],
+    /// The noise's direction v.
+    pub v: [f64; 2],
+}
+
+impl Momentum {
+    /// The system of `params.optimizer` (SGD, momentum or Nesterov) at curvature `lambda` and
+    /// step `eta`.
+    pub fn of(params: &Hyperparams, lambda: f64, eta: f64) -> Momentum {
+        let o = params.optimizer;
+        let theta = if o.uses_weight_decay() { params.weight_decay } else { 0.0 };
+        let mu = if o.uses_beta1() { params.beta1 } else { 0.0 };
+        let (l, d) = (lambda, eta * theta);
+        if o == OptimizerKind::Nesterov {
+            Momentum { a: [[1.0 - eta * l * (1.0 + mu) - d, -eta * mu * mu], [l, mu]], v: [-eta * (1.0 + mu), 1.0] }
+        } else {
+            Momentum { a: [[1.0 - eta * l - d, -eta * mu], [l, mu]], v: [-eta, 1.0] }
+        }
+    }
+
+    /// One step of the raw second moments `M = E[(x, b)(x, b)ᵀ]` (c11, c12, c22) under noise
+    /// variance `var`: `M ← A M Aᵀ + var v vᵀ` (exact: the noise is fresh and has mean 0).
+    pub fn advance(&self, m: [f64; 3], var: f64) -> [f64; 3] {
+        let [[a, b], [c, d]] = self.a;
+        let [c11, c12, c22] = m;
+        let [v1, v2] = self.v;
+        [
+            a * a * c11 + 2.0 * a * b * c12 + b * b * c22 + var * v1 * v1,
+            a * c * c11 + (a * d + b * c) * c12 + b * d * c22 + var * v1 * v2,
+            c * c * c11 + 2.0 * c * d * c12 + d * d * c22 + var * v2 * v2,
+        ]
+    }
+
+    /// The stationary second moments (c11 = Var x, c12, c22): the solution of
+    /// `C = A C Aᵀ + var v vᵀ`, or `None` where the system is unstable (an eigenvalue of A on or
+    /// outside the unit circle).
+    pub fn stationary(&self, var: f64) -> Option<[f64; 3]> {
+        let [[a, b], [c, d]] = self.a;
+        // Both eigenvalues inside the unit circle (Jury's criterion for a 2×2 system).
+        let (tr, det) = (a + d, a * d - b * c);
+        if !(det.abs() < 1.0 && tr.abs() < 1.0 + det) {
+            return None;
+        }
+        let [v1, v2] = self.v;
+        let m = [
+            [1.0 - a * a, -2.0 * a * b, -b * b],
+            [-a * c, 1.0 - (a * d + b * c), -b * d],
+            [-c * c, -2.0 * c * d, 1.0 - d * d],
+        ];
+        let rhs = [var * v1 * v1, var * v1 * v2, var * v2 * v2];
+        solve3(m, rhs)
+    }
+}
+
+/// Solves the 3×3 system `m x = rhs` by Cramer's rule (`None` when singular).
+fn solve3(m: [[f64; 3]; 3], rhs: [f64; 3]) -> Option<[f64; 3]> {
+    let det = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(m);
+    if d == 0.0 || !d.is_finite() {
+        return None;
+    }
+    let mut out = [0.0; 3];
+    for (col, o) in out.iter_mut().enumerate() {
+        let mut mc = m;
+        for row in 0..3 {
+            mc[row][col] = rhs[row];
+        }
+        *o = det(mc) / d;
+    }
+    Some(out)
+}
+
+/// The exact expected loss of SGD, heavy-ball or Nesterov momentum on the diagonal quadratic at
+/// `record_steps`, from x₀ in every coordinate with the momentum buffer at 0, under noise of
+/// variance `std²` per coordinate (THEORY.md §7–§8): the second moments stepped one optimizer
+/// step at a time with that step's rate `lr(k)` (k = 0, 1, …). Empty for other optimizers, for
+/// infinite-variance noise, and when the stepping would cost more than [`CURVE_WORK`]
+/// coordinate-steps.
+pub fn linear_curve(
+    params: &Hyperparams,
+    lambda: &[f64],
+    noise: &Noise,
+    x0: f64,
+    record_steps: &[u64],
+    batch_size: u64,
+    lr: impl Fn(u64) -> f64,
+) -> Vec<TheoryPoint> {
+    let linear = matches!(params.optimizer, OptimizerKind::Sgd | OptimizerKind::Momentum | OptimizerKind::Nesterov);
+    let Some(std) = noise.std.as_deref() else { return Vec::new() };
+    let last = record_steps.last().copied().unwrap_or(0);
+    if !linear || last.saturating_mul(lambda.len() as u64) > CURVE_WORK {
+        return Vec::new();
+    }
+    let mut m: Vec<[f64; 3]> = vec![[x0 * x0, 0.0, 0.0]; lambda.len()];
+    let mut out = Vec::with_capacity(record_steps.len());
+    let mut records = record_steps.iter().peekable();
+    for k in 0..=last {
+        if records.next_if_eq(&&k).is_some() {
+            let loss = lambda.iter().zip(&m).map(|(l, c)| 0.5 * l * c[0]).sum();
+            out.push(TheoryPoint { samples: k * batch_size, step: k, loss });
+        }
+        if k == last {
+            break;
+        }
+        let eta = lr(k);
+        for ((c, l), s) in m.iter_mut().zip(lambda).zip(std) {
+            *c = Momentum::of(params, *l, eta).advance(*c, s * s);
+        }
+    }
+    out
+}
+
+/// The most coordinate-steps [`linear_curve`] steps through (about a second of work).
+pub const CURVE_WORK: u64 = 50_000_000;
 
 /// SignSGD's phase-3 transient under Gaussian noise (THEORY.md §4): per coordinate
 /// `S(t) = S₀e^{−2bt} + (η/(2b))(1 − e^{−2bt})`, `a = √(2/π)λ/σ`, `b = a + (η/π)λ²/σ²`, t = kη.
@@ -98,10 +261,7 @@ pub fn signsgd_phase3_curve(
     record_steps: &[u64],
     batch_size: u64,
 ) -> Vec<TheoryPoint> {
-    if params.optimizer != OptimizerKind::SignSgd
-        || !matches!(noise.family, Family::Gaussian)
-        || noise.sigma.iter().any(|s| *s <= 0.0)
-    {
+    if !is_signsgd(params) || !matches!(noise.family, Family::Gaussian) || noise.sigma.iter().any(|s| *s <= 0.0) {
         return Vec::new();
     }
     let eta = params.lr;
@@ -160,4 +320,76 @@ pub fn sgd_best_lr(eigenvalues: &[f64], sigma: f64, x0: f64, batch: f64, samples
         }
     }
     ((lo + hi) / 2.0).exp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kappa_core::task::{NoiseSpec, Sigma};
+
+    fn hyper(optimizer: OptimizerKind, lr: f64, beta1: f64, weight_decay: f64) -> Hyperparams {
+        Hyperparams { optimizer, lr, beta1, weight_decay, batch_size: 1, ..Hyperparams::defaults() }
+    }
+
+    /// THEORY.md §8's closed form for heavy ball (θ = 0) against the Lyapunov solve, and μ = 0
+    /// against §4's exact SGD.
+    #[test]
+    fn heavy_ball_stationary_variance_is_the_closed_form() {
+        for (eta, mu, l, s2) in [(0.01, 0.9, 4.0, 1.0), (0.05, 0.5, 0.5, 4.0), (0.1, 0.0, 2.0, 0.3)] {
+            let c = Momentum::of(&hyper(OptimizerKind::Momentum, eta, mu, 0.0), l, eta).stationary(s2).unwrap();
+            let closed = eta * s2 * (1.0 + mu) / (l * (1.0 - mu) * (2.0 * (1.0 + mu) - eta * l));
+            assert!((c[0] - closed).abs() < 1e-12 * closed, "{c:?} vs {closed}");
+        }
+        let noise = Noise::for_batch(&NoiseSpec::Gaussian { sigma: Sigma::Scalar(1.0) }, 1, 4).unwrap();
+        let lambda = [0.5, 1.0, 2.0, 4.0];
+        let mut notes = Vec::new();
+        let sgd = stationary(&hyper(OptimizerKind::Sgd, 0.01, 0.9, 0.0), Form::Discrete, &lambda, &noise, &mut notes);
+        let hb0 =
+            stationary(&hyper(OptimizerKind::Momentum, 0.01, 0.0, 0.0), Form::Discrete, &lambda, &noise, &mut notes);
+        assert!((sgd.unwrap() - hb0.unwrap()).abs() < 1e-15);
+        // Too large a step: unstable, said in a note.
+        let big =
+            stationary(&hyper(OptimizerKind::Nesterov, 1.0, 0.9, 0.0), Form::Discrete, &lambda, &noise, &mut notes);
+        assert!(big.is_none() && notes.iter().any(|n| n.contains("unstable")), "{notes:?}");
+    }
+
+    /// The second-moment recursion converges to the Lyapunov solution (Nesterov, θ > 0), and its
+    /// first step is the one-step variance by hand.
+    #[test]
+    fn the_linear_curve_steps_to_the_stationary_loss() {
+        let noise = Noise::for_batch(&NoiseSpec::Gaussian { sigma: Sigma::Scalar(1.0) }, 1, 2).unwrap();
+        let lambda = [1.0, 3.0];
+        let p = hyper(OptimizerKind::Nesterov, 0.02, 0.8, 0.5);
+        let mut notes = Vec::new();
+        let st = stationary(&p, Form::Discrete, &lambda, &noise, &mut notes).unwrap();
+        let curve = linear_curve(&p, &lambda, &noise, 1.0, &[0, 1, 20_000], 1, |_| p.lr);
+        assert_eq!(curve.len(), 3);
+        assert!((curve[0].loss - 2.0).abs() < 1e-15);
+        // Step 1: x = (1 − ηλ(1+μ) − ηθ)·1 − η(1+μ)z.
+        let one: f64 = lambda
+            .iter()
+            .map(|l| {
+                let a = 1.0 - 0.02 * l * 1.8 - 0.02 * 0.5;
+                0.5 * l * (a * a + (0.02f64 * 1.8).powi(2))
+            })
+            .sum();
+        assert!((curve[1].loss - one).abs() < 1e-14, "{} vs {one}", curve[1].loss);
+        assert!((curve[2].loss - st).abs() < 1e-9 * st, "{} vs {st}", curve[2].loss);
+    }
+
+    /// Signum and Lion at β₁ = 0 predict SignSGD's stationary loss; with β₁ > 0 nothing.
+    #[test]
+    fn sign_momentum_at_beta1_zero_is_signsgd() {
+        let noise = Noise::for_batch(&NoiseSpec::Gaussian { sigma: Sigma::Scalar(1.0) }, 1, 4).unwrap();
+        let lambda = [0.5, 1.0, 2.0, 4.0];
+        let mut notes = Vec::new();
+        let sign =
+            stationary(&hyper(OptimizerKind::SignSgd, 1e-3, 0.9, 0.0), Form::Discrete, &lambda, &noise, &mut notes);
+        assert!((sign.unwrap() - 0.00125238).abs() < 1e-8);
+        for o in [OptimizerKind::Signum, OptimizerKind::Lion] {
+            let at0 = stationary(&hyper(o, 1e-3, 0.0, 0.0), Form::Discrete, &lambda, &noise, &mut notes);
+            assert_eq!(at0, sign, "{o}");
+            assert_eq!(stationary(&hyper(o, 1e-3, 0.9, 0.0), Form::Discrete, &lambda, &noise, &mut notes), None);
+        }
+    }
 }

@@ -324,3 +324,58 @@ fn the_gradient_noise_scale_is_recorded_and_matches_sgd_at_stationarity() {
     let last = ns(m.curve.len() - 1);
     assert!((last / (trace / grad_sq) - 1.0).abs() < 0.05, "stationary noise scale {last} vs {}", trace / grad_sq);
 }
+
+// ---------------------------------------------------------------- THEORY.md §8: momentum, sign momentum
+
+/// Heavy ball's exact stationary loss at two (η, μ, σ) settings, and Nesterov with weight decay
+/// (the Lyapunov solve), against the discrete optimizer (1%).
+#[test]
+fn heavy_ball_and_nesterov_match_their_exact_stationary_loss() {
+    for (opt, lr, mu, sigma, theta) in [
+        (OptimizerKind::Momentum, 0.01, 0.9, 1.0, 0.0),
+        (OptimizerKind::Momentum, 0.05, 0.5, 0.5, 0.0),
+        (OptimizerKind::Nesterov, 0.02, 0.8, 1.0, 0.5),
+    ] {
+        let p = Hyperparams { beta1: mu, weight_decay: theta, ..params(opt, lr) };
+        let m = metrics(&TaskSpec::Optimizer(sim(sigma, 40_000, 256, 0.05)), &p);
+        let oracle = m.theory.as_ref().and_then(|t| t.stationary_loss).expect("a closed form");
+        if theta == 0.0 {
+            // THEORY.md §8: Σ η s² (1+μ) / (2 (1−μ) (2(1+μ) − ηλ)).
+            let closed: f64 = LAMBDA
+                .iter()
+                .map(|l| lr * sigma * sigma * (1.0 + mu) / (2.0 * (1.0 - mu) * (2.0 * (1.0 + mu) - lr * l)))
+                .sum();
+            assert!((oracle - closed).abs() < 1e-12 * closed, "{oracle} vs {closed}");
+        }
+        let e = m.stationary_loss.unwrap();
+        assert_within(&format!("{opt} η={lr} μ={mu} σ={sigma} θ={theta}"), (e.mean, e.se), oracle, 0.01);
+        // The exact curve (second moments stepped) is the theory's curve, ending at the plateau.
+        let curve = &m.theory.as_ref().unwrap().curve;
+        assert_eq!(curve.len(), m.curve.len());
+        assert!((curve.last().unwrap().loss - oracle).abs() < 0.01 * oracle);
+    }
+}
+
+/// Signum and Lion with β₁ = 0 are SignSGD: the same numbers from the same streams.
+#[test]
+fn signum_and_lion_at_beta1_zero_are_signsgd() {
+    let task = TaskSpec::Optimizer(sim(1.0, 2_000, 32, 0.1));
+    let sign = metrics(&task, &params(OptimizerKind::SignSgd, 1e-2));
+    for o in [OptimizerKind::Signum, OptimizerKind::Lion] {
+        let m = metrics(&task, &Hyperparams { beta1: 0.0, ..params(o, 1e-2) });
+        assert_eq!(m.curve, sign.curve, "{o}");
+        assert_eq!(m.stationary_loss, sign.stationary_loss, "{o}");
+        assert_eq!(m.theory, sign.theory, "{o}: SignSGD's closed form applies");
+    }
+}
+
+/// Optimizers without an SDE are refused by `kind = "sde"`, naming those that have one.
+#[test]
+fn sde_of_an_optimizer_without_one_is_refused() {
+    for o in [OptimizerKind::Momentum, OptimizerKind::Nesterov, OptimizerKind::Signum, OptimizerKind::Lion] {
+        let err = run_trial(&TaskSpec::Sde(sim(1.0, 100, 4, 0.1)), &params(o, 1e-2), TrialId(1), &Cancel::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("{o} has no SDE")) && err.contains("sgd, signsgd, rmsprop"), "{err}");
+    }
+}

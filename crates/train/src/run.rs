@@ -265,13 +265,7 @@ pub(crate) fn setup<'a>(
             }
             let noise = noise_for(sigma)?;
             if sde {
-                if task.sde_model == SdeModel::Malladi && !params.optimizer.uses_beta2() {
-                    return invalid(format!(
-                        "sde_model = \"malladi\" defines SDEs for rmsprop(w) and adam(w) only, not {}",
-                        params.optimizer
-                    ));
-                }
-                let sde = Sde::generic(params, task.sde_model, task.refine);
+                let sde = Sde::generic(params, task.sde_model, task.refine).map_err(SimError::Invalid)?;
                 Method::Sde { sde, noise, refine: task.refine.max(1) }
             } else {
                 Method::Injected { noise }
@@ -405,7 +399,7 @@ impl<'s, 'a> Replicate<'s, 'a> {
                 let idx = &self.order[self.cursor..self.cursor + batch];
                 self.cursor += batch;
                 let loss = s.net.batch_gradient(&self.params, train, idx, &mut self.ws, &mut self.grad);
-                self.opt.step(&mut self.params, &self.grad);
+                self.opt.step(&mut self.params, &self.grad, s.optimizer.lr);
                 loss
             }
             Method::Injected { noise } => {
@@ -414,7 +408,7 @@ impl<'s, 'a> Replicate<'s, 'a> {
                 for ((g, z), sigma) in self.grad.iter_mut().zip(&self.z).zip(&noise.sigma) {
                     *g += sigma * z;
                 }
-                self.opt.step(&mut self.params, &self.grad);
+                self.opt.step(&mut self.params, &self.grad, s.optimizer.lr);
                 loss
             }
             Method::Sde { sde, noise, refine } => {
@@ -742,7 +736,7 @@ mod tests {
             let mut by_optimizer = w0.clone();
             let mut cfg = OptimizerConfig::from_params(&params);
             cfg.bias_correction = task.bias_correction;
-            Optimizer::new(cfg, 4).step(&mut by_optimizer, &rep.grad);
+            Optimizer::new(cfg, 4).step(&mut by_optimizer, &rep.grad, cfg.lr);
             assert_eq!(by_optimizer, rep.params, "{kind}");
             // And the trainer's gradient is the closed form.
             let xt = ndarray::concatenate![ndarray::Axis(1), x.view(), ndarray::Array2::ones((n, 1))];
@@ -752,7 +746,7 @@ mod tests {
                 assert!((a - b).abs() < 1e-12 * (1.0 + a.abs()), "{kind}: {closed} vs {:?}", rep.grad);
             }
             let mut by_closed_form = w0.clone();
-            Optimizer::new(cfg, 4).step(&mut by_closed_form, closed.as_slice().unwrap());
+            Optimizer::new(cfg, 4).step(&mut by_closed_form, closed.as_slice().unwrap(), cfg.lr);
             for (a, b) in by_closed_form.iter().zip(&rep.params) {
                 assert!((a - b).abs() < 1e-10, "{kind}: {by_closed_form:?} vs {:?}", rep.params);
             }

@@ -95,6 +95,23 @@ fn logistic_regression_learns_the_digits_with_sgd() {
     assert_eq!(m.stationary_loss.unwrap().se, 0.0);
 }
 
+/// Each optimizer of THEORY.md §8 learns the digits (logistic regression, 10 epochs).
+#[test]
+fn the_momentum_and_sign_optimizers_learn_the_digits() {
+    let task = digits_task(vec![], 10 * 1438, 1);
+    for (o, lr) in [
+        (OptimizerKind::Momentum, 0.05),
+        (OptimizerKind::Nesterov, 0.05),
+        (OptimizerKind::Signum, 3e-3),
+        (OptimizerKind::Lion, 1e-3),
+    ] {
+        let m = succeeded(run(&task, &Hyperparams { beta2: 0.99, ..hyper(o, 16, lr) }));
+        let last = m.curve.last().unwrap();
+        eprintln!("{o}: held-out loss {:.3}, accuracy {:.3}", last.extra["test_loss"], last.extra["test_accuracy"]);
+        assert!(last.extra["test_loss"] < 0.5 && last.extra["test_accuracy"] > 0.9, "{o}: {last:?}");
+    }
+}
+
 #[test]
 fn results_are_bit_identical_whatever_the_thread_count() {
     let task = TrainTask { record_every: RecordEvery::Steps(5), ..digits_task(vec![16], 40 * 32, 5) };

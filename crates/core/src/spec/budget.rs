@@ -6,7 +6,6 @@ use super::error::{Ctx, Seg, k};
 use super::raw::RawGrid;
 use crate::AxisName;
 use crate::grid::{AxisValues, Grid};
-use crate::params::OptimizerKind;
 use crate::scaling::Scaling;
 use crate::task::{SdeModel, TaskSpec};
 
@@ -56,13 +55,13 @@ pub(super) fn check_budget(
     };
     if let Some(AxisValues::Optimizer(opts)) = grid.axis_in_combination(AxisName::Optimizer, combo) {
         for o in &opts {
-            if sde_model == SdeModel::Malladi && !o.uses_beta2() {
-                return Err(ctx.err(
-                    &axis_path("optimizer"),
-                    format!("sde_model = \"malladi\" defines SDEs for rmsprop(w) and adam(w) only, not {o}"),
-                ));
+            if !o.has_sde() {
+                return Err(ctx.err(&axis_path("optimizer"), o.no_sde(false)));
             }
-            if noise.is_some_and(|n| n.variance_factor().is_none()) && *o != OptimizerKind::SignSgd {
+            if sde_model == SdeModel::Malladi && !o.info().malladi_sde {
+                return Err(ctx.err(&axis_path("optimizer"), o.no_sde(true)));
+            }
+            if noise.is_some_and(|n| n.variance_factor().is_none()) && !o.sign_like() {
                 return Err(ctx.err(
                     &axis_path("optimizer"),
                     format!(

@@ -10,7 +10,8 @@
 // path, draw). One Philox call gives the four normals of a thread's K = 4 coordinates.
 //
 // State is float32; losses are summed in float32 per thread and in float64 across threads and
-// steps. The update rules mirror optim.rs and sde.rs line by line; keep them in step.
+// steps. The update rules mirror optim/ and sde.rs line by line; keep them in step. The KIND_*
+// case numbers are defined by the host before this file, from kappa-core's optimizer table.
 
 typedef unsigned int u32;
 typedef unsigned long long u64;
@@ -27,10 +28,10 @@ struct Params {
     u32 tpp;         // threads per path, a power of two
     u32 refine;      // SDE substeps per step
     u32 method;      // 0 discrete optimizer, 1 SDE
-    u32 kind;        // 0 sgd, 1 signsgd, 2 rmsprop, 3 rmspropw, 4 adam, 5 adamw
+    u32 kind;        // KIND_*: the optimizer table's row (defined before this file)
     u32 model;       // 0 compagnoni, 1 malladi
     u32 noise;       // 0 gaussian, 1 student-t
-    u32 phases;      // count SignSGD phases at record points
+    u32 phases;      // count SignSGD phases at record points (sign-like optimizers)
     u32 records;
     u32 rec_start;   // first record index this launch may write
     u32 bias_correction;
@@ -38,6 +39,9 @@ struct Params {
     float eta, beta1, beta2, eps, decay, dt, nu, x0, div_threshold, lbeta;
     float r1, r2, sigma_unit, eps_eff, b1pow0, b2pow0;
 };
+
+// sign(g) with sign(0) = 0.
+__device__ __forceinline__ float sgnf(float g) { return g > 0.0f ? 1.0f : (g < 0.0f ? -1.0f : 0.0f); }
 
 // ---------------------------------------------------------------- Philox-4x32-10 (Random123)
 
@@ -262,7 +266,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
         for (int j = 0; j < K; j++) {
             if (!valid[j]) continue;
             x[j] = p.x0;
-            if (p.method == 1 && (p.kind == 2 || p.kind == 3)) {
+            if (p.method == 1 && (p.kind == KIND_RMSPROP || p.kind == KIND_RMSPROPW)) {
                 float g0 = lam[j] * p.x0;
                 v[j] = p.model == 0 ? g0 * g0 + sd[j] * sd[j] : 1.0f;
             }
@@ -355,11 +359,13 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                 for (int j = 0; j < K; j++) z[j] = gen_student_t(g, p.nu);
             }
             if (p.method == 0) {
-                // ------------------------------------------------ discrete optimizers (optim.rs)
+                // ------------------------------------------------ discrete optimizers (optim/)
+                const u32 kd = p.kind;
+                const bool second = kd == KIND_RMSPROP || kd == KIND_RMSPROPW || kd == KIND_ADAM || kd == KIND_ADAMW;
                 float corr1 = 1.0f, corr2 = 1.0f;
-                if (p.kind >= 2) {
+                if (second) {
                     b2pow *= p.beta2;
-                    if (p.kind >= 4) b1pow *= p.beta1;
+                    if (kd == KIND_ADAM || kd == KIND_ADAMW) b1pow *= p.beta1;
                     if (p.bias_correction) {
                         corr2 = 1.0f / (1.0f - b2pow);
                         corr1 = 1.0f / (1.0f - b1pow);
@@ -369,21 +375,43 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                 for (int j = 0; j < K; j++) {
                     float xi = x[j];
                     float g = lam[j] * xi + sig[j] * z[j];
-                    switch (p.kind) {
-                        case 0: x[j] = xi - p.eta * g; break;
-                        case 1: x[j] = xi - p.eta * (g > 0.0f ? 1.0f : (g < 0.0f ? -1.0f : 0.0f)); break;
-                        case 2:
-                        case 3: {
+                    switch (kd) {
+                        case KIND_SGD: x[j] = xi - p.eta * g; break;
+                        case KIND_SIGNSGD: x[j] = xi - p.eta * sgnf(g); break;
+                        case KIND_RMSPROP:
+                        case KIND_RMSPROPW: {
                             v[j] = p.beta2 * v[j] + (1.0f - p.beta2) * g * g;
                             float denom = sqrtf(v[j] * corr2) + p.eps;
                             x[j] = xi - (p.eta * g / denom + p.decay * xi);
                             break;
                         }
-                        default: {
+                        case KIND_ADAM:
+                        case KIND_ADAMW: {
                             m[j] = p.beta1 * m[j] + (1.0f - p.beta1) * g;
                             v[j] = p.beta2 * v[j] + (1.0f - p.beta2) * g * g;
                             float denom = sqrtf(v[j] * corr2) + p.eps;
                             x[j] = xi - (p.eta * (m[j] * corr1) / denom + p.decay * xi);
+                            break;
+                        }
+                        case KIND_MOMENTUM: {
+                            m[j] = p.beta1 * m[j] + g;
+                            x[j] = xi - (p.eta * m[j] + p.decay * xi);
+                            break;
+                        }
+                        case KIND_NESTEROV: {
+                            m[j] = p.beta1 * m[j] + g;
+                            x[j] = xi - (p.eta * (g + p.beta1 * m[j]) + p.decay * xi);
+                            break;
+                        }
+                        case KIND_SIGNUM: {
+                            m[j] = p.beta1 * m[j] + (1.0f - p.beta1) * g;
+                            x[j] = xi - (p.eta * sgnf(m[j]) + p.decay * xi);
+                            break;
+                        }
+                        default: {  // KIND_LION
+                            float c = p.beta1 * m[j] + (1.0f - p.beta1) * g;
+                            x[j] = xi - (p.eta * sgnf(c) + p.decay * xi);
+                            m[j] = p.beta2 * m[j] + (1.0f - p.beta2) * g;
                             break;
                         }
                     }
@@ -392,13 +420,13 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                 // ------------------------------------------------ SDEs by Euler–Maruyama (sde.rs)
                 const float dt = p.dt;
                 switch (p.kind) {
-                    case 0: {
+                    case KIND_SGD: {
                         float c = sqrtf(p.eta * dt);
 #pragma unroll
                         for (int j = 0; j < K; j++) x[j] = x[j] - lam[j] * x[j] * dt + c * sd[j] * z[j];
                         break;
                     }
-                    case 1: {
+                    case KIND_SIGNSGD: {
                         float c = sqrtf(p.eta) * sqrt_dt;
 #pragma unroll
                         for (int j = 0; j < K; j++) {
@@ -407,8 +435,8 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                         }
                         break;
                     }
-                    case 2:
-                    case 3: {
+                    case KIND_RMSPROP:
+                    case KIND_RMSPROPW: {
                         if (p.model == 0) {
                             float rho = (1.0f - p.beta2) / p.eta;
                             float c = sqrtf(p.eta) * sqrt_dt;
@@ -434,7 +462,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                         }
                         break;
                     }
-                    default: {
+                    default: {  // KIND_ADAM, KIND_ADAMW (the host refuses optimizers without an SDE)
                         float t_end = (float)(q + 1) * dt;
                         float iota1 = -expm1f(-p.r1 * t_end);
                         float iota2 = -expm1f(-p.r2 * t_end);

@@ -23,8 +23,19 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The kernel source (CUDA C++), compiled by NVRTC at run time.
+/// The kernel source (CUDA C++), compiled by NVRTC at run time after [`kernel_source`]'s header.
 pub const KERNEL_SOURCE: &str = include_str!("kernel.cu");
+
+/// The source NVRTC compiles: the optimizer table's case numbers (`#define KIND_SGD 0`, …, one
+/// per row of [`kappa_core::OPTIMIZERS`]) and whether each is sign-like, then [`KERNEL_SOURCE`].
+pub fn kernel_source() -> String {
+    let mut s = String::from("// Generated from kappa-core's optimizer table.\n");
+    for o in OptimizerKind::ALL {
+        s.push_str(&format!("#define KIND_{} {}u\n", o.as_str().to_uppercase(), kind_code(o)));
+    }
+    s.push_str(KERNEL_SOURCE);
+    s
+}
 
 /// Coordinates per thread: one Philox call gives their four normals. Must match `K` in the kernel.
 const K: usize = 4;
@@ -98,7 +109,7 @@ pub fn compile_ptx(arch: &str) -> Result<cudarc::nvrtc::Ptx, String> {
         name: Some("kappa_sim.cu".into()),
         ..Default::default()
     };
-    catch_unwind(AssertUnwindSafe(|| cudarc::nvrtc::compile_ptx_with_opts(KERNEL_SOURCE, opts)))
+    catch_unwind(AssertUnwindSafe(|| cudarc::nvrtc::compile_ptx_with_opts(kernel_source(), opts)))
         .map_err(|p| format!("NVRTC panicked: {}", panic_message(&p)))?
         .map_err(|e| format!("NVRTC could not compile the kernel: {e}"))
 }
@@ -193,15 +204,9 @@ unsafe impl DeviceRepr for Params {}
 
 const _: () = assert!(std::mem::size_of::<Params>() == 40 + 48 + 64);
 
+/// The kernel's case number of optimizer `k`: its row in the optimizer table.
 fn kind_code(k: OptimizerKind) -> u32 {
-    match k {
-        OptimizerKind::Sgd => 0,
-        OptimizerKind::SignSgd => 1,
-        OptimizerKind::Rmsprop => 2,
-        OptimizerKind::RmspropW => 3,
-        OptimizerKind::Adam => 4,
-        OptimizerKind::AdamW => 5,
-    }
+    k as u32
 }
 
 /// The kernel's key from a trial's id and seed (the CPU streams' mixing, another constant).
@@ -213,8 +218,7 @@ fn key(id: TrialId, seed: u64) -> u64 {
 /// Lowers a trial to the kernel's parameters (steps and record index are set per launch).
 fn lower(task: &SimTask, sde: bool, params: &Hyperparams, noise: &Noise, id: TrialId, d: usize) -> Params {
     let eta = params.lr;
-    let w = matches!(params.optimizer, OptimizerKind::RmspropW | OptimizerKind::AdamW);
-    let theta = if w { params.weight_decay } else { 0.0 };
+    let theta = if params.optimizer.uses_weight_decay() { params.weight_decay } else { 0.0 };
     let (nu, lbeta) = match &noise.family {
         Family::Gaussian => (0.0, 0.0),
         Family::StudentT { nu, .. } => {
@@ -235,7 +239,7 @@ fn lower(task: &SimTask, sde: bool, params: &Hyperparams, noise: &Noise, id: Tri
             SdeModel::Malladi => 1,
         },
         noise: u32::from(matches!(noise.family, Family::StudentT { .. })),
-        phases: u32::from(params.optimizer == OptimizerKind::SignSgd),
+        phases: u32::from(params.optimizer.sign_like()),
         bias_correction: u32::from(task.bias_correction),
         eta: eta as f32,
         beta1: params.beta1 as f32,
@@ -307,6 +311,10 @@ fn run_on(
     let d = land.dim();
     let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
     let steps = steps_of(task, params.batch_size).until(stop, params.batch_size);
+    if sde {
+        // The same refusal as the CPU backend's (an optimizer without an SDE).
+        crate::sde::Sde::generic(params, task.sde_model, task.refine).map_err(SimError::Invalid)?;
+    }
     let mut p = lower(task, sde, params, &noise, id, d);
     let paths = task.paths as usize;
     let records = steps.record_steps.len();

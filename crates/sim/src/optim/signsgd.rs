@@ -1,0 +1,11 @@
+//! SignSGD: `x ← x − η sign(g)`.
+
+use super::sign;
+
+/// One SignSGD step.
+#[inline(always)]
+pub(super) fn step(x: &mut [f64], g: &[f64], lr: f64) {
+    for (xi, gi) in x.iter_mut().zip(g) {
+        *xi -= lr * sign(*gi);
+    }
+}
