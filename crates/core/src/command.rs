@@ -5,7 +5,10 @@
 //! `{beta1}`, `{beta2}`, `{eps}`, `{weight_decay}`, `{seed}`), `{trial_id}`, `{attempt}`,
 //! `{trial_dir}` (the trial's directory, kept across its attempts: checkpoints go there),
 //! `{samples}` under successive halving (the budget this attempt runs to, in samples seen: its
-//! rung's, and `KAPPA_SAMPLES` in the environment), and each
+//! rung's, and `KAPPA_SAMPLES` in the environment), the task's learning-rate schedule
+//! ([`SCHEDULE_PLACEHOLDERS`]: `{lr_schedule}` is its kind, `constant` without one; `{lr_warmup}`,
+//! `{lr_decay}`, `{lr_min_factor}`, `{lr_factor}` and `{lr_at}` its fields as fractions of the
+//! budget; `KAPPA_LR_SCHEDULE_JSON` the whole schedule as JSON), and each
 //! user parameter by its short name (`params.width` is `{width}`, and `KAPPA_PARAM_WIDTH` in the
 //! environment). `{{` and `}}` stand for literal braces.
 //! Numbers are written in Rust's shortest round-trip form (`0.001`, `1e-8`), which Python's
@@ -30,6 +33,10 @@ pub const PLACEHOLDERS: [&str; 11] = [
     "trial_dir",
 ];
 
+/// The placeholders of the task's learning-rate schedule (THEORY.md §8), always defined.
+pub const SCHEDULE_PLACEHOLDERS: [&str; 6] =
+    ["lr_schedule", "lr_warmup", "lr_decay", "lr_min_factor", "lr_factor", "lr_at"];
+
 /// What an attempt's placeholders name besides the trial's parameters.
 #[derive(Clone, Copy, Debug)]
 pub struct Attempt<'a> {
@@ -41,6 +48,8 @@ pub struct Attempt<'a> {
     pub trial_dir: &'a str,
     /// Under successive halving, the budget this attempt runs to (its rung's), in samples seen.
     pub samples: Option<u64>,
+    /// The task's learning-rate schedule, for the program to follow.
+    pub schedule: &'a crate::task::LrSchedule,
 }
 
 /// The value of every placeholder for one attempt: the built-ins the trial carries, its id,
@@ -54,21 +63,27 @@ pub fn values(params: &Params, at: &Attempt<'_>) -> Vec<(String, String)> {
     if let Some(s) = at.samples {
         out.push(("samples".into(), s.to_string()));
     }
+    out.push(("lr_schedule".into(), at.schedule.kind_name().to_string()));
+    out.extend(at.schedule.fields().into_iter().map(|(k, v)| (format!("lr_{k}"), v)));
     out.extend(params.user().map(|(k, v)| (k.to_string(), value_text(v))));
     out
 }
 
 /// The `KAPPA_*` environment of an attempt: `KAPPA_LR=0.001`, `KAPPA_TRIAL_ID=…`,
-/// `KAPPA_TRIAL_DIR=…`, and each user parameter as `KAPPA_PARAM_<NAME>` (`KAPPA_PARAM_WIDTH=512`).
+/// `KAPPA_TRIAL_DIR=…`, `KAPPA_LR_SCHEDULE=cosine` and its fields (`KAPPA_LR_WARMUP=0.05`, …),
+/// `KAPPA_LR_SCHEDULE_JSON={"kind":"cosine",…}`, and each user parameter as
+/// `KAPPA_PARAM_<NAME>` (`KAPPA_PARAM_WIDTH=512`).
 pub fn env_vars(params: &Params, at: &Attempt<'_>) -> Vec<(String, String)> {
     let user: std::collections::HashSet<&str> = params.user().map(|(k, _)| k).collect();
-    values(params, at)
+    let mut vars: Vec<(String, String)> = values(params, at)
         .into_iter()
         .map(|(k, v)| {
             let prefix = if user.contains(k.as_str()) { "KAPPA_PARAM_" } else { "KAPPA_" };
             (format!("{prefix}{}", k.to_uppercase()), v)
         })
-        .collect()
+        .collect();
+    vars.push(("KAPPA_LR_SCHEDULE_JSON".into(), at.schedule.to_json()));
+    vars
 }
 
 /// Checks a template's syntax: every `{name}` is a well-formed name and braces are balanced.
@@ -92,7 +107,10 @@ pub fn names(template: &str) -> Vec<String> {
 /// `params.*` names).
 pub fn check_names(template: &str, builtins: Builtins, user: &[&str], halving: bool) -> Result<(), String> {
     for name in names(template) {
-        if user.contains(&name.as_str()) || matches!(name.as_str(), "trial_id" | "attempt" | "trial_dir") {
+        if user.contains(&name.as_str())
+            || matches!(name.as_str(), "trial_id" | "attempt" | "trial_dir")
+            || SCHEDULE_PLACEHOLDERS.contains(&name.as_str())
+        {
             continue;
         }
         if name == "samples" {
@@ -117,6 +135,7 @@ pub fn check_names(template: &str, builtins: Builtins, user: &[&str], halving: b
                     .axes()
                     .map(|a| format!("{{{a}}}"))
                     .chain(["{trial_id}".into(), "{attempt}".into(), "{trial_dir}".into()])
+                    .chain(SCHEDULE_PLACEHOLDERS.map(|p| format!("{{{p}}}")))
                     .collect();
                 known.extend(user.iter().map(|u| format!("{{{u}}}")));
                 return Err(format!(
@@ -176,7 +195,7 @@ mod tests {
     use crate::params::OptimizerKind;
 
     fn at(id: TrialId, attempt: u32) -> Attempt<'static> {
-        Attempt { id, attempt, trial_dir: "/t/dir", samples: None }
+        Attempt { id, attempt, trial_dir: "/t/dir", samples: None, schedule: &crate::task::LrSchedule::Constant }
     }
 
     fn params() -> Params {
@@ -240,6 +259,21 @@ mod tests {
         assert!(env.contains(&("KAPPA_LR".to_string(), "0.001".to_string())));
         assert!(env.contains(&("KAPPA_BATCH_SIZE".to_string(), "64".to_string())));
         assert!(env.contains(&("KAPPA_TRIAL_DIR".to_string(), "/t/dir".to_string())));
-        assert_eq!(env.len(), PLACEHOLDERS.len());
+        assert!(env.contains(&("KAPPA_LR_SCHEDULE".to_string(), "constant".to_string())));
+        assert_eq!(env.len(), PLACEHOLDERS.len() + SCHEDULE_PLACEHOLDERS.len() + 1);
+    }
+
+    #[test]
+    fn the_schedule_fills_its_placeholders_and_the_environment() {
+        let schedule = crate::task::LrSchedule::Step { at: vec![0.5, 0.75], factor: 0.1, warmup: 0.05 };
+        let a = Attempt { schedule: &schedule, ..at(TrialId(0), 1) };
+        let line = "--sched {lr_schedule} --w {lr_warmup} --at {lr_at} --f {lr_factor} --m {lr_min_factor}";
+        assert_eq!(render(line, &params(), &a).unwrap(), "--sched step --w 0.05 --at 0.5,0.75 --f 0.1 --m 1");
+        check_names(line, Builtins::ALL, &[], false).unwrap();
+        let env = env_vars(&params(), &a);
+        let json = &env.iter().find(|(k, _)| k == "KAPPA_LR_SCHEDULE_JSON").unwrap().1;
+        let back: crate::task::LrSchedule = serde_json::from_str(json).unwrap();
+        assert_eq!(back, schedule);
+        assert!(env.contains(&("KAPPA_LR_WARMUP".to_string(), "0.05".to_string())));
     }
 }

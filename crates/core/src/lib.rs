@@ -17,6 +17,7 @@ pub mod params;
 pub mod plan;
 pub mod scaling;
 pub mod sched;
+pub mod schedule;
 pub mod search;
 pub mod spec;
 pub mod task;

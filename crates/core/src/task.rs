@@ -4,6 +4,7 @@
 //! Defaults are filled in at parse time, so the canonical form (and so the trial id) does not depend
 //! on whether a default was written out in the file.
 
+pub use crate::schedule::LrSchedule;
 use serde::{Deserialize, Serialize};
 
 /// The `[task]` table, tagged by `kind`.
@@ -102,6 +103,10 @@ pub struct TrainTask {
     pub refine: u32,
     /// SDE only: which SDE model.
     pub sde_model: SdeModel,
+    /// The learning-rate schedule (THEORY.md §8). Serialised only when not constant, so the ids
+    /// of sweeps without one do not change.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
 }
 
 /// A fully connected network: inputs → hidden layers → outputs. No hidden layers is a linear
@@ -187,6 +192,11 @@ pub struct CommandTask {
     /// sweeps written before it existed are unchanged.
     #[serde(default = "default_burn_in", skip_serializing_if = "is_default_burn_in")]
     pub burn_in: f64,
+    /// The learning-rate schedule the program is told to follow (placeholders `{lr_schedule}`,
+    /// `{lr_warmup}`, … and `KAPPA_LR_SCHEDULE`): kappa cannot apply it inside someone else's
+    /// program. Serialised only when not constant.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
 }
 
 /// A simulation over many independent paths.
@@ -224,6 +234,10 @@ pub struct SimTask {
     /// do not change.
     #[serde(default, skip_serializing_if = "Backend::is_cpu")]
     pub backend: Backend,
+    /// The learning-rate schedule (THEORY.md §8). Serialised only when not constant, so the ids
+    /// of sweeps without one do not change.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
 }
 
 /// Where a simulation runs (`backend = "cpu" | "cuda" | "auto"` in `[task]`, `--backend` on workers).
@@ -553,6 +567,7 @@ mod tests {
             refine: 4,
             sde_model: SdeModel::Malladi,
             backend: Backend::Cpu,
+            lr_schedule: Default::default(),
         });
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), t);

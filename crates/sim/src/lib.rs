@@ -29,7 +29,7 @@ mod trial;
 
 pub use cancel::Cancel;
 pub use error::SimError;
-pub use steps::Steps;
+pub use steps::{Rate, Steps};
 pub use trial::{RunOptions, gpu_available, run_trial, run_trial_with};
 
 /// The simulator's version: part of every trial id, so a change in what the simulator computes

@@ -9,7 +9,7 @@ use crate::landscape::{self, Landscape};
 use crate::noise::Noise;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::sde::{Scratch, Sde, SdeState};
-use crate::steps::Steps;
+use crate::steps::{Rate, Steps};
 use crate::theory::{self, Form};
 use crate::{Cancel, SimError, rng};
 use kappa_core::task::SimTask;
@@ -27,6 +27,11 @@ pub fn steps_of(task: &SimTask, batch_size: u64) -> Steps {
     Steps::new(task.samples / batch_size.max(1), task.record_every, task.burn_in)
 }
 
+/// Each step's learning rate in a simulation of `task`: the trial's η under the task's schedule.
+pub fn rate_of(task: &SimTask, params: &Hyperparams) -> Rate {
+    Rate::new(params.lr, &task.lr_schedule, params.batch_size, task.samples)
+}
+
 /// How paths move: the discrete optimizer, or its SDE.
 enum Method {
     Discrete(OptimizerConfig),
@@ -40,6 +45,7 @@ struct Setup<'a> {
     method: &'a Method,
     x0: f64,
     steps: &'a Steps,
+    rate: &'a Rate,
     id: TrialId,
     seed: u64,
     phases: bool,
@@ -87,12 +93,14 @@ pub fn run_sim(
         Method::Discrete(cfg)
     };
     let steps = steps_of(task, params.batch_size).until(stop, params.batch_size);
+    let rate = rate_of(task, params);
     let setup = Setup {
         land: &land,
         noise: &noise,
         method: &method,
         x0: task.x0,
         steps: &steps,
+        rate: &rate,
         id,
         seed: params.seed,
         phases: params.optimizer.sign_like(),
@@ -106,7 +114,7 @@ pub fn run_sim(
         .collect::<Result<_, _>>()?;
     let form = if sde { Form::Sde } else { Form::Discrete };
     let (theory, notes) =
-        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &steps.record_steps, params.batch_size);
+        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &steps, &rate, params.batch_size);
     let trace = noise.per_sample_trace(params.batch_size);
     Ok(summarise(&results, &steps, params.batch_size, d, trace, theory, notes))
 }
@@ -195,22 +203,23 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
         if step % 64 == 0 && s.cancel.is_cancelled() {
             return Err(SimError::Cancelled);
         }
+        let scale = s.rate.scale(step - 1);
         for p in 0..n {
             let xp = &mut x[p * d..(p + 1) * d];
             let mut fused = None;
             match s.method {
-                Method::Discrete(cfg) => {
+                Method::Discrete(_) => {
                     let Scratch { g, z } = &mut scratch;
                     land.grad(xp, g);
                     s.noise.standard(&mut rng, z);
                     for ((gi, zi), si) in g.iter_mut().zip(z.iter()).zip(&s.noise.sigma) {
                         *gi += si * zi;
                     }
-                    opts[p].step(xp, g, cfg.lr);
+                    opts[p].step(xp, g, s.rate.lr * scale);
                 }
                 Method::Sde(sde, refine) => {
                     for _ in 0..*refine {
-                        fused = sde.substep(xp, &mut sde_states[p], lambda, s.noise, &mut rng, &mut scratch);
+                        fused = sde.substep(xp, &mut sde_states[p], lambda, s.noise, &mut rng, &mut scratch, scale);
                     }
                 }
             }

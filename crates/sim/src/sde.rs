@@ -134,7 +134,9 @@ impl Sde {
     }
 
     /// SGD's substep fused with the loss: `x ← x − λx Δ + √(ηΔ) s z`, returning `½ Σ λ x²` of the
-    /// new `x` (summed as [`crate::landscape::weighted_square_sum`] does).
+    /// new `x` (summed as [`crate::landscape::weighted_square_sum`] does). `scale` is the step's
+    /// learning-rate multiplier m_k: under a schedule the substep is Δ_k = m_k Δ and the
+    /// diffusion √(η_k Δ_k) = m_k √(ηΔ) (THEORY.md §8's time change).
     #[inline(always)]
     pub fn sgd_substep_with_loss(
         &self,
@@ -142,33 +144,15 @@ impl Sde {
         lambda: &[f64],
         rng: &mut StreamRng,
         z: &mut [f64],
+        scale: f64,
     ) -> Option<f64> {
         let (ldt, coef) = self.sgd_coefs.as_ref()?;
         rng.normal.fill(z);
-        // The loss is summed exactly as `weighted_square_sum` sums it.
-        const L: usize = crate::landscape::SUM_LANES;
-        let mut acc = [0.0; L];
-        let n = x.len();
-        let full = n - n % L;
-        for base in (0..full).step_by(L) {
-            let (xs, ls) = (&mut x[base..base + L], &lambda[base..base + L]);
-            let (ds, cs, zs) = (&ldt[base..base + L], &coef[base..base + L], &z[base..base + L]);
-            for i in 0..L {
-                let xi = xs[i] - ds[i] * xs[i] + cs[i] * zs[i];
-                xs[i] = xi;
-                acc[i] += ls[i] * xi * xi;
-            }
-        }
-        for i in full..n {
-            let xi = x[i] - ldt[i] * x[i] + coef[i] * z[i];
-            x[i] = xi;
-            acc[i - full] += lambda[i] * xi * xi;
-        }
-        let mut total = 0.0;
-        for a in acc {
-            total += a;
-        }
-        Some(0.5 * total)
+        Some(if scale == 1.0 {
+            fused_sgd::<false>(x, lambda, ldt, coef, z, 1.0)
+        } else {
+            fused_sgd::<true>(x, lambda, ldt, coef, z, scale)
+        })
     }
 
     /// Initial auxiliary state for a path starting at `x` (gradient `grad`).
@@ -191,6 +175,7 @@ impl Sde {
     /// buffers. `lambda` is the Hessian diagonal. Returns the loss of the new `x` when the kernel
     /// computed it on the way (SGD built by [`Sde::new`]), so the caller need not.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub fn substep(
         &self,
         x: &mut [f64],
@@ -199,22 +184,26 @@ impl Sde {
         noise: &Noise,
         rng: &mut StreamRng,
         scratch: &mut Scratch,
+        scale: f64,
     ) -> Option<f64> {
         let Scratch { g, z } = scratch;
-        if let Some(loss) = self.sgd_substep_with_loss(x, lambda, rng, z) {
+        if let Some(loss) = self.sgd_substep_with_loss(x, lambda, rng, z, scale) {
             return Some(loss);
         }
         for ((gi, xi), l) in g.iter_mut().zip(x.iter()).zip(lambda) {
             *gi = l * xi;
         }
-        self.substep_with_grad(x, st, g, noise, rng, z);
+        self.substep_with_grad(x, st, g, noise, rng, z, scale);
         None
     }
 
     /// One Euler–Maruyama substep of a path whose drift gradient `g = ∇f(x)` the caller has
     /// computed (any loss); `z` (length d) is scratch for the normals. The diffusion uses the
-    /// noise's standard deviations, as [`Sde::substep`] does.
+    /// noise's standard deviations, as [`Sde::substep`] does. `scale` is the step's
+    /// learning-rate multiplier: SGD's SDE runs in the time t_k = Σ η_j (THEORY.md §8); the
+    /// others have no schedule (the spec refuses them under one), so theirs is 1.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub fn substep_with_grad(
         &self,
         x: &mut [f64],
@@ -223,8 +212,10 @@ impl Sde {
         noise: &Noise,
         rng: &mut StreamRng,
         z: &mut [f64],
+        scale: f64,
     ) {
-        let dt = self.dt;
+        debug_assert!(scale == 1.0 || self.kind == Family::Sgd, "only SGD's SDE has a time change");
+        let dt = self.dt * scale;
         let sqrt_dt = dt.sqrt();
         rng.normal.fill(z);
         // Noise standard deviations: always finite here (spec validation keeps infinite-variance
@@ -233,7 +224,7 @@ impl Sde {
         match (self.kind, self.model) {
             (Family::Sgd, _) => {
                 // x ← x − gΔ + √(ηΔ) s z (the quadratic's SGD uses the fused kernel instead).
-                let c = (self.eta * dt).sqrt();
+                let c = (self.eta * scale * dt).sqrt();
                 for i in 0..x.len() {
                     x[i] = x[i] - g[i] * dt + c * std[i] * z[i];
                 }
@@ -310,6 +301,47 @@ impl Sde {
     }
 }
 
+/// SGD's fused substep and loss (see [`Sde::sgd_substep_with_loss`]); `SCALED` multiplies the
+/// drift and diffusion coefficients by `scale` (a constant rate skips the multiplications, so its
+/// bits and speed are those of the unscheduled kernel).
+#[inline(always)]
+fn fused_sgd<const SCALED: bool>(
+    x: &mut [f64],
+    lambda: &[f64],
+    ldt: &[f64],
+    coef: &[f64],
+    z: &[f64],
+    scale: f64,
+) -> f64 {
+    let step = |x: f64, d: f64, c: f64, z: f64| {
+        if SCALED { x - scale * d * x + scale * c * z } else { x - d * x + c * z }
+    };
+    // The loss is summed exactly as `weighted_square_sum` sums it.
+    const L: usize = crate::landscape::SUM_LANES;
+    let mut acc = [0.0; L];
+    let n = x.len();
+    let full = n - n % L;
+    for base in (0..full).step_by(L) {
+        let (xs, ls) = (&mut x[base..base + L], &lambda[base..base + L]);
+        let (ds, cs, zs) = (&ldt[base..base + L], &coef[base..base + L], &z[base..base + L]);
+        for i in 0..L {
+            let xi = step(xs[i], ds[i], cs[i], zs[i]);
+            xs[i] = xi;
+            acc[i] += ls[i] * xi * xi;
+        }
+    }
+    for i in full..n {
+        let xi = step(x[i], ldt[i], coef[i], z[i]);
+        x[i] = xi;
+        acc[i - full] += lambda[i] * xi * xi;
+    }
+    let mut total = 0.0;
+    for a in acc {
+        total += a;
+    }
+    0.5 * total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,8 +372,8 @@ mod tests {
         let mut scratch = Scratch::new(5);
         let (mut s1, mut s2) = (fused.init(&scratch.g, &noise), generic.init(&scratch.g, &noise));
         for _ in 0..100 {
-            assert!(fused.substep(&mut x1, &mut s1, &lambda, &noise, &mut r1, &mut scratch).is_some());
-            assert!(generic.substep(&mut x2, &mut s2, &lambda, &noise, &mut r2, &mut scratch).is_none());
+            assert!(fused.substep(&mut x1, &mut s1, &lambda, &noise, &mut r1, &mut scratch, 1.0).is_some());
+            assert!(generic.substep(&mut x2, &mut s2, &lambda, &noise, &mut r2, &mut scratch, 1.0).is_none());
         }
         for (a, b) in x1.iter().zip(&x2) {
             assert!((a - b).abs() < 1e-12, "{x1:?} vs {x2:?}");

@@ -1,7 +1,53 @@
-//! The steps a trial takes and where it records: what simulation and native training both run
-//! by (kappa-train reuses it).
+//! The trajectory a trial runs: its steps, where it records, and each step's learning rate —
+//! what simulation (CPU and GPU) and native training both run by (kappa-train reuses it).
 
-use kappa_core::task::RecordEvery;
+use kappa_core::task::{LrSchedule, RecordEvery};
+
+/// Each step's learning rate: the trial's η times its schedule's multiplier at the fraction of
+/// the sample budget seen before the step (THEORY.md §8).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rate {
+    /// The trial's η (the grid's `lr`).
+    pub lr: f64,
+    schedule: LrSchedule,
+    /// B / N: the budget fraction one step sees.
+    per_step: f64,
+}
+
+impl Rate {
+    /// η at every step.
+    pub fn constant(lr: f64) -> Rate {
+        Rate { lr, schedule: LrSchedule::Constant, per_step: 0.0 }
+    }
+
+    /// η under `schedule`, for steps of `batch` samples out of a budget of `samples`.
+    pub fn new(lr: f64, schedule: &LrSchedule, batch: u64, samples: u64) -> Rate {
+        Rate { lr, schedule: schedule.clone(), per_step: batch as f64 / samples.max(1) as f64 }
+    }
+
+    /// Whether every step has the same rate.
+    pub fn is_constant(&self) -> bool {
+        self.schedule.is_constant()
+    }
+
+    /// The schedule.
+    pub fn schedule(&self) -> &LrSchedule {
+        &self.schedule
+    }
+
+    /// The multiplier of step `k` (the update from step k to k + 1; k = 0 is the first): exactly
+    /// 1.0 without a schedule, so a constant rate computes the same bits as before schedules.
+    #[inline(always)]
+    pub fn scale(&self, k: u64) -> f64 {
+        if self.is_constant() { 1.0 } else { self.schedule.factor(k as f64 * self.per_step) }
+    }
+
+    /// The learning rate of step `k`.
+    #[inline(always)]
+    pub fn at(&self, k: u64) -> f64 {
+        self.lr * self.scale(k)
+    }
+}
 
 /// A trial's optimizer steps, its record points and its burn-in.
 #[derive(Clone, Debug, PartialEq)]

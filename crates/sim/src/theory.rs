@@ -1,6 +1,7 @@
 //! Closed-form predictions of THEORY.md §4 and §8 on the diagonal quadratic.
 
 use crate::noise::{Family, Noise, ell};
+use crate::steps::{Rate, Steps};
 use kappa_core::{Hyperparams, OptimizerKind, Theory, TheoryPoint};
 
 /// Whether the trial runs the discrete optimizer (`true`) or its SDE.
@@ -12,22 +13,45 @@ pub enum Form {
     Sde,
 }
 
-/// The theory for a trial, plus notes for the reader. `record_steps` are the steps of the curve.
+/// The theory for a trial, plus notes for the reader: its steps (record points and burn-in) and
+/// each step's rate.
+///
+/// At a constant rate: the closed forms of the stationary loss (THEORY.md §4, §8), and the
+/// exact curve where there is one (SignSGD's phase-3 transient; SGD, heavy ball and Nesterov's
+/// second moments; SGD's SDE). Under a schedule only the exact curves exist, and the stationary
+/// prediction is their average over the steps the measured stationary loss averages (after the
+/// burn-in), so the two compare like for like.
+#[allow(clippy::too_many_arguments)]
 pub fn predict(
     params: &Hyperparams,
     form: Form,
     lambda: &[f64],
     noise: &Noise,
     x0: f64,
-    record_steps: &[u64],
+    steps: &Steps,
+    rate: &Rate,
     batch_size: u64,
 ) -> (Option<Theory>, Vec<String>) {
     let mut notes = Vec::new();
-    let stationary = stationary(params, form, lambda, noise, &mut notes);
-    let mut curve = signsgd_phase3_curve(params, lambda, noise, x0, record_steps, batch_size);
-    if form == Form::Discrete && curve.is_empty() {
-        curve = linear_curve(params, lambda, noise, x0, record_steps, batch_size, |_| params.lr);
-    }
+    let exact = exact_curve(params, form, lambda, noise, x0, steps, batch_size, |k| rate.at(k));
+    let (stationary, curve) = if rate.is_constant() {
+        let stationary = stationary(params, form, lambda, noise, &mut notes);
+        let sign = signsgd_phase3_curve(params, lambda, noise, x0, &steps.record_steps, batch_size);
+        (stationary, if sign.is_empty() { exact.map(|e| e.0).unwrap_or_default() } else { sign })
+    } else {
+        match exact {
+            Some((curve, window)) => (window, curve),
+            None => {
+                notes.push(format!(
+                    "no theory for {}{} under the {} schedule: the closed forms assume a constant rate",
+                    params.optimizer,
+                    if form == Form::Sde { "'s SDE" } else { "" },
+                    rate.schedule().kind_name()
+                ));
+                (None, Vec::new())
+            }
+        }
+    };
     if stationary.is_none() && curve.is_empty() {
         return (None, notes);
     }
@@ -208,47 +232,67 @@ fn solve3(m: [[f64; 3]; 3], rhs: [f64; 3]) -> Option<[f64; 3]> {
     Some(out)
 }
 
-/// The exact expected loss of SGD, heavy-ball or Nesterov momentum on the diagonal quadratic at
-/// `record_steps`, from x₀ in every coordinate with the momentum buffer at 0, under noise of
-/// variance `std²` per coordinate (THEORY.md §7–§8): the second moments stepped one optimizer
-/// step at a time with that step's rate `lr(k)` (k = 0, 1, …). Empty for other optimizers, for
-/// infinite-variance noise, and when the stepping would cost more than [`CURVE_WORK`]
+/// The exact expected loss on the diagonal quadratic, from x₀ in every coordinate (momentum
+/// buffers at 0), under noise of variance `std²` per coordinate, with step `k`'s rate `lr(k)`
+/// (THEORY.md §7–§8): the discrete SGD, heavy ball and Nesterov by their second moments stepped
+/// one optimizer step at a time; SGD's SDE by its own law over each step, the rate held for a
+/// time η_k: `S ← S e^{−2λη_k} + η_k s² (1 − e^{−2λη_k}) / (2λ)`. Returns the curve at the
+/// steps' record points and the mean over the steps after the burn-in (`None` without such
+/// steps). `None` for other optimizers, infinite-variance noise, or more than [`CURVE_WORK`]
 /// coordinate-steps.
-pub fn linear_curve(
+#[allow(clippy::too_many_arguments)]
+pub fn exact_curve(
     params: &Hyperparams,
+    form: Form,
     lambda: &[f64],
     noise: &Noise,
     x0: f64,
-    record_steps: &[u64],
+    steps: &Steps,
     batch_size: u64,
     lr: impl Fn(u64) -> f64,
-) -> Vec<TheoryPoint> {
-    let linear = matches!(params.optimizer, OptimizerKind::Sgd | OptimizerKind::Momentum | OptimizerKind::Nesterov);
-    let Some(std) = noise.std.as_deref() else { return Vec::new() };
-    let last = record_steps.last().copied().unwrap_or(0);
+) -> Option<(Vec<TheoryPoint>, Option<f64>)> {
+    let o = params.optimizer;
+    let linear = match form {
+        Form::Discrete => matches!(o, OptimizerKind::Sgd | OptimizerKind::Momentum | OptimizerKind::Nesterov),
+        Form::Sde => o == OptimizerKind::Sgd,
+    };
+    let std = noise.std.as_deref()?;
+    let last = steps.total;
     if !linear || last.saturating_mul(lambda.len() as u64) > CURVE_WORK {
-        return Vec::new();
+        return None;
     }
     let mut m: Vec<[f64; 3]> = vec![[x0 * x0, 0.0, 0.0]; lambda.len()];
-    let mut out = Vec::with_capacity(record_steps.len());
-    let mut records = record_steps.iter().peekable();
+    let loss = |m: &[[f64; 3]]| lambda.iter().zip(m).map(|(l, c)| 0.5 * l * c[0]).sum::<f64>();
+    let mut out = Vec::with_capacity(steps.record_steps.len());
+    let mut records = steps.record_steps.iter().peekable();
+    let (mut window, mut counted) = (0.0, 0u64);
     for k in 0..=last {
+        if k > 0 {
+            let eta = lr(k - 1);
+            for ((c, l), s) in m.iter_mut().zip(lambda).zip(std) {
+                *c = match form {
+                    Form::Discrete => Momentum::of(params, *l, eta).advance(*c, s * s),
+                    Form::Sde => {
+                        let decay = (-2.0 * l * eta).exp();
+                        let gain = if *l > 0.0 { -(-2.0 * l * eta).exp_m1() / (2.0 * l) } else { eta };
+                        [c[0] * decay + eta * s * s * gain, 0.0, 0.0]
+                    }
+                };
+            }
+        }
+        let f = if records.peek() == Some(&&k) || k > steps.burn_in_steps { loss(&m) } else { 0.0 };
         if records.next_if_eq(&&k).is_some() {
-            let loss = lambda.iter().zip(&m).map(|(l, c)| 0.5 * l * c[0]).sum();
-            out.push(TheoryPoint { samples: k * batch_size, step: k, loss });
+            out.push(TheoryPoint { samples: k * batch_size, step: k, loss: f });
         }
-        if k == last {
-            break;
-        }
-        let eta = lr(k);
-        for ((c, l), s) in m.iter_mut().zip(lambda).zip(std) {
-            *c = Momentum::of(params, *l, eta).advance(*c, s * s);
+        if k > steps.burn_in_steps {
+            window += f;
+            counted += 1;
         }
     }
-    out
+    Some((out, (counted > 0).then(|| window / counted as f64)))
 }
 
-/// The most coordinate-steps [`linear_curve`] steps through (about a second of work).
+/// The most coordinate-steps [`exact_curve`] steps through (about a second of work).
 pub const CURVE_WORK: u64 = 50_000_000;
 
 /// SignSGD's phase-3 transient under Gaussian noise (THEORY.md §4): per coordinate
@@ -362,7 +406,9 @@ mod tests {
         let p = hyper(OptimizerKind::Nesterov, 0.02, 0.8, 0.5);
         let mut notes = Vec::new();
         let st = stationary(&p, Form::Discrete, &lambda, &noise, &mut notes).unwrap();
-        let curve = linear_curve(&p, &lambda, &noise, 1.0, &[0, 1, 20_000], 1, |_| p.lr);
+        let steps = Steps { total: 20_000, record_steps: vec![0, 1, 20_000], burn_in_steps: 10_000 };
+        let (curve, window) = exact_curve(&p, Form::Discrete, &lambda, &noise, 1.0, &steps, 1, |_| p.lr).unwrap();
+        assert!((window.unwrap() - st).abs() < 1e-9 * st);
         assert_eq!(curve.len(), 3);
         assert!((curve[0].loss - 2.0).abs() < 1e-15);
         // Step 1: x = (1 − ηλ(1+μ) − ηθ)·1 − η(1+μ)z.

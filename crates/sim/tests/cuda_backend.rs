@@ -21,6 +21,7 @@ fn task(backend: Backend) -> SimTask {
         refine: 1,
         sde_model: SdeModel::Compagnoni,
         backend,
+        lr_schedule: Default::default(),
     }
 }
 

@@ -26,6 +26,7 @@ fn sim(sigma: f64, steps: u64, paths: u32, burn_in: f64) -> SimTask {
         refine: 1,
         sde_model: SdeModel::Compagnoni,
         backend: test_backend(),
+        lr_schedule: Default::default(),
     }
 }
 
@@ -378,4 +379,73 @@ fn sde_of_an_optimizer_without_one_is_refused() {
             .to_string();
         assert!(err.contains(&format!("{o} has no SDE")) && err.contains("sgd, signsgd, rmsprop"), "{err}");
     }
+}
+
+// ---------------------------------------------------------------- THEORY.md §8: schedules
+
+/// The run's loss against the exact expected loss (the theory's curve) at three points along the
+/// run: within 4 SE of the points' own spread plus `bias` (relative).
+fn assert_tracks_exact_curve(name: &str, m: &TrialMetrics, bias: f64) {
+    let theory = m.theory.as_ref().expect("an exact curve");
+    assert_eq!(theory.curve.len(), m.curve.len(), "{name}");
+    let n = m.curve.len();
+    for r in [n * 3 / 10, n * 6 / 10, n - 1] {
+        let (got, exact) = (&m.curve[r], theory.curve[r].loss);
+        let z = (got.loss_mean - exact) / got.loss_se;
+        eprintln!(
+            "{name} at step {}: {:.5e} ± {:.1e} vs exact {:.5e} ({:+.2}%, {z:+.2} SE)",
+            got.step,
+            got.loss_mean,
+            got.loss_se,
+            exact,
+            (got.loss_mean / exact - 1.0) * 100.0
+        );
+        assert!(
+            (got.loss_mean - exact).abs() <= 4.0 * got.loss_se + bias * exact,
+            "{name}: step {}: {} vs {exact}",
+            got.step,
+            got.loss_mean
+        );
+        assert!(got.loss_se < 0.02 * exact, "{name}: SE too large to test");
+    }
+}
+
+/// SGD's exact curve under warmup + cosine and under WSD (THEORY.md §8 recursion), for the
+/// discrete optimizer, heavy ball, and the SGD SDE in its time change.
+#[test]
+fn sgd_under_schedules_follows_its_exact_curve() {
+    use kappa_core::task::LrSchedule;
+    let schedules = [
+        LrSchedule::Cosine { warmup: 0.1, min_factor: 0.05 },
+        LrSchedule::Wsd { warmup: 0.05, decay: 0.3, min_factor: 0.0 },
+    ];
+    for schedule in schedules {
+        let mut s = sim(1.0, 3000, 4000, 0.5);
+        s.x0 = 1.0;
+        s.lr_schedule = schedule.clone();
+        for (opt, mu) in [(OptimizerKind::Sgd, 0.0), (OptimizerKind::Momentum, 0.5)] {
+            let p = Hyperparams { beta1: mu, ..params(opt, 0.05) };
+            let m = metrics(&TaskSpec::Optimizer(s.clone()), &p);
+            assert_tracks_exact_curve(&format!("{opt} {}", schedule.kind_name()), &m, 0.0);
+            // The prediction of the stationary loss averages the exact curve over the same steps.
+            let (st, pred) = (m.stationary_loss.unwrap(), m.theory.unwrap().stationary_loss.unwrap());
+            assert!((st.mean - pred).abs() < 4.0 * st.se, "{opt}: {st:?} vs {pred}");
+        }
+        let mut sde = s.clone();
+        sde.refine = 8;
+        let m = metrics(&TaskSpec::Sde(sde), &Hyperparams { seed: 11, ..params(OptimizerKind::Sgd, 0.05) });
+        // Euler–Maruyama at Δ = η_k/8 against the SDE's own law: O(ηλ/16) apart.
+        assert_tracks_exact_curve(&format!("sgd SDE {}", schedule.kind_name()), &m, 0.015);
+    }
+}
+
+/// A constant schedule is no schedule, bit for bit; the SDEs other than SGD's refuse a schedule
+/// at run time too (the spec refuses it first).
+#[test]
+fn a_constant_schedule_changes_nothing() {
+    let p = params(OptimizerKind::Adam, 1e-2);
+    let base = metrics(&TaskSpec::Optimizer(sim(1.0, 500, 8, 0.5)), &p);
+    let mut s = sim(1.0, 500, 8, 0.5);
+    s.lr_schedule = kappa_core::task::LrSchedule::Constant;
+    assert_eq!(metrics(&TaskSpec::Optimizer(s), &p), base);
 }

@@ -70,6 +70,7 @@ pub fn bench_mlp(cfg: &BenchConfig) -> Result<BenchResult, kappa_sim::SimError> 
         sde: false,
         refine: 1,
         sde_model: SdeModel::Compagnoni,
+        lr_schedule: Default::default(),
     };
     let params = Hyperparams {
         optimizer: cfg.optimizer,
@@ -87,11 +88,11 @@ pub fn bench_mlp(cfg: &BenchConfig) -> Result<BenchResult, kappa_sim::SimError> 
     let mut reps: Vec<Replicate<'_, '_>> =
         (0..u64::from(cfg.replicates.max(1))).map(|r| Replicate::new(&s, r)).collect();
     for rep in &mut reps {
-        rep.run_steps(10);
+        rep.run_steps(0, 10);
     }
     let started = Instant::now();
     reps.par_iter_mut().for_each(|rep| {
-        rep.run_steps(cfg.steps);
+        rep.run_steps(10, cfg.steps);
     });
     let seconds = started.elapsed().as_secs_f64();
     let mut ws = s.net.workspace();

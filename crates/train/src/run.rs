@@ -9,7 +9,7 @@ use kappa_sim::noise::Noise;
 use kappa_sim::optim::{Optimizer, OptimizerConfig};
 use kappa_sim::run::{DIVERGENCE_LOSS, mean_se, quantile};
 use kappa_sim::sde::Sde;
-use kappa_sim::{Cancel, SimError, Steps, rng};
+use kappa_sim::{Cancel, Rate, SimError, Steps, rng};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,6 +30,8 @@ pub(crate) struct Setup<'a> {
     pub method: Method,
     pub optimizer: OptimizerConfig,
     pub steps: Steps,
+    /// Each step's learning rate (the task's schedule).
+    pub rate: Rate,
     pub id: TrialId,
     pub seed: u64,
     /// The trial's batch size B.
@@ -280,6 +282,7 @@ pub(crate) fn setup<'a>(
         method,
         optimizer,
         steps: Steps::new((task.samples / params.batch_size.max(1)).max(1), task.record_every, task.burn_in),
+        rate: Rate::new(params.lr, &task.lr_schedule, params.batch_size, task.samples),
         id,
         seed: params.seed,
         batch_size: params.batch_size,
@@ -333,14 +336,15 @@ impl<'s, 'a> Replicate<'s, 'a> {
         rep
     }
 
-    /// `n` steps, compiled for the CPU's vector instructions; returns the last step's loss.
-    pub fn run_steps(&mut self, n: u64) -> f64 {
+    /// Steps `k`, `k + 1`, …, `k + n − 1`, compiled for the CPU's vector instructions; returns the
+    /// last step's loss.
+    pub fn run_steps(&mut self, k: u64, n: u64) -> f64 {
         crate::simd::dispatch(
             #[inline(always)]
             || {
                 let mut loss = f64::NAN;
-                for _ in 0..n {
-                    loss = self.step();
+                for i in 0..n {
+                    loss = self.step(k + i);
                 }
                 loss
             },
@@ -383,11 +387,13 @@ impl<'s, 'a> Replicate<'s, 'a> {
         }
     }
 
-    /// One optimizer step (or `refine` SDE substeps); returns the loss the gradient was
-    /// computed at (the minibatch's or the full training set's, before the update).
+    /// Optimizer step `k` (0 is the first; or `refine` SDE substeps), at that step's learning
+    /// rate; returns the loss the gradient was computed at (the minibatch's or the full training
+    /// set's, before the update).
     #[inline(always)]
-    pub fn step(&mut self) -> f64 {
+    pub fn step(&mut self, k: u64) -> f64 {
         let s = self.s;
+        let scale = s.rate.scale(k);
         let train = &s.split.train;
         match &s.method {
             Method::Minibatch { batch } => {
@@ -399,7 +405,7 @@ impl<'s, 'a> Replicate<'s, 'a> {
                 let idx = &self.order[self.cursor..self.cursor + batch];
                 self.cursor += batch;
                 let loss = s.net.batch_gradient(&self.params, train, idx, &mut self.ws, &mut self.grad);
-                self.opt.step(&mut self.params, &self.grad, s.optimizer.lr);
+                self.opt.step(&mut self.params, &self.grad, s.rate.lr * scale);
                 loss
             }
             Method::Injected { noise } => {
@@ -408,7 +414,7 @@ impl<'s, 'a> Replicate<'s, 'a> {
                 for ((g, z), sigma) in self.grad.iter_mut().zip(&self.z).zip(&noise.sigma) {
                     *g += sigma * z;
                 }
-                self.opt.step(&mut self.params, &self.grad, s.optimizer.lr);
+                self.opt.step(&mut self.params, &self.grad, s.rate.lr * scale);
                 loss
             }
             Method::Sde { sde, noise, refine } => {
@@ -419,7 +425,7 @@ impl<'s, 'a> Replicate<'s, 'a> {
                     if k == 0 {
                         first = loss;
                     }
-                    sde.substep_with_grad(&mut self.params, st, &self.grad, noise, &mut self.rng, &mut self.z);
+                    sde.substep_with_grad(&mut self.params, st, &self.grad, noise, &mut self.rng, &mut self.z, scale);
                 }
                 first
             }
@@ -514,7 +520,7 @@ fn run_replicate_inner(
             // Another replicate diverged earlier: the trial's curve ends there anyway.
             break;
         }
-        let loss = rep.step();
+        let loss = rep.step(step - 1);
         let mut ok = finite_loss(loss) && all_finite(&rep.params);
         if ok && s.steps.record_steps.get(next_record) == Some(&step) {
             ok = record(&rep.params, &mut out);
@@ -703,6 +709,7 @@ mod tests {
             sde: false,
             refine: 1,
             sde_model: SdeModel::Compagnoni,
+            lr_schedule: Default::default(),
         }
     }
 
@@ -731,7 +738,7 @@ mod tests {
             let mut rep = Replicate::new(&s, 0);
             let w0 = rep.params.clone();
             assert_eq!(w0.len(), 4);
-            rep.step();
+            rep.step(0);
             // The trainer's update is exactly the simulator's optimizer on the trainer's gradient.
             let mut by_optimizer = w0.clone();
             let mut cfg = OptimizerConfig::from_params(&params);
@@ -784,7 +791,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut orders = Vec::new();
         for _ in 0..10 {
-            rep.step();
+            rep.step(0);
             seen.extend_from_slice(&rep.order[rep.cursor - 7..rep.cursor]);
             if rep.cursor == 35 {
                 orders.push(rep.order.clone());

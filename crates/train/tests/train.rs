@@ -19,6 +19,7 @@ fn digits_task(hidden: Vec<u32>, samples: u64, paths: u32) -> TrainTask {
         sde: false,
         refine: 1,
         sde_model: SdeModel::Compagnoni,
+        lr_schedule: Default::default(),
     }
 }
 
@@ -45,6 +46,7 @@ fn linear_task(samples: u64, paths: u32, noise: Option<f64>, sde: bool, refine: 
         sde,
         refine,
         sde_model: SdeModel::Compagnoni,
+        lr_schedule: Default::default(),
     }
 }
 
@@ -93,6 +95,22 @@ fn logistic_regression_learns_the_digits_with_sgd() {
     // One replicate: no spread.
     assert_eq!(last.loss_se, 0.0);
     assert_eq!(m.stationary_loss.unwrap().se, 0.0);
+}
+
+/// A learning-rate schedule reaches training: a step schedule that divides the rate by 10⁹
+/// halfway freezes the parameters from there on.
+#[test]
+fn training_follows_its_learning_rate_schedule() {
+    let mut task = linear_task(2000, 1, Some(0.5), false, 1);
+    let p = hyper(OptimizerKind::Sgd, 10, 0.05);
+    let free = succeeded(run(&task, &p));
+    task.lr_schedule = kappa_core::task::LrSchedule::Step { at: vec![0.5], factor: 1e-9, warmup: 0.0 };
+    let frozen = succeeded(run(&task, &p));
+    let half = frozen.curve.iter().position(|c| c.step >= 100).unwrap();
+    assert_eq!(frozen.curve[..=half], free.curve[..=half], "the same run up to the boundary");
+    let (at, last) = (frozen.curve[half].loss_mean, frozen.curve.last().unwrap().loss_mean);
+    assert!((last - at).abs() < 1e-6 * at, "frozen after the boundary: {at} then {last}");
+    assert!((free.curve.last().unwrap().loss_mean - at).abs() > 1e-3 * at, "the unscheduled run moves on");
 }
 
 /// Each optimizer of THEORY.md §8 learns the digits (logistic regression, 10 epochs).

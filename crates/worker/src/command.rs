@@ -130,8 +130,13 @@ async fn run_inner(
     let (params, id, attempt) = (&lease.params, lease.id, lease.attempt);
     let trial_dir = env.trial_dir(lease)?;
     let trial_dir = trial_dir.to_string_lossy();
-    let at =
-        kappa_core::command::Attempt { id, attempt, trial_dir: &trial_dir, samples: lease.stop.map(|s| s.samples) };
+    let at = kappa_core::command::Attempt {
+        id,
+        attempt,
+        trial_dir: &trial_dir,
+        samples: lease.stop.map(|s| s.samples),
+        schedule: &task.lr_schedule,
+    };
     let argv: Vec<String> =
         task.argv.iter().map(|a| kappa_core::command::render(a, params, &at)).collect::<Result<_, _>>()?;
     let logs = Logs::create(env, lease)?;

@@ -6,7 +6,9 @@ use super::SpecError;
 use super::budget::check_budget;
 use super::error::{Ctx, Seg, k};
 use super::range::spaced_values;
-use super::raw::{RawAxis, RawData, RawGrid, RawLandscape, RawModel, RawNamed, RawNoise, RawTask, TaskKind, fields_of};
+use super::raw::{
+    RawAxis, RawData, RawGrid, RawLandscape, RawLrSchedule, RawModel, RawNamed, RawNoise, RawTask, TaskKind, fields_of,
+};
 use super::task::{SPECTRUM_KEYS, validate_task};
 use super::{Scaling, TaskVariant};
 use crate::display_value;
@@ -31,6 +33,7 @@ static TASK_FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
             "noise" => fields_of::<RawNoise>(),
             "model" => fields_of::<RawModel>(),
             "data" => fields_of::<RawData>(),
+            "lr_schedule" => fields_of::<RawLrSchedule>(),
             _ => &[],
         };
         for key in inner {
@@ -63,7 +66,7 @@ const WHOLE_FIELDS: &[&str] = &[
 
 /// Names a user parameter may not take: the built-in placeholders of command tasks.
 fn reserved(name: &str) -> bool {
-    crate::command::PLACEHOLDERS.contains(&name)
+    crate::command::PLACEHOLDERS.contains(&name) || crate::command::SCHEDULE_PLACEHOLDERS.contains(&name)
 }
 
 /// Where a named axis is written: its key path, and whether its values are a list (so value `i`
@@ -678,10 +681,18 @@ mod tests {
             TASK_FIELDS[..5],
             ["kind", "landscape", "landscape.kind", "landscape.eigenvalues", "landscape.eigenvalues.linspace"]
         );
-        for field in ["landscape.eigenvalues.max", "noise.nu", "x0", "model.activation", "data.label_noise", "sde"] {
+        for field in [
+            "landscape.eigenvalues.max",
+            "noise.nu",
+            "x0",
+            "model.activation",
+            "data.label_noise",
+            "sde",
+            "lr_schedule.warmup",
+        ] {
             assert!(TASK_FIELDS.iter().any(|f| f == field), "{field}");
         }
         assert!(TASK_FIELDS.iter().all(|f| !["argv", "env"].contains(&f.split('.').next().unwrap_or(f))));
-        assert_eq!(TASK_FIELDS.len(), 40);
+        assert_eq!(TASK_FIELDS.len(), 47);
     }
 }

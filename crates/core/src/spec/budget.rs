@@ -5,6 +5,7 @@ use super::SpecError;
 use super::error::{Ctx, Seg, k};
 use super::raw::RawGrid;
 use crate::AxisName;
+use crate::OptimizerKind;
 use crate::grid::{AxisValues, Grid};
 use crate::scaling::Scaling;
 use crate::task::{SdeModel, TaskSpec};
@@ -48,9 +49,9 @@ pub(super) fn check_budget(
             ));
         }
     }
-    let (sde_model, noise) = match task {
-        TaskSpec::Sde(sim) => (sim.sde_model, Some(&sim.noise)),
-        TaskSpec::Train(t) if t.sde => (t.sde_model, None),
+    let (sde_model, noise, schedule) = match task {
+        TaskSpec::Sde(sim) => (sim.sde_model, Some(&sim.noise), &sim.lr_schedule),
+        TaskSpec::Train(t) if t.sde => (t.sde_model, None, &t.lr_schedule),
         _ => return Ok(()),
     };
     if let Some(AxisValues::Optimizer(opts)) = grid.axis_in_combination(AxisName::Optimizer, combo) {
@@ -60,6 +61,17 @@ pub(super) fn check_budget(
             }
             if sde_model == SdeModel::Malladi && !o.info().malladi_sde {
                 return Err(ctx.err(&axis_path("optimizer"), o.no_sde(true)));
+            }
+            if !schedule.is_constant() && *o != OptimizerKind::Sgd {
+                return Err(ctx.err(
+                    &axis_path("optimizer"),
+                    format!(
+                        "under a learning-rate schedule kind = \"sde\" runs SGD's SDE only (its time change is \
+                         THEORY.md §8's); {o}'s SDE under a time-varying rate is not derived (use kind = \
+                         \"optimizer\" to run {o} under the {} schedule)",
+                        schedule.kind_name()
+                    ),
+                ));
             }
             if noise.is_some_and(|n| n.variance_factor().is_none()) && !o.sign_like() {
                 return Err(ctx.err(

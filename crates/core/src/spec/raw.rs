@@ -246,6 +246,28 @@ pub(super) struct RawTask {
     pub(super) sde: Option<bool>,
     pub(super) argv: Option<Vec<String>>,
     pub(super) env: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) lr_schedule: Option<RawLrSchedule>,
+}
+
+/// `lr_schedule = { kind = "cosine", warmup = 0.05 }` as written (checked in `task.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLrSchedule {
+    pub(super) kind: ScheduleKind,
+    pub(super) warmup: Option<f64>,
+    pub(super) decay: Option<f64>,
+    pub(super) min_factor: Option<f64>,
+    pub(super) at: Option<Vec<f64>>,
+    pub(super) factor: Option<f64>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ScheduleKind {
+    Constant,
+    Cosine,
+    Wsd,
+    Step,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -274,7 +296,8 @@ impl TaskKind {
 
     /// Whether `[task]` of this kind reads `field`.
     pub(super) fn reads(self, field: &str) -> bool {
-        const SIM: [&str; 8] = ["landscape", "noise", "x0", "paths", "samples", "record_every", "burn_in", "backend"];
+        const SIM: [&str; 9] =
+            ["landscape", "noise", "x0", "paths", "samples", "record_every", "burn_in", "backend", "lr_schedule"];
         match self {
             TaskKind::Optimizer => SIM.contains(&field) || field == "bias_correction",
             TaskKind::Sde => SIM.contains(&field) || ["refine", "sde_model"].contains(&field),
@@ -291,9 +314,10 @@ impl TaskKind {
                 "sde",
                 "refine",
                 "sde_model",
+                "lr_schedule",
             ]
             .contains(&field),
-            TaskKind::Command => ["argv", "env", "burn_in"].contains(&field),
+            TaskKind::Command => ["argv", "env", "burn_in", "lr_schedule"].contains(&field),
             TaskKind::Noop => field == "sleep",
         }
     }

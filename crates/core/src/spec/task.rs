@@ -4,10 +4,12 @@ use super::SpecError;
 use super::error::{Ctx, Seg, k};
 use super::execution::parse_duration;
 use super::range::as_f64;
-use super::raw::{DataKind, LandscapeKind, MAX_DIM, NoiseKind, RawData, RawTask, TaskKind};
+use super::raw::{
+    DataKind, LandscapeKind, MAX_DIM, NoiseKind, RawData, RawLrSchedule, RawTask, ScheduleKind, TaskKind,
+};
 use crate::task::{
-    CommandTask, DataSpec, Eigenvalues, LandscapeSpec, ModelSpec, NoiseSpec, Objective, Sigma, SimTask, Spectrum,
-    TaskSpec, TrainTask,
+    CommandTask, DataSpec, Eigenvalues, LandscapeSpec, LrSchedule, ModelSpec, NoiseSpec, Objective, Sigma, SimTask,
+    Spectrum, TaskSpec, TrainTask,
 };
 
 pub(super) fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
@@ -40,6 +42,7 @@ pub(super) fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, Spe
         ("sde", raw.sde.is_some()),
         ("argv", raw.argv.is_some()),
         ("env", raw.env.is_some()),
+        ("lr_schedule", raw.lr_schedule.is_some()),
     ];
     for (field, is_given) in given {
         if is_given && !task_kind.reads(field) {
@@ -98,7 +101,8 @@ pub(super) fn command_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, Spec
         crate::command::check(value).map_err(|m| ctx.err(&p, m))?;
     }
     let burn_in = burn_in(ctx, raw.burn_in)?;
-    Ok(TaskSpec::Command(CommandTask { argv, env, burn_in }))
+    let lr_schedule = lr_schedule(ctx, raw.lr_schedule)?;
+    Ok(TaskSpec::Command(CommandTask { argv, env, burn_in, lr_schedule }))
 }
 
 pub(super) fn train_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
@@ -177,6 +181,7 @@ pub(super) fn train_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecEr
         sde,
         refine: refine(ctx, raw.refine)?,
         sde_model: raw.sde_model.unwrap_or_default(),
+        lr_schedule: lr_schedule(ctx, raw.lr_schedule)?,
     }))
 }
 
@@ -262,6 +267,49 @@ pub(super) fn train_data(ctx: &Ctx<'_>, d: RawData) -> Result<DataSpec, SpecErro
     })
 }
 
+/// `lr_schedule = { kind = …, … }`: the fields its kind reads, defaults filled in, checked
+/// (THEORY.md §8).
+pub(super) fn lr_schedule(ctx: &Ctx<'_>, raw: Option<RawLrSchedule>) -> Result<LrSchedule, SpecError> {
+    let Some(r) = raw else { return Ok(LrSchedule::Constant) };
+    let at = |f: &str| vec![k("task"), k("lr_schedule"), k(f)];
+    let (name, reads): (&str, &[&str]) = match r.kind {
+        ScheduleKind::Constant => ("constant", &[]),
+        ScheduleKind::Cosine => ("cosine", &["warmup", "min_factor"]),
+        ScheduleKind::Wsd => ("wsd", &["warmup", "decay", "min_factor"]),
+        ScheduleKind::Step => ("step", &["at", "factor", "warmup"]),
+    };
+    let given = [
+        ("warmup", r.warmup.is_some()),
+        ("decay", r.decay.is_some()),
+        ("min_factor", r.min_factor.is_some()),
+        ("at", r.at.is_some()),
+        ("factor", r.factor.is_some()),
+    ];
+    if let Some((field, _)) = given.iter().find(|(f, g)| *g && !reads.contains(f)) {
+        let takes = if reads.is_empty() { "no fields".to_string() } else { format!("`{}`", reads.join("`, `")) };
+        return Err(ctx.err(&at(field), format!("`{field}` does not apply to a {name} schedule (it takes {takes})")));
+    }
+    let warmup = r.warmup.unwrap_or(0.0);
+    let min_factor = r.min_factor.unwrap_or(0.0);
+    let schedule = match r.kind {
+        ScheduleKind::Constant => LrSchedule::Constant,
+        ScheduleKind::Cosine => LrSchedule::Cosine { warmup, min_factor },
+        ScheduleKind::Wsd => LrSchedule::Wsd { warmup, decay: r.decay.unwrap_or(0.2), min_factor },
+        ScheduleKind::Step => LrSchedule::Step {
+            at: r.at.ok_or_else(|| {
+                ctx.err(
+                    &[k("task"), k("lr_schedule")],
+                    "a step schedule needs `at`, its boundaries as fractions of the budget: at = [0.5, 0.75]",
+                )
+            })?,
+            factor: r.factor.unwrap_or(0.1),
+            warmup,
+        },
+    };
+    schedule.check().map_err(|(field, m)| ctx.err(&at(field), m))?;
+    Ok(schedule)
+}
+
 pub(super) fn burn_in(ctx: &Ctx<'_>, value: Option<f64>) -> Result<f64, SpecError> {
     let burn_in = value.unwrap_or(SimTask::DEFAULT_BURN_IN);
     if !(0.0..1.0).contains(&burn_in) {
@@ -342,6 +390,7 @@ pub(super) fn sim_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecErro
         refine,
         sde_model: raw.sde_model.unwrap_or_default(),
         backend: raw.backend.unwrap_or_default(),
+        lr_schedule: lr_schedule(ctx, raw.lr_schedule)?,
     };
     Ok(if is_sde { TaskSpec::Sde(sim) } else { TaskSpec::Optimizer(sim) })
 }

@@ -35,7 +35,7 @@ struct Params {
     u32 records;
     u32 rec_start;   // first record index this launch may write
     u32 bias_correction;
-    u32 pad;
+    u32 scheduled;   // lr_scale holds each step's learning-rate multiplier (else every step's is 1)
     float eta, beta1, beta2, eps, decay, dt, nu, x0, div_threshold, lbeta;
     float r1, r2, sigma_unit, eps_eff, b1pow0, b2pow0;
 };
@@ -235,6 +235,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
     const float* __restrict__ std_g,     // noise standard deviation (σ where infinite)
     float* __restrict__ state,           // x, m, v: 3 arrays of paths·tpp·K
     const u64* __restrict__ record_steps,
+    const float* __restrict__ lr_scale,  // [steps] when p.scheduled: step k's multiplier m_k
     double* __restrict__ losses,         // [paths × records], path-major
     double* __restrict__ stationary,     // [paths]: sum of post-burn-in losses
     unsigned long long* __restrict__ phase_counts,  // [records × 3]
@@ -333,6 +334,9 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
     const float sqrt_dt = sqrtf(p.dt);
     for (u64 step = p.step_begin + 1; step <= p.step_end; step++) {
         const u32 subs = p.method == 1 ? p.refine : 1u;
+        // This step's rate and decoupled decay (run.rs: η_k = η m_k; SGD's SDE: Δ_k = m_k Δ).
+        const float scale = p.scheduled ? lr_scale[step - 1] : 1.0f;
+        const float eta = p.eta * scale, decay = p.decay * scale;
         for (u32 sub = 0; sub < subs; sub++) {
             const u64 q = (step - 1) * subs + sub;  // global substep index
             float z[K];
@@ -376,13 +380,13 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                     float xi = x[j];
                     float g = lam[j] * xi + sig[j] * z[j];
                     switch (kd) {
-                        case KIND_SGD: x[j] = xi - p.eta * g; break;
-                        case KIND_SIGNSGD: x[j] = xi - p.eta * sgnf(g); break;
+                        case KIND_SGD: x[j] = xi - eta * g; break;
+                        case KIND_SIGNSGD: x[j] = xi - eta * sgnf(g); break;
                         case KIND_RMSPROP:
                         case KIND_RMSPROPW: {
                             v[j] = p.beta2 * v[j] + (1.0f - p.beta2) * g * g;
                             float denom = sqrtf(v[j] * corr2) + p.eps;
-                            x[j] = xi - (p.eta * g / denom + p.decay * xi);
+                            x[j] = xi - (eta * g / denom + decay * xi);
                             break;
                         }
                         case KIND_ADAM:
@@ -390,27 +394,27 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                             m[j] = p.beta1 * m[j] + (1.0f - p.beta1) * g;
                             v[j] = p.beta2 * v[j] + (1.0f - p.beta2) * g * g;
                             float denom = sqrtf(v[j] * corr2) + p.eps;
-                            x[j] = xi - (p.eta * (m[j] * corr1) / denom + p.decay * xi);
+                            x[j] = xi - (eta * (m[j] * corr1) / denom + decay * xi);
                             break;
                         }
                         case KIND_MOMENTUM: {
                             m[j] = p.beta1 * m[j] + g;
-                            x[j] = xi - (p.eta * m[j] + p.decay * xi);
+                            x[j] = xi - (eta * m[j] + decay * xi);
                             break;
                         }
                         case KIND_NESTEROV: {
                             m[j] = p.beta1 * m[j] + g;
-                            x[j] = xi - (p.eta * (g + p.beta1 * m[j]) + p.decay * xi);
+                            x[j] = xi - (eta * (g + p.beta1 * m[j]) + decay * xi);
                             break;
                         }
                         case KIND_SIGNUM: {
                             m[j] = p.beta1 * m[j] + (1.0f - p.beta1) * g;
-                            x[j] = xi - (p.eta * sgnf(m[j]) + p.decay * xi);
+                            x[j] = xi - (eta * sgnf(m[j]) + decay * xi);
                             break;
                         }
                         default: {  // KIND_LION
                             float c = p.beta1 * m[j] + (1.0f - p.beta1) * g;
-                            x[j] = xi - (p.eta * sgnf(c) + p.decay * xi);
+                            x[j] = xi - (eta * sgnf(c) + decay * xi);
                             m[j] = p.beta2 * m[j] + (1.0f - p.beta2) * g;
                             break;
                         }
@@ -421,9 +425,11 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                 const float dt = p.dt;
                 switch (p.kind) {
                     case KIND_SGD: {
-                        float c = sqrtf(p.eta * dt);
+                        // THEORY.md §8's time change: the substep and the diffusion scale with m_k.
+                        const float dts = dt * scale;
+                        float c = sqrtf(eta * dts);
 #pragma unroll
-                        for (int j = 0; j < K; j++) x[j] = x[j] - lam[j] * x[j] * dt + c * sd[j] * z[j];
+                        for (int j = 0; j < K; j++) x[j] = x[j] - lam[j] * x[j] * dts + c * sd[j] * z[j];
                         break;
                     }
                     case KIND_SIGNSGD: {

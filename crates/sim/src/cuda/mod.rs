@@ -180,7 +180,7 @@ struct Params {
     records: u32,
     rec_start: u32,
     bias_correction: u32,
-    pad: u32,
+    scheduled: u32,
     eta: f32,
     beta1: f32,
     beta2: f32,
@@ -316,6 +316,8 @@ fn run_on(
         crate::sde::Sde::generic(params, task.sde_model, task.refine).map_err(SimError::Invalid)?;
     }
     let mut p = lower(task, sde, params, &noise, id, d);
+    let rate = crate::run::rate_of(task, params);
+    p.scheduled = u32::from(!rate.is_constant());
     let paths = task.paths as usize;
     let records = steps.record_steps.len();
     p.records = u32::try_from(records).map_err(|_| SimError::Invalid("too many record points".into()))?;
@@ -339,6 +341,10 @@ fn run_on(
     let sigma = stream.clone_htod(&f32s(&noise.sigma)).map_err(driver)?;
     let std = stream.clone_htod(&f32s(noise.std.as_deref().unwrap_or(&noise.sigma))).map_err(driver)?;
     let record_steps = stream.clone_htod(&steps.record_steps).map_err(driver)?;
+    // The schedule's multiplier of every step (one float when there is none: never read).
+    let scales: Vec<f32> =
+        if rate.is_constant() { vec![1.0] } else { (0..steps.total).map(|k| rate.scale(k) as f32).collect() };
+    let lr_scale = stream.clone_htod(&scales).map_err(driver)?;
     let n = threads as usize * K;
     let mut state = stream.alloc_zeros::<f32>(3 * n).map_err(driver)?;
     let mut losses = stream.alloc_zeros::<f64>(paths * records).map_err(driver)?;
@@ -374,12 +380,14 @@ fn run_on(
             .arg(&std)
             .arg(&mut state)
             .arg(&record_steps)
+            .arg(&lr_scale)
             .arg(&mut losses)
             .arg(&mut stationary)
             .arg(&mut phase_counts)
             .arg(&mut diverged);
         // SAFETY: the arguments match the kernel's signature and every buffer has the length
-        // the kernel indexes (state 3·paths·tpp·K, losses paths·records, phase_counts 3·records).
+        // the kernel indexes (state 3·paths·tpp·K, losses paths·records, phase_counts 3·records,
+        // lr_scale one per step when `scheduled`).
         unsafe { launch.launch(cfg) }.map_err(driver)?;
         // One small copy per launch: the only synchronisation inside a trial.
         let first = stream.clone_dtoh(&diverged).map_err(driver)?[0];
@@ -413,7 +421,7 @@ fn run_on(
     };
     let form = if sde { Form::Sde } else { Form::Discrete };
     let (theory, mut notes) =
-        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &steps.record_steps, params.batch_size);
+        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &steps, &rate, params.batch_size);
     notes.push(format!("ran on the GPU: {} (float32 state, Philox-4x32-10 normals)", dev.description));
     Ok(crate::run::summarise(&[block], &steps, params.batch_size, d, None, theory, notes))
 }

@@ -68,6 +68,7 @@ pub(super) fn bench_gpu(b: GpuBench) -> anyhow::Result<u8> {
             refine: 1,
             sde_model: SdeModel::Compagnoni,
             backend: Backend::Cuda,
+            lr_schedule: Default::default(),
         };
         let task = if sde { TaskSpec::Sde(sim) } else { TaskSpec::Optimizer(sim) };
         let params = Hyperparams {

@@ -47,6 +47,7 @@ pub(super) fn bench_sim(b: SimBench) -> anyhow::Result<u8> {
         refine: 1,
         sde_model: SdeModel::Compagnoni,
         backend: Default::default(),
+        lr_schedule: Default::default(),
     });
     let params = Hyperparams {
         optimizer: OptimizerKind::Sgd,
