@@ -326,14 +326,30 @@ pub enum SdeModel {
     Malladi,
 }
 
-/// The loss landscape, tagged by `kind`.
+/// The loss landscape, tagged by `kind` (THEORY.md §1 and §8).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LandscapeSpec {
-    /// `f(x) = ½ xᵀ diag(λ) x`.
+    /// `f(x) = ½ xᵀ diag(λ) x`, or with `rotation_seed` `½ xᵀ Q diag(λ) Qᵀ x`, Q a seeded random
+    /// orthogonal matrix (the same on every machine).
     Quadratic {
-        /// The diagonal λ_i > 0; its length is the dimension d.
+        /// The eigenvalues λ_i > 0 (the diagonal when not rotated); their number is the dimension d.
         eigenvalues: Eigenvalues,
+        /// Rotates the eigenbasis by the Haar-random orthogonal matrix of this seed. Serialised
+        /// only when set, so the ids of diagonal quadratics do not change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rotation_seed: Option<u64>,
+    },
+    /// `f(x) = ½ xᵀ H x` with H given, symmetric positive definite (written `kind = "quadratic",
+    /// hessian = [[…], …]` in a sweep file).
+    QuadraticHessian {
+        /// The rows of H.
+        hessian: Vec<Vec<f64>>,
+    },
+    /// `f(x) = Σ a_i (x_i² − 1)²/4`: minima at ±1, barrier a_i/4 at 0 (THEORY.md §8).
+    DoubleWell {
+        /// The scales a_i > 0; their number is the dimension d.
+        a: Vec<f64>,
     },
 }
 
@@ -341,9 +357,56 @@ impl LandscapeSpec {
     /// Dimension d of the parameter vector.
     pub fn dim(&self) -> usize {
         match self {
-            LandscapeSpec::Quadratic { eigenvalues } => eigenvalues.dim(),
+            LandscapeSpec::Quadratic { eigenvalues, .. } => eigenvalues.dim(),
+            LandscapeSpec::QuadraticHessian { hessian } => hessian.len(),
+            LandscapeSpec::DoubleWell { a } => a.len(),
         }
     }
+
+    /// Whether this is a diagonal quadratic (what the GPU kernel and the diagonal closed forms
+    /// take).
+    pub fn is_diagonal(&self) -> bool {
+        matches!(self, LandscapeSpec::Quadratic { rotation_seed: None, .. })
+    }
+
+    /// What the landscape is, in words (for errors and notes).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            LandscapeSpec::Quadratic { rotation_seed: None, .. } => "a diagonal quadratic",
+            LandscapeSpec::Quadratic { .. } => "a rotated quadratic",
+            LandscapeSpec::QuadraticHessian { .. } => "a quadratic with a full Hessian",
+            LandscapeSpec::DoubleWell { .. } => "the double well",
+        }
+    }
+}
+
+/// The largest dimension of a landscape with a full Hessian (d² entries, d² work per step).
+pub const MAX_DENSE_DIM: usize = 1024;
+
+/// Cholesky factorisation of the symmetric matrix `h` (rows): `Err((k, pivot))` at the first
+/// pivot that is not positive (so `h` is not positive definite: its leading (k+1)×(k+1) minor
+/// is not), `Ok(L)` (rows, lower triangular) otherwise.
+#[allow(clippy::needless_range_loop)] // matrix indices read best as indices
+pub fn cholesky(h: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, (usize, f64)> {
+    let d = h.len();
+    let mut l = vec![vec![0.0; d]; d];
+    for i in 0..d {
+        for j in 0..=i {
+            let mut sum = h[i][j];
+            for k in 0..j {
+                sum -= l[i][k] * l[j][k];
+            }
+            if i == j {
+                if !(sum > 0.0 && sum.is_finite()) {
+                    return Err((i, sum));
+                }
+                l[i][i] = sum.sqrt();
+            } else {
+                l[i][j] = sum / l[j][j];
+            }
+        }
+    }
+    Ok(l)
 }
 
 /// The spectrum of a quadratic: listed, or generated.
@@ -556,6 +619,7 @@ mod tests {
         let t = TaskSpec::Sde(SimTask {
             landscape: LandscapeSpec::Quadratic {
                 eigenvalues: Eigenvalues::Generated(Spectrum::Linspace { lo: 0.1, hi: 10.0, num: 1000 }),
+                rotation_seed: None,
             },
             noise: NoiseSpec::StudentT { sigma: Sigma::PerCoordinate(vec![1.0, 2.0]), nu: 3.0 },
             x0: 0.5,

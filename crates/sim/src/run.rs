@@ -5,7 +5,7 @@
 //! schedules blocks. Memory is O(paths × records) for results plus O(BLOCK × d) per running block;
 //! trajectories are never stored.
 
-use crate::landscape::{self, Landscape};
+use crate::landscape::{self, Land, Landscape};
 use crate::noise::Noise;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::sde::{Scratch, Sde, SdeState};
@@ -40,7 +40,7 @@ enum Method {
 
 /// Everything a block needs, shared by all blocks of a trial.
 struct Setup<'a> {
-    land: &'a landscape::Quadratic,
+    land: &'a Land,
     noise: &'a Noise,
     method: &'a Method,
     x0: f64,
@@ -48,6 +48,8 @@ struct Setup<'a> {
     rate: &'a Rate,
     id: TrialId,
     seed: u64,
+    /// The batch size B (σ₁² = B σ_B²).
+    batch: u64,
     phases: bool,
     cancel: &'a Cancel,
 }
@@ -67,6 +69,9 @@ pub(crate) struct BlockResult {
     pub(crate) recorded: usize,
     /// Sum over the block's paths of |∇f|² at each record point (empty: not measured).
     pub(crate) grad_sq: Vec<f64>,
+    /// Sums over the block's paths of tr(H Σ₁) and ∇fᵀ H ∇f at each record point, for B_noise
+    /// (empty: not measured).
+    pub(crate) curvature: Vec<[f64; 2]>,
     /// First step at which a path of the block diverged.
     pub(crate) diverged_at: Option<u64>,
 }
@@ -84,8 +89,7 @@ pub fn run_sim(
     let d = land.dim();
     let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
     let method = if sde {
-        let sde =
-            Sde::new(params, task.sde_model, task.refine, &land.eigenvalues, &noise).map_err(SimError::Invalid)?;
+        let sde = Sde::new(params, task.sde_model, task.refine, land.diagonal(), &noise).map_err(SimError::Invalid)?;
         Method::Sde(sde, task.refine)
     } else {
         let mut cfg = OptimizerConfig::from_params(params);
@@ -103,6 +107,7 @@ pub fn run_sim(
         rate: &rate,
         id,
         seed: params.seed,
+        batch: params.batch_size,
         phases: params.optimizer.sign_like(),
         cancel,
     };
@@ -113,8 +118,7 @@ pub fn run_sim(
         .map(|b| run_block(&setup, b as u64, BLOCK.min(paths - b * BLOCK)))
         .collect::<Result<_, _>>()?;
     let form = if sde { Form::Sde } else { Form::Discrete };
-    let (theory, notes) =
-        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &steps, &rate, params.batch_size);
+    let (theory, notes) = theory::predict(params, form, &land, &noise, task.x0, &steps, &rate, params.batch_size);
     let trace = noise.per_sample_trace(params.batch_size);
     Ok(summarise(&results, &steps, params.batch_size, d, trace, theory, notes))
 }
@@ -148,10 +152,20 @@ unsafe fn run_block_avx2(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockRes
     run_block_inner(s, block, n)
 }
 
+/// Runs one block on its landscape, each landscape compiled on its own (the diagonal quadratic's
+/// loop is what it was before other landscapes existed).
 #[inline(always)]
 fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, SimError> {
-    let land = s.land;
-    let lambda = &land.eigenvalues[..];
+    match s.land {
+        Land::Diagonal(q) => run_block_on(s, q, block, n),
+        Land::Dense(q) => run_block_on(s, q, block, n),
+        Land::DoubleWell(w) => run_block_on(s, w, block, n),
+    }
+}
+
+#[inline(always)]
+fn run_block_on<L: Landscape>(s: &Setup<'_>, land: &L, block: u64, n: usize) -> Result<BlockResult, SimError> {
+    let lambda = land.hessian_diagonal();
     let d = land.dim();
     let steps = s.steps;
     let records = steps.record_steps.len();
@@ -170,6 +184,11 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     let mut losses = vec![f64::NAN; n * records];
     let mut phase_counts = vec![[0u64; 3]; if s.phases { records } else { 0 }];
     let mut grad_sq = vec![0.0; records];
+    // B_noise's per-sample variances σ₁,i² (none for infinite-variance noise).
+    let per_sample: Option<Vec<f64>> =
+        s.noise.std.as_ref().map(|std| std.iter().map(|v| v * v * s.batch as f64).collect());
+    let mut curvature = vec![[0.0; 2]; if per_sample.is_some() { records } else { 0 }];
+    let (mut gr, mut hg) = (vec![0.0; d], vec![0.0; d]);
     let mut sums = vec![0.0; n];
     // The averaging window's second half, for the settled check (TrialMetrics::settled).
     let mid = steps.burn_in_steps + (steps.total - steps.burn_in_steps) / 2;
@@ -178,27 +197,34 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     let mut diverged_at = None;
     // Records reuse the loss each path computed in its step (the same bits as recomputing it).
     let mut step_losses: Vec<f64> = (0..n).map(|p| land.loss(&x[p * d..(p + 1) * d])).collect();
-    let record = |step: u64,
-                  x: &[f64],
-                  step_losses: &[f64],
-                  losses: &mut [f64],
-                  phase_counts: &mut [[u64; 3]],
-                  grad_sq: &mut [f64],
-                  next: &mut usize| {
+    let mut record = |step: u64,
+                      x: &[f64],
+                      step_losses: &[f64],
+                      losses: &mut [f64],
+                      phase_counts: &mut [[u64; 3]],
+                      grad_sq: &mut [f64],
+                      curvature: &mut [[f64; 2]],
+                      next: &mut usize| {
         if *next < records && steps.record_steps[*next] == step {
             for p in 0..n {
+                let xp = &x[p * d..(p + 1) * d];
                 losses[p * records + *next] = step_losses[p];
-                // |∇f|² on the diagonal quadratic: Σ (λ_i x_i)² (for the gradient noise scale).
-                grad_sq[*next] +=
-                    x[p * d..(p + 1) * d].iter().zip(lambda).map(|(xi, l)| (l * xi) * (l * xi)).sum::<f64>();
+                // |∇f|² (the gradient noise scale B_simple), ∇fᵀH∇f and tr(HΣ₁) (B_noise).
+                land.grad(xp, &mut gr);
+                grad_sq[*next] += gr.iter().map(|g| g * g).sum::<f64>();
+                if let Some(w) = &per_sample {
+                    land.hess_vec(xp, &gr, &mut hg);
+                    curvature[*next][0] += land.hess_diag_dot(xp, w);
+                    curvature[*next][1] += gr.iter().zip(&hg).map(|(g, h)| g * h).sum::<f64>();
+                }
                 if s.phases {
-                    count_phases(&x[p * d..(p + 1) * d], lambda, &s.noise.sigma, &mut phase_counts[*next]);
+                    count_phases(&gr, &s.noise.sigma, &mut phase_counts[*next]);
                 }
             }
             *next += 1;
         }
     };
-    record(0, &x, &step_losses, &mut losses, &mut phase_counts, &mut grad_sq, &mut next_record);
+    record(0, &x, &step_losses, &mut losses, &mut phase_counts, &mut grad_sq, &mut curvature, &mut next_record);
     'steps: for step in 1..=steps.total {
         if step % 64 == 0 && s.cancel.is_cancelled() {
             return Err(SimError::Cancelled);
@@ -219,7 +245,17 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
                 }
                 Method::Sde(sde, refine) => {
                     for _ in 0..*refine {
-                        fused = sde.substep(xp, &mut sde_states[p], lambda, s.noise, &mut rng, &mut scratch, scale);
+                        fused = match lambda {
+                            Some(lambda) => {
+                                sde.substep(xp, &mut sde_states[p], lambda, s.noise, &mut rng, &mut scratch, scale)
+                            }
+                            None => {
+                                let Scratch { g, z } = &mut scratch;
+                                land.grad(xp, g);
+                                sde.substep_with_grad(xp, &mut sde_states[p], g, s.noise, &mut rng, z, scale);
+                                None
+                            }
+                        };
                     }
                 }
             }
@@ -236,7 +272,7 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
             }
             step_losses[p] = loss;
         }
-        record(step, &x, &step_losses, &mut losses, &mut phase_counts, &mut grad_sq, &mut next_record);
+        record(step, &x, &step_losses, &mut losses, &mut phase_counts, &mut grad_sq, &mut curvature, &mut next_record);
     }
     let averaged = (steps.total - steps.burn_in_steps).max(1) as f64;
     let stationary = sums.iter().map(|s| s / averaged).collect();
@@ -246,13 +282,14 @@ fn run_block_inner(s: &Setup<'_>, block: u64, n: usize) -> Result<BlockResult, S
     } else {
         Vec::new()
     };
-    Ok(BlockResult { losses, stationary, drift, phase_counts, recorded: next_record, diverged_at, grad_sq })
+    Ok(BlockResult { losses, stationary, drift, phase_counts, recorded: next_record, diverged_at, grad_sq, curvature })
 }
 
-/// Adds each coordinate of `x` to its SignSGD phase by |Y| = |λx|/(√2σ) (THEORY.md §3).
-fn count_phases(x: &[f64], lambda: &[f64], sigma: &[f64], counts: &mut [u64; 3]) {
-    for ((xi, l), s) in x.iter().zip(lambda).zip(sigma) {
-        let grad = (l * xi).abs();
+/// Adds each coordinate to its SignSGD phase by |Y| = |∇f_i|/(√2σ_i) (THEORY.md §3), from the
+/// gradient `grad`.
+fn count_phases(grad: &[f64], sigma: &[f64], counts: &mut [u64; 3]) {
+    for (g, s) in grad.iter().zip(sigma) {
+        let grad = g.abs();
         let phase = if grad == 0.0 {
             2
         } else {
@@ -311,6 +348,14 @@ pub(crate) fn summarise(
             let mean = blocks.iter().map(|b| b.grad_sq[r]).sum::<f64>() / paths.max(1) as f64;
             if mean > 0.0 && (trace / mean).is_finite() {
                 extra.insert("noise_scale".to_string(), trace / mean);
+            }
+        }
+        if blocks.iter().all(|b| b.curvature.len() > r) {
+            // B_noise = tr(HΣ₁)/(∇fᵀH∇f), numerator and denominator averaged over paths first.
+            let (num, den) =
+                blocks.iter().fold((0.0, 0.0), |(a, b), blk| (a + blk.curvature[r][0], b + blk.curvature[r][1]));
+            if den > 0.0 && (num / den).is_finite() && num > 0.0 {
+                extra.insert("b_noise".to_string(), num / den);
             }
         }
         curve.push(CurvePoint {

@@ -80,17 +80,22 @@ impl Scratch {
 
 impl Sde {
     /// The SDE of `params.optimizer` under `model`, with `refine` substeps per optimizer step, on
-    /// a quadratic with Hessian diagonal `lambda` (which SGD's fused kernel needs). `Err` says
+    /// a diagonal quadratic with Hessian diagonal `lambda` (which SGD's fused kernel needs; `None`
+    /// for other landscapes: the caller then computes gradients). `Err` says
     /// why there is none (an optimizer without an SDE, or without one under `model`).
     pub fn new(
         params: &Hyperparams,
         model: SdeModel,
         refine: u32,
-        lambda: &[f64],
+        lambda: Option<&[f64]>,
         noise: &Noise,
     ) -> Result<Sde, String> {
         let mut sde = Sde::generic(params, model, refine)?;
-        sde.sgd_coefs = (sde.kind == Family::Sgd).then(|| {
+        let lambda = match lambda {
+            Some(lambda) if sde.kind == Family::Sgd => lambda,
+            _ => return Ok(sde),
+        };
+        sde.sgd_coefs = Some({
             let c = (sde.eta * sde.dt).sqrt();
             let std = noise.std.as_deref().unwrap_or(&noise.sigma);
             (lambda.iter().map(|l| l * sde.dt).collect(), std.iter().map(|s| c * s).collect())
@@ -363,7 +368,7 @@ mod tests {
             seed: 0,
         };
         let (fused, generic) = (
-            Sde::new(&params, SdeModel::Compagnoni, 3, &lambda, &noise).unwrap(),
+            Sde::new(&params, SdeModel::Compagnoni, 3, Some(&lambda), &noise).unwrap(),
             Sde::generic(&params, SdeModel::Compagnoni, 3).unwrap(),
         );
         let (mut x1, mut x2) = (vec![0.5; 5], vec![0.5; 5]);

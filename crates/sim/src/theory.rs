@@ -1,5 +1,7 @@
-//! Closed-form predictions of THEORY.md §4 and §8 on the diagonal quadratic.
+//! Closed-form predictions of THEORY.md §4 and §8: the diagonal quadratic, the quadratic with a
+//! full Hessian (in its eigenbasis) and the double well.
 
+use crate::landscape::{Dense, DoubleWell, Land};
 use crate::noise::{Family, Noise, ell};
 use crate::steps::{Rate, Steps};
 use kappa_core::{Hyperparams, OptimizerKind, Theory, TheoryPoint};
@@ -25,7 +27,7 @@ pub enum Form {
 pub fn predict(
     params: &Hyperparams,
     form: Form,
-    lambda: &[f64],
+    land: &Land,
     noise: &Noise,
     x0: f64,
     steps: &Steps,
@@ -33,10 +35,17 @@ pub fn predict(
     batch_size: u64,
 ) -> (Option<Theory>, Vec<String>) {
     let mut notes = Vec::new();
-    let exact = exact_curve(params, form, lambda, noise, x0, steps, batch_size, |k| rate.at(k));
+    let coords = coordinates(land, noise, x0);
+    let exact = coords.as_deref().and_then(|c| exact_curve(params, form, c, steps, batch_size, |k| rate.at(k)));
     let (stationary, curve) = if rate.is_constant() {
-        let stationary = stationary(params, form, lambda, noise, &mut notes);
-        let sign = signsgd_phase3_curve(params, lambda, noise, x0, &steps.record_steps, batch_size);
+        let (stationary, sign) = match land {
+            Land::Diagonal(q) => (
+                stationary(params, form, &q.eigenvalues, noise, &mut notes),
+                signsgd_phase3_curve(params, &q.eigenvalues, noise, x0, &steps.record_steps, batch_size),
+            ),
+            Land::Dense(h) => (dense_stationary(params, form, h, coords.as_deref(), noise, &mut notes), Vec::new()),
+            Land::DoubleWell(w) => (double_well_stationary(params, form, w, noise), Vec::new()),
+        };
         (stationary, if sign.is_empty() { exact.map(|e| e.0).unwrap_or_default() } else { sign })
     } else {
         match exact {
@@ -56,6 +65,138 @@ pub fn predict(
         return (None, notes);
     }
     (Some(Theory { stationary_loss: stationary, curve }), notes)
+}
+
+/// One coordinate of a quadratic in its eigenbasis: curvature λ, gradient-noise variance
+/// (Qᵀ Σ Q)_kk and the start's second moment (Qᵀx₀)_k².
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Coord {
+    /// The eigenvalue λ_k.
+    pub lambda: f64,
+    /// The noise variance along its eigenvector.
+    pub var: f64,
+    /// E y_k² at the start.
+    pub m0: f64,
+}
+
+/// A quadratic's coordinates in its eigenbasis (the diagonal quadratic's are its own), with the
+/// noise's variance per coordinate; `None` for the double well or infinite-variance noise.
+pub fn coordinates(land: &Land, noise: &Noise, x0: f64) -> Option<Vec<Coord>> {
+    let std = noise.std.as_deref()?;
+    match land {
+        Land::Diagonal(q) => {
+            Some(q.eigenvalues.iter().zip(std).map(|(l, s)| Coord { lambda: *l, var: s * s, m0: x0 * x0 }).collect())
+        }
+        Land::Dense(h) => {
+            let var = h.eigen_variances(&std.iter().map(|s| s * s).collect::<Vec<_>>());
+            let y0 = h.to_eigenbasis(&vec![x0; std.len()]);
+            Some(
+                h.eigenvalues
+                    .iter()
+                    .zip(var)
+                    .zip(y0)
+                    .map(|((l, v), y)| Coord { lambda: *l, var: v, m0: y * y })
+                    .collect(),
+            )
+        }
+        Land::DoubleWell(_) => None,
+    }
+}
+
+/// The stationary loss on a quadratic with a full Hessian (THEORY.md §8): exact for SGD, heavy
+/// ball and Nesterov (each eigen-coordinate on its own, with its noise variance (QᵀΣQ)_kk); the
+/// leading order, the same for every rotation, for SGD's SDE (η tr Σ/4), SignSGD (Gaussian:
+/// η Σσ_i/(4√(2/π)), the Lyapunov equation's trace) and RMSprop/Adam without weight decay
+/// (η Σσ_i/4). Nothing for the others.
+fn dense_stationary(
+    params: &Hyperparams,
+    form: Form,
+    h: &Dense,
+    coords: Option<&[Coord]>,
+    noise: &Noise,
+    notes: &mut Vec<String>,
+) -> Option<f64> {
+    let o = params.optimizer;
+    let eta = params.lr;
+    match (o, form) {
+        (OptimizerKind::Sgd | OptimizerKind::Momentum | OptimizerKind::Nesterov, Form::Discrete) => {
+            let Some(coords) = coords else {
+                notes.push(format!("no finite stationary loss: {o} under Student-t noise with nu <= 2 has none"));
+                return None;
+            };
+            linear_stationary(params, coords, notes)
+        }
+        (OptimizerKind::SignSgd, _) if matches!(noise.family, Family::Gaussian) => {
+            Some(eta * noise.sigma.iter().sum::<f64>() / (4.0 * (2.0 / std::f64::consts::PI).sqrt()))
+        }
+        (OptimizerKind::Sgd | OptimizerKind::SignSgd | OptimizerKind::Rmsprop | OptimizerKind::Adam, _) => {
+            // These diagonal forms do not involve λ: they hold for every rotation.
+            stationary(params, form, &h.eigenvalues, noise, notes)
+        }
+        (OptimizerKind::Signum | OptimizerKind::Lion, _) if is_signsgd(params) => {
+            let sign = Hyperparams { optimizer: OptimizerKind::SignSgd, ..params.clone() };
+            dense_stationary(&sign, form, h, coords, noise, notes)
+        }
+        _ => None,
+    }
+}
+
+/// The exact stationary loss of SGD, heavy ball or Nesterov from coordinates that move on their
+/// own: Σ ½ λ_k C_k (THEORY.md §8), or `None` with a note where one is unstable.
+fn linear_stationary(params: &Hyperparams, coords: &[Coord], notes: &mut Vec<String>) -> Option<f64> {
+    let mut total = 0.0;
+    for c in coords {
+        let Some(m) = Momentum::of(params, c.lambda, params.lr).stationary(c.var) else {
+            notes.push(format!(
+                "{} is unstable here (eta = {}, beta1 = {}, lambda = {}): no stationary loss",
+                params.optimizer, params.lr, params.beta1, c.lambda
+            ));
+            return None;
+        };
+        total += 0.5 * c.lambda * m[0];
+    }
+    Some(total)
+}
+
+/// The SGD SDE's stationary loss on the double well (THEORY.md §8): per coordinate the
+/// stationary density is `p(x) ∝ exp(−2f(x)/(ηs²))`, so `E f = ∫ f p / ∫ p`, integrated
+/// numerically (Simpson's rule) to about 1e-10 relative. `None` for other optimizers, for the
+/// discrete optimizer (which it approximates at O(η): that gap is what the tracking table
+/// measures) and without a finite noise variance.
+fn double_well_stationary(params: &Hyperparams, form: Form, w: &DoubleWell, noise: &Noise) -> Option<f64> {
+    if params.optimizer != OptimizerKind::Sgd || form != Form::Sde {
+        return None;
+    }
+    let std = noise.std.as_deref()?;
+    Some(w.a.iter().zip(std).map(|(a, s)| double_well_coordinate(*a, params.lr * s * s)).sum())
+}
+
+/// `∫ f p / ∫ p` for `f = a(x² − 1)²/4` and `p ∝ exp(−2f/t)` (t = η s²).
+pub fn double_well_coordinate(a: f64, t: f64) -> f64 {
+    if t <= 0.0 {
+        return 0.0;
+    }
+    let f = |x: f64| a * (x * x - 1.0).powi(2) / 4.0;
+    // Beyond |x| = edge the weight is below e^-60 of its peak.
+    let edge = (1.0 + (120.0 * t / a).sqrt()).sqrt() + 0.5;
+    let n = 200_000;
+    let h = 2.0 * edge / n as f64;
+    let (mut num, mut den) = (0.0, 0.0);
+    for i in 0..=n {
+        let x = -edge + i as f64 * h;
+        let weight = if i == 0 || i == n {
+            1.0
+        } else if i % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        };
+        let fx = f(x);
+        let p = (-2.0 * fx / t).exp();
+        num += weight * fx * p;
+        den += weight * p;
+    }
+    num / den
 }
 
 /// Predicted stationary loss, leading order in η (SGD discrete: exact).
@@ -120,18 +261,9 @@ pub fn stationary(
                 ));
                 return None;
             };
-            let mut total = 0.0;
-            for (l, s) in lambda.iter().zip(s) {
-                let Some(c) = Momentum::of(params, *l, eta).stationary(s * s) else {
-                    notes.push(format!(
-                        "{} is unstable here (eta = {eta}, beta1 = {}, lambda = {l}): no stationary loss",
-                        params.optimizer, params.beta1
-                    ));
-                    return None;
-                };
-                total += 0.5 * l * c[0];
-            }
-            Some(total)
+            let coords: Vec<Coord> =
+                lambda.iter().zip(s).map(|(l, s)| Coord { lambda: *l, var: s * s, m0: 0.0 }).collect();
+            linear_stationary(params, &coords, notes)
         }
         OptimizerKind::Signum | OptimizerKind::Lion if is_signsgd(params) => {
             let sign = Hyperparams { optimizer: OptimizerKind::SignSgd, ..params.clone() };
@@ -232,21 +364,17 @@ fn solve3(m: [[f64; 3]; 3], rhs: [f64; 3]) -> Option<[f64; 3]> {
     Some(out)
 }
 
-/// The exact expected loss on the diagonal quadratic, from x₀ in every coordinate (momentum
-/// buffers at 0), under noise of variance `std²` per coordinate, with step `k`'s rate `lr(k)`
-/// (THEORY.md §7–§8): the discrete SGD, heavy ball and Nesterov by their second moments stepped
-/// one optimizer step at a time; SGD's SDE by its own law over each step, the rate held for a
-/// time η_k: `S ← S e^{−2λη_k} + η_k s² (1 − e^{−2λη_k}) / (2λ)`. Returns the curve at the
-/// steps' record points and the mean over the steps after the burn-in (`None` without such
-/// steps). `None` for other optimizers, infinite-variance noise, or more than [`CURVE_WORK`]
-/// coordinate-steps.
-#[allow(clippy::too_many_arguments)]
+/// The exact expected loss on a quadratic, from its coordinates in its eigenbasis (momentum
+/// buffers at 0), with step `k`'s rate `lr(k)` (THEORY.md §7–§8): the discrete SGD, heavy ball
+/// and Nesterov by their second moments stepped one optimizer step at a time; SGD's SDE by its
+/// own law over each step, the rate held for a time η_k:
+/// `S ← S e^{−2λη_k} + η_k s² (1 − e^{−2λη_k}) / (2λ)`. Returns the curve at the steps' record
+/// points and the mean over the steps after the burn-in (`None` without such steps). `None` for
+/// other optimizers or more than [`CURVE_WORK`] coordinate-steps.
 pub fn exact_curve(
     params: &Hyperparams,
     form: Form,
-    lambda: &[f64],
-    noise: &Noise,
-    x0: f64,
+    coords: &[Coord],
     steps: &Steps,
     batch_size: u64,
     lr: impl Fn(u64) -> f64,
@@ -256,26 +384,26 @@ pub fn exact_curve(
         Form::Discrete => matches!(o, OptimizerKind::Sgd | OptimizerKind::Momentum | OptimizerKind::Nesterov),
         Form::Sde => o == OptimizerKind::Sgd,
     };
-    let std = noise.std.as_deref()?;
     let last = steps.total;
-    if !linear || last.saturating_mul(lambda.len() as u64) > CURVE_WORK {
+    if !linear || last.saturating_mul(coords.len() as u64) > CURVE_WORK {
         return None;
     }
-    let mut m: Vec<[f64; 3]> = vec![[x0 * x0, 0.0, 0.0]; lambda.len()];
-    let loss = |m: &[[f64; 3]]| lambda.iter().zip(m).map(|(l, c)| 0.5 * l * c[0]).sum::<f64>();
+    let mut m: Vec<[f64; 3]> = coords.iter().map(|c| [c.m0, 0.0, 0.0]).collect();
+    let loss = |m: &[[f64; 3]]| coords.iter().zip(m).map(|(c, m)| 0.5 * c.lambda * m[0]).sum::<f64>();
     let mut out = Vec::with_capacity(steps.record_steps.len());
     let mut records = steps.record_steps.iter().peekable();
     let (mut window, mut counted) = (0.0, 0u64);
     for k in 0..=last {
         if k > 0 {
             let eta = lr(k - 1);
-            for ((c, l), s) in m.iter_mut().zip(lambda).zip(std) {
-                *c = match form {
-                    Form::Discrete => Momentum::of(params, *l, eta).advance(*c, s * s),
+            for (mk, c) in m.iter_mut().zip(coords) {
+                *mk = match form {
+                    Form::Discrete => Momentum::of(params, c.lambda, eta).advance(*mk, c.var),
                     Form::Sde => {
+                        let l = c.lambda;
                         let decay = (-2.0 * l * eta).exp();
-                        let gain = if *l > 0.0 { -(-2.0 * l * eta).exp_m1() / (2.0 * l) } else { eta };
-                        [c[0] * decay + eta * s * s * gain, 0.0, 0.0]
+                        let gain = if l > 0.0 { -(-2.0 * l * eta).exp_m1() / (2.0 * l) } else { eta };
+                        [mk[0] * decay + eta * c.var * gain, 0.0, 0.0]
                     }
                 };
             }
@@ -407,7 +535,9 @@ mod tests {
         let mut notes = Vec::new();
         let st = stationary(&p, Form::Discrete, &lambda, &noise, &mut notes).unwrap();
         let steps = Steps { total: 20_000, record_steps: vec![0, 1, 20_000], burn_in_steps: 10_000 };
-        let (curve, window) = exact_curve(&p, Form::Discrete, &lambda, &noise, 1.0, &steps, 1, |_| p.lr).unwrap();
+        let land = Land::Diagonal(crate::landscape::Quadratic { eigenvalues: lambda.to_vec() });
+        let coords = coordinates(&land, &noise, 1.0).unwrap();
+        let (curve, window) = exact_curve(&p, Form::Discrete, &coords, &steps, 1, |_| p.lr).unwrap();
         assert!((window.unwrap() - st).abs() < 1e-9 * st);
         assert_eq!(curve.len(), 3);
         assert!((curve[0].loss - 2.0).abs() < 1e-15);
@@ -421,6 +551,14 @@ mod tests {
             .sum();
         assert!((curve[1].loss - one).abs() < 1e-14, "{} vs {one}", curve[1].loss);
         assert!((curve[2].loss - st).abs() < 1e-9 * st, "{} vs {st}", curve[2].loss);
+    }
+
+    /// THEORY.md §8's number: a = 1, η s² = 0.2 gives 0.05716; small noise the quadratic's η s²/4.
+    #[test]
+    fn the_double_well_integral() {
+        assert!((double_well_coordinate(1.0, 0.2) - 0.05716).abs() < 5e-6, "{}", double_well_coordinate(1.0, 0.2));
+        let small = double_well_coordinate(2.0, 1e-4);
+        assert!((small / 2.5e-5 - 1.0).abs() < 1e-3, "{small}");
     }
 
     /// Signum and Lion at β₁ = 0 predict SignSGD's stationary loss; with β₁ > 0 nothing.

@@ -10,7 +10,10 @@ use kappa_sim::{Cancel, RunOptions, SimError, gpu_available, run_trial, run_tria
 
 fn task(backend: Backend) -> SimTask {
     SimTask {
-        landscape: LandscapeSpec::Quadratic { eigenvalues: Eigenvalues::List(vec![0.5, 1.0, 2.0, 4.0, 3.0]) },
+        landscape: LandscapeSpec::Quadratic {
+            eigenvalues: Eigenvalues::List(vec![0.5, 1.0, 2.0, 4.0, 3.0]),
+            rotation_seed: None,
+        },
         noise: NoiseSpec::Gaussian { sigma: Sigma::Scalar(1.0) },
         x0: 0.5,
         paths: 40,

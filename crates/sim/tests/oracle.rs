@@ -15,7 +15,7 @@ const LAMBDA: [f64; 4] = [0.5, 1.0, 2.0, 4.0];
 
 fn sim(sigma: f64, steps: u64, paths: u32, burn_in: f64) -> SimTask {
     SimTask {
-        landscape: LandscapeSpec::Quadratic { eigenvalues: Eigenvalues::List(LAMBDA.to_vec()) },
+        landscape: LandscapeSpec::Quadratic { eigenvalues: Eigenvalues::List(LAMBDA.to_vec()), rotation_seed: None },
         noise: NoiseSpec::Gaussian { sigma: Sigma::Scalar(sigma) },
         x0: 0.0,
         paths,
@@ -253,7 +253,7 @@ fn noiseless_signsgd_reaches_the_minimum_in_finite_time() {
 #[test]
 fn one_dimension_works() {
     let mut s = sim(1.0, 5_000, 64, 0.5);
-    s.landscape = LandscapeSpec::Quadratic { eigenvalues: Eigenvalues::List(vec![2.0]) };
+    s.landscape = LandscapeSpec::Quadratic { eigenvalues: Eigenvalues::List(vec![2.0]), rotation_seed: None };
     let p = params(OptimizerKind::Sgd, 0.01);
     let (mean, se) = stationary(&TaskSpec::Optimizer(s), &p);
     let exact = 0.01 / (2.0 * (2.0 - 0.02));
@@ -448,4 +448,83 @@ fn a_constant_schedule_changes_nothing() {
     let mut s = sim(1.0, 500, 8, 0.5);
     s.lr_schedule = kappa_core::task::LrSchedule::Constant;
     assert_eq!(metrics(&TaskSpec::Optimizer(s), &p), base);
+}
+
+// ---------------------------------------------------------------- THEORY.md §8: landscapes
+
+fn rotated(sigma: Vec<f64>, seed: u64) -> SimTask {
+    let mut s = sim(1.0, 40_000, 256, 0.1);
+    s.landscape =
+        LandscapeSpec::Quadratic { eigenvalues: Eigenvalues::List(LAMBDA.to_vec()), rotation_seed: Some(seed) };
+    s.noise = NoiseSpec::Gaussian { sigma: Sigma::PerCoordinate(sigma) };
+    s
+}
+
+/// On a rotated quadratic with unequal σ_i: SGD's exact stationary loss Σ η (QᵀΣQ)_kk /
+/// (2(2 − ηλ_k)) and SignSGD's linear-phase plateau η Σσ_i/(4√(2/π)) (the Lyapunov equation's
+/// trace, the same for every rotation), each against the discrete optimizer (1%).
+#[test]
+fn rotated_quadratics_match_their_closed_forms() {
+    let sigma = vec![0.5, 1.0, 2.0, 1.5];
+    let sgd = params(OptimizerKind::Sgd, 0.01);
+    let m = metrics(&TaskSpec::Optimizer(rotated(sigma.clone(), 5)), &sgd);
+    let oracle = m.theory.as_ref().and_then(|t| t.stationary_loss).unwrap();
+    let e = m.stationary_loss.unwrap();
+    assert_within("rotated SGD (exact)", (e.mean, e.se), oracle, 0.01);
+    // Its exact curve is the theory's curve too.
+    assert_eq!(m.theory.unwrap().curve.len(), m.curve.len());
+    // And B_noise is recorded next to B_simple.
+    assert!(m.curve.last().unwrap().extra.contains_key("b_noise"), "{:?}", m.curve.last());
+
+    let sign = params(OptimizerKind::SignSgd, 1e-3);
+    let mut task = rotated(sigma.clone(), 5);
+    task.samples = 200_000;
+    let m = metrics(&TaskSpec::Optimizer(task), &sign);
+    let plateau = 1e-3 * sigma.iter().sum::<f64>() / (4.0 * (2.0 / std::f64::consts::PI).sqrt());
+    assert_eq!(m.theory.as_ref().and_then(|t| t.stationary_loss), Some(plateau));
+    let e = m.stationary_loss.unwrap();
+    assert_within("rotated SignSGD (linear phase)", (e.mean, e.se), plateau, 0.01);
+}
+
+/// With equal σ_i SGD does not see the rotation: the same exact stationary loss as diagonal; a
+/// given Hessian equal to a rotated one gives the same numbers.
+#[test]
+fn sgd_does_not_see_a_rotation_and_a_given_hessian_is_a_rotation() {
+    let sgd = params(OptimizerKind::Sgd, 0.01);
+    let rot = metrics(&TaskSpec::Optimizer(rotated(vec![1.0; 4], 9)), &sgd);
+    let diag = metrics(&TaskSpec::Optimizer(sim(1.0, 40_000, 256, 0.1)), &sgd);
+    let (r, d) = (rot.theory.unwrap().stationary_loss.unwrap(), diag.theory.unwrap().stationary_loss.unwrap());
+    assert!((r - d).abs() < 1e-12 * d, "{r} vs {d}");
+    let (a, b) = (rot.stationary_loss.unwrap(), diag.stationary_loss.unwrap());
+    assert!((a.mean - b.mean).abs() < 4.0 * (a.se.hypot(b.se)), "{a:?} vs {b:?}");
+    let h = kappa_sim::landscape::Dense::rotated(LAMBDA.to_vec(), 9);
+    let rows: Vec<Vec<f64>> = h.h.chunks(4).map(<[f64]>::to_vec).collect();
+    let mut given = rotated(vec![1.0; 4], 9);
+    given.landscape = LandscapeSpec::QuadraticHessian { hessian: rows };
+    given.samples = 2000;
+    let mut same = rotated(vec![1.0; 4], 9);
+    same.samples = 2000;
+    let (g, s) = (metrics(&TaskSpec::Optimizer(given), &sgd), metrics(&TaskSpec::Optimizer(same), &sgd));
+    assert_eq!(
+        g.curve.iter().map(|c| c.loss_mean).collect::<Vec<_>>(),
+        s.curve.iter().map(|c| c.loss_mean).collect::<Vec<_>>()
+    );
+}
+
+/// The double well's SGD-SDE stationary loss (THEORY.md §8's integral) against the SDE by
+/// Euler–Maruyama at Δ = η/8, in the regime where paths hop between the wells (2%).
+#[test]
+fn double_well_sde_matches_its_stationary_integral() {
+    let mut s = sim(1.0, 40_000, 256, 0.2);
+    s.landscape = LandscapeSpec::DoubleWell { a: vec![1.0, 2.0] };
+    // η s² = 0.2 on the first coordinate (a = 1): THEORY.md's 0.05716 for it.
+    s.noise = NoiseSpec::Gaussian { sigma: Sigma::Scalar(20f64.sqrt()) };
+    s.x0 = 1.0;
+    s.refine = 8;
+    let p = params(OptimizerKind::Sgd, 0.01);
+    let m = metrics(&TaskSpec::Sde(s), &p);
+    let oracle = m.theory.as_ref().and_then(|t| t.stationary_loss).unwrap();
+    assert!((kappa_sim::theory::double_well_coordinate(1.0, 0.2) - 0.05716).abs() < 1e-5);
+    let e = m.stationary_loss.unwrap();
+    assert_within("double well SGD SDE", (e.mean, e.se), oracle, 0.02);
 }

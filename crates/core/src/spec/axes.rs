@@ -693,6 +693,6 @@ mod tests {
             assert!(TASK_FIELDS.iter().any(|f| f == field), "{field}");
         }
         assert!(TASK_FIELDS.iter().all(|f| !["argv", "env"].contains(&f.split('.').next().unwrap_or(f))));
-        assert_eq!(TASK_FIELDS.len(), 47);
+        assert_eq!(TASK_FIELDS.len(), 50);
     }
 }

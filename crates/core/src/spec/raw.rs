@@ -369,12 +369,16 @@ impl DataKind {
 pub(super) struct RawLandscape {
     pub(super) kind: LandscapeKind,
     pub(super) eigenvalues: Option<toml::Value>,
+    pub(super) rotation_seed: Option<u64>,
+    pub(super) hessian: Option<toml::Value>,
+    pub(super) a: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub(super) enum LandscapeKind {
     Quadratic,
+    DoubleWell,
 }
 
 #[derive(Deserialize)]

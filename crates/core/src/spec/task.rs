@@ -5,11 +5,11 @@ use super::error::{Ctx, Seg, k};
 use super::execution::parse_duration;
 use super::range::as_f64;
 use super::raw::{
-    DataKind, LandscapeKind, MAX_DIM, NoiseKind, RawData, RawLrSchedule, RawTask, ScheduleKind, TaskKind,
+    DataKind, LandscapeKind, MAX_DIM, NoiseKind, RawData, RawLandscape, RawLrSchedule, RawTask, ScheduleKind, TaskKind,
 };
 use crate::task::{
-    CommandTask, DataSpec, Eigenvalues, LandscapeSpec, LrSchedule, ModelSpec, NoiseSpec, Objective, Sigma, SimTask,
-    Spectrum, TaskSpec, TrainTask,
+    CommandTask, DataSpec, Eigenvalues, LandscapeSpec, LrSchedule, MAX_DENSE_DIM, ModelSpec, NoiseSpec, Objective,
+    Sigma, SimTask, Spectrum, TaskSpec, TrainTask,
 };
 
 pub(super) fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
@@ -267,6 +267,149 @@ pub(super) fn train_data(ctx: &Ctx<'_>, d: RawData) -> Result<DataSpec, SpecErro
     })
 }
 
+/// `landscape = { kind = …, … }`: a quadratic by its eigenvalues (rotated or not) or its full
+/// Hessian, or the double well.
+pub(super) fn landscape(ctx: &Ctx<'_>, l: RawLandscape) -> Result<LandscapeSpec, SpecError> {
+    let at =
+        |p: &[&str]| -> Vec<Seg> { [k("task"), k("landscape")].into_iter().chain(p.iter().map(|s| k(s))).collect() };
+    let given = [
+        ("eigenvalues", l.eigenvalues.is_some()),
+        ("rotation_seed", l.rotation_seed.is_some()),
+        ("hessian", l.hessian.is_some()),
+        ("a", l.a.is_some()),
+    ];
+    let (name, reads): (&str, &[&str]) = match l.kind {
+        LandscapeKind::Quadratic => ("quadratic", &["eigenvalues", "rotation_seed", "hessian"]),
+        LandscapeKind::DoubleWell => ("double_well", &["a"]),
+    };
+    if let Some((field, _)) = given.iter().find(|(f, g)| *g && !reads.contains(f)) {
+        return Err(ctx.err(&at(&[field]), format!("`{field}` does not apply to a {name} landscape")));
+    }
+    match l.kind {
+        LandscapeKind::DoubleWell => {
+            let value =
+                l.a.ok_or_else(|| ctx.err(&at(&[]), "a double well needs `a = [1.0, 2.0]` (one scale per coordinate)"))?;
+            let toml::Value::Array(items) = &value else {
+                return Err(ctx.err(&at(&["a"]), "a must be a list of numbers > 0, one per coordinate"));
+            };
+            if items.is_empty() {
+                return Err(ctx.err(&at(&["a"]), "a must not be empty (its length is the dimension)"));
+            }
+            let a = items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let mut p = at(&["a"]);
+                    p.push(Seg::Index(i));
+                    finite_positive(ctx, &p, "a", v)
+                })
+                .collect::<Result<Vec<f64>, _>>()?;
+            Ok(LandscapeSpec::DoubleWell { a })
+        }
+        LandscapeKind::Quadratic => match (l.eigenvalues, l.hessian) {
+            (Some(_), Some(_)) => Err(ctx.err(
+                &at(&["hessian"]),
+                "give `eigenvalues` (with `rotation_seed` to rotate them) or `hessian`, not both",
+            )),
+            (None, None) => Err(ctx.err(
+                &at(&[]),
+                "a quadratic landscape needs `eigenvalues = [...]` or a generated spectrum, or a full `hessian = [[...], ...]`",
+            )),
+            (Some(value), None) => {
+                let eigenvalues = eigenvalues(ctx, &at(&["eigenvalues"]), &value)?;
+                if l.rotation_seed.is_some() && eigenvalues.dim() > MAX_DENSE_DIM {
+                    return Err(ctx.err(
+                        &at(&["rotation_seed"]),
+                        format!(
+                            "a rotated quadratic has a full d × d Hessian; d = {} is more than {MAX_DENSE_DIM}",
+                            eigenvalues.dim()
+                        ),
+                    ));
+                }
+                Ok(LandscapeSpec::Quadratic { eigenvalues, rotation_seed: l.rotation_seed })
+            }
+            (None, Some(value)) => {
+                if l.rotation_seed.is_some() {
+                    return Err(ctx.err(
+                        &at(&["rotation_seed"]),
+                        "`rotation_seed` rotates `eigenvalues`; a given `hessian` is already what it is",
+                    ));
+                }
+                Ok(LandscapeSpec::QuadraticHessian { hessian: hessian(ctx, &at(&["hessian"]), &value)? })
+            }
+        },
+    }
+}
+
+/// A full Hessian as written: square, finite, symmetric, positive definite, each checked with
+/// the entry or minor that fails.
+#[allow(clippy::needless_range_loop)] // matrix indices read best as indices
+fn hessian(ctx: &Ctx<'_>, path: &[Seg], value: &toml::Value) -> Result<Vec<Vec<f64>>, SpecError> {
+    let sub = |i: usize, j: Option<usize>| {
+        let mut p = path.to_vec();
+        p.push(Seg::Index(i));
+        p.extend(j.map(Seg::Index));
+        p
+    };
+    let shape = "hessian must be a square matrix, written as its rows: hessian = [[2.0, 0.5], [0.5, 1.0]]";
+    let toml::Value::Array(rows) = value else { return Err(ctx.err(path, shape)) };
+    let d = rows.len();
+    if d == 0 {
+        return Err(ctx.err(path, shape));
+    }
+    if d > MAX_DENSE_DIM {
+        return Err(ctx.err(path, format!("a {d} × {d} Hessian is larger than {MAX_DENSE_DIM} × {MAX_DENSE_DIM}")));
+    }
+    let mut h = Vec::with_capacity(d);
+    for (i, row) in rows.iter().enumerate() {
+        let toml::Value::Array(entries) = row else { return Err(ctx.err(&sub(i, None), shape)) };
+        if entries.len() != d {
+            return Err(ctx.err(
+                &sub(i, None),
+                format!(
+                    "row {i} of the Hessian has {} entries, but it has {d} rows: a d × d Hessian has d entries per row",
+                    entries.len()
+                ),
+            ));
+        }
+        let row = entries
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                as_f64(v).filter(|x| x.is_finite()).ok_or_else(|| {
+                    ctx.err(&sub(i, Some(j)), format!("Hessian entries must be finite numbers, got {v}"))
+                })
+            })
+            .collect::<Result<Vec<f64>, _>>()?;
+        h.push(row);
+    }
+    let scale = h.iter().flatten().fold(0.0f64, |m, x| m.max(x.abs()));
+    for i in 0..d {
+        for j in 0..i {
+            if (h[i][j] - h[j][i]).abs() > 1e-12 * scale {
+                return Err(ctx.err(
+                    &sub(i, Some(j)),
+                    format!(
+                        "the Hessian is not symmetric: hessian[{i}][{j}] = {} but hessian[{j}][{i}] = {}",
+                        h[i][j], h[j][i]
+                    ),
+                ));
+            }
+        }
+    }
+    if let Err((k, pivot)) = crate::task::cholesky(&h) {
+        return Err(ctx.err(
+            path,
+            format!(
+                "the Hessian is not positive definite: its leading {n} × {n} block is not (Cholesky pivot {k} is {pivot:.3e}); \
+                 a quadratic needs every eigenvalue > 0",
+                n = k + 1
+            ),
+        ));
+    }
+    Ok(h)
+}
+
 /// `lr_schedule = { kind = …, … }`: the fields its kind reads, defaults filled in, checked
 /// (THEORY.md §8).
 pub(super) fn lr_schedule(ctx: &Ctx<'_>, raw: Option<RawLrSchedule>) -> Result<LrSchedule, SpecError> {
@@ -330,18 +473,17 @@ pub(super) fn sim_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecErro
     let at = |p: &[&str]| -> Vec<Seg> { std::iter::once(k("task")).chain(p.iter().map(|s| k(s))).collect() };
     let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
     let is_sde = raw.kind == Some(TaskKind::Sde);
-    let landscape = raw.landscape.ok_or_else(|| required("landscape"))?;
-    let landscape = match landscape.kind {
-        LandscapeKind::Quadratic => {
-            let value = landscape.eigenvalues.ok_or_else(|| {
-                ctx.err(
-                    &at(&["landscape"]),
-                    "a quadratic landscape needs `eigenvalues = [...]` or a generated spectrum",
-                )
-            })?;
-            LandscapeSpec::Quadratic { eigenvalues: eigenvalues(ctx, &at(&["landscape", "eigenvalues"]), &value)? }
-        }
-    };
+    let landscape = landscape(ctx, raw.landscape.ok_or_else(|| required("landscape"))?)?;
+    if raw.backend == Some(crate::task::Backend::Cuda) && !landscape.is_diagonal() {
+        return Err(ctx.err(
+            &at(&["backend"]),
+            format!(
+                "backend = \"cuda\" runs diagonal quadratics; {} runs on the CPU (backend = \"cpu\", or \"auto\" \
+                 to use the GPU where it can)",
+                landscape.describe()
+            ),
+        ));
+    }
     let dim = landscape.dim();
     let noise = raw.noise.ok_or_else(|| required("noise"))?;
     let sigma_value =

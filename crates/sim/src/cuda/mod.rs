@@ -11,7 +11,7 @@
 //! from Philox-4x32-10 and Box–Muller, Student-t draws from normal / √(χ²/ν) with Marsaglia–Tsang
 //! gamma variates.
 
-use crate::landscape::{self, Landscape};
+use crate::landscape;
 use crate::noise::{Family, Noise};
 use crate::run::{BlockResult, steps_of};
 use crate::theory::{self, Form};
@@ -308,6 +308,12 @@ fn run_on(
     stop: Option<u64>,
 ) -> Result<AttemptOutcome, SimError> {
     let land = landscape::build(&task.landscape);
+    let Some(eigenvalues) = land.diagonal() else {
+        return Err(SimError::Invalid(format!(
+            "backend = \"cuda\" runs diagonal quadratics; {} runs on the CPU (backend = \"cpu\" or \"auto\")",
+            task.landscape.describe()
+        )));
+    };
     let d = land.dim();
     let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
     let steps = steps_of(task, params.batch_size).until(stop, params.batch_size);
@@ -337,7 +343,7 @@ fn run_on(
 
     let stream: Arc<CudaStream> = dev.ctx.new_stream().map_err(driver)?;
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let lambda = stream.clone_htod(&f32s(&land.eigenvalues)).map_err(driver)?;
+    let lambda = stream.clone_htod(&f32s(eigenvalues)).map_err(driver)?;
     let sigma = stream.clone_htod(&f32s(&noise.sigma)).map_err(driver)?;
     let std = stream.clone_htod(&f32s(noise.std.as_deref().unwrap_or(&noise.sigma))).map_err(driver)?;
     let record_steps = stream.clone_htod(&steps.record_steps).map_err(driver)?;
@@ -416,12 +422,12 @@ fn run_on(
         phase_counts: if p.phases == 1 { counts.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect() } else { vec![] },
         recorded,
         diverged_at,
-        // The kernel keeps no positions at record points: no gradient noise scale on the GPU.
+        // The kernel keeps no positions at record points: no gradient noise scales on the GPU.
         grad_sq: Vec::new(),
+        curvature: Vec::new(),
     };
     let form = if sde { Form::Sde } else { Form::Discrete };
-    let (theory, mut notes) =
-        theory::predict(params, form, &land.eigenvalues, &noise, task.x0, &steps, &rate, params.batch_size);
+    let (theory, mut notes) = theory::predict(params, form, &land, &noise, task.x0, &steps, &rate, params.batch_size);
     notes.push(format!("ran on the GPU: {} (float32 state, Philox-4x32-10 normals)", dev.description));
     Ok(crate::run::summarise(&[block], &steps, params.batch_size, d, None, theory, notes))
 }

@@ -57,6 +57,7 @@ pub(super) fn bench_gpu(b: GpuBench) -> anyhow::Result<u8> {
         let sim = SimTask {
             landscape: LandscapeSpec::Quadratic {
                 eigenvalues: Eigenvalues::Generated(Spectrum::PowerLaw { max: 10.0, alpha: 1.0, num: b.dim }),
+                rotation_seed: None,
             },
             noise: NoiseSpec::Gaussian { sigma: Sigma::Scalar(sigma) },
             x0,

@@ -36,6 +36,7 @@ pub(super) fn bench_sim(b: SimBench) -> anyhow::Result<u8> {
     let task = TaskSpec::Sde(SimTask {
         landscape: LandscapeSpec::Quadratic {
             eigenvalues: Eigenvalues::Generated(Spectrum::Linspace { lo: 0.1, hi: 10.0, num: b.dim }),
+            rotation_seed: None,
         },
         noise: NoiseSpec::Gaussian { sigma: Sigma::Scalar(sigma) },
         x0,
