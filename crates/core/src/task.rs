@@ -363,10 +363,15 @@ impl LandscapeSpec {
         }
     }
 
-    /// Whether this is a diagonal quadratic (what the GPU kernel and the diagonal closed forms
-    /// take).
+    /// Whether this is a diagonal quadratic (what the diagonal closed forms take).
     pub fn is_diagonal(&self) -> bool {
         matches!(self, LandscapeSpec::Quadratic { rotation_seed: None, .. })
+    }
+
+    /// Whether the GPU kernel runs it: its coordinates move independently (the diagonal
+    /// quadratic and the double well); a full Hessian couples them.
+    pub fn runs_on_gpu(&self) -> bool {
+        self.is_diagonal() || matches!(self, LandscapeSpec::DoubleWell { .. })
     }
 
     /// What the landscape is, in words (for errors and notes).

@@ -110,13 +110,11 @@ fn bad_landscapes_are_named_at_their_place() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("3 given, the landscape has d = 2"), "{err}");
-    // The GPU kernel runs diagonal quadratics only: said at parse time.
-    let err = parse(
-        &BASE
-            .replace(QUAD, r#"landscape = { kind = "double_well", a = [1.0, 2.0, 1.0, 1.0] }"#)
-            .replace("x0 = 0.5", "x0 = 0.5\nbackend = \"cuda\""),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("backend = \"cuda\" runs diagonal quadratics; the double well runs on the CPU"), "{err}");
+    // The GPU kernel runs landscapes whose coordinates move on their own: said at parse time.
+    let cuda = |land: &str| parse(&BASE.replace(QUAD, land).replace("x0 = 0.5", "x0 = 0.5\nbackend = \"cuda\""));
+    let err = cuda(r#"landscape = { kind = "quadratic", eigenvalues = [1.0, 2.0, 3.0, 4.0], rotation_seed = 1 }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("runs diagonal quadratics and the double well; a rotated quadratic runs on the CPU"), "{err}");
+    cuda(r#"landscape = { kind = "double_well", a = [1.0, 2.0, 1.0, 1.0] }"#).unwrap();
 }

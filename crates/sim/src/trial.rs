@@ -47,9 +47,9 @@ pub fn run_trial_with(
     match opts.backend.unwrap_or(sim.backend) {
         Backend::Cpu => run::run_sim(sim, sde, params, id, cancel, stop),
         Backend::Cuda => run_cuda(sim, sde, params, id, cancel, opts.gpu.unwrap_or(0), stop),
-        // The GPU kernel runs diagonal quadratics: other landscapes stay on the CPU.
+        // Landscapes the GPU kernel does not run (full Hessians) stay on the CPU.
         Backend::Auto => match gpu_available(opts.gpu.unwrap_or(0)) {
-            Ok(()) if sim.landscape.is_diagonal() => {
+            Ok(()) if sim.landscape.runs_on_gpu() => {
                 run_cuda(sim, sde, params, id, cancel, opts.gpu.unwrap_or(0), stop)
             }
             _ => run::run_sim(sim, sde, params, id, cancel, stop),

@@ -133,7 +133,12 @@ fn gpu_results_have_the_cpu_shape_and_agree_roughly() {
         kappa_tests::skip_here("no usable GPU", "tests/bench/gpu-check.sh on a machine with an NVIDIA GPU");
         return;
     }
-    for opt in OptimizerKind::ALL {
+    let well = LandscapeSpec::DoubleWell { a: vec![1.0, 2.0, 0.5, 1.0, 3.0] };
+    let cases = OptimizerKind::ALL
+        .map(|o| (o, None))
+        .into_iter()
+        .chain([(OptimizerKind::Sgd, Some(well.clone())), (OptimizerKind::SignSgd, Some(well))]);
+    for (opt, landscape) in cases {
         for sde in [false, true] {
             if sde && !opt.has_sde() {
                 // Refused by both backends alike.
@@ -143,6 +148,9 @@ fn gpu_results_have_the_cpu_shape_and_agree_roughly() {
             }
             let make = |b| {
                 let mut t = task(b);
+                if let Some(l) = &landscape {
+                    t.landscape = l.clone();
+                }
                 t.paths = 2000;
                 t.samples = 20_000;
                 if sde { TaskSpec::Sde(t) } else { TaskSpec::Optimizer(t) }
@@ -152,7 +160,7 @@ fn gpu_results_have_the_cpu_shape_and_agree_roughly() {
                 run_trial(&make(Backend::Cpu), &p, TrialId(5), &Cancel::new()).unwrap(),
                 run_trial(&make(Backend::Cuda), &p, TrialId(5), &Cancel::new()).unwrap(),
             ) else {
-                panic!("{opt} sde={sde}: not a success")
+                panic!("{opt} sde={sde} {landscape:?}: not a success")
             };
             assert_eq!(cpu.curve.len(), gpu.curve.len());
             assert_eq!(cpu.curve[0].loss_mean as f32, gpu.curve[0].loss_mean as f32, "both start at x0");

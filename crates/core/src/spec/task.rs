@@ -474,12 +474,12 @@ pub(super) fn sim_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecErro
     let required = |field: &str| ctx.err(&[k("task")], format!("[task] needs `{field}`"));
     let is_sde = raw.kind == Some(TaskKind::Sde);
     let landscape = landscape(ctx, raw.landscape.ok_or_else(|| required("landscape"))?)?;
-    if raw.backend == Some(crate::task::Backend::Cuda) && !landscape.is_diagonal() {
+    if raw.backend == Some(crate::task::Backend::Cuda) && !landscape.runs_on_gpu() {
         return Err(ctx.err(
             &at(&["backend"]),
             format!(
-                "backend = \"cuda\" runs diagonal quadratics; {} runs on the CPU (backend = \"cpu\", or \"auto\" \
-                 to use the GPU where it can)",
+                "backend = \"cuda\" runs diagonal quadratics and the double well; {} runs on the CPU \
+                 (backend = \"cpu\", or \"auto\" to use the GPU where it can)",
                 landscape.describe()
             ),
         ));

@@ -36,9 +36,22 @@ struct Params {
     u32 rec_start;   // first record index this launch may write
     u32 bias_correction;
     u32 scheduled;   // lr_scale holds each step's learning-rate multiplier (else every step's is 1)
+    u32 landscape;   // 0 diagonal quadratic (lam = λ), 1 double well (lam = a)
+    u32 pad;
     float eta, beta1, beta2, eps, decay, dt, nu, x0, div_threshold, lbeta;
     float r1, r2, sigma_unit, eps_eff, b1pow0, b2pow0;
 };
+
+// The landscape, per coordinate (landscape.rs): the gradient, and twice the loss (the ½ is
+// applied to the sums). Quadratic: λx and λx²; double well: a x (x² − 1) and a (x² − 1)²/2.
+__device__ __forceinline__ float grad_of(const Params& p, float l, float x) {
+    return p.landscape == 0 ? l * x : l * x * (x * x - 1.0f);
+}
+__device__ __forceinline__ float loss2_of(const Params& p, float l, float x) {
+    if (p.landscape == 0) return l * x * x;
+    float u = x * x - 1.0f;
+    return 0.5f * l * u * u;
+}
 
 // sign(g) with sign(0) = 0.
 __device__ __forceinline__ float sgnf(float g) { return g > 0.0f ? 1.0f : (g < 0.0f ? -1.0f : 0.0f); }
@@ -268,7 +281,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
             if (!valid[j]) continue;
             x[j] = p.x0;
             if (p.method == 1 && (p.kind == KIND_RMSPROP || p.kind == KIND_RMSPROPW)) {
-                float g0 = lam[j] * p.x0;
+                float g0 = grad_of(p, lam[j], p.x0);
                 v[j] = p.model == 0 ? g0 * g0 + sd[j] * sd[j] : 1.0f;
             }
         }
@@ -296,9 +309,9 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
 #pragma unroll
         for (int j = 0; j < K; j++) {
             if (!valid[j]) continue;
-            part += lam[j] * x[j] * x[j];
+            part += loss2_of(p, lam[j], x[j]);
             if (p.phases) {
-                float gr = fabsf(lam[j] * x[j]);
+                float gr = fabsf(grad_of(p, lam[j], x[j]));
                 if (gr == 0.0f) {
                     c2++;
                 } else {
@@ -378,7 +391,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
 #pragma unroll
                 for (int j = 0; j < K; j++) {
                     float xi = x[j];
-                    float g = lam[j] * xi + sig[j] * z[j];
+                    float g = grad_of(p, lam[j], xi) + sig[j] * z[j];
                     switch (kd) {
                         case KIND_SGD: x[j] = xi - eta * g; break;
                         case KIND_SIGNSGD: x[j] = xi - eta * sgnf(g); break;
@@ -429,14 +442,14 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                         const float dts = dt * scale;
                         float c = sqrtf(eta * dts);
 #pragma unroll
-                        for (int j = 0; j < K; j++) x[j] = x[j] - lam[j] * x[j] * dts + c * sd[j] * z[j];
+                        for (int j = 0; j < K; j++) x[j] = x[j] - grad_of(p, lam[j], x[j]) * dts + c * sd[j] * z[j];
                         break;
                     }
                     case KIND_SIGNSGD: {
                         float c = sqrtf(p.eta) * sqrt_dt;
 #pragma unroll
                         for (int j = 0; j < K; j++) {
-                            float md = sign_drift(p, lam[j] * x[j], sig[j]);
+                            float md = sign_drift(p, grad_of(p, lam[j], x[j]), sig[j]);
                             x[j] += -md * dt + c * sqrtf(fmaxf(1.0f - md * md, 0.0f)) * z[j];
                         }
                         break;
@@ -448,7 +461,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                             float c = sqrtf(p.eta) * sqrt_dt;
 #pragma unroll
                             for (int j = 0; j < K; j++) {
-                                float g = lam[j] * x[j];
+                                float g = grad_of(p, lam[j], x[j]);
                                 float pp = sqrtf(v[j]) + p.eps;
                                 float xi = x[j];
                                 x[j] += -(g * dt + c * sd[j] * z[j]) / pp - p.decay * xi * dt;
@@ -458,7 +471,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                             float c2 = (1.0f - p.beta2) / (p.eta * p.eta);
 #pragma unroll
                             for (int j = 0; j < K; j++) {
-                                float g = lam[j] * x[j];
+                                float g = grad_of(p, lam[j], x[j]);
                                 float sigma0 = p.eta * sd[j];
                                 float pp = sigma0 * sqrtf(fmaxf(v[j], 0.0f)) + p.eps * p.eta;
                                 float xi = x[j];
@@ -476,7 +489,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                         float epsi = p.eps_eff * sqrtf(iota2);
 #pragma unroll
                         for (int j = 0; j < K; j++) {
-                            float g = lam[j] * x[j];
+                            float g = grad_of(p, lam[j], x[j]);
                             float xi = x[j];
                             m[j] += p.r1 * (g - m[j]) * dt + p.sigma_unit * p.r1 * sd[j] * sqrt_dt * z[j];
                             float target = p.model == 0 ? g * g + sd[j] * sd[j] : 1.0f;
@@ -492,7 +505,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
         }
         float part = 0.0f;
 #pragma unroll
-        for (int j = 0; j < K; j++) part += valid[j] ? lam[j] * x[j] * x[j] : 0.0f;
+        for (int j = 0; j < K; j++) part += valid[j] ? loss2_of(p, lam[j], x[j]) : 0.0f;
         part *= 0.5f;
         if (active && !dead && !(isfinite(part) && part <= p.div_threshold)) {
             dead = true;

@@ -160,7 +160,7 @@ fn load_device(ordinal: usize) -> Result<Arc<Device>, String> {
 }
 
 /// The kernel's parameters, laid out as `struct Params` in `kernel.cu` (no padding: the 8-byte
-/// fields come first, 12 `u32` fill 48 bytes, then 16 floats).
+/// fields come first, 14 `u32` fill 56 bytes, then 16 floats).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 struct Params {
@@ -181,6 +181,8 @@ struct Params {
     rec_start: u32,
     bias_correction: u32,
     scheduled: u32,
+    landscape: u32,
+    pad: u32,
     eta: f32,
     beta1: f32,
     beta2: f32,
@@ -202,7 +204,7 @@ struct Params {
 // SAFETY: plain old data with the C layout the kernel declares.
 unsafe impl DeviceRepr for Params {}
 
-const _: () = assert!(std::mem::size_of::<Params>() == 40 + 48 + 64);
+const _: () = assert!(std::mem::size_of::<Params>() == 40 + 56 + 64);
 
 /// The kernel's case number of optimizer `k`: its row in the optimizer table.
 fn kind_code(k: OptimizerKind) -> u32 {
@@ -308,11 +310,17 @@ fn run_on(
     stop: Option<u64>,
 ) -> Result<AttemptOutcome, SimError> {
     let land = landscape::build(&task.landscape);
-    let Some(eigenvalues) = land.diagonal() else {
-        return Err(SimError::Invalid(format!(
-            "backend = \"cuda\" runs diagonal quadratics; {} runs on the CPU (backend = \"cpu\" or \"auto\")",
-            task.landscape.describe()
-        )));
+    // Per coordinate, what the kernel's landscape reads: λ (diagonal quadratic) or a (double well).
+    let (code, coefs) = match &land {
+        landscape::Land::Diagonal(q) => (0, &q.eigenvalues),
+        landscape::Land::DoubleWell(w) => (1, &w.a),
+        landscape::Land::Dense(_) => {
+            return Err(SimError::Invalid(format!(
+                "backend = \"cuda\" runs diagonal quadratics and the double well; {} runs on the CPU \
+                 (backend = \"cpu\" or \"auto\")",
+                task.landscape.describe()
+            )));
+        }
     };
     let d = land.dim();
     let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
@@ -324,6 +332,7 @@ fn run_on(
     let mut p = lower(task, sde, params, &noise, id, d);
     let rate = crate::run::rate_of(task, params);
     p.scheduled = u32::from(!rate.is_constant());
+    p.landscape = code;
     let paths = task.paths as usize;
     let records = steps.record_steps.len();
     p.records = u32::try_from(records).map_err(|_| SimError::Invalid("too many record points".into()))?;
@@ -343,7 +352,7 @@ fn run_on(
 
     let stream: Arc<CudaStream> = dev.ctx.new_stream().map_err(driver)?;
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let lambda = stream.clone_htod(&f32s(eigenvalues)).map_err(driver)?;
+    let lambda = stream.clone_htod(&f32s(coefs)).map_err(driver)?;
     let sigma = stream.clone_htod(&f32s(&noise.sigma)).map_err(driver)?;
     let std = stream.clone_htod(&f32s(noise.std.as_deref().unwrap_or(&noise.sigma))).map_err(driver)?;
     let record_steps = stream.clone_htod(&steps.record_steps).map_err(driver)?;
