@@ -13,7 +13,8 @@
 //! - the ratio the closed forms predict, where THEORY.md has them.
 //!
 //! SDE tracking (`tracking`): with a `task.kind` axis, each optimizer setting against the SDE
-//! trials equal to it in everything else.
+//! trials equal to it in everything else. Contrasts (`contrast`): with any other task axis, each
+//! setting at every value of the axis against the same setting at its first value.
 //!
 //! A class *holds* when every κ's plateau is within tolerance and its curve is from 10% of the
 //! budget on, *holds late* when that happens only later (but by 90%), and *fails* otherwise (a
@@ -28,6 +29,7 @@
 //!   [`OFF_FRACTION`]);
 //! - `noise`: the noise slopes ([`SlopeFit`]);
 //! - `tracking`: SDE tracking in one sweep ([`Tracking`]);
+//! - `contrast`: a setting across a task axis's values ([`Contrast`]);
 //! - `overlay`: one setting's curves run several ways ([`Overlay`], [`overlays`] across sweeps);
 //! - [`analysis`]: the best learning rate per batch size and the critical batch size (THEORY.md
 //!   §7), and the fits behind them ([`log_log_slope`]);
@@ -40,6 +42,7 @@ mod aggregate;
 pub mod analysis;
 mod check;
 mod classes;
+mod contrast;
 mod halving;
 mod noise;
 mod overlay;
@@ -56,6 +59,7 @@ pub use classes::{
     ClassReport, CurveComparison, HOLDS_FROM, HOLDS_LATE_BY, KappaReport, OFF_FRACTION, PlateauRatio, RuleReport,
     compare_curves,
 };
+pub use contrast::{Contrast, ContrastEntry};
 pub use halving::{HalvingGroup, HalvingReport, HalvingSetting};
 pub use noise::SlopeFit;
 pub use overlay::{Overlay, overlays};

@@ -43,6 +43,9 @@ pub struct Report {
     /// Each discrete optimizer against the SDEs of the same setting, when the sweep has a
     /// `task.kind` axis.
     pub tracking: Vec<Tracking>,
+    /// Each setting across the values of each task axis (other than `task.kind` and
+    /// `task.sde_model`), against its first value.
+    pub contrasts: Vec<crate::Contrast>,
     /// The same parameters run several ways: an optimizer and its SDEs in one sweep (tracking),
     /// or the same setting across sweeps (`kappa report --overlay`).
     pub overlays: Vec<Overlay>,
@@ -122,6 +125,7 @@ pub fn build(sweep: &Sweep, plan: &Plan<'_>, results: &HashMap<TrialId, TrialRes
         classes,
         noise_slopes: noise_slopes(sweep, &list, results),
         tracking,
+        contrasts: crate::contrast::contrasts(sweep, &list, results),
         overlays,
         lr_scaling,
         critical_batch,

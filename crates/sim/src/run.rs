@@ -120,7 +120,9 @@ pub fn run_sim(
     let form = if sde { Form::Sde } else { Form::Discrete };
     let (theory, notes) = theory::predict(params, form, &land, &noise, task.x0, &steps, &rate, params.batch_size);
     let trace = noise.per_sample_trace(params.batch_size);
-    Ok(summarise(&results, &steps, params.batch_size, d, trace, theory, notes))
+    let mut outcome = summarise(&results, &steps, params.batch_size, d, trace, theory, notes);
+    rate.unsettle(&mut outcome);
+    Ok(outcome)
 }
 
 /// Runs one block, compiled for the widest vector instructions the CPU has. Rust never fuses

@@ -35,6 +35,23 @@ impl Rate {
         &self.schedule
     }
 
+    /// Under a schedule the loss is meant to keep moving through the averaging window: the
+    /// settled check (is its second half the first's?) does not apply. Takes the outcome's
+    /// drift away and says why; a constant rate leaves it as it is.
+    pub fn unsettle(&self, outcome: &mut kappa_core::AttemptOutcome) {
+        if self.is_constant() {
+            return;
+        }
+        if let kappa_core::AttemptOutcome::Succeeded(m) = outcome {
+            m.stationary_drift = None;
+            m.notes.push(format!(
+                "under the {} learning-rate schedule the stationary loss is the loss averaged over the window \
+                 after the burn-in, which the schedule keeps moving: the settled check does not apply",
+                self.schedule.kind_name()
+            ));
+        }
+    }
+
     /// The multiplier of step `k` (the update from step k to k + 1; k = 0 is the first): exactly
     /// 1.0 without a schedule, so a constant rate computes the same bits as before schedules.
     #[inline(always)]

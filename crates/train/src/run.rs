@@ -199,6 +199,7 @@ pub fn run_train_with(
     };
     let (results, states): (Vec<ReplicateResult>, Vec<Option<Vec<u8>>>) = runs.into_iter().unzip();
     let mut outcome = summarise(&setup, task, params, &results);
+    setup.rate.unsettle(&mut outcome);
     if keep
         && let (Some(f), AttemptOutcome::Succeeded(_)) = (&file, &outcome)
         && let Some(states) = states.into_iter().collect::<Option<Vec<Vec<u8>>>>()

@@ -140,6 +140,28 @@ pub(super) fn html(r: &Report, svgs: &[(String, String)]) -> String {
         }
         h.push_str("</table>");
     }
+    for c in &r.contrasts {
+        let _ = write!(
+            h,
+            "<h2>Contrast along {}</h2><p>Against {} = {}. {}</p><table class=\"contrast\"><tr>",
+            escape(&c.axis),
+            escape(&c.axis),
+            escape(&c.reference),
+            escape(super::text::CONTRAST_NOTE)
+        );
+        for head in super::text::CONTRAST_HEAD {
+            let _ = write!(h, "<th>{}</th>", escape(head));
+        }
+        h.push_str("</tr>");
+        for row in super::text::contrast_rows(c) {
+            h.push_str("<tr>");
+            for cell in row {
+                let _ = write!(h, "<td>{}</td>", escape(&cell));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
     h.push_str("<h2>Plots</h2>");
     for (name, svg) in svgs {
         let _ = write!(h, "<figure id=\"{}\">{}</figure>", escape(name), svg);

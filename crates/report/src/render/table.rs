@@ -93,5 +93,45 @@ pub fn verdict_table(r: &Report) -> String {
         }
         let _ = writeln!(s, "  {}", super::text::TRACKING_NOTE);
     }
+    for c in &r.contrasts {
+        if c.entries.len() > MAX_CONTRAST_ROWS {
+            let _ = writeln!(
+                s,
+                "contrast along {} (against {}): {} settings, see summary.json and report.html",
+                c.axis,
+                c.reference,
+                c.entries.len()
+            );
+            continue;
+        }
+        let _ = writeln!(s, "contrast along {} (against {} = {}):", c.axis, c.axis, c.reference);
+        let rows = super::text::contrast_rows(c);
+        let head = super::text::CONTRAST_HEAD.map(String::from);
+        let w: Vec<usize> = (0..6)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].chars().count()]).max().unwrap_or(0))
+            .collect();
+        for row in std::iter::once(&head).chain(&rows) {
+            let _ = writeln!(
+                s,
+                "  {:<a$}  {:<b$}  {:>c$}  {:>d$}  {:>e$}  {:>f$}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                a = w[0],
+                b = w[1],
+                c = w[2],
+                d = w[3],
+                e = w[4],
+                f = w[5]
+            );
+        }
+        let _ = writeln!(s, "  {}", super::text::CONTRAST_NOTE);
+    }
     s
 }
+
+/// A contrast with more rows than this is summed up in one line in the terminal.
+const MAX_CONTRAST_ROWS: usize = 24;

@@ -60,6 +60,34 @@ pub(super) fn slope_unsettled(f: &crate::SlopeFit) -> Option<String> {
         .then(|| format!("{} of its {} points rest on trials whose loss had not settled", f.unsettled, f.points.len()))
 }
 
+/// The header of a contrast's table.
+pub(super) const CONTRAST_HEAD: [&str; 6] =
+    ["setting", "value", "stationary ratio", "theory", "final ratio", "samples to target (ref → value)"];
+
+/// What a contrast's columns measure, in one line under it.
+pub(super) const CONTRAST_NOTE: &str = "ratios: this value's seed-mean loss over the same setting's at the axis's \
+     first value (± SE): the stationary loss (the window after the burn-in), the theory's, the final loss; samples: \
+     where each seed-mean curve first reaches [analysis] target_loss";
+
+/// A contrast's rows, in [`CONTRAST_HEAD`]'s columns.
+pub(super) fn contrast_rows(c: &crate::Contrast) -> Vec<[String; 6]> {
+    let est = |e: Option<kappa_core::Estimate>| e.map_or("-".into(), |e| format!("{:.3} ± {:.3}", e.mean, e.se));
+    let samples = |s: Option<f64>| s.map_or("-".into(), |s| kappa_core::format_real(s.round()));
+    c.entries
+        .iter()
+        .map(|e| {
+            [
+                params_label(&e.params),
+                e.value.clone(),
+                est(e.stationary_ratio),
+                e.theory_ratio.map_or("-".into(), |t| format!("{t:.3}")),
+                est(e.final_ratio),
+                format!("{} → {}", samples(e.samples_to_target[0]), samples(e.samples_to_target[1])),
+            ]
+        })
+        .collect()
+}
+
 /// A tracking row's mean deviation with its SE, as a percentage.
 pub(super) fn tracking_mean(t: &Tracking) -> String {
     match (t.mean_rel_error, t.mean_rel_error_se) {

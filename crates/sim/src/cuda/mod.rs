@@ -438,7 +438,9 @@ fn run_on(
     let form = if sde { Form::Sde } else { Form::Discrete };
     let (theory, mut notes) = theory::predict(params, form, &land, &noise, task.x0, &steps, &rate, params.batch_size);
     notes.push(format!("ran on the GPU: {} (float32 state, Philox-4x32-10 normals)", dev.description));
-    Ok(crate::run::summarise(&[block], &steps, params.batch_size, d, None, theory, notes))
+    let mut outcome = crate::run::summarise(&[block], &steps, params.batch_size, d, None, theory, notes);
+    rate.unsettle(&mut outcome);
+    Ok(outcome)
 }
 
 /// Philox-4x32-10 on the device for the known-answer tests: each input is a counter (4 words)
