@@ -23,6 +23,9 @@ pub(crate) struct Aggregate {
     pub(crate) theory: Option<f64>,
     /// Seed-averaged curve: (samples, mean loss, SE), over the points every seed has.
     pub(crate) curve: Vec<[f64; 3]>,
+    /// The theory's curve (samples, expected loss), from the first succeeded trial: the exact
+    /// expected loss where THEORY.md has one (SGD and momentum on quadratics, under any schedule).
+    pub(crate) theory_curve: Vec<[f64; 2]>,
     /// Every trial has finished (succeeded, diverged or failed).
     pub(crate) complete: bool,
     /// A trial diverged.
@@ -38,6 +41,7 @@ pub(crate) fn aggregate(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>
         settled: None,
         theory: None,
         curve: Vec::new(),
+        theory_curve: Vec::new(),
         complete: true,
         diverged: false,
         failed: false,
@@ -67,6 +71,11 @@ pub(crate) fn aggregate(ids: &[TrialId], results: &HashMap<TrialId, TrialResult>
         };
     }
     agg.theory = metrics[0].theory.as_ref().and_then(|t| t.stationary_loss);
+    agg.theory_curve = metrics[0]
+        .theory
+        .as_ref()
+        .map(|t| t.curve.iter().map(|p| [p.samples as f64, p.loss]).collect())
+        .unwrap_or_default();
     agg.curve = seed_curve(&metrics);
     agg
 }

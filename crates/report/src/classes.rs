@@ -121,6 +121,9 @@ pub struct KappaReport {
     pub holds_from_samples: Option<f64>,
     /// Seed-averaged curve: (samples, mean loss, SE).
     pub curve: Vec<[f64; 3]>,
+    /// The theory's curve (samples, expected loss), where it has one (THEORY.md §4, §7, §8).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub theory_curve: Vec<[f64; 2]>,
 }
 
 /// Per κ: the multiplier, the parameters at that κ, and the trial of every seed.
@@ -292,6 +295,7 @@ fn class_report(
             deviation: compared.map(|c| c.deviation),
             holds_from,
             curve: a.curve.clone(),
+            theory_curve: a.theory_curve.clone(),
         });
     }
     let mut settle = SettleHint::default();

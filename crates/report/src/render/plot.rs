@@ -127,6 +127,9 @@ struct Line {
     curve: Vec<[f64; 3]>,
     /// The closed form's plateau, drawn as a thin dashed level.
     theory: Option<f64>,
+    /// The theory's curve (samples, expected loss), drawn thin and dashed instead of the level
+    /// where there is one.
+    theory_curve: Vec<[f64; 2]>,
     /// Samples from which it holds (the scaled curves of a class), marked on the line.
     holds_from: Option<f64>,
 }
@@ -140,6 +143,7 @@ fn curves_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, class: &Class
             label: format!("κ = {} (B = {}, lr = {})", k.kappa, k.params.hyper.batch_size, short(k.params.hyper.lr)),
             curve: k.curve.clone(),
             theory: k.theory,
+            theory_curve: k.theory_curve.clone(),
             holds_from: k.holds_from_samples,
         })
         .collect::<Vec<_>>();
@@ -154,7 +158,13 @@ fn overlay_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, o: &Overlay)
         .iter()
         .map(|(name, curve, stationary)| {
             let plateau = stationary.map_or(String::new(), |e| format!(" (plateau {})", short(e.mean)));
-            Line { label: format!("{name}{plateau}"), curve: curve.clone(), theory: None, holds_from: None }
+            Line {
+                label: format!("{name}{plateau}"),
+                curve: curve.clone(),
+                theory: None,
+                theory_curve: Vec::new(),
+                holds_from: None,
+            }
         })
         .collect::<Vec<_>>();
     let caption = format!("{}: one setting, run several ways", o.params.hyper.optimizer);
@@ -207,7 +217,11 @@ fn loss_chart<DB: DrawingBackend>(
         }
         let pts: Vec<(f64, f64)> = shown.iter().map(|q| (q[0], q[1])).collect();
         styled_line(&mut chart, pts, i, color, 2, Some(l.label.clone()))?;
-        if let Some(t) = l.theory.filter(|t| *t > 0.0) {
+        let exact: Vec<(f64, f64)> =
+            l.theory_curve.iter().filter(|p| p[0] > 0.0 && p[1] > 0.0).map(|p| (p[0], clamp(p[1]))).collect();
+        if !exact.is_empty() {
+            chart.draw_series(DashedLineSeries::new(exact, 3, 5, color.stroke_width(1))).map_err(err)?;
+        } else if let Some(t) = l.theory.filter(|t| *t > 0.0) {
             let level = vec![(xs.0 * 0.9, t), (xs.1 * 1.1, t)];
             chart.draw_series(DashedLineSeries::new(level, 3, 5, color.stroke_width(1))).map_err(err)?;
         }
@@ -217,11 +231,20 @@ fn loss_chart<DB: DrawingBackend>(
             chart.draw_series(std::iter::once(Cross::new((s, y), 7, color.stroke_width(3)))).map_err(err)?;
         }
     }
-    if lines.iter().any(|l| l.theory.is_some()) {
+    let (curves, levels) = (
+        lines.iter().any(|l| !l.theory_curve.is_empty()),
+        lines.iter().any(|l| l.theory_curve.is_empty() && l.theory.is_some()),
+    );
+    if curves || levels {
+        let label = match (curves, levels) {
+            (true, false) => "the theory's expected loss (THEORY §4, §7–§8)",
+            (false, _) => "closed-form plateau (THEORY §4)",
+            (true, true) => "theory: its expected loss, or its plateau",
+        };
         chart
             .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())
             .map_err(err)?
-            .label("closed-form plateau (THEORY §4)")
+            .label(label)
             .legend(|(x, y)| DashedPathElement::new(vec![(x, y), (x + 24, y)], 3, 5, BLACK.stroke_width(1)));
     }
     if lines.iter().any(|l| l.holds_from.is_some()) {
