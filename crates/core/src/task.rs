@@ -368,10 +368,14 @@ impl LandscapeSpec {
         matches!(self, LandscapeSpec::Quadratic { rotation_seed: None, .. })
     }
 
-    /// Whether the GPU kernel runs it: its coordinates move independently (the diagonal
-    /// quadratic and the double well); a full Hessian couples them.
+    /// Whether the GPU kernel runs it: every landscape whose coordinates move on their own (the
+    /// diagonal quadratic, the double well), and a full Hessian up to d = [`MAX_GPU_DENSE_DIM`]
+    /// (a path's coordinates then sit in one warp, which shares them by shuffles).
     pub fn runs_on_gpu(&self) -> bool {
-        self.is_diagonal() || matches!(self, LandscapeSpec::DoubleWell { .. })
+        match self {
+            LandscapeSpec::Quadratic { rotation_seed: None, .. } | LandscapeSpec::DoubleWell { .. } => true,
+            LandscapeSpec::Quadratic { .. } | LandscapeSpec::QuadraticHessian { .. } => self.dim() <= MAX_GPU_DENSE_DIM,
+        }
     }
 
     /// What the landscape is, in words (for errors and notes).
@@ -387,6 +391,9 @@ impl LandscapeSpec {
 
 /// The largest dimension of a landscape with a full Hessian (d² entries, d² work per step).
 pub const MAX_DENSE_DIM: usize = 1024;
+
+/// The largest dimension of a full Hessian the GPU kernel runs (4 coordinates per lane, 32 lanes).
+pub const MAX_GPU_DENSE_DIM: usize = 128;
 
 /// Cholesky factorisation of the symmetric matrix `h` (rows): `Err((k, pivot))` at the first
 /// pivot that is not positive (so `h` is not positive definite: its leading (k+1)×(k+1) minor

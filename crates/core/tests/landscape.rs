@@ -112,9 +112,16 @@ fn bad_landscapes_are_named_at_their_place() {
     assert!(err.contains("3 given, the landscape has d = 2"), "{err}");
     // The GPU kernel runs landscapes whose coordinates move on their own: said at parse time.
     let cuda = |land: &str| parse(&BASE.replace(QUAD, land).replace("x0 = 0.5", "x0 = 0.5\nbackend = \"cuda\""));
-    let err = cuda(r#"landscape = { kind = "quadratic", eigenvalues = [1.0, 2.0, 3.0, 4.0], rotation_seed = 1 }"#)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("runs diagonal quadratics and the double well; a rotated quadratic runs on the CPU"), "{err}");
+    let err =
+        cuda(r#"landscape = { kind = "quadratic", eigenvalues = { log = [0.1, 1.0], num = 200 }, rotation_seed = 1 }"#)
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains(
+            "runs full Hessians up to d = 128 (a path's coordinates in one warp); a rotated quadratic of d = 200 runs on the CPU"
+        ),
+        "{err}"
+    );
+    cuda(r#"landscape = { kind = "quadratic", eigenvalues = [1.0, 2.0, 3.0, 4.0], rotation_seed = 1 }"#).unwrap();
     cuda(r#"landscape = { kind = "double_well", a = [1.0, 2.0, 1.0, 1.0] }"#).unwrap();
 }

@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(Params::try_from(pb::Hyperparams::from(&p)).unwrap(), p);
         let bad = pb::Hyperparams { named_json: "[1]".into(), ..wire.clone() };
         assert!(matches!(Params::try_from(bad), Err(ConvertError::Invalid { field: "named_json", .. })));
-        let bad = pb::Hyperparams { optimizer: "lion".into(), ..wire.clone() };
+        let bad = pb::Hyperparams { optimizer: "lamb".into(), ..wire.clone() };
         assert!(matches!(Hyperparams::try_from(bad), Err(ConvertError::Invalid { field: "optimizer", .. })));
         let bad = pb::Hyperparams { batch_size: 0, ..wire };
         assert!(Hyperparams::try_from(bad).is_err());

@@ -43,16 +43,14 @@ pub struct ContrastEntry {
 }
 
 /// The contrasts of every task axis of the sweep's base trials (κ = 1).
-pub(crate) fn contrasts(
-    sweep: &Sweep,
-    trials: &Trials<'_>,
-    results: &HashMap<TrialId, TrialResult>,
-) -> Vec<Contrast> {
+pub(crate) fn contrasts(sweep: &Sweep, trials: &Trials<'_>, results: &HashMap<TrialId, TrialResult>) -> Vec<Contrast> {
     let axes: Vec<String> = sweep
         .grid
         .named_axes()
         .map(|(n, _)| n.to_string())
-        .filter(|n| n.starts_with(kappa_core::params::TASK_PREFIX) && !["task.kind", "task.sde_model"].contains(&n.as_str()))
+        .filter(|n| {
+            n.starts_with(kappa_core::params::TASK_PREFIX) && !["task.kind", "task.sde_model"].contains(&n.as_str())
+        })
         .collect();
     let target = sweep.analysis.target_loss;
     let mut out = Vec::new();

@@ -134,10 +134,17 @@ fn gpu_results_have_the_cpu_shape_and_agree_roughly() {
         return;
     }
     let well = LandscapeSpec::DoubleWell { a: vec![1.0, 2.0, 0.5, 1.0, 3.0] };
-    let cases = OptimizerKind::ALL
-        .map(|o| (o, None))
-        .into_iter()
-        .chain([(OptimizerKind::Sgd, Some(well.clone())), (OptimizerKind::SignSgd, Some(well))]);
+    // A full Hessian: the kernel shares a path's coordinates across its lanes by shuffles.
+    let rotated = LandscapeSpec::Quadratic {
+        eigenvalues: Eigenvalues::List(vec![0.5, 1.0, 2.0, 4.0, 3.0]),
+        rotation_seed: Some(4),
+    };
+    let cases = OptimizerKind::ALL.map(|o| (o, None)).into_iter().chain([
+        (OptimizerKind::Sgd, Some(well.clone())),
+        (OptimizerKind::SignSgd, Some(well)),
+        (OptimizerKind::Sgd, Some(rotated.clone())),
+        (OptimizerKind::Adam, Some(rotated)),
+    ]);
     for (opt, landscape) in cases {
         for sde in [false, true] {
             if sde && !opt.has_sde() {

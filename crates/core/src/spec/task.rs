@@ -8,8 +8,8 @@ use super::raw::{
     DataKind, LandscapeKind, MAX_DIM, NoiseKind, RawData, RawLandscape, RawLrSchedule, RawTask, ScheduleKind, TaskKind,
 };
 use crate::task::{
-    CommandTask, DataSpec, Eigenvalues, LandscapeSpec, LrSchedule, MAX_DENSE_DIM, ModelSpec, NoiseSpec, Objective,
-    Sigma, SimTask, Spectrum, TaskSpec, TrainTask,
+    CommandTask, DataSpec, Eigenvalues, LandscapeSpec, LrSchedule, MAX_DENSE_DIM, MAX_GPU_DENSE_DIM, ModelSpec,
+    NoiseSpec, Objective, Sigma, SimTask, Spectrum, TaskSpec, TrainTask,
 };
 
 pub(super) fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {
@@ -478,9 +478,10 @@ pub(super) fn sim_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecErro
         return Err(ctx.err(
             &at(&["backend"]),
             format!(
-                "backend = \"cuda\" runs diagonal quadratics and the double well; {} runs on the CPU \
-                 (backend = \"cpu\", or \"auto\" to use the GPU where it can)",
-                landscape.describe()
+                "backend = \"cuda\" runs full Hessians up to d = {MAX_GPU_DENSE_DIM} (a path's coordinates in one \
+                 warp); {} of d = {} runs on the CPU (backend = \"cpu\", or \"auto\" to use the GPU where it can)",
+                landscape.describe(),
+                landscape.dim()
             ),
         ));
     }

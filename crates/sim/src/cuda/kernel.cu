@@ -36,19 +36,43 @@ struct Params {
     u32 rec_start;   // first record index this launch may write
     u32 bias_correction;
     u32 scheduled;   // lr_scale holds each step's learning-rate multiplier (else every step's is 1)
-    u32 landscape;   // 0 diagonal quadratic (lam = λ), 1 double well (lam = a)
+    u32 landscape;   // 0 diagonal quadratic (lam = λ), 1 double well (lam = a), 2 full Hessian (hess)
     u32 pad;
     float eta, beta1, beta2, eps, decay, dt, nu, x0, div_threshold, lbeta;
     float r1, r2, sigma_unit, eps_eff, b1pow0, b2pow0;
 };
 
-// The landscape, per coordinate (landscape.rs): the gradient, and twice the loss (the ½ is
-// applied to the sums). Quadratic: λx and λx²; double well: a x (x² − 1) and a (x² − 1)²/2.
-__device__ __forceinline__ float grad_of(const Params& p, float l, float x) {
-    return p.landscape == 0 ? l * x : l * x * (x * x - 1.0f);
+// The landscape (landscape.rs): the gradient of a thread's K coordinates, and twice their part of
+// the loss (the ½ is applied to the sums). Diagonal quadratic (0): λx and λx²; double well (1):
+// a x (x² − 1) and a (x² − 1)²/2; full Hessian (2): (Hx)_i, every x_j of the path broadcast from
+// the lane that holds it (a path's tpp ≤ 32 lanes), and x_i (Hx)_i. Every lane must call `grads`
+// (the shuffles need the whole warp).
+__device__ __forceinline__ void grads(const Params& p, const float* __restrict__ hess, const float lam[K],
+                                      const float x[K], const bool valid[K], u32 chunk, float g[K]) {
+    if (p.landscape != 2) {
+#pragma unroll
+        for (int j = 0; j < K; j++) g[j] = p.landscape == 0 ? lam[j] * x[j] : lam[j] * x[j] * (x[j] * x[j] - 1.0f);
+        return;
+    }
+#pragma unroll
+    for (int j = 0; j < K; j++) g[j] = 0.0f;
+    for (u32 src = 0; src < p.tpp; src++) {
+#pragma unroll
+        for (int c = 0; c < K; c++) {
+            const float xc = __shfl_sync(0xffffffffu, x[c], (int)src, (int)p.tpp);
+            const u32 col = src * K + c;
+            if (col >= p.d) continue;
+#pragma unroll
+            for (int j = 0; j < K; j++) {
+                if (valid[j]) g[j] += hess[(u64)(chunk * K + j) * p.d + col] * xc;
+            }
+        }
+    }
 }
-__device__ __forceinline__ float loss2_of(const Params& p, float l, float x) {
+
+__device__ __forceinline__ float loss2_of(const Params& p, float l, float x, float g) {
     if (p.landscape == 0) return l * x * x;
+    if (p.landscape == 2) return x * g;
     float u = x * x - 1.0f;
     return 0.5f * l * u * u;
 }
@@ -249,6 +273,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
     float* __restrict__ state,           // x, m, v: 3 arrays of paths·tpp·K
     const u64* __restrict__ record_steps,
     const float* __restrict__ lr_scale,  // [steps] when p.scheduled: step k's multiplier m_k
+    const float* __restrict__ hess,      // [d × d] row-major when p.landscape == 2
     double* __restrict__ losses,         // [paths × records], path-major
     double* __restrict__ stationary,     // [paths]: sum of post-burn-in losses
     unsigned long long* __restrict__ phase_counts,  // [records × 3]
@@ -275,14 +300,16 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
         x[j] = m[j] = v[j] = 0.0f;
     }
     const u64 base = gid * K;
+    float gx[K];  // the gradient at x, where a step or a record needs it
     if (p.step_begin == 0) {
+#pragma unroll
+        for (int j = 0; j < K; j++) x[j] = valid[j] ? p.x0 : 0.0f;
+        grads(p, hess, lam, x, valid, chunk, gx);
 #pragma unroll
         for (int j = 0; j < K; j++) {
             if (!valid[j]) continue;
-            x[j] = p.x0;
             if (p.method == 1 && (p.kind == KIND_RMSPROP || p.kind == KIND_RMSPROPW)) {
-                float g0 = grad_of(p, lam[j], p.x0);
-                v[j] = p.model == 0 ? g0 * g0 + sd[j] * sd[j] : 1.0f;
+                v[j] = p.model == 0 ? gx[j] * gx[j] + sd[j] * sd[j] : 1.0f;
             }
         }
     } else if (active) {
@@ -306,12 +333,14 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
     auto record = [&]() {
         float part = 0.0f;
         u32 c0 = 0, c1 = 0, c2 = 0;
+        float gr_all[K];
+        grads(p, hess, lam, x, valid, chunk, gr_all);
 #pragma unroll
         for (int j = 0; j < K; j++) {
             if (!valid[j]) continue;
-            part += loss2_of(p, lam[j], x[j]);
+            part += loss2_of(p, lam[j], x[j], gr_all[j]);
             if (p.phases) {
-                float gr = fabsf(grad_of(p, lam[j], x[j]));
+                float gr = fabsf(gr_all[j]);
                 if (gr == 0.0f) {
                     c2++;
                 } else {
@@ -375,6 +404,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
 #pragma unroll
                 for (int j = 0; j < K; j++) z[j] = gen_student_t(g, p.nu);
             }
+            grads(p, hess, lam, x, valid, chunk, gx);
             if (p.method == 0) {
                 // ------------------------------------------------ discrete optimizers (optim/)
                 const u32 kd = p.kind;
@@ -391,7 +421,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
 #pragma unroll
                 for (int j = 0; j < K; j++) {
                     float xi = x[j];
-                    float g = grad_of(p, lam[j], xi) + sig[j] * z[j];
+                    float g = gx[j] + sig[j] * z[j];
                     switch (kd) {
                         case KIND_SGD: x[j] = xi - eta * g; break;
                         case KIND_SIGNSGD: x[j] = xi - eta * sgnf(g); break;
@@ -442,14 +472,14 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                         const float dts = dt * scale;
                         float c = sqrtf(eta * dts);
 #pragma unroll
-                        for (int j = 0; j < K; j++) x[j] = x[j] - grad_of(p, lam[j], x[j]) * dts + c * sd[j] * z[j];
+                        for (int j = 0; j < K; j++) x[j] = x[j] - gx[j] * dts + c * sd[j] * z[j];
                         break;
                     }
                     case KIND_SIGNSGD: {
                         float c = sqrtf(p.eta) * sqrt_dt;
 #pragma unroll
                         for (int j = 0; j < K; j++) {
-                            float md = sign_drift(p, grad_of(p, lam[j], x[j]), sig[j]);
+                            float md = sign_drift(p, gx[j], sig[j]);
                             x[j] += -md * dt + c * sqrtf(fmaxf(1.0f - md * md, 0.0f)) * z[j];
                         }
                         break;
@@ -461,7 +491,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                             float c = sqrtf(p.eta) * sqrt_dt;
 #pragma unroll
                             for (int j = 0; j < K; j++) {
-                                float g = grad_of(p, lam[j], x[j]);
+                                float g = gx[j];
                                 float pp = sqrtf(v[j]) + p.eps;
                                 float xi = x[j];
                                 x[j] += -(g * dt + c * sd[j] * z[j]) / pp - p.decay * xi * dt;
@@ -471,7 +501,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                             float c2 = (1.0f - p.beta2) / (p.eta * p.eta);
 #pragma unroll
                             for (int j = 0; j < K; j++) {
-                                float g = grad_of(p, lam[j], x[j]);
+                                float g = gx[j];
                                 float sigma0 = p.eta * sd[j];
                                 float pp = sigma0 * sqrtf(fmaxf(v[j], 0.0f)) + p.eps * p.eta;
                                 float xi = x[j];
@@ -489,7 +519,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                         float epsi = p.eps_eff * sqrtf(iota2);
 #pragma unroll
                         for (int j = 0; j < K; j++) {
-                            float g = grad_of(p, lam[j], x[j]);
+                            float g = gx[j];
                             float xi = x[j];
                             m[j] += p.r1 * (g - m[j]) * dt + p.sigma_unit * p.r1 * sd[j] * sqrt_dt * z[j];
                             float target = p.model == 0 ? g * g + sd[j] * sd[j] : 1.0f;
@@ -504,8 +534,9 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
             }
         }
         float part = 0.0f;
+        grads(p, hess, lam, x, valid, chunk, gx);
 #pragma unroll
-        for (int j = 0; j < K; j++) part += valid[j] ? loss2_of(p, lam[j], x[j]) : 0.0f;
+        for (int j = 0; j < K; j++) part += valid[j] ? loss2_of(p, lam[j], x[j], gx[j]) : 0.0f;
         part *= 0.5f;
         if (active && !dead && !(isfinite(part) && part <= p.div_threshold)) {
             dead = true;

@@ -11,7 +11,7 @@
 //! from Philox-4x32-10 and Box–Muller, Student-t draws from normal / √(χ²/ν) with Marsaglia–Tsang
 //! gamma variates.
 
-use crate::landscape;
+use crate::landscape::{self, Landscape};
 use crate::noise::{Family, Noise};
 use crate::run::{BlockResult, steps_of};
 use crate::theory::{self, Form};
@@ -310,15 +310,22 @@ fn run_on(
     stop: Option<u64>,
 ) -> Result<AttemptOutcome, SimError> {
     let land = landscape::build(&task.landscape);
-    // Per coordinate, what the kernel's landscape reads: λ (diagonal quadratic) or a (double well).
-    let (code, coefs) = match &land {
-        landscape::Land::Diagonal(q) => (0, &q.eigenvalues),
-        landscape::Land::DoubleWell(w) => (1, &w.a),
-        landscape::Land::Dense(_) => {
+    // What the kernel's landscape reads: per coordinate λ (diagonal quadratic) or a (double well);
+    // a full Hessian row-major (its diagonal in the per-coordinate slot, unread).
+    let (code, coefs, hessian) = match &land {
+        landscape::Land::Diagonal(q) => (0, q.eigenvalues.clone(), vec![0.0]),
+        landscape::Land::DoubleWell(w) => (1, w.a.clone(), vec![0.0]),
+        landscape::Land::Dense(h) if task.landscape.runs_on_gpu() => {
+            let d = h.dim();
+            (2, (0..d).map(|i| h.h[i * d + i]).collect(), h.h.clone())
+        }
+        landscape::Land::Dense(h) => {
             return Err(SimError::Invalid(format!(
-                "backend = \"cuda\" runs diagonal quadratics and the double well; {} runs on the CPU \
+                "backend = \"cuda\" runs full Hessians up to d = {}; {} of d = {} runs on the CPU \
                  (backend = \"cpu\" or \"auto\")",
-                task.landscape.describe()
+                kappa_core::task::MAX_GPU_DENSE_DIM,
+                task.landscape.describe(),
+                h.dim()
             )));
         }
     };
@@ -352,7 +359,8 @@ fn run_on(
 
     let stream: Arc<CudaStream> = dev.ctx.new_stream().map_err(driver)?;
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let lambda = stream.clone_htod(&f32s(coefs)).map_err(driver)?;
+    let lambda = stream.clone_htod(&f32s(&coefs)).map_err(driver)?;
+    let hess = stream.clone_htod(&f32s(&hessian)).map_err(driver)?;
     let sigma = stream.clone_htod(&f32s(&noise.sigma)).map_err(driver)?;
     let std = stream.clone_htod(&f32s(noise.std.as_deref().unwrap_or(&noise.sigma))).map_err(driver)?;
     let record_steps = stream.clone_htod(&steps.record_steps).map_err(driver)?;
@@ -396,13 +404,14 @@ fn run_on(
             .arg(&mut state)
             .arg(&record_steps)
             .arg(&lr_scale)
+            .arg(&hess)
             .arg(&mut losses)
             .arg(&mut stationary)
             .arg(&mut phase_counts)
             .arg(&mut diverged);
         // SAFETY: the arguments match the kernel's signature and every buffer has the length
         // the kernel indexes (state 3·paths·tpp·K, losses paths·records, phase_counts 3·records,
-        // lr_scale one per step when `scheduled`).
+        // lr_scale one per step when `scheduled`, hess d × d when `landscape` is 2).
         unsafe { launch.launch(cfg) }.map_err(driver)?;
         // One small copy per launch: the only synchronisation inside a trial.
         let first = stream.clone_dtoh(&diverged).map_err(driver)?[0];
