@@ -42,6 +42,10 @@ pub struct ContrastEntry {
     pub samples_to_target: [Option<f64>; 2],
 }
 
+/// A setting (its key and parameters without seed and axis) and its trials at each value of the
+/// axis, in plan order.
+type Setting = (String, Params, Vec<(String, Vec<TrialId>)>);
+
 /// The contrasts of every task axis of the sweep's base trials (κ = 1).
 pub(crate) fn contrasts(sweep: &Sweep, trials: &Trials<'_>, results: &HashMap<TrialId, TrialResult>) -> Vec<Contrast> {
     let axes: Vec<String> = sweep
@@ -56,7 +60,7 @@ pub(crate) fn contrasts(sweep: &Sweep, trials: &Trials<'_>, results: &HashMap<Tr
     let mut out = Vec::new();
     for axis in axes {
         // Settings (without seed and axis) → values in plan order → trials.
-        let mut settings: Vec<(String, Params, Vec<(String, Vec<TrialId>)>)> = Vec::new();
+        let mut settings: Vec<Setting> = Vec::new();
         for t in trials.base_trials() {
             let mut p = t.params.clone();
             let Some(v) = p.named.remove(&axis) else { continue };
