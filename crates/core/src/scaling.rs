@@ -111,7 +111,7 @@ impl ScalingRule {
     }
 
     /// The hyperparameters of `base` scaled by κ: batch × κ and the rule's powers of κ. Only what
-    /// the optimizer reads is scaled ([`OptimizerKind::reads`]), so a trial never records a value
+    /// the optimizer reads is scaled ([`crate::OptimizerKind::reads`]), so a trial never records a value
     /// its optimizer would not accept.
     pub fn apply_hyper(&self, base: &Hyperparams, kappa: u64) -> Hyperparams {
         let k = kappa as f64;
