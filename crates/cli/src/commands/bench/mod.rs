@@ -73,8 +73,9 @@ pub struct BenchArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum BenchWhat {
-    /// SGD SDE on a diagonal quadratic (λ evenly spaced in [0.1, 10]), Euler–Maruyama with Δ = η,
-    /// against tests/bench/sim_numpy.py doing the same work with NumPy.
+    /// Simulator throughput on a diagonal quadratic (λ evenly spaced in [0.1, 10], Gaussian
+    /// noise): SGD's SDE (Euler–Maruyama with Δ = η) and the discrete optimizers `--optimizers`
+    /// names, each against tests/bench/sim_numpy.py doing the same work with NumPy right after it.
     Sim(sim::SimBench),
     /// The CUDA backend: SignSGD's SDE and AdamW (power-law spectrum λ_i = 10·i⁻¹, Gaussian noise),
     /// against tests/bench/gpu_torch.py running the same workloads with PyTorch eager on the same
