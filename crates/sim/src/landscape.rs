@@ -23,6 +23,15 @@ pub trait Landscape: Send + Sync {
     fn hess_vec(&self, x: &[f64], v: &[f64], out: &mut [f64]);
     /// `Σ_i H(x)_ii w_i` (tr(H Σ) for a diagonal Σ = diag w).
     fn hess_diag_dot(&self, x: &[f64], w: &[f64]) -> f64;
+    /// Whether the Hessian is the same everywhere (a quadratic's).
+    fn constant_hessian(&self) -> bool;
+    /// `|∇f(x)|²` and `∇f(x)ᵀ H(x) ∇f(x)` (the gradient noise scales' denominators), with `g`
+    /// and `hg` as scratch of length d.
+    fn gradient_norms(&self, x: &[f64], g: &mut [f64], hg: &mut [f64]) -> (f64, f64) {
+        self.grad(x, g);
+        self.hess_vec(x, g, hg);
+        (g.iter().map(|v| v * v).sum(), g.iter().zip(hg.iter()).map(|(a, b)| a * b).sum())
+    }
 }
 
 /// `f(x) = ½ Σ λ_i x_i²`.
@@ -59,6 +68,22 @@ impl Landscape for Quadratic {
 
     fn hess_diag_dot(&self, _x: &[f64], w: &[f64]) -> f64 {
         self.eigenvalues.iter().zip(w).map(|(l, w)| l * w).sum()
+    }
+
+    fn constant_hessian(&self) -> bool {
+        true
+    }
+
+    /// One pass, no scratch written: g_i = λ_i x_i.
+    #[inline(always)]
+    fn gradient_norms(&self, x: &[f64], _g: &mut [f64], _hg: &mut [f64]) -> (f64, f64) {
+        let (mut gg, mut ghg) = (0.0, 0.0);
+        for (xi, l) in x.iter().zip(&self.eigenvalues) {
+            let gi = l * xi;
+            gg += gi * gi;
+            ghg += l * gi * gi;
+        }
+        (gg, ghg)
     }
 }
 
@@ -144,6 +169,10 @@ impl Landscape for Dense {
     fn hess_diag_dot(&self, _x: &[f64], w: &[f64]) -> f64 {
         (0..self.d).map(|i| self.h[i * self.d + i] * w[i]).sum()
     }
+
+    fn constant_hessian(&self) -> bool {
+        true
+    }
 }
 
 /// `Σ a_i b_i` in [`SUM_LANES`] partial sums (fixed order: the same bits everywhere).
@@ -205,6 +234,10 @@ impl Landscape for DoubleWell {
 
     fn hess_diag_dot(&self, x: &[f64], w: &[f64]) -> f64 {
         x.iter().zip(w).zip(&self.a).map(|((xi, wi), ai)| ai * (3.0 * xi * xi - 1.0) * wi).sum()
+    }
+
+    fn constant_hessian(&self) -> bool {
+        false
     }
 }
 

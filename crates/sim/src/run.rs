@@ -190,6 +190,8 @@ fn run_block_on<L: Landscape>(s: &Setup<'_>, land: &L, block: u64, n: usize) -> 
     let per_sample: Option<Vec<f64>> =
         s.noise.std.as_ref().map(|std| std.iter().map(|v| v * v * s.batch as f64).collect());
     let mut curvature = vec![[0.0; 2]; if per_sample.is_some() { records } else { 0 }];
+    // tr(HΣ₁) once, where the Hessian does not depend on x.
+    let trace_hs = per_sample.as_ref().filter(|_| land.constant_hessian()).map(|w| land.hess_diag_dot(&x[..d], w));
     let (mut gr, mut hg) = (vec![0.0; d], vec![0.0; d]);
     let mut sums = vec![0.0; n];
     // The averaging window's second half, for the settled check (TrialMetrics::settled).
@@ -212,14 +214,14 @@ fn run_block_on<L: Landscape>(s: &Setup<'_>, land: &L, block: u64, n: usize) -> 
                 let xp = &x[p * d..(p + 1) * d];
                 losses[p * records + *next] = step_losses[p];
                 // |∇f|² (the gradient noise scale B_simple), ∇fᵀH∇f and tr(HΣ₁) (B_noise).
-                land.grad(xp, &mut gr);
-                grad_sq[*next] += gr.iter().map(|g| g * g).sum::<f64>();
+                let (gg, ghg) = land.gradient_norms(xp, &mut gr, &mut hg);
+                grad_sq[*next] += gg;
                 if let Some(w) = &per_sample {
-                    land.hess_vec(xp, &gr, &mut hg);
-                    curvature[*next][0] += land.hess_diag_dot(xp, w);
-                    curvature[*next][1] += gr.iter().zip(&hg).map(|(g, h)| g * h).sum::<f64>();
+                    curvature[*next][0] += trace_hs.unwrap_or_else(|| land.hess_diag_dot(xp, w));
+                    curvature[*next][1] += ghg;
                 }
                 if s.phases {
+                    land.grad(xp, &mut gr);
                     count_phases(&gr, &s.noise.sigma, &mut phase_counts[*next]);
                 }
             }
