@@ -8,7 +8,8 @@
 //! rung's, and `KAPPA_SAMPLES` in the environment), the task's learning-rate schedule
 //! ([`SCHEDULE_PLACEHOLDERS`]: `{lr_schedule}` is its kind, `constant` without one; `{lr_warmup}`,
 //! `{lr_decay}`, `{lr_min_factor}`, `{lr_factor}` and `{lr_at}` its fields as fractions of the
-//! budget; `KAPPA_LR_SCHEDULE_JSON` the whole schedule as JSON), and each
+//! budget; `KAPPA_LR_SCHEDULE_JSON` the whole schedule as JSON; a parameter of the user's own
+//! with one of these names keeps it), and each
 //! user parameter by its short name (`params.width` is `{width}`, and `KAPPA_PARAM_WIDTH` in the
 //! environment). `{{` and `}}` stand for literal braces.
 //! Numbers are written in Rust's shortest round-trip form (`0.001`, `1e-8`), which Python's
@@ -63,8 +64,12 @@ pub fn values(params: &Params, at: &Attempt<'_>) -> Vec<(String, String)> {
     if let Some(s) = at.samples {
         out.push(("samples".into(), s.to_string()));
     }
-    out.push(("lr_schedule".into(), at.schedule.kind_name().to_string()));
-    out.extend(at.schedule.fields().into_iter().map(|(k, v)| (format!("lr_{k}"), v)));
+    // A parameter of the user's own named like one of these (sweeps written before schedules
+    // existed may have one) keeps its name: the schedule's value is left out.
+    let schedule = std::iter::once(("lr_schedule".to_string(), at.schedule.kind_name().to_string()))
+        .chain(at.schedule.fields().into_iter().map(|(k, v)| (format!("lr_{k}"), v)))
+        .filter(|(k, _)| !params.user().any(|(u, _)| u == k));
+    out.extend(schedule.collect::<Vec<_>>());
     out.extend(params.user().map(|(k, v)| (k.to_string(), value_text(v))));
     out
 }
@@ -261,6 +266,16 @@ mod tests {
         assert!(env.contains(&("KAPPA_TRIAL_DIR".to_string(), "/t/dir".to_string())));
         assert!(env.contains(&("KAPPA_LR_SCHEDULE".to_string(), "constant".to_string())));
         assert_eq!(env.len(), PLACEHOLDERS.len() + SCHEDULE_PLACEHOLDERS.len() + 1);
+    }
+
+    #[test]
+    fn a_parameter_named_like_a_schedule_placeholder_keeps_its_name() {
+        let mut p = params();
+        p.named.insert("params.lr_warmup".into(), 500.into());
+        assert_eq!(render("--warmup {lr_warmup}", &p, &at(TrialId(0), 1)).unwrap(), "--warmup 500");
+        let env = env_vars(&p, &at(TrialId(0), 1));
+        assert!(env.contains(&("KAPPA_PARAM_LR_WARMUP".to_string(), "500".to_string())));
+        assert!(!env.iter().any(|(k, _)| k == "KAPPA_LR_WARMUP"), "{env:?}");
     }
 
     #[test]

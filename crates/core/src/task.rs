@@ -58,6 +58,16 @@ impl TaskSpec {
         }
     }
 
+    /// The learning-rate schedule, for the kinds that have one.
+    pub fn lr_schedule(&self) -> Option<&LrSchedule> {
+        match self {
+            TaskSpec::Optimizer(s) | TaskSpec::Sde(s) => Some(&s.lr_schedule),
+            TaskSpec::Train(t) => Some(&t.lr_schedule),
+            TaskSpec::Command(c) => Some(&c.lr_schedule),
+            TaskSpec::Noop { .. } => None,
+        }
+    }
+
     /// The fraction of the run discarded before the stationary loss is averaged, for the kinds
     /// that report one.
     pub fn burn_in(&self) -> Option<f64> {

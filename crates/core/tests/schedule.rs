@@ -20,12 +20,7 @@ lr = [0.01]
 );
 
 fn schedule(task: &TaskSpec) -> &LrSchedule {
-    match task {
-        TaskSpec::Optimizer(s) | TaskSpec::Sde(s) => &s.lr_schedule,
-        TaskSpec::Train(t) => &t.lr_schedule,
-        TaskSpec::Command(c) => &c.lr_schedule,
-        TaskSpec::Noop { .. } => panic!("noop"),
-    }
+    task.lr_schedule().expect("a kind with a schedule")
 }
 
 #[test]
@@ -131,4 +126,16 @@ rules = [{ name = \"w\", lr = 1, task = { lr_schedule = { warmup = 1 } } }]",
         })
         .collect();
     assert!(warmups.contains(&0.1) && warmups.contains(&0.2), "{warmups:?}");
+}
+
+/// β₁ = 0 is a grid value like any: heavy ball at μ = 0 and Lion at β₁ = 0 (SignSGD exactly) run
+/// under rules that leave 1 − β alone; a rule that scales 1 − β still refuses what leaves (0, 1).
+#[test]
+fn a_zero_beta1_runs_under_rules_that_keep_beta() {
+    let text = BASE
+        .replace("optimizer = [\"sgd\", \"momentum\"]", "optimizer = [\"momentum\", \"lion\"]\nbeta1 = [0.0, 0.9]")
+        .replace("lr = [0.01]", "lr = [0.01]\n\n[scaling]\nkappa = [1, 2]\nrules = [\"sgd-linear\", \"signsgd-sqrt\"]");
+    parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let err = parse(&text.replace("\"signsgd-sqrt\"]", "\"adam-sqrt\"]")).unwrap_err().to_string();
+    assert!(err.contains("outside (0, 1)"), "{err}");
 }

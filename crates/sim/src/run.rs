@@ -98,6 +98,9 @@ pub fn run_sim(
     };
     let steps = steps_of(task, params.batch_size).until(stop, params.batch_size);
     let rate = rate_of(task, params);
+    if let Method::Sde(sde, _) = &method {
+        sde.check_schedule(&rate).map_err(SimError::Invalid)?;
+    }
     let setup = Setup {
         land: &land,
         noise: &noise,

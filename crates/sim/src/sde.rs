@@ -138,6 +138,20 @@ impl Sde {
         })
     }
 
+    /// Refuses a learning-rate schedule for every SDE but SGD's, which alone has its time change
+    /// (THEORY.md §8); the spec refuses the others first, this holds for tasks that did not come
+    /// through it.
+    pub fn check_schedule(&self, rate: &crate::Rate) -> Result<(), String> {
+        if rate.is_constant() || self.kind == Family::Sgd {
+            return Ok(());
+        }
+        Err(format!(
+            "under the {} learning-rate schedule kind = \"sde\" runs SGD's SDE only (its time change is THEORY.md \
+             §8's); this optimizer's SDE under a time-varying rate is not derived",
+            rate.schedule().kind_name()
+        ))
+    }
+
     /// SGD's substep fused with the loss: `x ← x − λx Δ + √(ηΔ) s z`, returning `½ Σ λ x²` of the
     /// new `x` (summed as [`crate::landscape::weighted_square_sum`] does). `scale` is the step's
     /// learning-rate multiplier m_k: under a schedule the substep is Δ_k = m_k Δ and the

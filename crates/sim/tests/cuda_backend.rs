@@ -4,7 +4,9 @@
 //! run against the CPU backend.
 #![cfg(feature = "cuda")]
 
-use kappa_core::task::{Backend, Eigenvalues, LandscapeSpec, NoiseSpec, RecordEvery, SdeModel, Sigma, SimTask};
+use kappa_core::task::{
+    Backend, Eigenvalues, LandscapeSpec, LrSchedule, NoiseSpec, RecordEvery, SdeModel, Sigma, SimTask,
+};
 use kappa_core::{AttemptOutcome, Hyperparams, OptimizerKind, TaskSpec, TrialId};
 use kappa_sim::{Cancel, RunOptions, SimError, gpu_available, run_trial, run_trial_with};
 
@@ -139,14 +141,29 @@ fn gpu_results_have_the_cpu_shape_and_agree_roughly() {
         eigenvalues: Eigenvalues::List(vec![0.5, 1.0, 2.0, 4.0, 3.0]),
         rotation_seed: Some(4),
     };
-    let cases = OptimizerKind::ALL.map(|o| (o, None)).into_iter().chain([
-        (OptimizerKind::Sgd, Some(well.clone())),
-        (OptimizerKind::SignSgd, Some(well)),
-        (OptimizerKind::Sgd, Some(rotated.clone())),
-        (OptimizerKind::Adam, Some(rotated)),
+    // d = 100: 25 lanes of a path's 32 share its coordinates.
+    let wide = LandscapeSpec::Quadratic {
+        eigenvalues: Eigenvalues::Generated(kappa_core::task::Spectrum::Log { lo: 0.1, hi: 4.0, num: 100 }),
+        rotation_seed: Some(7),
+    };
+    let cosine = LrSchedule::Cosine { warmup: 0.1, min_factor: 0.1 };
+    let wsd = LrSchedule::Wsd { warmup: 0.05, decay: 0.3, min_factor: 0.0 };
+    let cases = OptimizerKind::ALL.map(|o| (o, None, LrSchedule::Constant)).into_iter().chain([
+        (OptimizerKind::Sgd, Some(well.clone()), LrSchedule::Constant),
+        (OptimizerKind::SignSgd, Some(well), LrSchedule::Constant),
+        (OptimizerKind::Sgd, Some(rotated.clone()), LrSchedule::Constant),
+        (OptimizerKind::Adam, Some(rotated.clone()), LrSchedule::Constant),
+        (OptimizerKind::Momentum, Some(rotated), LrSchedule::Constant),
+        (OptimizerKind::Sgd, Some(wide.clone()), LrSchedule::Constant),
+        (OptimizerKind::Nesterov, Some(wide), LrSchedule::Constant),
+        (OptimizerKind::Sgd, None, cosine),
+        (OptimizerKind::Momentum, None, wsd),
     ]);
-    for (opt, landscape) in cases {
+    for (opt, landscape, schedule) in cases {
         for sde in [false, true] {
+            if sde && !schedule.is_constant() && opt != OptimizerKind::Sgd {
+                continue;
+            }
             if sde && !opt.has_sde() {
                 // Refused by both backends alike.
                 let t = TaskSpec::Sde(task(Backend::Cuda));
@@ -158,6 +175,7 @@ fn gpu_results_have_the_cpu_shape_and_agree_roughly() {
                 if let Some(l) = &landscape {
                     t.landscape = l.clone();
                 }
+                t.lr_schedule = schedule.clone();
                 t.paths = 2000;
                 t.samples = 20_000;
                 if sde { TaskSpec::Sde(t) } else { TaskSpec::Optimizer(t) }
@@ -167,7 +185,7 @@ fn gpu_results_have_the_cpu_shape_and_agree_roughly() {
                 run_trial(&make(Backend::Cpu), &p, TrialId(5), &Cancel::new()).unwrap(),
                 run_trial(&make(Backend::Cuda), &p, TrialId(5), &Cancel::new()).unwrap(),
             ) else {
-                panic!("{opt} sde={sde} {landscape:?}: not a success")
+                panic!("{opt} sde={sde} {landscape:?} {schedule:?}: not a success")
             };
             assert_eq!(cpu.curve.len(), gpu.curve.len());
             assert_eq!(cpu.curve[0].loss_mean as f32, gpu.curve[0].loss_mean as f32, "both start at x0");

@@ -447,7 +447,10 @@ fn a_constant_schedule_changes_nothing() {
     let base = metrics(&TaskSpec::Optimizer(sim(1.0, 500, 8, 0.5)), &p);
     let mut s = sim(1.0, 500, 8, 0.5);
     s.lr_schedule = kappa_core::task::LrSchedule::Constant;
-    assert_eq!(metrics(&TaskSpec::Optimizer(s), &p), base);
+    assert_eq!(metrics(&TaskSpec::Optimizer(s.clone()), &p), base);
+    s.lr_schedule = kappa_core::task::LrSchedule::Cosine { warmup: 0.1, min_factor: 0.0 };
+    let err = run_trial(&TaskSpec::Sde(s), &p, TrialId(1), &Cancel::new()).unwrap_err().to_string();
+    assert!(err.contains("runs SGD's SDE only"), "{err}");
 }
 
 // ---------------------------------------------------------------- THEORY.md §8: landscapes

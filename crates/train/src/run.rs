@@ -275,6 +275,10 @@ pub(crate) fn setup<'a>(
             }
         }
     };
+    let rate = Rate::new(params.lr, &task.lr_schedule, params.batch_size, task.samples);
+    if let Method::Sde { sde, .. } = &method {
+        sde.check_schedule(&rate).map_err(SimError::Invalid)?;
+    }
     let mut optimizer = OptimizerConfig::from_params(params);
     optimizer.bias_correction = task.bias_correction;
     Ok(Setup {
@@ -283,7 +287,7 @@ pub(crate) fn setup<'a>(
         method,
         optimizer,
         steps: Steps::new((task.samples / params.batch_size.max(1)).max(1), task.record_every, task.burn_in),
-        rate: Rate::new(params.lr, &task.lr_schedule, params.batch_size, task.samples),
+        rate,
         id,
         seed: params.seed,
         batch_size: params.batch_size,

@@ -195,7 +195,15 @@ fn print_halving(sweep: &Sweep, h: &Halving) {
             "; simulations recompute each rung from step 0 (bit-identical, cheap next to training)"
         }
     );
-    if sweep.variants.iter().any(|v| matches!(v.task, kappa_core::TaskSpec::Command(_))) {
+    let scheduled = sweep.variants.iter().find_map(|v| v.task.lr_schedule().filter(|s| !s.is_constant()));
+    if let Some(schedule) = scheduled {
+        println!(
+            "  warning: rungs compare runs stopped at a fraction of their budget, and under the {} learning-rate \
+             schedule (a fraction of the whole budget) the stopped runs have not decayed: their ranking can differ \
+             from the finished ones' (README, \"Successive halving\")",
+            schedule.kind_name()
+        );
+    } else if sweep.variants.iter().any(|v| matches!(v.task, kappa_core::TaskSpec::Command(_))) {
         println!(
             "  warning: rungs compare runs stopped at a fraction of their budget; if your program decays its learning \
              rate over the whole budget, the stopped runs have not decayed and their ranking can differ from the \

@@ -66,7 +66,7 @@ const WHOLE_FIELDS: &[&str] = &[
 
 /// Names a user parameter may not take: the built-in placeholders of command tasks.
 fn reserved(name: &str) -> bool {
-    crate::command::PLACEHOLDERS.contains(&name) || crate::command::SCHEDULE_PLACEHOLDERS.contains(&name)
+    crate::command::PLACEHOLDERS.contains(&name)
 }
 
 /// Where a named axis is written: its key path, and whether its values are a list (so value `i`

@@ -256,7 +256,9 @@ fn not_numeric(ctx: &Ctx<'_>, path: &[Seg], full: &str) -> SpecError {
     ctx.err(path, format!("`{full}` is not numeric: only numbers can be scaled by a power of κ"))
 }
 
-/// Every β the rule scales (those of optimizers that read it) stays in (0, 1) at every κ.
+/// Every β the rule scales (those of optimizers that read it) stays in (0, 1) at every κ. A rule
+/// that leaves 1 − β alone (`sgd-linear`, `signsgd-sqrt`, `none`) keeps every β the grid accepts,
+/// 0 included (heavy ball at μ = 0, Signum and Lion at β₁ = 0).
 fn check_betas(
     ctx: &Ctx<'_>,
     path: &[Seg],
@@ -265,6 +267,9 @@ fn check_betas(
     grid: &Grid,
     zips: &[RawGrid],
 ) -> Result<(), SpecError> {
+    if rule.one_minus_beta == 0.0 {
+        return Ok(());
+    }
     let optimizers = match grid.axis(AxisName::Optimizer) {
         Some(AxisValues::Optimizer(v)) => v.clone(),
         _ => Vec::new(),

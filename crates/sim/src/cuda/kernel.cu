@@ -1,10 +1,13 @@
-// kappa-sim's GPU kernel: many paths of a diagonal quadratic, compiled by NVRTC at run time.
+// kappa-sim's GPU kernel: many paths of a landscape, compiled by NVRTC at run time.
 //
 // One thread owns K consecutive coordinates of one path and keeps their state (x, and the
-// optimizer's moments) in registers for a whole segment of steps: coordinates of a diagonal
-// quadratic are independent, so threads never talk except to sum losses. Threads of a path are
-// `tpp` consecutive lanes (tpp a power of two), so a path's partial sums reduce with warp
-// shuffles and one atomicAdd per warp (or per group of tpp lanes).
+// optimizer's moments) in registers for a whole segment of steps. On the diagonal quadratic and
+// the double well coordinates are independent, so threads talk only to sum losses; on a full
+// Hessian (d ≤ 128) a path's lanes also share their coordinates by warp shuffles for H x. Threads
+// of a path are `tpp` consecutive lanes (tpp a power of two), so a path's partial sums reduce with
+// warp shuffles and one atomicAdd per warp (or per group of tpp lanes). The gradient at x (gx) is
+// computed once per substep, after its update: it serves the step's loss, a record point and the
+// next substep.
 //
 // Random numbers: Philox-4x32-10, keyed by (trial id, seed), counter (coordinate chunk, substep,
 // path, draw). One Philox call gives the four normals of a thread's K = 4 coordinates.
@@ -320,6 +323,8 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
             v[j] = state[2 * n + base + j];
         }
     }
+    // The gradient at the segment's start (every lane: the shuffles need the whole warp).
+    grads(p, hess, lam, x, valid, chunk, gx);
 
     const uint2 key = make_uint2((u32)p.key, (u32)(p.key >> 32));
     u32 rec = p.rec_start;
@@ -333,8 +338,7 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
     auto record = [&]() {
         float part = 0.0f;
         u32 c0 = 0, c1 = 0, c2 = 0;
-        float gr_all[K];
-        grads(p, hess, lam, x, valid, chunk, gr_all);
+        const float* gr_all = gx;  // the gradient at the current x
 #pragma unroll
         for (int j = 0; j < K; j++) {
             if (!valid[j]) continue;
@@ -404,7 +408,6 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
 #pragma unroll
                 for (int j = 0; j < K; j++) z[j] = gen_student_t(g, p.nu);
             }
-            grads(p, hess, lam, x, valid, chunk, gx);
             if (p.method == 0) {
                 // ------------------------------------------------ discrete optimizers (optim/)
                 const u32 kd = p.kind;
@@ -532,9 +535,10 @@ extern "C" __global__ void __launch_bounds__(256) kappa_sim(
                     }
                 }
             }
+            // The gradient at the new x: this step's loss, a record, the next substep's drift.
+            grads(p, hess, lam, x, valid, chunk, gx);
         }
         float part = 0.0f;
-        grads(p, hess, lam, x, valid, chunk, gx);
 #pragma unroll
         for (int j = 0; j < K; j++) part += valid[j] ? loss2_of(p, lam[j], x[j], gx[j]) : 0.0f;
         part *= 0.5f;

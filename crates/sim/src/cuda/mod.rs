@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// The kernel source (CUDA C++), compiled by NVRTC at run time after [`kernel_source`]'s header.
 pub const KERNEL_SOURCE: &str = include_str!("kernel.cu");
 
-/// The source NVRTC compiles: the optimizer table's case numbers (`#define KIND_SGD 0`, …, one
-/// per row of [`kappa_core::OPTIMIZERS`]) and whether each is sign-like, then [`KERNEL_SOURCE`].
+/// The source NVRTC compiles: the optimizer table's case numbers (`#define KIND_SGD 0u`, …, one
+/// per row of [`kappa_core::OPTIMIZERS`]), then [`KERNEL_SOURCE`].
 pub fn kernel_source() -> String {
     let mut s = String::from("// Generated from kappa-core's optimizer table.\n");
     for o in OptimizerKind::ALL {
@@ -333,8 +333,10 @@ fn run_on(
     let noise = Noise::for_batch(&task.noise, params.batch_size, d).map_err(|e| SimError::Invalid(e.to_string()))?;
     let steps = steps_of(task, params.batch_size).until(stop, params.batch_size);
     if sde {
-        // The same refusal as the CPU backend's (an optimizer without an SDE).
-        crate::sde::Sde::generic(params, task.sde_model, task.refine).map_err(SimError::Invalid)?;
+        // The same refusals as the CPU backend's (an optimizer without an SDE, or without one
+        // under a schedule).
+        let sde = crate::sde::Sde::generic(params, task.sde_model, task.refine).map_err(SimError::Invalid)?;
+        sde.check_schedule(&crate::run::rate_of(task, params)).map_err(SimError::Invalid)?;
     }
     let mut p = lower(task, sde, params, &noise, id, d);
     let rate = crate::run::rate_of(task, params);
