@@ -73,24 +73,7 @@ pub fn verdict_table(r: &Report) -> String {
             .map(|t| [params_label(&t.params), t.sde_model.clone(), tracking_mean(t), tracking_max(t)])
             .collect();
         let head = ["SDE tracking: setting", "SDE model", "mean |ΔL|/L", "max |ΔL|/L"];
-        let w: Vec<usize> = (0..4)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].chars().count()]).max().unwrap_or(0))
-            .collect();
-        let head = head.map(String::from);
-        for row in std::iter::once(&head).chain(&rows) {
-            let _ = writeln!(
-                s,
-                "{:<a$}  {:<b$}  {:>c$}  {:>d$}",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                a = w[0],
-                b = w[1],
-                c = w[2],
-                d = w[3]
-            );
-        }
+        columns(&mut s, "", &head, &rows);
         let _ = writeln!(s, "  {}", super::text::TRACKING_NOTE);
     }
     for c in &r.contrasts {
@@ -105,32 +88,27 @@ pub fn verdict_table(r: &Report) -> String {
             continue;
         }
         let _ = writeln!(s, "contrast along {} (against {} = {}):", c.axis, c.axis, c.reference);
-        let rows = super::text::contrast_rows(c);
-        let head = super::text::CONTRAST_HEAD.map(String::from);
-        let w: Vec<usize> = (0..6)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].chars().count()]).max().unwrap_or(0))
-            .collect();
-        for row in std::iter::once(&head).chain(&rows) {
-            let _ = writeln!(
-                s,
-                "  {:<a$}  {:<b$}  {:>c$}  {:>d$}  {:>e$}  {:>f$}",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                a = w[0],
-                b = w[1],
-                c = w[2],
-                d = w[3],
-                e = w[4],
-                f = w[5]
-            );
-        }
+        columns(&mut s, "  ", &super::text::CONTRAST_HEAD, &super::text::contrast_rows(c));
         let _ = writeln!(s, "  {}", super::text::CONTRAST_NOTE);
     }
     s
+}
+
+/// Writes `head` and `rows` as aligned columns, each line after `indent`: the first two left
+/// aligned (names), the others right aligned (numbers).
+fn columns<const N: usize>(s: &mut String, indent: &str, head: &[&str; N], rows: &[[String; N]]) {
+    let head = head.map(String::from);
+    let w: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    for row in std::iter::once(&head).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i < 2 { format!("{c:<w$}", w = w[i]) } else { format!("{c:>w$}", w = w[i]) })
+            .collect();
+        let _ = writeln!(s, "{indent}{}", cells.join("  "));
+    }
 }
 
 /// A contrast with more rows than this is summed up in one line in the terminal.
