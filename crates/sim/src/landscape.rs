@@ -287,15 +287,6 @@ impl Land {
         }
     }
 
-    /// The loss at `x`.
-    pub fn loss(&self, x: &[f64]) -> f64 {
-        match self {
-            Land::Diagonal(q) => q.loss(x),
-            Land::Dense(q) => q.loss(x),
-            Land::DoubleWell(w) => w.loss(x),
-        }
-    }
-
     /// The diagonal quadratic's eigenvalues (its Hessian's diagonal), if it is one.
     pub fn diagonal(&self) -> Option<&[f64]> {
         match self {

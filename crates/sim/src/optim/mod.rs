@@ -78,11 +78,6 @@ impl Optimizer {
         Optimizer { cfg, state: State { m, v, beta1_pow: 1.0, beta2_pow: 1.0 }, step: 0 }
     }
 
-    /// Its settings.
-    pub fn config(&self) -> &OptimizerConfig {
-        &self.cfg
-    }
-
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
         self.step
