@@ -10,6 +10,7 @@ pub mod halving;
 pub mod health;
 pub mod id;
 pub mod lease;
+pub mod metrics;
 pub mod objective;
 pub mod optimizer;
 pub mod origin;

@@ -207,6 +207,10 @@ pub struct CommandTask {
     /// program. Serialised only when not constant.
     #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
     pub lr_schedule: LrSchedule,
+    /// Where its metrics come from: stdout lines (JSON by default), TensorBoard event files or a
+    /// CSV file. Serialised only when not the default, so existing sweeps keep their ids.
+    #[serde(default, skip_serializing_if = "crate::metrics::MetricsSource::is_default")]
+    pub metrics: crate::metrics::MetricsSource,
 }
 
 /// A simulation over many independent paths.

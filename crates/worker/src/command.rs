@@ -5,8 +5,9 @@
 //! working directory, dying with the worker. Each trial has a directory that outlives its
 //! attempts (`KAPPA_TRIAL_DIR`, `{trial_dir}`): a program that checkpoints there resumes a later
 //! attempt from it. Its stdout and stderr go to per-attempt log files
-//! (`<logs>/<trial>.<attempt>.{stdout,stderr}`); stdout lines that are JSON objects
-//! with a numeric `loss` are metrics:
+//! (`<logs>/<trial>.<attempt>.{stdout,stderr}`). Its metrics come from the source its task names
+//! (`[task] metrics`, read by [`crate::metrics`]); by default stdout lines that are JSON objects
+//! with a numeric `loss`:
 //!
 //! ```text
 //! {"step": 100, "samples": 6400, "loss": 0.41, "test_accuracy": 0.93}
@@ -15,14 +16,15 @@
 //! `step` and `samples` are optional (either is derived from the other through the batch size,
 //! or counted from the lines); every other numeric key goes to the curve point's `extra`. Any
 //! other line is only logged. A `loss` of `NaN`/`Infinity` (as Python's `json` writes them) or
-//! `null` marks the run diverged.
+//! `null` marks the run diverged. A program that exits 0 without one loss point fails, with an
+//! error that says what was looked for and what was found.
 //!
 //! Exit status 0 is success (diverged if the last loss was not finite); another status is a
 //! task error; death by a signal the worker did not send is a crash. A timeout or a cancel kills
 //! the whole process group (SIGTERM, then SIGKILL after a grace period).
 
-use kappa_core::{AttemptOutcome, CurvePoint, Estimate, FailureClass, Lease, TrialMetrics};
-use std::collections::BTreeMap;
+use crate::metrics::Metrics;
+use kappa_core::{AttemptOutcome, FailureClass, Lease};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -141,16 +143,26 @@ async fn run_inner(
         task.argv.iter().map(|a| kappa_core::command::render(a, params, &at)).collect::<Result<_, _>>()?;
     let logs = Logs::create(env, lease)?;
     let out_log = tokio::fs::File::from_std(logs.out_file()?);
+    let render = |t: &str| kappa_core::command::render(t, params, &at);
+    let mut metrics = Metrics::new(&task.metrics, params.hyper.batch_size, render, &env.workdir, id.to_string())?;
     let mut child = spawn(env, task, &argv, lease, &at, gpus, logs.err_file()?)?;
-    let mut parser = MetricsParser::new(params.hyper.batch_size);
     let watch = Watch { timeout: lease.timeout, cancel, draining };
-    let (status, ended) = supervise(&mut child, &mut parser, out_log, &watch).await;
+    let (status, ended) = supervise(&mut child, &mut metrics, out_log, &watch).await;
     let status = status.map_err(|e| format!("waiting for `{}` failed: {e}", argv[0]))?;
     if let Some(outcome) = stopped_early(&status, &ended, &watch, &logs).await {
         return Ok(outcome);
     }
-    let mut metrics = parser.finish(task.burn_in);
     if status.success() {
+        metrics.end().await;
+        let mut metrics = match metrics.finish(task.burn_in) {
+            Ok(m) => m,
+            Err(missing) => {
+                return Ok(Some(AttemptOutcome::Failed {
+                    error: format!("`{}` exited with status 0 without a loss: {missing} ({})", argv[0], logs.named),
+                    class: FailureClass::Error,
+                }));
+            }
+        };
         return Ok(Some(match metrics.curve.iter().position(|p| !p.loss_mean.is_finite()) {
             Some(i) => {
                 // The curve keeps what came before, as the simulator's does.
@@ -261,12 +273,13 @@ struct Ended {
     preempted: bool,
 }
 
-/// Reads the program's stdout into `parser` and `out_log` until it ends, stopping it (its whole
-/// process group) on a cancel or its timeout, and asking it to stop (SIGTERM) when the worker
-/// drains. Returns its exit status, and whether and why the worker stopped it.
+/// Reads the program's stdout into `metrics` and `out_log` until it ends (and its metrics files,
+/// when its source reads files), stopping it (its whole process group) on a cancel or its
+/// timeout, and asking it to stop (SIGTERM) when the worker drains. Returns its exit status, and
+/// whether and why the worker stopped it.
 async fn supervise(
     child: &mut tokio::process::Child,
-    parser: &mut MetricsParser,
+    metrics: &mut Metrics,
     mut out_log: tokio::fs::File,
     watch: &Watch<'_>,
 ) -> (std::io::Result<std::process::ExitStatus>, Ended) {
@@ -279,6 +292,8 @@ async fn supervise(
     let mut lines = BufReader::new(stdout).lines();
     let deadline = watch.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut poll = tokio::time::interval(Duration::from_millis(50));
+    let mut files = tokio::time::interval(crate::metrics::FILE_POLL);
+    let reads_files = metrics.reads_files();
     let mut stopped: Option<&'static str> = None;
     let mut preempted = false;
     let mut stdout_open = true;
@@ -286,13 +301,14 @@ async fn supervise(
         tokio::select! {
             line = lines.next_line(), if stdout_open => match line {
                 Ok(Some(line)) => {
-                    parser.line(&line);
+                    metrics.line(&line);
                     let _ = out_log.write_all(line.as_bytes()).await;
                     let _ = out_log.write_all(b"\n").await;
                 }
                 Ok(None) | Err(_) => stdout_open = false,
             },
             status = child.wait(), if !stdout_open => break status,
+            _ = files.tick(), if reads_files && stopped.is_none() => metrics.poll().await,
             _ = poll.tick() => {
                 // A draining worker asks the program to stop at once (SIGTERM: time to save a
                 // checkpoint), and waits for it to end until the drain runs out.
@@ -386,208 +402,4 @@ async fn stderr_tail(path: &Path) -> String {
     let start = buf.len().saturating_sub(STDERR_TAIL);
     let text = String::from_utf8_lossy(&buf[start..]);
     text.trim_end().to_string()
-}
-
-/// Turns metrics lines into a curve.
-struct MetricsParser {
-    batch: u64,
-    curve: Vec<CurvePoint>,
-    lines: u64,
-    /// The step this attempt continued from, as its last line said (`resumed_from`).
-    resumed_from: Option<u64>,
-}
-
-impl MetricsParser {
-    fn new(batch: u64) -> MetricsParser {
-        MetricsParser { batch: batch.max(1), curve: Vec::new(), lines: 0, resumed_from: None }
-    }
-
-    fn line(&mut self, line: &str) {
-        let t = line.trim();
-        if !(t.starts_with('{') && t.ends_with('}')) {
-            return;
-        }
-        let Some(map) = parse_object(t) else { return };
-        // Where this attempt started (a program continuing from its checkpoint says so): not a
-        // metric.
-        if let Some(Some(from)) = map.get("resumed_from") {
-            self.resumed_from = (*from >= 1.0).then_some(*from as u64);
-        }
-        if !map.contains_key("loss") {
-            return;
-        }
-        let loss = map.get("loss").copied().flatten().unwrap_or(f64::NAN);
-        let mut extra = BTreeMap::new();
-        for (k, v) in &map {
-            if !matches!(k.as_str(), "loss" | "step" | "samples" | "resumed_from")
-                && let Some(v) = v
-            {
-                extra.insert(k.clone(), *v);
-            }
-        }
-        let whole = |k: &str| map.get(k).copied().flatten().filter(|v| *v >= 0.0).map(|v| v as u64);
-        self.lines += 1;
-        let (step, samples) = match (whole("step"), whole("samples")) {
-            (Some(s), Some(n)) => (s, n),
-            (Some(s), None) => (s, s * self.batch),
-            (None, Some(n)) => (n / self.batch, n),
-            (None, None) => (self.lines, self.lines * self.batch),
-        };
-        self.curve.push(CurvePoint { extra, ..CurvePoint::single(samples, step, loss) });
-    }
-
-    /// The metrics of the run, with the stationary loss from the curve's tail: the mean of its
-    /// points after `burn_in` of the last step (SE from their spread: one path), and the same
-    /// settled check as simulations (the tail's second half against its first). Needs four
-    /// points in the tail.
-    fn finish(mut self, burn_in: f64) -> TrialMetrics {
-        // A step printed twice (a curve re-emitted from a checkpoint over lines already read, or
-        // a program's train and eval lines): one point, in the place of its first line, its
-        // later line's values winning and its metrics the union of both.
-        let mut at: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-        let mut curve: Vec<CurvePoint> = Vec::with_capacity(self.curve.len());
-        for mut p in std::mem::take(&mut self.curve) {
-            match at.get(&p.step) {
-                Some(&i) => {
-                    let mut extra = std::mem::take(&mut curve[i].extra);
-                    extra.append(&mut p.extra);
-                    curve[i] = CurvePoint { extra, ..p };
-                }
-                None => {
-                    at.insert(p.step, curve.len());
-                    curve.push(p);
-                }
-            }
-        }
-        self.curve = curve;
-        let mut notes = Vec::new();
-        if self.curve.is_empty() {
-            notes.push("the command printed no metrics line (a JSON object with a numeric `loss`)".to_string());
-        }
-        let last = self.curve.iter().map(|p| p.step).max().unwrap_or(0);
-        let tail: Vec<f64> =
-            self.curve.iter().filter(|p| p.step as f64 > burn_in * last as f64).map(|p| p.loss_mean).collect();
-        let finite = tail.iter().all(|l| l.is_finite());
-        let (stationary_loss, stationary_drift) = match Estimate::drift_of(&tail) {
-            Some(drift) if finite => (Some(Estimate::of_samples(tail.iter().copied())), Some(drift)),
-            _ => {
-                if !self.curve.is_empty() {
-                    notes.push(format!(
-                        "no stationary loss: {} metrics lines after the burn-in (step > {:.0}), 4 needed",
-                        tail.len(),
-                        burn_in * last as f64
-                    ));
-                }
-                (None, None)
-            }
-        };
-        if stationary_loss.is_some() {
-            notes.push(format!(
-                "stationary loss: the mean of the {} metrics lines after step {:.0} (burn_in {burn_in}), SE from their \
-                 spread",
-                tail.len(),
-                burn_in * last as f64
-            ));
-        }
-        TrialMetrics {
-            resumed_from: self.resumed_from,
-            curve: self.curve,
-            stationary_loss,
-            stationary_drift,
-            theory: None,
-            notes,
-        }
-    }
-}
-
-/// A flat JSON object of numbers: `None` values for keys whose value is `null`, `NaN` or
-/// `±Infinity` (Python's `json.dumps` writes the last two); non-numeric values are skipped.
-fn parse_object(text: &str) -> Option<BTreeMap<String, Option<f64>>> {
-    let value: serde_json::Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        // Python's json writes bare NaN / Infinity, which strict JSON refuses: read them as null.
-        Err(_) => {
-            let fixed = text.replace("-Infinity", "null").replace("Infinity", "null").replace("NaN", "null");
-            serde_json::from_str(&fixed).ok()?
-        }
-    };
-    let obj = value.as_object()?;
-    Some(
-        obj.iter()
-            .filter_map(|(k, v)| match v {
-                serde_json::Value::Null => Some((k.clone(), None)),
-                serde_json::Value::Number(n) => Some((k.clone(), n.as_f64())),
-                _ => None,
-            })
-            .collect(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_lines_become_a_curve_and_other_lines_are_ignored() {
-        let mut p = MetricsParser::new(32);
-        p.line("epoch 1 starting");
-        p.line(r#"{"step": 10, "loss": 0.5, "test_accuracy": 0.8, "tag": "x"}"#);
-        p.line(r#"{"samples": 640, "loss": 0.25}"#);
-        p.line(r#"{"loss": 0.2}"#);
-        p.line(r#"{"test_loss": 0.3}"#);
-        p.line("{not json}");
-        p.line(r#"{"step": 40, "loss": NaN}"#);
-        let m = p.finish(0.5);
-        let pts: Vec<(u64, u64, f64)> = m.curve.iter().map(|c| (c.step, c.samples, c.loss_mean)).collect();
-        assert_eq!(pts[..3], [(10, 320, 0.5), (20, 640, 0.25), (3, 96, 0.2)]);
-        assert_eq!(m.curve[0].extra.get("test_accuracy"), Some(&0.8));
-        assert!(!m.curve[0].extra.contains_key("tag"));
-        assert_eq!(m.curve.len(), 4);
-        assert!(m.curve[3].loss_mean.is_nan());
-        // One line after step 20 (and its loss NaN): no stationary loss, and a note says why.
-        assert_eq!(m.stationary_loss, None);
-        assert!(m.notes[0].contains("no stationary loss"), "{:?}", m.notes);
-        assert!(MetricsParser::new(1).finish(0.5).notes[0].contains("no metrics line"));
-    }
-
-    #[test]
-    fn a_curve_re_emitted_from_a_checkpoint_is_one_point_per_step_and_says_where_it_resumed() {
-        let mut p = MetricsParser::new(4);
-        // The first attempt's lines, re-emitted; then where this attempt resumed; then its own.
-        for (step, loss) in [(10, 0.9), (20, 0.7)] {
-            p.line(&format!(r#"{{"step": {step}, "loss": {loss}, "resumed_from": 0}}"#));
-        }
-        p.line(r#"{"resumed_from": 20}"#);
-        p.line(r#"{"step": 20, "loss": 0.7, "test_loss": 0.8, "resumed_from": 20}"#);
-        p.line(r#"{"step": 30, "loss": 0.5, "resumed_from": 20}"#);
-        let m = p.finish(0.5);
-        let pts: Vec<(u64, f64)> = m.curve.iter().map(|c| (c.step, c.loss_mean)).collect();
-        assert_eq!(pts, [(10, 0.9), (20, 0.7), (30, 0.5)]);
-        assert_eq!(m.curve[1].extra.get("test_loss"), Some(&0.8), "a step's lines are one point");
-        assert!(m.curve.iter().all(|c| !c.extra.contains_key("resumed_from")), "not a metric");
-        assert_eq!(m.resumed_from, Some(20));
-        let mut fresh = MetricsParser::new(4);
-        fresh.line(r#"{"step": 10, "loss": 0.9, "resumed_from": 0}"#);
-        assert_eq!(fresh.finish(0.5).resumed_from, None, "started at step 0");
-    }
-
-    #[test]
-    fn a_command_gets_a_stationary_loss_and_a_settled_check_from_its_curves_tail() {
-        let run = |losses: &[f64]| {
-            let mut p = MetricsParser::new(8);
-            for (i, l) in losses.iter().enumerate() {
-                p.line(&format!(r#"{{"step": {}, "loss": {l}}}"#, (i + 1) * 10));
-            }
-            p.finish(0.5)
-        };
-        // Settled: the tail (steps 60..100) fluctuates around 0.1.
-        let m = run(&[1.0, 0.5, 0.3, 0.2, 0.15, 0.11, 0.09, 0.1, 0.12, 0.08]);
-        let s = m.stationary_loss.unwrap();
-        assert!((s.mean - 0.1).abs() < 1e-12 && s.se > 0.0, "{s:?}");
-        assert_eq!(m.settled(), Some(true));
-        // Still falling through the tail: flagged.
-        let m = run(&[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]);
-        assert_eq!(m.settled(), Some(false));
-        assert!(m.unsettled_note().unwrap().contains("still fell"));
-    }
 }

@@ -9,7 +9,7 @@
 //! one leased trial to its report), `held` (the leases held and their trials' cancel switches),
 //! `reporter` (reports in batches, and the heartbeat),
 //! `executor` (a task kind → the code that runs it), `command` (`kind = "command"` child
-//! processes), `config` ([`WorkerConfig`], [`WorkerError`], [`WorkerStats`]), `version` (the code
+//! processes), `metrics` (their metrics: stdout lines, TensorBoard event files, CSV), `config` ([`WorkerConfig`], [`WorkerError`], [`WorkerStats`]), `version` (the code
 //! versions it computes with).
 
 #![warn(missing_docs)]
@@ -18,6 +18,7 @@ mod command;
 mod config;
 mod executor;
 mod held;
+pub mod metrics;
 mod reporter;
 mod session;
 mod trial;

@@ -98,11 +98,17 @@ pub(super) fn validate_analysis(ctx: &Ctx<'_>, raw: Option<RawAnalysis>) -> Resu
         a.objective = o;
     }
     if let Some(m) = raw.metric {
-        let ok = !m.is_empty() && m.len() <= 64 && m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        // Names as programs write them: `test_loss`, TensorBoard tags (`test/accuracy`), CSV columns.
+        let ok = !m.is_empty()
+            && m.len() <= 128
+            && m.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '/' | '.' | '-' | ':'));
         if !ok {
             return Err(ctx.err(
                 &[k("analysis"), k("metric")],
-                format!("metric {m:?} must name a curve metric (`loss`, `test_loss`, or a key your program prints)"),
+                format!(
+                    "metric {m:?} must name a curve metric (`loss`, `test_loss`, a key your program prints, a \
+                     TensorBoard tag such as `test/accuracy`): letters, digits and _ / . - :"
+                ),
             ));
         }
         if a.objective == AnalysisObjective::Stationary && m != "loss" {

@@ -313,6 +313,10 @@ pub(super) fn check_placeholders(ctx: &Ctx<'_>, task: &TaskSpec, grid: &Grid, ha
         crate::command::check_names(v, grid.builtins(), &user, halving)
             .map_err(|m| ctx.err(&[k("task"), k("env"), k(name)], m))?;
     }
+    for (field, v) in c.metrics.templates() {
+        crate::command::check_names(v, grid.builtins(), &user, halving)
+            .map_err(|m| ctx.err(&[k("task"), k("metrics"), k(field)], m))?;
+    }
     Ok(())
 }
 

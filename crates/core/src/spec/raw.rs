@@ -247,6 +247,29 @@ pub(super) struct RawTask {
     pub(super) argv: Option<Vec<String>>,
     pub(super) env: Option<std::collections::BTreeMap<String, String>>,
     pub(super) lr_schedule: Option<RawLrSchedule>,
+    pub(super) metrics: Option<RawMetrics>,
+}
+
+/// `metrics = { from = "tensorboard", dir = "...", loss = "train/loss" }` as written (checked in
+/// `task.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) from: Option<MetricsFrom>,
+    pub(super) pattern: Option<String>,
+    pub(super) dir: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) loss: Option<String>,
+    pub(super) step: Option<String>,
+    pub(super) samples: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum MetricsFrom {
+    Stdout,
+    Tensorboard,
+    Csv,
 }
 
 /// `lr_schedule = { kind = "cosine", warmup = 0.05 }` as written (checked in `task.rs`).
@@ -317,7 +340,7 @@ impl TaskKind {
                 "lr_schedule",
             ]
             .contains(&field),
-            TaskKind::Command => ["argv", "env", "burn_in", "lr_schedule"].contains(&field),
+            TaskKind::Command => ["argv", "env", "burn_in", "lr_schedule", "metrics"].contains(&field),
             TaskKind::Noop => field == "sleep",
         }
     }

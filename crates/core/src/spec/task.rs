@@ -5,8 +5,10 @@ use super::error::{Ctx, Seg, k};
 use super::execution::parse_duration;
 use super::range::as_f64;
 use super::raw::{
-    DataKind, LandscapeKind, MAX_DIM, NoiseKind, RawData, RawLandscape, RawLrSchedule, RawTask, ScheduleKind, TaskKind,
+    DataKind, LandscapeKind, MAX_DIM, MetricsFrom, NoiseKind, RawData, RawLandscape, RawLrSchedule, RawMetrics,
+    RawTask, ScheduleKind, TaskKind,
 };
+use crate::metrics::{LinePattern, MetricsSource};
 use crate::task::{
     CommandTask, DataSpec, Eigenvalues, LandscapeSpec, LrSchedule, MAX_DENSE_DIM, MAX_GPU_DENSE_DIM, ModelSpec,
     NoiseSpec, Objective, Sigma, SimTask, Spectrum, TaskSpec, TrainTask,
@@ -43,6 +45,7 @@ pub(super) fn validate_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, Spe
         ("argv", raw.argv.is_some()),
         ("env", raw.env.is_some()),
         ("lr_schedule", raw.lr_schedule.is_some()),
+        ("metrics", raw.metrics.is_some()),
     ];
     for (field, is_given) in given {
         if is_given && !task_kind.reads(field) {
@@ -102,7 +105,92 @@ pub(super) fn command_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, Spec
     }
     let burn_in = burn_in(ctx, raw.burn_in)?;
     let lr_schedule = lr_schedule(ctx, raw.lr_schedule)?;
-    Ok(TaskSpec::Command(CommandTask { argv, env, burn_in, lr_schedule }))
+    let metrics = metrics(ctx, raw.metrics)?;
+    Ok(TaskSpec::Command(CommandTask { argv, env, burn_in, lr_schedule, metrics }))
+}
+
+/// `[task] metrics`: where a command's metrics come from, each field checked where it is.
+fn metrics(ctx: &Ctx<'_>, raw: Option<RawMetrics>) -> Result<MetricsSource, SpecError> {
+    let Some(r) = raw else { return Ok(MetricsSource::default()) };
+    let at = |f: &str| vec![k("task"), k("metrics"), k(f)];
+    let Some(from) = r.from else {
+        return Err(ctx.err(
+            &[k("task"), k("metrics")],
+            "metrics needs `from`: \"stdout\" (with a `pattern`), \"tensorboard\" (with a `dir`) or \"csv\" (with a \
+             `path`)",
+        ));
+    };
+    let (name, reads): (&str, &[&str]) = match from {
+        MetricsFrom::Stdout => ("stdout", &["pattern", "loss"]),
+        MetricsFrom::Tensorboard => ("tensorboard", &["dir", "loss"]),
+        MetricsFrom::Csv => ("csv", &["path", "loss", "step", "samples"]),
+    };
+    let given = [
+        ("pattern", r.pattern.is_some()),
+        ("dir", r.dir.is_some()),
+        ("path", r.path.is_some()),
+        ("step", r.step.is_some()),
+        ("samples", r.samples.is_some()),
+    ];
+    if let Some((field, _)) = given.iter().find(|(f, g)| *g && !reads.contains(f)) {
+        let more = match *field {
+            "step" | "samples" if from == MetricsFrom::Stdout => {
+                format!(" (a pattern's `(?P<{field}>...)` group is the {field})")
+            }
+            _ => String::new(),
+        };
+        return Err(ctx.err(
+            &at(field),
+            format!("`{field}` does not apply to metrics from {name} (it takes `{}`){more}", reads.join("`, `")),
+        ));
+    }
+    let loss = r.loss.unwrap_or_else(|| crate::metrics::DEFAULT_LOSS.to_string());
+    if loss.trim().is_empty() {
+        return Err(ctx.err(&at("loss"), "`loss` must name the metric that is the loss"));
+    }
+    let named = |field: &str, v: &Option<String>| -> Result<(), SpecError> {
+        match v {
+            Some(v) if v.trim().is_empty() => Err(ctx.err(&at(field), format!("`{field}` must not be empty"))),
+            _ => Ok(()),
+        }
+    };
+    named("step", &r.step)?;
+    named("samples", &r.samples)?;
+    let file = |field: &str, v: Option<String>, example: &str| -> Result<String, SpecError> {
+        let v = v.ok_or_else(|| {
+            ctx.err(&[k("task"), k("metrics")], format!("metrics from {name} need `{field}`, for example {example}"))
+        })?;
+        if v.trim().is_empty() || v.contains('\0') {
+            return Err(ctx.err(&at(field), format!("`{field}` must name a path")));
+        }
+        crate::command::check(&v).map_err(|m| ctx.err(&at(field), m))?;
+        Ok(v)
+    };
+    Ok(match from {
+        MetricsFrom::Stdout => {
+            let pattern = r.pattern.ok_or_else(|| {
+                ctx.err(
+                    &[k("task"), k("metrics")],
+                    "metrics from stdout need `pattern`: \"json\", \"python_dict\", or a regular expression with \
+                     named groups such as 'Loss: (?P<loss>[0-9.eE+-]+)'",
+                )
+            })?;
+            let pattern = LinePattern::from(pattern);
+            if let LinePattern::Regex(re) = &pattern {
+                crate::metrics::compile_pattern(re, &loss).map_err(|m| ctx.err(&at("pattern"), m))?;
+            }
+            MetricsSource::Stdout { pattern, loss }
+        }
+        MetricsFrom::Tensorboard => {
+            MetricsSource::Tensorboard { dir: file("dir", r.dir, "dir = \"{trial_dir}/tb\"")?, loss }
+        }
+        MetricsFrom::Csv => MetricsSource::Csv {
+            path: file("path", r.path, "path = \"{trial_dir}/metrics.csv\"")?,
+            loss,
+            step: r.step,
+            samples: r.samples,
+        },
+    })
 }
 
 pub(super) fn train_task(ctx: &Ctx<'_>, raw: RawTask) -> Result<TaskSpec, SpecError> {

@@ -5,6 +5,7 @@ use kappa_core::{Plan, SpecError, Sweep, TrialId};
 /// A base sweep's text: an empty first line, `version`, `name = $name`, then `[task]` (an
 /// optimizer on a 4-d quadratic with Gaussian noise) through `samples` on line 11, then `$rest`.
 /// A literal, so that a test's base sweep is a `const` whose lines are those its expected errors name.
+#[allow(unused_macros)] // not every test file builds on the base sweep
 macro_rules! sweep {
     ($name:literal, $rest:literal) => {
         concat!(
@@ -17,6 +18,7 @@ macro_rules! sweep {
         )
     };
 }
+#[allow(unused_imports)]
 pub(crate) use sweep;
 
 /// Parses a sweep file's text as `sweep.toml`.
