@@ -52,7 +52,8 @@ fn header(text: &str) -> Result<Header, String> {
         }
     }
     let seconds = seconds.ok_or("no `# time: ~N s on 2 cores` line")?;
-    Ok(Header { seconds, figures, torch: text.contains("python3\", \"sweeps/torch/") })
+    let torch = ["python3\", \"sweeps/torch/", "python3\", \"sweeps/mnist-style/"].iter().any(|p| text.contains(p));
+    Ok(Header { seconds, figures, torch })
 }
 
 /// The value at `path` in `v`: keys separated by `.` (outside brackets), `key[field=value]` picks
@@ -137,13 +138,15 @@ fn every_example_under_a_minute_shows_what_its_header_says() {
         if h.seconds >= 60.0 {
             continue;
         }
+        // PyTorch, and its TensorBoard writer where the example logs to TensorBoard.
+        let imports = if text.contains("tensorboard") { "torch, torch.utils.tensorboard" } else { "torch" };
         if h.torch
             && std::process::Command::new("python3")
-                .args(["-c", "import torch"])
+                .args(["-c", &format!("import {imports}")])
                 .output()
                 .map_or(true, |o| !o.status.success())
         {
-            kappa_tests::skip("PyTorch is not installed", "python3 -m pip install torch");
+            kappa_tests::skip(&format!("python3 cannot import {imports}"), "python3 -m pip install torch tensorboard");
             continue;
         }
         let sb = Sandbox::new();

@@ -36,5 +36,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// FAILED_PRECONDITION. Version 4: workers register the code versions they compute with (a
 /// version 3 worker would be leased simulations it may compute differently). Version 5: leases
 /// carry the rung of successive halving an attempt stops at (a version 4 worker would run the
-/// whole budget, and a command's `{samples}` would be unknown to it).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// whole budget, and a command's `{samples}` would be unknown to it). Version 6: command tasks
+/// may name where their metrics come from (`metrics`: TensorBoard event files, CSV, a regex),
+/// which a version 5 worker cannot read (it would fail those trials).
+pub const PROTOCOL_VERSION: u32 = 6;

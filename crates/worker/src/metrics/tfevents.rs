@@ -252,13 +252,16 @@ fn half(bits: u16) -> f64 {
     }
 }
 
+/// What is done with each record's data, at its offset (problems go to the warnings).
+type OnEvent<'a> = dyn FnMut(&[u8], u64, &mut Vec<String>) + 'a;
+
 /// Reads the complete records of `r` from `state.offset` up to `end`, calling `on_event` with
 /// each one's data and offset, and leaves `state.offset` at the first record not yet complete.
 fn read_records<R: Read + Seek>(
     r: &mut R,
     state: &mut FileState,
     end: u64,
-    on_event: &mut dyn FnMut(&[u8], u64, &mut Vec<String>),
+    on_event: &mut OnEvent<'_>,
     warnings: &mut Vec<String>,
 ) -> std::io::Result<()> {
     let mut data = Vec::new();
