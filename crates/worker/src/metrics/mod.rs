@@ -1,7 +1,7 @@
 //! A command trial's metrics, from whichever source its task names (`[task] metrics`): stdout
-//! lines (JSON objects, Python dicts, a regex with named groups: [`lines`]), TensorBoard event
-//! files ([`tfevents`]) or a CSV file ([`csv`]). Every source yields [`Record`]s, and one
-//! [`Curve`] turns them into the curve points, the stationary loss and the settled check, so
+//! lines (JSON objects, Python dicts, a regex with named groups: `lines.rs`), TensorBoard event
+//! files (`tfevents.rs`) or a CSV file (`csv.rs`). Every source yields `Record`s, and one
+//! `Curve` turns them into the curve points, the stationary loss and the settled check, so
 //! nothing downstream knows which source a trial used.
 //!
 //! Files are read as they grow, while the program runs (on a blocking thread, a poll every
@@ -206,7 +206,8 @@ impl Metrics {
         }
     }
 
-    /// The metrics of the run (see [`Curve::finish`]), or, when the source produced no loss
+    /// The metrics of the run (the curve, its stationary loss from the points after `burn_in` of
+    /// its last step, the settled check), or, when the source produced no loss
     /// point, what it looked for and what it found.
     pub fn finish(self, burn_in: f64) -> Result<TrialMetrics, String> {
         if self.curve.points.is_empty() {
