@@ -264,7 +264,7 @@ metric = "METRIC"
         .replace("version = 1", "version = 1\nname = \"tb\"")
         .replace("ARGS", r#", "--logdir", "{trial_dir}/tb""#)
         .replace("METRICS", r#"metrics = { from = "tensorboard", dir = "{trial_dir}/tb", loss = "train/loss" }"#)
-        .replace("METRIC", "test/accuracy");
+        .replace("METRIC", "test/accuracy\"\nmode = \"max");
     sb.write("printed.toml", &printed);
     sb.write("tb.toml", &tb);
     for (file, state, metric) in [("printed.toml", "printed", "loss"), ("tb.toml", "tb", "test/accuracy")] {
@@ -412,4 +412,42 @@ for step in range(9, 120, 10):
         error.contains("without a loss") && error.contains("no column `loss`") && error.contains("`train_loss`"),
         "{error}"
     );
+}
+
+#[test]
+fn an_accuracy_is_maximised_by_the_best_lr_analysis_and_reports_its_own_values() {
+    let sb = Sandbox::new();
+    // Accuracy peaks at lr = 0.13, between the grid's 0.1 and 0.3 (and the loss keeps falling
+    // with lr): `mode = "max"` finds the peak, refined by the parabola through the logs of the
+    // accuracies (exact here); the objective values the report gives are the accuracies.
+    sb.write(
+        "acc.py",
+        r#"import math, sys
+lr, b = float(sys.argv[1]), int(sys.argv[2])
+for step in range(1, 21):
+    acc = (1 - math.exp(-step / 5)) * 0.95 * math.exp(-0.1 * math.log(lr / 0.13) ** 2) * (1 - 0.01 * math.log2(b))
+    print('{"step": %d, "loss": %r, "acc": %r}' % (step, 1.0 / (step * lr), acc))
+"#,
+    );
+    sb.write(
+        "acc.toml",
+        "version = 1\nname = \"acc\"\n[task]\nkind = \"command\"\nargv = [\"python3\", \"acc.py\", \"{lr}\", \"{batch_size}\"]\n\
+         [grid]\nbatch_size = [8, 16]\nlr = [0.01, 0.03, 0.1, 0.3, 1.0]\n[analysis]\nmetric = \"acc\"\nmode = \"max\"\n",
+    );
+    let workdir = sb.path().to_string_lossy().to_string();
+    let out = sb.kappa(&["run", "acc.toml", "--state", "acc", "--workdir", &workdir]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = sb.kappa(&["report", "--state", "acc", "--out", "rep"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("best lr maximises the final acc"), "{}", show(&out));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.path().join("rep/summary.json")).unwrap()).unwrap();
+    let lr = &summary["lr_scaling"][0];
+    assert_eq!(lr["maximise"], true, "{lr}");
+    for p in lr["points"].as_array().unwrap() {
+        let best = p["best_lr"].as_f64().unwrap();
+        assert!((best / 0.13 - 1.0).abs() < 1e-6, "the peak at 0.13: {p}");
+        let values: Vec<f64> = p["objective"].as_array().unwrap().iter().map(|o| o[1].as_f64().unwrap()).collect();
+        assert!(values.iter().all(|v| (0.0..1.0).contains(v)), "accuracies as they are: {values:?}");
+    }
 }

@@ -71,7 +71,7 @@ impl RungResult {
             .filter(|_| ran)
             .and_then(|m| m.curve.last())
             .and_then(|p| metric_point(p, &a.metric))
-            .map_or(f64::NAN, |(v, _)| v);
+            .map_or(f64::NAN, |(v, _)| a.signed(v));
         RungResult {
             obs: obs.unwrap_or_else(Obs::failed),
             last,

@@ -15,7 +15,8 @@ use crate::{TrialResult, TrialStatus};
 pub struct Obs {
     /// The objective's value and SE (`+∞` diverged; `None` for samples-to-target).
     pub value: Option<(f64, f64)>,
-    /// (samples, step, metric mean, SE, noise scale) per record point.
+    /// (samples, step, metric mean, SE, noise scale) per record point; the metric as objectives
+    /// compare it, lower better (negated under `[analysis] mode = "max"`, [`Analysis::signed`]).
     pub curve: Vec<[f64; 5]>,
     /// Diverged, did not train or was unstable: worse than any finite objective.
     pub diverged: bool,
@@ -54,7 +55,9 @@ pub fn observe_parts(status: TrialStatus, metrics: Option<&crate::TrialMetrics>,
                 .curve
                 .iter()
                 .filter_map(|p| {
+                    // Lower is better from here on: a maximised metric is negated.
                     let (v, se) = metric_point(p, &a.metric)?;
+                    let v = a.signed(v);
                     let ns = p.extra.get("noise_scale").copied().unwrap_or(f64::NAN);
                     Some([p.samples as f64, p.step as f64, v, se, ns])
                 })
@@ -148,7 +151,7 @@ pub fn objective(obs: &[&Obs], shift: &[f64], a: &Analysis) -> (f64, f64) {
     let k = obs.len() as f64;
     match a.objective {
         AnalysisObjective::SamplesToTarget => {
-            let target = a.target_loss.unwrap_or(0.0);
+            let target = a.signed(a.target_loss.unwrap_or(0.0));
             (crossing(&mean_curve(obs, shift), target).map_or(f64::INFINITY, |c| c.samples), 0.0)
         }
         _ => {
@@ -185,11 +188,17 @@ pub fn best_lr(points: &[(f64, f64)]) -> Option<(f64, Edge)> {
     if !(l.1.is_finite() && r.1.is_finite()) {
         return Some((lr, Edge::Stability));
     }
-    if !(l.1 > 0.0 && y > 0.0 && r.1 > 0.0) {
+    // The parabola goes through the logs of the metric's own values: positive ones, or a
+    // maximised metric's (negated here, `Analysis::signed`), whose vertex is then its maximum.
+    let sign = if l.1 > 0.0 && y > 0.0 && r.1 > 0.0 {
+        1.0
+    } else if l.1 < 0.0 && y < 0.0 && r.1 < 0.0 {
+        -1.0
+    } else {
         return Some((lr, Edge::Inside));
-    }
+    };
     let (x0, x1, x2) = (l.0.ln(), lr.ln(), r.0.ln());
-    let (y0, y1, y2) = (l.1.ln(), y.ln(), r.1.ln());
+    let (y0, y1, y2) = ((sign * l.1).ln(), (sign * y).ln(), (sign * r.1).ln());
     let num = (x1 - x0).powi(2) * (y1 - y2) - (x1 - x2).powi(2) * (y1 - y0);
     let den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0);
     if den == 0.0 || !num.is_finite() {
@@ -270,6 +279,11 @@ mod tests {
         let mut div = pts.clone();
         div[3].1 = f64::INFINITY;
         assert_eq!(best_lr(&div), Some((4e-3, Edge::Stability)));
+        // A maximised metric (negated, as `Analysis::signed` gives it): log acc = −(log lr − log
+        // 3e-3)² − 0.1, its vertex the maximum at 3e-3.
+        let acc: Vec<(f64, f64)> = lrs.iter().map(|&l| (l, -(-(l / 3e-3f64).ln().powi(2) - 0.1).exp())).collect();
+        let (best, edge) = best_lr(&acc).unwrap();
+        assert!((best / 3e-3 - 1.0).abs() < 1e-9 && edge == Edge::Inside, "{best}");
     }
 
     #[test]

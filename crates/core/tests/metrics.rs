@@ -105,3 +105,21 @@ fn bad_sources_are_named_at_their_field() {
     let err = parse(noop).unwrap_err().to_string();
     assert!(err.contains("`metrics` does not apply to kind = \"noop\" (it applies to kind = \"command\")"), "{err}");
 }
+
+#[test]
+fn a_metric_where_higher_is_better_is_maximised() {
+    let with = |analysis: &str| {
+        parse(&BASE.replace("params.width = [8]\n", &format!("params.width = [8]\n[analysis]\n{analysis}\n")))
+    };
+    let a = with("metric = \"test/accuracy\"\nmode = \"max\"").unwrap().analysis;
+    assert_eq!(a.mode, kappa_core::spec::Mode::Max);
+    assert_eq!(
+        (a.signed(0.9), a.shown(-0.9), a.shown(f64::INFINITY), a.goal()),
+        (-0.9, 0.9, f64::INFINITY, "maximises")
+    );
+    assert_eq!(with("metric = \"test/accuracy\"").unwrap().analysis.signed(0.9), 0.9, "min by default");
+    let err = with("mode = \"max\"").unwrap_err();
+    assert!(err.to_string().contains("the loss is minimised") && err.line == Some(12), "{err}");
+    let err = with("metric = \"acc\"\nmode = \"highest\"").unwrap_err().to_string();
+    assert!(err.contains("unknown variant `highest`, expected `min` or `max`"), "{err}");
+}

@@ -60,8 +60,12 @@ pub struct LrScaling {
     pub group: String,
     /// The optimizer.
     pub optimizer: String,
-    /// What the best learning rate minimises, and on which metric.
+    /// What the best learning rate minimises (or maximises), and on which metric.
     pub objective: String,
+    /// The objective is maximised (`[analysis] mode = "max"`): the best learning rate has the
+    /// highest value.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub maximise: bool,
     /// One per batch size, ascending.
     pub points: Vec<LrPoint>,
     /// Fitted exponent a of η*(B) ∝ B^a (`None`: fewer than two optima inside the grid).
@@ -312,7 +316,7 @@ fn evaluate(g: &Group, a: &Analysis, mut rng: Option<&mut Rng>) -> Eval {
             let (y, se) = objective(&chosen, &shift, a);
             objective_points.push([lr, y, se]);
             stopped.push(seeds.iter().any(|o| o.stopped));
-            if let Some(target) = a.target_loss
+            if let Some(target) = a.target_loss.map(|t| a.signed(t))
                 && !chosen.iter().any(|o| o.diverged)
                 && let Some(c) = crossing(&mean_curve(&chosen, &shift), target)
                 && first.is_none_or(|f| c.steps < f.0.steps)
@@ -436,7 +440,8 @@ pub fn analyse(
                 at_edge: opt.is_some_and(|o| o.1 == Edge::Grid),
                 at_stability_edge: opt.is_some_and(|o| o.1 == Edge::Stability),
                 seeds: *seeds,
-                objective: objective.clone(),
+                // The metric's own values (a maximised one is negated inside the analysis).
+                objective: objective.iter().map(|&[lr, y, se]| [lr, a.shown(y), se]).collect(),
             })
             .collect();
         let optima = inside(&data.best);
@@ -482,6 +487,7 @@ pub fn analyse(
             group: g.label.clone(),
             optimizer: g.optimizer.as_str().to_string(),
             objective,
+            maximise: a.mode == kappa_core::spec::Mode::Max,
             points,
             exponent: data.exponent,
             exponent_ci: data.exponent.and(percentiles(reps.iter().filter_map(|r| r.exponent).collect(), BOOTSTRAP)),

@@ -44,6 +44,9 @@ pub struct HalvingReport {
     pub within: Vec<String>,
     /// What the objective is.
     pub objective: String,
+    /// It is maximised (`[analysis] mode = "max"`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub maximise: bool,
     /// Trials stopped at a rung.
     pub stopped: u64,
     /// Each group.
@@ -93,6 +96,7 @@ pub(crate) fn halving_report(
         reduction: spec.reduction,
         within: within.iter().map(|s| s.to_string()).collect(),
         objective: a.describe(),
+        maximise: a.mode == kappa_core::spec::Mode::Max,
         stopped,
         groups,
     })
@@ -125,7 +129,9 @@ fn setting(
         "running".to_string()
     };
     let obs: Vec<Obs> = rs.iter().map(|r| observe_or_failed(r.status, r.metrics.as_ref(), a)).collect();
-    let objective = if rs.len() == ids.len() { seed_mean(&obs.iter().collect::<Vec<_>>(), a).0 } else { f64::NAN };
+    // The metric's own value (a maximised one is negated inside the ranking).
+    let objective =
+        if rs.len() == ids.len() { a.shown(seed_mean(&obs.iter().collect::<Vec<_>>(), a).0) } else { f64::NAN };
     let metrics: Vec<&kappa_core::TrialMetrics> = rs.iter().filter_map(|r| r.metrics.as_ref()).collect();
     let curve = crate::aggregate::seed_curve(&metrics).into_iter().map(|[s, mean, _]| [s, mean]).collect();
     HalvingSetting { label, status, rung, objective, curve }

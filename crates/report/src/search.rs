@@ -57,6 +57,9 @@ pub struct SearchReport {
     pub tolerance: f64,
     /// What the objective is.
     pub objective: String,
+    /// It is maximised (`[analysis] mode = "max"`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub maximise: bool,
     /// Trials run, and the most the search could run.
     pub trials: usize,
     /// The most trials the search could run.
@@ -144,7 +147,8 @@ pub(crate) fn search_report(
                 start_ratio: g.start.zip(best).map(|(s, b)| s / b),
                 rounds: g.rounds,
                 trials: g.trials,
-                probes,
+                // The metric's own values (a maximised one is negated inside the search).
+                probes: probes.iter().map(|&[v, y, se]| [v, a.shown(y), se]).collect(),
                 best,
                 at_edge: opt.is_some_and(|o| o.1 == Edge::Grid),
                 at_stability_edge: opt.is_some_and(|o| o.1 == Edge::Stability),
@@ -159,6 +163,7 @@ pub(crate) fn search_report(
         range: spec.range,
         tolerance: spec.tolerance,
         objective,
+        maximise: a.mode == kappa_core::spec::Mode::Max,
         trials: ids.len(),
         at_most: search.bound(),
         groups: out,

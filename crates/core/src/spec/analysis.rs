@@ -11,6 +11,7 @@ pub(super) struct RawAnalysis {
     pub(super) target_loss: Option<f64>,
     pub(super) objective: Option<AnalysisObjective>,
     pub(super) metric: Option<String>,
+    pub(super) mode: Option<Mode>,
     pub(super) expect_exponent: Option<[f64; 2]>,
     pub(super) expect_b_crit: Option<[f64; 2]>,
 }
@@ -39,6 +40,17 @@ impl AnalysisObjective {
     }
 }
 
+/// Whether the best learning rate has the lowest or the highest objective (`[analysis] mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Lower is better (losses; the default).
+    #[default]
+    Min,
+    /// Higher is better (accuracy, a score).
+    Max,
+}
+
 /// The `[analysis]` table (every key optional).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Analysis {
@@ -49,6 +61,8 @@ pub struct Analysis {
     /// The curve metric analysed: `loss` (the training loss, default) or a metric the trials
     /// record beside it (`test_loss`, a command's own key).
     pub metric: String,
+    /// Whether the metric is maximised (`mode = "max"`: accuracy) rather than minimised.
+    pub mode: Mode,
     /// `kappa report --check`: the fitted learning-rate exponent's interval must lie in this range.
     pub expect_exponent: Option<[f64; 2]>,
     /// `kappa report --check`: the fitted critical batch size must lie in this range.
@@ -65,6 +79,27 @@ impl Analysis {
             o => format!("{} {}", o.as_str(), self.metric),
         }
     }
+
+    /// A metric's value as objectives compare them, lower better: a maximised metric negated.
+    pub fn signed(&self, v: f64) -> f64 {
+        match self.mode {
+            Mode::Min => v,
+            Mode::Max => -v,
+        }
+    }
+
+    /// An objective as a user reads it: the metric's own value (a failure, `+∞`, stays `+∞`).
+    pub fn shown(&self, y: f64) -> f64 {
+        if y.is_finite() { self.signed(y) } else { y }
+    }
+
+    /// What the best learning rate does to the objective: `minimises` or `maximises`.
+    pub fn goal(&self) -> &'static str {
+        match self.mode {
+            Mode::Min => "minimises",
+            Mode::Max => "maximises",
+        }
+    }
 }
 
 impl Default for Analysis {
@@ -73,6 +108,7 @@ impl Default for Analysis {
             target_loss: None,
             objective: AnalysisObjective::Final,
             metric: "loss".into(),
+            mode: Mode::Min,
             expect_exponent: None,
             expect_b_crit: None,
         }
@@ -118,6 +154,16 @@ pub(super) fn validate_analysis(ctx: &Ctx<'_>, raw: Option<RawAnalysis>) -> Resu
             ));
         }
         a.metric = m;
+    }
+    if let Some(mode) = raw.mode {
+        if mode == Mode::Max && a.metric == "loss" {
+            return Err(ctx.err(
+                &[k("analysis"), k("mode")],
+                "mode = \"max\" is for a metric where higher is better (`metric = \"test/accuracy\"`); the loss is \
+                 minimised",
+            ));
+        }
+        a.mode = mode;
     }
     let range = |key: &'static str, r: [f64; 2], positive: bool| -> Result<[f64; 2], SpecError> {
         let [lo, hi] = r;

@@ -25,7 +25,7 @@ mod scaling;
 mod search;
 mod task;
 
-pub use analysis::{Analysis, AnalysisObjective};
+pub use analysis::{Analysis, AnalysisObjective, Mode};
 pub use axes::MAX_TASK_VARIANTS;
 pub use error::{SpecError, SpecErrorDetail};
 pub use execution::parse_duration;

@@ -32,14 +32,20 @@ fn optimum(p: &crate::analysis::LrPoint) -> String {
     }
 }
 
+/// What the best does to the objective.
+fn goal(maximise: bool) -> &'static str {
+    if maximise { "maximises" } else { "minimises" }
+}
+
 /// A search's groups, as text lines: each group's optimum, its bracket, its rounds and trials,
 /// how it ended, and where it started against the optimum found.
 fn search_lines(s: &crate::search::SearchReport) -> Vec<String> {
     let mut out = vec![format!(
-        "search: bracket over {} in [{}, {}] (best minimises the {}), tolerance ±{}%: {} trials of at most {}",
+        "search: bracket over {} in [{}, {}] (best {} the {}), tolerance ±{}%: {} trials of at most {}",
         s.axis,
         short(s.range[0]),
         short(s.range[1]),
+        goal(s.maximise),
         s.objective,
         short(s.tolerance * 100.0),
         s.trials,
@@ -158,8 +164,9 @@ pub fn analysis_lines(r: &Report) -> Vec<String> {
     for l in &r.lr_scaling {
         let rules: Vec<String> = l.rule_exponents.iter().map(|(n, e)| format!("{n} {}", short(*e))).collect();
         out.push(format!(
-            "learning-rate scaling {} (best lr minimises the {}): exponent {}{} (theory {}; rules: {})",
+            "learning-rate scaling {} (best lr {} the {}): exponent {}{} (theory {}; rules: {})",
             l.group,
+            goal(l.maximise),
             l.objective,
             l.exponent.map_or("-".into(), |a| format!("{a:.3}")),
             interval(l.exponent_ci),
@@ -302,9 +309,15 @@ pub(super) fn lr_curves_chart<DB: DrawingBackend>(
         );
         styled_line(&mut chart, pts.clone(), i, color, 2, Some(label))?;
         chart.draw_series(pts.iter().map(|q| Circle::new(*q, 3, color.filled()))).map_err(err)?;
-        // The optimum: a cross at the best learning rate, at the lowest objective; the bracket
-        // (the best learning rate's neighbours, between which the optimum lies) a bar under it.
-        if let (Some(best), Some(low)) = (p.best_lr, pts.iter().map(|q| q.1).min_by(f64::total_cmp)) {
+        // The optimum: a cross at the best learning rate, at the best objective (the lowest, or
+        // the highest of a maximised one); the bracket (the best learning rate's neighbours,
+        // between which the optimum lies) a bar under it.
+        let best_y = if l.maximise {
+            pts.iter().map(|q| q.1).max_by(f64::total_cmp)
+        } else {
+            pts.iter().map(|q| q.1).min_by(f64::total_cmp)
+        };
+        if let (Some(best), Some(low)) = (p.best_lr, best_y) {
             chart.draw_series(std::iter::once(Cross::new((best, low), 8, color.stroke_width(3)))).map_err(err)?;
             let at = p.objective.iter().position(|o| o[1] == low);
             if let Some(i) = at {
