@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Baseline for `kappa bench commands`: N tasks that each run `echo` (one metrics line, as kappa's
-trials print), through HyperQueue (a Rust task runner; its PyPI package `hyperqueue` embeds the
-engine and a LocalCluster) on one local worker with 2 cores. Every task keeps its stdout and stderr in files (HyperQueue's default), as
+"""Baseline for `kappa bench commands`: N tasks that each run `true`, through HyperQueue (a Rust
+task runner; its PyPI package `hyperqueue` embeds the engine and a LocalCluster) on one local
+worker with 2 cores. Every task keeps its stdout and stderr in files (HyperQueue's default), as
 kappa's command trials do. Prints one JSON line: {"tasks": N, "seconds": s, "tasks_per_s": r}.
 
     python3 -m pip install hyperqueue && python3 tests/bench/commands_hyperqueue.py 10000
@@ -29,7 +29,7 @@ def main():
             client = cluster.client()
             job = Job(default_workdir=root)
             for _ in range(n):
-                job.program(["echo", '{"loss": 0}'])
+                job.program(["true"])
             started = time.perf_counter()
             submitted = client.submit(job)
             client.wait_for_jobs([submitted])

@@ -69,8 +69,8 @@ impl RungResult {
         };
         let last = metrics
             .filter(|_| ran)
-            .and_then(|m| m.curve.last())
-            .and_then(|p| metric_point(p, &a.metric))
+            // The last point with the metric (an evaluation metric may be missing from the last).
+            .and_then(|m| m.curve.iter().rev().find_map(|p| metric_point(p, &a.metric)))
             .map_or(f64::NAN, |(v, _)| a.signed(v));
         RungResult {
             obs: obs.unwrap_or_else(Obs::failed),

@@ -55,7 +55,7 @@ fn every_source_parses() {
     );
     // A group of another name is the loss when `loss` says so; placeholders of user parameters.
     with(r#"{ from = "stdout", pattern = 'L=(?P<train>\S+)', loss = "train" }"#);
-    with(r#"{ from = "csv", path = "logs/w{width}.csv" }"#);
+    with(r#"{ from = "csv", path = "logs/{trial_id}-w{width}.csv" }"#);
 }
 
 #[test]
@@ -84,9 +84,10 @@ fn bad_sources_are_named_at_their_field() {
         (r#"{ from = "stdout", pattern = 'Loss: ([0-9.]+)' }"#, "needs a group named `loss`"),
         (r#"{ from = "stdout", pattern = 'Loss: (?P<l>[0-9.]+)' }"#, "it has `l`"),
         (r#"{ from = "tensorboard", dir = "{trial_dir/tb" }"#, "unclosed `{`"),
-        (r#"{ from = "tensorboard", dir = "{logdir}/tb" }"#, "unknown placeholder `{logdir}`"),
-        (r#"{ from = "tensorboard", dir = "tb", loss = " " }"#, "`loss` must name the metric"),
+        (r#"{ from = "tensorboard", dir = "{trial_dir}/{logdir}" }"#, "unknown placeholder `{logdir}`"),
+        (r#"{ from = "tensorboard", dir = "{trial_dir}", loss = " " }"#, "`loss` must name the metric"),
         (r#"{ from = "tensorboard", dir = "tb", tag = "x" }"#, "unknown field `tag`"),
+        (r#"{ from = "tensorboard", dir = "runs/{lr}" }"#, "would be the same for every trial"),
     ];
     let mut wrong = Vec::new();
     for (to, fragment) in cases {
@@ -115,7 +116,7 @@ fn a_metric_where_higher_is_better_is_maximised() {
     assert_eq!(a.mode, kappa_core::spec::Mode::Max);
     assert_eq!(
         (a.signed(0.9), a.shown(-0.9), a.shown(f64::INFINITY), a.goal()),
-        (-0.9, 0.9, f64::INFINITY, "maximises")
+        (-0.9, 0.9, f64::NEG_INFINITY, "maximises")
     );
     assert_eq!(with("metric = \"test/accuracy\"").unwrap().analysis.signed(0.9), 0.9, "min by default");
     let err = with("mode = \"max\"").unwrap_err();

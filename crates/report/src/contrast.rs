@@ -56,7 +56,9 @@ pub(crate) fn contrasts(sweep: &Sweep, trials: &Trials<'_>, results: &HashMap<Tr
             n.starts_with(kappa_core::params::TASK_PREFIX) && !["task.kind", "task.sde_model"].contains(&n.as_str())
         })
         .collect();
-    let target = sweep.analysis.target_loss;
+    // The target is on the training loss curve, which is what contrasts compare: only when the
+    // analysis measures the loss (a target for `test/accuracy` is not one for the loss).
+    let target = sweep.analysis.target_loss.filter(|_| sweep.analysis.metric == "loss");
     let mut out = Vec::new();
     for axis in axes {
         // Settings (without seed and axis) → values in plan order → trials.

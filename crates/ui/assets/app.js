@@ -956,7 +956,7 @@
           rows.push(el('tr', { class: j === 0 ? 'group-start' : null },
             j === 0 ? [
               el('td', span, g.group, g.note ? el('div', { class: 'muted small' }, g.note) : null),
-              el('td', span, g.objective || '–'),
+              el('td', span, g.objective ? `${g.maximise ? 'highest' : 'lowest'} ${g.objective}` : '–'),
               num(isNum(g.exponent) ? fmtFixed(g.exponent, 3) : '–', span),
               num(fmtCi(g.exponent_ci, (x) => fmtFixed(x, 3)), span),
               num(fmtNum(g.theory_exponent), span),
@@ -974,7 +974,7 @@
     if (cb.length) {
       const expect = Array.isArray(r.expect_b_crit) ? ` (expected ${fmtCi(r.expect_b_crit)})` : '';
       out.push(el('h3', null, `Critical batch size${expect}`), el('div', { class: 'scroll' }, table({ id: 'critical-batch' },
-        ['group', 'target loss', 'S_min', 'E_min', 'B_crit', '95% CI', 'noise scale at target', 'reached at B (steps)', 'unreached B'],
+        ['group', 'target', 'S_min', 'E_min', 'B_crit', '95% CI', 'noise scale at target', 'reached at B (steps)', 'unreached B'],
         cb.map((g) => el('tr', null,
           el('td', null, g.group, g.note ? el('div', { class: 'muted small' }, g.note) : null),
           num(fmtNum(g.target_loss)), num(fmtNum(g.s_min)), num(fmtNum(g.e_min)),

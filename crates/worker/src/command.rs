@@ -14,10 +14,13 @@
 //! ```
 //!
 //! `step` and `samples` are optional (either is derived from the other through the batch size,
-//! or counted from the lines); every other numeric key goes to the curve point's `extra`. Any
-//! other line is only logged. A `loss` of `NaN`/`Infinity` (as Python's `json` writes them) or
-//! `null` marks the run diverged. A program that exits 0 without one loss point fails, with an
-//! error that says what was looked for and what was found.
+//! or counted from the lines); every other numeric key goes to the curve point's `extra` (a JSON
+//! object without a `loss` gives its numbers to the point before it). Any other line is only
+//! logged. A `loss` of `NaN`/`Infinity` (as Python's `json` writes them) or
+//! `null` marks the run diverged. A program that exits 0 without one loss point from a source
+//! its task names (any but the default) fails, with an error that says what was looked for and
+//! what was found; without one JSON metrics line it succeeds with an empty curve, as before
+//! sources existed.
 //!
 //! Exit status 0 is success (diverged if the last loss was not finite); another status is a
 //! task error; death by a signal the worker did not send is a crash. A timeout or a cancel kills

@@ -88,9 +88,10 @@ impl Analysis {
         }
     }
 
-    /// An objective as a user reads it: the metric's own value (a failure, `+∞`, stays `+∞`).
+    /// An objective as a user reads it: the metric's own value (a failure, `+∞` inside, is the
+    /// worst value: `−∞` for a maximised metric).
     pub fn shown(&self, y: f64) -> f64 {
-        if y.is_finite() { self.signed(y) } else { y }
+        self.signed(y)
     }
 
     /// What the best learning rate does to the objective: `minimises` or `maximises`.

@@ -48,7 +48,7 @@ static TASK_FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
 
 /// The `[task]` fields no axis may set: a command's arguments and environment (what varies in
 /// them is a parameter of the user's own, written as a placeholder).
-const NOT_AXES: [&str; 2] = ["argv", "env"];
+const NOT_AXES: [&str; 3] = ["argv", "env", "metrics"];
 
 /// The task fields that hold whole numbers: a range over one of them gives whole numbers.
 const WHOLE_FIELDS: &[&str] = &[
@@ -680,7 +680,7 @@ mod tests {
     use super::TASK_FIELDS;
 
     #[test]
-    fn task_fields_are_those_of_task_and_its_tables_but_argv_and_env() {
+    fn task_fields_are_those_of_task_and_its_tables_but_argv_env_and_metrics() {
         assert_eq!(
             TASK_FIELDS[..5],
             ["kind", "landscape", "landscape.kind", "landscape.eigenvalues", "landscape.eigenvalues.linspace"]
@@ -696,7 +696,7 @@ mod tests {
         ] {
             assert!(TASK_FIELDS.iter().any(|f| f == field), "{field}");
         }
-        assert!(TASK_FIELDS.iter().all(|f| !["argv", "env"].contains(&f.split('.').next().unwrap_or(f))));
+        assert!(TASK_FIELDS.iter().all(|f| !["argv", "env", "metrics"].contains(&f.split('.').next().unwrap_or(f))));
         assert_eq!(TASK_FIELDS.len(), 50);
     }
 }

@@ -164,6 +164,17 @@ fn metrics(ctx: &Ctx<'_>, raw: Option<RawMetrics>) -> Result<MetricsSource, Spec
             return Err(ctx.err(&at(field), format!("`{field}` must name a path")));
         }
         crate::command::check(&v).map_err(|m| ctx.err(&at(field), m))?;
+        // Trials run side by side and one after another: each must read its own files.
+        if !crate::command::names(&v).iter().any(|n| n == "trial_dir" || n == "trial_id") {
+            return Err(ctx.err(
+                &at(field),
+                format!(
+                    "`{field} = \"{v}\"` would be the same for every trial, which would read each other's files: put \
+                     `{{trial_dir}}` in it (the trial's own directory) and give your program the same, for example \
+                     `--logdir {{trial_dir}}/tb` in argv"
+                ),
+            ));
+        }
         Ok(v)
     };
     Ok(match from {

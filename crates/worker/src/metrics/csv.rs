@@ -1,7 +1,7 @@
 //! Metrics from a CSV file with a header line (Lightning's and Keras' `CSVLogger`), read as it
-//! grows. Lightning rewrites the whole file when a new metric appears: a file whose first line
-//! changed, or that shrank, is read again from its start (its rows' steps are the same, so the
-//! curve's de-duplication by step keeps one point each).
+//! grows. Lightning rewrites the whole file when a new metric appears, and a later attempt may
+//! write its own over the last one's: a file whose first line or last line read changed, or that
+//! shrank, is read again from its start, and what was read from it before is dropped.
 //!
 //! Each complete row is a record: the loss column is the loss (an empty cell: none in this row,
 //! its metrics join a point), the step column the step (default `step`, else the row number),
@@ -33,8 +33,10 @@ pub(crate) struct CsvFile {
     offset: u64,
     header_line: Vec<u8>,
     header: Option<Header>,
-    /// Rows read (the step of a row when there is no step column).
+    /// Rows read (the step of a row when there is no step column), and the last line read (its
+    /// bytes still there at its offset: the file was not rewritten).
     rows: u64,
+    last_line: Vec<u8>,
     /// Warned that the file cannot be read / that a named column is missing.
     unreadable: bool,
     warned_columns: bool,
@@ -58,6 +60,7 @@ impl CsvFile {
             header_line: Vec::new(),
             header: None,
             rows: 0,
+            last_line: Vec::new(),
             unreadable: false,
             warned_columns: false,
         }
@@ -88,15 +91,25 @@ impl CsvFile {
 
     fn read(&mut self, f: &mut std::fs::File, out: &mut Polled) -> std::io::Result<()> {
         let len = f.metadata()?.len();
-        // Rewritten (Lightning adds a column by writing the whole file again): from the start.
+        // Rewritten (Lightning adds a column by writing the whole file again; a later attempt
+        // writes its own over the last one's): read from the start, and what was read before is
+        // void. Seen by the header or the last line read no longer being where they were.
         if self.header.is_some() {
-            let mut first = vec![0u8; self.header_line.len()];
-            let same = len >= self.offset && f.read_exact(&mut first).is_ok() && first == self.header_line;
-            if !same {
+            let same = |f: &mut std::fs::File, at: u64, bytes: &[u8]| -> std::io::Result<bool> {
+                let mut there = vec![0u8; bytes.len()];
+                f.seek(SeekFrom::Start(at))?;
+                Ok(f.read_exact(&mut there).is_ok() && there == bytes)
+            };
+            let kept = len >= self.offset
+                && same(f, 0, &self.header_line)?
+                && same(f, self.offset - self.last_line.len() as u64, &self.last_line)?;
+            if !kept {
                 self.offset = 0;
                 self.header = None;
                 self.header_line.clear();
+                self.last_line.clear();
                 self.rows = 0;
+                out.reset = true;
             }
         }
         f.seek(SeekFrom::Start(self.offset))?;
@@ -115,6 +128,7 @@ impl CsvFile {
                 out.records.push(r);
             }
             consumed += line.len() as u64;
+            self.last_line = line.to_vec();
         }
         self.offset += consumed;
         Ok(())
@@ -236,10 +250,26 @@ mod tests {
             "epoch,lr,step,train_loss,val_loss\n0,0.1,9,1.5,\n0,0.1,19,1.2,\n0,,19,,1.3\n1,0.1,29,nan,\n",
         )
         .unwrap();
-        let got = poll(&mut c).records;
+        let polled = poll(&mut c);
+        assert!(polled.reset, "a rewrite voids what was read");
+        let got = polled.records;
         assert_eq!(got.len(), 4, "{got:?}");
         assert_eq!(got[0].extra.get("lr"), Some(&0.1));
         assert!(got[3].loss.unwrap().is_nan(), "nan marks the run diverged");
+        // Another attempt writes its own file over this one, same header, longer already: its
+        // rows from the start, not from the middle of one.
+        std::fs::write(&path, "epoch,lr,step,train_loss,val_loss\n0,0.2,5,1.9,\n0,0.2,15,1.7,\n0,0.2,25,1.6,\n0,0.2,35,1.5,\n0,0.2,45,1.4,\n")
+            .unwrap();
+        let polled = poll(&mut c);
+        assert!(polled.reset);
+        let steps: Vec<_> = polled.records.iter().map(|r| (r.step, r.loss)).collect();
+        assert_eq!(steps[0], (Some(5), Some(1.9)), "{steps:?}");
+        assert_eq!(steps.len(), 5);
+        // Appended to: no reset.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, b"0,0.2,55,1.3,\n").unwrap();
+        let polled = poll(&mut c);
+        assert!(!polled.reset && polled.records.len() == 1);
     }
 
     #[test]

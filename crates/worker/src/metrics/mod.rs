@@ -27,7 +27,7 @@ const MAX_METRICS: usize = 64;
 
 /// Longer curves are thinned evenly (first and last point kept) after the stationary loss is
 /// computed from every point: what is stored and sent stays bounded.
-const MAX_POINTS: usize = 10_000;
+const MAX_POINTS: usize = 5_000;
 
 /// At most this many warnings (corrupt records, unreadable files) go to a trial's notes.
 const MAX_WARNINGS: usize = 10;
@@ -75,6 +75,9 @@ pub(crate) struct Polled {
     pub records: Vec<Record>,
     /// Problems worth telling the user (a corrupt record skipped, an unreadable file).
     pub warnings: Vec<String>,
+    /// The source was rewritten from its start: every record it gave before is void (its
+    /// records in this poll are read from the start).
+    pub reset: bool,
 }
 
 /// Where a trial's metrics come from, ready to read.
@@ -118,6 +121,9 @@ impl FileReader {
 /// public for tests and tools that read a program's metrics the same way).
 pub struct Metrics {
     source: Source,
+    /// A trial without a loss point fails (every source but the default JSON lines: a program
+    /// that prints none still succeeds, with a note, as before sources existed).
+    required: bool,
     curve: Curve,
     /// Names the trial in logged warnings.
     label: String,
@@ -138,7 +144,7 @@ impl Metrics {
             let p = PathBuf::from(render(t)?);
             Ok(if p.is_absolute() { p } else { workdir.join(p) })
         };
-        let source = match source {
+        let src = match source {
             MetricsSource::Stdout { pattern, loss } => Source::Lines(lines::LineReader::new(pattern, loss)?),
             MetricsSource::Tensorboard { dir, loss } => {
                 Source::Files(Box::new(FileReader::Tensorboard(tfevents::EventDir::new(path(dir)?, loss.clone()))))
@@ -147,7 +153,7 @@ impl Metrics {
                 csv::CsvFile::new(path(p)?, loss.clone(), step.clone(), samples.clone()),
             ))),
         };
-        Ok(Metrics { source, curve: Curve::new(batch), label })
+        Ok(Metrics { source: src, required: !source.is_default(), curve: Curve::new(batch), label })
     }
 
     /// One line of the program's stdout (read only by stdout sources).
@@ -198,6 +204,9 @@ impl Metrics {
             }
         };
         *reader = back;
+        if polled.reset {
+            self.curve.clear();
+        }
         for w in polled.warnings {
             self.curve.warn(&self.label, w);
         }
@@ -207,14 +216,21 @@ impl Metrics {
     }
 
     /// The metrics of the run (the curve, its stationary loss from the points after `burn_in` of
-    /// its last step, the settled check), or, when the source produced no loss
-    /// point, what it looked for and what it found.
+    /// its last step, the settled check), or, when a source the task names produced no loss
+    /// point, what it looked for and what it found. With the default source (JSON lines) a run
+    /// without one has an empty curve and a note saying so.
     pub fn finish(self, burn_in: f64) -> Result<TrialMetrics, String> {
         if self.curve.points.is_empty() {
-            return Err(match &self.source {
+            let missing = match &self.source {
                 Source::Lines(r) => r.missing(),
                 Source::Files(f) => f.missing(),
-            });
+            };
+            if self.required {
+                return Err(missing);
+            }
+            let mut m = self.curve.finish(burn_in);
+            m.notes.insert(0, missing);
+            return Ok(m);
         }
         Ok(self.curve.finish(burn_in))
     }
@@ -256,6 +272,13 @@ impl Curve {
             dropped: BTreeSet::new(),
             warnings: Vec::new(),
         }
+    }
+
+    /// Forgets every point read so far (a rewritten file: its records are read again).
+    fn clear(&mut self) {
+        self.points.clear();
+        self.loose.clear();
+        self.lines = 0;
     }
 
     fn warn(&mut self, label: &str, w: String) {
@@ -435,6 +458,20 @@ mod tests {
         // One line after step 20 (and its loss NaN): no stationary loss, and a note says why.
         assert_eq!(m.stationary_loss, None);
         assert!(m.notes[0].contains("no stationary loss"), "{:?}", m.notes);
+    }
+
+    #[test]
+    fn no_loss_point_fails_a_named_source_and_leaves_the_default_an_empty_curve() {
+        let reader = |source: &MetricsSource| {
+            let mut m = Metrics::new(source, 1, |t| Ok(t.to_string()), Path::new("/"), "t".into()).unwrap();
+            m.line("epoch 1 done");
+            m.finish(0.5)
+        };
+        let plain = reader(&MetricsSource::default()).unwrap();
+        assert!(plain.curve.is_empty() && plain.notes[0].contains("no stdout line was a JSON object"), "{plain:?}");
+        let dict = MetricsSource::Stdout { pattern: kappa_core::metrics::LinePattern::PythonDict, loss: "loss".into() };
+        let err = reader(&dict).unwrap_err();
+        assert!(err.contains("a Python dict with a numeric 'loss' (1 lines read)"), "{err}");
     }
 
     #[test]

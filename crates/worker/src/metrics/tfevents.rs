@@ -291,8 +291,9 @@ fn read_records<R: Read + Seek>(
             continue;
         }
         state.resync = false;
+        // (`at + HEADER <= end` holds: `end - at` does not wrap, and neither does the sum below.)
         let Some(total) = len.checked_add(HEADER + 4) else { return Ok(()) };
-        if at + total > end {
+        if total > end - at {
             // Not wholly written yet: wait for it.
             return Ok(());
         }
@@ -410,6 +411,20 @@ mod tests {
         assert_eq!(seen.iter().map(|s| s.1).collect::<Vec<_>>(), [0, 0, 2, 3, 4]);
         assert_eq!(warnings.len(), 1, "warned once: {warnings:?}");
         assert!(warnings[0].contains("corrupt record header") && warnings[0].contains(&format!("{}", first + rec)));
+    }
+
+    #[test]
+    fn a_length_near_the_top_of_u64_waits_and_never_wraps() {
+        // A header with a valid CRC whose length would wrap `offset + length` around: it is a
+        // record not yet written (forever), never a jump backwards.
+        let mut bytes = frame(&scalar_event(0, "loss", 1.0));
+        let len = (u64::MAX - 20).to_le_bytes();
+        bytes.extend(len);
+        bytes.extend(masked_crc(&len).to_le_bytes());
+        bytes.extend([0u8; 64]);
+        let (seen, warnings) = read_in_polls(&bytes, &[]);
+        assert_eq!(seen.len(), 1);
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

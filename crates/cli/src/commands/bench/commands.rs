@@ -1,7 +1,6 @@
-//! `kappa bench commands`: process-per-trial dispatch. N command trials that run `echo` (printing
-//! one metrics line: a trial needs a loss) through a local `kappa run` with 2 slots, against
-//! HyperQueue running the same N `echo` tasks on one local worker with 2 cores
-//! (tests/bench/commands_hyperqueue.py), in the same run.
+//! `kappa bench commands`: process-per-trial dispatch. N command trials that run `true` through a
+//! local `kappa run` with 2 slots, against HyperQueue running the same N `true` tasks on one local
+//! worker with 2 cores (tests/bench/commands_hyperqueue.py), in the same run.
 
 use anyhow::{Context, anyhow};
 use std::path::PathBuf;
@@ -11,7 +10,7 @@ use std::time::Instant;
 /// Arguments of `kappa bench commands`.
 #[derive(clap::Args, Debug)]
 pub struct CommandsBench {
-    /// Command trials (each runs `echo '{"loss": 0}'`).
+    /// Command trials (each runs `true`).
     #[arg(long, default_value_t = 10_000)]
     trials: u64,
     /// Trials run at once (`kappa run --workers`; HyperQueue gets as many cores).
@@ -28,9 +27,9 @@ pub struct CommandsBench {
     script: PathBuf,
 }
 
-fn echo_sweep(n: u64) -> String {
+fn true_sweep(n: u64) -> String {
     format!(
-        "version = 1\nname = \"bench-commands\"\n[task]\nkind = \"command\"\nargv = ['echo', '{{{{\"loss\": 0}}}}']\n[grid]\n\
+        "version = 1\nname = \"bench-commands\"\n[task]\nkind = \"command\"\nargv = [\"true\"]\n[grid]\n\
          optimizer = [\"sgd\"]\nlr = [0.01]\nseed = {{ linspace = [0, {}], num = {n} }}\n[execution]\n\
          max_trials = {n}\n",
         n.saturating_sub(1)
@@ -45,11 +44,8 @@ pub(super) fn bench_commands(b: CommandsBench) -> anyhow::Result<u8> {
     std::fs::create_dir_all(&dir)?;
     let _cleanup = RemoveOnDrop(dir.clone());
     let file = dir.join("sweep.toml");
-    std::fs::write(&file, echo_sweep(b.trials))?;
-    println!(
-        "workload: {} trials that each run `echo` (one metrics line) as a child process, {} at a time",
-        b.trials, b.slots
-    );
+    std::fs::write(&file, true_sweep(b.trials))?;
+    println!("workload: {} trials that each run `true` as a child process, {} at a time", b.trials, b.slots);
     let started = Instant::now();
     let out = Command::new(std::env::current_exe()?)
         .arg("run")
