@@ -119,6 +119,11 @@ fn a_metric_where_higher_is_better_is_maximised() {
         (-0.9, 0.9, f64::NEG_INFINITY, "maximises")
     );
     assert_eq!(with("metric = \"test/accuracy\"").unwrap().analysis.signed(0.9), 0.9, "min by default");
+    // Samples to an accuracy target: reached from below, and the fewest samples are best.
+    let a = with("metric = \"test/accuracy\"\nmode = \"max\"\ntarget_loss = 0.9\nobjective = \"samples_to_target\"")
+        .unwrap()
+        .analysis;
+    assert_eq!((a.signed(0.9), a.maximises(), a.shown(5e3), a.goal()), (-0.9, false, 5e3, "minimises"));
     let err = with("mode = \"max\"").unwrap_err();
     assert!(err.to_string().contains("the loss is minimised") && err.line == Some(12), "{err}");
     let err = with("metric = \"acc\"\nmode = \"highest\"").unwrap_err().to_string();

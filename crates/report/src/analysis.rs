@@ -487,7 +487,7 @@ pub fn analyse(
             group: g.label.clone(),
             optimizer: g.optimizer.as_str().to_string(),
             objective,
-            maximise: a.mode == kappa_core::spec::Mode::Max,
+            maximise: a.maximises(),
             points,
             exponent: data.exponent,
             exponent_ci: data.exponent.and(percentiles(reps.iter().filter_map(|r| r.exponent).collect(), BOOTSTRAP)),

@@ -96,7 +96,7 @@ pub(crate) fn halving_report(
         reduction: spec.reduction,
         within: within.iter().map(|s| s.to_string()).collect(),
         objective: a.describe(),
-        maximise: a.mode == kappa_core::spec::Mode::Max,
+        maximise: a.maximises(),
         stopped,
         groups,
     })

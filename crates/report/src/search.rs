@@ -163,7 +163,7 @@ pub(crate) fn search_report(
         range: spec.range,
         tolerance: spec.tolerance,
         objective,
-        maximise: a.mode == kappa_core::spec::Mode::Max,
+        maximise: a.maximises(),
         trials: ids.len(),
         at_most: search.bound(),
         groups: out,

@@ -88,18 +88,21 @@ impl Analysis {
         }
     }
 
-    /// An objective as a user reads it: the metric's own value (a failure, `+∞` inside, is the
-    /// worst value: `−∞` for a maximised metric).
+    /// Whether the best learning rate has the highest objective: a maximised metric's final or
+    /// stationary value (samples to a target are fewest-best under either mode).
+    pub fn maximises(&self) -> bool {
+        self.mode == Mode::Max && self.objective != AnalysisObjective::SamplesToTarget
+    }
+
+    /// An objective as a user reads it (objectives compare lower-better inside): a maximised
+    /// metric's own value, a failure (`+∞` inside) its worst, `−∞`; samples to a target as they are.
     pub fn shown(&self, y: f64) -> f64 {
-        self.signed(y)
+        if self.maximises() { -y } else { y }
     }
 
     /// What the best learning rate does to the objective: `minimises` or `maximises`.
     pub fn goal(&self) -> &'static str {
-        match self.mode {
-            Mode::Min => "minimises",
-            Mode::Max => "maximises",
-        }
+        if self.maximises() { "maximises" } else { "minimises" }
     }
 }
 

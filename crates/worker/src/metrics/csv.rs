@@ -184,7 +184,7 @@ impl CsvFile {
     }
 
     /// After the last poll: a last line without its newline is read too (a writer that never
-    /// ended it).
+    /// ended it). Called once, last: `last_line` is not kept up to date past it.
     pub(crate) fn end(&mut self, out: &mut Polled) {
         let Ok(mut f) = std::fs::File::open(&self.path) else { return };
         let mut rest = Vec::new();

@@ -279,6 +279,8 @@ impl Curve {
         self.points.clear();
         self.loose.clear();
         self.lines = 0;
+        self.names.clear();
+        self.dropped.clear();
     }
 
     fn warn(&mut self, label: &str, w: String) {
