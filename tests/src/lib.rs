@@ -6,7 +6,7 @@ pub mod http;
 pub mod skip;
 pub mod wait;
 
-pub use skip::{skip, skip_here};
+pub use skip::{python_imports, skip, skip_here};
 pub use wait::{lazy, try_wait_every, try_wait_until, wait_until};
 
 use rusqlite::Connection;

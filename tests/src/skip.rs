@@ -17,6 +17,15 @@ pub fn required() -> bool {
     std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
+/// Whether `python3` is on this machine and imports `modules` (`"torch, tensorboardX"`): what a
+/// test that runs Python checks before it runs, and [`skip`]s on when it does not.
+pub fn python_imports(modules: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Skips the running test because `missing` is not on this machine; `fix` says how to get it.
 /// Under `CI=true` it fails the test instead. The caller returns right after.
 pub fn skip(missing: &str, fix: &str) {

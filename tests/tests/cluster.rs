@@ -218,11 +218,7 @@ fn prometheus_metrics_count_trials_workers_and_reports() {
 /// proto/ by grpcio-tools). `.ci/run` installs grpcio; elsewhere the test says why it skips.
 #[test]
 fn an_independent_python_client_gets_the_documented_status_codes() {
-    let has_grpc = std::process::Command::new("python3")
-        .args(["-c", "import grpc, grpc_tools"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_grpc {
+    if !kappa_tests::python_imports("grpc, grpc_tools") {
         kappa_tests::skip(
             "python3 with grpcio and grpcio-tools is not installed",
             "python3 -m pip install grpcio grpcio-tools",

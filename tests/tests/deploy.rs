@@ -35,8 +35,7 @@ fn yaml(paths: &[PathBuf], stdin: Option<&str>) -> Option<Value> {
         \x20   except yaml.YAMLError as e:\n\
         \x20       sys.exit(f'{p}: {e}')\n\
         json.dump(out, sys.stdout, default=str)\n";
-    let has_yaml = Command::new("python3").args(["-c", "import yaml"]).output().is_ok_and(|o| o.status.success());
-    if !has_yaml {
+    if !kappa_tests::python_imports("yaml") {
         kappa_tests::skip("python3 with PyYAML is not installed", "python3 -m pip install pyyaml");
         return None;
     }

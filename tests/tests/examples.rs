@@ -140,12 +140,7 @@ fn every_example_under_a_minute_shows_what_its_header_says() {
         }
         // PyTorch, and its TensorBoard writer where the example logs to TensorBoard.
         let imports = if text.contains("tensorboard") { "torch, torch.utils.tensorboard" } else { "torch" };
-        if h.torch
-            && std::process::Command::new("python3")
-                .args(["-c", &format!("import {imports}")])
-                .output()
-                .map_or(true, |o| !o.status.success())
-        {
+        if h.torch && !kappa_tests::python_imports(imports) {
             kappa_tests::skip(&format!("python3 cannot import {imports}"), "python3 -m pip install torch tensorboard");
             continue;
         }

@@ -19,10 +19,7 @@ const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// Whether python3 imports `modules`; if not, the test says why it skips (a failure under CI).
 fn python_has(modules: &str, install: &str) -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok = kappa_tests::python_imports(modules);
     if !ok {
         kappa_tests::skip(&format!("python3 cannot import {modules}"), install);
     }

@@ -6,9 +6,7 @@ use kappa_tests::{Sandbox, show};
 
 #[test]
 fn the_pytorch_example_reports_its_noise_scale_to_the_analysis() {
-    let has_torch =
-        std::process::Command::new("python3").args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
-    if !has_torch {
+    if !kappa_tests::python_imports("torch") {
         kappa_tests::skip("python3 with PyTorch is not installed", "python3 -m pip install torch");
         return;
     }
