@@ -66,11 +66,6 @@ impl CsvFile {
         }
     }
 
-    /// Stands in while the real one is being read on another thread.
-    pub(crate) fn placeholder() -> CsvFile {
-        CsvFile::new(PathBuf::new(), String::new(), None, None)
-    }
-
     /// Reads the rows appended since the last poll.
     pub(crate) fn poll(&mut self, out: &mut Polled) {
         let mut f = match std::fs::File::open(&self.path) {
@@ -163,9 +158,7 @@ impl CsvFile {
         self.rows += 1;
         let cell =
             |i: Option<usize>| -> Option<&str> { i.and_then(|i| row.get(i)).map(str::trim).filter(|c| !c.is_empty()) };
-        let whole = |i: Option<usize>| {
-            cell(i).and_then(|c| c.parse::<f64>().ok()).filter(|v| *v >= 0.0 && *v < 1.8e19).map(|v| v as u64)
-        };
+        let whole = |i: Option<usize>| cell(i).and_then(|c| c.parse::<f64>().ok()).and_then(super::count);
         let mut rec = Record {
             step: Some(whole(h.step).unwrap_or(self.rows)),
             samples: whole(h.samples),

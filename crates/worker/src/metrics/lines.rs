@@ -23,8 +23,6 @@ enum How {
     Json,
     PythonDict,
     Regex(regex::Regex),
-    /// Reads nothing (a file source whose reader was lost).
-    Nothing,
 }
 
 impl LineReader {
@@ -37,11 +35,6 @@ impl LineReader {
         Ok(LineReader { how, loss: loss.to_string(), lines: 0, seen: BTreeSet::new(), matched: 0 })
     }
 
-    /// A reader that reads nothing.
-    pub(crate) fn none() -> LineReader {
-        LineReader { how: How::Nothing, loss: String::new(), lines: 0, seen: BTreeSet::new(), matched: 0 }
-    }
-
     /// The record of one line, if it is a metrics line.
     pub(crate) fn line(&mut self, line: &str) -> Option<Record> {
         self.lines += 1;
@@ -49,7 +42,6 @@ impl LineReader {
             How::Json => dict_text(line).and_then(parse_json_object)?,
             How::PythonDict => dict_text(line).and_then(parse_python_dict)?,
             How::Regex(re) => regex_map(re, line)?,
-            How::Nothing => return None,
         };
         self.matched += 1;
         for k in map.keys() {
@@ -67,7 +59,6 @@ impl LineReader {
             How::Json => format!("a JSON object with a numeric `{loss}`"),
             How::PythonDict => format!("a Python dict with a numeric '{loss}'"),
             How::Regex(re) => format!("a match of /{}/ with a numeric `{loss}` group", re.as_str()),
-            How::Nothing => return "its metrics could not be read".into(),
         };
         let found = if self.matched == 0 {
             String::new()

@@ -53,7 +53,7 @@ impl Record {
     /// dicts and regex groups give them: `loss` names the loss; `step`, `samples` and
     /// `resumed_from` are what they say; every other finite number is a metric.
     pub(crate) fn from_map(map: &BTreeMap<String, Option<f64>>, loss: &str) -> Record {
-        let whole = |k: &str| map.get(k).copied().flatten().filter(|v| *v >= 0.0 && *v < 1.8e19).map(|v| v as u64);
+        let whole = |k: &str| map.get(k).copied().flatten().and_then(count);
         let extra = map
             .iter()
             .filter(|(k, _)| !(k.as_str() == loss || matches!(k.as_str(), "step" | "samples" | "resumed_from")))
@@ -67,6 +67,12 @@ impl Record {
             resumed_from: whole("resumed_from"),
         }
     }
+}
+
+/// A number as a step or sample count: whole, from 0 up to what a u64 holds (a fraction is
+/// truncated); `None` otherwise.
+pub(crate) fn count(v: f64) -> Option<u64> {
+    (0.0..1.8e19).contains(&v).then_some(v as u64)
 }
 
 /// What a file source read in one poll.
@@ -83,7 +89,8 @@ pub(crate) struct Polled {
 /// Where a trial's metrics come from, ready to read.
 enum Source {
     Lines(lines::LineReader),
-    Files(Box<FileReader>),
+    /// `None` while a read runs on a blocking thread, and for good after one panicked.
+    Files(Option<Box<FileReader>>),
 }
 
 /// A file source.
@@ -147,11 +154,13 @@ impl Metrics {
         let src = match source {
             MetricsSource::Stdout { pattern, loss } => Source::Lines(lines::LineReader::new(pattern, loss)?),
             MetricsSource::Tensorboard { dir, loss } => {
-                Source::Files(Box::new(FileReader::Tensorboard(tfevents::EventDir::new(path(dir)?, loss.clone()))))
+                let reader = FileReader::Tensorboard(tfevents::EventDir::new(path(dir)?, loss.clone()));
+                Source::Files(Some(Box::new(reader)))
             }
-            MetricsSource::Csv { path: p, loss, step, samples } => Source::Files(Box::new(FileReader::Csv(
-                csv::CsvFile::new(path(p)?, loss.clone(), step.clone(), samples.clone()),
-            ))),
+            MetricsSource::Csv { path: p, loss, step, samples } => {
+                let reader = FileReader::Csv(csv::CsvFile::new(path(p)?, loss.clone(), step.clone(), samples.clone()));
+                Source::Files(Some(Box::new(reader)))
+            }
         };
         Ok(Metrics { source: src, required: !source.is_default(), curve: Curve::new(batch), label })
     }
@@ -181,9 +190,9 @@ impl Metrics {
     }
 
     async fn read(&mut self, last: bool) {
-        let Source::Files(reader) = &mut self.source else { return };
+        let Source::Files(slot) = &mut self.source else { return };
+        let Some(mut owned) = slot.take() else { return };
         // Reading may take a while (a large event file with images): off the async threads.
-        let mut owned = std::mem::replace(reader, Box::new(FileReader::Csv(csv::CsvFile::placeholder())));
         let (back, polled) = match tokio::task::spawn_blocking(move || {
             let mut out = Polled::default();
             if last {
@@ -199,11 +208,10 @@ impl Metrics {
             Err(e) => {
                 // A panic while reading: say so, and read no more (the reader is gone).
                 self.curve.warn(&self.label, format!("reading the metrics files failed: {e}"));
-                self.source = Source::Lines(lines::LineReader::none());
                 return;
             }
         };
-        *reader = back;
+        *slot = Some(back);
         if polled.reset {
             self.curve.clear();
         }
@@ -223,7 +231,9 @@ impl Metrics {
         if self.curve.points.is_empty() {
             let missing = match &self.source {
                 Source::Lines(r) => r.missing(),
-                Source::Files(f) => f.missing(),
+                Source::Files(f) => {
+                    f.as_ref().map_or_else(|| "its metrics files could not be read".into(), |f| f.missing())
+                }
             };
             if self.required {
                 return Err(missing);
