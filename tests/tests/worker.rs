@@ -71,7 +71,7 @@ async fn heartbeats_keep_a_lease_through_paused_time_and_a_revocation_stops_the_
     let server = serve(dir.path(), "127.0.0.1:0").await;
     let sweep = "version = 1\nname = \"long\"\n[task]\nkind = \"command\"\n\
                  argv = [\"sh\", \"-c\", \"echo $$ > pid; exec sleep 300\"]\n[grid]\noptimizer = [\"sgd\"]\nlr = [0.01]\n";
-    server.coordinator().submit(sweep, "long.toml", false).unwrap();
+    server.coordinator().submit(&kappa_coordinator::Holder::anyone(), sweep, "long.toml", false).unwrap();
     let (stop, stopped) = watch::channel(false);
     let w = tokio::spawn(kappa_worker::run(worker(server.addr(), dir.path(), 1), stopped));
     until(&server, "long", |c| c.running == 1).await;
@@ -91,7 +91,7 @@ async fn heartbeats_keep_a_lease_through_paused_time_and_a_revocation_stops_the_
     assert_eq!((p.counts.running, p.counts.pending), (1, 0), "the lease expired although it was renewed");
     assert!(alive(pid));
     // Cancelling the sweep revokes the lease at the next heartbeat: the worker kills the process.
-    server.coordinator().cancel("long").unwrap();
+    server.coordinator().cancel(&kappa_coordinator::Holder::anyone(), "long").unwrap();
     let started = Instant::now();
     while alive(pid) {
         assert!(started.elapsed() < Duration::from_secs(30), "the revoked trial's process {pid} still runs");
@@ -109,7 +109,10 @@ async fn a_worker_reconnects_with_backoff_and_every_trial_counts_once() {
     let root = dir.path().join("state");
     let server = serve(&root, "127.0.0.1:0").await;
     let addr = server.addr();
-    server.coordinator().submit(&noop_sweep("again", 40, "20ms"), "again.toml", false).unwrap();
+    server
+        .coordinator()
+        .submit(&kappa_coordinator::Holder::anyone(), &noop_sweep("again", 40, "20ms"), "again.toml", false)
+        .unwrap();
     let (stop, stopped) = watch::channel(false);
     let w = tokio::spawn(kappa_worker::run(worker(addr, dir.path(), 2), stopped));
     until(&server, "again", |c| c.succeeded >= 5).await;

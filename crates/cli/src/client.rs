@@ -17,6 +17,7 @@ pub fn status_error(s: tonic::Status) -> anyhow::Error {
     match s.code() {
         tonic::Code::InvalidArgument => invalid(s.message().to_string()),
         tonic::Code::Unauthenticated => anyhow!("the coordinator refused the token: {}", s.message()),
+        tonic::Code::PermissionDenied => anyhow!("the coordinator refused: {}", s.message()),
         _ => anyhow!("coordinator: {} ({:?})", s.message(), s.code()),
     }
 }

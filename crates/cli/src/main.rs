@@ -75,6 +75,9 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Measure performance against a baseline run side by side (e.g. `kappa bench sim`).
     Bench(bench::BenchArgs),
+    /// Issue tokens for a coordinator's tokens file: `kappa token new NAME --role R --tokens FILE`.
+    #[command(after_help = exit::HELP)]
+    Token(token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Retry(args) => retry::retry(args),
         Command::Cancel(args) => cancel::cancel(args),
         Command::Export(args) => export::export(args),
+        Command::Token(args) => token::token(args),
         Command::Bench(args) => bench::bench(args),
         Command::Report(args) => report::report(args),
     };

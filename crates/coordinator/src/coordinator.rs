@@ -4,6 +4,7 @@
 //! sweep keeps its own store in `<root>/<sweep name>/`, and a restarted coordinator reloads every
 //! sweep found there (finished trials are kept, interrupted ones re-queued).
 
+use crate::access::{Access, Action, Holder};
 use crate::runner::SweepRunner;
 use crate::sweeps::{PlanRequest, Submitted, SweepRegistry};
 use crate::workers::{Blocked, WorkerInfo, WorkerRegistry};
@@ -59,20 +60,33 @@ impl Coordinator {
     /// Plans a sweep from its file text into `<root>/<name>/` and serves it. Submitting the same
     /// sweep again is harmless; an edited one replaces it once it is finished or cancelled. A
     /// sweep planned with other code keeps its ids (its trials go to workers that compute with
-    /// that code) unless `rerun` plans it afresh.
-    pub fn submit(&self, sweep_text: &str, file: &str, rerun: bool) -> Result<Submitted, CoordinatorError> {
-        self.sweeps.submit(sweep_text, file, rerun)
+    /// that code) unless `rerun` plans it afresh. `by` submits it: a new sweep records it as
+    /// its owner; someone else's sweep needs an admin, command trials a holder that may run
+    /// them. Logged (audit) either way.
+    pub fn submit(
+        &self,
+        by: &Holder,
+        sweep_text: &str,
+        file: &str,
+        rerun: bool,
+    ) -> Result<Submitted, CoordinatorError> {
+        let done = self.sweeps.submit(by, sweep_text, file, rerun);
+        let detail = |s: &Submitted| format!(": {} trials, {} new", s.sync.total, s.sync.new);
+        audited(by, Action::Submit, file, done, |s| (s.sweep.clone(), detail(s)))
     }
 
-    /// Cancels a sweep (empty name: the latest); returns its name and its unfinished trials.
-    pub fn cancel(&self, name: &str) -> Result<(String, u64), CoordinatorError> {
-        self.sweeps.cancel(name)
+    /// Cancels a sweep (empty name: the latest) for `by` (its owner or an admin); returns its
+    /// name and its unfinished trials.
+    pub fn cancel(&self, by: &Holder, name: &str) -> Result<(String, u64), CoordinatorError> {
+        let done = self.sweeps.cancel(by, name);
+        audited(by, Action::Cancel, name, done, |(s, n)| (s.clone(), format!(": {n} trials will not run")))
     }
 
-    /// Puts a sweep's failed trials back to pending (empty name: the latest); returns its name
-    /// and how many will run again.
-    pub fn retry_failed(&self, name: &str) -> Result<(String, u64), CoordinatorError> {
-        self.sweeps.retry_failed(name)
+    /// Puts a sweep's failed trials back to pending (empty name: the latest) for `by` (its owner
+    /// or an admin); returns its name and how many will run again.
+    pub fn retry_failed(&self, by: &Holder, name: &str) -> Result<(String, u64), CoordinatorError> {
+        let done = self.sweeps.retry_failed(by, name);
+        audited(by, Action::Retry, name, done, |(s, n)| (s.clone(), format!(": {n} failed trials run again")))
     }
 
     /// A sweep's file and every trial record (empty name: the latest sweep), read from its store.
@@ -85,12 +99,18 @@ impl Coordinator {
 
     /// Registers a worker with `slots` slots and `gpus` GPUs that computes with the code
     /// `versions`.
-    pub fn register(&self, name: &str, slots: u32, gpus: u32, versions: Vec<String>) -> WorkerId {
+    pub fn register(&self, by: Arc<Holder>, name: &str, slots: u32, gpus: u32, versions: Vec<String>) -> WorkerId {
         let shown = versions.join(",");
-        let (id, full) = self.workers.register(name, slots, gpus, versions);
-        tracing::info!(worker = %full, id = id.0, slots, gpus, versions = %shown, "worker registered");
+        let holder = by.name.clone();
+        let (id, full) = self.workers.register(by, name, slots, gpus, versions);
+        tracing::info!(worker = %full, id = id.0, slots, gpus, versions = %shown, holder = %holder, "worker registered");
         self.refresh();
         id
+    }
+
+    /// Who registered a worker (`None`: not registered).
+    pub fn worker_holder(&self, worker: WorkerId) -> Option<Arc<Holder>> {
+        self.workers.holder(worker)
     }
 
     /// A worker leaves: its leases go back to pending in every sweep.
@@ -99,8 +119,22 @@ impl Coordinator {
             tracing::info!(worker = %name, "worker left");
         }
         for e in self.sweeps.read().iter() {
-            e.runner.release_worker(worker);
+            e.runner.release_worker(worker, LeaseEnd::WorkerLeft);
         }
+    }
+
+    /// Drops the workers whose token `access` no longer lets work (after a reload of the tokens
+    /// file): they are leased nothing more, and the trials they run go back to pending, their
+    /// attempts ended as lost. Returns their names.
+    pub fn drop_revoked_workers(&self, access: &Access) -> Vec<String> {
+        let gone = self.workers.remove_revoked(access);
+        for (id, name) in &gone {
+            tracing::warn!(target: crate::access::AUDIT, event = "revoked", worker = %name, "worker dropped: its token was revoked");
+            for e in self.sweeps.read().iter() {
+                e.runner.release_worker(*id, LeaseEnd::Revoked);
+            }
+        }
+        gone.into_iter().map(|(_, n)| n).collect()
     }
 
     /// Registered workers.
@@ -217,7 +251,7 @@ impl Coordinator {
                 // leases: either its deregistration released them, or this does.
                 if !self.workers.knows(worker) {
                     for e in self.sweeps.read().iter() {
-                        e.runner.release_worker(worker);
+                        e.runner.release_worker(worker, LeaseEnd::WorkerLeft);
                     }
                     return (Vec::new(), false);
                 }
@@ -298,4 +332,24 @@ impl Coordinator {
     pub fn write_failure(&self) -> Option<String> {
         self.sweeps.read().iter().find_map(|e| e.runner.write_failure())
     }
+}
+
+/// Logs (audit) what `by` did, or the refusal: `what` names the sweep asked for (the file, for a
+/// submission), `done` the sweep and a detail of what happened.
+fn audited<T>(
+    by: &Holder,
+    action: Action,
+    what: &str,
+    result: Result<T, CoordinatorError>,
+    done: impl FnOnce(&T) -> (String, String),
+) -> Result<T, CoordinatorError> {
+    match &result {
+        Ok(t) => {
+            let (sweep, detail) = done(t);
+            crate::access::audit(by, action, &sweep, &detail);
+        }
+        Err(CoordinatorError::Refused(r)) => crate::access::audit_refusal(r, what),
+        Err(_) => {}
+    }
+    result
 }

@@ -64,6 +64,9 @@ pub enum CoordinatorError {
     /// The gRPC server could not be started or failed.
     #[error("the server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The caller may not do this (its role, or someone else's sweep).
+    #[error(transparent)]
+    Refused(#[from] crate::Refusal),
 }
 
 /// What kind of failure an error is for the client that asked, whatever the transport: the one
@@ -149,6 +152,7 @@ impl ServiceError for CoordinatorError {
             | CoordinatorError::WriteFailed(_)
             | CoordinatorError::Crashed(..)
             | CoordinatorError::Transport(_) => ErrorCode::Internal,
+            CoordinatorError::Refused(r) => r.code,
         }
     }
 }
@@ -204,6 +208,10 @@ mod tests {
             CoordinatorError::WriteFailed("disk full".into()),
             CoordinatorError::Crashed("planning", "index out of bounds".into()),
             CoordinatorError::Transport(transport),
+            CoordinatorError::Refused(crate::Refusal {
+                code: ErrorCode::PermissionDenied,
+                message: "alice (read) may not cancel sweeps".into(),
+            }),
         ];
         for e in &all {
             match e {
@@ -218,7 +226,8 @@ mod tests {
                 | CoordinatorError::Store(_)
                 | CoordinatorError::WriteFailed(_)
                 | CoordinatorError::Crashed(..)
-                | CoordinatorError::Transport(_) => {}
+                | CoordinatorError::Transport(_)
+                | CoordinatorError::Refused(_) => {}
             }
         }
         all
@@ -240,6 +249,7 @@ mod tests {
             ErrorCode::Internal,
             ErrorCode::Internal,
             ErrorCode::Internal,
+            ErrorCode::PermissionDenied,
         ];
         let all = one_of_each();
         assert_eq!(all.len(), expected.len());

@@ -17,10 +17,12 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 mod blocking;
 mod config;
 mod coordinator;
 mod error;
+mod guard;
 mod halving;
 pub mod metrics;
 mod runner;
@@ -31,6 +33,7 @@ mod sweeps;
 mod workers;
 mod writer;
 
+pub use access::{Access, Action, Holder, Refusal, Role};
 pub use blocking::blocking;
 pub use config::CoordinatorConfig;
 pub use coordinator::Coordinator;

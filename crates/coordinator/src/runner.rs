@@ -47,6 +47,8 @@ struct Inner {
     search: Option<SearchDriver>,
     /// The sweep's successive halving: fed every rung result.
     halving: Option<HalvingDriver>,
+    /// Who submitted it.
+    owner: Option<String>,
 }
 
 /// Pending trials read from the store per chunk, and the queue length below which the loader
@@ -112,6 +114,8 @@ pub(crate) struct RunnerSetup {
     pub(crate) search: Option<SearchDriver>,
     /// Its successive halving, and where its trials' attempts stop.
     pub(crate) halving: Option<(HalvingDriver, HalvingStart)>,
+    /// Who submitted it (`None`: nobody recorded).
+    pub(crate) owner: Option<String>,
 }
 
 /// The runner of one sweep: its scheduler and its store writer. Cheap to clone. Workers and
@@ -132,7 +136,7 @@ impl SweepRunner {
         workers: Arc<AtomicU32>,
         setup: RunnerSetup,
     ) -> Result<SweepRunner, CoordinatorError> {
-        let RunnerSetup { execution, in_flight, requires, search, halving } = setup;
+        let RunnerSetup { execution, in_flight, requires, search, halving, owner } = setup;
         let (halving, start) = match halving {
             Some((driver, start)) => (Some(driver), Some(start)),
             None => (None, None),
@@ -195,6 +199,7 @@ impl SweepRunner {
             cancelled: false,
             at_most: search.as_ref().map(SearchDriver::bound),
             rungs: halving.as_ref().map(HalvingDriver::progress).unwrap_or_default(),
+            owner: owner.clone(),
         };
         let (tx, _) = watch::channel(progress);
         let (load_more, wake) = std::sync::mpsc::sync_channel(1);
@@ -216,6 +221,7 @@ impl SweepRunner {
             stopped: AtomicBool::new(false),
             search,
             halving,
+            owner,
         };
         // The store shows them running again, as the scheduler does.
         inner.writer.send_all(resumed);
@@ -269,6 +275,11 @@ impl SweepRunner {
     /// The sweep's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Who submitted it (`None`: nobody recorded, without a tokens file).
+    pub fn owner(&self) -> Option<&str> {
+        self.inner.owner.as_deref()
     }
 
     /// The state directory of its store (readers open their own connection to it).
@@ -353,6 +364,7 @@ impl SweepRunner {
             cancelled: self.is_cancelled(),
             at_most: self.inner.search.as_ref().map(SearchDriver::bound),
             rungs: self.inner.halving.as_ref().map(HalvingDriver::progress).unwrap_or_default(),
+            owner: self.inner.owner.clone(),
         };
         let was_finished = self.inner.progress.borrow().finished;
         if p.finished && !was_finished {
@@ -485,10 +497,10 @@ impl SweepRunner {
     }
 
     /// A worker left: its leases go back to pending.
-    pub fn release_worker(&self, worker: WorkerId) {
+    pub fn release_worker(&self, worker: WorkerId, end: LeaseEnd) {
         let mut sched = self.sched();
         let revoked = sched.release_worker(worker);
-        self.requeue(sched, revoked, LeaseEnd::WorkerLeft);
+        self.requeue(sched, revoked, end);
     }
 
     /// Every lease goes back to pending (the sweep is cancelled, or the process is stopping).

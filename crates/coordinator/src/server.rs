@@ -1,11 +1,13 @@
 //! Hosting a [`Coordinator`] on a socket, once for `kappa run` and `kappa coordinator` (after
-//! Ballista's standalone scheduler): serve the gRPC service with its health and reflection
-//! services, run the lease clock, watch the stores for write failures, and on stop hand every
-//! lease back and commit everything.
+//! Ballista's standalone scheduler): serve the gRPC service behind its token check with its
+//! health and reflection services, run the lease clock, reload the tokens file when asked or
+//! changed, watch the stores for write failures, and on stop hand every lease back and commit
+//! everything.
 
+use crate::access::Access;
+use crate::guard::Guarded;
 use crate::service::{MAX_REQUEST_BYTES, Service};
 use crate::{Coordinator, CoordinatorError};
-use kappa_proto::Auth;
 use kappa_proto::pb::coordinator_server::CoordinatorServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,13 +17,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::interceptor::InterceptedService;
 
 /// How a coordinator is served.
 #[derive(Clone, Debug, Default)]
 pub struct ServeOptions {
-    /// The shared token every call must carry (none: any client is trusted).
-    pub auth: Auth,
+    /// Who may call, and what each holder may do (default: open, any client is trusted).
+    pub access: Arc<Access>,
     /// Serve TLS with this identity.
     pub tls: Option<tonic::transport::Identity>,
 }
@@ -33,6 +34,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
     clock: JoinHandle<()>,
+    tokens: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -56,11 +58,15 @@ impl Server {
                 }
             })
         };
-        let svc = CoordinatorServer::new(Service { coordinator: coordinator.clone() })
+        let tokens = opts.access.tokens_file().is_some().then(|| {
+            let (c, a) = (coordinator.clone(), opts.access.clone());
+            tokio::spawn(watch_tokens(c, a))
+        });
+        let svc = CoordinatorServer::new(Service { coordinator: coordinator.clone(), access: opts.access.clone() })
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(64 << 20);
-        // The token is checked on the request headers, before the body is read or decoded.
-        let svc = InterceptedService::new(svc, opts.auth.require());
+        // The token and the role are checked on the request headers, before the body is read.
+        let svc = Guarded { inner: svc, access: opts.access };
         // The standard health service (for probes) and reflection (for grpcurl), unauthenticated:
         // they reveal nothing about sweeps.
         let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -89,7 +95,7 @@ impl Server {
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
-        Ok(Server { coordinator, addr, stop, serving, clock })
+        Ok(Server { coordinator, addr, stop, serving, clock, tokens })
     }
 
     /// The address served.
@@ -129,6 +135,9 @@ impl Server {
             }
         };
         self.clock.abort();
+        if let Some(t) = self.tokens {
+            t.abort();
+        }
         // Leases die with the server: their trials are pending again in the store.
         self.coordinator.release_all();
         let c = self.coordinator.clone();
@@ -139,5 +148,31 @@ impl Server {
             tracing::error!(error = %e, "not every result could be saved");
         }
         served.and(closed)
+    }
+}
+
+/// How often the tokens file is looked at for a change.
+const TOKENS_POLL: Duration = Duration::from_secs(1);
+
+/// Reloads the tokens file when asked ([`Access::request_reload`], on SIGHUP) or when it
+/// changes on disk, and drops the workers whose tokens were revoked.
+async fn watch_tokens(coordinator: Arc<Coordinator>, access: Arc<Access>) {
+    let mut tick = tokio::time::interval(TOKENS_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = access.reload_requested() => {}
+            _ = tick.tick() => {
+                if !access.changed_on_disk() {
+                    continue;
+                }
+            }
+        }
+        let a = access.clone();
+        // Reading a file: off the async threads.
+        let reloaded = tokio::task::spawn_blocking(move || a.reload()).await;
+        if matches!(reloaded, Ok(Ok(_))) {
+            coordinator.drop_revoked_workers(&access);
+        }
     }
 }

@@ -1,10 +1,15 @@
 //! The `kappa.v1.Coordinator` gRPC service over a [`Coordinator`]. Its errors are classified by
 //! [`crate::ErrorCode`], the table the dashboard's HTTP API reads too: malformed input
 //! INVALID_ARGUMENT, version mismatch FAILED_PRECONDITION, unknown worker NOT_FOUND (register
-//! again), conflicting submission ALREADY_EXISTS, storage trouble INTERNAL. A missing or wrong
-//! token is UNAUTHENTICATED, refused by the server's interceptor before a request body is read
-//! (see [`crate::Server`]). None of them stops the server.
+//! again), conflicting submission ALREADY_EXISTS, storage trouble INTERNAL. A missing or unknown
+//! token is UNAUTHENTICATED and a role without the right PERMISSION_DENIED, both refused by the
+//! server's guard before a request body is read (`guard`); what needs the body (whose sweep it
+//! is, whether it runs commands) is checked here against the holder the guard passed on. Open
+//! streams check their holder again before every message, so a revoked token ends them. None
+//! of them stops the server.
 
+use crate::access::{Access, Action, Holder};
+use crate::guard::holder;
 use crate::{Coordinator, CoordinatorError, ErrorCode, blocking};
 use kappa_core::{AttemptReport, WorkerId};
 use kappa_proto::pb::coordinator_server::Coordinator as CoordinatorRpc;
@@ -12,7 +17,7 @@ use kappa_proto::{PROTOCOL_VERSION, disposition_to_pb, lease_refs_from_pb, lease
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 /// Longest a lease call may wait for work.
@@ -30,11 +35,20 @@ const RESULTS_CHUNK: usize = 200;
 
 pub(crate) struct Service {
     pub(crate) coordinator: Arc<Coordinator>,
+    pub(crate) access: Arc<Access>,
 }
 
 impl Service {
-    fn worker(&self, id: u64) -> Result<WorkerId, Status> {
+    /// A registered worker, called for by the holder that registered it (or an admin).
+    fn worker(&self, id: u64, by: &Holder) -> Result<WorkerId, Status> {
         let w = WorkerId(id);
+        if let Some(h) = self.coordinator.worker_holder(w)
+            && h.name != by.name
+            && by.role != crate::Role::Admin
+        {
+            return Err(ErrorCode::PermissionDenied
+                .status(format!("{by} may not act for worker {id}: it was registered by {}", h.name)));
+        }
         if self.coordinator.knows(w) {
             Ok(w)
         } else {
@@ -85,6 +99,7 @@ type ResultsStream = Pin<Box<dyn Stream<Item = Result<pb::ResultsChunk, Status>>
 #[tonic::async_trait]
 impl CoordinatorRpc for Service {
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let by = holder(&req)?;
         let r = req.into_inner();
         check_version(r.protocol_version)?;
         if r.slots == 0 {
@@ -95,7 +110,7 @@ impl CoordinatorRpc for Service {
             return Err(ErrorCode::InvalidArgument
                 .status(format!("at most {MAX_CODE_VERSIONS} code versions of at most 128 bytes each")));
         }
-        let id = self.coordinator.register(&name, r.slots, r.gpus, r.code_versions);
+        let id = self.coordinator.register(by, &name, r.slots, r.gpus, r.code_versions);
         let cfg = self.coordinator.config();
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.0,
@@ -105,8 +120,9 @@ impl CoordinatorRpc for Service {
     }
 
     async fn lease(&self, req: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
+        let by = holder(&req)?;
         let r = req.into_inner();
-        let worker = self.worker(r.worker_id)?;
+        let worker = self.worker(r.worker_id, &by)?;
         if r.max_trials == 0 || r.max_trials > MAX_LEASE_BATCH {
             return Err(ErrorCode::InvalidArgument.status(format!("max_trials must be in 1..={MAX_LEASE_BATCH}")));
         }
@@ -119,9 +135,10 @@ impl CoordinatorRpc for Service {
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let by = holder(&req)?;
         let r = req.into_inner();
         check_version(r.protocol_version)?;
-        let worker = self.worker(r.worker_id)?;
+        let worker = self.worker(r.worker_id, &by)?;
         let held = lease_refs_from_pb(&r.held)?;
         let revoked = lease_refs_to_pb(&self.coordinator.heartbeat(worker, &held));
         Ok(Response::new(pb::HeartbeatResponse { revoked }))
@@ -153,17 +170,19 @@ impl CoordinatorRpc for Service {
         &self,
         req: Request<pb::DeregisterRequest>,
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
-        let worker = self.worker(req.into_inner().worker_id)?;
+        let by = holder(&req)?;
+        let worker = self.worker(req.into_inner().worker_id, &by)?;
         self.coordinator.deregister(worker);
         Ok(Response::new(pb::DeregisterResponse {}))
     }
 
     async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+        let by = holder(&req)?;
         let r = req.into_inner();
         let file = if r.file_name.trim().is_empty() { "sweep.toml".to_string() } else { r.file_name };
         // Planning writes the store: keep it off the async threads.
         let rerun = r.rerun_on_new_version;
-        let done = self.blocking("planning", move |c| c.submit(&r.spec, &file, rerun)).await?;
+        let done = self.blocking("planning", move |c| c.submit(&by, &r.spec, &file, rerun)).await?;
         let warnings: Vec<String> =
             [self.coordinator.gpu_warning(&done.sweep), self.coordinator.version_warning(&done.sweep)]
                 .into_iter()
@@ -179,8 +198,9 @@ impl CoordinatorRpc for Service {
     }
 
     async fn cancel(&self, req: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {
+        let by = holder(&req)?;
         let name = req.into_inner().sweep;
-        let (sweep, unfinished) = self.blocking("cancel", move |c| c.cancel(&name)).await?;
+        let (sweep, unfinished) = self.blocking("cancel", move |c| c.cancel(&by, &name)).await?;
         Ok(Response::new(pb::CancelResponse { sweep, unfinished }))
     }
 
@@ -188,8 +208,9 @@ impl CoordinatorRpc for Service {
         &self,
         req: Request<pb::RetryFailedRequest>,
     ) -> Result<Response<pb::RetryFailedResponse>, Status> {
+        let by = holder(&req)?;
         let name = req.into_inner().sweep;
-        let (sweep, requeued) = self.blocking("retry", move |c| c.retry_failed(&name)).await?;
+        let (sweep, requeued) = self.blocking("retry", move |c| c.retry_failed(&by, &name)).await?;
         Ok(Response::new(pb::RetryFailedResponse { sweep, requeued }))
     }
 
@@ -211,6 +232,7 @@ impl CoordinatorRpc for Service {
     type ResultsStream = ResultsStream;
 
     async fn results(&self, req: Request<pb::ResultsRequest>) -> Result<Response<Self::ResultsStream>, Status> {
+        let by = holder(&req)?;
         let sweep = req.into_inner().sweep;
         // Every result reported so far is read, not only those the writer got to.
         if let Ok(runner) = self.coordinator.sweep(&sweep) {
@@ -236,18 +258,42 @@ impl CoordinatorRpc for Service {
             (first.spec, first.spec_path) = (info.spec, info.spec_path);
             first.code_version = info.code_version.map(|v| v.to_string()).unwrap_or_default();
         }
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        // A token revoked while the results stream ends the stream at its next message.
+        let access = self.access.clone();
+        let mut revoked = false;
+        let chunks = tokio_stream::iter(chunks).map_while(move |c| {
+            if revoked {
+                return None;
+            }
+            Some(match access.still(&by, Action::Read) {
+                Ok(_) => c,
+                Err(r) => {
+                    revoked = true;
+                    access.refused(&r, "Results");
+                    Err(r.into())
+                }
+            })
+        });
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let by = holder(&req)?;
         let sweep = req.into_inner().sweep;
         let runner = self.coordinator.sweep(&sweep)?;
         let mut rx = runner.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(4);
+        let access = self.access.clone();
         tokio::spawn(async move {
             loop {
+                // A token revoked while the stream is open ends it at its next message.
+                if let Err(r) = access.still(&by, Action::Read) {
+                    access.refused(&r, "Watch");
+                    let _ = tx.send(Err(r.into())).await;
+                    break;
+                }
                 let p = rx.borrow_and_update().clone();
                 let finished = p.finished || p.cancelled;
                 if finished {

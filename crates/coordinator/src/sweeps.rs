@@ -2,6 +2,7 @@
 //! there (after Ballista's task manager). [`plan_into`] is the one way a sweep is planned into a
 //! store, for `kappa run` and `kappa coordinator` alike.
 
+use crate::access::{Action, Holder};
 use crate::runner::{RunnerSetup, SweepRunner};
 use crate::search::SearchDriver;
 use crate::{CoordinatorConfig, CoordinatorError};
@@ -134,6 +135,8 @@ fn plan_rows<'s>(plan: &'s Plan<'s>, scope: &'s std::thread::Scope<'s, '_>) -> i
 pub(crate) struct Entry {
     pub(crate) runner: SweepRunner,
     sweep_text: String,
+    /// Its trials run programs on the workers (`kind = "command"`).
+    commands: bool,
     /// The code version its ids are made with.
     version: CodeVersion,
     /// Held for the sweep's life: no other process may write its store.
@@ -210,14 +213,20 @@ impl SweepRegistry {
         (self.code_version)(&sweep.task)
     }
 
-    /// Plans a sweep into its directory and starts serving it. `prepare` may change the store first.
+    /// Plans a sweep into its directory and starts serving it, owned by whoever first submitted
+    /// it (`by`, when it has a name). `prepare` may change the store first.
     fn start(
         &self,
         req: PlanRequest<'_>,
+        by: &Holder,
         prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
     ) -> Result<(Entry, PlanSync, u64), CoordinatorError> {
         let PlanRequest { dir, sweep, sweep_text, .. } = req;
         let mut p = plan_into(req, &self.current_version(sweep), prepare)?;
+        let owner = match by.owner() {
+            Some(o) => Some(p.store.claim_owner(o)?),
+            None => p.store.owner()?,
+        };
         let search = SearchDriver::prepare(&mut p.store, sweep, &p.version)?;
         let halving = crate::halving::HalvingDriver::prepare(&mut p.store, sweep, &p.version)?;
         if halving.is_none() {
@@ -233,14 +242,20 @@ impl SweepRegistry {
             &self.cfg,
             self.work.clone(),
             self.workers.clone(),
-            RunnerSetup { execution: sweep.execution.clone(), in_flight, requires: p.requires, search, halving },
+            RunnerSetup { execution: sweep.execution.clone(), in_flight, requires: p.requires, search, halving, owner },
         )?;
         tracing::info!(
             sweep = %sweep.name, total = p.sync.total, new = p.sync.new, reused = p.sync.reused,
             requeued = p.sync.requeued, version = %p.version, state = %dir.display(), "sweep submitted"
         );
         Ok((
-            Entry { runner, sweep_text: sweep_text.to_string(), version: p.version, _lock: p.lock },
+            Entry {
+                runner,
+                sweep_text: sweep_text.to_string(),
+                commands: matches!(sweep.task, TaskSpec::Command(_)),
+                version: p.version,
+                _lock: p.lock,
+            },
             p.sync,
             p.prepared,
         ))
@@ -255,7 +270,7 @@ impl SweepRegistry {
     /// run` does with its `--state`.
     pub(crate) fn open(&self, req: PlanRequest<'_>) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
         let planning = Planning::claim(&self.planning, &req.sweep.name)?;
-        let (entry, sync, _) = self.start(req, |_| Ok(0))?;
+        let (entry, sync, _) = self.start(req, &Holder::anyone(), |_| Ok(0))?;
         let runner = entry.runner.clone();
         self.push(entry);
         drop(planning);
@@ -280,7 +295,7 @@ impl SweepRegistry {
             let Some(info) = store.sweep_info()? else { continue };
             let cancelled = store.cancelled()?;
             drop(store);
-            let submitted = self.submit(&info.spec, &info.spec_path, false)?;
+            let submitted = self.submit(&Holder::anyone(), &info.spec, &info.spec_path, false)?;
             if cancelled && let Ok(r) = self.find(&submitted.sweep) {
                 r.set_cancelled(true);
             }
@@ -294,18 +309,29 @@ impl SweepRegistry {
     /// cancelled. A sweep planned with other code keeps its ids, and its trials go to workers
     /// that compute with that code, unless `rerun` plans it afresh with this process's. Planning
     /// (about 10 s per 10⁶ new trials on 2 cores; next to nothing for an unchanged sweep) happens
-    /// outside the registry's lock, so the other sweeps keep leasing meanwhile.
-    pub(crate) fn submit(&self, sweep_text: &str, file: &str, rerun: bool) -> Result<Submitted, CoordinatorError> {
+    /// outside the registry's lock, so the other sweeps keep leasing meanwhile. Submitting a
+    /// sweep with command trials needs a holder that may run them; submitting again someone
+    /// else's sweep needs an admin.
+    pub(crate) fn submit(
+        &self,
+        by: &Holder,
+        sweep_text: &str,
+        file: &str,
+        rerun: bool,
+    ) -> Result<Submitted, CoordinatorError> {
         let root = self.root()?;
         let sweep = Sweep::parse(file, sweep_text)?;
-        if let Some(done) = self.resubmitted(root, &sweep, sweep_text, rerun)? {
+        if matches!(sweep.task, TaskSpec::Command(_)) {
+            by.may_run_commands(Action::Submit, &sweep.name)?;
+        }
+        if let Some(done) = self.resubmitted(root, by, &sweep, sweep_text, rerun)? {
             return Ok(done);
         }
         let planning = Planning::claim(&self.planning, &sweep.name)?;
         let on_new = if rerun { OnNewVersion::Rerun } else { OnNewVersion::Keep };
         let dir = root.join(&sweep.name);
         let (entry, sync, _) =
-            self.start(PlanRequest { dir: &dir, sweep: &sweep, sweep_text, file, on_new }, |_| Ok(0))?;
+            self.start(PlanRequest { dir: &dir, sweep: &sweep, sweep_text, file, on_new }, by, |_| Ok(0))?;
         self.push(entry);
         drop(planning);
         Ok(Submitted { sweep: sweep.name, sync })
@@ -317,6 +343,7 @@ impl SweepRegistry {
     fn resubmitted(
         &self,
         root: &Path,
+        by: &Holder,
         sweep: &Sweep,
         sweep_text: &str,
         rerun: bool,
@@ -324,6 +351,7 @@ impl SweepRegistry {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let Some(i) = entries.iter().position(|e| e.runner.name() == sweep.name) else { return Ok(None) };
         let e = &entries[i];
+        by.may_change(Action::Submit, &sweep.name, e.runner.owner())?;
         let new_code = rerun
             && version::choose(Some(&e.version), &self.current_version(sweep), OnNewVersion::Rerun)
                 .is_ok_and(|v| v != e.version);
@@ -358,8 +386,9 @@ impl SweepRegistry {
 
     /// Cancels a sweep (empty name: the latest): nothing more is leased and its leases are
     /// revoked. Returns its name and how many trials are left unfinished.
-    pub(crate) fn cancel(&self, name: &str) -> Result<(String, u64), CoordinatorError> {
+    pub(crate) fn cancel(&self, by: &Holder, name: &str) -> Result<(String, u64), CoordinatorError> {
         let r = self.find(name)?;
+        by.may_change(Action::Cancel, r.name(), r.owner())?;
         r.set_cancelled(true);
         if let Some(root) = &self.root {
             Store::open(&root.join(r.name()))?.set_cancelled(true)?;
@@ -370,7 +399,7 @@ impl SweepRegistry {
 
     /// Puts a sweep's failed trials back to pending (`kappa retry --failed`); empty name: the
     /// latest sweep. Returns the sweep's name and how many trials will run again.
-    pub(crate) fn retry_failed(&self, name: &str) -> Result<(String, u64), CoordinatorError> {
+    pub(crate) fn retry_failed(&self, by: &Holder, name: &str) -> Result<(String, u64), CoordinatorError> {
         let root = self.root()?;
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let i = if name.is_empty() {
@@ -379,6 +408,11 @@ impl SweepRegistry {
             entries.iter().position(|e| e.runner.name() == name)
         }
         .ok_or_else(|| CoordinatorError::NoSuchSweep(name.to_string()))?;
+        let e = &entries[i];
+        by.may_change(Action::Retry, e.runner.name(), e.runner.owner())?;
+        if e.commands {
+            by.may_run_commands(Action::Retry, e.runner.name())?;
+        }
         let old = entries.remove(i);
         old.runner.shutdown()?;
         let (sweep_text, sweep_name) = (old.sweep_text.clone(), old.runner.name().to_string());
@@ -388,7 +422,7 @@ impl SweepRegistry {
         let sweep = Sweep::parse(&file, &sweep_text)?;
         let req =
             PlanRequest { dir: &dir, sweep: &sweep, sweep_text: &sweep_text, file: &file, on_new: OnNewVersion::Keep };
-        let (entry, _, requeued) = self.start(req, |s| s.reset_failed())?;
+        let (entry, _, requeued) = self.start(req, by, |s| s.reset_failed())?;
         entries.push(entry);
         drop(entries);
         self.work.notify_waiters();

@@ -1,6 +1,7 @@
 //! The worker registry: who registered, with what, and when each was last heard from (after
 //! Ballista's executor manager).
 
+use crate::access::{Access, Action, Holder};
 use kappa_core::WorkerId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -18,6 +19,8 @@ struct Worker {
     last_seen: Instant,
     /// Marked lost (silent for longer than a lease); logged once.
     lost: bool,
+    /// Who registered it.
+    holder: Arc<Holder>,
 }
 
 /// A registered worker, as `kappa status --coordinator` shows it.
@@ -69,12 +72,20 @@ impl WorkerRegistry {
     }
 
     /// Registers a worker; returns its id and the name the store and logs know it by.
-    pub(crate) fn register(&self, name: &str, slots: u32, gpus: u32, versions: Vec<String>) -> (WorkerId, String) {
+    pub(crate) fn register(
+        &self,
+        holder: Arc<Holder>,
+        name: &str,
+        slots: u32,
+        gpus: u32,
+        versions: Vec<String>,
+    ) -> (WorkerId, String) {
         let id = WorkerId(self.next.fetch_add(1, Ordering::Relaxed));
         let full = format!("{name}#{}", id.0);
         let mut w = self.lock();
         let versions = versions.into();
-        w.insert(id, Worker { name: full.clone(), slots, gpus, versions, last_seen: Instant::now(), lost: false });
+        let last_seen = Instant::now();
+        w.insert(id, Worker { name: full.clone(), slots, gpus, versions, last_seen, lost: false, holder });
         self.count.store(w.len() as u32, Ordering::Relaxed);
         (id, full)
     }
@@ -96,6 +107,22 @@ impl WorkerRegistry {
             tracing::info!(worker = %worker.name, "worker back");
         }
         true
+    }
+
+    /// Who registered a worker (`None`: not registered).
+    pub(crate) fn holder(&self, id: WorkerId) -> Option<Arc<Holder>> {
+        self.lock().get(&id).map(|w| w.holder.clone())
+    }
+
+    /// Forgets the workers whose holder's token `access` no longer lets work; returns their ids
+    /// and names.
+    pub(crate) fn remove_revoked(&self, access: &Access) -> Vec<(WorkerId, String)> {
+        let mut w = self.lock();
+        let gone: Vec<WorkerId> =
+            w.iter().filter(|(_, x)| access.still(&x.holder, Action::Work).is_err()).map(|(id, _)| *id).collect();
+        let out = gone.into_iter().filter_map(|id| w.remove(&id).map(|x| (id, x.name))).collect();
+        self.count.store(w.len() as u32, Ordering::Relaxed);
+        out
     }
 
     /// Whether a worker id is registered.

@@ -3,10 +3,11 @@
 //! with tokio's paused clock, never with real sleeps. Also: the token is checked before a request
 //! body is read, and a submission's sweep-file error keeps its position across the wire.
 
+use kappa_coordinator::Access;
 use kappa_coordinator::{Coordinator, CoordinatorConfig, ServeOptions, Server};
 use kappa_core::AttemptRef;
 use kappa_core::TaskSpec;
-use kappa_proto::{Auth, Client, pb};
+use kappa_proto::{Client, pb};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::Code;
@@ -40,11 +41,12 @@ struct Served {
     _dir: tempfile::TempDir,
 }
 
-async fn serve(auth: Auth) -> Served {
+async fn serve(access: Access) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Arc::new(Coordinator::new(Some(dir.path().to_path_buf()), config(), version));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::start(listener, coordinator, ServeOptions { auth, tls: None }).await.unwrap();
+    let server =
+        Server::start(listener, coordinator, ServeOptions { access: Arc::new(access), tls: None }).await.unwrap();
     let url = format!("http://{}", server.addr());
     Served { server, url, _dir: dir }
 }
@@ -97,7 +99,7 @@ async fn submit(c: &mut Client, text: &str) {
 
 #[tokio::test]
 async fn renewed_leases_last_and_unrenewed_ones_expire_on_the_lease_clock() {
-    let s = serve(Auth::default()).await;
+    let s = serve(Access::open()).await;
     let mut c = client(&s.url, None).await;
     submit(&mut c, &noop_sweep("expire", 1, "")).await;
     let (a, b) = (register(&mut c, "a").await, register(&mut c, "b").await);
@@ -125,7 +127,7 @@ async fn renewed_leases_last_and_unrenewed_ones_expire_on_the_lease_clock() {
 
 #[tokio::test]
 async fn a_failed_attempt_is_retried_after_its_backoff_and_a_cancel_revokes_leases() {
-    let s = serve(Auth::default()).await;
+    let s = serve(Access::open()).await;
     let mut c = client(&s.url, None).await;
     submit(&mut c, &noop_sweep("backoff", 2, "retries = 3")).await;
     let w = register(&mut c, "w").await;
@@ -227,7 +229,7 @@ mod raw {
 
 #[tokio::test]
 async fn without_the_token_every_call_is_unauthenticated_whatever_its_body() {
-    let s = serve(Auth::new(Some("secret")).unwrap()).await;
+    let s = serve(Access::shared("secret")).await;
     let garbage = vec![0xff, 0xff, 0xff];
     let oversized = vec![0xff; 17 << 20];
     for method in [
@@ -264,7 +266,7 @@ async fn without_the_token_every_call_is_unauthenticated_whatever_its_body() {
 
 #[tokio::test]
 async fn a_submitted_sweep_file_error_keeps_its_file_line_and_column() {
-    let s = serve(Auth::default()).await;
+    let s = serve(Access::open()).await;
     let mut c = client(&s.url, None).await;
     let bad = noop_sweep("bad", 2, "").replace("lr = [0.01]", "lr = [0.01, -1.0]");
     let e = c
@@ -287,7 +289,7 @@ fn trained(end: f64) -> kappa_core::AttemptOutcome {
 
 #[tokio::test]
 async fn a_search_goes_on_when_a_probe_is_given_up_after_losing_its_leases() {
-    let s = serve(Auth::default()).await;
+    let s = serve(Access::open()).await;
     let mut c = client(&s.url, None).await;
     let text = "version = 1\nname = \"search-lost\"\n[task]\nkind = \"noop\"\n[grid]\noptimizer = [\"sgd\"]\nseed = [0]\n\
                 [search]\nkind = \"bracket\"\naxis = \"lr\"\nrange = [1e-3, 1.0]\nstart = 0.01\n\

@@ -84,6 +84,8 @@ pub struct Progress {
     /// Successive halving: each rung's budget and how many trials have finished it (empty for
     /// other sweeps).
     pub rungs: Vec<RungCount>,
+    /// Who submitted it (`None`: nobody recorded, without a tokens file).
+    pub owner: Option<String>,
 }
 
 /// One rung of successive halving as progress shows it.
@@ -110,6 +112,8 @@ pub enum LeaseEnd {
     Stopped,
     /// The process that held the lease is gone and left it open (found on resume).
     Abandoned,
+    /// Its worker's token was revoked: the worker is refused from then on.
+    Revoked,
 }
 
 impl LeaseEnd {
@@ -126,6 +130,7 @@ impl LeaseEnd {
             LeaseEnd::Cancelled => "handed back: the sweep was cancelled",
             LeaseEnd::Stopped => "handed back: the coordinator stopped",
             LeaseEnd::Abandoned => "abandoned: the process that ran it stopped",
+            LeaseEnd::Revoked => "handed back: its worker's token was revoked",
         }
     }
 }

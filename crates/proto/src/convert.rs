@@ -375,6 +375,7 @@ impl From<&Progress> for pb::Progress {
             at_most: p.at_most.unwrap_or(0),
             stopped: c.stopped,
             rungs: p.rungs.iter().map(|r| pb::RungCount { samples: r.samples, reached: r.reached }).collect(),
+            owner: p.owner.clone().unwrap_or_default(),
         }
     }
 }
@@ -400,6 +401,7 @@ impl From<pb::Progress> for Progress {
             cancelled: p.cancelled,
             at_most: (p.at_most > 0).then_some(p.at_most),
             rungs: p.rungs.iter().map(|r| kappa_core::RungCount { samples: r.samples, reached: r.reached }).collect(),
+            owner: Some(p.owner).filter(|o| !o.is_empty()),
         }
     }
 }
@@ -528,6 +530,7 @@ mod tests {
         assert_eq!(TrialResult::try_from(pb::TrialResult::from(&ok)).unwrap(), ok);
 
         let progress = Progress {
+            owner: Some("alice".into()),
             rungs: Vec::new(),
             sweep: "s".into(),
             counts: Counts {

@@ -21,7 +21,7 @@ pub mod pb {
     tonic::include_proto!("kappa.v1");
 }
 
-pub use auth::{Auth, RequireToken};
+pub use auth::Auth;
 pub use client::{CallFailure, Client, ConnectError, connect, connect_with};
 pub use convert::{
     InvalidLease, deregister_request, disposition_to_pb, heartbeat_request, lease_from_pb, lease_refs_from_pb,

@@ -165,6 +165,21 @@ impl Store {
         Ok(self.meta("cancelled")?.as_deref() == Some("1"))
     }
 
+    /// Records who submitted the sweep, unless an owner is recorded already (the first
+    /// submitter keeps it, whoever edits the sweep later). Returns the owner recorded.
+    pub fn claim_owner(&mut self, owner: &str) -> Result<String, StoreError> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('owner', ?1)", [owner])
+            .map_err(|e| self.sql(e))?;
+        Ok(self.owner()?.unwrap_or_else(|| owner.to_string()))
+    }
+
+    /// Who submitted the sweep (`None`: submitted without a tokens file, or before kappa
+    /// recorded owners).
+    pub fn owner(&self) -> Result<Option<String>, StoreError> {
+        self.meta("owner")
+    }
+
     /// Puts every failed trial of the current plan back to pending, with a fresh failure budget.
     /// Returns how many.
     pub fn reset_failed(&mut self) -> Result<u64, StoreError> {

@@ -2,16 +2,16 @@
 //! too: sweeps, pages of trials, a trial's details, curves, exports, cancel and retry (the
 //! session calls are in `auth`, reports in `reports`).
 
-use crate::auth::may_change;
+use crate::auth::{Caller, changer};
 use crate::error::{ApiError, ApiResult};
 use crate::reports::cached_report;
 use crate::sweeps::{flushed, open, read, runner};
 use crate::{Dashboard, assets, auth, live};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -81,9 +81,19 @@ async fn events(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-async fn sweep(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
+async fn sweep(
+    State(d): State<Arc<Dashboard>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     let r = runner(&d.coordinator, &name)?;
     let mut out = live::sweep_json(&d.live, &r.progress());
+    // Whether this session may cancel and retry this sweep (its own, or any for an admin).
+    let can_change =
+        caller.0.as_ref().is_some_and(|h| h.may_change(kappa_coordinator::Action::Cancel, r.name(), r.owner()).is_ok());
+    if let Value::Object(o) = &mut out {
+        o.insert("can_change".into(), json!(can_change));
+    }
     let extra = read(move || {
         let store = open(&r)?;
         let info = store.sweep_info()?.ok_or_else(|| CoordinatorError::NoSuchSweep(name.clone()))?;
@@ -409,37 +419,39 @@ enum Change {
     RetryFailed,
 }
 
-/// Cancels a sweep or retries its failed trials, through the coordinator as the RPCs do.
-async fn change(d: Arc<Dashboard>, headers: HeaderMap, name: String, what: Change) -> ApiResult<axum::Json<Value>> {
-    may_change(&d.auth, &headers)?;
+/// Cancels a sweep or retries its failed trials, through the coordinator as the RPCs do, as the
+/// session's holder (the coordinator allows it on the holder's own sweeps, any for an admin, and
+/// logs it).
+async fn change(d: Arc<Dashboard>, caller: Caller, name: String, what: Change) -> ApiResult<axum::Json<Value>> {
+    let action = match what {
+        Change::Cancel => kappa_coordinator::Action::Cancel,
+        Change::RetryFailed => kappa_coordinator::Action::Retry,
+    };
+    let by = changer(&d.auth, &caller, action)?;
     runner(&d.coordinator, &name)?;
     let c = d.coordinator.clone();
     let (sweep, n) = read(move || match what {
-        Change::Cancel => Ok(c.cancel(&name)?),
-        Change::RetryFailed => Ok(c.retry_failed(&name)?),
+        Change::Cancel => Ok(c.cancel(&by, &name)?),
+        Change::RetryFailed => Ok(c.retry_failed(&by, &name)?),
     })
     .await?;
-    match what {
-        Change::Cancel => tracing::info!(sweep = %sweep, trials = n, "sweep cancelled from the dashboard"),
-        Change::RetryFailed => tracing::info!(sweep = %sweep, trials = n, "failed trials retried from the dashboard"),
-    }
     Ok(axum::Json(json!({ "sweep": sweep, "trials": n })))
 }
 
 async fn cancel(
     State(d): State<Arc<Dashboard>>,
-    h: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    change(d, h, name, Change::Cancel).await
+    change(d, caller, name, Change::Cancel).await
 }
 
 async fn retry(
     State(d): State<Arc<Dashboard>>,
-    h: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    change(d, h, name, Change::RetryFailed).await
+    change(d, caller, name, Change::RetryFailed).await
 }
 
 #[cfg(test)]

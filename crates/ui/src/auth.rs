@@ -1,8 +1,11 @@
-//! The dashboard's token: the coordinator's shared token, presented as a bearer header (scripts)
-//! or as a session cookie set by the login form (browsers). Without a token the dashboard is
-//! read-only and nobody is authenticated; with one, nothing but the page itself, the session
-//! query and the login is served without it. The guard every request passes, and the session
-//! calls (`/api/session`, `/api/login`, `/api/logout`), are here.
+//! Who is asking: the coordinator's [`Access`] (no token, one shared token, or a tokens file of
+//! holders with roles), presented as a bearer header (scripts) or as a session cookie set by the
+//! login form (browsers). Without a token the dashboard is read-only and nobody is
+//! authenticated; with one, nothing but the page itself, the session query and the login is
+//! served without it, a holder whose role cannot read (a worker's token) is refused, and cancel
+//! and retry go to the coordinator as the holder, which allows them on its own sweeps (any sweep
+//! for an admin). The guard every request passes, and the session calls (`/api/session`,
+//! `/api/login`, `/api/logout`), are here.
 
 use crate::error::{ApiError, ApiResult};
 use axum::Router;
@@ -13,28 +16,43 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kappa_coordinator::ErrorCode;
+use kappa_coordinator::{Access, Action, ErrorCode, Holder};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The name of the session cookie the login sets.
 pub const SESSION_COOKIE: &str = "kappa_session";
 
-/// What the guard and the session calls read: the token, and whether only requests to local
-/// names are answered.
+/// What the guard and the session calls read: who may connect, and whether only requests to
+/// local names are answered.
 pub(crate) struct Auth {
-    pub(crate) token: TokenCheck,
+    pub(crate) access: Arc<Access>,
     /// Served on loopback without a token: only requests addressed to localhost or an IP are
     /// answered, so a web page whose name was rebound to 127.0.0.1 cannot read the sweeps (set
     /// once the address is bound).
     pub(crate) loopback_only: AtomicBool,
 }
 
+/// The holder a request was let in for (set by [`guard`]; none without a token).
+#[derive(Clone)]
+pub(crate) struct Caller(pub(crate) Option<Arc<Holder>>);
+
 impl Auth {
-    pub(crate) fn new(token: Option<&str>) -> Auth {
-        Auth { token: TokenCheck::new(token), loopback_only: AtomicBool::new(false) }
+    pub(crate) fn new(access: Arc<Access>) -> Auth {
+        Auth { access, loopback_only: AtomicBool::new(false) }
+    }
+
+    /// The holder a request presents: its bearer header (refused when wrong), else its session
+    /// cookie (`Ok(None)`: neither).
+    pub(crate) fn holder(&self, headers: &HeaderMap) -> Result<Option<Arc<Holder>>, kappa_coordinator::Refusal> {
+        if !self.access.required() {
+            return Ok(None);
+        }
+        if let Some(v) = headers.get(AUTHORIZATION) {
+            return self.access.authenticate(Some(v.as_bytes())).map(Some);
+        }
+        Ok(cookie(headers, SESSION_COOKIE).and_then(|c| self.access.session_holder(c)))
     }
 }
 
@@ -45,75 +63,6 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(auth: Arc<Auth>) -> Route
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .with_state(auth)
-}
-
-/// Checks requests against the token.
-pub(crate) struct TokenCheck {
-    /// SHA-256 of the token (compared digest to digest, so the time taken tells nothing).
-    token: Option<[u8; 32]>,
-    /// The session cookie's value: a digest of the token that is not the token itself.
-    session: Option<String>,
-}
-
-fn digest(parts: &[&[u8]]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p);
-    }
-    h.finalize().into()
-}
-
-/// Equal without an early exit.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-impl TokenCheck {
-    pub(crate) fn new(token: Option<&str>) -> TokenCheck {
-        let token = token.map(str::trim).filter(|t| !t.is_empty());
-        TokenCheck {
-            token: token.map(|t| digest(&[t.as_bytes()])),
-            session: token
-                .map(|t| digest(&[b"kappa-ui-session\0", t.as_bytes()]).iter().map(|b| format!("{b:02x}")).collect()),
-        }
-    }
-
-    /// Whether a token is configured.
-    pub(crate) fn required(&self) -> bool {
-        self.token.is_some()
-    }
-
-    /// Whether `presented` is the token.
-    pub(crate) fn is_token(&self, presented: &str) -> bool {
-        self.token.is_some_and(|t| same(&t, &digest(&[presented.trim().as_bytes()])))
-    }
-
-    /// Whether the request carries the token (bearer header) or the session cookie.
-    pub(crate) fn authenticated(&self, headers: &HeaderMap) -> bool {
-        let Some(session) = &self.session else { return false };
-        let bearer = headers
-            .get_all(AUTHORIZATION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .any(|t| self.is_token(t));
-        bearer || cookie(headers, SESSION_COOKIE).is_some_and(|c| same(c.as_bytes(), session.as_bytes()))
-    }
-
-    /// Whether the request may read sweeps.
-    pub(crate) fn may_read(&self, headers: &HeaderMap) -> bool {
-        !self.required() || self.authenticated(headers)
-    }
-
-    /// Whether the request may change sweeps (cancel, retry): only an authenticated session.
-    pub(crate) fn may_change(&self, headers: &HeaderMap) -> bool {
-        self.required() && self.authenticated(headers)
-    }
-
-    /// The `Set-Cookie` value of a logged-in session.
-    pub(crate) fn login_cookie(&self) -> Option<String> {
-        self.session.as_ref().map(|s| format!("{SESSION_COOKIE}={s}; Path=/; HttpOnly; SameSite=Strict"))
-    }
 }
 
 /// The `Set-Cookie` value that ends a session.
@@ -151,8 +100,9 @@ fn public(path: &str) -> bool {
 /// The token check before any handler, and the headers every answer carries: a strict content
 /// security policy (no inline or foreign scripts, whatever a sweep file holds), no sniffing, no
 /// framing, no referrer.
-pub(crate) async fn guard(State(a): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(a): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     let host = req.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let path = req.uri().path().to_string();
     let mut res = if a.loopback_only.load(Ordering::Relaxed) && !local_host(host) {
         ApiError::new(
             ErrorCode::PermissionDenied,
@@ -161,14 +111,33 @@ pub(crate) async fn guard(State(a): State<Arc<Auth>>, req: Request, next: Next) 
             ),
         )
         .into_response()
-    } else if public(req.uri().path()) || a.token.may_read(req.headers()) {
-        next.run(req).await
     } else {
-        ApiError::new(
-            ErrorCode::Unauthenticated,
-            "log in with the coordinator's token (or send `Authorization: Bearer TOKEN`)",
-        )
-        .into_response()
+        match a.holder(req.headers()) {
+            _ if public(&path) => next.run(req).await,
+            Ok(None) if !a.access.required() => {
+                req.extensions_mut().insert(Caller(None));
+                next.run(req).await
+            }
+            Ok(Some(h)) => match h.may(Action::Read) {
+                Ok(()) => {
+                    req.extensions_mut().insert(Caller(Some(h)));
+                    next.run(req).await
+                }
+                Err(r) => {
+                    a.access.refused(&r, &path);
+                    ApiError::new(r.code, r.message).into_response()
+                }
+            },
+            Ok(None) => ApiError::new(
+                ErrorCode::Unauthenticated,
+                "log in with your token (or send `Authorization: Bearer TOKEN`)",
+            )
+            .into_response(),
+            Err(r) => {
+                a.access.refused(&r, &path);
+                ApiError::new(r.code, r.message).into_response()
+            }
+        }
     };
     let h = res.headers_mut();
     for (k, v) in [
@@ -186,10 +155,13 @@ pub(crate) async fn guard(State(a): State<Arc<Auth>>, req: Request, next: Next) 
 }
 
 async fn session(State(a): State<Arc<Auth>>, headers: HeaderMap) -> axum::Json<Value> {
+    let holder = a.holder(&headers).ok().flatten().filter(|h| h.allows(Action::Read));
     axum::Json(json!({
-        "token_required": a.token.required(),
-        "authenticated": a.token.authenticated(&headers),
-        "can_change": a.token.may_change(&headers),
+        "token_required": a.access.required(),
+        "authenticated": holder.is_some(),
+        // Whether this holder may cancel or retry some sweep (each sweep says whether this one).
+        "can_change": holder.as_ref().is_some_and(|h| h.allows(Action::Cancel)),
+        "holder": holder.as_ref().map(|h| json!({ "name": h.name, "role": h.role.name() })),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -201,15 +173,17 @@ async fn login(State(a): State<Arc<Auth>>, body: Bytes) -> ApiResult<Response> {
     }
     let login: Login = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("the login body must be JSON {{\"token\": \"...\"}}: {e}")))?;
-    let Some(cookie) = a.token.login_cookie() else {
+    if !a.access.required() {
         return Err(ApiError::new(
             ErrorCode::FailedPrecondition,
             "this dashboard has no token: there is nothing to log in to",
         ));
-    };
-    if !a.token.is_token(&login.token) {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "wrong token"));
     }
+    let checked = a.access.check(Some(format!("Bearer {}", login.token).as_bytes()), Action::Read, "dashboard login");
+    let holder = checked.map_err(|r| ApiError::new(r.code, r.message))?;
+    let session = a.access.session_of(&holder).ok_or_else(|| ApiError::internal("no session for this holder"))?;
+    tracing::info!(target: kappa_coordinator::access::AUDIT, event = "login", holder = %holder.name, role = %holder.role, "{holder} logged in to the dashboard");
+    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie)]).into_response())
 }
 
@@ -217,17 +191,23 @@ async fn logout() -> Response {
     (StatusCode::NO_CONTENT, [(SET_COOKIE, logout_cookie())]).into_response()
 }
 
-/// Refuses a change unless the session may make it.
-pub(crate) fn may_change(a: &Auth, headers: &HeaderMap) -> ApiResult<()> {
-    if a.token.may_change(headers) {
-        Ok(())
-    } else if a.token.required() {
-        Err(ApiError::new(ErrorCode::PermissionDenied, "log in to change sweeps"))
-    } else {
-        Err(ApiError::new(
+/// The holder that may change sweeps (cancel, retry) in this session, or why none may: which
+/// sweeps it may change the coordinator decides.
+pub(crate) fn changer(a: &Auth, caller: &Caller, action: Action) -> ApiResult<Arc<Holder>> {
+    match &caller.0 {
+        Some(h) => match h.may(action) {
+            Ok(()) => Ok(h.clone()),
+            Err(r) => {
+                a.access.refused(&r, action.describe());
+                Err(ApiError::new(r.code, r.message))
+            }
+        },
+        None if a.access.required() => Err(ApiError::new(ErrorCode::PermissionDenied, "log in to change sweeps")),
+        None => Err(ApiError::new(
             ErrorCode::PermissionDenied,
-            "this dashboard is read-only: serve it with a token (--token-file) to cancel or retry from the browser",
-        ))
+            "this dashboard is read-only: serve it with a token (--token-file or --tokens) to cancel or retry from \
+             the browser",
+        )),
     }
 }
 
@@ -245,31 +225,24 @@ mod tests {
     }
 
     #[test]
-    fn the_token_or_its_session_cookie_authenticates_and_nothing_else() {
-        let check = TokenCheck::new(Some("s3cret\n"));
-        assert!(check.required());
-        assert!(check.is_token("s3cret"));
-        assert!(!check.is_token("s3cre"));
-        let cookie = check.login_cookie().unwrap();
+    fn the_token_or_its_session_cookie_names_the_holder_and_nothing_else_does() {
+        let a = Auth::new(Arc::new(Access::shared("s3cret\n")));
+        let h = a.holder(&headers(&[(AUTHORIZATION, "Bearer s3cret")])).unwrap().unwrap();
+        assert_eq!(h.name, "shared-token");
+        let cookie = a.access.session_of(&h).unwrap();
         assert!(!cookie.contains("s3cret"), "the cookie must not carry the token: {cookie}");
-        let value = cookie.split(';').next().unwrap();
-        assert!(check.authenticated(&headers(&[(COOKIE, &format!("theme=dark; {value}"))])));
-        assert!(check.authenticated(&headers(&[(AUTHORIZATION, "Bearer s3cret")])));
-        assert!(!check.authenticated(&headers(&[(AUTHORIZATION, "Bearer wrong")])));
-        assert!(!check.authenticated(&headers(&[(COOKIE, "kappa_session=00ff")])));
-        assert!(!check.authenticated(&HeaderMap::new()));
-        assert!(!check.may_read(&HeaderMap::new()));
-        assert!(check.may_change(&headers(&[(AUTHORIZATION, "Bearer s3cret")])));
+        let with_cookie = headers(&[(COOKIE, &format!("theme=dark; {SESSION_COOKIE}={cookie}"))]);
+        assert_eq!(a.holder(&with_cookie).unwrap().unwrap().name, "shared-token");
+        assert!(a.holder(&headers(&[(AUTHORIZATION, "Bearer wrong")])).is_err());
+        assert!(a.holder(&headers(&[(COOKIE, "kappa_session=00ff")])).unwrap().is_none());
+        assert!(a.holder(&HeaderMap::new()).unwrap().is_none());
     }
 
     #[test]
-    fn without_a_token_everyone_reads_and_nobody_changes() {
-        let check = TokenCheck::new(None);
-        assert!(!check.required());
-        assert!(check.may_read(&HeaderMap::new()));
-        assert!(!check.may_change(&headers(&[(AUTHORIZATION, "Bearer anything")])));
-        assert!(check.login_cookie().is_none());
-        assert!(!check.is_token(""));
+    fn without_a_token_nobody_is_anyone_and_nobody_changes() {
+        let a = Auth::new(Arc::new(Access::open()));
+        assert!(a.holder(&headers(&[(AUTHORIZATION, "Bearer anything")])).unwrap().is_none());
+        assert!(changer(&a, &Caller(None), Action::Cancel).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::auth::Auth;
 use crate::live::Live;
 use crate::reports::ReportCache;
-use kappa_coordinator::Coordinator;
+use kappa_coordinator::{Access, Coordinator};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -18,13 +18,14 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// A dashboard of `coordinator`. With a `token`, every data call needs it (a login cookie
-    /// or a bearer header) and an authenticated session may cancel and retry; without one the
-    /// dashboard is read-only.
-    pub fn new(coordinator: Arc<Coordinator>, token: Option<&str>) -> Dashboard {
+    /// A dashboard of `coordinator`, open to whom `access` lets in (the coordinator's own). With
+    /// a token, every data call needs one (a login cookie or a bearer header) of a holder that
+    /// may read, and a holder that may submit cancels and retries its own sweeps (an admin any
+    /// sweep); without one the dashboard is read-only.
+    pub fn new(coordinator: Arc<Coordinator>, access: Arc<Access>) -> Dashboard {
         Dashboard {
             coordinator,
-            auth: Arc::new(Auth::new(token)),
+            auth: Arc::new(Auth::new(access)),
             live: Arc::new(Live::new()),
             reports: ReportCache::default(),
             stopping: watch::channel(false).0,

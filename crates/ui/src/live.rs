@@ -83,6 +83,8 @@ pub(crate) fn sweep_json(live: &Live, p: &Progress) -> Value {
         "reused": p.reused,
         "finished": p.finished,
         "cancelled": p.cancelled,
+        // Who submitted it (null: nobody recorded, without a tokens file).
+        "owner": p.owner,
         // A search's sweep: the most trials it can run (`counts.total` is the ones proposed so far).
         "at_most": p.at_most,
         // Successive halving: each rung's budget and the trials that finished it.
@@ -142,6 +144,7 @@ mod tests {
 
     fn progress(done: u64, total: u64) -> Progress {
         Progress {
+            owner: None,
             rungs: Vec::new(),
             sweep: "s".into(),
             counts: Counts { total, pending: total - done, succeeded: done, ..Counts::default() },

@@ -20,7 +20,7 @@ impl UiServer {
     /// starts its sampler.
     pub fn start(listener: TcpListener, dashboard: Dashboard) -> std::io::Result<UiServer> {
         let addr = listener.local_addr()?;
-        let loopback_only = addr.ip().is_loopback() && !dashboard.auth.token.required();
+        let loopback_only = addr.ip().is_loopback() && !dashboard.auth.access.required();
         dashboard.auth.loopback_only.store(loopback_only, Ordering::Relaxed);
         let dashboard = Arc::new(dashboard);
         let sampler = tokio::spawn(live::sample(dashboard.coordinator.clone(), dashboard.live.clone()));

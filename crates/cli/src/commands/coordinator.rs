@@ -5,7 +5,7 @@ use crate::exit::{self, invalid};
 use crate::logging::{self, LogArgs};
 use crate::signal::interrupted;
 use anyhow::{Context, anyhow};
-use kappa_coordinator::{Coordinator, CoordinatorConfig, ServeOptions, Server};
+use kappa_coordinator::{Access, Coordinator, CoordinatorConfig, ServeOptions, Server};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,8 +31,8 @@ pub struct CoordinatorArgs {
     #[arg(long, value_name = "ADDR", env = "KAPPA_METRICS_LISTEN")]
     metrics_listen: Option<String>,
     /// Also serve the web dashboard on this address (e.g. 127.0.0.1:8080): progress, trials,
-    /// curves and reports, live. With a token (--token-file) it asks for it and allows cancel and
-    /// retry; without one it is read-only.
+    /// curves and reports, live. With a token (--token-file or --tokens) it asks for one and
+    /// offers cancel and retry where the holder may use them; without one it is read-only.
     #[arg(long, value_name = "ADDR", env = "KAPPA_UI_LISTEN")]
     ui_listen: Option<String>,
     /// PEM certificate to serve TLS with (clients then use https:// and --tls-ca).
@@ -41,10 +41,46 @@ pub struct CoordinatorArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", env = "KAPPA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Tokens file: one `[[user]]` entry per person or worker node, each a name, the SHA-256 of
+    /// its token and a role (read, submit, admin, worker), plus `commands = true` to submit
+    /// command sweeps. Make entries with `kappa token new`. Reloaded on SIGHUP and when the file
+    /// changes: a removed entry's token is refused from then on. Not with --token-file.
+    #[arg(long, value_name = "FILE", env = "KAPPA_TOKENS")]
+    tokens: Option<PathBuf>,
     #[command(flatten)]
     token: TokenArg,
     #[command(flatten)]
     log: LogArgs,
+}
+
+/// Who may call: the tokens file, the shared token, or anyone; with a warning to print.
+fn access(args: &CoordinatorArgs) -> anyhow::Result<(Access, Option<String>)> {
+    let Some(file) = &args.tokens else {
+        return Ok(match args.token.token()? {
+            Some(t) => (Access::shared(&t), None),
+            None => (Access::open(), None),
+        });
+    };
+    let shared = match (&args.token.token_file, std::env::var_os("KAPPA_TOKEN")) {
+        (Some(f), _) => Some(format!("--token-file {}", f.display())),
+        (None, Some(_)) => Some("KAPPA_TOKEN".to_string()),
+        (None, None) => None,
+    };
+    if let Some(shared) = shared {
+        return Err(invalid(format!(
+            "--tokens {} and {shared} both say who may call: give one (--tokens for a holder per person or node, \
+             --token-file for one shared token)",
+            file.display()
+        )));
+    }
+    let (access, warning) = Access::from_file(file).map_err(|e| invalid(e.to_string()))?;
+    if access.holders().is_empty() {
+        logging::warning(&format!(
+            "{} has no [[user]] entry: every call is refused until one is added (kappa token new)",
+            file.display()
+        ));
+    }
+    Ok((access, warning))
 }
 
 /// Longest a stopping coordinator waits for calls in flight (a worker's lease call waits up to
@@ -54,8 +90,11 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// `kappa coordinator`: serves until Ctrl-C or SIGTERM, then commits everything and exits.
 pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
     logging::init(&args.log)?;
-    let token = args.token.token()?;
-    let auth = kappa_proto::Auth::new(token.as_deref()).map_err(|e| invalid(e.to_string()))?;
+    let (access, warning) = access(&args)?;
+    if let Some(w) = warning {
+        logging::warning(&w);
+    }
+    let access = Arc::new(access);
     let cfg = CoordinatorConfig {
         heartbeat_interval: args.heartbeat,
         lease_timeout: args.heartbeat * args.missed_heartbeats.max(1),
@@ -77,7 +116,7 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|e| invalid(format!("cannot listen on {}: {e}", args.listen)))?;
-        let server = Server::start(listener, coordinator.clone(), ServeOptions { auth, tls }).await?;
+        let server = Server::start(listener, coordinator.clone(), ServeOptions { access: access.clone(), tls }).await?;
         let addr = server.addr();
         // The first line a supervisor (or a test) can wait for.
         logging::out(
@@ -88,8 +127,25 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
             logging::out(&format!("resumed sweep `{name}`"), &[("sweep", json!(name))]);
         }
         tracing::info!(%addr, state = %args.state.display(), tls = scheme == "https", sweeps = loaded.len(), "coordinator started");
-        if token.is_none() {
-            logging::warning(&format!("no token (--token-file or KAPPA_TOKEN): any client that reaches {addr} is trusted"));
+        if !access.required() {
+            logging::warning(&format!(
+                "no token (--tokens, --token-file or KAPPA_TOKEN): any client that reaches {addr} is trusted"
+            ));
+        }
+        if let Some(file) = access.tokens_file() {
+            let holders: Vec<String> = access.holders().iter().map(|h| h.to_string()).collect();
+            logging::out(
+                &format!("tokens from {} ({} holders; SIGHUP or a change of the file reloads it)", file.display(), holders.len()),
+                &[("tokens", json!(file.display().to_string())), ("holders", json!(holders))],
+            );
+            // SIGHUP reloads the tokens file (only then: otherwise it stops the process, as usual).
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            let a = access.clone();
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    a.request_reload();
+                }
+            });
         }
         if let Some(m) = &args.metrics_listen {
             let l =
@@ -100,7 +156,7 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         }
         let ui = match &args.ui_listen {
             Some(addr) => {
-                let ui = crate::ui::start(coordinator.clone(), addr, token.as_deref()).await?;
+                let ui = crate::ui::start(coordinator.clone(), addr, access.clone()).await?;
                 logging::out(&format!("dashboard on {}", ui.url()), &[("url", json!(ui.url()))]);
                 Some(ui)
             }

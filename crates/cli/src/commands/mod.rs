@@ -11,5 +11,6 @@ pub mod retry;
 pub mod run;
 pub mod status;
 pub mod submit;
+pub mod token;
 pub mod watch;
 pub mod worker;

@@ -119,7 +119,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let workers = Workers { count, commands, gpus, backend: args.backend };
     let ui = match &args.ui {
         Some(addr) => {
-            let ui = runtime.block_on(crate::ui::start(coordinator.clone(), addr, None))?;
+            let ui = runtime.block_on(crate::ui::start(
+                coordinator.clone(),
+                addr,
+                Arc::new(kappa_coordinator::Access::open()),
+            ))?;
             // The line a user (or a test) looks for.
             eprintln!("dashboard on {}", ui.url());
             Some(ui)

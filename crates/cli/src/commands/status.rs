@@ -199,8 +199,9 @@ fn remote(c: &CoordinatorArg, sweep: Option<&str>, as_json: bool) -> anyhow::Res
         for p in &sweeps {
             let n = &p.counts;
             println!(
-                "sweep `{}`: {} trials{}: {} succeeded{}, {} failed, {} diverged,{} {} running, {} pending; {} workers{}",
+                "sweep `{}`{}: {} trials{}: {} succeeded{}, {} failed, {} diverged,{} {} running, {} pending; {} workers{}",
                 p.sweep,
+                p.owner.as_ref().map_or(String::new(), |o| format!(" (owner {o})")),
                 n.total,
                 p.at_most.map_or(String::new(), |m| format!(" (a search: at most {m})")),
                 n.succeeded,
@@ -272,7 +273,7 @@ fn progress_json(p: &Progress) -> serde_json::Value {
         "succeeded": n.succeeded, "failed": n.failed, "diverged": n.diverged,
         "did_not_train": n.did_not_train, "unstable": n.unstable,
         "workers": p.workers, "finished": p.finished, "cancelled": p.cancelled, "at_most": p.at_most,
-        "stopped": n.stopped,
+        "stopped": n.stopped, "owner": p.owner,
         "rungs": p.rungs.iter().map(|r| json!({"samples": r.samples, "reached": r.reached})).collect::<Vec<_>>(),
     })
 }
