@@ -505,7 +505,7 @@
     const workersBody = el('tbody');
     fill($('app'),
       section('Sweeps', el('div', { class: 'scroll' }, el('table', { id: 'sweeps', class: 'data' },
-        el('thead', null, el('tr', null, ['sweep', 'progress', 'rate', 'ETA', 'state'].map((h) => el('th', null, h)))),
+        el('thead', null, el('tr', null, ['sweep', 'owner', 'progress', 'rate', 'ETA', 'state'].map((h) => el('th', null, h)))),
         sweepsBody))),
       section('Workers', el('div', { class: 'scroll' }, el('table', { id: 'workers', class: 'data' },
         el('thead', null, el('tr', null, ['worker', 'slots', 'GPUs', 'code versions', 'last heard', 'state'].map((h) => el('th', null, h)))),
@@ -518,11 +518,12 @@
         renderProgress(prog, sp.counts);
         return el('tr', { dataset: { sweep: sp.name } },
           el('td', null, el('a', { href: sweepHref(sp.name) }, sp.name)),
+          el('td', { class: 'owner' }, sp.owner || '–'),
           el('td', { class: 'wide' }, prog),
           num(fmtRate(sp.rate)),
           num(sp.finished || sp.cancelled ? '–' : fmtDuration(sp.eta_s)),
           el('td', null, statePill(sp)));
-      }) : el('tr', null, el('td', { colSpan: 5, class: 'muted' }, 'no sweeps yet')));
+      }) : el('tr', null, el('td', { colSpan: 6, class: 'muted' }, 'no sweeps yet')));
       const workers = arr(ov && ov.workers);
       fill(workersBody, workers.length ? workers.map((w) => el('tr', { class: w.lost ? 'worker lost' : 'worker' },
         el('td', null, w.name),
@@ -622,12 +623,14 @@
       const links = ['report.html', 'export.csv', 'export.jsonl'].map((f) => el('a', { href: `${sweepApi(name)}/${f}`, class: 'button ghost', download: f === 'report.html' ? null : `${name}-${f}`, target: f === 'report.html' ? '_blank' : null, rel: 'noopener' }, f));
       fill(ui.meta,
         el('span', null, 'kind ', el('code', null, detail.kind || '–')),
+        detail.owner ? el('span', { id: 'owner' }, 'owner ', el('b', null, detail.owner)) : null,
         el('span', null, 'file ', el('code', null, detail.file || '–')),
         arr(detail.rules).length ? el('span', null, 'rules ', el('code', null, arr(detail.rules).join(', '))) : null,
         el('span', { class: 'downloads' }, links),
         detail.sweep_text ? el('details', null, el('summary', null, 'sweep file'), el('pre', { class: 'code' }, detail.sweep_text)) : null);
       clear(ui.actions);
-      if (state.session && state.session.can_change) {
+      // Only where this session's holder may: its own sweeps, or any for an admin (the server says).
+      if (detail.can_change) {
         ui.actions.append(
           el('button', { id: 'retry', type: 'button', on: { click: () => act('retry') } }, 'retry failed'),
           el('button', { id: 'cancel', type: 'button', class: 'danger', on: { click: () => act('cancel') } }, 'cancel sweep'));
@@ -1192,9 +1195,12 @@
     }
   }
 
-  /** Header bits that follow the session: log-out link, read-only badge, version. */
+  /** Header bits that follow the session: who is logged in, log-out link, read-only badge, version. */
   function applySession() {
     const s = state.session || {};
+    const h = s.holder;
+    $('holder').hidden = !h;
+    $('holder').textContent = h ? `${h.name} (${h.role})` : '';
     $('logout').hidden = !(s.token_required && s.authenticated);
     $('readonly').hidden = !!s.can_change || needsLogin();
     $('version').textContent = s.version ? `kappa ${s.version}` : '';
