@@ -445,3 +445,63 @@ fn a_browser_logs_in_to_a_coordinators_dashboard_and_sees_the_changes_it_may_mak
         b.errors().iter().filter(|e| !(e.starts_with("network:") && e.contains("401"))).collect();
     assert!(unexpected.is_empty(), "JavaScript errors on the dashboard: {:?}", b.errors());
 }
+
+#[test]
+fn a_browser_logs_in_with_a_personal_token_and_is_offered_cancel_only_on_its_own_sweeps() {
+    let Some(exe) = chromium() else { return };
+    let sb = Sandbox::new();
+    let mut tokens = std::collections::HashMap::new();
+    for (name, role) in [("alice", "submit"), ("bob", "submit"), ("node", "worker")] {
+        let out = sb.kappa(&["token", "new", name, "--role", role, "--tokens", "tokens.toml"]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        sb.write(&format!("{name}.token"), &token);
+        tokens.insert(name, token);
+    }
+    let (_coord, addr, out) =
+        sb.coordinator_out("127.0.0.1:0", &["--tokens", "tokens.toml", "--ui-listen", "127.0.0.1:0"]);
+    let url = out.wait_for("dashboard on ", Duration::from_secs(30)).unwrap_or_else(|| panic!("{}", out.text()));
+    let coordinator = format!("http://{addr}");
+    for who in ["alice", "bob"] {
+        sb.write(&format!("{who}.toml"), &kappa_tests::noop_sweep(&format!("{who}-lr"), 5, "10ms"));
+        let file = format!("{who}.token");
+        let out = sb.kappa(&["submit", &format!("{who}.toml"), "--coordinator", &coordinator, "--token-file", &file]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    }
+
+    let mut b = Browser::launch(&exe, 1280, 900).unwrap_or_else(|e| panic!("cannot start chromium: {e}"));
+    ok(b.navigate(&format!("{url}#/"), LIMIT));
+    ok(b.wait_for("document.body.dataset.page === 'login'", LIMIT, "the login form"));
+    let submit = |token: &str| {
+        format!(
+            "document.querySelector('#token').value = {}; document.querySelector('#login').requestSubmit(); true",
+            js(token)
+        )
+    };
+    // A worker's token cannot log in: the refusal names it.
+    ok(b.eval(&submit(&tokens["node"])));
+    ok(b.wait_for(
+        "document.querySelector('#error-text')?.textContent.includes('node (worker)')",
+        LIMIT,
+        "the refusal",
+    ));
+    ok(b.eval(&submit(&tokens["bob"])));
+    ok(b.wait_for("document.body.dataset.page === 'overview'", LIMIT, "the overview after login"));
+    ok(b.wait_for("document.querySelector('#holder')?.textContent === 'bob (submit)'", LIMIT, "who is logged in"));
+    let owner = "document.querySelector('#sweeps tr[data-sweep=\"alice-lr\"] td.owner')?.textContent === 'alice'";
+    ok(b.wait_for(owner, LIMIT, "the owner column"));
+    // alice's sweep: no cancel or retry for bob; his own: both.
+    ok(b.navigate(&format!("{url}#/sweep/alice-lr"), LIMIT));
+    ok(b.wait_for("document.querySelector('#owner')?.textContent === 'owner alice'", LIMIT, "alice's sweep"));
+    assert_eq!(ok(b.eval("!!document.querySelector('#cancel') || !!document.querySelector('#retry')")), false);
+    ok(b.navigate(&format!("{url}#/sweep/bob-lr"), LIMIT));
+    ok(b.wait_for("document.querySelector('#owner')?.textContent === 'owner bob'", LIMIT, "bob's sweep"));
+    ok(b.wait_for("!!document.querySelector('#cancel') && !!document.querySelector('#retry')", LIMIT, "his buttons"));
+    ok(b.screenshot(&artifacts().join("dashboard-personal-token.png"), false));
+    let unexpected: Vec<&String> = b
+        .errors()
+        .iter()
+        .filter(|e| !(e.starts_with("network:") && (e.contains("401") || e.contains("403"))))
+        .collect();
+    assert!(unexpected.is_empty(), "JavaScript errors on the dashboard: {:?}", b.errors());
+}

@@ -105,9 +105,10 @@ fn seconds(d: &str) -> u64 {
     }
 }
 
-/// The pod-level checks every kappa workload shares: non-root as the image's user, the token
-/// Secret mounted where KAPPA_TOKEN_FILE points. Returns the first container.
-fn check_pod<'a>(what: &str, pod: &'a Value, secret: &str) -> &'a Value {
+/// The pod-level checks every kappa workload shares: non-root as the image's user, the Secret
+/// mounted where `var` (KAPPA_TOKEN_FILE, KAPPA_TOKENS) points, at its key `key`. Returns the
+/// first container.
+fn check_pod<'a>(what: &str, pod: &'a Value, secret: &str, var: &str, key: &str) -> &'a Value {
     let sc = &pod["securityContext"];
     assert_eq!(sc["runAsNonRoot"], true, "{what}: runAsNonRoot");
     assert_eq!(sc["runAsUser"], 10001, "{what}: runAsUser must be the image's user (Dockerfile KAPPA_UID)");
@@ -121,13 +122,16 @@ fn check_pod<'a>(what: &str, pod: &'a Value, secret: &str) -> &'a Value {
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["name"] == volume["name"]))
         .unwrap_or_else(|| panic!("{what}: the token volume is not mounted"));
-    let token_file = env(c, "KAPPA_TOKEN_FILE").unwrap_or_else(|| panic!("{what}: no KAPPA_TOKEN_FILE"));
+    let token_file = env(c, var).unwrap_or_else(|| panic!("{what}: no {var}"));
     assert_eq!(
         Path::new(token_file).parent().and_then(Path::to_str),
         mount["mountPath"].as_str(),
-        "{what}: KAPPA_TOKEN_FILE must lie in the Secret's mount"
+        "{what}: {var} must lie in the Secret's mount"
     );
-    assert_eq!(Path::new(token_file).file_name().and_then(|f| f.to_str()), Some("token"), "{what}: the key is `token`");
+    assert_eq!(Path::new(token_file).file_name().and_then(|f| f.to_str()), Some(key), "{what}: the key is `{key}`");
+    for other in ["KAPPA_TOKEN_FILE", "KAPPA_TOKENS", "KAPPA_TOKEN"].into_iter().filter(|o| *o != var) {
+        assert!(env(c, other).is_none(), "{what}: {other} beside {var} (the coordinator refuses both)");
+    }
     c
 }
 
@@ -136,7 +140,7 @@ fn check_pod<'a>(what: &str, pod: &'a Value, secret: &str) -> &'a Value {
 fn check_worker<'a>(what: &str, d: &'a Value, secret: &str, service_url: &str) -> &'a Value {
     assert!(d["spec"]["replicas"].as_u64().is_some_and(|r| r >= 1), "{what}: replicas");
     let pod = &d["spec"]["template"]["spec"];
-    let c = check_pod(what, pod, secret);
+    let c = check_pod(what, pod, secret, "KAPPA_TOKEN_FILE", "token");
     assert_eq!(c["args"][0], "worker", "{what}: args");
     assert_eq!(env(c, "KAPPA_COORDINATOR"), Some(service_url), "{what}: KAPPA_COORDINATOR");
     let drain = seconds(env(c, "KAPPA_DRAIN_TIMEOUT").unwrap_or_else(|| panic!("{what}: KAPPA_DRAIN_TIMEOUT")));
@@ -204,7 +208,8 @@ fn kubernetes_manifests_have_what_the_readme_relies_on() {
     assert_eq!(sts["spec"]["selector"]["matchLabels"], svc["spec"]["selector"]);
     let grpc = svc["spec"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "grpc").expect("grpc port");
     assert_eq!(grpc["port"], 7070);
-    let c = check_pod("coordinator", pod, "kappa-token");
+    // The coordinator reads the tokens file (a holder per person and one for the workers).
+    let c = check_pod("coordinator", pod, "kappa-tokens", "KAPPA_TOKENS", "tokens.toml");
     let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(args[0], "coordinator");
     let arg = |flag: &str| args.iter().position(|a| *a == flag).map(|i| args[i + 1]);
@@ -225,10 +230,11 @@ fn kubernetes_manifests_have_what_the_readme_relies_on() {
         .expect("the claim is mounted");
     assert_eq!(state_mount["mountPath"].as_str(), arg("--state"), "--state is on the claim");
 
-    // Workers (CPU and GPU) reach it through the Service, share the token, drain within grace.
+    // Workers (CPU and GPU) reach it through the Service with the workers' token, drain within
+    // grace.
     let url = "http://kappa-coordinator:7070";
-    check_worker("worker", object(&all, "Deployment", "kappa-worker"), "kappa-token", url);
-    let gpu = check_worker("GPU worker", object(&all, "Deployment", "kappa-worker-gpu"), "kappa-token", url);
+    check_worker("worker", object(&all, "Deployment", "kappa-worker"), "kappa-worker-token", url);
+    let gpu = check_worker("GPU worker", object(&all, "Deployment", "kappa-worker-gpu"), "kappa-worker-token", url);
     assert!(
         gpu["resources"]["limits"]["nvidia.com/gpu"].as_u64().is_some_and(|n| n >= 1),
         "GPU workers ask for nvidia.com/gpu: {}",
@@ -240,10 +246,22 @@ fn kubernetes_manifests_have_what_the_readme_relies_on() {
     assert_eq!(trials["spec"]["accessModes"][0], "ReadWriteMany", "every worker pod mounts the trial claim");
     assert!(read("deploy/README.md").contains("kappa-trials"), "deploy/README.md explains the trial claim");
 
-    // The Secret they mount is the one the README creates and the example shows.
-    assert_eq!(object(&all, "Secret", "kappa-token")["stringData"]["token"], "REPLACE-WITH-A-RANDOM-TOKEN");
+    // The Secrets they mount are the ones the README creates and the example shows; the example
+    // tokens file is one the coordinator reads once its placeholder is a digest.
+    assert_eq!(object(&all, "Secret", "kappa-worker-token")["stringData"]["token"], "REPLACE-WITH-THE-WORKER-TOKEN");
+    let tokens = object(&all, "Secret", "kappa-tokens")["stringData"]["tokens.toml"].as_str().expect("tokens.toml");
+    let worker_token = "kappa_example";
+    let filled = tokens.replace(
+        "REPLACE-WITH-THE-SHA-256-OF-THE-WORKER-TOKEN",
+        &kappa_coordinator::access::token_digest(worker_token),
+    );
+    let set =
+        kappa_coordinator::access::TokenSet::parse(Path::new("tokens.toml"), &filled).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.holders().iter().map(|h| h.to_string()).collect::<Vec<_>>(), ["workers (worker)"]);
     let readme = read("deploy/README.md");
-    assert!(readme.contains("create secret generic kappa-token"), "deploy/README.md creates the Secret");
+    for secret in ["create secret generic kappa-tokens", "create secret generic kappa-worker-token"] {
+        assert!(readme.contains(secret), "deploy/README.md runs `{secret}`");
+    }
     assert!(readme.contains("kubectl apply -k deploy/k8s") && readme.contains("kubectl apply -k deploy/k8s/gpu"));
 }
 
@@ -535,6 +553,17 @@ fn sbatch_script_drains_at_the_time_limit_and_resubmitting_it_resumes_the_sweep(
     assert!(rows.iter().all(|(_, _, counted)| *counted == 1), "{rows:?}");
     let log = std::fs::read_to_string(sb.path().join("job2.log")).unwrap_or_default();
     assert!(log.contains("resumed sweep `slurm`"), "{}", job_log(&sb, "job2.log"));
+    // The coordinator ran on a tokens file: the submitter as admin and the workers with a worker
+    // token of their own, each entered once across both allocations (digests, not tokens).
+    let path = sb.path().join("kappa-state/tokens.toml");
+    let text = std::fs::read_to_string(&path).expect("the script made a tokens file");
+    let set = kappa_coordinator::access::TokenSet::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let roles: Vec<String> = set.holders().iter().map(|h| h.role.to_string()).collect();
+    assert_eq!(set.len(), 2, "{text}");
+    assert!(roles.contains(&"admin".to_string()) && roles.contains(&"worker".to_string()), "{text}");
+    let worker = std::fs::read_to_string(sb.path().join("kappa-state/worker.token")).expect("a worker token");
+    assert!(!text.contains(worker.trim()) && !text.contains(token.trim()), "the tokens file holds no token");
+    assert!(log.contains("tokens from") && log.contains("2 holders"), "{}", job_log(&sb, "job2.log"));
 }
 
 /// SIGTERM (what Kubernetes and SLURM send) to a worker mid-trial: it exits promptly, its

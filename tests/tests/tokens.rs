@@ -16,20 +16,9 @@ use tonic::transport::Channel;
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Every method of `kappa.v1.Coordinator`.
-const RPCS: [&str; 12] = [
-    "Register",
-    "Lease",
-    "Heartbeat",
-    "Report",
-    "ReportBatch",
-    "Deregister",
-    "Submit",
-    "Cancel",
-    "RetryFailed",
-    "Status",
-    "Watch",
-    "Results",
-];
+fn rpcs() -> impl Iterator<Item = &'static str> {
+    kappa_coordinator::access::RPCS.iter().map(|(m, _)| *m)
+}
 
 /// A coordinator serving a tokens file, with its dashboard.
 struct Lab {
@@ -228,15 +217,15 @@ fn every_role_against_every_rpc_and_every_dashboard_route() {
     // (holder, role, token as sent, the sweep its cancel and retry name: its own where it has one)
     let wrong = "kappa_".to_string() + &"0".repeat(64);
     let rows: Vec<(&str, &str, Option<&str>, &str)> = vec![
-        ("rita", "read", Some(lab.token("rita")), "alice-lr"),
-        ("alice", "submit", Some(lab.token("alice")), "alice-lr"),
-        ("ada", "admin", Some(lab.token("ada")), "alice-lr"),
-        ("node-1", "worker", Some(lab.token("node-1")), "alice-lr"),
-        ("(unknown token)", "unknown", Some(&wrong), "alice-lr"),
-        ("(no token)", "none", None, "alice-lr"),
+        ("rita (read)", "read", Some(lab.token("rita")), "alice-lr"),
+        ("alice (submit)", "submit", Some(lab.token("alice")), "alice-lr"),
+        ("ada (admin)", "admin", Some(lab.token("ada")), "alice-lr"),
+        ("node-1 (worker)", "worker", Some(lab.token("node-1")), "alice-lr"),
+        ("unknown token", "unknown", Some(&wrong), "alice-lr"),
+        ("no token", "none", None, "alice-lr"),
     ];
     let mut table = format!("{:<16}", "gRPC");
-    for m in RPCS {
+    for m in rpcs() {
         table += &format!(" {m:>11}");
     }
     table.push('\n');
@@ -245,8 +234,8 @@ fn every_role_against_every_rpc_and_every_dashboard_route() {
         let mut c = channel(&lab.url()).await;
         for (holder, role, token, sweep) in &rows {
             table += &format!("{holder:<16}");
-            for m in RPCS {
-                let got = call(&mut c, m, *token, sweep, holder).await;
+            for m in rpcs() {
+                let got = call(&mut c, m, *token, sweep, role).await;
                 let want = expected(role, m);
                 table += &format!(" {:>11}", short(judged(got)));
                 if judged(got) != want {
@@ -350,6 +339,7 @@ fn a_sweep_belongs_to_whoever_submitted_it_and_commands_need_the_right() {
         ("ada", "admin", false),
         ("rita", "read", false),
     ]);
+    let mut lab = lab;
     lab.submit_as("bob", "bob.toml", &noop_sweep("bob-lr", 6, "1ms"));
     lab.submit_as("alice", "alice.toml", &noop_sweep("alice-lr", 6, "1ms"));
 
@@ -433,6 +423,16 @@ fn a_sweep_belongs_to_whoever_submitted_it_and_commands_need_the_right() {
     ] {
         assert!(log.contains(line), "no `{line}` in the log:\n{log}");
     }
+
+    // Owners are part of the sweeps' state: a restarted coordinator keeps them.
+    lab.coordinator.signal(libc::SIGTERM);
+    lab.coordinator.wait_exit(LIMIT, "the coordinator to stop");
+    let (coordinator, addr, out) = lab.sb.coordinator_out("127.0.0.1:0", &["--tokens", "tokens.toml"]);
+    (lab.coordinator, lab.addr, lab._out) = (coordinator, addr, out);
+    let out = lab.kappa_as("alice", &["cancel", "--sweep", "bob-lr"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("owned by bob"), "{}", show(&out));
+    let out = lab.kappa_as("rita", &["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sweep `alice-lr` (owner alice)"), "{}", show(&out));
 }
 
 #[test]
@@ -458,6 +458,8 @@ fn a_revoked_token_is_refused_on_its_next_call_and_a_revoked_workers_trials_end_
         s.message().await.unwrap().expect("a first snapshot");
         s
     });
+    // ... and in the dashboard.
+    let events = follow_events(&lab.ui, lab.token("rita"));
     lab.revoke(&["node-1", "rita"]);
 
     // Refused on the next call, whoever asks.
@@ -491,6 +493,7 @@ fn a_revoked_token_is_refused_on_its_next_call_and_a_revoked_workers_trials_end_
     });
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     assert!(refused.message().contains("the token of rita was revoked"), "{}", refused.message());
+    events.recv_timeout(LIMIT).expect("the dashboard's event stream ends once rita's token is revoked");
     lab.sb.wait_for("cluster/slow", "the sweep finished", LIMIT, |db| count(db, "succeeded") == 12);
     let db = lab.sb.db("cluster/slow");
     // node-1's attempts that were running ended as lost, handed back; each trial counted once.
@@ -511,6 +514,16 @@ fn a_revoked_token_is_refused_on_its_next_call_and_a_revoked_workers_trials_end_
     }
     let log = lab.log();
     assert!(log.contains("worker dropped: its token was revoked"), "{log}");
+
+    // A file that no longer parses keeps the holders there were, and the log says why.
+    std::fs::write(lab.sb.path().join("tokens.toml"), "[[user]]\nname = \"alice\"\nrole = \"submit\"\n").unwrap();
+    lab.coordinator.signal(libc::SIGHUP);
+    wait_until("the failed reload logged", LIMIT, || lab.log().contains("tokens file not reloaded"));
+    assert!(lab.log().contains("missing field `token_sha256`"), "{}", lab.log());
+    rt.block_on(async {
+        let mut c = channel(&lab.url()).await;
+        assert_eq!(code(c.status(req(pb::StatusRequest::default(), Some(lab.token("alice")))).await), Code::Ok);
+    });
 }
 
 #[test]
@@ -533,6 +546,30 @@ fn two_peoples_sweeps_run_side_by_side_on_shared_workers_each_trial_counted_once
             .unwrap();
         assert_eq!(workers, 2, "{s} ran on both workers");
     }
+}
+
+/// Follows the dashboard's event stream as the holder of `token` on a thread; the receiver gets
+/// `()` when the server ends the stream.
+fn follow_events(base: &str, token: &str) -> std::sync::mpsc::Receiver<()> {
+    use std::io::{BufRead, Write};
+    let host = base.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    let r = format!("GET /api/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n");
+    s.write_all(r.as_bytes()).unwrap();
+    let mut lines = std::io::BufReader::new(s);
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    assert!(first.contains(" 200 "), "{first}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        // A chunked stream ends with a zero-size chunk, or the connection closes.
+        while lines.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim() != "0" {
+            line.clear();
+        }
+        let _ = tx.send(());
+    });
+    rx
 }
 
 /// Sends `header` as the authorization of a raw HTTP/1.1 request; returns the status line's code
@@ -605,4 +642,57 @@ fn hostile_authorization_headers_are_refused_cheaply_and_the_server_keeps_servin
     let log = lab.log();
     let logged = log.lines().filter(|l| l.contains("refused")).count();
     assert!(logged <= 25, "{logged} refusal lines logged for ~1,200 wrong tokens");
+}
+
+#[test]
+fn bad_tokens_files_and_flags_are_named_and_kappa_token_new_refuses_what_would_break_the_file() {
+    let sb = Sandbox::new();
+    issue(&sb, "alice", "submit", false);
+    // The same name again, a name that is not one, --commands for a role that cannot submit.
+    for (args, says) in [
+        (&["token", "new", "alice", "--role", "read", "--tokens", "tokens.toml"][..], "already has `alice`"),
+        (&["token", "new", "a b", "--role", "read", "--tokens", "tokens.toml"], "name `a b`"),
+        (
+            &["token", "new", "r", "--role", "read", "--commands", "--tokens", "tokens.toml"],
+            "--commands is for role submit",
+        ),
+    ] {
+        let out = sb.kappa(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {}", show(&out));
+        assert!(out.stdout.is_empty(), "no token printed when none was added");
+    }
+    let coordinator = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["coordinator", "--listen", "127.0.0.1:0", "--state", "st"];
+        all.extend_from_slice(args);
+        sb.kappa_env(&all, env)
+    };
+    sb.write("shared", "s3cret\n");
+    sb.write(
+        "bad.toml",
+        &format!("[[user]]\nname = \"bob\"\ntoken_sha256 = \"{}\"\nrole = \"owner\"\n", "ab".repeat(32)),
+    );
+    for (args, env, says) in [
+        (
+            &["--tokens", "tokens.toml", "--token-file", "shared"][..],
+            &[][..],
+            "--tokens tokens.toml and --token-file shared",
+        ),
+        (&["--tokens", "tokens.toml"], &[("KAPPA_TOKEN", "s3cret")], "--tokens tokens.toml and KAPPA_TOKEN"),
+        (&["--tokens", "missing.toml"], &[], "tokens file missing.toml: cannot read it"),
+        (&["--tokens", "bad.toml"], &[], "tokens file bad.toml, line 4: unknown role `owner` for `bob`"),
+    ] {
+        let out = coordinator(args, env);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {}", show(&out));
+    }
+    // A file others may read starts, with a warning.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(sb.path().join("tokens.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (_c, _addr, _out) = sb.coordinator_out("127.0.0.1:0", &["--tokens", "tokens.toml"]);
+        let log = std::fs::read_to_string(sb.path().join(".coordinator-stderr")).unwrap();
+        assert!(log.contains("may be read or written by others than its owner (mode 644): chmod 600"), "{log}");
+    }
 }

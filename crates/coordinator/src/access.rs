@@ -81,17 +81,26 @@ pub enum Action {
     Retry,
 }
 
+/// Every method of `kappa.v1.Coordinator` and what it asks to do: the one table the guard reads.
+pub const RPCS: [(&str, Action); 12] = [
+    ("Register", Action::Work),
+    ("Lease", Action::Work),
+    ("Heartbeat", Action::Work),
+    ("Report", Action::Work),
+    ("ReportBatch", Action::Work),
+    ("Deregister", Action::Work),
+    ("Submit", Action::Submit),
+    ("Cancel", Action::Cancel),
+    ("RetryFailed", Action::Retry),
+    ("Status", Action::Read),
+    ("Watch", Action::Read),
+    ("Results", Action::Read),
+];
+
 impl Action {
     /// The action of a `kappa.v1.Coordinator` method (`None`: not one of its methods).
     pub fn of_rpc(method: &str) -> Option<Action> {
-        Some(match method {
-            "Register" | "Lease" | "Heartbeat" | "Report" | "ReportBatch" | "Deregister" => Action::Work,
-            "Status" | "Watch" | "Results" => Action::Read,
-            "Submit" => Action::Submit,
-            "Cancel" => Action::Cancel,
-            "RetryFailed" => Action::Retry,
-            _ => return None,
-        })
+        RPCS.iter().find(|(m, _)| *m == method).map(|(_, a)| *a)
     }
 
     /// What it is, in a refusal: "may not …".
@@ -176,7 +185,7 @@ impl Refusal {
         Refusal { code: ErrorCode::Unauthenticated, message: message.into() }
     }
 
-    fn denied(message: impl Into<String>) -> Refusal {
+    pub(crate) fn denied(message: impl Into<String>) -> Refusal {
         Refusal { code: ErrorCode::PermissionDenied, message: message.into() }
     }
 }
@@ -402,11 +411,16 @@ pub fn read_tokens_file(path: &Path) -> Result<(TokenSet, Option<String>), Token
     Ok((set, loose_permissions(path)))
 }
 
-/// A warning when a file is readable or writable by others than its owner.
+/// A warning when a file is readable or writable by others than its owner. Not for a file of a
+/// Kubernetes Secret volume (its directory holds the kubelet's `..data` link): its mode is the
+/// pod's `defaultMode` and `fsGroup`, which the pod's own user cannot change.
 pub fn loose_permissions(path: &Path) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
+        if path.parent().is_some_and(|d| d.join("..data").exists()) {
+            return None;
+        }
         let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
         (mode & 0o077 != 0).then(|| {
             format!(
@@ -550,11 +564,9 @@ impl Access {
     /// UNAUTHENTICATED. Without a token anyone is the open holder; an over-long value is refused
     /// without being hashed.
     pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Arc<Holder>, Refusal> {
-        let known = match &self.mode {
-            Mode::Open(anyone) => return Ok(anyone.clone()),
-            Mode::Shared(h) => h.clone(),
-            Mode::File { .. } => Arc::new(Holder::everything("", None)),
-        };
+        if let Mode::Open(anyone) = &self.mode {
+            return Ok(anyone.clone());
+        }
         let Some(value) = header else {
             return Err(Refusal::unauthenticated("missing token: pass --token-file or set KAPPA_TOKEN"));
         };
@@ -570,14 +582,14 @@ impl Access {
         };
         let digest: [u8; 32] = Sha256::digest(token).into();
         match &self.mode {
-            Mode::Shared(_) if known.digest.is_some_and(|d| same(&d, &digest)) => Ok(known),
+            Mode::Open(anyone) => Ok(anyone.clone()),
+            Mode::Shared(h) if h.digest.is_some_and(|d| same(&d, &digest)) => Ok(h.clone()),
             Mode::Shared(_) => Err(Refusal::unauthenticated("wrong token")),
             Mode::File { set, .. } => {
                 set.read().unwrap_or_else(|e| e.into_inner()).by_digest.get(&digest).cloned().ok_or_else(|| {
                     Refusal::unauthenticated("unknown token: not in the coordinator's tokens file (revoked?)")
                 })
             }
-            Mode::Open(_) => unreachable!("answered above"),
         }
     }
 
@@ -807,6 +819,23 @@ mod tests {
         let e = access.reload().unwrap_err();
         assert!(e.to_string().contains("t.toml"), "{e}");
         assert!(access.authenticate(Some(&bearer("ta"))).is_ok());
+    }
+
+    #[test]
+    fn every_method_of_the_service_has_a_row_in_the_table() {
+        // The generated client has a method per RPC: its paths are in the generated code's text
+        // only, so read the .proto (the one wire contract) instead.
+        let proto = include_str!("../../../proto/kappa/v1/kappa.proto");
+        let service = &proto[proto.find("service Coordinator").expect("the service")..];
+        let service = &service[..service.find("\n}").expect("its end")];
+        let methods: Vec<&str> = service
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc "))
+            .filter_map(|l| l.split('(').next())
+            .map(str::trim)
+            .collect();
+        let table: Vec<&str> = RPCS.iter().map(|(m, _)| *m).collect();
+        assert_eq!(methods, table, "every method needs a row: one without is refused to all but admins");
     }
 
     #[test]

@@ -232,20 +232,7 @@ async fn without_the_token_every_call_is_unauthenticated_whatever_its_body() {
     let s = serve(Access::shared("secret")).await;
     let garbage = vec![0xff, 0xff, 0xff];
     let oversized = vec![0xff; 17 << 20];
-    for method in [
-        "Register",
-        "Lease",
-        "Heartbeat",
-        "Report",
-        "ReportBatch",
-        "Deregister",
-        "Submit",
-        "Cancel",
-        "RetryFailed",
-        "Status",
-        "Watch",
-        "Results",
-    ] {
+    for (method, _) in kappa_coordinator::access::RPCS {
         for (what, body) in [("garbage", &garbage), ("17 MiB", &oversized)] {
             let code = raw::call(&s.url, method, body.clone(), None).await;
             assert_eq!(code, Code::Unauthenticated, "{method} with a {what} body and no token");

@@ -66,18 +66,31 @@ async fn sweeps(State(d): State<Arc<Dashboard>>) -> axum::Json<Value> {
 }
 
 /// The overview at connect, then whenever it changes (at most once per [`live::TICK`]); the
-/// stream ends when the server stops.
-async fn events(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
+/// stream ends when the server stops, or before the next event once the holder's token is
+/// revoked.
+async fn events(State(d): State<Arc<Dashboard>>, Extension(caller): Extension<Caller>) -> impl IntoResponse {
     enum Msg {
         Overview(Arc<str>),
         Stop,
     }
     let overview = WatchStream::new(d.live.subscribe()).filter(|s| !s.is_empty()).map(Msg::Overview);
     let stop = WatchStream::new(d.stopping.subscribe()).filter(|s| *s).map(|_| Msg::Stop);
-    let stream = overview.merge(stop).take_while(|m| matches!(m, Msg::Overview(_))).map(|m| match m {
-        Msg::Overview(s) => Ok::<Event, Infallible>(Event::default().event("progress").data(&*s)),
-        Msg::Stop => Ok(Event::default().comment("stopping")),
-    });
+    // A token revoked while the stream is open ends it before its next event.
+    let access = d.auth.access.clone();
+    let current = move || {
+        caller.0.as_ref().is_none_or(|h| match access.still(h, kappa_coordinator::Action::Read) {
+            Ok(_) => true,
+            Err(r) => {
+                access.refused(&r, "/api/events");
+                false
+            }
+        })
+    };
+    let stream =
+        overview.merge(stop).take_while(move |m| matches!(m, Msg::Overview(_)) && current()).map(|m| match m {
+            Msg::Overview(s) => Ok::<Event, Infallible>(Event::default().event("progress").data(&*s)),
+            Msg::Stop => Ok(Event::default().comment("stopping")),
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
