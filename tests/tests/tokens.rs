@@ -211,6 +211,7 @@ fn every_role_against_every_rpc_and_every_dashboard_route() {
         ("alice", "submit", false),
         ("ada", "admin", false),
         ("node-1", "worker", false),
+        ("node-2", "worker", false),
     ]);
     lab.submit_as("alice", "alice.toml", &noop_sweep("alice-lr", 4, "1ms"));
     lab.submit_as("ada", "bob.toml", &noop_sweep("ada-lr", 4, "1ms"));
@@ -250,6 +251,31 @@ fn every_role_against_every_rpc_and_every_dashboard_route() {
         let s = c.submit(req(big, Some(lab.token("node-1")))).await.unwrap_err();
         assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
         assert!(s.message().contains("node-1 (worker) may not submit sweeps"), "{}", s.message());
+
+        // A worker token acts only for the workers it registered (an admin for any).
+        let r = kappa_proto::register_request("n1", 1, 0, &[]);
+        let id = c.register(req(r, Some(lab.token("node-1")))).await.unwrap().into_inner().worker_id;
+        let v = kappa_proto::PROTOCOL_VERSION;
+        let report = || pb::ReportRequest {
+            worker_id: id,
+            trial_id: "00000000000000aa".into(),
+            attempt: 1,
+            outcome: Some(pb::report_request::Outcome::Failed(pb::Failed::default())),
+            ..Default::default()
+        };
+        let other = Some(lab.token("node-2"));
+        let lease = pb::LeaseRequest { worker_id: id, max_trials: 1, wait_ms: 0, ..Default::default() };
+        let beat = pb::HeartbeatRequest { worker_id: id, protocol_version: v, ..Default::default() };
+        let codes = [
+            code(c.lease(req(lease, other)).await),
+            code(c.heartbeat(req(beat.clone(), other)).await),
+            code(c.report(req(report(), other)).await),
+            code(c.report_batch(req(pb::ReportBatchRequest { reports: vec![report()] }, other)).await),
+            code(c.deregister(req(pb::DeregisterRequest { worker_id: id }, other)).await),
+        ];
+        assert_eq!(codes, [Code::PermissionDenied; 5], "node-2 acting for node-1's worker");
+        assert_eq!(code(c.heartbeat(req(beat, Some(lab.token("node-1")))).await), Code::Ok);
+        assert_eq!(code(c.lease(req(lease, Some(lab.token("ada")))).await), Code::Ok);
     });
 
     // The dashboard: every API route, as every holder (bearer header).
@@ -381,6 +407,16 @@ fn a_sweep_belongs_to_whoever_submitted_it_and_commands_need_the_right() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bob (submit) may not submit sweep \"bob-cmd\"") && err.contains("commands = true"), "{err}");
     lab.submit_as("alice", "cmd-alice.toml", &command.replace("NAME", "alice-cmd"));
+    // Not naming a sweep means one's own latest, never someone else's newer one.
+    let out = lab.kappa_as("bob", &["cancel"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob-lr"), "{}", show(&out));
+    let out = lab.kappa_as("ada", &["cancel"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ada has no sweep here: name one (--sweep)"),
+        "{}",
+        show(&out)
+    );
 
     // Owners in `kappa status` (text and JSON) and the dashboard.
     let out = lab.kappa_as("rita", &["status"]);
@@ -460,6 +496,10 @@ fn a_revoked_token_is_refused_on_its_next_call_and_a_revoked_workers_trials_end_
     });
     // ... and in the dashboard.
     let events = follow_events(&lab.ui, lab.token("rita"));
+    // SIGHUP alone reloads the file (no change needed).
+    let reloads = lab.log().matches("tokens reloaded").count();
+    lab.coordinator.signal(libc::SIGHUP);
+    wait_until("a reload on SIGHUP", LIMIT, || lab.log().matches("tokens reloaded").count() > reloads);
     lab.revoke(&["node-1", "rita"]);
 
     // Refused on the next call, whoever asks.

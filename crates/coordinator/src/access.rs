@@ -344,11 +344,19 @@ impl TokenSet {
                 ));
             }
             let digest = unhex(&e.token_sha256.get_ref().to_ascii_lowercase()).ok_or_else(|| {
+                // Never repeated: it may be a token pasted where its digest belongs.
+                let value = e.token_sha256.get_ref();
+                let hint = if value.starts_with("kappa_") {
+                    " (that looks like a token itself: put its digest here, as `kappa token new` does)"
+                } else {
+                    ""
+                };
                 err(
                     Some(e.token_sha256.span()),
                     format!(
-                        "token_sha256 of `{name}` must be 64 hex characters (the SHA-256 of the token), not `{}`",
-                        e.token_sha256.get_ref()
+                        "token_sha256 of `{name}` must be 64 hex characters (the SHA-256 of the token), not a \
+                         value of {} characters{hint}",
+                        value.chars().count()
                     ),
                 )
             })?;
@@ -454,23 +462,46 @@ pub fn entry_text(name: &str, role: Role, commands: bool, token: &str) -> String
     s
 }
 
-/// When a file last changed, as far as reloading goes.
+/// When a file last changed, as far as reloading goes: its modification time and length, and
+/// on Unix its inode and change time (a rewrite of the same size, or a copy that keeps the
+/// modification time, still changes those).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
+    inode: (u64, u64),
+    changed: (i64, i64),
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
-    Some(Stamp { modified: m.modified().ok(), len: m.len() })
+    #[cfg(unix)]
+    let (inode, changed) = {
+        use std::os::unix::fs::MetadataExt;
+        ((m.dev(), m.ino()), (m.ctime(), m.ctime_nsec()))
+    };
+    #[cfg(not(unix))]
+    let (inode, changed) = ((0, 0), (0, 0));
+    Some(Stamp { modified: m.modified().ok(), len: m.len(), inode, changed })
+}
+
+/// Where the tokens file stands: as it was when last read, and as the last poll found it when
+/// that differed (a change is reloaded once two polls in a row find it the same, so a file
+/// caught halfway through being written is not read).
+#[derive(Default)]
+struct Stamps {
+    read: Option<Stamp>,
+    seen: Option<Stamp>,
 }
 
 enum Mode {
     Open(Arc<Holder>),
     Shared(Arc<Holder>),
-    File { path: PathBuf, set: RwLock<Arc<TokenSet>>, stamp: Mutex<Option<Stamp>> },
+    File { path: PathBuf, set: RwLock<Arc<TokenSet>>, stamps: Mutex<Stamps> },
 }
+
+/// How long a dashboard session lasts.
+pub const SESSION_HOURS: u64 = 12;
 
 /// Unauthenticated refusals logged per minute; the rest are counted and summed up.
 const REFUSALS_LOGGED_PER_MINUTE: u64 = 20;
@@ -533,9 +564,10 @@ impl Access {
     /// The holders of a tokens file (`--tokens`), reloaded by [`Access::reload`]. Returns a
     /// warning too when the file's permissions are loose.
     pub fn from_file(path: &Path) -> Result<(Access, Option<String>), TokensError> {
-        let before = stamp(path);
+        let read = stamp(path);
         let (set, warning) = read_tokens_file(path)?;
-        let mode = Mode::File { path: path.to_path_buf(), set: RwLock::new(Arc::new(set)), stamp: Mutex::new(before) };
+        let stamps = Mutex::new(Stamps { read, seen: None });
+        let mode = Mode::File { path: path.to_path_buf(), set: RwLock::new(Arc::new(set)), stamps };
         Ok((Access::with(mode), warning))
     }
 
@@ -662,25 +694,44 @@ impl Access {
         self.reload.notified().await
     }
 
-    /// Whether the tokens file changed since it was last read.
+    /// One poll of the tokens file: whether it changed since it was last read and has stayed
+    /// the same since the poll before (then it is time to reload it).
     pub fn changed_on_disk(&self) -> bool {
-        match &self.mode {
-            Mode::File { path, stamp: s, .. } => *s.lock().unwrap_or_else(|e| e.into_inner()) != stamp(path),
-            _ => false,
+        let Mode::File { path, stamps, .. } = &self.mode else { return false };
+        let now = stamp(path);
+        let mut s = stamps.lock().unwrap_or_else(|e| e.into_inner());
+        if now == s.read {
+            s.seen = None;
+            return false;
         }
+        let settled = now.is_some() && s.seen == now;
+        s.seen = now;
+        settled
     }
 
     /// Reads the tokens file again. On success its holders replace the previous ones (returns
     /// the names that are gone); a file that does not parse keeps the previous holders. Both
-    /// are logged (audit). Without a tokens file, nothing happens.
-    pub fn reload(&self) -> Result<Vec<String>, TokensError> {
-        let Mode::File { path, set, stamp: s } = &self.mode else { return Ok(Vec::new()) };
-        *s.lock().unwrap_or_else(|e| e.into_inner()) = stamp(path);
-        let (new, warning) = match read_tokens_file(path) {
+    /// are logged (audit). A file without any holder replaces a set that had some only when
+    /// `forced` (SIGHUP: revoking everyone at once is then meant; a poll may have caught an
+    /// editor's truncation). Without a tokens file, nothing happens.
+    pub fn reload(&self, forced: bool) -> Result<Vec<String>, TokensError> {
+        let Mode::File { path, set, stamps } = &self.mode else { return Ok(Vec::new()) };
+        *stamps.lock().unwrap_or_else(|e| e.into_inner()) = Stamps { read: stamp(path), seen: None };
+        let kept = || set.read().unwrap_or_else(|e| e.into_inner()).len();
+        let read = read_tokens_file(path).and_then(|(new, warning)| {
+            if new.is_empty() && kept() > 0 && !forced {
+                return Err(TokensError {
+                    path: path.to_path_buf(),
+                    line: None,
+                    message: "it has no holder left; to revoke everyone at once, send SIGHUP".to_string(),
+                });
+            }
+            Ok((new, warning))
+        });
+        let (new, warning) = match read {
             Ok(read) => read,
             Err(e) => {
-                let kept = set.read().unwrap_or_else(|e| e.into_inner()).len();
-                tracing::error!(target: AUDIT, event = "reload", error = %e, kept, "tokens file not reloaded: keeping the previous holders");
+                tracing::error!(target: AUDIT, event = "reload", error = %e, kept = kept(), "tokens file not reloaded: keeping the previous holders");
                 return Err(e);
             }
         };
@@ -699,27 +750,31 @@ impl Access {
         Ok(gone)
     }
 
-    /// The dashboard session cookie of a holder: its token's digest, keyed with this process's
-    /// secret (the cookie is not the token, and a tokens file does not make one).
+    /// The dashboard session cookie of a holder: its token's digest and when it was made, keyed
+    /// with this process's secret (the cookie is not the token, a tokens file does not make
+    /// one, and it lasts [`SESSION_HOURS`]).
     pub fn session_of(&self, h: &Holder) -> Option<String> {
         let d = h.digest?;
-        Some(format!("{}.{}", hex(&d), hex(&self.session_mac(&d))))
+        let made = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+        Some(format!("{}.{made}.{}", hex(&d), hex(&self.session_mac(&d, made))))
     }
 
-    fn session_mac(&self, digest: &[u8; 32]) -> [u8; 32] {
+    fn session_mac(&self, digest: &[u8; 32], made: u64) -> [u8; 32] {
         let mut m = Sha256::new();
         m.update(b"kappa-ui-session\0");
         m.update(self.session_key);
         m.update(digest);
+        m.update(made.to_be_bytes());
         m.finalize().into()
     }
 
-    /// The holder of a session cookie, if it is one this process made and the token is current.
+    /// The holder of a session cookie, if it is one this process made less than
+    /// [`SESSION_HOURS`] ago and its token is current.
     pub fn session_holder(&self, cookie: &str) -> Option<Arc<Holder>> {
-        let (d, mac) = cookie.split_once('.')?;
-        let digest = unhex(d)?;
-        let mac = unhex(mac)?;
-        if !same(&mac, &self.session_mac(&digest)) {
+        let mut parts = cookie.splitn(3, '.');
+        let (digest, made, mac) = (unhex(parts.next()?)?, parts.next()?.parse::<u64>().ok()?, unhex(parts.next()?)?);
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+        if !same(&mac, &self.session_mac(&digest, made)) || now.saturating_sub(made) > SESSION_HOURS * 3600 {
             return None;
         }
         match &self.mode {
@@ -805,8 +860,9 @@ mod tests {
         assert!(!access.changed_on_disk());
         // bob and node-1 are removed and alice becomes a reader.
         std::fs::write(&path, file(&[("alice", "ta", "read", false)])).unwrap();
-        assert!(access.changed_on_disk());
-        let mut gone = access.reload().unwrap();
+        assert!(!access.changed_on_disk(), "the first poll that finds a change waits for the next");
+        assert!(access.changed_on_disk(), "which finds it the same: time to reload");
+        let mut gone = access.reload(false).unwrap();
         gone.sort();
         assert_eq!(gone, ["bob", "node-1"]);
         assert!(!access.changed_on_disk());
@@ -816,9 +872,15 @@ mod tests {
         assert_eq!(access.still(&alice, Action::Submit).unwrap_err().code, ErrorCode::PermissionDenied);
         // A file that no longer parses keeps the holders there were.
         std::fs::write(&path, "[[user]]\nname = \"alice\"\n").unwrap();
-        let e = access.reload().unwrap_err();
+        let e = access.reload(false).unwrap_err();
         assert!(e.to_string().contains("t.toml"), "{e}");
         assert!(access.authenticate(Some(&bearer("ta"))).is_ok());
+        // An empty file (an editor's truncation, caught by a poll) keeps them too; SIGHUP means it.
+        std::fs::write(&path, "").unwrap();
+        assert!(access.reload(false).unwrap_err().message.contains("no holder left"));
+        assert!(access.authenticate(Some(&bearer("ta"))).is_ok());
+        assert_eq!(access.reload(true).unwrap(), ["alice"]);
+        assert!(access.authenticate(Some(&bearer("ta"))).is_err());
     }
 
     #[test]
@@ -945,9 +1007,19 @@ mod tests {
         let cookie = access.session_of(&h).unwrap();
         assert!(!cookie.contains("s3cret"));
         assert_eq!(access.session_holder(&cookie).unwrap().name, "shared-token");
-        let (digest, _) = cookie.split_once('.').unwrap();
-        assert!(access.session_holder(&format!("{digest}.{}", "0".repeat(64))).is_none());
+        let (digest, rest) = cookie.split_once('.').unwrap();
+        let (made, _) = rest.split_once('.').unwrap();
+        assert!(access.session_holder(&format!("{digest}.{made}.{}", "0".repeat(64))).is_none());
         assert!(access.session_holder(digest).is_none());
+        let made: u64 = made.parse().unwrap();
+        let old = made - SESSION_HOURS * 3600 - 1;
+        let stale = format!("{digest}.{old}.{}", hex(&access.session_mac(&unhex(digest).unwrap(), old)));
+        assert!(access.session_holder(&stale).is_none(), "a session older than SESSION_HOURS");
+        assert!(
+            access
+                .session_holder(&format!("{digest}.{}", rest.replace(&made.to_string(), &(made + 1).to_string())))
+                .is_none()
+        );
         assert!(Access::shared("s3cret").session_holder(&cookie).is_none(), "another process's key");
         let open = Access::open();
         assert!(!open.required());

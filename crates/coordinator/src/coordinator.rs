@@ -108,6 +108,12 @@ impl Coordinator {
         id
     }
 
+    /// Whether `by` may cancel or retry (`action`) the sweep `name` (empty: its latest), as
+    /// [`Coordinator::cancel`] and [`Coordinator::retry_failed`] decide, without doing it.
+    pub fn may(&self, by: &Holder, action: Action, name: &str) -> Result<(), CoordinatorError> {
+        self.sweeps.authorize(by, action, name).map(drop)
+    }
+
     /// Who registered a worker (`None`: not registered).
     pub fn worker_holder(&self, worker: WorkerId) -> Option<Arc<Holder>> {
         self.workers.holder(worker)

@@ -38,6 +38,9 @@ pub enum CoordinatorError {
     /// No sweep by that name (empty: none submitted yet).
     #[error("{}", if .0.is_empty() { "no sweep submitted yet".to_string() } else { format!("no sweep named `{}` here", .0) })]
     NoSuchSweep(String),
+    /// A holder of a tokens file named no sweep and owns none here.
+    #[error("{0} has no sweep here: name one (--sweep)")]
+    NoSweepOf(String),
     /// This coordinator has no state root, so it cannot take new sweeps.
     #[error("this coordinator serves a fixed sweep and takes no submissions")]
     NoStateRoot,
@@ -145,7 +148,7 @@ impl ServiceError for CoordinatorError {
             CoordinatorError::InvalidSweep(_) => ErrorCode::InvalidArgument,
             CoordinatorError::Conflict(_) | CoordinatorError::RerunConflict(_) => ErrorCode::AlreadyExists,
             CoordinatorError::NoStateRoot | CoordinatorError::NewVersion { .. } => ErrorCode::FailedPrecondition,
-            CoordinatorError::NoSuchSweep(_) => ErrorCode::NotFound,
+            CoordinatorError::NoSuchSweep(_) | CoordinatorError::NoSweepOf(_) => ErrorCode::NotFound,
             CoordinatorError::Store(e) => e.code(),
             CoordinatorError::StateRoot { .. }
             | CoordinatorError::Socket(_)
@@ -200,6 +203,7 @@ mod tests {
             },
             CoordinatorError::RerunConflict("s".into()),
             CoordinatorError::NoSuchSweep("s".into()),
+            CoordinatorError::NoSweepOf("alice".into()),
             CoordinatorError::NoStateRoot,
             CoordinatorError::StateRoot { path: "runs".into(), source: io() },
             CoordinatorError::Socket(io()),
@@ -220,6 +224,7 @@ mod tests {
                 | CoordinatorError::NewVersion { .. }
                 | CoordinatorError::RerunConflict(_)
                 | CoordinatorError::NoSuchSweep(_)
+                | CoordinatorError::NoSweepOf(_)
                 | CoordinatorError::NoStateRoot
                 | CoordinatorError::StateRoot { .. }
                 | CoordinatorError::Socket(_)
@@ -240,6 +245,7 @@ mod tests {
             ErrorCode::AlreadyExists,
             ErrorCode::FailedPrecondition,
             ErrorCode::AlreadyExists,
+            ErrorCode::NotFound,
             ErrorCode::NotFound,
             ErrorCode::FailedPrecondition,
             ErrorCode::Internal,

@@ -45,12 +45,13 @@ where
                 if h.role == Role::Admin {
                     Ok(h)
                 } else {
-                    let r = Refusal::denied(format!("{h} may not call {method}: only an admin may"));
-                    self.access.refused(&r, method);
-                    Err(r)
+                    Err(Refusal::denied(format!("{h} may not call {method}: only an admin may")))
                 }
             }),
         };
+        if let (Err(r), None) = (&checked, Action::of_rpc(method)) {
+            self.access.refused(r, method);
+        }
         match checked {
             Ok(holder) => {
                 req.extensions_mut().insert(holder);

@@ -154,23 +154,25 @@ impl Server {
 /// How often the tokens file is looked at for a change.
 const TOKENS_POLL: Duration = Duration::from_secs(1);
 
-/// Reloads the tokens file when asked ([`Access::request_reload`], on SIGHUP) or when it
-/// changes on disk, and drops the workers whose tokens were revoked.
+/// Reloads the tokens file when asked ([`Access::request_reload`], on SIGHUP) or when a change
+/// on disk has settled (two polls in a row), and drops the workers whose tokens were revoked.
 async fn watch_tokens(coordinator: Arc<Coordinator>, access: Arc<Access>) {
     let mut tick = tokio::time::interval(TOKENS_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = access.reload_requested() => {}
+        let forced = tokio::select! {
+            _ = access.reload_requested() => true,
             _ = tick.tick() => {
-                if !access.changed_on_disk() {
+                let a = access.clone();
+                if !tokio::task::spawn_blocking(move || a.changed_on_disk()).await.unwrap_or(false) {
                     continue;
                 }
+                false
             }
-        }
+        };
         let a = access.clone();
         // Reading a file: off the async threads.
-        let reloaded = tokio::task::spawn_blocking(move || a.reload()).await;
+        let reloaded = tokio::task::spawn_blocking(move || a.reload(forced)).await;
         if matches!(reloaded, Ok(Ok(_))) {
             coordinator.drop_revoked_workers(&access);
         }

@@ -8,7 +8,7 @@
 //! streams check their holder again before every message, so a revoked token ends them. None
 //! of them stops the server.
 
-use crate::access::{Access, Action, Holder};
+use crate::access::{Access, Action, Holder, Refusal};
 use crate::guard::holder;
 use crate::{Coordinator, CoordinatorError, ErrorCode, blocking};
 use kappa_core::{AttemptReport, WorkerId};
@@ -40,19 +40,27 @@ pub(crate) struct Service {
 
 impl Service {
     /// A registered worker, called for by the holder that registered it (or an admin).
-    fn worker(&self, id: u64, by: &Holder) -> Result<WorkerId, Status> {
+    fn worker(&self, id: u64, by: &Holder, call: &str) -> Result<WorkerId, Status> {
         let w = WorkerId(id);
-        if let Some(h) = self.coordinator.worker_holder(w)
-            && h.name != by.name
-            && by.role != crate::Role::Admin
-        {
-            return Err(ErrorCode::PermissionDenied
-                .status(format!("{by} may not act for worker {id}: it was registered by {}", h.name)));
-        }
+        self.owns(w, by, call)?;
         if self.coordinator.knows(w) {
             Ok(w)
         } else {
             Err(ErrorCode::NotFound.status(format!("unknown worker id {id}: register again")))
+        }
+    }
+
+    /// Refuses a call for a worker that another holder registered (unless `by` is an admin); a
+    /// worker this coordinator does not know (it restarted) is anyone's.
+    fn owns(&self, w: WorkerId, by: &Holder, call: &str) -> Result<(), Status> {
+        match self.coordinator.worker_holder(w) {
+            Some(h) if h.name != by.name && by.role != crate::Role::Admin => {
+                let r =
+                    Refusal::denied(format!("{by} may not act for worker {}: it was registered by {}", w.0, h.name));
+                self.access.refused(&r, call);
+                Err(r.into())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -110,7 +118,13 @@ impl CoordinatorRpc for Service {
             return Err(ErrorCode::InvalidArgument
                 .status(format!("at most {MAX_CODE_VERSIONS} code versions of at most 128 bytes each")));
         }
-        let id = self.coordinator.register(by, &name, r.slots, r.gpus, r.code_versions);
+        let id = self.coordinator.register(by.clone(), &name, r.slots, r.gpus, r.code_versions);
+        // A reload that revoked the token while this call was under way dropped the workers
+        // registered so far: this one goes too.
+        if let Err(refusal) = self.access.still(&by, Action::Work) {
+            self.coordinator.deregister(id);
+            return Err(refusal.into());
+        }
         let cfg = self.coordinator.config();
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.0,
@@ -122,7 +136,7 @@ impl CoordinatorRpc for Service {
     async fn lease(&self, req: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
         let by = holder(&req)?;
         let r = req.into_inner();
-        let worker = self.worker(r.worker_id, &by)?;
+        let worker = self.worker(r.worker_id, &by, "Lease")?;
         if r.max_trials == 0 || r.max_trials > MAX_LEASE_BATCH {
             return Err(ErrorCode::InvalidArgument.status(format!("max_trials must be in 1..={MAX_LEASE_BATCH}")));
         }
@@ -138,7 +152,7 @@ impl CoordinatorRpc for Service {
         let by = holder(&req)?;
         let r = req.into_inner();
         check_version(r.protocol_version)?;
-        let worker = self.worker(r.worker_id, &by)?;
+        let worker = self.worker(r.worker_id, &by, "Heartbeat")?;
         let held = lease_refs_from_pb(&r.held)?;
         let revoked = lease_refs_to_pb(&self.coordinator.heartbeat(worker, &held));
         Ok(Response::new(pb::HeartbeatResponse { revoked }))
@@ -147,7 +161,9 @@ impl CoordinatorRpc for Service {
     async fn report(&self, req: Request<pb::ReportRequest>) -> Result<Response<pb::ReportResponse>, Status> {
         // A report from a worker this coordinator does not know (it restarted) is still recorded:
         // the scheduler fences it as late unless it matches a current lease.
+        let by = holder(&req)?;
         let report = AttemptReport::try_from(req.into_inner())?;
+        self.owns(report.worker, &by, "Report")?;
         let d = disposition_to_pb(self.coordinator.report(report));
         Ok(Response::new(pb::ReportResponse { disposition: d as i32 }))
     }
@@ -156,12 +172,16 @@ impl CoordinatorRpc for Service {
         &self,
         req: Request<pb::ReportBatchRequest>,
     ) -> Result<Response<pb::ReportBatchResponse>, Status> {
+        let by = holder(&req)?;
         let reports = req.into_inner().reports;
         if reports.len() > MAX_REPORT_BATCH {
             return Err(ErrorCode::InvalidArgument.status(format!("at most {MAX_REPORT_BATCH} reports per batch")));
         }
         // Validate the whole batch before applying any of it.
         let parsed = reports.into_iter().map(AttemptReport::try_from).collect::<Result<Vec<_>, _>>()?;
+        for r in &parsed {
+            self.owns(r.worker, &by, "ReportBatch")?;
+        }
         let dispositions = parsed.into_iter().map(|r| disposition_to_pb(self.coordinator.report(r)) as i32).collect();
         Ok(Response::new(pb::ReportBatchResponse { dispositions }))
     }
@@ -171,7 +191,7 @@ impl CoordinatorRpc for Service {
         req: Request<pb::DeregisterRequest>,
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
         let by = holder(&req)?;
-        let worker = self.worker(req.into_inner().worker_id, &by)?;
+        let worker = self.worker(req.into_inner().worker_id, &by, "Deregister")?;
         self.coordinator.deregister(worker);
         Ok(Response::new(pb::DeregisterResponse {}))
     }

@@ -213,17 +213,17 @@ impl SweepRegistry {
         (self.code_version)(&sweep.task)
     }
 
-    /// Plans a sweep into its directory and starts serving it, owned by whoever first submitted
-    /// it (`by`, when it has a name). `prepare` may change the store first.
+    /// Plans a sweep into its directory and starts serving it, owned by `claim` when it is a new
+    /// sweep (else by whom its store records). `prepare` may change the store first.
     fn start(
         &self,
         req: PlanRequest<'_>,
-        by: &Holder,
+        claim: Option<&str>,
         prepare: impl FnOnce(&mut Store) -> Result<u64, StoreError>,
     ) -> Result<(Entry, PlanSync, u64), CoordinatorError> {
         let PlanRequest { dir, sweep, sweep_text, .. } = req;
         let mut p = plan_into(req, &self.current_version(sweep), prepare)?;
-        let owner = match by.owner() {
+        let owner = match claim {
             Some(o) => Some(p.store.claim_owner(o)?),
             None => p.store.owner()?,
         };
@@ -270,7 +270,7 @@ impl SweepRegistry {
     /// run` does with its `--state`.
     pub(crate) fn open(&self, req: PlanRequest<'_>) -> Result<(SweepRunner, PlanSync), CoordinatorError> {
         let planning = Planning::claim(&self.planning, &req.sweep.name)?;
-        let (entry, sync, _) = self.start(req, &Holder::anyone(), |_| Ok(0))?;
+        let (entry, sync, _) = self.start(req, None, |_| Ok(0))?;
         let runner = entry.runner.clone();
         self.push(entry);
         drop(planning);
@@ -330,8 +330,17 @@ impl SweepRegistry {
         let planning = Planning::claim(&self.planning, &sweep.name)?;
         let on_new = if rerun { OnNewVersion::Rerun } else { OnNewVersion::Keep };
         let dir = root.join(&sweep.name);
+        // A store under this name that no entry serves (one whose restart failed, or a sweep an
+        // edit replaced a moment ago) is still someone's: its recorded owner decides, before
+        // anything is planned into it. A new one is the submitter's.
+        let existed = Store::db_path(&dir).is_file();
+        if existed {
+            let owner = Store::open(&dir)?.owner()?;
+            by.may_change(Action::Submit, &sweep.name, owner.as_deref())?;
+        }
+        let claim = if existed { None } else { by.owner() };
         let (entry, sync, _) =
-            self.start(PlanRequest { dir: &dir, sweep: &sweep, sweep_text, file, on_new }, by, |_| Ok(0))?;
+            self.start(PlanRequest { dir: &dir, sweep: &sweep, sweep_text, file, on_new }, claim, |_| Ok(0))?;
         self.push(entry);
         drop(planning);
         Ok(Submitted { sweep: sweep.name, sync })
@@ -387,8 +396,7 @@ impl SweepRegistry {
     /// Cancels a sweep (empty name: the latest): nothing more is leased and its leases are
     /// revoked. Returns its name and how many trials are left unfinished.
     pub(crate) fn cancel(&self, by: &Holder, name: &str) -> Result<(String, u64), CoordinatorError> {
-        let r = self.find(name)?;
-        by.may_change(Action::Cancel, r.name(), r.owner())?;
+        let r = self.authorize(by, Action::Cancel, name)?;
         r.set_cancelled(true);
         if let Some(root) = &self.root {
             Store::open(&root.join(r.name()))?.set_cancelled(true)?;
@@ -402,17 +410,7 @@ impl SweepRegistry {
     pub(crate) fn retry_failed(&self, by: &Holder, name: &str) -> Result<(String, u64), CoordinatorError> {
         let root = self.root()?;
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        let i = if name.is_empty() {
-            entries.len().checked_sub(1)
-        } else {
-            entries.iter().position(|e| e.runner.name() == name)
-        }
-        .ok_or_else(|| CoordinatorError::NoSuchSweep(name.to_string()))?;
-        let e = &entries[i];
-        by.may_change(Action::Retry, e.runner.name(), e.runner.owner())?;
-        if e.commands {
-            by.may_run_commands(Action::Retry, e.runner.name())?;
-        }
+        let i = Self::authorized(&entries, by, Action::Retry, name)?;
         let old = entries.remove(i);
         old.runner.shutdown()?;
         let (sweep_text, sweep_name) = (old.sweep_text.clone(), old.runner.name().to_string());
@@ -422,11 +420,40 @@ impl SweepRegistry {
         let sweep = Sweep::parse(&file, &sweep_text)?;
         let req =
             PlanRequest { dir: &dir, sweep: &sweep, sweep_text: &sweep_text, file: &file, on_new: OnNewVersion::Keep };
-        let (entry, _, requeued) = self.start(req, by, |s| s.reset_failed())?;
+        let (entry, _, requeued) = self.start(req, None, |s| s.reset_failed())?;
         entries.push(entry);
         drop(entries);
         self.work.notify_waiters();
         Ok((sweep_name, requeued))
+    }
+
+    /// The runner of the sweep `by` may cancel or retry (`action`) by that name, or the refusal.
+    /// An empty name is the latest sweep a holder of a tokens file owns (anyone else's latest
+    /// is never changed by not naming it), else the latest sweep.
+    pub(crate) fn authorize(&self, by: &Holder, action: Action, name: &str) -> Result<SweepRunner, CoordinatorError> {
+        let entries = self.read();
+        let i = Self::authorized(&entries, by, action, name)?;
+        Ok(entries[i].runner.clone())
+    }
+
+    fn authorized(entries: &[Entry], by: &Holder, action: Action, name: &str) -> Result<usize, CoordinatorError> {
+        let i = match (name, by.owner()) {
+            ("", Some(me)) => entries
+                .iter()
+                .rposition(|e| e.runner.owner() == Some(me))
+                .ok_or_else(|| CoordinatorError::NoSweepOf(me.to_string()))?,
+            ("", None) => entries.len().checked_sub(1).ok_or_else(|| CoordinatorError::NoSuchSweep(String::new()))?,
+            (name, _) => entries
+                .iter()
+                .position(|e| e.runner.name() == name)
+                .ok_or_else(|| CoordinatorError::NoSuchSweep(name.to_string()))?,
+        };
+        let e = &entries[i];
+        by.may_change(action, e.runner.name(), e.runner.owner())?;
+        if e.commands && action == Action::Retry {
+            by.may_run_commands(Action::Retry, e.runner.name())?;
+        }
+        Ok(i)
     }
 
     /// A sweep's file and every trial record (empty name: the latest sweep), read from its store.

@@ -630,10 +630,11 @@
         detail.sweep_text ? el('details', null, el('summary', null, 'sweep file'), el('pre', { class: 'code' }, detail.sweep_text)) : null);
       clear(ui.actions);
       // Only where this session's holder may: its own sweeps, or any for an admin (the server says).
+      if (detail.can_retry) {
+        ui.actions.append(el('button', { id: 'retry', type: 'button', on: { click: () => act('retry') } }, 'retry failed'));
+      }
       if (detail.can_change) {
-        ui.actions.append(
-          el('button', { id: 'retry', type: 'button', on: { click: () => act('retry') } }, 'retry failed'),
-          el('button', { id: 'cancel', type: 'button', class: 'danger', on: { click: () => act('cancel') } }, 'cancel sweep'));
+        ui.actions.append(el('button', { id: 'cancel', type: 'button', class: 'danger', on: { click: () => act('cancel') } }, 'cancel sweep'));
       }
     }
 

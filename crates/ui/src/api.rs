@@ -15,7 +15,7 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kappa_coordinator::{CoordinatorError, ErrorCode};
+use kappa_coordinator::{Action, CoordinatorError, ErrorCode};
 use kappa_core::{TrialId, TrialStatus};
 use kappa_store::{SortKey, TrialQuery, TrialRecord};
 use serde_json::{Value, json};
@@ -78,7 +78,7 @@ async fn events(State(d): State<Arc<Dashboard>>, Extension(caller): Extension<Ca
     // A token revoked while the stream is open ends it before its next event.
     let access = d.auth.access.clone();
     let current = move || {
-        caller.0.as_ref().is_none_or(|h| match access.still(h, kappa_coordinator::Action::Read) {
+        caller.0.as_ref().is_none_or(|h| match access.still(h, Action::Read) {
             Ok(_) => true,
             Err(r) => {
                 access.refused(&r, "/api/events");
@@ -101,11 +101,13 @@ async fn sweep(
 ) -> ApiResult<axum::Json<Value>> {
     let r = runner(&d.coordinator, &name)?;
     let mut out = live::sweep_json(&d.live, &r.progress());
-    // Whether this session may cancel and retry this sweep (its own, or any for an admin).
-    let can_change =
-        caller.0.as_ref().is_some_and(|h| h.may_change(kappa_coordinator::Action::Cancel, r.name(), r.owner()).is_ok());
+    // Whether this session may cancel and retry this sweep (its own, or any for an admin; a
+    // command sweep's retry also needs `commands`), as the coordinator decides.
+    let may = |a| caller.0.as_ref().is_some_and(|h| d.coordinator.may(h, a, r.name()).is_ok());
+    let (can_change, can_retry) = (may(Action::Cancel), may(Action::Retry));
     if let Value::Object(o) = &mut out {
         o.insert("can_change".into(), json!(can_change));
+        o.insert("can_retry".into(), json!(can_retry));
     }
     let extra = read(move || {
         let store = open(&r)?;
@@ -437,8 +439,8 @@ enum Change {
 /// logs it).
 async fn change(d: Arc<Dashboard>, caller: Caller, name: String, what: Change) -> ApiResult<axum::Json<Value>> {
     let action = match what {
-        Change::Cancel => kappa_coordinator::Action::Cancel,
-        Change::RetryFailed => kappa_coordinator::Action::Retry,
+        Change::Cancel => Action::Cancel,
+        Change::RetryFailed => Action::Retry,
     };
     let by = changer(&d.auth, &caller, action)?;
     runner(&d.coordinator, &name)?;

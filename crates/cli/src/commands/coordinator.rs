@@ -61,10 +61,11 @@ fn access(args: &CoordinatorArgs) -> anyhow::Result<(Access, Option<String>)> {
             None => (Access::open(), None),
         });
     };
-    let shared = match (&args.token.token_file, std::env::var_os("KAPPA_TOKEN")) {
-        (Some(f), _) => Some(format!("--token-file {}", f.display())),
-        (None, Some(_)) => Some("KAPPA_TOKEN".to_string()),
-        (None, None) => None,
+    let env_token = std::env::var("KAPPA_TOKEN").is_ok_and(|t| !t.trim().is_empty());
+    let shared = match (&args.token.token_file, env_token) {
+        (Some(f), _) => Some(format!("--token-file {} (or KAPPA_TOKEN_FILE)", f.display())),
+        (None, true) => Some("KAPPA_TOKEN".to_string()),
+        (None, false) => None,
     };
     if let Some(shared) = shared {
         return Err(invalid(format!(
@@ -113,6 +114,18 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
         coordinator.load_all().with_context(|| format!("cannot load the sweeps in {}", args.state.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        // SIGHUP reloads the tokens file (only then: otherwise it stops the process, as usual),
+        // from before the first line a supervisor waits for.
+        #[cfg(unix)]
+        if access.tokens_file().is_some() {
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            let a = access.clone();
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    a.request_reload();
+                }
+            });
+        }
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|e| invalid(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -138,14 +151,6 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
                 &format!("tokens from {} ({} holders; SIGHUP or a change of the file reloads it)", file.display(), holders.len()),
                 &[("tokens", json!(file.display().to_string())), ("holders", json!(holders))],
             );
-            // SIGHUP reloads the tokens file (only then: otherwise it stops the process, as usual).
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-            let a = access.clone();
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    a.request_reload();
-                }
-            });
         }
         if let Some(m) = &args.metrics_listen {
             let l =
