@@ -504,7 +504,7 @@ enum Mode {
 pub const SESSION_HOURS: u64 = 12;
 
 /// Unauthenticated refusals logged per minute; the rest are counted and summed up.
-const REFUSALS_LOGGED_PER_MINUTE: u64 = 20;
+pub const REFUSALS_LOGGED_PER_MINUTE: u64 = 20;
 
 /// Who may connect and what each holder may do: see the module's documentation.
 pub struct Access {
