@@ -736,3 +736,48 @@ fn bad_tokens_files_and_flags_are_named_and_kappa_token_new_refuses_what_would_b
         assert!(log.contains("may be read or written by others than its owner (mode 644): chmod 600"), "{log}");
     }
 }
+
+#[test]
+fn workers_with_tokens_of_their_own_outlive_a_coordinator_restart_and_their_results_count_once() {
+    let mut lab = Lab::start(&[("alice", "submit", true), ("node-1", "worker", false), ("node-2", "worker", false)]);
+    lab.submit_as("alice", "s.toml", &kappa_tests::gated_sweep("gated", 12, 2));
+    let mut w1 = lab.sb.worker(&lab.addr, "n1", &["--token-file", "node-1.token", "--slots", "2", "--allow-commands"]);
+    let mut w2 = lab.sb.worker(&lab.addr, "n2", &["--token-file", "node-2.token", "--slots", "2", "--allow-commands"]);
+    lab.sb.wait_for("cluster/gated", "both workers busy", LIMIT, |db| {
+        count(db, "succeeded") >= 2 && count(db, "running") >= 4
+    });
+    let old_ids: Vec<u64> = {
+        let db = lab.sb.db("cluster/gated");
+        let mut stmt = db.prepare("SELECT DISTINCT worker FROM attempts").unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|w| w.unwrap().rsplit('#').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    assert_eq!(old_ids.len(), 2, "{old_ids:?}");
+    lab.coordinator.signal(libc::SIGKILL);
+    lab.coordinator.wait_exit(LIMIT, "the killed coordinator");
+    let (coordinator, addr, out) = lab.sb.coordinator_out(&lab.addr, &["--tokens", "tokens.toml"]);
+    assert_eq!(addr, lab.addr);
+    (lab.coordinator, lab._out) = (coordinator, out);
+    // The restarted coordinator never hands out an id of the one before: a worker still
+    // carrying one is a worker to register again, not another holder's worker.
+    runtime().block_on(async {
+        let mut c = channel(&lab.url()).await;
+        for _ in 0..=old_ids.iter().copied().max().unwrap_or(0).min(50) {
+            let r = kappa_proto::register_request("probe", 1, 0, &[]);
+            let id = c.register(req(r, Some(lab.token("node-2")))).await.unwrap().into_inner().worker_id;
+            assert!(!old_ids.contains(&id), "id {id} handed out again (before: {old_ids:?})");
+            c.deregister(req(pb::DeregisterRequest { worker_id: id }, Some(lab.token("node-2")))).await.unwrap();
+        }
+    });
+    lab.sb.write("gate", "");
+    lab.sb.wait_for("cluster/gated", "every trial done", LIMIT, |db| count(db, "succeeded") == 12);
+    for (trial, _, counted) in ledger(&lab.sb.db("cluster/gated")) {
+        assert_eq!(counted, 1, "{trial} counted {counted} times");
+    }
+    for (w, name) in [(&mut w1, "n1"), (&mut w2, "n2")] {
+        let log = std::fs::read_to_string(lab.sb.path().join(format!(".worker-{name}"))).unwrap_or_default();
+        assert!(w.child.try_wait().unwrap().is_none(), "worker {name} stopped:\n{log}");
+    }
+}

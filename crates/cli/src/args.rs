@@ -72,7 +72,8 @@ pub struct SourceArg {
     /// and KAPPA_STATE).
     #[arg(long, value_name = "URL")]
     pub coordinator: Option<String>,
-    /// With --coordinator: the sweep (default: the latest submitted; for status, all of them).
+    /// With --coordinator: the sweep (default: the latest submitted, for retry with a tokens
+    /// file your own latest; for status, all of them).
     #[arg(long, requires = "coordinator")]
     pub sweep: Option<String>,
     #[command(flatten)]

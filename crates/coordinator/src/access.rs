@@ -206,6 +206,16 @@ impl Holder {
         self.named.then_some(self.name.as_str())
     }
 
+    /// Whether `other` presented the same token (a holder renamed in the tokens file is still the
+    /// same holder; without tokens, everyone is).
+    pub fn same_token(&self, other: &Holder) -> bool {
+        match (self.digest, other.digest) {
+            (Some(a), Some(b)) => same(&a, &b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
     /// Whether its role allows `action` at all.
     pub fn allows(&self, action: Action) -> bool {
         match action {

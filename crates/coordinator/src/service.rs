@@ -54,7 +54,7 @@ impl Service {
     /// worker this coordinator does not know (it restarted) is anyone's.
     fn owns(&self, w: WorkerId, by: &Holder, call: &str) -> Result<(), Status> {
         match self.coordinator.worker_holder(w) {
-            Some(h) if h.name != by.name && by.role != crate::Role::Admin => {
+            Some(h) if !h.same_token(by) && by.role != crate::Role::Admin => {
                 let r =
                     Refusal::denied(format!("{by} may not act for worker {}: it was registered by {}", w.0, h.name));
                 self.access.refused(&r, call);
@@ -123,6 +123,7 @@ impl CoordinatorRpc for Service {
         // registered so far: this one goes too.
         if let Err(refusal) = self.access.still(&by, Action::Work) {
             self.coordinator.deregister(id);
+            self.access.refused(&refusal, "Register");
             return Err(refusal.into());
         }
         let cfg = self.coordinator.config();

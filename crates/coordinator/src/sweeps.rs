@@ -333,12 +333,19 @@ impl SweepRegistry {
         // A store under this name that no entry serves (one whose restart failed, or a sweep an
         // edit replaced a moment ago) is still someone's: its recorded owner decides, before
         // anything is planned into it. A new one is the submitter's.
-        let existed = Store::db_path(&dir).is_file();
-        if existed {
-            let owner = Store::open(&dir)?.owner()?;
+        // (A store whose first planning was cut off holds neither a sweep nor an owner, or not
+        // even its schema: it is planned as a new one.)
+        let recorded = match Store::db_path(&dir).is_file().then(|| Store::open(&dir)) {
+            Some(Ok(store)) => {
+                let owner = store.owner()?;
+                (store.sweep_info()?.is_some() || owner.is_some()).then_some(owner)
+            }
+            Some(Err(_)) | None => None,
+        };
+        if let Some(owner) = &recorded {
             by.may_change(Action::Submit, &sweep.name, owner.as_deref())?;
         }
-        let claim = if existed { None } else { by.owner() };
+        let claim = if recorded.is_some() { None } else { by.owner() };
         let (entry, sync, _) =
             self.start(PlanRequest { dir: &dir, sweep: &sweep, sweep_text, file, on_new }, claim, |_| Ok(0))?;
         self.push(entry);
@@ -431,6 +438,10 @@ impl SweepRegistry {
     /// An empty name is the latest sweep a holder of a tokens file owns (anyone else's latest
     /// is never changed by not naming it), else the latest sweep.
     pub(crate) fn authorize(&self, by: &Holder, action: Action, name: &str) -> Result<SweepRunner, CoordinatorError> {
+        if action == Action::Retry {
+            // A retry plans the sweep again under the state root.
+            self.root()?;
+        }
         let entries = self.read();
         let i = Self::authorized(&entries, by, action, name)?;
         Ok(entries[i].runner.clone())

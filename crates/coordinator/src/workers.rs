@@ -54,6 +54,18 @@ pub struct Blocked {
     pub pending: u64,
 }
 
+/// The first worker id of this process: the clock's milliseconds (mod 10⁹) times 10⁴, plus one.
+/// A worker that outlived a restarted coordinator still carries an id of the one before, which
+/// this process does not hand out again (unless the one before registered 10⁴ workers per
+/// millisecond between the two starts, or the restart comes 10⁹ ms, about 11.6 days, later to the
+/// millisecond): the coordinator takes it for an unknown worker (register again; its reports
+/// are fenced by their leases) rather than for another holder's worker, which a worker token may
+/// not act for. Ids stay below 2⁵³, exact in JSON.
+fn first_id() -> u64 {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    (ms % 1_000_000_000) as u64 * 10_000 + 1
+}
+
 /// Registered workers.
 pub(crate) struct WorkerRegistry {
     workers: Mutex<HashMap<WorkerId, Worker>>,
@@ -64,7 +76,11 @@ pub(crate) struct WorkerRegistry {
 
 impl WorkerRegistry {
     pub(crate) fn new() -> WorkerRegistry {
-        WorkerRegistry { workers: Mutex::default(), count: Arc::new(AtomicU32::new(0)), next: AtomicU64::new(1) }
+        WorkerRegistry {
+            workers: Mutex::default(),
+            count: Arc::new(AtomicU32::new(0)),
+            next: AtomicU64::new(first_id()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<WorkerId, Worker>> {

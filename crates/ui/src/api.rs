@@ -75,17 +75,10 @@ async fn events(State(d): State<Arc<Dashboard>>, Extension(caller): Extension<Ca
     }
     let overview = WatchStream::new(d.live.subscribe()).filter(|s| !s.is_empty()).map(Msg::Overview);
     let stop = WatchStream::new(d.stopping.subscribe()).filter(|s| *s).map(|_| Msg::Stop);
-    // A token revoked while the stream is open ends it before its next event.
+    // A token revoked (or a session ended) while the stream is open ends it before its next
+    // event.
     let access = d.auth.access.clone();
-    let current = move || {
-        caller.0.as_ref().is_none_or(|h| match access.still(h, Action::Read) {
-            Ok(_) => true,
-            Err(r) => {
-                access.refused(&r, "/api/events");
-                false
-            }
-        })
-    };
+    let current = move || caller.still_reads(&access, "/api/events");
     let stream =
         overview.merge(stop).take_while(move |m| matches!(m, Msg::Overview(_)) && current()).map(|m| match m {
             Msg::Overview(s) => Ok::<Event, Infallible>(Event::default().event("progress").data(&*s)),

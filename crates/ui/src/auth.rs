@@ -34,9 +34,32 @@ pub(crate) struct Auth {
     pub(crate) loopback_only: AtomicBool,
 }
 
-/// The holder a request was let in for (set by [`guard`]; none without a token).
+/// The holder a request was let in for (set by [`guard`]; none without a token), and the
+/// session cookie it came with (none for a bearer header).
 #[derive(Clone)]
-pub(crate) struct Caller(pub(crate) Option<Arc<Holder>>);
+pub(crate) struct Caller(pub(crate) Option<Arc<Holder>>, pub(crate) Option<String>);
+
+impl Caller {
+    /// Whether the caller may still read (an open stream asks before each event): its token not
+    /// revoked, its session not expired. A refusal is logged.
+    pub(crate) fn still_reads(&self, access: &Access, what: &str) -> bool {
+        let Some(h) = &self.0 else { return true };
+        let now = match &self.1 {
+            Some(session) if access.session_holder(session).is_none() => Err(kappa_coordinator::Refusal {
+                code: ErrorCode::Unauthenticated,
+                message: format!("the session of {} ended", h.name),
+            }),
+            _ => access.still(h, Action::Read).map(drop),
+        };
+        match now {
+            Ok(()) => true,
+            Err(r) => {
+                access.refused(&r, what);
+                false
+            }
+        }
+    }
+}
 
 impl Auth {
     pub(crate) fn new(access: Arc<Access>) -> Auth {
@@ -115,12 +138,16 @@ pub(crate) async fn guard(State(a): State<Arc<Auth>>, mut req: Request, next: Ne
         match a.holder(req.headers()) {
             _ if public(&path) => next.run(req).await,
             Ok(None) if !a.access.required() => {
-                req.extensions_mut().insert(Caller(None));
+                req.extensions_mut().insert(Caller(None, None));
                 next.run(req).await
             }
             Ok(Some(h)) => match h.may(Action::Read) {
                 Ok(()) => {
-                    req.extensions_mut().insert(Caller(Some(h)));
+                    let session = match req.headers().get(AUTHORIZATION) {
+                        Some(_) => None,
+                        None => cookie(req.headers(), SESSION_COOKIE).map(str::to_string),
+                    };
+                    req.extensions_mut().insert(Caller(Some(h), session));
                     next.run(req).await
                 }
                 Err(r) => {
@@ -183,7 +210,8 @@ async fn login(State(a): State<Arc<Auth>>, body: Bytes) -> ApiResult<Response> {
     let holder = checked.map_err(|r| ApiError::new(r.code, r.message))?;
     let session = a.access.session_of(&holder).ok_or_else(|| ApiError::internal("no session for this holder"))?;
     tracing::info!(target: kappa_coordinator::access::AUDIT, event = "login", holder = %holder.name, role = %holder.role, "{holder} logged in to the dashboard");
-    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
+    let max_age = kappa_coordinator::access::SESSION_HOURS * 3600;
+    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}");
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie)]).into_response())
 }
 
@@ -242,7 +270,7 @@ mod tests {
     fn without_a_token_nobody_is_anyone_and_nobody_changes() {
         let a = Auth::new(Arc::new(Access::open()));
         assert!(a.holder(&headers(&[(AUTHORIZATION, "Bearer anything")])).unwrap().is_none());
-        assert!(changer(&a, &Caller(None), Action::Cancel).is_err());
+        assert!(changer(&a, &Caller(None, None), Action::Cancel).is_err());
     }
 
     #[test]

@@ -10,7 +10,8 @@ use kappa_proto::pb;
 pub struct CancelArgs {
     #[command(flatten)]
     coordinator: CoordinatorArg,
-    /// The sweep (default: the most recently submitted).
+    /// The sweep (default: the most recently submitted; with a coordinator's tokens file, your
+    /// own most recently submitted).
     #[arg(long)]
     sweep: Option<String>,
 }

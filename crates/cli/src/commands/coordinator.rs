@@ -92,6 +92,15 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
     logging::init(&args.log)?;
     let (access, warning) = access(&args)?;
+    // With a tokens file SIGHUP means "reload it": until its handler is installed (below, once
+    // the runtime runs), it must not stop the process, e.g. while the sweeps are loading.
+    #[cfg(unix)]
+    if access.tokens_file().is_some() {
+        // SAFETY: setting a signal's disposition to ignore, before any thread of ours starts.
+        unsafe {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        }
+    }
     if let Some(w) = warning {
         logging::warning(&w);
     }
