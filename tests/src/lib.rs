@@ -80,6 +80,21 @@ impl Sandbox {
         self.kappa_env(args, &[])
     }
 
+    /// Issues a token with `kappa token new NAME --role ROLE [--commands] --tokens tokens.toml`
+    /// and keeps it in `NAME.token`; returns it (stdout is the token and nothing else).
+    pub fn issue_token(&self, name: &str, role: &str, commands: bool) -> String {
+        let mut args = vec!["token", "new", name, "--role", role, "--tokens", "tokens.toml"];
+        if commands {
+            args.push("--commands");
+        }
+        let out = self.kappa(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let token = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
+        assert!(token.starts_with("kappa_") && !token.contains('\n'), "{token}");
+        self.write(&format!("{name}.token"), &format!("{token}\n"));
+        token
+    }
+
     /// [`Sandbox::kappa`] with extra environment variables.
     pub fn kappa_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let out = self.path().join(".kappa-stdout");

@@ -452,11 +452,7 @@ fn a_browser_logs_in_with_a_personal_token_and_is_offered_cancel_only_on_its_own
     let sb = Sandbox::new();
     let mut tokens = std::collections::HashMap::new();
     for (name, role) in [("alice", "submit"), ("bob", "submit"), ("node", "worker")] {
-        let out = sb.kappa(&["token", "new", name, "--role", role, "--tokens", "tokens.toml"]);
-        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        sb.write(&format!("{name}.token"), &token);
-        tokens.insert(name, token);
+        tokens.insert(name, sb.issue_token(name, role, false));
     }
     let (_coord, addr, out) =
         sb.coordinator_out("127.0.0.1:0", &["--tokens", "tokens.toml", "--ui-listen", "127.0.0.1:0"]);

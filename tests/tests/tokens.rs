@@ -31,25 +31,11 @@ struct Lab {
     tokens: BTreeMap<String, String>,
 }
 
-/// Issues a token with `kappa token new`; returns it (stdout is the token and nothing else).
-fn issue(sb: &Sandbox, name: &str, role: &str, commands: bool) -> String {
-    let mut args = vec!["token", "new", name, "--role", role, "--tokens", "tokens.toml"];
-    if commands {
-        args.push("--commands");
-    }
-    let out = sb.kappa(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let token = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
-    assert!(token.starts_with("kappa_") && !token.contains('\n'), "{token}");
-    sb.write(&format!("{name}.token"), &format!("{token}\n"));
-    token
-}
-
 impl Lab {
     /// Issues tokens for `holders` (name, role, commands) and starts a coordinator on them.
     fn start(holders: &[(&str, &str, bool)]) -> Lab {
         let sb = Sandbox::new();
-        let tokens = holders.iter().map(|(n, r, c)| (n.to_string(), issue(&sb, n, r, *c))).collect();
+        let tokens = holders.iter().map(|(n, r, c)| (n.to_string(), sb.issue_token(n, r, *c))).collect();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -687,7 +673,7 @@ fn hostile_authorization_headers_are_refused_cheaply_and_the_server_keeps_servin
 #[test]
 fn bad_tokens_files_and_flags_are_named_and_kappa_token_new_refuses_what_would_break_the_file() {
     let sb = Sandbox::new();
-    issue(&sb, "alice", "submit", false);
+    sb.issue_token("alice", "submit", false);
     // The same name again, a name that is not one, --commands for a role that cannot submit.
     for (args, says) in [
         (&["token", "new", "alice", "--role", "read", "--tokens", "tokens.toml"][..], "already has `alice`"),

@@ -180,8 +180,13 @@ impl CoordinatorRpc for Service {
         }
         // Validate the whole batch before applying any of it.
         let parsed = reports.into_iter().map(AttemptReport::try_from).collect::<Result<Vec<_>, _>>()?;
+        // A batch is one worker's: its id is looked up in the registry once, not per report.
+        let mut checked = None;
         for r in &parsed {
-            self.owns(r.worker, &by, "ReportBatch")?;
+            if checked != Some(r.worker) {
+                self.owns(r.worker, &by, "ReportBatch")?;
+                checked = Some(r.worker);
+            }
         }
         let dispositions = parsed.into_iter().map(|r| disposition_to_pb(self.coordinator.report(r)) as i32).collect();
         Ok(Response::new(pb::ReportBatchResponse { dispositions }))
