@@ -313,6 +313,14 @@ fn js(s: &str) -> String {
     serde_json::to_string(s).expect("a string")
 }
 
+/// JavaScript that fills the login form with `token` and submits it.
+fn login_js(token: &str) -> String {
+    format!(
+        "document.querySelector('#token').value = {}; document.querySelector('#login').requestSubmit(); true",
+        js(token)
+    )
+}
+
 /// What a test does in the browser (its failures name the page's errors so far).
 fn ok<T>(r: Result<T, String>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
@@ -425,17 +433,11 @@ fn a_browser_logs_in_to_a_coordinators_dashboard_and_sees_the_changes_it_may_mak
     let mut b = Browser::launch(&exe, 1280, 900).unwrap_or_else(|e| panic!("cannot start chromium: {e}"));
     ok(b.navigate(&format!("{url}#/sweep/waiting"), LIMIT));
     ok(b.wait_for("document.body.dataset.page === 'login'", LIMIT, "the login form"));
-    let submit = |token: &str| {
-        format!(
-            "document.querySelector('#token').value = {}; document.querySelector('#login').requestSubmit(); true",
-            js(token)
-        )
-    };
     // A wrong token is refused with a message, and the form stays.
-    ok(b.eval(&submit("wrong")));
+    ok(b.eval(&login_js("wrong")));
     ok(b.wait_for("!document.querySelector('#error').hidden", LIMIT, "the refusal shown"));
     assert_eq!(ok(b.eval("document.body.dataset.page")), "login");
-    ok(b.eval(&submit("browser-t0ken")));
+    ok(b.eval(&login_js("browser-t0ken")));
     ok(b.wait_for("document.body.dataset.page === 'sweep'", LIMIT, "the sweep page after login"));
     ok(b.wait_for("document.querySelector('#progress')?.dataset.done === '30'", LIMIT, "every trial done"));
     assert_eq!(ok(b.eval("!!document.querySelector('#cancel') && !!document.querySelector('#retry')")), true);
@@ -468,20 +470,14 @@ fn a_browser_logs_in_with_a_personal_token_and_is_offered_cancel_only_on_its_own
     let mut b = Browser::launch(&exe, 1280, 900).unwrap_or_else(|e| panic!("cannot start chromium: {e}"));
     ok(b.navigate(&format!("{url}#/"), LIMIT));
     ok(b.wait_for("document.body.dataset.page === 'login'", LIMIT, "the login form"));
-    let submit = |token: &str| {
-        format!(
-            "document.querySelector('#token').value = {}; document.querySelector('#login').requestSubmit(); true",
-            js(token)
-        )
-    };
     // A worker's token cannot log in: the refusal names it.
-    ok(b.eval(&submit(&tokens["node"])));
+    ok(b.eval(&login_js(&tokens["node"])));
     ok(b.wait_for(
         "document.querySelector('#error-text')?.textContent.includes('node (worker)')",
         LIMIT,
         "the refusal",
     ));
-    ok(b.eval(&submit(&tokens["bob"])));
+    ok(b.eval(&login_js(&tokens["bob"])));
     ok(b.wait_for("document.body.dataset.page === 'overview'", LIMIT, "the overview after login"));
     ok(b.wait_for("document.querySelector('#holder')?.textContent === 'bob (submit)'", LIMIT, "who is logged in"));
     let owner = "document.querySelector('#sweeps tr[data-sweep=\"alice-lr\"] td.owner')?.textContent === 'alice'";
